@@ -1,0 +1,209 @@
+"""Command-line interface: ``clusterspy simulate | train | classify | series | thermo | demo``.
+
+The CLI only parses arguments and prints; every command calls a Python function of the
+package. Heavy modules are imported inside the commands so that ``clusterspy --help`` starts
+fast. A :class:`~clusterspy.errors.ClusterSpyError` (a user mistake) is printed as one line on
+stderr with a non-zero exit code — never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(
+    name="clusterspy",
+    help="Structural isomers (icosahedral, decahedral, fcc, amorphous) of metal nanoclusters "
+    "from HAADF-STEM images and image series.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(StrEnum):
+    """How ``classify`` prints its results."""
+
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+def _fail(message: str, code: int = 2) -> None:
+    """Print ``message`` as one line on stderr and exit with ``code``."""
+    typer.echo(f"clusterspy: error: {' '.join(str(message).split())}", err=True)
+    raise typer.Exit(code)
+
+
+PixelSize = Annotated[
+    float | None,
+    typer.Option("--pixel-size", help="Pixel size [Å/px]; overrides the file's calibration."),
+]
+
+
+@app.command()
+def classify(
+    paths: Annotated[list[Path], typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd .hspy ...).")],
+    pixel_size: PixelSize = None,
+    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format on stdout.")] = OutputFormat.table,
+    out: Annotated[Path | None, typer.Option(help="Folder for results.json, results.csv and overlay PNGs.")] = None,
+    model: Annotated[Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")] = None,
+) -> None:
+    """Classify every cluster in each image (every frame of a multi-frame file)."""
+    from clusterspy.workflows import classify_files, format_results, write_results
+
+    results = classify_files(paths, pixel_size_A=pixel_size, model_path=model)
+    if out is not None:
+        written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model)
+        typer.echo(f"results written to {written}", err=True)
+    typer.echo(format_results(results, fmt.value))
+
+
+@app.command()
+def series(
+    path: Annotated[Path, typer.Argument(help="A multi-frame file (.dm4 stack, Velox .emd, .tif, .hspy, .npy) or a folder of images.")],
+    pixel_size: PixelSize = None,
+    frame_time: Annotated[float | None, typer.Option("--frame-time", help="Time between frames [s].")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder (frames.csv, summary.json, strip.png, report.html).")] = Path("clusterspy_series"),
+    fmt: Annotated[str, typer.Option("--format", help="'table' or 'json' (summary on stdout).")] = "table",
+    model: Annotated[Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")] = None,
+) -> None:
+    """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report."""
+    import json
+
+    from clusterspy.series import classify_series
+
+    loaded = None
+    if model is not None:
+        from clusterspy.predict import load_model
+
+        loaded = load_model(model)
+    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out)
+    if fmt == "json":
+        typer.echo(json.dumps(result.summary, indent=2, default=str))
+    else:
+        typer.echo(result.describe() if hasattr(result, "describe") else str(result.summary))
+    typer.echo(f"outputs written to {out}", err=True)
+
+
+@app.command()
+def thermo(
+    tables: Annotated[list[Path], typer.Argument(help="CSV with temperature_K and label columns, or series output folders.")],
+    fmt: Annotated[str, typer.Option("--format", help="'table' or 'json'.")] = "table",
+    out: Annotated[Path | None, typer.Option(help="Output folder (thermo.json, plots, report.html).")] = None,
+    reference: Annotated[str | None, typer.Option(help="Reference isomer (default: the most populated).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+) -> None:
+    """Free-energy differences (van 't Hoff) and barriers (Arrhenius) from labels at several temperatures."""
+    import json
+
+    from clusterspy import thermo as th
+
+    source = tables[0] if len(tables) == 1 else tables
+    result = th.thermo_from_table(source, reference=reference, seed=seed)
+    if out is not None:
+        th.write_thermo_report(result, out)
+        typer.echo(f"outputs written to {out}", err=True)
+    if fmt == "json":
+        typer.echo(json.dumps(result, indent=2, default=str))
+    else:
+        typer.echo(th.format_thermo(result) if hasattr(th, "format_thermo") else json.dumps(result, indent=2, default=str))
+
+
+@app.command()
+def simulate(
+    motif: Annotated[str, typer.Option(help="icosahedral | decahedral | fcc | amorphous")] = "icosahedral",
+    size: Annotated[int, typer.Option(help="Number of atoms.")] = 309,
+    element: Annotated[str, typer.Option(help="Chemical symbol.")] = "Au",
+    backend: Annotated[str, typer.Option(help="'fast' or 'prism' (abTEM).")] = "fast",
+    energy: Annotated[float, typer.Option("--energy", help="Beam energy [keV].")] = 200.0,
+    semiangle: Annotated[float, typer.Option("--semiangle", help="Probe convergence semi-angle [mrad].")] = 25.0,
+    pixel_size: Annotated[float, typer.Option("--pixel-size", help="Pixel size [Å/px].")] = 0.2,
+    extent: Annotated[float, typer.Option(help="Field of view [Å].")] = 40.0,
+    dose: Annotated[float | None, typer.Option(help="Electron dose [e⁻/Å²] (Poisson noise); none: noiseless.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
+    out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path("simulated.npz"),
+) -> None:
+    """Build a cluster and simulate its HAADF-STEM image."""
+    from clusterspy.workflows import simulate_to_file
+
+    written = simulate_to_file(
+        motif=motif, size=size, element=element, backend=backend, energy_keV=energy,
+        semiangle_mrad=semiangle, pixel_size_A=pixel_size, extent_A=extent,
+        dose_e_per_A2=dose, seed=seed, out=out,
+    )
+    typer.echo(f"image written to {written}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option(help="Training configuration (JSON or YAML).")],
+    out: Annotated[Path, typer.Option(help="Output folder: checkpoints, logs, model.onnx, model_card.json.")],
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = "auto",
+    resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in OUT.")] = True,
+) -> None:
+    """Train the CNN on simulated images (needs the 'train' extra)."""
+    try:
+        from clusterspy.model import train as train_model
+    except ImportError as exc:  # torch missing
+        from clusterspy.errors import MissingDependencyError
+
+        raise MissingDependencyError(getattr(exc, "name", "torch") or "torch", "train", "training") from exc
+    written = train_model(config, out, resume=resume, device=device)
+    typer.echo(f"model written to {written}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("clusterspy_demo"),
+) -> None:
+    """Run the whole pipeline on the built-in example series (about 10 s)."""
+    from clusterspy.workflows import run_demo
+
+    report = run_demo(out)
+    typer.echo(f"results: {out / 'results.csv'}")
+    typer.echo(f"report:  {report}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.")] = False,
+) -> None:
+    if version:
+        from clusterspy import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``clusterspy`` command; returns the exit code."""
+    from clusterspy.errors import ClusterSpyError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except ClusterSpyError as exc:
+        typer.echo(f"clusterspy: error: {' '.join(str(exc).split())}", err=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except KeyboardInterrupt:
+        typer.echo("clusterspy: interrupted", err=True)
+        return 130
+    except Exception as exc:
+        # Usage errors of the (vendored) click parser: show the message, not a traceback.
+        if type(exc).__name__ == "Abort":
+            return 1
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            return exc.exit_code
+        raise
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""End-to-end workflows behind the CLI commands ``classify``, ``simulate`` and ``demo``.
+
+Each function does the work and returns data or paths; the CLI only parses and prints.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _stdio
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clusterspy.isomers import CLASSES
+
+if TYPE_CHECKING:
+    from clusterspy.predict import ClusterResult
+
+#: Columns of ``results.csv`` (one row per cluster per frame).
+RESULT_COLUMNS: tuple[str, ...] = (
+    "file", "frame", "cluster", "x_px", "y_px", "label", "confidence",
+    *(f"p_{c}" for c in CLASSES),
+)
+
+#: The built-in example series shipped inside the package.
+EXAMPLE_SERIES = Path(__file__).parent / "data" / "example_series.npz"
+
+
+def classify_files(
+    paths: Sequence[str | os.PathLike],
+    pixel_size_A: float | None = None,
+    model_path: str | os.PathLike | None = None,
+    *,
+    progress: bool | None = None,
+) -> list[ClusterResult]:
+    """Classify every cluster in every frame of every file.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Image files; a multi-frame file gives one set of results per frame.
+    pixel_size_A : float, optional
+        Pixel size [Å/px]; overrides the files' calibration. Needed for files without one.
+    model_path : path-like, optional
+        ONNX model with its model card beside it; default: the shipped model.
+    progress : bool, optional
+        Show a progress bar on stderr (default: when there is more than one frame in all).
+
+    Returns
+    -------
+    list of ClusterResult
+        In file order, then frame order, then cluster order.
+
+    Raises
+    ------
+    ClusterSpyError
+        For missing or unreadable files, missing calibration, or images without a cluster.
+    """
+    from clusterspy.io import read_series
+    from clusterspy.predict import classify, load_model
+
+    model = load_model(model_path)
+    sources = [(Path(p), read_series(p, pixel_size_A=pixel_size_A)) for p in paths]
+    n_frames = sum(len(s) for _, s in sources)
+    show = (n_frames > 1) if progress is None else progress
+    results: list[ClusterResult] = []
+    with _progress(show) as bar:
+        task = bar.add_task("classifying", total=n_frames) if bar is not None else None
+        for path, frames in sources:
+            for index, frame in enumerate(frames):
+                results.extend(classify(frame, model=model, file=str(path), frame=index))
+                if bar is not None:
+                    bar.advance(task)
+    return results
+
+
+def _progress(enabled: bool):
+    """A rich progress bar on stderr, or a no-op context yielding ``None``."""
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    return Progress(
+        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+    )
+
+
+def result_rows(results: Iterable[ClusterResult]) -> list[dict[str, Any]]:
+    """Flatten results into rows with the columns of :data:`RESULT_COLUMNS`."""
+    rows = []
+    for r in results:
+        d = r.to_dict()
+        row = {k: d[k] for k in RESULT_COLUMNS[:7]}
+        row.update({f"p_{c}": d["probabilities"][c] for c in CLASSES})
+        rows.append(row)
+    return rows
+
+
+def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
+    """Format results as ``"json"`` (a list of objects), ``"csv"`` or a plain ``"table"``."""
+    if fmt == "json":
+        return json.dumps([r.to_dict() for r in results], indent=2)
+    rows = result_rows(results)
+    if fmt == "csv":
+        buf = _stdio.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buf.getvalue().rstrip("\n")
+    header = f"{'file':<32} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7}  {'label':<12} {'conf':>5}"
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        name = Path(str(row["file"])).name[-32:]
+        lines.append(
+            f"{name:<32} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
+            f"  {row['label']:<12} {row['confidence']:>5.2f}"
+        )
+    return "\n".join(lines)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(
+    results: Sequence[ClusterResult],
+    out: str | os.PathLike,
+    *,
+    paths: Sequence[str | os.PathLike] = (),
+    pixel_size_A: float | None = None,
+    model_path: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``results.json``, ``results.csv`` and ``settings.json`` into the folder ``out``.
+
+    Files are written atomically. ``settings.json`` records the inputs, the pixel-size
+    override, the ClusterSpy version and the model card's identity (SHA-256), so that every
+    output can be traced to the model that made it.
+    """
+    from clusterspy import __version__
+    from clusterspy.predict import load_model
+
+    out = Path(out)
+    _atomic_write_text(out / "results.json", format_results(results, "json") + "\n")
+    _atomic_write_text(out / "results.csv", format_results(results, "csv") + "\n")
+    card = load_model(model_path).card
+    settings = {
+        "clusterspy_version": __version__,
+        "inputs": [str(p) for p in paths],
+        "pixel_size_A_override": pixel_size_A,
+        "model": {k: card.get(k) for k in ("name", "version", "sha256", "pixel_size_A", "crop_px",
+                                           "unknown_threshold", "temperature")},
+    }
+    _atomic_write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
+    return out
+
+
+def simulate_to_file(
+    *,
+    motif: str,
+    size: int,
+    element: str,
+    backend: str,
+    energy_keV: float,
+    semiangle_mrad: float,
+    pixel_size_A: float,
+    extent_A: float,
+    dose_e_per_A2: float | None,
+    seed: int,
+    out: str | os.PathLike,
+) -> Path:
+    """Build one cluster, simulate its HAADF-STEM image and save it with its calibration.
+
+    The ``.npz`` output holds ``image``, ``pixel_size_A`` and ``metadata`` (JSON: every
+    setting and the seed), and is read back by :func:`clusterspy.io.read_image`.
+    """
+    import numpy as np
+
+    from clusterspy.errors import ConfigError, MissingDependencyError
+
+    try:
+        from clusterspy.simulation import Acquisition, Microscope, simulate
+        from clusterspy.structures import cluster
+    except ImportError as exc:
+        raise MissingDependencyError(exc.name or "ase", "train", "simulation") from exc
+    out = Path(out)
+    if out.suffix.lower() not in {".npz", ".tif", ".tiff"}:
+        raise ConfigError(f"--out must end in .npz, .tif or .tiff, got {out.name!r}")
+    rng = np.random.default_rng(seed)
+    atoms = cluster(motif, size, element, rng=rng)
+    microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad)
+    acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 else None
+    image = simulate(atoms, microscope, pixel_size=pixel_size_A, extent=extent_A, backend=backend,
+                     rng=rng, acquisition=acquisition)
+    metadata = {
+        "motif": motif, "size": size, "n_atoms": len(atoms), "element": element,
+        "backend": backend, "energy_keV": energy_keV, "semiangle_mrad": semiangle_mrad,
+        "pixel_size_A": pixel_size_A, "extent_A": extent_A, "dose_e_per_A2": dose_e_per_A2,
+        "seed": seed, "shape": atoms.info.get("shape"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".npz":
+        np.savez_compressed(out, image=image.data.astype(np.float32), pixel_size_A=image.pixel_size_A,
+                            metadata=json.dumps(metadata))
+    else:
+        import tifffile
+
+        # ImageJ convention: resolution in pixels per unit, unit Å.
+        tifffile.imwrite(out, image.data.astype(np.float32), imagej=True,
+                         resolution=(1 / image.pixel_size_A, 1 / image.pixel_size_A),
+                         metadata={"unit": "angstrom", "clusterspy": json.dumps(metadata)})
+    return out
+
+
+def run_demo(out: str | os.PathLike = "clusterspy_demo") -> Path:
+    """Classify the built-in example series and write ``results.csv`` and ``report.html``.
+
+    The example (``clusterspy/data/example_series.npz``) is a short series of one Au cluster
+    changing isomer, made by ClusterSpy's own simulator (``scripts/make_example_series.py``);
+    its true labels are kept beside the predictions in ``results.csv``.
+
+    Returns
+    -------
+    pathlib.Path
+        The HTML report.
+    """
+    import numpy as np
+
+    from clusterspy.series import classify_series
+
+    out = Path(out)
+    with np.load(EXAMPLE_SERIES, allow_pickle=False) as example:
+        truth = [str(t) for t in example["true_labels"]]
+    result = classify_series(EXAMPLE_SERIES, out=out)
+    frames_csv = out / "frames.csv"
+    with open(frames_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    buf = _stdio.StringIO()
+    fields = [*(rows[0].keys() if rows else []), "true_label"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**row, "true_label": truth[int(row["frame"])]})
+    _atomic_write_text(out / "results.csv", buf.getvalue())
+    report = getattr(result, "report_path", None) or out / "report.html"
+    return Path(report)
