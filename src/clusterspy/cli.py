@@ -47,30 +47,54 @@ PixelSize = Annotated[
 
 @app.command()
 def classify(
-    paths: Annotated[list[Path], typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd .hspy ...).")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd .hspy ...)."),
+    ],
     pixel_size: PixelSize = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", help="Output format on stdout.")] = OutputFormat.table,
-    out: Annotated[Path | None, typer.Option(help="Folder for results.json, results.csv and overlay PNGs.")] = None,
-    model: Annotated[Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")] = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format on stdout.")
+    ] = OutputFormat.table,
+    out: Annotated[
+        Path | None, typer.Option(help="Folder for results.json, results.csv and overlay PNGs.")
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
+    ] = None,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file)."""
     from clusterspy.workflows import classify_files, format_results, write_results
 
     results = classify_files(paths, pixel_size_A=pixel_size, model_path=model)
     if out is not None:
-        written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model)
+        written = write_results(
+            results, out, paths=paths, pixel_size_A=pixel_size, model_path=model
+        )
         typer.echo(f"results written to {written}", err=True)
     typer.echo(format_results(results, fmt.value))
 
 
 @app.command()
 def series(
-    path: Annotated[Path, typer.Argument(help="A multi-frame file (.dm4 stack, Velox .emd, .tif, .hspy, .npy) or a folder of images.")],
+    path: Annotated[
+        Path,
+        typer.Argument(
+            help="A multi-frame file (.dm4 stack, Velox .emd, .tif, .hspy, .npy) or a folder of images."
+        ),
+    ],
     pixel_size: PixelSize = None,
-    frame_time: Annotated[float | None, typer.Option("--frame-time", help="Time between frames [s].")] = None,
-    out: Annotated[Path, typer.Option(help="Output folder (frames.csv, summary.json, strip.png, report.html).")] = Path("clusterspy_series"),
-    fmt: Annotated[str, typer.Option("--format", help="'table' or 'json' (summary on stdout).")] = "table",
-    model: Annotated[Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")] = None,
+    frame_time: Annotated[
+        float | None, typer.Option("--frame-time", help="Time between frames [s].")
+    ] = None,
+    out: Annotated[
+        Path, typer.Option(help="Output folder (frames.csv, summary.json, strip.png, report.html).")
+    ] = Path("clusterspy_series"),
+    fmt: Annotated[
+        str, typer.Option("--format", help="'table' or 'json' (summary on stdout).")
+    ] = "table",
+    model: Annotated[
+        Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
+    ] = None,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report."""
     import json
@@ -82,7 +106,9 @@ def series(
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
-    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out)
+    result = classify_series(
+        path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out
+    )
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -92,10 +118,17 @@ def series(
 
 @app.command()
 def thermo(
-    tables: Annotated[list[Path], typer.Argument(help="CSV with temperature_K and label columns, or series output folders.")],
+    tables: Annotated[
+        list[Path],
+        typer.Argument(help="CSV with temperature_K and label columns, or series output folders."),
+    ],
     fmt: Annotated[str, typer.Option("--format", help="'table' or 'json'.")] = "table",
-    out: Annotated[Path | None, typer.Option(help="Output folder (thermo.json, plots, report.html).")] = None,
-    reference: Annotated[str | None, typer.Option(help="Reference isomer (default: the most populated).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (thermo.json, plots, report.html).")
+    ] = None,
+    reference: Annotated[
+        str | None, typer.Option(help="Reference isomer (default: the most populated).")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
 ) -> None:
     """Free-energy differences (van 't Hoff) and barriers (Arrhenius) from labels at several temperatures."""
@@ -111,30 +144,50 @@ def thermo(
     if fmt == "json":
         typer.echo(json.dumps(result, indent=2, default=str))
     else:
-        typer.echo(th.format_thermo(result) if hasattr(th, "format_thermo") else json.dumps(result, indent=2, default=str))
+        typer.echo(
+            th.format_thermo(result)
+            if hasattr(th, "format_thermo")
+            else json.dumps(result, indent=2, default=str)
+        )
 
 
 @app.command()
 def simulate(
-    motif: Annotated[str, typer.Option(help="icosahedral | decahedral | fcc | amorphous")] = "icosahedral",
+    motif: Annotated[
+        str, typer.Option(help="icosahedral | decahedral | fcc | amorphous")
+    ] = "icosahedral",
     size: Annotated[int, typer.Option(help="Number of atoms.")] = 309,
     element: Annotated[str, typer.Option(help="Chemical symbol.")] = "Au",
     backend: Annotated[str, typer.Option(help="'fast' or 'prism' (abTEM).")] = "fast",
     energy: Annotated[float, typer.Option("--energy", help="Beam energy [keV].")] = 200.0,
-    semiangle: Annotated[float, typer.Option("--semiangle", help="Probe convergence semi-angle [mrad].")] = 25.0,
+    semiangle: Annotated[
+        float, typer.Option("--semiangle", help="Probe convergence semi-angle [mrad].")
+    ] = 25.0,
     pixel_size: Annotated[float, typer.Option("--pixel-size", help="Pixel size [Å/px].")] = 0.2,
     extent: Annotated[float, typer.Option(help="Field of view [Å].")] = 40.0,
-    dose: Annotated[float | None, typer.Option(help="Electron dose [e⁻/Å²] (Poisson noise); none: noiseless.")] = None,
+    dose: Annotated[
+        float | None, typer.Option(help="Electron dose [e⁻/Å²] (Poisson noise); none: noiseless.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
-    out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path("simulated.npz"),
+    out: Annotated[
+        Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")
+    ] = Path("simulated.npz"),
 ) -> None:
     """Build a cluster and simulate its HAADF-STEM image."""
     from clusterspy.workflows import simulate_to_file
 
     written = simulate_to_file(
-        motif=motif, size=size, element=element, backend=backend, energy_keV=energy,
-        semiangle_mrad=semiangle, pixel_size_A=pixel_size, extent_A=extent,
-        dose_e_per_A2=dose, seed=seed, out=out,
+        motif=motif,
+        size=size,
+        element=element,
+        backend=backend,
+        energy_keV=energy,
+        semiangle_mrad=semiangle,
+        pixel_size_A=pixel_size,
+        extent_A=extent,
+        dose_e_per_A2=dose,
+        seed=seed,
+        out=out,
     )
     typer.echo(f"image written to {written}")
 
@@ -142,7 +195,9 @@ def simulate(
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(help="Training configuration (JSON or YAML).")],
-    out: Annotated[Path, typer.Option(help="Output folder: checkpoints, logs, model.onnx, model_card.json.")],
+    out: Annotated[
+        Path, typer.Option(help="Output folder: checkpoints, logs, model.onnx, model_card.json.")
+    ],
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in OUT.")] = True,
 ) -> None:
@@ -152,7 +207,9 @@ def train(
     except ImportError as exc:  # torch missing
         from clusterspy.errors import MissingDependencyError
 
-        raise MissingDependencyError(getattr(exc, "name", "torch") or "torch", "train", "training") from exc
+        raise MissingDependencyError(
+            getattr(exc, "name", "torch") or "torch", "train", "training"
+        ) from exc
     written = train_model(config, out, resume=resume, device=device)
     typer.echo(f"model written to {written}")
 
@@ -198,7 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         # Usage errors of the (vendored) click parser: show the message, not a traceback.
         if type(exc).__name__ == "Abort":
             return 1
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+        if callable(getattr(exc, "show", None)) and isinstance(
+            getattr(exc, "exit_code", None), int
+        ):
             exc.show()
             return exc.exit_code
         raise

@@ -68,7 +68,9 @@ def check_pixel_size(pixel_size_A: float | None) -> float:
     try:
         value = float(pixel_size_A)
     except (TypeError, ValueError):
-        raise CalibrationError(f"pixel size must be a number in Å/px, got {pixel_size_A!r}") from None
+        raise CalibrationError(
+            f"pixel size must be a number in Å/px, got {pixel_size_A!r}"
+        ) from None
     if not np.isfinite(value) or value <= 0:
         raise CalibrationError(f"pixel size must be a positive number of Å/px, got {value}")
     if not 1e-3 <= value <= 1e3:

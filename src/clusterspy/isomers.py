@@ -34,10 +34,19 @@ def parse_isomer(name: str) -> Isomer:
         If ``name`` is not an isomer.
     """
     aliases = {
-        "ico": Isomer.ICOSAHEDRAL, "ih": Isomer.ICOSAHEDRAL, "icosahedron": Isomer.ICOSAHEDRAL,
-        "dec": Isomer.DECAHEDRAL, "dh": Isomer.DECAHEDRAL, "decahedron": Isomer.DECAHEDRAL,
-        "cub": Isomer.FCC, "fcc": Isomer.FCC, "cuboctahedral": Isomer.FCC, "to": Isomer.FCC,
-        "amo": Isomer.AMORPHOUS, "amorphous": Isomer.AMORPHOUS, "glassy": Isomer.AMORPHOUS,
+        "ico": Isomer.ICOSAHEDRAL,
+        "ih": Isomer.ICOSAHEDRAL,
+        "icosahedron": Isomer.ICOSAHEDRAL,
+        "dec": Isomer.DECAHEDRAL,
+        "dh": Isomer.DECAHEDRAL,
+        "decahedron": Isomer.DECAHEDRAL,
+        "cub": Isomer.FCC,
+        "fcc": Isomer.FCC,
+        "cuboctahedral": Isomer.FCC,
+        "to": Isomer.FCC,
+        "amo": Isomer.AMORPHOUS,
+        "amorphous": Isomer.AMORPHOUS,
+        "glassy": Isomer.AMORPHOUS,
     }
     key = name.strip().lower()
     if key in aliases:
@@ -45,6 +54,4 @@ def parse_isomer(name: str) -> Isomer:
     try:
         return Isomer(key)
     except ValueError:
-        raise ValueError(
-            f"unknown isomer {name!r}; expected one of {', '.join(CLASSES)}"
-        ) from None
+        raise ValueError(f"unknown isomer {name!r}; expected one of {', '.join(CLASSES)}") from None

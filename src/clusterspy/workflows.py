@@ -21,7 +21,13 @@ if TYPE_CHECKING:
 
 #: Columns of ``results.csv`` (one row per cluster per frame).
 RESULT_COLUMNS: tuple[str, ...] = (
-    "file", "frame", "cluster", "x_px", "y_px", "label", "confidence",
+    "file",
+    "frame",
+    "cluster",
+    "x_px",
+    "y_px",
+    "label",
+    "confidence",
     *(f"p_{c}" for c in CLASSES),
 )
 
@@ -87,8 +93,12 @@ def _progress(enabled: bool):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=Console(stderr=True), transient=True,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
     )
 
 
@@ -114,7 +124,9 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    header = f"{'file':<32} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7}  {'label':<12} {'conf':>5}"
+    header = (
+        f"{'file':<32} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7}  {'label':<12} {'conf':>5}"
+    )
     lines = [header, "-" * len(header)]
     for row in rows:
         name = Path(str(row["file"])).name[-32:]
@@ -163,8 +175,18 @@ def write_results(
         "clusterspy_version": __version__,
         "inputs": [str(p) for p in paths],
         "pixel_size_A_override": pixel_size_A,
-        "model": {k: card.get(k) for k in ("name", "version", "sha256", "pixel_size_A", "crop_px",
-                                           "unknown_threshold", "temperature")},
+        "model": {
+            k: card.get(k)
+            for k in (
+                "name",
+                "version",
+                "sha256",
+                "pixel_size_A",
+                "crop_px",
+                "unknown_threshold",
+                "temperature",
+            )
+        },
     }
     _atomic_write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
     return out
@@ -205,25 +227,48 @@ def simulate_to_file(
     atoms = cluster(motif, size, element, rng=rng)
     microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad)
     acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 else None
-    image = simulate(atoms, microscope, pixel_size=pixel_size_A, extent=extent_A, backend=backend,
-                     rng=rng, acquisition=acquisition)
+    image = simulate(
+        atoms,
+        microscope,
+        pixel_size=pixel_size_A,
+        extent=extent_A,
+        backend=backend,
+        rng=rng,
+        acquisition=acquisition,
+    )
     metadata = {
-        "motif": motif, "size": size, "n_atoms": len(atoms), "element": element,
-        "backend": backend, "energy_keV": energy_keV, "semiangle_mrad": semiangle_mrad,
-        "pixel_size_A": pixel_size_A, "extent_A": extent_A, "dose_e_per_A2": dose_e_per_A2,
-        "seed": seed, "shape": atoms.info.get("shape"),
+        "motif": motif,
+        "size": size,
+        "n_atoms": len(atoms),
+        "element": element,
+        "backend": backend,
+        "energy_keV": energy_keV,
+        "semiangle_mrad": semiangle_mrad,
+        "pixel_size_A": pixel_size_A,
+        "extent_A": extent_A,
+        "dose_e_per_A2": dose_e_per_A2,
+        "seed": seed,
+        "shape": atoms.info.get("shape"),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".npz":
-        np.savez_compressed(out, image=image.data.astype(np.float32), pixel_size_A=image.pixel_size_A,
-                            metadata=json.dumps(metadata))
+        np.savez_compressed(
+            out,
+            image=image.data.astype(np.float32),
+            pixel_size_A=image.pixel_size_A,
+            metadata=json.dumps(metadata),
+        )
     else:
         import tifffile
 
         # ImageJ convention: resolution in pixels per unit, unit Å.
-        tifffile.imwrite(out, image.data.astype(np.float32), imagej=True,
-                         resolution=(1 / image.pixel_size_A, 1 / image.pixel_size_A),
-                         metadata={"unit": "angstrom", "clusterspy": json.dumps(metadata)})
+        tifffile.imwrite(
+            out,
+            image.data.astype(np.float32),
+            imagej=True,
+            resolution=(1 / image.pixel_size_A, 1 / image.pixel_size_A),
+            metadata={"unit": "angstrom", "clusterspy": json.dumps(metadata)},
+        )
     return out
 
 
