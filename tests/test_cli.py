@@ -1,0 +1,113 @@
+"""The command-line interface: help, error paths (one line, non-zero exit, no traceback), JSON schema."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterspy.isomers import CLASSES
+
+WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
+needs_weights = pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped model yet")
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m clusterspy ARGS`` in a subprocess, as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "clusterspy", *args],
+        capture_output=True, text=True, cwd=cwd, timeout=300, check=False,
+    )
+
+
+def assert_clean_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    """A user mistake: non-zero exit, one line on stderr that names the problem, no traceback."""
+    assert proc.returncode != 0, proc
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle.lower() in lines[0].lower(), lines[0]
+
+
+def test_help_lists_every_command() -> None:
+    proc = run_cli("--help")
+    assert proc.returncode == 0, proc.stderr
+    for command in ("classify", "series", "thermo", "simulate", "train", "demo"):
+        assert command in proc.stdout
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from clusterspy.cli import main; "
+        "rc = main(['--help']); "
+        "mods = ('torch', 'abtem', 'ase', 'onnxruntime', 'hyperspy', 'matplotlib'); "
+        "print('HEAVY=' + ','.join(m for m in mods if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "HEAVY=", proc.stdout
+
+
+def test_missing_file_is_a_clean_error(tmp_path: Path) -> None:
+    assert_clean_error(run_cli("classify", str(tmp_path / "nope.tif")), "nope.tif")
+
+
+def test_unknown_format_is_a_clean_error(tmp_path: Path) -> None:
+    bad = tmp_path / "image.xyz"
+    bad.write_text("not an image")
+    assert_clean_error(run_cli("classify", str(bad)), "xyz")
+
+
+def test_npy_without_pixel_size_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "image.npy"
+    np.save(path, np.random.default_rng(0).random((64, 64), dtype=np.float32))
+    assert_clean_error(run_cli("classify", str(path)), "pixel size")
+
+
+def test_rgb_image_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "rgb.npy"
+    np.save(path, np.zeros((64, 64, 3), dtype=np.float32))
+    assert_clean_error(run_cli("classify", str(path), "--pixel-size", "0.3"), "2-D")
+
+
+def test_negative_pixel_size_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "image.npy"
+    np.save(path, np.ones((64, 64), dtype=np.float32))
+    assert_clean_error(run_cli("classify", str(path), "--pixel-size", "-1"), "pixel size")
+
+
+@needs_weights
+def test_image_without_cluster_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "noise.npy"
+    np.save(path, np.random.default_rng(1).poisson(5.0, (128, 128)).astype(np.float32))
+    assert_clean_error(run_cli("classify", str(path), "--pixel-size", "0.3"), "cluster")
+
+
+@needs_weights
+def test_classify_json_schema(tmp_path: Path) -> None:
+    pytest.importorskip("ase")
+    image = tmp_path / "ico.npz"
+    sim = run_cli("simulate", "--motif", "icosahedral", "--size", "309", "--pixel-size", "0.3",
+                  "--extent", "48", "--dose", "50000", "--seed", "3", "--out", str(image))
+    assert sim.returncode == 0, sim.stderr
+    proc = run_cli("classify", str(image), "--format", "json", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads(proc.stdout)
+    assert isinstance(records, list) and len(records) == 1
+    record = records[0]
+    assert set(record) == {"file", "frame", "cluster", "x_px", "y_px", "label", "confidence",
+                           "probabilities"}
+    assert set(record["probabilities"]) == set(CLASSES)
+    assert abs(sum(record["probabilities"].values()) - 1) < 1e-4
+    assert record["label"] in (*CLASSES, "unknown")
+    assert 0 <= record["confidence"] <= 1
+    # the cluster is centred in a 160-px field
+    assert abs(record["x_px"] - 80) < 12 and abs(record["y_px"] - 80) < 12
+    for name in ("results.json", "results.csv", "settings.json"):
+        assert (tmp_path / "out" / name).is_file()
+    settings = json.loads((tmp_path / "out" / "settings.json").read_text())
+    assert settings["model"]["sha256"]
