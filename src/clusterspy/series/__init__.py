@@ -1,0 +1,38 @@
+"""Series of frames of the same cluster(s): labels per frame, HMM smoothing and statistics.
+
+- :func:`classify_series` — read a multi-frame file lazily, track each cluster, classify every frame
+  in batches, smooth the labels with an isomer HMM and write ``frames.csv``, ``summary.json``,
+  ``strip.png`` and ``report.html``.
+- :mod:`clusterspy.series.hmm` — the hidden Markov model (forward–backward, Viterbi, Baum–Welch).
+- :mod:`clusterspy.series.stats` — proportions with block-bootstrap CIs, transition counts, CTMC
+  rates, dwell times.
+- :mod:`clusterspy.series.tracking` — nearest-neighbour linking of detections, sharpness (blur).
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "classify_series": "clusterspy.series.classify",
+    "SeriesResult": "clusterspy.series.classify",
+    "summarize_labels": "clusterspy.series.classify",
+    "read_frames_csv": "clusterspy.series.classify",
+    "smooth": "clusterspy.series.hmm",
+    "sticky_transition_matrix": "clusterspy.series.hmm",
+    "proportions_ci": "clusterspy.series.stats",
+    "transition_counts": "clusterspy.series.stats",
+    "ctmc_rates": "clusterspy.series.stats",
+    "dwell_times": "clusterspy.series.stats",
+    "Tracker": "clusterspy.series.tracking",
+    "sharpness": "clusterspy.series.tracking",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clusterspy.series' has no attribute {name!r}")

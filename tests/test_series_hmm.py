@@ -1,0 +1,112 @@
+"""The isomer HMM against brute-force enumeration on tiny cases, and on simulated series."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from clusterspy.series.hmm import (
+    baum_welch,
+    emission_log_likelihoods,
+    forward_backward,
+    smooth,
+    sticky_transition_matrix,
+    viterbi,
+)
+
+
+def _brute(le: np.ndarray, a: np.ndarray, pi: np.ndarray):
+    t_len, k = le.shape
+    paths = list(itertools.product(range(k), repeat=t_len))
+    logp = []
+    for s in paths:
+        lp = np.log(pi[s[0]]) + le[0, s[0]]
+        for t in range(1, t_len):
+            lp += np.log(a[s[t - 1], s[t]]) + le[t, s[t]]
+        logp.append(lp)
+    logp = np.array(logp)
+    loglik = np.log(np.sum(np.exp(logp)))
+    w = np.exp(logp - loglik)
+    post = np.zeros((t_len, k))
+    xi = np.zeros((k, k))
+    for s, wi in zip(paths, w, strict=True):
+        for t in range(t_len):
+            post[t, s[t]] += wi
+        for t in range(t_len - 1):
+            xi[s[t], s[t + 1]] += wi
+    return post, loglik, xi, np.array(paths[int(np.argmax(logp))])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_forward_backward_and_viterbi_match_brute_force(seed):
+    rng = np.random.default_rng(seed)
+    k, t_len = 3, 6
+    a = rng.dirichlet(np.ones(k), size=k)
+    pi = rng.dirichlet(np.ones(k))
+    probs = rng.dirichlet(np.ones(k) * 0.7, size=t_len)
+    probs[2] = np.nan  # a lost frame
+    le = emission_log_likelihoods(probs, floor=0.01)
+    post, loglik, xi = forward_backward(le, a, pi)
+    bpost, bll, bxi, bpath = _brute(le, a, pi)
+    np.testing.assert_allclose(post, bpost, atol=1e-10)
+    np.testing.assert_allclose(loglik, bll, rtol=1e-10)
+    np.testing.assert_allclose(xi, bxi, atol=1e-10)
+    np.testing.assert_array_equal(viterbi(le, a, pi), bpath)
+
+
+def test_missing_frames_are_uninformative():
+    probs = np.full((5, 4), np.nan)
+    le = emission_log_likelihoods(probs)
+    assert np.all(le == 0)
+    post, loglik, _ = forward_backward(le, sticky_transition_matrix(4, 0.9))
+    np.testing.assert_allclose(post, 0.25)
+    assert loglik == pytest.approx(0.0, abs=1e-12)
+
+
+def test_long_series_does_not_underflow():
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4) * 0.3, size=20000)
+    res = smooth(probs)
+    assert np.all(np.isfinite(res.posterior))
+    assert np.isfinite(res.log_likelihood)
+    np.testing.assert_allclose(res.posterior.sum(axis=1), 1.0)
+
+
+def _simulate(rng, a, t_len, acc):
+    k = a.shape[0]
+    s = np.empty(t_len, int)
+    s[0] = rng.integers(k)
+    for t in range(1, t_len):
+        s[t] = rng.choice(k, p=a[s[t - 1]])
+    # a noisy classifier: right with probability acc, confident but sometimes wrong
+    lab = np.where(rng.random(t_len) < acc, s, rng.integers(0, k, t_len))
+    probs = np.full((t_len, k), 0.1 / (k - 1))
+    probs[np.arange(t_len), lab] = 0.9
+    return s, lab, probs
+
+
+def test_smoothing_beats_raw_labels_and_em_learns_transitions():
+    rng = np.random.default_rng(7)
+    true_a = sticky_transition_matrix(4, 0.97)
+    s, raw, probs = _simulate(rng, true_a, 4000, acc=0.75)
+    res = smooth(probs, stay=0.9, learn=True)
+    raw_acc = np.mean(raw == s)
+    smooth_acc = np.mean(res.path == s)
+    assert smooth_acc > raw_acc + 0.15
+    assert smooth_acc > 0.95
+    # EM recovers the stay probability (truth 0.97) from the noisy series
+    assert np.mean(np.diag(res.transition)) == pytest.approx(0.97, abs=0.01)
+    assert res.n_iter > 1
+
+
+def test_baum_welch_increases_likelihood():
+    rng = np.random.default_rng(11)
+    _, _, probs = _simulate(rng, sticky_transition_matrix(3, 0.9), 500, acc=0.8)
+    le = emission_log_likelihoods(probs)
+    a0 = sticky_transition_matrix(3, 0.5)
+    _, ll0, _ = forward_backward(le, a0)
+    a1, _, ll1, _ = baum_welch(le, a0, pseudo_count=0.0, max_iter=50)
+    assert ll1 > ll0
+    np.testing.assert_allclose(a1.sum(axis=1), 1.0)
