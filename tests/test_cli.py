@@ -65,13 +65,13 @@ def test_unknown_format_is_a_clean_error(tmp_path: Path) -> None:
 def test_npy_without_pixel_size_is_a_clean_error(tmp_path: Path) -> None:
     path = tmp_path / "image.npy"
     np.save(path, np.random.default_rng(0).random((64, 64), dtype=np.float32))
-    assert_clean_error(run_cli("classify", str(path)), "pixel size")
+    assert_clean_error(run_cli("classify", str(path)), "--pixel-size")
 
 
 def test_rgb_image_is_a_clean_error(tmp_path: Path) -> None:
     path = tmp_path / "rgb.npy"
     np.save(path, np.zeros((64, 64, 3), dtype=np.float32))
-    assert_clean_error(run_cli("classify", str(path), "--pixel-size", "0.3"), "2-D")
+    assert_clean_error(run_cli("classify", str(path), "--pixel-size", "0.3"), "rgb")
 
 
 def test_negative_pixel_size_is_a_clean_error(tmp_path: Path) -> None:
