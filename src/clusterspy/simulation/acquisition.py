@@ -1,0 +1,163 @@
+"""Acquisition: what the scan and the detector do to the ideal image.
+
+Applied in this order to noiseless images of either backend (in units of the fraction of the
+incident beam reaching the detector), vectorised over a batch:
+
+1. scan distortions — drift along y (rows land at ``r (1 + drift_y)``), per-line x shifts
+   (Gaussian scan-line jitter + x drift + shear, applied as exact sub-pixel Fourier shifts of each
+   line), flyback distortion at the start of each line (``x → x + A exp(-x / τ)``);
+2. a constant background (e.g. unmodelled support or detector dark level, same units);
+3. shot noise: the detector counts electrons, Poisson with mean ``I · dose · pixel_size²``;
+4. detector gain and offset: ``out = gain · counts + offset`` (without a dose the noiseless
+   signal ``I`` is scaled instead of the counts).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from clusterspy.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Dose, noise, detector response and scan distortions.
+
+    Parameters
+    ----------
+    dose_e_per_A2 : float or None
+        Electron dose [e⁻/Å²]; ``None`` gives a noiseless image.
+    gain : float
+        Detector gain [output units per detected electron].
+    offset : float
+        Detector offset [output units].
+    jitter_px : float
+        Standard deviation [px] of the random x shift of each scan line.
+    drift_A_per_line : tuple of float
+        Specimen drift ``(x, y)`` [Å per scan line].
+    shear : float
+        Extra x shift per scan line [px per line] (scan-coil shear).
+    flyback : tuple of float
+        ``(amplitude_px, decay_px)``: at the start of each line the probe lags by
+        ``amplitude · exp(-col / decay)`` [px].
+    background : float
+        Constant added to the ideal image [fraction of the beam].
+    noise : {"poisson", "gaussian"}
+        Exact Poisson counts, or its normal approximation ``N(λ, λ)`` (faster; accurate for
+        λ ≳ 20 counts/px).
+    """
+
+    dose_e_per_A2: float | None = None
+    gain: float = 1.0
+    offset: float = 0.0
+    jitter_px: float = 0.0
+    drift_A_per_line: tuple[float, float] = (0.0, 0.0)
+    shear: float = 0.0
+    flyback: tuple[float, float] = (0.0, 0.0)
+    background: float = 0.0
+    noise: str = "poisson"
+
+    def __post_init__(self) -> None:
+        if self.dose_e_per_A2 is not None and not (
+            np.isfinite(self.dose_e_per_A2) and self.dose_e_per_A2 > 0
+        ):
+            raise ConfigError(
+                f"dose_e_per_A2={self.dose_e_per_A2} must be a positive dose in e⁻/Å² "
+                "(e.g. 1e4), or None for a noiseless image"
+            )
+        if not (np.isfinite(self.jitter_px) and self.jitter_px >= 0):
+            raise ConfigError(f"jitter_px={self.jitter_px} must be >= 0 (pixels)")
+        if self.noise not in ("poisson", "gaussian"):
+            raise ConfigError(f"noise={self.noise!r}: choose 'poisson' or 'gaussian'")
+        for name in ("drift_A_per_line", "flyback"):
+            value = getattr(self, name)
+            if len(tuple(value)) != 2 or not np.all(np.isfinite(value)):
+                raise ConfigError(f"{name}={value!r} must be a pair of finite numbers")
+        if self.flyback[0] != 0 and self.flyback[1] <= 0:
+            raise ConfigError("flyback=(amplitude_px, decay_px) needs decay_px > 0")
+        if not (np.isfinite(self.gain) and np.isfinite(self.offset) and np.isfinite(self.shear)):
+            raise ConfigError("gain, offset and shear must be finite numbers")
+
+    def to_dict(self) -> dict:
+        """The parameters as a JSON-serialisable dict."""
+        d = asdict(self)
+        d["drift_A_per_line"] = list(self.drift_A_per_line)
+        d["flyback"] = list(self.flyback)
+        return d
+
+    def apply(
+        self, images: np.ndarray, pixel_size_A: float, rng: np.random.Generator | None = None
+    ) -> np.ndarray:
+        """Acquire ideal images.
+
+        Parameters
+        ----------
+        images : numpy.ndarray
+            ``(rows, cols)`` or ``(batch, rows, cols)`` noiseless images [fraction of the beam].
+        pixel_size_A : float
+            Pixel size [Å/px] (sets the counts per pixel and converts drift to pixels).
+        rng : numpy.random.Generator
+            Source of all randomness (required when there is jitter or a dose).
+
+        Returns
+        -------
+        numpy.ndarray
+            float32 array of the same shape.
+        """
+        out = np.asarray(images, dtype=np.float32)
+        single = out.ndim == 2
+        if single:
+            out = out[None]
+        needs_rng = self.jitter_px > 0 or self.dose_e_per_A2 is not None
+        if needs_rng and rng is None:
+            raise ConfigError("this acquisition is random: pass rng=numpy.random.default_rng(seed)")
+        ps = float(pixel_size_A)
+        out = _scan_distort(out, self, ps, rng)
+        if self.background:
+            out = out + np.float32(self.background)
+        if self.dose_e_per_A2 is not None:
+            lam = np.clip(out, 0.0, None) * np.float32(self.dose_e_per_A2 * ps * ps)
+            if self.noise == "poisson":
+                out = rng.poisson(lam).astype(np.float32)
+            else:
+                z = rng.standard_normal(lam.shape, dtype=np.float32)
+                out = np.clip(np.rint(lam + np.sqrt(lam) * z), 0.0, None)
+        if self.gain != 1.0:
+            out = out * np.float32(self.gain)
+        if self.offset:
+            out = out + np.float32(self.offset)
+        out = out.astype(np.float32, copy=False)
+        return out[0] if single else out
+
+
+def _scan_distort(
+    images: np.ndarray, acq: Acquisition, ps: float, rng: np.random.Generator | None
+) -> np.ndarray:
+    """Drift, jitter, shear and flyback of a raster scan (see the module docstring)."""
+    b, rows, cols = images.shape
+    dx_line = acq.drift_A_per_line[0] / ps + acq.shear
+    dy_line = acq.drift_A_per_line[1] / ps
+    if dy_line:
+        y = np.arange(rows) * (1.0 + dy_line)
+        y0 = np.clip(np.floor(y).astype(int), 0, rows - 1)
+        y1 = np.clip(y0 + 1, 0, rows - 1)
+        t = np.clip(y - y0, 0.0, 1.0).astype(np.float32)[None, :, None]
+        images = images[:, y0] * (1 - t) + images[:, y1] * t
+    if acq.jitter_px > 0 or dx_line:
+        shifts = np.broadcast_to(np.arange(rows) * dx_line, (b, rows)).astype(float)
+        if acq.jitter_px > 0:
+            shifts = shifts + acq.jitter_px * rng.standard_normal((b, rows))
+        k = np.fft.rfftfreq(cols)
+        # the probe at column c sees the specimen at c + shift: I'(x) = I(x + s)
+        phase = np.exp(2j * np.pi * shifts[..., None] * k).astype(np.complex64)
+        images = np.fft.irfft(np.fft.rfft(images, axis=-1) * phase, n=cols, axis=-1)
+    amp, decay = acq.flyback
+    if amp:
+        x = np.arange(cols) + amp * np.exp(-np.arange(cols) / decay)
+        x0 = np.clip(np.floor(x).astype(int), 0, cols - 1)
+        x1 = np.clip(x0 + 1, 0, cols - 1)
+        t = np.clip(x - x0, 0.0, 1.0).astype(np.float32)
+        images = images[..., x0] * (1 - t) + images[..., x1] * t
+    return np.asarray(images, dtype=np.float32)

@@ -1,0 +1,162 @@
+"""The microscope: beam energy, probe-forming aperture, aberrations, HAADF detector, source size.
+
+Conventions (the same as abTEM's): the beam travels along +z and enters the specimen at its
+smallest z; ``defocus_A`` is ``-C10`` and is measured from the *entrance surface of the metal
+cluster*, so a positive defocus puts the probe's focus that far *into* the cluster. At a depth
+``z`` [Å] below the entrance surface the probe therefore has an effective defocus
+``defocus_A - z`` (propagation through ``z`` adds ``z`` to ``C10``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from clusterspy.errors import ConfigError
+
+#: Electron rest energy [keV].
+_ME_C2_KEV = 510.99895
+#: h·c [keV·Å].
+_HC_KEV_A = 12.398419843
+
+
+def wavelength_A(energy_keV: float) -> float:
+    """Relativistic electron wavelength [Å] at an acceleration energy ``energy_keV`` [keV]."""
+    e = float(energy_keV)
+    return _HC_KEV_A / math.sqrt(e * (2.0 * _ME_C2_KEV + e))
+
+
+def antialias_limit_mrad(energy_keV: float, sampling_A: float) -> float:
+    """Largest scattering angle [mrad] abTEM represents at a potential sampling ``sampling_A`` [Å].
+
+    abTEM band-limits every wave to 2/3 of the Nyquist frequency (its antialiasing aperture),
+    i.e. to ``λ / (3 · sampling)`` rad; scattering beyond that angle is silently lost, so an
+    annular detector whose outer angle exceeds it integrates less than it claims.
+    """
+    return wavelength_A(energy_keV) / (3.0 * float(sampling_A)) * 1e3
+
+
+@dataclass(frozen=True)
+class Microscope:
+    """A (S)TEM with a HAADF detector.
+
+    Parameters
+    ----------
+    energy_keV : float
+        Acceleration energy [keV].
+    semiangle_mrad : float
+        Convergence semi-angle of the probe-forming aperture [mrad].
+    detector_mrad : tuple of float
+        Inner and outer collection angles of the annular (HAADF) detector [mrad].
+    defocus_A : float
+        Defocus [Å] (= -C10), measured from the entrance surface of the cluster; positive
+        focuses into the cluster.
+    Cs_mm : float
+        Spherical aberration C30 [mm].
+    source_size_A : float
+        Full width at half maximum of the (Gaussian) effective source [Å]; it blurs the image
+        incoherently.
+    """
+
+    energy_keV: float = 200.0
+    semiangle_mrad: float = 25.0
+    detector_mrad: tuple[float, float] = (70.0, 200.0)
+    defocus_A: float = 0.0
+    Cs_mm: float = 0.0
+    source_size_A: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.energy_keV) and 10.0 <= self.energy_keV <= 3000.0):
+            raise ConfigError(f"energy_keV={self.energy_keV} is not a TEM energy; give it in keV (e.g. 200)")
+        if not (np.isfinite(self.semiangle_mrad) and 0.5 <= self.semiangle_mrad <= 100.0):
+            raise ConfigError(
+                f"semiangle_mrad={self.semiangle_mrad} must be a probe convergence semi-angle "
+                "in mrad between 0.5 and 100 (e.g. 25)"
+            )
+        try:
+            inner, outer = (float(v) for v in self.detector_mrad)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"detector_mrad={self.detector_mrad!r} must be (inner, outer) angles in mrad, e.g. (70, 200)"
+            ) from None
+        if not (0.0 <= inner < outer):
+            raise ConfigError(
+                f"detector_mrad={self.detector_mrad!r}: need 0 <= inner < outer (mrad), e.g. (70, 200)"
+            )
+        object.__setattr__(self, "detector_mrad", (inner, outer))
+        if not np.isfinite(self.defocus_A) or not np.isfinite(self.Cs_mm):
+            raise ConfigError("defocus_A (Å) and Cs_mm (mm) must be finite numbers")
+        if not (np.isfinite(self.source_size_A) and self.source_size_A >= 0.0):
+            raise ConfigError(f"source_size_A={self.source_size_A} must be a FWHM in Å >= 0 (e.g. 0.5)")
+
+    @property
+    def wavelength_A(self) -> float:
+        """Relativistic electron wavelength [Å]."""
+        return wavelength_A(self.energy_keV)
+
+    @property
+    def probe_band_limit_per_A(self) -> float:
+        """Highest spatial frequency of the probe *intensity* [1/Å]: ``2 α / λ``."""
+        return 2.0 * self.semiangle_mrad * 1e-3 / self.wavelength_A
+
+    def to_dict(self) -> dict:
+        """The parameters as a JSON-serialisable dict (units in the keys)."""
+        d = asdict(self)
+        d["detector_mrad"] = list(self.detector_mrad)
+        return d
+
+    # ------------------------------------------------------------------ probe
+    def probe_wave_fourier(
+        self, gpts: tuple[int, int], sampling_A: float, defocus_A: float | None = None
+    ) -> np.ndarray:
+        """Probe wave function in reciprocal space on a ``gpts = (ny, nx)`` grid.
+
+        Parameters
+        ----------
+        gpts : tuple of int
+            Grid shape ``(rows, cols)``.
+        sampling_A : float
+            Real-space grid spacing [Å].
+        defocus_A : float, optional
+            Effective defocus [Å] (``-C10``); defaults to ``self.defocus_A``.
+
+        Returns
+        -------
+        numpy.ndarray
+            Complex array ``(rows, cols)`` in FFT order: aperture × exp(-i χ), with a one-pixel
+            soft aperture edge.
+        """
+        ny, nx = gpts
+        lam = self.wavelength_A
+        df = self.defocus_A if defocus_A is None else defocus_A
+        ky = np.fft.fftfreq(ny, d=sampling_A)
+        kx = np.fft.fftfreq(nx, d=sampling_A)
+        k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+        alpha = np.sqrt(k2) * lam  # rad
+        cutoff = self.semiangle_mrad * 1e-3
+        # soft edge one reciprocal pixel wide (in angle) to avoid staircase artefacts
+        dk = lam / (sampling_A * max(nx, ny))
+        aperture = np.clip((cutoff - alpha) / dk + 0.5, 0.0, 1.0)
+        c10 = -df
+        c30 = self.Cs_mm * 1e7
+        chi = 2.0 * np.pi / lam * (0.5 * c10 * alpha**2 + 0.25 * c30 * alpha**4)
+        return aperture * np.exp(-1j * chi)
+
+    def probe_intensity(
+        self, gpts: tuple[int, int], sampling_A: float, defocus_A: float | None = None
+    ) -> np.ndarray:
+        """Probe intensity ``|ψ(r)|²`` on a periodic grid, centred on pixel ``(0, 0)``, sum 1.
+
+        Parameters are those of :meth:`probe_wave_fourier`.
+        """
+        psi = np.fft.ifft2(self.probe_wave_fourier(gpts, sampling_A, defocus_A))
+        intensity = np.abs(psi) ** 2
+        return intensity / intensity.sum()
+
+    def source_transfer(self, ky: np.ndarray, kx: np.ndarray) -> np.ndarray:
+        """Fourier transform of the Gaussian source (FWHM ``source_size_A``) at ``(ky, kx)`` [1/Å]."""
+        sigma = self.source_size_A / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+        return np.exp(-2.0 * np.pi**2 * sigma**2 * k2)

@@ -1,0 +1,183 @@
+"""Backend "prism": abTEM 1.0.11's PRISM (``SMatrix``) multislice with frozen phonons.
+
+The potential cell is the field of view itself (periodic, as PRISM requires); the probe is
+scanned over the pixel centres of the field, so pixel ``(row, col)`` of both backends samples
+the same specimen point (see :mod:`clusterspy.simulation.geometry`). abTEM band-limits waves to
+``λ / (3 · sampling)`` (its antialiasing aperture): an annular detector reaching beyond that
+angle would silently integrate less than asked, so :func:`choose_potential_sampling` either
+picks a fine enough potential sampling or refuses a user-given one with a ConfigError.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import ConfigError, MissingDependencyError
+from clusterspy.simulation.geometry import Field, Scene
+from clusterspy.simulation.microscope import Microscope, antialias_limit_mrad
+
+#: Vacuum [Å] above the cluster's entrance surface and below the deepest atom in the cell.
+Z_MARGIN_A = 2.0
+#: Default potential sampling [Å] when the detector allows it.
+DEFAULT_SAMPLING_A = 0.05
+
+
+def choose_potential_sampling(microscope: Microscope, potential_sampling_A: float | None = None) -> float:
+    """Potential sampling [Å] at which abTEM represents the detector's outer angle.
+
+    Parameters
+    ----------
+    microscope : Microscope
+        Its ``energy_keV`` and ``detector_mrad[1]`` (outer angle) matter.
+    potential_sampling_A : float, optional
+        A requested sampling [Å]; ``None`` chooses the coarsest sampling (at most
+        ``DEFAULT_SAMPLING_A``) whose antialiasing limit exceeds the outer angle by 2 %.
+
+    Raises
+    ------
+    ConfigError
+        If the requested sampling cannot represent the detector's outer angle.
+    """
+    outer = microscope.detector_mrad[1]
+    need = microscope.wavelength_A / (3.0 * outer * 1e-3)  # Å
+    if potential_sampling_A is None:
+        return min(DEFAULT_SAMPLING_A, need / 1.02)
+    s = float(potential_sampling_A)
+    if not (np.isfinite(s) and s > 0):
+        raise ConfigError(f"potential_sampling_A={potential_sampling_A} must be a length in Å > 0")
+    limit = antialias_limit_mrad(microscope.energy_keV, s)
+    if limit < outer:
+        raise ConfigError(
+            f"the detector's outer angle {outer:g} mrad exceeds abTEM's antialiasing limit "
+            f"{limit:.0f} mrad at a potential sampling of {s:g} Å and {microscope.energy_keV:g} "
+            f"keV (λ/(3·sampling)); use potential_sampling_A <= {need:.4f} Å, or leave it None "
+            "to have it chosen, or lower detector_mrad's outer angle"
+        )
+    return s
+
+
+def build_atoms(field: Field, scene: Scene) -> Any:
+    """The scene as an ``ase.Atoms`` in the PRISM cell (pixel (0, 0) at ``(ps/2, ps/2)``)."""
+    from ase import Atoms
+
+    ps = field.pixel_size_A
+    width, height = field.extent_A
+    pos = np.concatenate([scene.metal_positions, scene.support_positions])
+    num = np.concatenate([scene.metal_numbers, scene.support_numbers])
+    pos = pos + np.array([ps / 2, ps / 2, Z_MARGIN_A])
+    pos[:, 0] = np.mod(pos[:, 0], width)
+    pos[:, 1] = np.mod(pos[:, 1], height)
+    depth = float(pos[:, 2].max()) + Z_MARGIN_A
+    return Atoms(numbers=num, positions=pos, cell=[width, height, depth], pbc=True)
+
+
+def simulate_prism(
+    field: Field,
+    scene: Scene,
+    microscope: Microscope,
+    rng: np.random.Generator | None = None,
+    *,
+    interpolation: int = 2,
+    potential_sampling_A: float | None = None,
+    slice_thickness_A: float = 1.0,
+    frozen_phonons: int = 8,
+    thermal_sigma_A: float = 0.08,
+    lazy: bool = False,
+) -> Any:
+    """Noiseless HAADF image of a scene with abTEM's PRISM.
+
+    Parameters
+    ----------
+    field, scene
+        The field of view and the atoms in field coordinates (``geometry.build_scene``).
+    microscope : Microscope
+        Energy, aperture, defocus (from the cluster's entrance surface), Cs, detector, source.
+    rng : numpy.random.Generator, optional
+        Seeds the frozen-phonon displacements (required when ``frozen_phonons > 0``).
+    interpolation : int
+        PRISM interpolation factor (the probe is truncated to the cell / interpolation).
+    potential_sampling_A : float, optional
+        Potential sampling [Å]; checked against the detector (see
+        :func:`choose_potential_sampling`).
+    slice_thickness_A : float
+        Multislice slice thickness [Å].
+    frozen_phonons : int
+        Number of frozen-phonon configurations (0: static lattice).
+    thermal_sigma_A : float
+        Isotropic r.m.s. thermal displacement per direction [Å].
+    lazy : bool
+        Return the lazy abTEM measurement (a Dask graph) instead of the array.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(rows, cols)`` float32, fraction of the incident beam on the detector.
+    """
+    try:
+        import abtem
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("abtem", "train", "the prism backend") from None
+    if int(interpolation) < 1:
+        raise ConfigError(f"interpolation={interpolation} must be an integer >= 1")
+    sampling = choose_potential_sampling(microscope, potential_sampling_A)
+    atoms = build_atoms(field, scene)
+    width, height = field.extent_A
+    gpts = tuple(_fast_len(math.ceil(e / sampling)) for e in (width, height))
+    if frozen_phonons > 0:
+        if rng is None:
+            raise ConfigError("frozen phonons are random: pass rng=numpy.random.default_rng(seed)")
+        seed = int(rng.integers(2**31 - 1))
+        atoms = abtem.FrozenPhonons(
+            atoms, num_configs=int(frozen_phonons), sigmas=float(thermal_sigma_A), seed=seed
+        )
+    potential = abtem.Potential(atoms, gpts=gpts, slice_thickness=slice_thickness_A, projection="infinite")
+    s_matrix = abtem.SMatrix(
+        potential=potential,
+        energy=microscope.energy_keV * 1e3,
+        semiangle_cutoff=microscope.semiangle_mrad,
+        interpolation=int(interpolation),
+    )
+    ps = field.pixel_size_A
+    rows, cols = field.shape
+    scan = abtem.GridScan(
+        start=(ps / 2, ps / 2),
+        end=(width + ps / 2, height + ps / 2),
+        gpts=(cols, rows),
+        endpoint=False,
+    )
+    detector = abtem.AnnularDetector(inner=microscope.detector_mrad[0], outer=microscope.detector_mrad[1])
+    ctf = abtem.CTF(
+        energy=microscope.energy_keV * 1e3,
+        semiangle_cutoff=microscope.semiangle_mrad,
+        defocus=microscope.defocus_A + Z_MARGIN_A,
+        Cs=microscope.Cs_mm * 1e7,
+    )
+    measurement = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf, lazy=True)
+    if lazy:
+        return measurement
+    with abtem.config.set({"diagnostics.progress_bar": False}):
+        computed = measurement.compute()
+    return finish(computed, field, microscope)
+
+
+def finish(measurement: Any, field: Field, microscope: Microscope) -> np.ndarray:
+    """abTEM measurement → ``(rows, cols)`` float32 array with the source blur applied."""
+    arr = np.asarray(measurement.array, dtype=float)
+    while arr.ndim > 2:  # frozen-phonon (ensemble) axes not reduced by abTEM
+        arr = arr.mean(axis=0)
+    img = arr.T  # abTEM scans index [x, y]; ours is [row = y, col = x]
+    if microscope.source_size_A > 0:
+        ps = field.pixel_size_A
+        ky = np.fft.fftfreq(img.shape[0], d=ps)
+        kx = np.fft.fftfreq(img.shape[1], d=ps)
+        img = np.fft.ifft2(np.fft.fft2(img) * microscope.source_transfer(ky, kx)).real
+    return np.ascontiguousarray(img, dtype=np.float32)
+
+
+def _fast_len(n: int) -> int:
+    import scipy.fft as sfft
+
+    return sfft.next_fast_len(int(n), real=True)

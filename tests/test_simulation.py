@@ -1,0 +1,194 @@
+"""Tests of clusterspy.simulation (fast backend, acquisition, geometry; PRISM in test_simulation_prism)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clusterspy.errors import ConfigError
+from clusterspy.image import Image
+from clusterspy.simulation import (
+    Acquisition,
+    Microscope,
+    antialias_limit_mrad,
+    ncc,
+    simulate,
+    simulate_batch,
+)
+
+ase = pytest.importorskip("ase")
+
+
+def _single_atom(x: float = 0.0, y: float = 0.0, z: float = 0.0, symbol: str = "Au"):
+    return ase.Atoms(symbol, positions=[[x, y, z]])
+
+
+def _icosahedron(shells: int = 3):
+    from ase.cluster import Icosahedron
+
+    return Icosahedron("Au", shells)
+
+
+def _carbon_slab(extent_A: float, thickness_A: float, rng: np.random.Generator):
+    """A random (Poisson) carbon slab, density 2 g/cm³ — a stand-in for structures.carbon_support."""
+    n = int(2.0 * extent_A**2 * thickness_A * 0.0502)
+    pos = rng.uniform([0, 0, 0], [extent_A, extent_A, thickness_A], size=(n, 3))
+    return ase.Atoms(numbers=np.full(n, 6), positions=pos)
+
+
+def test_wavelength_and_antialias_limit():
+    m = Microscope()
+    assert m.wavelength_A == pytest.approx(0.02508, abs=1e-5)
+    assert antialias_limit_mrad(200, 0.05) == pytest.approx(167.2, abs=0.5)
+
+
+def test_fast_image_is_calibrated_and_centred():
+    im = simulate(_icosahedron(), Microscope(), pixel_size=0.25, extent=16.0)
+    assert isinstance(im, Image)
+    assert im.shape == (64, 64)
+    assert im.pixel_size_A == 0.25
+    assert im.data.dtype == np.float32
+    assert np.all(np.isfinite(im.data)) and im.data.min() > -1e-6
+    rows, cols = np.nonzero(im.data > 0.2 * im.data.max())
+    assert abs(rows.mean() - 32) < 1.5 and abs(cols.mean() - 32) < 1.5
+    assert im.metadata["simulation"]["backend"] == "fast"
+
+
+def test_array_convention_off_centre_atom():
+    """An atom at +x, +y of the field centre lands at a larger column and row."""
+    atoms = ase.Atoms("Au2", positions=[[0, 0, 0], [3.0, -2.0, 0]])
+    # field centre = mean (1.5, -1.0): the atom at (3, -2) is +1.5 Å in x, -1 Å in y
+    im = simulate(atoms, Microscope(), pixel_size=0.25, extent=12.0)
+    rr, cc = np.nonzero(im.data > 0.5 * im.data.max())
+    right = cc > 24
+    assert np.allclose(cc[right].mean(), 24 + 6, atol=0.6)
+    assert np.allclose(rr[right].mean(), 24 - 4, atol=0.6)
+
+
+def test_single_atom_lands_on_predicted_pixel():
+    atoms = ase.Atoms("AuC", positions=[[0, 0, 0], [2.5, 1.0, 0]])
+    im = simulate(atoms, Microscope(), pixel_size=0.25, extent=8.0)
+    # metal centre = the Au atom -> pixel (16, 16)
+    assert np.unravel_index(np.argmax(im.data), im.shape) == (16, 16)
+
+
+def test_batch_equals_single():
+    rng = np.random.default_rng(1)
+    clusters = [_icosahedron(3), _icosahedron(4)]
+    clusters[1].rotate(30, "x")
+    supports = [None, _carbon_slab(20, 10, rng)]
+    batch = simulate_batch(clusters, Microscope(), pixel_size=0.3, extent=19.2, support=supports)
+    for a, s, im in zip(clusters, supports, batch, strict=True):
+        one = simulate(a, Microscope(), pixel_size=0.3, extent=19.2, support=s)
+        np.testing.assert_allclose(im.data, one.data, rtol=1e-4, atol=1e-6)
+
+
+def test_oversampling_matches_fine_rendering():
+    """Coarse pixels are point samples of the same continuous image (not box averages)."""
+    atoms = _icosahedron(3)
+    fine = simulate(atoms, Microscope(), pixel_size=0.1, extent=16.0).data
+    coarse = simulate(atoms, Microscope(), pixel_size=0.4, extent=16.0).data
+    # coarse pixel (r, c) sits at fine pixel (r, c) * 4 (both have the cluster centre at n // 2)
+    assert ncc(coarse, fine[::4, ::4]) > 0.99
+
+
+def test_defocus_blurs():
+    atoms = _icosahedron(3)
+    sharp = simulate(atoms, Microscope(), pixel_size=0.2, extent=16.0).data
+    blurred = simulate(atoms, Microscope(defocus_A=-60), pixel_size=0.2, extent=16.0).data
+    assert blurred.max() < 0.8 * sharp.max()
+
+
+def test_z_contrast():
+    au = simulate(_single_atom(symbol="Au"), pixel_size=0.2, extent=8.0).data.max()
+    pt = simulate(_single_atom(symbol="Ag"), pixel_size=0.2, extent=8.0).data.max()
+    assert au / pt == pytest.approx((79 / 47) ** 1.7, rel=0.25)
+
+
+def test_source_size_blurs_and_conserves():
+    atoms = _single_atom()
+    a = simulate(atoms, Microscope(), pixel_size=0.1, extent=12.8).data
+    b = simulate(atoms, Microscope(source_size_A=1.0), pixel_size=0.1, extent=12.8).data
+    assert b.max() < 0.7 * a.max()
+    assert b.sum() == pytest.approx(a.sum(), rel=1e-2)
+
+
+def test_poisson_noise_statistics():
+    rng = np.random.default_rng(0)
+    flat = np.full((64, 64), 0.01, dtype=np.float32)
+    acq = Acquisition(dose_e_per_A2=1e5, gain=2.0, offset=10.0)
+    out = acq.apply(flat, 0.2, rng)
+    lam = 0.01 * 1e5 * 0.04  # 40 counts
+    counts = (out - 10.0) / 2.0
+    assert counts.mean() == pytest.approx(lam, rel=0.02)
+    assert counts.var() == pytest.approx(lam, rel=0.1)
+    assert np.allclose(counts, np.round(counts))
+
+
+def test_acquisition_reproducible_and_jitter():
+    atoms = _icosahedron(3)
+    acq = Acquisition(dose_e_per_A2=5e4, jitter_px=0.5)
+    a = simulate(atoms, pixel_size=0.25, extent=16, rng=3, acquisition=acq).data
+    b = simulate(atoms, pixel_size=0.25, extent=16, rng=3, acquisition=acq).data
+    c = simulate(atoms, pixel_size=0.25, extent=16, rng=4, acquisition=acq).data
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+
+
+def test_drift_shear_flyback_move_content():
+    img = np.zeros((32, 32), np.float32)
+    img[:, 16] = 1.0
+    shifted = Acquisition(shear=0.25).apply(img, 0.2)
+    # the probe sees x + shift: the line appears at smaller columns on later rows
+    assert np.argmax(shifted[0]) == 16 and np.argmax(shifted[-1]) < 16
+    fly = Acquisition(flyback=(2.0, 3.0)).apply(img, 0.2)
+    assert fly.shape == img.shape and np.isfinite(fly).all()
+    drift = Acquisition(drift_A_per_line=(0.0, 0.02)).apply(img.T.copy(), 0.2)
+    assert drift.shape == img.shape
+
+
+def test_support_adds_background():
+    rng = np.random.default_rng(0)
+    atoms = _icosahedron(3)
+    bare = simulate(atoms, pixel_size=0.25, extent=16).data
+    on_c = simulate(atoms, pixel_size=0.25, extent=16, support=_carbon_slab(16, 20, rng)).data
+    assert on_c[:4, :4].mean() > bare[:4, :4].mean() + 1e-5
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"backend": "nope"},
+        {"pixel_size": -1},
+        {"extent": 0.1},
+    ],
+)
+def test_bad_arguments_raise_config_error(kwargs):
+    from clusterspy.errors import ClusterSpyError
+
+    args = {"pixel_size": 0.2, "extent": 10.0, **kwargs}
+    with pytest.raises(ClusterSpyError):
+        simulate(_single_atom(), Microscope(), **args)
+
+
+def test_bad_microscope_and_acquisition():
+    with pytest.raises(ConfigError, match="mrad"):
+        Microscope(detector_mrad=(200, 70))
+    with pytest.raises(ConfigError, match="keV"):
+        Microscope(energy_keV=200000)
+    with pytest.raises(ConfigError, match="e⁻/Å²"):
+        Acquisition(dose_e_per_A2=-5)
+    with pytest.raises(ConfigError, match="rng"):
+        Acquisition(dose_e_per_A2=10).apply(np.ones((4, 4)), 0.2, None)
+
+
+def test_fast_path_does_not_import_abtem():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from ase.cluster import Icosahedron; "
+        "from clusterspy.simulation import simulate; "
+        "simulate(Icosahedron('Au', 2), pixel_size=0.3, extent=10); "
+        "assert 'abtem' not in sys.modules, 'abtem imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
