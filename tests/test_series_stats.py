@@ -90,3 +90,18 @@ def test_ctmc_rates_recover_generator():
     # every rate within 15 % or 0.05 /s (the zero one)
     assert np.all(np.abs(qh[off] - q[off]) <= np.maximum(0.15 * q[off], 0.05))
     np.testing.assert_allclose(qh.sum(axis=1), 0, atol=1e-9)
+
+
+def test_expm_small_and_ctmc_gradient():
+    from scipy.optimize import check_grad
+
+    from clusterspy.series.stats import _ctmc_nll_grad, expm_small
+
+    q = np.array([[-2.0, 1.5, 0.5], [1.0, -1.0, 0.0], [0.3, 0.7, -1.0]])
+    np.testing.assert_allclose(expm_small(q * 3.0), expm(q * 3.0), rtol=1e-10, atol=1e-13)
+    off = ~np.eye(3, dtype=bool)
+    ca = np.array([[50.0, 4, 1], [3, 40, 2], [1, 2, 30]])
+    x = np.log(q[off] + 0.1)
+    err = check_grad(lambda v: _ctmc_nll_grad(v, ca, 0.2, off)[0],
+                     lambda v: _ctmc_nll_grad(v, ca, 0.2, off)[1], x)
+    assert err < 1e-4

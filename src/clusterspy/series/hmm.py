@@ -148,7 +148,6 @@ def forward_backward(
     pi = np.full(k, 1.0 / k) if initial is None else np.asarray(initial, dtype=float)
     with np.errstate(divide="ignore"):
         log_pi = np.log(pi)
-        log_a = np.log(a)
     la = np.empty((t_len, k))
     lb = np.zeros((t_len, k))
     la[0] = log_pi + le[0]

@@ -19,6 +19,7 @@ __all__ = [
     "block_bootstrap_counts",
     "ctmc_rates",
     "dwell_times",
+    "expm_small",
     "optimal_block_length",
     "proportions_ci",
     "transition_counts",
@@ -177,7 +178,7 @@ def proportions_ci(
         nan = np.full(n_states, np.nan)
         return {
             "proportion": nan, "ci": np.full((n_states, 2), np.nan), "counts": counts,
-            "n_labelled": 0, "n_excluded": int(len(lab)), "block_length_frames": float("nan"),
+            "n_labelled": 0, "n_excluded": len(lab), "block_length_frames": float("nan"),
         }
     boot, bl = block_bootstrap_counts(lab, n_states, block_length=block_length, n_boot=n_boot,
                                       rng=rng)
@@ -223,13 +224,59 @@ def transition_counts(labels: np.ndarray, n_states: int) -> np.ndarray:
     return c
 
 
+def expm_small(a: np.ndarray) -> np.ndarray:
+    """Matrix exponential of a small matrix (scaling and squaring with an 18-term Taylor series).
+
+    Much faster than :func:`scipy.linalg.expm` for the 4×4 and 8×8 matrices of the CTMC fits,
+    accurate to ~1e-15 relative for generator matrices.
+    """
+    a = np.asarray(a, dtype=float)
+    norm = float(np.max(np.sum(np.abs(a), axis=1))) if a.size else 0.0
+    s = max(0, int(np.ceil(np.log2(norm / 0.25))) if norm > 0.25 else 0)
+    b = a / (2.0**s)
+    out = np.eye(len(a))
+    term = np.eye(len(a))
+    for n in range(1, 19):
+        term = term @ b / n
+        out = out + term
+    for _ in range(s):
+        out = out @ out
+    return out
+
+
+def _ctmc_nll_grad(
+    x: np.ndarray, ca: np.ndarray, dt: float, off: np.ndarray
+) -> tuple[float, np.ndarray]:
+    """Negative log-likelihood of counts ``ca`` under ``P = expm(QΔt)`` and its gradient in x.
+
+    ``x`` are the log off-diagonal rates. The gradient uses the adjoint of the Fréchet derivative
+    of expm, read from the top-right block of ``expm([[QᵀΔt, GΔt], [0, QᵀΔt]])``.
+    """
+    m = ca.shape[0]
+    q = np.zeros((m, m))
+    q[off] = np.exp(x)
+    q[np.diag_indices(m)] = -q.sum(axis=1)
+    p = np.clip(expm_small(q * dt), 1e-300, None)
+    f = -float(np.sum(ca * np.log(p)))
+    g = -ca / p
+    big = np.zeros((2 * m, 2 * m))
+    big[:m, :m] = q.T * dt
+    big[m:, m:] = q.T * dt
+    big[:m, m:] = g * dt
+    dq = expm_small(big)[:m, m:]  # d f / d Q (unconstrained)
+    dq_off = dq - np.diag(dq)[:, None]  # q_ii = -sum_j q_ij
+    grad = dq_off[off] * q[off]
+    return f, grad
+
+
 def ctmc_rates(
     counts: np.ndarray, frame_time_s: float, *, min_count: float = 0.0
 ) -> np.ndarray:
     """Maximum-likelihood generator of a continuous-time Markov chain observed every frame.
 
     Maximises ``sum_ij C_ij log P_ij`` with ``P = expm(Q Δt)`` over the off-diagonal rates of ``Q``
-    (log-parametrised, so rates stay positive). Only states observed at least once take part.
+    (log-parametrised, so rates stay positive; exact gradient). Only states observed at least once
+    take part. Unlike ``C_ij / (n_i Δt)``, this accounts for several jumps within one frame.
 
     Parameters
     ----------
@@ -245,7 +292,6 @@ def ctmc_rates(
     numpy.ndarray
         ``(K, K)`` generator ``Q`` [1/s]: ``Q[i, j]`` is the rate i → j, rows sum to 0.
     """
-    from scipy.linalg import expm
     from scipy.optimize import minimize
 
     c = np.asarray(counts, dtype=float)
@@ -264,22 +310,19 @@ def ctmc_rates(
     # start: the discrete-time estimate P ≈ I + Q Δt
     with np.errstate(divide="ignore", invalid="ignore"):
         p0 = ca / np.where(rows[:, None] > 0, rows[:, None], 1.0)
-    lo, hi = np.log(1e-6 / dt), np.log(20.0 / dt)
+    lo, hi = np.log(1e-7 / dt), np.log(20.0 / dt)
     x0 = np.clip(np.log(np.maximum(p0[off], 0.05 / max(rows.max(), 1.0)) / dt), lo, hi)
+    def fun(x: np.ndarray) -> tuple[float, np.ndarray]:
+        # box by clipping (flat outside): BFGS here is ~30x faster than L-BFGS-B on 12 parameters
+        xc = np.clip(x, lo, hi)
+        f, g = _ctmc_nll_grad(xc, ca, dt, off)
+        return f, np.where((x < lo) | (x > hi), 0.0, g)
 
-    def nll(x: np.ndarray) -> float:
-        q = np.zeros((m, m))
-        q[off] = np.exp(x)
-        q[np.diag_indices(m)] = -q.sum(axis=1)
-        p = expm(q * dt)
-        p = np.clip(p, 1e-300, None)
-        return -float(np.sum(ca * np.log(p)))
-
-    res = minimize(nll, x0, method="L-BFGS-B", bounds=[(lo, hi)] * len(x0))
+    res = minimize(fun, x0, jac=True, method="BFGS", options={"gtol": 1e-6 * max(1.0, ca.sum())})
+    xs = np.clip(res.x, lo, hi)
     q = np.zeros((m, m))
-    q[off] = np.exp(res.x)
     # rates pinned at the lower bound are zero within resolution
-    q[off] = np.where(res.x <= lo + 1e-6, 0.0, q[off])
+    q[off] = np.where(xs <= lo + 1e-3, 0.0, np.exp(xs))
     q[np.diag_indices(m)] = -q.sum(axis=1)
     q_full[np.ix_(active, active)] = q
     return q_full
@@ -303,8 +346,8 @@ def dwell_times(labels: np.ndarray, n_states: int) -> list[dict]:
     Returns
     -------
     list of dict
-        Per state: ``n_runs``, ``n_complete``, ``n_exits``, ``complete_frames`` (list of complete run lengths),
-        ``total_frames``, ``mean_complete_frames`` and ``mle_mean_frames`` (NaN when no complete
+        Per state: ``n_runs``, ``n_complete``, ``n_exits``, ``complete_frames`` (list of complete
+        run lengths), ``total_frames``, ``mean_complete_frames`` and ``mle_mean_frames`` (NaN when no complete
         run).
     """
     lab = np.asarray(labels, dtype=int)

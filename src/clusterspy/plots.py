@@ -1,0 +1,403 @@
+"""Figures: label strips, proportions, van 't Hoff and Arrhenius plots, confusion matrices.
+
+Every function builds a standalone :class:`matplotlib.figure.Figure` (Agg canvas, no ``pyplot``
+state: nothing is registered with ``plt``, nothing leaks between calls) and returns it; the same
+function serves the HTML reports and the notebook user (a Figure displays itself in Jupyter).
+Colours are the Okabe–Ito colour-blind-safe palette; axes carry units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clusterspy.isomers import CLASSES
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = [
+    "ISOMER_COLOURS",
+    "OKABE_ITO",
+    "plot_accuracy_curve",
+    "plot_arrhenius",
+    "plot_confusion_matrix",
+    "plot_proportions",
+    "plot_proportions_vs_temperature",
+    "plot_strip",
+    "plot_van_t_hoff",
+]
+
+#: Okabe & Ito (2008) colour-blind-safe palette.
+OKABE_ITO: dict[str, str] = {
+    "orange": "#E69F00", "sky_blue": "#56B4E9", "bluish_green": "#009E73", "yellow": "#F0E442",
+    "blue": "#0072B2", "vermillion": "#D55E00", "reddish_purple": "#CC79A7", "black": "#000000",
+    "grey": "#999999",
+}
+#: Colour of each isomer (and of frames without an isomer label).
+ISOMER_COLOURS: dict[str, str] = {
+    "icosahedral": OKABE_ITO["orange"], "decahedral": OKABE_ITO["blue"],
+    "fcc": OKABE_ITO["bluish_green"], "amorphous": OKABE_ITO["reddish_purple"],
+    "unknown": OKABE_ITO["grey"], "lost": OKABE_ITO["black"], "blurred": OKABE_ITO["vermillion"],
+}
+_SHORT = {"icosahedral": "ico", "decahedral": "dec", "fcc": "fcc", "amorphous": "amo"}
+K_B_EV = 8.617333262e-5
+
+
+def _figure(figsize: tuple[float, float]) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _colour(name: str) -> str:
+    return ISOMER_COLOURS.get(name, OKABE_ITO["grey"])
+
+
+def plot_strip(
+    frames: Sequence[int] | np.ndarray,
+    labels: Sequence[str] | np.ndarray,
+    smoothed: Sequence[str] | np.ndarray | None = None,
+    *,
+    time_s: Sequence[float] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Isomer label against frame number (the seed's Figure 2): rows ico / dec / fcc / amo / unk.
+
+    Parameters
+    ----------
+    frames : array-like of int
+        Frame numbers.
+    labels : array-like of str
+        Raw label per frame (isomer, ``unknown``, ``lost``, ``blurred``; the last three share
+        the ``unk`` row, lost and blurred with their own markers).
+    smoothed : array-like of str, optional
+        HMM-smoothed labels: drawn in a second panel as a step line.
+    time_s : array-like of float, optional
+        Unused for the axis (frame numbers are shown); kept for a secondary label in a future
+        version.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    rows = [*CLASSES, "unknown"]
+    names = [_SHORT[c] for c in CLASSES] + ["unk"]
+    ypos = {c: len(rows) - 1 - i for i, c in enumerate(rows)}
+    panels = [("raw", labels)] + ([("smoothed (HMM)", smoothed)] if smoothed is not None else [])
+    fig = _figure((8.0, 1.6 + 1.7 * len(panels)))
+    axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
+    fr = np.asarray(frames)
+    for ax, (name, lab) in zip(axes, panels, strict=True):
+        lab = np.asarray(lab, dtype=object).astype(str)
+        for cat in [*CLASSES, "unknown", "lost", "blurred"]:
+            m = lab == cat
+            if not m.any():
+                continue
+            row = ypos.get(cat, ypos["unknown"])
+            marker = {"lost": "x", "blurred": "v"}.get(cat, "s")
+            ax.scatter(fr[m], np.full(m.sum(), row), s=9, marker=marker, color=_colour(cat),
+                       label=cat, linewidths=0.8)
+        if name != "raw":
+            y = np.array([ypos.get(x, ypos["unknown"]) for x in lab], float)
+            order = np.argsort(fr)
+            ax.step(fr[order], y[order], where="mid", color=OKABE_ITO["black"], lw=0.6, alpha=0.6)
+        ax.set_yticks([ypos[c] for c in rows], names)
+        ax.set_ylim(-0.6, len(rows) - 0.4)
+        ax.set_ylabel(f"isomer ({name})")
+        ax.grid(axis="x", alpha=0.3)
+    axes[-1].set_xlabel("frame number")
+    handles, labs = axes[0].get_legend_handles_labels()
+    if handles:
+        axes[0].legend(handles, labs, loc="upper right", fontsize=7, ncol=4, frameon=False,
+                       bbox_to_anchor=(1.0, 1.35))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_proportions(
+    proportions: Mapping[str, float | None],
+    ci95: Mapping[str, Sequence[float | None]] | None = None,
+    *,
+    title: str | None = None,
+) -> Figure:
+    """Bar chart of isomer proportions with 95 % confidence intervals.
+
+    Parameters
+    ----------
+    proportions : mapping
+        ``{isomer: proportion}`` (0–1; ``None`` plotted as 0).
+    ci95 : mapping, optional
+        ``{isomer: (low, high)}``.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    names = list(proportions)
+    vals = np.array([proportions[n] if proportions[n] is not None else np.nan for n in names],
+                    float)
+    fig = _figure((5.0, 3.2))
+    ax = fig.add_subplot()
+    x = np.arange(len(names))
+    ax.bar(x, np.nan_to_num(vals), color=[_colour(n) for n in names], edgecolor="black", lw=0.5)
+    if ci95 is not None:
+        lo = np.array([ci95[n][0] if ci95[n][0] is not None else np.nan for n in names], float)
+        hi = np.array([ci95[n][1] if ci95[n][1] is not None else np.nan for n in names], float)
+        err = np.vstack([np.clip(vals - lo, 0, None), np.clip(hi - vals, 0, None)])
+        ax.errorbar(x, vals, yerr=np.nan_to_num(err), fmt="none", ecolor="black", capsize=4)
+    ax.set_xticks(x, names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("proportion of frames (–)")
+    ax.set_xlabel("isomer")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_proportions_vs_temperature(
+    temperatures_K: Sequence[float],
+    proportions: Mapping[str, Sequence[float]],
+    ci95: Mapping[str, Sequence[Sequence[float]]] | None = None,
+    *,
+    model: Mapping[str, Sequence[float]] | None = None,
+) -> Figure:
+    """Isomer proportions against temperature, with error bars and optional fitted curves.
+
+    Parameters
+    ----------
+    temperatures_K : sequence of float
+        Temperatures [K].
+    proportions : mapping
+        ``{isomer: proportion at each temperature}``.
+    ci95 : mapping, optional
+        ``{isomer: [(low, high) at each temperature]}``.
+    model : mapping, optional
+        ``{isomer: fitted proportion at each temperature}`` drawn as lines.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    t = np.asarray(temperatures_K, float)
+    fig = _figure((5.5, 3.6))
+    ax = fig.add_subplot()
+    for name, p in proportions.items():
+        p = np.asarray(p, float)
+        yerr = None
+        if ci95 is not None and name in ci95:
+            c = np.asarray(ci95[name], float)
+            yerr = np.vstack([np.clip(p - c[:, 0], 0, None), np.clip(c[:, 1] - p, 0, None)])
+        ax.errorbar(t, p, yerr=yerr, fmt="o", color=_colour(name), label=name, capsize=3)
+        if model is not None and name in model:
+            order = np.argsort(t)
+            ax.plot(t[order], np.asarray(model[name], float)[order], "-", color=_colour(name),
+                    lw=1)
+    ax.set_xlabel("temperature T (K)")
+    ax.set_ylabel("proportion (–)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def _fit_line_plot(
+    ax: Any, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, slope: float | None,
+    intercept: float | None, colour: str, label: str,
+) -> None:
+    ax.errorbar(x, y, yerr=yerr, fmt="o", color=colour, capsize=3, label=label)
+    if slope is not None and intercept is not None and len(x):
+        xx = np.linspace(np.min(x), np.max(x), 50)
+        ax.plot(xx, intercept + slope * xx, "-", color=colour, lw=1)
+
+
+def plot_van_t_hoff(series: Sequence[Mapping[str, Any]]) -> Figure:
+    """Van 't Hoff plot: ln(p_i / p_ref) against 1/(k_B T) with error bars and fitted lines.
+
+    Parameters
+    ----------
+    series : sequence of mapping
+        One per isomer: ``isomer``, ``reference``, ``temperatures_K``, ``ln_ratio``, optional
+        ``ln_ratio_ci95`` ([(low, high)] per temperature), ``delta_E_eV`` and ``delta_S_kB``
+        (the fit: ln ratio = −ΔE·x + ΔS/k_B).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _figure((5.5, 3.8))
+    ax = fig.add_subplot()
+    for s in series:
+        x = 1.0 / (K_B_EV * np.asarray(s["temperatures_K"], float))
+        y = np.asarray(s["ln_ratio"], float)
+        yerr = None
+        if s.get("ln_ratio_ci95") is not None:
+            c = np.asarray(s["ln_ratio_ci95"], float)
+            yerr = np.vstack([np.clip(y - c[:, 0], 0, None), np.clip(c[:, 1] - y, 0, None)])
+        de = s.get("delta_E_eV")
+        ds = s.get("delta_S_kB")
+        lab = f"{s['isomer']} / {s['reference']}"
+        if de is not None:
+            lab += f": ΔE = {de:.3f} eV"
+        _fit_line_plot(ax, x, y, yerr, None if de is None else -de, ds, _colour(s["isomer"]), lab)
+    ax.set_xlabel("1 / (k_B T) (eV⁻¹)")
+    ax.set_ylabel("ln(p_i / p_ref) (–)")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_arrhenius(series: Sequence[Mapping[str, Any]]) -> Figure:
+    """Arrhenius plot: ln k against 1/(k_B T) with error bars and fitted lines.
+
+    Parameters
+    ----------
+    series : sequence of mapping
+        One per transition: ``from``, ``to``, ``temperatures_K``, ``rate_per_s``, optional
+        ``rate_ci95_per_s`` ([(low, high)] per temperature), ``barrier_eV``,
+        ``prefactor_per_s`` (the fit: ln k = ln A − E_a·x).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _figure((5.5, 3.8))
+    ax = fig.add_subplot()
+    palette = list(OKABE_ITO.values())
+    for n, s in enumerate(series):
+        x = 1.0 / (K_B_EV * np.asarray(s["temperatures_K"], float))
+        k = np.asarray(s["rate_per_s"], float)
+        ok = k > 0
+        y = np.log(np.where(ok, k, np.nan))
+        yerr = None
+        if s.get("rate_ci95_per_s") is not None:
+            c = np.log(np.clip(np.asarray(s["rate_ci95_per_s"], float), 1e-300, None))
+            yerr = np.nan_to_num(np.vstack([np.clip(y - c[:, 0], 0, None),
+                                            np.clip(c[:, 1] - y, 0, None)]))
+        ea = s.get("barrier_eV")
+        a = s.get("prefactor_per_s")
+        lab = f"{s['from']} → {s['to']}"
+        if ea is not None:
+            lab += f": E_a = {ea:.3f} eV"
+        _fit_line_plot(ax, x, y, yerr, None if ea is None else -ea,
+                       None if not a else float(np.log(a)), palette[n % len(palette)], lab)
+    ax.set_xlabel("1 / (k_B T) (eV⁻¹)")
+    ax.set_ylabel("ln(k / s⁻¹)")
+    ax.legend(fontsize=8, frameon=False)
+    return fig
+
+
+def plot_confusion_matrix(
+    cm: np.ndarray | Sequence[Sequence[float]],
+    classes: Sequence[str] = CLASSES,
+    *,
+    normalize: bool = True,
+    title: str | None = None,
+) -> Figure:
+    """Confusion matrix (rows = true class, columns = predicted class).
+
+    Parameters
+    ----------
+    cm : array-like
+        ``(K, K)`` counts; extra columns beyond K (e.g. ``unknown``) are allowed if ``classes``
+        names them.
+    classes : sequence of str
+        Class names (rows, then columns).
+    normalize : bool
+        Show row-normalised fractions (counts are printed too).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.colors import LinearSegmentedColormap
+
+    m = np.asarray(cm, float)
+    rows = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    cmap = LinearSegmentedColormap.from_list("oi_blue", ["#FFFFFF", OKABE_ITO["blue"]])
+    fig = _figure((1.2 + 1.0 * m.shape[1], 1.0 + 0.9 * m.shape[0]))
+    ax = fig.add_subplot()
+    im = ax.imshow(frac if normalize else m, cmap=cmap, vmin=0, vmax=1 if normalize else None)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            v = frac[i, j]
+            txt = f"{v:.2f}\n({int(m[i, j])})" if normalize else f"{int(m[i, j])}"
+            ax.text(j, i, txt, ha="center", va="center", fontsize=8,
+                    color="white" if v > 0.6 else "black")
+    ax.set_xticks(range(m.shape[1]), list(classes)[: m.shape[1]], rotation=30, ha="right")
+    ax.set_yticks(range(m.shape[0]), list(classes)[: m.shape[0]])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(im, ax=ax, label="fraction of true class (–)" if normalize else "count")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_accuracy_curve(
+    x: Sequence[float],
+    accuracy: Sequence[float] | Mapping[str, Sequence[float]],
+    *,
+    xlabel: str,
+    ci95: Sequence[Sequence[float]] | Mapping[str, Sequence[Sequence[float]]] | None = None,
+    logx: bool = False,
+    title: str | None = None,
+) -> Figure:
+    """Accuracy against a parameter (dose, size, defocus, ...), one or several curves.
+
+    Parameters
+    ----------
+    x : sequence of float
+        Parameter values.
+    accuracy : sequence of float or mapping
+        Accuracy (0–1) at each x, or ``{curve name: accuracies}``.
+    xlabel : str
+        x-axis label *with its unit*, e.g. ``"dose (e⁻/Å²)"``.
+    ci95 : optional
+        ``[(low, high)]`` per x (or a mapping of them per curve).
+    logx : bool
+        Logarithmic x axis.
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    curves = dict(accuracy) if isinstance(accuracy, Mapping) else {"accuracy": accuracy}
+    cis = (dict(ci95) if isinstance(ci95, Mapping) else {"accuracy": ci95}) if ci95 is not None \
+        else {}
+    fig = _figure((5.5, 3.6))
+    ax = fig.add_subplot()
+    xs = np.asarray(x, float)
+    palette = [OKABE_ITO[k] for k in ("blue", "orange", "bluish_green", "vermillion",
+                                      "reddish_purple", "sky_blue", "black")]
+    for n, (name, acc) in enumerate(curves.items()):
+        a = np.asarray(acc, float)
+        yerr = None
+        if cis.get(name) is not None:
+            c = np.asarray(cis[name], float)
+            yerr = np.vstack([np.clip(a - c[:, 0], 0, None), np.clip(c[:, 1] - a, 0, None)])
+        ax.errorbar(xs, a, yerr=yerr, fmt="o-", color=palette[n % len(palette)], label=name,
+                    capsize=3, ms=4)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy (–)")
+    ax.set_ylim(0, 1.02)
+    if len(curves) > 1:
+        ax.legend(fontsize=8, frameon=False)
+    if title:
+        ax.set_title(title)
+    return fig
