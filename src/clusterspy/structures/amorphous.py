@@ -76,8 +76,8 @@ def random_packing(
     return accepted - accepted.mean(axis=0)
 
 
-def relax_emt(positions: np.ndarray, element: str, fmax_eV_A: float = 0.1,
-              steps: int = 150) -> np.ndarray:
+def relax_emt(positions: np.ndarray, element: str, fmax_eV_A: float = 0.05,
+              steps: int = 400) -> np.ndarray:
     """Relax positions with ASE's EMT potential (FIRE) and return the relaxed positions [Å].
 
     Elements outside :data:`EMT_METALS` are relaxed as Cu and rescaled by the ratio of lattice constants.

@@ -184,11 +184,12 @@ def _ico_axes() -> dict[str, np.ndarray]:
     p = p - p.mean(axis=0)
     v = p[np.linalg.norm(p, axis=1) > 1.0]
     v = v / np.linalg.norm(v, axis=1)[:, None]
-    dots = v @ v[0]
-    nb = np.argsort(-dots)[1:3]  # the two nearest vertices to v[0] (they are neighbours of each other)
+    adjacent = np.abs((v @ v.T) - 0.4472) < 0.05  # neighbouring vertices: cos 63.4° = 1/√5
+    j = int(np.flatnonzero(adjacent[0])[0])  # a neighbour of vertex 0
+    k = int(np.flatnonzero(adjacent[0] & adjacent[j])[0])  # a vertex next to both 0 and j
     five = v[0]
-    two = v[0] + v[nb[0]]
-    three = v[0] + v[nb[0]] + v[nb[1]]
+    two = v[0] + v[j]
+    three = v[0] + v[j] + v[k]
     return {
         "5-fold": five,
         "2-fold": two / np.linalg.norm(two),
@@ -462,6 +463,10 @@ def cluster(
     if size < 13:
         raise ConfigError(f"size must be at least 13 atoms, got {size}")
     form_name, params = _parse_shape(iso, shape, size, rng)
+    if iso is Isomer.AMORPHOUS and not (isinstance(orientation, str) and orientation == "random"):
+        if isinstance(orientation, str):
+            raise ConfigError(f"amorphous clusters have no zone axes ({orientation!r}); use 'random' or a "
+                              "3×3 rotation matrix")
     if iso is Isomer.AMORPHOUS:
         idx = params["index"]
         if not 0 <= idx < _amorphous.POOL_SIZE:
