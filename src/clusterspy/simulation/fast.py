@@ -64,8 +64,9 @@ class FastCalibration:
     z_exponent : float
         Z exponent ``n`` at the reference HAADF detector (inner angle 70 mrad).
     scale : float
-        ``c``: converts Σ Z^n P into the fraction of the beam on the detector (per atom and
-        unit-sum probe).
+        ``c`` [Å²]: ``c · Z^n`` is an atom's cross-section for scattering onto the detector, so
+        that ``Σ c Z^n P(r)`` (probe intensity ``P`` normalised to 1 over area, [1/Å²]) is the
+        fraction of the beam reaching the detector.
     channelling_a, channelling_b : float
         Channelling correction ``g(m) = 1 + a (m - 1) / (1 + b (m - 1))``.
     column_radius_A : float
@@ -79,7 +80,7 @@ class FastCalibration:
     """
 
     z_exponent: float = 1.7
-    scale: float = 1.6e-4
+    scale: float = 1.0e-5
     channelling_a: float = 0.0
     channelling_b: float = 0.0
     column_radius_A: float = 0.6
@@ -184,7 +185,9 @@ class FastSimulator:
             probe = self.microscope.probe_intensity(
                 self.render_shape, self.render_pixel_A, self.microscope.defocus_A - key
             )
-            self._filters[key] = (np.fft.rfft2(probe) * self._base).astype(np.complex64)
+            # probe as a density [1/Å²]: the image does not depend on the pixel size
+            density = probe / self.render_pixel_A**2
+            self._filters[key] = (np.fft.rfft2(density) * self._base).astype(np.complex64)
         return self._filters[key]
 
     def atom_weights(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,61 @@
+"""PRISM backend (abTEM): same pixel grid as the fast backend, agreement on a small case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clusterspy.errors import ConfigError
+from clusterspy.simulation import Microscope, ncc, simulate
+
+ase = pytest.importorskip("ase")
+pytest.importorskip("abtem")
+
+SMALL = {"interpolation": 1, "frozen_phonons": 0}
+
+
+def test_off_centre_atoms_land_on_same_pixels_in_both_backends():
+    atoms = ase.Atoms("Au2", positions=[[0, 0, 0], [2.6, -1.4, 1.0]])
+    kw = {"pixel_size": 0.4, "extent": 9.6}
+    prism = simulate(atoms, Microscope(), backend="prism", **kw, **SMALL).data
+    fast = simulate(atoms, Microscope(), backend="fast", **kw).data
+    assert prism.shape == fast.shape == (24, 24)
+    peaks_p = {tuple(p) for p in np.argwhere(prism > 0.6 * prism.max())}
+    peaks_f = {tuple(p) for p in np.argwhere(fast > 0.6 * fast.max())}
+    assert peaks_p == peaks_f == {(10, 15), (14, 9)}
+    assert ncc(prism, fast) > 0.99
+
+
+def test_fast_matches_prism_on_small_cluster():
+    from ase.cluster import Icosahedron
+
+    atoms = Icosahedron("Au", 3)  # 55 atoms
+    kw = {"pixel_size": 0.4, "extent": 12.8}
+    prism = simulate(atoms, Microscope(), backend="prism", rng=0, interpolation=2, frozen_phonons=0, **kw)
+    fast = simulate(atoms, Microscope(), backend="fast", **kw)
+    assert prism.pixel_size_A == fast.pixel_size_A == 0.4
+    assert ncc(prism.data, fast.data) >= 0.95
+    # both in fractions of the beam on the detector, within a factor 2
+    assert 0.5 < prism.data.sum() / fast.data.sum() < 2.0
+
+
+def test_detector_beyond_antialiasing_limit_is_refused():
+    atoms = ase.Atoms("Au", positions=[[0, 0, 0]])
+    with pytest.raises(ConfigError, match="antialiasing limit 167 mrad"):
+        simulate(
+            atoms,
+            Microscope(),
+            pixel_size=0.4,
+            extent=8,
+            backend="prism",
+            potential_sampling_A=0.05,
+            frozen_phonons=0,
+        )
+
+
+def test_sampling_is_chosen_for_the_detector():
+    from clusterspy.simulation.prism import choose_potential_sampling
+
+    s = choose_potential_sampling(Microscope(detector_mrad=(70, 200)))
+    assert Microscope().wavelength_A / (3 * s) * 1e3 >= 200
+    assert choose_potential_sampling(Microscope(detector_mrad=(40, 100))) == 0.05
