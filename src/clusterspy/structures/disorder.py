@@ -66,7 +66,7 @@ def add_adatoms(positions: np.ndarray, n: int, rng: np.random.Generator) -> np.n
         tree = cKDTree(pos)
         cn = tree.query_ball_point(pos, 1.2 * d, return_length=True) - 1
         surface = np.flatnonzero(cn[: len(positions)] < 12)  # adatoms never stack on adatoms
-        for _attempt in range(50):
+        for _attempt in range(300):
             i = int(rng.choice(surface))
             nb = [j for j in tree.query_ball_point(pos[i], 1.2 * d)
                   if j != i and j < len(positions) and cn[j] < 12]
@@ -83,7 +83,7 @@ def add_adatoms(positions: np.ndarray, n: int, rng: np.random.Generator) -> np.n
                 normal = -normal
             h = np.sqrt(max(d**2 - np.mean(np.sum((tri - c) ** 2, axis=1)), 0.1 * d**2))
             site = c + h * normal
-            if tree.query(site)[0] > 0.85 * d and len(tree.query_ball_point(site, 1.1 * d)) == 3:
+            if tree.query(site)[0] > 0.85 * d and len(tree.query_ball_point(site, 1.15 * d)) >= 3:
                 pos = np.vstack([pos, site])
                 break
         else:
