@@ -26,7 +26,7 @@ PRISM_OPTIONS = {
     "interpolation": 4,
     "potential_sampling_A": 0.04,
     "slice_thickness_A": 1.0,
-    "frozen_phonons": 2,
+    "frozen_phonons": 1,
     "thermal_sigma_A": 0.08,
 }
 
