@@ -11,12 +11,13 @@ where ``P(r; Δf)`` is the aperture-limited probe intensity at the effective def
 ``Δf - z_i`` an atom at depth ``z_i`` sees (defocus and Cs from :class:`Microscope`; the probe
 spreads through the cluster's depth), ``n`` the detector-dependent Z exponent, ``S`` the
 Gaussian source and ``c`` a scale to PRISM's units (fraction of the incident beam reaching the
-detector). ``g(m) = 1 + a (m - 1) / (1 + b (m - 1))`` is a *channelling correction*: ``m_i`` is
+detector). ``g(m) = (1 + b (m - 1))^a`` is a *channelling correction*: ``m_i`` is
 the occupancy of the atomic column the atom belongs to (the number of metal atoms within
 ``column_radius_A`` of it in projection); on zone axes the probe channels along densely occupied
-columns and brightens them beyond the sum of independent atoms, which the incoherent model
-misses. ``n, c, a, b`` (and an extra Gaussian blur, ``extra_blur_A``) are fitted against
-PRISM references by ``benchmarks/calibrate_fast.py`` and ship in ``fast_calibration.json``.
+columns, which changes their intensity from the sum of independent atoms (for Au it
+saturates: a < 0), which the incoherent model misses. ``n, c, a, b`` (and an extra Gaussian
+blur, ``extra_blur_A``) are fitted against PRISM references by
+``benchmarks/calibrate_fast.py`` and ship in ``fast_calibration.json``.
 
 Algorithm (vectorised over a batch)
 -----------------------------------
@@ -68,7 +69,7 @@ class FastCalibration:
         that ``Σ c Z^n P(r)`` (probe intensity ``P`` normalised to 1 over area, [1/Å²]) is the
         fraction of the beam reaching the detector.
     channelling_a, channelling_b : float
-        Channelling correction ``g(m) = 1 + a (m - 1) / (1 + b (m - 1))``.
+        Channelling correction ``g(m) = (1 + b (m - 1))^a``.
     column_radius_A : float
         Radius [Å] within which atoms count as one column in projection.
     depth_step_A : float
@@ -82,7 +83,7 @@ class FastCalibration:
     z_exponent: float = 1.7
     scale: float = 1.0e-5
     channelling_a: float = 0.0
-    channelling_b: float = 0.0
+    channelling_b: float = 1.0
     column_radius_A: float = 0.6
     depth_step_A: float = 8.0
     extra_blur_A: float = 0.0
@@ -197,7 +198,7 @@ class FastSimulator:
         wm = cal.scale * scene.metal_numbers.astype(float) ** n
         if cal.channelling_a != 0.0 and len(wm):
             m = column_occupancy(scene.metal_positions[:, :2], cal.column_radius_A) - 1.0
-            wm = wm * (1.0 + cal.channelling_a * m / (1.0 + cal.channelling_b * m))
+            wm = wm * (1.0 + cal.channelling_b * m) ** cal.channelling_a
         ws = cal.scale * scene.support_numbers.astype(float) ** n
         return wm, ws
 
