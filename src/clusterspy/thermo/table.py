@@ -1,0 +1,446 @@
+"""``thermo_from_table``: from labelled frames at several temperatures to energies, and its report."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import ConfigError, InputFileError
+from clusterspy.isomers import CLASSES, UNKNOWN, parse_isomer
+from clusterspy.thermo.synthetic import K_B_EV
+
+__all__ = ["read_label_table", "thermo_from_table", "write_thermo_report"]
+
+log = logging.getLogger(__name__)
+
+_MISSING = {UNKNOWN, "lost", "blurred", ""}
+
+
+def _code(label: str) -> int:
+    lab = str(label).strip().lower()
+    if lab in _MISSING:
+        return -1
+    try:
+        return CLASSES.index(parse_isomer(lab).value)
+    except ValueError:
+        return -1
+
+
+def _read_csv(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except OSError as exc:
+        raise InputFileError(f"cannot read {path}: {exc.strerror}; check the path") from None
+    if not rows:
+        raise InputFileError(f"{path} holds no rows")
+    return {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
+
+
+def read_label_table(
+    source: Any,
+    *,
+    temperatures_K: Mapping[str, float] | Sequence[float] | None = None,
+    label_column: str = "label",
+) -> dict[str, np.ndarray]:
+    """Read labelled frames with temperatures into columns.
+
+    Parameters
+    ----------
+    source : path, mapping of columns, or sequence of series output folders
+        A CSV with columns ``temperature_K``, ``label`` and optionally ``series``, ``frame``,
+        ``time_s``, ``cluster``; a dict of such columns (e.g. from
+        :func:`clusterspy.thermo.synthetic_labels`); or folders written by
+        :func:`clusterspy.series.classify_series` (their ``frames.csv``; the temperature from
+        ``summary.json``'s ``temperature_K`` or from ``temperatures_K``).
+    temperatures_K : mapping or sequence, optional
+        Temperatures [K] of the series folders: ``{folder: T}`` or one per folder in order.
+    label_column : str
+        Column holding the labels (``label`` = raw per-frame labels; ``smoothed_label`` is also
+        present in series folders).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``temperature_K`` (float), ``code`` (class index, −1 = unknown/lost/blurred), ``label``,
+        ``series`` (str), ``frame`` (int, −1 if absent), ``time_s`` (float, NaN if absent),
+        ``frame_time_s`` (float per row, NaN if unknown).
+    """
+    if isinstance(source, Mapping):
+        tables = [({k: np.asarray(v) for k, v in source.items()}, None, None, "table")]
+    else:
+        paths = [source] if isinstance(source, str | os.PathLike) else list(source)
+        tables = []
+        for n, p in enumerate(paths):
+            p = Path(p)
+            if p.is_dir():
+                fcsv = p / "frames.csv"
+                if not fcsv.exists():
+                    raise InputFileError(f"{p} is not a series output folder (no frames.csv)")
+                summ = json.loads((p / "summary.json").read_text()) if (
+                    p / "summary.json").exists() else {}
+                t = summ.get("temperature_K")
+                if isinstance(temperatures_K, Mapping):
+                    t = temperatures_K.get(str(p), temperatures_K.get(p.name, t))
+                elif temperatures_K is not None:
+                    t = list(temperatures_K)[n]
+                if t is None:
+                    raise ConfigError(
+                        f"no temperature for {p}: give it with --temperature (K) or record it "
+                        "when running the series (temperature_K=...)")
+                tables.append((_read_csv(fcsv), float(t), summ.get("frame_time_s"), p.name))
+            else:
+                if not p.exists():
+                    raise InputFileError(f"{p} does not exist; check the path")
+                tables.append((_read_csv(p), None, None, p.stem))
+    cols: dict[str, list] = {k: [] for k in ("temperature_K", "code", "label", "series", "frame",
+                                             "time_s", "frame_time_s")}
+    for tab, t_fixed, dt, name in tables:
+        if label_column not in tab:
+            raise ConfigError(f"the table has no column {label_column!r} (columns: "
+                              f"{', '.join(tab)})")
+        n = len(tab[label_column])
+        if t_fixed is None:
+            if "temperature_K" not in tab:
+                raise ConfigError("the table needs a temperature_K column (K)")
+            temp = np.array(tab["temperature_K"], float)
+        else:
+            temp = np.full(n, t_fixed)
+        ser = np.array([f"{name}:{s}" for s in tab["series"]], object) if "series" in tab else \
+            np.full(n, name, dtype=object)
+        if "cluster" in tab:
+            ser = np.array([f"{s}#{c}" for s, c in zip(ser, tab["cluster"], strict=True)], object)
+        frame = np.array([int(x) if str(x) != "" else -1 for x in tab["frame"]]) if "frame" in \
+            tab else np.full(n, -1)
+        ts = np.array([float(x) if str(x) not in ("", "nan") else np.nan for x in tab["time_s"]]) \
+            if "time_s" in tab else np.full(n, np.nan)
+        labels = [str(x) for x in tab[label_column]]
+        cols["temperature_K"].extend(temp.tolist())
+        cols["code"].extend(_code(x) for x in labels)
+        cols["label"].extend(labels)
+        cols["series"].extend(ser.tolist())
+        cols["frame"].extend(frame.tolist())
+        cols["time_s"].extend(ts.tolist())
+        cols["frame_time_s"].extend([float(dt) if dt else np.nan] * n)
+    return {
+        "temperature_K": np.array(cols["temperature_K"], float),
+        "code": np.array(cols["code"], int),
+        "label": np.array(cols["label"], object),
+        "series": np.array(cols["series"], object),
+        "frame": np.array(cols["frame"], int),
+        "time_s": np.array(cols["time_s"], float),
+        "frame_time_s": np.array(cols["frame_time_s"], float),
+    }
+
+
+def _series_at(tab: dict[str, np.ndarray], m: np.ndarray) -> list[tuple[str, np.ndarray, float]]:
+    """Per series at one temperature: (name, codes on a full frame grid, frame time or NaN)."""
+    out = []
+    for name in dict.fromkeys(tab["series"][m]):
+        mm = m & (tab["series"] == name)
+        fr = tab["frame"][mm]
+        codes = tab["code"][mm]
+        dt = np.nan
+        if np.all(fr >= 0) and len(fr):
+            order = np.argsort(fr, kind="stable")
+            fr, codes = fr[order], codes[order]
+            grid = np.full(int(fr.max() - fr.min() + 1), -1)
+            grid[fr - fr.min()] = codes
+            ts = tab["time_s"][mm][order]
+            fts = tab["frame_time_s"][mm]
+            if np.isfinite(fts).any():
+                dt = float(np.nanmedian(fts))
+            elif np.isfinite(ts).sum() > 1:
+                ok = np.isfinite(ts)
+                dfr = np.diff(fr[ok])
+                good = dfr > 0
+                if good.any():
+                    dt = float(np.median(np.diff(ts[ok])[good] / dfr[good]))
+            codes = grid
+        out.append((str(name), codes, dt))
+    return out
+
+
+def thermo_from_table(
+    source: Any,
+    *,
+    reference: str | None = None,
+    isomers: Sequence[str] | None = None,
+    temperatures_K: Mapping[str, float] | Sequence[float] | None = None,
+    frame_time_s: float | None = None,
+    label_column: str = "label",
+    misclassification: float | None = None,
+    kinetics: bool | None = None,
+    min_transitions: int = 20,
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Free-energy differences, van 't Hoff and Arrhenius fits from labelled frames.
+
+    Behind ``clusterspy thermo TABLE [--format json] [--out DIR]``: print the returned dict as
+    JSON, and pass it to :func:`write_thermo_report` for ``--out``.
+
+    Parameters
+    ----------
+    source : path, mapping, or sequence of series output folders
+        See :func:`read_label_table`.
+    reference : str, optional
+        Reference isomer of ΔE, ΔS, ΔG (default: the most frequent).
+    isomers : sequence of str, optional
+        Isomers to fit against the reference (default: every isomer seen at least once; an
+        isomer seen only through misclassification gives a meaningless fit — name the real ones).
+    temperatures_K : mapping or sequence, optional
+        Temperatures [K] of series folders that do not record one.
+    frame_time_s : float, optional
+        Frame interval [s] for the kinetics when the table has no ``time_s`` and the folders no
+        frame time.
+    label_column : str
+        Label column to use.
+    misclassification : float, optional
+        Known label error rate ε (e.g. from the model card's test confusion matrix): the
+        proportions are corrected for it (:func:`~clusterspy.thermo.equilibrium.correct_misclassification`)
+        and the kinetics use it; by default proportions are taken as they are and the kinetics
+        estimate ε.
+    kinetics : bool, optional
+        Fit rates (needs time-ordered frames and a frame time); default: whenever possible.
+    min_transitions : int
+        Below this many (expected) transitions a rate is flagged with a warning.
+    n_boot : int
+        Bootstrap replicates.
+    seed : int
+        Seed of every random draw (recorded).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``{"van_t_hoff": [{"isomer", "reference", "delta_E_eV", "ci95_eV",
+        "delta_S_kB", "ci95_S_kB", ...}], "arrhenius": [{"from", "to", "barrier_eV", "ci95_eV",
+        "prefactor_per_s", "ci95_prefactor_per_s", ...}], "proportions": [per temperature],
+        "delta_G": [...], "rates": [...], "warnings": [...], "settings": {...}}``.
+    """
+    from clusterspy.thermo.equilibrium import (
+        bootstrap_counts,
+        correct_misclassification,
+        delta_g,
+        van_t_hoff_fit,
+    )
+    from clusterspy.thermo.kinetics import arrhenius_fit, fit_rates
+
+    rng = np.random.default_rng(seed)
+    tab = read_label_table(source, temperatures_K=temperatures_K, label_column=label_column)
+    temps = np.unique(tab["temperature_K"])
+    warnings: list[str] = []
+
+    def warn(msg: str) -> None:
+        warnings.append(msg)
+        log.warning(msg)
+
+    k = len(CLASSES)
+    counts = np.zeros((len(temps), k))
+    boot = np.zeros((len(temps), n_boot, k))
+    per_t_series = []
+    proportions = []
+    for n, t in enumerate(temps):
+        m = tab["temperature_K"] == t
+        series = _series_at(tab, m)
+        per_t_series.append(series)
+        ordered = all(np.all(tab["frame"][m & (tab["series"] == s)] >= 0) for s, _, _ in series)
+        c, b = bootstrap_counts([s[1] for s in series], ordered=ordered, n_boot=n_boot, rng=rng)
+        if misclassification:
+            c, b = correct_misclassification(c, misclassification), correct_misclassification(
+                b, misclassification)
+        counts[n], boot[n] = c, b
+        n_unknown = int(np.sum(np.char.lower(tab["label"][m].astype(str)) == UNKNOWN))
+        n_excl = int(np.sum(tab["code"][m] < 0))
+        tot = max(c.sum(), 1e-300)
+        pb = b / np.maximum(b.sum(axis=1, keepdims=True), 1e-300)
+        lo, hi = np.quantile(pb, [0.025, 0.975], axis=0)
+        proportions.append({
+            "temperature_K": float(t),
+            "n_frames": int(m.sum()),
+            "n_labelled": int(m.sum()) - n_excl,
+            "n_unknown": n_unknown,
+            "n_excluded": n_excl,
+            "n_series": len(series),
+            "counts": {cl: float(c[i]) for i, cl in enumerate(CLASSES)},
+            "proportions": {cl: {"value": float(c[i] / tot), "ci95": [float(lo[i]), float(hi[i])]}
+                            for i, cl in enumerate(CLASSES)},
+        })
+        if n_excl:
+            log.info("T = %g K: %d unlabelled frames excluded (%d unknown)", t, n_excl, n_unknown)
+    total = counts.sum(axis=0)
+    if reference is None:
+        ref = int(np.argmax(total))
+    else:
+        ref = CLASSES.index(parse_isomer(reference).value)
+    vth, dgs = [], []
+    if total[ref] == 0:
+        raise ConfigError(f"the reference isomer {CLASSES[ref]} never occurs; choose another")
+    wanted = None if isomers is None else {parse_isomer(x).value for x in isomers}
+    for i, cl in enumerate(CLASSES):
+        if i == ref or total[i] == 0 or (wanted is not None and cl not in wanted):
+            continue
+        for n, t in enumerate(temps):
+            g, (glo, ghi) = delta_g(t, counts[n], boot[n], i, ref)
+            dgs.append({"temperature_K": float(t), "isomer": cl, "reference": CLASSES[ref],
+                        "delta_G_eV": g, "ci95_eV": [glo, ghi]})
+        usable = (counts[:, i] > 0) & (counts[:, ref] > 0)
+        if usable.sum() < 2:
+            warn(f"{cl}: seen together with {CLASSES[ref]} at fewer than 2 temperatures; "
+                 "no van 't Hoff fit")
+            continue
+        if np.any(counts[:, i] < 5):
+            warn(f"{cl}: fewer than 5 frames at some temperature; its ΔE is poorly constrained")
+        fit = van_t_hoff_fit(temps[usable], counts[usable], boot[usable], i, ref)
+        vth.append({"isomer": cl, "reference": CLASSES[ref], **fit})
+
+    rates: list[dict] = []
+    arrh: list[dict] = []
+    can_kinetics = any(
+        len(s[1]) > 1 and (np.isfinite(s[2]) or frame_time_s) for ser in per_t_series for s in ser)
+    if kinetics is None:
+        kinetics = can_kinetics
+    if kinetics and not can_kinetics:
+        raise ConfigError("kinetics need time-ordered frames (frame column) and a frame time "
+                          "(time_s column, series folder metadata or --frame-time)")
+    if kinetics:
+        q_t = np.zeros((len(temps), k, k))
+        n_t = np.zeros((len(temps), k, k))
+        for n, (t, series) in enumerate(zip(temps, per_t_series, strict=True)):
+            dts = [s[2] if np.isfinite(s[2]) else frame_time_s for s in series]
+            dts = [d for d in dts if d]
+            if not dts:
+                continue
+            dt = float(np.median(dts))
+            eps = misclassification if misclassification is not None else "estimate"
+            fr = fit_rates([s[1] for s in series], dt, misclassification=eps)
+            q_t[n], n_t[n] = fr["Q"], fr["expected_transitions"]
+            for name, lab, _ in series:
+                ch = np.sum((lab[:-1] >= 0) & (lab[1:] >= 0) & (lab[:-1] != lab[1:]))
+                if ch < min_transitions:
+                    warn(f"T = {t:g} K, series {name}: only {int(ch)} label changes; too few "
+                         "transitions for a meaningful rate")
+            for i, a in enumerate(CLASSES):
+                for j, b in enumerate(CLASSES):
+                    if i == j or q_t[n, i, j] <= 0:
+                        continue
+                    nij = float(n_t[n, i, j])
+                    z = 1.959963984540054 / np.sqrt(max(nij, 1e-12))
+                    rates.append({
+                        "temperature_K": float(t), "from": a, "to": b,
+                        "rate_per_s": float(q_t[n, i, j]),
+                        "ci95_per_s": [float(q_t[n, i, j] * np.exp(-z)),
+                                       float(q_t[n, i, j] * np.exp(z))],
+                        "expected_transitions": nij, "frame_time_s": dt,
+                        "misclassification": fr["misclassification"],
+                    })
+                    if nij < min_transitions:
+                        warn(f"T = {t:g} K: {a} → {b} rests on {nij:.1f} transitions "
+                             f"(< {min_transitions}); its rate is uncertain")
+        for i, a in enumerate(CLASSES):
+            for j, b in enumerate(CLASSES):
+                if i == j:
+                    continue
+                ok = q_t[:, i, j] > 0
+                if ok.sum() == 0:
+                    continue
+                if ok.sum() < 2:
+                    warn(f"{a} → {b}: a rate at fewer than 2 temperatures; no Arrhenius fit")
+                    continue
+                fit = arrhenius_fit(temps[ok], q_t[ok, i, j], n_t[ok, i, j], n_boot=n_boot,
+                                    rng=rng)
+                arrh.append({"from": a, "to": b, **fit})
+    return {
+        "schema": "clusterspy.thermo/1",
+        "reference": CLASSES[ref],
+        "temperatures_K": temps.tolist(),
+        "van_t_hoff": vth,
+        "arrhenius": arrh,
+        "proportions": proportions,
+        "delta_G": dgs,
+        "rates": rates,
+        "warnings": warnings,
+        "settings": {
+            "reference": CLASSES[ref], "label_column": label_column,
+            "isomers": None if isomers is None else sorted(wanted or []),
+            "misclassification": misclassification, "kinetics": bool(kinetics),
+            "min_transitions": min_transitions, "n_boot": n_boot, "seed": seed,
+            "frame_time_s": frame_time_s, "k_B_eV_per_K": K_B_EV,
+        },
+    }
+
+
+def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
+    """Write ``thermo.json``, the figures and a self-contained ``report.html`` to ``out``.
+
+    Behind ``clusterspy thermo TABLE --out DIR``.
+
+    Parameters
+    ----------
+    result : dict
+        Output of :func:`thermo_from_table`.
+    out : str or os.PathLike
+        Output folder (created).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.html``.
+    """
+    from clusterspy import plots
+    from clusterspy.report import HtmlReport
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / "thermo.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2))
+    os.replace(tmp, out_dir / "thermo.json")
+    rep = HtmlReport("ClusterSpy — isomer thermodynamics and kinetics")
+    rep.paragraph(f"Reference isomer: {result['reference']} · temperatures (K): "
+                  f"{', '.join(f'{t:g}' for t in result['temperatures_K'])} · seed "
+                  f"{result['settings']['seed']}")
+    for w in result["warnings"]:
+        rep.warning(w)
+    props = result["proportions"]
+    present = [c for c in CLASSES if any(p["counts"][c] > 0 for p in props)]
+    figs = {}
+    figs["proportions_vs_T"] = plots.plot_proportions_vs_temperature(
+        [p["temperature_K"] for p in props],
+        {c: [p["proportions"][c]["value"] for p in props] for c in present},
+        {c: [p["proportions"][c]["ci95"] for p in props] for c in present})
+    rep.heading("Proportions")
+    rep.figure(figs["proportions_vs_T"], "Isomer proportions against temperature (95% CIs); "
+                                          "unknown frames excluded.")
+    rep.table(["T (K)", "frames", "excluded", *present],
+              [[p["temperature_K"], p["n_frames"], p["n_excluded"],
+                *[p["proportions"][c]["value"] for c in present]] for p in props])
+    if result["van_t_hoff"]:
+        figs["van_t_hoff"] = plots.plot_van_t_hoff(result["van_t_hoff"])
+        rep.heading("Van 't Hoff")
+        rep.figure(figs["van_t_hoff"], "ln(p_i/p_ref) against 1/(k_B T) with 95% bootstrap CIs.")
+        rep.table(["isomer", "reference", "ΔE (eV)", "95% CI (eV)", "ΔS (k_B)"],
+                  [[v["isomer"], v["reference"], v["delta_E_eV"],
+                    f"[{v['ci95_eV'][0]:.4f}, {v['ci95_eV'][1]:.4f}]", v["delta_S_kB"]]
+                   for v in result["van_t_hoff"]])
+    if result["arrhenius"]:
+        figs["arrhenius"] = plots.plot_arrhenius(result["arrhenius"])
+        rep.heading("Arrhenius")
+        rep.figure(figs["arrhenius"], "Transition rates against 1/(k_B T) with 95% CIs.")
+        rep.table(["from", "to", "E_a (eV)", "95% CI (eV)", "A (1/s)"],
+                  [[a["from"], a["to"], a["barrier_eV"],
+                    "–" if a["ci95_eV"][0] is None else
+                    f"[{a['ci95_eV'][0]:.4f}, {a['ci95_eV'][1]:.4f}]", a["prefactor_per_s"]]
+                   for a in result["arrhenius"]])
+    for name, fig in figs.items():
+        t = out_dir / f"{name}.tmp.png"
+        fig.savefig(t, dpi=120)
+        os.replace(t, out_dir / f"{name}.png")
+    rep.details("thermo.json", json.dumps(result, indent=2))
+    return rep.write(out_dir / "report.html")

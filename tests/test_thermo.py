@@ -1,0 +1,158 @@
+"""Thermodynamics and kinetics: recover a known landscape from synthetic labelled series."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from clusterspy.errors import ConfigError
+from clusterspy.isomers import CLASSES
+from clusterspy.thermo import (
+    K_B_EV,
+    Landscape,
+    arrhenius_fit,
+    correct_misclassification,
+    fit_rates,
+    frames_for_transitions,
+    synthetic_labels,
+    thermo_from_table,
+    write_thermo_report,
+)
+
+FOSTER_T = [293.15, 398.15, 523.15, 648.15, 773.15]  # 20–500 °C
+
+
+def test_landscape_detailed_balance_and_proportions():
+    land = Landscape({"decahedral": 0.04, "fcc": 0.0, "icosahedral": 0.1},
+                     degeneracies={"decahedral": 2.0},
+                     barriers_eV={("fcc", "decahedral"): 0.5, ("decahedral", "icosahedral"): 0.3},
+                     prefactor_per_s=1e6)
+    t = 500.0
+    p = land.proportions(t)
+    q = land.generator(t)
+    np.testing.assert_allclose(p @ q, 0, atol=1e-12)  # p is stationary
+    flux = p[:, None] * q
+    np.testing.assert_allclose(flux, flux.T, atol=1e-12)  # detailed balance
+    i, f = CLASSES.index("decahedral"), CLASSES.index("fcc")
+    assert p[i] / p[f] == pytest.approx(2.0 * np.exp(-0.04 / (K_B_EV * t)))
+    assert land.barrier("decahedral", "fcc")[0] == pytest.approx(0.46)
+
+
+def test_misclassification_correction_inverts_confusion():
+    true = np.array([10.0, 300.0, 690.0, 0.0])
+    eps = 0.05
+    c = np.full((4, 4), eps / 3)
+    np.fill_diagonal(c, 1 - eps)
+    np.testing.assert_allclose(correct_misclassification(c.T @ true, eps), true, atol=1e-9)
+
+
+def test_van_t_hoff_recovers_energy_and_entropy_with_misclassification():
+    land = Landscape({"decahedral": 0.04, "fcc": 0.0}, degeneracies={"decahedral": 3.0})
+    tab = synthetic_labels(land, FOSTER_T, 3000, misclassification=0.05, unknown_fraction=0.05,
+                           rng=1)
+    res = thermo_from_table(tab, reference="fcc", isomers=["decahedral"], misclassification=0.05,
+                            n_boot=500)
+    v = res["van_t_hoff"][0]
+    assert v["isomer"] == "decahedral" and v["reference"] == "fcc"
+    assert v["delta_E_eV"] == pytest.approx(0.04, abs=0.006)
+    assert v["ci95_eV"][0] < 0.04 < v["ci95_eV"][1]
+    assert v["ci95_eV"][1] - v["ci95_eV"][0] < 0.03
+    assert v["delta_S_kB"] == pytest.approx(np.log(3.0), abs=0.25)
+    p0 = res["proportions"][0]
+    assert p0["n_unknown"] > 100 and p0["n_excluded"] == p0["n_unknown"]
+    assert p0["n_labelled"] == 3000 - p0["n_unknown"]
+    dg = next(d for d in res["delta_G"] if d["temperature_K"] == FOSTER_T[0])
+    expected = 0.04 - K_B_EV * FOSTER_T[0] * np.log(3.0)
+    assert dg["delta_G_eV"] == pytest.approx(expected, abs=0.01)
+    assert dg["ci95_eV"][0] < dg["delta_G_eV"] < dg["ci95_eV"][1]
+
+
+def test_foster_ferrando_palmer_check():
+    # proportions consistent with ΔE = 0.040 eV (Au561 decahedron above fcc), 20–500 °C,
+    # a few hundred clusters per temperature as in Foster, Ferrando & Palmer (2018)
+    land = Landscape({"decahedral": 0.040, "fcc": 0.0})
+    rows = {"temperature_K": [], "label": []}
+    for t in FOSTER_T:
+        p = land.proportions(t)
+        n_dec = round(300 * p[CLASSES.index("decahedral")])
+        rows["temperature_K"] += [t] * 300
+        rows["label"] += ["decahedral"] * n_dec + ["fcc"] * (300 - n_dec)
+    res = thermo_from_table({k: np.array(v) for k, v in rows.items()}, n_boot=1000)
+    v = res["van_t_hoff"][0]
+    assert v["delta_E_eV"] == pytest.approx(0.040, abs=0.003)
+    assert v["ci95_eV"][0] < 0.040 < v["ci95_eV"][1]
+    assert res["arrhenius"] == [] and res["settings"]["kinetics"] is False
+
+
+def test_ctmc_hmm_rates_ignore_misclassification_flicker():
+    land = Landscape({"decahedral": 0.02, "fcc": 0.0},
+                     barriers_eV={("fcc", "decahedral"): 0.5}, prefactor_per_s=2e5)
+    t, dt = 500.0, 0.05
+    n = frames_for_transitions(land, t, dt, 300)
+    tab = synthetic_labels(land, [t], n, frame_time_s=dt, misclassification=0.05, rng=3)
+    codes = np.array([CLASSES.index(x) for x in tab["label"]])
+    q_true = land.generator(t)
+    fit = fit_rates([codes], dt)
+    naive = fit_rates([codes], dt, misclassification=0.0)
+    i, f = CLASSES.index("decahedral"), CLASSES.index("fcc")
+    assert fit["Q"][f, i] == pytest.approx(q_true[f, i], rel=0.2)
+    assert fit["Q"][i, f] == pytest.approx(q_true[i, f], rel=0.2)
+    realised = np.mean(tab["label"] != tab["true_label"])
+    assert fit["misclassification"] == pytest.approx(realised, abs=0.01)
+    assert fit["states"] == ["decahedral", "fcc"]
+    # taking labels at face value counts every flicker as a transition
+    assert naive["n_label_changes"] > 1.3 * (fit["expected_transitions"].sum())
+    absent = [CLASSES.index("icosahedral"), CLASSES.index("amorphous")]
+    assert naive["Q"][np.ix_([i, f], absent)].sum() > 0.5  # spurious visits to absent isomers
+    assert fit["Q"][np.ix_([i, f], absent)].sum() == 0
+
+
+def test_arrhenius_fit_exact_and_ci():
+    t = np.array([400.0, 450.0, 500.0, 550.0])
+    k = 1e7 * np.exp(-0.6 / (K_B_EV * t))
+    r = arrhenius_fit(t, k, [100, 100, 100, 100], rng=0)
+    assert r["barrier_eV"] == pytest.approx(0.6, rel=1e-9)
+    assert r["prefactor_per_s"] == pytest.approx(1e7, rel=1e-6)
+    assert r["ci95_eV"][0] < 0.6 < r["ci95_eV"][1]
+    r2 = arrhenius_fit(t, k, [10000] * 4, rng=0)
+    assert np.diff(r2["ci95_eV"])[0] < np.diff(r["ci95_eV"])[0] / 5
+
+
+def test_kinetics_end_to_end_recovers_barrier_and_warns(tmp_path):
+    land = Landscape({"decahedral": 0.03, "fcc": 0.0},
+                     barriers_eV={("fcc", "decahedral"): 0.45}, prefactor_per_s=1e5)
+    temps = [420.0, 470.0, 530.0]
+    dt = 0.05
+    nf = [frames_for_transitions(land, t, dt, 160) for t in temps]
+    tab = synthetic_labels(land, temps, nf, frame_time_s=dt, misclassification=0.05, rng=5)
+    path = tmp_path / "labels.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["temperature_K", "series", "frame", "time_s", "label"])
+        for r in zip(tab["temperature_K"], tab["series"], tab["frame"], tab["time_s"],
+                     tab["label"], strict=True):
+            w.writerow(r)
+    res = thermo_from_table(path, isomers=["dec"], n_boot=300, min_transitions=100)
+    a = {(x["from"], x["to"]): x for x in res["arrhenius"]}
+    fd = a[("fcc", "decahedral")]
+    assert fd["barrier_eV"] == pytest.approx(0.45, rel=0.15)
+    assert fd["ci95_eV"][0] < fd["barrier_eV"] < fd["ci95_eV"][1]
+    assert a[("decahedral", "fcc")]["barrier_eV"] == pytest.approx(0.42, rel=0.15)
+    assert any("transitions" in w for w in res["warnings"])  # 80 per direction < 100
+    json.dumps(res)  # JSON-ready
+    html = write_thermo_report(res, tmp_path / "out")
+    assert html.exists() and (tmp_path / "out" / "arrhenius.png").exists()
+    assert "data:image/png;base64," in html.read_text()
+    saved = json.loads((tmp_path / "out" / "thermo.json").read_text())
+    assert saved["arrhenius"][0]["barrier_eV"] == res["arrhenius"][0]["barrier_eV"]
+
+
+def test_errors_are_user_errors(tmp_path):
+    with pytest.raises(ConfigError, match="temperature_K"):
+        thermo_from_table({"label": np.array(["fcc", "decahedral"])})
+    tab = {"temperature_K": np.array([300.0, 300.0]), "label": np.array(["fcc", "fcc"])}
+    with pytest.raises(ConfigError, match="never occurs"):
+        thermo_from_table(tab, reference="icosahedral")
