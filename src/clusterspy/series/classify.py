@@ -72,6 +72,36 @@ class SeriesResult:
         for i in range(len(self)):
             yield {k: v[i] for k, v in self.frames.items()}
 
+    @property
+    def report_path(self) -> Path | None:
+        """``out/report.html`` if it was written."""
+        if self.out is None:
+            return None
+        p = self.out / "report.html"
+        return p if p.exists() else None
+
+    def describe(self) -> str:
+        """A short plain-text summary (what ``clusterspy series`` prints)."""
+        s = self.summary
+        lines = [f"{s['source']}: {s['n_frames']} frames, {s['n_clusters']} cluster(s), "
+                 f"frame time {s['frame_time_s'] or 'unknown'} s, model {s['model']['id']}"]
+        for cl in s["clusters"]:
+            pr = cl["smoothed"]["proportions"]
+            parts = []
+            for c in CLASSES:
+                v, (lo, hi) = pr[c]["value"], pr[c]["ci95"]
+                if v is not None:
+                    lo_s = "?" if lo is None else f"{lo:.2f}"
+                    hi_s = "?" if hi is None else f"{hi:.2f}"
+                    parts.append(f"{c} {v:.2f} [{lo_s}, {hi_s}]")
+            lines.append(
+                f"cluster {cl['cluster']}: frames {cl['first_frame']}–{cl['last_frame']}, "
+                f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown, "
+                f"{cl['n_transitions_smoothed']} transitions (smoothed)")
+            lines.append("  proportions (smoothed, 95% CI): " + "; ".join(parts))
+        lines += [f"warning: {w}" for w in s["warnings"]]
+        return "\n".join(lines)
+
     def cluster(self, cluster_id: int = 0) -> dict[str, np.ndarray]:
         """The per-frame table of one cluster."""
         m = self.frames["cluster"] == cluster_id

@@ -16,7 +16,12 @@ from __future__ import annotations
 from clusterspy.thermo.equilibrium import correct_misclassification, delta_g, van_t_hoff_fit
 from clusterspy.thermo.kinetics import arrhenius_fit, fit_rates
 from clusterspy.thermo.synthetic import K_B_EV, Landscape, frames_for_transitions, synthetic_labels
-from clusterspy.thermo.table import read_label_table, thermo_from_table, write_thermo_report
+from clusterspy.thermo.table import (
+    format_thermo,
+    read_label_table,
+    thermo_from_table,
+    write_thermo_report,
+)
 
 __all__ = [
     "K_B_EV",
@@ -25,6 +30,7 @@ __all__ = [
     "correct_misclassification",
     "delta_g",
     "fit_rates",
+    "format_thermo",
     "frames_for_transitions",
     "read_label_table",
     "synthetic_labels",

@@ -16,7 +16,7 @@ from clusterspy.errors import ConfigError, InputFileError
 from clusterspy.isomers import CLASSES, UNKNOWN, parse_isomer
 from clusterspy.thermo.synthetic import K_B_EV
 
-__all__ = ["read_label_table", "thermo_from_table", "write_thermo_report"]
+__all__ = ["format_thermo", "read_label_table", "thermo_from_table", "write_thermo_report"]
 
 log = logging.getLogger(__name__)
 
@@ -444,3 +444,28 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
         os.replace(t, out_dir / f"{name}.png")
     rep.details("thermo.json", json.dumps(result, indent=2))
     return rep.write(out_dir / "report.html")
+
+
+def format_thermo(result: dict) -> str:
+    """Plain-text summary of :func:`thermo_from_table`'s result (what ``clusterspy thermo`` prints)."""
+
+    def ci(c: list) -> str:
+        return "[?, ?]" if c[0] is None else f"[{c[0]:.4f}, {c[1]:.4f}]"
+
+    lines = [f"reference isomer: {result['reference']}; temperatures (K): "
+             + ", ".join(f"{t:g}" for t in result["temperatures_K"])]
+    for p in result["proportions"]:
+        props = ", ".join(f"{c} {v['value']:.3f}" for c, v in p["proportions"].items()
+                          if p["counts"][c] > 0)
+        lines.append(f"  T = {p['temperature_K']:g} K: {p['n_labelled']} labelled, "
+                     f"{p['n_excluded']} excluded ({p['n_unknown']} unknown): {props}")
+    for v in result["van_t_hoff"]:
+        lines.append(f"van 't Hoff {v['isomer']} vs {v['reference']}: ΔE = {v['delta_E_eV']:.4f} eV "
+                     f"{ci(v['ci95_eV'])}, ΔS = {v['delta_S_kB']:.2f} k_B")
+    for a in result["arrhenius"]:
+        if a["barrier_eV"] is None:
+            continue
+        lines.append(f"Arrhenius {a['from']} → {a['to']}: E_a = {a['barrier_eV']:.4f} eV "
+                     f"{ci(a['ci95_eV'])}, A = {a['prefactor_per_s']:.3g} /s")
+    lines += [f"warning: {w}" for w in result["warnings"]]
+    return "\n".join(lines)
