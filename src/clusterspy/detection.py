@@ -329,3 +329,4 @@ def crop_cluster(
     grid = np.meshgrid(rr, cc, indexing="ij")
     out = ndi.map_coordinates(padded, grid, order=1, mode="constant", cval=background)
     return out.astype(np.float32)
+

@@ -351,6 +351,8 @@ def _read_rsciio(p: Path, lazy: bool) -> tuple[Any, float | None, dict[str, Any]
         raise ImageDataError(f"{p.name} contains no signal")
     sig = _pick_signal(p, list(signals))
     pixel, frame_time = _signal_pixel_size(sig.get("axes", []))
+    if pixel is None and ext in (".tif", ".tiff"):
+        pixel = _tiff_imagej_pixel(p)
     md_general = dict(sig.get("metadata", {}).get("General", {}))
     md: dict[str, Any] = {
         "source": str(p),
@@ -365,6 +367,25 @@ def _read_rsciio(p: Path, lazy: bool) -> tuple[Any, float | None, dict[str, Any]
     while np.ndim(data) > 2 and data.shape[0] == 1:
         data = data[0]
     return data, pixel, md
+
+
+def _tiff_imagej_pixel(p: Path) -> float | None:
+    """Pixel size [Å/px] from ImageJ's ``unit`` and the TIFF XResolution tag (px per unit)."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            unit = (tif.imagej_metadata or {}).get("unit")
+            tag = tif.pages[0].tags.get("XResolution")
+            if unit is None or tag is None:
+                return None
+            num, den = tag.value
+    except Exception:
+        return None
+    if not num:
+        return None
+    unit = {"micron": "µm", "\\u00B5m": "µm"}.get(str(unit), str(unit))
+    return units_to_angstrom(den / num, unit)
 
 
 def _read_pil(p: Path) -> tuple[Any, float | None, dict[str, Any]]:

@@ -1,0 +1,145 @@
+"""ParticleSpy bridge: an isomer label and probabilities on every ParticleSpy particle.
+
+After ``particlespy.api.particle_analysis`` (or ``particle_analysis_series``) has segmented
+the particles, :func:`classify_particles` crops each particle from the image, rescales it to
+the model's pixel size and sets on every particle the properties
+
+- ``"isomer"`` — the label (one of :data:`clusterspy.isomers.CLASSES` or ``"unknown"``),
+- ``"isomer_confidence"`` — the calibrated probability of that label,
+- ``"p_icosahedral"``, ``"p_decahedral"``, ``"p_fcc"``, ``"p_amorphous"``,
+
+so that ParticleSpy's own tools work on them, e.g.
+``particlespy.api.time_series_analysis(particles, properties=["isomer"])`` or
+``particles.plot(["isomer_confidence"])``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import ImageDataError
+from clusterspy.image import Image
+from clusterspy.isomers import CLASSES, UNKNOWN
+
+
+def _frame_image(image: Any, frame: int | None, pixel_size_A: float | None) -> Image:
+    from clusterspy.io import as_image
+
+    if isinstance(image, Sequence) and not isinstance(image, (str, bytes)):
+        return as_image(image[frame or 0], pixel_size_A)
+    am = getattr(image, "axes_manager", None)
+    if am is not None and am.navigation_dimension > 0:
+        return as_image(image.inav[frame or 0], pixel_size_A)
+    return as_image(image, pixel_size_A)
+
+
+def _particle_crop(particle: Any, image: Image, pixel_size_A: float, crop_px: int) -> np.ndarray:
+    from clusterspy.detection import Detection, crop_cluster
+
+    mask = np.asarray(getattr(particle, "mask", None)) if hasattr(particle, "mask") else None
+    if mask is not None and mask.shape == image.shape and mask.any():
+        rows, cols = np.nonzero(mask)
+        area = int(rows.size)
+        y, x = float(rows.mean()), float(cols.mean())
+        bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+    else:  # no full-frame mask: centre of the ParticleSpy bounding box
+        bb = getattr(particle, "bbox", None)
+        if bb is None:
+            raise ImageDataError(
+                "a particle has neither a mask nor a bounding box; run "
+                "particlespy.api.particle_analysis first"
+            )
+        r0, c0, r1, c1 = (int(v) for v in bb)
+        bbox = (r0, c0, r1, c1)
+        y, x = (r0 + r1 - 1) / 2.0, (c0 + c1 - 1) / 2.0
+        area = (r1 - r0) * (c1 - c0)
+    det = Detection(x_px=x, y_px=y, bbox=bbox,
+                    diameter_A=2.0 * np.sqrt(area / np.pi) * image.pixel_size_A, area_px=area)
+    return crop_cluster(image, det, pixel_size_A, crop_px)
+
+
+def classify_particles(
+    particle_list: Any,
+    image: Any = None,
+    *,
+    model: Any = None,
+    pixel_size_A: float | None = None,
+) -> Any:
+    """Classify the isomer of every particle of a ParticleSpy ``particle_list``.
+
+    Parameters
+    ----------
+    particle_list : particlespy.ptcl_class.particle_list
+        Particles from ``particle_analysis`` / ``particle_analysis_series``.
+    image : hyperspy Signal2D, Image, path, or a sequence of them (one per frame), optional
+        The image(s) the particles were segmented in. Each particle is located by its
+        full-frame ``mask`` (or ``bbox``); for a series, by its ``"frame"`` property.
+        If omitted, each particle's stored image (``store_im=True`` in ParticleSpy's
+        parameters) is used instead.
+    model : clusterspy.predict.Model or path, optional
+        Classifier; default the shipped model (:func:`clusterspy.predict.load_model`).
+    pixel_size_A : float, optional
+        Pixel size [Å/px] of ``image``, overriding its calibration.
+
+    Returns
+    -------
+    particle_list
+        The same object, with the properties ``"isomer"``, ``"isomer_confidence"`` and
+        ``"p_<class>"`` set on every particle.
+
+    Raises
+    ------
+    ClusterSpyError
+        No image to crop from, uncalibrated image, no weights, ...
+    """
+    from clusterspy import predict
+
+    if model is None or not hasattr(model, "predict_crops"):
+        model = predict.load_model(model)
+    target_A = float(model.card["pixel_size_A"])
+    crop_px = int(model.card["crop_px"])
+    threshold = float(model.card.get("unknown_threshold", 0.0))
+    particles = list(getattr(particle_list, "list", particle_list))
+    if not particles:
+        return particle_list
+    crops = []
+    cache: dict[Any, Image] = {}
+    for p in particles:
+        frame = p.properties.get("frame", {}).get("value")
+        if image is not None:
+            key = frame
+            if key not in cache:
+                cache[key] = _frame_image(image, frame, pixel_size_A)
+            img = cache[key]
+        else:
+            stored = getattr(p, "image", None)
+            if stored is None:
+                raise ImageDataError(
+                    "classify_particles needs the image the particles were found in (image=...) "
+                    "or particles stored with ParticleSpy's store_im=True"
+                )
+            from clusterspy.io import as_image
+
+            img = as_image(stored, pixel_size_A)
+            p = _CentredStored(img)
+        crops.append(_particle_crop(p, img, target_A, crop_px))
+    probs = np.asarray(model.predict_crops(np.stack(crops)), dtype=float)
+    for p, row in zip(particles, probs, strict=True):
+        best = int(np.argmax(row))
+        confidence = float(row[best])
+        label = CLASSES[best] if confidence >= threshold else UNKNOWN
+        p.set_property("isomer", label, None)
+        p.set_property("isomer_confidence", confidence, None)
+        for name, value in zip(CLASSES, row, strict=True):
+            p.set_property(f"p_{name}", float(value), None)
+    return particle_list
+
+
+class _CentredStored:
+    """Stand-in particle for a stored ParticleSpy crop: the cluster is at the crop's centre."""
+
+    def __init__(self, img: Image) -> None:
+        self.bbox = (0, 0, img.shape[0], img.shape[1])

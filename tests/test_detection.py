@@ -1,0 +1,122 @@
+"""Finding clusters in fields and atomic-resolution images; crops at the model pixel size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterspy.detection import crop_cluster, detect_clusters
+from clusterspy.errors import ConfigError
+from clusterspy.image import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def field(centres_A, diameters_A, pixel_A=1.0, size_px=256, dark=False, seed=0,
+          columns_A=None) -> Image:
+    """Synthetic HAADF field: flat-topped discs (optionally with atomic columns) + noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = (np.mgrid[:size_px, :size_px]) * pixel_A
+    img = 200.0 + 30.0 * xx / xx.max()  # sloped background
+    for (cx, cy), d in zip(centres_A, diameters_A, strict=True):
+        r = np.hypot(xx - cx, yy - cy)
+        disc = 1.0 / (1.0 + np.exp((r - d / 2) / (0.6)))
+        if columns_A:
+            disc = disc * (0.5 + 0.5 * np.cos(2 * np.pi * xx / columns_A)
+                           * np.cos(2 * np.pi * yy / columns_A))
+        img = img + 400.0 * disc
+    img = rng.poisson(img).astype(np.float32)
+    if dark:
+        img = img.max() + img.min() - img
+    return Image(img, pixel_A)
+
+
+def test_separate_clusters_found_with_sizes():
+    centres = [(50, 50), (150, 60), (90, 170), (200, 200)]
+    diam = [20, 30, 40, 25]
+    im = field(centres, diam)
+    dets = detect_clusters(im, min_diameter_A=10, max_diameter_A=80)
+    assert len(dets) == 4
+    found = sorted((round(d.x_px), round(d.y_px), d.diameter_A) for d in dets)
+    for (cx, cy), d_true in zip(sorted(centres), [diam[i] for i in np.argsort(
+            [c[0] * 1000 + c[1] for c in centres])], strict=True):
+        match = [f for f in found if abs(f[0] - cx) <= 2 and abs(f[1] - cy) <= 2]
+        assert match, (cx, cy, found)
+        assert match[0][2] == pytest.approx(d_true, rel=0.25)
+
+
+def test_dark_field_polarity_auto():
+    im = field([(60, 60), (180, 150)], [30, 30], dark=True)
+    assert len(detect_clusters(im, min_diameter_A=10, max_diameter_A=80)) == 2
+    assert len(detect_clusters(im, min_diameter_A=10, max_diameter_A=80, polarity="dark")) == 2
+
+
+def test_touching_clusters_split_by_watershed():
+    im = field([(100, 128), (128, 128)], [30, 30])  # centres 28 Å apart, discs overlap
+    dets = detect_clusters(im, min_diameter_A=10, max_diameter_A=80)
+    assert len(dets) == 2
+    merged = detect_clusters(im, min_diameter_A=10, max_diameter_A=80, split_touching=False)
+    assert len(merged) == 1
+
+
+def test_size_limits():
+    im = field([(60, 60), (180, 180)], [12, 50])
+    dets = detect_clusters(im, min_diameter_A=20, max_diameter_A=80)
+    assert len(dets) == 1 and dets[0].diameter_A > 40
+
+
+def test_atomic_resolution_single_cluster_is_one_detection():
+    # 128² at 0.25 Å/px, a 22 Å cluster made of columns 2.5 Å apart, noisy
+    im = field([(16, 16)], [22], pixel_A=0.25, size_px=128, columns_A=2.5, seed=3)
+    dets = detect_clusters(im)
+    assert len(dets) == 1
+    d = dets[0]
+    assert abs(d.x_px - 64) < 4 and abs(d.y_px - 64) < 4
+    assert d.diameter_A == pytest.approx(22, rel=0.25)
+
+
+@pytest.mark.shared
+def test_real_au_emd_central_particle():
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent")
+    from clusterspy.io import read_image
+
+    im = read_image(SHARED / "real_atomic/Au_nanoparticle_temul.emd")
+    dets = detect_clusters(im)
+    # the ~3 nm particle with resolved columns at about (x, y) = (1500, 920) px: one detection
+    near = [d for d in dets if np.hypot(d.x_px - 1500, d.y_px - 920) < 200]
+    assert len(near) == 1
+    assert 15 < near[0].diameter_A < 45
+    assert len(dets) < 10  # not its atomic columns
+
+
+def test_crop_rescales_and_centres():
+    im = field([(40, 40)], [20], pixel_A=0.5, size_px=160)
+    det = detect_clusters(im, min_diameter_A=10, max_diameter_A=60)[0]
+    crop = crop_cluster(im, det, pixel_size_A=1.0, crop_px=48)
+    assert crop.shape == (48, 48) and crop.dtype == np.float32
+    # the cluster (20 Å = 20 px at 1 Å/px) is centred
+    yy, xx = np.mgrid[:48, :48]
+    w = np.clip(crop - np.median(crop), 0, None)
+    assert np.sum(w * xx) / w.sum() == pytest.approx(23.5, abs=1.0)
+    assert np.sum(w * yy) / w.sum() == pytest.approx(23.5, abs=1.0)
+
+
+def test_crop_near_border_padded_with_background():
+    im = field([(12, 128)], [16], pixel_A=1.0, size_px=256)
+    det = detect_clusters(im, min_diameter_A=8, max_diameter_A=40, exclude_border=False)[0]
+    crop = crop_cluster(im, det, pixel_size_A=1.0, crop_px=64)
+    left = crop[:, :5]  # outside the image: local background, not zeros
+    assert np.all(left > 150) and np.all(left < 300)
+
+
+def test_bad_parameters():
+    im = field([(60, 60)], [20])
+    with pytest.raises(ConfigError):
+        detect_clusters(im, min_diameter_A=50, max_diameter_A=10)
+    with pytest.raises(ConfigError):
+        detect_clusters(im, polarity="sideways")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        crop_cluster(im, detect_clusters(im, min_diameter_A=10)[0], 1.0, 2)

@@ -1,0 +1,191 @@
+"""Reading images and series with their pixel size [Å/px]; atomic writers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterspy.errors import CalibrationError, ImageDataError, InputFileError
+from clusterspy.io import (
+    SUPPORTED_EXTENSIONS,
+    as_image,
+    read_image,
+    read_series,
+    units_to_angstrom,
+    write_csv,
+    write_json,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture
+def shared() -> Path:
+    if not SHARED.is_dir():
+        pytest.skip("../shared/data is absent")
+    return SHARED
+
+
+def _blobs(n: int = 64, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    img = 100 + 900 * np.exp(-((xx - n / 2) ** 2 + (yy - n / 2) ** 2) / (2 * (n / 8) ** 2))
+    return (img + rng.normal(0, 5, img.shape)).astype(np.float32)
+
+
+@pytest.mark.parametrize(("scale", "units", "expected"), [
+    (1.249, "nm", 12.49), (7.498, "pm", 0.07498), (0.0012490, "µm", 12.49),
+    (0.0012490, "μm", 12.49), (0.5, "Å", 0.5), (2e-10, "m", 2.0), (1.0, "<undefined>", None),
+])
+def test_units_to_angstrom(scale, units, expected):
+    got = units_to_angstrom(scale, units)
+    assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+def test_reciprocal_units_are_refused():
+    with pytest.raises(CalibrationError, match="diffraction"):
+        units_to_angstrom(0.1, "1/nm")
+
+
+@pytest.mark.shared
+def test_jeol_dm4_pixel_size(shared):
+    im = read_image(shared / "widefield/particlespy/JEOL_HAADF_Image.dm4")
+    assert im.shape == (112, 112)
+    assert im.pixel_size_A == pytest.approx(12.49, abs=1e-3)
+    assert im.data.dtype == np.float32
+    assert im.metadata["pixel_size_source"] == "file"
+
+
+@pytest.mark.shared
+def test_velox_emd_pixel_size_and_haadf(shared):
+    im = read_image(shared / "real_atomic/Au_nanoparticle_temul.emd")
+    assert im.shape == (2048, 2048)
+    assert im.pixel_size_A == pytest.approx(0.07498, abs=1e-5)
+    assert im.metadata["title"] == "HAADF"
+
+
+@pytest.mark.shared
+@pytest.mark.parametrize(("name", "pixel", "shape"), [
+    ("real_atomic/PtIr_fcc_statstem.npz", 0.1211, (512, 512)),
+    ("real_atomic/Pb_fcc_statstem.npz", 0.22, (291, 341)),
+])
+def test_statstem_npz(shared, name, pixel, shape):
+    im = read_image(shared / name)
+    assert im.pixel_size_A == pytest.approx(pixel)
+    assert im.shape == shape
+
+
+@pytest.mark.shared
+def test_series_npz_lazy(shared):
+    s = read_series(shared / "series_sim/statstem_HMM_series_sim.npz")
+    assert len(s) == 5
+    assert s.pixel_size_A == pytest.approx(0.125)
+    frames = list(s)
+    assert [f.metadata["frame"] for f in frames] == [0, 1, 2, 3, 4]
+    assert s[-1].shape == (361, 361)
+    with pytest.raises(IndexError):
+        s[5]
+    with pytest.raises(ImageDataError, match="read_series"):
+        read_image(shared / "series_sim/statstem_HMM_series_sim.npz")
+
+
+def test_user_pixel_size_overrides_file(tmp_path):
+    p = tmp_path / "a.npz"
+    np.savez(p, image=_blobs(), pixel_size_A=0.3)
+    im = read_image(p, pixel_size_A=0.25)
+    assert im.pixel_size_A == 0.25
+    assert im.metadata["pixel_size_source"] == "user"
+    assert im.metadata["file_pixel_size_A"] == pytest.approx(0.3)
+    assert read_image(p).pixel_size_A == pytest.approx(0.3)
+
+
+def test_tiff_imagej_nm(tmp_path):
+    import tifffile
+
+    p = tmp_path / "ij.tif"
+    # ImageJ: resolution in px per unit, unit 'nm' → 0.05 nm/px = 0.5 Å/px
+    tifffile.imwrite(p, _blobs(), imagej=True, resolution=(20.0, 20.0),
+                     metadata={"unit": "nm"})
+    im = read_image(p)
+    assert im.pixel_size_A == pytest.approx(0.5, rel=1e-4)
+
+
+def test_hspy_roundtrip(tmp_path):
+    hs = pytest.importorskip("hyperspy.api")
+    s = hs.signals.Signal2D(_blobs())
+    for ax in s.axes_manager.signal_axes:
+        ax.scale, ax.units = 25.0, "pm"
+    p = tmp_path / "a.hspy"
+    s.save(p)
+    im = read_image(p)
+    assert im.pixel_size_A == pytest.approx(0.25)
+    np.testing.assert_allclose(im.data, _blobs())
+
+
+def test_png_needs_user_pixel_size(tmp_path):
+    from PIL import Image as PILImage
+
+    p = tmp_path / "a.png"
+    PILImage.fromarray((_blobs() / 4).astype(np.uint8)).save(p)
+    with pytest.raises(CalibrationError, match="pixel"):
+        read_image(p)
+    im = read_image(p, pixel_size_A=0.2)
+    assert im.shape == (64, 64) and im.pixel_size_A == 0.2
+
+
+def test_npy_stack_and_folder_series(tmp_path):
+    stack = np.stack([_blobs(seed=i) for i in range(3)])
+    np.save(tmp_path / "stack.npy", stack)
+    s = read_series(tmp_path / "stack.npy", pixel_size_A=0.2)
+    assert len(s) == 3 and s.shape == (3, 64, 64)
+    np.testing.assert_allclose(s[1].data, stack[1])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        np.savez(folder / f"f{i:02d}.npz", image=stack[i], pixel_size_A=0.2)
+    s = read_series(folder)
+    assert len(s) == 3 and s.pixel_size_A == pytest.approx(0.2)
+    np.testing.assert_allclose(s[2].data, stack[2])
+
+
+def test_npz_frame_time(tmp_path):
+    p = tmp_path / "s.npz"
+    np.savez(p, frames=np.stack([_blobs(seed=i) for i in range(2)]), pixel_size_A=0.2,
+             frame_time_s=0.5)
+    s = read_series(p)
+    assert s.frame_time_s == 0.5
+    assert s[1].metadata["time_s"] == 0.5
+
+
+def test_unsupported_lists_formats(tmp_path):
+    p = tmp_path / "a.xyz"
+    p.write_text("hello")
+    with pytest.raises(InputFileError) as err:
+        read_image(p)
+    for ext in (".dm4", ".emd", ".tif", ".npz"):
+        assert ext in str(err.value)
+    assert set(SUPPORTED_EXTENSIONS) >= {".dm3", ".dm4", ".emd", ".tif", ".tiff", ".hspy",
+                                         ".zspy", ".png", ".jpg", ".npy", ".npz"}
+
+
+def test_as_image_array():
+    im = as_image(_blobs(), 0.2)
+    assert im.pixel_size_A == 0.2
+    with pytest.raises(CalibrationError):
+        as_image(_blobs())
+
+
+def test_writers_are_atomic(tmp_path):
+    rows = [{"file": "a", "cluster": 0, "probabilities": {"fcc": np.float32(0.5)}}]
+    out = write_csv(rows, tmp_path / "r.csv")
+    assert out.read_text().splitlines()[0] == "file,cluster,probabilities_fcc"
+    write_json(rows, tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())[0]["probabilities"]["fcc"] == 0.5
+    # a failure while serialising leaves the old file intact and no temp file behind
+    with pytest.raises(ValueError):
+        write_json([{"x": float("nan")}], tmp_path / "r.json")
+    assert json.loads((tmp_path / "r.json").read_text())[0]["file"] == "a"
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["r.csv", "r.json"]
