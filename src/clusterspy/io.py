@@ -342,6 +342,10 @@ def _read_rsciio(p: Path, lazy: bool) -> tuple[Any, float | None, dict[str, Any]
             "install it with: pip install 'rosettasciio[hdf5,tiff,zspy]'"
         ) from None
     try:
+        # rsciio keeps a lazy TIFF open for ever: TIFFs are read eagerly (size checked first)
+        if ext in (".tif", ".tiff"):
+            _check_tiff_size(p)
+            lazy = False
         signals = file_reader(str(p), lazy=lazy)
     except (ImageDataError, CalibrationError):
         raise
@@ -367,6 +371,18 @@ def _read_rsciio(p: Path, lazy: bool) -> tuple[Any, float | None, dict[str, Any]
     while np.ndim(data) > 2 and data.shape[0] == 1:
         data = data[0]
     return data, pixel, md
+
+
+def _check_tiff_size(p: Path) -> None:
+    """Check the shape of a TIFF's first series before reading its pixels."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            shape = tif.series[0].shape
+    except Exception as exc:
+        raise _fail(p, exc) from None
+    check_shape(tuple(s for s in shape if s != 1) or shape, series=True, source=p.name)
 
 
 def _tiff_imagej_pixel(p: Path) -> float | None:
@@ -448,8 +464,8 @@ def _read_npz(p: Path) -> tuple[Any, float | None, dict[str, Any]]:
     import zipfile
 
     try:
-        z = np.load(p, allow_pickle=False)
-        keys = list(z.files)
+        with zipfile.ZipFile(p) as zf:
+            keys = [n[:-4] for n in zf.namelist() if n.endswith(".npy")]
     except Exception as exc:
         raise _fail(p, exc) from None
     key = next((k for k in (*_NPZ_SERIES_KEYS, *_NPZ_IMAGE_KEYS) if k in keys), None)
@@ -471,12 +487,13 @@ def _read_npz(p: Path) -> tuple[Any, float | None, dict[str, Any]]:
     except Exception as exc:
         raise _fail(p, exc) from None
     check_shape(shape, series=True, source=f"{p.name}[{key!r}]")
+    md: dict[str, Any] = {"source": str(p), "format": "npz", "key": key}
     try:
-        data = z[key]
-        pixel = float(z["pixel_size_A"]) if "pixel_size_A" in keys else None
-        md: dict[str, Any] = {"source": str(p), "format": "npz", "key": key}
-        if "frame_time_s" in keys:
-            md["frame_time_s"] = float(z["frame_time_s"])
+        with np.load(p, allow_pickle=False) as z:
+            data = z[key]
+            pixel = float(z["pixel_size_A"]) if "pixel_size_A" in keys else None
+            if "frame_time_s" in keys:
+                md["frame_time_s"] = float(z["frame_time_s"])
     except Exception as exc:
         raise _fail(p, exc) from None
     return data, pixel, md
