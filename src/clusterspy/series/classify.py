@@ -698,7 +698,7 @@ def _smooth_and_summarise(
 
 def _write_figures_and_report(result: SeriesResult) -> None:
     from clusterspy import plots
-    from clusterspy.report import HtmlReport
+    from clusterspy.report import HtmlReport, figure_to_png
 
     out = result.out
     assert out is not None
@@ -716,11 +716,12 @@ def _write_figures_and_report(result: SeriesResult) -> None:
         fig = plots.plot_strip(t["frame"], t["label"], t["smoothed_label"],
                                title=f"Cluster {cid}")
         name = "strip.png" if cid == s["clusters"][0]["cluster"] else f"strip_cluster{cid}.png"
-        tmp = out / (name + ".tmp.png")
-        fig.savefig(tmp, dpi=120)
+        png = figure_to_png(fig, dpi=120)  # rendered once: the file and the report share it
+        tmp = out / (name + ".tmp")
+        tmp.write_bytes(png)
         os.replace(tmp, out / name)
         rep.heading(f"Cluster {cid}")
-        rep.figure(fig, f"Isomer label against frame number, raw (top) and HMM-smoothed (bottom); "
+        rep.png(png, f"Isomer label against frame number, raw (top) and HMM-smoothed (bottom); "
                         f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, "
                         f"{cl['n_unknown']} unknown frames.")
         for kind in ("raw", "smoothed"):

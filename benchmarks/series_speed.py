@@ -1,0 +1,165 @@
+"""End-to-end speed and memory of ``classify_series`` (issue 6's "Must show").
+
+- frames per second for a 1,000-frame 1024² single-cluster series (goal ≥ 50 frames/s on 2 cores);
+- peak resident memory for a 2,000-frame series (goal < 2 GB).
+
+The series is generated on the fly into a temporary ``.npy`` (read back as a memory map, so the
+reader is lazy like a real file): one Au-like cluster (a disc of Gaussian atomic columns, 0.3 Å/px,
+~30 Å across) drifting slowly on a noisy background, changing isomer pattern every 200 frames.
+Each measurement runs in a fresh subprocess (``ru_maxrss`` = peak RSS of that run alone).
+
+Run: ``.venv/bin/python benchmarks/series_speed.py [--frames 1000] [--rss-frames 2000]
+[--stand-in-model]``; writes ``benchmarks/results/series_speed.json``. Needs
+``clusterspy.predict`` and the shipped weights; ``--stand-in-model`` replaces the network by a
+constant-time stand-in to measure everything else (reading, detection, tracking, cropping,
+streaming, HMM, report), and says so in the JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+
+PX = 0.3  # Å/px
+SIZE = 1024
+
+
+def make_series(path: Path, n: int, seed: int = 0) -> None:
+    """Write an (n, 1024, 1024) float32 series to ``path`` (.npy) chunk by chunk."""
+    rng = np.random.default_rng(seed)
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, SIZE, SIZE))
+    yy, xx = np.mgrid[-64:64, -64:64].astype(np.float32)
+    patterns = []
+    for k, spacing in enumerate((2.35, 2.04, 2.88, None)):  # Å, a different look per "isomer"
+        if spacing is None:
+            cols = rng.uniform(-15, 15, (400, 2))
+        else:
+            g = np.arange(-16, 16.01, spacing)
+            cols = np.array([(x, y) for x in g for y in g])
+            th = 0.3 * k
+            cols = cols @ np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+        cols = cols[np.hypot(cols[:, 0], cols[:, 1]) < 15.0] / PX
+        img = np.zeros_like(xx)
+        for cx, cy in cols:
+            img += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5**2))
+        patterns.append(img / img.max())
+    for i in range(n):
+        frame = rng.normal(0.05, 0.02, (SIZE, SIZE)).astype(np.float32)
+        x0 = int(400 + 0.05 * i) % (SIZE - 200) + 64
+        y0 = int(500 + 0.03 * i) % (SIZE - 200) + 64
+        frame[y0 - 64:y0 + 64, x0 - 64:x0 + 64] += patterns[(i // 200) % 4]
+        mm[i] = frame
+    mm.flush()
+    del mm
+
+
+class StandIn:
+    """Constant-time stand-in for the network (for --stand-in-model only)."""
+
+    card: ClassVar[dict] = {"classes": ["icosahedral", "decahedral", "fcc", "amorphous"], "pixel_size_A": 0.4,
+            "crop_px": 64, "unknown_threshold": 0.5, "id": "stand-in (no network)"}
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        m = crops.reshape(len(crops), -1).mean(axis=1)
+        p = np.full((len(crops), 4), 0.1)
+        p[np.arange(len(crops)), (m * 1000).astype(int) % 4] = 0.7
+        return p
+
+
+def child(path: str, out: str, stand_in: bool) -> None:
+    import resource
+
+    from clusterspy.series import classify_series
+
+    model = StandIn() if stand_in else None
+    if model is None:
+        from clusterspy.predict import load_model
+
+        model = load_model()
+    data = np.load(path, mmap_mode="r")
+    t0 = time.perf_counter()
+    res = classify_series(data, PX, frame_time_s=0.02, model=model, out=out, resume=False,
+                          n_boot=500)
+    dt = time.perf_counter() - t0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
+    print(json.dumps({"frames": len(data), "seconds": dt, "frames_per_s": len(data) / dt,
+                      "peak_rss_bytes": rss, "rows": len(res),
+                      "lost": int(sum(c["n_lost"] for c in res.summary["clusters"])),
+                      "clusters": res.summary["n_clusters"], "model": res.summary["model"]["id"]}))
+
+
+def run_child(path: Path, out: Path, stand_in: bool) -> dict:
+    cmd = [sys.executable, __file__, "--child", str(path), str(out)]
+    if stand_in:
+        cmd.append("--stand-in-model")
+    r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--frames", type=int, default=1000)
+    ap.add_argument("--rss-frames", type=int, default=2000)
+    ap.add_argument("--stand-in-model", action="store_true")
+    ap.add_argument("--child", nargs=2)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "series_speed.json"))
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child, args.stand_in_model)
+        return
+    if not args.stand_in_model:
+        try:
+            from clusterspy.predict import load_model
+
+            load_model()
+        except Exception as exc:
+            sys.exit(f"the shipped model is not available ({exc}); "
+                     "run with --stand-in-model to time everything but the network")
+    result = {"benchmark": "series_speed", "frame_shape": [SIZE, SIZE], "pixel_size_A": PX,
+              "stand_in_model": args.stand_in_model, "cpu_count": os.cpu_count(),
+              "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+              else None, "machine": platform.platform(),
+              "goals": {"frames_per_s": 50, "peak_rss_bytes": 2 * 1024**3}}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_p = Path(tmp)
+        n_max = max(args.frames, args.rss_frames)
+        path = tmp_p / "series.npy"
+        t0 = time.perf_counter()
+        make_series(path, n_max)
+        result["generate_seconds"] = time.perf_counter() - t0
+        if args.frames < n_max:
+            small = tmp_p / "small.npy"
+            src = np.load(path, mmap_mode="r")
+            mm = np.lib.format.open_memmap(small, mode="w+", dtype=np.float32,
+                                           shape=(args.frames, SIZE, SIZE))
+            for i in range(0, args.frames, 100):
+                mm[i:i + 100] = src[i:i + 100]
+            mm.flush()
+            del mm, src
+        else:
+            small = path
+        result["speed"] = run_child(small, tmp_p / "out_speed", args.stand_in_model)
+        print("speed:", result["speed"], flush=True)
+        result["memory"] = run_child(path, tmp_p / "out_rss", args.stand_in_model)
+        print("memory:", result["memory"], flush=True)
+    result["meets_speed_goal"] = result["speed"]["frames_per_s"] >= 50
+    result["meets_memory_goal"] = result["memory"]["peak_rss_bytes"] < 2 * 1024**3
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
