@@ -242,3 +242,28 @@ def test_end_to_end_with_shipped_weights(tmp_path):
     res = classify_series(series[0], out=tmp_path, n_boot=200)
     assert (tmp_path / "frames.csv").exists() and (tmp_path / "report.html").exists()
     assert len(res) > 0
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
+                 if Path(p).exists()), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed")
+def test_series_report_renders_in_headless_chromium(tmp_path):
+    import subprocess
+
+    from matplotlib.image import imread
+
+    frames, _ = make_frames(60, switches=(30,), lost=(40,), blurred=())
+    run(frames, tmp_path, batch_size=16)
+    page = (tmp_path / "report.html").as_uri()
+    base = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    dom = subprocess.run([*base, "--dump-dom", page], capture_output=True, text=True,
+                         timeout=120)
+    assert dom.returncode == 0 and "Cluster 0" in dom.stdout
+    shot = tmp_path / "shot.png"
+    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1000,1600", page],
+                   capture_output=True, timeout=120, check=True)
+    img = imread(shot)
+    assert img.shape[:2] == (1600, 1000)
+    assert float(np.std(img[..., :3])) > 0.05

@@ -731,7 +731,7 @@ def _write_figures_and_report(result: SeriesResult) -> None:
                 {c: pr[c]["ci95"] for c in CLASSES},
                 title=f"Cluster {cid}: proportions ({kind} labels)")
             rep.figure(fig, f"Proportions of {kind} labels with 95% block-bootstrap CIs "
-                            f"(block {cl[kind]['block_length_frames']} frames).")
+                            f"(block {cl[kind]['block_length_frames'] or 1:.1f} frames).")
         rep.table(["from \\ to", *CLASSES],
                   [[c, *row] for c, row in zip(CLASSES, cl["smoothed"]["transition_counts"],
                                                strict=True)],
