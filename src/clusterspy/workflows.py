@@ -66,10 +66,11 @@ def classify_files(
         For missing or unreadable files, missing calibration, or images without a cluster.
     """
     from clusterspy.io import read_series
-    from clusterspy.predict import classify, load_model
 
     # Open every file first: a bad file is reported before any work is done.
     sources = [(Path(p), read_series(p, pixel_size_A=pixel_size_A)) for p in paths]
+    from clusterspy.predict import classify, load_model
+
     model = load_model(model_path)
     n_frames = sum(len(s) for _, s in sources)
     show = (n_frames > 1) if progress is None else progress
