@@ -1,0 +1,38 @@
+"""The isomer classifier: network, training, calibration and ONNX export (PyTorch lives here only).
+
+Public API (imports are lazy: ``import clusterspy.model`` does not import PyTorch):
+
+- :func:`train` — ``train(config, out_dir, *, resume=True, device="auto") -> Path`` of model.onnx
+- :func:`create_model` — build a registered network by name
+- :func:`export_onnx`, :func:`fit_temperature`, :func:`choose_threshold`
+
+Exact command that reproduces the shipped model (also in the model card)::
+
+    python -m clusterspy.model.training --config configs/train_v1.yaml --out runs/v1
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_LAZY = {
+    "train": "clusterspy.model.training",
+    "load_config": "clusterspy.model.training",
+    "DEFAULT_CONFIG": "clusterspy.model.training",
+    "create_model": "clusterspy.model.network",
+    "IsomerNet": "clusterspy.model.network",
+    "export_onnx": "clusterspy.model.export",
+    "write_card": "clusterspy.model.export",
+    "fit_temperature": "clusterspy.model.calibration",
+    "choose_threshold": "clusterspy.model.calibration",
+    "expected_calibration_error": "clusterspy.model.calibration",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'clusterspy.model' has no attribute {name!r}")

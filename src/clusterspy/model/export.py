@@ -1,0 +1,91 @@
+"""ONNX export of a trained network and the model card that travels with it."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterspy.isomers import CLASSES
+
+#: ONNX opset of the exported graph.
+OPSET = 17
+
+
+def export_onnx(model, path: str | Path, crop_px: int, *, check: bool = True,
+                atol: float = 1e-4) -> Path:
+    """Export ``model`` (logits out) to ONNX with a dynamic batch axis (TorchScript exporter).
+
+    Input ``crops``: ``(N, 1, crop_px, crop_px)`` float32, already normalised by
+    :func:`clusterspy.predict.normalise_crops`; output ``logits``: ``(N, 4)``.
+    With ``check``, ONNX Runtime outputs are compared with PyTorch's (``atol``).
+    """
+    import torch
+
+    path = Path(path)
+    model = model.eval().cpu()
+    dummy = torch.randn(2, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(0))
+    torch.onnx.export(
+        model, (dummy,), str(path), input_names=["crops"], output_names=["logits"],
+        dynamic_axes={"crops": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
+        dynamo=False,
+    )
+    if check:
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        x = torch.randn(5, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(1))
+        with torch.no_grad():
+            ref = model(x).numpy()
+        got = sess.run(None, {"crops": x.numpy()})[0]
+        err = float(np.abs(ref - got).max())
+        if err > atol:
+            raise RuntimeError(f"ONNX export differs from PyTorch by {err:.2e} > {atol:.0e}")
+    return path
+
+
+def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: float,
+               threshold: float, metrics: dict[str, Any], training: dict[str, Any],
+               network: dict[str, Any], unknown_precision: float) -> Path:
+    """Write ``model_card.json`` next to ``onnx_path`` (with the SHA-256 of the weights)."""
+    from clusterspy.predict import DEFAULT_NORMALISATION, sha256_file
+
+    onnx_path = Path(onnx_path)
+    card = {
+        "name": training.get("config", {}).get("name", "isomernet"),
+        "format": "clusterspy-model-card-1",
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "classes": list(CLASSES),
+        "pixel_size_A": float(spec["pixel_size_A"]),
+        "crop_px": int(spec["crop_px"]),
+        "input": {"name": "crops", "shape": ["N", 1, int(spec["crop_px"]), int(spec["crop_px"])],
+                  "dtype": "float32", "note": "normalised crops (clusterspy.predict.normalise_crops)"},
+        "output": {"name": "logits", "shape": ["N", len(CLASSES)],
+                   "note": "calibrated probabilities = softmax(logits / temperature)"},
+        "normalisation": dict(DEFAULT_NORMALISATION),
+        "temperature": float(temperature),
+        "unknown_threshold": float(threshold),
+        "unknown_threshold_target": f"precision of accepted predictions >= {unknown_precision}",
+        "network": network,
+        "metrics": metrics,
+        "training": training,
+        "weights_file": onnx_path.name,
+        "weights_sha256": sha256_file(onnx_path),
+    }
+    out = onnx_path.with_name("model_card.json")
+    with open(out, "w", encoding="utf-8") as fh:
+        json.dump(card, fh, indent=1, default=_json_default)
+    return out
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o)}")
