@@ -39,7 +39,13 @@ def _open_or_create(path: Path, spec: dict[str, Any]):
     chunk = int(spec.get("chunk_size", 32))
     if (path / "zarr.json").exists():
         root = zarr.open_group(str(path), mode="r+")
+        from clusterspy.datasets.spec import load_spec
+
         old = root.attrs.get("spec")
+        try:  # keys added to DEFAULT_SPEC since the dataset was started take their defaults
+            old = load_spec(old)
+        except ConfigError:
+            pass
         if old != json.loads(json.dumps(spec)):
             raise ConfigError(
                 f"{path} was generated from a different specification; delete it or choose "

@@ -240,7 +240,7 @@ def train(
         with open(log_csv, "w", newline="") as fh:
             csv.writer(fh).writerow(fields)
 
-    while not state["done"] and state["epoch"] < int(cfg["epochs"]) and progress_frac() < 1.0:
+    while state["epoch"] < int(cfg["epochs"]) and progress_frac() < 1.0:
         if cfg["grow"] and state["epoch"] > 0:
             x_all, labels, tr_idx, cal_idx = load_train()
             val_x, val_y = _reload_val(cfg, out, val_x, val_y)

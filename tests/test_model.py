@@ -1,0 +1,102 @@
+"""Model: network shapes, a tiny training run (loss decreases, resume), ONNX export, calibration."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from clusterspy.isomers import CLASSES  # noqa: E402
+from clusterspy.model import calibration as cal  # noqa: E402
+from clusterspy.model.network import count_parameters, create_model  # noqa: E402
+
+
+def test_network_shapes_and_size():
+    net = create_model("isomernet").eval()
+    with torch.no_grad():
+        out = net(torch.zeros(3, 1, 96, 96))
+    assert out.shape == (3, len(CLASSES))
+    assert 0.2e6 <= count_parameters(net) <= 1e6
+    small = create_model("isomernet", widths=[8, 8, 16, 16]).eval()
+    with torch.no_grad():
+        assert small(torch.zeros(1, 1, 40, 40)).shape == (1, 4)
+    with pytest.raises(ValueError, match="unknown network"):
+        create_model("resnet9000")
+
+
+def test_calibration_helpers():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 2000)
+    logits = rng.normal(0, 1, (2000, 4))
+    logits[np.arange(2000), labels] += 2.0
+    over = logits * 4  # over-confident
+    t = cal.fit_temperature(over, labels)
+    assert 1.3 < t < 6
+    assert cal.nll(over, labels, t) < cal.nll(over, labels, 1.0)
+    p = cal._softmax(over, t)
+    assert cal.expected_calibration_error(p, labels) < cal.expected_calibration_error(
+        cal._softmax(over, 1.0), labels)
+    thr = cal.choose_threshold(p, labels, 0.99)
+    sel = cal.selective_metrics(p, labels, thr)
+    assert sel["precision_accepted"] >= 0.99 and 0 < sel["coverage"] < 1
+    assert cal.confusion_matrix(p.argmax(1), labels).sum() == 2000
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from clusterspy.datasets import generate
+    from clusterspy.datasets.sampling import toy_sample
+    from clusterspy.model import train
+
+    root = tmp_path_factory.mktemp("train")
+    spec = {"seed": 5, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
+    data = generate(spec, root / "toy.zarr", scheduler="synchronous", progress=False,
+                    sample_fn=toy_sample)
+    cfg = {"seed": 1, "dataset": spec, "dataset_path": str(data), "generate": False,
+           "network": {"name": "isomernet", "widths": [8, 8, 16, 16], "dropout": 0.0},
+           "epochs": 1, "batch_size": 16, "lr": 3e-3, "threads": 1, "wall_budget_min": 5}
+    out = root / "run"
+    train(cfg, out, progress=False)
+    first = json.loads((out / "model_card.json").read_text())
+    path = train({**cfg, "epochs": 3}, out, progress=False)  # resumes at epoch 1
+    return out, path, first
+
+
+def test_tiny_training_learns_and_resumes(tiny_run):
+    out, path, first = tiny_run
+    card = json.loads((out / "model_card.json").read_text())
+    hist = card["training"]["history"]
+    assert [h["epoch"] for h in hist] == [0, 1, 2]  # epoch 0 not repeated after resume
+    assert first["training"]["epochs_run"] == 1 and card["training"]["epochs_run"] == 3
+    assert card["training"]["steps"] == 3 * first["training"]["steps"]
+    assert hist[-1]["train_loss"] < hist[0]["train_loss"]
+    assert hist[-1]["cal_acc"] > 0.5  # 4 classes: chance is 0.25
+    lines = (out / "log.csv").read_text().strip().splitlines()
+    assert len(lines) == 4  # header + 3 epochs
+    for key in ("classes", "pixel_size_A", "crop_px", "normalisation", "temperature",
+                "unknown_threshold", "weights_sha256", "metrics", "training"):
+        assert key in card
+    assert card["classes"] == list(CLASSES) and card["crop_px"] == 24
+    assert (out / "loss_curves.png").exists()
+
+
+def test_onnx_matches_pytorch(tiny_run):
+    from clusterspy.model.network import create_model as cm
+    from clusterspy.predict import load_model, normalise_crops, softmax
+
+    out, path, _ = tiny_run
+    ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    net = cm("isomernet", widths=[8, 8, 16, 16], dropout=0.0)
+    net.load_state_dict(ckpt["model"])
+    net.eval()
+    model = load_model(path)
+    crops = np.random.default_rng(2).normal(size=(5, 24, 24)).astype(np.float32)
+    with torch.no_grad():
+        ref = net(torch.from_numpy(normalise_crops(crops))[:, None]).numpy()
+    np.testing.assert_allclose(model.predict_logits(crops), ref, atol=1e-4)
+    np.testing.assert_allclose(model.predict_crops(crops), softmax(ref, model.temperature),
+                               atol=1e-5)

@@ -1,0 +1,104 @@
+"""predict: ONNX Runtime inference, calibrated probabilities, classify() schema, integrity."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from clusterspy.errors import ImageDataError, InputFileError
+from clusterspy.isomers import CLASSES, UNKNOWN
+from clusterspy.predict import DEFAULT_MODEL, ClusterResult, load_model, normalise_crops
+
+pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="no shipped weights")
+
+KEYS = {"file", "frame", "cluster", "x_px", "y_px", "label", "confidence", "probabilities"}
+
+
+def test_card_and_probabilities():
+    model = load_model()
+    assert load_model() is model  # cached
+    card = model.card
+    assert card["classes"] == list(CLASSES)
+    for key in ("pixel_size_A", "crop_px", "temperature", "unknown_threshold", "normalisation",
+                "weights_sha256", "training", "metrics"):
+        assert key in card
+    n = model.crop_px
+    crops = np.random.default_rng(0).gamma(2.0, 1.0, (6, n, n)).astype(np.float32)
+    p = model.predict_crops(crops)
+    assert p.shape == (6, 4) and np.all(p >= 0)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-6)
+    # normalisation makes the prediction independent of gain and offset
+    np.testing.assert_allclose(model.predict_crops(crops * 7.0 + 3.0), p, atol=1e-5)
+    labels = model.labels(p)
+    assert all(lab in (*CLASSES, UNKNOWN) for lab in labels)
+    with pytest.raises(ImageDataError):
+        model.predict_crops(np.zeros((2, n + 1, n)))
+
+
+def test_normalise_crops_robust():
+    x = np.zeros((2, 16, 16), np.float32)
+    x[0, 5:9, 5:9] = 10.0
+    out = normalise_crops(x)
+    assert out.dtype == np.float32 and np.isfinite(out).all()
+    assert np.median(out[0]) == 0.0 and out[0].max() <= 10.0
+    with pytest.raises(ImageDataError):
+        normalise_crops(np.full((1, 4, 4), np.nan))
+
+
+def test_sha_mismatch_is_a_clear_error(tmp_path):
+    shutil.copy(DEFAULT_MODEL, tmp_path / "model.onnx")
+    card = json.loads(DEFAULT_MODEL.with_name("model_card.json").read_text())
+    card["weights_sha256"] = "0" * 64
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(InputFileError, match="SHA-256 mismatch"):
+        load_model(tmp_path / "model.onnx")
+    with pytest.raises(InputFileError, match="not found"):
+        load_model(tmp_path / "missing.onnx")
+
+
+def _single_cluster_image():
+    pytest.importorskip("ase")
+    from clusterspy.simulation import Acquisition, Microscope, simulate
+    from clusterspy.structures import cluster
+
+    atoms = cluster("icosahedral", 309, "Au", np.random.default_rng(1), orientation="5-fold")
+    return simulate(atoms, Microscope(), pixel_size=0.25, extent=60.0, rng=2,
+                    acquisition=Acquisition(dose_e_per_A2=1e5))
+
+
+def test_classify_single_cluster_json_schema():
+    from clusterspy.predict import classify
+
+    image = _single_cluster_image()
+    results = classify(image, file="sim.npy", frame=3)
+    assert len(results) == 1
+    r = results[0]
+    assert isinstance(r, ClusterResult)
+    d = r.to_dict()
+    assert set(d) == KEYS and set(d["probabilities"]) == set(CLASSES)
+    json.dumps(d)
+    assert d["file"] == "sim.npy" and d["frame"] == 3 and d["cluster"] == 0
+    assert d["label"] in (*CLASSES, UNKNOWN)
+    assert abs(sum(d["probabilities"].values()) - 1) < 1e-6
+    assert d["confidence"] == pytest.approx(max(d["probabilities"].values()))
+    rows, cols = image.shape
+    assert abs(d["x_px"] - cols / 2) < 20 and abs(d["y_px"] - rows / 2) < 20
+    # a bare array needs its pixel size
+    same = classify(np.asarray(image.data), pixel_size=image.pixel_size_A)
+    assert same[0].to_dict()["probabilities"] == pytest.approx(d["probabilities"])
+
+
+def test_predict_path_imports_no_torch():
+    code = (
+        "import sys, numpy as np\n"
+        "from clusterspy.predict import load_model\n"
+        "m = load_model(); m.predict_crops(np.ones((1, m.crop_px, m.crop_px)))\n"
+        "bad = [k for k in ('torch', 'abtem', 'ase') if k in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
