@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,9 @@ import pytest
 pytest.importorskip("zarr")
 pytest.importorskip("dask")
 
-from clusterspy.datasets import generate, is_complete, load, load_spec  # noqa: E402
-from clusterspy.datasets.sampling import toy_sample  # noqa: E402
-from clusterspy.errors import ConfigError  # noqa: E402
+from clusterspy.datasets import generate, is_complete, load, load_spec
+from clusterspy.datasets.sampling import toy_sample
+from clusterspy.errors import ConfigError
 
 TOY = {"seed": 3, "n_images": 48, "chunk_size": 4, "crop_px": 16, "pixel_size_A": 0.4}
 
@@ -34,7 +33,7 @@ def test_generate_is_reproducible_and_parallel(tmp_path):
     b = generate(TOY, tmp_path / "b.zarr", scheduler="threads", num_workers=2, progress=False,
                  sample_fn=toy_sample)
     ia, la, ma = load(a)
-    ib, lb, mb = load(b)
+    ib, lb, _mb = load(b)
     assert ia.shape == (48, 16, 16) and ia.dtype == np.float32
     assert ia.tobytes() == ib.tobytes()
     assert np.array_equal(la, lb) and np.bincount(la).tolist() == [12, 12, 12, 12]
@@ -73,7 +72,7 @@ def test_resume_after_kill_9(tmp_path):
     n_before = len(list(done.glob("*.json")))
     assert 3 <= n_before < 12, "the child should have been killed mid-way"
     assert not is_complete(out)
-    part_img, part_lab, part_meta = load(out, partial=True)
+    _part_img, _part_lab, part_meta = load(out, partial=True)
     assert len(part_meta) == 4 * n_before
     # resume in this process; compare with an uninterrupted run
     generate(TOY, out, scheduler="synchronous", progress=False, sample_fn=toy_sample)

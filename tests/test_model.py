@@ -67,7 +67,7 @@ def tiny_run(tmp_path_factory):
 
 
 def test_tiny_training_learns_and_resumes(tiny_run):
-    out, path, first = tiny_run
+    out, _path, first = tiny_run
     card = json.loads((out / "model_card.json").read_text())
     hist = card["training"]["history"]
     assert [h["epoch"] for h in hist] == [0, 1, 2]  # epoch 0 not repeated after resume

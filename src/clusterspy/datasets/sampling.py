@@ -234,7 +234,7 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         small = min(full_extent, 2 * half)
         ideal = simulate(atoms, mic, pixel_size=px, extent=small, backend=spec["backend"],
                          rng=sim_rng, **spec.get("backend_options", {}))
-        n_full = int(round(full_extent / px))
+        n_full = round(full_extent / px)
         rs, cs = ideal.data.shape
         canvas = np.zeros((max(n_full, rs), max(n_full, cs)), np.float32)
         r0 = canvas.shape[0] // 2 - rs // 2

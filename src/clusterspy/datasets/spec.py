@@ -23,8 +23,8 @@ DEFAULT_SPEC: dict[str, Any] = {
     "crop_px": 96,
     "pixel_size_A": 0.4,  # model pixel size [Å/px]
     "backend": "fast",
-    "backend_options": {},
-    "compact_field": 0.0,  # > 0: simulate only the metal + this margin [Å], pad with vacuum  # extra keywords of clusterspy.simulation.simulate (e.g. frozen_phonons)
+    "backend_options": {},  # extra keywords of clusterspy.simulation.simulate (frozen_phonons, ...)
+    "compact_field": 0.0,  # > 0: simulate only the metal + this margin [Å], pad with vacuum
     # specimen
     "motifs": {
         "icosahedral": ["mackay"],
