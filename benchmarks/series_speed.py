@@ -6,7 +6,8 @@
 The series is generated on the fly into a temporary ``.npy`` (read back as a memory map, so the
 reader is lazy like a real file): one Au-like cluster (a disc of Gaussian atomic columns, 0.3 Å/px,
 ~30 Å across) drifting slowly on a noisy background, changing isomer pattern every 200 frames.
-Each measurement runs in a fresh subprocess (``ru_maxrss`` = peak RSS of that run alone).
+Frames are uint16 counts. Each measurement runs in a fresh subprocess (``ru_maxrss`` = peak
+RSS of that run alone).
 
 Run: ``.venv/bin/python benchmarks/series_speed.py [--frames 1000] [--rss-frames 2000]
 [--stand-in-model]``; writes ``benchmarks/results/series_speed.json``. Needs
@@ -35,9 +36,9 @@ SIZE = 1024
 
 
 def make_series(path: Path, n: int, seed: int = 0) -> None:
-    """Write an (n, 1024, 1024) float32 series to ``path`` (.npy) chunk by chunk."""
+    """Write an (n, 1024, 1024) uint16 series (detector counts) to ``path`` (.npy) frame by frame."""
     rng = np.random.default_rng(seed)
-    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=(n, SIZE, SIZE))
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=(n, SIZE, SIZE))
     yy, xx = np.mgrid[-64:64, -64:64].astype(np.float32)
     patterns = []
     for k, spacing in enumerate((2.35, 2.04, 2.88, None)):  # Å, a different look per "isomer"
@@ -53,12 +54,13 @@ def make_series(path: Path, n: int, seed: int = 0) -> None:
         for cx, cy in cols:
             img += np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * 1.5**2))
         patterns.append(img / img.max())
+    noise = rng.normal(0.05, 0.02, (4, SIZE, SIZE)).astype(np.float32)  # recycled noise fields
     for i in range(n):
-        frame = rng.normal(0.05, 0.02, (SIZE, SIZE)).astype(np.float32)
+        frame = np.roll(noise[i % 4], (i * 37) % SIZE, axis=1)
         x0 = int(400 + 0.05 * i) % (SIZE - 200) + 64
         y0 = int(500 + 0.03 * i) % (SIZE - 200) + 64
         frame[y0 - 64:y0 + 64, x0 - 64:x0 + 64] += patterns[(i // 200) % 4]
-        mm[i] = frame
+        mm[i] = np.clip(frame * 1000.0, 0, 65535).astype(np.uint16)
     mm.flush()
     del mm
 
@@ -142,7 +144,7 @@ def main() -> None:
         if args.frames < n_max:
             small = tmp_p / "small.npy"
             src = np.load(path, mmap_mode="r")
-            mm = np.lib.format.open_memmap(small, mode="w+", dtype=np.float32,
+            mm = np.lib.format.open_memmap(small, mode="w+", dtype=np.uint16,
                                            shape=(args.frames, SIZE, SIZE))
             for i in range(0, args.frames, 100):
                 mm[i:i + 100] = src[i:i + 100]
