@@ -1,0 +1,185 @@
+"""Accuracy of the shipped model on a PRISM-simulated test set made with settings not used in training.
+
+The model was trained on the *fast* (incoherent) simulator only. This test set is simulated with
+abTEM's PRISM multislice (frozen phonons) — a different simulator — and with microscope settings
+the training set never used:
+
+- outer detector angle 120 mrad (training: 150–250 mrad);
+- image pixel sizes 0.15, 0.3 and 0.55 Å/px (0.55 is outside the training range 0.05–0.5);
+- discrete energies 100 / 200 kV, convergence 18 / 28 mrad, inner angle 45 / 60 mrad;
+- amorphous structures from pool members 3–15 (training used members 0–2 only);
+- its own seed; random orientations (uniform on SO(3)) for 75 % of the clusters, zone axes for the
+  rest; sizes 147–923 atoms; Au, Pt, Pd; doses 2·10³, 2·10⁴, 2·10⁵ e⁻/Å² with Poisson noise.
+
+Crops are cut with ``clusterspy.detection.crop_cluster`` around the true centre plus a 1.5 Å
+centring error. Usage::
+
+    python benchmarks/accuracy_prism.py [--n 200] [--workers 2] [--partial] [--model PATH]
+
+The PRISM images are generated once (resumable, Dask) into ``benchmarks/cache/`` (git-ignored);
+results go to ``benchmarks/results/accuracy_prism.json`` and ``accuracy_prism_*.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+RESULTS = HERE / "results"
+
+TEST_SPEC = {
+    "seed": 424242,
+    "chunk_size": 4,
+    "crop_px": 96,
+    "pixel_size_A": 0.4,
+    "backend": "prism",
+    "backend_options": {"frozen_phonons": 2, "interpolation": 4, "slice_thickness_A": 2.5},
+    "compact_field": 5.0,
+    "size_atoms": [147, 923],
+    "elements": ["Au", "Pt", "Pd"],
+    "amorphous_variants": [3, 16],
+    "zone_axis_fraction": 0.25,
+    "thermal_sigma_A": 0.0,  # thermal disorder comes from PRISM's frozen phonons
+    "energy_keV": {"choices": [100.0, 200.0]},
+    "semiangle_mrad": {"choices": [18.0, 28.0]},
+    "detector_inner_mrad": {"choices": [45.0, 60.0]},
+    "detector_outer_mrad": 120.0,
+    "source_size_A": [0.4, 0.8],
+    "defocus_A": 0.0,
+    "image_pixel_size_A": {"choices": [0.15, 0.3, 0.55]},
+    "dose_e_per_A2": {"choices": [2.0e3, 2.0e4, 2.0e5]},
+    "jitter_px": [0.0, 0.3],
+    "support_probability": 0.0,
+    "neighbour_probability": 0.0,
+    "cut_probability": 0.0,
+    "background": [0.0, 0.1],
+    "gamma": 1.0,
+    "centre_error_A": 1.5,
+}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Generate (or reuse) the PRISM test set, evaluate the model, write and print the results."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=200, help="number of test images (multiple of 4)")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--partial", action="store_true",
+                    help="evaluate the images finished so far, do not generate")
+    ap.add_argument("--model", default=None, help="model.onnx (default: shipped weights)")
+    a = ap.parse_args(argv)
+
+    os.environ.setdefault("CLUSTERSPY_CACHE", str(CACHE / "structures"))
+    from clusterspy.datasets import generate, load
+    from clusterspy.isomers import CLASSES
+    from clusterspy.model.calibration import (
+        confusion_matrix,
+        expected_calibration_error,
+        selective_metrics,
+    )
+    from clusterspy.predict import load_model
+
+    spec = {**TEST_SPEC, "n_images": int(a.n)}
+    path = CACHE / f"prism_test_n{a.n}.zarr"
+    t0 = time.time()
+    if not a.partial:
+        generate(spec, path, num_workers=a.workers)
+    gen_s = time.time() - t0
+    images, labels, metas = load(path, partial=a.partial)
+    if len(labels) == 0:
+        raise SystemExit(f"no finished test images in {path}")
+    model = load_model(a.model)
+    t1 = time.time()
+    probs = model.predict_crops(images)
+    infer_s = time.time() - t1
+    pred = probs.argmax(1)
+    correct = pred == labels
+    thr = model.unknown_threshold
+    sel = selective_metrics(probs, labels, thr)
+
+    def by(key, bins=None):
+        vals = np.asarray([m[key] for m in metas], dtype=float)
+        out = {}
+        if bins is None:
+            for v in np.unique(vals):
+                s = vals == v
+                out[f"{v:g}"] = {"n": int(s.sum()), "accuracy": float(correct[s].mean())}
+        else:
+            for lo, hi in itertools.pairwise(bins):
+                s = (vals >= lo) & (vals < hi)
+                if s.any():
+                    out[f"{lo:g}-{hi:g}"] = {"n": int(s.sum()), "accuracy": float(correct[s].mean())}
+        return out
+
+    res = {
+        "what": "shipped model on a PRISM-simulated test set with settings not used in training",
+        "command": "python benchmarks/accuracy_prism.py " + " ".join(argv or []),
+        "model_sha256": model.card.get("weights_sha256"),
+        "n_images": len(labels),
+        "n_requested": int(a.n),
+        "per_class_n": np.bincount(labels, minlength=4).tolist(),
+        "accuracy": float(correct.mean()),
+        "per_class_accuracy": {c: float(correct[labels == k].mean()) if (labels == k).any()
+                               else None for k, c in enumerate(CLASSES)},
+        "confusion_matrix": {"rows_true_cols_pred": list(CLASSES),
+                             "counts": confusion_matrix(pred, labels).tolist()},
+        "ece": expected_calibration_error(probs, labels),
+        "unknown_threshold": thr,
+        "coverage": sel["coverage"],
+        "precision_accepted": sel["precision_accepted"],
+        "accuracy_vs_dose_e_per_A2": by("dose_e_per_A2"),
+        "accuracy_vs_n_atoms": by("n_atoms", [0, 250, 450, 700, 2000]),
+        "accuracy_vs_image_pixel_size_A": by("image_pixel_size_A"),
+        "accuracy_vs_energy_keV": by("energy_keV"),
+        "accuracy_zone_axis_vs_random": {
+            "zone_axis": float(correct[[bool(m["zone_axis"]) for m in metas]].mean())
+            if any(m["zone_axis"] for m in metas) else None,
+            "random": float(correct[[not m["zone_axis"] for m in metas]].mean()),
+        },
+        "test_spec": spec,
+        "generation_seconds_this_call": round(gen_s, 1),
+        "inference_seconds": round(infer_s, 3),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS / "accuracy_prism.json", "w", encoding="utf-8") as fh:
+        json.dump(res, fh, indent=1)
+    _plots(res)
+    print(json.dumps({k: res[k] for k in (
+        "n_images", "accuracy", "per_class_accuracy", "ece", "coverage", "precision_accepted",
+        "accuracy_vs_dose_e_per_A2", "accuracy_vs_n_atoms")}, indent=1))
+    print("confusion (rows true, cols predicted):", res["confusion_matrix"]["counts"])
+    return res
+
+
+def _plots(res: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from clusterspy.model.figures import plot_confusion
+
+    plot_confusion(np.asarray(res["confusion_matrix"]["counts"]),
+                   RESULTS / "accuracy_prism_confusion.png",
+                   title=f"PRISM test (n={res['n_images']})")
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    d = res["accuracy_vs_dose_e_per_A2"]
+    a1.semilogx([float(k) for k in d], [v["accuracy"] for v in d.values()], "o-", color="#0072B2")
+    a1.set(xlabel="dose [e⁻/Å²]", ylabel="top-1 accuracy", ylim=(0, 1.02))
+    s = res["accuracy_vs_n_atoms"]
+    a2.bar(list(s), [v["accuracy"] for v in s.values()], color="#E69F00")
+    a2.set(xlabel="cluster size [atoms]", ylabel="top-1 accuracy", ylim=(0, 1.02))
+    fig.tight_layout()
+    fig.savefig(RESULTS / "accuracy_prism_vs_dose_size.png", dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
