@@ -435,7 +435,9 @@ def classify_series(
     model_px = float(card.get("pixel_size_A", 0) or 0)
     crop_px = int(card.get("crop_px", 64))
     threshold = float(card.get("unknown_threshold", 0.0) or 0.0)
-    model_id = card.get("id") or card.get("sha256") or card.get("name") or "unknown-model"
+    sha = card.get("weights_sha256") or card.get("sha256")
+    model_id = card.get("id") or (
+        f"{card.get('name', 'model')}@{sha[:12]}" if sha else card.get("name", "unknown-model"))
 
     if detect is None or crop is None:
         from clusterspy import detection as _det
