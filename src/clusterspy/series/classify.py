@@ -410,6 +410,14 @@ def classify_series(
     progress : callable, optional
         Called as ``progress(frames_done, n_frames_or_None)`` after each batch.
 
+    Notes
+    -----
+    In the HMM, lost and blurred frames carry no emission (uninformative); ``unknown`` frames keep
+    their calibrated probabilities as soft evidence (near-flat for a truly ambiguous frame), so the
+    smoothed label of an unknown frame is decided by its neighbours. Thumbnails (report) come from
+    the frames classified in this run only (not from frames kept from an interrupted run).
+    Without ``out`` the per-frame rows are held in memory; give ``out`` for very long series.
+
     Returns
     -------
     SeriesResult
