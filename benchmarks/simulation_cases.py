@@ -4,7 +4,7 @@ Each case is a cluster (three motifs × zone axes + random orientations, 55–92
 without a carbon support) simulated by the prism backend once and cached under
 ``benchmarks/cache/`` (git-ignored), keyed by a hash of the atoms and the settings.
 Structures are built directly with ASE (``ase.cluster``) so that the benchmark does not depend
-on ``clusterspy.structures``; the support is a random carbon slab (2 g/cm³).
+on ``clusterspy.structures``; the support is ``clusterspy.structures.carbon_support`` (2 g/cm³).
 """
 
 from __future__ import annotations
@@ -104,12 +104,9 @@ def build(case: Case):
     atoms = ase.Atoms(numbers=atoms.get_atomic_numbers(), positions=pos @ rot.T)
     support = None
     if case.support_A > 0:
-        ext = extent_of(atoms)
-        n = int(2.0 * ext * ext * case.support_A * 0.0502)
-        support = ase.Atoms(
-            numbers=np.full(n, 6),
-            positions=rng.uniform([0, 0, 0], [ext, ext, case.support_A], size=(n, 3)),
-        )
+        from clusterspy.structures import carbon_support
+
+        support = carbon_support(extent_of(atoms), case.support_A, 2.0, rng)
     return atoms, support
 
 

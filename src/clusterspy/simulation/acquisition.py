@@ -7,7 +7,8 @@ incident beam reaching the detector), vectorised over a batch:
    (Gaussian scan-line jitter + x drift + shear, applied as exact sub-pixel Fourier shifts of each
    line), flyback distortion at the start of each line (``x → x + A exp(-x / τ)``);
 2. a constant background (e.g. unmodelled support or detector dark level, same units);
-3. shot noise: the detector counts electrons, Poisson with mean ``I · dose · pixel_size²``;
+3. shot noise: the detector counts electrons, Poisson with mean ``I · dose · pixel_size²``
+   (exact, or its normal approximation);
 4. detector gain and offset: ``out = gain · counts + offset`` (without a dose the noiseless
    signal ``I`` is scaled instead of the counts).
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import scipy.fft as sfft
 
 from clusterspy.errors import ConfigError
 
@@ -149,10 +151,14 @@ def _scan_distort(
         shifts = np.broadcast_to(np.arange(rows) * dx_line, (b, rows)).astype(float)
         if acq.jitter_px > 0:
             shifts = shifts + acq.jitter_px * rng.standard_normal((b, rows))
-        k = np.fft.rfftfreq(cols)
+        k = np.fft.rfftfreq(cols).astype(np.float32)
         # the probe at column c sees the specimen at c + shift: I'(x) = I(x + s)
-        phase = np.exp(2j * np.pi * shifts[..., None] * k).astype(np.complex64)
-        images = np.fft.irfft(np.fft.rfft(images, axis=-1) * phase, n=cols, axis=-1)
+        theta = (2 * np.pi * shifts.astype(np.float32))[..., None] * k
+        phase = np.empty(theta.shape, np.complex64)
+        np.cos(theta, out=phase.real)
+        np.sin(theta, out=phase.imag)
+        spec = sfft.rfft(np.asarray(images, dtype=np.float32), axis=-1, workers=-1)
+        images = sfft.irfft(spec * phase, n=cols, axis=-1, workers=-1)
     amp, decay = acq.flyback
     if amp:
         x = np.arange(cols) + amp * np.exp(-np.arange(cols) / decay)

@@ -15,6 +15,7 @@ entrance surface); its atoms are wrapped periodically into the field.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,85 @@ class Scene:
     metal_numbers: np.ndarray  # (N,)
     support_positions: np.ndarray  # (M, 3)
     support_numbers: np.ndarray  # (M,)
+    #: Content key of the support's x, y and atomic numbers (see :class:`PlacedSupport`); lets the
+    #: fast backend reuse the support's rendering. ``None``: computed when needed.
+    support_key: str | None = None
+
+
+@dataclass(frozen=True)
+class PlacedSupport:
+    """A support already placed in a field: what of it does not depend on the cluster.
+
+    Built by :func:`place_support`; pass it as ``support`` to :func:`build_scene` (or to
+    ``simulate_batch``) to place a support that is reused for many clusters only once.
+
+    Attributes
+    ----------
+    xy : numpy.ndarray
+        ``(M, 2)`` x, y [Å] in field coordinates, centred on the field and wrapped into it.
+    depth : numpy.ndarray
+        ``(M,)`` depth [Å] below the support's entrance surface (>= 0).
+    numbers : numpy.ndarray
+        ``(M,)`` atomic numbers.
+    shape : tuple of int
+        ``(rows, cols)`` [px] of the field it was placed in.
+    pixel_size_A : float
+        Pixel size [Å/px] of that field.
+    key : str
+        Hash of ``xy`` and ``numbers`` (identical supports in identical fields share it).
+    """
+
+    xy: np.ndarray
+    depth: np.ndarray
+    numbers: np.ndarray
+    shape: tuple[int, int]
+    pixel_size_A: float
+    key: str
+
+
+def support_key(xy: np.ndarray, numbers: np.ndarray) -> str:
+    """Content hash of a placed support's x, y [Å] (field coordinates) and atomic numbers."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.ascontiguousarray(xy, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(numbers, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def place_support(
+    support: Atoms | tuple[np.ndarray, np.ndarray],
+    pixel_size: float,
+    extent: float | tuple[float, float],
+) -> PlacedSupport:
+    """Centre a support on a field in x, y and wrap it into the field (see the module docstring).
+
+    Parameters
+    ----------
+    support : ase.Atoms or (positions [Å], atomic numbers)
+        The support slab (e.g. ``clusterspy.structures.carbon_support``: top face at z = 0,
+        x, y within ±extent/2; any placement works, only its x, y centre and z extent matter).
+    pixel_size : float
+        Pixel size [Å/px].
+    extent : float or tuple of float
+        Field of view [Å].
+
+    Returns
+    -------
+    PlacedSupport
+    """
+    ps = check_pixel_size(pixel_size)
+    rows, cols = field_shape(ps, extent)
+    spos, snum = _as_arrays(support)
+    width, height = cols * ps, rows * ps
+    xy = np.empty((len(spos), 2))
+    if len(spos):
+        xy[:, 0] = spos[:, 0] + (width / 2 - 0.5 * (spos[:, 0].min() + spos[:, 0].max()) - ps / 2)
+        xy[:, 1] = spos[:, 1] + (height / 2 - 0.5 * (spos[:, 1].min() + spos[:, 1].max()) - ps / 2)
+        xy[:, 0] = np.mod(xy[:, 0] + ps / 2, width) - ps / 2
+        xy[:, 1] = np.mod(xy[:, 1] + ps / 2, height) - ps / 2
+        depth = spos[:, 2] - spos[:, 2].min()
+    else:
+        depth = np.zeros(0)
+    return PlacedSupport(xy, depth, snum, (rows, cols), ps, support_key(xy, snum))
 
 
 def field_shape(pixel_size: float, extent: float | tuple[float, float]) -> tuple[int, int]:
@@ -120,9 +200,12 @@ def build_scene(
     atoms: Atoms | tuple[np.ndarray, np.ndarray],
     pixel_size: float,
     extent: float | tuple[float, float],
-    support: Atoms | tuple[np.ndarray, np.ndarray] | None = None,
+    support: Atoms | tuple[np.ndarray, np.ndarray] | PlacedSupport | None = None,
 ) -> tuple[Field, Scene]:
-    """The field of view and the atoms in field coordinates (see the module docstring)."""
+    """The field of view and the atoms in field coordinates (see the module docstring).
+
+    ``support`` may be a :class:`PlacedSupport` from :func:`place_support` for this field.
+    """
     ps = check_pixel_size(pixel_size)
     rows, cols = field_shape(ps, extent)
     pos, num = _as_arrays(atoms)
@@ -131,17 +214,15 @@ def build_scene(
     y0 = cy - (rows // 2) * ps
     field = Field((rows, cols), ps, (x0, y0))
     metal = pos - np.array([x0, y0, pos[:, 2].min()])
-    spos, snum = _as_arrays(support)
-    if len(spos):
-        width, height = field.extent_A
-        shift = np.array(
-            [
-                width / 2 - 0.5 * (spos[:, 0].min() + spos[:, 0].max()) - ps / 2,
-                height / 2 - 0.5 * (spos[:, 1].min() + spos[:, 1].max()) - ps / 2,
-                metal[:, 2].max() + SUPPORT_GAP_A - spos[:, 2].min(),
-            ]
+    if support is None:
+        return field, Scene(metal, num, np.zeros((0, 3)), np.zeros(0, dtype=int))
+    placed = support if isinstance(support, PlacedSupport) else place_support(support, ps, extent)
+    if placed.shape != field.shape or placed.pixel_size_A != ps:
+        raise ConfigError(
+            f"the support was placed in a {placed.shape} px field at {placed.pixel_size_A} Å/px, "
+            f"not this {field.shape} px field at {ps} Å/px"
         )
-        spos = spos + shift
-        spos[:, 0] = np.mod(spos[:, 0] + ps / 2, width) - ps / 2
-        spos[:, 1] = np.mod(spos[:, 1] + ps / 2, height) - ps / 2
-    return field, Scene(metal, num, spos, snum)
+    spos = np.empty((len(placed.numbers), 3))
+    spos[:, :2] = placed.xy
+    spos[:, 2] = placed.depth + (metal[:, 2].max() + SUPPORT_GAP_A)
+    return field, Scene(metal, num, spos, placed.numbers, placed.key)
