@@ -48,7 +48,7 @@ Carbon support atoms are weighted like the metal (``Z^n``, no channelling) and a
 probe at the support's mean depth (interpolated between the depth planes like the metal): an
 amorphous support has no columns, so its image is the sum of independent atoms. The spectrum of
 a support's splat does not depend on the cluster, so it is computed once and cached (by a hash
-of the support's x, y and atomic numbers; ``SUPPORT_CACHE_SIZE`` supports per simulator):
+of the support's x, y and atomic numbers; up to ``SUPPORT_CACHE_BYTES`` per simulator):
 reusing a few slabs costs one complex multiply-add per image instead of splatting thousands of
 atoms and an FFT.
 """
@@ -79,8 +79,8 @@ _REFERENCE_INNER_MRAD = 70.0
 DEPTH_STEP_DOF_FRACTION = 0.4
 #: Images rendered per vectorised pass (small enough to stay in the CPU caches).
 RENDER_BLOCK = 8
-#: Supports whose rendered spectra a simulator keeps (~66 kB each at 128² px).
-SUPPORT_CACHE_SIZE = 64
+#: Memory [bytes] a simulator spends on cached support spectra (66 kB each at 128² px).
+SUPPORT_CACHE_BYTES = 16 * 2**20
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,7 @@ class FastSimulator:
         spec = sfft.rfft2(grid)
         with self._lock:
             self._support_cache[key] = spec
-            if len(self._support_cache) > SUPPORT_CACHE_SIZE:
+            while len(self._support_cache) > max(1, SUPPORT_CACHE_BYTES // spec.nbytes):
                 self._support_cache.popitem(last=False)
         return spec
 
