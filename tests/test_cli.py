@@ -109,5 +109,7 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     assert abs(record["x_px"] - 80) < 12 and abs(record["y_px"] - 80) < 12
     for name in ("results.json", "results.csv", "settings.json"):
         assert (tmp_path / "out" / name).is_file()
+    overlay = tmp_path / "out" / "ico_overlay.png"
+    assert overlay.is_file() and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((tmp_path / "out" / "settings.json").read_text())
     assert settings["model"]["sha256"]

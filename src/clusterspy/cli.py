@@ -56,7 +56,8 @@ def classify(
         OutputFormat, typer.Option("--format", help="Output format on stdout.")
     ] = OutputFormat.table,
     out: Annotated[
-        Path | None, typer.Option(help="Folder for results.json, results.csv and overlay PNGs.")
+        Path | None,
+        typer.Option(help="Folder for results (JSON, CSV), settings.json and overlay PNGs."),
     ] = None,
     model: Annotated[
         Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
@@ -65,11 +66,11 @@ def classify(
     """Classify every cluster in each image (every frame of a multi-frame file)."""
     from clusterspy.workflows import classify_files, format_results, write_results
 
-    results = classify_files(paths, pixel_size_A=pixel_size, model_path=model)
+    results = classify_files(
+        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=None if out is None else out
+    )
     if out is not None:
-        written = write_results(
-            results, out, paths=paths, pixel_size_A=pixel_size, model_path=model
-        )
+        written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model)
         typer.echo(f"results written to {written}", err=True)
     typer.echo(format_results(results, fmt.value))
 
@@ -83,15 +84,11 @@ def series(
         ),
     ],
     pixel_size: PixelSize = None,
-    frame_time: Annotated[
-        float | None, typer.Option("--frame-time", help="Time between frames [s].")
-    ] = None,
+    frame_time: Annotated[float | None, typer.Option("--frame-time", help="Time between frames [s].")] = None,
     out: Annotated[
         Path, typer.Option(help="Output folder (frames.csv, summary.json, strip.png, report.html).")
     ] = Path("clusterspy_series"),
-    fmt: Annotated[
-        str, typer.Option("--format", help="'table' or 'json' (summary on stdout).")
-    ] = "table",
+    fmt: Annotated[str, typer.Option("--format", help="'table' or 'json' (summary on stdout).")] = "table",
     model: Annotated[
         Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
     ] = None,
@@ -106,9 +103,7 @@ def series(
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
-    result = classify_series(
-        path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out
-    )
+    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -123,9 +118,7 @@ def thermo(
         typer.Argument(help="CSV with temperature_K and label columns, or series output folders."),
     ],
     fmt: Annotated[str, typer.Option("--format", help="'table' or 'json'.")] = "table",
-    out: Annotated[
-        Path | None, typer.Option(help="Output folder (thermo.json, plots, report.html).")
-    ] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (thermo.json, plots, report.html).")] = None,
     reference: Annotated[
         str | None, typer.Option(help="Reference isomer (default: the most populated).")
     ] = None,
@@ -153,9 +146,7 @@ def thermo(
 
 @app.command()
 def simulate(
-    motif: Annotated[
-        str, typer.Option(help="icosahedral | decahedral | fcc | amorphous")
-    ] = "icosahedral",
+    motif: Annotated[str, typer.Option(help="icosahedral | decahedral | fcc | amorphous")] = "icosahedral",
     size: Annotated[int, typer.Option(help="Number of atoms.")] = 309,
     element: Annotated[str, typer.Option(help="Chemical symbol.")] = "Au",
     backend: Annotated[str, typer.Option(help="'fast' or 'prism' (abTEM).")] = "fast",
@@ -169,9 +160,9 @@ def simulate(
         float | None, typer.Option(help="Electron dose [e⁻/Å²] (Poisson noise); none: noiseless.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
-    out: Annotated[
-        Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")
-    ] = Path("simulated.npz"),
+    out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path(
+        "simulated.npz"
+    ),
 ) -> None:
     """Build a cluster and simulate its HAADF-STEM image."""
     from clusterspy.workflows import simulate_to_file
@@ -195,9 +186,7 @@ def simulate(
 @app.command()
 def train(
     config: Annotated[Path, typer.Option(help="Training configuration (JSON or YAML).")],
-    out: Annotated[
-        Path, typer.Option(help="Output folder: checkpoints, logs, model.onnx, model_card.json.")
-    ],
+    out: Annotated[Path, typer.Option(help="Output folder: checkpoints, logs, model.onnx, model_card.json.")],
     device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda'.")] = "auto",
     resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint in OUT.")] = True,
 ) -> None:
@@ -207,9 +196,7 @@ def train(
     except ImportError as exc:  # torch missing
         from clusterspy.errors import MissingDependencyError
 
-        raise MissingDependencyError(
-            getattr(exc, "name", "torch") or "torch", "train", "training"
-        ) from exc
+        raise MissingDependencyError(getattr(exc, "name", "torch") or "torch", "train", "training") from exc
     written = train_model(config, out, resume=resume, device=device)
     typer.echo(f"model written to {written}")
 
@@ -255,9 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         # Usage errors of the (vendored) click parser: show the message, not a traceback.
         if type(exc).__name__ == "Abort":
             return 1
-        if callable(getattr(exc, "show", None)) and isinstance(
-            getattr(exc, "exit_code", None), int
-        ):
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
             exc.show()
             return exc.exit_code
         raise

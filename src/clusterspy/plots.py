@@ -24,6 +24,7 @@ __all__ = [
     "plot_accuracy_curve",
     "plot_arrhenius",
     "plot_confusion_matrix",
+    "plot_overlay",
     "plot_proportions",
     "plot_proportions_vs_temperature",
     "plot_strip",
@@ -401,3 +402,66 @@ def plot_accuracy_curve(
     if title:
         ax.set_title(title)
     return fig
+
+
+def plot_overlay(
+    image: Any,
+    results: Sequence[Any],
+    *,
+    box_A: float | None = None,
+    title: str | None = None,
+) -> Figure:
+    """The image with a box, label and confidence drawn on every classified cluster.
+
+    Parameters
+    ----------
+    image : clusterspy.Image
+        The frame the results belong to (its pixel size sets the scale bar and box size).
+    results : sequence of ClusterResult
+        Results of :func:`clusterspy.classify` for this frame (``x_px``, ``y_px``, ``label``,
+        ``confidence``).
+    box_A : float, optional
+        Side of each box [Å]; default: the field the model saw (``crop_px × pixel_size_A`` of
+        the shipped model card is what callers usually pass).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.patches import Rectangle
+
+    data = np.asarray(image.data, float)
+    px = float(image.pixel_size_A)
+    rows, cols = data.shape
+    side_px = (box_A / px) if box_A else 0.25 * min(rows, cols)
+    lo, hi = np.percentile(data, [0.5, 99.8])
+    scale = 6.0 / max(rows, cols)
+    fig = _figure((max(3.0, cols * scale) + 0.4, max(3.0, rows * scale) + 0.4))
+    ax = fig.add_subplot()
+    ax.imshow(data, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    for r in results:
+        colour = _colour(r.label)
+        ax.add_patch(Rectangle((r.x_px - side_px / 2, r.y_px - side_px / 2), side_px, side_px,
+                               fill=False, lw=1.5, ec=colour))
+        ax.text(r.x_px - side_px / 2, r.y_px - side_px / 2 - 2, f"{r.cluster}: {r.label} {r.confidence:.2f}",
+                color=colour, fontsize=8, va="bottom", ha="left",
+                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+    # scale bar: a round number of nm close to a fifth of the width
+    bar_A = _round_length(0.2 * cols * px)
+    ax.plot([cols * 0.05, cols * 0.05 + bar_A / px], [rows * 0.95] * 2, color="white", lw=3)
+    ax.text(cols * 0.05, rows * 0.93, f"{bar_A / 10:g} nm", color="white", fontsize=8, va="bottom")
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
+def _round_length(length_A: float) -> float:
+    """The largest 1-2-5 × 10ⁿ length [Å] not above ``length_A``."""
+    exponent = np.floor(np.log10(length_A))
+    for mantissa in (5, 2, 1):
+        if mantissa * 10**exponent <= length_A:
+            return float(mantissa * 10**exponent)
+    return float(10**exponent)

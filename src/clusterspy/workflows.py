@@ -41,6 +41,8 @@ def classify_files(
     model_path: str | os.PathLike | None = None,
     *,
     progress: bool | None = None,
+    overlay_dir: str | os.PathLike | None = None,
+    max_overlays_per_file: int = 50,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file.
 
@@ -54,6 +56,11 @@ def classify_files(
         ONNX model with its model card beside it; default: the shipped model.
     progress : bool, optional
         Show a progress bar on stderr (default: when there is more than one frame in all).
+    overlay_dir : path-like, optional
+        Folder for annotated overlay PNGs (a box, label and confidence per cluster), one per
+        frame: ``<file stem>_overlay.png``, or ``<file stem>_frame<NNNN>.png`` for stacks.
+    max_overlays_per_file : int
+        At most this many overlays per multi-frame file (the first frames).
 
     Returns
     -------
@@ -79,10 +86,37 @@ def classify_files(
         task = bar.add_task("classifying", total=n_frames) if bar is not None else None
         for path, frames in sources:
             for index, frame in enumerate(frames):
-                results.extend(classify(frame, model=model, file=str(path), frame=index))
+                found = classify(frame, model=model, file=str(path), frame=index)
+                results.extend(found)
+                if overlay_dir is not None and index < max_overlays_per_file:
+                    name = (
+                        f"{path.stem}_overlay.png"
+                        if len(frames) == 1
+                        else f"{path.stem}_frame{index:04d}.png"
+                    )
+                    write_overlay(
+                        frame, found, Path(overlay_dir) / name, box_A=model.crop_px * model.pixel_size_A
+                    )
                 if bar is not None:
                     bar.advance(task)
     return results
+
+
+def write_overlay(image: Any, results: Sequence[ClusterResult], path: Path, *, box_A: float) -> Path:
+    """Save :func:`clusterspy.plots.plot_overlay` of one frame as a PNG, atomically."""
+    from clusterspy.plots import plot_overlay
+
+    fig = plot_overlay(image, results, box_A=box_A, title=path.stem)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def _progress(enabled: bool):
@@ -126,9 +160,7 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    header = (
-        f"{'file':<32} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7}  {'label':<12} {'conf':>5}"
-    )
+    header = f"{'file':<32} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7}  {'label':<12} {'conf':>5}"
     lines = [header, "-" * len(header)]
     for row in rows:
         name = Path(str(row["file"])).name[-32:]
