@@ -79,6 +79,15 @@ def normalise_crops(crops: np.ndarray, normalisation: dict[str, Any] | None = No
     return out[0] if squeeze else out
 
 
+def dihedral_views(x: np.ndarray) -> list[np.ndarray]:
+    """The 8 flips/rotations (dihedral group D4) of images ``(..., H, W)``."""
+    views = []
+    for k in range(4):
+        r = np.rot90(x, k, axes=(-2, -1))
+        views.extend([r, r[..., ::-1]])
+    return views
+
+
 def sha256_file(path: str | Path) -> str:
     """SHA-256 hex digest of a file."""
     h = hashlib.sha256()
@@ -177,11 +186,19 @@ class Model:
                 f"{self.pixel_size_A} Å/px, got {x.shape}; use clusterspy.detection.crop_cluster"
             )
         x = normalise_crops(x, self.card.get("normalisation"))[:, None]
-        out = [
-            self._session.run(None, {self._input: x[i : i + batch_size]})[0]
-            for i in range(0, len(x), batch_size)
-        ]
-        return np.concatenate(out, axis=0) if out else np.zeros((0, len(CLASSES)), np.float32)
+        views = dihedral_views(x) if self.tta else [x]
+        total = np.zeros((len(x), len(CLASSES)), np.float64)
+        for v in views:
+            v = np.ascontiguousarray(v, dtype=np.float32)
+            for i in range(0, len(v), batch_size):
+                total[i : i + batch_size] += self._session.run(
+                    None, {self._input: v[i : i + batch_size]})[0]
+        return (total / len(views)).astype(np.float32)
+
+    @property
+    def tta(self) -> bool:
+        """Whether logits are averaged over the 8 flips/rotations (card ``test_time_augmentation``)."""
+        return self.card.get("test_time_augmentation") == "dihedral8"
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, 4)`` in the order of :data:`clusterspy.isomers.CLASSES`.

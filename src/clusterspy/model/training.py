@@ -47,6 +47,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "threads": None,  # torch CPU threads (default: torch's choice)
     "workers": None,  # Dask workers for dataset generation (default: all cores)
     "unknown_precision": 0.99,  # target precision of accepted (non-"unknown") predictions
+    "test_time_augmentation": True,  # try averaging logits over the 8 flips/rotations
 }
 
 
@@ -366,6 +367,8 @@ def train(
     write_card(onnx_path, spec=spec, temperature=temperature, threshold=threshold,
                metrics=metrics, training=training, network=cfg["network"],
                unknown_precision=float(cfg["unknown_precision"]))
+    if cfg.get("test_time_augmentation", True):
+        cal.recalibrate(out, tta=True)  # TTA (8 flips/rotations) kept if it helps held-out
     try:
         from clusterspy.model.figures import plot_training
 
