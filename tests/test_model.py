@@ -95,8 +95,13 @@ def test_onnx_matches_pytorch(tiny_run):
     net.eval()
     model = load_model(path)
     crops = np.random.default_rng(2).normal(size=(5, 24, 24)).astype(np.float32)
+    from clusterspy.predict import dihedral_views
+
+    x = normalise_crops(crops)[:, None]
+    views = dihedral_views(x) if model.tta else [x]
     with torch.no_grad():
-        ref = net(torch.from_numpy(normalise_crops(crops))[:, None]).numpy()
+        ref = np.mean([net(torch.from_numpy(np.ascontiguousarray(v))).numpy() for v in views],
+                      axis=0)
     np.testing.assert_allclose(model.predict_logits(crops), ref, atol=1e-4)
     np.testing.assert_allclose(model.predict_crops(crops), softmax(ref, model.temperature),
                                atol=1e-5)
