@@ -120,3 +120,74 @@ def test_bad_parameters():
         detect_clusters(im, polarity="sideways")  # type: ignore[arg-type]
     with pytest.raises(ConfigError):
         crop_cluster(im, detect_clusters(im, min_diameter_A=10)[0], 1.0, 2)
+
+
+def test_block_mean_binning_matches_reshape_mean():
+    from clusterspy.detection import _bin
+
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 65535, (103, 77)).astype(np.uint16)
+    for f in (1, 2, 3, 5):
+        r, c = (103 // f) * f, (77 // f) * f
+        ref = a[:r, :c].astype(np.float64).reshape(r // f, f, c // f, f).mean(axis=(1, 3))
+        got = _bin(a, f)
+        assert got.dtype == np.float32 and got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, rtol=1e-5)
+
+
+def test_coarse_working_pixel_maps_back_to_input_pixels():
+    # 0.25 Å/px; working at 2 Å/px = 8× binning: positions and boxes still in input pixels
+    im = field([(40, 60)], [30], pixel_A=0.25, size_px=512, seed=5)
+    fine = detect_clusters(im, min_diameter_A=10, max_diameter_A=80, working_pixel_A=0.5)
+    coarse = detect_clusters(im, min_diameter_A=10, max_diameter_A=80, working_pixel_A=2.0)
+    assert len(fine) == len(coarse) == 1
+    for d in (fine[0], coarse[0]):
+        assert abs(d.x_px - 160) < 3 and abs(d.y_px - 240) < 3  # (40, 60) Å / 0.25 Å/px
+        r0, c0, r1, c1 = d.bbox
+        assert r0 <= 240 - 55 and r1 >= 240 + 55 and c0 <= 160 - 55 and c1 >= 160 + 55
+        assert d.diameter_A == pytest.approx(30, rel=0.15)
+
+
+def test_cluster_cut_by_the_edge_excluded_by_default():
+    im = field([(4, 128), (128, 128)], [20, 20])
+    default = detect_clusters(im, min_diameter_A=8, max_diameter_A=40)
+    assert len(default) == 1 and abs(default[0].x_px - 128) < 2
+    kept = detect_clusters(im, min_diameter_A=8, max_diameter_A=40, exclude_border=False)
+    assert len(kept) == 2
+    edge = min(kept, key=lambda d: d.x_px)
+    assert edge.bbox[1] == 0  # its box starts at the edge
+
+
+def test_robust_threshold_on_textured_support():
+    # clusters on a support with a strong texture at about their own size: Otsu cuts the
+    # texture into many false clusters; the robust threshold (spread of the smoothed image
+    # itself, texture included) keeps to the clusters
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(7)
+    centres = [(40, 40), (120, 60), (200, 40), (60, 180), (180, 200)]
+    im = field(centres, [14] * 5, seed=7)
+    texture = ndi.gaussian_filter(rng.normal(0, 1, im.shape), 8)
+    textured = Image(im.data + 60.0 * texture / texture.std(), 1.0)
+
+    def score(threshold):
+        dets = detect_clusters(textured, min_diameter_A=8, max_diameter_A=40,
+                               threshold=threshold)
+        hits = sum(any(np.hypot(d.x_px - cx, d.y_px - cy) < 4 for d in dets)
+                   for cx, cy in centres)
+        return hits, len(dets)
+
+    hits, n = score("robust")
+    assert hits == len(centres) and n <= len(centres) + 2
+    _, n_otsu = score("otsu")
+    assert n_otsu > 2 * n  # what the robust threshold is for
+
+
+def test_bad_threshold_and_working_pixel():
+    im = field([(60, 60)], [20])
+    with pytest.raises(ConfigError):
+        detect_clusters(im, threshold="magic")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError):
+        detect_clusters(im, working_pixel_A=-1.0)
+    with pytest.raises(ConfigError):
+        detect_clusters(im, background_A=0.0)

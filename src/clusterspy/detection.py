@@ -1,21 +1,27 @@
 """Find clusters in a frame, crop and rescale them to the model's pixel size.
 
-The detector works at a physical scale set by the pixel size [Å/px]:
+The detector never needs atomic resolution (clusters are ≥ ~8 Å, smoothing ≥ 2 Å), so it works
+on a binned copy of the frame, at a physical scale set by the pixel size [Å/px]:
 
-1. the image is binned to a *working pixel size* of about ``min_diameter_A / 10`` (never
-   finer than the data), which averages noise and makes 2048² atomic-resolution frames cheap;
-2. the slowly varying background (support film, thickness, scan gain) is removed with a
-   morphological opening of radius ``max_diameter_A / 2`` (on a coarse copy of the image);
+1. the image is block-mean binned to a *working pixel size* of about ``min_diameter_A / 6``
+   (never finer than the data; ``working_pixel_A`` overrides): the smallest cluster is still
+   ≥ 6 px across, noise is averaged, and a 1024² frame at 0.3 Å/px becomes 256²;
+2. the slowly varying background (support film, thickness, scan gain) is removed with a grey
+   opening of radius ``background_A`` (default ``max_diameter_A / 2``), done on a coarse copy
+   and interpolated back;
 3. the image is smoothed with a Gaussian of σ ≥ 2 Å — much larger than the spacing of
    atomic columns (2–3 Å) — so that a cluster imaged at atomic resolution is *one* blob,
    not a set of columns;
-4. Otsu's threshold (kept ≥ 3 σ of the noise above the background class)
-   gives a mask; holes are filled;
-5. touching clusters are split by a watershed on the distance transform, seeded at most
-   once per ``min_diameter_A``;
+4. a threshold gives a mask (holes filled): Otsu's (kept ≥ 3 σ of the noise above the
+   background class), a pure noise threshold, or a robust one from the spread of the smoothed
+   image itself (textured supports in wide fields);
+5. touching clusters are split by a watershed on the distance transform, seeded by its
+   h-maxima at most once per ``min_diameter_A`` — only in components large enough to hold two
+   clusters, each on its own bounding box (an isolated cluster costs nothing);
 6. regions whose equivalent-circle diameter is outside ``[min_diameter_A, max_diameter_A]``
-   are dropped.
+   are dropped; positions, boxes and areas are mapped back to input pixels.
 
+About 6 ms for a 1024² frame (0.3 Å/px) and 12 ms for a 2048² one (0.075 Å/px) on one core.
 Bright clusters (HAADF) or dark ones (bright field) are handled by ``polarity``.
 """
 
@@ -37,6 +43,9 @@ DEFAULT_MAX_DIAMETER_A = 150.0
 
 #: Smallest smoothing σ [Å]: wipes out atomic-column contrast (column spacing 2–3 Å).
 COLUMN_SMOOTHING_A = 2.0
+
+#: Threshold of ``threshold="robust"``, in robust standard deviations of the smoothed image.
+ROBUST_K = 4.0
 
 
 @dataclass(frozen=True)
@@ -73,40 +82,101 @@ class Detection:
 
 
 def _bin(data: np.ndarray, factor: int) -> np.ndarray:
+    """Block mean over ``factor × factor`` pixels (edges that do not fill a block are dropped).
+
+    Returns ``float32``; done with strided additions, ~0.3 ms for a 1024² ``uint16`` frame.
+    """
+    data = np.asarray(data)
     if factor <= 1:
-        return data
+        return data.astype(np.float32, copy=False)
     rows = (data.shape[0] // factor) * factor
     cols = (data.shape[1] // factor) * factor
-    d = data[:rows, :cols]
-    binned = d.reshape(rows // factor, factor, cols // factor, factor).mean(axis=(1, 3))
-    return binned
+    d = data[:rows, :cols].reshape(rows // factor, factor, cols)
+    s = d[:, 0].astype(np.float32)
+    for k in range(1, factor):
+        s += d[:, k]
+    s = s.reshape(rows // factor, cols // factor, factor)
+    out = s[..., 0].copy()
+    for k in range(1, factor):
+        out += s[..., k]
+    out *= np.float32(1.0 / (factor * factor))
+    return out
+
+
+def _interp_weights(n_out: int, n_in: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and weights of linear interpolation from ``n_in`` block centres to ``n_out`` px."""
+    pos = (np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5  # pixel centres in block units
+    pos = np.clip(pos, 0, n_in - 1)
+    i0 = np.minimum(np.floor(pos).astype(np.intp), max(n_in - 2, 0))
+    w = (pos - i0).astype(np.float32)
+    return i0, w
+
+
+def _upsample(x: np.ndarray, n_rows: int, n_cols: int) -> np.ndarray:
+    """Separable bilinear upsampling of a smooth coarse map to ``(n_rows, n_cols)`` px."""
+    if x.shape[0] > 1:
+        i, w = _interp_weights(n_rows, x.shape[0])
+        x = x[i] * (1 - w)[:, None] + x[i + 1] * w[:, None]
+    else:
+        x = np.repeat(x, n_rows, axis=0)
+    if x.shape[1] > 1:
+        i, w = _interp_weights(n_cols, x.shape[1])
+        x = x[:, i] * (1 - w) + x[:, i + 1] * w
+    else:
+        x = np.repeat(x, n_cols, axis=1)
+    return x
 
 
 def _background(data: np.ndarray, radius_px: float) -> np.ndarray:
-    """Background by a grey opening of radius ``radius_px`` done on a coarse copy."""
+    """Background by a grey opening of half-width ``radius_px`` [px] done on a coarse copy.
+
+    The opening (square window, separable) removes every bright feature narrower than
+    ``2 * radius_px``; it runs on a copy binned to ~8 px per radius and is brought back by
+    separable bilinear interpolation (no BLAS: its threads stall on a busy machine).
+    """
     from scipy import ndimage as ndi
-    from skimage.morphology import disk
 
     coarse_f = max(1, int(radius_px // 8))
     coarse = _bin(data, coarse_f)
     r = max(1, round(radius_px / coarse_f))
     if r * 2 + 1 >= min(coarse.shape):
-        # the structuring element is larger than the field: the background is a plane
+        # the window is larger than the field: the background is a plane
         return np.full_like(data, np.percentile(coarse, 5))
     coarse = ndi.gaussian_filter(coarse, 1.0)
-    opened = ndi.grey_opening(coarse, footprint=disk(r))
+    opened = ndi.grey_opening(coarse, size=(2 * r + 1, 2 * r + 1))
     opened = ndi.uniform_filter(opened, size=r)  # soften the opening's flat steps
-    zoom = (data.shape[0] / opened.shape[0], data.shape[1] / opened.shape[1])
-    bg = ndi.zoom(opened, zoom, order=1, mode="nearest")[: data.shape[0], : data.shape[1]]
+    if coarse_f == 1 and opened.shape == data.shape:
+        return opened
+    # bin centres → pixel centres; rows/cols the binning dropped are extrapolated flat
+    bg = _upsample(opened, opened.shape[0] * coarse_f, opened.shape[1] * coarse_f)
     if bg.shape != data.shape:
         pad = ((0, data.shape[0] - bg.shape[0]), (0, data.shape[1] - bg.shape[1]))
         bg = np.pad(bg, pad, mode="edge")
     return bg
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Fill the holes of a mask: background components that do not touch the edge."""
+    from scipy import ndimage as ndi
+
+    bl, nb = ndi.label(~mask)
+    if nb == 0:
+        return mask
+    edge = np.zeros(nb + 1, dtype=bool)
+    edge[bl[0]] = edge[bl[-1]] = edge[bl[:, 0]] = edge[bl[:, -1]] = True
+    edge[0] = True
+    return mask | ~edge[bl]
+
+
+def _sub(x: np.ndarray, n: int = 16384) -> np.ndarray:
+    """A regular subsample of about ``n`` pixels (for medians, percentiles, histograms)."""
+    step = max(1, int(np.sqrt(x.size / n)))
+    return x[::step, ::step] if x.ndim == 2 else x[::step * step]
+
+
 def _smoothed_noise(x: np.ndarray, sigma_px: float) -> float:
-    """Noise σ of ``x`` after a Gaussian of ``sigma_px``, from pixel-to-pixel differences."""
-    diff = np.diff(x, axis=1)
+    """Noise σ of ``x`` after a Gaussian of ``sigma_px`` [px], from pixel-to-pixel differences."""
+    diff = np.diff(x[:: max(1, x.size // 16384)], axis=1)  # every k-th row: ≥ 16k differences
     raw = 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2.0)
     if raw == 0.0:
         raw = float(np.std(diff)) / np.sqrt(2.0) or 1e-12
@@ -115,8 +185,57 @@ def _smoothed_noise(x: np.ndarray, sigma_px: float) -> float:
 
 def _auto_polarity(x: np.ndarray) -> str:
     """'bright' if the intensity distribution has a heavier upper tail (HAADF), else 'dark'."""
-    lo, med, hi = np.percentile(x, [1, 50, 99])
+    lo, med, hi = np.percentile(_sub(x), [1, 50, 99])
     return "bright" if (hi - med) >= (med - lo) else "dark"
+
+
+def _split_touching(
+    labels: np.ndarray, n: int, min_r: float, min_area: float
+) -> tuple[np.ndarray, int]:
+    """Split touching clusters: watershed on the distance transform, component by component.
+
+    Only components that could hold two clusters (area ≥ ``min_area`` [px]) are looked at; in
+    each, seeds are the regional maxima of the (lightly smoothed) distance transform that stand
+    ≥ ``min_r / 4`` above their saddles (h-maxima), lie ≥ ``min_r / 2`` inside the mask and are
+    ≥ ``min_r`` apart [px]. Done on each component's bounding box, so it costs nothing for
+    isolated clusters.
+    """
+    from scipy import ndimage as ndi
+    from skimage.feature import peak_local_max
+    from skimage.morphology import h_maxima
+    from skimage.segmentation import watershed
+
+    areas = np.bincount(labels.ravel(), minlength=n + 1)
+    big = np.flatnonzero(areas >= min_area)
+    big = big[big > 0]
+    if big.size == 0:
+        return labels, n
+    slices = ndi.find_objects(labels)
+    h = max(0.5, 0.25 * min_r)
+    next_id = n + 1
+    for k in big:
+        sl = slices[k - 1]
+        # one pixel of margin so the distance transform sees the background around the component
+        sl = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
+        comp = labels[sl] == k
+        dist = ndi.gaussian_filter(ndi.distance_transform_edt(comp), 0.5)
+        if dist.max() < min_r:  # too thin to hold two clusters of the minimum size
+            continue
+        seeds = h_maxima(dist, h).astype(bool) & (dist >= 0.5 * min_r) & comp
+        if np.count_nonzero(seeds) < 2:
+            continue
+        peaks = peak_local_max(np.where(seeds, dist, 0.0), min_distance=max(1, round(min_r)),
+                               exclude_border=False)
+        if len(peaks) < 2:
+            continue
+        markers = np.zeros(comp.shape, dtype=np.int32)
+        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+        parts = watershed(-dist, markers, mask=comp)
+        sub = labels[sl]
+        for j in range(2, len(peaks) + 1):
+            sub[parts == j] = next_id
+            next_id += 1
+    return labels, next_id - 1
 
 
 def detect_clusters(
@@ -126,9 +245,11 @@ def detect_clusters(
     max_diameter_A: float = DEFAULT_MAX_DIAMETER_A,
     polarity: Polarity = "auto",
     smooth_A: float | None = None,
-    threshold: Literal["otsu", "noise"] = "otsu",
+    threshold: Literal["otsu", "noise", "robust"] = "otsu",
     split_touching: bool = True,
     exclude_border: bool = True,
+    background_A: float | None = None,
+    working_pixel_A: float | None = None,
 ) -> list[Detection]:
     """Find the clusters in an image.
 
@@ -144,19 +265,33 @@ def detect_clusters(
     smooth_A : float, optional
         Gaussian σ [Å] of the smoothing before thresholding; default
         ``max(2 Å, 0.1 * min_diameter_A)`` (≫ the spacing of atomic columns in effect).
-    threshold : {"otsu", "noise"}
-        Otsu's threshold on the background-free image (kept above 3 σ of the noise), or a
-        pure noise threshold (5 σ).
+    threshold : {"otsu", "noise", "robust"}
+        ``"otsu"``: Otsu's threshold on the background-free image (kept above 3 σ of the
+        noise); ``"noise"``: 5 σ of the pixel noise (from pixel-to-pixel differences) above
+        the median; ``"robust"``: ``ROBUST_K`` robust standard deviations (1.4826 × MAD) of
+        the smoothed background-free image above its median — the spread then includes the
+        texture of the support, not only the shot noise (for wide fields on textured
+        supports, where particles are a minority of the pixels).
     split_touching : bool
         Split touching clusters with a watershed.
     exclude_border : bool
         Drop regions that touch the image edge (clusters cut by the edge cannot be
-        classified); set False to count them.
+        classified); set False to count them (then their box and diameter are those of the
+        visible part).
+    background_A : float, optional
+        Radius [Å] of the grey opening that estimates the background; default
+        ``max_diameter_A / 2`` (the opening must not fit inside the largest cluster).
+    working_pixel_A : float, optional
+        Pixel size [Å/px] the detection works at (block-mean binning by an integer factor;
+        never finer than the data); default ``min_diameter_A / 6`` — the smallest cluster is
+        still ≥ 6 px across, and a 1024² frame at 0.3 Å/px becomes 256².
 
     Returns
     -------
     list of Detection
-        Sorted by decreasing contrast; empty if nothing is found.
+        Sorted by decreasing contrast; empty if nothing is found. Positions, boxes and areas
+        are in the input image's pixels (found at the working pixel size, so a box is exact
+        to one working pixel).
 
     Raises
     ------
@@ -165,8 +300,6 @@ def detect_clusters(
     """
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
-    from skimage.measure import regionprops
-    from skimage.segmentation import watershed
 
     if not isinstance(image, Image):
         raise ImageDataError(
@@ -181,12 +314,17 @@ def detect_clusters(
         )
     if polarity not in ("auto", "bright", "dark"):
         raise ConfigError(f"polarity must be 'auto', 'bright' or 'dark', got {polarity!r}")
-    if threshold not in ("otsu", "noise"):
-        raise ConfigError(f"threshold must be 'otsu' or 'noise', got {threshold!r}")
+    if threshold not in ("otsu", "noise", "robust"):
+        raise ConfigError(f"threshold must be 'otsu', 'noise' or 'robust', got {threshold!r}")
+    if working_pixel_A is not None and not (np.isfinite(working_pixel_A) and working_pixel_A > 0):
+        raise ConfigError(f"working_pixel_A must be > 0, got {working_pixel_A!r}")
+    if background_A is not None and not (np.isfinite(background_A) and background_A > 0):
+        raise ConfigError(f"background_A must be > 0, got {background_A!r}")
 
-    data = np.asarray(image.data, dtype=np.float64)
+    data = np.asarray(image.data)
     # 1. bin to the working pixel size
-    factor = max(1, int(np.floor(min_diameter_A / 10.0 / px)))
+    target = working_pixel_A if working_pixel_A is not None else min_diameter_A / 6.0
+    factor = max(1, int(np.floor(target / px)))
     factor = min(factor, max(1, min(data.shape) // 32))
     work = _bin(data, factor)
     wpx = px * factor
@@ -195,7 +333,8 @@ def detect_clusters(
     if polarity == "dark":
         work = -work
     # 2. background
-    work = work - _background(work, 0.5 * max_diameter_A / wpx)
+    bg_radius_A = background_A if background_A is not None else 0.5 * max_diameter_A
+    work = work - _background(work, bg_radius_A / wpx)
     # 3. smoothing
     sigma_A = smooth_A if smooth_A is not None else max(COLUMN_SMOOTHING_A, 0.1 * min_diameter_A)
     sigma_px = sigma_A / wpx
@@ -204,65 +343,58 @@ def detect_clusters(
     noise = _smoothed_noise(work, sigma_px)
     if threshold == "otsu":
         try:
-            t = float(threshold_otsu(smooth))
+            t = float(threshold_otsu(_sub(smooth)))
         except ValueError:
             return []
-        below = smooth[smooth < t]
-        floor = float(np.median(below)) if below.size else float(np.median(smooth))
+        sample = _sub(smooth)
+        below = sample[sample < t]
+        floor = float(np.median(below)) if below.size else float(np.median(sample))
         t = max(t, floor + 3 * noise)
-    else:
-        floor = float(np.median(smooth))
+    elif threshold == "noise":
+        floor = float(np.median(_sub(smooth)))
         t = floor + 5 * noise
-    mask = smooth > t
-    mask = ndi.binary_fill_holes(mask)
+    else:
+        sample = _sub(smooth)
+        floor = float(np.median(sample))
+        spread = 1.4826 * float(np.median(np.abs(sample - floor)))
+        t = floor + ROBUST_K * max(spread, noise)
+    mask = _fill_holes(smooth > t)
     min_area_w = np.pi / 4 * (min_diameter_A / wpx) ** 2
     labels, n = ndi.label(mask)
     if n == 0:
         return []
-    # 5. watershed on the distance transform
+    # 5. watershed on the distance transform, only where two clusters could touch
     if split_touching:
-        from skimage.feature import peak_local_max
-        from skimage.morphology import h_maxima
-
-        min_r = max(1.0, 0.5 * min_diameter_A / wpx)
-        dist = ndi.gaussian_filter(ndi.distance_transform_edt(mask), 0.5)
-        seeds = h_maxima(dist, max(0.5, 0.25 * min_r)).astype(bool) & (dist >= 0.5 * min_r)
-        peaks = peak_local_max(
-            np.where(seeds, dist, 0.0), min_distance=max(1, round(min_r)),
-            labels=labels, exclude_border=False,
-        )
-        markers = np.zeros(labels.shape, dtype=np.int32)
-        markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
-        # every component gets at least one seed (at its deepest point)
-        missing = np.setdiff1d(np.arange(1, n + 1), labels[markers > 0])
-        for k, pos in enumerate(ndi.maximum_position(dist, labels, missing)):
-            markers[pos] = len(peaks) + 1 + k
-        labels = watershed(-dist, markers, mask=mask)
-    # 6. measure, size limits; back to input-pixel coordinates
+        labels, n = _split_touching(labels, n, max(1.0, 0.5 * min_diameter_A / wpx), min_area_w)
+    # 6. measure (vectorised), size limits; back to input-pixel coordinates
+    flat = labels.ravel()
+    area = np.bincount(flat, minlength=n + 1).astype(float)
+    rr, cc = np.indices(labels.shape, dtype=np.float32)
+    sum_r = np.bincount(flat, weights=rr.ravel(), minlength=n + 1)
+    sum_c = np.bincount(flat, weights=cc.ravel(), minlength=n + 1)
+    sum_i = np.bincount(flat, weights=smooth.ravel(), minlength=n + 1)
+    slices = ndi.find_objects(labels)
     out: list[Detection] = []
     rows, cols = data.shape
-    for reg in regionprops(labels, intensity_image=smooth):
-        area_w = reg.area
-        if area_w < 0.5 * min_area_w:
+    off = (factor - 1) / 2.0  # a bin of `factor` px has its centre at factor*i + off
+    for k in range(1, n + 1):
+        sl = slices[k - 1] if k - 1 < len(slices) else None
+        if sl is None or area[k] == 0:
             continue
-        diameter_A = 2.0 * np.sqrt(area_w / np.pi) * wpx
+        diameter_A = 2.0 * np.sqrt(area[k] / np.pi) * wpx
         if not (min_diameter_A <= diameter_A <= max_diameter_A):
             continue
-        r0, c0, r1, c1 = reg.bbox
+        r0, r1 = sl[0].start, sl[0].stop
+        c0, c1 = sl[1].start, sl[1].stop
         if exclude_border and (r0 == 0 or c0 == 0 or r1 >= work.shape[0] or c1 >= work.shape[1]):
             continue
-        cy, cx = reg.centroid
-        # a bin of `factor` px has its centre at factor*i + (factor-1)/2 in input pixels
-        off = (factor - 1) / 2.0
-        bbox = (
-            int(max(0, r0 * factor)), int(max(0, c0 * factor)),
-            int(min(rows, r1 * factor)), int(min(cols, c1 * factor)),
-        )
-        contrast = float((reg.intensity_mean - floor) / noise)
+        bbox = (int(r0 * factor), int(c0 * factor),
+                int(min(rows, r1 * factor)), int(min(cols, c1 * factor)))
         out.append(Detection(
-            x_px=float(cx * factor + off), y_px=float(cy * factor + off), bbox=bbox,
-            diameter_A=float(diameter_A), area_px=int(area_w * factor * factor),
-            contrast=contrast,
+            x_px=float(sum_c[k] / area[k] * factor + off),
+            y_px=float(sum_r[k] / area[k] * factor + off),
+            bbox=bbox, diameter_A=float(diameter_A), area_px=int(area[k] * factor * factor),
+            contrast=float((sum_i[k] / area[k] - floor) / noise),
         ))
     out.sort(key=lambda d: -d.contrast)
     return out
@@ -297,7 +429,7 @@ def crop_cluster(
     if int(crop_px) != crop_px or crop_px < 4:
         raise ConfigError(f"crop_px must be an integer ≥ 4, got {crop_px!r}")
     crop_px = int(crop_px)
-    src = np.asarray(image.data, dtype=np.float32)
+    src = np.asarray(image.data)  # only the window is converted to float32 (crop first)
     scale = target / image.pixel_size_A  # input pixels per output pixel
     sigma = 0.5 * np.sqrt(scale**2 - 1.0) if scale > 1.0 else 0.0
     half = 0.5 * crop_px * scale + 4 * sigma + 3
@@ -305,7 +437,7 @@ def crop_cluster(
     r0, r1 = int(np.floor(cy - half)), int(np.ceil(cy + half)) + 1
     c0, c1 = int(np.floor(cx - half)), int(np.ceil(cx + half)) + 1
     rows, cols = src.shape
-    window = src[max(r0, 0): min(r1, rows), max(c0, 0): min(c1, cols)]
+    window = src[max(r0, 0): min(r1, rows), max(c0, 0): min(c1, cols)].astype(np.float32)
     if window.size == 0:
         raise ImageDataError(
             f"the cluster at (x={cx:.1f}, y={cy:.1f}) px lies outside the {rows}×{cols} image"

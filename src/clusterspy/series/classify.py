@@ -140,19 +140,57 @@ class _ArrayFrames:
         return Image(np.asarray(self.data[i]), self.pixel_size_A, {"frame": int(i)})
 
 
+def _read_only_map(a: Any) -> Any:
+    """The ``mmap.mmap`` under a read-only ``numpy.memmap`` (or a view of one), else None."""
+    for _ in range(8):
+        if isinstance(a, np.memmap) and getattr(a, "mode", None) in ("r", "readonly"):
+            return getattr(a, "_mmap", None)
+        a = getattr(a, "base", None)
+        if a is None:
+            return None
+    return None
+
+
+#: Frames read from a memory-mapped file between two releases of its pages.
+_RELEASE_EVERY = 16
+
+
 def _iter_from(frames: Any, start: int, pixel_size_A: float | None) -> Iterator[tuple[int, Image]]:
+    """Yield ``(index, Image)`` from ``start`` on.
+
+    Frames of a read-only memory-mapped file (``.npy`` series) stay mapped once read, and the
+    kernel counts them in the process's resident memory: every ``_RELEASE_EVERY`` frames the
+    pages are handed back (``madvise(MADV_DONTNEED)``; they are clean file pages, re-read
+    from the page cache if needed), so resident memory does not grow with the series length.
+    """
+    import mmap
+
     def as_image(f: Any, i: int) -> Image:
         if isinstance(f, Image):
             return f
         return Image(np.asarray(f), check_pixel_size(pixel_size_A), {"frame": i})
 
+    def release(img: Image, i: int) -> None:
+        if (i + 1) % _RELEASE_EVERY or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        mm = _read_only_map(img.data)
+        if mm is not None:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED)
+            except (OSError, ValueError):  # closed map or platform without madvise
+                pass
+
     if hasattr(frames, "__getitem__") and hasattr(frames, "__len__"):
         for i in range(start, len(frames)):
-            yield i, as_image(frames[i], i)
+            img = as_image(frames[i], i)
+            yield i, img
+            release(img, i)
     else:
         for i, f in enumerate(frames):
             if i >= start:
-                yield i, as_image(f, i)
+                img = as_image(f, i)
+                yield i, img
+                release(img, i)
 
 
 # ------------------------------------------------------------------------------------- csv io
