@@ -354,7 +354,8 @@ def train(
         "config": cfg,
         "dataset_spec": spec,
         "seed": int(cfg["seed"]),
-        "command": f"python -m clusterspy.model.training --config <CONFIG> --out {out}",
+        "command": "python -m clusterspy.model.training --config "
+                   f"{config if not isinstance(config, dict) else '<dict>'} --out {out}",
         "device": dev,
         "n_train": len(tr_idx), "n_calibration": len(cal_idx),
         "epochs_run": state["epoch"], "steps": state["step"],
