@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
     """Generate (or reuse) the PRISM test set, evaluate the model, write and print the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=40, help="number of test images (multiple of 4)")
+    ap.add_argument("--sets", type=int, default=1,
+                    help="number of test sets of N images (set i uses seed TEST_SPEC seed + i)")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--partial", action="store_true",
                     help="evaluate the images finished so far, do not generate")
@@ -88,13 +90,21 @@ def main(argv: list[str] | None = None) -> dict:
     )
     from clusterspy.predict import load_model
 
-    spec = {**TEST_SPEC, "n_images": int(a.n)}
-    path = CACHE / f"prism_test_n{a.n}.zarr"
     t0 = time.time()
-    if not a.partial:
-        generate(spec, path, num_workers=a.workers)
+    parts = []
+    specs = []
+    for i in range(a.sets):
+        spec = {**TEST_SPEC, "n_images": int(a.n), "seed": TEST_SPEC["seed"] + i}
+        path = CACHE / (f"prism_test_n{a.n}.zarr" if i == 0 else f"prism_test_s{i}_n{a.n}.zarr")
+        if not a.partial:
+            generate(spec, path, num_workers=a.workers)
+        if (path / "zarr.json").exists():
+            parts.append(load(path, partial=a.partial))
+        specs.append(spec)
     gen_s = time.time() - t0
-    images, labels, metas = load(path, partial=a.partial)
+    images = np.concatenate([p[0] for p in parts])
+    labels = np.concatenate([p[1] for p in parts])
+    metas = [m for p in parts for m in p[2]]
     if len(labels) == 0:
         raise SystemExit(f"no finished test images in {path}")
     model = load_model(a.model)
@@ -125,7 +135,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/accuracy_prism.py " + " ".join(argv or []),
         "model_sha256": model.card.get("weights_sha256"),
         "n_images": len(labels),
-        "n_requested": int(a.n),
+        "n_requested": int(a.n) * a.sets,
         "per_class_n": np.bincount(labels, minlength=4).tolist(),
         "accuracy": float(correct.mean()),
         "per_class_accuracy": {c: float(correct[labels == k].mean()) if (labels == k).any()
@@ -145,7 +155,7 @@ def main(argv: list[str] | None = None) -> dict:
             if any(m["zone_axis"] for m in metas) else None,
             "random": float(correct[[not m["zone_axis"] for m in metas]].mean()),
         },
-        "test_spec": spec,
+        "test_specs": specs,
         "generation_seconds_this_call": round(gen_s, 1),
         "inference_seconds": round(infer_s, 3),
     }
