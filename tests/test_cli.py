@@ -112,4 +112,4 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     overlay = tmp_path / "out" / "ico_overlay.png"
     assert overlay.is_file() and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((tmp_path / "out" / "settings.json").read_text())
-    assert settings["model"]["sha256"]
+    assert len(settings["model"]["weights_sha256"]) == 64

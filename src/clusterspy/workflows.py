@@ -211,15 +211,7 @@ def write_results(
         "pixel_size_A_override": pixel_size_A,
         "model": {
             k: card.get(k)
-            for k in (
-                "name",
-                "version",
-                "sha256",
-                "pixel_size_A",
-                "crop_px",
-                "unknown_threshold",
-                "temperature",
-            )
+            for k in ("name", "weights_sha256", "pixel_size_A", "crop_px", "unknown_threshold", "temperature")
         },
     }
     _atomic_write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
