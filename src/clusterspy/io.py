@@ -701,7 +701,12 @@ def read_series(path: str | os.PathLike, pixel_size_A: float | None = None) -> S
 # ----------------------------------------------------------------------------------------
 
 
-def _atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder and a rename.
+
+    A reader never sees a half-written file, and an interrupted write leaves the old file (or
+    none) in place. The folder must exist. Returns the path.
+    """
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
@@ -740,7 +745,7 @@ def write_json(obj: Any, path: str | os.PathLike, *, indent: int = 2) -> Path:
     NumPy scalars/arrays and objects with ``to_dict()`` are converted. Returns the path.
     """
     text = json.dumps(obj, indent=indent, default=_jsonable, ensure_ascii=False, allow_nan=False)
-    return _atomic_write_text(path, text + "\n")
+    return write_text_atomic(path, text + "\n")
 
 
 def write_csv(
@@ -771,4 +776,4 @@ def write_csv(
     writer = csv.DictWriter(buf, fieldnames=list(fieldnames), lineterminator="\n")
     writer.writeheader()
     writer.writerows(flat)
-    return _atomic_write_text(path, buf.getvalue())
+    return write_text_atomic(path, buf.getvalue())

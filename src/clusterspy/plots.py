@@ -8,7 +8,9 @@ Colours are the Okabe–Ito colour-blind-safe palette; axes carry units.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +31,7 @@ __all__ = [
     "plot_proportions_vs_temperature",
     "plot_strip",
     "plot_van_t_hoff",
+    "save_figure",
 ]
 
 #: Okabe & Ito (2008) colour-blind-safe palette.
@@ -465,3 +468,21 @@ def _round_length(length_A: float) -> float:
         if mantissa * 10**exponent <= length_A:
             return float(mantissa * 10**exponent)
     return float(10**exponent)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
+    """Save ``fig`` as a PNG at ``path`` atomically (temporary file in the same folder, then rename)."""
+    import tempfile
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -143,9 +143,8 @@ class HtmlReport:
 
     def write(self, path: str | os.PathLike) -> Path:
         """Write the page atomically (temporary file, then rename); returns the path."""
+        from clusterspy.io import write_text_atomic
+
         p = Path(path)
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(self.html(), encoding="utf-8")
-        os.replace(tmp, p)
-        return p
+        return write_text_atomic(p, self.html())

@@ -9,11 +9,11 @@ import csv
 import io as _stdio
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES
 
 if TYPE_CHECKING:
@@ -104,18 +104,10 @@ def classify_files(
 
 def write_overlay(image: Any, results: Sequence[ClusterResult], path: Path, *, box_A: float) -> Path:
     """Save :func:`clusterspy.plots.plot_overlay` of one frame as a PNG, atomically."""
-    from clusterspy.plots import plot_overlay
+    from clusterspy.plots import plot_overlay, save_figure
 
     fig = plot_overlay(image, results, box_A=box_A, title=path.stem)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -171,19 +163,6 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     return "\n".join(lines)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_results(
     results: Sequence[ClusterResult],
     out: str | os.PathLike,
@@ -202,8 +181,9 @@ def write_results(
     from clusterspy.predict import load_model
 
     out = Path(out)
-    _atomic_write_text(out / "results.json", format_results(results, "json") + "\n")
-    _atomic_write_text(out / "results.csv", format_results(results, "csv") + "\n")
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "results.json", format_results(results, "json") + "\n")
+    write_text_atomic(out / "results.csv", format_results(results, "csv") + "\n")
     card = load_model(model_path).card
     settings = {
         "clusterspy_version": __version__,
@@ -214,7 +194,7 @@ def write_results(
             for k in ("name", "weights_sha256", "pixel_size_A", "crop_px", "unknown_threshold", "temperature")
         },
     }
-    _atomic_write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
+    write_text_atomic(out / "settings.json", json.dumps(settings, indent=2) + "\n")
     return out
 
 
@@ -327,6 +307,6 @@ def run_demo(out: str | os.PathLike = "clusterspy_demo") -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({**row, "true_label": truth[int(row["frame"])]})
-    _atomic_write_text(out / "results.csv", buf.getvalue())
+    write_text_atomic(out / "results.csv", buf.getvalue())
     report = getattr(result, "report_path", None) or out / "report.html"
     return Path(report)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import heapq
+import io
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ import numpy as np
 
 from clusterspy.errors import ConfigError, NoClusterFoundError
 from clusterspy.image import Image, check_pixel_size
+from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES, UNKNOWN
 
 __all__ = [
@@ -244,22 +246,13 @@ def _to_arrays(cols: dict[str, list]) -> dict[str, np.ndarray]:
 
 
 def _write_csv_atomic(path: Path, frames: dict[str, np.ndarray]) -> None:
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(FRAME_COLUMNS)
-        n = len(frames["frame"])
-        for i in range(n):
-            w.writerow([_fmt(frames[c][i]) for c in FRAME_COLUMNS])
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Write the per-frame table as ``frames.csv`` atomically."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(FRAME_COLUMNS)
+    for i in range(len(frames["frame"])):
+        w.writerow([_fmt(frames[c][i]) for c in FRAME_COLUMNS])
+    write_text_atomic(path, buf.getvalue())
 
 
 # ------------------------------------------------------------------------------- statistics
@@ -531,7 +524,7 @@ def classify_series(
         else:
             with open(csv_path, "w", newline="") as f0:
                 csv.writer(f0).writerow(FRAME_COLUMNS)
-        _write_text_atomic(state_path, json.dumps(state))
+        write_text_atomic(state_path, json.dumps(state))
         fh = open(csv_path, "a", newline="")
         writer = csv.writer(fh)
 
@@ -685,7 +678,7 @@ def classify_series(
     )
     if out_dir is not None:
         _write_csv_atomic(out_dir / "frames.csv", table)
-        _write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
+        write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
         if report:
             _write_figures_and_report(result)
     return result

@@ -395,13 +395,12 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
         Path of ``report.html``.
     """
     from clusterspy import plots
+    from clusterspy.io import write_text_atomic
     from clusterspy.report import HtmlReport
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / "thermo.json.tmp"
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, out_dir / "thermo.json")
+    write_text_atomic(out_dir / "thermo.json", json.dumps(result, indent=2) + "\n")
     rep = HtmlReport("ClusterSpy — isomer thermodynamics and kinetics")
     rep.paragraph(f"Reference isomer: {result['reference']} · temperatures (K): "
                   f"{', '.join(f'{t:g}' for t in result['temperatures_K'])} · seed "
@@ -439,9 +438,7 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
                     f"[{a['ci95_eV'][0]:.4f}, {a['ci95_eV'][1]:.4f}]", a["prefactor_per_s"]]
                    for a in result["arrhenius"]])
     for name, fig in figs.items():
-        t = out_dir / f"{name}.tmp.png"
-        fig.savefig(t, dpi=120)
-        os.replace(t, out_dir / f"{name}.png")
+        plots.save_figure(fig, out_dir / f"{name}.png", dpi=120)
     rep.details("thermo.json", json.dumps(result, indent=2))
     return rep.write(out_dir / "report.html")
 
