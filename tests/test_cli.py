@@ -94,7 +94,7 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     sim = run_cli("simulate", "--motif", "icosahedral", "--size", "309", "--pixel-size", "0.3",
                   "--extent", "48", "--dose", "50000", "--seed", "3", "--out", str(image))
     assert sim.returncode == 0, sim.stderr
-    proc = run_cli("classify", str(image), "--format", "json", "--out", str(tmp_path / "out"))
+    proc = run_cli("classify", str(image), "--format", "json", "--out", str(tmp_path / "out"), "--explain")
     assert proc.returncode == 0, proc.stderr
     records = json.loads(proc.stdout)
     assert isinstance(records, list) and len(records) == 1
@@ -109,7 +109,14 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     assert abs(record["x_px"] - 80) < 12 and abs(record["y_px"] - 80) < 12
     for name in ("results.json", "results.csv", "settings.json"):
         assert (tmp_path / "out" / name).is_file()
-    overlay = tmp_path / "out" / "ico_overlay.png"
-    assert overlay.is_file() and overlay.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("ico_overlay.png", "ico_overlay_saliency.png"):
+        png = tmp_path / "out" / name
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((tmp_path / "out" / "settings.json").read_text())
     assert len(settings["model"]["weights_sha256"]) == 64
+
+
+def test_explain_without_out_is_a_clean_error(tmp_path: Path) -> None:
+    path = tmp_path / "image.npy"
+    np.save(path, np.ones((64, 64), dtype=np.float32))
+    assert_clean_error(run_cli("classify", str(path), "--pixel-size", "0.3", "--explain"), "--out")

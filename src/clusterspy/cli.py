@@ -62,12 +62,19 @@ def classify(
     model: Annotated[
         Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
     ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Also save occlusion-saliency maps (needs --out).")
+    ] = False,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file)."""
     from clusterspy.workflows import classify_files, format_results, write_results
 
+    if explain and out is None:
+        from clusterspy.errors import ConfigError
+
+        raise ConfigError("--explain writes saliency images: give an output folder with --out DIR")
     results = classify_files(
-        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=None if out is None else out
+        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain
     )
     if out is not None:
         written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model)

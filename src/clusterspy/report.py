@@ -41,10 +41,15 @@ def figure_to_png(fig: Any, dpi: int = 110) -> bytes:
 
 
 def array_to_png(image: np.ndarray) -> bytes:
-    """PNG bytes of a 2-D array, scaled to its 0.5–99.5 percentile range, grey scale."""
+    """PNG bytes of a 2-D array (scaled to its 0.5–99.5 percentile range, grey scale) or of an
+    ``(H, W, 3)`` RGB array with values in [0, 1]."""
     from matplotlib.image import imsave
 
     a = np.asarray(image, float)
+    if a.ndim == 3 and a.shape[-1] == 3:
+        buf = io.BytesIO()
+        imsave(buf, np.clip(a, 0, 1), format="png")
+        return buf.getvalue()
     lo, hi = np.nanpercentile(a, [0.5, 99.5]) if a.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0

@@ -43,6 +43,7 @@ def classify_files(
     progress: bool | None = None,
     overlay_dir: str | os.PathLike | None = None,
     max_overlays_per_file: int = 50,
+    explain: bool = False,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file.
 
@@ -61,6 +62,9 @@ def classify_files(
         frame: ``<file stem>_overlay.png``, or ``<file stem>_frame<NNNN>.png`` for stacks.
     max_overlays_per_file : int
         At most this many overlays per multi-frame file (the first frames).
+    explain : bool
+        With ``overlay_dir``: also save, per overlay, ``<name>_saliency.png`` — each cluster's
+        crop (as the network saw it) with its occlusion-saliency map.
 
     Returns
     -------
@@ -97,6 +101,10 @@ def classify_files(
                     write_overlay(
                         frame, found, Path(overlay_dir) / name, box_A=model.crop_px * model.pixel_size_A
                     )
+                    if explain:
+                        write_saliency(
+                            frame, model, Path(overlay_dir) / name.replace(".png", "_saliency.png")
+                        )
                 if bar is not None:
                     bar.advance(task)
     return results
@@ -109,6 +117,33 @@ def write_overlay(image: Any, results: Sequence[ClusterResult], path: Path, *, b
     fig = plot_overlay(image, results, box_A=box_A, title=path.stem)
     save_figure(fig, path, dpi=110)
     return path
+
+
+def write_saliency(image: Any, model: Any, path: Path) -> Path:
+    """Save every cluster's crop of one frame with its occlusion-saliency map, as one PNG.
+
+    The crops are made exactly as :func:`clusterspy.classify` makes them (same detection, same
+    rescaling to the model's pixel size), in the same cluster order.
+    """
+    import numpy as np
+
+    from clusterspy.detection import crop_cluster, detect_clusters
+    from clusterspy.explain import occlusion_saliency, saliency_overlay
+    from clusterspy.plots import _figure, save_figure
+
+    crops = np.stack(
+        [crop_cluster(image, d, model.pixel_size_A, model.crop_px) for d in detect_clusters(image)]
+    )
+    probs = model.predict_crops(crops)
+    maps = occlusion_saliency(model, crops)
+    fig = _figure((2.2 * len(crops), 2.5))
+    for k, (crop, sal) in enumerate(zip(crops, maps, strict=True)):
+        ax = fig.add_subplot(1, len(crops), k + 1)
+        ax.imshow(saliency_overlay(crop, sal))
+        best = int(np.argmax(probs[k]))
+        ax.set_title(f"{k}: {CLASSES[best]} {probs[k, best]:.2f}", fontsize=8)
+        ax.set_axis_off()
+    return save_figure(fig, path, dpi=110)
 
 
 def _progress(enabled: bool):

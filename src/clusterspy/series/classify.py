@@ -376,6 +376,7 @@ def classify_series(
     seed: int = 0,
     n_thumbnails: int = 6,
     report: bool = True,
+    explain: bool = True,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> SeriesResult:
     """Classify every frame of a series, track the clusters, smooth the labels and summarise.
@@ -438,6 +439,9 @@ def classify_series(
         Most confident crops kept per isomer for the report.
     report : bool
         Write ``strip.png`` and ``report.html`` (with ``out``).
+    explain : bool
+        Overlay an occlusion-saliency map (:func:`clusterspy.explain.occlusion_saliency`) on
+        the report's thumbnails: where the network looked to choose the isomer.
     progress : callable, optional
         Called as ``progress(frames_done, n_frames_or_None)`` after each batch.
 
@@ -680,7 +684,7 @@ def classify_series(
         _write_csv_atomic(out_dir / "frames.csv", table)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
         if report:
-            _write_figures_and_report(result)
+            _write_figures_and_report(result, model if explain and hasattr(model, "crop_px") else None)
     return result
 
 
@@ -737,7 +741,7 @@ def _smooth_and_summarise(
     return {"clusters": clusters, "n_clusters": len(clusters), "warnings": warnings}
 
 
-def _write_figures_and_report(result: SeriesResult) -> None:
+def _write_figures_and_report(result: SeriesResult, explain_model: Any = None) -> None:
     from clusterspy import plots
     from clusterspy.report import HtmlReport, figure_to_png
 
@@ -778,8 +782,18 @@ def _write_figures_and_report(result: SeriesResult) -> None:
                                                strict=True)],
                   caption="Transition counts between consecutive frames (smoothed labels).")
     rep.heading("Most confident frames per isomer")
+    if explain_model is not None:
+        rep.paragraph("Overlay: occlusion saliency — how much the probability of the label drops "
+                      "when a patch of the crop is hidden (bright = decisive region).")
     for c in CLASSES:
-        if result.thumbnails.get(c):
-            rep.images(result.thumbnails[c], caption=c)
+        crops = result.thumbnails.get(c)
+        if crops:
+            if explain_model is not None:
+                from clusterspy.explain import occlusion_saliency, saliency_overlay
+
+                maps = occlusion_saliency(explain_model, np.stack(crops),
+                                          class_index=np.full(len(crops), CLASSES.index(c)))
+                crops = [saliency_overlay(x, m) for x, m in zip(crops, maps, strict=True)]
+            rep.images(crops, caption=c)
     rep.details("summary.json", json.dumps(s, indent=2))
     rep.write(out / "report.html")
