@@ -27,6 +27,7 @@ import argparse
 import itertools
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -132,7 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     res = {
         "what": "shipped model on a PRISM-simulated test set with settings not used in training",
-        "command": "python benchmarks/accuracy_prism.py " + " ".join(argv or []),
+        "command": "python benchmarks/accuracy_prism.py "
+                   + " ".join(sys.argv[1:] if argv is None else argv),
         "model_sha256": model.card.get("weights_sha256"),
         "n_images": len(labels),
         "n_requested": int(a.n) * a.sets,
