@@ -359,7 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
         "settings": SETTINGS,
         "segments": SEGMENTS,
         "hmm_stay": a.stay,
-        "classify_series_kwargs": {"stay": a.stay, "seed": a.seed, "blur_threshold": 0.35,
+        "classify_series_kwargs": {"stay": a.stay, "seed": a.seed, "blur_threshold": "default",
                                    "resume": False},
         "model_sha256": model.card.get("weights_sha256"),
         "unknown_threshold": model.unknown_threshold,
@@ -377,8 +377,8 @@ def main(argv: list[str] | None = None) -> dict:
         "classify_seconds": round(classify_s, 2),
         "series_output": str(a.out),
     }
-    # the same series with the blur test off (a lasting drop in crop sharpness — e.g. an
-    # off-zone fcc segment — can be flagged "blurred" by the default test)
+    # the same series with the blur test off (before the running baseline became adaptive, a
+    # lasting drop in crop sharpness — an off-zone fcc segment — was flagged "blurred")
     res0 = classify_series(stack, SETTINGS["pixel_size_A"],
                            frame_time_s=SETTINGS["frame_time_s"], model=model, stay=a.stay,
                            seed=a.seed, blur_threshold=0.0, report=False)

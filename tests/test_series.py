@@ -267,3 +267,21 @@ def test_series_report_renders_in_headless_chromium(tmp_path):
     img = imread(shot)
     assert img.shape[:2] == (1600, 1000)
     assert float(np.std(img[..., :3])) > 0.05
+
+
+def test_lasting_loss_of_lattice_contrast_is_not_blur():
+    """A cluster that loses its fringes for good (an off-zone orientation: crop sharpness ~0.15 of
+    before) is flagged for at most a few frames, not for ever, while an isolated blurred frame
+    in the new state (sharpness ~0.13 of its neighbours) is still caught."""
+    frames, _ = make_frames(70, switches=(), lost=(), blurred=())
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    for t in range(30, 70):  # from frame 30: a smooth disc without lattice fringes
+        x0, y0 = 25 + 0.25 * t / 4, 30 + 0.1 * t / 4
+        disc = ndimage.gaussian_filter((((xx - x0) ** 2 + (yy - y0) ** 2) <= 8.0**2) * 1.0, 1.0)
+        noise = np.random.default_rng(t).normal(0, 0.01, (SIZE, SIZE))
+        frames[t] = (noise + 2.0 * disc).astype(np.float32)
+    frames[60] = ndimage.gaussian_filter(frames[60], 4.0)
+    result, _ = run(frames)
+    labels = list(result.frames["label"])
+    assert labels[60] == "blurred"
+    assert sum(lab == "blurred" for lab in labels[30:60]) <= 4, labels[30:60]

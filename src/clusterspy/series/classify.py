@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 LOST = "lost"
 #: Label of a frame too blurred to classify.
 BLURRED = "blurred"
+#: Frames of a track's running sharpness median (blur test).
+BLUR_WINDOW = 7
 #: Columns of ``frames.csv``, in order.
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "time_s", "cluster", "x_px", "y_px", "label", "smoothed_label", "confidence",
@@ -366,7 +368,7 @@ def classify_series(
     transition: np.ndarray | None = None,
     learn_transitions: bool = False,
     max_jump_A: float | None = None,
-    blur_threshold: float = 0.35,
+    blur_threshold: float = 0.25,
     max_clusters: int | None = None,
     detect_kwargs: dict | None = None,
     detect: Callable | None = None,
@@ -420,7 +422,8 @@ def classify_series(
         median diameter of the first frame's detections (or 50 px).
     blur_threshold : float
         A frame whose crop sharpness (:func:`clusterspy.series.tracking.sharpness`) is below this
-        fraction of the running median of its track is marked ``blurred`` and not classified.
+        fraction of the running median of its track's last :data:`BLUR_WINDOW` frames is marked
+        ``blurred`` and not classified (0 switches the test off).
         ``0`` disables the test.
     max_clusters : int, optional
         Keep at most this many tracks (the first found).
@@ -621,12 +624,16 @@ def classify_series(
                     tr = by_id[tid]
                     s = sharpness(c)
                     hist = tr.sharpness_history
-                    if blur_threshold > 0 and len(hist) >= 3 and s < blur_threshold * float(
-                            np.median(hist)):
+                    blurred = blur_threshold > 0 and len(hist) >= 3 and s < blur_threshold * float(
+                        np.median(hist))
+                    # every frame enters the (short) history, so a lasting change of the crop's
+                    # texture — an isomer or orientation without lattice fringes — becomes the new
+                    # baseline within a few frames instead of being flagged as blur for ever
+                    hist.append(s)
+                    del hist[:-BLUR_WINDOW]
+                    if blurred:
                         row[5] = BLURRED
                     else:
-                        hist.append(s)
-                        del hist[:-25]
                         row[5] = ""  # filled by the batch
                         pending_index.append(len(pending_rows))
                         pending_crops.append(c)
