@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from clusterspy.errors import ImageDataError, InputFileError, NoClusterFoundError
-from clusterspy.image import Image, check_pixel_size
+from clusterspy.image import Image
 from clusterspy.isomers import CLASSES, UNKNOWN
 
 #: Folder of the shipped weights.
@@ -298,31 +298,15 @@ class ClusterResult:
         }
 
 
-_UNIT_TO_A = {"å": 1.0, "a": 1.0, "angstrom": 1.0, "nm": 10.0, "pm": 0.01, "µm": 1e4, "um": 1e4}
-
-
 def _as_image(image: Any, pixel_size: float | None) -> tuple[Image, str | None]:
-    """Turn a path / array / Image / HyperSpy Signal2D into an :class:`Image`."""
-    if isinstance(image, Image):
-        if pixel_size is not None:
-            image = Image(image.data, check_pixel_size(pixel_size), dict(image.metadata))
-        return image, image.metadata.get("file")
-    if isinstance(image, (str, Path)):
-        from clusterspy.io import read_image
+    """Turn a path / array / Image / HyperSpy Signal2D into a checked :class:`Image` and a name."""
+    from clusterspy.io import as_image
 
-        return read_image(image, pixel_size_A=pixel_size), str(image)
-    if hasattr(image, "axes_manager") and hasattr(image, "data"):  # HyperSpy Signal2D
-        axes = image.axes_manager.signal_axes
-        px = pixel_size
-        if px is None and len(axes) == 2:
-            unit = str(axes[0].units or "").strip().lower()
-            if unit in _UNIT_TO_A:
-                px = float(axes[0].scale) * _UNIT_TO_A[unit]
-        title = getattr(getattr(image, "metadata", None), "General", None)
-        name = getattr(title, "original_filename", None) if title is not None else None
-        return Image(np.asarray(image.data), check_pixel_size(px)), name
-    arr = np.asarray(image)
-    return Image(arr, check_pixel_size(pixel_size)), None
+    img = as_image(image, pixel_size)
+    if isinstance(image, (str, Path)):
+        return img, str(image)
+    name = img.metadata.get("source") or img.metadata.get("file") or img.metadata.get("title") or None
+    return img, None if name is None else str(name)
 
 
 def classify(
