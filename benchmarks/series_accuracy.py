@@ -83,18 +83,9 @@ SETTINGS = {
 }
 
 
-def _small_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    """A rotation by a random angle ≤ ``max_deg`` [deg] about a random axis (Rodrigues)."""
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = np.deg2rad(rng.uniform(0, max_deg))
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
-
-
 def plan(seed: int) -> list[dict]:
     """The trajectory: per frame the isomer, the model's seed, the rotation, drift and sim seed."""
-    from clusterspy.structures import random_rotation
+    from clusterspy.structures import random_rotation, small_rotation
 
     rng = np.random.default_rng(seed)
     frames = []
@@ -104,7 +95,7 @@ def plan(seed: int) -> list[dict]:
         model_seed = int(rng.integers(2**31))
         rot = random_rotation(rng)
         for _ in range(n):
-            rot = _small_rotation(rng, SETTINGS["max_rotation_deg_per_frame"]) @ rot
+            rot = small_rotation(rng, SETTINGS["max_rotation_deg_per_frame"]) @ rot
             offset = np.clip(offset + rng.normal(0, SETTINGS["drift_sigma_A_per_frame"], 2),
                              -lim, lim)
             frames.append({"motif": motif, "segment": seg, "model_seed": model_seed,

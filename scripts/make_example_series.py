@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from clusterspy.simulation import Acquisition, Microscope, simulate
-from clusterspy.structures import carbon_support, cluster, random_rotation
+from clusterspy.structures import carbon_support, cluster, random_rotation, small_rotation
 
 OUT = Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz"
 
@@ -33,15 +33,6 @@ SEGMENTS: tuple[tuple[str, int], ...] = (
     ("fcc", 10),
     ("icosahedral", 8),
 )
-
-
-def small_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
-    """A rotation by a random angle ≤ ``max_deg`` [deg] about a random axis (Rodrigues)."""
-    axis = rng.normal(size=3)
-    axis /= np.linalg.norm(axis)
-    angle = np.deg2rad(rng.uniform(0, max_deg))
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
 
 
 def make_series(seed: int, size: int = 309, pixel_size_A: float = 0.3, field_px: int = 160,

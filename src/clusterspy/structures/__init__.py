@@ -19,7 +19,7 @@ from clusterspy.structures.analysis import (
 )
 from clusterspy.structures.builders import SHAPES, ZONE_AXES, cluster, lattice_constant
 from clusterspy.structures.disorder import perturb
-from clusterspy.structures.orientation import random_rotation, rotation_to_z
+from clusterspy.structures.orientation import random_rotation, rotation_to_z, small_rotation
 from clusterspy.structures.support import carbon_support, place_on_support
 
 __all__ = [
@@ -35,5 +35,6 @@ __all__ = [
     "place_on_support",
     "random_rotation",
     "rotation_to_z",
+    "small_rotation",
     "structure_summary",
 ]

@@ -94,3 +94,15 @@ def check_rotation(matrix: object) -> np.ndarray:
             "orthonormalise it, e.g. with scipy.spatial.transform.Rotation.from_matrix(...).as_matrix()"
         )
     return r
+
+
+def small_rotation(rng: np.random.Generator, max_deg: float) -> np.ndarray:
+    """A rotation by an angle drawn uniformly in [0, ``max_deg``] [deg] about a uniformly random axis.
+
+    Used to let a cluster turn slowly from frame to frame in simulated series (Rodrigues' formula).
+    """
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(0.0, max_deg))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * (k @ k)
