@@ -285,3 +285,31 @@ def test_lasting_loss_of_lattice_contrast_is_not_blur():
     labels = list(result.frames["label"])
     assert labels[60] == "blurred"
     assert sum(lab == "blurred" for lab in labels[30:60]) <= 4, labels[30:60]
+
+
+@pytest.mark.skipif(_shipped_model() is None, reason="clusterspy.predict / shipped weights absent")
+def test_window_detection_matches_full_frame_detection_and_recovers_a_jump():
+    """Searching only around the tracked cluster gives the labels of a full-frame search; when the
+    cluster jumps out of its window the whole frame is searched and the cluster is found again
+    (beyond the tracker's maximum jump it becomes a new track, as with full-frame search)."""
+    from clusterspy.workflows import EXAMPLE_SERIES
+
+    with np.load(EXAMPLE_SERIES) as example:
+        frames = example["frames"].astype(np.float32)
+        px = float(example["pixel_size_A"])
+    # put the 160-px frames on a 480-px field; at frame 25 the stage jumps by 140 px (42 Å)
+    field = np.empty((len(frames), 480, 480), np.float32)
+    for t, frame in enumerate(frames):
+        col = 100 if t < 25 else 240
+        field[t] = np.median(frame)
+        field[t, 160:320, col:col + 160] = frame
+    frames = field
+    model = _shipped_model()
+    full = classify_series(frames, px, model=model, report=False, full_detection_every=1).frames
+    windowed = classify_series(frames, px, model=model, report=False, full_detection_every=10).frames
+    assert list(windowed["label"]) == list(full["label"])
+    assert np.nanmax(np.abs(windowed["x_px"] - full["x_px"])) < 1.5
+    assert np.nanmax(np.abs(windowed["y_px"] - full["y_px"])) < 1.5
+    after = windowed["frame"] == 25
+    assert np.any(np.isfinite(windowed["x_px"][after]))  # found right after the jump
+    assert np.nanmax(windowed["x_px"][after]) - np.nanmax(windowed["x_px"][windowed["frame"] == 24]) > 120

@@ -379,6 +379,7 @@ def classify_series(
     n_thumbnails: int = 6,
     report: bool = True,
     explain: bool = True,
+    full_detection_every: int = 10,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> SeriesResult:
     """Classify every frame of a series, track the clusters, smooth the labels and summarise.
@@ -442,6 +443,12 @@ def classify_series(
         Most confident crops kept per isomer for the report.
     report : bool
         Write ``strip.png`` and ``report.html`` (with ``out``).
+    full_detection_every : int
+        With the default detector, frames in which every tracked cluster was found in the
+        previous frame are searched only in a window around each cluster (3 diameters wide);
+        the whole frame is searched every ``full_detection_every`` frames, and whenever a window
+        search misses a cluster — so new and lost clusters are still caught. ``1`` searches the
+        whole frame every time.
     explain : bool
         Overlay an occlusion-saliency map (:func:`clusterspy.explain.occlusion_saliency`) on
         the report's thumbnails: where the network looked to choose the isomer.
@@ -485,6 +492,7 @@ def classify_series(
     model_id = card.get("id") or (
         f"{card.get('name', 'model')}@{sha[:12]}" if sha else card.get("name", "unknown-model"))
 
+    windowed = detect is None and full_detection_every > 1
     if detect is None or crop is None:
         from clusterspy import detection as _det
 
@@ -538,6 +546,7 @@ def classify_series(
     from clusterspy.series.tracking import Tracker, sharpness
 
     tracker: Tracker | None = None
+    diameter_px: dict[int, float] = {}  # last detected diameter of each track [px]
     pending_rows: list[list[Any]] = []
     pending_crops: list[np.ndarray] = []
     pending_index: list[int] = []
@@ -580,10 +589,15 @@ def classify_series(
 
     try:
         for i, image in _iter_from(frames_src, start, pixel_size_A):
-            try:
-                dets = list(detect(image, **detect_kwargs))
-            except NoClusterFoundError:
-                dets = []
+            dets = None
+            if (windowed and tracker is not None and tracker.tracks and i % full_detection_every
+                    and all(t.last_frame == i - 1 and t.id in diameter_px for t in tracker.tracks)):
+                dets = _detect_in_windows(detect, image, tracker.tracks, diameter_px, detect_kwargs)
+            if dets is None:
+                try:
+                    dets = list(detect(image, **detect_kwargs))
+                except NoClusterFoundError:
+                    dets = []
             if tracker is None:
                 if max_jump_A is not None:
                     jump_px = max_jump_A / image.pixel_size_A
@@ -619,6 +633,8 @@ def classify_series(
                 if tid in assign:
                     d = dets[assign[tid]]
                     row[3], row[4] = float(d.x_px), float(d.y_px)
+                    if getattr(d, "diameter_A", None):
+                        diameter_px[tid] = float(d.diameter_A) / image.pixel_size_A
                     c = np.asarray(crop(image, d, model_px or image.pixel_size_A, crop_px),
                                    dtype=np.float32)
                     tr = by_id[tid]
@@ -693,6 +709,38 @@ def classify_series(
         if report:
             _write_figures_and_report(result, model if explain and hasattr(model, "crop_px") else None)
     return result
+
+
+def _detect_in_windows(
+    detect: Callable, image: Image, tracks: list, diameter_px: dict[int, float], detect_kwargs: dict,
+) -> list | None:
+    """Detect clusters only in a window (3 diameters wide) around each track's last position.
+
+    Returns the detections in the frame's pixel coordinates, or ``None`` when a window holds no
+    cluster (the caller then searches the whole frame).
+    """
+    from dataclasses import replace
+
+    rows, cols = image.data.shape
+    found = []
+    for t in tracks:
+        half = 1.5 * diameter_px[t.id] + 4
+        r0, r1 = max(0, int(t.y_px - half)), min(rows, int(t.y_px + half) + 1)
+        c0, c1 = max(0, int(t.x_px - half)), min(cols, int(t.x_px + half) + 1)
+        window = Image(image.data[r0:r1, c0:c1], image.pixel_size_A, image.metadata)
+        try:
+            dets = list(detect(window, **detect_kwargs))
+        except NoClusterFoundError:
+            dets = []
+        if not dets:
+            return None
+        for d in dets:
+            b = d.bbox
+            moved = replace(d, x_px=d.x_px + c0, y_px=d.y_px + r0,
+                            bbox=(b[0] + r0, b[1] + c0, b[2] + r0, b[3] + c0))
+            if all(np.hypot(moved.x_px - f.x_px, moved.y_px - f.y_px) > 2 for f in found):
+                found.append(moved)
+    return found
 
 
 def _smooth_and_summarise(
