@@ -212,7 +212,7 @@ def train(
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("clusterspy_demo"),
 ) -> None:
-    """Run the whole pipeline on the built-in example series (about 10 s)."""
+    """Run the whole pipeline on the built-in example series (well under a minute)."""
     from clusterspy.workflows import run_demo
 
     report = run_demo(out)
