@@ -52,25 +52,9 @@ def plot_training(out_dir: str | Path, history: list[dict[str, Any]],
 
 
 def plot_confusion(cm: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Confusion matrix ``cm[true, predicted]`` as a labelled heat map (counts)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """Save :func:`clusterspy.plots.plot_confusion_matrix` of ``cm[true, predicted]`` as a PNG."""
+    from clusterspy.plots import plot_confusion_matrix, save_figure
 
     cm = np.asarray(cm)
-    labels = list(CLASSES)[: cm.shape[1]] + (["unknown"] if cm.shape[1] > len(CLASSES) else [])
-    fig, ax = plt.subplots(figsize=(4.6, 4))
-    im = ax.imshow(cm, cmap="viridis")
-    ax.set_xticks(range(cm.shape[1]), labels, rotation=35, ha="right")
-    ax.set_yticks(range(cm.shape[0]), list(CLASSES)[: cm.shape[0]])
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center",
-                    color="white" if cm[i, j] < cm.max() / 2 else "black", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    classes = list(CLASSES) + (["unknown"] if cm.shape[1] > len(CLASSES) else [])
+    return save_figure(plot_confusion_matrix(cm, classes, title=title or None), path, dpi=110)
