@@ -471,18 +471,13 @@ def _round_length(length_A: float) -> float:
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path:
-    """Save ``fig`` as a PNG at ``path`` atomically (temporary file in the same folder, then rename)."""
-    import tempfile
+    """Save ``fig`` as a PNG at ``path`` atomically (:func:`clusterspy.io.write_bytes_atomic`)."""
+    import io
+
+    from clusterspy.io import write_bytes_atomic
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=dpi)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return write_bytes_atomic(target, buf.getvalue())

@@ -23,18 +23,13 @@ def plot_training(out_dir: str | Path, history: list[dict[str, Any]],
     if history:
         ep = [h["epoch"] for h in history]
         fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.5))
-        for key, lab, c in [("train_loss", "train (fast)", "#0072B2"),
-                            ("cal_loss", "held-out (fast)", "#E69F00"),
-                            ("val_prism_loss", "validation (PRISM)", "#009E73")]:
-            y = [h.get(key) for h in history]
-            if any(v is not None for v in y):
-                a1.plot(ep, [np.nan if v is None else v for v in y], "o-", label=lab, color=c)
-        for key, lab, c in [("train_acc", "train (fast)", "#0072B2"),
-                            ("cal_acc", "held-out (fast)", "#E69F00"),
-                            ("val_prism_acc", "validation (PRISM)", "#009E73")]:
-            y = [h.get(key) for h in history]
-            if any(v is not None for v in y):
-                a2.plot(ep, [np.nan if v is None else v for v in y], "o-", label=lab, color=c)
+        curves = [("train", "train (fast)", "#0072B2"), ("cal", "held-out (fast)", "#E69F00"),
+                  ("val_prism", "validation (PRISM)", "#009E73")]
+        for ax, metric in ((a1, "loss"), (a2, "acc")):
+            for key, lab, c in curves:
+                y = [h.get(f"{key}_{metric}") for h in history]
+                if any(v is not None for v in y):
+                    ax.plot(ep, [np.nan if v is None else v for v in y], "o-", label=lab, color=c)
         a1.set(xlabel="epoch", ylabel="cross-entropy loss")
         a2.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1.02))
         a1.legend(fontsize=8)

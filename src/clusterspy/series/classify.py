@@ -17,7 +17,7 @@ import numpy as np
 
 from clusterspy.errors import ConfigError, NoClusterFoundError
 from clusterspy.image import Image, check_pixel_size
-from clusterspy.io import write_text_atomic
+from clusterspy.io import write_bytes_atomic, write_text_atomic
 from clusterspy.isomers import CLASSES, UNKNOWN
 
 __all__ = [
@@ -817,9 +817,7 @@ def _write_figures_and_report(result: SeriesResult, explain_model: Any = None) -
                                title=f"Cluster {cid}")
         name = "strip.png" if cid == s["clusters"][0]["cluster"] else f"strip_cluster{cid}.png"
         png = figure_to_png(fig, dpi=120)  # rendered once: the file and the report share it
-        tmp = out / (name + ".tmp")
-        tmp.write_bytes(png)
-        os.replace(tmp, out / name)
+        write_bytes_atomic(out / name, png)
         rep.heading(f"Cluster {cid}")
         rep.png(png, f"Isomer label against frame number, raw (top) and HMM-smoothed (bottom); "
                         f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, "
