@@ -1,10 +1,20 @@
 """Reference cases shared by calibrate_fast.py and simulation_fidelity.py, and a PRISM cache.
 
-Each case is a cluster (three motifs × zone axes + random orientations, 55–923 atoms, with and
+Each case is a cluster (three motifs × zone axes + random orientations, 147–923 atoms, with and
 without a carbon support) simulated by the prism backend once and cached under
 ``benchmarks/cache/`` (git-ignored), keyed by a hash of the atoms and the settings.
-Structures are built directly with ASE (``ase.cluster``) so that the benchmark does not depend
-on ``clusterspy.structures``; the support is ``clusterspy.structures.carbon_support`` (2 g/cm³).
+
+Structures come from :func:`clusterspy.structures.cluster` (Mackay icosahedra, Ino and Marks
+decahedra, cuboctahedra, a truncated octahedron and a twinned fcc cluster; their motifs are
+checked by CNA in the test suite) with one *thermal snapshot*: independent Gaussian
+displacements of ``THERMAL_SIGMA_A`` per axis, drawn from the case's seed. Both backends image
+the same snapshot, and PRISM runs on it as a static lattice (``frozen_phonons=0``). Comparing
+against a single abTEM frozen-phonon configuration instead would measure thermal sampling noise,
+not the imaging model: two PRISM images of the same cluster with different frozen-phonon seeds
+(σ = 0.08 Å) agree only to NCC 0.87 at 0.4 Å/px (icosahedral-147, random orientation), while
+PRISM on a static lattice and the fast backend agree to 0.985.
+The support is ``clusterspy.structures.carbon_support`` (2 g/cm³).
+
 """
 
 from __future__ import annotations
@@ -22,13 +32,31 @@ from clusterspy.simulation import Microscope, simulate
 CACHE = Path(__file__).resolve().parent / "cache"
 MICROSCOPE = Microscope(energy_keV=200, semiangle_mrad=25, detector_mrad=(70, 200))
 PIXEL_SIZE_A = 0.4
+#: r.m.s. thermal displacement per axis of the snapshot both backends image [Å] (Au, ~300 K).
+THERMAL_SIGMA_A = 0.08
 PRISM_OPTIONS = {
     "interpolation": 4,
     "potential_sampling_A": 0.04,
     "slice_thickness_A": 1.0,
-    "frozen_phonons": 1,
-    "thermal_sigma_A": 0.08,
+    "frozen_phonons": 0,
 }
+#: (motif, shape, atom count) of each size label.
+SHAPES = {
+    ("icosahedral", "147"): (None, 147),
+    ("icosahedral", "309"): (None, 309),
+    ("icosahedral", "561"): (None, 561),
+    ("decahedral", "147"): ("ino", 147),
+    ("decahedral", "309"): ("ino", 309),
+    ("decahedral", "marks"): ("marks", 484),
+    ("fcc", "147"): ("cuboctahedron", 147),
+    ("fcc", "309"): ("cuboctahedron", 309),
+    ("fcc", "to"): ("truncated_octahedron", 405),
+    ("fcc", "twin"): ("twinned", 309),
+    ("fcc", "923"): ("cuboctahedron", 923),
+}
+#: benchmark orientation label -> zone-axis name of clusterspy.structures.cluster
+ZONE_AXES = {"5fold": "5-fold", "3fold": "3-fold", "2fold": "2-fold", "across": "across",
+             "001": "[001]", "011": "[011]", "111": "[111]", "random": "random"}
 
 
 @dataclass
@@ -41,71 +69,17 @@ class Case:
     seed: int
 
 
-def _rotation_to_z(axis: np.ndarray) -> np.ndarray:
-    """Rotation matrix that maps ``axis`` onto +z."""
-    from scipy.spatial.transform import Rotation
-
-    a = np.asarray(axis, float) / np.linalg.norm(axis)
-    rot, _ = Rotation.align_vectors([[0, 0, 1]], [a])
-    return rot.as_matrix()
-
-
 def build(case: Case):
-    """(cluster atoms, support atoms or None) of a case."""
-    import ase
-    from ase.cluster import Decahedron, Icosahedron, Octahedron
-    from scipy.spatial.transform import Rotation
+    """(cluster atoms, support atoms or None) of a case: one thermal snapshot, centred."""
+    from clusterspy.structures import carbon_support, cluster
 
     rng = np.random.default_rng(case.seed)
-    if case.motif == "icosahedral":
-        shells = {"55": 3, "147": 4, "309": 5, "561": 6, "923": 7}[case.size_label]
-        atoms = Icosahedron("Au", shells)
-        # ASE's icosahedron has a 2-fold axis along z; 5-fold axis through a vertex
-        pos = atoms.get_positions() - atoms.get_positions().mean(0)
-        r = np.linalg.norm(pos, axis=1)
-        vertex = pos[np.argmax(r)]
-        axes = {
-            "5fold": vertex,
-            "3fold": None,
-            "2fold": np.array([0.0, 0.0, 1.0]),
-        }
-        if case.orientation == "3fold":
-            far = pos[r > r.max() - 0.1]
-            d = np.linalg.norm(far[:, None] - far[None], axis=-1)
-            i, j = np.argwhere(np.isclose(d, d[d > 0.1].min(), atol=0.1))[0]
-            k = next(
-                k
-                for k in range(len(far))
-                if np.isclose(d[i, k], d[i, j], atol=0.1) and np.isclose(d[j, k], d[i, j], atol=0.1)
-            )
-            axes["3fold"] = far[i] + far[j] + far[k]
-    elif case.motif == "decahedral":
-        p = {"147": 4, "309": 5, "561": 6}.get(case.size_label, 4)
-        atoms = Decahedron("Au", p, 1, 0) if case.size_label != "marks" else Decahedron("Au", 4, 2, 2)
-        axes = {"5fold": np.array([0.0, 0.0, 1.0]), "across": np.array([1.0, 0.0, 0.0])}
-    else:  # fcc
-        length, cutoff = {"147": (7, 3), "309": (9, 4), "561": (11, 5), "923": (13, 6), "to": (9, 3)}[
-            case.size_label
-        ]
-        atoms = Octahedron("Au", length, cutoff)
-        axes = {
-            "001": np.array([0.0, 0.0, 1.0]),
-            "011": np.array([0.0, 1.0, 1.0]),
-            "111": np.array([1.0, 1.0, 1.0]),
-        }
-    pos = atoms.get_positions()
-    pos = pos - pos.mean(0)
-    if case.orientation == "random":
-        rot = Rotation.random(random_state=rng).as_matrix()
-    else:
-        rot = _rotation_to_z(axes[case.orientation])
-        # a random in-plane rotation keeps the zone axis
-        rot = Rotation.from_euler("z", rng.uniform(0, 360), degrees=True).as_matrix() @ rot
-    atoms = ase.Atoms(numbers=atoms.get_atomic_numbers(), positions=pos @ rot.T)
+    shape, size = SHAPES[(case.motif, case.size_label)]
+    atoms = cluster(case.motif, size, "Au", rng, shape=shape, orientation=ZONE_AXES[case.orientation],
+                    disorder={"thermal_A": THERMAL_SIGMA_A})
+    atoms.positions -= atoms.positions.mean(0)
     support = None
     if case.support_A > 0:
-        from clusterspy.structures import carbon_support
-
         support = carbon_support(extent_of(atoms), case.support_A, 2.0, rng)
     return atoms, support
 
@@ -132,6 +106,7 @@ def all_cases() -> list[Case]:
         ("fcc", "147", ["001", "011", "111", "random", "random"]),
         ("fcc", "309", ["001", "011", "random"]),
         ("fcc", "to", ["011", "random"]),
+        ("fcc", "twin", ["011"]),
         ("fcc", "923", ["011"]),
     ]
     for motif, size, orients in spec:

@@ -40,6 +40,26 @@ def test_generate_is_reproducible_and_parallel(tmp_path):
     assert [m["index"] for m in ma] == list(range(48))
 
 
+def test_progress_bar_counts_chunks(tmp_path, capsys):
+    generate(TOY, tmp_path / "p.zarr", scheduler="threads", num_workers=2, progress=True,
+             sample_fn=toy_sample)
+    err = capsys.readouterr().err
+    assert "12/12" in err  # 48 images in chunks of 4, one update per chunk
+
+
+def test_distributed_scheduler_address(tmp_path):
+    """A real Dask distributed scheduler, addressed as ``tcp://…`` like a cluster."""
+    distributed = pytest.importorskip("distributed")
+    ref = generate(TOY, tmp_path / "ref.zarr", scheduler="synchronous", progress=False,
+                   sample_fn=toy_sample)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        out = generate(TOY, tmp_path / "dist.zarr", scheduler=cluster.scheduler_address,
+                       progress=False, sample_fn=toy_sample)
+    assert load(out)[0].tobytes() == load(ref)[0].tobytes()
+
+
 def test_other_spec_in_same_folder_refused(tmp_path):
     generate({**TOY, "n_images": 8}, tmp_path / "d.zarr", scheduler="synchronous",
              progress=False, sample_fn=toy_sample)

@@ -183,13 +183,26 @@ def _run(path, spec, todo, sample_fn, scheduler, num_workers, progress) -> None:
     kwargs: dict[str, Any] = {"scheduler": sched}
     if num_workers:
         kwargs["num_workers"] = int(num_workers)
-    if progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar():
-            dask.compute(*tasks, **kwargs)
-    else:
+    bar = _bar(len(tasks), progress)
+    with _chunk_callback(bar):
         dask.compute(*tasks, **kwargs)
+    bar.close()
+
+
+def _chunk_callback(bar):
+    """A dask local-scheduler callback that advances ``bar`` once per finished chunk.
+
+    (dask's own ``ProgressBar`` redraws every 0.1 s, which fills a log file with megabytes of
+    carriage returns when a long generation runs under ``nohup``; tqdm redraws only on progress.)
+    """
+    from dask.callbacks import Callback
+
+    def posttask(key, result, dsk, state, worker_id) -> None:
+        name = key[0] if isinstance(key, tuple) else key
+        if str(name).startswith("_write_chunk"):
+            bar.update(1)
+
+    return Callback(posttask=posttask)
 
 
 def _bar(total: int, enabled: bool):
