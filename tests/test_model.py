@@ -105,3 +105,51 @@ def test_onnx_matches_pytorch(tiny_run):
     np.testing.assert_allclose(model.predict_logits(crops), ref, atol=1e-4)
     np.testing.assert_allclose(model.predict_crops(crops), softmax(ref, model.temperature),
                                atol=1e-5)
+
+
+_TRAIN_CHILD = """
+import json, sys
+from clusterspy.model import train
+train(json.loads(sys.argv[1]), sys.argv[2], progress=False)
+"""
+
+
+def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
+    """Kill -9 a training run at any point; resuming gives bit-identical weights."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import torch
+
+    from clusterspy.datasets import generate
+    from clusterspy.datasets.sampling import toy_sample
+    from clusterspy.model import train
+
+    spec = {"seed": 6, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
+    data = generate(spec, tmp_path / "toy.zarr", scheduler="synchronous", progress=False,
+                    sample_fn=toy_sample)
+    cfg = {"seed": 2, "dataset": spec, "dataset_path": str(data), "generate": False,
+           "network": {"name": "isomernet", "widths": [8, 8, 16, 16], "dropout": 0.2},
+           "epochs": 4, "batch_size": 16, "lr": 3e-3, "threads": 1, "wall_budget_min": 60,
+           "test_time_augmentation": False}
+    train(cfg, tmp_path / "straight", progress=False)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", _TRAIN_CHILD, json.dumps(cfg), str(killed)],
+                            env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    deadline = time.time() + 120
+    while not (killed / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (killed / "checkpoint.pt").exists()
+    train(cfg, killed, progress=False)  # resumes
+
+    a = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=False)
+    b = torch.load(killed / "checkpoint.pt", weights_only=False)
+    assert a["state"]["step"] == b["state"]["step"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name

@@ -15,17 +15,25 @@ def _softmax(logits: np.ndarray, t: float) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def nll(logits: np.ndarray, labels: np.ndarray, t: float = 1.0) -> float:
-    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / t)``."""
+def nll(logits: np.ndarray, labels: np.ndarray, t: float = 1.0,
+        weights: np.ndarray | None = None) -> float:
+    """Mean (optionally weighted) negative log-likelihood of ``labels`` under ``softmax(logits / t)``."""
     p = _softmax(logits, t)
-    return float(-np.mean(np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None))))
+    logp = np.log(np.clip(p[np.arange(len(labels)), labels], 1e-12, None))
+    return float(-np.average(logp, weights=weights))
 
 
-def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    """Temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on held-out data."""
-    res = minimize_scalar(lambda lt: nll(logits, labels, float(np.exp(lt))),
+def fit_temperature(logits: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Temperature ``T`` minimising the (weighted) NLL of ``softmax(logits / T)`` on held-out data."""
+    res = minimize_scalar(lambda lt: nll(logits, labels, float(np.exp(lt)), weights),
                           bounds=(np.log(0.05), np.log(20.0)), method="bounded")
     return float(np.exp(res.x))
+
+
+def balanced_weights(sizes: list[int]) -> np.ndarray:
+    """Per-example weights giving each of several concatenated sets the same total weight."""
+    parts = [np.full(n, 1.0 / n) for n in sizes if n > 0]
+    return np.concatenate(parts) if parts else np.zeros(0)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> float:
@@ -83,7 +91,9 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
 
     Uses the ONNX model through :class:`clusterspy.predict.Model` (so exactly the inference code
     path), optionally with test-time augmentation (logits averaged over the 8 flips/rotations),
-    on the held-out examples ``(index // 4) % k == k - 1`` of the training dataset, and rewrites
+    on the held-out examples ``(index // 4) % k == k - 1`` of the training dataset and, when the
+    training config names a PRISM validation set that exists, on its finished examples too (the two
+    sets weighted equally in the temperature fit: the fast hold-out is much larger), and rewrites
     ``model_card.json`` (``temperature``, ``unknown_threshold``, ``test_time_augmentation``,
     ``metrics["calibration_set"]``). The weights (and their SHA-256) are unchanged.
 
@@ -107,32 +117,50 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
     k = int(cfg["calibration_every"])
     index = np.asarray([m["index"] for m in metas])
     sel = (index // 4) % k == k - 1
+    x, y = images[sel], labels[sel]
+    n_fast, n_prism = len(y), 0
+    vpath = Path(cfg["validation_path"] or out / "val_prism.zarr") if cfg.get("validation") else None
+    if vpath is not None and (vpath / "zarr.json").exists():
+        vimg, vy, _ = load(vpath, partial=True)
+        n_prism = len(vy)
+        if n_prism:
+            x, y = np.concatenate([x, vimg]), np.concatenate([y, vy])
+    weights = balanced_weights([n_fast, n_prism])
     target = float(precision if precision is not None else cfg["unknown_precision"])
     results = {}
     for use in ([False, True] if tta else [False]):
         trial = {**card, "temperature": 1.0,
                  "test_time_augmentation": "dihedral8" if use else None}
-        logits = Model(out / card["weights_file"], trial, verify=False).predict_logits(
-            images[sel])
-        t = fit_temperature(logits, labels[sel])
+        logits = Model(out / card["weights_file"], trial, verify=False).predict_logits(x)
+        t = fit_temperature(logits, y, weights)
         p = _softmax(logits, t)
-        thr = choose_threshold(p, labels[sel], target)
+        thr = choose_threshold(p, y, target)
         results[use] = {
-            "temperature": t, "unknown_threshold": thr, "n": int(sel.sum()),
-            "accuracy": float((p.argmax(1) == labels[sel]).mean()),
-            "nll": nll(logits, labels[sel], t),
-            "ece_before": expected_calibration_error(_softmax(logits, 1.0), labels[sel]),
-            "ece_after": expected_calibration_error(p, labels[sel]),
-            **selective_metrics(p, labels[sel], thr),
+            "temperature": t, "unknown_threshold": thr, "n": len(y),
+            "n_fast_holdout": n_fast, "n_prism_validation": n_prism,
+            "accuracy": float((p.argmax(1) == y).mean()),
+            "nll": nll(logits, y, t, weights),
+            "ece_before": expected_calibration_error(_softmax(logits, 1.0), y),
+            "ece_after": expected_calibration_error(p, y),
+            **selective_metrics(p, y, thr),
         }
+        if n_prism:
+            pv = p[n_fast:]
+            results[use]["prism_validation"] = {
+                "accuracy": float((pv.argmax(1) == y[n_fast:]).mean()),
+                "ece": expected_calibration_error(pv, y[n_fast:]),
+                **selective_metrics(pv, y[n_fast:], thr),
+            }
     best = max(results, key=lambda u: (results[u]["accuracy"], -results[u]["nll"]))
     chosen = results[best]
     card["temperature"] = chosen["temperature"]
     card["unknown_threshold"] = chosen["unknown_threshold"]
     card["test_time_augmentation"] = "dihedral8" if best else None
     card["metrics"]["calibration_set"] = {
-        "what": "held-out fast-simulated examples ((index // 4) % k == k-1), never trained on; "
-                "temperature and threshold fitted here with the ONNX inference path",
+        "what": "held-out fast-simulated examples ((index // 4) % k == k-1), never trained on"
+                + (", and the PRISM validation set (each set weighted 1/2 in the temperature fit)"
+                   if n_prism else "")
+                + "; temperature and threshold fitted here with the ONNX inference path",
         "test_time_augmentation": card["test_time_augmentation"], **chosen,
     }
     card["metrics"]["calibration_alternatives"] = {

@@ -229,7 +229,6 @@ def train(
         opt.load_state_dict(saved["optimizer"])
         state = saved["state"]
         print(f"resumed from {ckpt} at epoch {state['epoch']} step {state['step']}", flush=True)
-    gen = torch.Generator().manual_seed(int(cfg["seed"]) + 1000 * state["epoch"])
 
     def progress_frac() -> float:
         return max(state["step"] / max(total_steps, 1), state["train_seconds"] / budget_s)
@@ -245,6 +244,9 @@ def train(
         if cfg["grow"] and state["epoch"] > 0:
             x_all, labels, tr_idx, cal_idx = load_train()
             val_x, val_y = _reload_val(cfg, out, val_x, val_y)
+        # every epoch reseeds augmentation and dropout: a resumed run repeats an uninterrupted one
+        gen = torch.Generator().manual_seed(int(cfg["seed"]) + 1000 * state["epoch"])
+        torch.manual_seed(int(cfg["seed"]) + 1000 * state["epoch"] + 1)
         x_t = torch.from_numpy(x_all)
         y_t = torch.from_numpy(labels.astype(np.int64))
         steps_per_epoch = len(tr_idx) // bs
@@ -321,7 +323,9 @@ def train(
         v_logits = _logits(model, val_x, dev)
         fit_logits = np.concatenate([cal_logits, v_logits])
         fit_y = np.concatenate([cal_y, val_y])
-    temperature = cal.fit_temperature(fit_logits, fit_y)
+    # the two calibration sets weigh equally (the fast hold-out is much larger)
+    fit_w = cal.balanced_weights([len(cal_y), len(fit_y) - len(cal_y)])
+    temperature = cal.fit_temperature(fit_logits, fit_y, fit_w)
     fit_p = cal._softmax(fit_logits, temperature)
     threshold = cal.choose_threshold(fit_p, fit_y, float(cfg["unknown_precision"]))
     metrics: dict[str, Any] = {
