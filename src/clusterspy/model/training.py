@@ -357,6 +357,7 @@ def train(
     training = {
         "config": cfg,
         "dataset_spec": spec,
+        "validation_spec": load_spec(cfg["validation"]) if cfg["validation"] else None,
         "seed": int(cfg["seed"]),
         "command": "python -m clusterspy.model.training --config "
                    f"{config if not isinstance(config, dict) else '<dict>'} --out {out}",
@@ -368,6 +369,7 @@ def train(
         "wall_seconds_this_call": round(time.time() - t_start, 1),
         "parameters": count_parameters(model),
         "history": state["history"],
+        "fast_calibration": _fast_calibration_record(),
     }
     write_card(onnx_path, spec=spec, temperature=temperature, threshold=threshold,
                metrics=metrics, training=training, network=cfg["network"],
@@ -382,6 +384,19 @@ def train(
     except Exception as exc:
         print(f"warning: figures not written: {exc}", flush=True)
     return onnx_path
+
+
+def _fast_calibration_record() -> dict[str, Any]:
+    """The fast simulator's shipped calibration (parameters and provenance) the data was made with."""
+    from importlib import resources
+
+    try:
+        shipped = json.loads(resources.files("clusterspy.simulation")
+                             .joinpath("fast_calibration.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:  # pragma: no cover - the file ships with the package
+        return {}
+    keep = ("parameters", "command", "status", "fitted_on")
+    return {k: shipped[k] for k in keep if k in shipped}
 
 
 def main(argv: list[str] | None = None) -> None:
