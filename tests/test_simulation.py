@@ -281,3 +281,27 @@ def test_batch_noise_reproducible_and_unbiased():
     assert noisy.mean() == pytest.approx(expected.mean(), rel=0.01)
     # per-pixel Poisson: the variance of (counts - mean) averages to the mean
     assert (noisy - expected).var() == pytest.approx(expected.mean(), rel=0.03)
+
+
+def test_column_occupancy_counts_projected_neighbours():
+    """The sweep over cell rows counts exactly the atoms within the radius (scipy's KD-tree and
+    brute force agree), per group, also for atoms exactly one radius apart on a lattice."""
+    from scipy.spatial import cKDTree
+
+    from clusterspy.simulation.fast import column_occupancy
+
+    rng = np.random.default_rng(2)
+    for lattice in (False, True):
+        xy = rng.uniform(-4.0, 6.0, (400, 2))
+        xy[::4] = xy[1::4]  # whole columns: atoms on top of each other
+        if lattice:
+            xy = np.round(xy / 0.6) * 0.6
+        group = rng.integers(0, 3, len(xy))
+        d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+        brute = ((d2 <= 0.36) & (group[:, None] == group[None, :])).sum(1)
+        np.testing.assert_array_equal(column_occupancy(xy, 0.6, group=group), brute)
+        np.testing.assert_array_equal(column_occupancy(xy, 0.6), (d2 <= 0.36).sum(1))
+        if not lattice:
+            tree = cKDTree(xy).query_ball_point(xy, 0.6, return_length=True)
+            np.testing.assert_array_equal(column_occupancy(xy, 0.6), tree)
+    assert column_occupancy(np.zeros((0, 2)), 0.6).shape == (0,)

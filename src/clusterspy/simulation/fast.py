@@ -149,13 +149,53 @@ def default_calibration() -> FastCalibration:
     return FastCalibration.from_dict(json.loads(text).get("parameters", {}))
 
 
-def column_occupancy(xy: np.ndarray, radius_A: float) -> np.ndarray:
-    """Number of atoms within ``radius_A`` [Å] of each atom in projection (itself included)."""
-    if len(xy) == 0:
-        return np.zeros(0)
-    from scipy.spatial import cKDTree
+def column_occupancy(xy: np.ndarray, radius_A: float, group: np.ndarray | None = None) -> np.ndarray:
+    """Number of atoms within ``radius_A`` [Å] of each atom in projection (itself included).
 
-    return cKDTree(xy).query_ball_point(xy, radius_A, return_length=True).astype(float)
+    Parameters
+    ----------
+    xy : numpy.ndarray
+        ``(N, 2)`` projected positions [Å].
+    radius_A : float
+        Column radius [Å] (distances ``<= radius_A`` count).
+    group : numpy.ndarray, optional
+        ``(N,)`` non-negative ints: atoms only count atoms of their own group (e.g. the
+        scenes of a batch, counted in one call).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(N,)`` float counts.
+    """
+    xy = np.asarray(xy, dtype=float).reshape(-1, 2)
+    n = len(xy)
+    if n == 0:
+        return np.zeros(0)
+    r = float(radius_A)
+    g = np.zeros(n) if group is None else np.asarray(group, dtype=float)
+    # cells of height a bit over r along y: a neighbour lies in the atom's cell row or the two
+    # next to it, within r along x. Sorted by (group, cell row, x), each is one contiguous range.
+    cy = np.floor((xy[:, 1] - xy[:, 1].min()) / (r * (1.0 + 1e-6)))
+    row = g * (cy.max() + 3.0) + cy + 1.0
+    x = xy[:, 0] - xy[:, 0].min() + r
+    big = float(x.max()) + 2.0 * r + 1.0
+    key = row * big + x
+    order = np.argsort(key, kind="stable")
+    key, row, x = key[order], row[order], x[order]
+    xo, yo = xy[order, 0], xy[order, 1]  # distances from the given coordinates
+    eps = 1e-9 * (1.0 + float(key[-1]))  # ranges a little wide; the distance test decides
+    starts = np.concatenate([(row + d) * big + (x - r - eps) for d in (-1.0, 0.0, 1.0)])
+    lo = np.searchsorted(key, starts, side="left")
+    hi = np.searchsorted(key, starts + (2.0 * r + 2.0 * eps), side="right")
+    width = hi - lo
+    atom = np.repeat(np.tile(np.arange(n), 3), width)
+    other = np.arange(len(atom)) - np.repeat(np.cumsum(width) - width - lo, width)
+    dx = xo[atom] - xo[other]
+    dy = yo[atom] - yo[other]
+    near = dx * dx + dy * dy <= r * r
+    out = np.empty(n)
+    out[order] = np.bincount(atom[near], minlength=n)
+    return out
 
 
 class FastSimulator:
@@ -279,6 +319,33 @@ class FastSimulator:
         w = [wp * wxy for _, wp in planes]
         return np.concatenate([a.ravel() for a in idx]), np.concatenate([a.ravel() for a in w])
 
+    def _metal_grid(self, scenes: list[Scene], n_metal: int) -> np.ndarray | None:
+        """``(len(scenes), n_metal, ny, nx)`` float32 splat of the metal atoms of a block.
+
+        All atoms of the block at once: weights ``c Z^n g(m)`` (:meth:`atom_weights`), linear
+        between the depth planes, bilinear in x, y; ``None`` when there is no metal atom.
+        """
+        sizes = [len(sc.metal_numbers) for sc in scenes]
+        if not sum(sizes):
+            return None
+        cal = self.calibration
+        ny, nx = self.render_shape
+        pos = np.concatenate([sc.metal_positions for sc in scenes])
+        numbers = np.concatenate([sc.metal_numbers for sc in scenes])
+        scene_of = np.repeat(np.arange(len(scenes)), sizes)
+        wm = cal.scale * numbers.astype(float) ** self.exponent
+        if cal.channelling_a != 0.0:
+            m = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of) - 1.0
+            wm = wm * (1.0 + cal.channelling_b * m) ** cal.channelling_a
+        fz = np.clip(pos[:, 2] / self.depth_step_A, 0.0, n_metal - 1)
+        k0 = np.floor(fz).astype(np.int64)
+        tz = fz - k0
+        k1 = np.minimum(k0 + 1, n_metal - 1)
+        base = scene_of * n_metal
+        idx, w = self._splat_indices(pos, [(base + k0, wm * (1.0 - tz)), (base + k1, wm * tz)])
+        grid = np.bincount(idx, w, minlength=len(scenes) * n_metal * ny * nx).astype(np.float32)
+        return grid.reshape(len(scenes), n_metal, ny, nx)
+
     def render(self, scenes: list[Scene]) -> np.ndarray:
         """Noiseless images of ``scenes`` (in field coordinates, see ``geometry``).
 
@@ -316,38 +383,20 @@ class FastSimulator:
         )
         n_metal = int(min(cap, math.ceil(max_depth / step - 1e-9) + 1))
 
-        idx_parts: list[np.ndarray] = []
-        w_parts: list[np.ndarray] = []
         support_planes: list[tuple[int, int, float, np.ndarray]] = []
         for b, scene in enumerate(scenes):
-            if len(scene.metal_numbers):
-                wm, _ = self.atom_weights(
-                    Scene(scene.metal_positions, scene.metal_numbers, np.zeros((0, 3)), np.zeros(0, int))
-                )
-                fz = np.clip(scene.metal_positions[:, 2] / step, 0.0, n_metal - 1)
-                k0 = np.floor(fz).astype(np.int64)
-                tz = fz - k0
-                k1 = np.minimum(k0 + 1, n_metal - 1)
-                base = b * n_metal
-                idx, w = self._splat_indices(
-                    scene.metal_positions, [(base + k0, wm * (1.0 - tz)), (base + k1, wm * tz)]
-                )
-                idx_parts.append(idx)
-                w_parts.append(w)
             if len(scene.support_numbers):
                 # an amorphous support: its splat's spectrum is cached; it takes the probe of
                 # its mean depth, interpolated linearly between the depth planes like the metal
                 fz = min(float(scene.support_positions[:, 2].mean()) / step, cap - 1.0)
                 k0 = math.floor(fz)
                 support_planes.append((b, k0, fz - k0, self._support_spectrum(scene)))
+        grid = self._metal_grid(scenes, n_metal)
         n_filters = max([n_metal] + [k0 + 2 for _, k0, _, _ in support_planes])
         filters = [self._filter(k * step) for k in range(min(n_filters, cap))]
         spec = np.zeros((len(scenes), ny, nx // 2 + 1), dtype=np.complex64)
-        if idx_parts:
-            grid = np.bincount(
-                np.concatenate(idx_parts), np.concatenate(w_parts), minlength=len(scenes) * n_metal * ny * nx
-            ).astype(np.float32)
-            planes = sfft.rfft2(grid.reshape(len(scenes), n_metal, ny, nx))
+        if grid is not None:
+            planes = sfft.rfft2(grid)
             for k in range(n_metal):
                 spec += planes[:, k] * filters[k]
         for b, k0, t, s in support_planes:
