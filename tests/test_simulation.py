@@ -305,3 +305,28 @@ def test_column_occupancy_counts_projected_neighbours():
             tree = cKDTree(xy).query_ball_point(xy, 0.6, return_length=True)
             np.testing.assert_array_equal(column_occupancy(xy, 0.6), tree)
     assert column_occupancy(np.zeros((0, 2)), 0.6).shape == (0,)
+
+
+def test_line_shifts_in_the_inverse_fft_match_acquisition():
+    """simulate_batch shifts the scan lines (jitter, x drift, shear) inside the rendering's
+    inverse FFT: the same image as shifting the rendered lines afterwards (Acquisition.apply),
+    with the same random draws."""
+    from clusterspy.simulation import FastSimulator, build_scene
+
+    clusters = [_au309(s) for s in range(3)]
+    slab = _carbon_slab(16.0, 10.0, np.random.default_rng(0))
+    sim = FastSimulator(Microscope(), 0.25, (64, 64))
+    assert sim.shifts_lines_in_fourier_space
+    scenes = [build_scene(c, 0.25, 16.0, slab)[1] for c in clusters]
+    acq = Acquisition(jitter_px=0.4, shear=0.01, drift_A_per_line=(0.005, 0.0))
+    after = acq.apply(sim._render_block(scenes), 0.25, np.random.default_rng(4))
+    shifts = acq.line_shifts_px(3, 64, 0.25, np.random.default_rng(4))
+    fused = sim._render_block(scenes, line_shifts_px=shifts)
+    fused = acq.apply(fused, 0.25, np.random.default_rng(99), lines_shifted=True)
+    assert not np.allclose(after, sim._render_block(scenes), atol=1e-3 * after.max())  # it moved
+    for a, b in zip(after, fused, strict=True):
+        # the two differ only where the ringing is clipped at 0 before / after the shift
+        assert ncc(a, b) >= 0.99999
+        np.testing.assert_allclose(a, b, rtol=0, atol=3e-3 * a.max())
+    with pytest.raises(ValueError, match="y drift"):
+        Acquisition(drift_A_per_line=(0.0, 0.01)).apply(fused, 0.25, lines_shifted=True)

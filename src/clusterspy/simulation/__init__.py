@@ -32,7 +32,6 @@ from clusterspy.errors import ConfigError
 from clusterspy.image import Image
 from clusterspy.simulation.acquisition import Acquisition
 from clusterspy.simulation.fast import (
-    RENDER_BLOCK,
     FastCalibration,
     FastSimulator,
     _cpu_count,
@@ -192,7 +191,7 @@ def simulate_batch(
         One cluster per image.
     microscope, pixel_size, extent, rng, acquisition
         As in :func:`simulate`; all images share them. With an acquisition, every block of
-        ``min(chunk, RENDER_BLOCK)`` images draws its noise from a child generator
+        ``min(chunk, FastSimulator.block_images)`` images draws its noise from a child generator
         ``rng.spawn``-ed in order, so the result is reproducible from ``rng`` whatever the
         threads do (it differs from :func:`simulate` image by image).
     support : sequence, optional
@@ -203,7 +202,9 @@ def simulate_batch(
         Fast-model parameters (default: shipped calibration).
     chunk : int
         Largest number of images rendered and acquired in one vectorised block (capped at
-        ``fast.RENDER_BLOCK`` = 8 to stay in the CPU caches); blocks run on all cores (threads).
+        ``FastSimulator.block_images``: 4 for 128² px, fewer for larger images, so that the
+        block's temporaries are reused rather than page-faulted in); blocks run on all cores
+        (threads).
 
     Returns
     -------
@@ -226,15 +227,26 @@ def simulate_batch(
     for s in supports:
         if s is not None and not isinstance(s, PlacedSupport) and id(s) not in placed:
             placed[id(s)] = place_support(s, pixel_size, extent)
-    block = max(1, min(int(chunk), RENDER_BLOCK))
+    block = max(1, min(int(chunk), sim.block_images))
     starts = list(range(0, n, block))
     # one child generator per block, spawned in order: reproducible whatever the threads do
     children = generator.spawn(len(starts)) if acquisition is not None else [None] * len(starts)
 
+    # per-line x shifts (jitter, x drift, shear) go into the rendering's inverse FFT when they
+    # come first in the scan distortions (no y drift) and the render grid is the output grid
+    fuse = (
+        acquisition is not None and not acquisition.drift_A_per_line[1] and sim.shifts_lines_in_fourier_space
+    )
+
     def work(start: int, scenes: list[Scene], child: np.random.Generator | None) -> None:
-        data = sim._render_block(scenes)
-        if acquisition is not None:
-            data = acquisition.apply(data, float(pixel_size), child)
+        if fuse:
+            shifts = acquisition.line_shifts_px(len(scenes), shape[0], float(pixel_size), child)
+            data = sim._render_block(scenes, line_shifts_px=shifts)
+            data = acquisition.apply(data, float(pixel_size), child, lines_shifted=True)
+        else:
+            data = sim._render_block(scenes)
+            if acquisition is not None:
+                data = acquisition.apply(data, float(pixel_size), child)
         out[start : start + len(scenes)] = data
 
     # rendering and noise release the GIL: blocks run on all cores; scenes are built here

@@ -91,8 +91,44 @@ class Acquisition:
         d["flyback"] = list(self.flyback)
         return d
 
+    def line_shifts_px(
+        self, batch: int, rows: int, pixel_size_A: float, rng: np.random.Generator | None
+    ) -> np.ndarray | None:
+        """x shift [px] of every scan line: drift along x + shear + jitter (drawn from ``rng``).
+
+        The probe on line ``r`` at column ``c`` sees the specimen at ``c + shift[b, r]``.
+
+        Parameters
+        ----------
+        batch, rows : int
+            Number of images and of scan lines per image.
+        pixel_size_A : float
+            Pixel size [Å/px] (converts the drift to pixels).
+        rng : numpy.random.Generator
+            Source of the jitter (required when ``jitter_px > 0``).
+
+        Returns
+        -------
+        numpy.ndarray or None
+            ``(batch, rows)`` float64 shifts [px]; ``None`` when the lines are not shifted.
+        """
+        dx_line = self.drift_A_per_line[0] / float(pixel_size_A) + self.shear
+        if not (self.jitter_px > 0 or dx_line):
+            return None
+        if self.jitter_px > 0 and rng is None:
+            raise ConfigError("this acquisition is random: pass rng=numpy.random.default_rng(seed)")
+        shifts = np.broadcast_to(np.arange(rows) * dx_line, (batch, rows)).astype(float)
+        if self.jitter_px > 0:
+            shifts = shifts + self.jitter_px * rng.standard_normal((batch, rows))
+        return shifts
+
     def apply(
-        self, images: np.ndarray, pixel_size_A: float, rng: np.random.Generator | None = None
+        self,
+        images: np.ndarray,
+        pixel_size_A: float,
+        rng: np.random.Generator | None = None,
+        *,
+        lines_shifted: bool = False,
     ) -> np.ndarray:
         """Acquire ideal images.
 
@@ -104,6 +140,10 @@ class Acquisition:
             Pixel size [Å/px] (sets the counts per pixel and converts drift to pixels).
         rng : numpy.random.Generator
             Source of all randomness (required when there is jitter or a dose).
+        lines_shifted : bool
+            The images already hold the per-line x shifts of :meth:`line_shifts_px`, drawn from
+            ``rng`` just before (a renderer applied them in Fourier space): skip them here. Only
+            without drift along y (which acts before the x shifts).
 
         Returns
         -------
@@ -117,8 +157,10 @@ class Acquisition:
         needs_rng = self.jitter_px > 0 or self.dose_e_per_A2 is not None
         if needs_rng and rng is None:
             raise ConfigError("this acquisition is random: pass rng=numpy.random.default_rng(seed)")
+        if lines_shifted and self.drift_A_per_line[1]:
+            raise ValueError("lines_shifted=True needs drift_A_per_line[1] == 0 (y drift acts first)")
         ps = float(pixel_size_A)
-        out = _scan_distort(out, self, ps, rng)
+        out = _scan_distort(out, self, ps, rng, lines_shifted)
         if self.background:
             out = out + np.float32(self.background)
         if self.dose_e_per_A2 is not None:
@@ -137,11 +179,10 @@ class Acquisition:
 
 
 def _scan_distort(
-    images: np.ndarray, acq: Acquisition, ps: float, rng: np.random.Generator | None
+    images: np.ndarray, acq: Acquisition, ps: float, rng: np.random.Generator | None, lines_shifted: bool
 ) -> np.ndarray:
     """Drift, jitter, shear and flyback of a raster scan (see the module docstring)."""
     b, rows, cols = images.shape
-    dx_line = acq.drift_A_per_line[0] / ps + acq.shear
     dy_line = acq.drift_A_per_line[1] / ps
     if dy_line:
         y = np.arange(rows) * (1.0 + dy_line)
@@ -149,18 +190,11 @@ def _scan_distort(
         y1 = np.clip(y0 + 1, 0, rows - 1)
         t = np.clip(y - y0, 0.0, 1.0).astype(np.float32)[None, :, None]
         images = images[:, y0] * (1 - t) + images[:, y1] * t
-    if acq.jitter_px > 0 or dx_line:
-        shifts = np.broadcast_to(np.arange(rows) * dx_line, (b, rows)).astype(float)
-        if acq.jitter_px > 0:
-            shifts = shifts + acq.jitter_px * rng.standard_normal((b, rows))
-        k = np.fft.rfftfreq(cols).astype(np.float32)
-        # the probe at column c sees the specimen at c + shift: I'(x) = I(x + s)
-        theta = (2 * np.pi * shifts.astype(np.float32))[..., None] * k
-        phase = np.empty(theta.shape, np.complex64)
-        np.cos(theta, out=phase.real)
-        np.sin(theta, out=phase.imag)
-        spec = sfft.rfft(np.asarray(images, dtype=np.float32), axis=-1, workers=-1)
-        images = sfft.irfft(spec * phase, n=cols, axis=-1, workers=-1)
+    shifts = None if lines_shifted else acq.line_shifts_px(b, rows, ps, rng)
+    if shifts is not None:
+        spec = sfft.rfft(np.asarray(images, dtype=np.float32), axis=-1)
+        spec *= line_shift_phase(shifts, cols)
+        images = sfft.irfft(spec, n=cols, axis=-1)
     amp, decay = acq.flyback
     if amp:
         x = np.arange(cols) + amp * np.exp(-np.arange(cols) / decay)
@@ -169,3 +203,17 @@ def _scan_distort(
         t = np.clip(x - x0, 0.0, 1.0).astype(np.float32)
         images = images[..., x0] * (1 - t) + images[..., x1] * t
     return np.asarray(images, dtype=np.float32)
+
+
+def line_shift_phase(shifts_px: np.ndarray, cols: int) -> np.ndarray:
+    """``exp(2πi s k / cols)``, ``k = 0 … cols // 2``: the rfft-space factor shifting each line.
+
+    Multiplying a line's ``rfft`` by it gives ``I'(x) = I(x + s)`` (an exact sub-pixel shift of
+    the band-limited line). ``shifts_px`` ``(...)`` [px] gives ``(..., cols // 2 + 1)`` complex64.
+    """
+    k = np.fft.rfftfreq(cols).astype(np.float32)
+    theta = (2 * np.pi * np.asarray(shifts_px, dtype=np.float32))[..., None] * k
+    phase = np.empty(theta.shape, np.complex64)
+    np.cos(theta, out=phase.real)
+    np.sin(theta, out=phase.imag)
+    return phase
