@@ -423,11 +423,14 @@ class FastSimulator:
         grid = self._metal_grid(scenes, n_metal)
         n_filters = max([n_metal] + [k0 + 2 for _, k0, _, _ in support_planes])
         filters = [self._filter(k * step) for k in range(min(n_filters, cap))]
-        spec = np.zeros((len(scenes), ny, nx // 2 + 1), dtype=np.complex64)
         if grid is not None:
             planes = sfft.rfft2(grid)
-            for k in range(n_metal):
-                spec += planes[:, k] * filters[k]
+            spec = np.multiply(planes[:, 0], filters[0])
+            term = np.empty_like(spec)
+            for k in range(1, n_metal):
+                spec += np.multiply(planes[:, k], filters[k], out=term)
+        else:
+            spec = np.zeros((len(scenes), ny, nx // 2 + 1), dtype=np.complex64)
         for b, k0, t, s in support_planes:
             f = (
                 filters[k0]
