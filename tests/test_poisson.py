@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from clusterspy.simulation.poisson import COARSE_STEP, LAMBDA_MAX, _tables, poisson_counts
+from clusterspy.simulation.poisson import CHUNK_PIXELS, COARSE_STEP, LAMBDA_MAX, _tables, poisson_counts
 
 
 def test_alias_tables_reproduce_the_poisson_law():
@@ -80,3 +80,17 @@ def test_rejects_negative_or_nan_means():
         with pytest.raises(ValueError, match=">= 0"):
             poisson_counts(bad, rng)
     assert poisson_counts(np.zeros((0, 4)), rng).shape == (0, 4)
+
+
+def test_arrays_longer_than_one_pass_are_drawn_chunk_by_chunk():
+    # every pass of CHUNK_PIXELS pixels gets its own means: no mix-up across chunk boundaries
+    n = 3 * CHUNK_PIXELS + 17
+    lam = np.repeat([0.2, 30.0, 3.0, 500.0], [CHUNK_PIXELS - 5, CHUNK_PIXELS + 9, CHUNK_PIXELS - 4, 17])
+    assert lam.size == n
+    x = poisson_counts(lam.reshape(-1, 1), np.random.default_rng(11)).ravel()
+    for value in (0.2, 30.0, 3.0):
+        part = x[lam == value]
+        assert abs(part.mean() - value) < 5 * np.sqrt(value / part.size)
+        assert part.var() == pytest.approx(value, rel=0.05)
+    assert abs(x[lam == 500.0].mean() - 500.0) < 5 * np.sqrt(500.0 / 17)
+    assert np.array_equal(x, poisson_counts(lam, np.random.default_rng(11)))

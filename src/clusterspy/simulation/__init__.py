@@ -2,8 +2,9 @@
 
 - ``backend="prism"``: abTEM's PRISM multislice with frozen phonons (accurate, ~seconds to
   minutes per image; needs ``clusterspy[train]``);
-- ``backend="fast"``: a calibrated incoherent model (``fast.py``), about a millisecond of CPU per
-  128² image with noise, batched and threaded by :func:`simulate_batch`; it never imports abTEM.
+- ``backend="fast"``: a calibrated incoherent model (``fast.py``), about 0.5–0.8 ms of CPU per
+  128² image with exact Poisson noise (``poisson.py``), batched and threaded by
+  :func:`simulate_batch`; it never imports abTEM.
 
 Both return a :class:`clusterspy.image.Image` on the same pixel grid (see ``geometry.py``):
 the field is centred on the metal atoms' x, y centre, which lands on pixel

@@ -39,6 +39,9 @@ FINE_STEP = 1.0 / 32.0
 COARSE_STEP = 16.0
 #: Means from here on are drawn with ``Generator.poisson``.
 LAMBDA_MAX = 256.0
+#: Pixels drawn per vectorised pass: the pass's temporaries (~4 MB) stay in the allocator's
+#: heap; larger ones got fresh pages from the OS each time (page faults cost more than the draws).
+CHUNK_PIXELS = 1 << 16
 #: Poisson tail mass left out of the tables.
 TAIL = 1e-16
 
@@ -79,8 +82,9 @@ class _AliasTable:
         np.add.at(p, (np.repeat(np.arange(n), w), alias.ravel()), ((1.0 - thr) / w).ravel())
         return p
 
-    def sample(self, row: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """Counts (float32) for table rows ``row`` (whole numbers, float) and uniforms ``u``.
+    def sample(self, row: np.ndarray, u: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Counts (float32, into ``out`` if given) for table rows ``row`` (whole numbers, float)
+        and uniforms ``u``.
 
         ``u`` (float64 in [0, 1)) is overwritten. With ``y = (row + u) · width``, the cell is
         ``⌊y⌋`` and the fractional part of ``y`` (uniform in [0, 1), independent of the cell,
@@ -94,7 +98,7 @@ class _AliasTable:
         reject = y >= self.threshold.take(cell)
         cell *= 2
         cell += reject
-        return self.outcome.take(cell)
+        return self.outcome.take(cell, out=out)
 
 
 def _pmf(k: np.ndarray, lam: np.ndarray) -> np.ndarray:
@@ -160,6 +164,14 @@ def poisson_counts(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(shape, dtype=np.float32)
     if not flat.min() >= 0.0:  # also catches NaN
         raise ValueError("Poisson means must be >= 0 (and not NaN)")
+    out = np.empty(flat.size, dtype=np.float32)
+    for start in range(0, flat.size, CHUNK_PIXELS):
+        _sample_into(out[start : start + CHUNK_PIXELS], flat[start : start + CHUNK_PIXELS], rng)
+    return out.reshape(shape)
+
+
+def _sample_into(counts: np.ndarray, flat: np.ndarray, rng: np.random.Generator) -> None:
+    """Poisson counts of the means ``flat`` (1-D, >= 0) into ``counts`` (float32, same size)."""
     fine, coarse = _tables()
     huge = np.flatnonzero(flat >= LAMBDA_MAX) if flat.max() >= LAMBDA_MAX else None
     # λ / s = q + f, q whole, f = δ / s in [0, 1): exact in the input's precision (s = 2⁻⁵)
@@ -175,13 +187,12 @@ def poisson_counts(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         qb = q.take(big)
         j = np.floor(qb * (1.0 / per))
         q[big] = qb - j * per
-    counts = fine.sample(q, rng.random(flat.size))
+    fine.sample(q, rng.random(flat.size), out=counts)
     if big.size:
         counts[big] += coarse.sample(j, rng.random(big.size))
     _add_remainders(counts, frac, rng)
     if huge is not None:
         counts[huge] = rng.poisson(flat.take(huge).astype(np.float64))
-    return counts.reshape(shape)
 
 
 def _add_remainders(counts: np.ndarray, frac: np.ndarray, rng: np.random.Generator) -> None:
