@@ -330,3 +330,19 @@ def test_line_shifts_in_the_inverse_fft_match_acquisition():
         np.testing.assert_allclose(a, b, rtol=0, atol=3e-3 * a.max())
     with pytest.raises(ValueError, match="y drift"):
         Acquisition(drift_A_per_line=(0.0, 0.01)).apply(fused, 0.25, lines_shifted=True)
+
+
+def test_calibration_as_mapping_pins_the_fast_model():
+    """A dataset specification can pin the fast model's parameters (backend_options)."""
+    from ase.cluster import Icosahedron
+
+    from clusterspy.simulation import FastCalibration, simulate
+
+    atoms = Icosahedron("Au", 3)
+    params = {"z_exponent": 1.5, "column_radius_A": 0.5, "extra_blur_A": 0.3}
+    a = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=params).data
+    b = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=FastCalibration(**params)).data
+    c = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=FastCalibration()).data
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+    with pytest.raises(ConfigError, match="unknown fast-calibration parameter"):
+        simulate(atoms, pixel_size=0.3, extent=16.0, calibration={"z_exp": 1.5})

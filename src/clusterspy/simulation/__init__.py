@@ -36,6 +36,7 @@ from clusterspy.simulation.fast import (
     FastCalibration,
     FastSimulator,
     _cpu_count,
+    as_calibration,
     default_calibration,
 )
 from clusterspy.simulation.geometry import (
@@ -130,7 +131,8 @@ def simulate(
     **backend_options
         For "prism": ``interpolation``, ``potential_sampling_A``, ``slice_thickness_A``,
         ``frozen_phonons``, ``thermal_sigma_A`` (see :func:`prism.simulate_prism`); for
-        "fast": ``calibration`` (:class:`FastCalibration`).
+        "fast": ``calibration`` (:class:`FastCalibration`, or a mapping of its parameters, as a
+        dataset specification's ``backend_options`` can pin it; default: the shipped one).
 
     Returns
     -------
@@ -150,7 +152,7 @@ def simulate(
         calibration = backend_options.pop("calibration", None)
         if backend_options:
             raise ConfigError(f"unknown option(s) for the fast backend: {', '.join(backend_options)}")
-        sim = _fast_simulator(microscope, field.pixel_size_A, field.shape, calibration)
+        sim = _fast_simulator(microscope, field.pixel_size_A, field.shape, as_calibration(calibration))
         data = sim.render([scene])[0]
     else:
         from clusterspy.simulation.prism import simulate_prism
@@ -199,7 +201,7 @@ def simulate_batch(
         One support (or None) per image: ``ase.Atoms``, a (positions, numbers) pair or a
         :class:`PlacedSupport`. A support object given for several images is placed once and
         its rendering is cached (by content), so reusing a few slabs costs almost nothing.
-    calibration : FastCalibration, optional
+    calibration : FastCalibration or mapping, optional
         Fast-model parameters (default: shipped calibration).
     chunk : int
         Largest number of images rendered and acquired in one vectorised block (capped at
@@ -220,7 +222,7 @@ def simulate_batch(
     if len(supports) != n:
         raise ConfigError(f"got {len(supports)} supports for {n} structures; give one per image")
     shape = field_shape(pixel_size, extent)
-    sim = _fast_simulator(microscope, float(pixel_size), shape, calibration)
+    sim = _fast_simulator(microscope, float(pixel_size), shape, as_calibration(calibration))
     out = np.empty((n, *shape), dtype=np.float32)
     fields: list[Field] = []
     # a support reused for many clusters is placed (and hashed) once

@@ -65,14 +65,17 @@ import math
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 from functools import cache
 from importlib import resources
+from typing import Any
 
 import numpy as np
 import scipy.fft as sfft
 
+from clusterspy.errors import ConfigError
 from clusterspy.simulation.acquisition import line_shift_phase
 from clusterspy.simulation.geometry import Scene, support_key
 from clusterspy.simulation.microscope import Microscope
@@ -147,6 +150,28 @@ class FastCalibration:
         if inner >= _REFERENCE_INNER_MRAD:
             return 2.0 - (2.0 - n0) * math.exp(-(inner - _REFERENCE_INNER_MRAD) / 60.0)
         return 1.0 + (n0 - 1.0) * math.exp(-(_REFERENCE_INNER_MRAD - inner) / 60.0)
+
+
+def as_calibration(calibration: FastCalibration | Mapping[str, Any] | None) -> FastCalibration | None:
+    """A :class:`FastCalibration` from itself, a mapping of its fields (e.g. from a dataset
+    specification's ``backend_options``), or ``None`` (the shipped calibration, resolved later).
+
+    Raises
+    ------
+    ConfigError
+        For unknown field names or another type.
+    """
+    if calibration is None or isinstance(calibration, FastCalibration):
+        return calibration
+    if isinstance(calibration, Mapping):
+        names = {f.name for f in fields(FastCalibration)}
+        unknown = set(calibration) - names
+        if unknown:
+            raise ConfigError(f"unknown fast-calibration parameter(s) {sorted(unknown)}; "
+                              f"expected some of {sorted(names)}")
+        return FastCalibration(**calibration)
+    raise ConfigError(f"calibration must be a FastCalibration or a mapping of its parameters, "
+                      f"got {type(calibration).__name__}")
 
 
 @cache
