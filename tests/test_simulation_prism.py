@@ -59,3 +59,24 @@ def test_sampling_is_chosen_for_the_detector():
     s = choose_potential_sampling(Microscope(detector_mrad=(70, 200)))
     assert Microscope().wavelength_A / (3 * s) * 1e3 >= 200
     assert choose_potential_sampling(Microscope(detector_mrad=(40, 100))) == 0.05
+
+
+def test_prism_window_must_hold_the_drift_through_a_support():
+    """PRISM's interpolation window vs the specimen depth (the support-halo artefact)."""
+    from clusterspy.simulation.geometry import build_scene
+    from clusterspy.simulation.prism import check_interpolation, max_interpolation
+    from clusterspy.structures import carbon_support, cluster
+
+    atoms = cluster("icosahedral", 55, "Au", 3, orientation="random")
+    mic = Microscope(detector_mrad=(70, 200))
+    support = carbon_support(16.0, 20.0, 2.0, np.random.default_rng(4))
+    field, bare = build_scene(atoms, 0.4, 16.0)
+    _, on_carbon = build_scene(atoms, 0.4, 16.0, support)
+    assert max_interpolation(field, bare, mic) >= 4  # Au55 alone: ~10 Å deep
+    assert max_interpolation(field, on_carbon, mic) == 1  # + 2 Å gap + 20 Å of carbon
+    assert check_interpolation("auto", field, on_carbon, mic) == 1
+    with pytest.raises(ConfigError, match="interpolation 4 is too coarse"):
+        simulate(atoms, mic, pixel_size=0.4, extent=16.0, backend="prism", support=support,
+                 interpolation=4, frozen_phonons=0)
+    with pytest.raises(ConfigError, match="integer >= 1 or 'auto'"):
+        check_interpolation(2.5, field, bare, mic)
