@@ -25,7 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clusterspy.simulation import FastCalibration, FastSimulator, build_scene, ncc
 from simulation_cases import (
-    CACHE,
     MICROSCOPE,
     PIXEL_SIZE_A,
     PRISM_OPTIONS,
@@ -33,18 +32,21 @@ from simulation_cases import (
     build,
     extent_of,
     prism_reference,
+    reference_path,
 )
 
 OUT = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "simulation" / "fast_calibration.json"
-NAMES = ("z_exponent", "channelling_a", "channelling_b", "column_radius_A", "extra_blur_A")
+NAMES = ("z_exponent", "channelling_a", "channelling_b", "channelling_c", "column_radius_A", "extra_blur_A")
 START = FastCalibration(
-    z_exponent=1.7, channelling_a=0.0, channelling_b=1.0, column_radius_A=0.6, extra_blur_A=0.0
+    z_exponent=1.7, channelling_a=0.0, channelling_b=1.0, channelling_c=0.0, column_radius_A=0.6,
+    extra_blur_A=0.0,
 )
 BOUNDS = {
     "z_exponent": (1.2, 2.2),
     "channelling_a": (-1.0, 0.5),
-    "channelling_b": (0.05, 3.0),
-    "column_radius_A": (0.2, 1.2),
+    "channelling_b": (0.05, 5.0),
+    "channelling_c": (0.0, 0.3),
+    "column_radius_A": (0.1, 1.2),
     "extra_blur_A": (0.0, 1.0),
 }
 
@@ -55,7 +57,7 @@ def load(cached_only: bool) -> list[tuple[str, object, object, float, np.ndarray
     for case in all_cases():
         atoms, support = build(case)
         extent = extent_of(atoms)
-        if cached_only and not any(CACHE.glob(f"prism_{case.name}_*.npz")):
+        if cached_only and not reference_path(case).exists():
             continue
         ref, _ = prism_reference(case)
         field, scene = build_scene(atoms, PIXEL_SIZE_A, extent, support)
@@ -89,10 +91,10 @@ def fit(train) -> FastCalibration:
         x0,
         method="Nelder-Mead",
         options={
-            "maxfev": 150,
+            "maxfev": 300,
             "xatol": 1e-3,
             "fatol": 1e-5,
-            "initial_simplex": x0 + np.vstack([np.zeros(5), np.diag([0.2, -0.3, 0.5, 0.2, 0.2])]),
+            "initial_simplex": x0 + np.vstack([np.zeros(6), np.diag([0.2, 0.3, 0.5, 0.05, -0.3, 0.2])]),
         },
     )
     cal = clamp(replace(START, **dict(zip(NAMES, map(float, res.x), strict=True))))

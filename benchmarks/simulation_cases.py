@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -146,13 +147,19 @@ def _key(atoms, support, extent: float, options: dict) -> str:
     return h.hexdigest()[:16]
 
 
+def reference_path(case: Case) -> Path:
+    """Cache file of a case's PRISM reference (keyed by its atoms and settings)."""
+    atoms, support = build(case)
+    return CACHE / f"prism_{case.name}_{_key(atoms, support, extent_of(atoms), prism_options(case))}.npz"
+
+
 def prism_reference(case: Case) -> tuple[np.ndarray, float]:
     """PRISM image of a case (cached) and the seconds it took (0 when cached)."""
     atoms, support = build(case)
     extent = extent_of(atoms)
     CACHE.mkdir(exist_ok=True)
     options = prism_options(case)
-    path = CACHE / f"prism_{case.name}_{_key(atoms, support, extent, options)}.npz"
+    path = reference_path(case)
     if path.exists():
         return np.load(path)["image"], 0.0
     t = time.perf_counter()
@@ -167,5 +174,7 @@ def prism_reference(case: Case) -> tuple[np.ndarray, float]:
         **options,
     ).data
     dt = time.perf_counter() - t
-    np.savez_compressed(path, image=img, seconds=dt)
+    tmp = path.with_name(path.stem + f".tmp{os.getpid()}.npz")
+    np.savez_compressed(tmp, image=img, seconds=dt, interpolation=options["interpolation"])
+    os.replace(tmp, path)  # atomic: two processes may compute references side by side
     return img, dt

@@ -20,7 +20,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from clusterspy.simulation import FastCalibration, default_calibration, ncc, simulate
 from simulation_cases import (
-    CACHE,
     MICROSCOPE,
     PIXEL_SIZE_A,
     PRISM_OPTIONS,
@@ -28,6 +27,7 @@ from simulation_cases import (
     build,
     extent_of,
     prism_reference,
+    reference_path,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulation_fidelity.json"
@@ -43,7 +43,7 @@ def main() -> None:
     held_out = set(shipped.get("held_out", []))
     rows = []
     for case in all_cases():
-        if args.cached_only and not any(CACHE.glob(f"prism_{case.name}_*.npz")):
+        if args.cached_only and not reference_path(case).exists():
             continue
         atoms, support = build(case)
         extent = extent_of(atoms)

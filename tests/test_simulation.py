@@ -231,11 +231,15 @@ def test_depth_planes_match_fine_spacing(microscope):
 def test_cached_support_matches_atoms_rendered_one_by_one():
     """The support's cached spectrum (at its mean depth) gives the image of its atoms splatted like
     metal atoms, each at its own depth; a copy hits the cache, another slab does not."""
-    from clusterspy.simulation import FastSimulator, Scene, build_scene
+    from dataclasses import replace
+
+    from clusterspy.simulation import FastSimulator, Scene, build_scene, default_calibration
 
     rng = np.random.default_rng(5)
     slab, other = _carbon_slab(16.0, 10.0, rng), _carbon_slab(16.0, 10.0, rng)
-    sim = FastSimulator(Microscope(), 0.25, (64, 64))
+    # carbon rendered "as metal" below must not get the metal's channelling correction
+    no_channelling = replace(default_calibration(), channelling_a=0.0, channelling_c=0.0)
+    sim = FastSimulator(Microscope(), 0.25, (64, 64), no_channelling)
     _, scene = build_scene(_single_atom(symbol="Au"), 0.25, 16.0, slab)
     with_support = sim.render([scene])[0]
     bare = sim.render(

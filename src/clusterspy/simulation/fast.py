@@ -11,11 +11,12 @@ where ``P(r; Δf)`` is the aperture-limited probe intensity at the effective def
 ``Δf - z_i`` an atom at depth ``z_i`` sees (defocus and Cs from :class:`Microscope`; the probe
 spreads through the cluster's depth), ``n`` the detector-dependent Z exponent, ``S`` the
 Gaussian source and ``c`` a scale to PRISM's units (fraction of the incident beam reaching the
-detector). ``g(m) = (1 + b (m - 1))^a`` is a *channelling correction*: ``m_i`` is
+detector). ``g(m) = (1 + b (m - 1))^a · exp(-γ (m - 1))`` is a *channelling correction*: ``m_i`` is
 the occupancy of the atomic column the atom belongs to (the number of metal atoms within
 ``column_radius_A`` of it in projection); on zone axes the probe channels along densely occupied
-columns, which changes their intensity from the sum of independent atoms (for Au it
-saturates: a < 0), which the incoherent model misses. ``n, c, a, b`` (and an extra Gaussian
+columns, which changes their intensity from the sum of independent atoms, which the incoherent
+model misses: against PRISM (Au, 200 keV), short dense columns brighten (``a > 0``: the probe
+channels onto them) and long ones saturate (``γ > 0``). ``n, c, a, b, γ`` (and an extra Gaussian
 blur, ``extra_blur_A``) are fitted against PRISM references by
 ``benchmarks/calibrate_fast.py`` and ship in ``fast_calibration.json``.
 
@@ -108,8 +109,10 @@ class FastCalibration:
         ``c`` [Å²]: ``c · Z^n`` is an atom's cross-section for scattering onto the detector, so
         that ``Σ c Z^n P(r)`` (probe intensity ``P`` normalised to 1 over area, [1/Å²]) is the
         fraction of the beam reaching the detector.
-    channelling_a, channelling_b : float
-        Channelling correction ``g(m) = (1 + b (m - 1))^a``.
+    channelling_a, channelling_b, channelling_c : float
+        Channelling correction ``g(m) = (1 + b (m - 1))^a · exp(-c (m - 1))`` (``c`` is γ in the
+        module docstring): ``a > 0`` brightens short dense columns (the probe channels onto
+        them), ``c > 0`` saturates long ones.
     column_radius_A : float
         Radius [Å] within which atoms count as one column in projection.
     depth_step_A : float or None
@@ -125,6 +128,7 @@ class FastCalibration:
     scale: float = 1.0e-5
     channelling_a: float = 0.0
     channelling_b: float = 1.0
+    channelling_c: float = 0.0
     column_radius_A: float = 0.6
     depth_step_A: float | None = None
     extra_blur_A: float = 0.0
@@ -137,6 +141,18 @@ class FastCalibration:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def has_channelling(self) -> bool:
+        """Whether the channelling correction differs from 1."""
+        return self.channelling_a != 0.0 or self.channelling_c != 0.0
+
+    def channelling(self, extra: np.ndarray) -> np.ndarray:
+        """``g(m)`` of atoms whose columns hold ``extra = m - 1`` other atoms."""
+        g = (1.0 + self.channelling_b * extra) ** self.channelling_a
+        if self.channelling_c:
+            g = g * np.exp(-self.channelling_c * extra)
+        return g
 
     def z_exponent_for(self, microscope: Microscope) -> float:
         """Z exponent for the microscope's detector.
@@ -306,9 +322,9 @@ class FastSimulator:
         cal = self.calibration
         n = self.exponent
         wm = cal.scale * scene.metal_numbers.astype(float) ** n
-        if cal.channelling_a != 0.0 and len(wm):
+        if cal.has_channelling and len(wm):
             m = column_occupancy(scene.metal_positions[:, :2], cal.column_radius_A) - 1.0
-            wm = wm * (1.0 + cal.channelling_b * m) ** cal.channelling_a
+            wm = wm * cal.channelling(m)
         ws = cal.scale * scene.support_numbers.astype(float) ** n
         return wm, ws
 
@@ -369,9 +385,9 @@ class FastSimulator:
         numbers = np.concatenate([sc.metal_numbers for sc in scenes])
         scene_of = np.repeat(np.arange(len(scenes)), sizes)
         wm = cal.scale * numbers.astype(float) ** self.exponent
-        if cal.channelling_a != 0.0:
+        if cal.has_channelling:
             m = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of) - 1.0
-            wm = wm * (1.0 + cal.channelling_b * m) ** cal.channelling_a
+            wm = wm * cal.channelling(m)
         fz = np.clip(pos[:, 2] / self.depth_step_A, 0.0, n_metal - 1)
         k0 = np.floor(fz).astype(np.int64)
         tz = fz - k0
