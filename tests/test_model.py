@@ -153,3 +153,33 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
     assert a["state"]["step"] == b["state"]["step"]
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_recalibrate_with_a_prism_set_weighs_both_sets_equally(tiny_run, tmp_path):
+    from clusterspy.datasets import generate
+    from clusterspy.datasets.sampling import toy_sample
+    from clusterspy.model import calibration as cal
+
+    w = cal.balanced_weights([2, 6])
+    assert np.isclose(w[:2].sum(), w[2:].sum()) and w[0] == 3 * w[2]
+    # a weighted temperature fit follows the weighted set
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, 400)
+    logits = rng.normal(size=(400, 4))
+    logits[np.arange(400), labels] += 2.0
+    sharp = logits * 3.0  # the same evidence, over-confident
+    both, y2 = np.concatenate([logits, sharp]), np.concatenate([labels, labels])
+    t_first = cal.fit_temperature(both, y2, np.r_[np.ones(400), np.full(400, 1e-6)])
+    t_second = cal.fit_temperature(both, y2, np.r_[np.full(400, 1e-6), np.ones(400)])
+    assert t_second > 2.0 * t_first
+
+    out, _path, _first = tiny_run
+    spec = {"seed": 77, "n_images": 64, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
+    extra = generate(spec, tmp_path / "prism_like.zarr", scheduler="synchronous", progress=False,
+                     sample_fn=toy_sample)
+    metrics = cal.recalibrate(out, tta=False, prism=[extra])
+    card = json.loads((out / "model_card.json").read_text())
+    assert metrics["n_prism"] == 64 and metrics["prism_sets"] == [str(extra)]
+    assert metrics["n"] == metrics["n_fast_holdout"] + 64
+    assert card["temperature"] == metrics["temperature"] > 0
+    assert "prism_part" in metrics and 0.0 <= metrics["prism_part"]["ece"] <= 1.0

@@ -86,7 +86,8 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, n: int = 4) -> np.nda
     return cm
 
 
-def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) -> dict:
+def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
+                prism: list | None = None) -> dict:
     """Re-fit temperature and "unknown" threshold of an exported model on its held-out examples.
 
     Uses the ONNX model through :class:`clusterspy.predict.Model` (so exactly the inference code
@@ -96,6 +97,18 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
     sets weighted equally in the temperature fit: the fast hold-out is much larger), and rewrites
     ``model_card.json`` (``temperature``, ``unknown_threshold``, ``test_time_augmentation``,
     ``metrics["calibration_set"]``). The weights (and their SHA-256) are unchanged.
+
+    Parameters
+    ----------
+    out_dir : path
+        Folder with ``model_card.json`` and the ONNX weights.
+    tta : bool
+        Also try test-time augmentation; kept if it is more accurate on the calibration data.
+    precision : float, optional
+        Target precision of accepted predictions (default: the training config's).
+    prism : list of paths, optional
+        PRISM-simulated calibration datasets (zarr) to use instead of the training config's
+        validation set (e.g. ``configs/dataset_cal_prism_v1.yaml``, generated).
 
     Returns
     -------
@@ -119,11 +132,14 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
     sel = (index // 4) % k == k - 1
     x, y = images[sel], labels[sel]
     n_fast, n_prism = len(y), 0
-    vpath = Path(cfg["validation_path"] or out / "val_prism.zarr") if cfg.get("validation") else None
-    if vpath is not None and (vpath / "zarr.json").exists():
-        vimg, vy, _ = load(vpath, partial=True)
-        n_prism = len(vy)
-        if n_prism:
+    if prism is None:
+        vpath = Path(cfg["validation_path"] or out / "val_prism.zarr") if cfg.get("validation") else None
+        prism = [vpath] if vpath is not None and (vpath / "zarr.json").exists() else []
+    prism_paths = [str(Path(p)) for p in prism]
+    for path in prism_paths:
+        vimg, vy, _ = load(path, partial=True)
+        n_prism += len(vy)
+        if len(vy):
             x, y = np.concatenate([x, vimg]), np.concatenate([y, vy])
     weights = balanced_weights([n_fast, n_prism])
     target = float(precision if precision is not None else cfg["unknown_precision"])
@@ -137,7 +153,7 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
         thr = choose_threshold(p, y, target)
         results[use] = {
             "temperature": t, "unknown_threshold": thr, "n": len(y),
-            "n_fast_holdout": n_fast, "n_prism_validation": n_prism,
+            "n_fast_holdout": n_fast, "n_prism": n_prism, "prism_sets": prism_paths,
             "accuracy": float((p.argmax(1) == y).mean()),
             "nll": nll(logits, y, t, weights),
             "ece_before": expected_calibration_error(_softmax(logits, 1.0), y),
@@ -146,7 +162,7 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
         }
         if n_prism:
             pv = p[n_fast:]
-            results[use]["prism_validation"] = {
+            results[use]["prism_part"] = {
                 "accuracy": float((pv.argmax(1) == y[n_fast:]).mean()),
                 "ece": expected_calibration_error(pv, y[n_fast:]),
                 **selective_metrics(pv, y[n_fast:], thr),
@@ -158,8 +174,8 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
     card["test_time_augmentation"] = "dihedral8" if best else None
     card["metrics"]["calibration_set"] = {
         "what": "held-out fast-simulated examples ((index // 4) % k == k-1), never trained on"
-                + (", and the PRISM validation set (each set weighted 1/2 in the temperature fit)"
-                   if n_prism else "")
+                + (", and PRISM-simulated examples of " + ", ".join(prism_paths)
+                   + " (fast and PRISM each weighted 1/2 in the temperature fit)" if n_prism else "")
                 + "; temperature and threshold fitted here with the ONNX inference path",
         "test_time_augmentation": card["test_time_augmentation"], **chosen,
     }
@@ -170,15 +186,17 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None) ->
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m clusterspy.model.calibration OUT_DIR [--no-tta]``: re-fit an exported model."""
+    """``python -m clusterspy.model.calibration OUT_DIR [--no-tta] [--prism ZARR ...]``: re-fit a model."""
     import argparse
     import json
 
     ap = argparse.ArgumentParser(description=main.__doc__)
     ap.add_argument("out_dir")
     ap.add_argument("--no-tta", action="store_true")
+    ap.add_argument("--prism", action="append", default=None, metavar="ZARR",
+                    help="PRISM calibration dataset (repeatable; default: the config's validation set)")
     a = ap.parse_args(argv)
-    print(json.dumps(recalibrate(a.out_dir, tta=not a.no_tta), indent=1))
+    print(json.dumps(recalibrate(a.out_dir, tta=not a.no_tta, prism=a.prism), indent=1))
 
 
 if __name__ == "__main__":
