@@ -18,7 +18,9 @@ centring error. Usage::
     python benchmarks/accuracy_prism.py [--n 200] [--workers 2] [--partial] [--model PATH]
 
 The PRISM images are generated once (resumable, Dask) into ``benchmarks/cache/`` (git-ignored);
-results go to ``benchmarks/results/accuracy_prism.json`` and ``accuracy_prism_*.png``.
+results go to ``benchmarks/results/accuracy_prism.json`` and ``accuracy_prism_*.png`` (confusion
+matrix, reliability diagram, accuracy vs dose and size); ``--update-card CARD`` also writes them
+into a model card.
 """
 
 from __future__ import annotations
@@ -79,6 +81,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--partial", action="store_true",
                     help="evaluate the images finished so far, do not generate")
     ap.add_argument("--model", default=None, help="model.onnx (default: shipped weights)")
+    ap.add_argument("--update-card", default=None, metavar="CARD",
+                    help="write the figures into this model_card.json (metrics.prism_test)")
     a = ap.parse_args(argv)
 
     os.environ.setdefault("CLUSTERSPY_CACHE", str(CACHE / "structures"))
@@ -145,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict:
         "confusion_matrix": {"rows_true_cols_pred": list(CLASSES),
                              "counts": confusion_matrix(pred, labels).tolist()},
         "ece": expected_calibration_error(probs, labels),
+        "mean_confidence": float(probs.max(1).mean()),
         "unknown_threshold": thr,
         "coverage": sel["coverage"],
         "precision_accepted": sel["precision_accepted"],
@@ -164,35 +169,53 @@ def main(argv: list[str] | None = None) -> dict:
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / "accuracy_prism.json", "w", encoding="utf-8") as fh:
         json.dump(res, fh, indent=1)
-    _plots(res)
+    _plots(res, probs, labels)
+    if a.update_card:
+        _update_card(Path(a.update_card), res)
     print(json.dumps({k: res[k] for k in (
-        "n_images", "accuracy", "per_class_accuracy", "ece", "coverage", "precision_accepted",
+        "n_images", "accuracy", "per_class_accuracy", "ece", "mean_confidence", "coverage",
+        "precision_accepted",
         "accuracy_vs_dose_e_per_A2", "accuracy_vs_n_atoms")}, indent=1))
     print("confusion (rows true, cols predicted):", res["confusion_matrix"]["counts"])
     return res
 
 
-def _plots(res: dict) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def _plots(res: dict, probs: np.ndarray, labels: np.ndarray) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     from clusterspy.model.figures import plot_confusion
+    from clusterspy.plots import plot_reliability, save_figure
 
     plot_confusion(np.asarray(res["confusion_matrix"]["counts"]),
                    RESULTS / "accuracy_prism_confusion.png",
                    title=f"PRISM test (n={res['n_images']})")
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3.2))
+    save_figure(plot_reliability(probs, labels, n_bins=15, title="PRISM test"),
+                RESULTS / "accuracy_prism_reliability.png")
+    fig = Figure(figsize=(8, 3.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    a1, a2 = fig.subplots(1, 2)
     d = res["accuracy_vs_dose_e_per_A2"]
     a1.semilogx([float(k) for k in d], [v["accuracy"] for v in d.values()], "o-", color="#0072B2")
     a1.set(xlabel="dose [e⁻/Å²]", ylabel="top-1 accuracy", ylim=(0, 1.02))
     s = res["accuracy_vs_n_atoms"]
     a2.bar(list(s), [v["accuracy"] for v in s.values()], color="#E69F00")
     a2.set(xlabel="cluster size [atoms]", ylabel="top-1 accuracy", ylim=(0, 1.02))
-    fig.tight_layout()
-    fig.savefig(RESULTS / "accuracy_prism_vs_dose_size.png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, RESULTS / "accuracy_prism_vs_dose_size.png", dpi=110)
+
+
+def _update_card(path: Path, res: dict) -> None:
+    """Write the test figures into a model card (``metrics["prism_test"]``)."""
+    card = json.loads(path.read_text(encoding="utf-8"))
+    card["metrics"]["prism_test"] = {
+        "what": "benchmarks/accuracy_prism.py: PRISM (abTEM) images with settings not used in training",
+        **{k: res[k] for k in ("command", "n_images", "accuracy", "per_class_accuracy", "ece",
+                               "mean_confidence", "coverage", "precision_accepted")},
+        "confusion_rows_true_cols_pred": res["confusion_matrix"]["counts"],
+    }
+    from clusterspy.io import write_json
+
+    write_json(card, path, indent=1)
 
 
 if __name__ == "__main__":

@@ -92,3 +92,20 @@ def test_confusion_matrix_and_accuracy_curve():
                                     xlabel="dose (e⁻/Å²)", logx=True)
     _check_axes(fig)
     assert fig.axes[0].get_xscale() == "log"
+
+
+def test_reliability_diagram_shows_accuracy_per_confidence_bin():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 4, 500)
+    probs = np.full((500, 4), 0.1)
+    probs[np.arange(500), labels] = 0.7  # 70 % confident ...
+    wrong = rng.random(500) < 0.5  # ... but right only half the time
+    probs[wrong] = np.roll(probs[wrong], 1, axis=1)
+    fig = plots.plot_reliability(probs, labels, n_bins=10)
+    _check_axes(fig)
+    ax = fig.axes[0]
+    heights = [b.get_height() for b in ax.patches]
+    assert len(heights) == 10 and abs(heights[6] - 0.5) < 0.06  # the 0.6-0.7 bin
+    assert "ECE 0.2" in ax.get_title()  # |0.7 - ~0.5|
+    with pytest.raises(ValueError):
+        plots.plot_reliability(probs[:3], labels)

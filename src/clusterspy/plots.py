@@ -29,6 +29,7 @@ __all__ = [
     "plot_overlay",
     "plot_proportions",
     "plot_proportions_vs_temperature",
+    "plot_reliability",
     "plot_strip",
     "plot_van_t_hoff",
     "save_figure",
@@ -346,6 +347,61 @@ def plot_confusion_matrix(
     fig.colorbar(im, ax=ax, label="fraction of true class (–)" if normalize else "count")
     if title:
         ax.set_title(title)
+    return fig
+
+
+def plot_reliability(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    n_bins: int = 10,
+    title: str | None = None,
+) -> Figure:
+    """Reliability diagram: accuracy vs confidence of the top class, with the bins' counts.
+
+    Parameters
+    ----------
+    probs : ndarray
+        ``(N, K)`` predicted class probabilities.
+    labels : ndarray
+        ``(N,)`` true class indices.
+    n_bins : int
+        Equal-width confidence bins on [0, 1].
+    title : str, optional
+        Axes title (the expected calibration error is appended).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Bars on the diagonal mean calibrated probabilities; below it, over-confidence.
+    """
+    p = np.asarray(probs, float)
+    y = np.asarray(labels)
+    if p.ndim != 2 or len(p) != len(y) or len(y) == 0:
+        raise ValueError("probs must be (N, K) and labels (N,), N > 0")
+    conf = p.max(axis=1)
+    correct = p.argmax(axis=1) == y
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, n_bins - 1)
+    n = np.bincount(idx, minlength=n_bins)
+    acc = np.divide(np.bincount(idx, weights=correct, minlength=n_bins), n,
+                    out=np.full(n_bins, np.nan), where=n > 0)
+    from clusterspy.model.calibration import expected_calibration_error
+
+    ece = expected_calibration_error(p, y, n_bins)  # the same bins as drawn
+    fig = _figure((3.6, 3.4))
+    ax = fig.add_subplot()
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    ax.bar(centres, np.nan_to_num(acc), width=1.0 / n_bins, edgecolor="white",
+           color=OKABE_ITO["blue"], label="accuracy")
+    ax.plot([0, 1], [0, 1], "--", color=OKABE_ITO["grey"], label="calibrated")
+    for c, k, a in zip(centres, n, acc, strict=True):
+        if k:
+            ax.text(c, min(a, 0.93) + 0.02, str(int(k)), ha="center", fontsize=7)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence of the top class (–)",
+           ylabel="accuracy (–)")
+    ax.set_title(f"{title + ': ' if title else ''}ECE {ece:.3f}, n = {len(y)}", fontsize=9)
+    ax.legend(loc="upper left", fontsize=8)
     return fig
 
 
