@@ -396,8 +396,9 @@ def plot_reliability(
            color=OKABE_ITO["blue"], label="accuracy")
     ax.plot([0, 1], [0, 1], "--", color=OKABE_ITO["grey"], label="calibrated")
     for c, k, a in zip(centres, n, acc, strict=True):
-        if k:
-            ax.text(c, min(a, 0.93) + 0.02, str(int(k)), ha="center", fontsize=7)
+        if k:  # the bin's count, at the foot of its bar
+            ax.text(c, 0.02, str(int(k)), ha="center", va="bottom", fontsize=6, rotation=90,
+                    color="white" if a > 0.15 else "black")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence of the top class (–)",
            ylabel="accuracy (–)")
     ax.set_title(f"{title + ': ' if title else ''}ECE {ece:.3f}, n = {len(y)}", fontsize=9)
