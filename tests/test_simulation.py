@@ -237,8 +237,8 @@ def test_cached_support_matches_atoms_rendered_one_by_one():
 
     rng = np.random.default_rng(5)
     slab, other = _carbon_slab(16.0, 10.0, rng), _carbon_slab(16.0, 10.0, rng)
-    # carbon rendered "as metal" below must not get the metal's channelling correction
-    no_channelling = replace(default_calibration(), channelling_a=0.0, channelling_c=0.0)
+    # carbon rendered "as metal" below must not get the metal's channelling correction or spread
+    no_channelling = replace(default_calibration(), channelling_a=0.0, channelling_c=0.0, spread_blur_A=0.0)
     sim = FastSimulator(Microscope(), 0.25, (64, 64), no_channelling)
     _, scene = build_scene(_single_atom(symbol="Au"), 0.25, 16.0, slab)
     with_support = sim.render([scene])[0]
@@ -309,6 +309,57 @@ def test_column_occupancy_counts_projected_neighbours():
             tree = cKDTree(xy).query_ball_point(xy, 0.6, return_length=True)
             np.testing.assert_array_equal(column_occupancy(xy, 0.6), tree)
     assert column_occupancy(np.zeros((0, 2)), 0.6).shape == (0,)
+
+
+def test_column_occupancy_counts_atoms_above():
+    """With depths, column_occupancy also counts each atom's neighbours at a smaller depth
+    (brute force), per group."""
+    from clusterspy.simulation.fast import column_occupancy
+
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(-4.0, 6.0, (300, 2))
+    xy[::3] = xy[1::3] + rng.normal(0.0, 0.05, (100, 2))
+    z = rng.uniform(0.0, 20.0, len(xy))
+    group = rng.integers(0, 2, len(xy))
+    d2 = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+    near = (d2 <= 0.25) & (group[:, None] == group[None, :])
+    counts, above = column_occupancy(xy, 0.5, group=group, depth=z)
+    np.testing.assert_array_equal(counts, near.sum(1))
+    np.testing.assert_array_equal(above, (near & (z[None, :] < z[:, None])).sum(1))
+    assert all(a.shape == (0,) for a in column_occupancy(np.zeros((0, 2)), 0.5, depth=np.zeros(0)))
+
+
+def test_spread_along_columns():
+    """The spread term: off (``spread_blur_A=0``) it is the plain incoherent sum; on, an isolated
+    atom is unchanged, a column's integrated intensity is kept (m atoms, m times one atom's),
+    and its peak grows sub-linearly with the occupancy (saturates), with or without batching."""
+    from dataclasses import replace
+
+    from clusterspy.simulation import FastCalibration, FastSimulator, Scene
+
+    plain = FastCalibration(extra_blur_A=0.2)
+    spread = replace(plain, column_radius_A=0.3, spread_atoms=2.0, spread_blur_A=0.8)
+    mic = Microscope()
+
+    def column(m: int) -> Scene:
+        pos = np.tile([8.0, 8.0, 0.0], (m, 1))
+        pos[:, 2] = 2.88 * np.arange(m)
+        return Scene(pos, np.full(m, 79), np.zeros((0, 3)), np.zeros(0, int))
+
+    lengths = (1, 2, 4, 8, 12)
+    scenes = [column(m) for m in lengths]
+    off = FastSimulator(mic, 0.2, (80, 80), replace(spread, spread_blur_A=0.0)).render(scenes)
+    np.testing.assert_array_equal(off, FastSimulator(mic, 0.2, (80, 80), plain).render(scenes))
+    sim = FastSimulator(mic, 0.2, (80, 80), spread)
+    on = sim.render(scenes)
+    np.testing.assert_allclose(on[0], off[0], rtol=0, atol=1e-6 * off[0].max())
+    np.testing.assert_allclose(on.sum((1, 2)), off.sum((1, 2)), rtol=2e-3)
+    peak_on = on.max((1, 2)) / on[0].max()
+    peak_off = off.max((1, 2)) / off[0].max()
+    assert np.all(np.diff(peak_on) > 0) and np.all(np.diff(peak_on / np.array(lengths)) < 0)
+    assert peak_on[-1] < 0.8 * peak_off[-1]
+    for i, sc in enumerate(scenes):
+        np.testing.assert_allclose(sim.render([sc])[0], on[i], rtol=0, atol=1e-6 * on[i].max())
 
 
 def test_line_shifts_in_the_inverse_fft_match_acquisition():

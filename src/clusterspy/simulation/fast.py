@@ -5,20 +5,41 @@ Model
 HAADF imaging is close to incoherent: the image is the probe intensity convolved with an
 object function,
 
-    I(r) = c · Σ_i Z_i^n · g(m_i) · P(r - r_i; Δf - z_i)  ⊛  S(r),
+    I(r) = c · Σ_i Z_i^n · g(m_i) · [(1 - s_i) P(r - r_i; Δf - z_i) + s_i P_s(r - r_i)]  ⊛  S(r),
 
 where ``P(r; Δf)`` is the aperture-limited probe intensity at the effective defocus
-``Δf - z_i`` an atom at depth ``z_i`` sees (defocus and Cs from :class:`Microscope`; the probe
-spreads through the cluster's depth), ``n`` the detector-dependent Z exponent, ``S`` the
-Gaussian source and ``c`` a scale to PRISM's units (fraction of the incident beam reaching the
-detector). ``g(m) = (1 + b (m - 1))^a · exp(-γ (m - 1))`` is a *channelling correction*: ``m_i`` is
-the occupancy of the atomic column the atom belongs to (the number of metal atoms within
-``column_radius_A`` of it in projection); on zone axes the probe channels along densely occupied
-columns, which changes their intensity from the sum of independent atoms, which the incoherent
-model misses: against PRISM (Au, 200 keV), short dense columns brighten (``a > 0``: the probe
-channels onto them) and long ones saturate (``γ > 0``). ``n, c, a, b, γ`` (and an extra Gaussian
-blur, ``extra_blur_A``) are fitted against PRISM references by
-``benchmarks/calibrate_fast.py`` and ship in ``fast_calibration.json``.
+``Δf - z_i`` an atom at depth ``z_i`` [Å] sees (defocus and Cs from :class:`Microscope`; the
+probe spreads through the cluster's depth), ``n`` the detector-dependent Z exponent, ``S`` the
+Gaussian source and ``c`` [Å²] a scale to PRISM's units (fraction of the incident beam reaching
+the detector).
+
+Two corrections model dynamical scattering along atomic columns, which an incoherent sum of
+independent atoms misses (both are 1 for an isolated atom, and both switch off at their default
+parameters, leaving the plain incoherent sum):
+
+* ``g(m) = (1 + b (m - 1))^a · exp(-γ (m - 1))``, the *channelling* correction: ``m_i`` is the
+  occupancy of the atomic column the atom belongs to (the number of metal atoms within
+  ``column_radius_A`` of it in projection, itself included); on zone axes the probe channels
+  onto densely occupied columns, so that, against PRISM (Au, 200 keV), their atoms scatter more
+  onto the detector than isolated ones (``a > 0``), less so in long columns (``γ > 0``).
+* ``s_i = 1 - exp(-k_i / K)``, the *spread* along a column: ``k_i`` is the number of metal atoms
+  above atom ``i`` in its column (within ``column_radius_A`` in projection, at a smaller depth).
+  The atoms above scatter electrons out of the channelled probe and pull in electrons of probe
+  positions beside the column (cross-talk), so a deep atom of a column is lit by a broader
+  probe: a fraction ``s_i`` of its weight is imaged with the *spread probe*
+  ``P_s = P(·; Δf - z̄_s) ⊛ G(w_s)``, the probe at the weight-averaged depth ``z̄_s`` of the
+  scene's spread part (one extra depth plane per image) broadened by a Gaussian ``G`` of FWHM
+  ``w_s = spread_blur_A`` [Å]. Measured against PRISM: with the column intensities free
+  (per-column least squares), one probe width cannot fit thin and thick columns together (NCC
+  0.967 for Au923 [110] at the best single width, 0.989 with a sharp and a broadened probe per
+  column), which no per-atom weight law ``g`` could fix; the spread term moves the image of
+  long columns from the sharp towards the broad probe and so also saturates their peak
+  intensity with thickness.
+
+``n, c, a, b, γ``, the column radius, ``K``, ``w_s`` and an extra Gaussian blur of every atom
+(``extra_blur_A``, FWHM [Å]) are fitted against PRISM references on half of the benchmark cases
+by ``benchmarks/calibrate_fast.py`` (the other half is held out, see
+``benchmarks/simulation_fidelity.py``) and ship in ``fast_calibration.json``.
 
 Algorithm (vectorised over a batch)
 -----------------------------------
@@ -26,10 +47,12 @@ Atoms are splatted as weighted delta peaks (bilinear in x, y; linear between dep
 spaced ``depth_step_A``) onto a periodic grid, one plane per probe depth; each plane is
 Fourier transformed once (float32 ``rfft2``) and multiplied by the precomputed transform of the
 probe intensity at that depth × the source transfer function ÷ the bilinear splatting kernel;
-the planes are summed in Fourier space and inverted with one FFT. The grid is rendered at a
-pixel size no coarser than the probe intensity's Nyquist limit ``λ / (4 α)`` (oversampled by an
-integer factor when the output pixels are coarser) and then point-sampled at the output pixel
-centres, like a scanned probe. FFT sizes are 2^a 3^b 5^c. Blocks of
+the planes are summed in Fourier space and inverted with one FFT. With the spread, each image
+has one more plane, the spread parts ``s_i`` of its atoms' weights, filtered by the spread probe
+(precomputed per depth plane, linear between the planes at the image's mean spread depth).
+The grid is rendered at a pixel size no coarser than the probe intensity's Nyquist limit
+``λ / (4 α)`` (oversampled by an integer factor when the output pixels are coarser) and then
+point-sampled at the output pixel centres, like a scanned probe. FFT sizes are 2^a 3^b 5^c. Blocks of
 :attr:`FastSimulator.block_images` run on all cores (threads; the FFTs release the GIL). When the
 render grid is the output grid, ``simulate_batch`` applies the scan lines' x shifts (jitter, x
 drift, shear of :class:`Acquisition`) between the two passes of the inverse FFT (a phase ramp on
@@ -122,6 +145,13 @@ class FastCalibration:
         FWHM [Å] of an extra Gaussian blur (partial coherence of the PRISM reference).
     max_depth_planes : int
         Cap on the number of depth planes (deeper atoms use the deepest plane).
+    spread_atoms : float
+        ``K``: an atom with ``k`` metal atoms above it in its column (within ``column_radius_A``
+        in projection, at smaller depth) images a fraction ``s(k) = 1 - exp(-k / K)`` of its
+        weight with the spread probe (see ``spread_blur_A``).
+    spread_blur_A : float
+        FWHM [Å] of the Gaussian that broadens the spread probe; 0 (default) switches the spread
+        off (the image is then the plain incoherent sum).
     """
 
     z_exponent: float = 1.7
@@ -133,6 +163,8 @@ class FastCalibration:
     depth_step_A: float | None = None
     extra_blur_A: float = 0.0
     max_depth_planes: int = 6
+    spread_atoms: float = 1.0
+    spread_blur_A: float = 0.0
 
     @classmethod
     def from_dict(cls, d: dict) -> FastCalibration:
@@ -146,6 +178,15 @@ class FastCalibration:
     def has_channelling(self) -> bool:
         """Whether the channelling correction differs from 1."""
         return self.channelling_a != 0.0 or self.channelling_c != 0.0
+
+    @property
+    def has_spread(self) -> bool:
+        """Whether part of the column atoms' weight is imaged with the spread probe."""
+        return self.spread_blur_A > 0.0
+
+    def spread_fraction(self, above: np.ndarray) -> np.ndarray:
+        """``s(k) = 1 - exp(-k / K)`` of atoms with ``above = k`` atoms above them in their column."""
+        return -np.expm1(-np.asarray(above, dtype=float) / max(self.spread_atoms, 1e-9))
 
     def channelling(self, extra: np.ndarray) -> np.ndarray:
         """``g(m)`` of atoms whose columns hold ``extra = m - 1`` other atoms."""
@@ -200,7 +241,9 @@ def default_calibration() -> FastCalibration:
     return FastCalibration.from_dict(json.loads(text).get("parameters", {}))
 
 
-def column_occupancy(xy: np.ndarray, radius_A: float, group: np.ndarray | None = None) -> np.ndarray:
+def column_occupancy(
+    xy: np.ndarray, radius_A: float, group: np.ndarray | None = None, depth: np.ndarray | None = None
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Number of atoms within ``radius_A`` [Å] of each atom in projection (itself included).
 
     Parameters
@@ -212,16 +255,19 @@ def column_occupancy(xy: np.ndarray, radius_A: float, group: np.ndarray | None =
     group : numpy.ndarray, optional
         ``(N,)`` non-negative ints: atoms only count atoms of their own group (e.g. the
         scenes of a batch, counted in one call).
+    depth : numpy.ndarray, optional
+        ``(N,)`` depths [Å] (beam direction): also count, for each atom, the atoms of its column
+        above it (at a smaller depth).
 
     Returns
     -------
-    numpy.ndarray
-        ``(N,)`` float counts.
+    numpy.ndarray or tuple of numpy.ndarray
+        ``(N,)`` float counts; with ``depth``, ``(counts, above)``.
     """
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     n = len(xy)
     if n == 0:
-        return np.zeros(0)
+        return np.zeros(0) if depth is None else (np.zeros(0), np.zeros(0))
     r = float(radius_A)
     g = np.zeros(n) if group is None else np.asarray(group, dtype=float)
     # cells of height a bit over r along y: a neighbour lies in the atom's cell row or the two
@@ -246,7 +292,13 @@ def column_occupancy(xy: np.ndarray, radius_A: float, group: np.ndarray | None =
     near = dx * dx + dy * dy <= r * r
     out = np.empty(n)
     out[order] = np.bincount(atom[near], minlength=n)
-    return out
+    if depth is None:
+        return out
+    zo = np.asarray(depth, dtype=float)[order]
+    a, o = atom[near], other[near]
+    above = np.empty(n)
+    above[order] = np.bincount(a[zo[o] < zo[a]], minlength=n)
+    return out, above
 
 
 class FastSimulator:
@@ -295,7 +347,11 @@ class FastSimulator:
         ]
         blur = Microscope(source_size_A=self.calibration.extra_blur_A).source_transfer(ky, kx)
         self._base = microscope.source_transfer(ky, kx) * blur / kernel
+        #: transfer function of the spread probe's extra broadening (float32, rfft layout)
+        spread = Microscope(source_size_A=self.calibration.spread_blur_A)
+        self._spread = spread.source_transfer(ky, kx).astype(np.float32)
         self._filters: dict[float, np.ndarray] = {}
+        self._spread_filters: dict[float, np.ndarray] = {}
         self._support_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         alpha = microscope.semiangle_mrad * 1e-3
@@ -305,9 +361,14 @@ class FastSimulator:
         self.depth_step_A = float(step) if step else DEPTH_STEP_DOF_FRACTION * dof_A
         self.exponent = self.calibration.z_exponent_for(microscope)
 
-    def _filter(self, depth_A: float) -> np.ndarray:
-        """Transfer function (rfft layout, complex64) of the probe at depth ``depth_A`` [Å]."""
+    def _filter(self, depth_A: float, spread: bool = False) -> np.ndarray:
+        """Transfer function (rfft layout, complex64) of the probe at depth ``depth_A`` [Å]
+        (with ``spread``: of the spread probe)."""
         key = round(float(depth_A), 3)
+        if spread:
+            if key not in self._spread_filters:
+                self._spread_filters[key] = (self._filter(key) * self._spread).astype(np.complex64)
+            return self._spread_filters[key]
         if key not in self._filters:
             probe = self.microscope.probe_intensity(
                 self.render_shape, self.render_pixel_A, self.microscope.defocus_A - key
@@ -318,7 +379,8 @@ class FastSimulator:
         return self._filters[key]
 
     def atom_weights(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
-        """Weights (detector-fraction units) of the metal and the support atoms of a scene."""
+        """Weights (detector-fraction units) of the metal and the support atoms of a scene (the
+        spread, when on, divides a metal atom's weight between the two probes; the sum stays)."""
         cal = self.calibration
         n = self.exponent
         wm = cal.scale * scene.metal_numbers.astype(float) ** n
@@ -370,11 +432,14 @@ class FastSimulator:
         w = [wp * wxy for _, wp in planes]
         return np.concatenate([a.ravel() for a in idx]), np.concatenate([a.ravel() for a in w])
 
-    def _metal_grid(self, scenes: list[Scene], n_metal: int) -> np.ndarray | None:
-        """``(len(scenes), n_metal, ny, nx)`` float32 splat of the metal atoms of a block.
+    def _metal_grid(self, scenes: list[Scene], n_metal: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """Splat of the metal atoms of a block and the depths [Å] of their spread planes.
 
         All atoms of the block at once: weights ``c Z^n g(m)`` (:meth:`atom_weights`), linear
-        between the depth planes, bilinear in x, y; ``None`` when there is no metal atom.
+        between the depth planes, bilinear in x, y. The grid is ``(len(scenes), planes, ny,
+        nx)`` float32 with ``planes = n_metal``, or ``n_metal + 1`` with the spread (the last
+        plane holds the spread part ``s(k)`` of the weights; its depth per scene is the
+        weighted mean depth of that part). ``None`` when there is no metal atom.
         """
         sizes = [len(sc.metal_numbers) for sc in scenes]
         if not sum(sizes):
@@ -385,17 +450,32 @@ class FastSimulator:
         numbers = np.concatenate([sc.metal_numbers for sc in scenes])
         scene_of = np.repeat(np.arange(len(scenes)), sizes)
         wm = cal.scale * numbers.astype(float) ** self.exponent
-        if cal.has_channelling:
-            m = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of) - 1.0
-            wm = wm * cal.channelling(m)
+        spread = cal.has_spread
+        if cal.has_channelling or spread:
+            if spread:
+                m, above = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of, depth=pos[:, 2])
+            else:
+                m = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of)
+            if cal.has_channelling:
+                wm = wm * cal.channelling(m - 1.0)
+        planes = n_metal + 1 if spread else n_metal
+        base = scene_of * planes
         fz = np.clip(pos[:, 2] / self.depth_step_A, 0.0, n_metal - 1)
         k0 = np.floor(fz).astype(np.int64)
         tz = fz - k0
         k1 = np.minimum(k0 + 1, n_metal - 1)
-        base = scene_of * n_metal
-        idx, w = self._splat_indices(pos, [(base + k0, wm * (1.0 - tz)), (base + k1, wm * tz)])
-        grid = np.bincount(idx, w, minlength=len(scenes) * n_metal * ny * nx).astype(np.float32)
-        return grid.reshape(len(scenes), n_metal, ny, nx)
+        depths = np.zeros(len(scenes))
+        if spread:
+            ws = wm * cal.spread_fraction(above)
+            wm = wm - ws
+            total = np.bincount(scene_of, ws, minlength=len(scenes))
+            depths = np.bincount(scene_of, ws * pos[:, 2], minlength=len(scenes)) / np.maximum(total, 1e-300)
+            spec = [(base + k0, wm * (1.0 - tz)), (base + k1, wm * tz), (base + n_metal, ws)]
+            idx, w = self._splat_indices(pos, spec)
+        else:
+            idx, w = self._splat_indices(pos, [(base + k0, wm * (1.0 - tz)), (base + k1, wm * tz)])
+        grid = np.bincount(idx, w, minlength=len(scenes) * planes * ny * nx).astype(np.float32)
+        return grid.reshape(len(scenes), planes, ny, nx), depths
 
     def render(self, scenes: list[Scene]) -> np.ndarray:
         """Noiseless images of ``scenes`` (in field coordinates, see ``geometry``).
@@ -461,24 +541,34 @@ class FastSimulator:
                 fz = min(float(scene.support_positions[:, 2].mean()) / step, cap - 1.0)
                 k0 = math.floor(fz)
                 support_planes.append((b, k0, fz - k0, self._support_spectrum(scene)))
-        grid = self._metal_grid(scenes, n_metal)
+        metal = self._metal_grid(scenes, n_metal)
         n_filters = max([n_metal] + [k0 + 2 for _, k0, _, _ in support_planes])
         filters = [self._filter(k * step) for k in range(min(n_filters, cap))]
-        if grid is not None:
+
+        def at_depth(fz: float, filters: list[np.ndarray] = filters) -> np.ndarray:
+            """A transfer function at ``fz`` planes' depth, linear between planes."""
+            k0 = min(math.floor(fz), len(filters) - 1)
+            t = fz - k0
+            if t <= 0.0 or k0 + 1 >= len(filters):
+                return filters[k0]
+            return (1 - t) * filters[k0] + t * filters[k0 + 1]
+
+        if metal is not None:
+            grid, spread_depths = metal
             planes = sfft.rfft2(grid)
             spec = np.multiply(planes[:, 0], filters[0])
             term = np.empty_like(spec)
             for k in range(1, n_metal):
                 spec += np.multiply(planes[:, k], filters[k], out=term)
+            if grid.shape[1] > n_metal:  # the spread plane: probe at its mean depth, broadened
+                spread = [self._filter(k * step, spread=True) for k in range(n_metal)]
+                for b, z in enumerate(spread_depths):
+                    f = at_depth(min(max(float(z), 0.0) / step, n_metal - 1.0), spread)
+                    spec[b] += np.multiply(planes[b, n_metal], f, out=term[b])
         else:
             spec = np.zeros((len(scenes), ny, nx // 2 + 1), dtype=np.complex64)
         for b, k0, t, s in support_planes:
-            f = (
-                filters[k0]
-                if t == 0.0 or k0 + 1 >= len(filters)
-                else (1 - t) * filters[k0] + t * filters[k0 + 1]
-            )
-            spec[b] += s * f
+            spec[b] += s * at_depth(k0 + t)
         if line_shifts_px is None:
             img = sfft.irfft2(spec, s=(ny, nx))
         else:
