@@ -271,7 +271,9 @@ def column_occupancy(
     r = float(radius_A)
     g = np.zeros(n) if group is None else np.asarray(group, dtype=float)
     # cells of height a bit over r along y: a neighbour lies in the atom's cell row or the two
-    # next to it, within r along x. Sorted by (group, cell row, x), each is one contiguous range.
+    # next to it, within r along x. Sorted by (group, cell row, x), each is one contiguous range;
+    # every pair is found once, from its first atom in that order: the atoms after it in its own
+    # row (up to x + r) and those of the next row (x - r … x + r).
     cy = np.floor((xy[:, 1] - xy[:, 1].min()) / (r * (1.0 + 1e-6)))
     row = g * (cy.max() + 3.0) + cy + 1.0
     x = xy[:, 0] - xy[:, 0].min() + r
@@ -281,23 +283,26 @@ def column_occupancy(
     key, row, x = key[order], row[order], x[order]
     xo, yo = xy[order, 0], xy[order, 1]  # distances from the given coordinates
     eps = 1e-9 * (1.0 + float(key[-1]))  # ranges a little wide; the distance test decides
-    starts = np.concatenate([(row + d) * big + (x - r - eps) for d in (-1.0, 0.0, 1.0)])
-    lo = np.searchsorted(key, starts, side="left")
-    hi = np.searchsorted(key, starts + (2.0 * r + 2.0 * eps), side="right")
-    width = hi - lo
-    atom = np.repeat(np.tile(np.arange(n), 3), width)
+    index = np.arange(n)
+    start_next = key + (big - r - eps)
+    lo = np.concatenate([index + 1, np.searchsorted(key, start_next, side="left")])
+    ends = np.concatenate([key + (r + eps), start_next + (2.0 * r + 2.0 * eps)])
+    hi = np.searchsorted(key, ends, side="right")
+    width = np.maximum(hi - lo, 0)
+    atom = np.repeat(np.tile(index, 2), width)
     other = np.arange(len(atom)) - np.repeat(np.cumsum(width) - width - lo, width)
     dx = xo[atom] - xo[other]
     dy = yo[atom] - yo[other]
     near = dx * dx + dy * dy <= r * r
+    a, o = atom[near], other[near]
     out = np.empty(n)
-    out[order] = np.bincount(atom[near], minlength=n)
+    out[order] = 1.0 + np.bincount(a, minlength=n) + np.bincount(o, minlength=n)
     if depth is None:
         return out
     zo = np.asarray(depth, dtype=float)[order]
-    a, o = atom[near], other[near]
+    za, zb = zo[a], zo[o]
     above = np.empty(n)
-    above[order] = np.bincount(a[zo[o] < zo[a]], minlength=n)
+    above[order] = np.bincount(a[zb < za], minlength=n) + np.bincount(o[za < zb], minlength=n)
     return out, above
 
 
@@ -352,6 +357,7 @@ class FastSimulator:
         self._spread = spread.source_transfer(ky, kx).astype(np.float32)
         self._filters: dict[float, np.ndarray] = {}
         self._spread_filters: dict[float, np.ndarray] = {}
+        self._spread_steps: dict[tuple[float, float], np.ndarray] = {}
         self._support_cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
         alpha = microscope.semiangle_mrad * 1e-3
@@ -410,6 +416,14 @@ class FastSimulator:
             while len(self._support_cache) > max(1, SUPPORT_CACHE_BYTES // spec.nbytes):
                 self._support_cache.popitem(last=False)
         return spec
+
+    def _spread_step(self, depth_A: float, step_A: float) -> np.ndarray:
+        """Difference of the spread probe's transfer functions one plane deeper and at ``depth_A``."""
+        key = (round(float(depth_A), 3), round(float(step_A), 3))
+        if key not in self._spread_steps:
+            deeper = self._filter(depth_A + step_A, spread=True)
+            self._spread_steps[key] = deeper - self._filter(depth_A, spread=True)
+        return self._spread_steps[key]
 
     def _splat_indices(
         self, positions: np.ndarray, planes: list[tuple[np.ndarray, np.ndarray]]
@@ -545,8 +559,8 @@ class FastSimulator:
         n_filters = max([n_metal] + [k0 + 2 for _, k0, _, _ in support_planes])
         filters = [self._filter(k * step) for k in range(min(n_filters, cap))]
 
-        def at_depth(fz: float, filters: list[np.ndarray] = filters) -> np.ndarray:
-            """A transfer function at ``fz`` planes' depth, linear between planes."""
+        def at_depth(fz: float) -> np.ndarray:
+            """The probe's transfer function at ``fz`` planes' depth, linear between planes."""
             k0 = min(math.floor(fz), len(filters) - 1)
             t = fz - k0
             if t <= 0.0 or k0 + 1 >= len(filters):
@@ -562,8 +576,15 @@ class FastSimulator:
                 spec += np.multiply(planes[:, k], filters[k], out=term)
             if grid.shape[1] > n_metal:  # the spread plane: probe at its mean depth, broadened
                 spread = [self._filter(k * step, spread=True) for k in range(n_metal)]
+                f = np.empty_like(spread[0])
                 for b, z in enumerate(spread_depths):
-                    f = at_depth(min(max(float(z), 0.0) / step, n_metal - 1.0), spread)
+                    fz = min(max(float(z), 0.0) / step, n_metal - 1.0)
+                    k0 = min(math.floor(fz), n_metal - 1)
+                    if fz > k0:  # linear between the planes: S_k0 + t (S_k0+1 - S_k0)
+                        np.multiply(self._spread_step(k0 * step, step), fz - k0, out=f)
+                        f += spread[k0]
+                    else:
+                        f[...] = spread[k0]
                     spec[b] += np.multiply(planes[b, n_metal], f, out=term[b])
         else:
             spec = np.zeros((len(scenes), ny, nx // 2 + 1), dtype=np.complex64)
