@@ -150,6 +150,7 @@ def main(argv: list[str] | None = None) -> dict:
                              "counts": confusion_matrix(pred, labels).tolist()},
         "ece": expected_calibration_error(probs, labels),
         "mean_confidence": float(probs.max(1).mean()),
+        "bootstrap_95ci": _bootstrap(probs, labels, expected_calibration_error),
         "unknown_threshold": thr,
         "coverage": sel["coverage"],
         "precision_accepted": sel["precision_accepted"],
@@ -173,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
     if a.update_card:
         _update_card(Path(a.update_card), res)
     print(json.dumps({k: res[k] for k in (
-        "n_images", "accuracy", "per_class_accuracy", "ece", "mean_confidence", "coverage",
+        "n_images", "accuracy", "per_class_accuracy", "ece", "mean_confidence", "bootstrap_95ci", "coverage",
         "precision_accepted",
         "accuracy_vs_dose_e_per_A2", "accuracy_vs_n_atoms")}, indent=1))
     print("confusion (rows true, cols predicted):", res["confusion_matrix"]["counts"])
@@ -204,13 +205,27 @@ def _plots(res: dict, probs: np.ndarray, labels: np.ndarray) -> None:
     save_figure(fig, RESULTS / "accuracy_prism_vs_dose_size.png", dpi=110)
 
 
+def _bootstrap(probs: np.ndarray, labels: np.ndarray, ece_fn, n_boot: int = 2000) -> dict:
+    """95 % percentile-bootstrap intervals of accuracy and ECE (images resampled; seed 0)."""
+    rng = np.random.default_rng(0)
+    acc, ece = [], []
+    correct = probs.argmax(1) == labels
+    for _ in range(n_boot):
+        i = rng.integers(0, len(labels), len(labels))
+        acc.append(correct[i].mean())
+        ece.append(ece_fn(probs[i], labels[i]))
+    return {"accuracy": np.percentile(acc, [2.5, 97.5]).tolist(),
+            "ece": np.percentile(ece, [2.5, 97.5]).tolist(), "n_boot": n_boot}
+
+
 def _update_card(path: Path, res: dict) -> None:
     """Write the test figures into a model card (``metrics["prism_test"]``)."""
     card = json.loads(path.read_text(encoding="utf-8"))
     card["metrics"]["prism_test"] = {
         "what": "benchmarks/accuracy_prism.py: PRISM (abTEM) images with settings not used in training",
         **{k: res[k] for k in ("command", "n_images", "accuracy", "per_class_accuracy", "ece",
-                               "mean_confidence", "coverage", "precision_accepted")},
+                               "mean_confidence", "bootstrap_95ci", "coverage",
+                               "precision_accepted")},
         "confusion_rows_true_cols_pred": res["confusion_matrix"]["counts"],
     }
     from clusterspy.io import write_json
