@@ -183,3 +183,29 @@ def test_recalibrate_with_a_prism_set_weighs_both_sets_equally(tiny_run, tmp_pat
     assert metrics["n"] == metrics["n_fast_holdout"] + 64
     assert card["temperature"] == metrics["temperature"] > 0
     assert "prism_part" in metrics and 0.0 <= metrics["prism_part"]["ece"] <= 1.0
+
+
+def test_validation_set_is_scored_every_epoch_and_used_in_calibration(tmp_path):
+    """A (PRISM) validation set: scored after each epoch, logged, and half of the calibration fit."""
+    from clusterspy.datasets import generate
+    from clusterspy.datasets.sampling import toy_sample
+    from clusterspy.model import train
+
+    spec = {"seed": 8, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
+    vspec = {**spec, "seed": 9, "n_images": 32}
+    data = generate(spec, tmp_path / "toy.zarr", scheduler="synchronous", progress=False,
+                    sample_fn=toy_sample)
+    val = generate(vspec, tmp_path / "val.zarr", scheduler="synchronous", progress=False,
+                   sample_fn=toy_sample)
+    cfg = {"seed": 3, "dataset": spec, "dataset_path": str(data), "generate": False,
+           "validation": vspec, "validation_path": str(val),
+           "network": {"name": "isomernet", "widths": [8, 8, 16, 16], "dropout": 0.0},
+           "epochs": 2, "batch_size": 16, "threads": 1, "test_time_augmentation": False}
+    train(cfg, tmp_path / "run", progress=False)
+    card = json.loads((tmp_path / "run" / "model_card.json").read_text())
+    hist = card["training"]["history"]
+    assert len(hist) == 2 and all(0.0 <= h["val_prism_acc"] <= 1.0 for h in hist)
+    assert card["metrics"]["prism_validation"]["n"] == 32
+    assert card["metrics"]["calibration_set"]["n"] == card["training"]["n_calibration"] + 32
+    header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
+    assert "val_prism_acc" in header
