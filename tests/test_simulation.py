@@ -401,3 +401,43 @@ def test_calibration_as_mapping_pins_the_fast_model():
     assert np.array_equal(a, b) and not np.allclose(a, c)
     with pytest.raises(ConfigError, match="unknown fast-calibration parameter"):
         simulate(atoms, pixel_size=0.3, extent=16.0, calibration={"z_exp": 1.5})
+
+
+def test_row_band_splat_matches_the_full_grid(monkeypatch):
+    """The metal planes hold only the rows the atoms touch (their FFT skips the empty rows along
+    x and a phase ramp moves the spectrum back): the same image as the full grid."""
+    from clusterspy.simulation import FastSimulator, build_scene
+
+    clusters = [_au309(s) for s in range(4)]
+    slab = _carbon_slab(32.0, 10.0, np.random.default_rng(0))
+    sim = FastSimulator(Microscope(), 0.25, (128, 128))
+    scenes = [build_scene(c, 0.25, 32.0, slab)[1] for c in clusters]
+    pos = np.concatenate([sc.metal_positions for sc in scenes])
+    band = sim._row_band(pos)
+    assert band is not None and band[0] > 0 and band[1] < 128
+    banded = sim._render_block(scenes)
+    monkeypatch.setattr(FastSimulator, "_row_band", lambda self, p: None)
+    full = sim._render_block(scenes)
+    for a, b in zip(banded, full, strict=True):
+        assert ncc(a, b) >= 0.999999
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-5 * b.max())
+
+
+def test_allocator_keeps_freed_memory():
+    """The fast simulator asks glibc to keep freed memory (block temporaries are reused, not
+    page-faulted in again); a no-op elsewhere or when the environment tunes malloc."""
+    import platform
+
+    from clusterspy.simulation._memory import keep_freed_memory
+
+    result = keep_freed_memory()
+    assert isinstance(result, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        import os
+
+        tuned = bool(
+            "GLIBC_TUNABLES" in os.environ
+            or os.environ.get("CLUSTERSPY_NO_MALLOPT")
+            or any(k.startswith("MALLOC_") and k.endswith("_") for k in os.environ)
+        )
+        assert result == (not tuned)

@@ -33,15 +33,18 @@ from functools import cache
 
 import numpy as np
 
+from clusterspy.simulation._memory import keep_freed_memory
+
 #: Step of the fine table of means ``s`` (the remainder ``δ < s`` costs ~s thinning events per pixel).
 FINE_STEP = 1.0 / 32.0
 #: Step of the coarse table of means ``C`` (= the range the fine table covers).
 COARSE_STEP = 16.0
 #: Means from here on are drawn with ``Generator.poisson``.
 LAMBDA_MAX = 256.0
-#: Pixels drawn per vectorised pass: the pass's temporaries (~4 MB) stay in the allocator's
-#: heap; larger ones got fresh pages from the OS each time (page faults cost more than the draws).
-CHUNK_PIXELS = 1 << 16
+#: Pixels drawn per vectorised pass (16 images of 128² px): the pass's temporaries (~15 MB) stay
+#: in the allocator's heap, which ``_memory.keep_freed_memory`` keeps (without it, passes over
+#: 2¹⁶ pixels got fresh pages from the OS each time: page faults cost more than the draws).
+CHUNK_PIXELS = 1 << 18
 #: Poisson tail mass left out of the tables.
 TAIL = 1e-16
 
@@ -164,6 +167,7 @@ def poisson_counts(lam: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.zeros(shape, dtype=np.float32)
     if not flat.min() >= 0.0:  # also catches NaN
         raise ValueError("Poisson means must be >= 0 (and not NaN)")
+    keep_freed_memory()
     out = np.empty(flat.size, dtype=np.float32)
     for start in range(0, flat.size, CHUNK_PIXELS):
         _sample_into(out[start : start + CHUNK_PIXELS], flat[start : start + CHUNK_PIXELS], rng)
