@@ -109,3 +109,15 @@ def test_reliability_diagram_shows_accuracy_per_confidence_bin():
     assert "ECE 0.2" in ax.get_title()  # |0.7 - ~0.5|
     with pytest.raises(ValueError):
         plots.plot_reliability(probs[:3], labels)
+
+
+def test_saliency_panels_are_titled_with_the_top_class():
+    rng = np.random.default_rng(2)
+    crops = rng.random((2, 16, 16))
+    sal = np.zeros((2, 16, 16))
+    sal[:, 4:8, 4:8] = 1.0
+    probs = np.array([[0.1, 0.7, 0.1, 0.1], [0.05, 0.05, 0.05, 0.85]])
+    fig = plots.plot_saliency(crops, sal, probs)
+    assert [ax.get_title() for ax in fig.axes] == ["0: decahedral 0.70", "1: amorphous 0.85"]
+    with pytest.raises(ValueError):
+        plots.plot_saliency(crops, sal[:1], probs)

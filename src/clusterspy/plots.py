@@ -30,6 +30,7 @@ __all__ = [
     "plot_proportions",
     "plot_proportions_vs_temperature",
     "plot_reliability",
+    "plot_saliency",
     "plot_strip",
     "plot_van_t_hoff",
     "save_figure",
@@ -403,6 +404,45 @@ def plot_reliability(
            ylabel="accuracy (–)")
     ax.set_title(f"{title + ': ' if title else ''}ECE {ece:.3f}, n = {len(y)}", fontsize=9)
     ax.legend(loc="upper left", fontsize=8)
+    return fig
+
+
+def plot_saliency(
+    crops: np.ndarray,
+    saliency: np.ndarray,
+    probabilities: np.ndarray,
+    classes: Sequence[str] = CLASSES,
+) -> Figure:
+    """Each cluster's crop with its saliency map laid over it, titled with the top class.
+
+    Parameters
+    ----------
+    crops : ndarray
+        ``(N, H, W)`` model-input crops.
+    saliency : ndarray
+        ``(N, H, W)`` saliency in [0, 1] (e.g. :func:`clusterspy.explain.occlusion_saliency`).
+    probabilities : ndarray
+        ``(N, K)`` class probabilities of the crops.
+    classes : sequence of str
+        Class names of the K columns.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per crop, titled ``"k: class p"``.
+    """
+    from clusterspy.explain import saliency_overlay
+
+    crops, saliency, probabilities = map(np.asarray, (crops, saliency, probabilities))
+    if not (len(crops) == len(saliency) == len(probabilities) > 0):
+        raise ValueError("crops, saliency and probabilities need the same number (> 0) of clusters")
+    fig = _figure((2.2 * len(crops), 2.5))
+    for k, (crop, sal) in enumerate(zip(crops, saliency, strict=True)):
+        ax = fig.add_subplot(1, len(crops), k + 1)
+        ax.imshow(saliency_overlay(crop, sal))
+        best = int(np.argmax(probabilities[k]))
+        ax.set_title(f"{k}: {classes[best]} {probabilities[k, best]:.2f}", fontsize=8)
+        ax.set_axis_off()
     return fig
 
 

@@ -128,21 +128,14 @@ def write_saliency(image: Any, model: Any, path: Path) -> Path:
     import numpy as np
 
     from clusterspy.detection import crop_cluster, detect_clusters
-    from clusterspy.explain import occlusion_saliency, saliency_overlay
-    from clusterspy.plots import _figure, save_figure
+    from clusterspy.explain import occlusion_saliency
+    from clusterspy.plots import plot_saliency, save_figure
 
     crops = np.stack(
         [crop_cluster(image, d, model.pixel_size_A, model.crop_px) for d in detect_clusters(image)]
     )
     probs = model.predict_crops(crops)
-    maps = occlusion_saliency(model, crops)
-    fig = _figure((2.2 * len(crops), 2.5))
-    for k, (crop, sal) in enumerate(zip(crops, maps, strict=True)):
-        ax = fig.add_subplot(1, len(crops), k + 1)
-        ax.imshow(saliency_overlay(crop, sal))
-        best = int(np.argmax(probs[k]))
-        ax.set_title(f"{k}: {CLASSES[best]} {probs[k, best]:.2f}", fontsize=8)
-        ax.set_axis_off()
+    fig = plot_saliency(crops, occlusion_saliency(model, crops), probs, CLASSES)
     return save_figure(fig, path, dpi=110)
 
 
