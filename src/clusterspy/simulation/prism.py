@@ -156,6 +156,7 @@ def simulate_prism(
     frozen_phonons: int = 8,
     thermal_sigma_A: float = 0.08,
     lazy: bool = False,
+    check_window: bool = True,
 ) -> Any:
     """Noiseless HAADF image of a scene with abTEM's PRISM.
 
@@ -182,6 +183,9 @@ def simulate_prism(
         Isotropic r.m.s. thermal displacement per direction [Å].
     lazy : bool
         Return the lazy abTEM measurement (a Dask graph) instead of the array.
+    check_window : bool
+        Refuse an interpolation factor above :func:`max_interpolation` (default). ``False`` only
+        to measure the artefact (``benchmarks/prism_window.py``).
 
     Returns
     -------
@@ -192,7 +196,8 @@ def simulate_prism(
         import abtem
     except ImportError:  # pragma: no cover - depends on the environment
         raise MissingDependencyError("abtem", "train", "the prism backend") from None
-    interpolation = check_interpolation(interpolation, field, scene, microscope)
+    if check_window or isinstance(interpolation, str):
+        interpolation = check_interpolation(interpolation, field, scene, microscope)
     sampling = choose_potential_sampling(microscope, potential_sampling_A)
     atoms = build_atoms(field, scene)
     width, height = field.extent_A
