@@ -11,8 +11,7 @@ displacements of ``THERMAL_SIGMA_A`` per axis, drawn from the case's seed. Both 
 the same snapshot, and PRISM runs on it as a static lattice (``frozen_phonons=0``). Comparing
 against a single abTEM frozen-phonon configuration instead would measure thermal sampling noise,
 not the imaging model: two PRISM images of the same cluster with different frozen-phonon seeds
-(σ = 0.08 Å) agree only to NCC 0.87 at 0.4 Å/px (icosahedral-147, random orientation), while
-PRISM on a static lattice and the fast backend agree to 0.985.
+(σ = 0.08 Å) agree only to NCC 0.88 at 0.4 Å/px (Au55, ``benchmarks/prism_window.py``).
 The support is ``clusterspy.structures.carbon_support`` (2 g/cm³).
 
 """

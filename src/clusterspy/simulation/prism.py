@@ -14,7 +14,8 @@ drift exceeds about half the window, scattering from the probe's periodic replic
 the image: a halo of the cluster's columns over the surrounding support. Measured (Au55,
 200 keV, 25 mrad, 70–200 mrad, 16 Å cell, static lattice): without support, ``f = 4`` matches
 ``f = 1`` to NCC 0.9997 at a drift/half-window ratio of 1.0; on a 20 Å carbon support (ratio
-3.2) only to NCC 0.60, while the fast backend matches ``f = 1`` to 0.995.
+3.2) only to NCC 0.60, while the fast backend matches ``f = 1`` to 0.998
+(``benchmarks/prism_window.py``).
 :func:`max_interpolation` gives the largest safe factor (ratio ≤ ``WINDOW_TOLERANCE``); a larger
 requested factor is refused with a ConfigError, and ``interpolation="auto"`` picks it.
 """
