@@ -80,3 +80,7 @@ def test_prism_window_must_hold_the_drift_through_a_support():
                  interpolation=4, frozen_phonons=0)
     with pytest.raises(ConfigError, match="integer >= 1 or 'auto'"):
         check_interpolation(2.5, field, bare, mic)
+    # window=False lifts only the window limit (to measure the artefact), not the validation
+    assert check_interpolation(4, field, on_carbon, mic, window=False) == 4
+    with pytest.raises(ConfigError, match="integer >= 1 or 'auto'"):
+        check_interpolation(0, field, on_carbon, mic, window=False)

@@ -64,14 +64,17 @@ def max_interpolation(field: Field, scene: Scene, microscope: Microscope) -> int
 
 
 def check_interpolation(interpolation: int | str, field: Field, scene: Scene,
-                        microscope: Microscope) -> int:
+                        microscope: Microscope, *, window: bool = True) -> int:
     """The interpolation factor to use: ``"auto"`` → :func:`max_interpolation`; an int is checked.
+
+    ``window=False`` skips only the comparison with :func:`max_interpolation` (to measure the
+    artefact, ``benchmarks/prism_window.py``); the factor must still be an integer >= 1.
 
     Raises
     ------
     ConfigError
-        If the factor is not a positive integer, or exceeds :func:`max_interpolation` (the image
-        would carry PRISM's window artefact).
+        If the factor is not a positive integer, or (with ``window``) exceeds
+        :func:`max_interpolation` (the image would carry PRISM's window artefact).
     """
     limit = max_interpolation(field, scene, microscope)
     if isinstance(interpolation, str):
@@ -84,7 +87,7 @@ def check_interpolation(interpolation: int | str, field: Field, scene: Scene,
         raise ConfigError(f"interpolation={interpolation!r} must be an integer >= 1 or 'auto'") from None
     if f < 1 or f != interpolation:
         raise ConfigError(f"interpolation={interpolation} must be an integer >= 1 or 'auto'")
-    if f > limit:
+    if window and f > limit:
         width, height = field.extent_A
         raise ConfigError(
             f"PRISM interpolation {f} is too coarse for this specimen: its probe window "
@@ -197,8 +200,7 @@ def simulate_prism(
         import abtem
     except ImportError:  # pragma: no cover - depends on the environment
         raise MissingDependencyError("abtem", "train", "the prism backend") from None
-    if check_window or isinstance(interpolation, str):
-        interpolation = check_interpolation(interpolation, field, scene, microscope)
+    interpolation = check_interpolation(interpolation, field, scene, microscope, window=check_window)
     sampling = choose_potential_sampling(microscope, potential_sampling_A)
     atoms = build_atoms(field, scene)
     width, height = field.extent_A
