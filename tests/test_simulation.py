@@ -401,6 +401,14 @@ def test_calibration_as_mapping_pins_the_fast_model():
     assert np.array_equal(a, b) and not np.allclose(a, c)
     with pytest.raises(ConfigError, match="unknown fast-calibration parameter"):
         simulate(atoms, pixel_size=0.3, extent=16.0, calibration={"z_exp": 1.5})
+    # what a dataset records: the pinned parameters, or the shipped ones with their provenance
+    from clusterspy.simulation import calibration_record, default_calibration
+
+    pinned = calibration_record(params)
+    assert pinned["parameters"] == FastCalibration(**params).to_dict()
+    assert pinned["source"].startswith("given")
+    shipped = calibration_record()
+    assert shipped["parameters"] == default_calibration().to_dict() and "fitted_on" in shipped
 
 
 def test_row_band_splat_matches_the_full_grid(monkeypatch):

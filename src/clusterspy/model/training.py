@@ -369,7 +369,7 @@ def train(
         "wall_seconds_this_call": round(time.time() - t_start, 1),
         "parameters": count_parameters(model),
         "history": state["history"],
-        "fast_calibration": _fast_calibration_record(),
+        "fast_calibration": _fast_calibration(spec),
     }
     write_card(onnx_path, spec=spec, temperature=temperature, threshold=threshold,
                metrics=metrics, training=training, network=cfg["network"],
@@ -386,17 +386,13 @@ def train(
     return onnx_path
 
 
-def _fast_calibration_record() -> dict[str, Any]:
-    """The fast simulator's shipped calibration (parameters and provenance) the data was made with."""
-    from importlib import resources
+def _fast_calibration(spec: dict[str, Any]) -> dict[str, Any] | None:
+    """The fast simulator's calibration the training set was made with (pinned or shipped)."""
+    if spec.get("backend") != "fast":
+        return None
+    from clusterspy.simulation import calibration_record
 
-    try:
-        shipped = json.loads(resources.files("clusterspy.simulation")
-                             .joinpath("fast_calibration.json").read_text(encoding="utf-8"))
-    except FileNotFoundError:  # pragma: no cover - the file ships with the package
-        return {}
-    keep = ("parameters", "command", "status", "fitted_on")
-    return {k: shipped[k] for k in keep if k in shipped}
+    return calibration_record(spec.get("backend_options", {}).get("calibration"))
 
 
 def main(argv: list[str] | None = None) -> None:

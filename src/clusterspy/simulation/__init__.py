@@ -37,6 +37,7 @@ from clusterspy.simulation.fast import (
     FastSimulator,
     _cpu_count,
     as_calibration,
+    calibration_record,
     default_calibration,
 )
 from clusterspy.simulation.geometry import (
@@ -62,6 +63,7 @@ __all__ = [
     "Scene",
     "antialias_limit_mrad",
     "build_scene",
+    "calibration_record",
     "default_calibration",
     "ncc",
     "place_support",

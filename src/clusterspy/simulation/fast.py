@@ -235,13 +235,35 @@ def as_calibration(calibration: FastCalibration | Mapping[str, Any] | None) -> F
 
 
 @cache
+def _shipped_calibration_file() -> dict[str, Any]:
+    """Contents of the shipped ``fast_calibration.json`` (``{}`` when absent)."""
+    try:
+        text = resources.files("clusterspy.simulation").joinpath("fast_calibration.json").read_text(
+            encoding="utf-8")
+    except FileNotFoundError:
+        return {}
+    return json.loads(text)
+
+
+@cache
 def default_calibration() -> FastCalibration:
     """The calibration shipped with the package (``fast_calibration.json``)."""
-    try:
-        text = resources.files("clusterspy.simulation").joinpath("fast_calibration.json").read_text()
-    except FileNotFoundError:
-        return FastCalibration()
-    return FastCalibration.from_dict(json.loads(text).get("parameters", {}))
+    return FastCalibration.from_dict(_shipped_calibration_file().get("parameters", {}))
+
+
+def calibration_record(calibration: FastCalibration | Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """What a fast-simulated dataset was made with: the parameters and where they come from.
+
+    ``calibration`` as accepted by :func:`as_calibration` (e.g. pinned in a dataset
+    specification's ``backend_options``); ``None``: the shipped calibration, with its provenance
+    (the fitting command and the cases it was fitted on).
+    """
+    pinned = as_calibration(calibration)
+    if pinned is not None:
+        return {"source": "given (dataset specification)", "parameters": pinned.to_dict()}
+    shipped = _shipped_calibration_file()
+    return {"source": "shipped fast_calibration.json", "parameters": default_calibration().to_dict(),
+            **{k: shipped[k] for k in ("command", "fitted_on") if k in shipped}}
 
 
 def column_occupancy(
@@ -392,14 +414,26 @@ class FastSimulator:
     def atom_weights(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         """Weights (detector-fraction units) of the metal and the support atoms of a scene (the
         spread, when on, divides a metal atom's weight between the two probes; the sum stays)."""
+        wm, _ = self._metal_weights(scene.metal_positions, scene.metal_numbers)
+        return wm, self.calibration.scale * scene.support_numbers.astype(float) ** self.exponent
+
+    def _metal_weights(
+        self, positions: np.ndarray, numbers: np.ndarray, group: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``c Z^n g(m)`` of metal atoms at ``positions`` [Å], and (with the spread on) the number
+        of atoms above each one in its column; ``group`` keeps the scenes of a block apart."""
         cal = self.calibration
-        n = self.exponent
-        wm = cal.scale * scene.metal_numbers.astype(float) ** n
-        if cal.has_channelling and len(wm):
-            m = column_occupancy(scene.metal_positions[:, :2], cal.column_radius_A) - 1.0
-            wm = wm * cal.channelling(m)
-        ws = cal.scale * scene.support_numbers.astype(float) ** n
-        return wm, ws
+        wm = cal.scale * numbers.astype(float) ** self.exponent
+        above = None
+        if len(wm) and (cal.has_channelling or cal.has_spread):
+            if cal.has_spread:
+                m, above = column_occupancy(positions[:, :2], cal.column_radius_A, group=group,
+                                            depth=positions[:, 2])
+            else:
+                m = column_occupancy(positions[:, :2], cal.column_radius_A, group=group)
+            if cal.has_channelling:
+                wm = wm * cal.channelling(m - 1.0)
+        return wm, above
 
     def _support_spectrum(self, scene: Scene) -> np.ndarray:
         """``rfft2`` of the support's weighted bilinear splat (complex64), cached by content."""
@@ -503,15 +537,8 @@ class FastSimulator:
         pos = np.concatenate([sc.metal_positions for sc in scenes])
         numbers = np.concatenate([sc.metal_numbers for sc in scenes])
         scene_of = np.repeat(np.arange(len(scenes)), sizes)
-        wm = cal.scale * numbers.astype(float) ** self.exponent
+        wm, above = self._metal_weights(pos, numbers, scene_of)
         spread = cal.has_spread
-        if cal.has_channelling or spread:
-            if spread:
-                m, above = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of, depth=pos[:, 2])
-            else:
-                m = column_occupancy(pos[:, :2], cal.column_radius_A, group=scene_of)
-            if cal.has_channelling:
-                wm = wm * cal.channelling(m - 1.0)
         planes = n_metal + 1 if spread else n_metal
         base = scene_of * planes
         fz = np.clip(pos[:, 2] / self.depth_step_A, 0.0, n_metal - 1)
