@@ -23,6 +23,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +78,7 @@ ZONE_AXES = {"5fold": "5-fold", "3fold": "3-fold", "2fold": "2-fold", "across": 
              "001": "[001]", "011": "[011]", "111": "[111]", "random": "random"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Case:
     name: str
     motif: str
@@ -88,7 +89,14 @@ class Case:
 
 
 def build(case: Case):
-    """(cluster atoms, support atoms or None) of a case: one thermal snapshot, centred."""
+    """(cluster atoms, support atoms or None) of a case: one thermal snapshot, centred (copies of
+    one build per case: the options, the cache key and the reference all need it)."""
+    atoms, support = _build(case)
+    return atoms.copy(), (None if support is None else support.copy())
+
+
+@cache
+def _build(case: Case):
     from clusterspy.structures import carbon_support, cluster
 
     rng = np.random.default_rng(case.seed)
