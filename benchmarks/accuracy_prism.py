@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--partial", action="store_true",
                     help="evaluate the images finished so far, do not generate")
     ap.add_argument("--model", default=None, help="model.onnx (default: shipped weights)")
+    ap.add_argument("--results", default=str(RESULTS), metavar="DIR",
+                    help="folder for accuracy_prism.json and the PNGs (default benchmarks/results; "
+                         "use another one for a candidate model)")
     ap.add_argument("--update-card", default=None, metavar="CARD",
                     help="write the figures into this model_card.json (metrics.prism_test)")
     a = ap.parse_args(argv)
@@ -167,10 +170,11 @@ def main(argv: list[str] | None = None) -> dict:
         "generation_seconds_this_call": round(gen_s, 1),
         "inference_seconds": round(infer_s, 3),
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    with open(RESULTS / "accuracy_prism.json", "w", encoding="utf-8") as fh:
+    results = Path(a.results)
+    results.mkdir(parents=True, exist_ok=True)
+    with open(results / "accuracy_prism.json", "w", encoding="utf-8") as fh:
         json.dump(res, fh, indent=1)
-    _plots(res, probs, labels)
+    _plots(res, probs, labels, results)
     if a.update_card:
         _update_card(Path(a.update_card), res)
     print(json.dumps({k: res[k] for k in (
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict:
     return res
 
 
-def _plots(res: dict, probs: np.ndarray, labels: np.ndarray) -> None:
+def _plots(res: dict, probs: np.ndarray, labels: np.ndarray, results: Path) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -189,10 +193,10 @@ def _plots(res: dict, probs: np.ndarray, labels: np.ndarray) -> None:
     from clusterspy.plots import plot_reliability, save_figure
 
     plot_confusion(np.asarray(res["confusion_matrix"]["counts"]),
-                   RESULTS / "accuracy_prism_confusion.png",
+                   results / "accuracy_prism_confusion.png",
                    title=f"PRISM test (n={res['n_images']})")
     save_figure(plot_reliability(probs, labels, n_bins=15, title="PRISM test"),
-                RESULTS / "accuracy_prism_reliability.png")
+                results / "accuracy_prism_reliability.png")
     fig = Figure(figsize=(8, 3.2), layout="constrained")
     FigureCanvasAgg(fig)
     a1, a2 = fig.subplots(1, 2)
@@ -202,7 +206,7 @@ def _plots(res: dict, probs: np.ndarray, labels: np.ndarray) -> None:
     s = res["accuracy_vs_n_atoms"]
     a2.bar(list(s), [v["accuracy"] for v in s.values()], color="#E69F00")
     a2.set(xlabel="cluster size [atoms]", ylabel="top-1 accuracy", ylim=(0, 1.02))
-    save_figure(fig, RESULTS / "accuracy_prism_vs_dose_size.png", dpi=110)
+    save_figure(fig, results / "accuracy_prism_vs_dose_size.png", dpi=110)
 
 
 def _bootstrap(probs: np.ndarray, labels: np.ndarray, ece_fn, n_boot: int = 2000) -> dict:

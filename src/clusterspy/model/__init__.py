@@ -8,7 +8,7 @@ Public API (imports are lazy: ``import clusterspy.model`` does not import PyTorc
 
 Exact command that reproduces the shipped model (also in the model card)::
 
-    python -m clusterspy.model.training --config configs/train_v1.yaml --out runs/v1
+    python -m clusterspy.model.training --config configs/train_v2.yaml --out runs/v2
 """
 
 from __future__ import annotations

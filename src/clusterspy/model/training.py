@@ -3,7 +3,7 @@
 Exact command (the team's CLI wires ``clusterspy train --config CONFIG --out DIR`` to
 :func:`train`)::
 
-    python -m clusterspy.model.training --config configs/train_v1.yaml --out runs/v1
+    python -m clusterspy.model.training --config configs/train_v2.yaml --out runs/v2
 
 Every epoch writes ``checkpoint.pt`` (atomically); rerunning the same command after a crash or
 ``kill -9`` resumes from it. The learning rate follows a cosine schedule over
@@ -31,9 +31,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "name": "isomernet",
     "seed": 1234,
     "network": {"name": "isomernet", "widths": [24, 32, 64, 128], "dropout": 0.2},
-    "dataset": {},  # clusterspy.datasets specification of the training set (fast backend)
+    # clusterspy.datasets specification of the training set (fast backend): a mapping, or the
+    # path of a specification file (relative paths are taken from the working directory)
+    "dataset": {},
     "dataset_path": None,  # default OUT/train.zarr
-    "validation": None,  # specification of the PRISM validation set, or None
+    "validation": None,  # specification (mapping or file) of the PRISM validation set, or None
     "validation_path": None,  # default OUT/val_prism.zarr
     "calibration_every": 10,  # examples with (index // 4) % k == k - 1 are held out (calibration)
     "generate": True,  # generate (or finish) the datasets first; False: use what exists
@@ -66,6 +68,16 @@ def load_config(config: dict[str, Any] | str | Path) -> dict[str, Any]:
         else:
             cfg[k] = v
     return cfg
+
+
+def _spec_section(spec: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """The mapping a dataset specification (a dict, or a file, maybe a training config) holds."""
+    if isinstance(spec, dict):
+        return spec
+    from clusterspy.datasets.spec import read_config
+
+    user = read_config(spec)
+    return user["dataset"] if isinstance(user.get("dataset"), dict) else user
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -177,7 +189,7 @@ def train(
     with open(out / "config.json", "w", encoding="utf-8") as fh:
         json.dump(cfg, fh, indent=2)
     spec = load_spec(cfg["dataset"])
-    if spec["seed"] == 0 and "seed" not in cfg["dataset"]:
+    if spec["seed"] == 0 and "seed" not in _spec_section(cfg["dataset"]):
         spec["seed"] = int(cfg["seed"])
 
     # ---- data ------------------------------------------------------------------------------
