@@ -143,6 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python benchmarks/accuracy_prism.py "
                    + " ".join(sys.argv[1:] if argv is None else argv),
         "model_sha256": model.card.get("weights_sha256"),
+        "model_training": _training_record(model.card),
         "n_images": len(labels),
         "n_requested": int(a.n) * a.sets,
         "per_class_n": np.bincount(labels, minlength=4).tolist(),
@@ -178,8 +179,8 @@ def main(argv: list[str] | None = None) -> dict:
     if a.update_card:
         _update_card(Path(a.update_card), res)
     print(json.dumps({k: res[k] for k in (
-        "n_images", "accuracy", "per_class_accuracy", "ece", "mean_confidence", "bootstrap_95ci", "coverage",
-        "precision_accepted",
+        "model_training", "n_images", "accuracy", "per_class_accuracy", "ece", "mean_confidence",
+        "bootstrap_95ci", "coverage", "precision_accepted",
         "accuracy_vs_dose_e_per_A2", "accuracy_vs_n_atoms")}, indent=1))
     print("confusion (rows true, cols predicted):", res["confusion_matrix"]["counts"])
     return res
@@ -207,6 +208,16 @@ def _plots(res: dict, probs: np.ndarray, labels: np.ndarray, results: Path) -> N
     a2.bar(list(s), [v["accuracy"] for v in s.values()], color="#E69F00")
     a2.set(xlabel="cluster size [atoms]", ylabel="top-1 accuracy", ylim=(0, 1.02))
     save_figure(fig, results / "accuracy_prism_vs_dose_size.png", dpi=110)
+
+
+def _training_record(card: dict) -> dict:
+    """What it took to train the model under test, as its card records it (CPU time on 2 cores)."""
+    t = card.get("training", {})
+    return {"name": card.get("name"), "device": t.get("device"), "train_seconds": t.get("train_seconds"),
+            "train_minutes": round(t["train_seconds"] / 60, 1) if t.get("train_seconds") else None,
+            "epochs": t.get("epochs_run"), "n_train": t.get("n_train"),
+            "wall_seconds_of_the_training_call": t.get("wall_seconds_this_call"),
+            "command": t.get("command")}
 
 
 def _bootstrap(probs: np.ndarray, labels: np.ndarray, ece_fn, n_boot: int = 2000) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from clusterspy.datasets import load_spec
-from clusterspy.datasets.spec import read_config
+from clusterspy.datasets.spec import read_config, user_spec
 from clusterspy.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,25 +31,23 @@ def test_config_loads(path, monkeypatch):
         spec = load_spec(path)
         assert spec["n_images"] > 0 and spec["crop_px"] > 0 and spec["seed"] > 0
         return
-    from clusterspy.model.training import _spec_section, load_config
+    from clusterspy.model.training import load_config
 
     cfg = load_config(path)
     train = load_spec(cfg["dataset"])
     assert train["backend"] == "fast" and train["seed"] > 0
     if isinstance(cfg["dataset"], str):
-        assert _spec_section(cfg["dataset"])["seed"] == train["seed"]
+        assert user_spec(cfg["dataset"])["seed"] == train["seed"]
     if cfg["validation"] is not None:
         val = load_spec(cfg["validation"])
         assert val["seed"] != train["seed"]
 
 
 def test_a_training_config_may_name_its_dataset_file(tmp_path):
-    from clusterspy.model.training import _spec_section
-
     (tmp_path / "ds.yaml").write_text("seed: 5\nn_images: 64\n", encoding="utf-8")
     (tmp_path / "cfg.yaml").write_text("dataset: {seed: 6, n_images: 8}\n", encoding="utf-8")
-    assert _spec_section(tmp_path / "ds.yaml") == {"seed": 5, "n_images": 64}
-    assert _spec_section(tmp_path / "cfg.yaml") == {"seed": 6, "n_images": 8}
+    assert user_spec(tmp_path / "ds.yaml") == {"seed": 5, "n_images": 64}
+    assert user_spec(tmp_path / "cfg.yaml") == {"seed": 6, "n_images": 8}
     assert load_spec(tmp_path / "ds.yaml")["n_images"] == 64
     with pytest.raises(ConfigError):
-        _spec_section(tmp_path / "missing.yaml")
+        user_spec(tmp_path / "missing.yaml")

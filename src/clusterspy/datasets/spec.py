@@ -66,6 +66,21 @@ DEFAULT_SPEC: dict[str, Any] = {
 LOG_KEYS = ("size_atoms", "image_pixel_size_A", "dose_e_per_A2")
 
 
+def user_spec(spec: dict[str, Any] | str | Path) -> dict[str, Any]:
+    """The keys a specification sets itself (a copy), before the defaults are filled in.
+
+    Parameters
+    ----------
+    spec : dict or path
+        A dict, or a ``.yaml`` / ``.yml`` / ``.json`` file; a ``dataset:`` section of a training
+        config is accepted too.
+    """
+    if isinstance(spec, dict):
+        return copy.deepcopy(spec)
+    user = read_config(spec)
+    return user["dataset"] if isinstance(user.get("dataset"), dict) else user
+
+
 def load_spec(spec: dict[str, Any] | str | Path | None = None, **overrides: Any) -> dict[str, Any]:
     """Return a full specification: ``DEFAULT_SPEC`` updated by ``spec`` and ``overrides``.
 
@@ -80,14 +95,7 @@ def load_spec(spec: dict[str, Any] | str | Path | None = None, **overrides: Any)
     ConfigError
         If the file is missing or malformed, or a key is unknown.
     """
-    if spec is None:
-        user: dict[str, Any] = {}
-    elif isinstance(spec, dict):
-        user = copy.deepcopy(spec)
-    else:
-        user = read_config(spec)
-        if "dataset" in user and isinstance(user["dataset"], dict):
-            user = user["dataset"]
+    user = {} if spec is None else user_spec(spec)
     user.update(overrides)
     unknown = set(user) - set(DEFAULT_SPEC)
     if unknown:

@@ -70,16 +70,6 @@ def load_config(config: dict[str, Any] | str | Path) -> dict[str, Any]:
     return cfg
 
 
-def _spec_section(spec: dict[str, Any] | str | Path) -> dict[str, Any]:
-    """The mapping a dataset specification (a dict, or a file, maybe a training config) holds."""
-    if isinstance(spec, dict):
-        return spec
-    from clusterspy.datasets.spec import read_config
-
-    user = read_config(spec)
-    return user["dataset"] if isinstance(user.get("dataset"), dict) else user
-
-
 def resolve_device(device: str = "auto") -> str:
     """``"auto"`` → ``"cuda"`` when a GPU is available, else ``"cpu"``."""
     import torch
@@ -176,6 +166,7 @@ def train(
     import torch.nn.functional as F
 
     from clusterspy.datasets import generate, load, load_spec
+    from clusterspy.datasets.spec import user_spec
     from clusterspy.model.network import count_parameters, create_model
     from clusterspy.predict import normalise_crops
 
@@ -189,7 +180,7 @@ def train(
     with open(out / "config.json", "w", encoding="utf-8") as fh:
         json.dump(cfg, fh, indent=2)
     spec = load_spec(cfg["dataset"])
-    if spec["seed"] == 0 and "seed" not in _spec_section(cfg["dataset"]):
+    if spec["seed"] == 0 and "seed" not in user_spec(cfg["dataset"]):
         spec["seed"] = int(cfg["seed"])
 
     # ---- data ------------------------------------------------------------------------------
