@@ -211,12 +211,17 @@ def _plots(res: dict, probs: np.ndarray, labels: np.ndarray, results: Path) -> N
 
 
 def _training_record(card: dict) -> dict:
-    """What it took to train the model under test, as its card records it (CPU time on 2 cores)."""
-    t = card.get("training", {})
-    return {"name": card.get("name"), "device": t.get("device"), "train_seconds": t.get("train_seconds"),
-            "train_minutes": round(t["train_seconds"] / 60, 1) if t.get("train_seconds") else None,
+    """What it took to train the model under test, and its held-out figures, as its card records them."""
+    t, m = card.get("training", {}), card.get("metrics", {})
+    secs, steps = t.get("train_seconds"), t.get("steps")
+    bs = t.get("config", {}).get("batch_size")
+    return {"name": card.get("name"), "device": t.get("device"), "train_seconds": secs,
+            "train_minutes": round(secs / 60, 1) if secs else None,
             "epochs": t.get("epochs_run"), "n_train": t.get("n_train"),
+            "images_per_second": round(steps * bs / secs, 1) if secs and steps and bs else None,
             "wall_seconds_of_the_training_call": t.get("wall_seconds_this_call"),
+            "fast_holdout_accuracy": m.get("fast_holdout", {}).get("accuracy"),
+            "prism_validation_accuracy": m.get("prism_validation", {}).get("accuracy"),
             "command": t.get("command")}
 
 

@@ -43,7 +43,8 @@ def test_config_loads(path, monkeypatch):
         assert val["seed"] != train["seed"]
 
 
-def test_a_training_config_may_name_its_dataset_file(tmp_path):
+def test_user_spec_reads_a_file_or_the_dataset_section_of_a_training_config(tmp_path):
+    """What training uses to tell whether a dataset file (or config section) sets its own seed."""
     (tmp_path / "ds.yaml").write_text("seed: 5\nn_images: 64\n", encoding="utf-8")
     (tmp_path / "cfg.yaml").write_text("dataset: {seed: 6, n_images: 8}\n", encoding="utf-8")
     assert user_spec(tmp_path / "ds.yaml") == {"seed": 5, "n_images": 64}
