@@ -400,6 +400,33 @@ def detect_clusters(
     return out
 
 
+def crop_pixel_size_A(
+    diameter_A: float, min_pixel_size_A: float, crop_px: int, field_factor: float | None = None
+) -> float:
+    """Pixel size [Å/px] of a model crop that holds a whole cluster of ``diameter_A``.
+
+    The crop has ``crop_px`` pixels; its field ``crop_px * pixel size`` [Å] is at least
+    ``field_factor * diameter_A`` and never finer than ``min_pixel_size_A``:
+    ``max(min_pixel_size_A, field_factor * diameter_A / crop_px)``. Without a
+    ``field_factor`` (models with a fixed field), ``min_pixel_size_A``. The same rule makes
+    the training crops (:mod:`clusterspy.datasets.sampling`) and the crops classified.
+
+    Parameters
+    ----------
+    diameter_A : float
+        Equivalent-circle diameter of the cluster [Å] (:attr:`Detection.diameter_A`).
+    min_pixel_size_A : float
+        The model's finest input pixel size [Å/px].
+    crop_px : int
+        Side of the model's crop [px].
+    field_factor : float, optional
+        Field of view over diameter (e.g. 1.25).
+    """
+    if field_factor is None or not np.isfinite(diameter_A) or diameter_A <= 0:
+        return float(min_pixel_size_A)
+    return float(max(min_pixel_size_A, field_factor * float(diameter_A) / int(crop_px)))
+
+
 def crop_cluster(
     image: Image, detection: Detection, pixel_size_A: float, crop_px: int
 ) -> np.ndarray:

@@ -33,7 +33,8 @@ LATTICE_A = {"Au": 4.078, "Pt": 3.924, "Pd": 3.891, "Ag": 4.086, "Cu": 3.615}
 #: Atomic numbers.
 Z = {"Au": 79, "Pt": 78, "Pd": 46, "Ag": 47, "Cu": 29}
 #: Requested atom counts are snapped to this log-spaced grid so that models can be cached.
-SIZE_GRID = np.unique(np.round(np.geomspace(40, 2000, 28)).astype(int))
+SIZE_GRID = np.unique(np.round(np.concatenate(
+    [np.geomspace(40, 2000, 28), np.geomspace(2000, 16000, 8)[1:]])).astype(int))
 #: Zone axes per motif (names understood by clusterspy.structures.cluster).
 ZONE_AXES = {
     "icosahedral": ["5-fold", "3-fold", "2-fold"],
@@ -120,6 +121,9 @@ def _make_atoms(spec: dict[str, Any], rng: np.random.Generator, motif: str, size
                 element: str, zone_fraction: float) -> tuple[Any, dict[str, Any]]:
     shapes = spec["motifs"][motif]
     shape = shapes[int(rng.integers(len(shapes)))]
+    if (motif == "amorphous" and spec.get("amorphous_size_atoms") is not None
+            and size_range is spec["size_atoms"]):
+        size_range = spec["amorphous_size_atoms"]
     size_req = _uniform(rng, size_range, log=True)
     grid = AMORPHOUS_SIZE_GRID if motif == "amorphous" else SIZE_GRID
     size = int(grid[np.argmin(np.abs(np.log(grid) - np.log(size_req)))])
@@ -143,6 +147,23 @@ def _make_atoms(spec: dict[str, Any], rng: np.random.Generator, motif: str, size
         "n_atoms": len(atoms), "zone_axis": zone or "", "thermal_sigma_A": sigma,
     }
     return atoms, info
+
+
+def projected_diameter_A(positions_A: np.ndarray, atom_radius_A: float = 1.4) -> float:
+    """Equivalent-circle diameter [Å] of a cluster seen along z: its projected convex hull
+    grown by ``atom_radius_A`` (hull area + perimeter · r + π r²), the quantity detection
+    measures as :attr:`clusterspy.detection.Detection.diameter_A`.
+    """
+    from scipy.spatial import ConvexHull
+
+    xy = np.asarray(positions_A, dtype=float)[:, :2]
+    try:
+        hull = ConvexHull(xy)
+        area, perimeter = float(hull.volume), float(hull.area)
+    except Exception:  # fewer than 3 points or collinear
+        area, perimeter = 0.0, 2.0 * float(np.ptp(xy, axis=0).max()) if len(xy) else 0.0
+    r = float(atom_radius_A)
+    return 2.0 * float(np.sqrt((area + perimeter * r + np.pi * r * r) / np.pi))
 
 
 def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict[str, Any]]:
@@ -205,7 +226,21 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
     shear = rng.normal(0.0, float(spec["shear_px_per_line"]))
     flyback = (_uniform(rng, spec["flyback_px"]), rng.uniform(2.0, 10.0))
     err = rng.normal(0.0, float(spec["centre_error_A"]), 2)
-    field_A = float(spec["crop_px"]) * float(spec["pixel_size_A"])
+    # whole-particle field (field_factor) and pixel-size calibration error (scale_error): their
+    # draws come from their own stream, so specifications without them are unchanged
+    field_factor = spec.get("field_factor")
+    scale_error = float(spec.get("scale_error") or 0.0)
+    extra = np.random.default_rng([int(spec["seed"]), int(index), 1])
+    scale = float(np.exp(extra.uniform(-np.log1p(scale_error), np.log1p(scale_error))))
+    d_measured = (projected_diameter_A(pos) * scale
+                  * extra.uniform(1 - float(spec["diameter_error"]), 1 + float(spec["diameter_error"])))
+    from clusterspy.detection import crop_pixel_size_A
+
+    crop_pixel_A = crop_pixel_size_A(d_measured, float(spec["pixel_size_A"]), int(spec["crop_px"]),
+                                     field_factor)
+    field_A = float(spec["crop_px"]) * crop_pixel_A / scale  # true Å
+    if spec.get("max_image_px"):
+        px = max(px, (field_A + 8.0) / float(spec["max_image_px"]))
     extent = field_A + 2 * float(np.abs(err).max()) + 4.0
     support = None
     use_support = rng.random() < float(spec["support_probability"])
@@ -281,13 +316,15 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
             cy -= int(cy) - c
         else:
             data = data[: int(cy) + c, :]
-    image = Image(data.astype(np.float32), img.pixel_size_A)
+    # the pixel size the user states: off by `scale` (1 without a scale_error)
+    image = Image(data.astype(np.float32), img.pixel_size_A * scale)
     det = Detection(
         x_px=float(cx + err[0] / img.pixel_size_A), y_px=float(cy + err[1] / img.pixel_size_A),
-        bbox=(0, 0, data.shape[0], data.shape[1]), diameter_A=2 * radius,
+        bbox=(0, 0, data.shape[0], data.shape[1]),
+        diameter_A=2 * radius if field_factor is None else d_measured,
         area_px=int(np.pi * (radius / img.pixel_size_A) ** 2),
     )
-    crop = crop_cluster(image, det, float(spec["pixel_size_A"]), int(spec["crop_px"]))
+    crop = crop_cluster(image, det, crop_pixel_A, int(spec["crop_px"]))
     meta.update({
         "label": motif, "energy_keV": mic.energy_keV, "semiangle_mrad": mic.semiangle_mrad,
         "detector_inner_mrad": mic.detector_mrad[0], "detector_outer_mrad": mic.detector_mrad[1],
@@ -297,6 +334,7 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         "flyback_px": list(flyback), "support_thickness_A": thickness, "gamma": gamma,
         "background": bg_level, "neighbour": bool(neighbour), "cut": bool(cut),
         "centre_error_A": [float(err[0]), float(err[1])], "backend": spec["backend"],
+        "pixel_size_scale": scale, "diameter_A": d_measured / scale, "crop_pixel_size_A": crop_pixel_A,
     })
     return crop.astype(np.float32), label, meta
 

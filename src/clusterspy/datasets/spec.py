@@ -34,6 +34,7 @@ DEFAULT_SPEC: dict[str, Any] = {
         "amorphous": ["glassy"],
     },
     "size_atoms": [100, 1100],  # log-uniform atom count (nearest achievable)
+    "amorphous_size_atoms": None,  # atom-count range of the glassy class (default: size_atoms)
     "elements": ["Au", "Pt", "Pd", "Ag", "Cu"],
     "amorphous_variants": [0, 3],  # pool members [lo, hi) of the relaxed glassy structures
     "zone_axis_fraction": 0.35,  # else uniform random orientation on SO(3)
@@ -60,6 +61,11 @@ DEFAULT_SPEC: dict[str, Any] = {
     "background": [0.0, 0.3],  # smooth additive background, fraction of the cluster peak
     "gamma": [0.8, 1.25],
     "centre_error_A": 2.5,  # σ of the detector's centring error [Å]
+    # model crop
+    "field_factor": None,  # crop field ≥ this × cluster diameter (None: fixed crop_px × pixel_size_A)
+    "diameter_error": 0.1,  # relative error of the measured diameter that sets the field (uniform ±)
+    "scale_error": 0.0,  # pixel-size calibration error, log-uniform in [1/(1+e), 1+e]
+    "max_image_px": None,  # the simulated image's pixel size is raised so its field fits in this many px
 }
 
 #: Keys sampled log-uniformly.

@@ -55,7 +55,9 @@ _AXIS_ALIASES = {
     "[110]": "[011]", "[101]": "[011]", "110": "[011]", "011": "[011]", "111": "[111]",
 }
 
-_MAX_LAYERS = 16  # largest shape parameter searched when matching a size
+#: Largest decahedron / Wulff polyhedron tabulated [atoms] (an 8 nm Au particle has ~16,000).
+MAX_TABLE_ATOMS = 20000
+_MAX_LAYERS = 18  # largest shape parameter searched when matching a size (≈ 20,000 atoms)
 
 
 @dataclass(frozen=True)
@@ -107,11 +109,11 @@ def _decahedron_table() -> tuple[tuple[int, int, int, int], ...]:
     from ase.cluster import Decahedron
 
     rows = []
-    for p in range(2, 11):
+    for p in range(2, 17):
         for q in range(max(1, p - 2), p + 3):
             for r in range(0, min(p, 4)):
                 n = len(Decahedron("Cu", p, q, r))
-                if n <= 6000:
+                if n <= MAX_TABLE_ATOMS:
                     rows.append((p, q, r, n))
     return tuple(rows)
 
@@ -127,11 +129,11 @@ def _wulff_table() -> tuple[tuple[int, int, int, int], ...]:
     from ase.cluster import FaceCenteredCubic
 
     rows = []
-    for s in range(2, 14):
+    for s in range(2, 30):
         layers = _wulff_layers(s)
         n = len(FaceCenteredCubic("Cu", [(1, 0, 0), (1, 1, 0), (1, 1, 1)], list(layers)))
         rows.append((*layers, n))
-        if n > 6000:
+        if n > MAX_TABLE_ATOMS:
             break
     return tuple(rows)
 
