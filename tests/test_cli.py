@@ -99,8 +99,9 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     records = json.loads(proc.stdout)
     assert isinstance(records, list) and len(records) == 1
     record = records[0]
-    assert set(record) == {"file", "frame", "cluster", "x_px", "y_px", "label", "confidence",
-                           "probabilities"}
+    assert set(record) == {"file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason",
+                           "confidence", "probabilities", "ood_distance"}
+    assert (record["reason"] is None) == (record["label"] != "unknown")
     assert set(record["probabilities"]) == set(CLASSES)
     assert abs(sum(record["probabilities"].values()) - 1) < 1e-4
     assert record["label"] in (*CLASSES, "unknown")

@@ -16,7 +16,8 @@ from clusterspy.predict import DEFAULT_MODEL, ClusterResult, load_model, normali
 
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="no shipped weights")
 
-KEYS = {"file", "frame", "cluster", "x_px", "y_px", "label", "confidence", "probabilities"}
+KEYS = {"file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
+        "probabilities", "ood_distance"}
 
 
 def test_card_and_probabilities():

@@ -33,10 +33,18 @@ class OutputFormat(StrEnum):
     csv = "csv"
 
 
-def _fail(message: str, code: int = 2) -> None:
-    """Print ``message`` as one line on stderr and exit with ``code``."""
-    typer.echo(f"clusterspy: error: {' '.join(str(message).split())}", err=True)
-    raise typer.Exit(code)
+class Contrast(StrEnum):
+    """What the user says of the image's contrast."""
+
+    auto = "auto"
+    haadf = "haadf"
+
+
+class Border(StrEnum):
+    """What to do with clusters touching the image edge."""
+
+    flag = "flag"
+    skip = "skip"
 
 
 PixelSize = Annotated[
@@ -65,19 +73,41 @@ def classify(
     explain: Annotated[
         bool, typer.Option("--explain", help="Also save occlusion-saliency maps (needs --out).")
     ] = False,
+    contrast: Annotated[
+        Contrast,
+        typer.Option(help="'auto' refuses images that look like bright field; 'haadf': trust it is HAADF."),
+    ] = Contrast.auto,
+    min_size: Annotated[
+        float | None, typer.Option("--min-size", help="Smallest cluster diameter looked for, in nm.")
+    ] = None,
+    max_size: Annotated[
+        float | None, typer.Option("--max-size", help="Largest cluster diameter looked for, in nm.")
+    ] = None,
+    border: Annotated[
+        Border,
+        typer.Option(help="Clusters touching the image edge: 'flag' (unknown, cut_by_edge) or 'skip'."),
+    ] = Border.flag,
 ) -> None:
-    """Classify every cluster in each image (every frame of a multi-frame file)."""
+    """Classify every cluster in each image (every frame of a multi-frame file).
+
+    A cluster the model cannot judge is labelled 'unknown' with the reason (too small or large,
+    cut by the edge, a neighbour in view, not resolved, out of distribution, low confidence);
+    an image outside the model's domain (pixel size, contrast) is refused with one line.
+    """
     from clusterspy.workflows import classify_files, format_results, write_results
 
     if explain and out is None:
         from clusterspy.errors import ConfigError
 
         raise ConfigError("--explain writes saliency images: give an output folder with --out DIR")
+    options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
+               "border": border.value}
     results = classify_files(
-        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain
+        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain, **options
     )
     if out is not None:
-        written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model)
+        written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model,
+                                options=options)
         typer.echo(f"results written to {written}", err=True)
     typer.echo(format_results(results, fmt.value))
 

@@ -40,3 +40,7 @@ class MissingDependencyError(ClusterSpyError):
             f"{feature} needs the optional package {package!r}; "
             f"install it with: pip install 'clusterspy[{extra}]'"
         )
+
+
+class OutOfDomainError(ClusterSpyError):
+    """The whole image is outside what the model can judge (pixel size, field of view, contrast)."""

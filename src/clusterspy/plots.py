@@ -541,13 +541,24 @@ def plot_overlay(
     fig = _figure((max(3.0, cols * scale) + 0.4, max(3.0, rows * scale) + 0.4))
     ax = fig.add_subplot()
     ax.imshow(data, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
+    from matplotlib.patches import Circle
+
     for r in results:
         colour = _colour(r.label)
-        ax.add_patch(Rectangle((r.x_px - side_px / 2, r.y_px - side_px / 2), side_px, side_px,
-                               fill=False, lw=1.5, ec=colour))
-        ax.text(r.x_px - side_px / 2, r.y_px - side_px / 2 - 2, f"{r.cluster}: {r.label} {r.confidence:.2f}",
-                color=colour, fontsize=8, va="bottom", ha="left",
-                bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+        d_nm = getattr(r, "diameter_nm", None)
+        if d_nm:
+            half = 0.5 * d_nm * 10.0 / px  # the particle's equivalent circle
+            ax.add_patch(Circle((r.x_px, r.y_px), half, fill=False, lw=1.5, ec=colour))
+        else:
+            half = side_px / 2
+            ax.add_patch(Rectangle((r.x_px - half, r.y_px - half), 2 * half, 2 * half,
+                                   fill=False, lw=1.5, ec=colour))
+        reason = getattr(r, "reason", None)
+        text = (f"{r.cluster}: {r.label} {r.confidence:.2f}" if reason is None
+                else f"{r.cluster}: unknown ({reason.replace('_', ' ')})")
+        ax.text(r.x_px - half, r.y_px - half - 2, text,
+                color="white", fontsize=8, va="bottom", ha="left",
+                bbox={"facecolor": colour, "alpha": 0.85, "pad": 1.5, "lw": 0})
     # scale bar: a round number of nm close to a fifth of the width
     bar_A = _round_length(0.2 * cols * px)
     ax.plot([cols * 0.05, cols * 0.05 + bar_A / px], [rows * 0.95] * 2, color="white", lw=3)

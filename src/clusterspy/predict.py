@@ -1,17 +1,15 @@
-"""Classify clusters with the shipped ONNX model: crops → calibrated isomer probabilities.
+"""Classify clusters with the shipped ONNX model: crops → calibrated isomer probabilities →
+a label, or ``"unknown"`` with the reason.
 
 Nothing here imports PyTorch, abTEM or ASE: inference runs on ONNX Runtime, so the light
-``pip install clusterspy`` is enough to classify.
-
-The per-crop normalisation :func:`normalise_crops` lives here and is *also* the function the
-training pipeline (:mod:`clusterspy.datasets`) applies to every training crop, so training and
-inference see identically prepared inputs.
+``pip install clusterspy`` is enough to classify. What the network expects and how its outputs
+become labels is the model card's (:class:`clusterspy.weights.ModelCard`); whether an image or
+a cluster is one the model can judge at all is :mod:`clusterspy.domain`'s.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
+import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -22,87 +20,26 @@ import numpy as np
 from clusterspy.errors import ImageDataError, InputFileError, NoClusterFoundError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES, UNKNOWN
+from clusterspy.weights import (
+    CARD_NAME,
+    DEFAULT_MODEL_DIR,
+    DEFAULT_NORMALISATION,
+    ModelCard,
+    dihedral_views,
+    normalise_crops,
+    sha256_file,
+    softmax,
+)
 
 #: Folder of the shipped weights.
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-#: The shipped network and its model card.
+WEIGHTS_DIR = DEFAULT_MODEL_DIR
+#: The shipped network.
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
-CARD_NAME = "model_card.json"
 
-#: Default normalisation (also written in the model card, which wins when present).
-DEFAULT_NORMALISATION: dict[str, Any] = {
-    "method": "median_percentile",
-    "percentile": 99.5,
-    "clip": [-3.0, 10.0],
-}
-
-
-def normalise_crops(crops: np.ndarray, normalisation: dict[str, Any] | None = None) -> np.ndarray:
-    """Robust per-crop normalisation: subtract the median, divide by a high percentile.
-
-    ``out = clip((x - median(x)) / percentile(x - median(x), p), lo, hi)`` for each crop, so
-    that the detector gain, offset and dose do not matter. Used for both training and inference.
-
-    Parameters
-    ----------
-    crops : numpy.ndarray
-        ``(N, H, W)`` or ``(H, W)`` crops (any intensity unit).
-    normalisation : dict, optional
-        ``{"method": "median_percentile", "percentile": p, "clip": [lo, hi]}``; the default is
-        :data:`DEFAULT_NORMALISATION`.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array of the same shape.
-    """
-    norm = {**DEFAULT_NORMALISATION, **(normalisation or {})}
-    if norm["method"] != "median_percentile":
-        raise ValueError(f"unknown normalisation method {norm['method']!r}")
-    x = np.asarray(crops, dtype=np.float32)
-    squeeze = x.ndim == 2
-    if squeeze:
-        x = x[None]
-    if x.ndim != 3:
-        raise ImageDataError(f"crops must be (N, H, W), got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ImageDataError("crops contain NaN or Inf values")
-    flat = x.reshape(len(x), -1)
-    med = np.median(flat, axis=1)
-    centred = flat - med[:, None]
-    scale = np.percentile(centred, float(norm["percentile"]), axis=1)
-    fallback = centred.std(axis=1)
-    scale = np.where(scale > 1e-12, scale, np.where(fallback > 1e-12, fallback, 1.0))
-    out = centred / scale[:, None]
-    lo, hi = norm["clip"]
-    out = np.clip(out, lo, hi).reshape(x.shape).astype(np.float32)
-    return out[0] if squeeze else out
-
-
-def dihedral_views(x: np.ndarray) -> list[np.ndarray]:
-    """The 8 flips/rotations (dihedral group D4) of images ``(..., H, W)``."""
-    views = []
-    for k in range(4):
-        r = np.rot90(x, k, axes=(-2, -1))
-        views.extend([r, r[..., ::-1]])
-    return views
-
-
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 hex digest of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    """Row-wise softmax of ``logits / temperature``."""
-    z = np.asarray(logits, dtype=np.float64) / float(temperature)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+__all__ = [
+    "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "ClusterResult", "Model", "classify",
+    "dihedral_views", "load_model", "normalise_crops", "sha256_file", "softmax",
+]
 
 
 class Model:
@@ -111,94 +48,114 @@ class Model:
     Parameters
     ----------
     onnx_path : path
-        The ``.onnx`` network (logits out).
-    card : dict
-        The model card (see ``clusterspy/weights/model_card.json``): ``classes``,
-        ``pixel_size_A`` [Å/px], ``crop_px`` [px], ``normalisation``, ``temperature``,
-        ``unknown_threshold``, training config, metrics, ``weights_sha256``.
+        The ``.onnx`` network (``logits`` out; optionally ``features``, the pooled features
+        the out-of-distribution score uses).
+    card : ModelCard or dict
+        The model card (see :class:`clusterspy.weights.ModelCard`).
     verify : bool
-        Check the SHA-256 of the weights against the card (default True).
+        Check the SHA-256 of the weights, of the card and of every file it lists (default True).
     """
 
-    def __init__(self, onnx_path: str | Path, card: dict[str, Any], *, verify: bool = True) -> None:
+    def __init__(self, onnx_path: str | Path, card: ModelCard | dict[str, Any], *,
+                 verify: bool = True) -> None:
         self.path = Path(onnx_path)
-        self.card = card
+        self.card = card if isinstance(card, ModelCard) else ModelCard(card, self.path.parent)
         if not self.path.is_file():
             raise InputFileError(f"model file not found: {self.path}")
         if verify:
-            expected = card.get("weights_sha256")
-            if not expected:
-                raise InputFileError(
-                    f"the model card of {self.path} has no 'weights_sha256'; cannot verify the "
-                    "weights (re-export the model with clusterspy train)"
-                )
-            actual = sha256_file(self.path)
-            if actual != expected:
-                raise InputFileError(
-                    f"SHA-256 mismatch for {self.path}: file is {actual[:12]}…, model card says "
-                    f"{expected[:12]}…; the weights are corrupt or do not belong to this card — "
-                    "reinstall clusterspy or re-export the model"
-                )
-        if tuple(card.get("classes", CLASSES)) != CLASSES:
-            raise InputFileError(
-                f"model classes {card.get('classes')} differ from clusterspy's {list(CLASSES)}"
-            )
+            self.card.verify(self.path)
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-        )
+        try:
+            self._session = ort.InferenceSession(
+                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # corrupt or foreign file: one line, not a traceback
+            raise InputFileError(
+                f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"
+            ) from None
         self._input = self._session.get_inputs()[0].name
+        self._outputs = [o.name for o in self._session.get_outputs()]
+        self._ood: tuple[np.ndarray, np.ndarray, float] | None = None
+        ood = self.card.ood
+        if ood and "features" in self._outputs:
+            with np.load(self.card.path(ood["file"])) as z:
+                self._ood = (z["means"], z["precision"], float(ood["threshold"]))
 
-    # -- calibration -------------------------------------------------------------------------
+    # -- the card's geometry and calibration ----------------------------------------------------
     @property
     def pixel_size_A(self) -> float:
-        """Model input pixel size [Å/px]."""
-        return float(self.card["pixel_size_A"])
+        """Finest model input pixel size [Å/px]."""
+        return self.card.pixel_size_A
 
     @property
     def crop_px(self) -> int:
         """Model input crop size [px]."""
-        return int(self.card["crop_px"])
+        return self.card.crop_px
 
     @property
     def temperature(self) -> float:
         """Temperature of the calibrated softmax."""
-        return float(self.card.get("temperature", 1.0))
+        return self.card.temperature
 
     @property
     def unknown_threshold(self) -> float:
         """Confidence below which a prediction is labelled ``"unknown"``."""
-        return float(self.card.get("unknown_threshold", 0.0))
+        return self.card.unknown_threshold
+
+    @property
+    def tta(self) -> bool:
+        """Whether logits are averaged over the 8 flips/rotations (card ``test_time_augmentation``)."""
+        return self.card.tta
+
+    @property
+    def has_ood(self) -> bool:
+        """Whether this model gives an out-of-distribution distance (features + statistics)."""
+        return self._ood is not None
+
+    @property
+    def ood_threshold(self) -> float | None:
+        """Distance above which a crop is out of distribution (None without OOD statistics)."""
+        return None if self._ood is None else self._ood[2]
+
+    def crop_pixel_size_A(self, diameter_A: float) -> float:
+        """Pixel size [Å/px] of the crop of a cluster of ``diameter_A`` [Å] (:class:`ModelCard`)."""
+        return self.card.crop_pixel_size_A(diameter_A)
 
     # -- inference ---------------------------------------------------------------------------
-    def predict_logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
-        """Raw network logits ``(N, 4)`` of crops ``(N, crop_px, crop_px)`` (normalised inside)."""
+    def _run(self, crops: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
         x = np.asarray(crops)
         if x.ndim == 2:
             x = x[None]
         if x.ndim != 3 or x.shape[1:] != (self.crop_px, self.crop_px):
             raise ImageDataError(
-                f"crops must have shape (N, {self.crop_px}, {self.crop_px}) at "
-                f"{self.pixel_size_A} Å/px, got {x.shape}; use clusterspy.detection.crop_cluster"
+                f"crops must have shape (N, {self.crop_px}, {self.crop_px}), got {x.shape}; "
+                "use clusterspy.detection.crop_cluster"
             )
-        x = normalise_crops(x, self.card.get("normalisation"))[:, None]
+        x = normalise_crops(x, self.card.normalisation)[:, None]
         views = dihedral_views(x) if self.tta else [x]
+        want = ["logits"] + (["features"] if self._ood is not None else [])
+        names = want if "logits" in self._outputs else [self._outputs[0]]
         total = np.zeros((len(x), len(CLASSES)), np.float64)
+        feats: np.ndarray | None = None
         for v in views:
             v = np.ascontiguousarray(v, dtype=np.float32)
             for i in range(0, len(v), batch_size):
-                total[i : i + batch_size] += self._session.run(
-                    None, {self._input: v[i : i + batch_size]})[0]
-        return (total / len(views)).astype(np.float32)
+                got = self._session.run(names, {self._input: v[i : i + batch_size]})
+                total[i : i + batch_size] += got[0]
+                if len(got) > 1:
+                    if feats is None:
+                        feats = np.zeros((len(x), got[1].shape[1]), np.float64)
+                    feats[i : i + batch_size] += got[1]
+        n = len(views)
+        return (total / n).astype(np.float32), None if feats is None else feats / n
 
-    @property
-    def tta(self) -> bool:
-        """Whether logits are averaged over the 8 flips/rotations (card ``test_time_augmentation``)."""
-        return self.card.get("test_time_augmentation") == "dihedral8"
+    def predict_logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Raw network logits ``(N, 4)`` of crops ``(N, crop_px, crop_px)`` (normalised inside)."""
+        return self._run(crops, batch_size)[0]
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, 4)`` in the order of :data:`clusterspy.isomers.CLASSES`.
@@ -206,41 +163,40 @@ class Model:
         Parameters
         ----------
         crops : numpy.ndarray
-            ``(N, crop_px, crop_px)`` crops at the model pixel size (:attr:`pixel_size_A`),
-            cluster centred; any intensity unit (each crop is normalised inside).
+            ``(N, crop_px, crop_px)`` model crops (:func:`clusterspy.detection.crop_cluster` at
+            :meth:`crop_pixel_size_A`), cluster centred; any intensity unit.
         """
-        return softmax(self.predict_logits(crops), self.temperature)
+        return self.card.probabilities(self.predict_logits(crops))
+
+    def infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities ``(N, 4)`` and out-of-distribution distances ``(N,)``.
+
+        The distance is the Mahalanobis distance of the pooled features to the nearest class
+        mean of the in-domain training images (None when the model has no OOD statistics).
+        """
+        from clusterspy.domain import mahalanobis_distance
+
+        logits, feats = self._run(crops)
+        probs = self.card.probabilities(logits)
+        if feats is None or self._ood is None:
+            return probs, None
+        return probs, mahalanobis_distance(feats, self._ood[0], self._ood[1])
 
     def labels(self, probabilities: np.ndarray) -> list[str]:
         """Label of each row: the most probable class, or ``"unknown"`` below the threshold."""
-        p = np.atleast_2d(probabilities)
-        best = p.argmax(axis=1)
-        return [
-            CLASSES[b] if p[i, b] >= self.unknown_threshold else UNKNOWN
-            for i, b in enumerate(best)
-        ]
+        return self.card.labels(probabilities)
 
     def __repr__(self) -> str:
         return (
-            f"Model({self.path.name}, {self.crop_px} px at {self.pixel_size_A} Å/px, "
+            f"Model({self.path.name}, {self.crop_px} px at ≥ {self.pixel_size_A} Å/px, "
             f"T={self.temperature:.3f}, unknown<{self.unknown_threshold:.3f})"
         )
 
 
-def _read_card(onnx_path: Path) -> dict[str, Any]:
-    for candidate in (onnx_path.with_suffix(".json"), onnx_path.with_name(CARD_NAME)):
-        if candidate.is_file():
-            with open(candidate, encoding="utf-8") as fh:
-                return json.load(fh)
-    raise InputFileError(
-        f"no model card next to {onnx_path} (expected {onnx_path.with_name(CARD_NAME)})"
-    )
-
-
 @lru_cache(maxsize=8)
-def _load_cached(path: str, mtime: float) -> Model:
+def _load_cached(path: str, mtime: float, card_mtime: float) -> Model:
     p = Path(path)
-    return Model(p, _read_card(p))
+    return Model(p, ModelCard.read(p))
 
 
 def load_model(path: str | Path | None = None) -> Model:
@@ -255,7 +211,7 @@ def load_model(path: str | Path | None = None) -> Model:
     Raises
     ------
     InputFileError
-        If the file or its card is missing, or the SHA-256 of the weights does not match.
+        If the file or its card is missing, or a SHA-256 does not match.
     """
     p = Path(path) if path is not None else DEFAULT_MODEL
     if p.is_dir():
@@ -263,7 +219,10 @@ def load_model(path: str | Path | None = None) -> Model:
     if not p.is_file():
         hint = " (the package was installed without its weights)" if path is None else ""
         raise InputFileError(f"model file not found: {p}{hint}")
-    return _load_cached(str(p.resolve()), p.stat().st_mtime)
+    card = ModelCard.read(p)
+    card_file = card.path(CARD_NAME)
+    card_mtime = card_file.stat().st_mtime if card_file.is_file() else 0.0
+    return _load_cached(str(p.resolve()), p.stat().st_mtime, card_mtime)
 
 
 @dataclass
@@ -271,8 +230,13 @@ class ClusterResult:
     """The classification of one cluster in one frame.
 
     ``x_px``, ``y_px`` are the cluster centre in the *input image's* pixels (col, row);
-    ``confidence`` is the calibrated probability of the most probable class; ``label`` is that
-    class or ``"unknown"`` when ``confidence`` is below the model card's threshold.
+    ``diameter_nm`` its equivalent-circle diameter [nm]. ``label`` is the most probable isomer
+    when that claim stands, else ``"unknown"`` and ``reason`` says why (a key of
+    :data:`clusterspy.domain.REASONS`: out of the model's domain, or low confidence).
+    ``confidence`` is the calibrated probability of the most probable class; it and
+    ``probabilities`` are ``None`` when the cluster was never shown to the network (a reason
+    decided before inference: too small or large, cut by the edge, a neighbour in view, not
+    resolved).
     """
 
     file: str | None
@@ -281,49 +245,94 @@ class ClusterResult:
     x_px: float
     y_px: float
     label: str
-    confidence: float
-    probabilities: dict[str, float] = field(default_factory=dict)
+    confidence: float | None
+    probabilities: dict[str, float] | None = field(default_factory=dict)
+    diameter_nm: float | None = None
+    reason: str | None = None
+    ood_distance: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``clusterspy classify --format json``."""
+        probs = self.probabilities
         return {
             "file": None if self.file is None else str(self.file),
             "frame": int(self.frame),
             "cluster": int(self.cluster),
             "x_px": float(self.x_px),
             "y_px": float(self.y_px),
+            "diameter_nm": None if self.diameter_nm is None else round(float(self.diameter_nm), 3),
             "label": str(self.label),
-            "confidence": float(self.confidence),
-            "probabilities": {c: float(self.probabilities[c]) for c in CLASSES},
+            "reason": self.reason,
+            "confidence": None if self.confidence is None else float(self.confidence),
+            "probabilities": None if not probs else {c: float(probs[c]) for c in CLASSES},
+            "ood_distance": None if self.ood_distance is None else round(float(self.ood_distance), 3),
         }
 
 
-def _as_image(image: Any, pixel_size: float | None) -> tuple[Image, str | None]:
+def _as_image(image: Any, pixel_size_A: float | None) -> tuple[Image, str | None]:
     """Turn a path / array / Image / HyperSpy Signal2D into a checked :class:`Image` and a name."""
     from clusterspy.io import as_image
 
-    img = as_image(image, pixel_size)
+    img = as_image(image, pixel_size_A)
     if isinstance(image, (str, Path)):
         return img, str(image)
     name = img.metadata.get("source") or img.metadata.get("file") or img.metadata.get("title") or None
     return img, None if name is None else str(name)
 
 
+def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float | None
+                  ) -> tuple[float, float]:
+    """Diameters [Å] detection looks for: a margin around the model's domain (to name what is
+    too small or too large), or the user's range."""
+    d_lo, d_hi = (10.0 * float(v) for v in card.domain.get("diameter_nm", [1.0, 8.0]))
+    lo = 10.0 * float(min_size_nm) if min_size_nm is not None else max(4.0, 0.6 * d_lo)
+    hi = 10.0 * float(max_size_nm) if max_size_nm is not None else 2.5 * d_hi
+    return lo, hi
+
+
+def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contrast: str) -> str:
+    """The message of :class:`NoClusterFoundError`, naming what was (not) there."""
+    from clusterspy.detection import detect_clusters
+
+    where = (f"{name or 'the image'} ({img.shape[1]}×{img.shape[0]} px at {img.pixel_size_A:g} Å/px "
+             f"= {img.extent_A[0] / 10:.3g}×{img.extent_A[1] / 10:.3g} nm)")
+    try:
+        any_size = detect_clusters(img, min_diameter_A=max(3.0, 4 * img.pixel_size_A),
+                                   max_diameter_A=1.5 * max(img.extent_A), exclude_border=False,
+                                   polarity="bright")
+    except Exception:  # the diagnosis must never hide the real message
+        any_size = []
+    any_size = [d for d in any_size if d.contrast >= 8.0]  # not a noise speckle
+    if any_size:
+        d = max(any_size, key=lambda r: r.contrast)
+        return (f"no cluster of {lo_A / 10:g}–{hi_A / 10:g} nm found in {where}; the most prominent "
+                f"bright region is {d.diameter_A / 10:.2g} nm across — if that is your particle, "
+                "check the pixel size, or widen the range with --min-size/--max-size (nm)")
+    return (f"no cluster found in {where}: nothing stands out above the background noise "
+            + ("" if contrast == "haadf" else "(HAADF: bright clusters on a dark background) ")
+            + "— check that this is an atomic-resolution image of clusters")
+
+
 def classify(
     image: Any,
-    pixel_size: float | None = None,
+    pixel_size_A: float | None = None,
     *,
     model: Model | str | Path | None = None,
     file: str | None = None,
     frame: int = 0,
+    contrast: str = "auto",
+    min_size_nm: float | None = None,
+    max_size_nm: float | None = None,
+    border: str = "flag",
+    pixel_size: float | None = None,
 ) -> list[ClusterResult]:
-    """Find every cluster in an image and classify its isomer.
+    """Find every cluster in an image and classify its isomer — or say why it cannot.
 
     Parameters
     ----------
     image : path, numpy.ndarray, Image or hyperspy Signal2D
-        A 2-D HAADF-STEM image. A bare array needs ``pixel_size``.
-    pixel_size : float, optional
+        A 2-D HAADF-STEM image. A bare array needs ``pixel_size_A``.
+    pixel_size_A : float, optional
         Pixel size [Å/px]; overrides the file's calibration when given.
     model : Model or path, optional
         Default: the shipped model (:func:`load_model`).
@@ -331,6 +340,17 @@ def classify(
         Name recorded in the results (default: the path, if ``image`` is one).
     frame : int
         Frame index recorded in the results.
+    contrast : {"auto", "haadf"}
+        ``"auto"`` refuses images that look like bright field; ``"haadf"`` trusts that the
+        image is HAADF.
+    min_size_nm, max_size_nm : float, optional
+        Diameters [nm] of the clusters looked for; default: a margin around the model's domain,
+        so that clusters too small or too large for the model are found and named.
+    border : {"flag", "skip"}
+        Clusters touching the image edge: reported as ``"unknown"`` with reason
+        ``"cut_by_edge"`` (``"flag"``), or left out (``"skip"``).
+    pixel_size : float, optional
+        Deprecated spelling of ``pixel_size_A``.
 
     Returns
     -------
@@ -339,35 +359,84 @@ def classify(
 
     Raises
     ------
+    OutOfDomainError
+        If the whole image is outside the model's domain (pixel size, field, contrast).
     NoClusterFoundError
-        If no cluster is found in the image.
+        If no cluster is found; the message says what was there.
     """
-    from clusterspy.detection import crop_cluster, detect_clusters
+    from clusterspy.detection import detect_clusters
+    from clusterspy.domain import check_image
+    from clusterspy.errors import ConfigError
 
+    if pixel_size is not None:
+        warnings.warn("classify(pixel_size=...) is deprecated; use pixel_size_A=", DeprecationWarning,
+                      stacklevel=2)
+        pixel_size_A = pixel_size_A if pixel_size_A is not None else pixel_size
+    if border not in ("flag", "skip"):
+        raise ConfigError(f"border must be 'flag' or 'skip', got {border!r}")
     mdl = model if isinstance(model, Model) else load_model(model)
-    img, name = _as_image(image, pixel_size)
-    detections = detect_clusters(img)
+    img, name = _as_image(image, pixel_size_A)
+    card = mdl.card
+    lo_A, hi_A = _size_range_A(card, min_size_nm, max_size_nm)
+    check_image(img, card.domain, contrast=contrast, min_diameter_A=lo_A)  # type: ignore[arg-type]
+    detections = detect_clusters(img, min_diameter_A=lo_A, max_diameter_A=hi_A,
+                                 exclude_border=False, polarity="bright")
+    if border == "skip":
+        rows, cols = img.shape
+        detections = [d for d in detections
+                      if d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols]
     if not detections:
-        raise NoClusterFoundError(
-            f"no cluster found in {file or name or 'the image'} "
-            f"({img.shape[1]}×{img.shape[0]} px at {img.pixel_size_A:g} Å/px); check the pixel "
-            "size and that the image is HAADF (bright clusters on a dark background)"
-        )
-    crops = np.stack(
-        [crop_cluster(img, d, mdl.pixel_size_A, mdl.crop_px) for d in detections]
-    )
-    probs = mdl.predict_crops(crops)
-    labels = mdl.labels(probs)
-    return [
-        ClusterResult(
-            file=file if file is not None else name,
-            frame=frame,
-            cluster=i,
-            x_px=float(d.x_px),
-            y_px=float(d.y_px),
-            label=labels[i],
-            confidence=float(probs[i].max()),
-            probabilities={c: float(probs[i, k]) for k, c in enumerate(CLASSES)},
-        )
-        for i, d in enumerate(detections)
-    ]
+        raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast))
+    return judge(img, detections, mdl, file=file if file is not None else name, frame=frame)
+
+
+def judge(image: Image, detections: list[Any], model: Model, *, file: str | None = None,
+          frame: int = 0, reasons: list[str | None] | None = None) -> list[ClusterResult]:
+    """Domain checks, inference and the label rule for clusters already found in an image.
+
+    Clusters with a reason decided before inference (:func:`clusterspy.domain.cluster_reasons`)
+    are not shown to the network; the others get calibrated probabilities, an
+    out-of-distribution distance (when the model has OOD statistics) and a label, or
+    ``"unknown"`` with ``"out_of_distribution"`` or ``"low_confidence"``.
+    """
+    from clusterspy.detection import crop_cluster
+    from clusterspy.domain import cluster_reasons
+
+    card = model.card
+    field_A = [card.crop_px * card.crop_pixel_size_A(d.diameter_A) for d in detections]
+    if reasons is None:
+        reasons = cluster_reasons(image, detections, card.domain, field_A=field_A)
+    todo = [i for i, r in enumerate(reasons) if r is None]
+    probs = dist = None
+    if todo:
+        crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(detections[i].diameter_A),
+                                       card.crop_px) for i in todo])
+        probs, dist = model.infer(crops)
+    results = []
+    k = 0
+    for i, d in enumerate(detections):
+        reason = reasons[i]
+        conf = p = od = None
+        label = UNKNOWN
+        if reason is None:
+            pi = probs[k]  # type: ignore[index]
+            od = None if dist is None else float(dist[k])
+            k += 1
+            best = int(np.argmax(pi))
+            conf = float(pi[best])
+            p = {c: float(pi[j]) for j, c in enumerate(CLASSES)}
+            if od is not None and od > float(model.ood_threshold):  # type: ignore[arg-type]
+                reason = "out_of_distribution"
+            elif conf < card.unknown_threshold:
+                reason = "low_confidence"
+            elif (CLASSES[best] == "amorphous"
+                  and d.diameter_A > 10.0 * float(card.domain.get("amorphous_max_diameter_nm", 1e9))):
+                reason = "too_large"
+            else:
+                label = CLASSES[best]
+        results.append(ClusterResult(
+            file=file, frame=frame, cluster=i, x_px=float(d.x_px), y_px=float(d.y_px),
+            label=label, confidence=conf, probabilities=p, diameter_nm=float(d.diameter_A) / 10.0,
+            reason=reason, ood_distance=od,
+        ))
+    return results

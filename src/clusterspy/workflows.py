@@ -26,9 +26,12 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "cluster",
     "x_px",
     "y_px",
+    "diameter_nm",
     "label",
+    "reason",
     "confidence",
     *(f"p_{c}" for c in CLASSES),
+    "ood_distance",
 )
 
 #: The built-in example series shipped inside the package.
@@ -44,6 +47,7 @@ def classify_files(
     overlay_dir: str | os.PathLike | None = None,
     max_overlays_per_file: int = 50,
     explain: bool = False,
+    **options: Any,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file.
 
@@ -65,6 +69,9 @@ def classify_files(
     explain : bool
         With ``overlay_dir``: also save, per overlay, ``<name>_saliency.png`` — each cluster's
         crop (as the network saw it) with its occlusion-saliency map.
+    **options
+        Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
+        ``max_size_nm``, ``border``).
 
     Returns
     -------
@@ -90,7 +97,7 @@ def classify_files(
         task = bar.add_task("classifying", total=n_frames) if bar is not None else None
         for path, frames in sources:
             for index, frame in enumerate(frames):
-                found = classify(frame, model=model, file=str(path), frame=index)
+                found = classify(frame, model=model, file=str(path), frame=index, **options)
                 results.extend(found)
                 if overlay_dir is not None and index < max_overlays_per_file:
                     name = (
@@ -103,7 +110,8 @@ def classify_files(
                     )
                     if explain:
                         write_saliency(
-                            frame, model, Path(overlay_dir) / name.replace(".png", "_saliency.png")
+                            frame, model, Path(overlay_dir) / name.replace(".png", "_saliency.png"),
+                            results=found,
                         )
                 if bar is not None:
                     bar.advance(task)
@@ -119,22 +127,33 @@ def write_overlay(image: Any, results: Sequence[ClusterResult], path: Path, *, b
     return path
 
 
-def write_saliency(image: Any, model: Any, path: Path) -> Path:
-    """Save every cluster's crop of one frame with its occlusion-saliency map, as one PNG.
+def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[ClusterResult] | None = None
+                   ) -> Path | None:
+    """Save the crop of every cluster the network judged, with its occlusion-saliency map, as one PNG.
 
     The crops are made exactly as :func:`clusterspy.classify` makes them (same detection, same
-    rescaling to the model's pixel size), in the same cluster order.
+    crop field and rescaling), in the same cluster order; clusters never shown to the network
+    (a domain reason) have no saliency. Returns None when no cluster was judged.
     """
     import numpy as np
 
-    from clusterspy.detection import crop_cluster, detect_clusters
+    from clusterspy.detection import Detection, crop_cluster
     from clusterspy.explain import occlusion_saliency
     from clusterspy.plots import plot_saliency, save_figure
+    from clusterspy.predict import classify
 
-    crops = np.stack(
-        [crop_cluster(image, d, model.pixel_size_A, model.crop_px) for d in detect_clusters(image)]
-    )
-    probs = model.predict_crops(crops)
+    if results is None:
+        results = classify(image, model=model)
+    judged = [r for r in results if r.probabilities]
+    if not judged:
+        return None
+    crops = []
+    for r in judged:
+        d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=10.0 * float(r.diameter_nm),
+                      area_px=0)
+        crops.append(crop_cluster(image, d, model.crop_pixel_size_A(d.diameter_A), model.crop_px))
+    crops = np.stack(crops)
+    probs = np.array([[r.probabilities[c] for c in CLASSES] for r in judged])
     fig = plot_saliency(crops, occlusion_saliency(model, crops), probs, CLASSES)
     return save_figure(fig, path, dpi=110)
 
@@ -163,8 +182,9 @@ def result_rows(results: Iterable[ClusterResult]) -> list[dict[str, Any]]:
     rows = []
     for r in results:
         d = r.to_dict()
-        row = {k: d[k] for k in RESULT_COLUMNS[:7]}
-        row.update({f"p_{c}": d["probabilities"][c] for c in CLASSES})
+        row = {k: d[k] for k in RESULT_COLUMNS if not k.startswith("p_")}
+        probs = d["probabilities"] or {}
+        row.update({f"p_{c}": probs.get(c) for c in CLASSES})
         rows.append(row)
     return rows
 
@@ -180,13 +200,16 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
-    header = f"{'file':<32} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7}  {'label':<12} {'conf':>5}"
+    header = (f"{'file':<28} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7} {'d_nm':>5}  "
+              f"{'label':<12} {'conf':>5}  reason")
     lines = [header, "-" * len(header)]
     for row in rows:
-        name = Path(str(row["file"])).name[-32:]
+        name = Path(str(row["file"])).name[-28:]
+        conf = "" if row["confidence"] is None else f"{row['confidence']:.2f}"
+        dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
         lines.append(
-            f"{name:<32} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
-            f"  {row['label']:<12} {row['confidence']:>5.2f}"
+            f"{name:<28} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
+            f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or ''}"
         )
     return "\n".join(lines)
 
@@ -198,6 +221,7 @@ def write_results(
     paths: Sequence[str | os.PathLike] = (),
     pixel_size_A: float | None = None,
     model_path: str | os.PathLike | None = None,
+    options: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``results.json``, ``results.csv`` and ``settings.json`` into the folder ``out``.
 
@@ -217,10 +241,8 @@ def write_results(
         "clusterspy_version": __version__,
         "inputs": [str(p) for p in paths],
         "pixel_size_A_override": pixel_size_A,
-        "model": {
-            k: card.get(k)
-            for k in ("name", "weights_sha256", "pixel_size_A", "crop_px", "unknown_threshold", "temperature")
-        },
+        "options": {k: v for k, v in (options or {}).items()},
+        "model": card.summary(),
     }
     write_text_atomic(out / "settings.json", json.dumps(settings, indent=2) + "\n")
     return out

@@ -41,8 +41,12 @@ BLUR_WINDOW = 7
 #: Columns of ``frames.csv``, in order.
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "time_s", "cluster", "x_px", "y_px", "label", "smoothed_label", "confidence",
-    *(f"p_{c}" for c in CLASSES),
+    *(f"p_{c}" for c in CLASSES), "diameter_nm", "reason",
 )
+#: Reasons decided before inference (:mod:`clusterspy.domain`): such a frame carries no evidence,
+#: and its smoothed label stays "unknown" — the HMM never labels what the model could not see.
+_NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
+                "out_of_distribution")
 _STATE_FILE = ".series_state.json"
 
 
@@ -240,7 +244,7 @@ def _to_arrays(cols: dict[str, list]) -> dict[str, np.ndarray]:
     for c, v in cols.items():
         if c in ("frame", "cluster"):
             out[c] = np.array([int(x) for x in v], dtype=np.int64)
-        elif c in ("label", "smoothed_label"):
+        elif c in ("label", "smoothed_label", "reason"):
             out[c] = np.array(v, dtype=object)
         else:
             out[c] = np.array([float(x) if x not in ("", None) else np.nan for x in v], float)
@@ -381,6 +385,7 @@ def classify_series(
     explain: bool = True,
     full_detection_every: int = 10,
     progress: Callable[[int, int | None], None] | None = None,
+    contrast: str = "auto",
 ) -> SeriesResult:
     """Classify every frame of a series, track the clusters, smooth the labels and summarise.
 
@@ -454,6 +459,9 @@ def classify_series(
         the report's thumbnails: where the network looked to choose the isomer.
     progress : callable, optional
         Called as ``progress(frames_done, n_frames_or_None)`` after each batch.
+    contrast : {"auto", "haadf"}
+        ``"auto"`` refuses a series whose first frame looks like bright field (see
+        :func:`clusterspy.domain.check_image`); ``"haadf"`` trusts that it is HAADF.
 
     Notes
     -----
@@ -487,6 +495,13 @@ def classify_series(
         raise ConfigError(f"the model's classes {classes} differ from ClusterSpy's {CLASSES}")
     model_px = float(card.get("pixel_size_A", 0) or 0)
     crop_px = int(card.get("crop_px", 64))
+    model_card = getattr(model, "card", None)
+    domain = model_card.domain if hasattr(model_card, "domain") else None
+
+    def crop_pixel_A(d: Any, image: Any) -> float:
+        if hasattr(model, "crop_pixel_size_A"):
+            return float(model.crop_pixel_size_A(float(getattr(d, "diameter_A", 0.0) or 0.0)))
+        return model_px or image.pixel_size_A
     threshold = float(card.get("unknown_threshold", 0.0) or 0.0)
     sha = card.get("weights_sha256") or card.get("sha256")
     model_id = card.get("id") or (
@@ -557,16 +572,26 @@ def classify_series(
     def flush_batch() -> None:
         nonlocal counter
         if pending_crops:
-            probs = np.asarray(model.predict_crops(np.stack(pending_crops)), dtype=float)
+            dist = None
+            if hasattr(model, "infer"):
+                probs, dist = model.infer(np.stack(pending_crops))
+                probs = np.asarray(probs, dtype=float)
+            else:
+                probs = np.asarray(model.predict_crops(np.stack(pending_crops)), dtype=float)
             if probs.shape != (len(pending_crops), len(CLASSES)):
                 raise ConfigError(
                     f"model.predict_crops returned shape {probs.shape}, "
                     f"expected {(len(pending_crops), len(CLASSES))}")
-            for r, p, cimg in zip(pending_index, probs, pending_crops, strict=True):
+            ood_thr = getattr(model, "ood_threshold", None)
+            for k, (r, p, cimg) in enumerate(zip(pending_index, probs, pending_crops, strict=True)):
                 row = pending_rows[r]
                 best = int(np.argmax(p))
                 conf = float(p[best])
                 label = CLASSES[best] if conf >= threshold else UNKNOWN
+                if dist is not None and ood_thr is not None and float(dist[k]) > float(ood_thr):
+                    label, row[13] = UNKNOWN, "out_of_distribution"
+                elif label == UNKNOWN:
+                    row[13] = "low_confidence"
                 row[5] = label
                 row[7] = conf
                 row[8:12] = [float(x) for x in p]
@@ -588,7 +613,13 @@ def classify_series(
         pending_index.clear()
 
     try:
+        checked = False
         for i, image in _iter_from(frames_src, start, pixel_size_A):
+            if domain is not None and not checked:  # pixel size, field, contrast: once per series
+                from clusterspy.domain import check_image
+
+                check_image(image, domain, contrast=contrast)
+                checked = True
             dets = None
             if (windowed and tracker is not None and tracker.tracks and i % full_detection_every
                     and all(t.last_frame == i - 1 and t.id in diameter_px for t in tracker.tracks)):
@@ -609,6 +640,13 @@ def classify_series(
                 for cid, x, y, fr in tracker_restore:
                     tracker.add_track(x, y, fr, cid)
             pos = np.array([[d.x_px, d.y_px] for d in dets], float).reshape(-1, 2)
+            frame_reasons = None
+            if domain is not None and dets and all(hasattr(d, "bbox") for d in dets):
+                from clusterspy.domain import cluster_reasons
+
+                frame_reasons = cluster_reasons(
+                    image, dets, domain,
+                    field_A=[crop_px * crop_pixel_A(d, image) for d in dets])
             n_known = len(tracker.tracks)
             if max_clusters is not None and n_known >= max_clusters:
                 # do not start new tracks: keep only detections near existing ones
@@ -629,13 +667,19 @@ def classify_series(
             t_s = i * frame_time_s if frame_time_s else None
             by_id = {t.id: t for t in tracker.tracks}
             for tid in sorted([*assign, *(t.id for t in lost)]):
-                row: list[Any] = [i, t_s, tid, None, None, LOST, "", None, None, None, None, None]
+                row: list[Any] = [i, t_s, tid, None, None, LOST, "", None, None, None, None, None,
+                                  None, None]
                 if tid in assign:
                     d = dets[assign[tid]]
                     row[3], row[4] = float(d.x_px), float(d.y_px)
                     if getattr(d, "diameter_A", None):
                         diameter_px[tid] = float(d.diameter_A) / image.pixel_size_A
-                    c = np.asarray(crop(image, d, model_px or image.pixel_size_A, crop_px),
+                        row[12] = float(d.diameter_A) / 10.0
+                    if frame_reasons is not None and frame_reasons[assign[tid]] is not None:
+                        row[5], row[13] = UNKNOWN, frame_reasons[assign[tid]]
+                        pending_rows.append(row)
+                        continue
+                    c = np.asarray(crop(image, d, crop_pixel_A(d, image), crop_px),
                                    dtype=np.float32)
                     tr = by_id[tid]
                     s = sharpness(c)
@@ -765,7 +809,7 @@ def _smooth_and_summarise(
         probs[fr - f0] = p_rows
         res = smooth(probs, transition=transition, stay=stay, learn=learn)
         lab = table["label"][idx]
-        gap = np.isin(lab, [LOST, BLURRED])
+        gap = np.isin(lab, [LOST, BLURRED]) | np.isin(table["reason"][idx], _NO_EVIDENCE)
         sm = np.array([CLASSES[s] for s in res.path[fr - f0]], dtype=object)
         sm[gap] = lab[gap]
         smoothed[idx] = sm

@@ -1,0 +1,122 @@
+"""Test images for ``benchmarks/domain.py``: PRISM and fast-simulated clusters, and inputs the model
+must refuse (out of distribution).
+
+Every set is an *image* (not a model crop) at 0.4 Å/px with the cluster in the middle, so the whole
+pipeline — domain checks, detection, the size-dependent crop, the network — runs on it, and it can
+be rotated or given a wrong pixel size.
+
+- ``prism``: abTEM PRISM (one frozen phonon), settings never used in training (120 mrad outer
+  angle, 100/200 kV, 18/28 mrad, image pixels 0.22/0.35/0.55 Å/px resampled to 0.4 Å/px, unseen
+  glassy structures), 55–923 atoms of Au, Pt, Pd, 64 Å field. Its own seeds (525252 + set).
+- ``sizes``: the fast simulator, 40–16,000 atoms (1–8 nm), 115 Å field, 300 kV, a seed never
+  trained on: accuracy against size where PRISM is out of reach (an 8 nm particle would take hours).
+
+Images are generated once (resumable, Dask) into ``benchmarks/cache/`` (git-ignored)::
+
+    python benchmarks/domain_sets.py [--sets 2] [--workers 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE / "cache"
+
+#: Pixel size of every test image [Å/px].
+IMAGE_PX_A = 0.4
+
+PRISM_SPEC = {
+    "seed": 525252,
+    "chunk_size": 4,
+    "crop_px": 160,  # 64 Å images at 0.4 Å/px
+    "pixel_size_A": IMAGE_PX_A,
+    "backend": "prism",
+    "backend_options": {"frozen_phonons": 1, "interpolation": 4, "slice_thickness_A": 2.5,
+                        "potential_sampling_A": 0.065},
+    "compact_field": 5.0,
+    "size_atoms": [55, 923],
+    "elements": ["Au", "Pt", "Pd"],
+    "amorphous_variants": [3, 16],
+    "zone_axis_fraction": 0.25,
+    "thermal_sigma_A": 0.0,
+    "energy_keV": {"choices": [100.0, 200.0]},
+    "semiangle_mrad": {"choices": [18.0, 28.0]},
+    "detector_inner_mrad": {"choices": [45.0, 60.0]},
+    "detector_outer_mrad": 120.0,
+    "source_size_A": [0.4, 0.8],
+    "defocus_A": 0.0,
+    "image_pixel_size_A": {"choices": [0.22, 0.35, 0.55]},
+    "dose_e_per_A2": {"choices": [2.0e3, 2.0e4, 2.0e5]},
+    "jitter_px": [0.0, 0.3],
+    "support_probability": 0.0,
+    "neighbour_probability": 0.0,
+    "cut_probability": 0.0,
+    "background": [0.0, 0.1],
+    "gamma": 1.0,
+    "centre_error_A": 0.0,
+}
+
+SIZES_SPEC = {
+    "seed": 636363,
+    "n_images": 240,
+    "chunk_size": 8,
+    "crop_px": 288,  # 115 Å images: an 8 nm particle and its margin
+    "pixel_size_A": IMAGE_PX_A,
+    "backend": "fast",
+    "size_atoms": [40, 16000],
+    "amorphous_size_atoms": [40, 1100],
+    "elements": ["Au", "Pt", "Pd"],
+    "amorphous_variants": [3, 6],
+    "zone_axis_fraction": 0.3,
+    "energy_keV": 300.0,
+    "semiangle_mrad": 25.0,
+    "detector_inner_mrad": 70.0,
+    "detector_outer_mrad": 200.0,
+    "source_size_A": 0.6,
+    "defocus_A": 0.0,
+    "image_pixel_size_A": [0.1, 0.3],
+    "max_image_px": 1024,
+    "dose_e_per_A2": 3.0e4,
+    "support_probability": 0.5,
+    "support_thickness_A": [20.0, 40.0],
+    "neighbour_probability": 0.0,
+    "cut_probability": 0.0,
+    "background": 0.0,
+    "gamma": 1.0,
+    "centre_error_A": 0.0,
+}
+
+
+def prism_path(i: int, n: int) -> Path:
+    """Cache folder of PRISM set ``i`` of ``n`` images."""
+    return CACHE / f"domain_prism_s{i}_n{n}.zarr"
+
+
+def sizes_path() -> Path:
+    """Cache folder of the fast-simulated size set."""
+    return CACHE / f"domain_sizes_n{SIZES_SPEC['n_images']}.zarr"
+
+
+def generate_all(sets: int, n: int, workers: int) -> None:
+    """Generate (or finish) every set."""
+    from clusterspy.datasets import generate
+
+    generate(SIZES_SPEC, sizes_path(), num_workers=workers)
+    for i in range(sets):
+        generate({**PRISM_SPEC, "n_images": n, "seed": PRISM_SPEC["seed"] + i}, prism_path(i, n),
+                 num_workers=workers)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sets", type=int, default=2, help="PRISM sets of --n images")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--workers", type=int, default=1)
+    a = ap.parse_args(argv)
+    generate_all(a.sets, a.n, a.workers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""Is this image, is this cluster, one the model can judge? → a reason, or none.
+
+A label is a claim. Before inference, every image is checked against the model card's domain
+(:attr:`clusterspy.weights.ModelCard.domain`): a pixel size too coarse to resolve atomic columns
+(or so fine that no cluster fits in the field), or bright-field contrast, refuses the whole
+image at once with :class:`~clusterspy.errors.OutOfDomainError`. Every cluster found then gets a
+reason not to label it, or ``None``:
+
+``too_small`` / ``too_large``
+    its diameter [nm] is outside the range trained on (a large particle would be judged from
+    its middle);
+``cut_by_edge``
+    it touches the image edge;
+``neighbour_in_view``
+    a larger cluster, or one that touches it, shares the model's field of view;
+``not_resolved``
+    its atomic columns are not resolved (:func:`lattice_contrast` below the card's threshold:
+    out of focus, too coarse a pixel, smeared);
+``out_of_distribution``
+    after inference: the network's features are unlike those of every simulated training image
+    (Mahalanobis distance above the threshold calibrated on in-domain images);
+``low_confidence``
+    after inference: the calibrated confidence is below the card's "unknown" threshold.
+
+The label is ``"unknown"`` whenever the reason is not ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import numpy as np
+
+from clusterspy.errors import ConfigError, OutOfDomainError
+from clusterspy.image import Image
+
+#: Every reason a cluster may get instead of a label, in the order they are tested.
+REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
+           "out_of_distribution", "low_confidence")
+
+#: What each reason means, for tables, reports and the README.
+REASON_TEXT = {
+    "too_small": "smaller than the smallest clusters trained on",
+    "too_large": "larger than the largest particles trained on (the model would see only part of it)",
+    "cut_by_edge": "cut by the image edge",
+    "neighbour_in_view": "another cluster touches it or a larger one shares its field of view",
+    "not_resolved": "atomic columns not resolved (out of focus, pixel too coarse, smeared)",
+    "out_of_distribution": "unlike any simulated training image (feature-space distance)",
+    "low_confidence": "calibrated confidence below the model's threshold",
+}
+
+Contrast = Literal["auto", "haadf"]
+
+#: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.8–3.2 Å (Cu {200} to Pb {111}).
+LATTICE_BAND = (1 / 3.2, 1 / 1.8)
+#: Default threshold of :func:`lattice_contrast`: twice the 95th percentile of white noise (≈ 3);
+#: cards may set their own (``domain.lattice_contrast_min``).
+LATTICE_CONTRAST_MIN = 6.0
+
+
+def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
+    """A guess at the unit mistake behind an out-of-range pixel size."""
+    for factor, unit in ((0.01, "pm"), (10.0, "nm")):
+        if lo <= px * factor <= hi:
+            return f"; did you mean {px:g} {unit} = {px * factor:g} Å?"
+    return ""
+
+
+def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast = "auto",
+                min_diameter_A: float | None = None) -> None:
+    """Refuse, at once, an image the model cannot judge at all.
+
+    Parameters
+    ----------
+    image : Image
+        The calibrated image.
+    domain : mapping
+        The model card's domain (``image_pixel_size_A`` [Å/px], ``diameter_nm``, ``contrast``).
+    contrast : {"auto", "haadf"}
+        ``"auto"`` refuses images whose contrast looks like bright field (dark particles on a
+        bright background); ``"haadf"`` trusts the user that the image is HAADF.
+    min_diameter_A : float, optional
+        Smallest cluster looked for [Å]; default the domain's smallest diameter.
+
+    Raises
+    ------
+    OutOfDomainError
+        With one line that says why and what to do.
+    ConfigError
+        If ``contrast`` is not one of the choices.
+    """
+    if contrast not in ("auto", "haadf"):
+        raise ConfigError(f"contrast must be 'auto' or 'haadf', got {contrast!r}")
+    px = float(image.pixel_size_A)
+    lo, hi = (float(v) for v in domain.get("image_pixel_size_A", [0.05, 0.5]))
+    if px > hi:
+        raise OutOfDomainError(
+            f"{px:g} Å/px cannot resolve atomic columns (the model needs ≤ {hi:g} Å/px)"
+            + _pixel_size_hint(px, lo, hi)
+            + "; ClusterSpy classifies atomic-resolution images (give the right pixel size with "
+            "--pixel-size, or image at a higher magnification)"
+        )
+    d_min_A = float(min_diameter_A) if min_diameter_A else 10.0 * float(domain.get("diameter_nm", [1, 8])[0])
+    field_A = min(image.shape) * px
+    if px < 0.25 * lo or field_A < d_min_A:
+        raise OutOfDomainError(
+            f"at {px:g} Å/px the {image.shape[1]}×{image.shape[0]} px image is only "
+            f"{field_A:.3g} Å across: too small to hold a cluster of ≥ {d_min_A / 10:g} nm"
+            + (_pixel_size_hint(px, lo, hi) or "; check the pixel size (Å/px)")
+        )
+    if contrast == "auto" and looks_bright_field(image.data):
+        raise OutOfDomainError(
+            "the image looks like bright field (dark particles on a bright background); the model "
+            "judges HAADF (Z-contrast) images only — if this is HAADF, pass --contrast haadf"
+        )
+
+
+def looks_bright_field(data: np.ndarray) -> bool:
+    """True when the contrast looks like bright field: dark objects on a bright background.
+
+    HAADF images of clusters have a heavy *upper* tail and a dark frame edge (vacuum or thin
+    support); bright-field ones the opposite. A frame edge brighter than three quarters of the
+    image is bright field whatever the histogram (a particle filling a tight frame); otherwise
+    both cues must agree, so a HAADF particle filling most of a tight frame (heavy lower tail,
+    dark edge) is not taken for bright field.
+    """
+    from scipy import ndimage as ndi
+
+    x = np.asarray(data, dtype=np.float32)
+    step = max(1, int(np.sqrt(x.size / 65536)))
+    x = ndi.gaussian_filter(x[::step, ::step], 1.5)
+    lo, med, q75, hi = np.percentile(x, [1, 50, 75, 99])
+    k = max(2, min(x.shape) // 16)
+    edge = np.median(np.concatenate([x[:k].ravel(), x[-k:].ravel(), x[:, :k].ravel(), x[:, -k:].ravel()]))
+    if edge > q75:  # a bright frame edge around darker objects: bright field, however tight the frame
+        return True
+    dark_skew = (med - lo) > (hi - med)  # heavier lower tail: dark objects on a bright background
+    return bool(dark_skew and edge > med)
+
+
+def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
+    """How strongly atomic columns show inside a cluster, in units of the noise.
+
+    A Hann-windowed square of the image centred on the cluster (side ``0.7 × diameter``,
+    12–40 Å) is Fourier transformed; the 95th percentile of its power in :data:`LATTICE_BAND`
+    (fringes of 1.8–3.2 Å) is divided by the power white noise of the window's own noise level
+    would have there (σ² Σw², σ from the median absolute pixel-to-pixel difference). White noise
+    or an unresolved blob gives ≈ 3 (the 95th percentile of exponentially distributed power);
+    resolved columns, or the ring of a glassy cluster, give far more. ``nan`` when the band lies
+    beyond the Nyquist frequency.
+    """
+    px = float(image.pixel_size_A)
+    nyq = 0.5 / px
+    if nyq <= LATTICE_BAND[0] * 1.2:
+        return float("nan")
+    side_A = float(np.clip(0.7 * diameter_A, 12.0, 40.0))
+    n = max(16, round(side_A / px))
+    rows, cols = image.shape
+    r0 = min(max(round(y_px - n / 2), 0), max(rows - n, 0))
+    c0 = min(max(round(x_px - n / 2), 0), max(cols - n, 0))
+    win = np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64)
+    if min(win.shape) < 16:
+        return float("nan")
+    diffs = np.concatenate([np.diff(win, axis=0).ravel(), np.diff(win, axis=1).ravel()])
+    sigma = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2.0)
+    if sigma <= 0:
+        sigma = float(np.std(diffs)) / np.sqrt(2.0)
+    if sigma <= 0:
+        return float("nan")
+    w = np.outer(np.hanning(win.shape[0]), np.hanning(win.shape[1]))
+    power = np.abs(np.fft.fft2((win - win.mean()) * w)) ** 2
+    fy = np.fft.fftfreq(win.shape[0], d=px)
+    fx = np.fft.fftfreq(win.shape[1], d=px)
+    f = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    if band.size < 8:
+        return float("nan")
+    return float(np.percentile(band, 95) / (sigma**2 * float((w**2).sum())))
+
+
+def cluster_reasons(
+    image: Image,
+    detections: Sequence[Any],
+    domain: Mapping[str, Any],
+    *,
+    field_A: Sequence[float] | None = None,
+    check_resolution: bool = True,
+) -> list[str | None]:
+    """The reason, decided before inference, not to label each detected cluster (or None).
+
+    Parameters
+    ----------
+    image : Image
+        The image the clusters were found in.
+    detections : sequence of Detection
+        Found with ``exclude_border=False`` (clusters touching the edge are kept, to be named).
+    domain : mapping
+        The model card's domain (``diameter_nm``; optional ``lattice_contrast_min``).
+    field_A : sequence of float, optional
+        Side [Å] of each cluster's model crop (for ``neighbour_in_view``); default 1.25 × its
+        diameter.
+    check_resolution : bool
+        Test :func:`lattice_contrast` (``not_resolved``).
+
+    Returns
+    -------
+    list of str or None
+        One entry per detection, a key of :data:`REASONS` or None.
+    """
+    d_lo, d_hi = (10.0 * float(v) for v in domain.get("diameter_nm", [1.0, 8.0]))
+    lc_min = float(domain.get("lattice_contrast_min", LATTICE_CONTRAST_MIN))
+    px = float(image.pixel_size_A)
+    rows, cols = image.shape
+    xy = np.array([[d.x_px, d.y_px] for d in detections], float).reshape(-1, 2) * px
+    diam = np.array([d.diameter_A for d in detections], float)
+    fields = np.asarray(field_A, float) if field_A is not None else 1.25 * diam
+    out: list[str | None] = []
+    for i, d in enumerate(detections):
+        r0, c0, r1, c1 = d.bbox
+        if r0 <= 0 or c0 <= 0 or r1 >= rows or c1 >= cols:
+            out.append("cut_by_edge")
+            continue
+        if d.diameter_A < d_lo:
+            out.append("too_small")
+            continue
+        if d.diameter_A > d_hi:
+            out.append("too_large")
+            continue
+        if _crowded(i, xy, diam, fields[i]):
+            out.append("neighbour_in_view")
+            continue
+        if check_resolution:
+            lc = lattice_contrast(image, d.x_px, d.y_px, d.diameter_A)
+            if np.isfinite(lc) and lc < lc_min:
+                out.append("not_resolved")
+                continue
+        out.append(None)
+    return out
+
+
+#: Largest share of a crop's field that other clusters may cover (training had small neighbours).
+NEIGHBOUR_FIELD_SHARE = 0.10
+
+
+def _crowded(i: int, xy_A: np.ndarray, diam_A: np.ndarray, field_A: float) -> bool:
+    """Whether another cluster touches cluster ``i`` (gap < 1 Å) or covers more than
+    :data:`NEIGHBOUR_FIELD_SHARE` of its square field of view (discs of the measured diameters)."""
+    others = np.arange(len(xy_A)) != i
+    if not others.any():
+        return False
+    dist = np.sqrt(((xy_A - xy_A[i]) ** 2).sum(1))
+    if np.any((dist - 0.5 * (diam_A + diam_A[i]) < 1.0) & others):
+        return True
+    g = (np.arange(24) + 0.5) / 24 - 0.5
+    gx, gy = np.meshgrid(g * field_A + xy_A[i, 0], g * field_A + xy_A[i, 1])
+    pts = np.stack([gx.ravel(), gy.ravel()], 1)
+    covered = np.zeros(len(pts), bool)
+    for j in np.flatnonzero(others):
+        covered |= ((pts - xy_A[j]) ** 2).sum(1) < (0.5 * diam_A[j]) ** 2
+    return bool(covered.mean() > NEIGHBOUR_FIELD_SHARE)
+
+
+def mahalanobis_distance(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Smallest Mahalanobis distance of each feature row to the class means (shared covariance).
+
+    Parameters
+    ----------
+    features : numpy.ndarray
+        ``(N, F)`` pooled network features.
+    means : numpy.ndarray
+        ``(K, F)`` class means on in-domain training images.
+    precision : numpy.ndarray
+        ``(F, F)`` inverse of the shared (tied) covariance.
+    """
+    f = np.asarray(features, np.float64)
+    d2 = []
+    for m in np.asarray(means, np.float64):
+        z = f - m
+        d2.append(np.einsum("ij,jk,ik->i", z, precision, z))
+    return np.sqrt(np.maximum(np.min(np.stack(d2, 1), axis=1), 0.0))

@@ -1,0 +1,223 @@
+"""The domain of validity: whole-image refusals and per-cluster reasons, on images whose truth is known."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+
+from clusterspy.detection import Detection, crop_pixel_size_A, detect_clusters
+from clusterspy.domain import (
+    REASONS,
+    check_image,
+    cluster_reasons,
+    lattice_contrast,
+    looks_bright_field,
+    mahalanobis_distance,
+)
+from clusterspy.errors import InputFileError, OutOfDomainError
+from clusterspy.image import Image
+from clusterspy.weights import ModelCard
+from clusterspy.weights.card import domain_from_spec, sphere_diameter_nm
+
+DOMAIN = {"image_pixel_size_A": [0.04, 0.6], "diameter_nm": [1.0, 8.0], "contrast": "HAADF"}
+
+
+def particle(shape=(256, 256), px=0.2, centres=((128, 128),), diameters_A=(30.0,), spacing_A=3.3,
+             lattice=True, dose=2000.0, seed=0, background=0.05) -> np.ndarray:
+    """HAADF-like image: discs of atomic columns (2.33 Å fringes) or smooth discs, with Poisson noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float) * px
+    img = np.zeros(shape)
+    for (r, c), d in zip(centres, diameters_A, strict=True):
+        y0, x0 = r * px, c * px
+        inside = (yy - y0) ** 2 + (xx - x0) ** 2 < (d / 2) ** 2
+        if lattice:
+            cols = (np.cos(2 * np.pi * (xx - x0) / spacing_A) * np.cos(2 * np.pi * (yy - y0) / spacing_A))
+            img += inside * (0.6 + 0.4 * np.clip(cols, 0, None) ** 2)
+        else:
+            img += inside * 0.8
+    if not lattice:
+        from scipy.ndimage import gaussian_filter
+
+        img = gaussian_filter(img, 3.0 / px)
+    counts = rng.poisson((img + background) * dose * px * px)
+    return counts.astype(np.float32)
+
+
+# ------------------------------------------------------------------------------- whole images
+def test_too_coarse_pixel_size_is_refused_with_the_unit_hint():
+    img = Image(np.zeros((64, 64), np.float32), 7.5)
+    with pytest.raises(OutOfDomainError, match=r"7\.5 Å/px cannot resolve.*7\.5 pm = 0\.075 Å"):
+        check_image(img, DOMAIN)
+    survey = Image(np.zeros((112, 112), np.float32), 12.49)
+    with pytest.raises(OutOfDomainError, match="atomic-resolution"):
+        check_image(survey, DOMAIN)
+
+
+def test_field_too_small_for_any_cluster_is_refused():
+    img = Image(np.zeros((512, 512), np.float32), 0.0075)  # 3.8 Å across
+    with pytest.raises(OutOfDomainError, match="too small to hold a cluster"):
+        check_image(img, DOMAIN)
+
+
+def test_bright_field_refused_but_haadf_kept_even_when_the_particle_fills_the_frame():
+    haadf = particle(shape=(160, 160), centres=((80, 80),), diameters_A=(28.0,))
+    assert not looks_bright_field(haadf)
+    check_image(Image(haadf, 0.2), DOMAIN)  # 28 Å particle in a 32 Å frame: still HAADF
+    bf = haadf.max() - haadf
+    assert looks_bright_field(bf)
+    with pytest.raises(OutOfDomainError, match="bright field"):
+        check_image(Image(bf, 0.2), DOMAIN)
+    check_image(Image(bf, 0.2), DOMAIN, contrast="haadf")  # the user's word wins
+
+
+def test_wide_field_is_refused_at_once():
+    img = Image(np.random.default_rng(0).random((2048, 2048), dtype=np.float32), 2.0)
+    t0 = time.perf_counter()
+    with pytest.raises(OutOfDomainError):
+        check_image(img, DOMAIN)
+    assert time.perf_counter() - t0 < 1.0
+
+
+# ------------------------------------------------------------------------------- lattice contrast
+def test_lattice_contrast_separates_columns_from_noise_and_blobs():
+    px = 0.2
+    resolved = Image(particle(px=px, dose=5000.0), px)
+    blob = Image(particle(px=px, lattice=False, dose=5000.0), px)
+    noise = Image(np.random.default_rng(1).poisson(50.0, (256, 256)).astype(np.float32), px)
+    lc = {k: lattice_contrast(im, 128, 128, 30.0) for k, im in
+          (("resolved", resolved), ("blob", blob), ("noise", noise))}
+    assert lc["resolved"] > 30
+    assert lc["noise"] < 5 and lc["blob"] < 5
+    assert np.isnan(lattice_contrast(Image(noise.data, 2.0), 128, 128, 30.0))  # band above Nyquist
+
+
+# ------------------------------------------------------------------------------- per-cluster reasons
+def _reasons(img: Image) -> tuple[list, list]:
+    dets = detect_clusters(img, min_diameter_A=5.0, max_diameter_A=200.0, exclude_border=False)
+    return dets, cluster_reasons(img, dets, DOMAIN)
+
+
+def test_each_reason_on_a_cluster_made_for_it():
+    px = 0.25
+    cases = {
+        None: particle(px=px, centres=((128, 128),), diameters_A=(25.0,)),
+        "too_small": particle(px=px, centres=((128, 128),), diameters_A=(7.0,), dose=20000.0),
+        "too_large": particle(shape=(512, 512), px=px, centres=((256, 256),), diameters_A=(95.0,)),
+        "cut_by_edge": particle(px=px, centres=((128, 10),), diameters_A=(25.0,)),
+        "not_resolved": particle(px=px, centres=((128, 128),), diameters_A=(25.0,), lattice=False),
+    }
+    for expected, data in cases.items():
+        dets, reasons = _reasons(Image(data, px))
+        assert len(dets) == 1, (expected, len(dets))
+        assert reasons == [expected], (expected, reasons, dets[0].diameter_A)
+
+
+def test_touching_neighbours_are_named():
+    px = 0.25
+    data = particle(px=px, centres=((128, 100), (128, 156)), diameters_A=(14.0, 14.0), dose=5000.0)
+    dets, reasons = _reasons(Image(data, px))
+    assert len(dets) == 2 and reasons == ["neighbour_in_view"] * 2
+    apart = particle(px=px, centres=((60, 60), (190, 190)), diameters_A=(14.0, 14.0), dose=5000.0)
+    _, reasons = _reasons(Image(apart, px))
+    assert reasons == [None, None]
+
+
+def test_reasons_vocabulary_is_closed():
+    assert set(REASONS) == {"too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
+                            "out_of_distribution", "low_confidence"}
+
+
+# ------------------------------------------------------------------------------- crop field
+def test_crop_field_holds_the_whole_particle():
+    assert crop_pixel_size_A(20.0, 0.4, 96, None) == 0.4
+    assert crop_pixel_size_A(20.0, 0.4, 96, 1.25) == 0.4  # small: the finest pixel
+    p = crop_pixel_size_A(80.0, 0.4, 96, 1.25)
+    assert 96 * p == pytest.approx(1.25 * 80.0)  # an 8 nm particle fills 80 % of the field
+    card = ModelCard({"pixel_size_A": 0.4, "crop_px": 96, "field_factor": 1.25})
+    assert card.crop_pixel_size_A(80.0) == pytest.approx(p)
+
+
+def test_domain_from_spec_units():
+    # π D³/6 = N a³/4 for 309 Au atoms: 2.2 nm
+    assert sphere_diameter_nm(309, "Au") == pytest.approx(2.2, abs=0.05)
+    d = domain_from_spec({"size_atoms": [100, 1100], "elements": ["Au", "Cu"], "crop_px": 96,
+                          "pixel_size_A": 0.4, "image_pixel_size_A": [0.05, 0.5]})
+    assert d["contrast"] == "HAADF" and d["image_pixel_size_A"] == [0.05, 0.5]
+    assert d["diameter_nm"][1] <= 0.85 * 3.84 + 1e-9  # a fixed 38 Å field caps the size
+    d3 = domain_from_spec({"size_atoms": [40, 16000], "elements": ["Au"], "crop_px": 96,
+                           "pixel_size_A": 0.4, "field_factor": 1.25, "scale_error": 0.2,
+                           "amorphous_size_atoms": [40, 1100], "image_pixel_size_A": [0.05, 0.5]})
+    assert d3["diameter_nm"][1] > 7.5 and d3["amorphous_max_diameter_nm"] < 3.5
+    assert d3["image_pixel_size_A"][1] == pytest.approx(0.6)
+
+
+# ------------------------------------------------------------------------------- OOD distance
+def test_mahalanobis_matches_brute_force():
+    rng = np.random.default_rng(3)
+    means = rng.normal(size=(4, 6))
+    a = rng.normal(size=(6, 6))
+    precision = a @ a.T + np.eye(6)
+    f = rng.normal(size=(10, 6))
+    brute = np.array([min(np.sqrt((x - m) @ precision @ (x - m)) for m in means) for x in f])
+    assert np.allclose(mahalanobis_distance(f, means, precision), brute)
+
+
+# ------------------------------------------------------------------------------- the model card
+def test_edited_model_card_is_refused(tmp_path):
+    from clusterspy.predict import WEIGHTS_DIR, Model
+
+    for f in WEIGHTS_DIR.iterdir():
+        if f.is_file():
+            shutil.copy(f, tmp_path / f.name)
+    card = ModelCard.read(tmp_path)
+    card.seal()
+    card.write()
+    Model(tmp_path / "model.onnx", ModelCard.read(tmp_path))  # sealed and intact: loads
+    data = json.loads((tmp_path / "model_card.json").read_text())
+    data["temperature"] = 0.1
+    (tmp_path / "model_card.json").write_text(json.dumps(data))
+    with pytest.raises(InputFileError, match="edited after export"):
+        Model(tmp_path / "model.onnx", ModelCard.read(tmp_path))
+
+
+# ------------------------------------------------------------------------------- classify
+def test_classify_refuses_a_wide_field_and_labels_only_what_stands():
+    from clusterspy.predict import classify
+
+    wide = np.random.default_rng(0).random((2048, 2048), dtype=np.float32)
+    with pytest.raises(OutOfDomainError):
+        classify(wide, pixel_size_A=2.0)
+    img = particle(shape=(320, 320), px=0.25, centres=((160, 160), (160, 8)), diameters_A=(25.0, 25.0))
+    results = classify(img, pixel_size_A=0.25)
+    by_reason = {r.reason: r for r in results}
+    assert "cut_by_edge" in by_reason
+    cut = by_reason["cut_by_edge"]
+    assert cut.label == "unknown" and cut.confidence is None and cut.probabilities is None
+    for r in results:
+        assert (r.reason is None) == (r.label != "unknown")
+        assert r.diameter_nm is not None and r.diameter_nm > 1.0
+    skipped = classify(img, pixel_size_A=0.25, border="skip")
+    assert all(r.reason != "cut_by_edge" for r in skipped)
+
+
+def test_no_cluster_message_names_what_was_there():
+    from clusterspy.errors import NoClusterFoundError
+    from clusterspy.predict import classify
+
+    img = particle(shape=(256, 256), px=0.25, centres=((128, 128),), diameters_A=(25.0,))
+    with pytest.raises(NoClusterFoundError, match=r"most prominent bright region is 2\.\d nm"):
+        classify(img, pixel_size_A=0.25, min_size_nm=4.0, max_size_nm=6.0)
+    flat = np.random.default_rng(0).poisson(20.0, (256, 256)).astype(np.float32)
+    with pytest.raises(NoClusterFoundError, match="nothing stands out"):
+        classify(flat, pixel_size_A=0.25)
+
+
+def test_detection_mapping_is_unchanged_by_the_reason_pass():
+    det = Detection(x_px=10.0, y_px=12.0, bbox=(5, 5, 20, 20), diameter_A=12.0, area_px=100)
+    img = Image(np.zeros((64, 64), np.float32), 0.25)
+    assert cluster_reasons(img, [det], DOMAIN, check_resolution=False) == [None]
