@@ -98,7 +98,7 @@ def test_lattice_contrast_separates_columns_from_noise_and_blobs():
 
 # ------------------------------------------------------------------------------- per-cluster reasons
 def _reasons(img: Image) -> tuple[list, list]:
-    dets = detect_clusters(img, min_diameter_A=5.0, max_diameter_A=200.0, exclude_border=False)
+    dets = detect_clusters(img, min_diameter_A=3.0, max_diameter_A=200.0, exclude_border=False)
     return dets, cluster_reasons(img, dets, DOMAIN)
 
 
@@ -106,7 +106,7 @@ def test_each_reason_on_a_cluster_made_for_it():
     px = 0.25
     cases = {
         None: particle(px=px, centres=((128, 128),), diameters_A=(25.0,)),
-        "too_small": particle(px=px, centres=((128, 128),), diameters_A=(7.0,), dose=20000.0),
+        "too_small": particle(px=px, centres=((128, 128),), diameters_A=(5.0,), dose=20000.0),
         "too_large": particle(shape=(512, 512), px=px, centres=((256, 256),), diameters_A=(95.0,)),
         "cut_by_edge": particle(px=px, centres=((128, 10),), diameters_A=(25.0,)),
         "not_resolved": particle(px=px, centres=((128, 128),), diameters_A=(25.0,), lattice=False),

@@ -400,17 +400,18 @@ def judge(image: Image, detections: list[Any], model: Model, *, file: str | None
     ``"unknown"`` with ``"out_of_distribution"`` or ``"low_confidence"``.
     """
     from clusterspy.detection import crop_cluster
-    from clusterspy.domain import cluster_reasons
+    from clusterspy.domain import cluster_reasons, particle_diameter_A
 
     card = model.card
-    field_A = [card.crop_px * card.crop_pixel_size_A(d.diameter_A) for d in detections]
+    diam = [particle_diameter_A(d.diameter_A) for d in detections]
+    field_A = [card.crop_px * card.crop_pixel_size_A(D) for D in diam]
     if reasons is None:
-        reasons = cluster_reasons(image, detections, card.domain, field_A=field_A)
+        reasons = cluster_reasons(image, detections, card.domain, field_A=field_A, diameters_A=diam)
     todo = [i for i, r in enumerate(reasons) if r is None]
     probs = dist = None
     if todo:
-        crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(detections[i].diameter_A),
-                                       card.crop_px) for i in todo])
+        crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(diam[i]), card.crop_px)
+                          for i in todo])
         probs, dist = model.infer(crops)
     results = []
     k = 0
@@ -430,13 +431,13 @@ def judge(image: Image, detections: list[Any], model: Model, *, file: str | None
             elif conf < card.unknown_threshold:
                 reason = "low_confidence"
             elif (CLASSES[best] == "amorphous"
-                  and d.diameter_A > 10.0 * float(card.domain.get("amorphous_max_diameter_nm", 1e9))):
+                  and diam[i] > 10.0 * float(card.domain.get("amorphous_max_diameter_nm", 1e9))):
                 reason = "too_large"
             else:
                 label = CLASSES[best]
         results.append(ClusterResult(
             file=file, frame=frame, cluster=i, x_px=float(d.x_px), y_px=float(d.y_px),
-            label=label, confidence=conf, probabilities=p, diameter_nm=float(d.diameter_A) / 10.0,
+            label=label, confidence=conf, probabilities=p, diameter_nm=diam[i] / 10.0,
             reason=reason, ood_distance=od,
         ))
     return results

@@ -138,6 +138,7 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     import numpy as np
 
     from clusterspy.detection import Detection, crop_cluster
+    from clusterspy.domain import DETECTED_TO_PROJECTED
     from clusterspy.explain import occlusion_saliency
     from clusterspy.plots import plot_saliency, save_figure
     from clusterspy.predict import classify
@@ -149,9 +150,10 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
         return None
     crops = []
     for r in judged:
-        d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=10.0 * float(r.diameter_nm),
+        size_A = 10.0 * float(r.diameter_nm)  # the projected diameter the crop field was made from
+        d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=size_A / DETECTED_TO_PROJECTED,
                       area_px=0)
-        crops.append(crop_cluster(image, d, model.crop_pixel_size_A(d.diameter_A), model.crop_px))
+        crops.append(crop_cluster(image, d, model.crop_pixel_size_A(size_A), model.crop_px))
     crops = np.stack(crops)
     probs = np.array([[r.probabilities[c] for c in CLASSES] for r in judged])
     fig = plot_saliency(crops, occlusion_saliency(model, crops), probs, CLASSES)

@@ -498,9 +498,11 @@ def classify_series(
     model_card = getattr(model, "card", None)
     domain = model_card.domain if hasattr(model_card, "domain") else None
 
+    from clusterspy.domain import particle_diameter_A
+
     def crop_pixel_A(d: Any, image: Any) -> float:
         if hasattr(model, "crop_pixel_size_A"):
-            return float(model.crop_pixel_size_A(float(getattr(d, "diameter_A", 0.0) or 0.0)))
+            return float(model.crop_pixel_size_A(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0)))
         return model_px or image.pixel_size_A
     threshold = float(card.get("unknown_threshold", 0.0) or 0.0)
     sha = card.get("weights_sha256") or card.get("sha256")
@@ -674,7 +676,7 @@ def classify_series(
                     row[3], row[4] = float(d.x_px), float(d.y_px)
                     if getattr(d, "diameter_A", None):
                         diameter_px[tid] = float(d.diameter_A) / image.pixel_size_A
-                        row[12] = float(d.diameter_A) / 10.0
+                        row[12] = particle_diameter_A(d.diameter_A) / 10.0
                     if frame_reasons is not None and frame_reasons[assign[tid]] is not None:
                         row[5], row[13] = UNKNOWN, frame_reasons[assign[tid]]
                         pending_rows.append(row)

@@ -1,0 +1,392 @@
+"""Does the model know what it cannot see? The domain-of-validity benchmark.
+
+Runs the whole pipeline a user runs (:func:`clusterspy.classify`: domain checks, detection, the
+size-dependent crop, the network, the out-of-distribution score, the label rule) on:
+
+1. **PRISM images** (``benchmarks/domain_sets.py``: abTEM, settings never used in training,
+   55–923 atoms): share of clusters accepted (a label, not "unknown") and accuracy on them;
+   accuracy with "unknown" counted wrong under in-plane rotations every 15° and under a ±15 %
+   pixel-size error (the image claimed at 0.85× and 1.15× its true pixel size);
+2. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
+   ("unknown" counted wrong) and reasons against particle diameter;
+3. **an out-of-distribution set** the model must not label: bright-field (inverted) images,
+   carbon support without clusters, unresolved (blurred) clusters, lattice fringes without a
+   particle edge (the middle of an 8 nm particle), non-metal nanocrystals (Si, NaCl, MgO),
+   natural images shipped with scikit-image, and the real files of ``../shared/data`` as users
+   mistake them (wide fields at their real 2 Å/px and claimed at 0.2 Å/px, a 1.25 nm/px survey,
+   the TEMUL Au image binned ×16, its large defocused particles): share with no isomer label;
+4. **real particles** (``../shared/data``): StatSTEM PtIr and Pb (fcc; the crop must hold the
+   whole particle), and the 3 nm Au particle of the TEMUL .emd under 24 rotations × 3 pixel
+   sizes — one label throughout, or "unknown" throughout;
+5. **time**: a 2048² wide field at 2 Å/px (a refusal) and a 1024² atomic-resolution frame.
+
+Usage::
+
+    python benchmarks/domain_sets.py        # once: the PRISM and size images (~30 min, 2 cores)
+    python benchmarks/domain.py [--model DIR] [--results DIR]
+
+Figures print and go to ``benchmarks/results/domain.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+RESULTS = HERE / "results"
+SHARED = HERE.parent.parent / "shared" / "data"
+
+from domain_sets import IMAGE_PX_A, PRISM_SPEC, prism_path, sizes_path  # noqa: E402
+
+ROTATIONS_DEG = list(range(0, 360, 15))
+SCALES = (0.85, 1.0, 1.15)
+
+
+def _central(results: list, shape: tuple[int, int]):
+    """The result nearest the image centre (the test cluster), or None."""
+    if not results:
+        return None
+    cy, cx = (shape[0] - 1) / 2, (shape[1] - 1) / 2
+    return min(results, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2)
+
+
+def _run(image: np.ndarray, px: float, model: Any, **kw: Any) -> tuple[list, str | None]:
+    """classify(), with a refusal or "no cluster" turned into ([], reason)."""
+    from clusterspy.errors import ClusterSpyError
+    from clusterspy.predict import classify
+
+    try:
+        return classify(image, pixel_size_A=px, model=model, **kw), None
+    except ClusterSpyError as exc:
+        return [], type(exc).__name__
+
+
+def _rotate(img: np.ndarray, deg: float) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    if deg % 360 == 0:
+        return img
+    border = np.concatenate([img[0], img[-1], img[:, 0], img[:, -1]])
+    return ndi.rotate(img, deg, reshape=False, order=1, mode="constant", cval=float(np.median(border)))
+
+
+def _load_sets(n: int, sets: int):
+    from clusterspy.datasets import load
+
+    xs, ys, ms = [], [], []
+    for i in range(sets):
+        p = prism_path(i, n)
+        if (p / "zarr.json").exists():
+            x, y, m = load(p, partial=True)
+            xs.append(x)
+            ys.append(y)
+            ms.extend(m)
+    if not xs:
+        raise SystemExit("no PRISM test images: run python benchmarks/domain_sets.py first")
+    return np.concatenate(xs), np.concatenate(ys), ms
+
+
+# ------------------------------------------------------------------------------------------ PRISM
+def prism_part(model: Any, n: int, sets: int) -> dict:
+    from clusterspy.isomers import CLASSES
+
+    x, y, metas = _load_sets(n, sets)
+    truth = [CLASSES[k] for k in y]
+    out: dict[str, Any] = {"n_images": len(y), "spec": {k: v for k, v in PRISM_SPEC.items()
+                                                         if k != "backend_options"}}
+    per_condition: dict[str, float] = {}
+    base_labels = []
+    reasons: dict[str, int] = {}
+    for deg in ROTATIONS_DEG:
+        for s in SCALES:
+            if deg and s != 1.0:
+                continue  # rotations at the true pixel size, scale errors unrotated
+            hits = []
+            for img, t in zip(x, truth, strict=True):
+                res, _ = _run(_rotate(img, deg), IMAGE_PX_A * s, model)
+                r = _central(res, img.shape)
+                lab = r.label if r is not None else "unknown"
+                hits.append(lab == t)
+                if deg == 0 and s == 1.0:
+                    base_labels.append(lab)
+                    key = (r.reason if r is not None else "no_cluster") or "accepted"
+                    reasons[key] = reasons.get(key, 0) + 1
+            per_condition[f"rot{deg:03d}_px{s:.2f}"] = float(np.mean(hits))
+    base = np.array(base_labels, dtype=object)
+    accepted = base != "unknown"
+    correct = base == np.array(truth, dtype=object)
+    out["accepted_share"] = float(accepted.mean())
+    out["accuracy_on_accepted"] = float(correct[accepted].mean()) if accepted.any() else None
+    out["accuracy_unknown_wrong"] = float(correct.mean())
+    out["reasons"] = reasons
+    out["accuracy_by_condition"] = per_condition
+    rot = [v for k, v in per_condition.items() if k.endswith("px1.00")]
+    out["rotation_accuracy_min"] = float(min(rot))
+    out["rotation_accuracy_mean"] = float(np.mean(rot))
+    out["pixel_size_error_accuracy"] = {f"{s:.2f}": per_condition[f"rot000_px{s:.2f}"] for s in SCALES}
+    out["worst_case_accuracy"] = float(min(per_condition.values()))
+    sizes = np.array([m["n_atoms"] for m in metas])
+    out["accuracy_by_atoms"] = {
+        f"{lo}-{hi}": float(correct[(sizes >= lo) & (sizes < hi)].mean())
+        for lo, hi in ((0, 150), (150, 400), (400, 1000)) if ((sizes >= lo) & (sizes < hi)).any()}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ sizes
+def sizes_part(model: Any) -> dict:
+    from clusterspy.datasets import load
+    from clusterspy.isomers import CLASSES
+
+    p = sizes_path()
+    if not (p / "zarr.json").exists():
+        return {"skipped": "no size images: run python benchmarks/domain_sets.py"}
+    x, y, metas = load(p, partial=True)
+    d_nm = np.array([m["diameter_A"] / 10 for m in metas])
+    labels, reasons = [], []
+    for img in x:
+        res, why = _run(img, IMAGE_PX_A, model)
+        r = _central(res, img.shape)
+        labels.append(r.label if r is not None else "unknown")
+        reasons.append((r.reason if r is not None else why) or "accepted")
+    truth = np.array([CLASSES[k] for k in y], dtype=object)
+    correct = np.array(labels, dtype=object) == truth
+    bins = [(0.8, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 5.0), (5.0, 6.5), (6.5, 9.0)]
+    by = {}
+    for lo, hi in bins:
+        m = (d_nm >= lo) & (d_nm < hi)
+        if m.any():
+            rs = np.array(reasons, dtype=object)[m]
+            by[f"{lo}-{hi} nm"] = {"n": int(m.sum()), "accuracy_unknown_wrong": float(correct[m].mean()),
+                                   "accepted": float(np.mean(rs == "accepted")),
+                                   "reasons": {k: int(np.sum(rs == k)) for k in set(rs)}}
+    return {"n_images": len(y), "by_diameter": by, "accuracy_unknown_wrong": float(correct.mean())}
+
+
+# ------------------------------------------------------------------------------------------ OOD
+def _ood_inputs(n_each: int = 10) -> list[tuple[str, np.ndarray, float, dict]]:
+    """(kind, image, pixel size [Å/px], options) of inputs the model must not label."""
+    from scipy import ndimage as ndi
+
+    rng = np.random.default_rng(2026)
+    items: list[tuple[str, np.ndarray, float, dict]] = []
+    x, _, _ = _load_sets(40, 1)
+    for img in x[:n_each]:
+        items.append(("bright_field (inverted PRISM)", float(img.max()) - img, IMAGE_PX_A, {}))
+    for img in x[n_each: 2 * n_each]:
+        blurred = ndi.gaussian_filter(img.astype(float), 2.5 / IMAGE_PX_A)
+        scale = 2000.0 / max(float(blurred.max()), 1e-9)
+        items.append(("unresolved blob (PRISM, 2.5 Å blur)",
+                      rng.poisson(np.clip(blurred, 0, None) * scale).astype(np.float32), IMAGE_PX_A, {}))
+    items += _simulated_ood(rng, n_each)
+    items += _package_images()
+    items += _real_ood()
+    return items
+
+
+def _simulated_ood(rng: np.random.Generator, n_each: int) -> list:
+    from ase.build import bulk
+
+    from clusterspy.datasets.sampling import _support
+    from clusterspy.simulation import Acquisition, Microscope, simulate
+
+    mic = Microscope(energy_keV=200.0, semiangle_mrad=25.0, detector_mrad=(60.0, 200.0), defocus_A=0.0,
+                     source_size_A=0.6)
+    acq = Acquisition(dose_e_per_A2=2e4)
+    items = []
+    for i in range(n_each):
+        sup = _support(64.0, float(rng.uniform(20, 60)), rng)
+        img = simulate(sup, mic, pixel_size=IMAGE_PX_A, extent=64.0, backend="fast",
+                       rng=np.random.default_rng(i), acquisition=acq)
+        items.append(("carbon support, no cluster", np.asarray(img.data, np.float32), IMAGE_PX_A, {}))
+    crystals = {"Si": bulk("Si", "diamond", a=5.43), "NaCl": bulk("NaCl", "rocksalt", a=5.64),
+                "MgO": bulk("MgO", "rocksalt", a=4.21)}
+    for i in range(n_each):
+        name = list(crystals)[i % 3]
+        cell = crystals[name].repeat((12, 12, 12))
+        pos = cell.get_positions()
+        pos -= pos.mean(0)
+        keep = np.sqrt((pos**2).sum(1)) < rng.uniform(12, 18)
+        atoms = cell[keep]
+        from clusterspy.structures.orientation import random_rotation
+
+        atoms.set_positions(atoms.get_positions() @ random_rotation(rng).T)
+        img = simulate(atoms, mic, pixel_size=IMAGE_PX_A, extent=64.0, backend="fast",
+                       rng=np.random.default_rng(100 + i), acquisition=acq)
+        items.append((f"non-metal nanocrystal ({name})", np.asarray(img.data, np.float32), IMAGE_PX_A, {}))
+    # lattice without a particle edge: the middle 32 Å of 7–8 nm fast-simulated particles
+    from clusterspy.datasets import load
+
+    p = sizes_path()
+    if (p / "zarr.json").exists():
+        xs, _, ms = load(p, partial=True)
+        big = [k for k, m in enumerate(ms) if m["diameter_A"] > 60][:n_each]
+        for k in big:
+            c = xs[k].shape[0] // 2
+            items.append(("lattice without an edge (middle of a 6–8 nm particle)",
+                          xs[k][c - 40: c + 40, c - 40: c + 40], IMAGE_PX_A, {}))
+    return items
+
+
+def _package_images() -> list:
+    from skimage import data
+
+    items = []
+    for name in ("camera", "coins", "moon", "text", "brick", "grass", "gravel", "page"):
+        img = getattr(data, name)().astype(np.float32)
+        items.append((f"scikit-image {name} at 0.2 Å/px", img, 0.2, {}))
+    return items
+
+
+def _real_ood() -> list:
+    from skimage.measure import block_reduce
+
+    from clusterspy.io import read_image
+
+    if not SHARED.is_dir():
+        return []
+    items = []
+    for f in sorted((SHARED / "widefield" / "ardagen" / "images").glob("*.jpg"))[:33]:
+        img = read_image(f, pixel_size_A=1.0).data  # the calibration is set below
+        items.append(("ArdaGen wide field at 2 Å/px", img, 2.0, {}))
+        items.append(("ArdaGen wide field claimed at 0.2 Å/px", img, 0.2, {}))
+    dm4 = read_image(SHARED / "widefield" / "particlespy" / "JEOL_HAADF_Image.dm4")
+    items.append(("JEOL survey .dm4 (file calibration)", dm4.data, dm4.pixel_size_A, {}))
+    au = read_image(SHARED / "real_atomic" / "Au_nanoparticle_temul.emd")
+    binned = block_reduce(np.asarray(au.data, np.float32), (16, 16), np.mean)
+    items.append(("TEMUL Au binned ×16 (1.2 Å/px)", binned, au.pixel_size_A * 16, {}))
+    return items
+
+
+def ood_part(model: Any) -> dict:
+    items = _ood_inputs()
+    kinds: dict[str, dict[str, int]] = {}
+    labelled_clusters = total_clusters = 0
+    for kind, img, px, kw in items:
+        res, why = _run(img, px, model, **kw)
+        labelled = [r for r in res if r.label != "unknown"]
+        labelled_clusters += len(labelled)
+        total_clusters += len(res)
+        k = kinds.setdefault(kind, {"n": 0, "no_label": 0})
+        k["n"] += 1
+        k["no_label"] += int(not labelled)
+        key = why or ("labelled" if labelled else "all unknown")
+        k[key] = k.get(key, 0) + 1
+    # the TEMUL .emd's large defocused particles (per cluster, at the file's calibration)
+    large = {"n": 0, "no_label": 0}
+    if SHARED.is_dir():
+        from clusterspy.io import read_image
+
+        au = read_image(SHARED / "real_atomic" / "Au_nanoparticle_temul.emd")
+        res, _ = _run(au.data, au.pixel_size_A, model)
+        for r in res:
+            if r.diameter_nm and r.diameter_nm > 3.2:
+                large["n"] += 1
+                large["no_label"] += int(r.label == "unknown")
+                large.setdefault("reasons", []).append(r.reason)
+    n = sum(k["n"] for k in kinds.values())
+    return {"n_inputs": n, "no_label_share": float(sum(k["no_label"] for k in kinds.values()) / n),
+            "by_kind": kinds, "clusters_found": total_clusters, "clusters_labelled": labelled_clusters,
+            "temul_large_particles": large}
+
+
+# ------------------------------------------------------------------------------------------ real
+def real_part(model: Any) -> dict:
+    if not SHARED.is_dir():
+        return {"skipped": "../shared/data absent"}
+    from clusterspy.io import read_image
+
+    out: dict[str, Any] = {}
+    for name in ("PtIr_fcc_statstem", "Pb_fcc_statstem"):
+        z = np.load(SHARED / "real_atomic" / f"{name}.npz")
+        img = z["image"].astype(np.float32)
+        px = float(z["pixel_size_A"])
+        res, why = _run(img, px, model)
+        r = max(res, key=lambda q: q.diameter_nm or 0) if res else None
+        entry: dict[str, Any] = {"refused": why}
+        if r is not None:
+            field_A = model.crop_px * model.crop_pixel_size_A(10 * r.diameter_nm)
+            cols = z["column_xy_A"]
+            extent_A = float(np.max(np.ptp(cols, axis=0))) + 3.0  # columns' span + a column
+            entry.update({"label": r.label, "reason": r.reason, "confidence": r.confidence,
+                          "diameter_nm": r.diameter_nm, "crop_field_A": field_A,
+                          "particle_extent_A (StatSTEM columns)": extent_A,
+                          "crop_holds_particle": bool(field_A >= extent_A)})
+        out[name] = entry
+    au = read_image(SHARED / "real_atomic" / "Au_nanoparticle_temul.emd")
+    cy, cx = 913, 1514
+    win = np.asarray(au.data[cy - 400: cy + 400, cx - 400: cx + 400], np.float32)
+    labels, table = [], {}
+    for s in SCALES:
+        for deg in ROTATIONS_DEG:
+            res, why = _run(_rotate(win, deg), au.pixel_size_A * s, model)
+            r = _central(res, win.shape)
+            lab = r.label if r is not None else "unknown"
+            labels.append(lab)
+            table[f"rot{deg:03d}_px{s:.2f}"] = {
+                "label": lab, "reason": r.reason if r is not None else why,
+                "confidence": None if r is None else r.confidence}
+    distinct = sorted(set(labels))
+    out["Au_temul_3nm"] = {"labels": {lab: labels.count(lab) for lab in distinct},
+                           "one_label_throughout": len(distinct) == 1, "variants": table}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ time
+def time_part(model: Any) -> dict:
+    rng = np.random.default_rng(0)
+    wide = rng.random((2048, 2048), dtype=np.float32)
+    t = time.perf_counter()
+    _run(wide, 2.0, model)
+    wide_s = time.perf_counter() - t
+    out = {"widefield_2048_at_2A_s": wide_s}
+    if SHARED.is_dir():
+        from clusterspy.io import read_image
+
+        au = read_image(SHARED / "real_atomic" / "Au_nanoparticle_temul.emd")
+        frame = np.asarray(au.data[512:1536, 1000:2024], np.float32)
+        _run(frame, au.pixel_size_A, model)
+        t = time.perf_counter()
+        for _ in range(5):
+            res, _ = _run(frame, au.pixel_size_A, model)
+        out["atomic_frame_1024_s"] = (time.perf_counter() - t) / 5
+        out["atomic_frame_1024_clusters"] = len(res)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default=None, help="model folder or .onnx (default: shipped)")
+    ap.add_argument("--results", default=str(RESULTS), metavar="DIR")
+    ap.add_argument("--n", type=int, default=40)
+    ap.add_argument("--sets", type=int, default=2)
+    ap.add_argument("--parts", default="prism,sizes,ood,real,time")
+    a = ap.parse_args(argv)
+    from clusterspy.predict import load_model
+
+    model = load_model(a.model)
+    out: dict[str, Any] = {"model": model.card.summary(), "command": "python benchmarks/domain.py "
+                           + " ".join(argv if argv is not None else sys.argv[1:])}
+    parts = a.parts.split(",")
+    for name, fn in (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),
+                     ("sizes", sizes_part), ("ood", ood_part)):
+        if name in parts:
+            t = time.time()
+            out[name] = fn(model)
+            out[name]["seconds"] = round(time.time() - t, 1)
+            print(name, json.dumps(out[name], indent=1, default=str)[:3000], flush=True)
+    res = Path(a.results)
+    res.mkdir(parents=True, exist_ok=True)
+    (res / "domain.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
