@@ -375,8 +375,9 @@ def main(argv: list[str] | None = None) -> dict:
     out: dict[str, Any] = {"model": model.card.summary(), "command": "python benchmarks/domain.py "
                            + " ".join(argv if argv is not None else sys.argv[1:])}
     parts = a.parts.split(",")
-    for name, fn in (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),
-                     ("sizes", sizes_part), ("ood", ood_part)):
+    steps = (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),
+             ("sizes", sizes_part), ("ood", ood_part))
+    for name, fn in steps:
         if name in parts:
             t = time.time()
             out[name] = fn(model)

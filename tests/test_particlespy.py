@@ -22,13 +22,14 @@ def _weights_present() -> bool:
 
 
 def _field_signal(seed: int = 0, pixel_A: float = 0.25, n: int = 256):
-    """A simulated HAADF field of 4 separate clusters (Gaussian-profile discs) with noise."""
+    """A simulated HAADF field of 4 separate clusters (discs of 2.33 Å lattice fringes) with noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[:n, :n] * pixel_A
     img = np.full((n, n), 50.0)
+    fringes = 0.6 + 0.4 * np.clip(np.cos(2 * np.pi * xx / 3.3) * np.cos(2 * np.pi * yy / 3.3), 0, None) ** 2
     for cx, cy in [(16, 16), (48, 16), (16, 48), (46, 46)]:
         r = np.hypot(xx - cx, yy - cy)
-        img += 400.0 / (1.0 + np.exp((r - 10.0) / 0.8))
+        img += 600.0 * fringes / (1.0 + np.exp((r - 10.0) / 0.8))
     img = rng.poisson(img).astype(np.float32)
     s = hs.signals.Signal2D(img)
     for ax in s.axes_manager.signal_axes:
@@ -74,12 +75,23 @@ def test_classify_particles_roundtrip():
     signal, particles = _segment()
     out = classify_particles(particles, signal)
     assert out is particles
+    shown = 0
     for p in particles.list:
-        assert p.properties["isomer"]["value"] in (*CLASSES, UNKNOWN)
+        label = p.properties["isomer"]["value"]
+        reason = p.properties["isomer_reason"]["value"]
+        assert label in (*CLASSES, UNKNOWN)
+        assert (reason == "") == (label != UNKNOWN)
+        size = p.properties["diameter_nm"]
+        assert size["units"] == "nm" and 0.5 < size["value"] < 20
         probs = [p.properties[f"p_{c}"]["value"] for c in CLASSES]
-        assert sum(probs) == pytest.approx(1.0, abs=1e-4)
-        assert p.properties["isomer_confidence"]["value"] == pytest.approx(max(probs))
+        if reason in ("", "low_confidence", "out_of_distribution"):  # shown to the network
+            shown += 1
+            assert sum(probs) == pytest.approx(1.0, abs=1e-4)
+            assert p.properties["isomer_confidence"]["value"] == pytest.approx(max(probs))
+        else:  # out of the model's domain before inference: no probabilities claimed
+            assert np.all(np.isnan(probs)) and np.isnan(p.properties["isomer_confidence"]["value"])
         p.set_property("frame", 0, None)
+    assert shown >= 1
     pytest.importorskip("trackpy")
     tracks = time_series_analysis(particles, properties=["isomer"])
     assert list(tracks["isomer"]) == [p.properties["isomer"]["value"] for p in particles.list]

@@ -129,6 +129,10 @@ def series(
     model: Annotated[
         Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
     ] = None,
+    contrast: Annotated[
+        Contrast,
+        typer.Option(help="'auto' refuses series that look like bright field; 'haadf': trust it is HAADF."),
+    ] = Contrast.auto,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report."""
     import json
@@ -140,7 +144,8 @@ def series(
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
-    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out)
+    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
+                             contrast=contrast.value)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:

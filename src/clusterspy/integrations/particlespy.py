@@ -5,8 +5,12 @@ the particles, :func:`classify_particles` crops each particle from the image, re
 the model's pixel size and sets on every particle the properties
 
 - ``"isomer"`` — the label (one of :data:`clusterspy.isomers.CLASSES` or ``"unknown"``),
-- ``"isomer_confidence"`` — the calibrated probability of that label,
-- ``"p_icosahedral"``, ``"p_decahedral"``, ``"p_fcc"``, ``"p_amorphous"``,
+- ``"isomer_reason"`` — why it is ``"unknown"`` (:data:`clusterspy.domain.REASONS`; ``""`` when the
+  label stands),
+- ``"isomer_confidence"`` — the calibrated probability of the most probable class (NaN when the
+  particle was never shown to the network: out of the model's domain),
+- ``"diameter_nm"`` — its projected diameter, in nm,
+- ``"p_icosahedral"``, ``"p_decahedral"``, ``"p_fcc"``, ``"p_amorphous"`` (NaN likewise),
 
 so that ParticleSpy's own tools work on them, e.g.
 ``particlespy.api.time_series_analysis(particles, properties=["isomer"])`` or
@@ -22,7 +26,7 @@ import numpy as np
 
 from clusterspy.errors import ImageDataError
 from clusterspy.image import Image
-from clusterspy.isomers import CLASSES, UNKNOWN
+from clusterspy.isomers import CLASSES
 
 
 def _frame_image(image: Any, frame: int | None, pixel_size_A: float | None) -> Image:
@@ -36,8 +40,9 @@ def _frame_image(image: Any, frame: int | None, pixel_size_A: float | None) -> I
     return as_image(image, pixel_size_A)
 
 
-def _particle_crop(particle: Any, image: Image, pixel_size_A: float, crop_px: int) -> np.ndarray:
-    from clusterspy.detection import Detection, crop_cluster
+def _particle_detection(particle: Any, image: Image) -> Any:
+    """The particle as a :class:`clusterspy.detection.Detection` (centre, box, diameter)."""
+    from clusterspy.detection import Detection
 
     mask = np.asarray(getattr(particle, "mask", None)) if hasattr(particle, "mask") else None
     if mask is not None and mask.shape == image.shape and mask.any():
@@ -56,9 +61,8 @@ def _particle_crop(particle: Any, image: Image, pixel_size_A: float, crop_px: in
         bbox = (r0, c0, r1, c1)
         y, x = (r0 + r1 - 1) / 2.0, (c0 + c1 - 1) / 2.0
         area = (r1 - r0) * (c1 - c0)
-    det = Detection(x_px=x, y_px=y, bbox=bbox,
-                    diameter_A=2.0 * np.sqrt(area / np.pi) * image.pixel_size_A, area_px=area)
-    return crop_cluster(image, det, pixel_size_A, crop_px)
+    return Detection(x_px=x, y_px=y, bbox=bbox,
+                     diameter_A=2.0 * np.sqrt(area / np.pi) * image.pixel_size_A, area_px=area)
 
 
 def classify_particles(
@@ -97,23 +101,20 @@ def classify_particles(
     """
     from clusterspy import predict
 
-    if model is None or not hasattr(model, "predict_crops"):
+    if model is None or not hasattr(model, "card"):
         model = predict.load_model(model)
-    target_A = float(model.card["pixel_size_A"])
-    crop_px = int(model.card["crop_px"])
-    threshold = float(model.card.get("unknown_threshold", 0.0))
     particles = list(getattr(particle_list, "list", particle_list))
     if not particles:
         return particle_list
-    crops = []
-    cache: dict[Any, Image] = {}
-    for p in particles:
+    groups: dict[Any, tuple[Image, list[int], list[Any]]] = {}
+    for k, p in enumerate(particles):
         frame = p.properties.get("frame", {}).get("value")
         if image is not None:
-            key = frame
-            if key not in cache:
-                cache[key] = _frame_image(image, frame, pixel_size_A)
-            img = cache[key]
+            if frame not in groups:
+                groups[frame] = (_frame_image(image, frame, pixel_size_A), [], [])
+            img, idx, dets = groups[frame]
+            idx.append(k)
+            dets.append(_particle_detection(p, img))
         else:
             stored = getattr(p, "image", None)
             if stored is None:
@@ -124,17 +125,17 @@ def classify_particles(
             from clusterspy.io import as_image
 
             img = as_image(stored, pixel_size_A)
-            p = _CentredStored(img)
-        crops.append(_particle_crop(p, img, target_A, crop_px))
-    probs = np.asarray(model.predict_crops(np.stack(crops)), dtype=float)
-    for p, row in zip(particles, probs, strict=True):
-        best = int(np.argmax(row))
-        confidence = float(row[best])
-        label = CLASSES[best] if confidence >= threshold else UNKNOWN
-        p.set_property("isomer", label, None)
-        p.set_property("isomer_confidence", confidence, None)
-        for name, value in zip(CLASSES, row, strict=True):
-            p.set_property(f"p_{name}", float(value), None)
+            # a stored crop is the particle's box: it touches the crop's edge by construction
+            groups[("stored", k)] = (img, [k], [_particle_detection(_CentredStored(img), img)])
+    for img, idx, dets in groups.values():
+        for k, r in zip(idx, predict.judge(img, dets, model), strict=True):
+            p = particles[k]
+            p.set_property("isomer", r.label, None)
+            p.set_property("isomer_reason", r.reason or "", None)
+            p.set_property("isomer_confidence", np.nan if r.confidence is None else r.confidence, None)
+            p.set_property("diameter_nm", r.diameter_nm, "nm")
+            for name in CLASSES:
+                p.set_property(f"p_{name}", np.nan if not r.probabilities else r.probabilities[name], None)
     return particle_list
 
 
@@ -142,4 +143,4 @@ class _CentredStored:
     """Stand-in particle for a stored ParticleSpy crop: the cluster is at the crop's centre."""
 
     def __init__(self, img: Image) -> None:
-        self.bbox = (0, 0, img.shape[0], img.shape[1])
+        self.bbox = (1, 1, img.shape[0] - 1, img.shape[1] - 1)
