@@ -60,7 +60,7 @@ PRISM_SPEC = {
 
 SIZES_SPEC = {
     "seed": 636363,
-    "n_images": 240,
+    "n_images": 96,
     "chunk_size": 8,
     "crop_px": 288,  # 115 Å images: an 8 nm particle and its margin
     "pixel_size_A": IMAGE_PX_A,
@@ -77,7 +77,7 @@ SIZES_SPEC = {
     "source_size_A": 0.6,
     "defocus_A": 0.0,
     "image_pixel_size_A": [0.1, 0.3],
-    "max_image_px": 1024,
+    "max_image_px": 512,
     "dose_e_per_A2": 3.0e4,
     "support_probability": 0.5,
     "support_thickness_A": [20.0, 40.0],
@@ -103,10 +103,10 @@ def generate_all(sets: int, n: int, workers: int) -> None:
     """Generate (or finish) every set."""
     from clusterspy.datasets import generate
 
-    generate(SIZES_SPEC, sizes_path(), num_workers=workers)
     for i in range(sets):
         generate({**PRISM_SPEC, "n_images": n, "seed": PRISM_SPEC["seed"] + i}, prism_path(i, n),
                  num_workers=workers)
+    generate(SIZES_SPEC, sizes_path(), num_workers=workers)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -210,3 +210,38 @@ def test_validation_set_is_scored_every_epoch_and_used_in_calibration(tmp_path):
     assert card["metrics"]["calibration_set"]["n"] == card["training"]["n_calibration"] + 32
     header = (tmp_path / "run" / "log.csv").read_text().splitlines()[0]
     assert "val_prism_acc" in header
+
+
+def test_ood_finalise_adds_features_seals_the_card_and_flags_unlike_inputs(tiny_run, tmp_path):
+    import shutil
+
+    from clusterspy.model.ood import finalise
+    from clusterspy.predict import Model, load_model
+    from clusterspy.weights import ModelCard
+
+    out, path, _ = tiny_run
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for name in ("model.onnx", "model_card.json"):
+        shutil.copy(out / name, folder / name)
+    before = load_model(folder / "model.onnx")
+    crops = np.random.default_rng(4).normal(size=(6, 24, 24)).astype(np.float32)
+    logits_before = before.predict_logits(crops)
+    spec = {"seed": 5, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
+    ood = finalise(folder, out.parent / "toy.zarr", spec, quantile=0.9)
+    card = ModelCard.read(folder)
+    assert card.ood["threshold"] == ood["threshold"] > 0
+    assert set(card.data["files_sha256"]) == {"ood_stats.npz"} and card.data["card_sha256"]
+    assert card.domain["contrast"] == "HAADF"
+    model = Model(folder / "model.onnx", card)
+    assert model.has_ood
+    np.testing.assert_allclose(model.predict_logits(crops), logits_before, atol=1e-6)  # weights untouched
+    from clusterspy.datasets import load
+
+    x, _, _ = load(out.parent / "toy.zarr")
+    _, d_in = model.infer(x[:64])
+    _, d_out = model.infer(np.random.default_rng(5).normal(size=(64, 24, 24)).astype(np.float32) * 50)
+    assert np.median(d_out) > np.median(d_in)
+    (folder / "ood_stats.npz").write_bytes(b"tampered")
+    with pytest.raises(Exception, match="SHA-256 mismatch"):
+        Model(folder / "model.onnx", ModelCard.read(folder))

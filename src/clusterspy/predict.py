@@ -126,7 +126,10 @@ class Model:
         return self.card.crop_pixel_size_A(diameter_A)
 
     # -- inference ---------------------------------------------------------------------------
-    def _run(self, crops: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray | None]:
+    def _run(self, crops: np.ndarray, batch_size: int = 256, features: bool | None = None
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Logits and (when ``features``, default: when the model has OOD statistics) the pooled
+        features, both averaged over the test-time views."""
         x = np.asarray(crops)
         if x.ndim == 2:
             x = x[None]
@@ -137,7 +140,9 @@ class Model:
             )
         x = normalise_crops(x, self.card.normalisation)[:, None]
         views = dihedral_views(x) if self.tta else [x]
-        want = ["logits"] + (["features"] if self._ood is not None else [])
+        if features is None:
+            features = self._ood is not None
+        want = ["logits"] + (["features"] if features and "features" in self._outputs else [])
         names = want if "logits" in self._outputs else [self._outputs[0]]
         total = np.zeros((len(x), len(CLASSES)), np.float64)
         feats: np.ndarray | None = None

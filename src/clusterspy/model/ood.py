@@ -97,7 +97,7 @@ def finalise(model_dir: str | Path, data: str | Path, spec: Any, *, quantile: fl
     k = int(calibration_every)
     held = idx[(idx // 4) % k == k - 1]
     mdl = Model(onnx_path, ModelCard.read(model_dir))
-    _, feats = mdl._run(x[held])
+    _, feats = mdl._run(x[held], features=True)
     if feats is None:
         raise RuntimeError("the model has no features output")
     rng = np.random.default_rng(0)
