@@ -121,3 +121,105 @@ def test_explain_without_out_is_a_clean_error(tmp_path: Path) -> None:
     path = tmp_path / "image.npy"
     np.save(path, np.ones((64, 64), dtype=np.float32))
     assert_clean_error(run_cli("classify", str(path), "--pixel-size", "0.3", "--explain"), "--out")
+
+
+def _labels_csv(path: Path, rows: str) -> Path:
+    path.write_text("temperature_K,label\n" + rows)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("rows", "args", "needle"),
+    [
+        ("300,fcc\nabc,fcc\n", (), "not a number"),
+        ("300,fcc\nnan,fcc\n", (), "temperature"),
+        ("300,fcc\n0,fcc\n", (), "temperature"),
+        ("300,fcc\n-5,fcc\n", (), "temperature"),
+        ("300,fcc\n400,decahedral\n", ("--reference", "foo"), "foo"),
+        ("300,fcc\n400,decahedral\n", ("--reference", "icosahedral"), "never occurs"),
+        ("300,fcc\n400,decahedral\n", ("--format", "xml"), "--format"),
+    ],
+)
+def test_thermo_user_errors_are_one_line(tmp_path: Path, rows: str, args: tuple, needle: str) -> None:
+    path = _labels_csv(tmp_path / "t.csv", rows)
+    proc = run_cli("thermo", str(path), *args)
+    assert_clean_error(proc, needle)
+    assert proc.returncode == 2
+
+
+def test_thermo_json_output_has_no_nan(tmp_path: Path, monkeypatch, capsys) -> None:
+    from clusterspy import thermo
+    from clusterspy.cli import main
+
+    path = _labels_csv(tmp_path / "t.csv", "300,fcc\n300,decahedral\n400,fcc\n400,decahedral\n")
+    real = thermo.thermo_from_table
+
+    def with_nan(*args, **kwargs):
+        res = real(*args, **kwargs)
+        res["van_t_hoff"][0]["delta_E_eV"] = float("nan")
+        res["delta_G"][0]["ci95_eV"] = [float("-inf"), float("inf")]
+        return res
+
+    monkeypatch.setattr(thermo, "thermo_from_table", with_nan)
+    assert main(["thermo", str(path), "--format", "json", "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    for text in (printed, (tmp_path / "out" / "thermo.json").read_text()):
+        assert "NaN" not in text and "Infinity" not in text
+        res = json.loads(text)
+        assert res["van_t_hoff"][0]["delta_E_eV"] is None
+        assert res["delta_G"][0]["ci95_eV"] == [None, None]
+
+
+def test_help_shows_units() -> None:
+    import os
+
+    env = {**os.environ, "COLUMNS": "200", "PYTHONIOENCODING": "utf-8", "NO_COLOR": "1"}
+
+    def help_of(command: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "clusterspy", command, "--help"],
+                              capture_output=True, text=True, encoding="utf-8", env=env,
+                              timeout=120, check=False)
+        assert proc.returncode == 0, proc.stderr
+        return " ".join(proc.stdout.split())
+
+    text = help_of("series")
+    for unit in ("Time between frames, in s.", "Pixel size, in Å/px", "Specimen temperature, in K"):
+        assert unit in text, text
+    text = help_of("simulate")
+    for unit in ("in keV", "in mrad", "in e⁻/Å²", "in Å/px", "Field of view, in Å"):
+        assert unit in text, text
+    assert "Beam energy ." not in text
+
+
+@needs_weights
+def test_series_at_two_temperatures_then_thermo(tmp_path: Path) -> None:
+    data = np.load(Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz")
+    folders = []
+    # frames 0–11 icosahedral, 12–21 decahedral: 8 ico + 4 dec at 300 K, 2 ico + 10 dec at 400 K
+    for t, (a, b) in ((300.0, (4, 16)), (400.0, (10, 22))):
+        stack = tmp_path / f"T{t:g}.npy"
+        np.save(stack, data["frames"][a:b])
+        out = tmp_path / f"series_{t:g}K"
+        proc = run_cli("series", str(stack), "--pixel-size", "0.3", "--frame-time", "0.5",
+                       "--temperature-K", f"{t:g}", "--out", str(out), "--format", "json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["temperature_K"] == t
+        assert json.loads((out / "summary.json").read_text())["temperature_K"] == t
+        folders.append(out)
+    proc = run_cli("thermo", *map(str, folders), "--format", "json", "--out", str(tmp_path / "th"))
+    assert proc.returncode == 0, proc.stderr
+    res = json.loads(proc.stdout)
+    assert res["temperatures_K"] == [300.0, 400.0]
+    assert res["delta_G"], res
+    assert {d["temperature_K"] for d in res["delta_G"]} == {300.0, 400.0}
+    for d in res["delta_G"]:
+        assert {"isomer", "reference", "delta_G_eV", "ci95_eV"} <= set(d)
+        assert d["ci95_eV"][0] <= d["delta_G_eV"] <= d["ci95_eV"][1]
+    assert (tmp_path / "th" / "thermo.json").is_file()
+    # a folder that records no temperature: one line, naming the series option
+    summary = folders[0] / "summary.json"
+    summ = json.loads(summary.read_text())
+    summ["temperature_K"] = None
+    summary.write_text(json.dumps(summ))
+    proc = run_cli("thermo", *map(str, folders))
+    assert_clean_error(proc, "--temperature-K", str(folders[0].name))

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from clusterspy.errors import ConfigError
+from clusterspy.errors import ConfigError, InputFileError
 from clusterspy.isomers import CLASSES
 from clusterspy.thermo import (
     K_B_EV,
@@ -19,6 +19,7 @@ from clusterspy.thermo import (
     frames_for_transitions,
     synthetic_labels,
     thermo_from_table,
+    thermo_json,
     write_thermo_report,
 )
 
@@ -156,3 +157,56 @@ def test_errors_are_user_errors(tmp_path):
     tab = {"temperature_K": np.array([300.0, 300.0]), "label": np.array(["fcc", "fcc"])}
     with pytest.raises(ConfigError, match="never occurs"):
         thermo_from_table(tab, reference="icosahedral")
+
+
+@pytest.mark.parametrize("bad", ["abc", "nan", "NaN", "inf", "0", "-5", ""])
+def test_bad_temperatures_in_a_csv_are_user_errors(tmp_path, bad):
+    path = tmp_path / "t.csv"
+    path.write_text(f"temperature_K,label\n300,fcc\n{bad},decahedral\n")
+    with pytest.raises(InputFileError, match="row 2 of temperature_K"):
+        thermo_from_table(path, n_boot=10)
+    with pytest.raises(ConfigError, match="temperature"):
+        thermo_from_table({"temperature_K": np.array([300.0, float("nan")]),
+                           "label": np.array(["fcc", "fcc"])}, n_boot=10)
+
+
+def test_bad_reference_and_bad_columns_are_user_errors(tmp_path):
+    tab = {"temperature_K": np.array([300.0, 400.0]), "label": np.array(["fcc", "decahedral"])}
+    with pytest.raises(ConfigError, match="'foo' is not an isomer"):
+        thermo_from_table(tab, reference="foo", n_boot=10)
+    with pytest.raises(ConfigError, match=r"never occurs.*decahedral, fcc"):
+        thermo_from_table(tab, reference="ico", n_boot=10)
+    with pytest.raises(ConfigError, match="'bar' is not an isomer"):
+        thermo_from_table(tab, isomers=["bar"], n_boot=10)
+    path = tmp_path / "t.csv"
+    path.write_text("temperature_K,frame,label\n300,0,fcc\n300,x,fcc\n")
+    with pytest.raises(InputFileError, match="frame 'x'"):
+        thermo_from_table(path, n_boot=10)
+    path.write_bytes(b"\xff\xfe\x00\x00garbage\x00\x81")
+    with pytest.raises(InputFileError, match="not a readable CSV"):
+        thermo_from_table(path, n_boot=10)
+    path.write_text("temperature_K,label\n300,unknown\n400,lost\n")
+    with pytest.raises(InputFileError, match="no frame carries an isomer label"):
+        thermo_from_table(path, n_boot=10)
+
+
+def test_thermo_json_writes_null_for_nan_and_infinity(tmp_path):
+    tab = {"temperature_K": np.repeat([300.0, 400.0], 20),
+           "label": np.array((["fcc"] * 12 + ["decahedral"] * 8) * 2)}
+    res = thermo_from_table(tab, n_boot=50)
+    res["van_t_hoff"][0]["delta_E_eV"] = float("nan")
+    res["delta_G"][0]["ci95_eV"] = [float("-inf"), np.float64("inf")]
+    res["extra"] = np.array([1.0, np.nan])
+
+    def strict(text: str) -> dict:
+        return json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
+
+    out = strict(thermo_json(res))
+    assert out["van_t_hoff"][0]["delta_E_eV"] is None
+    assert out["delta_G"][0]["ci95_eV"] == [None, None]
+    assert out["extra"] == [1.0, None]
+    assert out["delta_G"][1]["delta_G_eV"] == res["delta_G"][1]["delta_G_eV"]
+    html = write_thermo_report(res, tmp_path / "out")
+    saved = strict((tmp_path / "out" / "thermo.json").read_text())
+    assert saved["van_t_hoff"][0]["delta_E_eV"] is None
+    assert "NaN" not in html.read_text() and "Infinity" not in html.read_text()

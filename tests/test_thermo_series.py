@@ -44,3 +44,44 @@ def test_thermo_reads_series_folders(tmp_path):
                              kinetics=False)
     assert out2["temperatures_K"] == [310.0, 400.0]
     assert np.isfinite(out2["van_t_hoff"][0]["delta_E_eV"])
+
+
+def _folder(path, t, switch, seed):
+    frames, _ = make_frames(30, switches=(switch,), lost=(), blurred=(), seed=seed)
+    run(frames, path, batch_size=16, temperature_K=t, report=False)
+    return path
+
+
+def test_series_folders_of_the_same_name_stay_apart(tmp_path):
+    a = _folder(tmp_path / "a" / "run", 300.0, 10, 0)
+    b = _folder(tmp_path / "b" / "run", 300.0, 20, 1)
+    c = _folder(tmp_path / "c" / "run", 400.0, 15, 2)
+    out = thermo_from_table([a, b, c], label_column="smoothed_label", reference="decahedral",
+                            n_boot=50, kinetics=False)
+    p300 = next(p for p in out["proportions"] if p["temperature_K"] == 300.0)
+    assert p300["n_series"] == 2 and p300["n_frames"] == 60
+    assert p300["proportions"]["icosahedral"]["value"] == pytest.approx(30 / 60)
+
+
+def test_series_folder_temperature_errors_name_the_series_option(tmp_path):
+    from clusterspy.errors import ConfigError, InputFileError
+
+    a = _folder(tmp_path / "a", 300.0, 10, 0)
+    b = _folder(tmp_path / "b", 400.0, 20, 1)
+    with pytest.raises(ConfigError, match="2 temperatures for 1 inputs"):
+        thermo_from_table([a], temperatures_K=[300.0, 400.0], n_boot=10)
+    with pytest.raises(ConfigError, match="temperature"):
+        thermo_from_table([a, b], temperatures_K=[300.0, -1.0], n_boot=10)
+    summ = json.loads((a / "summary.json").read_text())
+    summ["temperature_K"] = None
+    (a / "summary.json").write_text(json.dumps(summ))
+    with pytest.raises(ConfigError, match="--temperature-K") as exc:
+        thermo_from_table([a, b], n_boot=10)
+    assert "--temperature " not in str(exc.value)
+    summ["temperature_K"] = -20.0
+    (a / "summary.json").write_text(json.dumps(summ))
+    with pytest.raises(InputFileError, match=r"summary\.json"):
+        thermo_from_table([a, b], n_boot=10)
+    (a / "summary.json").write_text("{not json")
+    with pytest.raises(InputFileError, match=r"summary\.json"):
+        thermo_from_table([a, b], n_boot=10)

@@ -49,7 +49,7 @@ class Border(StrEnum):
 
 PixelSize = Annotated[
     float | None,
-    typer.Option("--pixel-size", help="Pixel size [Å/px]; overrides the file's calibration."),
+    typer.Option("--pixel-size", help="Pixel size, in Å/px; overrides the file's calibration."),
 ]
 
 
@@ -121,7 +121,9 @@ def series(
         ),
     ],
     pixel_size: PixelSize = None,
-    frame_time: Annotated[float | None, typer.Option("--frame-time", help="Time between frames [s].")] = None,
+    frame_time: Annotated[
+        float | None, typer.Option("--frame-time", help="Time between frames, in s.")
+    ] = None,
     out: Annotated[
         Path, typer.Option(help="Output folder (frames.csv, summary.json, strip.png, report.html).")
     ] = Path("clusterspy_series"),
@@ -133,19 +135,33 @@ def series(
         Contrast,
         typer.Option(help="'auto' refuses series that look like bright field; 'haadf': trust it is HAADF."),
     ] = Contrast.auto,
+    temperature: Annotated[
+        float | None,
+        typer.Option(
+            "--temperature-K",
+            help="Specimen temperature, in K; recorded in summary.json for 'clusterspy thermo'.",
+        ),
+    ] = None,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report."""
     import json
+    import math
 
+    from clusterspy.errors import ConfigError
     from clusterspy.series import classify_series
 
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not known; use 'table' or 'json'")
+    if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
+        raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
+                          "temperature in K (above 0)")
     loaded = None
     if model is not None:
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
-                             contrast=contrast.value)
+                             contrast=contrast.value, temperature_K=temperature)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -157,7 +173,10 @@ def series(
 def thermo(
     tables: Annotated[
         list[Path],
-        typer.Argument(help="CSV with temperature_K and label columns, or series output folders."),
+        typer.Argument(
+            help="CSV with temperature_K (K) and label columns, or series output folders made with "
+            "'clusterspy series --temperature-K'."
+        ),
     ],
     fmt: Annotated[str, typer.Option("--format", help="'table' or 'json'.")] = "table",
     out: Annotated[Path | None, typer.Option(help="Output folder (thermo.json, plots, report.html).")] = None,
@@ -167,23 +186,17 @@ def thermo(
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
 ) -> None:
     """Free-energy differences (van 't Hoff) and barriers (Arrhenius) from labels at several temperatures."""
-    import json
-
     from clusterspy import thermo as th
+    from clusterspy.errors import ConfigError
 
+    if fmt not in ("table", "json"):
+        raise ConfigError(f"--format {fmt!r} is not known; use 'table' or 'json'")
     source = tables[0] if len(tables) == 1 else tables
     result = th.thermo_from_table(source, reference=reference, seed=seed)
     if out is not None:
         th.write_thermo_report(result, out)
         typer.echo(f"outputs written to {out}", err=True)
-    if fmt == "json":
-        typer.echo(json.dumps(result, indent=2, default=str))
-    else:
-        typer.echo(
-            th.format_thermo(result)
-            if hasattr(th, "format_thermo")
-            else json.dumps(result, indent=2, default=str)
-        )
+    typer.echo(th.thermo_json(result) if fmt == "json" else th.format_thermo(result))
 
 
 @app.command()
@@ -192,14 +205,14 @@ def simulate(
     size: Annotated[int, typer.Option(help="Number of atoms.")] = 309,
     element: Annotated[str, typer.Option(help="Chemical symbol.")] = "Au",
     backend: Annotated[str, typer.Option(help="'fast' or 'prism' (abTEM).")] = "fast",
-    energy: Annotated[float, typer.Option("--energy", help="Beam energy [keV].")] = 200.0,
+    energy: Annotated[float, typer.Option("--energy", help="Beam energy, in keV.")] = 200.0,
     semiangle: Annotated[
-        float, typer.Option("--semiangle", help="Probe convergence semi-angle [mrad].")
+        float, typer.Option("--semiangle", help="Probe convergence semi-angle, in mrad.")
     ] = 25.0,
-    pixel_size: Annotated[float, typer.Option("--pixel-size", help="Pixel size [Å/px].")] = 0.2,
-    extent: Annotated[float, typer.Option(help="Field of view [Å].")] = 40.0,
+    pixel_size: Annotated[float, typer.Option("--pixel-size", help="Pixel size, in Å/px.")] = 0.2,
+    extent: Annotated[float, typer.Option(help="Field of view, in Å.")] = 40.0,
     dose: Annotated[
-        float | None, typer.Option(help="Electron dose [e⁻/Å²] (Poisson noise); none: noiseless.")
+        float | None, typer.Option(help="Electron dose, in e⁻/Å² (Poisson noise); none: noiseless.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
     out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path(

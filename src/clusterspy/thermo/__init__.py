@@ -1,7 +1,7 @@
 """From isomer labels to energies: ΔG(T), van 't Hoff (ΔE, ΔS) and Arrhenius (E_a, A) with CIs.
 
 - :func:`thermo_from_table` / :func:`write_thermo_report` — the whole analysis and its report
-  (behind ``clusterspy thermo``).
+  (behind ``clusterspy thermo``); :func:`thermo_json` — its result as strict JSON (NaN → null).
 - :mod:`~clusterspy.thermo.equilibrium` — proportions, ΔG, van 't Hoff fit, misclassification
   correction.
 - :mod:`~clusterspy.thermo.kinetics` — CTMC rates by maximum likelihood (an HMM with label
@@ -20,6 +20,7 @@ from clusterspy.thermo.table import (
     format_thermo,
     read_label_table,
     thermo_from_table,
+    thermo_json,
     write_thermo_report,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "read_label_table",
     "synthetic_labels",
     "thermo_from_table",
+    "thermo_json",
     "van_t_hoff_fit",
     "write_thermo_report",
 ]

@@ -16,7 +16,13 @@ from clusterspy.errors import ConfigError, InputFileError
 from clusterspy.isomers import CLASSES, UNKNOWN, parse_isomer
 from clusterspy.thermo.synthetic import K_B_EV
 
-__all__ = ["format_thermo", "read_label_table", "thermo_from_table", "write_thermo_report"]
+__all__ = [
+    "format_thermo",
+    "read_label_table",
+    "thermo_from_table",
+    "thermo_json",
+    "write_thermo_report",
+]
 
 log = logging.getLogger(__name__)
 
@@ -35,13 +41,94 @@ def _code(label: str) -> int:
 
 def _read_csv(path: Path) -> dict[str, np.ndarray]:
     try:
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.DictReader(fh))
     except OSError as exc:
         raise InputFileError(f"cannot read {path}: {exc.strerror}; check the path") from None
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise InputFileError(f"{path} is not a readable CSV text file ({exc}); give a CSV with "
+                             "temperature_K and label columns or a series output folder") from None
     if not rows:
         raise InputFileError(f"{path} holds no rows")
     return {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
+
+
+def _check_temperature(value: Any, where: str, error: type[Exception] = ConfigError) -> float:
+    """``value`` as a temperature [K]: a finite number above 0 K, or a one-line user error."""
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        raise error(f"{where}: temperature {value!r} is not a number; give it in K") from None
+    if not np.isfinite(t) or t <= 0:
+        raise error(f"{where}: temperature {value!r} K is not a positive finite number of "
+                    "kelvins") from None
+    return t
+
+
+def _temperature_column(values: Any, where: str, error: type[Exception]) -> np.ndarray:
+    """A ``temperature_K`` column as floats [K]; names the first bad row (1 = first data row)."""
+    try:
+        out = np.asarray(values, dtype=float).ravel()
+        if np.all(np.isfinite(out) & (out > 0)):
+            return out
+    except (TypeError, ValueError):
+        pass
+    vals = np.asarray(values, dtype=object).ravel()
+    out = np.empty(len(vals))
+    for n, v in enumerate(vals):
+        out[n] = _check_temperature(v, f"{where}, row {n + 1} of temperature_K", error)
+    return out
+
+
+def _int_column(values: Any, name: str, where: str, error: type[Exception]) -> np.ndarray:
+    """Frame numbers (empty or −1 = none), or a one-line user error naming the first bad row."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "iu":
+        if np.all(arr >= -1):
+            return arr.astype(int).ravel()
+    out = []
+    for n, x in enumerate(values):
+        if str(x).strip() in ("", "None"):
+            out.append(-1)
+            continue
+        try:
+            f = float(x)
+        except (TypeError, ValueError):
+            f = np.nan
+        if not np.isfinite(f) or f != int(f) or f < -1:
+            raise error(f"{where}, row {n + 1}: {name} {x!r} is not a frame number (0, 1, 2, ...)")
+        out.append(int(f))
+    return np.array(out, int)
+
+
+def _float_column(values: Any, name: str, where: str, error: type[Exception]) -> np.ndarray:
+    """Numbers (empty = NaN), or a one-line user error naming the first bad row."""
+    arr = np.asarray(values)
+    if arr.dtype.kind in "fiu":
+        return arr.astype(float).ravel()
+    out = []
+    for n, x in enumerate(values):
+        if str(x).strip().lower() in ("", "nan", "none"):
+            out.append(np.nan)
+            continue
+        try:
+            out.append(float(x))
+        except (TypeError, ValueError):
+            raise error(f"{where}, row {n + 1}: {name} {x!r} is not a number") from None
+    return np.array(out, float)
+
+
+def _read_summary(path: Path) -> dict:
+    if not path.exists():
+        return {}
+    try:
+        summ = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputFileError(f"cannot read {path} ({exc}); rerun clusterspy series on this "
+                             "folder") from None
+    if not isinstance(summ, dict):
+        raise InputFileError(f"{path} is not a series summary; rerun clusterspy series")
+    return summ
 
 
 def read_label_table(
@@ -74,53 +161,81 @@ def read_label_table(
         ``frame_time_s`` (float per row, NaN if unknown).
     """
     if isinstance(source, Mapping):
-        tables = [({k: np.asarray(v) for k, v in source.items()}, None, None, "table")]
+        tables = [({k: np.asarray(v) for k, v in source.items()}, None, None, "table",
+                   "the table", ConfigError)]
     else:
         paths = [source] if isinstance(source, str | os.PathLike) else list(source)
+        if not paths:
+            raise ConfigError("no input: give a CSV with temperature_K and label columns, or "
+                              "series output folders")
+        if temperatures_K is not None and not isinstance(temperatures_K, Mapping):
+            temperatures_K = list(temperatures_K)
+            if len(temperatures_K) != len(paths):
+                raise ConfigError(f"{len(temperatures_K)} temperatures for {len(paths)} inputs; "
+                                  "give one temperature (K) per input")
         tables = []
+        used: set[str] = set()
         for n, p in enumerate(paths):
             p = Path(p)
             if p.is_dir():
                 fcsv = p / "frames.csv"
                 if not fcsv.exists():
-                    raise InputFileError(f"{p} is not a series output folder (no frames.csv)")
-                summ = json.loads((p / "summary.json").read_text()) if (
-                    p / "summary.json").exists() else {}
+                    raise InputFileError(f"{p} is not a series output folder (no frames.csv); "
+                                         "give folders written by clusterspy series --out")
+                summ = _read_summary(p / "summary.json")
                 t = summ.get("temperature_K")
+                where = f"{p / 'summary.json'}"
                 if isinstance(temperatures_K, Mapping):
                     t = temperatures_K.get(str(p), temperatures_K.get(p.name, t))
+                    where = f"temperature of {p}"
                 elif temperatures_K is not None:
-                    t = list(temperatures_K)[n]
+                    t = temperatures_K[n]
+                    where = f"temperature of {p}"
                 if t is None:
                     raise ConfigError(
-                        f"no temperature for {p}: give it with --temperature (K) or record it "
-                        "when running the series (temperature_K=...)")
-                tables.append((_read_csv(fcsv), float(t), summ.get("frame_time_s"), p.name))
+                        f"no temperature for {p}: its summary.json records none; rerun "
+                        "clusterspy series with --temperature-K T (the specimen temperature in "
+                        "K) and the same --out, or in Python pass temperatures_K=... to "
+                        "thermo_from_table")
+                t = _check_temperature(t, where, InputFileError if where.endswith(".json")
+                                       else ConfigError)
+                dt = summ.get("frame_time_s")
+                try:
+                    dt = float(dt) if dt is not None else None
+                except (TypeError, ValueError):
+                    dt = None
+                if dt is not None and not (np.isfinite(dt) and dt > 0):
+                    dt = None
+                name, csv_path = p.name or str(p), fcsv
             else:
                 if not p.exists():
                     raise InputFileError(f"{p} does not exist; check the path")
-                tables.append((_read_csv(p), None, None, p.stem))
+                t, dt, name, csv_path = None, None, p.stem, p
+            if name in used:  # two inputs of the same name: keep their series apart
+                name = f"{name}[{n}]"
+            used.add(name)
+            tables.append((_read_csv(csv_path), t, dt, name, str(csv_path), InputFileError))
     cols: dict[str, list] = {k: [] for k in ("temperature_K", "code", "label", "series", "frame",
                                              "time_s", "frame_time_s")}
-    for tab, t_fixed, dt, name in tables:
+    for tab, t_fixed, dt, name, where, error in tables:
         if label_column not in tab:
-            raise ConfigError(f"the table has no column {label_column!r} (columns: "
+            raise ConfigError(f"{where} has no column {label_column!r} (columns: "
                               f"{', '.join(tab)})")
         n = len(tab[label_column])
         if t_fixed is None:
             if "temperature_K" not in tab:
-                raise ConfigError("the table needs a temperature_K column (K)")
-            temp = np.array(tab["temperature_K"], float)
+                raise ConfigError(f"{where} needs a temperature_K column (K)")
+            temp = _temperature_column(tab["temperature_K"], where, error)
         else:
             temp = np.full(n, t_fixed)
         ser = np.array([f"{name}:{s}" for s in tab["series"]], object) if "series" in tab else \
             np.full(n, name, dtype=object)
         if "cluster" in tab:
             ser = np.array([f"{s}#{c}" for s, c in zip(ser, tab["cluster"], strict=True)], object)
-        frame = np.array([int(x) if str(x) != "" else -1 for x in tab["frame"]]) if "frame" in \
-            tab else np.full(n, -1)
-        ts = np.array([float(x) if str(x) not in ("", "nan") else np.nan for x in tab["time_s"]]) \
-            if "time_s" in tab else np.full(n, np.nan)
+        frame = _int_column(tab["frame"], "frame", where, error) if "frame" in tab else \
+            np.full(n, -1)
+        ts = _float_column(tab["time_s"], "time_s", where, error) if "time_s" in tab else \
+            np.full(n, np.nan)
         labels = [str(x) for x in tab[label_column]]
         cols["temperature_K"].extend(temp.tolist())
         cols["code"].extend(_code(x) for x in labels)
@@ -233,6 +348,15 @@ def thermo_from_table(
     )
     from clusterspy.thermo.kinetics import arrhenius_fit, fit_rates
 
+    def isomer(name: Any, what: str) -> str:
+        try:
+            return parse_isomer(str(name)).value
+        except ValueError:
+            raise ConfigError(f"{what} {name!r} is not an isomer; choose one of "
+                              f"{', '.join(CLASSES)}") from None
+
+    ref_name = None if reference is None else isomer(reference, "the reference")
+    wanted = None if isomers is None else {isomer(x, "isomer") for x in isomers}
     rng = np.random.default_rng(seed)
     tab = read_label_table(source, temperatures_K=temperatures_K, label_column=label_column)
     temps = np.unique(tab["temperature_K"])
@@ -276,14 +400,15 @@ def thermo_from_table(
         if n_excl:
             log.info("T = %g K: %d unlabelled frames excluded (%d unknown)", t, n_excl, n_unknown)
     total = counts.sum(axis=0)
-    if reference is None:
-        ref = int(np.argmax(total))
-    else:
-        ref = CLASSES.index(parse_isomer(reference).value)
+    seen = [cl for i, cl in enumerate(CLASSES) if total[i] > 0]
+    if not seen:
+        raise InputFileError("no frame carries an isomer label (all unknown, lost or blurred); "
+                             "nothing to fit")
+    ref = int(np.argmax(total)) if ref_name is None else CLASSES.index(ref_name)
     vth, dgs = [], []
     if total[ref] == 0:
-        raise ConfigError(f"the reference isomer {CLASSES[ref]} never occurs; choose another")
-    wanted = None if isomers is None else {parse_isomer(x).value for x in isomers}
+        raise ConfigError(f"the reference isomer {CLASSES[ref]} never occurs in the labels; "
+                          f"choose one of {', '.join(seen)}")
     for i, cl in enumerate(CLASSES):
         if i == ref or total[i] == 0 or (wanted is not None and cl not in wanted):
             continue
@@ -377,6 +502,31 @@ def thermo_from_table(
     }
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN/±inf floats replaced by None and NumPy values by Python ones."""
+    if isinstance(obj, Mapping):
+        return {str(k): _finite(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return _finite(obj.tolist())
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def thermo_json(result: dict, indent: int | None = 2) -> str:
+    """:func:`thermo_from_table`'s result as strict JSON: a NaN or infinite number is ``null``.
+
+    Behind ``clusterspy thermo --format json`` and ``thermo.json``; every JSON reader can parse it.
+    """
+    return json.dumps(_finite(result), indent=indent, allow_nan=False, default=str)
+
+
 def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
     """Write ``thermo.json``, the figures and a self-contained ``report.html`` to ``out``.
 
@@ -400,7 +550,7 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "thermo.json", json.dumps(result, indent=2) + "\n")
+    write_text_atomic(out_dir / "thermo.json", thermo_json(result) + "\n")
     rep = HtmlReport("ClusterSpy — isomer thermodynamics and kinetics")
     rep.paragraph(f"Reference isomer: {result['reference']} · temperatures (K): "
                   f"{', '.join(f'{t:g}' for t in result['temperatures_K'])} · seed "
@@ -439,7 +589,7 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
                    for a in result["arrhenius"]])
     for name, fig in figs.items():
         plots.save_figure(fig, out_dir / f"{name}.png", dpi=120)
-    rep.details("thermo.json", json.dumps(result, indent=2))
+    rep.details("thermo.json", thermo_json(result))
     return rep.write(out_dir / "report.html")
 
 
