@@ -346,8 +346,17 @@ def time_part(model: Any) -> dict:
     t = time.perf_counter()
     _run(wide, 2.0, model)
     wide_s = time.perf_counter() - t
-    out = {"widefield_2048_at_2A_s": wide_s}
+    out: dict[str, Any] = {"widefield_2048_at_2A_s": wide_s}
     if SHARED.is_dir():
+        import subprocess
+
+        jpg = sorted((SHARED / "widefield" / "ardagen" / "images").glob("*.jpg"))[0]
+        exe = Path(sys.executable).with_name("clusterspy")
+        t = time.perf_counter()
+        proc = subprocess.run([str(exe), "classify", str(jpg), "--pixel-size", "2"], capture_output=True,
+                              text=True, check=False)
+        out["cli_widefield_jpg_at_2A"] = {"seconds": time.perf_counter() - t, "exit": proc.returncode,
+                                          "stderr": proc.stderr.strip()[-300:]}
         from clusterspy.io import read_image
 
         au = read_image(SHARED / "real_atomic" / "Au_nanoparticle_temul.emd")

@@ -219,7 +219,7 @@ def test_ood_finalise_adds_features_seals_the_card_and_flags_unlike_inputs(tiny_
     from clusterspy.predict import Model, load_model
     from clusterspy.weights import ModelCard
 
-    out, path, _ = tiny_run
+    out, _path, _ = tiny_run
     folder = tmp_path / "m"
     folder.mkdir()
     for name in ("model.onnx", "model_card.json"):
