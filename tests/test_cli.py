@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -223,3 +225,36 @@ def test_series_at_two_temperatures_then_thermo(tmp_path: Path) -> None:
     summary.write_text(json.dumps(summ))
     proc = run_cli("thermo", *map(str, folders))
     assert_clean_error(proc, "--temperature-K", str(folders[0].name))
+
+
+@needs_weights
+def test_classify_batch_goes_on_past_bad_files_and_records_them(tmp_path: Path) -> None:
+    """A batch with a good image, a wide field (out of the model's domain), a blank image and a
+    corrupt file: the good result is written, each failure is named, exit status 3."""
+    pytest.importorskip("ase")
+    good = tmp_path / "ico.npz"
+    sim = run_cli("simulate", "--motif", "icosahedral", "--size", "309", "--pixel-size", "0.3",
+                  "--extent", "48", "--dose", "50000", "--seed", "3", "--out", str(good))
+    assert sim.returncode == 0, sim.stderr
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.random.default_rng(0).random((512, 512)).astype(np.float32))
+    blank = tmp_path / "blank.npy"
+    np.save(blank, np.random.default_rng(1).poisson(20.0, (256, 256)).astype(np.float32))
+    corrupt = tmp_path / "corrupt.tif"
+    corrupt.write_bytes(b"II*\x00garbage")
+    out = tmp_path / "out"
+    proc = run_cli("classify", str(good), str(wide), str(blank), str(corrupt), "--pixel-size", "0.3",
+                   "--out", str(out), "--format", "csv")
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert {r["file"] for r in rows} == {str(good)}
+    files = {r["file"]: r for r in csv.DictReader(io.StringIO((out / "files.csv").read_text()))}
+    assert files[str(good)]["status"] == "ok" and int(files[str(good)]["clusters"]) == 1
+    for bad in (blank, corrupt):
+        assert files[str(bad)]["status"] == "failed" and files[str(bad)]["message"]
+        assert str(bad) in proc.stderr
+    # the same wide field at 2 Å/px is refused at once, with the reason
+    alone = run_cli("classify", str(wide), "--pixel-size", "2")
+    assert alone.returncode == 2 and "cannot resolve atomic columns" in alone.stderr
+    assert len(alone.stderr.strip().splitlines()) == 1

@@ -102,14 +102,23 @@ def classify(
         raise ConfigError("--explain writes saliency images: give an output folder with --out DIR")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
+    failures: list[dict] | None = [] if len(paths) > 1 else None  # a batch goes on past a bad file
     results = classify_files(
-        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain, **options
+        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain,
+        failures=failures, **options,
     )
+    for f in failures or []:
+        where = f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})"
+        typer.echo(f"clusterspy: {where}: {f['message']}", err=True)
     if out is not None:
         written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model,
-                                options=options)
+                                options=options, failures=failures or [])
         typer.echo(f"results written to {written}", err=True)
     typer.echo(format_results(results, fmt.value))
+    if failures:
+        typer.echo(f"clusterspy: {len({f['file'] for f in failures})} of {len(paths)} files had errors "
+                   "(listed above; files.csv with --out); exit status 3", err=True)
+        raise typer.Exit(3)
 
 
 @app.command()
@@ -284,7 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     from clusterspy.errors import ClusterSpyError
 
     try:
-        app(args=argv, standalone_mode=False)
+        rc = app(args=argv, standalone_mode=False)
+        if isinstance(rc, int) and rc:  # click returns the code of typer.Exit without raising it
+            return rc
     except ClusterSpyError as exc:
         typer.echo(f"clusterspy: error: {' '.join(str(exc).split())}", err=True)
         return exc.exit_code

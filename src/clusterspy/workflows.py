@@ -47,6 +47,7 @@ def classify_files(
     overlay_dir: str | os.PathLike | None = None,
     max_overlays_per_file: int = 50,
     explain: bool = False,
+    failures: list[dict[str, Any]] | None = None,
     **options: Any,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file.
@@ -69,6 +70,10 @@ def classify_files(
     explain : bool
         With ``overlay_dir``: also save, per overlay, ``<name>_saliency.png`` — each cluster's
         crop (as the network saw it) with its occlusion-saliency map.
+    failures : list, optional
+        When given, a file or frame that fails with a user-caused error (unreadable, no pixel
+        size, outside the model's domain, no cluster) is appended here as ``{"file", "frame",
+        "error", "message"}`` and the run goes on; without it the first error is raised.
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -83,10 +88,22 @@ def classify_files(
     ClusterSpyError
         For missing or unreadable files, missing calibration, or images without a cluster.
     """
+    from clusterspy.errors import ClusterSpyError
     from clusterspy.io import read_series
 
+    def failed(path: Path, frame: int | None, exc: ClusterSpyError) -> None:
+        if failures is None:
+            raise exc
+        failures.append({"file": str(path), "frame": frame, "error": type(exc).__name__,
+                         "message": " ".join(str(exc).split())})
+
     # Open every file first: a bad file is reported before any work is done.
-    sources = [(Path(p), read_series(p, pixel_size_A=pixel_size_A)) for p in paths]
+    sources = []
+    for p in paths:
+        try:
+            sources.append((Path(p), read_series(p, pixel_size_A=pixel_size_A)))
+        except ClusterSpyError as exc:
+            failed(Path(p), None, exc)
     from clusterspy.predict import classify, load_model
 
     model = load_model(model_path)
@@ -97,7 +114,13 @@ def classify_files(
         task = bar.add_task("classifying", total=n_frames) if bar is not None else None
         for path, frames in sources:
             for index, frame in enumerate(frames):
-                found = classify(frame, model=model, file=str(path), frame=index, **options)
+                try:
+                    found = classify(frame, model=model, file=str(path), frame=index, **options)
+                except ClusterSpyError as exc:
+                    failed(path, index, exc)
+                    if bar is not None:
+                        bar.advance(task)
+                    continue
                 results.extend(found)
                 if overlay_dir is not None and index < max_overlays_per_file:
                     name = (
@@ -224,6 +247,7 @@ def write_results(
     pixel_size_A: float | None = None,
     model_path: str | os.PathLike | None = None,
     options: dict[str, Any] | None = None,
+    failures: Sequence[dict[str, Any]] = (),
 ) -> Path:
     """Write ``results.json``, ``results.csv`` and ``settings.json`` into the folder ``out``.
 
@@ -247,6 +271,22 @@ def write_results(
         "model": card.summary(),
     }
     write_text_atomic(out / "settings.json", json.dumps(settings, indent=2) + "\n")
+    # one row per input file: how many frames and clusters it gave, or why it failed
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=("file", "status", "frames", "clusters", "labelled", "message"),
+                            lineterminator="\n")
+    writer.writeheader()
+    for p in paths:
+        mine = [r for r in results if str(r.file) == str(p)]
+        errs = [f for f in failures if f["file"] == str(p)]
+        writer.writerow({
+            "file": str(p), "status": "failed" if errs and not mine else ("partial" if errs else "ok"),
+            "frames": len({r.frame for r in mine}), "clusters": len(mine),
+            "labelled": sum(r.label != "unknown" for r in mine),
+            "message": "; ".join(f"frame {f['frame']}: {f['message']}" if f["frame"] is not None
+                                 else f["message"] for f in errs),
+        })
+    write_text_atomic(out / "files.csv", buf.getvalue())
     return out
 
 
