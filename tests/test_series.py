@@ -313,3 +313,44 @@ def test_window_detection_matches_full_frame_detection_and_recovers_a_jump():
     after = windowed["frame"] == 25
     assert np.any(np.isfinite(windowed["x_px"][after]))  # found right after the jump
     assert np.nanmax(windowed["x_px"][after]) - np.nanmax(windowed["x_px"][windowed["frame"] == 24]) > 120
+
+
+class CardModelDouble:
+    """A model with a real ModelCard (domain 1–8 nm, HAADF): always 'fcc' at 0.95."""
+
+    def __init__(self) -> None:
+        from clusterspy.weights import ModelCard
+
+        self.card = ModelCard({"name": "double", "classes": list(CLASSES), "pixel_size_A": 0.4,
+                               "crop_px": 32, "field_factor": 1.25, "unknown_threshold": 0.5,
+                               "domain": {"contrast": "HAADF", "image_pixel_size_A": [0.04, 0.6],
+                                          "diameter_nm": [1.0, 8.0]}})
+
+    def crop_pixel_size_A(self, diameter_A: float) -> float:
+        return self.card.crop_pixel_size_A(diameter_A)
+
+    def predict_crops(self, crops: np.ndarray) -> np.ndarray:
+        out = np.full((len(crops), 4), 0.05 / 3)
+        out[:, CLASSES.index("fcc")] = 0.95
+        return out
+
+
+def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smoothed(tmp_path):
+    """A cluster that grows past the model's largest size: those frames say too_large, carry no
+    probabilities, and the HMM does not label them from their neighbours."""
+    from test_domain import particle
+
+    px = 0.25
+    frames = [particle(shape=(480, 480), px=px, centres=((240, 240),),
+                       diameters_A=(25.0 if k < 8 else 95.0,), seed=k) for k in range(12)]
+    res = classify_series([Image(f, px) for f in frames], model=CardModelDouble(), out=tmp_path / "s",
+                          n_boot=10, report=False, explain=False)
+    table = read_frames_csv(tmp_path / "s" / "frames.csv")
+    assert list(FRAME_COLUMNS[-2:]) == ["diameter_nm", "reason"]
+    small, large = table["frame"] < 8, table["frame"] >= 8
+    assert set(table["label"][small]) == {"fcc"} and set(table["reason"][small]) == {""}
+    assert set(table["label"][large]) == {"unknown"} and set(table["reason"][large]) == {"too_large"}
+    assert set(table["smoothed_label"][large]) == {"unknown"}
+    assert np.all(np.isnan(table["p_fcc"][large])) and np.all(table["diameter_nm"][large] > 8)
+    assert np.all((table["diameter_nm"][small] > 2) & (table["diameter_nm"][small] < 4))
+    assert res.summary["n_frames"] == 12
