@@ -21,8 +21,13 @@ A pixel size given by the user overrides the file's; ``metadata["pixel_size_sour
 which one was used (``"file"`` or ``"user"``) and ``metadata["file_pixel_size_A"]`` keeps
 the file's value.
 
+Pixels must be square: a file whose X and Y pixel sizes differ is refused with a
+:class:`~clusterspy.errors.CalibrationError` unless the user gives the pixel size.
+
 Big files are read lazily (Dask / memory map): :class:`Series` loads one frame at a time,
-and sizes are checked before anything is allocated (:data:`MAX_PIXELS`).
+and sizes are checked before anything is allocated (:data:`MAX_PIXELS`). A multi-page TIFF
+is read page by page (the file is opened for each frame); a truncated one is read up to its
+last whole page, with a warning and ``metadata["frames_lost"]``.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import csv
 import json
 import os
 import tempfile
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -273,8 +279,24 @@ def _fail(p: Path, exc: BaseException) -> InputFileError:
     )
 
 
+class _NonSquarePixels(Exception):
+    """The file's X and Y pixel sizes [Å/px] differ (refused unless the user gives one)."""
+
+    def __init__(self, x_A: float, y_A: float) -> None:
+        super().__init__(f"X {x_A:.4g} Å/px, Y {y_A:.4g} Å/px")
+        self.x_A, self.y_A = float(x_A), float(y_A)
+
+
+def _check_square(x_A: float, y_A: float) -> None:
+    if not np.isclose(x_A, y_A, rtol=1e-3):
+        raise _NonSquarePixels(x_A, y_A)
+
+
 def _signal_pixel_size(axes: Sequence[Mapping[str, Any]]) -> tuple[float | None, float | None]:
-    """Pixel size [Å/px] from the two signal axes, and the frame time [s] of a time axis."""
+    """Pixel size [Å/px] from the two signal axes, and the frame time [s] of a time axis.
+
+    Raises ``_NonSquarePixels`` (caught by the reader) when the X and Y sizes differ.
+    """
     sig = [a for a in axes if not a.get("navigate", False)]
     nav = [a for a in axes if a.get("navigate", False)]
     sizes = []
@@ -283,11 +305,8 @@ def _signal_pixel_size(axes: Sequence[Mapping[str, Any]]) -> tuple[float | None,
     pixel = None
     if sizes and all(s is not None for s in sizes):
         pixel = float(sizes[-1])  # x axis (columns)
-        if len(sizes) == 2 and not np.isclose(sizes[0], sizes[1], rtol=1e-3):
-            raise CalibrationError(
-                f"the pixels are not square ({sizes[0]:.4g} × {sizes[1]:.4g} Å); "
-                "ClusterSpy needs square pixels: resample the image first"
-            )
+        if len(sizes) == 2:
+            _check_square(float(sizes[1]), float(sizes[0]))  # (x, y)
     frame_time = None
     for a in nav:
         units = str(a.get("units", "")).strip()
@@ -341,22 +360,32 @@ def _read_rsciio(p: Path, lazy: bool) -> tuple[Any, float | None, dict[str, Any]
             f"reading {ext} files needs RosettaSciIO with its HDF5/Zarr extras ({exc}); "
             "install it with: pip install 'rosettasciio[hdf5,tiff,zspy]'"
         ) from None
+    tiff_frames: _TiffFrames | None = None
     try:
-        # rsciio keeps a lazy TIFF open for ever: TIFFs are read eagerly (size checked first)
         if ext in (".tif", ".tiff"):
-            _check_tiff_size(p)
-            lazy = False
-        signals = file_reader(str(p), lazy=lazy)
-    except (ImageDataError, CalibrationError):
+            # a multi-page TIFF is served page by page (a truncated one up to its last whole
+            # page); anything else is read eagerly (rsciio keeps a lazy TIFF open for ever)
+            tiff_frames = _tiff_frames(p)
+            if tiff_frames is None:
+                _check_tiff_size(p)
+            signals = _tiff_signals(p, file_reader, pixels=tiff_frames is None)
+        else:
+            signals = file_reader(str(p), lazy=lazy)
+    except (ImageDataError, CalibrationError, InputFileError):
         raise
     except Exception as exc:
         raise _fail(p, exc) from None
     if not signals:
         raise ImageDataError(f"{p.name} contains no signal")
     sig = _pick_signal(p, list(signals))
-    pixel, frame_time = _signal_pixel_size(sig.get("axes", []))
-    if pixel is None and ext in (".tif", ".tiff"):
-        pixel = _tiff_imagej_pixel(p)
+    if tiff_frames is not None and sig is not signals[0]:
+        # the image picked is not the TIFF's first series (whose pages tiff_frames serves)
+        tiff_frames = None
+        try:
+            signals = _tiff_signals(p, file_reader, pixels=True)
+        except Exception as exc:
+            raise _fail(p, exc) from None
+        sig = _pick_signal(p, list(signals))
     md_general = dict(sig.get("metadata", {}).get("General", {}))
     md: dict[str, Any] = {
         "source": str(p),
@@ -364,9 +393,22 @@ def _read_rsciio(p: Path, lazy: bool) -> tuple[Any, float | None, dict[str, Any]
         "title": md_general.get("title", ""),
         "signal_count": len(signals),
     }
+    frame_time = None
+    try:
+        pixel, frame_time = _signal_pixel_size(sig.get("axes", []))
+        if pixel is None and ext in (".tif", ".tiff"):
+            pixel = _tiff_imagej_pixel(p)
+    except _NonSquarePixels as ns:  # refused in _resolve_pixel unless the user gives one
+        pixel = None
+        md["non_square_pixel_A"] = {"x": ns.x_A, "y": ns.y_A}
     if frame_time is not None:
         md["frame_time_s"] = frame_time
     data = sig["data"]
+    if tiff_frames is not None:
+        data = tiff_frames
+        if tiff_frames.lost:
+            md["frames_lost"] = tiff_frames.lost
+            md["frames_expected"] = tiff_frames.expected
     # squeeze singleton navigation dimensions (e.g. a one-frame Velox stack)
     while np.ndim(data) > 2 and data.shape[0] == 1:
         data = data[0]
@@ -386,22 +428,208 @@ def _check_tiff_size(p: Path) -> None:
 
 
 def _tiff_imagej_pixel(p: Path) -> float | None:
-    """Pixel size [Å/px] from ImageJ's ``unit`` and the TIFF XResolution tag (px per unit)."""
+    """Pixel size [Å/px] from ImageJ's ``unit`` and the TIFF X/YResolution tags (px per unit).
+
+    Raises ``_NonSquarePixels`` when the X and Y resolutions differ.
+    """
     import tifffile
 
     try:
         with tifffile.TiffFile(p) as tif:
             unit = (tif.imagej_metadata or {}).get("unit")
-            tag = tif.pages[0].tags.get("XResolution")
+            tags = tif.pages[0].tags
+            tag = tags.get("XResolution")
+            ytag = tags.get("YResolution")
             if unit is None or tag is None:
                 return None
             num, den = tag.value
+            ynum, yden = ytag.value if ytag is not None else (num, den)
     except Exception:
         return None
     if not num:
         return None
     unit = {"micron": "µm", "\\u00B5m": "µm"}.get(str(unit), str(unit))
-    return units_to_angstrom(den / num, unit)
+    x_A = units_to_angstrom(den / num, unit)
+    y_A = units_to_angstrom(yden / ynum, unit) if ynum else None
+    if x_A is not None and y_A is not None:
+        _check_square(x_A, y_A)
+    return x_A
+
+
+class _TiffFrames:
+    """The frames of a multi-page TIFF, read one page at a time (the file is opened per read).
+
+    Either the frames lie back to back from ``dataoffset`` (uncompressed, contiguous: read
+    straight from the file, also past lost IFDs of a truncated file), or each frame is the page
+    whose IFD starts at ``offsets[k]`` (decoded by tifffile).
+    """
+
+    ndim = 3
+
+    def __init__(self, path: Path, frame_shape: tuple[int, int], dtype: np.dtype, *,
+                 n: int, expected: int, dataoffset: int | None = None,
+                 offsets: Sequence[int] | None = None) -> None:
+        self.path = path
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.dtype = np.dtype(dtype)
+        self._n = int(n)
+        self.expected = int(expected)
+        self.lost = max(self.expected - self._n, 0)
+        self._dataoffset = dataoffset
+        self._offsets = list(offsets) if offsets is not None else None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self._n, *self.frame_shape)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError("TIFF frames are read one at a time: give an integer index")
+        k = int(index) + self._n if index < 0 else int(index)
+        if not 0 <= k < self._n:
+            raise IndexError(f"frame {index} out of range for {self._n} frames")
+        try:
+            return self._read(k)
+        except InputFileError:
+            raise
+        except Exception as exc:
+            raise _fail(self.path, exc) from None
+
+    def _read(self, k: int) -> np.ndarray:
+        if self._dataoffset is not None:
+            out = np.empty(self.frame_shape, dtype=self.dtype)
+            with open(self.path, "rb") as fh:
+                fh.seek(self._dataoffset + k * out.nbytes)
+                got = fh.readinto(memoryview(out).cast("B"))
+            if got != out.nbytes:
+                raise InputFileError(
+                    f"{self.path.name} ends inside frame {k}: the file was truncated or changed "
+                    "while it was read; copy it again"
+                )
+            return out
+        import tifffile
+
+        assert self._offsets is not None
+        with tifffile.TiffFile(self.path) as tif:
+            tif.filehandle.seek(self._offsets[k])
+            page = tifffile.TiffPage(tif, index=k)
+            arr = page.asarray()
+        if tuple(arr.shape) != self.frame_shape:
+            raise ImageDataError(
+                f"page {k} of {self.path.name} has shape {arr.shape}, not {self.frame_shape}"
+            )
+        return arr
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape if s != 1)
+
+
+def _tiff_frames(p: Path) -> _TiffFrames | None:
+    """Lazy frames of a multi-page greyscale TIFF stack, or None for anything else.
+
+    The number of frames expected comes from tifffile's series or, when the file is truncated
+    and tifffile falls back to one page, from the ImageJ / tifffile metadata in the first page.
+    Only whole frames are served; a :class:`UserWarning` says how many were lost.
+
+    Raises
+    ------
+    InputFileError
+        If not one frame is whole.
+    ImageDataError
+        If the frames are empty, tiny or too large.
+    """
+    import tifffile
+
+    size = p.stat().st_size
+    try:
+        with tifffile.TiffFile(p) as tif:
+            page0 = tif.pages.first
+            shape = tuple(int(s) for s in page0.shape)
+            if len(shape) != 2 or page0.dtype is None:
+                return None  # RGB, volumes, ...: the whole-file reader explains
+            series = tif.series[0]
+            sq = _squeezed(series.shape)
+            known = series.kind in ("imagej", "shaped")  # the count is from the metadata
+            if len(sq) == 3 and sq[1:] == shape:
+                expected = sq[0]
+            elif sq == _squeezed(shape):
+                expected = 1  # one image, or a truncated stack tifffile gave up on
+                ij = tif.imagej_metadata if tif.is_imagej else None
+                if ij and sum(int(ij.get(k, 1)) > 1 for k in ("channels", "slices", "frames")) <= 1:
+                    expected = max(expected, int(ij.get("images", 1) or 1))
+                    known = True
+                shaped = tif.shaped_metadata if tif.is_shaped else None
+                if shaped and shaped[0].get("shape"):
+                    ssq = _squeezed(shaped[0]["shape"])
+                    if len(ssq) == 3 and ssq[1:] == shape:
+                        expected = max(expected, ssq[0])
+                        known = True
+            else:
+                return None  # 4-D and other shapes: the whole-file reader explains
+            if expected <= 1:
+                return None
+            check_shape((expected, *shape), series=True, source=p.name)
+            dtype = page0.dtype.newbyteorder(tif.byteorder)
+            n_pages = len(tif.pages)
+            contiguous = page0.is_final and page0.dataoffsets and (
+                series.dataoffset == page0.dataoffsets[0] or n_pages == 1)
+            if contiguous:
+                dataoffset = int(page0.dataoffsets[0])
+                n = min(expected, max(size - dataoffset, 0) // int(page0.nbytes))
+                frames = _TiffFrames(p, shape, dtype, n=n, expected=expected,
+                                     dataoffset=dataoffset)
+            else:
+                offsets: list[int] = []
+                for k in range(min(expected, n_pages)):
+                    page = tif.pages[k]
+                    if tuple(page.shape) != shape or page.dtype != page0.dtype:
+                        break
+                    ends = [int(o) + int(c) for o, c in zip(page.dataoffsets,
+                                                            page.databytecounts, strict=False)]
+                    if max(ends, default=0) > size:
+                        break  # this page's data run past the end of the file
+                    offsets.append(int(page.offset))
+                frames = _TiffFrames(p, shape, dtype, n=len(offsets), expected=expected,
+                                     offsets=offsets)
+    except (ImageDataError, CalibrationError):
+        raise
+    except Exception as exc:
+        raise _fail(p, exc) from None
+    if frames.lost:
+        if len(frames) == 0:
+            raise InputFileError(
+                f"{p.name} is truncated: not one of its {expected} frames is whole; "
+                "copy the file again"
+            )
+        lost = (f"{frames.lost} of {expected} frames lost" if known else
+                f"frame {len(frames) + 1} is incomplete and the file does not say how many "
+                f"frames it had (at least {frames.lost} lost)")
+        warnings.warn(
+            f"{p.name} is truncated: {lost}; reading the first {len(frames)} whole frame(s)",
+            UserWarning, stacklevel=5,
+        )
+    return frames
+
+
+def _tiff_signals(p: Path, file_reader: Any, *, pixels: bool) -> list[dict[str, Any]]:
+    """rsciio's signals of a TIFF, with their pixels or (``pixels=False``) without.
+
+    What ``rsciio.tiff.file_reader`` does, in a ``with`` block: the file is closed even when
+    reading fails (rsciio leaves it open then).
+    """
+    import tifffile
+
+    try:
+        from rsciio.tiff._api import _read_tiff
+    except ImportError:  # pragma: no cover - another rsciio: its public reader, eagerly
+        return list(file_reader(str(p), lazy=False))
+    with tifffile.TiffFile(p) as tif:
+        # lazy: the pixels stay in the file (the Dask arrays are never computed)
+        return [_read_tiff(tif, s, str(p), lazy=not pixels) for s in tif.series]
 
 
 def _read_pil(p: Path) -> tuple[Any, float | None, dict[str, Any]]:
@@ -521,6 +749,13 @@ def _resolve_pixel(
         md["pixel_size_source"] = "user"
         md["file_pixel_size_A"] = file_pixel
         return value
+    ns = md.get("non_square_pixel_A")
+    if file_pixel is None and ns:
+        raise CalibrationError(
+            f"{Path(p).name} has non-square pixels (X {ns['x']:.4g} Å/px, Y {ns['y']:.4g} Å/px); "
+            "ClusterSpy needs square pixels: resample the image to square pixels, or give the "
+            "pixel size with pixel_size_A= (Å/px) or --pixel-size to override the calibration"
+        )
     if file_pixel is None:
         raise CalibrationError(
             f"{Path(p).name} has no pixel-size calibration; give it with "

@@ -1,0 +1,166 @@
+"""TIFF stacks read page by page, truncated stacks, non-square pixels in a TIFF calibration."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterspy.errors import CalibrationError, InputFileError
+from clusterspy.io import read_image, read_series
+
+tifffile = pytest.importorskip("tifffile")
+
+N_PAGES = 40
+
+
+def _stack(n: int = N_PAGES, size: int = 32, dtype: type = np.uint16) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    return rng.integers(0, 1000, (n, size, size)).astype(dtype)
+
+
+def _write(path: Path, data: np.ndarray, layout: str) -> Path:
+    """Write ``data`` as a multi-page TIFF in one of the usual layouts."""
+    if layout == "imagej":  # ImageJ hyperstack: contiguous pixels, all IFDs after them
+        tifffile.imwrite(path, data, imagej=True, resolution=(20.0, 20.0),
+                         metadata={"unit": "nm"})
+    elif layout == "shaped":  # tifffile's own: contiguous, shape in the first page
+        tifffile.imwrite(path, data)
+    elif layout == "zlib":  # compressed pages: one IFD and strip after another
+        tifffile.imwrite(path, data, compression="zlib")
+    elif layout == "no_metadata":  # plain pages, no record of how many there are
+        with tifffile.TiffWriter(path) as tw:
+            for frame in data:
+                tw.write(frame, contiguous=False, metadata=None)
+    else:  # pragma: no cover
+        raise AssertionError(layout)
+    return path
+
+
+def _cut_in_page(path: Path, page: int, out: Path) -> Path:
+    """Copy ``path`` to ``out`` cut in the middle of the pixels of ``page`` (0-based)."""
+    with tifffile.TiffFile(path) as tif:
+        pg = tif.pages[page]
+        cut = int(pg.dataoffsets[0]) + int(pg.databytecounts[0]) // 2
+    out.write_bytes(path.read_bytes()[:cut])
+    return out
+
+
+@pytest.mark.parametrize("layout", ["shaped", "zlib"])
+def test_tiff_stack_is_read_page_by_page(tmp_path, layout):
+    data = _stack(size=128, dtype=np.float32)  # 40 × 64 KiB
+    p = _write(tmp_path / "stack.tif", data, layout)
+    read_series(p, pixel_size_A=0.2)[0]  # imports and caches out of the measurement
+    tracemalloc.start()
+    try:
+        s = read_series(p, pixel_size_A=0.2)
+        frame = s[17]
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # the whole stack is 2.6 MB; one page is 64 KiB
+    assert peak < data.nbytes / 4, f"reading one frame allocated {peak} bytes"
+    assert not isinstance(s._frames, np.ndarray) and not hasattr(s._frames, "compute")
+    assert len(s) == N_PAGES and s.shape == (N_PAGES, 128, 128)
+    np.testing.assert_array_equal(frame.data, tifffile.imread(p, key=17))
+    for k in (0, 39, -1):
+        np.testing.assert_array_equal(s[k].data, data[k])
+    assert "frames_lost" not in s.metadata
+
+
+def test_tiff_stack_pages_are_decoded_on_demand(tmp_path, monkeypatch):
+    data = _stack()
+    p = _write(tmp_path / "stack.tif", data, "zlib")
+    expected = tifffile.imread(p, key=25)
+    calls: list[int] = []
+    real = tifffile.TiffPage.asarray
+
+    def counting(self, *args, **kwargs):
+        calls.append(self.index)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(tifffile.TiffPage, "asarray", counting)
+    s = read_series(p, pixel_size_A=0.2)
+    assert calls == []
+    np.testing.assert_array_equal(s[25].data, expected)
+    assert calls == [25]
+
+
+@pytest.mark.parametrize("layout", ["imagej", "shaped", "zlib"])
+def test_truncated_tiff_stack_keeps_its_whole_pages(tmp_path, layout):
+    data = _stack()
+    whole = _write(tmp_path / "whole.tif", data, layout)
+    p = _cut_in_page(whole, 24, tmp_path / "cut.tif")  # in the middle of page 25 of 40
+    with pytest.warns(UserWarning, match="16 of 40 frames lost") as record:
+        s = read_series(p, pixel_size_A=0.2)
+    assert record[0].filename == __file__  # points at the caller, not at io.py
+    assert len(s) == 24 and s.shape == (24, 32, 32)
+    assert s.metadata["frames_lost"] == 16
+    assert s.metadata["frames_expected"] == 40
+    for k in (0, 11, 23):
+        np.testing.assert_array_equal(s[k].data, data[k])
+    with pytest.raises(IndexError):
+        s[24]
+
+
+def test_truncated_tiff_stack_without_page_count(tmp_path):
+    data = _stack()
+    whole = _write(tmp_path / "whole.tif", data, "no_metadata")
+    p = _cut_in_page(whole, 24, tmp_path / "cut.tif")
+    with pytest.warns(UserWarning, match="at least 1 lost"):
+        s = read_series(p, pixel_size_A=0.2)
+    assert len(s) == 24 and s.metadata["frames_lost"] == 1
+    np.testing.assert_array_equal(s[23].data, data[23])
+
+
+def test_tiff_stack_cut_in_its_first_page(tmp_path):
+    whole = _write(tmp_path / "whole.tif", _stack(), "imagej")
+    p = _cut_in_page(whole, 0, tmp_path / "cut.tif")
+    with pytest.raises(InputFileError, match="not one of its 40 frames is whole") as err:
+        read_series(p, pixel_size_A=0.2)
+    assert "\n" not in str(err.value)
+
+
+def test_truncated_single_tiff_is_a_one_line_error(tmp_path):
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, _stack(1, 64)[0])
+    p = _cut_in_page(whole, 0, tmp_path / "cut.tif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for reader in (read_image, read_series):
+            with pytest.raises(InputFileError, match="truncated") as err:
+                reader(p, pixel_size_A=0.2)
+            assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize(("unit", "x", "y"), [("nm", "0.5", "1"), ("micron", "500", "1000")])
+def test_tiff_non_square_pixels_are_refused(tmp_path, unit, x, y):
+    image = _stack(3, 64).astype(np.float32)
+    one = tmp_path / "one.tif"
+    tifffile.imwrite(one, image[0], imagej=True, resolution=(20.0, 10.0),  # px per unit: X, Y
+                     metadata={"unit": unit})
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, image, imagej=True, resolution=(20.0, 10.0), metadata={"unit": unit})
+    for reader, p in ((read_image, one), (read_series, stack)):
+        with pytest.raises(CalibrationError) as err:
+            reader(p)
+        msg = str(err.value)
+        assert f"X {x} Å/px, Y {y} Å/px" in msg, msg
+        assert "resample" in msg and "--pixel-size" in msg and "\n" not in msg
+    # a pixel size given by the user overrides the calibration
+    im = read_image(one, pixel_size_A=0.5)
+    assert im.pixel_size_A == 0.5 and im.metadata["pixel_size_source"] == "user"
+    s = read_series(stack, pixel_size_A=0.5)
+    assert len(s) == 3 and s.pixel_size_A == 0.5
+    np.testing.assert_array_equal(s[2].data, image[2])
+
+
+def test_tiff_square_imagej_stack_keeps_its_calibration(tmp_path):
+    p = _write(tmp_path / "stack.tif", _stack(), "imagej")
+    s = read_series(p)
+    assert len(s) == N_PAGES
+    assert s.pixel_size_A == pytest.approx(0.5, rel=1e-4)
+    assert s.metadata["pixel_size_source"] == "file"
