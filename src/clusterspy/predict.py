@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from clusterspy.errors import ImageDataError, InputFileError, NoClusterFoundError
+from clusterspy.errors import InputFileError, NoClusterFoundError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES, UNKNOWN
 from clusterspy.weights import (
@@ -25,6 +25,7 @@ from clusterspy.weights import (
     DEFAULT_MODEL_DIR,
     DEFAULT_NORMALISATION,
     ModelCard,
+    OnnxNetwork,
     dihedral_views,
     normalise_crops,
     sha256_file,
@@ -42,8 +43,8 @@ __all__ = [
 ]
 
 
-class Model:
-    """An ONNX isomer classifier and its model card.
+class Model(OnnxNetwork):
+    """An ONNX isomer classifier and its model card: calibrated probabilities, labels, OOD distance.
 
     Parameters
     ----------
@@ -58,30 +59,10 @@ class Model:
 
     def __init__(self, onnx_path: str | Path, card: ModelCard | dict[str, Any], *,
                  verify: bool = True) -> None:
-        self.path = Path(onnx_path)
-        self.card = card if isinstance(card, ModelCard) else ModelCard(card, self.path.parent)
-        if not self.path.is_file():
-            raise InputFileError(f"model file not found: {self.path}")
-        if verify:
-            self.card.verify(self.path)
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3
-        try:
-            self._session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:  # corrupt or foreign file: one line, not a traceback
-            raise InputFileError(
-                f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"
-            ) from None
-        self._input = self._session.get_inputs()[0].name
-        self._outputs = [o.name for o in self._session.get_outputs()]
+        super().__init__(onnx_path, card, verify=verify)
         self._ood: tuple[np.ndarray, np.ndarray, float] | None = None
         ood = self.card.ood
-        if ood and "features" in self._outputs:
+        if ood and "features" in self.outputs:
             with np.load(self.card.path(ood["file"])) as z:
                 self._ood = (z["means"], z["precision"], float(ood["threshold"]))
 
@@ -92,11 +73,6 @@ class Model:
         return self.card.pixel_size_A
 
     @property
-    def crop_px(self) -> int:
-        """Model input crop size [px]."""
-        return self.card.crop_px
-
-    @property
     def temperature(self) -> float:
         """Temperature of the calibrated softmax."""
         return self.card.temperature
@@ -105,11 +81,6 @@ class Model:
     def unknown_threshold(self) -> float:
         """Confidence below which a prediction is labelled ``"unknown"``."""
         return self.card.unknown_threshold
-
-    @property
-    def tta(self) -> bool:
-        """Whether logits are averaged over the 8 flips/rotations (card ``test_time_augmentation``)."""
-        return self.card.tta
 
     @property
     def has_ood(self) -> bool:
@@ -128,35 +99,8 @@ class Model:
     # -- inference ---------------------------------------------------------------------------
     def _run(self, crops: np.ndarray, batch_size: int = 256, features: bool | None = None
              ) -> tuple[np.ndarray, np.ndarray | None]:
-        """Logits and (when ``features``, default: when the model has OOD statistics) the pooled
-        features, both averaged over the test-time views."""
-        x = np.asarray(crops)
-        if x.ndim == 2:
-            x = x[None]
-        if x.ndim != 3 or x.shape[1:] != (self.crop_px, self.crop_px):
-            raise ImageDataError(
-                f"crops must have shape (N, {self.crop_px}, {self.crop_px}), got {x.shape}; "
-                "use clusterspy.detection.crop_cluster"
-            )
-        x = normalise_crops(x, self.card.normalisation)[:, None]
-        views = dihedral_views(x) if self.tta else [x]
-        if features is None:
-            features = self._ood is not None
-        want = ["logits"] + (["features"] if features and "features" in self._outputs else [])
-        names = want if "logits" in self._outputs else [self._outputs[0]]
-        total = np.zeros((len(x), len(CLASSES)), np.float64)
-        feats: np.ndarray | None = None
-        for v in views:
-            v = np.ascontiguousarray(v, dtype=np.float32)
-            for i in range(0, len(v), batch_size):
-                got = self._session.run(names, {self._input: v[i : i + batch_size]})
-                total[i : i + batch_size] += got[0]
-                if len(got) > 1:
-                    if feats is None:
-                        feats = np.zeros((len(x), got[1].shape[1]), np.float64)
-                    feats[i : i + batch_size] += got[1]
-        n = len(views)
-        return (total / n).astype(np.float32), None if feats is None else feats / n
+        """:meth:`OnnxNetwork.run`, with features by default when the model has OOD statistics."""
+        return self.run(crops, batch_size, self._ood is not None if features is None else features)
 
     def predict_logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Raw network logits ``(N, 4)`` of crops ``(N, crop_px, crop_px)`` (normalised inside)."""

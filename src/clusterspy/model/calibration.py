@@ -90,8 +90,8 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
                 prism: list | None = None) -> dict:
     """Re-fit temperature and "unknown" threshold of an exported model on its held-out examples.
 
-    Uses the ONNX model through :class:`clusterspy.predict.Model` (so exactly the inference code
-    path), optionally with test-time augmentation (logits averaged over the 8 flips/rotations),
+    Uses the ONNX model through :class:`clusterspy.weights.OnnxNetwork` (so exactly the inference
+    code path), optionally with test-time augmentation (logits averaged over the 8 flips/rotations),
     on the held-out examples ``(index // 4) % k == k - 1`` of the training dataset and, when the
     training config names a PRISM validation set that exists, on its finished examples too (the two
     sets weighted equally in the temperature fit: the fast hold-out is much larger), and rewrites
@@ -115,15 +115,14 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
     dict
         The new calibration metrics.
     """
-    import json
     from pathlib import Path
 
     from clusterspy.datasets import load
-    from clusterspy.predict import Model
+    from clusterspy.weights import ModelCard, OnnxNetwork
 
     out = Path(out_dir)
-    card_path = out / "model_card.json"
-    card = json.loads(card_path.read_text(encoding="utf-8"))
+    model_card = ModelCard.read(out)
+    card = model_card.data
     cfg = card["training"]["config"]
     data = Path(cfg["dataset_path"] or out / "train.zarr")
     images, labels, metas = load(data, partial=True)
@@ -147,7 +146,7 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
     for use in ([False, True] if tta else [False]):
         trial = {**card, "temperature": 1.0,
                  "test_time_augmentation": "dihedral8" if use else None}
-        logits = Model(out / card["weights_file"], trial, verify=False).predict_logits(x)
+        logits = OnnxNetwork(out / card["weights_file"], trial, verify=False).run(x)[0]
         t = fit_temperature(logits, y, weights)
         p = _softmax(logits, t)
         thr = choose_threshold(p, y, target)
@@ -181,7 +180,9 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
     }
     card["metrics"]["calibration_alternatives"] = {
         ("dihedral8" if u else "none"): r for u, r in results.items()}
-    card_path.write_text(json.dumps(card, indent=1), encoding="utf-8")
+    if card.get("card_sha256"):  # a sealed card stays sealed
+        model_card.seal()
+    model_card.write()
     return card["metrics"]["calibration_set"]
 
 

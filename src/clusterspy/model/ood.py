@@ -76,7 +76,7 @@ def finalise(model_dir: str | Path, data: str | Path, spec: Any, *, quantile: fl
     """Add the features output, fit the OOD statistics, write the domain; returns the card's ``ood``."""
     from clusterspy.datasets import load, load_spec
     from clusterspy.domain import mahalanobis_distance
-    from clusterspy.predict import Model
+    from clusterspy.weights import OnnxNetwork
 
     model_dir = Path(model_dir)
     onnx_path = model_dir / "model.onnx"
@@ -96,8 +96,8 @@ def finalise(model_dir: str | Path, data: str | Path, spec: Any, *, quantile: fl
     idx = np.arange(len(y))
     k = int(calibration_every)
     held = idx[(idx // 4) % k == k - 1]
-    mdl = Model(onnx_path, ModelCard.read(model_dir))
-    _, feats = mdl._run(x[held], features=True)
+    net = OnnxNetwork(onnx_path, ModelCard.read(model_dir))
+    _, feats = net.run(x[held], features=True)
     if feats is None:
         raise RuntimeError("the model has no features output")
     rng = np.random.default_rng(0)

@@ -120,7 +120,7 @@ def _logits(model, x: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
 def _reload_val(cfg: dict[str, Any], out: Path, val_x, val_y):
     """Finished examples of the PRISM validation set (it may be generated alongside)."""
     from clusterspy.datasets import load
-    from clusterspy.predict import normalise_crops
+    from clusterspy.weights import normalise_crops
 
     if not cfg["validation"]:
         return val_x, val_y
@@ -168,7 +168,7 @@ def train(
     from clusterspy.datasets import generate, load, load_spec
     from clusterspy.datasets.spec import user_spec
     from clusterspy.model.network import count_parameters, create_model
-    from clusterspy.predict import normalise_crops
+    from clusterspy.weights import normalise_crops
 
     t_start = time.time()
     cfg = load_config(config)

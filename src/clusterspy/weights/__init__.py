@@ -20,12 +20,14 @@ from clusterspy.weights.card import (
     sha256_file,
     softmax,
 )
+from clusterspy.weights.network import OnnxNetwork
 
 __all__ = [
     "CARD_NAME",
     "DEFAULT_MODEL_DIR",
     "DEFAULT_NORMALISATION",
     "ModelCard",
+    "OnnxNetwork",
     "dihedral_views",
     "normalise_crops",
     "sha256_file",
