@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +49,43 @@ def plot_training(out_dir: str | Path, history: list[dict[str, Any]],
 
 
 def plot_confusion(cm: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """Save :func:`clusterspy.plots.plot_confusion_matrix` of ``cm[true, predicted]`` as a PNG."""
-    from clusterspy.plots import plot_confusion_matrix, save_figure
+    """Save the confusion matrix ``cm[true, predicted]`` (row fractions and counts) as a PNG.
 
-    cm = np.asarray(cm)
-    classes = list(CLASSES) + (["unknown"] if cm.shape[1] > len(CLASSES) else [])
-    return save_figure(plot_confusion_matrix(cm, classes, title=title or None), path, dpi=110)
+    Drawn here with matplotlib, like :func:`clusterspy.plots.plot_confusion_matrix` (the core
+    never imports a face); written atomically (temporary file, then rename).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import LinearSegmentedColormap
+    from matplotlib.figure import Figure
+
+    m = np.asarray(cm, float)
+    classes = list(CLASSES) + (["unknown"] if m.shape[1] > len(CLASSES) else [])
+    rows = m.sum(axis=1, keepdims=True)
+    frac = np.divide(m, rows, out=np.zeros_like(m), where=rows > 0)
+    fig = Figure(figsize=(1.2 + 1.0 * m.shape[1], 1.0 + 0.9 * m.shape[0]), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    cmap = LinearSegmentedColormap.from_list("oi_blue", ["#FFFFFF", "#0072B2"])  # Okabe-Ito blue
+    im = ax.imshow(frac, cmap=cmap, vmin=0, vmax=1)
+    for i in range(m.shape[0]):
+        for j in range(m.shape[1]):
+            ax.text(j, i, f"{frac[i, j]:.2f}\n({int(m[i, j])})", ha="center", va="center", fontsize=8,
+                    color="white" if frac[i, j] > 0.6 else "black")
+    ax.set_xticks(range(m.shape[1]), classes[: m.shape[1]], rotation=30, ha="right")
+    ax.set_yticks(range(m.shape[0]), classes[: m.shape[0]])
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    fig.colorbar(im, ax=ax, label="fraction of true class (–)")
+    if title:
+        ax.set_title(title)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fig.savefig(fh, format="png", dpi=110)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
