@@ -24,6 +24,30 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
+def _series_report(result: Any, explain_model: Any = None) -> Any:
+    return import_module("clusterspy.workflows").write_series_report(result, explain_model)
+
+
+def _thermo_report(result: Any, out: Any) -> Any:
+    return import_module("clusterspy.workflows").write_thermo_figures(result, out)
+
+
+def _register_reporters() -> None:
+    """Wire the faces that draw reports into the analysis, here where anything may be imported.
+
+    The core (``series``, ``thermo``) never imports a face; it calls the reporters of
+    :mod:`clusterspy.series.reporting`, registered here (the package is always imported before
+    any of its modules) and importing :mod:`clusterspy.workflows` only when a report is written.
+    """
+    from clusterspy.series.reporting import register_reporter
+
+    register_reporter("series", _series_report)
+    register_reporter("thermo", _thermo_report)
+
+
+_register_reporters()
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)

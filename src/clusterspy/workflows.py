@@ -1,6 +1,10 @@
-"""End-to-end workflows behind the CLI commands ``classify``, ``simulate`` and ``demo``.
+"""End-to-end workflows behind the CLI commands ``classify``, ``simulate`` and ``demo``, and the
+figures and HTML reports of ``series`` and ``thermo``.
 
-Each function does the work and returns data or paths; the CLI only parses and prints.
+Each function does the work and returns data or paths; the CLI only parses and prints. The
+reports are written here, one layer above the analysis (the core never imports ``plots``,
+``report`` or ``explain``): :func:`write_series_report` and :func:`write_thermo_figures` are the
+reporters that ``clusterspy/__init__.py`` registers in :mod:`clusterspy.series.reporting`.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from clusterspy.isomers import CLASSES
 
 if TYPE_CHECKING:
     from clusterspy.predict import ClusterResult
+    from clusterspy.series import SeriesResult
 
 #: Columns of ``results.csv`` (one row per cluster per frame).
 RESULT_COLUMNS: tuple[str, ...] = (
@@ -402,3 +407,146 @@ def run_demo(out: str | os.PathLike = "clusterspy_demo") -> Path:
     write_text_atomic(out / "results.csv", buf.getvalue())
     report = getattr(result, "report_path", None) or out / "report.html"
     return Path(report)
+
+
+def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path:
+    """Write the figures (``strip.png``, ``strip_cluster<i>.png``) and ``report.html`` of a series.
+
+    The ``"series"`` reporter of :mod:`clusterspy.series.reporting`: what
+    :func:`clusterspy.series.classify_series` calls with ``report=True`` and ``out``.
+
+    Parameters
+    ----------
+    result : SeriesResult
+        A result with its output folder ``result.out``.
+    explain_model : object, optional
+        The model; when given, the thumbnails carry its occlusion-saliency overlay
+        (:func:`clusterspy.explain.occlusion_saliency`).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.html``.
+    """
+    import numpy as np
+
+    from clusterspy import plots
+    from clusterspy.io import write_bytes_atomic
+    from clusterspy.report import HtmlReport, figure_to_png
+
+    out = result.out
+    assert out is not None
+    rep = HtmlReport("ClusterSpy — series report")
+    s = result.summary
+    rep.paragraph(
+        f"Source: {s['source']} · {s['n_frames']} frames · frame time "
+        f"{s['frame_time_s'] if s['frame_time_s'] else 'unknown'} s · model {s['model']['id']} · "
+        f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
+    for warn in s["warnings"]:
+        rep.warning(warn)
+    for cl in s["clusters"]:
+        cid = cl["cluster"]
+        t = result.cluster(cid)
+        fig = plots.plot_strip(t["frame"], t["label"], t["smoothed_label"],
+                               title=f"Cluster {cid}")
+        name = "strip.png" if cid == s["clusters"][0]["cluster"] else f"strip_cluster{cid}.png"
+        png = figure_to_png(fig, dpi=120)  # rendered once: the file and the report share it
+        write_bytes_atomic(out / name, png)
+        rep.heading(f"Cluster {cid}")
+        rep.png(png, f"Isomer label against frame number, raw (top) and HMM-smoothed (bottom); "
+                        f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, "
+                        f"{cl['n_unknown']} unknown frames.")
+        for kind in ("raw", "smoothed"):
+            pr = cl[kind]["proportions"]
+            fig = plots.plot_proportions(
+                {c: pr[c]["value"] for c in CLASSES},
+                {c: pr[c]["ci95"] for c in CLASSES},
+                title=f"Cluster {cid}: proportions ({kind} labels)")
+            rep.figure(fig, f"Proportions of {kind} labels with 95% block-bootstrap CIs "
+                            f"(block {cl[kind]['block_length_frames'] or 1:.1f} frames).")
+        rep.table(["from \\ to", *CLASSES],
+                  [[c, *row] for c, row in zip(CLASSES, cl["smoothed"]["transition_counts"],
+                                               strict=True)],
+                  caption="Transition counts between consecutive frames (smoothed labels).")
+    rep.heading("Most confident frames per isomer")
+    if explain_model is not None:
+        rep.paragraph("Overlay: occlusion saliency — how much the probability of the label drops "
+                      "when a patch of the crop is hidden (bright = decisive region).")
+    for c in CLASSES:
+        crops = result.thumbnails.get(c)
+        if crops:
+            if explain_model is not None:
+                from clusterspy.explain import occlusion_saliency, saliency_overlay
+
+                maps = occlusion_saliency(explain_model, np.stack(crops),
+                                          class_index=np.full(len(crops), CLASSES.index(c)))
+                crops = [saliency_overlay(x, m) for x, m in zip(crops, maps, strict=True)]
+            rep.images(crops, caption=c)
+    rep.details("summary.json", json.dumps(s, indent=2))
+    return rep.write(out / "report.html")
+
+
+def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
+    """Write the figures and a self-contained ``report.html`` of a thermo analysis to ``out``.
+
+    The ``"thermo"`` reporter of :mod:`clusterspy.series.reporting`: what
+    :func:`clusterspy.thermo.write_thermo_report` calls after writing ``thermo.json``.
+
+    Parameters
+    ----------
+    result : dict
+        Output of :func:`clusterspy.thermo.thermo_from_table`.
+    out : str or os.PathLike
+        Output folder (created).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.html``.
+    """
+    from clusterspy import plots
+    from clusterspy.report import HtmlReport
+    from clusterspy.thermo import thermo_json
+
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep = HtmlReport("ClusterSpy — isomer thermodynamics and kinetics")
+    rep.paragraph(f"Reference isomer: {result['reference']} · temperatures (K): "
+                  f"{', '.join(f'{t:g}' for t in result['temperatures_K'])} · seed "
+                  f"{result['settings']['seed']}")
+    for w in result["warnings"]:
+        rep.warning(w)
+    props = result["proportions"]
+    present = [c for c in CLASSES if any(p["counts"][c] > 0 for p in props)]
+    figs = {}
+    figs["proportions_vs_T"] = plots.plot_proportions_vs_temperature(
+        [p["temperature_K"] for p in props],
+        {c: [p["proportions"][c]["value"] for p in props] for c in present},
+        {c: [p["proportions"][c]["ci95"] for p in props] for c in present})
+    rep.heading("Proportions")
+    rep.figure(figs["proportions_vs_T"], "Isomer proportions against temperature (95% CIs); "
+                                          "unknown frames excluded.")
+    rep.table(["T (K)", "frames", "excluded", *present],
+              [[p["temperature_K"], p["n_frames"], p["n_excluded"],
+                *[p["proportions"][c]["value"] for c in present]] for p in props])
+    if result["van_t_hoff"]:
+        figs["van_t_hoff"] = plots.plot_van_t_hoff(result["van_t_hoff"])
+        rep.heading("Van 't Hoff")
+        rep.figure(figs["van_t_hoff"], "ln(p_i/p_ref) against 1/(k_B T) with 95% bootstrap CIs.")
+        rep.table(["isomer", "reference", "ΔE (eV)", "95% CI (eV)", "ΔS (k_B)"],
+                  [[v["isomer"], v["reference"], v["delta_E_eV"],
+                    f"[{v['ci95_eV'][0]:.4f}, {v['ci95_eV'][1]:.4f}]", v["delta_S_kB"]]
+                   for v in result["van_t_hoff"]])
+    if result["arrhenius"]:
+        figs["arrhenius"] = plots.plot_arrhenius(result["arrhenius"])
+        rep.heading("Arrhenius")
+        rep.figure(figs["arrhenius"], "Transition rates against 1/(k_B T) with 95% CIs.")
+        rep.table(["from", "to", "E_a (eV)", "95% CI (eV)", "A (1/s)"],
+                  [[a["from"], a["to"], a["barrier_eV"],
+                    "–" if a["ci95_eV"][0] is None else
+                    f"[{a['ci95_eV'][0]:.4f}, {a['ci95_eV'][1]:.4f}]", a["prefactor_per_s"]]
+                   for a in result["arrhenius"]])
+    for name, fig in figs.items():
+        plots.save_figure(fig, out_dir / f"{name}.png", dpi=120)
+    rep.details("thermo.json", thermo_json(result))
+    return rep.write(out_dir / "report.html")

@@ -17,7 +17,7 @@ import numpy as np
 
 from clusterspy.errors import ConfigError, NoClusterFoundError
 from clusterspy.image import Image, check_pixel_size
-from clusterspy.io import write_bytes_atomic, write_text_atomic
+from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES, UNKNOWN
 
 __all__ = [
@@ -386,6 +386,7 @@ def classify_series(
     full_detection_every: int = 10,
     progress: Callable[[int, int | None], None] | None = None,
     contrast: str = "auto",
+    reporter: Callable[[SeriesResult, Any], Any] | None = None,
 ) -> SeriesResult:
     """Classify every frame of a series, track the clusters, smooth the labels and summarise.
 
@@ -462,6 +463,10 @@ def classify_series(
     contrast : {"auto", "haadf"}
         ``"auto"`` refuses a series whose first frame looks like bright field (see
         :func:`clusterspy.domain.check_image`); ``"haadf"`` trusts that it is HAADF.
+    reporter : callable, optional
+        ``reporter(result, explain_model_or_None)`` writes the figures and ``report.html`` into
+        ``result.out`` (with ``report`` and ``out``); default the ``"series"`` reporter of
+        :mod:`clusterspy.series.reporting`, :func:`clusterspy.workflows.write_series_report`.
 
     Notes
     -----
@@ -753,7 +758,11 @@ def classify_series(
         _write_csv_atomic(out_dir / "frames.csv", table)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
         if report:
-            _write_figures_and_report(result, model if explain and hasattr(model, "crop_px") else None)
+            if reporter is None:
+                from clusterspy.series.reporting import get_reporter
+
+                reporter = get_reporter("series")
+            reporter(result, model if explain and hasattr(model, "crop_px") else None)
     return result
 
 
@@ -840,59 +849,3 @@ def _smooth_and_summarise(
         })
     table["smoothed_label"] = smoothed
     return {"clusters": clusters, "n_clusters": len(clusters), "warnings": warnings}
-
-
-def _write_figures_and_report(result: SeriesResult, explain_model: Any = None) -> None:
-    from clusterspy import plots
-    from clusterspy.report import HtmlReport, figure_to_png
-
-    out = result.out
-    assert out is not None
-    rep = HtmlReport("ClusterSpy — series report")
-    s = result.summary
-    rep.paragraph(
-        f"Source: {s['source']} · {s['n_frames']} frames · frame time "
-        f"{s['frame_time_s'] if s['frame_time_s'] else 'unknown'} s · model {s['model']['id']} · "
-        f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
-    for warn in s["warnings"]:
-        rep.warning(warn)
-    for cl in s["clusters"]:
-        cid = cl["cluster"]
-        t = result.cluster(cid)
-        fig = plots.plot_strip(t["frame"], t["label"], t["smoothed_label"],
-                               title=f"Cluster {cid}")
-        name = "strip.png" if cid == s["clusters"][0]["cluster"] else f"strip_cluster{cid}.png"
-        png = figure_to_png(fig, dpi=120)  # rendered once: the file and the report share it
-        write_bytes_atomic(out / name, png)
-        rep.heading(f"Cluster {cid}")
-        rep.png(png, f"Isomer label against frame number, raw (top) and HMM-smoothed (bottom); "
-                        f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, "
-                        f"{cl['n_unknown']} unknown frames.")
-        for kind in ("raw", "smoothed"):
-            pr = cl[kind]["proportions"]
-            fig = plots.plot_proportions(
-                {c: pr[c]["value"] for c in CLASSES},
-                {c: pr[c]["ci95"] for c in CLASSES},
-                title=f"Cluster {cid}: proportions ({kind} labels)")
-            rep.figure(fig, f"Proportions of {kind} labels with 95% block-bootstrap CIs "
-                            f"(block {cl[kind]['block_length_frames'] or 1:.1f} frames).")
-        rep.table(["from \\ to", *CLASSES],
-                  [[c, *row] for c, row in zip(CLASSES, cl["smoothed"]["transition_counts"],
-                                               strict=True)],
-                  caption="Transition counts between consecutive frames (smoothed labels).")
-    rep.heading("Most confident frames per isomer")
-    if explain_model is not None:
-        rep.paragraph("Overlay: occlusion saliency — how much the probability of the label drops "
-                      "when a patch of the crop is hidden (bright = decisive region).")
-    for c in CLASSES:
-        crops = result.thumbnails.get(c)
-        if crops:
-            if explain_model is not None:
-                from clusterspy.explain import occlusion_saliency, saliency_overlay
-
-                maps = occlusion_saliency(explain_model, np.stack(crops),
-                                          class_index=np.full(len(crops), CLASSES.index(c)))
-                crops = [saliency_overlay(x, m) for x, m in zip(crops, maps, strict=True)]
-            rep.images(crops, caption=c)
-    rep.details("summary.json", json.dumps(s, indent=2))
-    rep.write(out / "report.html")

@@ -530,7 +530,9 @@ def thermo_json(result: dict, indent: int | None = 2) -> str:
 def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
     """Write ``thermo.json``, the figures and a self-contained ``report.html`` to ``out``.
 
-    Behind ``clusterspy thermo TABLE --out DIR``.
+    Behind ``clusterspy thermo TABLE --out DIR``. ``thermo.json`` is written here; the figures and
+    the HTML by the ``"thermo"`` reporter of :mod:`clusterspy.series.reporting`
+    (:func:`clusterspy.workflows.write_thermo_figures`: the core never imports a face).
 
     Parameters
     ----------
@@ -544,53 +546,13 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
     pathlib.Path
         Path of ``report.html``.
     """
-    from clusterspy import plots
     from clusterspy.io import write_text_atomic
-    from clusterspy.report import HtmlReport
+    from clusterspy.series.reporting import get_reporter
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out_dir / "thermo.json", thermo_json(result) + "\n")
-    rep = HtmlReport("ClusterSpy — isomer thermodynamics and kinetics")
-    rep.paragraph(f"Reference isomer: {result['reference']} · temperatures (K): "
-                  f"{', '.join(f'{t:g}' for t in result['temperatures_K'])} · seed "
-                  f"{result['settings']['seed']}")
-    for w in result["warnings"]:
-        rep.warning(w)
-    props = result["proportions"]
-    present = [c for c in CLASSES if any(p["counts"][c] > 0 for p in props)]
-    figs = {}
-    figs["proportions_vs_T"] = plots.plot_proportions_vs_temperature(
-        [p["temperature_K"] for p in props],
-        {c: [p["proportions"][c]["value"] for p in props] for c in present},
-        {c: [p["proportions"][c]["ci95"] for p in props] for c in present})
-    rep.heading("Proportions")
-    rep.figure(figs["proportions_vs_T"], "Isomer proportions against temperature (95% CIs); "
-                                          "unknown frames excluded.")
-    rep.table(["T (K)", "frames", "excluded", *present],
-              [[p["temperature_K"], p["n_frames"], p["n_excluded"],
-                *[p["proportions"][c]["value"] for c in present]] for p in props])
-    if result["van_t_hoff"]:
-        figs["van_t_hoff"] = plots.plot_van_t_hoff(result["van_t_hoff"])
-        rep.heading("Van 't Hoff")
-        rep.figure(figs["van_t_hoff"], "ln(p_i/p_ref) against 1/(k_B T) with 95% bootstrap CIs.")
-        rep.table(["isomer", "reference", "ΔE (eV)", "95% CI (eV)", "ΔS (k_B)"],
-                  [[v["isomer"], v["reference"], v["delta_E_eV"],
-                    f"[{v['ci95_eV'][0]:.4f}, {v['ci95_eV'][1]:.4f}]", v["delta_S_kB"]]
-                   for v in result["van_t_hoff"]])
-    if result["arrhenius"]:
-        figs["arrhenius"] = plots.plot_arrhenius(result["arrhenius"])
-        rep.heading("Arrhenius")
-        rep.figure(figs["arrhenius"], "Transition rates against 1/(k_B T) with 95% CIs.")
-        rep.table(["from", "to", "E_a (eV)", "95% CI (eV)", "A (1/s)"],
-                  [[a["from"], a["to"], a["barrier_eV"],
-                    "–" if a["ci95_eV"][0] is None else
-                    f"[{a['ci95_eV'][0]:.4f}, {a['ci95_eV'][1]:.4f}]", a["prefactor_per_s"]]
-                   for a in result["arrhenius"]])
-    for name, fig in figs.items():
-        plots.save_figure(fig, out_dir / f"{name}.png", dpi=120)
-    rep.details("thermo.json", thermo_json(result))
-    return rep.write(out_dir / "report.html")
+    return Path(get_reporter("thermo")(result, out_dir))
 
 
 def format_thermo(result: dict) -> str:
