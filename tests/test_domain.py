@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -221,3 +222,26 @@ def test_detection_mapping_is_unchanged_by_the_reason_pass():
     det = Detection(x_px=10.0, y_px=12.0, bbox=(5, 5, 20, 20), diameter_A=12.0, area_px=100)
     img = Image(np.zeros((64, 64), np.float32), 0.25)
     assert cluster_reasons(img, [det], DOMAIN, check_resolution=False) == [None]
+
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_lattice_over_shape_catches_jpeg_blobs_that_fool_the_noise_test():
+    """A wide-field JPEG claimed at 0.2 Å/px: its blobs have almost no noise (8-bit, compressed),
+    so against the noise they look 'resolved'; against their own shape spectrum they do not.
+    A real resolved particle (StatSTEM PtIr) passes both."""
+    from clusterspy.domain import lattice_over_shape, particle_diameter_A
+    from clusterspy.io import read_image
+
+    jpg = read_image(SHARED / "widefield" / "ardagen" / "images" / "Pd1.jpg", pixel_size_A=0.2)
+    dets = detect_clusters(jpg, min_diameter_A=6.0, max_diameter_A=80.0)
+    scores = [(lattice_contrast(jpg, d.x_px, d.y_px, particle_diameter_A(d.diameter_A)),
+               lattice_over_shape(jpg, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))) for d in dets]
+    assert any(lc > 6 and ls < 1.0 for lc, ls in scores)
+    z = np.load(SHARED / "real_atomic" / "PtIr_fcc_statstem.npz")
+    ptir = Image(z["image"].astype(np.float32), float(z["pixel_size_A"]))
+    d = detect_clusters(ptir, min_diameter_A=6.0, max_diameter_A=80.0)[0]
+    D = particle_diameter_A(d.diameter_A)
+    assert lattice_contrast(ptir, d.x_px, d.y_px, D) > 100 and lattice_over_shape(ptir, d.x_px, d.y_px, D) > 5

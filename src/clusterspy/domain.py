@@ -14,8 +14,9 @@ reason not to label it, or ``None``:
 ``neighbour_in_view``
     a larger cluster, or one that touches it, shares the model's field of view;
 ``not_resolved``
-    its atomic columns are not resolved (:func:`lattice_contrast` below the card's threshold:
-    out of focus, too coarse a pixel, smeared);
+    its atomic columns are not resolved: no lattice-fringe power above the noise
+    (:func:`lattice_contrast`) or above the particle's own shape (:func:`lattice_over_shape`) —
+    out of focus, too coarse a pixel, smeared, or a blob at a wrong pixel size;
 ``out_of_distribution``
     after inference: the network's features are unlike those of every simulated training image
     (Mahalanobis distance above the threshold calibrated on in-domain images);
@@ -65,8 +66,13 @@ def particle_diameter_A(detected_diameter_A: float) -> float:
     return float(detected_diameter_A) * DETECTED_TO_PROJECTED
 
 
-#: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.8–3.2 Å (Cu {200} to Pb {111}).
-LATTICE_BAND = (1 / 3.2, 1 / 1.8)
+#: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.25–3.2 Å (Cu {220} — the only
+#: fringes of an fcc particle seen along [111] — to Pb {111}).
+LATTICE_BAND = (1 / 3.2, 1 / 1.25)
+#: Band of the particle's shape [1/Å] below the lattice band (5.5–3.6 Å).
+SHAPE_BAND = (1 / 5.5, 1 / 3.6)
+#: Default threshold of :func:`lattice_over_shape` (cards: ``domain.lattice_over_shape_min``).
+LATTICE_OVER_SHAPE_MIN = 1.0
 #: Default threshold of :func:`lattice_contrast`: twice the 95th percentile of white noise (≈ 3);
 #: cards may set their own (``domain.lattice_contrast_min``).
 LATTICE_CONTRAST_MIN = 6.0
@@ -152,21 +158,14 @@ def looks_bright_field(data: np.ndarray) -> bool:
     return bool(dark_skew and edge > med)
 
 
-def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
-    """How strongly atomic columns show inside a cluster, in units of the noise.
-
-    A Hann-windowed square of the image centred on the cluster (side ``0.7 × diameter``,
-    12–40 Å) is Fourier transformed; the 95th percentile of its power in :data:`LATTICE_BAND`
-    (fringes of 1.8–3.2 Å) is divided by the power white noise of the window's own noise level
-    would have there (σ² Σw², σ from the median absolute pixel-to-pixel difference). White noise
-    or an unresolved blob gives ≈ 3 (the 95th percentile of exponentially distributed power);
-    resolved columns, or the ring of a glassy cluster, give far more. ``nan`` when the band lies
-    beyond the Nyquist frequency.
-    """
+def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float
+                     ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
+    """Power spectrum of a Hann-windowed square centred on a cluster (side ``0.7 × diameter``,
+    12–40 Å): ``(power, frequency [1/Å], white-noise power level, Nyquist [1/Å])``, or None."""
     px = float(image.pixel_size_A)
     nyq = 0.5 / px
     if nyq <= LATTICE_BAND[0] * 1.2:
-        return float("nan")
+        return None
     side_A = float(np.clip(0.7 * diameter_A, 12.0, 40.0))
     n = max(16, round(side_A / px))
     rows, cols = image.shape
@@ -174,22 +173,58 @@ def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) 
     c0 = min(max(round(x_px - n / 2), 0), max(cols - n, 0))
     win = np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64)
     if min(win.shape) < 16:
-        return float("nan")
+        return None
     diffs = np.concatenate([np.diff(win, axis=0).ravel(), np.diff(win, axis=1).ravel()])
     sigma = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2.0)
     if sigma <= 0:
         sigma = float(np.std(diffs)) / np.sqrt(2.0)
-    if sigma <= 0:
-        return float("nan")
     w = np.outer(np.hanning(win.shape[0]), np.hanning(win.shape[1]))
     power = np.abs(np.fft.fft2((win - win.mean()) * w)) ** 2
     fy = np.fft.fftfreq(win.shape[0], d=px)
     fx = np.fft.fftfreq(win.shape[1], d=px)
     f = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
-    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
-    if band.size < 8:
+    return power, f, sigma**2 * float((w**2).sum()), nyq
+
+
+def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
+    """How strongly atomic columns show inside a cluster, in units of the noise.
+
+    A Hann-windowed square of the image centred on the cluster (side ``0.7 × diameter``,
+    12–40 Å) is Fourier transformed; the 95th percentile of its power in :data:`LATTICE_BAND`
+    (fringes of 1.25–3.2 Å) is divided by the power white noise of the window's own noise level
+    would have there (σ² Σw², σ from the median absolute pixel-to-pixel difference). White noise
+    or an unresolved blob gives ≈ 3 (the 95th percentile of exponentially distributed power);
+    resolved columns, or the ring of a glassy cluster, give far more. ``nan`` when the band lies
+    beyond the Nyquist frequency.
+    """
+    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    if spec is None:
         return float("nan")
-    return float(np.percentile(band, 95) / (sigma**2 * float((w**2).sum())))
+    power, f, noise, nyq = spec
+    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    if band.size < 8 or noise <= 0:
+        return float("nan")
+    return float(np.percentile(band, 95) / noise)
+
+
+def lattice_over_shape(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
+    """Lattice-band power over the particle's shape power just below it.
+
+    The 95th percentile of the power in :data:`LATTICE_BAND` divided by the median power at
+    3.6–5.5 Å (:data:`SHAPE_BAND`), in the window of :func:`lattice_contrast`. A smooth blob —
+    whose spectrum only falls with frequency — gives < 1 even when the image has almost no
+    noise (JPEG, filtered or binned data, where :func:`lattice_contrast` is inflated); white
+    noise gives ≈ 4; resolved columns give 2–200 (1 % of simulated training clusters < 0.9).
+    """
+    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    if spec is None:
+        return float("nan")
+    power, f, _, nyq = spec
+    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    shape = power[(f >= SHAPE_BAND[0]) & (f < SHAPE_BAND[1])]
+    if band.size < 8 or shape.size < 4 or np.median(shape) <= 0:
+        return float("nan")
+    return float(np.percentile(band, 95) / np.median(shape))
 
 
 def cluster_reasons(
@@ -227,6 +262,7 @@ def cluster_reasons(
     """
     d_lo, d_hi = (10.0 * float(v) for v in domain.get("diameter_nm", [1.0, 8.0]))
     lc_min = float(domain.get("lattice_contrast_min", LATTICE_CONTRAST_MIN))
+    ls_min = float(domain.get("lattice_over_shape_min", LATTICE_OVER_SHAPE_MIN))
     px = float(image.pixel_size_A)
     rows, cols = image.shape
     xy = np.array([[d.x_px, d.y_px] for d in detections], float).reshape(-1, 2) * px
@@ -250,7 +286,8 @@ def cluster_reasons(
             continue
         if check_resolution:
             lc = lattice_contrast(image, d.x_px, d.y_px, diam[i])
-            if np.isfinite(lc) and lc < lc_min:
+            ls = lattice_over_shape(image, d.x_px, d.y_px, diam[i])
+            if (np.isfinite(lc) and lc < lc_min) or (np.isfinite(ls) and ls < ls_min):
                 out.append("not_resolved")
                 continue
         out.append(None)
