@@ -248,12 +248,17 @@ def test_classify_batch_goes_on_past_bad_files_and_records_them(tmp_path: Path) 
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
-    assert {r["file"] for r in rows} == {str(good)}
+    assert {r["file"] for r in rows if r["label"] != "unknown"} == {str(good)}  # noise gets no label
+    assert str(good) in {r["file"] for r in rows}
     files = {r["file"]: r for r in csv.DictReader(io.StringIO((out / "files.csv").read_text()))}
     assert files[str(good)]["status"] == "ok" and int(files[str(good)]["clusters"]) == 1
+    assert float(files[str(good)]["pixel_size_A"]) == 0.3 and files[str(good)]["pixel_size_source"] == "user"
     for bad in (blank, corrupt):
         assert files[str(bad)]["status"] == "failed" and files[str(bad)]["message"]
         assert str(bad) in proc.stderr
+    # --out naming a file: one line, no traceback
+    clash = run_cli("classify", str(good), "--out", str(corrupt))
+    assert clash.returncode == 2 and "is a file" in clash.stderr and "Traceback" not in clash.stderr
     # the same wide field at 2 Å/px is refused at once, with the reason
     alone = run_cli("classify", str(wide), "--pixel-size", "2")
     assert alone.returncode == 2 and "cannot resolve atomic columns" in alone.stderr

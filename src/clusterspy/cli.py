@@ -78,10 +78,14 @@ def classify(
         typer.Option(help="'auto' refuses images that look like bright field; 'haadf': trust it is HAADF."),
     ] = Contrast.auto,
     min_size: Annotated[
-        float | None, typer.Option("--min-size", help="Smallest cluster diameter looked for, in nm.")
+        float | None,
+        typer.Option("--min-size", help="Smallest cluster diameter reported, in nm (default: 0.6 × the "
+                     "model's smallest, so smaller clusters are named too_small)."),
     ] = None,
     max_size: Annotated[
-        float | None, typer.Option("--max-size", help="Largest cluster diameter looked for, in nm.")
+        float | None,
+        typer.Option("--max-size", help="Largest cluster diameter reported, in nm (default: 2.5 × the "
+                     "model's largest, so larger particles are named too_large)."),
     ] = None,
     border: Annotated[
         Border,
@@ -100,19 +104,24 @@ def classify(
         from clusterspy.errors import ConfigError
 
         raise ConfigError("--explain writes saliency images: give an output folder with --out DIR")
+    if out is not None and out.exists() and not out.is_dir():
+        from clusterspy.errors import ConfigError
+
+        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
     failures: list[dict] | None = [] if len(paths) > 1 else None  # a batch goes on past a bad file
+    file_info: dict = {}
     results = classify_files(
         paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain,
-        failures=failures, **options,
+        failures=failures, file_info=file_info, **options,
     )
     for f in failures or []:
         where = f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})"
         typer.echo(f"clusterspy: {where}: {f['message']}", err=True)
     if out is not None:
         written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model,
-                                options=options, failures=failures or [])
+                                options=options, failures=failures or [], file_info=file_info)
         typer.echo(f"results written to {written}", err=True)
     typer.echo(format_results(results, fmt.value))
     if failures:

@@ -113,12 +113,13 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
         raise ConfigError(f"contrast must be 'auto' or 'haadf', got {contrast!r}")
     px = float(image.pixel_size_A)
     lo, hi = (float(v) for v in domain.get("image_pixel_size_A", [0.05, 0.5]))
+    from_file = image.metadata.get("pixel_size_source") == "file"
+    hint = "" if from_file else _pixel_size_hint(px, lo, hi)
     if px > hi:
         raise OutOfDomainError(
-            f"{px:g} Å/px cannot resolve atomic columns (the model needs ≤ {hi:g} Å/px)"
-            + _pixel_size_hint(px, lo, hi)
-            + "; ClusterSpy classifies atomic-resolution images (give the right pixel size with "
-            "--pixel-size, or image at a higher magnification)"
+            f"{px:g} Å/px{' (the file calibration)' if from_file else ''} cannot resolve atomic columns "
+            f"(the model needs ≤ {hi:g} Å/px){hint}; ClusterSpy classifies atomic-resolution images "
+            "(give the right pixel size with --pixel-size, or image at a higher magnification)"
         )
     d_min_A = float(min_diameter_A) if min_diameter_A else 10.0 * float(domain.get("diameter_nm", [1, 8])[0])
     field_A = min(image.shape) * px
@@ -126,7 +127,7 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
         raise OutOfDomainError(
             f"at {px:g} Å/px the {image.shape[1]}×{image.shape[0]} px image is only "
             f"{field_A:.3g} Å across: too small to hold a cluster of ≥ {d_min_A / 10:g} nm"
-            + (_pixel_size_hint(px, lo, hi) or "; check the pixel size (Å/px)")
+            + (hint or "; check the pixel size (Å/px)")
         )
     if contrast == "auto" and looks_bright_field(image.data):
         raise OutOfDomainError(

@@ -231,11 +231,19 @@ def _as_image(image: Any, pixel_size_A: float | None) -> tuple[Image, str | None
 
 def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float | None
                   ) -> tuple[float, float]:
-    """Diameters [Å] detection looks for: a margin around the model's domain (to name what is
-    too small or too large), or the user's range."""
+    """Projected diameters [Å] of the clusters reported: a margin around the model's domain (to
+    name what is too small or too large), or the user's range [nm], checked."""
+    from clusterspy.errors import ConfigError
+
     d_lo, d_hi = (10.0 * float(v) for v in card.domain.get("diameter_nm", [1.0, 8.0]))
+    for name, v in (("--min-size", min_size_nm), ("--max-size", max_size_nm)):
+        if v is not None and not (np.isfinite(float(v)) and float(v) > 0):
+            raise ConfigError(f"{name} must be a positive diameter in nm, got {v}")
     lo = 10.0 * float(min_size_nm) if min_size_nm is not None else max(4.0, 0.6 * d_lo)
     hi = 10.0 * float(max_size_nm) if max_size_nm is not None else 2.5 * d_hi
+    if lo >= hi:
+        raise ConfigError(f"the size range is empty: {lo / 10:g}–{hi / 10:g} nm "
+                          "(--min-size must be below --max-size)")
     return lo, hi
 
 
@@ -314,7 +322,7 @@ def classify(
         If no cluster is found; the message says what was there.
     """
     from clusterspy.detection import detect_clusters
-    from clusterspy.domain import check_image
+    from clusterspy.domain import DETECTED_TO_PROJECTED, check_image, particle_diameter_A
     from clusterspy.errors import ConfigError
 
     if pixel_size is not None:
@@ -327,9 +335,15 @@ def classify(
     img, name = _as_image(image, pixel_size_A)
     card = mdl.card
     lo_A, hi_A = _size_range_A(card, min_size_nm, max_size_nm)
-    check_image(img, card.domain, contrast=contrast, min_diameter_A=lo_A)  # type: ignore[arg-type]
-    detections = detect_clusters(img, min_diameter_A=lo_A, max_diameter_A=hi_A,
+    check_image(img, card.domain, contrast=contrast)  # type: ignore[arg-type]
+    # detection always looks at the model's whole range (so that a large particle is seen whole,
+    # not as fragments above a background estimated too small), then keeps the user's range
+    det_lo, det_hi = _size_range_A(card, None, None)
+    detections = detect_clusters(img, min_diameter_A=min(lo_A, det_lo) / DETECTED_TO_PROJECTED,
+                                 max_diameter_A=max(hi_A, det_hi) / DETECTED_TO_PROJECTED,
                                  exclude_border=False, polarity="bright")
+    detections = [d for d in detections
+                  if lo_A <= particle_diameter_A(d.diameter_A) <= hi_A]
     if border == "skip":
         rows, cols = img.shape
         detections = [d for d in detections

@@ -53,6 +53,7 @@ def classify_files(
     max_overlays_per_file: int = 50,
     explain: bool = False,
     failures: list[dict[str, Any]] | None = None,
+    file_info: dict[str, dict[str, Any]] | None = None,
     **options: Any,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file.
@@ -79,6 +80,8 @@ def classify_files(
         When given, a file or frame that fails with a user-caused error (unreadable, no pixel
         size, outside the model's domain, no cluster) is appended here as ``{"file", "frame",
         "error", "message"}`` and the run goes on; without it the first error is raised.
+    file_info : dict, optional
+        Filled with each file's ``pixel_size_A`` [Å/px] and its ``pixel_size_source``.
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -106,7 +109,11 @@ def classify_files(
     sources = []
     for p in paths:
         try:
-            sources.append((Path(p), read_series(p, pixel_size_A=pixel_size_A)))
+            series = read_series(p, pixel_size_A=pixel_size_A)
+            sources.append((Path(p), series))
+            if file_info is not None:
+                file_info[str(p)] = {"pixel_size_A": series.pixel_size_A,
+                                     "pixel_size_source": series.metadata.get("pixel_size_source")}
         except ClusterSpyError as exc:
             failed(Path(p), None, exc)
     from clusterspy.predict import classify, load_model
@@ -253,6 +260,7 @@ def write_results(
     model_path: str | os.PathLike | None = None,
     options: dict[str, Any] | None = None,
     failures: Sequence[dict[str, Any]] = (),
+    file_info: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write ``results.json``, ``results.csv`` and ``settings.json`` into the folder ``out``.
 
@@ -278,16 +286,19 @@ def write_results(
     write_text_atomic(out / "settings.json", json.dumps(settings, indent=2) + "\n")
     # one row per input file: how many frames and clusters it gave, or why it failed
     buf = _stdio.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=("file", "status", "frames", "clusters", "labelled", "message"),
+    writer = csv.DictWriter(buf, fieldnames=("file", "status", "frames", "clusters", "labelled",
+                                             "pixel_size_A", "pixel_size_source", "message"),
                             lineterminator="\n")
     writer.writeheader()
     for p in paths:
         mine = [r for r in results if str(r.file) == str(p)]
+        info = (file_info or {}).get(str(p), {})
         errs = [f for f in failures if f["file"] == str(p)]
         writer.writerow({
             "file": str(p), "status": "failed" if errs and not mine else ("partial" if errs else "ok"),
             "frames": len({r.frame for r in mine}), "clusters": len(mine),
             "labelled": sum(r.label != "unknown" for r in mine),
+            "pixel_size_A": info.get("pixel_size_A"), "pixel_size_source": info.get("pixel_size_source"),
             "message": "; ".join(f"frame {f['frame']}: {f['message']}" if f["frame"] is not None
                                  else f["message"] for f in errs),
         })
