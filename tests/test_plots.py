@@ -118,6 +118,10 @@ def test_saliency_panels_are_titled_with_the_top_class():
     sal[:, 4:8, 4:8] = 1.0
     probs = np.array([[0.1, 0.7, 0.1, 0.1], [0.05, 0.05, 0.05, 0.85]])
     fig = plots.plot_saliency(crops, sal, probs)
-    assert [ax.get_title() for ax in fig.axes] == ["0: decahedral 0.70", "1: amorphous 0.85"]
+    assert [ax.get_title() for ax in fig.axes[:2]] == ["0: decahedral 0.70", "1: amorphous 0.85"]
+    assert fig.axes[2].get_ylabel() == "saliency (0–1)"  # the colour bar
+    assert any("Occlusion saliency" in t.get_text() for t in fig.texts)  # the caption
+    titled = plots.plot_saliency(crops, sal, probs, titles=["cluster 7: unknown", "cluster 9: fcc 0.95"])
+    assert [ax.get_title() for ax in titled.axes[:2]] == ["cluster 7: unknown", "cluster 9: fcc 0.95"]
     with pytest.raises(ValueError):
         plots.plot_saliency(crops, sal[:1], probs)

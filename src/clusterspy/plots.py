@@ -412,8 +412,10 @@ def plot_saliency(
     saliency: np.ndarray,
     probabilities: np.ndarray,
     classes: Sequence[str] = CLASSES,
+    *,
+    titles: Sequence[str] | None = None,
 ) -> Figure:
-    """Each cluster's crop with its saliency map laid over it, titled with the top class.
+    """Each cluster's crop with its saliency map laid over it, a colour bar and a caption.
 
     Parameters
     ----------
@@ -425,24 +427,38 @@ def plot_saliency(
         ``(N, K)`` class probabilities of the crops.
     classes : sequence of str
         Class names of the K columns.
+    titles : sequence of str, optional
+        One title per panel (e.g. ``"cluster 7: unknown (low confidence)"`` — the result's final
+        label and reason); default ``"k: class p"`` from ``probabilities``.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One panel per crop, titled ``"k: class p"``.
+        One panel per crop (magma: how much the top class's probability drops when that patch is
+        hidden), a colour bar, and a caption saying so.
     """
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
     from clusterspy.explain import saliency_overlay
 
     crops, saliency, probabilities = map(np.asarray, (crops, saliency, probabilities))
     if not (len(crops) == len(saliency) == len(probabilities) > 0):
         raise ValueError("crops, saliency and probabilities need the same number (> 0) of clusters")
-    fig = _figure((2.2 * len(crops), 2.5))
-    for k, (crop, sal) in enumerate(zip(crops, saliency, strict=True)):
-        ax = fig.add_subplot(1, len(crops), k + 1)
+    n = len(crops)
+    fig = _figure((max(4.5, 2.6 * n + 0.8), 3.4))
+    axes = [fig.add_axes((0.02 + k * 0.9 / n, 0.2, 0.88 / n, 0.66)) for k in range(n)]
+    for k, (ax, crop, sal) in enumerate(zip(axes, crops, saliency, strict=True)):
         ax.imshow(saliency_overlay(crop, sal))
         best = int(np.argmax(probabilities[k]))
-        ax.set_title(f"{k}: {classes[best]} {probabilities[k, best]:.2f}", fontsize=8)
+        title = titles[k] if titles is not None else f"{k}: {classes[best]} {probabilities[k, best]:.2f}"
+        ax.set_title(title, fontsize=8)
         ax.set_axis_off()
+    cax = fig.add_axes((0.935, 0.2, 0.015, 0.66))
+    fig.colorbar(ScalarMappable(Normalize(0, 1), "magma"), cax=cax, label="saliency (0–1)")
+    fig.text(0.02, 0.04, "Occlusion saliency: how much the most probable class's probability drops when "
+             "a patch\nof the crop (as the network saw it) is hidden; bright = the network relied on it.",
+             fontsize=7, va="bottom")
     return fig
 
 
@@ -554,8 +570,12 @@ def plot_overlay(
             ax.add_patch(Rectangle((r.x_px - half, r.y_px - half), 2 * half, 2 * half,
                                    fill=False, lw=1.5, ec=colour))
         reason = getattr(r, "reason", None)
-        text = (f"{r.cluster}: {r.label} {r.confidence:.2f}" if reason is None
-                else f"{r.cluster}: unknown ({reason.replace('_', ' ')})")
+        if reason is None:
+            text = f"{r.cluster}: {r.label} {r.confidence:.2f}"
+        elif len(results) > 12:  # crowded fields: the number only (the table has the reason)
+            text = f"{r.cluster}"
+        else:
+            text = f"{r.cluster}: unknown ({reason.replace('_', ' ')})"
         ax.text(r.x_px - half, r.y_px - half - 2, text,
                 color="white", fontsize=8, va="bottom", ha="left",
                 bbox={"facecolor": colour, "alpha": 0.85, "pad": 1.5, "lw": 0})

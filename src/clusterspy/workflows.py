@@ -191,7 +191,10 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
         crops.append(crop_cluster(image, d, model.crop_pixel_size_A(size_A), model.crop_px))
     crops = np.stack(crops)
     probs = np.array([[r.probabilities[c] for c in CLASSES] for r in judged])
-    fig = plot_saliency(crops, occlusion_saliency(model, crops), probs, CLASSES)
+    titles = [f"cluster {r.cluster}: {r.label} {r.confidence:.2f}" if r.reason is None else
+              f"cluster {r.cluster}: unknown\n({r.reason.replace('_', ' ')}; top "
+              f"{max(r.probabilities, key=r.probabilities.get)} {r.confidence:.2f})" for r in judged]
+    fig = plot_saliency(crops, occlusion_saliency(model, crops), probs, CLASSES, titles=titles)
     return save_figure(fig, path, dpi=110)
 
 
