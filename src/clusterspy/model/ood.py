@@ -71,8 +71,8 @@ def fit_ood(features: np.ndarray, labels: np.ndarray, n_classes: int = 4,
     return means, np.linalg.inv(cov)
 
 
-def finalise(model_dir: str | Path, data: str | Path, spec: Any, *, quantile: float = 0.995,
-             calibration_every: int = 10) -> dict[str, Any]:
+def finalise(model_dir: str | Path, data: str | Path | None, spec: Any, *, quantile: float = 0.995,
+             calibration_every: int = 10, n_examples: int = 2000) -> dict[str, Any]:
     """Add the features output, fit the OOD statistics, write the domain; returns the card's ``ood``."""
     from clusterspy.datasets import load, load_spec
     from clusterspy.domain import mahalanobis_distance
@@ -92,10 +92,13 @@ def finalise(model_dir: str | Path, data: str | Path, spec: Any, *, quantile: fl
     card.seal()
     card.write()
 
-    x, y, _ = load(data)
-    idx = np.arange(len(y))
     k = int(calibration_every)
-    held = idx[(idx // 4) % k == k - 1]
+    if data is not None:
+        x, y, _ = load(data)
+        idx = np.arange(len(y))
+        held = idx[(idx // 4) % k == k - 1]
+    else:  # remake the held-out examples from the specification (bit-identical: seed and index)
+        x, y, held = _held_out_from_spec(full_spec, k, n_examples)
     net = OnnxNetwork(onnx_path, ModelCard.read(model_dir))
     _, feats = net.run(x[held], features=True)
     if feats is None:
@@ -119,6 +122,19 @@ def finalise(model_dir: str | Path, data: str | Path, spec: Any, *, quantile: fl
     return ood
 
 
+def _held_out_from_spec(spec: dict[str, Any], k: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The first ``n`` held-out examples ``(index // 4) % k == k - 1`` of a specification, made
+    with :func:`clusterspy.datasets.make_sample` (identical to those of its dataset)."""
+    from clusterspy.datasets import make_sample
+
+    idx = np.arange(int(spec["n_images"]))
+    held = idx[(idx // 4) % k == k - 1][:n]
+    made = [make_sample(spec, int(i)) for i in held]
+    x = np.stack([m[0] for m in made])
+    y = np.array([m[1] for m in made])
+    return x, y, np.arange(len(held))
+
+
 def _domain(spec: dict[str, Any]) -> dict[str, Any]:
     from clusterspy.weights.card import domain_from_spec
 
@@ -128,11 +144,14 @@ def _domain(spec: dict[str, Any]) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Out-of-distribution statistics and domain of a model.")
     ap.add_argument("model_dir")
-    ap.add_argument("--data", required=True, help="the training set (zarr) the model was trained on")
+    ap.add_argument("--data", default=None,
+                    help="the training set (zarr) the model was trained on; default: remake its held-out "
+                         "examples from --spec")
+    ap.add_argument("--n", type=int, default=2000, help="held-out examples remade from --spec")
     ap.add_argument("--spec", required=True, help="its dataset specification (YAML)")
     ap.add_argument("--quantile", type=float, default=0.995)
     a = ap.parse_args(argv)
-    print(finalise(a.model_dir, a.data, a.spec, quantile=a.quantile))
+    print(finalise(a.model_dir, a.data, a.spec, quantile=a.quantile, n_examples=a.n))
 
 
 if __name__ == "__main__":
