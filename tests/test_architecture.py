@@ -63,12 +63,6 @@ DESIGN_TABLE: dict[str, frozenset[str]] = {
 #: ``(file relative to src/clusterspy, imported part) -> why``. An entry that no longer matches
 #: an import fails :func:`test_known_exceptions_are_still_needed`, so the list only shrinks.
 KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # TODO after v3 training: export imports weights (DEFAULT_NORMALISATION, sha256_file live in
-    # clusterspy.weights); export.py is imported by the running v3 training at its end, so not edited now.
-    ("model/export.py", "predict"): "write_card takes DEFAULT_NORMALISATION, sha256_file from predict",
-    # TODO (owner of domain/weights): mahalanobis_distance belongs in weights, where model and predict
-    # meet; the OOD threshold must be computed with the very function inference uses, so no copy here.
-    ("model/ood.py", "domain"): "finalise uses domain.mahalanobis_distance",
     # TODO (owner of predict): predict may import weights, detection, domain — not io; as_image
     # (path / array / Signal2D → Image) belongs to the caller, or the table should list io for predict.
     ("predict.py", "io"): "classify() turns its input into an Image with io.as_image",

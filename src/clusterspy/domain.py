@@ -35,6 +35,10 @@ import numpy as np
 
 from clusterspy.errors import ConfigError, OutOfDomainError
 from clusterspy.image import Image
+from clusterspy.weights.card import mahalanobis_distance
+
+__all__ = ["REASONS", "REASON_TEXT", "check_image", "cluster_reasons", "lattice_contrast",
+           "lattice_over_shape", "looks_bright_field", "mahalanobis_distance", "particle_diameter_A"]
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
@@ -315,23 +319,3 @@ def _crowded(i: int, xy_A: np.ndarray, diam_A: np.ndarray, field_A: float) -> bo
     for j in np.flatnonzero(others):
         covered |= ((pts - xy_A[j]) ** 2).sum(1) < (0.5 * diam_A[j]) ** 2
     return bool(covered.mean() > NEIGHBOUR_FIELD_SHARE)
-
-
-def mahalanobis_distance(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
-    """Smallest Mahalanobis distance of each feature row to the class means (shared covariance).
-
-    Parameters
-    ----------
-    features : numpy.ndarray
-        ``(N, F)`` pooled network features.
-    means : numpy.ndarray
-        ``(K, F)`` class means on in-domain training images.
-    precision : numpy.ndarray
-        ``(F, F)`` inverse of the shared (tied) covariance.
-    """
-    f = np.asarray(features, np.float64)
-    d2 = []
-    for m in np.asarray(means, np.float64):
-        z = f - m
-        d2.append(np.einsum("ij,jk,ik->i", z, precision, z))
-    return np.sqrt(np.maximum(np.min(np.stack(d2, 1), axis=1), 0.0))

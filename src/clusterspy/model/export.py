@@ -20,7 +20,7 @@ def export_onnx(model, path: str | Path, crop_px: int, *, check: bool = True,
     """Export ``model`` (logits out) to ONNX with a dynamic batch axis (TorchScript exporter).
 
     Input ``crops``: ``(N, 1, crop_px, crop_px)`` float32, already normalised by
-    :func:`clusterspy.predict.normalise_crops`; output ``logits``: ``(N, 4)``.
+    :func:`clusterspy.weights.normalise_crops`; output ``logits``: ``(N, 4)``.
     With ``check``, ONNX Runtime outputs are compared with PyTorch's (``atol``).
     """
     import torch
@@ -50,8 +50,14 @@ def export_onnx(model, path: str | Path, crop_px: int, *, check: bool = True,
 def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: float,
                threshold: float, metrics: dict[str, Any], training: dict[str, Any],
                network: dict[str, Any], unknown_precision: float) -> Path:
-    """Write ``model_card.json`` next to ``onnx_path`` (with the SHA-256 of the weights)."""
-    from clusterspy.predict import DEFAULT_NORMALISATION, sha256_file
+    """Write ``model_card.json`` next to ``onnx_path`` (with the SHA-256 of the weights), atomically.
+
+    The card records the crop geometry (``pixel_size_A``, ``crop_px``, ``field_factor``) and the
+    domain of validity implied by the training specification
+    (:func:`clusterspy.weights.card.domain_from_spec`).
+    """
+    from clusterspy.weights import DEFAULT_NORMALISATION, ModelCard, sha256_file
+    from clusterspy.weights.card import domain_from_spec
 
     onnx_path = Path(onnx_path)
     card = {
@@ -62,7 +68,7 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
         "pixel_size_A": float(spec["pixel_size_A"]),
         "crop_px": int(spec["crop_px"]),
         "input": {"name": "crops", "shape": ["N", 1, int(spec["crop_px"]), int(spec["crop_px"])],
-                  "dtype": "float32", "note": "normalised crops (clusterspy.predict.normalise_crops)"},
+                  "dtype": "float32", "note": "normalised crops (clusterspy.weights.normalise_crops)"},
         "output": {"name": "logits", "shape": ["N", len(CLASSES)],
                    "note": "calibrated probabilities = softmax(logits / temperature)"},
         "normalisation": dict(DEFAULT_NORMALISATION),
@@ -75,10 +81,11 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
         "weights_file": onnx_path.name,
         "weights_sha256": sha256_file(onnx_path),
     }
-    out = onnx_path.with_name("model_card.json")
-    with open(out, "w", encoding="utf-8") as fh:
-        json.dump(card, fh, indent=1, default=_json_default)
-    return out
+    if spec.get("field_factor"):
+        card["field_factor"] = float(spec["field_factor"])
+    card["domain"] = domain_from_spec(spec)
+    return ModelCard(json.loads(json.dumps(card, default=_json_default)), onnx_path.parent).write(
+        onnx_path.with_name("model_card.json"))
 
 
 def _json_default(o: Any) -> Any:

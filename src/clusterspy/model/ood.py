@@ -75,8 +75,8 @@ def finalise(model_dir: str | Path, data: str | Path | None, spec: Any, *, quant
              calibration_every: int = 10, n_examples: int = 2000) -> dict[str, Any]:
     """Add the features output, fit the OOD statistics, write the domain; returns the card's ``ood``."""
     from clusterspy.datasets import load, load_spec
-    from clusterspy.domain import mahalanobis_distance
     from clusterspy.weights import OnnxNetwork
+    from clusterspy.weights.card import mahalanobis_distance
 
     model_dir = Path(model_dir)
     onnx_path = model_dir / "model.onnx"

@@ -109,6 +109,26 @@ def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def mahalanobis_distance(features: np.ndarray, means: np.ndarray, precision: np.ndarray) -> np.ndarray:
+    """Smallest Mahalanobis distance of each feature row to the class means (shared covariance).
+
+    Parameters
+    ----------
+    features : numpy.ndarray
+        ``(N, F)`` pooled network features.
+    means : numpy.ndarray
+        ``(K, F)`` class means on in-domain training images.
+    precision : numpy.ndarray
+        ``(F, F)`` inverse of the shared (tied) covariance.
+    """
+    f = np.asarray(features, np.float64)
+    d2 = []
+    for m in np.asarray(means, np.float64):
+        z = f - m
+        d2.append(np.einsum("ij,jk,ik->i", z, precision, z))
+    return np.sqrt(np.maximum(np.min(np.stack(d2, 1), axis=1), 0.0))
+
+
 def sphere_diameter_nm(n_atoms: float, element: str = "Au") -> float:
     """Diameter [nm] of a compact fcc particle of ``n_atoms`` atoms (``π D³/6 = N a³/4``)."""
     a = _LATTICE_A.get(element, 4.078)
