@@ -177,13 +177,16 @@ def _ood_inputs(n_each: int = 10) -> list[tuple[str, np.ndarray, float, dict]]:
 
     rng = np.random.default_rng(2026)
     items: list[tuple[str, np.ndarray, float, dict]] = []
-    x, _, _ = _load_sets(40, 1)
-    for img in x[:n_each]:
-        items.append(("bright_field (inverted PRISM)", float(img.max()) - img, IMAGE_PX_A, {}))
-    for img in x[n_each: 2 * n_each]:
-        blurred = ndi.gaussian_filter(img.astype(float), 2.5 / IMAGE_PX_A)
+    from clusterspy.datasets import load
+
+    x, _, ms = load(sizes_path(), partial=True)
+    small = [k for k, m in enumerate(ms) if m["diameter_A"] < 50]
+    for k in small[:n_each]:
+        items.append(("bright field (inverted simulated HAADF)", float(x[k].max()) - x[k], IMAGE_PX_A, {}))
+    for k in small[n_each: 2 * n_each]:
+        blurred = ndi.gaussian_filter(x[k].astype(float), 2.5 / IMAGE_PX_A)
         scale = 2000.0 / max(float(blurred.max()), 1e-9)
-        items.append(("unresolved blob (PRISM, 2.5 Å blur)",
+        items.append(("unresolved blob (simulated cluster, 2.5 Å blur)",
                       rng.poisson(np.clip(blurred, 0, None) * scale).astype(np.float32), IMAGE_PX_A, {}))
     items += _simulated_ood(rng, n_each)
     items += _package_images()

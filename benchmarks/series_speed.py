@@ -80,7 +80,7 @@ class StandIn:
         return p
 
 
-def child(path: str, out: str, stand_in: bool) -> None:
+def child(path: str, out: str, stand_in: bool, model_path: str | None = None) -> None:
     import resource
 
     from clusterspy.series import classify_series
@@ -89,7 +89,7 @@ def child(path: str, out: str, stand_in: bool) -> None:
     if model is None:
         from clusterspy.predict import load_model
 
-        model = load_model()
+        model = load_model(model_path)
     data = np.load(path, mmap_mode="r")
     t0 = time.perf_counter()
     res = classify_series(data, PX, frame_time_s=0.02, model=model, out=out, resume=False,
@@ -119,10 +119,12 @@ def _vm_hwm() -> int | None:
     return None
 
 
-def run_child(path: Path, out: Path, stand_in: bool) -> dict:
+def run_child(path: Path, out: Path, stand_in: bool, model_path: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--child", str(path), str(out)]
     if stand_in:
         cmd.append("--stand-in-model")
+    if model_path:
+        cmd += ["--model", model_path]
     r = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if r.returncode != 0:
         raise RuntimeError(r.stderr[-3000:])
@@ -135,16 +137,17 @@ def main() -> None:
     ap.add_argument("--rss-frames", type=int, default=2000)
     ap.add_argument("--stand-in-model", action="store_true")
     ap.add_argument("--child", nargs=2)
+    ap.add_argument("--model", default=None, help="model folder or .onnx (default: shipped)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "series_speed.json"))
     args = ap.parse_args()
     if args.child:
-        child(*args.child, args.stand_in_model)
+        child(*args.child, args.stand_in_model, args.model)
         return
     if not args.stand_in_model:
         try:
             from clusterspy.predict import load_model
 
-            load_model()
+            load_model(args.model)
         except Exception as exc:
             sys.exit(f"the shipped model is not available ({exc}); "
                      "run with --stand-in-model to time everything but the network")
@@ -174,9 +177,9 @@ def main() -> None:
             del mm, src
         else:
             small = path
-        result["speed"] = run_child(small, tmp_p / "out_speed", args.stand_in_model)
+        result["speed"] = run_child(small, tmp_p / "out_speed", args.stand_in_model, args.model)
         print("speed:", result["speed"], flush=True)
-        result["memory"] = run_child(path, tmp_p / "out_rss", args.stand_in_model)
+        result["memory"] = run_child(path, tmp_p / "out_rss", args.stand_in_model, args.model)
         print("memory:", result["memory"], flush=True)
     result["load_average_at_end"] = list(os.getloadavg())
     result["meets_speed_goal"] = result["speed"]["frames_per_s"] >= 50

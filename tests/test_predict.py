@@ -52,11 +52,19 @@ def test_normalise_crops_robust():
 
 
 def test_sha_mismatch_is_a_clear_error(tmp_path):
-    shutil.copy(DEFAULT_MODEL, tmp_path / "model.onnx")
-    card = json.loads(DEFAULT_MODEL.with_name("model_card.json").read_text())
-    card["weights_sha256"] = "0" * 64
-    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    for f in DEFAULT_MODEL.parent.iterdir():
+        if f.is_file() and f.suffix in (".onnx", ".json", ".npz"):
+            shutil.copy(f, tmp_path / f.name)
+    load_model(tmp_path / "model.onnx")  # an intact copy loads
+    weights = bytearray((tmp_path / "model.onnx").read_bytes())
+    weights[-1] ^= 0xFF  # one flipped byte in the weights
+    (tmp_path / "model.onnx").write_bytes(bytes(weights))
     with pytest.raises(InputFileError, match="SHA-256 mismatch"):
+        load_model(tmp_path / "model.onnx")
+    card = json.loads(DEFAULT_MODEL.with_name("model_card.json").read_text())
+    card["weights_sha256"] = "0" * 64  # the card edited to match other weights
+    (tmp_path / "model_card.json").write_text(json.dumps(card))
+    with pytest.raises(InputFileError, match="edited after export"):
         load_model(tmp_path / "model.onnx")
     with pytest.raises(InputFileError, match="not found"):
         load_model(tmp_path / "missing.onnx")

@@ -79,7 +79,7 @@ def classify(
     ] = Contrast.auto,
     min_size: Annotated[
         float | None,
-        typer.Option("--min-size", help="Smallest cluster diameter reported, in nm (default: 0.6 × the "
+        typer.Option("--min-size", help="Smallest cluster diameter reported, in nm (default: 0.8 × the "
                      "model's smallest, so smaller clusters are named too_small)."),
     ] = None,
     max_size: Annotated[

@@ -153,9 +153,10 @@ def load_model(path: str | Path | None = None) -> Model:
 
     Parameters
     ----------
-    path : path, optional
-        An ``.onnx`` file (its card is ``model_card.json`` or ``<stem>.json`` next to it) or a
-        folder holding ``model.onnx``; default: the weights shipped in ``clusterspy/weights``.
+    path : path or str, optional
+        An ``.onnx`` file (its card is ``model_card.json`` or ``<stem>.json`` next to it), a
+        folder holding ``model.onnx``, or the name of an earlier model shipped beside the default
+        (``"isomernet-v2"``); default: the weights shipped in ``clusterspy/weights``.
 
     Raises
     ------
@@ -163,6 +164,8 @@ def load_model(path: str | Path | None = None) -> Model:
         If the file or its card is missing, or a SHA-256 does not match.
     """
     p = Path(path) if path is not None else DEFAULT_MODEL
+    if path is not None and not p.exists() and (WEIGHTS_DIR / str(path)).is_dir():
+        p = WEIGHTS_DIR / str(path)  # a shipped earlier model by name, e.g. "isomernet-v2"
     if p.is_dir():
         p = p / "model.onnx"
     if not p.is_file():
@@ -239,7 +242,7 @@ def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float
     for name, v in (("--min-size", min_size_nm), ("--max-size", max_size_nm)):
         if v is not None and not (np.isfinite(float(v)) and float(v) > 0):
             raise ConfigError(f"{name} must be a positive diameter in nm, got {v}")
-    lo = 10.0 * float(min_size_nm) if min_size_nm is not None else max(4.0, 0.6 * d_lo)
+    lo = 10.0 * float(min_size_nm) if min_size_nm is not None else max(6.0, 0.8 * d_lo)
     hi = 10.0 * float(max_size_nm) if max_size_nm is not None else 2.5 * d_hi
     if lo >= hi:
         raise ConfigError(f"the size range is empty: {lo / 10:g}–{hi / 10:g} nm "

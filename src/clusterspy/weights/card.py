@@ -285,6 +285,7 @@ class ModelCard:
             with os.fdopen(fd, "w", encoding="utf-8") as fh:
                 json.dump(self.data, fh, indent=1, default=_json_default)
                 fh.write("\n")
+            os.chmod(tmp, 0o644)  # mkstemp makes it private; a card is read by everyone
             os.replace(tmp, out)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
