@@ -103,6 +103,7 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
     out: dict[str, Any] = {"n_images": len(y), "spec": {k: v for k, v in PRISM_SPEC.items()
                                                          if k != "backend_options"}}
     per_condition: dict[str, float] = {}
+    wrong_labels: dict[str, int] = {}
     base_labels = []
     reasons: dict[str, int] = {}
     for deg in ROTATIONS_DEG:
@@ -110,16 +111,19 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
             if deg and s != 1.0:
                 continue  # rotations at the true pixel size, scale errors unrotated
             hits = []
+            wrong = 0
             for img, t in zip(x, truth, strict=True):
                 res, _ = _run(_rotate(img, deg), IMAGE_PX_A * s, model)
                 r = _central(res, img.shape)
                 lab = r.label if r is not None else "unknown"
                 hits.append(lab == t)
+                wrong += int(lab not in ("unknown", t))
                 if deg == 0 and s == 1.0:
                     base_labels.append(lab)
                     key = (r.reason if r is not None else "no_cluster") or "accepted"
                     reasons[key] = reasons.get(key, 0) + 1
             per_condition[f"rot{deg:03d}_px{s:.2f}"] = float(np.mean(hits))
+            wrong_labels[f"rot{deg:03d}_px{s:.2f}"] = wrong
     base = np.array(base_labels, dtype=object)
     accepted = base != "unknown"
     correct = base == np.array(truth, dtype=object)
@@ -133,6 +137,10 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
     out["rotation_accuracy_mean"] = float(np.mean(rot))
     out["pixel_size_error_accuracy"] = {f"{s:.2f}": per_condition[f"rot000_px{s:.2f}"] for s in SCALES}
     out["worst_case_accuracy"] = float(min(per_condition.values()))
+    out["wrong_labels_by_condition"] = wrong_labels  # a label given, and not the true isomer
+    out["wrong_labels_total"] = int(sum(wrong_labels.values()))
+    out["labels_given_total"] = int(sum(round(v * len(y)) for v in per_condition.values())
+                                    + sum(wrong_labels.values()))
     sizes = np.array([m["n_atoms"] for m in metas])
     out["accuracy_by_atoms"] = {
         f"{lo}-{hi}": float(correct[(sizes >= lo) & (sizes < hi)].mean())

@@ -156,7 +156,7 @@ def load_model(path: str | Path | None = None) -> Model:
     path : path or str, optional
         An ``.onnx`` file (its card is ``model_card.json`` or ``<stem>.json`` next to it), a
         folder holding ``model.onnx``, or the name of an earlier model shipped beside the default
-        (``"isomernet-v2"``); default: the weights shipped in ``clusterspy/weights``.
+        (``"isomernet-v3"``); default: the weights shipped in ``clusterspy/weights``.
 
     Raises
     ------
@@ -165,7 +165,7 @@ def load_model(path: str | Path | None = None) -> Model:
     """
     p = Path(path) if path is not None else DEFAULT_MODEL
     if path is not None and not p.exists() and (WEIGHTS_DIR / str(path)).is_dir():
-        p = WEIGHTS_DIR / str(path)  # a shipped earlier model by name, e.g. "isomernet-v2"
+        p = WEIGHTS_DIR / str(path)  # another shipped model by name, e.g. "isomernet-v3"
     if p.is_dir():
         p = p / "model.onnx"
     if not p.is_file():
