@@ -46,7 +46,8 @@ def _nearest(results, x: float, y: float):
 
 def _summary(r) -> dict:
     d = r.to_dict()
-    return {k: d[k] for k in ("cluster", "x_px", "y_px", "label", "confidence", "probabilities")}
+    return {k: d[k] for k in ("cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
+                              "probabilities")}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -105,9 +106,11 @@ def main(argv: list[str] | None = None) -> dict | None:
                 scaled.append({"pixel_size_factor": factor, "label": m.label,
                                "confidence": m.confidence, "probabilities": m.probabilities})
             labels = [d["label"] for d in dihedral] + [s["label"] for s in scaled]
-            tops = [max(d["probabilities"], key=d["probabilities"].get)
-                    for d in dihedral + scaled]
-            main_top = max(main_r.probabilities, key=main_r.probabilities.get)
+            def top(p):  # None: the cluster was never shown to the network (a domain reason)
+                return None if not p else max(p, key=p.get)
+
+            tops = [top(d["probabilities"]) for d in dihedral + scaled]
+            main_top = top(main_r.probabilities)
             entry["stability"] = {
                 "dihedral_8": dihedral, "pixel_size_pm10pct": scaled,
                 "agreement_with_original": float(np.mean([lab == main_r.label for lab in labels])),
@@ -118,8 +121,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                         "(test-time augmentation), so flip/rotation stability is largely by "
                         "construction; the ±10 % pixel-size test is the informative one",
                 "mean_probabilities_dihedral": {
-                    c: float(np.mean([d["probabilities"][c] for d in dihedral]))
-                    for c in main_r.probabilities},
+                    c: float(np.mean([d["probabilities"][c] for d in dihedral if d["probabilities"]]))
+                    for c in (main_r.probabilities or {})},
             }
         out["files"][f.name] = entry
     out["seconds"] = round(time.time() - t0, 1)
@@ -128,7 +131,8 @@ def main(argv: list[str] | None = None) -> dict | None:
         json.dump(out, fh, indent=1)
     for name, e in out["files"].items():
         print(name, e["n_clusters"], "cluster(s):",
-              [(c["label"], round(c["confidence"], 3)) for c in e["clusters"]])
+              [(c["label"], c.get("reason"), c["confidence"] and round(c["confidence"], 3))
+               for c in e["clusters"]])
         if "stability" in e:
             st = e["stability"]
             print("  main cluster", e["main_cluster"]["label"], "(most probable",

@@ -191,6 +191,22 @@ def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float
     return power, f, sigma**2 * float((w**2).sum()), nyq
 
 
+def resolution_scores(image: Image, x_px: float, y_px: float, diameter_A: float) -> tuple[float, float]:
+    """``(lattice_contrast, lattice_over_shape)`` from one window spectrum (one FFT)."""
+    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    if spec is None:
+        return float("nan"), float("nan")
+    power, f, noise, nyq = spec
+    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    shape = power[(f >= SHAPE_BAND[0]) & (f < SHAPE_BAND[1])]
+    if band.size < 8:
+        return float("nan"), float("nan")
+    p95 = float(np.percentile(band, 95))
+    lc = p95 / noise if noise > 0 else float("nan")
+    ls = p95 / float(np.median(shape)) if shape.size >= 4 and np.median(shape) > 0 else float("nan")
+    return lc, ls
+
+
 def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
     """How strongly atomic columns show inside a cluster, in units of the noise.
 
@@ -290,8 +306,7 @@ def cluster_reasons(
             out.append("neighbour_in_view")
             continue
         if check_resolution:
-            lc = lattice_contrast(image, d.x_px, d.y_px, diam[i])
-            ls = lattice_over_shape(image, d.x_px, d.y_px, diam[i])
+            lc, ls = resolution_scores(image, d.x_px, d.y_px, diam[i])
             if (np.isfinite(lc) and lc < lc_min) or (np.isfinite(ls) and ls < ls_min):
                 out.append("not_resolved")
                 continue
