@@ -19,42 +19,25 @@ Images are generated once (resumable, Dask) into ``benchmarks/cache/`` (git-igno
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE / "cache"
+sys.path.insert(0, str(HERE))
+
+from accuracy_prism import TEST_SPEC  # noqa: E402
 
 #: Pixel size of every test image [Å/px].
 IMAGE_PX_A = 0.4
 
+#: accuracy_prism.py's PRISM test settings (never used in training), as 64 Å images of 55–923 atoms.
 PRISM_SPEC = {
+    **TEST_SPEC,
     "seed": 525252,
-    "chunk_size": 4,
     "crop_px": 160,  # 64 Å images at 0.4 Å/px
     "pixel_size_A": IMAGE_PX_A,
-    "backend": "prism",
-    "backend_options": {"frozen_phonons": 1, "interpolation": 4, "slice_thickness_A": 2.5,
-                        "potential_sampling_A": 0.065},
-    "compact_field": 5.0,
     "size_atoms": [55, 923],
-    "elements": ["Au", "Pt", "Pd"],
-    "amorphous_variants": [3, 16],
-    "zone_axis_fraction": 0.25,
-    "thermal_sigma_A": 0.0,
-    "energy_keV": {"choices": [100.0, 200.0]},
-    "semiangle_mrad": {"choices": [18.0, 28.0]},
-    "detector_inner_mrad": {"choices": [45.0, 60.0]},
-    "detector_outer_mrad": 120.0,
-    "source_size_A": [0.4, 0.8],
-    "defocus_A": 0.0,
-    "image_pixel_size_A": {"choices": [0.22, 0.35, 0.55]},
-    "dose_e_per_A2": {"choices": [2.0e3, 2.0e4, 2.0e5]},
-    "jitter_px": [0.0, 0.3],
-    "support_probability": 0.0,
-    "neighbour_probability": 0.0,
-    "cut_probability": 0.0,
-    "background": [0.0, 0.1],
-    "gamma": 1.0,
     "centre_error_A": 0.0,
 }
 

@@ -40,6 +40,12 @@ class Contrast(StrEnum):
     haadf = "haadf"
 
 
+ContrastOption = Annotated[
+    Contrast,
+    typer.Option(help="'auto' refuses images that look like bright field; 'haadf': trust they are HAADF."),
+]
+
+
 class Border(StrEnum):
     """What to do with clusters touching the image edge."""
 
@@ -73,10 +79,7 @@ def classify(
     explain: Annotated[
         bool, typer.Option("--explain", help="Also save occlusion-saliency maps (needs --out).")
     ] = False,
-    contrast: Annotated[
-        Contrast,
-        typer.Option(help="'auto' refuses images that look like bright field; 'haadf': trust it is HAADF."),
-    ] = Contrast.auto,
+    contrast: ContrastOption = Contrast.auto,
     min_size: Annotated[
         float | None,
         typer.Option("--min-size", help="Smallest cluster diameter reported, in nm (default: 0.8 × the "
@@ -149,10 +152,7 @@ def series(
     model: Annotated[
         Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
     ] = None,
-    contrast: Annotated[
-        Contrast,
-        typer.Option(help="'auto' refuses series that look like bright field; 'haadf': trust it is HAADF."),
-    ] = Contrast.auto,
+    contrast: ContrastOption = Contrast.auto,
     temperature: Annotated[
         float | None,
         typer.Option(

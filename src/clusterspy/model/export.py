@@ -57,7 +57,7 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
     (:func:`clusterspy.weights.card.domain_from_spec`).
     """
     from clusterspy.weights import DEFAULT_NORMALISATION, ModelCard, sha256_file
-    from clusterspy.weights.card import domain_from_spec
+    from clusterspy.weights.card import _json_default, domain_from_spec
 
     onnx_path = Path(onnx_path)
     card = {
@@ -86,13 +86,3 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
     card["domain"] = domain_from_spec(spec)
     return ModelCard(json.loads(json.dumps(card, default=_json_default)), onnx_path.parent).write(
         onnx_path.with_name("model_card.json"))
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o)}")
