@@ -119,6 +119,11 @@ def classify(
         paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain,
         failures=failures, file_info=file_info, **options,
     )
+    for name, info in file_info.items():
+        own = info.get("file_pixel_size_A")
+        if own and info.get("pixel_size_source") == "user" and abs(own / info["pixel_size_A"] - 1) > 0.01:
+            typer.echo(f"clusterspy: note: {name}: --pixel-size {info['pixel_size_A']:g} Å/px overrides the "
+                       f"file's own calibration ({own:g} Å/px)", err=True)
     for f in failures or []:
         where = f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})"
         typer.echo(f"clusterspy: {where}: {f['message']}", err=True)

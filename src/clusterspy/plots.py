@@ -446,18 +446,19 @@ def plot_saliency(
     if not (len(crops) == len(saliency) == len(probabilities) > 0):
         raise ValueError("crops, saliency and probabilities need the same number (> 0) of clusters")
     n = len(crops)
-    fig = _figure((max(4.5, 2.6 * n + 0.8), 3.4))
-    axes = [fig.add_axes((0.02 + k * 0.9 / n, 0.2, 0.88 / n, 0.66)) for k in range(n)]
+    fig = _figure((max(6.5, 2.6 * n + 1.2), 3.6))
+    fig.set_layout_engine("none")  # axes are placed by hand (colour bar, caption)
+    axes = [fig.add_axes((0.02 + k * 0.84 / n, 0.22, 0.82 / n, 0.64)) for k in range(n)]
     for k, (ax, crop, sal) in enumerate(zip(axes, crops, saliency, strict=True)):
         ax.imshow(saliency_overlay(crop, sal))
         best = int(np.argmax(probabilities[k]))
         title = titles[k] if titles is not None else f"{k}: {classes[best]} {probabilities[k, best]:.2f}"
         ax.set_title(title, fontsize=8)
         ax.set_axis_off()
-    cax = fig.add_axes((0.935, 0.2, 0.015, 0.66))
+    cax = fig.add_axes((0.88, 0.22, 0.018, 0.64))
     fig.colorbar(ScalarMappable(Normalize(0, 1), "magma"), cax=cax, label="saliency (0–1)")
-    fig.text(0.02, 0.04, "Occlusion saliency: how much the most probable class's probability drops when "
-             "a patch\nof the crop (as the network saw it) is hidden; bright = the network relied on it.",
+    fig.text(0.02, 0.03, "Occlusion saliency: how much the most probable class's probability drops\n"
+             "when a patch of the crop (as the network saw it) is hidden; bright = relied on.",
              fontsize=7, va="bottom")
     return fig
 

@@ -325,7 +325,7 @@ def classify(
         If no cluster is found; the message says what was there.
     """
     from clusterspy.detection import detect_clusters
-    from clusterspy.domain import DETECTED_TO_PROJECTED, check_image, particle_diameter_A
+    from clusterspy.domain import DETECTED_TO_PROJECTED, check_image, cluster_reasons, particle_diameter_A
     from clusterspy.errors import ConfigError
 
     if pixel_size is not None:
@@ -345,15 +345,19 @@ def classify(
     detections = detect_clusters(img, min_diameter_A=min(lo_A, det_lo) / DETECTED_TO_PROJECTED,
                                  max_diameter_A=max(hi_A, det_hi) / DETECTED_TO_PROJECTED,
                                  exclude_border=False, polarity="bright")
-    detections = [d for d in detections
-                  if lo_A <= particle_diameter_A(d.diameter_A) <= hi_A]
-    if border == "skip":
-        rows, cols = img.shape
-        detections = [d for d in detections
-                      if d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols]
-    if not detections:
+    # the domain reasons see every cluster found (a neighbour outside the user's size range is
+    # still a neighbour); the user's range and border choice only select what is reported
+    diam = [particle_diameter_A(d.diameter_A) for d in detections]
+    reasons = cluster_reasons(img, detections, card.domain, diameters_A=diam,
+                              field_A=[card.crop_px * card.crop_pixel_size_A(D) for D in diam])
+    rows, cols = img.shape
+    keep = [i for i, d in enumerate(detections)
+            if lo_A <= diam[i] <= hi_A and (border == "flag" or (
+                d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols))]
+    if not keep:
         raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast))
-    return judge(img, detections, mdl, file=file if file is not None else name, frame=frame)
+    return judge(img, [detections[i] for i in keep], mdl, file=file if file is not None else name,
+                 frame=frame, reasons=[reasons[i] for i in keep])
 
 
 def judge(image: Image, detections: list[Any], model: Model, *, file: str | None = None,

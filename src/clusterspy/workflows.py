@@ -113,7 +113,8 @@ def classify_files(
             sources.append((Path(p), series))
             if file_info is not None:
                 file_info[str(p)] = {"pixel_size_A": series.pixel_size_A,
-                                     "pixel_size_source": series.metadata.get("pixel_size_source")}
+                                     "pixel_size_source": series.metadata.get("pixel_size_source"),
+                                     "file_pixel_size_A": series.metadata.get("file_pixel_size_A")}
         except ClusterSpyError as exc:
             failed(Path(p), None, exc)
     from clusterspy.predict import classify, load_model
