@@ -158,12 +158,14 @@ def sizes_part(model: Any) -> dict:
         return {"skipped": "no size images: run python benchmarks/domain_sets.py"}
     x, y, metas = load(p, partial=True)
     d_nm = np.array([m["diameter_A"] / 10 for m in metas])
-    labels, reasons = [], []
-    for img in x:
+    labels, reasons, size_ratio = [], [], []
+    for img, m in zip(x, metas, strict=True):
         res, why = _run(img, IMAGE_PX_A, model)
         r = _central(res, img.shape)
         labels.append(r.label if r is not None else "unknown")
         reasons.append((r.reason if r is not None else why) or "accepted")
+        if r is not None:  # reported diameter (detector × DETECTED_TO_PROJECTED) / the atoms' hull
+            size_ratio.append(10.0 * r.diameter_nm / m["diameter_A"])
     truth = np.array([CLASSES[k] for k in y], dtype=object)
     correct = np.array(labels, dtype=object) == truth
     bins = [(0.8, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 5.0), (5.0, 6.5), (6.5, 9.0)]
@@ -175,7 +177,9 @@ def sizes_part(model: Any) -> dict:
             by[f"{lo}-{hi} nm"] = {"n": int(m.sum()), "accuracy_unknown_wrong": float(correct[m].mean()),
                                    "accepted": float(np.mean(rs == "accepted")),
                                    "reasons": {k: int(np.sum(rs == k)) for k in set(rs)}}
-    return {"n_images": len(y), "by_diameter": by, "accuracy_unknown_wrong": float(correct.mean())}
+    return {"n_images": len(y), "by_diameter": by, "accuracy_unknown_wrong": float(correct.mean()),
+            "reported_over_true_diameter": {"median": float(np.median(size_ratio)),
+                                            "p10_p90": np.percentile(size_ratio, [10, 90]).tolist()}}
 
 
 # ------------------------------------------------------------------------------------------ OOD

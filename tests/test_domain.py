@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -76,12 +75,10 @@ def test_bright_field_refused_but_haadf_kept_even_when_the_particle_fills_the_fr
     check_image(Image(bf, 0.2), DOMAIN, contrast="haadf")  # the user's word wins
 
 
-def test_wide_field_is_refused_at_once():
+def test_wide_field_is_refused_by_the_pixel_size_alone():
     img = Image(np.random.default_rng(0).random((2048, 2048), dtype=np.float32), 2.0)
-    t0 = time.perf_counter()
-    with pytest.raises(OutOfDomainError):
+    with pytest.raises(OutOfDomainError, match="2 Å/px cannot resolve"):  # before any detection
         check_image(img, DOMAIN)
-    assert time.perf_counter() - t0 < 1.0
 
 
 # ------------------------------------------------------------------------------- lattice contrast
@@ -218,7 +215,7 @@ def test_no_cluster_message_names_what_was_there():
         classify(flat, pixel_size_A=0.25)
 
 
-def test_detection_mapping_is_unchanged_by_the_reason_pass():
+def test_a_cluster_inside_the_domain_gets_no_reason():
     det = Detection(x_px=10.0, y_px=12.0, bbox=(5, 5, 20, 20), diameter_A=12.0, area_px=100)
     img = Image(np.zeros((64, 64), np.float32), 0.25)
     assert cluster_reasons(img, [det], DOMAIN, check_resolution=False) == [None]

@@ -37,23 +37,22 @@ from clusterspy.errors import ConfigError, OutOfDomainError
 from clusterspy.image import Image
 from clusterspy.weights.card import mahalanobis_distance
 
-__all__ = ["REASONS", "REASON_TEXT", "check_image", "cluster_reasons", "lattice_contrast",
-           "lattice_over_shape", "looks_bright_field", "mahalanobis_distance", "particle_diameter_A"]
+__all__ = [
+    "REASONS",
+    "check_image",
+    "cluster_reasons",
+    "judge_probabilities",
+    "lattice_contrast",
+    "lattice_over_shape",
+    "looks_bright_field",
+    "mahalanobis_distance",
+    "particle_diameter_A",
+    "resolution_scores",
+]
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
            "out_of_distribution", "low_confidence")
-
-#: What each reason means, for tables, reports and the README.
-REASON_TEXT = {
-    "too_small": "smaller than the smallest clusters trained on",
-    "too_large": "larger than the largest particles trained on (the model would see only part of it)",
-    "cut_by_edge": "cut by the image edge",
-    "neighbour_in_view": "another cluster touches it or a larger one shares its field of view",
-    "not_resolved": "atomic columns not resolved (out of focus, pixel too coarse, smeared)",
-    "out_of_distribution": "unlike any simulated training image (feature-space distance)",
-    "low_confidence": "calibrated confidence below the model's threshold",
-}
 
 Contrast = Literal["auto", "haadf"]
 
@@ -61,7 +60,8 @@ Contrast = Literal["auto", "haadf"]
 #: its atoms grown by 1.4 Å, what the training set's fields were made from): the projected
 #: thickness of a cluster falls to zero at its edge, below the detector's threshold. Measured on
 #: fast-simulated Au icosahedra, decahedra and fcc clusters of 55–5,000 atoms in random
-#: orientations on carbon (doses 2·10³ and 5·10⁴ e⁻/Å²): ratio 0.86 (0.80–0.93).
+#: orientations on carbon (doses 2·10³ and 5·10⁴ e⁻/Å²): ratio 0.86 (0.80–0.93). Checked by
+#: ``benchmarks/domain.py`` (``sizes.reported_over_true_diameter``) on its 1–8 nm set.
 DETECTED_TO_PROJECTED = 1.16
 
 
@@ -163,6 +163,36 @@ def looks_bright_field(data: np.ndarray) -> bool:
     return bool(dark_skew and edge > med)
 
 
+def judge_probabilities(
+    probabilities: np.ndarray,
+    *,
+    unknown_threshold: float,
+    ood_distance: float | None = None,
+    ood_threshold: float | None = None,
+    diameter_A: float | None = None,
+    amorphous_max_A: float | None = None,
+) -> tuple[str, str | None]:
+    """The label and reason of a cluster the network has seen: ``(isomer, None)`` when the claim
+    stands, else ``("unknown", reason)``.
+
+    In order: ``out_of_distribution`` (features farther than ``ood_threshold``),
+    ``low_confidence`` (top probability below ``unknown_threshold``), ``too_large`` (an
+    "amorphous" call on a particle larger than the glassy clusters trained on).
+    """
+    from clusterspy.isomers import CLASSES, UNKNOWN
+
+    p = np.asarray(probabilities, float)
+    best = int(np.argmax(p))
+    if ood_distance is not None and ood_threshold is not None and ood_distance > ood_threshold:
+        return UNKNOWN, "out_of_distribution"
+    if p[best] < unknown_threshold:
+        return UNKNOWN, "low_confidence"
+    if (CLASSES[best] == "amorphous" and diameter_A is not None and amorphous_max_A is not None
+            and diameter_A > amorphous_max_A):
+        return UNKNOWN, "too_large"
+    return CLASSES[best], None
+
+
 def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float
                      ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """Power spectrum of a Hann-windowed square centred on a cluster (side ``0.7 × diameter``,
@@ -218,14 +248,7 @@ def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) 
     resolved columns, or the ring of a glassy cluster, give far more. ``nan`` when the band lies
     beyond the Nyquist frequency.
     """
-    spec = _window_spectrum(image, x_px, y_px, diameter_A)
-    if spec is None:
-        return float("nan")
-    power, f, noise, nyq = spec
-    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
-    if band.size < 8 or noise <= 0:
-        return float("nan")
-    return float(np.percentile(band, 95) / noise)
+    return resolution_scores(image, x_px, y_px, diameter_A)[0]
 
 
 def lattice_over_shape(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
@@ -235,17 +258,9 @@ def lattice_over_shape(image: Image, x_px: float, y_px: float, diameter_A: float
     3.6–5.5 Å (:data:`SHAPE_BAND`), in the window of :func:`lattice_contrast`. A smooth blob —
     whose spectrum only falls with frequency — gives < 1 even when the image has almost no
     noise (JPEG, filtered or binned data, where :func:`lattice_contrast` is inflated); white
-    noise gives ≈ 4; resolved columns give 2–200 (1 % of simulated training clusters < 0.9).
+    noise gives ≈ 4; resolved columns give ≫ 1.
     """
-    spec = _window_spectrum(image, x_px, y_px, diameter_A)
-    if spec is None:
-        return float("nan")
-    power, f, _, nyq = spec
-    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
-    shape = power[(f >= SHAPE_BAND[0]) & (f < SHAPE_BAND[1])]
-    if band.size < 8 or shape.size < 4 or np.median(shape) <= 0:
-        return float("nan")
-    return float(np.percentile(band, 95) / np.median(shape))
+    return resolution_scores(image, x_px, y_px, diameter_A)[1]
 
 
 def cluster_reasons(

@@ -104,7 +104,7 @@ class Model(OnnxNetwork):
 
     def predict_logits(self, crops: np.ndarray, batch_size: int = 256) -> np.ndarray:
         """Raw network logits ``(N, 4)`` of crops ``(N, crop_px, crop_px)`` (normalised inside)."""
-        return self._run(crops, batch_size)[0]
+        return self.run(crops, batch_size)[0]
 
     def predict_crops(self, crops: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, 4)`` in the order of :data:`clusterspy.isomers.CLASSES`.
@@ -123,7 +123,7 @@ class Model(OnnxNetwork):
         The distance is the Mahalanobis distance of the pooled features to the nearest class
         mean of the in-domain training images (None when the model has no OOD statistics).
         """
-        from clusterspy.domain import mahalanobis_distance
+        from clusterspy.weights.card import mahalanobis_distance
 
         logits, feats = self._run(crops)
         probs = self.card.probabilities(logits)
@@ -370,7 +370,7 @@ def judge(image: Image, detections: list[Any], model: Model, *, file: str | None
     ``"unknown"`` with ``"out_of_distribution"`` or ``"low_confidence"``.
     """
     from clusterspy.detection import crop_cluster
-    from clusterspy.domain import cluster_reasons, particle_diameter_A
+    from clusterspy.domain import cluster_reasons, judge_probabilities, particle_diameter_A
 
     card = model.card
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
@@ -393,18 +393,12 @@ def judge(image: Image, detections: list[Any], model: Model, *, file: str | None
             pi = probs[k]  # type: ignore[index]
             od = None if dist is None else float(dist[k])
             k += 1
-            best = int(np.argmax(pi))
-            conf = float(pi[best])
+            conf = float(np.max(pi))
             p = {c: float(pi[j]) for j, c in enumerate(CLASSES)}
-            if od is not None and od > float(model.ood_threshold):  # type: ignore[arg-type]
-                reason = "out_of_distribution"
-            elif conf < card.unknown_threshold:
-                reason = "low_confidence"
-            elif (CLASSES[best] == "amorphous"
-                  and diam[i] > 10.0 * float(card.domain.get("amorphous_max_diameter_nm", 1e9))):
-                reason = "too_large"
-            else:
-                label = CLASSES[best]
+            label, reason = judge_probabilities(
+                pi, unknown_threshold=card.unknown_threshold, ood_distance=od,
+                ood_threshold=model.ood_threshold, diameter_A=diam[i],
+                amorphous_max_A=10.0 * float(card.domain.get("amorphous_max_diameter_nm", np.inf)))
         results.append(ClusterResult(
             file=file, frame=frame, cluster=i, x_px=float(d.x_px), y_px=float(d.y_px),
             label=label, confidence=conf, probabilities=p, diameter_nm=diam[i] / 10.0,

@@ -503,7 +503,7 @@ def classify_series(
     model_card = getattr(model, "card", None)
     domain = model_card.domain if hasattr(model_card, "domain") else None
 
-    from clusterspy.domain import particle_diameter_A
+    from clusterspy.domain import judge_probabilities, particle_diameter_A
 
     def crop_pixel_A(d: Any, image: Any) -> float:
         if hasattr(model, "crop_pixel_size_A"):
@@ -590,15 +590,14 @@ def classify_series(
                     f"model.predict_crops returned shape {probs.shape}, "
                     f"expected {(len(pending_crops), len(CLASSES))}")
             ood_thr = getattr(model, "ood_threshold", None)
+            amorph_nm = (domain or {}).get("amorphous_max_diameter_nm")
             for k, (r, p, cimg) in enumerate(zip(pending_index, probs, pending_crops, strict=True)):
                 row = pending_rows[r]
-                best = int(np.argmax(p))
-                conf = float(p[best])
-                label = CLASSES[best] if conf >= threshold else UNKNOWN
-                if dist is not None and ood_thr is not None and float(dist[k]) > float(ood_thr):
-                    label, row[13] = UNKNOWN, "out_of_distribution"
-                elif label == UNKNOWN:
-                    row[13] = "low_confidence"
+                conf = float(np.max(p))
+                label, row[13] = judge_probabilities(
+                    p, unknown_threshold=threshold, ood_distance=None if dist is None else float(dist[k]),
+                    ood_threshold=ood_thr, diameter_A=None if row[12] is None else 10.0 * row[12],
+                    amorphous_max_A=None if amorph_nm is None else 10.0 * float(amorph_nm))
                 row[5] = label
                 row[7] = conf
                 row[8:12] = [float(x) for x in p]

@@ -336,9 +336,8 @@ class ModelCard:
 
     @property
     def tta(self) -> bool:
-        """Whether logits are averaged over the 8 flips/rotations (``test_time_augmentation``
-        ``"dihedral8"``; ``"dihedral16"`` adds the 8 views of the crop turned by 45°)."""
-        return self.data.get("test_time_augmentation") in ("dihedral8", "dihedral16")
+        """Whether logits are averaged over the 8 flips/rotations (``test_time_augmentation``)."""
+        return self.data.get("test_time_augmentation") == "dihedral8"
 
     @property
     def temperature(self) -> float:

@@ -18,19 +18,6 @@ from clusterspy.isomers import CLASSES
 from clusterspy.weights.card import ModelCard, dihedral_views, normalise_crops
 
 
-def rotate_crops(x: np.ndarray, angle_deg: float) -> np.ndarray:
-    """Normalised crops ``(..., H, W)`` rotated in-plane by ``angle_deg`` about their centre.
-
-    Bilinear; the corners the rotation brings in are 0 (the normalised background level).
-    """
-    from scipy import ndimage as ndi
-
-    flat = x.reshape(-1, *x.shape[-2:])
-    out = np.stack([ndi.rotate(c, angle_deg, reshape=False, order=1, mode="constant", cval=0.0)
-                    for c in flat])
-    return out.reshape(x.shape).astype(np.float32)
-
-
 class OnnxNetwork:
     """An exported isomer network and its card.
 
@@ -94,8 +81,6 @@ class OnnxNetwork:
             )
         x = normalise_crops(x, self.card.normalisation)[:, None]
         views = dihedral_views(x) if self.tta else [x]
-        if self.card.data.get("test_time_augmentation") == "dihedral16":
-            views += dihedral_views(rotate_crops(x, 45.0))
         want = ["logits"] + (["features"] if features and "features" in self.outputs else [])
         names = want if "logits" in self.outputs else [self.outputs[0]]
         total = np.zeros((len(x), len(CLASSES)), np.float64)
