@@ -257,3 +257,15 @@ def test_a_neighbour_outside_the_size_range_asked_for_is_still_a_neighbour():
     assert {r.reason for r in both} == {"neighbour_in_view", "too_large"}  # v2 sees ≤ 3.3 nm
     narrow = classify(img, pixel_size_A=px, min_size_nm=2.0, max_size_nm=3.5)  # the 5 nm one left out
     assert len(narrow) == 1 and narrow[0].reason == "neighbour_in_view" and narrow[0].label == "unknown"
+
+
+def test_judge_probabilities_order_of_reasons():
+    from clusterspy.domain import judge_probabilities
+
+    amorphous = np.array([0.01, 0.01, 0.01, 0.97])
+    kw = {"unknown_threshold": 0.9, "amorphous_max_A": 33.0}
+    assert judge_probabilities(amorphous, diameter_A=20.0, **kw) == ("amorphous", None)
+    assert judge_probabilities(amorphous, diameter_A=50.0, **kw) == ("unknown", "too_large")
+    assert judge_probabilities(amorphous, diameter_A=20.0, ood_distance=12.0, ood_threshold=11.0,
+                               **kw) == ("unknown", "out_of_distribution")
+    assert judge_probabilities(np.array([0.5, 0.3, 0.1, 0.1]), **kw) == ("unknown", "low_confidence")
