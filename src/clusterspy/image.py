@@ -1,5 +1,10 @@
 """A calibrated image: the array and its pixel size in Å/px travel together.
 
+This module is the one place where pixel size and image data are checked
+(:func:`check_pixel_size`, :func:`check_shape`, :func:`check_image_data`), where length
+units become Å (:func:`units_to_angstrom`) and where the user's and the file's pixel size
+are reconciled (:func:`resolve_pixel_size`).
+
 Array convention (the same everywhere in ClusterSpy, simulation and real data):
 ``data[row, col]`` with ``row`` = y increasing downwards and ``col`` = x increasing
 to the right; the origin (0, 0) is the *centre* of the top-left pixel; a position
@@ -8,6 +13,7 @@ to the right; the origin (0, 0) is the *centre* of the top-left pixel; a positio
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,3 +85,200 @@ def check_pixel_size(pixel_size_A: float | None) -> float:
             "check the units (1 nm = 10 Å, 1 pm = 0.01 Å)"
         )
     return value
+
+
+#: Largest number of pixels of one frame that is accepted (checked before allocating).
+MAX_PIXELS: int = 16384 * 16384
+
+#: Length units → Å.
+_UNIT_TO_A: dict[str, float] = {
+    "m": 1e10,
+    "mm": 1e7,
+    "µm": 1e4,  # micro sign
+    "μm": 1e4,  # Greek mu
+    "um": 1e4,
+    "micron": 1e4,
+    "microns": 1e4,
+    "nm": 10.0,
+    "nanometer": 10.0,
+    "nanometers": 10.0,
+    "å": 1.0,
+    "Å": 1.0,  # angstrom sign
+    "a": 1.0,
+    "ang": 1.0,
+    "angstrom": 1.0,
+    "angstroms": 1.0,
+    "pm": 0.01,
+}
+
+
+def units_to_angstrom(scale: float, units: str | None) -> float | None:
+    """Convert a pixel size ``scale`` in ``units`` to Å/px.
+
+    Parameters
+    ----------
+    scale : float
+        Pixel size in ``units`` per pixel.
+    units : str or None
+        Length unit (``"m"``, ``"mm"``, ``"µm"``, ``"nm"``, ``"Å"``, ``"pm"``, ...).
+
+    Returns
+    -------
+    float or None
+        Pixel size [Å/px], or None when the units are missing or not a length
+        (uncalibrated axis).
+
+    Raises
+    ------
+    CalibrationError
+        If the units are reciprocal lengths (a diffraction pattern, not an image).
+    """
+    if units is None:
+        return None
+    u = str(units).strip()
+    if u in ("", "<undefined>", "px", "pixel", "pixels", "Undefined", "t.u."):
+        return None
+    key = u if u in _UNIT_TO_A else u.lower()
+    if key not in _UNIT_TO_A:
+        if u.startswith("1/") or u.endswith("^-1") or "rad" in u.lower():
+            raise CalibrationError(
+                f"the image axes are in {u!r} (reciprocal space): this looks like a diffraction "
+                "pattern, not a real-space image"
+            )
+        return None
+    try:
+        value = float(scale) * _UNIT_TO_A[key]
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite(value) or value <= 0:
+        return None
+    return value
+
+
+def check_shape(shape: Sequence[int], *, series: bool = False, source: str = "the data") -> None:
+    """Check the shape of an image (2-D) or series (3-D) before any data are loaded.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The array's shape ``(rows, cols)`` or ``(frames, rows, cols)`` [px].
+    series : bool
+        Whether a 3-D stack of frames is accepted.
+    source : str
+        What the data are, for the message.
+
+    Raises
+    ------
+    ImageDataError
+        If the number of dimensions is wrong, a dimension is empty or tiny, or a frame has
+        more than :data:`MAX_PIXELS` pixels.
+    """
+    shape = tuple(int(s) for s in shape)
+    ndim = len(shape)
+    if ndim == 3 and shape[-1] in (3, 4) and shape[0] > 4:
+        raise ImageDataError(
+            f"{source} is a colour (RGB/RGBA) image of shape {shape}; "
+            "save it as a single-channel greyscale image"
+        )
+    wanted = (2, 3) if series else (2,)
+    if ndim not in wanted:
+        what = "a 2-D image or a 3-D stack of frames" if series else "a 2-D image"
+        hint = "; use read_series for a stack of frames" if ndim == 3 and not series else ""
+        raise ImageDataError(f"{source} has shape {shape}, expected {what}{hint}")
+    rows, cols = shape[-2:]
+    if min(shape) == 0:
+        raise ImageDataError(f"{source} is empty (shape {shape})")
+    if rows < 8 or cols < 8:
+        raise ImageDataError(f"{source} is too small ({rows}×{cols} px); need at least 8×8 px")
+    if rows * cols > MAX_PIXELS:
+        raise ImageDataError(
+            f"{source} is too large ({rows}×{cols} px > {MAX_PIXELS} px per frame); "
+            "crop or bin it first"
+        )
+
+
+def check_image_data(data: Any, *, source: str = "the data") -> np.ndarray:
+    """Return ``data`` as a float32 2-D array after checking it is a usable image.
+
+    Raises
+    ------
+    ImageDataError
+        If ``data`` is not numeric, not 2-D, too large, contains NaN/Inf or is constant.
+    """
+    shape = np.shape(data)
+    check_shape(shape, source=source)
+    arr = np.asarray(data)
+    if arr.dtype.kind == "c":
+        raise ImageDataError(f"{source} is complex-valued; give the intensity (abs²) instead")
+    if arr.dtype.kind not in "biuf":
+        raise ImageDataError(f"{source} is not numeric (dtype {arr.dtype})")
+    arr = arr.astype(np.float32, copy=False)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        bad = int(arr.size - np.count_nonzero(finite))
+        raise ImageDataError(f"{source} contains {bad} NaN or infinite pixel(s); fix or mask them")
+    if float(arr.max()) == float(arr.min()):
+        raise ImageDataError(f"{source} is constant (every pixel = {float(arr.flat[0])}): no contrast")
+    return arr
+
+
+class NonSquarePixels(Exception):
+    """A file's X and Y pixel sizes [Å/px] differ (refused unless the user gives one)."""
+
+    def __init__(self, x_A: float, y_A: float) -> None:
+        super().__init__(f"X {x_A:.4g} Å/px, Y {y_A:.4g} Å/px")
+        self.x_A, self.y_A = float(x_A), float(y_A)
+
+
+def check_square(x_A: float, y_A: float) -> None:
+    """Raise :class:`NonSquarePixels` when the X and Y pixel sizes [Å/px] differ by > 0.1 %."""
+    if not np.isclose(x_A, y_A, rtol=1e-3):
+        raise NonSquarePixels(x_A, y_A)
+
+
+def resolve_pixel_size(
+    name: str, file_pixel_A: float | None, user_pixel_A: float | None,
+    metadata: MutableMapping[str, Any],
+) -> float:
+    """Decide the pixel size [Å/px] of an image from the user's and the file's.
+
+    The user's value wins; ``metadata`` is updated with ``pixel_size_source`` (``"user"`` or
+    ``"file"``) and ``file_pixel_size_A`` (the file's own value, None when it has none).
+
+    Parameters
+    ----------
+    name : str
+        The file's (or signal's) name, for messages.
+    file_pixel_A : float or None
+        The pixel size the file records [Å/px].
+    user_pixel_A : float or None
+        The pixel size the user gave [Å/px].
+    metadata : mutable mapping
+        The image's metadata; ``metadata["non_square_pixel_A"]`` (``{"x", "y"}`` in Å/px), when
+        present, says the file's pixels are not square.
+
+    Raises
+    ------
+    CalibrationError
+        No user value and the file has none (or non-square pixels), or an implausible value.
+    """
+    if user_pixel_A is not None:
+        value = check_pixel_size(user_pixel_A)
+        metadata["pixel_size_source"] = "user"
+        metadata["file_pixel_size_A"] = file_pixel_A
+        return value
+    ns = metadata.get("non_square_pixel_A")
+    if file_pixel_A is None and ns:
+        raise CalibrationError(
+            f"{name} has non-square pixels (X {ns['x']:.4g} Å/px, Y {ns['y']:.4g} Å/px); "
+            "ClusterSpy needs square pixels: resample the image to square pixels, or give the "
+            "pixel size with pixel_size_A= (Å/px) or --pixel-size to override the calibration"
+        )
+    if file_pixel_A is None:
+        raise CalibrationError(
+            f"{name} has no pixel-size calibration; give it with "
+            "pixel_size_A= (Å/px) or --pixel-size"
+        )
+    metadata["pixel_size_source"] = "file"
+    metadata["file_pixel_size_A"] = file_pixel_A
+    return check_pixel_size(file_pixel_A)

@@ -1,0 +1,273 @@
+"""TIFF files: multi-page stacks read page by page (lazily), truncated ones up to their last whole page.
+
+The pixel size comes from RosettaSciIO's reading of the tags (FEI/TIA, Velox, Zeiss ...) or,
+failing that, from ImageJ's ``unit`` and the X/YResolution tags.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import CalibrationError, ImageDataError, InputFileError
+from clusterspy.image import check_shape, check_square, units_to_angstrom
+from clusterspy.io.formats import ReadResult, read_failure
+from clusterspy.io.rsciio_reader import pick_signal, rsciio_file_reader, signal_result, squeeze_frames
+
+
+def read_tiff(p: Path, lazy: bool) -> ReadResult:
+    """Read a TIFF: a multi-page stack as lazy frames, anything else eagerly through RosettaSciIO.
+
+    RosettaSciIO would keep a lazily read TIFF open for ever, so only a multi-page greyscale
+    stack is lazy (one page read per frame); ``lazy`` is accepted for the reader interface.
+    """
+    file_reader = rsciio_file_reader(p)
+    try:
+        frames = _tiff_frames(p)
+        if frames is None:
+            _check_tiff_size(p)
+        signals = _tiff_signals(p, file_reader, pixels=frames is None)
+    except (ImageDataError, CalibrationError, InputFileError):
+        raise
+    except Exception as exc:
+        raise read_failure(p, exc) from None
+    if not signals:
+        raise ImageDataError(f"{p.name} contains no signal")
+    sig = pick_signal(p, list(signals))
+    if frames is not None and sig is not signals[0]:
+        # the image picked is not the TIFF's first series (whose pages the frames serve)
+        frames = None
+        try:
+            signals = _tiff_signals(p, file_reader, pixels=True)
+        except Exception as exc:
+            raise read_failure(p, exc) from None
+        sig = pick_signal(p, list(signals))
+    pixel, md = signal_result(p, sig, len(signals), fallback_pixel=lambda: _tiff_imagej_pixel(p))
+    data = sig["data"]
+    if frames is not None:
+        data = frames
+        if frames.lost:
+            md["frames_lost"] = frames.lost
+            md["frames_expected"] = frames.expected
+    return squeeze_frames(data), pixel, md
+
+
+def _check_tiff_size(p: Path) -> None:
+    """Check the shape of a TIFF's first series before reading its pixels."""
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            shape = tif.series[0].shape
+    except Exception as exc:
+        raise read_failure(p, exc) from None
+    check_shape(tuple(s for s in shape if s != 1) or shape, series=True, source=p.name)
+
+
+def _tiff_imagej_pixel(p: Path) -> float | None:
+    """Pixel size [Å/px] from ImageJ's ``unit`` and the TIFF X/YResolution tags (px per unit).
+
+    Raises ``NonSquarePixels`` when the X and Y resolutions differ.
+    """
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(p) as tif:
+            unit = (tif.imagej_metadata or {}).get("unit")
+            tags = tif.pages[0].tags
+            tag = tags.get("XResolution")
+            ytag = tags.get("YResolution")
+            if unit is None or tag is None:
+                return None
+            num, den = tag.value
+            ynum, yden = ytag.value if ytag is not None else (num, den)
+    except Exception:
+        return None
+    if not num:
+        return None
+    unit = {"micron": "µm", "\\u00B5m": "µm"}.get(str(unit), str(unit))
+    x_A = units_to_angstrom(den / num, unit)
+    y_A = units_to_angstrom(yden / ynum, unit) if ynum else None
+    if x_A is not None and y_A is not None:
+        check_square(x_A, y_A)
+    return x_A
+
+
+class _TiffFrames:
+    """The frames of a multi-page TIFF, read one page at a time (the file is opened per read).
+
+    Either the frames lie back to back from ``dataoffset`` (uncompressed, contiguous: read
+    straight from the file, also past lost IFDs of a truncated file), or each frame is the page
+    whose IFD starts at ``offsets[k]`` (decoded by tifffile).
+    """
+
+    ndim = 3
+
+    def __init__(self, path: Path, frame_shape: tuple[int, int], dtype: np.dtype, *,
+                 n: int, expected: int, dataoffset: int | None = None,
+                 offsets: Sequence[int] | None = None) -> None:
+        self.path = path
+        self.frame_shape = tuple(int(s) for s in frame_shape)
+        self.dtype = np.dtype(dtype)
+        self._n = int(n)
+        self.expected = int(expected)
+        self.lost = max(self.expected - self._n, 0)
+        self._dataoffset = dataoffset
+        self._offsets = list(offsets) if offsets is not None else None
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self._n, *self.frame_shape)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError("TIFF frames are read one at a time: give an integer index")
+        k = int(index) + self._n if index < 0 else int(index)
+        if not 0 <= k < self._n:
+            raise IndexError(f"frame {index} out of range for {self._n} frames")
+        try:
+            return self._read(k)
+        except InputFileError:
+            raise
+        except Exception as exc:
+            raise read_failure(self.path, exc) from None
+
+    def _read(self, k: int) -> np.ndarray:
+        if self._dataoffset is not None:
+            out = np.empty(self.frame_shape, dtype=self.dtype)
+            with open(self.path, "rb") as fh:
+                fh.seek(self._dataoffset + k * out.nbytes)
+                got = fh.readinto(memoryview(out).cast("B"))
+            if got != out.nbytes:
+                raise InputFileError(
+                    f"{self.path.name} ends inside frame {k}: the file was truncated or changed "
+                    "while it was read; copy it again"
+                )
+            return out
+        import tifffile
+
+        assert self._offsets is not None
+        with tifffile.TiffFile(self.path) as tif:
+            tif.filehandle.seek(self._offsets[k])
+            page = tifffile.TiffPage(tif, index=k)
+            arr = page.asarray()
+        if tuple(arr.shape) != self.frame_shape:
+            raise ImageDataError(
+                f"page {k} of {self.path.name} has shape {arr.shape}, not {self.frame_shape}"
+            )
+        return arr
+
+
+def _squeezed(shape: Sequence[int]) -> tuple[int, ...]:
+    return tuple(int(s) for s in shape if s != 1)
+
+
+def _tiff_frames(p: Path) -> _TiffFrames | None:
+    """Lazy frames of a multi-page greyscale TIFF stack, or None for anything else.
+
+    The number of frames expected comes from tifffile's series or, when the file is truncated
+    and tifffile falls back to one page, from the ImageJ / tifffile metadata in the first page.
+    Only whole frames are served; a :class:`UserWarning` says how many were lost.
+
+    Raises
+    ------
+    InputFileError
+        If not one frame is whole.
+    ImageDataError
+        If the frames are empty, tiny or too large.
+    """
+    import tifffile
+
+    size = p.stat().st_size
+    try:
+        with tifffile.TiffFile(p) as tif:
+            page0 = tif.pages.first
+            shape = tuple(int(s) for s in page0.shape)
+            if len(shape) != 2 or page0.dtype is None:
+                return None  # RGB, volumes, ...: the whole-file reader explains
+            series = tif.series[0]
+            sq = _squeezed(series.shape)
+            known = series.kind in ("imagej", "shaped")  # the count is from the metadata
+            if len(sq) == 3 and sq[1:] == shape:
+                expected = sq[0]
+            elif sq == _squeezed(shape):
+                expected = 1  # one image, or a truncated stack tifffile gave up on
+                ij = tif.imagej_metadata if tif.is_imagej else None
+                if ij and sum(int(ij.get(k, 1)) > 1 for k in ("channels", "slices", "frames")) <= 1:
+                    expected = max(expected, int(ij.get("images", 1) or 1))
+                    known = True
+                shaped = tif.shaped_metadata if tif.is_shaped else None
+                if shaped and shaped[0].get("shape"):
+                    ssq = _squeezed(shaped[0]["shape"])
+                    if len(ssq) == 3 and ssq[1:] == shape:
+                        expected = max(expected, ssq[0])
+                        known = True
+            else:
+                return None  # 4-D and other shapes: the whole-file reader explains
+            if expected <= 1:
+                return None
+            check_shape((expected, *shape), series=True, source=p.name)
+            dtype = page0.dtype.newbyteorder(tif.byteorder)
+            n_pages = len(tif.pages)
+            contiguous = page0.is_final and page0.dataoffsets and (
+                series.dataoffset == page0.dataoffsets[0] or n_pages == 1)
+            if contiguous:
+                dataoffset = int(page0.dataoffsets[0])
+                n = min(expected, max(size - dataoffset, 0) // int(page0.nbytes))
+                frames = _TiffFrames(p, shape, dtype, n=n, expected=expected,
+                                     dataoffset=dataoffset)
+            else:
+                offsets: list[int] = []
+                for k in range(min(expected, n_pages)):
+                    page = tif.pages[k]
+                    if tuple(page.shape) != shape or page.dtype != page0.dtype:
+                        break
+                    ends = [int(o) + int(c) for o, c in zip(page.dataoffsets,
+                                                            page.databytecounts, strict=False)]
+                    if max(ends, default=0) > size:
+                        break  # this page's data run past the end of the file
+                    offsets.append(int(page.offset))
+                frames = _TiffFrames(p, shape, dtype, n=len(offsets), expected=expected,
+                                     offsets=offsets)
+    except (ImageDataError, CalibrationError):
+        raise
+    except Exception as exc:
+        raise read_failure(p, exc) from None
+    if frames.lost:
+        if len(frames) == 0:
+            raise InputFileError(
+                f"{p.name} is truncated: not one of its {expected} frames is whole; "
+                "copy the file again"
+            )
+        lost = (f"{frames.lost} of {expected} frames lost" if known else
+                f"frame {len(frames) + 1} is incomplete and the file does not say how many "
+                f"frames it had (at least {frames.lost} lost)")
+        warnings.warn(
+            f"{p.name} is truncated: {lost}; reading the first {len(frames)} whole frame(s)",
+            UserWarning, stacklevel=5,
+        )
+    return frames
+
+
+def _tiff_signals(p: Path, file_reader: Any, *, pixels: bool) -> list[dict[str, Any]]:
+    """rsciio's signals of a TIFF, with their pixels or (``pixels=False``) without.
+
+    What ``rsciio.tiff.file_reader`` does, in a ``with`` block: the file is closed even when
+    reading fails (rsciio leaves it open then).
+    """
+    import tifffile
+
+    try:
+        from rsciio.tiff._api import _read_tiff
+    except ImportError:  # pragma: no cover - another rsciio: its public reader, eagerly
+        return list(file_reader(str(p), lazy=False))
+    with tifffile.TiffFile(p) as tif:
+        # lazy: the pixels stay in the file (the Dask arrays are never computed)
+        return [_read_tiff(tif, s, str(p), lazy=not pixels) for s in tif.series]
