@@ -23,9 +23,9 @@ PACKAGE = "clusterspy"
 
 CORE = (
     "isomers", "errors", "image", "structures", "simulation", "datasets", "model", "weights", "io",
-    "detection", "domain", "predict", "fit", "series", "thermo",
+    "detection", "domain", "predict", "fit", "series", "thermo", "outdir",
 )
-FACES = ("plots", "report", "explain", "workflows", "cli", "integrations")
+FACES = ("plots", "report", "explain", "workflows", "batch", "cli", "integrations")
 #: the package's own ``__init__`` / ``__main__``: they may import anything (the lazy public API)
 ROOT = ("__init__", "__main__")
 PARTS = (*CORE, *FACES)
@@ -48,11 +48,13 @@ DESIGN_TABLE: dict[str, frozenset[str]] = {
     "fit": frozenset({"simulation", "structures", "detection"}),
     "series": frozenset({"predict", "detection", "io"}),
     "thermo": frozenset({"series"}),
+    "outdir": frozenset({"errors"}),  # the lock of an output folder
     # "plots, report, explain | the core": one row, so they may also use one another.
     "plots": frozenset({*CORE, "report", "explain"}),
     "report": frozenset({*CORE, "plots", "explain"}),
     "explain": frozenset({*CORE, "plots", "report"}),
     "workflows": frozenset({*PARTS, "__init__"}),  # "anything"
+    "batch": frozenset({*PARTS, "__init__"}),  # "anything" (the classify batch engine, a workflow)
     "cli": frozenset({*PARTS, "__init__"}),  # "anything"
     "integrations": frozenset(CORE),  # "the core"
     "__init__": frozenset({*PARTS, "__init__"}),

@@ -94,48 +94,68 @@ def classify(
         Border,
         typer.Option(help="Clusters touching the image edge: 'flag' (unknown, cut_by_edge) or 'skip'."),
     ] = Border.flag,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", help="Local processes classifying files at once (default: one per "
+                     "core; 1 = in this process)."),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option("--scheduler", help="Address of a Dask distributed scheduler (tcp://host:port) to "
+                     "classify the files on its workers (needs clusterspy[batch]; same paths there)."),
+    ] = None,
+    restart: Annotated[
+        bool, typer.Option("--restart", help="Forget what an earlier batch wrote into --out; start afresh.")
+    ] = False,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file).
+
+    Several files, or a folder (its image files), make a batch: a file that fails (unreadable,
+    no cluster, outside the model's domain) is reported on stderr and in files.csv, and the
+    others go on. With --out each file's results are written as soon as it is done, and a rerun
+    with the same --out skips the files already done.
 
     A cluster the model cannot judge is labelled 'unknown' with the reason (too small or large,
     cut by the edge, a neighbour in view, not resolved, out of distribution, low confidence);
     an image outside the model's domain (pixel size, contrast) is refused with one line.
+
+    Exit status: 0 when every file was classified; 3 when some files failed (all other results
+    still written); 2 for a usage error, or when the one file given cannot be classified.
     """
-    from clusterspy.workflows import classify_files, format_results, write_results
+    from clusterspy.batch import run_batch
+    from clusterspy.errors import ClusterSpyError, ConfigError
+    from clusterspy.workflows import format_results
 
     if explain and out is None:
-        from clusterspy.errors import ConfigError
-
         raise ConfigError("--explain writes saliency images: give an output folder with --out DIR")
-    if out is not None and out.exists() and not out.is_dir():
-        from clusterspy.errors import ConfigError
-
-        raise ConfigError(f"--out {out} is a file; give a folder (it is created if missing)")
+    if restart and out is None:
+        raise ConfigError("--restart starts an output folder afresh: give it with --out DIR")
+    if scheduler is not None and workers is not None:
+        raise ConfigError("--workers is for local processes; with --scheduler the cluster's workers are used")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
-    failures: list[dict] | None = [] if len(paths) > 1 else None  # a batch goes on past a bad file
-    file_info: dict = {}
-    results = classify_files(
-        paths, pixel_size_A=pixel_size, model_path=model, overlay_dir=out, explain=explain,
-        failures=failures, file_info=file_info, **options,
-    )
-    for name, info in file_info.items():
+    batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
+                      explain=explain, workers=workers, scheduler=scheduler, restart=restart)
+    single = len(paths) == 1 and not paths[0].is_dir()
+    if single and batch.parts and batch.parts[0]["status"] in ("failed", "error"):
+        raise ClusterSpyError(batch.parts[0]["failures"][0]["message"])  # one file: its error, exit 2
+    for part in batch.parts:
+        info = part["info"]
         own = info.get("file_pixel_size_A")
         if own and info.get("pixel_size_source") == "user" and abs(own / info["pixel_size_A"] - 1) > 0.01:
-            typer.echo(f"clusterspy: note: {name}: --pixel-size {info['pixel_size_A']:g} Å/px overrides the "
-                       f"file's own calibration ({own:g} Å/px)", err=True)
-    for f in failures or []:
+            typer.echo(f"clusterspy: note: {part['file']}: --pixel-size {info['pixel_size_A']:g} Å/px "
+                       f"overrides the file's own calibration ({own:g} Å/px)", err=True)
+    for f in batch.failures():
         where = f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})"
         typer.echo(f"clusterspy: {where}: {f['message']}", err=True)
     if out is not None:
-        written = write_results(results, out, paths=paths, pixel_size_A=pixel_size, model_path=model,
-                                options=options, failures=failures or [], file_info=file_info)
-        typer.echo(f"results written to {written}", err=True)
-    typer.echo(format_results(results, fmt.value))
-    if failures:
-        typer.echo(f"clusterspy: {len({f['file'] for f in failures})} of {len(paths)} files had errors "
-                   "(listed above; files.csv with --out); exit status 3", err=True)
-        raise typer.Exit(3)
+        skipped = f" ({batch.skipped} file(s) already done there skipped)" if batch.skipped else ""
+        typer.echo(f"results written to {out}{skipped}", err=True)
+    typer.echo(format_results(batch.results(), fmt.value))
+    if batch.exit_code:
+        typer.echo(f"clusterspy: {len(batch.failed_files)} of {len(batch.parts)} files had errors "
+                   f"(listed above; files.csv with --out); exit status {batch.exit_code}", err=True)
+        raise typer.Exit(batch.exit_code)
 
 
 @app.command()
@@ -165,13 +185,25 @@ def series(
             help="Specimen temperature, in K; recorded in summary.json for 'clusterspy thermo'.",
         ),
     ] = None,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume/--no-resume",
+            help="Continue an interrupted run found in --out (same input and settings, checked "
+            "against OUT/run.json); --no-resume starts afresh, replacing what OUT holds.",
+        ),
+    ] = True,
 ) -> None:
-    """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report."""
+    """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
+
+    One run at a time per --out folder (OUT/.clusterspy.lock). A run killed at any point continues
+    where it stopped when started again with the same command, with the same results.
+    """
     import json
     import math
 
     from clusterspy.errors import ConfigError
-    from clusterspy.series import classify_series
+    from clusterspy.workflows import classify_series
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not known; use 'table' or 'json'")
@@ -184,7 +216,7 @@ def series(
 
         loaded = load_model(model)
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
-                             contrast=contrast.value, temperature_K=temperature)
+                             contrast=contrast.value, temperature_K=temperature, resume=resume)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -327,6 +359,84 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         raise
     return 0
+
+
+def _train_extra(module: str, name: str, feature: str):
+    """``module.name``, or a one-line :class:`~clusterspy.errors.MissingDependencyError` without 'train'."""
+    from importlib import import_module
+
+    try:
+        return getattr(import_module(module), name)
+    except ImportError as exc:
+        from clusterspy.errors import MissingDependencyError
+
+        raise MissingDependencyError(getattr(exc, "name", None) or "torch", "train", feature) from exc
+
+
+@app.command()
+def dataset(
+    spec: Annotated[Path, typer.Argument(help="Dataset specification (YAML/JSON), or a training config "
+                                              "with 'dataset:'.")],
+    out: Annotated[Path, typer.Argument(help="Output folder (.zarr); rerun the same command to resume.")],
+    scheduler: Annotated[str | None, typer.Option(
+        help="Dask scheduler: 'processes' (default), 'threads', 'synchronous' or tcp://host:port.")] = None,
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: all cores).")] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Generate (or resume) a labelled dataset of simulated crops (needs the 'train' extra)."""
+    generate = _train_extra("clusterspy.datasets", "generate", "dataset generation")
+    path = generate(spec, out, scheduler=scheduler, num_workers=workers, progress=progress)
+    typer.echo(f"dataset complete: {path}")
+
+
+model_app = typer.Typer(
+    help="Finish an exported model: confidence calibration, out-of-distribution statistics.",
+    no_args_is_help=True,
+)
+app.add_typer(model_app, name="model")
+
+
+def _model_folder(folder: Path) -> Path:
+    if not (folder / "model_card.json").is_file():
+        from clusterspy.errors import InputFileError
+
+        raise InputFileError(f"{folder} has no model_card.json: give the folder of an exported model "
+                             "(model.onnx + model_card.json, as written by `clusterspy train`)")
+    return folder
+
+
+@model_app.command("recalibrate")
+def model_recalibrate(
+    folder: Annotated[Path, typer.Argument(help="Folder with model.onnx and model_card.json.")],
+    tta: Annotated[bool, typer.Option(help="Also try test-time augmentation (8 flips/rotations); "
+                                           "kept if more accurate.")] = True,
+    prism: Annotated[list[Path] | None, typer.Option(
+        help="PRISM calibration dataset (.zarr; repeatable); default: the config's validation set.")] = None,
+) -> None:
+    """Re-fit the temperature and 'unknown' threshold of an exported model (prints the metrics as JSON)."""
+    import json
+
+    recalibrate = _train_extra("clusterspy.model.calibration", "recalibrate", "recalibration")
+    metrics = recalibrate(_model_folder(folder), tta=tta, prism=[str(p) for p in prism] if prism else None)
+    typer.echo(json.dumps(metrics, indent=1))
+
+
+@model_app.command("ood")
+def model_ood(
+    folder: Annotated[Path, typer.Argument(help="Folder with model.onnx and model_card.json.")],
+    spec: Annotated[Path, typer.Option(help="The training set's dataset specification (YAML).")],
+    data: Annotated[Path | None, typer.Option(
+        help="The training set (.zarr); default: remake its held-out examples from --spec.")] = None,
+    n: Annotated[int, typer.Option(help="Held-out examples remade from --spec.")] = 2000,
+    quantile: Annotated[float, typer.Option(
+        help="Quantile of in-domain distances taken as the out-of-distribution threshold.")] = 0.995,
+) -> None:
+    """Add the features output, out-of-distribution statistics and domain to a model; seal its card."""
+    import json
+
+    finalise = _train_extra("clusterspy.model.ood", "finalise", "out-of-distribution statistics")
+    ood = finalise(_model_folder(folder), data, spec, quantile=quantile, n_examples=n)
+    typer.echo(json.dumps(ood, indent=1))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,10 +1,12 @@
-"""End-to-end workflows behind the CLI commands ``classify``, ``simulate`` and ``demo``, and the
-figures and HTML reports of ``series`` and ``thermo``.
+"""End-to-end workflows behind the CLI commands ``classify``, ``series``, ``simulate`` and
+``demo``, and the figures and HTML reports of ``series`` and ``thermo``.
 
 Each function does the work and returns data or paths; the CLI only parses and prints. The
 reports are written here, one layer above the analysis (the core never imports ``plots``,
-``report`` or ``explain``): :func:`write_series_report` and :func:`write_thermo_figures` are the
-reporters that ``clusterspy/__init__.py`` registers in :mod:`clusterspy.series.reporting`.
+``report`` or ``explain``): :func:`classify_series` runs the core's
+:func:`clusterspy.series.classify_series` and then :func:`write_series_report`;
+:func:`write_thermo_figures` is the reporter that ``clusterspy/__init__.py`` registers in
+:mod:`clusterspy.series.reporting` for ``thermo``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,142 @@ RESULT_COLUMNS: tuple[str, ...] = (
 EXAMPLE_SERIES = Path(__file__).parent / "data" / "example_series.npz"
 
 
+def classify_file(
+    path: str | os.PathLike,
+    model: Any,
+    pixel_size_A: float | None = None,
+    *,
+    on_frame: Any = None,
+    strict: bool = False,
+    **options: Any,
+) -> tuple[list[ClusterResult], list[dict[str, Any]], dict[str, Any]]:
+    """Classify every cluster in every frame of one file, going on past a frame that fails.
+
+    Parameters
+    ----------
+    path : path-like
+        An image file; a multi-frame file gives one set of results per frame.
+    model : clusterspy.predict.Model
+        The loaded model.
+    pixel_size_A : float, optional
+        Pixel size [Å/px]; overrides the file's calibration. Needed for files without one.
+    on_frame : callable, optional
+        Called with no argument after each frame (for progress).
+    strict : bool
+        Raise the first user-caused error instead of recording it.
+    **options
+        Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
+        ``max_size_nm``, ``border``).
+
+    Returns
+    -------
+    results : list of ClusterResult
+        In frame order, then cluster order.
+    failures : list of dict
+        ``{"file", "frame", "error", "message"}`` per user-caused error (``frame`` None when the
+        file itself could not be read: missing, unreadable, no pixel size).
+    info : dict
+        ``frames``, ``pixel_size_A`` [Å/px], ``pixel_size_source`` and ``file_pixel_size_A``
+        (empty when the file could not be read).
+    """
+    from clusterspy.errors import ClusterSpyError
+    from clusterspy.io import read_series
+    from clusterspy.predict import classify
+
+    def failure(frame: int | None, exc: ClusterSpyError) -> dict[str, Any]:
+        if strict:
+            raise exc
+        return {"file": str(path), "frame": frame, "error": type(exc).__name__,
+                "message": " ".join(str(exc).split())}
+
+    try:
+        frames = read_series(path, pixel_size_A=pixel_size_A)
+    except ClusterSpyError as exc:
+        return [], [failure(None, exc)], {}
+    info = {"frames": len(frames), "pixel_size_A": frames.pixel_size_A,
+            "pixel_size_source": frames.metadata.get("pixel_size_source"),
+            "file_pixel_size_A": frames.metadata.get("file_pixel_size_A")}
+    results: list[ClusterResult] = []
+    failures: list[dict[str, Any]] = []
+    for index in range(len(frames)):
+        try:
+            results.extend(classify(frames[index], model=model, file=str(path), frame=index, **options))
+        except ClusterSpyError as exc:
+            failures.append(failure(index, exc))
+        if on_frame is not None:
+            on_frame()
+    return results, failures, info
+
+
+def overlay_name(stem: str, frame: int, n_frames: int) -> str:
+    """File name of the overlay PNG of one frame: ``<stem>_overlay.png`` or ``<stem>_frame<NNNN>.png``."""
+    return f"{stem}_overlay.png" if n_frames == 1 else f"{stem}_frame{frame:04d}.png"
+
+
+def write_file_figures(
+    path: str | os.PathLike,
+    results: Sequence[ClusterResult],
+    overlay_dir: str | os.PathLike,
+    model: Any,
+    pixel_size_A: float | None = None,
+    *,
+    max_overlays_per_file: int = 50,
+    explain: bool = False,
+    stem: str | None = None,
+) -> list[str]:
+    """Draw the overlay (with ``explain`` also the saliency figure) of each frame with results.
+
+    The frames are read again, one at a time, so that the results can be written before any
+    figure is drawn (an out-of-memory kill while drawing loses no result).
+
+    Parameters
+    ----------
+    path : path-like
+        The image file the results came from.
+    results : sequence of ClusterResult
+        Its results (any frame order).
+    overlay_dir : path-like
+        Output folder of the PNGs.
+    model : clusterspy.predict.Model
+        The model that made the results (its crop field is drawn where a diameter is missing).
+    pixel_size_A : float, optional
+        The pixel size override [Å/px] used for the results.
+    max_overlays_per_file : int
+        At most this many overlays per multi-frame file (the first frames).
+    explain : bool
+        Also write ``<name>_saliency.png`` per overlay.
+    stem : str, optional
+        Start of the PNG names (default: the file's stem).
+
+    Returns
+    -------
+    list of str
+        Names of the PNGs written, in frame order.
+    """
+    from clusterspy.io import read_series
+
+    by_frame: dict[int, list[ClusterResult]] = {}
+    for r in results:
+        by_frame.setdefault(int(r.frame), []).append(r)
+    if not by_frame:
+        return []
+    frames = read_series(path, pixel_size_A=pixel_size_A)
+    written = []
+    for index in sorted(by_frame)[:max_overlays_per_file]:
+        frame = frames[index]
+        name = overlay_name(stem or Path(path).stem, index, len(frames))
+        write_overlay(frame, by_frame[index], Path(overlay_dir) / name,
+                      box_A=model.crop_px * model.pixel_size_A)
+        written.append(name)
+        if explain:
+            sal = write_saliency(frame, model, Path(overlay_dir) / name.replace(".png", "_saliency.png"),
+                                 results=by_frame[index])
+            if sal is not None:
+                written.append(sal.name)
+        del frame
+    return written
+
+
 def classify_files(
     paths: Sequence[str | os.PathLike],
     pixel_size_A: float | None = None,
@@ -56,7 +194,10 @@ def classify_files(
     file_info: dict[str, dict[str, Any]] | None = None,
     **options: Any,
 ) -> list[ClusterResult]:
-    """Classify every cluster in every frame of every file.
+    """Classify every cluster in every frame of every file, in this process, in memory.
+
+    For batches that are written as they go, resume, and run on all cores or a Dask cluster,
+    see :func:`clusterspy.batch.run_batch` (what ``clusterspy classify`` uses).
 
     Parameters
     ----------
@@ -67,15 +208,13 @@ def classify_files(
     model_path : path-like, optional
         ONNX model with its model card beside it; default: the shipped model.
     progress : bool, optional
-        Show a progress bar on stderr (default: when there is more than one frame in all).
+        Show a progress bar on stderr (default: when there is more than one file).
     overlay_dir : path-like, optional
-        Folder for annotated overlay PNGs (a box, label and confidence per cluster), one per
-        frame: ``<file stem>_overlay.png``, or ``<file stem>_frame<NNNN>.png`` for stacks.
+        Folder for annotated overlay PNGs (see :func:`write_file_figures`).
     max_overlays_per_file : int
         At most this many overlays per multi-frame file (the first frames).
     explain : bool
-        With ``overlay_dir``: also save, per overlay, ``<name>_saliency.png`` — each cluster's
-        crop (as the network saw it) with its occlusion-saliency map.
+        With ``overlay_dir``: also save, per overlay, ``<name>_saliency.png``.
     failures : list, optional
         When given, a file or frame that fails with a user-caused error (unreadable, no pixel
         size, outside the model's domain, no cluster) is appended here as ``{"file", "frame",
@@ -94,63 +233,29 @@ def classify_files(
     Raises
     ------
     ClusterSpyError
-        For missing or unreadable files, missing calibration, or images without a cluster.
+        Without ``failures``: the first user-caused error (missing or unreadable file, missing
+        calibration, image without a cluster, outside the model's domain).
     """
-    from clusterspy.errors import ClusterSpyError
-    from clusterspy.io import read_series
-
-    def failed(path: Path, frame: int | None, exc: ClusterSpyError) -> None:
-        if failures is None:
-            raise exc
-        failures.append({"file": str(path), "frame": frame, "error": type(exc).__name__,
-                         "message": " ".join(str(exc).split())})
-
-    # Open every file first: a bad file is reported before any work is done.
-    sources = []
-    for p in paths:
-        try:
-            series = read_series(p, pixel_size_A=pixel_size_A)
-            sources.append((Path(p), series))
-            if file_info is not None:
-                file_info[str(p)] = {"pixel_size_A": series.pixel_size_A,
-                                     "pixel_size_source": series.metadata.get("pixel_size_source"),
-                                     "file_pixel_size_A": series.metadata.get("file_pixel_size_A")}
-        except ClusterSpyError as exc:
-            failed(Path(p), None, exc)
-    from clusterspy.predict import classify, load_model
+    from clusterspy.predict import load_model
 
     model = load_model(model_path)
-    n_frames = sum(len(s) for _, s in sources)
-    show = (n_frames > 1) if progress is None else progress
+    show = (len(paths) > 1) if progress is None else progress
     results: list[ClusterResult] = []
     with _progress(show) as bar:
-        task = bar.add_task("classifying", total=n_frames) if bar is not None else None
-        for path, frames in sources:
-            for index, frame in enumerate(frames):
-                try:
-                    found = classify(frame, model=model, file=str(path), frame=index, **options)
-                except ClusterSpyError as exc:
-                    failed(path, index, exc)
-                    if bar is not None:
-                        bar.advance(task)
-                    continue
-                results.extend(found)
-                if overlay_dir is not None and index < max_overlays_per_file:
-                    name = (
-                        f"{path.stem}_overlay.png"
-                        if len(frames) == 1
-                        else f"{path.stem}_frame{index:04d}.png"
-                    )
-                    write_overlay(
-                        frame, found, Path(overlay_dir) / name, box_A=model.crop_px * model.pixel_size_A
-                    )
-                    if explain:
-                        write_saliency(
-                            frame, model, Path(overlay_dir) / name.replace(".png", "_saliency.png"),
-                            results=found,
-                        )
-                if bar is not None:
-                    bar.advance(task)
+        task = bar.add_task("classifying", total=len(paths)) if bar is not None else None
+        for p in paths:
+            found, errs, info = classify_file(p, model, pixel_size_A, strict=failures is None, **options)
+            if failures is not None:
+                failures.extend(errs)
+            if file_info is not None and info:
+                file_info[str(p)] = {k: info[k] for k in ("pixel_size_A", "pixel_size_source",
+                                                          "file_pixel_size_A")}
+            results.extend(found)
+            if overlay_dir is not None:
+                write_file_figures(p, found, overlay_dir, model, pixel_size_A,
+                                   max_overlays_per_file=max_overlays_per_file, explain=explain)
+            if bar is not None:
+                bar.advance(task)
     return results
 
 
@@ -404,8 +509,6 @@ def run_demo(out: str | os.PathLike = "clusterspy_demo") -> Path:
     """
     import numpy as np
 
-    from clusterspy.series import classify_series
-
     out = Path(out)
     with np.load(EXAMPLE_SERIES, allow_pickle=False) as example:
         truth = [str(t) for t in example["true_labels"]]
@@ -424,11 +527,56 @@ def run_demo(out: str | os.PathLike = "clusterspy_demo") -> Path:
     return Path(report)
 
 
+def classify_series(
+    source: Any,
+    pixel_size_A: float | None = None,
+    *,
+    model: Any = None,
+    out: str | os.PathLike | None = None,
+    report: bool = True,
+    explain: bool = True,
+    reporter: Any = None,
+    **options: Any,
+) -> SeriesResult:
+    """Classify a series (:func:`clusterspy.series.classify_series`), then draw its report.
+
+    What ``clusterspy series`` and :func:`clusterspy.classify_series` run. With ``out``, the
+    folder is locked for the whole run (``out/.clusterspy.lock``: a second run on the same
+    folder is refused with one line; the lock of a killed run is taken over with a warning).
+
+    Parameters
+    ----------
+    source, pixel_size_A, model, out, **options
+        As for :func:`clusterspy.series.classify_series` (``model`` default: the shipped one).
+    report : bool
+        With ``out``: write ``strip.png`` (``strip_cluster<i>.png``) and ``report.html``.
+    explain : bool
+        Overlay occlusion-saliency maps (:func:`clusterspy.explain.occlusion_saliency`) on the
+        report's thumbnails: where the network looked to choose the isomer.
+    reporter : callable, optional
+        ``reporter(result, explain_model_or_None)`` instead of :func:`write_series_report`.
+
+    Returns
+    -------
+    SeriesResult
+        The result (``result.report_path`` once the report is written).
+    """
+    from clusterspy.series import classify_series as classify_frames
+
+    if model is None:
+        from clusterspy.predict import load_model
+
+        model = load_model()
+    result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
+    if out is not None and report:
+        (reporter or write_series_report)(result, model if explain and hasattr(model, "crop_px") else None)
+    return result
+
+
 def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path:
     """Write the figures (``strip.png``, ``strip_cluster<i>.png``) and ``report.html`` of a series.
 
-    The ``"series"`` reporter of :mod:`clusterspy.series.reporting`: what
-    :func:`clusterspy.series.classify_series` calls with ``report=True`` and ``out``.
+    What :func:`classify_series` calls with ``report=True`` and ``out``.
 
     Parameters
     ----------

@@ -1,0 +1,121 @@
+"""One owner per output folder: a lock file made with ``O_EXCL``, taken over when stale.
+
+``lock_folder(out)`` creates ``out/.clusterspy.lock`` holding the owner's pid, host, start time
+(UTC) and command. A second run on the same folder is refused with one line naming the owner.
+A lock left by a run that was killed (its pid no longer runs on this host) is taken over
+silently; a lock held from another host cannot be checked, so the message says to delete the
+lock file when no run is using the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from clusterspy.errors import ConfigError
+
+#: Name of the lock file inside an output folder.
+LOCK_NAME = ".clusterspy.lock"
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _owner(lock: Path) -> dict | None:
+    try:
+        return json.loads(lock.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _try_create(lock: Path, record: dict) -> bool:
+    try:
+        fd = os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(record, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    return True
+
+
+def acquire(out: str | os.PathLike, command: str = "clusterspy") -> Path:
+    """Take the lock of folder ``out`` (created if missing) and return the lock file's path.
+
+    Parameters
+    ----------
+    out : path-like
+        The output folder.
+    command : str
+        What holds the lock (shown to a run that is refused).
+
+    Raises
+    ------
+    ConfigError
+        When another live run holds the folder, or a lock from another host is present.
+    """
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--out {folder} is a file; give a folder (it is created if missing)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create --out {folder}: {exc.strerror}") from None
+    lock = folder / LOCK_NAME
+    host = socket.gethostname()
+    record = {"pid": os.getpid(), "host": host, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                                             time.gmtime()),
+              "command": command}
+    for _ in range(5):
+        try:
+            if _try_create(lock, record):
+                return lock
+        except OSError as exc:
+            raise ConfigError(f"cannot write in --out {folder}: {exc.strerror}") from None
+        owner = _owner(lock)
+        if owner is None:  # being written right now, or a torn record from a crash
+            time.sleep(0.2)
+            owner = _owner(lock)
+            if owner is None:
+                lock.unlink(missing_ok=True)
+                continue
+        if owner.get("host") == host and not _alive(int(owner.get("pid", -1))):
+            lock.unlink(missing_ok=True)  # stale: its run was killed; take it over
+            continue
+        where = "" if owner.get("host") == host else f" on host {owner.get('host')}"
+        raise ConfigError(
+            f"--out {folder} is in use by {owner.get('command', 'another run')} (pid {owner.get('pid')}"
+            f"{where}, since {owner.get('started_utc')}); wait for it to finish or use another --out "
+            f"(if no run uses it, delete {lock})")
+    raise ConfigError(f"cannot take the lock {lock}; if no run uses --out {folder}, delete it")
+
+
+def release(lock: Path) -> None:
+    """Remove a lock file taken by :func:`acquire` (only if this process still owns it)."""
+    owner = _owner(lock)
+    if owner is not None and owner.get("pid") == os.getpid() and owner.get("host") == socket.gethostname():
+        lock.unlink(missing_ok=True)
+
+
+@contextmanager
+def lock_folder(out: str | os.PathLike, command: str = "clusterspy") -> Iterator[Path]:
+    """Hold the lock of ``out`` for the duration of a ``with`` block (see :func:`acquire`)."""
+    lock = acquire(out, command)
+    try:
+        yield lock
+    finally:
+        release(lock)
