@@ -38,7 +38,8 @@ WEIGHTS_DIR = DEFAULT_MODEL_DIR
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
-    "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "ClusterResult", "Model", "classify",
+    "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "RESULT_COLUMNS", "ClusterResult",
+    "ClusterResults", "Model", "classify",
     "dihedral_views", "load_model", "normalise_crops", "sha256_file", "softmax",
 ]
 
@@ -221,6 +222,63 @@ class ClusterResult:
         }
 
 
+#: Columns of :meth:`ClusterResults.table` (``p_<class>`` for each of :data:`CLASSES`).
+RESULT_COLUMNS: tuple[str, ...] = (
+    "file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
+    *(f"p_{c}" for c in CLASSES), "ood_distance",
+)
+
+
+class ClusterResults(list):
+    """The clusters :func:`classify` found: a ``list`` of :class:`ClusterResult`, and a table.
+
+    It is a list (indexing, iteration, ``len`` and ``==`` with a list work as before) with
+    :meth:`table` and :meth:`to_dataframe`. HyperSpy markers and metadata are made by
+    :func:`clusterspy.integrations.hyperspy.add_to_signal`, napari layers by the plugin
+    (:mod:`clusterspy.integrations.napari`).
+    """
+
+    def table(self) -> dict[str, list[Any]]:
+        """One list per column of :data:`RESULT_COLUMNS`, one entry per cluster.
+
+        ``x_px``/``y_px`` are in the input image's pixels (col, row), ``diameter_nm`` in nm;
+        what is ``None`` in a result (``reason`` of a label that stands, ``confidence`` and
+        probabilities of a cluster never shown to the network) is ``None`` here.
+        """
+        cols: dict[str, list[Any]] = {c: [] for c in RESULT_COLUMNS}
+        for r in self:
+            d = r.to_dict()
+            probs = d.pop("probabilities") or {}
+            d["diameter_nm"] = None if r.diameter_nm is None else float(r.diameter_nm)
+            d["ood_distance"] = None if r.ood_distance is None else float(r.ood_distance)
+            for c in CLASSES:
+                d[f"p_{c}"] = probs.get(c)
+            for k in RESULT_COLUMNS:
+                cols[k].append(d[k])
+        return cols
+
+    def to_dataframe(self) -> Any:
+        """The :meth:`table` as a ``pandas.DataFrame``, one row per cluster (missing numbers NaN).
+
+        Raises
+        ------
+        MissingDependencyError
+            pandas is not installed (``pip install 'clusterspy[tables]'``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            from clusterspy.errors import MissingDependencyError
+
+            raise MissingDependencyError("pandas", "tables", "results as a DataFrame") from None
+        table = self.table()
+        numeric = {"x_px", "y_px", "diameter_nm", "confidence", "ood_distance",
+                   *(f"p_{c}" for c in CLASSES)}
+        return pd.DataFrame({k: (np.array([np.nan if v is None else v for v in col], dtype=float)
+                                 if k in numeric else col) for k, col in table.items()},
+                            columns=list(RESULT_COLUMNS))
+
+
 def _as_image(image: Any, pixel_size_A: float | None) -> tuple[Image, str | None]:
     """Turn a path / array / Image / HyperSpy Signal2D into a checked :class:`Image` and a name."""
     from clusterspy.io import as_image
@@ -285,7 +343,7 @@ def classify(
     max_size_nm: float | None = None,
     border: str = "flag",
     pixel_size: float | None = None,
-) -> list[ClusterResult]:
+) -> ClusterResults:
     """Find every cluster in an image and classify its isomer — or say why it cannot.
 
     Parameters
@@ -314,8 +372,9 @@ def classify(
 
     Returns
     -------
-    list of ClusterResult
-        One per detected cluster, in the order of :func:`clusterspy.detection.detect_clusters`.
+    ClusterResults
+        A list of :class:`ClusterResult`, one per detected cluster, in the order of
+        :func:`clusterspy.detection.detect_clusters` (``.to_dataframe()`` gives the table).
 
     Raises
     ------
@@ -361,7 +420,7 @@ def classify(
 
 
 def judge(image: Image, detections: list[Any], model: Model, *, file: str | None = None,
-          frame: int = 0, reasons: list[str | None] | None = None) -> list[ClusterResult]:
+          frame: int = 0, reasons: list[str | None] | None = None) -> ClusterResults:
     """Domain checks, inference and the label rule for clusters already found in an image.
 
     Clusters with a reason decided before inference (:func:`clusterspy.domain.cluster_reasons`)
@@ -383,7 +442,7 @@ def judge(image: Image, detections: list[Any], model: Model, *, file: str | None
         crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(diam[i]), card.crop_px)
                           for i in todo])
         probs, dist = model.infer(crops)
-    results = []
+    results = ClusterResults()
     k = 0
     for i, d in enumerate(detections):
         reason = reasons[i]
