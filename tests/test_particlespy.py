@@ -95,3 +95,65 @@ def test_classify_particles_roundtrip():
     pytest.importorskip("trackpy")
     tracks = time_series_analysis(particles, properties=["isomer"])
     assert list(tracks["isomer"]) == [p.properties["isomer"]["value"] for p in particles.list]
+
+
+def _shifted_stack():
+    """Two frames of the 4-cluster field, the second shifted by 2 px (for tracking)."""
+    s0 = _field_signal(seed=0)
+    s1 = _field_signal(seed=1)
+    s1.data = np.roll(s1.data, 2, axis=1)
+    stack = hs.stack([s0, s1])
+    for ax in stack.axes_manager.signal_axes:
+        ax.scale, ax.units = 0.025, "nm"
+    return stack
+
+
+@pytest.mark.skipif(not _weights_present(), reason="no shipped weights in clusterspy/weights yet")
+def test_properties_round_trip_equal_what_was_judged():
+    from clusterspy import predict
+    from clusterspy.integrations.particlespy import (
+        _particle_detection,
+        classify_particles,
+        results_from_particles,
+    )
+
+    signal, particles = _segment()
+    classify_particles(particles, signal)
+    back = results_from_particles(particles)
+    img = predict._as_image(signal, None)[0]
+    judged = predict.judge(img, [_particle_detection(p, img) for p in particles.list], predict.load_model())
+    assert len(back) == len(judged) == 4
+    for b, j in zip(back, judged, strict=True):
+        assert (b.label, b.reason, b.confidence, b.probabilities, b.diameter_nm, b.ood_distance) == (
+            j.label, j.reason, j.confidence, j.probabilities, j.diameter_nm, j.ood_distance)
+        assert (b.x_px, b.y_px) == (j.x_px, j.y_px)
+    # the centres are the simulated clusters' (16, 16), (48, 16), ... Å at 0.25 Å/px
+    assert sorted(round(r.x_px * 0.25) for r in back) == [16, 16, 46, 48]
+
+
+@pytest.mark.skipif(not _weights_present(), reason="no shipped weights in clusterspy/weights yet")
+@pytest.mark.filterwarnings("ignore:FigureCanvasAgg is non-interactive")
+def test_particlespy_plots_and_tracks_the_properties():
+    import matplotlib.pyplot as plt
+    from particlespy.api import parameters, particle_analysis_series, time_series_analysis
+
+    from clusterspy.integrations.particlespy import classify_particles
+
+    pytest.importorskip("trackpy")
+    stack = _shifted_stack()
+    params = parameters()
+    params.generate(threshold="otsu", gaussian=2, min_size=50)
+    particles = particle_analysis_series(stack, params)
+    assert [p.properties["frame"]["value"] for p in particles.list] == [0] * 4 + [1] * 4
+    classify_particles(particles, stack)
+    plt.close("all")
+    particles.plot("diameter_nm", bins=5)
+    assert plt.gca().get_xlabel() == "Diameter_nm (nm)"
+    particles.plot("isomer_confidence", range=(0, 1))
+    particles.plot(["diameter_nm", "isomer_confidence"])
+    plt.close("all")
+    tracks = time_series_analysis(particles, max_dist=5, properties=["isomer", "diameter_nm"])
+    assert tracks["particle"].nunique() == 4  # each cluster is one track over both frames
+    assert list(tracks["diameter_nm"]) == [p.properties["diameter_nm"]["value"] for p in particles.list]
+    for _, track in tracks.groupby("particle"):
+        assert sorted(track["frame"]) == [0, 1]

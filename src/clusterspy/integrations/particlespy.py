@@ -11,10 +11,17 @@ the model's pixel size and sets on every particle the properties
   particle was never shown to the network: out of the model's domain),
 - ``"diameter_nm"`` — its projected diameter, in nm,
 - ``"p_icosahedral"``, ``"p_decahedral"``, ``"p_fcc"``, ``"p_amorphous"`` (NaN likewise),
+- ``"isomer_ood_distance"`` — the out-of-distribution distance (NaN when not computed),
+- ``"x_px"``, ``"y_px"`` — the centre the crop was cut around, in the image's pixels (col, row;
+  ParticleSpy's own ``"x"``/``"y"`` are calibrated and row-first),
 
 so that ParticleSpy's own tools work on them, e.g.
-``particlespy.api.time_series_analysis(particles, properties=["isomer"])`` or
-``particles.plot(["isomer_confidence"])``.
+``particlespy.api.time_series_analysis(particles, properties=["isomer", "diameter_nm"])`` (after
+``particle_analysis_series``, which sets ``"frame"``), ``particles.plot("diameter_nm")`` (a
+histogram labelled in nm), ``particles.plot("isomer")`` (counts per label) or
+``particles.plot("isomer_confidence", range=(0, 1))`` (the range leaves out the NaN of particles
+never shown to the network, which a histogram cannot place). :func:`results_from_particles`
+reads the properties back as :class:`clusterspy.predict.ClusterResults`.
 """
 
 from __future__ import annotations
@@ -27,6 +34,9 @@ import numpy as np
 from clusterspy.errors import ImageDataError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES
+from clusterspy.predict import ClusterResult, ClusterResults
+
+__all__ = ["classify_particles", "results_from_particles"]
 
 
 def _frame_image(image: Any, frame: int | None, pixel_size_A: float | None) -> Image:
@@ -91,8 +101,9 @@ def classify_particles(
     Returns
     -------
     particle_list
-        The same object, with the properties ``"isomer"``, ``"isomer_confidence"`` and
-        ``"p_<class>"`` set on every particle.
+        The same object, with the properties of the module docstring (``"isomer"``,
+        ``"isomer_reason"``, ``"isomer_confidence"``, ``"diameter_nm"`` [nm], ``"p_<class>"``, ...)
+        set on every particle.
 
     Raises
     ------
@@ -129,14 +140,52 @@ def classify_particles(
             groups[("stored", k)] = (img, [k], [_particle_detection(_CentredStored(img), img)])
     for img, idx, dets in groups.values():
         for k, r in zip(idx, predict.judge(img, dets, model), strict=True):
-            p = particles[k]
-            p.set_property("isomer", r.label, None)
-            p.set_property("isomer_reason", r.reason or "", None)
-            p.set_property("isomer_confidence", np.nan if r.confidence is None else r.confidence, None)
-            p.set_property("diameter_nm", r.diameter_nm, "nm")
-            for name in CLASSES:
-                p.set_property(f"p_{name}", np.nan if not r.probabilities else r.probabilities[name], None)
+            _set_properties(particles[k], r)
     return particle_list
+
+
+def _set_properties(p: Any, r: ClusterResult) -> None:
+    """Write one result onto a ParticleSpy particle (see the module docstring)."""
+    p.set_property("isomer", r.label, None)
+    p.set_property("isomer_reason", r.reason or "", None)
+    p.set_property("isomer_confidence", np.nan if r.confidence is None else r.confidence, None)
+    p.set_property("diameter_nm", r.diameter_nm, "nm")
+    for name in CLASSES:
+        p.set_property(f"p_{name}", np.nan if not r.probabilities else r.probabilities[name], None)
+    p.set_property("isomer_ood_distance", np.nan if r.ood_distance is None else r.ood_distance, None)
+    p.set_property("x_px", float(r.x_px), "px")
+    p.set_property("y_px", float(r.y_px), "px")
+
+
+def results_from_particles(particle_list: Any) -> ClusterResults:
+    """The results :func:`classify_particles` wrote on a ParticleSpy ``particle_list``.
+
+    ``cluster`` is the particle's index in the list, ``frame`` its ``"frame"`` property (0 when
+    unset); NaN properties come back as ``None``.
+
+    Raises
+    ------
+    ImageDataError
+        A particle carries no isomer (run :func:`classify_particles` first).
+    """
+    def num(p: Any, key: str) -> float | None:
+        v = float(p.properties[key]["value"])
+        return None if np.isnan(v) else v
+
+    out = ClusterResults()
+    for k, p in enumerate(getattr(particle_list, "list", particle_list)):
+        if "isomer" not in p.properties:
+            raise ImageDataError(f"particle {k} has no isomer; run classify_particles first")
+        probs = {c: num(p, f"p_{c}") for c in CLASSES}
+        frame = p.properties.get("frame", {}).get("value")
+        out.append(ClusterResult(
+            file=None, frame=0 if frame is None else int(frame), cluster=k,
+            x_px=float(p.properties["x_px"]["value"]), y_px=float(p.properties["y_px"]["value"]),
+            label=str(p.properties["isomer"]["value"]), confidence=num(p, "isomer_confidence"),
+            probabilities=None if None in probs.values() else probs,  # type: ignore[arg-type]
+            diameter_nm=num(p, "diameter_nm"), reason=str(p.properties["isomer_reason"]["value"]) or None,
+            ood_distance=num(p, "isomer_ood_distance")))
+    return out
 
 
 class _CentredStored:
