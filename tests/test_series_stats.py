@@ -7,8 +7,10 @@ import pytest
 from scipy.linalg import expm
 
 from clusterspy.series.stats import (
+    branching_ratios,
     ctmc_rates,
     dwell_times,
+    effective_sample_size,
     optimal_block_length,
     proportions_ci,
     transition_counts,
@@ -42,21 +44,84 @@ def test_block_bootstrap_ci_covers_truth_where_iid_does_not():
     for seed in range(reps):
         rng = np.random.default_rng(100 + seed)
         s = _markov(rng, p, 1500)
-        blk = proportions_ci(s, 2, n_boot=400, rng=seed)
-        iid = proportions_ci(s, 2, n_boot=400, rng=seed, block_length=1)
+        blk = proportions_ci(s, 2, method="block_bootstrap", n_boot=400, rng=seed)
+        iid = proportions_ci(s, 2, method="block_bootstrap", n_boot=400, rng=seed,
+                             block_length=1)
         cover_block += blk["ci"][0, 0] <= 0.5 <= blk["ci"][0, 1]
         cover_iid += iid["ci"][0, 0] <= 0.5 <= iid["ci"][0, 1]
     assert cover_block / reps >= 0.75
     assert cover_iid / reps <= 0.5
 
 
-def test_proportions_exclude_unlabelled_frames():
+@pytest.mark.parametrize("method", ["jeffreys_neff", "block_bootstrap"])
+def test_proportions_exclude_unlabelled_frames(method):
     lab = np.array([0, 0, 1, -1, -1, 1, 1, 2])
-    r = proportions_ci(lab, 4, n_boot=200, rng=0)
+    r = proportions_ci(lab, 4, method=method, n_boot=200, rng=0)
     np.testing.assert_allclose(r["proportion"], [2 / 6, 3 / 6, 1 / 6, 0])
     assert r["n_excluded"] == 2 and r["n_labelled"] == 6
+    assert r["interval_method"] == method
     assert np.all(r["ci"][:, 0] <= r["proportion"] + 1e-12)
     assert np.all(r["ci"][:, 1] >= r["proportion"] - 1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 5, 12])
+def test_few_constant_frames_give_a_wide_interval(n):
+    r = proportions_ci(np.zeros(n, int), 4)
+    lo, hi = r["ci"][0]
+    assert hi == 1.0 and lo < 0.35, r["ci"]  # "1.00 [1.00, 1.00]" was the old answer
+    assert np.all(r["ci"][1:, 0] == 0.0) and np.all(r["ci"][1:, 1] > 0.6)
+    assert r["n_eff"] < 2
+    old = proportions_ci(np.zeros(n, int), 4, method="block_bootstrap", rng=0)
+    assert old["ci"][0, 0] == old["ci"][0, 1] == 1.0  # why it was replaced
+
+
+def test_effective_sample_size_follows_the_autocorrelation():
+    rng = np.random.default_rng(3)
+    iid = rng.integers(0, 4, 2000)
+    sticky = _markov(rng, np.full((4, 4), 0.01 / 3) + np.eye(4) * (0.99 - 0.01 / 3), 2000)
+    e_iid, e_sticky = effective_sample_size(iid, 4), effective_sample_size(sticky, 4)
+    assert e_iid["n_eff"] == pytest.approx(2000, rel=0.15)
+    assert e_sticky["n_eff"] < 30  # ~2000·0.01/2 = 10 independent frames
+    gappy = iid.copy()
+    gappy[::4] = -1
+    assert effective_sample_size(gappy, 4)["n_labelled"] == 1500
+
+
+def test_intervals_cover_a_sticky_chain_where_the_block_bootstrap_does_not():
+    # 40 frames of a chain that stays with probability 0.95: ~2 label changes per series
+    pi = np.array([0.5, 0.3, 0.2])
+    p = 0.95 * np.eye(3) + 0.05 * pi[None, :]
+    cover_new = cover_old = 0
+    reps = 150
+    for seed in range(reps):
+        rng = np.random.default_rng(seed)
+        s = _markov(rng, p, 40)
+        new = proportions_ci(s, 3)["ci"]
+        old = proportions_ci(s, 3, method="block_bootstrap", n_boot=200, rng=seed)["ci"]
+        cover_new += np.sum((new[:, 0] <= pi) & (pi <= new[:, 1]))
+        cover_old += np.sum((old[:, 0] <= pi) & (pi <= old[:, 1]))
+    assert 0.88 <= cover_new / (3 * reps) <= 0.995
+    assert cover_old / (3 * reps) < 0.7
+
+
+def test_branching_ratios_recover_a_known_jump_matrix():
+    jumps = np.array([[0.0, 0.7, 0.2, 0.1], [0.5, 0.0, 0.5, 0.0], [0.1, 0.1, 0.0, 0.8],
+                      [1 / 3, 1 / 3, 1 / 3, 0.0]])
+    stay = np.array([0.9, 0.8, 0.95, 0.7])
+    p = (1 - stay)[:, None] * jumps + np.diag(stay)
+    s = _markov(np.random.default_rng(11), p, 30000)
+    br = branching_ratios(transition_counts(s, 4))
+    off = ~np.eye(4, dtype=bool)
+    assert np.all(np.isnan(br["ratio"][~off]))
+    np.testing.assert_allclose(br["ratio"][off], jumps[off], atol=0.05)
+    inside = (br["ci"][..., 0] <= jumps) & (jumps <= br["ci"][..., 1])
+    assert inside[off].mean() >= 10 / 12
+    np.testing.assert_allclose(np.nansum(br["ratio"], axis=1), 1.0)
+    # a state never left has no ratio; one departure gives a wide interval
+    one = branching_ratios(np.array([[5, 1, 0], [0, 3, 0], [0, 0, 0]]))
+    assert np.all(np.isnan(one["ratio"][1:]))
+    assert one["ratio"][0, 1] == 1.0 and one["ci"][0, 1, 1] == 1.0 and one["ci"][0, 1, 0] < 0.5
+    assert one["ci"][0, 2, 0] == 0.0 and one["ci"][0, 2, 1] > 0.3
 
 
 def test_transition_counts_skip_missing_pairs():

@@ -210,3 +210,32 @@ def test_thermo_json_writes_null_for_nan_and_infinity(tmp_path):
     saved = strict((tmp_path / "out" / "thermo.json").read_text())
     assert saved["van_t_hoff"][0]["delta_E_eV"] is None
     assert "NaN" not in html.read_text() and "Infinity" not in html.read_text()
+
+
+def test_thermo_branching_ratios_match_the_landscape():
+    """Where an isomer goes when it leaves: ico splits between dec and fcc as the barriers say."""
+    land = Landscape({"icosahedral": 0.0, "decahedral": 0.0, "fcc": 0.0},
+                     barriers_eV={("icosahedral", "decahedral"): 0.40,
+                                  ("icosahedral", "fcc"): 0.44,
+                                  ("decahedral", "fcc"): 0.42}, prefactor_per_s=1e5)
+    t, dt = 450.0, 0.05
+    n = frames_for_transitions(land, t, dt, 400)
+    tab = synthetic_labels(land, [t], n, frame_time_s=dt, misclassification=0.03, rng=7)
+    res = thermo_from_table(tab, n_boot=50)
+    q = land.generator(t)
+    br = {(b["from"], b["to"]): b for b in res["branching"]}
+    assert {b["source"] for b in res["branching"]} == {"expected transitions (rate fit)"}
+    inside = 0
+    for (a, b), entry in br.items():
+        i, j = CLASSES.index(a), CLASSES.index(b)
+        off = [x for x in range(4) if x != i]
+        truth = q[i, j] / q[i, off].sum()
+        assert entry["ratio"] == pytest.approx(truth, abs=0.08), (a, b)
+        assert entry["ci95"][0] <= entry["ratio"] <= entry["ci95"][1]
+        inside += entry["ci95"][0] <= truth <= entry["ci95"][1]
+    assert inside >= len(br) - 1
+    assert ("icosahedral", "decahedral") in br and br[("icosahedral", "decahedral")]["ratio"] > 0.6
+    # without a frame time the ratios come from the observed label changes
+    plain = thermo_from_table({k: v for k, v in tab.items() if k != "time_s"}, n_boot=20,
+                              kinetics=False)
+    assert {b["source"] for b in plain["branching"]} == {"observed label changes"}

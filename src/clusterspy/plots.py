@@ -71,9 +71,11 @@ def plot_strip(
     smoothed: Sequence[str] | np.ndarray | None = None,
     *,
     time_s: Sequence[float] | None = None,
+    frame_time_s: float | None = None,
+    inferred: Sequence[bool] | np.ndarray | None = None,
     title: str | None = None,
 ) -> Figure:
-    """Isomer label against frame number (the seed's Figure 2): rows ico / dec / fcc / amo / unk.
+    """Isomer label against time (the seed's Figure 2): rows ico / dec / fcc / amo / unk.
 
     Parameters
     ----------
@@ -85,8 +87,13 @@ def plot_strip(
     smoothed : array-like of str, optional
         HMM-smoothed labels: drawn in a second panel as a step line.
     time_s : array-like of float, optional
-        Unused for the axis (frame numbers are shown); kept for a secondary label in a future
-        version.
+        Time of each frame [s]; with finite values the x axis is time in s.
+    frame_time_s : float, optional
+        Time between frames [s]: the x axis is ``frame × frame_time_s`` in s (overrides
+        ``time_s``). With a time axis, frame numbers are on a secondary axis on top.
+    inferred : array-like of bool, optional
+        Smoothed labels the network did not give (raw unknown or another label): drawn as open
+        markers in the smoothed panel, so an inferred label is never mistaken for a seen one.
     title : str, optional
         Figure title.
 
@@ -97,10 +104,12 @@ def plot_strip(
     rows = [*CLASSES, "unknown"]
     names = [_SHORT[c] for c in CLASSES] + ["unk"]
     ypos = {c: len(rows) - 1 - i for i, c in enumerate(rows)}
-    panels = [("raw", labels)] + ([("smoothed (HMM)", smoothed)] if smoothed is not None else [])
-    fig = _figure((8.0, 1.6 + 1.7 * len(panels)))
+    panels = [("raw", labels)] + ([("HMM-smoothed", smoothed)] if smoothed is not None else [])
+    fig = _figure((8.0, 1.9 + 1.7 * len(panels)))
     axes = fig.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
-    fr = np.asarray(frames)
+    fr = np.asarray(frames, dtype=float)
+    x, t0, dt = _strip_time_axis(fr, time_s, frame_time_s)
+    inf = np.zeros(len(fr), bool) if inferred is None else np.asarray(inferred, dtype=bool)
     for ax, (name, lab) in zip(axes, panels, strict=True):
         lab = np.asarray(lab, dtype=object).astype(str)
         for cat in [*CLASSES, "unknown", "lost", "blurred"]:
@@ -109,24 +118,57 @@ def plot_strip(
                 continue
             row = ypos.get(cat, ypos["unknown"])
             marker = {"lost": "x", "blurred": "v"}.get(cat, "s")
-            ax.scatter(fr[m], np.full(m.sum(), row), s=9, marker=marker, color=_colour(cat),
-                       label=cat, linewidths=0.8)
+            seen = m & ~inf if name != "raw" else m
+            if seen.any():
+                ax.scatter(x[seen], np.full(seen.sum(), row), s=9, marker=marker,
+                           color=_colour(cat), label=cat, linewidths=0.8)
+            if name != "raw" and (m & inf).any():
+                ax.scatter(x[m & inf], np.full((m & inf).sum(), row), s=14, marker=marker,
+                           facecolors="none", edgecolors=_colour(cat), linewidths=0.8,
+                           label="inferred by the HMM")
         if name != "raw":
-            y = np.array([ypos.get(x, ypos["unknown"]) for x in lab], float)
-            order = np.argsort(fr)
-            ax.step(fr[order], y[order], where="mid", color=OKABE_ITO["black"], lw=0.6, alpha=0.6)
+            y = np.array([ypos.get(v, ypos["unknown"]) for v in lab], float)
+            order = np.argsort(x)
+            ax.step(x[order], y[order], where="mid", color=OKABE_ITO["black"], lw=0.6, alpha=0.6)
         ax.set_yticks([ypos[c] for c in rows], names)
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_ylabel(f"isomer ({name})")
         ax.grid(axis="x", alpha=0.3)
-    axes[-1].set_xlabel("frame number")
-    handles, labs = axes[0].get_legend_handles_labels()
+    if dt is None:
+        axes[-1].set_xlabel("frame number")
+    else:
+        axes[-1].set_xlabel("time (s)")
+        top = axes[0].secondary_xaxis(
+            "top", functions=(lambda t: (t - t0) / dt, lambda f: t0 + f * dt))
+        top.set_xlabel("frame number", fontsize=8)
+        top.tick_params(labelsize=7)
+    handles: dict[str, Any] = {}
+    for ax in axes:
+        for h, lab_name in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab_name, h)
     if handles:
-        axes[0].legend(handles, labs, loc="upper right", fontsize=7, ncol=4, frameon=False,
-                       bbox_to_anchor=(1.0, 1.35))
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", fontsize=7,
+                   ncol=min(len(handles), 8), frameon=False)
     if title:
         fig.suptitle(title)
     return fig
+
+
+def _strip_time_axis(
+    frames: np.ndarray, time_s: Sequence[float] | None, frame_time_s: float | None
+) -> tuple[np.ndarray, float, float | None]:
+    """x values of a strip plot: (x, time of frame 0 [s], frame time [s]); frame numbers when the
+    frame time is unknown (then the frame time is ``None``)."""
+    if frame_time_s is not None and np.isfinite(frame_time_s) and frame_time_s > 0:
+        return frames * float(frame_time_s), 0.0, float(frame_time_s)
+    if time_s is not None:
+        t = np.asarray(time_s, dtype=float)
+        ok = np.isfinite(t)
+        if ok.sum() >= 2 and np.ptp(frames[ok]) > 0:
+            dt, t0 = np.polyfit(frames[ok], t[ok], 1)
+            if dt > 0:
+                return t0 + frames * dt, float(t0), float(dt)
+    return frames, 0.0, None
 
 
 def plot_proportions(

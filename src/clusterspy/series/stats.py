@@ -4,9 +4,14 @@ Labels are integer state indices ``0..K-1`` (order of :data:`clusterspy.isomers.
 for a frame without a usable label (unknown, lost, blurred).
 
 Frames of a video are autocorrelated (an isomer lives for many frames), so the binomial CI of a
-proportion is far too narrow. :func:`proportions_ci` uses the circular block bootstrap (Politis &
-Romano 1992) with the block length chosen from the data by the Politis & White (2004) rule (with the
-Patton, Politis & White 2009 correction).
+proportion is far too narrow. :func:`proportions_ci` gives, by default, Jeffreys intervals on an
+effective sample size (:func:`effective_sample_size`: the frames count as ``n_eff`` independent
+draws, from the rate of label changes), which are never zero-width for few frames — a 5-frame
+constant series carries about one independent observation, and its interval says so. The circular
+block bootstrap (Politis & Romano 1992, block length by Politis & White 2004 with the Patton,
+Politis & White 2009 correction) remains available (``method="block_bootstrap"``); it collapses
+to a point on a short or constant series. ``benchmarks/series_intervals.py`` measures the
+coverage of both. :func:`branching_ratios` says where a state goes when it leaves.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ import logging
 import numpy as np
 
 __all__ = [
+    "INTERVAL_METHODS",
     "block_bootstrap_counts",
+    "branching_ratios",
     "ctmc_rates",
     "dwell_times",
+    "effective_sample_size",
     "expm_small",
     "optimal_block_length",
     "proportions_ci",
@@ -26,6 +34,25 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Beta(a, a) prior on the chance that a labelled frame pair changes label (see
+#: :func:`effective_sample_size`).
+_CHANGE_PRIOR = 2.0
+
+#: What each ``method`` of :func:`proportions_ci` computes (the text of ``interval_method``).
+INTERVAL_METHODS: dict[str, str] = {
+    "jeffreys_neff": (
+        "Jeffreys interval Beta(p·n_eff + 1/2, (1 − p)·n_eff + 1/2) on the effective number of "
+        "independent frames n_eff = n·(1 − ρ)/(1 + ρ), with ρ = 1 − c/h the lag-1 "
+        "autocorrelation of a sticky Markov chain estimated from the label changes "
+        "(c = (changes + 2)/(pairs + 4): a Beta(2, 2) prior on the chance that a frame pair changes "
+        "label; h = 1 − Σ q_k², q the Jeffreys-smoothed share of runs per isomer); interval "
+        "end 0 (1) when no (every) labelled frame is that isomer; unknown, "
+        "lost and blurred frames are left out of n and break the frame pairs around them"),
+    "block_bootstrap": (
+        "circular block bootstrap of the labelled frames (block length by Politis & White); "
+        "zero-width for constant or very short series"),
+}
 
 
 def _acov(x: np.ndarray, max_lag: int) -> np.ndarray:
@@ -138,29 +165,98 @@ def block_bootstrap_counts(
     return counts, float(block_length)
 
 
+def effective_sample_size(labels: np.ndarray, n_states: int) -> dict:
+    """Effective number of independent frames of an autocorrelated label series.
+
+    The series is taken as a sticky Markov chain whose label indicators have lag-1
+    autocorrelation ``ρ``; for such a chain the variance of a proportion is that of
+    ``n_eff = n (1 − ρ) / (1 + ρ)`` independent frames. ``ρ = 1 − c / h`` where ``c`` is the
+    probability that a labelled frame pair changes label (posterior mean under a Beta(2, 2) prior,
+    ``(changes + 2) / (pairs + 4)``: never 0, so a constant series is not taken as infinitely
+    informative; the prior's weight was chosen on ``benchmarks/series_intervals.py``, where
+    ``(changes + ½) / (pairs + 1)`` over-covered sticky short series) and ``h = 1 − Σ q_k²``
+    the chance that a jump lands on another label, with ``q`` the Jeffreys-smoothed share of runs
+    per state (``(runs_k + ½) / (runs + K/2)``: few runs, few known states, ``h`` near its
+    largest value ``1 − 1/K``).
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        ``(T,)`` state indices in time order, ``-1`` for frames without a label (left out of ``n``;
+        the pairs around them are not counted).
+    n_states : int
+        Number of classes K.
+
+    Returns
+    -------
+    dict
+        ``n_labelled``, ``n_pairs``, ``n_changes``, ``rho`` (lag-1 autocorrelation, in [−1, 1)),
+        ``n_eff`` (≤ ``n_labelled``; 0 when nothing is labelled).
+    """
+    lab = np.asarray(labels, dtype=int)
+    valid = lab >= 0
+    n = int(valid.sum())
+    a, b = lab[:-1], lab[1:]
+    pair = (a >= 0) & (b >= 0)
+    m = int(pair.sum())
+    changes = int(np.sum(pair & (a != b)))
+    if n == 0:
+        return {"n_labelled": 0, "n_pairs": 0, "n_changes": 0, "rho": float("nan"), "n_eff": 0.0}
+    lv = lab[valid]
+    starts = np.r_[True, lv[1:] != lv[:-1]]
+    runs = np.bincount(lv[starts], minlength=n_states).astype(float)
+    q = (runs + 0.5) / (runs.sum() + 0.5 * n_states)
+    h = max(1.0 - float(np.sum(q**2)), 1e-12)
+    c = (changes + _CHANGE_PRIOR) / (m + 2.0 * _CHANGE_PRIOR)
+    rho = 1.0 - min(c / h, 2.0)
+    n_eff = min(float(n), n * (1.0 - rho) / (1.0 + rho)) if rho > -1.0 else float(n)
+    return {"n_labelled": n, "n_pairs": m, "n_changes": changes, "rho": float(rho),
+            "n_eff": float(n_eff)}
+
+
+def _jeffreys(p: np.ndarray, n_eff: float, level: float) -> np.ndarray:
+    """``(K, 2)`` Jeffreys intervals of proportions ``p`` seen in ``n_eff`` independent draws."""
+    from scipy.stats import beta
+
+    alpha = (1.0 - level) / 2.0
+    k = p * n_eff
+    lo = beta.ppf(alpha, k + 0.5, n_eff - k + 0.5)
+    hi = beta.ppf(1.0 - alpha, k + 0.5, n_eff - k + 0.5)
+    lo = np.where(p <= 0.0, 0.0, lo)  # Brown, Cai & DasGupta (2001): an end at 0 or 1 is kept
+    hi = np.where(p >= 1.0, 1.0, hi)
+    return np.column_stack([lo, hi])
+
+
 def proportions_ci(
     labels: np.ndarray,
     n_states: int,
     *,
+    method: str = "jeffreys_neff",
     n_boot: int = 2000,
     block_length: float | None = None,
     rng: np.random.Generator | int | None = None,
     level: float = 0.95,
 ) -> dict:
-    """Proportion of each class with a block-bootstrap confidence interval.
+    """Proportion of each class with a confidence interval that allows for autocorrelation.
 
     Parameters
     ----------
     labels : numpy.ndarray
-        ``(T,)`` state indices in time order, ``-1`` for frames without a label (excluded).
+        ``(T,)`` state indices in time order, ``-1`` for frames without a label (excluded from
+        the proportions; they break the frame pairs around them).
     n_states : int
         Number of classes K.
+    method : str
+        ``"jeffreys_neff"`` (default): Jeffreys intervals on :func:`effective_sample_size`'s
+        ``n_eff``, never zero-width; ``"block_bootstrap"``: circular block bootstrap (zero-width
+        for constant or very short series). :data:`INTERVAL_METHODS` describes both.
     n_boot : int
-        Bootstrap replicates.
+        Bootstrap replicates (``block_bootstrap`` only).
     block_length : float, optional
-        Block length [frames]; chosen from the data if omitted (``1`` = i.i.d. bootstrap).
+        Block length [frames] (``block_bootstrap`` only); chosen from the data if omitted
+        (``1`` = i.i.d. bootstrap).
     rng : numpy.random.Generator or int, optional
-        Random generator or seed.
+        Random generator or seed (``block_bootstrap`` only).
     level : float
         Confidence level.
 
@@ -168,18 +264,25 @@ def proportions_ci(
     -------
     dict
         ``proportion`` (K,), ``ci`` (K, 2), ``counts`` (K,), ``n_labelled``, ``n_excluded``,
-        ``block_length_frames``.
+        ``interval_method``, ``n_eff`` and ``rho`` (from :func:`effective_sample_size`, for
+        every method), ``block_length_frames`` (NaN unless ``block_bootstrap``).
     """
+    if method not in INTERVAL_METHODS:
+        raise ValueError(f"method must be one of {', '.join(INTERVAL_METHODS)}, got {method!r}")
     lab = np.asarray(labels, dtype=int)
     valid = lab >= 0
     counts = np.bincount(lab[valid], minlength=n_states).astype(float)
     n_lab = int(valid.sum())
+    ess = effective_sample_size(lab, n_states)
+    base = {"counts": counts, "n_labelled": n_lab, "n_excluded": int(len(lab) - n_lab),
+            "interval_method": method, "n_eff": ess["n_eff"], "rho": ess["rho"],
+            "block_length_frames": float("nan")}
     if n_lab == 0:
-        nan = np.full(n_states, np.nan)
-        return {
-            "proportion": nan, "ci": np.full((n_states, 2), np.nan), "counts": counts,
-            "n_labelled": 0, "n_excluded": len(lab), "block_length_frames": float("nan"),
-        }
+        return {"proportion": np.full(n_states, np.nan), "ci": np.full((n_states, 2), np.nan),
+                **base}
+    if method == "jeffreys_neff":
+        p = counts / n_lab
+        return {"proportion": p, "ci": _jeffreys(p, ess["n_eff"], level), **base}
     boot, bl = block_bootstrap_counts(lab, n_states, block_length=block_length, n_boot=n_boot,
                                       rng=rng)
     tot = boot.sum(axis=1, keepdims=True)
@@ -188,14 +291,7 @@ def proportions_ci(
     props = props[np.isfinite(props).all(axis=1)]
     alpha = (1.0 - level) / 2.0
     ci = np.quantile(props, [alpha, 1.0 - alpha], axis=0).T
-    return {
-        "proportion": counts / n_lab,
-        "ci": ci,
-        "counts": counts,
-        "n_labelled": n_lab,
-        "n_excluded": int(len(lab) - n_lab),
-        "block_length_frames": bl,
-    }
+    return {"proportion": counts / n_lab, "ci": ci, **base, "block_length_frames": bl}
 
 
 def transition_counts(labels: np.ndarray, n_states: int) -> np.ndarray:
@@ -222,6 +318,52 @@ def transition_counts(labels: np.ndarray, n_states: int) -> np.ndarray:
     ok = (a >= 0) & (b >= 0)
     np.add.at(c, (a[ok], b[ok]), 1)
     return c
+
+
+def branching_ratios(counts: np.ndarray, *, level: float = 0.95, prior: float = 0.5) -> dict:
+    """Where a state goes when it leaves: row-normalised off-diagonal transitions with intervals.
+
+    ``B[i, j] = C[i, j] / Σ_{l≠i} C[i, l]`` — the probability that a departure from ``i`` lands on
+    ``j`` (for a continuous-time chain, ``Q[i, j] / Σ_{l≠i} Q[i, l]``; a rate is the total
+    departure rate times its branching ratio). Each row's destinations get a Dirichlet posterior
+    with ``prior`` pseudo-departures per destination (½: Jeffreys); the interval of ``B[i, j]`` is
+    the central ``level`` interval of its Beta marginal, with its end at 0 (1) when no (every)
+    departure went to ``j``.
+
+    Parameters
+    ----------
+    counts : numpy.ndarray
+        ``(K, K)`` transition counts, rows = from (:func:`transition_counts`, or expected counts
+        of a fit); the diagonal (stays) is ignored.
+    level : float
+        Confidence level.
+    prior : float
+        Dirichlet pseudo-count per destination.
+
+    Returns
+    -------
+    dict
+        ``ratio`` ((K, K), NaN on the diagonal and in rows without a departure), ``ci``
+        ((K, K, 2), NaN likewise), ``n_departures`` ((K,) off-diagonal row sums).
+    """
+    from scipy.stats import beta
+
+    c = np.array(counts, dtype=float)
+    k = c.shape[0]
+    np.fill_diagonal(c, 0.0)
+    n_dep = c.sum(axis=1)
+    ratio = np.full((k, k), np.nan)
+    ci = np.full((k, k, 2), np.nan)
+    alpha = (1.0 - level) / 2.0
+    for i in np.where(n_dep > 0)[0]:
+        others = np.array([j for j in range(k) if j != i])
+        a = c[i, others] + prior
+        b = n_dep[i] + prior * (k - 1) - a
+        ratio[i, others] = c[i, others] / n_dep[i]
+        lo = np.where(c[i, others] <= 0, 0.0, beta.ppf(alpha, a, b))
+        hi = np.where(c[i, others] >= n_dep[i], 1.0, beta.ppf(1.0 - alpha, a, b))
+        ci[i, others, 0], ci[i, others, 1] = lo, hi
+    return {"ratio": ratio, "ci": ci, "n_departures": n_dep}
 
 
 def expm_small(a: np.ndarray) -> np.ndarray:

@@ -20,9 +20,56 @@ import numpy as np
 from clusterspy.isomers import CLASSES
 from clusterspy.thermo.synthetic import K_B_EV
 
-__all__ = ["arrhenius_fit", "fit_rates"]
+__all__ = ["arrhenius_fit", "branching_by_temperature", "fit_rates"]
 
 log = logging.getLogger(__name__)
+
+
+def branching_by_temperature(
+    temperatures_K: Sequence[float], counts: np.ndarray, source: Sequence[str], *,
+    level: float = 0.95,
+) -> list[dict]:
+    """Branching ratios per temperature: where an isomer goes when it leaves, with intervals.
+
+    The ratio ``i → j`` is the share of departures from ``i`` that land on ``j``; a rate is the
+    total departure rate of ``i`` times its branching ratio, so the barriers of the Arrhenius fit
+    rest on these numbers (:func:`clusterspy.series.stats.branching_ratios`: Dirichlet posterior
+    with ½ pseudo-departure per destination).
+
+    Parameters
+    ----------
+    temperatures_K : sequence of float
+        Temperatures [K].
+    counts : numpy.ndarray
+        ``(n_T, K, K)`` transition counts per temperature (observed label changes, or the expected
+        transitions of :func:`fit_rates`, which discount misclassified frames).
+    source : sequence of str
+        Per temperature, what the counts are (``"observed label changes"`` or
+        ``"expected transitions (rate fit)"``), recorded with every entry.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    list of dict
+        One entry per temperature and pair with at least one departure from ``from``:
+        ``temperature_K``, ``from``, ``to``, ``ratio``, ``ci95``, ``n_departures``, ``source``.
+    """
+    from clusterspy.series.stats import branching_ratios
+
+    out = []
+    for t, c, src in zip(temperatures_K, np.asarray(counts, float), source, strict=True):
+        br = branching_ratios(c, level=level)
+        for i, a in enumerate(CLASSES):
+            if br["n_departures"][i] <= 0:
+                continue
+            for j, b in enumerate(CLASSES):
+                if i != j:
+                    out.append({"temperature_K": float(t), "from": a, "to": b,
+                                "ratio": float(br["ratio"][i, j]),
+                                "ci95": [float(br["ci"][i, j, 0]), float(br["ci"][i, j, 1])],
+                                "n_departures": float(br["n_departures"][i]), "source": src})
+    return out
 
 
 def _confusion(eps: float, k: int) -> np.ndarray:

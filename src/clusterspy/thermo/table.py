@@ -283,6 +283,16 @@ def _series_at(tab: dict[str, np.ndarray], m: np.ndarray) -> list[tuple[str, np.
     return out
 
 
+def _observed_transitions(series: list[tuple[str, np.ndarray, float]], k: int) -> np.ndarray:
+    """``(K, K)`` label transitions between consecutive labelled frames, summed over series."""
+    from clusterspy.series.stats import transition_counts
+
+    total = np.zeros((k, k))
+    for _, codes, _ in series:
+        total += transition_counts(codes, k)
+    return total
+
+
 def thermo_from_table(
     source: Any,
     *,
@@ -338,7 +348,10 @@ def thermo_from_table(
         JSON-ready: ``{"van_t_hoff": [{"isomer", "reference", "delta_E_eV", "ci95_eV",
         "delta_S_kB", "ci95_S_kB", ...}], "arrhenius": [{"from", "to", "barrier_eV", "ci95_eV",
         "prefactor_per_s", "ci95_prefactor_per_s", ...}], "proportions": [per temperature],
-        "delta_G": [...], "rates": [...], "warnings": [...], "settings": {...}}``.
+        "delta_G": [...], "rates": [...], "branching": [{"temperature_K", "from", "to",
+        "ratio", "ci95", "n_departures", "source"}: where an isomer goes when it leaves, from the
+        rate fit's expected transitions when kinetics ran, else from the observed label changes],
+        "warnings": [...], "settings": {...}}``.
     """
     from clusterspy.thermo.equilibrium import (
         bootstrap_counts,
@@ -346,7 +359,7 @@ def thermo_from_table(
         delta_g,
         van_t_hoff_fit,
     )
-    from clusterspy.thermo.kinetics import arrhenius_fit, fit_rates
+    from clusterspy.thermo.kinetics import arrhenius_fit, branching_by_temperature, fit_rates
 
     def isomer(name: Any, what: str) -> str:
         try:
@@ -370,12 +383,14 @@ def thermo_from_table(
     counts = np.zeros((len(temps), k))
     boot = np.zeros((len(temps), n_boot, k))
     per_t_series = []
+    ordered_t: list[bool] = []
     proportions = []
     for n, t in enumerate(temps):
         m = tab["temperature_K"] == t
         series = _series_at(tab, m)
         per_t_series.append(series)
         ordered = all(np.all(tab["frame"][m & (tab["series"] == s)] >= 0) for s, _, _ in series)
+        ordered_t.append(ordered)
         c, b = bootstrap_counts([s[1] for s in series], ordered=ordered, n_boot=n_boot, rng=rng)
         if misclassification:
             c, b = correct_misclassification(c, misclassification), correct_misclassification(
@@ -428,6 +443,9 @@ def thermo_from_table(
 
     rates: list[dict] = []
     arrh: list[dict] = []
+    br_counts = np.array([_observed_transitions(series, k) if ordered else np.zeros((k, k))
+                          for series, ordered in zip(per_t_series, ordered_t, strict=True)])
+    br_source = ["observed label changes"] * len(temps)
     can_kinetics = any(
         len(s[1]) > 1 and (np.isfinite(s[2]) or frame_time_s) for ser in per_t_series for s in ser)
     if kinetics is None:
@@ -447,6 +465,7 @@ def thermo_from_table(
             eps = misclassification if misclassification is not None else "estimate"
             fr = fit_rates([s[1] for s in series], dt, misclassification=eps)
             q_t[n], n_t[n] = fr["Q"], fr["expected_transitions"]
+            br_counts[n], br_source[n] = n_t[n], "expected transitions (rate fit)"
             for name, lab, _ in series:
                 ch = np.sum((lab[:-1] >= 0) & (lab[1:] >= 0) & (lab[:-1] != lab[1:]))
                 if ch < min_transitions:
@@ -491,6 +510,7 @@ def thermo_from_table(
         "proportions": proportions,
         "delta_G": dgs,
         "rates": rates,
+        "branching": branching_by_temperature(temps, br_counts, br_source),
         "warnings": warnings,
         "settings": {
             "reference": CLASSES[ref], "label_column": label_column,
