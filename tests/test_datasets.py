@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +16,8 @@ pytest.importorskip("zarr")
 pytest.importorskip("dask")
 
 from clusterspy.datasets import generate, is_complete, load, load_spec
-from clusterspy.datasets.sampling import toy_sample
 from clusterspy.errors import ConfigError
+from toy_data import toy_sample
 
 TOY = {"seed": 3, "n_images": 48, "chunk_size": 4, "crop_px": 16, "pixel_size_A": 0.4}
 
@@ -69,18 +69,19 @@ def test_other_spec_in_same_folder_refused(tmp_path):
 
 
 _CHILD = """
-import sys
+import functools, sys
+sys.path.insert(0, {tests!r})
 from clusterspy.datasets import generate
-from clusterspy.datasets.sampling import toy_sample
-generate({spec!r}, {out!r}, scheduler="synchronous", progress=False, sample_fn=toy_sample)
+from toy_data import toy_sample
+generate({spec!r}, {out!r}, scheduler="synchronous", progress=False,
+         sample_fn=functools.partial(toy_sample, delay_s=0.04))
 """
 
 
 def test_resume_after_kill_9(tmp_path):
     out = tmp_path / "killed.zarr"
-    env = {**os.environ, "CLUSTERSPY_TOY_DELAY_S": "0.04"}
-    code = _CHILD.format(spec=TOY, out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", code], env=env)
+    code = _CHILD.format(tests=str(Path(__file__).resolve().parent), spec=TOY, out=str(out))
+    proc = subprocess.Popen([sys.executable, "-c", code])
     done = out / "_done"
     t0 = time.time()
     while time.time() - t0 < 60:
@@ -130,3 +131,25 @@ def test_onthefly_matches_disk(tmp_path):
     images, labels, _ = load(path)
     x, y = OnTheFly({**TOY, "n_images": 8}, sample_fn=toy_sample).batch(0, 8)
     assert x.tobytes() == images.tobytes() and np.array_equal(y, labels)
+
+
+def test_cli_dataset_generates_resumes_and_refuses_a_missing_spec(tmp_path, capsys):
+    """``clusterspy dataset SPEC OUT``: the simulated dataset; a second run finds it complete."""
+    pytest.importorskip("ase")
+    from clusterspy.cli import main
+
+    # one icosahedral example: the other motifs take seconds to tens of seconds each to build
+    spec = {"seed": 11, "n_images": 1, "chunk_size": 1, "crop_px": 24, "size_atoms": [40, 80],
+            "support_probability": 0.0, "neighbour_probability": 0.0}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    out = tmp_path / "d.zarr"
+    args = ["dataset", str(path), str(out), "--scheduler", "synchronous", "--no-progress"]
+    assert main(args) == 0
+    assert "dataset complete" in capsys.readouterr().out
+    images, labels, _ = load(out)
+    assert images.shape == (1, 24, 24) and labels.tolist() == [0] and np.isfinite(images).all()
+    assert is_complete(out) and main(args) == 0
+    assert load(out)[0].tobytes() == images.tobytes()
+    assert main(["dataset", str(tmp_path / "missing.yaml"), str(tmp_path / "e.zarr")]) == 2
+    assert "configuration file not found" in capsys.readouterr().err

@@ -49,8 +49,8 @@ def test_calibration_helpers():
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     from clusterspy.datasets import generate
-    from clusterspy.datasets.sampling import toy_sample
     from clusterspy.model import train
+    from toy_data import toy_sample
 
     root = tmp_path_factory.mktemp("train")
     spec = {"seed": 5, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
@@ -126,8 +126,8 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
     import torch
 
     from clusterspy.datasets import generate
-    from clusterspy.datasets.sampling import toy_sample
     from clusterspy.model import train
+    from toy_data import toy_sample
 
     spec = {"seed": 6, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
     data = generate(spec, tmp_path / "toy.zarr", scheduler="synchronous", progress=False,
@@ -158,8 +158,8 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
 
 def test_recalibrate_with_a_prism_set_weighs_both_sets_equally(tiny_run, tmp_path):
     from clusterspy.datasets import generate
-    from clusterspy.datasets.sampling import toy_sample
     from clusterspy.model import calibration as cal
+    from toy_data import toy_sample
 
     w = cal.balanced_weights([2, 6])
     assert np.isclose(w[:2].sum(), w[2:].sum()) and w[0] == 3 * w[2]
@@ -189,8 +189,8 @@ def test_recalibrate_with_a_prism_set_weighs_both_sets_equally(tiny_run, tmp_pat
 def test_validation_set_is_scored_every_epoch_and_used_in_calibration(tmp_path):
     """A (PRISM) validation set: scored after each epoch, logged, and half of the calibration fit."""
     from clusterspy.datasets import generate
-    from clusterspy.datasets.sampling import toy_sample
     from clusterspy.model import train
+    from toy_data import toy_sample
 
     spec = {"seed": 8, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
     vspec = {**spec, "seed": 9, "n_images": 32}
@@ -245,3 +245,32 @@ def test_ood_finalise_adds_features_seals_the_card_and_flags_unlike_inputs(tiny_
     (folder / "ood_stats.npz").write_bytes(b"tampered")
     with pytest.raises(Exception, match="SHA-256 mismatch"):
         Model(folder / "model.onnx", ModelCard.read(folder))
+
+
+def test_cli_model_recalibrate_and_ood(tiny_run, tmp_path, capsys):
+    """``clusterspy model recalibrate`` / ``model ood`` on a copy of a trained model; a folder
+    without a card is refused in one line (exit 2)."""
+    import shutil
+
+    from clusterspy.cli import main
+    from clusterspy.weights import ModelCard
+
+    out, _path, _ = tiny_run
+    folder = tmp_path / "m"
+    shutil.copytree(out, folder, ignore=shutil.ignore_patterns("*.pt", "*.png"))
+    capsys.readouterr()
+    assert main(["model", "recalibrate", str(folder), "--no-tta"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    card = ModelCard.read(folder)
+    assert card.temperature == printed["temperature"] > 0
+    assert card.data["test_time_augmentation"] is None and printed["n"] > 0
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"seed": 5, "n_images": 320, "chunk_size": 32, "crop_px": 24,
+                                "pixel_size_A": 0.4}))
+    args = ["model", "ood", str(folder), "--data", str(out.parent / "toy.zarr"), "--spec", str(spec),
+            "--quantile", "0.9"]
+    assert main(args) == 0
+    ood = json.loads(capsys.readouterr().out)
+    assert ModelCard.read(folder).ood["threshold"] == ood["threshold"] > 0
+    assert main(["model", "recalibrate", str(tmp_path)]) == 2
+    assert "no model_card.json" in capsys.readouterr().err

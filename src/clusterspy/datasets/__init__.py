@@ -4,7 +4,7 @@
 >>> generate("configs/dataset_train.yaml", "runs/data/train.zarr")   # doctest: +SKIP
 >>> images, labels, metadata = load("runs/data/train.zarr")           # doctest: +SKIP
 
-Command line (``python -m clusterspy.datasets SPEC OUT [--scheduler tcp://…] [--workers N]``).
+Command line (``clusterspy dataset SPEC OUT [--scheduler tcp://…] [--workers N]``).
 """
 
 from __future__ import annotations

@@ -337,32 +337,3 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         "pixel_size_scale": scale, "diameter_A": d_measured / scale, "crop_pixel_size_A": crop_pixel_A,
     })
     return crop.astype(np.float32), label, meta
-
-
-def toy_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict[str, Any]]:
-    """A cheap synthetic example (no simulation): for tests of the dataset machinery and training.
-
-    Class ``k = index % 4`` is a Gaussian blob lattice with a class-dependent spacing plus
-    Poisson-like noise; deterministic in ``(spec["seed"], index)`` like :func:`make_sample`.
-    The environment variable ``CLUSTERSPY_TOY_DELAY_S`` makes each example sleep that long [s]
-    (to test interruption and resumption).
-    """
-    import time
-
-    rng = np.random.default_rng([int(spec["seed"]), int(index)])
-    label = int(index) % len(CLASSES)
-    n = int(spec["crop_px"])
-    yy, xx = np.mgrid[0:n, 0:n].astype(np.float64)
-    period = 3.0 + 1.5 * label
-    phase = rng.uniform(0, 2 * np.pi, 2)
-    img = (np.cos(2 * np.pi * xx / period + phase[0]) * np.cos(2 * np.pi * yy / period + phase[1])
-           + 1.0)
-    r2 = (xx - n / 2) ** 2 + (yy - n / 2) ** 2
-    img *= np.exp(-r2 / (2 * (n / 4) ** 2))
-    img = img + rng.normal(0, 0.3, img.shape)
-    import os
-
-    delay = float(os.environ.get("CLUSTERSPY_TOY_DELAY_S", "0") or 0.0)
-    if delay:
-        time.sleep(delay)
-    return img.astype(np.float32), label, {"label": CLASSES[label], "period_px": period}

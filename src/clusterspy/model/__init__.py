@@ -2,13 +2,14 @@
 
 Public API (imports are lazy: ``import clusterspy.model`` does not import PyTorch):
 
-- :func:`train` — ``train(config, out_dir, *, resume=True, device="auto") -> Path`` of model.onnx
+- :func:`train` — ``train(config, out_dir, *, resume=True, device="auto") -> Path`` of model.onnx,
+  composed of :mod:`~clusterspy.model.data`, :mod:`~clusterspy.model.loop` and
+  :func:`~clusterspy.model.export.export_trained`
 - :func:`create_model` — build a registered network by name
 - :func:`export_onnx`, :func:`fit_temperature`, :func:`choose_threshold`
 
-Exact command that reproduces the shipped model (also in the model card)::
-
-    python -m clusterspy.model.training --config configs/train_v2.yaml --out runs/v2
+Commands: ``clusterspy train``, ``clusterspy model recalibrate`` and ``clusterspy model ood``;
+the shipped model was trained with ``clusterspy train --config configs/train_v2.yaml --out runs/v2``.
 """
 
 from __future__ import annotations

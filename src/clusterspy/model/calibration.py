@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize_scalar
@@ -84,6 +85,56 @@ def confusion_matrix(pred: np.ndarray, labels: np.ndarray, n: int = 4) -> np.nda
     cm = np.zeros((n, n), dtype=int)
     np.add.at(cm, (labels, pred), 1)
     return cm
+
+
+def calibrate_confidence(
+    cal_logits: np.ndarray, cal_y: np.ndarray, val_logits: np.ndarray | None,
+    val_y: np.ndarray | None, precision: float,
+) -> tuple[float, float, dict[str, Any]]:
+    """Fit temperature and "unknown" threshold on held-out logits; the card's ``metrics``.
+
+    The fast hold-out (``cal_*``) and, when given, the validation set (``val_*``) weigh
+    equally in the temperature fit (the fast hold-out is much larger).
+
+    Returns
+    -------
+    float, float, dict
+        The temperature, the confidence threshold below which a prediction is "unknown", and
+        the metrics (``calibration_set``, ``fast_holdout``, ``prism_validation``).
+    """
+    fit_logits, fit_y = cal_logits, cal_y
+    if val_logits is not None:
+        fit_logits = np.concatenate([cal_logits, val_logits])
+        fit_y = np.concatenate([cal_y, val_y])
+    fit_w = balanced_weights([len(cal_y), len(fit_y) - len(cal_y)])
+    temperature = fit_temperature(fit_logits, fit_y, fit_w)
+    fit_p = _softmax(fit_logits, temperature)
+    threshold = choose_threshold(fit_p, fit_y, precision)
+    metrics: dict[str, Any] = {
+        "calibration_set": {
+            "what": "held-out fast-simulated examples ((index // 4) % k == k-1) of the dataset"
+            + (" + PRISM validation set" if val_logits is not None else ""),
+            "n": len(fit_y),
+            "accuracy": float((fit_p.argmax(1) == fit_y).mean()),
+            "ece_before": expected_calibration_error(_softmax(fit_logits, 1.0), fit_y),
+            "ece_after": expected_calibration_error(fit_p, fit_y),
+            **selective_metrics(fit_p, fit_y, threshold),
+        },
+        "fast_holdout": {
+            "n": len(cal_y),
+            "accuracy": float((cal_logits.argmax(1) == cal_y).mean()),
+        },
+    }
+    if val_logits is not None:
+        vp = _softmax(val_logits, temperature)
+        metrics["prism_validation"] = {
+            "n": len(val_y),
+            "accuracy": float((vp.argmax(1) == val_y).mean()),
+            "ece": expected_calibration_error(vp, val_y),
+            "confusion": confusion_matrix(vp.argmax(1), val_y).tolist(),
+            **selective_metrics(vp, val_y, threshold),
+        }
+    return temperature, threshold, metrics
 
 
 def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
@@ -184,21 +235,3 @@ def recalibrate(out_dir, *, tta: bool = True, precision: float | None = None,
         model_card.seal()
     model_card.write()
     return card["metrics"]["calibration_set"]
-
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m clusterspy.model.calibration OUT_DIR [--no-tta] [--prism ZARR ...]``: re-fit a model."""
-    import argparse
-    import json
-
-    ap = argparse.ArgumentParser(description=main.__doc__)
-    ap.add_argument("out_dir")
-    ap.add_argument("--no-tta", action="store_true")
-    ap.add_argument("--prism", action="append", default=None, metavar="ZARR",
-                    help="PRISM calibration dataset (repeatable; default: the config's validation set)")
-    a = ap.parse_args(argv)
-    print(json.dumps(recalibrate(a.out_dir, tta=not a.no_tta, prism=a.prism), indent=1))
-
-
-if __name__ == "__main__":
-    main()

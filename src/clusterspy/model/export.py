@@ -86,3 +86,52 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
     card["domain"] = domain_from_spec(spec)
     return ModelCard(json.loads(json.dumps(card, default=_json_default)), onnx_path.parent).write(
         onnx_path.with_name("model_card.json"))
+
+
+def export_trained(model, data, cfg: dict[str, Any], spec: dict[str, Any], out: Path,
+                   device: str, training: dict[str, Any]) -> Path:
+    """Calibrate a trained network's confidence, export it to ONNX and write its card and figures.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The trained network.
+    data : clusterspy.model.data.TrainingData
+        Its data: the held-out calibration split and the validation set calibrate the confidence.
+    cfg, spec : dict
+        The training config and the training set's specification.
+    out : pathlib.Path
+        The run's folder: ``model.onnx``, ``model_card.json``, ``loss_curves.png`` ... go there.
+    device : str
+        Where ``model`` is (``"cpu"``, ``"cuda"``).
+    training : dict
+        The card's ``training`` record (config, seeds, command, history, times ...).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``model.onnx``.
+    """
+    from clusterspy.model import calibration as cal
+    from clusterspy.model.loop import logits_of
+
+    cal_logits = logits_of(model, data.x[data.cal_idx], device)
+    val_logits = logits_of(model, data.val_x, device) if data.val_x is not None else None
+    temperature, threshold, metrics = cal.calibrate_confidence(
+        cal_logits, data.labels[data.cal_idx], val_logits, data.val_y,
+        float(cfg["unknown_precision"]))
+    onnx_path = out / "model.onnx"
+    export_onnx(model.cpu(), onnx_path, crop_px=int(spec["crop_px"]))
+    write_card(onnx_path, spec=spec, temperature=temperature, threshold=threshold,
+               metrics=metrics, training=training, network=cfg["network"],
+               unknown_precision=float(cfg["unknown_precision"]))
+    if cfg.get("test_time_augmentation", True):
+        cal.recalibrate(out, tta=True)  # TTA (8 flips/rotations) kept if it helps held-out
+    try:
+        from clusterspy.model.figures import plot_training
+
+        plot_training(out, training["history"],
+                      metrics.get("prism_validation", {}).get("confusion"))
+    except Exception as exc:
+        print(f"warning: figures not written: {exc}", flush=True)
+    return onnx_path

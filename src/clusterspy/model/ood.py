@@ -1,6 +1,6 @@
 """Out-of-distribution statistics and the domain of validity of an exported model.
 
-``python -m clusterspy.model.ood MODEL_DIR --data TRAIN.zarr --spec SPEC.yaml`` finishes an
+``clusterspy model ood MODEL_DIR --data TRAIN.zarr --spec SPEC.yaml`` (:func:`finalise`) finishes an
 exported model (``model.onnx`` + ``model_card.json``) for :mod:`clusterspy.domain`:
 
 1. the ONNX graph gains a second output, ``features``: the globally pooled activations that
@@ -16,7 +16,6 @@ exported model (``model.onnx`` + ``model_card.json``) for :mod:`clusterspy.domai
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -139,20 +138,3 @@ def _domain(spec: dict[str, Any]) -> dict[str, Any]:
     from clusterspy.weights.card import domain_from_spec
 
     return domain_from_spec(spec)
-
-
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Out-of-distribution statistics and domain of a model.")
-    ap.add_argument("model_dir")
-    ap.add_argument("--data", default=None,
-                    help="the training set (zarr) the model was trained on; default: remake its held-out "
-                         "examples from --spec")
-    ap.add_argument("--n", type=int, default=2000, help="held-out examples remade from --spec")
-    ap.add_argument("--spec", required=True, help="its dataset specification (YAML)")
-    ap.add_argument("--quantile", type=float, default=0.995)
-    a = ap.parse_args(argv)
-    print(finalise(a.model_dir, a.data, a.spec, quantile=a.quantile, n_examples=a.n))
-
-
-if __name__ == "__main__":
-    main()
