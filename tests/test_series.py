@@ -21,8 +21,9 @@ from clusterspy.errors import ConfigError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES
 from clusterspy.series import classify_series, read_frames_csv
-from clusterspy.series.classify import FRAME_COLUMNS
+from clusterspy.series.frames import FRAME_COLUMNS
 from clusterspy.series.tracking import Tracker, sharpness
+from clusterspy.workflows import classify_series as classify_series_with_report
 
 PX = 0.5  # Å/px
 SIZE = 96
@@ -109,9 +110,10 @@ def make_frames(n=120, *, switches=(40, 80), lost=(50, 51, 52), blurred=(60,), t
 
 
 def run(frames, tmp_path=None, model=None, **kw):
+    """The face (core + report, ``clusterspy.classify_series``) with the test doubles."""
     model = model or ModelDouble()
-    return classify_series(frames, PX, frame_time_s=0.1, model=model, out=tmp_path,
-                           detect=detect_double, crop=crop_double, n_boot=200, **kw), model
+    return classify_series_with_report(frames, PX, frame_time_s=0.1, model=model, out=tmp_path,
+                                       detect=detect_double, crop=crop_double, n_boot=200, **kw), model
 
 
 def test_single_cluster_labels_lost_blurred_and_outputs(tmp_path):
@@ -239,7 +241,7 @@ def test_end_to_end_with_shipped_weights(tmp_path):
     series = sorted(data_dir.glob("*series*"))
     if not series:
         pytest.skip("no example series shipped yet")
-    res = classify_series(series[0], out=tmp_path, n_boot=200)
+    res = classify_series_with_report(series[0], out=tmp_path, n_boot=200)
     assert (tmp_path / "frames.csv").exists() and (tmp_path / "report.html").exists()
     assert len(res) > 0
 
@@ -305,8 +307,8 @@ def test_window_detection_matches_full_frame_detection_and_recovers_a_jump():
         field[t, 160:320, col:col + 160] = frame
     frames = field
     model = _shipped_model()
-    full = classify_series(frames, px, model=model, report=False, full_detection_every=1).frames
-    windowed = classify_series(frames, px, model=model, report=False, full_detection_every=10).frames
+    full = classify_series(frames, px, model=model, full_detection_every=1).frames
+    windowed = classify_series(frames, px, model=model, full_detection_every=10).frames
     assert list(windowed["label"]) == list(full["label"])
     assert np.nanmax(np.abs(windowed["x_px"] - full["x_px"])) < 1.5
     assert np.nanmax(np.abs(windowed["y_px"] - full["y_px"])) < 1.5
@@ -344,9 +346,9 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     frames = [particle(shape=(480, 480), px=px, centres=((240, 240),),
                        diameters_A=(25.0 if k < 8 else 95.0,), seed=k) for k in range(12)]
     res = classify_series([Image(f, px) for f in frames], model=CardModelDouble(), out=tmp_path / "s",
-                          n_boot=10, report=False, explain=False)
+                          n_boot=10)
     table = read_frames_csv(tmp_path / "s" / "frames.csv")
-    assert list(FRAME_COLUMNS[-2:]) == ["diameter_nm", "reason"]
+    assert list(FRAME_COLUMNS[-4:]) == ["diameter_nm", "reason", "status", "message"]  # appended last
     small, large = table["frame"] < 8, table["frame"] >= 8
     assert set(table["label"][small]) == {"fcc"} and set(table["reason"][small]) == {""}
     assert set(table["label"][large]) == {"unknown"} and set(table["reason"][large]) == {"too_large"}

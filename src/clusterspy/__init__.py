@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "classify": "clusterspy.predict",
-    "classify_series": "clusterspy.series",
+    "classify_series": "clusterspy.workflows",
     "Isomer": "clusterspy.isomers",
     "CLASSES": "clusterspy.isomers",
     "UNKNOWN": "clusterspy.isomers",
@@ -24,10 +24,6 @@ _LAZY = {
 __all__ = ["__version__", *_LAZY]
 
 
-def _series_report(result: Any, explain_model: Any = None) -> Any:
-    return import_module("clusterspy.workflows").write_series_report(result, explain_model)
-
-
 def _thermo_report(result: Any, out: Any) -> Any:
     return import_module("clusterspy.workflows").write_thermo_figures(result, out)
 
@@ -35,13 +31,13 @@ def _thermo_report(result: Any, out: Any) -> Any:
 def _register_reporters() -> None:
     """Wire the faces that draw reports into the analysis, here where anything may be imported.
 
-    The core (``series``, ``thermo``) never imports a face; it calls the reporters of
+    The core (``thermo``) never imports a face; it calls the reporter of
     :mod:`clusterspy.series.reporting`, registered here (the package is always imported before
     any of its modules) and importing :mod:`clusterspy.workflows` only when a report is written.
+    (``classify_series`` is :func:`clusterspy.workflows.classify_series`: the core's, then the report.)
     """
     from clusterspy.series.reporting import register_reporter
 
-    register_reporter("series", _series_report)
     register_reporter("thermo", _thermo_report)
 
 

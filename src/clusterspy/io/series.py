@@ -14,9 +14,42 @@ from clusterspy.image import Image, check_image_data, check_pixel_size, check_sh
 from clusterspy.io.formats import FORMATS, compute, read_any, supported_list
 from clusterspy.io.read import read_image
 
+#: Frames read from a memory-mapped file between two releases of its pages.
+RELEASE_EVERY = 16
+
+
+def _read_only_map(a: Any) -> Any:
+    """The ``mmap.mmap`` under a read-only ``numpy.memmap`` (or a view of one), else None."""
+    for _ in range(8):
+        if isinstance(a, np.memmap) and getattr(a, "mode", None) in ("r", "readonly"):
+            return getattr(a, "_mmap", None)
+        a = getattr(a, "base", None)
+        if a is None:
+            return None
+    return None
+
+
+def _release_pages(frames: Any) -> None:
+    """Hand back the resident pages of a read-only memory-mapped file (``madvise(MADV_DONTNEED)``).
+
+    They are clean file pages, re-read from the page cache if needed: the kernel counts mapped
+    pages in the process's resident memory, so without this it would grow with the frames read.
+    """
+    import mmap
+
+    mm = _read_only_map(frames)
+    if mm is not None and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            mm.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # closed map or platform without madvise
+            pass
+
 
 class Series:
     """A lazy sequence of calibrated frames (one :class:`Image` per frame, loaded on access).
+
+    Frames of a memory-mapped file (``.npy``) are handed back to the kernel every
+    :data:`RELEASE_EVERY` frames read, so resident memory does not grow with the series.
 
     Parameters
     ----------
@@ -45,6 +78,7 @@ class Series:
         self.frame_time_s = frame_time_s
         self.metadata = dict(metadata or {})
         self._user_pixel = user_pixel_size_A
+        self._reads = 0
 
     def __len__(self) -> int:
         return len(self._frames)
@@ -70,6 +104,9 @@ class Series:
             md.update(img.metadata)
             md["frame"] = i
             return Image(img.data, img.pixel_size_A, md)
+        self._reads += 1
+        if self._reads % RELEASE_EVERY == 0:
+            _release_pages(self._frames)
         arr = check_image_data(compute(item), source=f"frame {i} of {md.get('source', 'the series')}")
         return Image(arr, self.pixel_size_A, md)
 

@@ -1,8 +1,9 @@
 """Series of frames of the same cluster(s): labels per frame, HMM smoothing and statistics.
 
 - :func:`classify_series` — read a multi-frame file lazily, track each cluster, classify every frame
-  in batches, smooth the labels with an isomer HMM and write ``frames.csv``, ``summary.json``,
-  ``strip.png`` and ``report.html``.
+  in batches, smooth the labels with an isomer HMM and write ``frames.csv`` and ``summary.json``
+  (resumable exactly; the figures and ``report.html`` are drawn one layer up, by
+  :func:`clusterspy.workflows.write_series_report`).
 - :mod:`clusterspy.series.hmm` — the hidden Markov model (forward–backward, Viterbi, Baum–Welch).
 - :mod:`clusterspy.series.stats` — proportions with block-bootstrap CIs, transition counts, CTMC
   rates, dwell times.
@@ -16,9 +17,9 @@ from typing import Any
 
 _LAZY = {
     "classify_series": "clusterspy.series.classify",
-    "SeriesResult": "clusterspy.series.classify",
-    "summarize_labels": "clusterspy.series.classify",
-    "read_frames_csv": "clusterspy.series.classify",
+    "SeriesResult": "clusterspy.series.result",
+    "summarize_labels": "clusterspy.series.summary",
+    "read_frames_csv": "clusterspy.series.frames",
     "smooth": "clusterspy.series.hmm",
     "sticky_transition_matrix": "clusterspy.series.hmm",
     "proportions_ci": "clusterspy.series.stats",

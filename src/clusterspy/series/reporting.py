@@ -1,17 +1,14 @@
-"""Where the analysis (``series``, ``thermo``) hands its results to a face for figures and HTML.
+"""Where the ``thermo`` analysis hands its results to a face for figures and HTML.
 
-The core never imports a face (``../shared/DESIGN.md``): :func:`~clusterspy.series.classify_series`
-and :func:`~clusterspy.thermo.write_thermo_report` write their data files (``frames.csv``,
-``summary.json``, ``thermo.json``) themselves and call a *reporter* for the figures and
-``report.html``. A caller may pass its own (``classify_series(..., reporter=...)``); by default the
-one registered here under the part's name is used. The package root, ``clusterspy/__init__.py``
-(which may import anything), registers :func:`clusterspy.workflows.write_series_report` and
-:func:`clusterspy.workflows.write_thermo_figures`, imported only when a report is written.
+The core never imports a face (``../shared/DESIGN.md``): :func:`~clusterspy.thermo.write_thermo_report`
+writes ``thermo.json`` itself and calls the *reporter* registered here under ``"thermo"`` for the
+figures and ``report.html``; the package root, ``clusterspy/__init__.py`` (which may import
+anything), registers :func:`clusterspy.workflows.write_thermo_figures`, imported only when a
+report is written. (``series`` no longer uses this hook: :func:`clusterspy.workflows.classify_series`
+runs the core's :func:`~clusterspy.series.classify_series` and then draws its report.)
 
 Reporters:
 
-- ``"series"``: ``reporter(result: SeriesResult, explain_model or None) -> None`` — writes
-  ``strip.png`` (``strip_cluster<i>.png``) and ``report.html`` into ``result.out``.
 - ``"thermo"``: ``reporter(result: dict, out_dir: Path) -> Path`` — writes the figures and
   ``report.html`` into ``out_dir`` and returns the report's path.
 """
@@ -29,7 +26,7 @@ _REPORTERS: dict[str, Reporter] = {}
 
 
 def register_reporter(name: str, reporter: Reporter) -> Reporter | None:
-    """Make ``reporter`` the default for ``name`` (``"series"`` or ``"thermo"``); return the previous one."""
+    """Make ``reporter`` the default for ``name`` (``"thermo"``); return the previous one."""
     previous = _REPORTERS.get(name)
     _REPORTERS[name] = reporter
     return previous
@@ -41,7 +38,7 @@ def get_reporter(name: str) -> Reporter:
     Raises
     ------
     LookupError
-        None is registered (``clusterspy/__init__.py`` registers both when the package is imported).
+        None is registered (``clusterspy/__init__.py`` registers it when the package is imported).
     """
     try:
         return _REPORTERS[name]

@@ -73,8 +73,31 @@ class Tracker:
             return list(self.tracks)
         return [t for t in self.tracks if frame - t.last_frame <= self.max_lost_frames + 1]
 
+    def state(self) -> dict:
+        """Everything that decides the tracker's next links, as JSON-ready values (exact floats).
+
+        :meth:`from_state` rebuilds an identical tracker (used to resume a run).
+        """
+        return {
+            "max_jump_px": self.max_jump_px, "max_lost_frames": self.max_lost_frames,
+            "next_id": self._next_id, "drift_px": [float(v) for v in self._drift],
+            "tracks": [{"id": t.id, "x_px": t.x_px, "y_px": t.y_px, "last_frame": t.last_frame,
+                        "sharpness_history": [float(v) for v in t.sharpness_history]}
+                       for t in self.tracks],
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> Tracker:
+        """The tracker saved by :meth:`state`."""
+        tracker = cls(state["max_jump_px"], state["max_lost_frames"])
+        tracker._next_id = int(state["next_id"])
+        tracker._drift = np.array(state["drift_px"], dtype=float)
+        tracker.tracks = [Track(int(t["id"]), float(t["x_px"]), float(t["y_px"]), int(t["last_frame"]),
+                                [float(v) for v in t["sharpness_history"]]) for t in state["tracks"]]
+        return tracker
+
     def update(
-        self, frame: int, positions: np.ndarray
+        self, frame: int, positions: np.ndarray, max_new: int | None = None,
     ) -> tuple[dict[int, int], list[Track]]:
         """Link this frame's detections to tracks.
 
@@ -84,6 +107,9 @@ class Tracker:
             Frame index.
         positions : numpy.ndarray
             ``(N, 2)`` detection positions ``(x_px, y_px)``.
+        max_new : int, optional
+            Start at most this many new tracks (from the unmatched detections, in their order);
+            the others are ignored. ``None``: a new track for every unmatched detection.
 
         Returns
         -------
@@ -118,10 +144,10 @@ class Tracker:
             if moves:
                 self._drift = np.median(np.array(moves), axis=0)
         lost = [t for t in active if t.id not in assignment]
-        for c in range(len(pos)):
-            if c not in used:
-                tr = self.add_track(pos[c, 0], pos[c, 1], frame)
-                assignment[tr.id] = c
+        new = [c for c in range(len(pos)) if c not in used]
+        for c in new if max_new is None else new[:max(max_new, 0)]:
+            tr = self.add_track(pos[c, 0], pos[c, 1], frame)
+            assignment[tr.id] = c
         return assignment, lost
 
 

@@ -1,0 +1,79 @@
+"""What a series run needs of the model: its card, crop geometry, and calibrated probabilities
+turned into a label or a reason (one rule, :func:`clusterspy.domain.judge_probabilities`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import ConfigError
+from clusterspy.image import Image
+from clusterspy.isomers import CLASSES
+
+__all__ = ["ModelView"]
+
+
+@dataclass
+class ModelView:
+    """A loaded model as the series pipeline uses it.
+
+    Parameters
+    ----------
+    model : object
+        Anything with ``card`` (dict or :class:`~clusterspy.weights.ModelCard` with ``classes``,
+        ``pixel_size_A``, ``crop_px``, optional ``unknown_threshold``, ``id``) and
+        ``predict_crops(crops) -> (N, 4)`` probabilities, or ``infer(crops) -> (probs, dist)``.
+    """
+
+    model: Any
+
+    def __post_init__(self) -> None:
+        self.card = dict(getattr(self.model, "card", {}) or {})
+        classes = tuple(self.card.get("classes", CLASSES))
+        if classes != CLASSES:
+            raise ConfigError(f"the model's classes {classes} differ from ClusterSpy's {CLASSES}")
+        self.model_pixel_A = float(self.card.get("pixel_size_A", 0) or 0)
+        self.crop_px = int(self.card.get("crop_px", 64))
+        model_card = getattr(self.model, "card", None)
+        self.domain = model_card.domain if hasattr(model_card, "domain") else None
+        self.threshold = float(self.card.get("unknown_threshold", 0.0) or 0.0)
+        self.sha256 = self.card.get("weights_sha256") or self.card.get("sha256")
+        self.id = self.card.get("id") or (
+            f"{self.card.get('name', 'model')}@{self.sha256[:12]}" if self.sha256
+            else self.card.get("name", "unknown-model"))
+        amorphous_nm = (self.domain or {}).get("amorphous_max_diameter_nm")
+        self.amorphous_max_A = None if amorphous_nm is None else 10.0 * float(amorphous_nm)
+
+    def crop_pixel_A(self, detection: Any, image: Image) -> float:
+        """Pixel size [Å/px] of the crop the model is shown for ``detection``."""
+        from clusterspy.domain import particle_diameter_A
+
+        if hasattr(self.model, "crop_pixel_size_A"):
+            d_A = getattr(detection, "diameter_A", 0.0) or 0.0
+            return float(self.model.crop_pixel_size_A(particle_diameter_A(d_A)))
+        return self.model_pixel_A or image.pixel_size_A
+
+    def probabilities(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(N, 4)`` calibrated probabilities of the crops and their OOD distances (or None)."""
+        dist = None
+        if hasattr(self.model, "infer"):
+            probs, dist = self.model.infer(np.stack(crops))
+            probs = np.asarray(probs, dtype=float)
+        else:
+            probs = np.asarray(self.model.predict_crops(np.stack(crops)), dtype=float)
+        if probs.shape != (len(crops), len(CLASSES)):
+            raise ConfigError(f"model.predict_crops returned shape {probs.shape}, "
+                              f"expected {(len(crops), len(CLASSES))}")
+        return probs, dist
+
+    def judge(self, p: np.ndarray, dist: float | None, diameter_nm: float | None) -> tuple[str, str | None]:
+        """Label (an isomer or "unknown") and reason of one crop's probabilities."""
+        from clusterspy.domain import judge_probabilities
+
+        return judge_probabilities(
+            p, unknown_threshold=self.threshold, ood_distance=dist,
+            ood_threshold=getattr(self.model, "ood_threshold", None),
+            diameter_A=None if diameter_nm is None else 10.0 * diameter_nm,
+            amorphous_max_A=self.amorphous_max_A)

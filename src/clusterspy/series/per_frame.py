@@ -1,0 +1,193 @@
+"""One frame at a time: find the clusters, follow them, test blur, and classify their crops in batches.
+
+:class:`FrameClassifier` holds everything that decides the rows of the next frame — the tracker,
+each track's last diameter, the image-level domain check, the most confident crops — and can
+save it to a :class:`~clusterspy.series.checkpoint.Checkpoint` and be rebuilt from one, so a
+resumed run continues exactly where the killed one stood.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import ClusterSpyError, NoClusterFoundError
+from clusterspy.image import Image
+from clusterspy.isomers import CLASSES, UNKNOWN
+from clusterspy.series.checkpoint import Checkpoint
+from clusterspy.series.frames import BAD_FRAME, BLURRED, COLUMN, FramesTable, new_row
+from clusterspy.series.model_view import ModelView
+from clusterspy.series.tracking import Tracker, sharpness
+from clusterspy.series.windows import detect_in_windows
+
+__all__ = ["BLUR_WINDOW", "FrameClassifier", "FrameSettings"]
+
+#: Frames of a track's running sharpness median (blur test).
+BLUR_WINDOW = 7
+_P = slice(COLUMN[f"p_{CLASSES[0]}"], COLUMN[f"p_{CLASSES[0]}"] + len(CLASSES))  # probability columns
+
+
+@dataclass
+class FrameSettings:
+    """The settings that decide each frame's rows (see :func:`~clusterspy.series.classify_series`)."""
+
+    detect: Callable
+    crop: Callable
+    detect_kwargs: dict
+    windowed: bool
+    full_detection_every: int = 10
+    frame_time_s: float | None = None
+    max_jump_A: float | None = None
+    blur_threshold: float = 0.25
+    max_clusters: int | None = None
+    n_thumbnails: int = 6
+    contrast: str = "auto"
+
+
+@dataclass
+class FrameClassifier:
+    """Rows of ``frames.csv`` from frames, classified in batches."""
+
+    model: ModelView
+    settings: FrameSettings
+    state: Checkpoint = field(default_factory=Checkpoint)
+
+    def __post_init__(self) -> None:
+        self.tracker = None if self.state.tracker is None else Tracker.from_state(self.state.tracker)
+        for c in CLASSES:
+            self.state.thumbnails.setdefault(c, [])
+        self.rows: list[list[Any]] = []
+        self.crops: list[np.ndarray] = []
+        self.crop_rows: list[int] = []
+
+    # ------------------------------------------------------------------------------ one frame
+    def add_frame(self, i: int, frame: Image | ClusterSpyError) -> None:
+        """Make the rows of frame ``i`` (a bad frame: one row per track with its message)."""
+        t_s = i * self.settings.frame_time_s if self.settings.frame_time_s else None
+        if isinstance(frame, ClusterSpyError):
+            message = " ".join(str(frame).split())
+            ids = [t.id for t in self.tracker.tracks] if self.tracker is not None else [-1]
+            self.rows += [new_row(i, t_s, tid, status=BAD_FRAME, message=message) for tid in ids]
+            return
+        if self.model.domain is not None and not self.state.domain_checked:
+            from clusterspy.domain import check_image  # pixel size, field, contrast: once per series
+
+            check_image(frame, self.model.domain, contrast=self.settings.contrast)
+            self.state.domain_checked = True
+        dets = self._detect(i, frame)
+        tracker = self._tracker(frame, dets)
+        reasons = self._reasons(frame, dets)
+        pos = np.array([[d.x_px, d.y_px] for d in dets], float).reshape(-1, 2)
+        limit = self.settings.max_clusters
+        assign, lost = tracker.update(i, pos, None if limit is None else limit - len(tracker.tracks))
+        by_id = {t.id: t for t in tracker.tracks}
+        for tid in sorted([*assign, *(t.id for t in lost)]):
+            row = new_row(i, t_s, tid)
+            self.rows.append(row)
+            if tid in assign:
+                k = assign[tid]
+                self._detected(row, frame, dets[k], by_id[tid], None if reasons is None else reasons[k])
+
+    def _detect(self, i: int, image: Image) -> list:
+        s, tr = self.settings, self.tracker
+        dets = None
+        if (s.windowed and tr is not None and tr.tracks and i % s.full_detection_every
+                and all(t.last_frame == i - 1 and t.id in self.state.diameter_px for t in tr.tracks)):
+            dets = detect_in_windows(s.detect, image, tr.tracks, self.state.diameter_px, s.detect_kwargs)
+        if dets is None:
+            try:
+                dets = list(s.detect(image, **s.detect_kwargs))
+            except NoClusterFoundError:
+                dets = []
+        return dets
+
+    def _tracker(self, image: Image, dets: list) -> Tracker:
+        if self.tracker is None:
+            if self.settings.max_jump_A is not None:
+                jump_px = self.settings.max_jump_A / image.pixel_size_A
+            else:
+                diam = [d for d in (getattr(d, "diameter_A", None) for d in dets) if d]
+                jump_px = float(np.median(diam)) / image.pixel_size_A if diam else 50.0
+            self.tracker = Tracker(max_jump_px=jump_px)
+        return self.tracker
+
+    def _reasons(self, image: Image, dets: list) -> list | None:
+        domain = self.model.domain
+        if domain is None or not dets or not all(hasattr(d, "bbox") for d in dets):
+            return None
+        from clusterspy.domain import cluster_reasons
+
+        return cluster_reasons(image, dets, domain,
+                               field_A=[self.model.crop_px * self.model.crop_pixel_A(d, image) for d in dets])
+
+    def _detected(self, row: list[Any], image: Image, d: Any, track: Any, reason: str | None) -> None:
+        from clusterspy.domain import particle_diameter_A
+
+        row[COLUMN["x_px"]], row[COLUMN["y_px"]] = float(d.x_px), float(d.y_px)
+        if getattr(d, "diameter_A", None):
+            self.state.diameter_px[track.id] = float(d.diameter_A) / image.pixel_size_A
+            row[COLUMN["diameter_nm"]] = particle_diameter_A(d.diameter_A) / 10.0
+        if reason is not None:
+            row[COLUMN["label"]], row[COLUMN["reason"]] = UNKNOWN, reason
+            return
+        c = np.asarray(self.settings.crop(image, d, self.model.crop_pixel_A(d, image), self.model.crop_px),
+                       dtype=np.float32)
+        s = sharpness(c)
+        hist = track.sharpness_history
+        threshold = self.settings.blur_threshold
+        blurred = threshold > 0 and len(hist) >= 3 and s < threshold * float(np.median(hist))
+        # every frame enters the (short) history, so a lasting change of the crop's texture — an
+        # isomer or orientation without lattice fringes — becomes the new baseline within a few
+        # frames instead of being flagged as blur for ever
+        hist.append(s)
+        del hist[:-BLUR_WINDOW]
+        if blurred:
+            row[COLUMN["label"]] = BLURRED
+        else:
+            row[COLUMN["label"]] = ""  # filled by the batch
+            self.crop_rows.append(len(self.rows) - 1)
+            self.crops.append(c)
+
+    # ------------------------------------------------------------------------------ batches
+    def flush(self, table: FramesTable, next_frame: int) -> None:
+        """Classify the pending crops, hand every pending row to ``table``, update the checkpoint."""
+        if self.crops:
+            probs, dist = self.model.probabilities(self.crops)
+            for k, (r, p, crop) in enumerate(zip(self.crop_rows, probs, self.crops, strict=True)):
+                row = self.rows[r]
+                label, row[COLUMN["reason"]] = self.model.judge(
+                    p, None if dist is None else float(dist[k]), row[COLUMN["diameter_nm"]])
+                row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
+                row[_P] = [float(x) for x in p]
+                if label != UNKNOWN:
+                    self._keep_thumbnail(label, float(np.max(p)), crop)
+        table.append(self.rows)
+        self.rows, self.crops, self.crop_rows = [], [], []
+        st = self.state
+        st.next_frame, st.frames_bytes = next_frame, table.size_bytes()
+        st.tracker = None if self.tracker is None else self.tracker.state()
+
+    def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray) -> None:
+        n = self.settings.n_thumbnails
+        if n <= 0:
+            return
+        heap = self.state.thumbnails[label]
+        self.state.order += 1
+        item = (conf, self.state.order, crop)
+        if len(heap) < n:
+            heapq.heappush(heap, item)
+        elif conf > heap[0][0]:
+            heapq.heapreplace(heap, item)
+
+    @property
+    def n_pending_crops(self) -> int:
+        """Crops waiting for the next batch."""
+        return len(self.crops)
+
+    def thumbnails(self) -> dict[str, list[np.ndarray]]:
+        """The most confident crops per isomer, most confident first."""
+        return {c: [x[2] for x in sorted(h, reverse=True)] for c, h in self.state.thumbnails.items()}

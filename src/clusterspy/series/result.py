@@ -1,0 +1,103 @@
+"""``SeriesResult``: the per-frame table and summary of a series, and their plain-text description."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterspy.isomers import CLASSES
+from clusterspy.series.frames import FRAME_COLUMNS
+
+__all__ = ["SeriesResult"]
+
+
+@dataclass
+class SeriesResult:
+    """Result of :func:`~clusterspy.series.classify_series`.
+
+    Attributes
+    ----------
+    frames : dict of str to numpy.ndarray
+        The per-frame table, one array per column of
+        :data:`~clusterspy.series.frames.FRAME_COLUMNS` (one row per frame and cluster; floats
+        NaN where empty).
+    summary : dict
+        The content of ``summary.json``.
+    out : pathlib.Path or None
+        Output folder, if one was written.
+    thumbnails : dict
+        ``{isomer: [crop arrays]}`` — the most confident crops per isomer.
+    """
+
+    frames: dict[str, np.ndarray]
+    summary: dict
+    out: Path | None = None
+    thumbnails: dict[str, list[np.ndarray]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frames["frame"])
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Iterate over the per-frame table as dicts."""
+        for i in range(len(self)):
+            yield {k: v[i] for k, v in self.frames.items()}
+
+    @property
+    def report_path(self) -> Path | None:
+        """``out/report.html`` if it was written."""
+        if self.out is None:
+            return None
+        p = self.out / "report.html"
+        return p if p.exists() else None
+
+    def describe(self) -> str:
+        """A short plain-text summary (what ``clusterspy series`` prints)."""
+        s = self.summary
+        lines = [f"{s['source']}: {s['n_frames']} frames, {s['n_clusters']} cluster(s), "
+                 f"frame time {s['frame_time_s'] or 'unknown'} s, model {s['model']['id']}"]
+        for cl in s["clusters"]:
+            pr = cl["smoothed"]["proportions"]
+            parts = []
+            for c in CLASSES:
+                v, (lo, hi) = pr[c]["value"], pr[c]["ci95"]
+                if v is not None:
+                    lo_s = "?" if lo is None else f"{lo:.2f}"
+                    hi_s = "?" if hi is None else f"{hi:.2f}"
+                    parts.append(f"{c} {v:.2f} [{lo_s}, {hi_s}]")
+            lines.append(
+                f"cluster {cl['cluster']}: frames {cl['first_frame']}–{cl['last_frame']}, "
+                f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown, "
+                f"{cl['n_transitions_smoothed']} transitions (smoothed)")
+            lines.append("  proportions (smoothed, 95% CI): " + "; ".join(parts))
+        if s.get("n_bad_frames"):
+            lines.append(f"{s['n_bad_frames']} frame(s) could not be used (status bad_frame in "
+                         "frames.csv)")
+        lines += [f"warning: {w}" for w in s["warnings"]]
+        return "\n".join(lines)
+
+    def cluster(self, cluster_id: int = 0) -> dict[str, np.ndarray]:
+        """The per-frame table of one cluster."""
+        m = self.frames["cluster"] == cluster_id
+        return {k: v[m] for k, v in self.frames.items()}
+
+    def to_dataframe(self) -> Any:
+        """The per-frame table as a ``pandas.DataFrame`` indexed by ``frame`` (one row per frame
+        and cluster; ``time_s`` [s], ``x_px``/``y_px`` [px], ``diameter_nm`` [nm]).
+
+        Raises
+        ------
+        MissingDependencyError
+            pandas is not installed (``pip install 'clusterspy[tables]'``).
+        """
+        try:
+            import pandas as pd
+        except ImportError:
+            from clusterspy.errors import MissingDependencyError
+
+            raise MissingDependencyError("pandas", "tables", "a series as a DataFrame") from None
+        cols = [c for c in FRAME_COLUMNS if c in self.frames]
+        return pd.DataFrame({c: np.asarray(self.frames[c]) for c in cols}, columns=cols).set_index("frame")

@@ -1,0 +1,202 @@
+"""Labels of a series summarised: HMM smoothing per cluster, proportions, transitions, dwell times.
+
+:func:`smooth_and_summarise` smooths each cluster's labels with the isomer HMM
+(:mod:`clusterspy.series.hmm`) and summarises raw and smoothed labels with
+:func:`summarize_labels` (statistics of :mod:`clusterspy.series.stats`).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from clusterspy.isomers import CLASSES, UNKNOWN
+from clusterspy.series.frames import BAD_FRAME, BLURRED, LOST
+
+__all__ = ["NO_EVIDENCE", "smooth_and_summarise", "summarize_labels"]
+
+log = logging.getLogger(__name__)
+
+#: Reasons decided before inference (:mod:`clusterspy.domain`): such a frame carries no evidence,
+#: and its smoothed label stays "unknown" — the HMM never labels what the model could not see.
+NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
+               "out_of_distribution")
+
+
+def _codes(labels: np.ndarray) -> np.ndarray:
+    index = {c: i for i, c in enumerate(CLASSES)}
+    return np.array([index.get(str(x), -1) for x in labels], dtype=int)
+
+
+def summarize_labels(
+    frames: np.ndarray,
+    labels: np.ndarray,
+    *,
+    frame_time_s: float | None = None,
+    n_boot: int = 2000,
+    rng: np.random.Generator | int | None = None,
+) -> dict:
+    """Proportions with block-bootstrap CIs, transitions, rates and dwell times of one label series.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        ``(T,)`` frame indices (increasing; gaps are treated as unlabelled frames).
+    labels : numpy.ndarray
+        ``(T,)`` labels: isomer names; anything else (unknown, lost, blurred) is unlabelled.
+    frame_time_s : float, optional
+        Time between frames [s]; rates and dwell times in seconds need it.
+    n_boot : int
+        Bootstrap replicates.
+    rng : numpy.random.Generator or int, optional
+        Random generator or seed.
+
+    Returns
+    -------
+    dict
+        ``proportions`` ({isomer: {value, ci95, count}}), ``n_labelled``, ``n_excluded``,
+        ``block_length_frames``, ``transition_counts`` (K×K, rows = from, order of ``classes``),
+        ``transition_rates_per_s`` (K×K CTMC maximum-likelihood generator, or None),
+        ``dwell_times`` ({isomer: {...}}).
+    """
+    from clusterspy.series.stats import (
+        ctmc_rates,
+        dwell_times,
+        proportions_ci,
+        transition_counts,
+    )
+
+    frames = np.asarray(frames, dtype=int)
+    k = len(CLASSES)
+    if len(frames):
+        full = np.full(int(frames.max() - frames.min() + 1), -1)
+        full[frames - frames.min()] = _codes(labels)
+    else:
+        full = np.zeros(0, int)
+    pr = proportions_ci(full, k, n_boot=n_boot, rng=rng)
+    tc = transition_counts(full, k)
+    rates = None
+    if frame_time_s and tc.sum() > 0:
+        rates = ctmc_rates(tc, frame_time_s).tolist()
+    dw = dwell_times(full, k)
+    dwell = {}
+    for c, d in zip(CLASSES, dw, strict=True):
+        e = {
+            "n_runs": d["n_runs"], "n_complete": d["n_complete"], "n_exits": d["n_exits"],
+            "mean_complete_frames": _nan_none(d["mean_complete_frames"]),
+            "mle_mean_frames": _nan_none(d["mle_mean_frames"]),
+            "complete_frames": d["complete_frames"],
+        }
+        if frame_time_s:
+            e["mean_complete_s"] = _nan_none(d["mean_complete_frames"] * frame_time_s)
+            e["mle_mean_s"] = _nan_none(d["mle_mean_frames"] * frame_time_s)
+        dwell[c] = e
+    return {
+        "proportions": {
+            c: {"value": _nan_none(pr["proportion"][i]),
+                "ci95": [_nan_none(pr["ci"][i, 0]), _nan_none(pr["ci"][i, 1])],
+                "count": int(pr["counts"][i])}
+            for i, c in enumerate(CLASSES)
+        },
+        "n_labelled": pr["n_labelled"],
+        "n_excluded": pr["n_excluded"],
+        "block_length_frames": _nan_none(pr["block_length_frames"]),
+        "transition_counts": tc.tolist(),
+        "transition_rates_per_s": rates,
+        "dwell_times": dwell,
+    }
+
+
+def _nan_none(x: Any) -> Any:
+    try:
+        xf = float(x)
+    except (TypeError, ValueError):
+        return x
+    return None if not np.isfinite(xf) else xf
+
+
+def smooth_and_summarise(
+    table: dict[str, np.ndarray], frame_time_s: float | None, n_boot: int, seed: int,
+    stay: float, transition: np.ndarray | None, learn: bool,
+) -> dict:
+    """Smooth each cluster's labels (fills ``table["smoothed_label"]``) and summarise them.
+
+    Parameters
+    ----------
+    table : dict of str to numpy.ndarray
+        The per-frame table (:data:`~clusterspy.series.frames.FRAME_COLUMNS`); its
+        ``smoothed_label`` column is replaced.
+    frame_time_s : float, optional
+        Time between frames [s].
+    n_boot : int
+        Bootstrap replicates of the proportions' CIs.
+    seed : int
+        Seed of the bootstrap.
+    stay : float
+        Per-frame probability of staying in the same isomer (HMM's sticky prior).
+    transition : numpy.ndarray, optional
+        ``(4, 4)`` HMM transition matrix (overrides ``stay``).
+    learn : bool
+        Learn each cluster's transition matrix with Baum–Welch.
+
+    Returns
+    -------
+    dict
+        ``clusters`` (one summary per cluster), ``n_clusters``, ``warnings`` and
+        ``n_bad_frames`` (frames that could not be read or used).
+    """
+    from clusterspy.series.hmm import smooth
+
+    rng = np.random.default_rng(seed)
+    smoothed = np.array(table["label"], dtype=object)
+    clusters = []
+    warnings: list[str] = []
+    pcols = [f"p_{c}" for c in CLASSES]
+    for cid in np.unique(table["cluster"][table["cluster"] >= 0]):  # -1: a bad frame, no track yet
+        idx = np.where(table["cluster"] == cid)[0]
+        idx = idx[np.argsort(table["frame"][idx], kind="stable")]
+        fr = table["frame"][idx]
+        f0 = int(fr.min())
+        t_len = int(fr.max()) - f0 + 1
+        probs = np.full((t_len, len(CLASSES)), np.nan)
+        p_rows = np.column_stack([table[c][idx] for c in pcols])
+        probs[fr - f0] = p_rows
+        res = smooth(probs, transition=transition, stay=stay, learn=learn)
+        lab = table["label"][idx]
+        gap = np.isin(lab, [LOST, BLURRED]) | np.isin(table["reason"][idx], NO_EVIDENCE)
+        sm = np.array([CLASSES[s] for s in res.path[fr - f0]], dtype=object)
+        sm[gap] = lab[gap]
+        smoothed[idx] = sm
+        raw_stats = summarize_labels(fr, lab, frame_time_s=frame_time_s, n_boot=n_boot, rng=rng)
+        sm_stats = summarize_labels(fr, sm, frame_time_s=frame_time_s, n_boot=n_boot, rng=rng)
+        n_tr = int(np.sum(np.array(sm_stats["transition_counts"])) - np.trace(
+            np.array(sm_stats["transition_counts"])))
+        if frame_time_s and n_tr < 10:
+            msg = (f"cluster {int(cid)}: only {n_tr} transitions in the smoothed labels; "
+                   "rates per second are not meaningful")
+            warnings.append(msg)
+            log.warning(msg)
+        clusters.append({
+            "cluster": int(cid),
+            "first_frame": f0,
+            "last_frame": int(fr.max()),
+            "n_rows": len(idx),
+            "n_lost": int(np.sum(lab == LOST)),
+            "n_blurred": int(np.sum(lab == BLURRED)),
+            "n_unknown": int(np.sum(lab == UNKNOWN)),
+            "raw": raw_stats,
+            "smoothed": sm_stats,
+            "n_transitions_smoothed": n_tr,
+            "hmm": {"transition": res.transition.tolist(), "log_likelihood": res.log_likelihood,
+                    "em_iterations": res.n_iter, "learned": bool(learn)},
+        })
+    table["smoothed_label"] = smoothed
+    bad = np.unique(table["frame"][table["status"] == BAD_FRAME])
+    if len(bad):
+        msg = f"{len(bad)} frame(s) could not be used (first: frame {int(bad[0])}); see frames.csv"
+        warnings.append(msg)
+        log.warning(msg)
+    return {"clusters": clusters, "n_clusters": len(clusters), "warnings": warnings,
+            "n_bad_frames": len(bad)}
