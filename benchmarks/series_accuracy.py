@@ -296,8 +296,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--stay", type=float, default=0.95, help="HMM probability of staying")
     a = ap.parse_args(argv)
 
+    from clusterspy import classify_series  # the core, then the report (workflows)
     from clusterspy.predict import load_model
-    from clusterspy.series import classify_series
 
     frames = plan(a.seed)
     if a.frames:

@@ -9,7 +9,7 @@ reader is lazy like a real file): one Au-like cluster (a disc of Gaussian atomic
 Frames are uint16 counts. Each measurement runs in a fresh subprocess (``ru_maxrss`` = peak
 RSS of that run alone: Linux ``VmHWM``; ``ru_maxrss``, which also counts the forked parent, is
 recorded beside it). Pages of the memory-mapped series that ``classify_series`` has read are
-handed back as it goes (see ``clusterspy.series.classify._iter_from``).
+handed back as it goes (see ``clusterspy.io.series.RELEASE_EVERY``).
 
 Run: ``.venv/bin/python benchmarks/series_speed.py [--frames 1000] [--rss-frames 2000]
 [--stand-in-model]``; writes ``benchmarks/results/series_speed.json``. Needs
@@ -83,7 +83,7 @@ class StandIn:
 def child(path: str, out: str, stand_in: bool, model_path: str | None = None) -> None:
     import resource
 
-    from clusterspy.series import classify_series
+    from clusterspy import classify_series  # the core, then the report (workflows)
 
     model = StandIn() if stand_in else None
     if model is None:
