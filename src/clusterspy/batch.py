@@ -379,7 +379,7 @@ def _engine_dask(tasks: Sequence[Task], scheduler: str) -> Iterator[dict[str, An
                           f"{' '.join(str(exc).split())[:200]}") from None
     try:
         futures = {client.submit(classify_task, *t, pure=False): t for t in tasks}
-        for fut in as_completed(futures):
+        for fut in as_completed(futures, loop=client.loop):
             try:
                 yield fut.result()
             except Exception as exc:  # a worker lost (KilledWorker) or a task that raised

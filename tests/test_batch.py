@@ -1,0 +1,214 @@
+"""``clusterspy classify`` batches: incremental, resumable, the same on every engine, crash-safe.
+
+The batch: 20 frames of the shipped example series (an Au cluster at 0.3 Å/px, each saved as its
+own calibrated .npz) and three files that fail — pure noise (no cluster), a corrupt TIFF and a
+wide field at 2 Å/px (outside the model's domain).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterspy.outdir import LOCK_NAME
+
+EXAMPLE = Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz"
+WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
+pytestmark = pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped model")
+N_GOOD = 20
+BAD = ("zz_noise.npz", "zz_corrupt.tif", "zz_coarse.npz")
+OUTPUTS = ("results.csv", "results.json", "files.csv")
+
+
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m clusterspy ARGS`` in a subprocess, as a user would run it."""
+    return subprocess.run([sys.executable, "-m", "clusterspy", *args], capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@pytest.fixture(scope="module")
+def batch_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of 20 good images and 3 that fail."""
+    folder = tmp_path_factory.mktemp("batch") / "images"
+    folder.mkdir()
+    with np.load(EXAMPLE) as ex:
+        frames, pixel = ex["frames"], float(ex["pixel_size_A"])
+    for i in range(N_GOOD):
+        np.savez(folder / f"img{i:02d}.npz", image=frames[2 * i].astype(np.float32), pixel_size_A=pixel)
+    rng = np.random.default_rng(1)
+    np.savez(folder / BAD[0], image=rng.poisson(20.0, (256, 256)).astype(np.float32), pixel_size_A=pixel)
+    (folder / BAD[1]).write_bytes(b"II*\x00garbage")
+    np.savez(folder / BAD[2], image=rng.random((512, 512)).astype(np.float32), pixel_size_A=2.0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(batch_dir: Path) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """One uninterrupted single-process run of the batch through the CLI."""
+    out = batch_dir.parent / "ref"
+    proc = run_cli("classify", str(batch_dir), "--out", str(out), "--workers", "1", "--format", "csv")
+    return out, proc
+
+
+def _files_csv(out: Path) -> dict[str, dict[str, str]]:
+    return {Path(r["file"]).name: r for r in csv.DictReader(io.StringIO((out / "files.csv").read_text()))}
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    """Every output a user reads (tables and figures), by name."""
+    return {p.name: p.read_bytes() for p in sorted(out.iterdir())
+            if p.is_file() and (p.name in OUTPUTS or p.suffix == ".png")}
+
+
+def test_batch_goes_on_records_failures_and_exits_3(batch_dir: Path, reference) -> None:
+    out, proc = reference
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    files = _files_csv(out)
+    assert len(files) == N_GOOD + len(BAD)
+    for i in range(N_GOOD):
+        row = files[f"img{i:02d}.npz"]
+        assert row["status"] == "ok" and int(row["clusters"]) == 1 and row["message"] == "", row
+        assert (out / f"img{i:02d}_overlay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name, needle in zip(BAD, ("no cluster", "corrupt", "cannot resolve atomic columns"), strict=True):
+        assert files[name]["status"] == "failed" and needle in files[name]["message"], files[name]
+        assert any(name in ln and needle in ln for ln in proc.stderr.splitlines()), proc.stderr
+    rows = list(csv.DictReader(io.StringIO(proc.stdout)))
+    assert rows == list(csv.DictReader(io.StringIO((out / "results.csv").read_text())))
+    assert sorted({Path(r["file"]).name for r in rows}) == [f"img{i:02d}.npz" for i in range(N_GOOD)]
+    labelled = [r for r in rows if r["label"] != "unknown"]
+    assert len(labelled) >= N_GOOD // 2  # the example's cluster is one the model can judge
+    settings = json.loads((out / "settings.json").read_text())
+    assert len(settings["model"]["weights_sha256"]) == 64 and settings["seed"] is None
+    assert settings["runs"][-1]["computed"] == N_GOOD + len(BAD)
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_rerun_skips_done_files(batch_dir: Path, reference, tmp_path: Path) -> None:
+    ref, first = reference
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(ref, out)
+    parts = {p: p.stat().st_mtime_ns for p in (out / "parts").glob("*.json")}
+    pngs = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
+    assert len(parts) == N_GOOD + len(BAD) and len(pngs) == N_GOOD
+    proc = run_cli("classify", str(batch_dir), "--out", str(out), "--workers", "1", "--format", "csv")
+    assert proc.returncode == 3, proc.stderr
+    assert proc.stdout == first.stdout
+    assert "23 file(s) already done there skipped" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in parts} == parts  # nothing recomputed
+    assert {p: p.stat().st_mtime_ns for p in pngs} == pngs
+    runs = json.loads((out / "settings.json").read_text())["runs"]
+    assert runs[-1]["computed"] == 0 and runs[-1]["skipped"] == N_GOOD + len(BAD)
+    assert _snapshot(out) == _snapshot(ref)
+
+
+def test_rerun_with_other_settings_or_changed_file_is_refused(batch_dir: Path, reference,
+                                                              tmp_path: Path) -> None:
+    ref, _ = reference
+    out = tmp_path / "out"
+    import shutil
+
+    shutil.copytree(ref, out)
+    proc = run_cli("classify", str(batch_dir), "--out", str(out), "--min-size", "1.2")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.count("\n") == 1 and "--min-size" in proc.stderr and "--restart" in proc.stderr
+    changed = tmp_path / "img00.npz"
+    shutil.copy(batch_dir / "img00.npz", changed)
+    first = run_cli("classify", str(changed), "--out", str(tmp_path / "one"))
+    assert first.returncode == 0, first.stderr
+    os.utime(changed, ns=(time.time_ns(), time.time_ns() + 10**9))
+    proc = run_cli("classify", str(changed), "--out", str(tmp_path / "one"))
+    assert proc.returncode == 2 and "changed since" in proc.stderr and "--restart" in proc.stderr
+    proc = run_cli("classify", str(changed), "--out", str(tmp_path / "one"), "--restart")
+    assert proc.returncode == 0, proc.stderr
+    runs = json.loads((tmp_path / "one" / "settings.json").read_text())["runs"]
+    assert len(runs) == 1 and runs[0]["computed"] == 1
+
+
+def test_local_processes_and_dask_cluster_give_identical_outputs(batch_dir: Path, reference,
+                                                                 tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from clusterspy.batch import run_batch
+
+    ref, _ = reference
+    procs = run_cli("classify", str(batch_dir), "--out", str(tmp_path / "procs"), "--workers", "2")
+    assert procs.returncode == 3, procs.stderr
+    assert json.loads((tmp_path / "procs" / "settings.json").read_text())["runs"][-1]["engine"] == "processes"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, protocol="tcp",
+                                  dashboard_address=None) as cluster:
+        assert cluster.scheduler_address.startswith("tcp://")
+        res = run_batch([batch_dir], out=tmp_path / "dask", scheduler=cluster.scheduler_address,
+                        options={"contrast": "auto", "min_size_nm": None, "max_size_nm": None,
+                                 "border": "flag"})
+    assert res.engine == "dask" and res.exit_code == 3 and res.computed == N_GOOD + len(BAD)
+    assert len(res.failed_files) == len(BAD)
+    want = _snapshot(ref)
+    assert len(want) == len(OUTPUTS) + N_GOOD
+    assert _snapshot(tmp_path / "procs") == want
+    assert _snapshot(tmp_path / "dask") == want
+
+
+def test_sigkill_mid_batch_then_rerun_gives_the_uninterrupted_outputs(batch_dir: Path, reference,
+                                                                       tmp_path: Path) -> None:
+    ref, _ = reference
+    out = tmp_path / "killed"
+    args = [sys.executable, "-m", "clusterspy", "classify", str(batch_dir), "--out", str(out),
+            "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list((out / "parts").glob("*.json"))) < 6:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_parts = len(list((out / "parts").glob("*.json")))
+    assert 6 <= n_parts < N_GOOD + len(BAD), "the kill did not land mid-batch"
+    assert (out / LOCK_NAME).exists()  # left by the killed run: stale, taken over below
+    again = run_cli("classify", str(batch_dir), "--out", str(out), "--workers", "1")
+    assert again.returncode == 3, again.stderr
+    runs = json.loads((out / "settings.json").read_text())["runs"]
+    assert len(runs) == 1 and 0 < runs[0]["computed"] <= N_GOOD + len(BAD) - n_parts + 1
+    assert _snapshot(out) == _snapshot(ref)
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_a_second_run_on_a_locked_out_is_refused(batch_dir: Path, tmp_path: Path) -> None:
+    from clusterspy.outdir import lock_folder
+
+    out = tmp_path / "out"
+    with lock_folder(out, "test holder"):
+        proc = run_cli("classify", str(batch_dir / "img00.npz"), "--out", str(out))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert "in use by test holder" in proc.stderr and str(os.getpid()) in proc.stderr
+    assert not (out / LOCK_NAME).exists()
+
+
+def test_stale_lock_is_taken_over(tmp_path: Path) -> None:
+    import socket
+
+    from clusterspy.outdir import acquire, release
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    tmp_path.joinpath(LOCK_NAME).write_text(json.dumps({"pid": dead.pid, "host": socket.gethostname()}))
+    lock = acquire(tmp_path, "me")
+    assert json.loads(lock.read_text())["pid"] == os.getpid()
+    release(lock)
+    assert not lock.exists()
+
+
+def test_folder_without_images_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("no images here")
+    proc = run_cli("classify", str(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "holds no image files" in proc.stderr
