@@ -1,4 +1,4 @@
-"""Coverage of the series proportions' 95 % intervals on label series with known truth (issue 14).
+"""Coverage of the series proportions' 95 % intervals on label series with known truth.
 
 Synthetic label series from a sticky Markov chain ``P = s I + (1 − s) 1 πᵀ`` (stay probability
 ``s``, otherwise a jump to a state drawn from ``π``; its stationary distribution is ``π``), started

@@ -1,4 +1,4 @@
-"""End-to-end speed and memory of ``classify_series`` (issue 6's "Must show").
+"""End-to-end speed and memory of ``classify_series``.
 
 - frames per second for a 1,000-frame 1024² single-cluster series (goal ≥ 50 frames/s on 2 cores);
 - peak resident memory for a 2,000-frame series (goal < 2 GB).

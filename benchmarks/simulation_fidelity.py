@@ -4,7 +4,7 @@ Run: ``.venv/bin/python benchmarks/simulation_fidelity.py [--cached-only]``
 (PRISM references come from benchmarks/cache, computed if missing — see
 simulation_references.py). Prints one line per case and the median / minimum NCC, overall and
 on the cases held out of the calibration; writes benchmarks/results/simulation_fidelity.json.
-Targets (issue 3): median >= 0.99, minimum >= 0.975 over >= 30 cases.
+Targets: median >= 0.99, minimum >= 0.975 over >= 30 cases.
 """
 
 from __future__ import annotations

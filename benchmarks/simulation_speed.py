@@ -9,7 +9,7 @@ Run: ``.venv/bin/python benchmarks/simulation_speed.py [--n 2048] [--skip-prism]
    + support + acquisition included). Also with the Gaussian noise approximation, and with a
    different support for every image (no cache hits; ``--n-distinct`` images). Wall clock and
    this process's CPU time are both recorded, with the load average: the 2 cores are shared.
-   Target (issue 3): >= 2,000 images/s on this 2-core machine.
+   Target: >= 2,000 images/s on this 2-core machine.
 2. prism: the prism backend vs a raw abTEM script with identical settings (Au147, 25.6 Å cell,
    0.4 Å scan pixels, interpolation 4, 0.04 Å potential sampling, 1 frozen phonon), measured in
    the same run, alternating; the time ratio (goal <= 1.05).

@@ -1,4 +1,4 @@
-"""Recover a known isomer energy landscape from synthetic labels (issue 7's "Must show").
+"""Recover a known isomer energy landscape from synthetic labels.
 
 1. Equilibrium: ΔE = 0.040 eV (decahedron above fcc), 5 temperatures 20–500 °C, 500 frames per
    temperature, 5 % misclassification → van 't Hoff ΔE within ±0.01 eV? (CI width reported;

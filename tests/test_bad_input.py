@@ -15,8 +15,8 @@ from clusterspy.errors import (
 )
 from clusterspy.image import Image
 from clusterspy.io import MAX_PIXELS, as_image, read_image, read_series
+from helpers import SHARED
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 GOOD = np.random.default_rng(0).normal(100, 10, (64, 64)).astype(np.float32)
 
 

@@ -17,7 +17,7 @@ pytest.importorskip("dask")
 
 from clusterspy.datasets import generate, is_complete, load, load_spec
 from clusterspy.errors import ConfigError
-from toy_data import toy_sample
+from helpers import toy_sample
 
 TOY = {"seed": 3, "n_images": 48, "chunk_size": 4, "crop_px": 16, "pixel_size_A": 0.4}
 
@@ -72,7 +72,7 @@ _CHILD = """
 import functools, sys
 sys.path.insert(0, {tests!r})
 from clusterspy.datasets import generate
-from toy_data import toy_sample
+from helpers import toy_sample
 generate({spec!r}, {out!r}, scheduler="synchronous", progress=False,
          sample_fn=functools.partial(toy_sample, delay_s=0.04))
 """

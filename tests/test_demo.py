@@ -12,8 +12,6 @@ import pytest
 from clusterspy.isomers import CLASSES, UNKNOWN
 from clusterspy.workflows import EXAMPLE_SERIES, run_demo
 
-WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
-
 
 def test_example_series_is_shipped_and_calibrated() -> None:
     with np.load(EXAMPLE_SERIES) as example:
@@ -28,7 +26,7 @@ def test_example_series_is_shipped_and_calibrated() -> None:
     assert EXAMPLE_SERIES.stat().st_size < 5e6
 
 
-@pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped model yet")
+@pytest.mark.slow  # the whole pipeline on the example series: ~30–75 s on 2 busy cores
 def test_demo_writes_results_and_report(tmp_path: Path) -> None:
     report = run_demo(tmp_path / "demo")
     assert report.is_file() and report.suffix == ".html"

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from clusterspy.detection import crop_cluster, detect_clusters
 from clusterspy.errors import ConfigError
 from clusterspy.image import Image
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+from helpers import SHARED
 
 
 def field(centres_A, diameters_A, pixel_A=1.0, size_px=256, dark=False, seed=0,

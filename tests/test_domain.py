@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,6 +21,7 @@ from clusterspy.errors import InputFileError, OutOfDomainError
 from clusterspy.image import Image
 from clusterspy.weights import ModelCard
 from clusterspy.weights.card import domain_from_spec, sphere_diameter_nm
+from helpers import SHARED
 
 DOMAIN = {"image_pixel_size_A": [0.04, 0.6], "diameter_nm": [1.0, 8.0], "contrast": "HAADF"}
 
@@ -219,9 +219,6 @@ def test_a_cluster_inside_the_domain_gets_no_reason():
     det = Detection(x_px=10.0, y_px=12.0, bbox=(5, 5, 20, 20), diameter_A=12.0, area_px=100)
     img = Image(np.zeros((64, 64), np.float32), 0.25)
     assert cluster_reasons(img, [det], DOMAIN, check_resolution=False) == [None]
-
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")

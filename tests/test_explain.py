@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from clusterspy.errors import ImageDataError
 from clusterspy.explain import occlusion_saliency, saliency_overlay
-
-WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
 
 
 class QuadrantModel:
@@ -61,7 +57,6 @@ def test_overlay_is_rgb_in_unit_range() -> None:
     assert 0 <= rgb.min() and rgb.max() <= 1
 
 
-@pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped model")
 def test_shipped_model_looks_at_the_cluster_not_the_vacuum() -> None:
     from clusterspy.detection import crop_cluster, detect_clusters
     from clusterspy.io import read_series

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,22 +17,7 @@ from clusterspy.io import (
     write_csv,
     write_json,
 )
-
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-@pytest.fixture
-def shared() -> Path:
-    if not SHARED.is_dir():
-        pytest.skip("../shared/data is absent")
-    return SHARED
-
-
-def _blobs(n: int = 64, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:n, :n]
-    img = 100 + 900 * np.exp(-((xx - n / 2) ** 2 + (yy - n / 2) ** 2) / (2 * (n / 8) ** 2))
-    return (img + rng.normal(0, 5, img.shape)).astype(np.float32)
+from helpers import blob
 
 
 @pytest.mark.parametrize(("scale", "units", "expected"), [
@@ -51,8 +35,8 @@ def test_reciprocal_units_are_refused():
 
 
 @pytest.mark.shared
-def test_jeol_dm4_pixel_size(shared):
-    im = read_image(shared / "widefield/particlespy/JEOL_HAADF_Image.dm4")
+def test_jeol_dm4_pixel_size(shared_data):
+    im = read_image(shared_data / "widefield/particlespy/JEOL_HAADF_Image.dm4")
     assert im.shape == (112, 112)
     assert im.pixel_size_A == pytest.approx(12.49, abs=1e-3)
     assert im.data.dtype == np.float32
@@ -60,8 +44,8 @@ def test_jeol_dm4_pixel_size(shared):
 
 
 @pytest.mark.shared
-def test_velox_emd_pixel_size_and_haadf(shared):
-    im = read_image(shared / "real_atomic/Au_nanoparticle_temul.emd")
+def test_velox_emd_pixel_size_and_haadf(shared_data):
+    im = read_image(shared_data / "real_atomic/Au_nanoparticle_temul.emd")
     assert im.shape == (2048, 2048)
     assert im.pixel_size_A == pytest.approx(0.07498, abs=1e-5)
     assert im.metadata["title"] == "HAADF"
@@ -72,15 +56,15 @@ def test_velox_emd_pixel_size_and_haadf(shared):
     ("real_atomic/PtIr_fcc_statstem.npz", 0.1211, (512, 512)),
     ("real_atomic/Pb_fcc_statstem.npz", 0.22, (291, 341)),
 ])
-def test_statstem_npz(shared, name, pixel, shape):
-    im = read_image(shared / name)
+def test_statstem_npz(shared_data, name, pixel, shape):
+    im = read_image(shared_data / name)
     assert im.pixel_size_A == pytest.approx(pixel)
     assert im.shape == shape
 
 
 @pytest.mark.shared
-def test_series_npz_lazy(shared):
-    s = read_series(shared / "series_sim/statstem_HMM_series_sim.npz")
+def test_series_npz_lazy(shared_data):
+    s = read_series(shared_data / "series_sim/statstem_HMM_series_sim.npz")
     assert len(s) == 5
     assert s.pixel_size_A == pytest.approx(0.125)
     frames = list(s)
@@ -89,12 +73,12 @@ def test_series_npz_lazy(shared):
     with pytest.raises(IndexError):
         s[5]
     with pytest.raises(ImageDataError, match="read_series"):
-        read_image(shared / "series_sim/statstem_HMM_series_sim.npz")
+        read_image(shared_data / "series_sim/statstem_HMM_series_sim.npz")
 
 
 def test_user_pixel_size_overrides_file(tmp_path):
     p = tmp_path / "a.npz"
-    np.savez(p, image=_blobs(), pixel_size_A=0.3)
+    np.savez(p, image=blob(), pixel_size_A=0.3)
     im = read_image(p, pixel_size_A=0.25)
     assert im.pixel_size_A == 0.25
     assert im.metadata["pixel_size_source"] == "user"
@@ -107,7 +91,7 @@ def test_tiff_imagej_nm(tmp_path):
 
     p = tmp_path / "ij.tif"
     # ImageJ: resolution in px per unit, unit 'nm' → 0.05 nm/px = 0.5 Å/px
-    tifffile.imwrite(p, _blobs(), imagej=True, resolution=(20.0, 20.0),
+    tifffile.imwrite(p, blob(), imagej=True, resolution=(20.0, 20.0),
                      metadata={"unit": "nm"})
     im = read_image(p)
     assert im.pixel_size_A == pytest.approx(0.5, rel=1e-4)
@@ -115,21 +99,21 @@ def test_tiff_imagej_nm(tmp_path):
 
 def test_hspy_roundtrip(tmp_path):
     hs = pytest.importorskip("hyperspy.api")
-    s = hs.signals.Signal2D(_blobs())
+    s = hs.signals.Signal2D(blob())
     for ax in s.axes_manager.signal_axes:
         ax.scale, ax.units = 25.0, "pm"
     p = tmp_path / "a.hspy"
     s.save(p)
     im = read_image(p)
     assert im.pixel_size_A == pytest.approx(0.25)
-    np.testing.assert_allclose(im.data, _blobs())
+    np.testing.assert_allclose(im.data, blob())
 
 
 def test_png_needs_user_pixel_size(tmp_path):
     from PIL import Image as PILImage
 
     p = tmp_path / "a.png"
-    PILImage.fromarray((_blobs() / 4).astype(np.uint8)).save(p)
+    PILImage.fromarray((blob() / 4).astype(np.uint8)).save(p)
     with pytest.raises(CalibrationError, match="pixel"):
         read_image(p)
     im = read_image(p, pixel_size_A=0.2)
@@ -137,7 +121,7 @@ def test_png_needs_user_pixel_size(tmp_path):
 
 
 def test_npy_stack_and_folder_series(tmp_path):
-    stack = np.stack([_blobs(seed=i) for i in range(3)])
+    stack = np.stack([blob(seed=i) for i in range(3)])
     np.save(tmp_path / "stack.npy", stack)
     s = read_series(tmp_path / "stack.npy", pixel_size_A=0.2)
     assert len(s) == 3 and s.shape == (3, 64, 64)
@@ -153,7 +137,7 @@ def test_npy_stack_and_folder_series(tmp_path):
 
 def test_npz_frame_time(tmp_path):
     p = tmp_path / "s.npz"
-    np.savez(p, frames=np.stack([_blobs(seed=i) for i in range(2)]), pixel_size_A=0.2,
+    np.savez(p, frames=np.stack([blob(seed=i) for i in range(2)]), pixel_size_A=0.2,
              frame_time_s=0.5)
     s = read_series(p)
     assert s.frame_time_s == 0.5
@@ -172,10 +156,10 @@ def test_unsupported_lists_formats(tmp_path):
 
 
 def test_as_image_array():
-    im = as_image(_blobs(), 0.2)
+    im = as_image(blob(), 0.2)
     assert im.pixel_size_A == 0.2
     with pytest.raises(CalibrationError):
-        as_image(_blobs())
+        as_image(blob())
 
 
 def test_writers_are_atomic(tmp_path):

@@ -50,7 +50,7 @@ def test_calibration_helpers():
 def tiny_run(tmp_path_factory):
     from clusterspy.datasets import generate
     from clusterspy.model import train
-    from toy_data import toy_sample
+    from helpers import toy_sample
 
     root = tmp_path_factory.mktemp("train")
     spec = {"seed": 5, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
@@ -115,6 +115,7 @@ train(json.loads(sys.argv[1]), sys.argv[2], progress=False)
 """
 
 
+@pytest.mark.slow  # ~20–25 s: two training runs of 4 epochs and a killed child process
 def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
     """Kill -9 a training run at any point; resuming gives bit-identical weights."""
     import os
@@ -127,7 +128,7 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
 
     from clusterspy.datasets import generate
     from clusterspy.model import train
-    from toy_data import toy_sample
+    from helpers import toy_sample
 
     spec = {"seed": 6, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
     data = generate(spec, tmp_path / "toy.zarr", scheduler="synchronous", progress=False,
@@ -159,7 +160,7 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
 def test_recalibrate_with_a_prism_set_weighs_both_sets_equally(tiny_run, tmp_path):
     from clusterspy.datasets import generate
     from clusterspy.model import calibration as cal
-    from toy_data import toy_sample
+    from helpers import toy_sample
 
     w = cal.balanced_weights([2, 6])
     assert np.isclose(w[:2].sum(), w[2:].sum()) and w[0] == 3 * w[2]
@@ -190,7 +191,7 @@ def test_validation_set_is_scored_every_epoch_and_used_in_calibration(tmp_path):
     """A (PRISM) validation set: scored after each epoch, logged, and half of the calibration fit."""
     from clusterspy.datasets import generate
     from clusterspy.model import train
-    from toy_data import toy_sample
+    from helpers import toy_sample
 
     spec = {"seed": 8, "n_images": 320, "chunk_size": 32, "crop_px": 24, "pixel_size_A": 0.4}
     vspec = {**spec, "seed": 9, "n_images": 32}

@@ -14,7 +14,7 @@ from typing import Any
 
 from clusterspy.errors import ConfigError
 
-#: Default specification: the wide domain randomisation of the training set (issue 4).
+#: Default specification: the wide domain randomisation of the training set.
 DEFAULT_SPEC: dict[str, Any] = {
     "seed": 0,
     "n_images": 1000,

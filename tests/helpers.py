@@ -1,13 +1,26 @@
-"""A cheap synthetic dataset sample (no simulation) for tests of the dataset machinery and training."""
+"""Test helpers shared by the test modules (and their child processes): the real-data path,
+small synthetic images, a cheap synthetic dataset sample (no simulation)."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from clusterspy.isomers import CLASSES
+
+#: The real data (read-only, never copied into the repository): ``../shared/data``.
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def blob(n: int = 64, seed: int = 0, *, noise: float = 5.0) -> np.ndarray:
+    """A ``(n, n)`` float32 image: one Gaussian blob (σ = n/8 px) on a background, with noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n]
+    img = 100 + 900 * np.exp(-((xx - n / 2) ** 2 + (yy - n / 2) ** 2) / (2 * (n / 8) ** 2))
+    return (img + rng.normal(0, noise, img.shape)).astype(np.float32)
 
 
 def toy_sample(spec: dict[str, Any], index: int, *, delay_s: float = 0.0
