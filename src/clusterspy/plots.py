@@ -563,73 +563,172 @@ def plot_accuracy_curve(
     return fig
 
 
+#: Longest side [px] of the image drawn in an overlay: larger frames are block-averaged down to it,
+#: so a 16384² frame costs a few MB of figure, not GB (clusters get zoom panels instead).
+OVERLAY_MAX_PX = 2048
+#: At most this many zoom panels (the first clusters by number) below an overlay.
+OVERLAY_MAX_ZOOMS = 8
+
+
+def display_binned(data: Any, max_px: int = OVERLAY_MAX_PX) -> tuple[np.ndarray, int]:
+    """Block-mean ``data`` down to at most ``max_px`` on its long side, a strip at a time.
+
+    Parameters
+    ----------
+    data : array-like (rows, cols)
+        The frame (a NumPy array or a memory map; read one strip of rows at a time).
+    max_px : int
+        Longest side of the result [px].
+
+    Returns
+    -------
+    binned : numpy.ndarray of float32
+        ``(rows // f, cols // f)``; the last ``rows % f`` rows and ``cols % f`` columns are left out.
+    f : int
+        Binning factor (input pixels per output pixel along each axis).
+    """
+    rows, cols = np.shape(data)
+    f = max(1, -(-max(rows, cols) // max_px))
+    r2, c2 = rows // f, cols // f
+    out = np.empty((r2, c2), np.float32)
+    step = max(1, (1 << 24) // max(1, f * f * c2))  # output rows per strip: ~16 M input pixels
+    for i in range(0, r2, step):
+        j = min(r2, i + step)
+        block = np.asarray(data[i * f:j * f, :c2 * f], dtype=np.float32)
+        out[i:j] = block.reshape(j - i, f, c2, f).mean(axis=(1, 3))
+    return out, f
+
+
+def _label_text(r: Any, crowded: bool) -> str:
+    reason = getattr(r, "reason", None)
+    if reason is None:
+        return f"{r.cluster}: {r.label} {r.confidence:.2f}"
+    return f"{r.cluster}" if crowded else f"{r.cluster}: unknown ({reason.replace('_', ' ')})"
+
+
+def _draw_clusters(ax: Any, results: Sequence[Any], px: float, side_px: float, fontsize: float,
+                   crowded: bool, labels: bool = True) -> None:
+    from matplotlib.patches import Circle, Rectangle
+
+    for r in results:
+        colour = _colour(r.label)
+        d_nm = getattr(r, "diameter_nm", None)
+        if d_nm:
+            half = 0.5 * d_nm * 10.0 / px  # the particle's equivalent circle, from detection
+            ax.add_patch(Circle((r.x_px, r.y_px), half, fill=False, lw=1.5, ec=colour))
+        else:
+            half = side_px / 2
+            ax.add_patch(Rectangle((r.x_px - half, r.y_px - half), 2 * half, 2 * half,
+                                   fill=False, lw=1.5, ec=colour))
+        if not labels:
+            continue
+        ax.text(r.x_px - half, r.y_px - half, _label_text(r, crowded), color="white" if
+                r.label != "unknown" else "black", fontsize=fontsize, va="bottom", ha="left", clip_on=True,
+                bbox={"facecolor": colour, "alpha": 0.9, "pad": 1.5, "lw": 0})
+
+
+def _scale_bar(ax: Any, x0: float, y0: float, width_px: float, px: float, fontsize: float) -> None:
+    """A white bar of a round number of nm (about a fifth of ``width_px``) with its length."""
+    bar_A = _round_length(0.2 * width_px * px)
+    ax.plot([x0, x0 + bar_A / px], [y0, y0], color="white", lw=3, solid_capstyle="butt")
+    ax.annotate(f"{bar_A / 10:g} nm", (x0, y0), xytext=(0, 4), textcoords="offset points", color="white",
+                fontsize=fontsize, va="bottom", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1, "lw": 0})
+
+
 def plot_overlay(
     image: Any,
     results: Sequence[Any],
     *,
     box_A: float | None = None,
     title: str | None = None,
+    max_px: int = OVERLAY_MAX_PX,
+    max_zooms: int = OVERLAY_MAX_ZOOMS,
 ) -> Figure:
-    """The image with a box, label and confidence drawn on every classified cluster.
+    """The frame with every cluster's outline, number, label and confidence; zoom panels when small.
+
+    The frame is drawn block-averaged to at most ``max_px`` on its long side (memory stays a
+    few MB whatever the frame's size). Each cluster gets its equivalent circle from detection
+    (``diameter_nm``) in its label's Okabe–Ito colour and a label on a filled background; a
+    scale bar in nm and a legend of the colours. When a cluster is drawn smaller than ~40 screen
+    pixels, the first ``max_zooms`` clusters also get a panel at full resolution.
 
     Parameters
     ----------
     image : clusterspy.Image
-        The frame the results belong to (its pixel size sets the scale bar and box size).
+        The frame the results belong to (its pixel size [Å/px] sets the scale bars).
     results : sequence of ClusterResult
-        Results of :func:`clusterspy.classify` for this frame (``x_px``, ``y_px``, ``label``,
-        ``confidence``).
+        Results of :func:`clusterspy.classify` for this frame.
     box_A : float, optional
-        Side of each box [Å]; default: the field the model saw (``crop_px × pixel_size_A`` of
-        the shipped model card is what callers usually pass).
+        Side [Å] of the box drawn for a result without a diameter; default: a quarter of the
+        frame.
     title : str, optional
-        Axes title.
+        Title of the figure.
+    max_px : int
+        Longest side [px] of the frame as drawn.
+    max_zooms : int
+        At most this many zoom panels.
 
     Returns
     -------
     matplotlib.figure.Figure
     """
-    from matplotlib.patches import Rectangle
+    from matplotlib.patches import Patch
 
-    data = np.asarray(image.data, float)
     px = float(image.pixel_size_A)
-    rows, cols = data.shape
+    rows, cols = np.shape(image.data)
+    small, f = display_binned(image.data, max_px)
+    lo, hi = np.percentile(small, [0.5, 99.8])
+    width_in = float(np.clip(max(rows, cols) / 110.0, 6.0, 14.0))
+    screen_per_px = width_in * 110.0 / max(rows, cols)  # figure pixels per image pixel (dpi 110)
+    diam_px = [float(r.diameter_nm) * 10.0 / px for r in results if getattr(r, "diameter_nm", None)]
+    zooms = list(results)[:max_zooms] if diam_px and min(diam_px) * screen_per_px < 40 else []
+    n_z = len(zooms)
+    zoom_cols = min(n_z, 4)
+    zoom_rows = -(-n_z // 4) if n_z else 0
+    panel_in = width_in / 4
+    height_in = width_in * rows / cols + 0.6 + zoom_rows * (panel_in + 0.3)
+    fig = _figure((width_in + 0.2, height_in))
+    grid = fig.add_gridspec(1 + zoom_rows, max(1, zoom_cols) if n_z else 1,
+                            height_ratios=[width_in * rows / cols, *[panel_in] * zoom_rows])
+    ax = fig.add_subplot(grid[0, :])
+    ax.imshow(small, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest",
+              extent=(-0.5, small.shape[1] * f - 0.5, small.shape[0] * f - 0.5, -0.5))
+    fs = 8.0 if width_in < 9 else 10.0
     side_px = (box_A / px) if box_A else 0.25 * min(rows, cols)
-    lo, hi = np.percentile(data, [0.5, 99.8])
-    scale = 6.0 / max(rows, cols)
-    fig = _figure((max(3.0, cols * scale) + 0.4, max(3.0, rows * scale) + 0.4))
-    ax = fig.add_subplot()
-    ax.imshow(data, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest")
-    from matplotlib.patches import Circle
-
-    for r in results:
-        colour = _colour(r.label)
-        d_nm = getattr(r, "diameter_nm", None)
-        if d_nm:
-            half = 0.5 * d_nm * 10.0 / px  # the particle's equivalent circle
-            ax.add_patch(Circle((r.x_px, r.y_px), half, fill=False, lw=1.5, ec=colour))
-        else:
-            half = side_px / 2
-            ax.add_patch(Rectangle((r.x_px - half, r.y_px - half), 2 * half, 2 * half,
-                                   fill=False, lw=1.5, ec=colour))
-        reason = getattr(r, "reason", None)
-        if reason is None:
-            text = f"{r.cluster}: {r.label} {r.confidence:.2f}"
-        elif len(results) > 12:  # crowded fields: the number only (the table has the reason)
-            text = f"{r.cluster}"
-        else:
-            text = f"{r.cluster}: unknown ({reason.replace('_', ' ')})"
-        ax.text(r.x_px - half, r.y_px - half - 2, text,
-                color="white", fontsize=8, va="bottom", ha="left",
-                bbox={"facecolor": colour, "alpha": 0.85, "pad": 1.5, "lw": 0})
-    # scale bar: a round number of nm close to a fifth of the width
-    bar_A = _round_length(0.2 * cols * px)
-    ax.plot([cols * 0.05, cols * 0.05 + bar_A / px], [rows * 0.95] * 2, color="white", lw=3)
-    ax.text(cols * 0.05, rows * 0.93, f"{bar_A / 10:g} nm", color="white", fontsize=8, va="bottom")
+    _draw_clusters(ax, results, px, side_px, fs, crowded=len(results) > 12)
+    _scale_bar(ax, cols * 0.04, rows * 0.95, cols, px, fs)
+    labels = [c for c in (*CLASSES, "unknown") if any(r.label == c for r in results)]
+    handles = [Patch(facecolor=_colour(c), label=c) for c in labels]
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=fs, framealpha=0.85,
+                  title="circle: particle outline\n(detection, equiv. diameter)", title_fontsize=fs - 1)
     ax.set_axis_off()
-    if title:
-        ax.set_title(title, fontsize=9)
+    ax.set_title(f"{title + ' — ' if title else ''}{len(results)} cluster(s), {cols}×{rows} px at "
+                 f"{px:g} Å/px" + (f" (drawn binned {f}×{f})" if f > 1 else ""), fontsize=fs + 1)
+    for k, r in enumerate(zooms):
+        _zoom_panel(fig.add_subplot(grid[1 + k // 4, k % 4]), image, r, px, side_px)
     return fig
+
+
+def _zoom_panel(ax: Any, image: Any, r: Any, px: float, side_px: float) -> None:
+    """One cluster at full resolution: a window of 3 diameters (≥ 64 px) around its centre."""
+    rows, cols = np.shape(image.data)
+    d_px = float(r.diameter_nm) * 10.0 / px if getattr(r, "diameter_nm", None) else side_px
+    half = int(max(32, 1.5 * d_px))
+    r0, r1 = max(0, int(r.y_px) - half), min(rows, int(r.y_px) + half)
+    c0, c1 = max(0, int(r.x_px) - half), min(cols, int(r.x_px) + half)
+    crop = np.asarray(image.data[r0:r1, c0:c1], dtype=np.float32)
+    lo, hi = np.percentile(crop, [0.5, 99.8])
+    ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi if hi > lo else lo + 1, interpolation="nearest",
+              extent=(c0 - 0.5, c1 - 0.5, r1 - 0.5, r0 - 0.5))
+    _draw_clusters(ax, [r], px, side_px, 7.0, crowded=True, labels=False)  # the title says it
+    _scale_bar(ax, c0 + 0.05 * (c1 - c0), r0 + 0.93 * (r1 - r0), c1 - c0, px, 7.0)
+    reason = getattr(r, "reason", None)
+    text = (f"{r.label} {r.confidence:.2f}" if reason is None
+            else f"unknown: {reason.replace('_', ' ')}")
+    ax.set_title(f"cluster {r.cluster}: {text}", fontsize=8, color=_colour(r.label) if reason is None
+                 else "black")
+    ax.set_axis_off()
 
 
 def _round_length(length_A: float) -> float:
