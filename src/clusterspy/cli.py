@@ -193,6 +193,12 @@ def series(
             "against OUT/run.json); --no-resume starts afresh, replacing what OUT holds.",
         ),
     ] = True,
+    report: Annotated[
+        bool,
+        typer.Option("--report/--no-report",
+                     help="Draw strip.png and report.html (with saliency overlays: slow) after the "
+                     "data files."),
+    ] = True,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -216,7 +222,8 @@ def series(
 
         loaded = load_model(model)
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
-                             contrast=contrast.value, temperature_K=temperature, resume=resume)
+                             contrast=contrast.value, temperature_K=temperature, resume=resume,
+                             report=report)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -416,7 +423,7 @@ def model_recalibrate(
     """Re-fit the temperature and 'unknown' threshold of an exported model (prints the metrics as JSON)."""
     import json
 
-    recalibrate = _train_extra("clusterspy.model.calibration", "recalibrate", "recalibration")
+    recalibrate = _train_extra("clusterspy.model.confidence_calibration", "recalibrate", "recalibration")
     metrics = recalibrate(_model_folder(folder), tta=tta, prism=[str(p) for p in prism] if prism else None)
     typer.echo(json.dumps(metrics, indent=1))
 

@@ -561,15 +561,22 @@ def classify_series(
     SeriesResult
         The result (``result.report_path`` once the report is written).
     """
+    from clusterspy import outdir
     from clusterspy.series import classify_series as classify_frames
 
-    if model is None:
-        from clusterspy.predict import load_model
+    lock = None if out is None else outdir.acquire(out, "clusterspy series")
+    try:
+        if model is None:
+            from clusterspy.predict import load_model
 
-        model = load_model()
-    result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
-    if out is not None and report:
-        (reporter or write_series_report)(result, model if explain and hasattr(model, "crop_px") else None)
+            model = load_model()
+        result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
+        if out is not None and report:
+            explain_model = model if explain and hasattr(model, "crop_px") else None
+            (reporter or write_series_report)(result, explain_model)
+    finally:
+        if lock is not None:
+            outdir.release(lock)
     return result
 
 
