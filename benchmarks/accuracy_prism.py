@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("CLUSTERSPY_CACHE", str(CACHE / "structures"))
     from clusterspy.datasets import generate, load
     from clusterspy.isomers import CLASSES
-    from clusterspy.model.calibration import (
+    from clusterspy.model.confidence_calibration import (
         confusion_matrix,
         expected_calibration_error,
         selective_metrics,

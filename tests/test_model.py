@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
 from clusterspy.isomers import CLASSES  # noqa: E402
-from clusterspy.model import calibration as cal  # noqa: E402
+from clusterspy.model import confidence_calibration as cal  # noqa: E402
 from clusterspy.model.network import count_parameters, create_model  # noqa: E402
 
 
@@ -159,7 +159,7 @@ def test_resume_after_kill_9_repeats_the_uninterrupted_run(tmp_path):
 
 def test_recalibrate_with_a_prism_set_weighs_both_sets_equally(tiny_run, tmp_path):
     from clusterspy.datasets import generate
-    from clusterspy.model import calibration as cal
+    from clusterspy.model import confidence_calibration as cal
     from helpers import toy_sample
 
     w = cal.balanced_weights([2, 6])

@@ -166,6 +166,86 @@ def projected_diameter_A(positions_A: np.ndarray, atom_radius_A: float = 1.4) ->
     return 2.0 * float(np.sqrt((area + perimeter * r + np.pi * r * r) / np.pi))
 
 
+def _add_neighbour(spec: dict[str, Any], rng: np.random.Generator, atoms: Any, radius_A: float,
+                   element: str) -> Any:
+    """``atoms`` plus a neighbouring cluster of a random motif placed 2–10 Å beside it."""
+    other = CLASSES[int(rng.integers(len(CLASSES)))]
+    natoms, _ = _make_atoms(spec, rng, other, [40, 400], element, 0.0)
+    npos = natoms.get_positions()
+    r2 = float(np.sqrt((npos[:, :2] ** 2).sum(1)).max()) + 1.0
+    phi = rng.uniform(0, 2 * np.pi)
+    d = radius_A + r2 + rng.uniform(2.0, 10.0)
+    natoms.set_positions(npos + np.array([d * np.cos(phi), d * np.sin(phi), 0.0]))
+    return atoms + natoms
+
+
+def _simulate_field(spec: dict[str, Any], atoms: Any, mic: Any, px: float, extent_A: float,
+                    acq: Any, support: Any, sim_rng: np.random.Generator) -> Any:
+    """The acquired image of ``atoms`` on a field of ``extent_A`` [Å] at ``px`` [Å/px].
+
+    With ``compact_field`` (expensive backends, PRISM) and no support, the noiseless image is
+    simulated on a field just larger than the metal, padded with vacuum (HAADF signal 0) to the
+    full field, then acquired.
+    """
+    from clusterspy.image import Image
+    from clusterspy.simulation import simulate
+
+    if not (spec.get("compact_field") and support is None):
+        return simulate(atoms, mic, pixel_size=px, extent=extent_A, backend=spec["backend"],
+                        rng=sim_rng, acquisition=acq, support=support,
+                        **spec.get("backend_options", {}))
+    allpos = atoms.get_positions()[:, :2]
+    half = float(np.abs(allpos - allpos.mean(0)).max()) + float(spec["compact_field"])
+    small = min(extent_A, 2 * half)
+    ideal = simulate(atoms, mic, pixel_size=px, extent=small, backend=spec["backend"],
+                     rng=sim_rng, **spec.get("backend_options", {}))
+    n_full = round(extent_A / px)
+    rs, cs = ideal.data.shape
+    canvas = np.zeros((max(n_full, rs), max(n_full, cs)), np.float32)
+    r0 = canvas.shape[0] // 2 - rs // 2
+    c0 = canvas.shape[1] // 2 - cs // 2
+    canvas[r0 : r0 + rs, c0 : c0 + cs] = ideal.data
+    return Image(acq.apply(canvas, ideal.pixel_size_A, sim_rng), ideal.pixel_size_A)
+
+
+def _adjust_contrast(data: np.ndarray, gamma: float, bg_level: float,
+                     sim_rng: np.random.Generator) -> np.ndarray:
+    """Contrast: a gamma on the 1–99.9 % range and a smooth additive background (``bg_level``)."""
+    lo, hi = np.percentile(data, 1), np.percentile(data, 99.9)
+    span = max(hi - lo, 1e-12)
+    data = np.clip((data - lo) / span, 0, None) ** gamma
+    if bg_level > 0:
+        from scipy.ndimage import zoom
+
+        coarse = sim_rng.normal(size=(5, 5))
+        bg = zoom(coarse, (data.shape[0] / 5, data.shape[1] / 5), order=3, mode="nearest")
+        bg = bg[: data.shape[0], : data.shape[1]]
+        if bg.shape != data.shape:
+            bg = np.pad(bg, [(0, data.shape[0] - bg.shape[0]), (0, data.shape[1] - bg.shape[1])],
+                        mode="edge")
+        bg = (bg - bg.min()) / max(bg.max() - bg.min(), 1e-12)
+        data = data + bg_level * bg
+    return data
+
+
+def _cut_by_edge(data: np.ndarray, cx: float, cy: float, radius_px: float, side: int,
+                 depth: float) -> tuple[np.ndarray, float, float]:
+    """The image edge cuts the cluster at ``(cx, cy)`` [px]: ``depth`` of its radius stays on
+    ``side`` (0 left, 1 right, 2 top, 3 bottom). Returns the data and the shifted centre."""
+    c = round(depth * radius_px)
+    if side == 0:
+        data = data[:, int(cx) - c:]
+        cx -= int(cx) - c
+    elif side == 1:
+        data = data[:, : int(cx) + c]
+    elif side == 2:
+        data = data[int(cy) - c:, :]
+        cy -= int(cy) - c
+    else:
+        data = data[: int(cy) + c, :]
+    return data, cx, cy
+
+
 def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict[str, Any]]:
     """Simulate example ``index`` of the dataset ``spec``.
 
@@ -187,7 +267,7 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
     """
     from clusterspy.detection import Detection, crop_cluster
     from clusterspy.image import Image
-    from clusterspy.simulation import Acquisition, Microscope, simulate
+    from clusterspy.simulation import Acquisition, Microscope
 
     rng = np.random.default_rng([int(spec["seed"]), int(index)])
     label = int(index) % len(CLASSES)
@@ -201,14 +281,7 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
     # neighbouring cluster (its own atoms, placed beside the main one)
     neighbour = rng.random() < float(spec["neighbour_probability"])
     if neighbour:
-        other = CLASSES[int(rng.integers(len(CLASSES)))]
-        natoms, _ = _make_atoms(spec, rng, other, [40, 400], element, 0.0)
-        npos = natoms.get_positions()
-        r2 = float(np.sqrt((npos[:, :2] ** 2).sum(1)).max()) + 1.0
-        phi = rng.uniform(0, 2 * np.pi)
-        d = radius + r2 + rng.uniform(2.0, 10.0)
-        natoms.set_positions(npos + np.array([d * np.cos(phi), d * np.sin(phi), 0.0]))
-        atoms = atoms + natoms
+        atoms = _add_neighbour(spec, rng, atoms, radius, element)
     # microscope and acquisition
     mic = Microscope(
         energy_keV=_uniform(rng, spec["energy_keV"]),
@@ -261,61 +334,16 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
     acq = Acquisition(dose_e_per_A2=dose, jitter_px=jitter, drift_A_per_line=drift,
                       shear=shear, flyback=flyback)
     full_extent = extent + 2 * float(np.abs(shift_A).max())
-    if spec.get("compact_field") and support is None:
-        # expensive backends (PRISM): simulate the noiseless image on a field just larger than
-        # the metal, pad it with vacuum (HAADF signal 0) to the full field, then acquire.
-        allpos = atoms.get_positions()[:, :2]
-        half = float(np.abs(allpos - allpos.mean(0)).max()) + float(spec["compact_field"])
-        small = min(full_extent, 2 * half)
-        ideal = simulate(atoms, mic, pixel_size=px, extent=small, backend=spec["backend"],
-                         rng=sim_rng, **spec.get("backend_options", {}))
-        n_full = round(full_extent / px)
-        rs, cs = ideal.data.shape
-        canvas = np.zeros((max(n_full, rs), max(n_full, cs)), np.float32)
-        r0 = canvas.shape[0] // 2 - rs // 2
-        c0 = canvas.shape[1] // 2 - cs // 2
-        canvas[r0 : r0 + rs, c0 : c0 + cs] = ideal.data
-        img = Image(acq.apply(canvas, ideal.pixel_size_A, sim_rng), ideal.pixel_size_A)
-    else:
-        img = simulate(
-            atoms, mic, pixel_size=px, extent=full_extent, backend=spec["backend"], rng=sim_rng,
-            acquisition=acq, support=support, **spec.get("backend_options", {}),
-        )
+    img = _simulate_field(spec, atoms, mic, px, full_extent, acq, support, sim_rng)
     data = np.asarray(img.data, dtype=np.float64)
     rows, cols = data.shape
     # the metal centre lands on pixel (rows // 2, cols // 2) (clusterspy.simulation)
     cx = cols // 2 + shift_A[0] / img.pixel_size_A
     cy = rows // 2 + shift_A[1] / img.pixel_size_A
 
-    # contrast: gamma and a smooth additive background
-    lo, hi = np.percentile(data, 1), np.percentile(data, 99.9)
-    span = max(hi - lo, 1e-12)
-    data = np.clip((data - lo) / span, 0, None) ** gamma
-    if bg_level > 0:
-        from scipy.ndimage import zoom
-
-        coarse = sim_rng.normal(size=(5, 5))
-        bg = zoom(coarse, (data.shape[0] / 5, data.shape[1] / 5), order=3, mode="nearest")
-        bg = bg[: data.shape[0], : data.shape[1]]
-        if bg.shape != data.shape:
-            bg = np.pad(bg, [(0, data.shape[0] - bg.shape[0]), (0, data.shape[1] - bg.shape[1])],
-                        mode="edge")
-        bg = (bg - bg.min()) / max(bg.max() - bg.min(), 1e-12)
-        data = data + bg_level * bg
-    # the image edge cuts the cluster
+    data = _adjust_contrast(data, gamma, bg_level, sim_rng)
     if cut:
-        r_px = radius / img.pixel_size_A
-        c = round(cut_depth * r_px)
-        if cut_side == 0:
-            data = data[:, int(cx) - c:]
-            cx -= int(cx) - c
-        elif cut_side == 1:
-            data = data[:, : int(cx) + c]
-        elif cut_side == 2:
-            data = data[int(cy) - c:, :]
-            cy -= int(cy) - c
-        else:
-            data = data[: int(cy) + c, :]
+        data, cx, cy = _cut_by_edge(data, cx, cy, radius / img.pixel_size_A, cut_side, cut_depth)
     # the pixel size the user states: off by `scale` (1 without a scale_error)
     image = Image(data.astype(np.float32), img.pixel_size_A * scale)
     det = Detection(

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clusterspy.errors import InputFileError
+from clusterspy.errors import ClusterSpyError, InputFileError
 
 #: What a reader returns: the data (array-like), the file's pixel size [Å/px] or None, metadata.
 ReadResult = tuple[Any, float | None, dict[str, Any]]
@@ -81,6 +82,18 @@ def read_failure(p: Path, exc: BaseException) -> InputFileError:
         f"cannot read {p.name} as {SUPPORTED_EXTENSIONS[p.suffix.lower()]}: the file is "
         f"truncated, corrupt or not of this format ({type(exc).__name__}: {msg})"
     )
+
+
+@contextmanager
+def reading(p: Path) -> Iterator[None]:
+    """Turn any failure of a reader inside the block into :func:`read_failure`'s one-line error
+    (our own errors pass unchanged)."""
+    try:
+        yield
+    except ClusterSpyError:
+        raise
+    except Exception as exc:
+        raise read_failure(p, exc) from None
 
 
 def check_path(path: str | os.PathLike) -> Path:

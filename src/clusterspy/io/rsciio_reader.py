@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from clusterspy.errors import CalibrationError, ImageDataError, InputFileError
+from clusterspy.errors import ImageDataError, InputFileError
 from clusterspy.image import NonSquarePixels, check_square, units_to_angstrom
-from clusterspy.io.formats import FORMATS, ReadResult, read_failure
+from clusterspy.io.formats import FORMATS, ReadResult, reading
 
 #: Time units of a navigation axis → s.
 _TIME_TO_S: dict[str, float] = {"s": 1.0, "ms": 1e-3, "µs": 1e-6, "us": 1e-6, "min": 60.0}
@@ -62,7 +62,15 @@ def signal_pixel_size(axes: Sequence[Mapping[str, Any]]) -> tuple[float | None, 
 
 
 def pick_signal(p: Path, signals: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pick the image signal among several (Velox: HAADF first)."""
+    """Pick the image signal among several (Velox: HAADF first).
+
+    Raises
+    ------
+    ImageDataError
+        If there is no signal, or none is a 2-D image (or a stack of them).
+    """
+    if not signals:
+        raise ImageDataError(f"{p.name} contains no signal")
 
     def n_sig(s: dict[str, Any]) -> int:
         return sum(1 for a in s.get("axes", []) if not a.get("navigate", False))
@@ -125,14 +133,8 @@ def squeeze_frames(data: Any) -> Any:
 def read_rsciio(p: Path, lazy: bool) -> ReadResult:
     """Read a DigitalMicrograph, EMD or HyperSpy file: its image signal (lazy), pixel size, metadata."""
     file_reader = rsciio_file_reader(p)
-    try:
+    with reading(p):
         signals = file_reader(str(p), lazy=lazy)
-    except (ImageDataError, CalibrationError, InputFileError):
-        raise
-    except Exception as exc:
-        raise read_failure(p, exc) from None
-    if not signals:
-        raise ImageDataError(f"{p.name} contains no signal")
     sig = pick_signal(p, list(signals))
     pixel, md = signal_result(p, sig, len(signals))
     return squeeze_frames(sig["data"]), pixel, md

@@ -15,7 +15,7 @@ import numpy as np
 
 from clusterspy.errors import CalibrationError, ImageDataError, InputFileError
 from clusterspy.image import check_shape, check_square, units_to_angstrom
-from clusterspy.io.formats import ReadResult, read_failure
+from clusterspy.io.formats import ReadResult, read_failure, reading
 from clusterspy.io.rsciio_reader import pick_signal, rsciio_file_reader, signal_result, squeeze_frames
 
 
@@ -26,25 +26,17 @@ def read_tiff(p: Path, lazy: bool) -> ReadResult:
     stack is lazy (one page read per frame); ``lazy`` is accepted for the reader interface.
     """
     file_reader = rsciio_file_reader(p)
-    try:
+    with reading(p):
         frames = _tiff_frames(p)
         if frames is None:
             _check_tiff_size(p)
         signals = _tiff_signals(p, file_reader, pixels=frames is None)
-    except (ImageDataError, CalibrationError, InputFileError):
-        raise
-    except Exception as exc:
-        raise read_failure(p, exc) from None
-    if not signals:
-        raise ImageDataError(f"{p.name} contains no signal")
     sig = pick_signal(p, list(signals))
     if frames is not None and sig is not signals[0]:
         # the image picked is not the TIFF's first series (whose pages the frames serve)
         frames = None
-        try:
+        with reading(p):
             signals = _tiff_signals(p, file_reader, pixels=True)
-        except Exception as exc:
-            raise read_failure(p, exc) from None
         sig = pick_signal(p, list(signals))
     pixel, md = signal_result(p, sig, len(signals), fallback_pixel=lambda: _tiff_imagej_pixel(p))
     data = sig["data"]

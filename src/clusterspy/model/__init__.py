@@ -6,7 +6,8 @@ Public API (imports are lazy: ``import clusterspy.model`` does not import PyTorc
   composed of :mod:`~clusterspy.model.data`, :mod:`~clusterspy.model.loop` and
   :func:`~clusterspy.model.export.export_trained`
 - :func:`create_model` — build a registered network by name
-- :func:`export_onnx`, :func:`fit_temperature`, :func:`choose_threshold`
+- :func:`export_onnx`; confidence calibration (:mod:`~clusterspy.model.confidence_calibration`):
+  :func:`calibrate_confidence`, :func:`fit_temperature`, :func:`choose_threshold`
 
 Commands: ``clusterspy train``, ``clusterspy model recalibrate`` and ``clusterspy model ood``;
 the shipped model was trained with ``clusterspy train --config configs/train_v2.yaml --out runs/v2``.
@@ -25,9 +26,10 @@ _LAZY = {
     "IsomerNet": "clusterspy.model.network",
     "export_onnx": "clusterspy.model.export",
     "write_card": "clusterspy.model.export",
-    "fit_temperature": "clusterspy.model.calibration",
-    "choose_threshold": "clusterspy.model.calibration",
-    "expected_calibration_error": "clusterspy.model.calibration",
+    "fit_temperature": "clusterspy.model.confidence_calibration",
+    "choose_threshold": "clusterspy.model.confidence_calibration",
+    "expected_calibration_error": "clusterspy.model.confidence_calibration",
+    "calibrate_confidence": "clusterspy.model.confidence_calibration",
 }
 
 __all__ = list(_LAZY)

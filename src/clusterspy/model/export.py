@@ -112,7 +112,7 @@ def export_trained(model, data, cfg: dict[str, Any], spec: dict[str, Any], out: 
     pathlib.Path
         Path of ``model.onnx``.
     """
-    from clusterspy.model import calibration as cal
+    from clusterspy.model import confidence_calibration as cal
     from clusterspy.model.loop import logits_of
 
     cal_logits = logits_of(model, data.x[data.cal_idx], device)
