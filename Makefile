@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test venv lint
+.PHONY: demo test docs venv lint
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,12 @@ demo: $(BIN)/python
 # Everything (train extra with the CPU torch pinned, integrations, dev tools) + the test suite.
 test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e ".[train,hyperspy,particlespy,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[train,hyperspy,particlespy,napari,tables,dev]"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q
+
+# The documentation site into docs/_build/html: every tutorial executed, warnings are errors.
+docs: $(BIN)/python
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e ".[train,hyperspy,particlespy,napari,docs]"
+	$(BIN)/sphinx-build -W --keep-going -b html docs docs/_build/html
