@@ -216,7 +216,11 @@ def test_series_at_two_temperatures_then_thermo(tmp_path: Path) -> None:
     assert {d["temperature_K"] for d in res["delta_G"]} == {300.0, 400.0}
     for d in res["delta_G"]:
         assert {"isomer", "reference", "delta_G_eV", "ci95_eV"} <= set(d)
+        assert all(np.isfinite([d["delta_G_eV"], *d["ci95_eV"]])), d
         assert d["ci95_eV"][0] <= d["delta_G_eV"] <= d["ci95_eV"][1]
+    for b in res["branching"]:  # where an isomer goes when it leaves, per temperature
+        assert b["temperature_K"] in (300.0, 400.0) and b["from"] != b["to"]
+        assert b["ci95"][0] <= b["ratio"] <= b["ci95"][1]
     assert (tmp_path / "th" / "thermo.json").is_file()
     # a folder that records no temperature: one line, naming the series option
     summary = folders[0] / "summary.json"

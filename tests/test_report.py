@@ -45,6 +45,17 @@ def test_report_is_self_contained(tmp_path):
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_thumbnails_carry_their_labels(tmp_path):
+    rep = HtmlReport("t")
+    crops = [np.random.default_rng(i).random((16, 16)) for i in range(2)]
+    rep.images(crops, "fcc", labels=["frame 12 · cluster 0", "frame 7 · cluster 1"])
+    html = rep.html()
+    assert html.count("<span><img") == 2
+    assert "frame 12 · cluster 0</span>" in html and "frame 7 · cluster 1</span>" in html
+    with pytest.raises(ValueError, match="2 thumbnails"):
+        rep.images(crops, "fcc", labels=["frame 1"])
+
+
 def test_array_to_png_handles_constant_images():
     assert array_to_png(np.zeros((8, 8)))[:4] == b"\x89PNG"
 

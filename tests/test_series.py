@@ -348,11 +348,13 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     res = classify_series([Image(f, px) for f in frames], model=CardModelDouble(), out=tmp_path / "s",
                           n_boot=10)
     table = read_frames_csv(tmp_path / "s" / "frames.csv")
-    assert list(FRAME_COLUMNS[-4:]) == ["diameter_nm", "reason", "status", "message"]  # appended last
+    assert list(FRAME_COLUMNS[-5:]) == ["diameter_nm", "reason", "status", "message",
+                                        "inferred"]  # appended last
     small, large = table["frame"] < 8, table["frame"] >= 8
     assert set(table["label"][small]) == {"fcc"} and set(table["reason"][small]) == {""}
     assert set(table["label"][large]) == {"unknown"} and set(table["reason"][large]) == {"too_large"}
     assert set(table["smoothed_label"][large]) == {"unknown"}
+    assert np.all(table["inferred"][large] == 0)  # never labelled, so never inferred
     assert np.all(np.isnan(table["p_fcc"][large])) and np.all(table["diameter_nm"][large] > 8)
     assert np.all((table["diameter_nm"][small] > 2) & (table["diameter_nm"][small] < 4))
     assert res.summary["n_frames"] == 12

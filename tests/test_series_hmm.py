@@ -110,3 +110,84 @@ def test_baum_welch_increases_likelihood():
     a1, _, ll1, _ = baum_welch(le, a0, pseudo_count=0.0, max_iter=50)
     assert ll1 > ll0
     np.testing.assert_allclose(a1.sum(axis=1), 1.0)
+
+
+def test_inferred_mask_marks_what_the_network_did_not_say():
+    from clusterspy.isomers import CLASSES
+    from clusterspy.series.hmm import inferred_mask
+
+    raw = np.array(["fcc", "unknown", "decahedral", "lost", "unknown", "fcc"], object)
+    sm = np.array(["fcc", "fcc", "fcc", "lost", "unknown", "fcc"], object)
+    np.testing.assert_array_equal(inferred_mask(raw, sm, CLASSES),
+                                  [False, True, True, False, False, False])
+
+
+def test_series_marks_inferred_labels_and_states_its_intervals(tmp_path):
+    """End to end (test doubles of detection and network): every smoothed label the network did
+    not give is flagged in frames.csv, counted in summary.json and the report, and the proportions'
+    intervals name their method."""
+    import csv
+    import json
+    import sys
+    from pathlib import Path
+
+    from clusterspy.isomers import CLASSES
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_series import ModelDouble, make_frames, run
+
+    class Unsure(ModelDouble):
+        """Like the double, but every 9th crop is a near tie: "unknown" (low confidence)."""
+
+        def predict_crops(self, crops):
+            p = super().predict_crops(crops)
+            p[::9] = 0.25
+            return p
+
+    frames, _ = make_frames(90, switches=(45,), lost=(20,), blurred=())
+    res, _ = run(frames, tmp_path, model=Unsure(), batch_size=16, report=True)
+    with open(tmp_path / "frames.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0])[-1] == "inferred"
+    raw = np.array([r["label"] for r in rows], object)
+    sm = np.array([r["smoothed_label"] for r in rows], object)
+    inf = np.array([r["inferred"] == "1" for r in rows])
+    assert {r["inferred"] for r in rows} <= {"0", "1"}
+    expected = np.isin(sm, CLASSES) & (sm != raw)
+    np.testing.assert_array_equal(inf, expected)
+    from_unknown = int(np.sum(inf & (raw == "unknown")))
+    from_other = int(np.sum(inf & np.isin(raw, CLASSES)))
+    assert from_unknown >= 5 and from_other >= 5  # both kinds happen here
+    assert not inf[raw == "lost"].any()
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    cl = summary["clusters"][0]
+    assert cl["n_inferred"] == summary["n_inferred"] == int(inf.sum())
+    assert cl["n_inferred_from_unknown"] == from_unknown
+    assert cl["n_inferred_from_other_label"] == from_other
+    assert cl["n_smoothed_labels"] == summary["n_smoothed_labels"] == int(np.isin(sm, CLASSES).sum())
+    assert summary["interval_method"] == "jeffreys_neff"
+    assert "Jeffreys" in summary["interval_method_description"]
+    for kind in ("raw", "smoothed"):
+        st = cl[kind]
+        assert st["interval_method"] == "jeffreys_neff" and 0 < st["n_eff"] <= st["n_labelled"]
+        for c in CLASSES:
+            lo, hi = st["proportions"][c]["ci95"]
+            assert lo <= st["proportions"][c]["value"] <= hi and hi > lo
+    # one switch ico → dec in the smoothed labels: its branching ratio, with an interval
+    br = cl["smoothed"]["branching"]
+    assert br["icosahedral"]["n_departures"] == 1
+    assert br["icosahedral"]["to"]["decahedral"]["ratio"] == 1.0
+    assert br["icosahedral"]["to"]["decahedral"]["ci95"][0] < 0.6
+    html = (tmp_path / "report.html").read_text()
+    assert (f"{summary['n_inferred']} of {summary['n_smoothed_labels']} smoothed labels were "
+            "inferred by the HMM") in html
+    assert "Jeffreys intervals on n_eff" in html
+    assert "branching ratio" in html
+    # thumbnails carry the frame and cluster they were cut from
+    for c, where in res.thumbnail_frames.items():
+        assert len(where) == len(res.thumbnails[c])
+        for f, k in where:
+            row = next(r for r in rows if int(r["frame"]) == f and int(r["cluster"]) == k)
+            assert row["label"] == c
+            assert f"frame {f} · cluster {k}</span>" in html
+    assert "inferred" in res.describe()

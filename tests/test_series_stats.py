@@ -170,3 +170,14 @@ def test_expm_small_and_ctmc_gradient():
     err = check_grad(lambda v: _ctmc_nll_grad(v, ca, 0.2, off)[0],
                      lambda v: _ctmc_nll_grad(v, ca, 0.2, off)[1], x)
     assert err < 1e-4
+
+
+def test_branching_intervals_contain_the_ratio_for_expected_counts():
+    # fractional counts, as a rate fit's expected transitions give them
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        c = rng.gamma(0.3, 3.0, (4, 4))
+        br = branching_ratios(c)
+        off = ~np.eye(4, dtype=bool)
+        assert np.all(br["ci"][..., 0][off] <= br["ratio"][off] + 1e-12)
+        assert np.all(br["ratio"][off] <= br["ci"][..., 1][off] + 1e-12)

@@ -29,6 +29,9 @@ table{border-collapse:collapse;margin:1em 0;font-size:.9em}
 td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}th{background:#f0f4f8}
 .warning{background:#fff4e0;border-left:4px solid #E69F00;padding:.5em 1em}
 .thumbs img{width:96px;height:96px;image-rendering:pixelated;margin:2px;border:1px solid #ccc}
+.thumbs span{display:inline-block;width:100px;vertical-align:top;margin:2px;text-align:center;
+font-size:.75em;color:#333}
+.thumbs span img{display:block;margin:0 0 1px 0}
 pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.8em}
 """
 
@@ -107,12 +110,30 @@ class HtmlReport:
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
 
-    def images(self, arrays: Sequence[np.ndarray], caption: str = "") -> None:
-        """Add a row of thumbnails of 2-D arrays (e.g. crops of one isomer)."""
-        imgs = "".join(
-            f'<img src="{_data_uri(array_to_png(a))}" alt="{html.escape(caption)} {i}">'
-            for i, a in enumerate(arrays)
-        )
+    def images(self, arrays: Sequence[np.ndarray], caption: str = "",
+               labels: Sequence[str] | None = None) -> None:
+        """Add a row of thumbnails of 2-D arrays (e.g. crops of one isomer).
+
+        Parameters
+        ----------
+        arrays : sequence of numpy.ndarray
+            2-D grey or ``(H, W, 3)`` RGB images.
+        caption : str
+            Caption of the row.
+        labels : sequence of str, optional
+            One short text under each thumbnail (e.g. its frame number).
+        """
+        if labels is not None and len(labels) != len(arrays):
+            raise ValueError(f"{len(labels)} labels for {len(arrays)} thumbnails")
+
+        def one(i: int, a: np.ndarray) -> str:
+            alt = html.escape(f"{caption} {labels[i] if labels is not None else i}")
+            img = f'<img src="{_data_uri(array_to_png(a))}" alt="{alt}">'
+            if labels is None:
+                return img
+            return f"<span>{img}{html.escape(labels[i])}</span>"
+
+        imgs = "".join(one(i, a) for i, a in enumerate(arrays))
         self._parts.append(
             f'<figure class="thumbs">{imgs}<figcaption>{html.escape(caption)}</figcaption>'
             "</figure>")

@@ -598,11 +598,7 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
     pathlib.Path
         Path of ``report.html``.
     """
-    import numpy as np
-
-    from clusterspy import plots
-    from clusterspy.io import write_bytes_atomic
-    from clusterspy.report import HtmlReport, figure_to_png
+    from clusterspy.report import HtmlReport
 
     out = result.out
     assert out is not None
@@ -614,46 +610,105 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
         f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
     for warn in s["warnings"]:
         rep.warning(warn)
+    n_inf, n_sm = s.get("n_inferred"), s.get("n_smoothed_labels")
+    if n_inf is not None:
+        rep.paragraph(f"{n_inf} of {n_sm} smoothed labels were inferred by the HMM where the "
+                      "network gave unknown / another label (open markers in the strip plots; "
+                      "column 'inferred' of frames.csv). Frames with a domain reason before "
+                      "inference (too small, cut by the edge, not resolved, …) are never "
+                      "labelled.")
+    if s.get("interval_method_description"):
+        rep.paragraph(f"Intervals of the proportions (95%): {s['interval_method_description']}. "
+                      "They are for the long-run share of each isomer; a series that never "
+                      "changes label cannot pin it down, and its intervals stay wide.")
     for cl in s["clusters"]:
-        cid = cl["cluster"]
-        t = result.cluster(cid)
-        fig = plots.plot_strip(t["frame"], t["label"], t["smoothed_label"],
-                               title=f"Cluster {cid}")
-        name = "strip.png" if cid == s["clusters"][0]["cluster"] else f"strip_cluster{cid}.png"
-        png = figure_to_png(fig, dpi=120)  # rendered once: the file and the report share it
-        write_bytes_atomic(out / name, png)
-        rep.heading(f"Cluster {cid}")
-        rep.png(png, f"Isomer label against frame number, raw (top) and HMM-smoothed (bottom); "
-                        f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, "
-                        f"{cl['n_unknown']} unknown frames.")
-        for kind in ("raw", "smoothed"):
-            pr = cl[kind]["proportions"]
-            fig = plots.plot_proportions(
-                {c: pr[c]["value"] for c in CLASSES},
-                {c: pr[c]["ci95"] for c in CLASSES},
-                title=f"Cluster {cid}: proportions ({kind} labels)")
-            rep.figure(fig, f"Proportions of {kind} labels with 95% block-bootstrap CIs "
-                            f"(block {cl[kind]['block_length_frames'] or 1:.1f} frames).")
-        rep.table(["from \\ to", *CLASSES],
-                  [[c, *row] for c, row in zip(CLASSES, cl["smoothed"]["transition_counts"],
-                                               strict=True)],
-                  caption="Transition counts between consecutive frames (smoothed labels).")
+        _series_cluster_section(rep, result, cl, out)
+    _series_thumbnails(rep, result, explain_model)
+    rep.details("summary.json", json.dumps(s, indent=2))
+    return rep.write(out / "report.html")
+
+
+def _series_cluster_section(rep: Any, result: SeriesResult, cl: dict, out: Path) -> None:
+    """One cluster of the series report: strip plot (also ``strip*.png``), proportions, transitions
+    and branching ratios."""
+    import numpy as np
+
+    from clusterspy import plots
+    from clusterspy.io import write_bytes_atomic
+    from clusterspy.report import figure_to_png
+
+    s = result.summary
+    cid = cl["cluster"]
+    t = result.cluster(cid)
+    inferred = t.get("inferred")
+    fig = plots.plot_strip(t["frame"], t["label"], t["smoothed_label"], time_s=t["time_s"],
+                           frame_time_s=s.get("frame_time_s"),
+                           inferred=None if inferred is None else np.nan_to_num(inferred) > 0,
+                           title=f"Cluster {cid}")
+    name = "strip.png" if cid == s["clusters"][0]["cluster"] else f"strip_cluster{cid}.png"
+    png = figure_to_png(fig, dpi=120)  # rendered once: the file and the report share it
+    write_bytes_atomic(out / name, png)
+    rep.heading(f"Cluster {cid}")
+    axis = "time (s; frame numbers on top)" if s.get("frame_time_s") else "frame number"
+    inf_text = (f" {cl['n_inferred']} of {cl['n_smoothed_labels']} smoothed labels inferred by "
+                f"the HMM ({cl['n_inferred_from_unknown']} where the network gave unknown, "
+                f"{cl['n_inferred_from_other_label']} where it gave another label; open "
+                "markers)." if "n_inferred" in cl else "")
+    rep.png(png, f"Isomer label against {axis}, raw (top) and HMM-smoothed (bottom); "
+                 f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown "
+                 f"frames.{inf_text}")
+    for kind in ("raw", "smoothed"):
+        st = cl[kind]
+        pr = st["proportions"]
+        fig = plots.plot_proportions({c: pr[c]["value"] for c in CLASSES},
+                                     {c: pr[c]["ci95"] for c in CLASSES},
+                                     title=f"Cluster {cid}: proportions ({kind} labels)")
+        n_eff = st.get("n_eff")
+        how = (f"Jeffreys intervals on n_eff = {n_eff:.1f} effective independent frames of "
+               f"{st['n_labelled']} labelled" if n_eff is not None and
+               st.get("interval_method") == "jeffreys_neff" else st.get("interval_method", ""))
+        rep.figure(fig, f"Proportions of {kind} labels with 95% intervals ({how}; "
+                        f"{st['n_excluded']} unlabelled frames left out).")
+    rep.table(["from \\ to", *CLASSES],
+              [[c, *row] for c, row in zip(CLASSES, cl["smoothed"]["transition_counts"],
+                                           strict=True)],
+              caption="Transition counts between consecutive frames (smoothed labels).")
+    br = cl["smoothed"].get("branching")
+    if br:
+        rows = [[a, b, v["ratio"], f"[{v['ci95'][0]:.2f}, {v['ci95'][1]:.2f}]",
+                 br[a]["n_departures"]]
+                for a in CLASSES if a in br for b, v in br[a]["to"].items()]
+        if rows:
+            rep.table(["from", "to", "branching ratio", "95% CI", "departures"], rows,
+                      caption="Where the cluster goes when it leaves an isomer (smoothed labels): "
+                              "share of departures to each other isomer, Dirichlet posterior "
+                              "with ½ pseudo-departure per destination.")
+
+
+def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> None:
+    """The most confident crops per isomer, each with its frame and cluster number."""
+    import numpy as np
+
     rep.heading("Most confident frames per isomer")
     if explain_model is not None:
         rep.paragraph("Overlay: occlusion saliency — how much the probability of the label drops "
                       "when a patch of the crop is hidden (bright = decisive region).")
+    where = getattr(result, "thumbnail_frames", None) or {}
     for c in CLASSES:
         crops = result.thumbnails.get(c)
-        if crops:
-            if explain_model is not None:
-                from clusterspy.explain import occlusion_saliency, saliency_overlay
+        if not crops:
+            continue
+        if explain_model is not None:
+            from clusterspy.explain import occlusion_saliency, saliency_overlay
 
-                maps = occlusion_saliency(explain_model, np.stack(crops),
-                                          class_index=np.full(len(crops), CLASSES.index(c)))
-                crops = [saliency_overlay(x, m) for x, m in zip(crops, maps, strict=True)]
-            rep.images(crops, caption=c)
-    rep.details("summary.json", json.dumps(s, indent=2))
-    return rep.write(out / "report.html")
+            maps = occlusion_saliency(explain_model, np.stack(crops),
+                                      class_index=np.full(len(crops), CLASSES.index(c)))
+            crops = [saliency_overlay(x, m) for x, m in zip(crops, maps, strict=True)]
+        frames = where.get(c)
+        known = frames is not None and len(frames) == len(crops) and all(
+            f is not None for f, _ in frames)
+        labels = [f"frame {f} · cluster {k}" for f, k in frames] if known else None
+        rep.images(crops, caption=c, labels=labels)
 
 
 def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
@@ -716,6 +771,16 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
                     "–" if a["ci95_eV"][0] is None else
                     f"[{a['ci95_eV'][0]:.4f}, {a['ci95_eV'][1]:.4f}]", a["prefactor_per_s"]]
                    for a in result["arrhenius"]])
+    branching = [b for b in result.get("branching", []) if b["ratio"] > 0]
+    if branching:
+        rep.heading("Branching ratios")
+        rep.table(["T (K)", "from", "to", "ratio", "95% CI", "departures", "counted from"],
+                  [[b["temperature_K"], b["from"], b["to"], b["ratio"],
+                    f"[{b['ci95'][0]:.2f}, {b['ci95'][1]:.2f}]", b["n_departures"], b["source"]]
+                   for b in branching],
+                  caption="Where an isomer goes when it leaves: share of its departures to each "
+                          "other isomer (Dirichlet posterior, ½ pseudo-departure per destination); "
+                          "a rate is the departure rate times its branching ratio.")
     for name, fig in figs.items():
         plots.save_figure(fig, out_dir / f"{name}.png", dpi=120)
     rep.details("thermo.json", thermo_json(result))

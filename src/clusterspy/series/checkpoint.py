@@ -25,7 +25,7 @@ __all__ = ["CHECKPOINT_NAME", "Checkpoint"]
 CHECKPOINT_NAME = ".series_checkpoint.json"
 
 #: ``{isomer: [(confidence, order, crop)]}`` — a min-heap per isomer of the most confident crops.
-Thumbs = dict[str, list[tuple[float, int, np.ndarray]]]
+Thumbs = dict[str, list[tuple[float, int, np.ndarray, int | None, int | None]]]
 
 
 def _crop_to_json(c: np.ndarray) -> dict[str, Any]:
@@ -56,7 +56,8 @@ class Checkpoint:
     domain_checked : bool
         The image-level domain check (pixel size, field, contrast) has passed.
     thumbnails : dict
-        Min-heaps of ``(confidence, order, crop)`` per isomer.
+        Min-heaps of ``(confidence, order, crop, frame, cluster)`` per isomer (frame and cluster
+        None in a checkpoint written before they were kept).
     order : int
         Crops classified so far (breaks ties between equal confidences).
     """
@@ -77,7 +78,8 @@ class Checkpoint:
             "complete": self.complete, "tracker": self.tracker,
             "diameter_px": [[k, v] for k, v in self.diameter_px.items()],
             "domain_checked": self.domain_checked, "order": self.order,
-            "thumbnails": {c: [[float(conf), int(k), _crop_to_json(crop)] for conf, k, crop in heap]
+            "thumbnails": {c: [[float(conf), int(k), _crop_to_json(crop), fr, cl]
+                               for conf, k, crop, fr, cl in heap]
                            for c, heap in self.thumbnails.items()},
         }
         write_text_atomic(folder / CHECKPOINT_NAME, json.dumps(doc))
@@ -94,7 +96,8 @@ class Checkpoint:
             complete=bool(doc["complete"]), tracker=doc["tracker"],
             diameter_px={int(k): float(v) for k, v in doc["diameter_px"]},
             domain_checked=bool(doc["domain_checked"]), order=int(doc["order"]),
-            thumbnails={c: [(float(conf), int(k), _crop_from_json(crop)) for conf, k, crop in heap]
+            thumbnails={c: [(float(e[0]), int(e[1]), _crop_from_json(e[2]),
+                             *(e[3:5] if len(e) >= 5 else (None, None))) for e in heap]
                         for c, heap in doc["thumbnails"].items()},
         )
 

@@ -225,7 +225,7 @@ def classify_series(
     if out_dir is not None:
         table.write_final(rows)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
-    return SeriesResult(rows, summary, out_dir, worker.thumbnails())
+    return SeriesResult(rows, summary, out_dir, worker.thumbnails(), worker.thumbnail_frames())
 
 
 def _flush(worker: FrameClassifier, table: FramesTable, next_frame: int, out_dir: Path | None) -> None:

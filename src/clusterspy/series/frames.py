@@ -42,15 +42,17 @@ OK = "ok"
 #: ``status`` of a row standing for a frame that could not be read or used (its ``message`` says why).
 BAD_FRAME = "bad_frame"
 
-#: Columns of ``frames.csv``, in order (``status`` and ``message`` were appended last, so a
-#: ``frames.csv`` without them is still read).
+#: Columns of ``frames.csv``, in order (``status`` and ``message``, then ``inferred`` — 1 where
+#: the HMM gave a smoothed label the network did not, 0 elsewhere, empty until smoothing — were
+#: appended last, so a ``frames.csv`` without them is still read).
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "time_s", "cluster", "x_px", "y_px", "label", "smoothed_label", "confidence",
-    *(f"p_{c}" for c in CLASSES), "diameter_nm", "reason", "status", "message",
+    *(f"p_{c}" for c in CLASSES), "diameter_nm", "reason", "status", "message", "inferred",
 )
 #: Position of each column in a row.
 COLUMN: dict[str, int] = {c: i for i, c in enumerate(FRAME_COLUMNS)}
-_OLD_COLUMNS = FRAME_COLUMNS[:-2]
+_OLD_COLUMNS = FRAME_COLUMNS[:-3]
+_NO_INFERRED = FRAME_COLUMNS[:-1]
 _TEXT = ("label", "smoothed_label", "reason", "status", "message")
 
 
@@ -90,14 +92,16 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
         header = next(reader, None)
         if header is None:
             return rows_to_table([])
-        if tuple(header) not in (FRAME_COLUMNS, _OLD_COLUMNS):
+        if tuple(header) not in (FRAME_COLUMNS, _NO_INFERRED, _OLD_COLUMNS):
             raise ConfigError(f"{path} is not a ClusterSpy frames.csv (columns {header})")
         width = len(header)
         for row in reader:
             if len(row) != width or row[COLUMN["label"]] == "":
                 continue
-            if width < len(FRAME_COLUMNS):
+            if width == len(_OLD_COLUMNS):
                 row = [*row, OK, ""]
+            if len(row) < len(FRAME_COLUMNS):
+                row = [*row, ""]
             for c, v in zip(FRAME_COLUMNS, row, strict=True):
                 cols[c].append(v)
     return _to_arrays(cols)

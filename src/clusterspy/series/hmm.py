@@ -21,6 +21,7 @@ __all__ = [
     "baum_welch",
     "emission_log_likelihoods",
     "forward_backward",
+    "inferred_mask",
     "smooth",
     "sticky_transition_matrix",
     "viterbi",
@@ -316,3 +317,30 @@ def smooth(
     post, loglik, _ = forward_backward(le, a, pi)
     path = viterbi(le, a, pi)
     return HMMResult(path, post, loglik, a, pi, n_iter)
+
+
+def inferred_mask(
+    raw_labels: np.ndarray, smoothed_labels: np.ndarray, classes: tuple[str, ...] | list[str]
+) -> np.ndarray:
+    """Smoothed labels the network did not give: the HMM inferred them.
+
+    A smoothed label is *inferred* where it is an isomer (one of ``classes``) and the raw label of
+    the same frame is not that isomer — the network said "unknown" (low confidence, out of
+    distribution) or another isomer. Frames whose smoothed label is not an isomer (lost, blurred,
+    a domain reason before inference) are never inferred.
+
+    Parameters
+    ----------
+    raw_labels, smoothed_labels : numpy.ndarray
+        ``(T,)`` labels per frame (str).
+    classes : sequence of str
+        The isomer names.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(T,)`` bool.
+    """
+    raw = np.asarray(raw_labels, dtype=object).astype(str)
+    sm = np.asarray(smoothed_labels, dtype=object).astype(str)
+    return np.isin(sm, list(classes)) & (sm != raw)

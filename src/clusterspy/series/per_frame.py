@@ -164,20 +164,22 @@ class FrameClassifier:
                 row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
                 row[_P] = [float(x) for x in p]
                 if label != UNKNOWN:
-                    self._keep_thumbnail(label, float(np.max(p)), crop)
+                    self._keep_thumbnail(label, float(np.max(p)), crop, int(row[COLUMN["frame"]]),
+                                         int(row[COLUMN["cluster"]]))
         table.append(self.rows)
         self.rows, self.crops, self.crop_rows = [], [], []
         st = self.state
         st.next_frame, st.frames_bytes = next_frame, table.size_bytes()
         st.tracker = None if self.tracker is None else self.tracker.state()
 
-    def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray) -> None:
+    def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray, frame: int,
+                        cluster: int) -> None:
         n = self.settings.n_thumbnails
         if n <= 0:
             return
         heap = self.state.thumbnails[label]
         self.state.order += 1
-        item = (conf, self.state.order, crop)
+        item = (conf, self.state.order, crop, frame, cluster)
         if len(heap) < n:
             heapq.heappush(heap, item)
         elif conf > heap[0][0]:
@@ -190,4 +192,15 @@ class FrameClassifier:
 
     def thumbnails(self) -> dict[str, list[np.ndarray]]:
         """The most confident crops per isomer, most confident first."""
-        return {c: [x[2] for x in sorted(h, reverse=True)] for c, h in self.state.thumbnails.items()}
+        return {c: [x[2] for x in sorted(h, key=_rank, reverse=True)]
+                for c, h in self.state.thumbnails.items()}
+
+    def thumbnail_frames(self) -> dict[str, list[tuple[int | None, int | None]]]:
+        """``(frame, cluster)`` of each of :meth:`thumbnails`, in the same order."""
+        return {c: [(x[3], x[4]) for x in sorted(h, key=_rank, reverse=True)]
+                for c, h in self.state.thumbnails.items()}
+
+
+def _rank(item: tuple) -> tuple[float, int]:
+    """A thumbnail's place: confidence, then classification order (never the crop)."""
+    return item[0], item[1]

@@ -31,12 +31,16 @@ class SeriesResult:
         Output folder, if one was written.
     thumbnails : dict
         ``{isomer: [crop arrays]}`` — the most confident crops per isomer.
+    thumbnail_frames : dict
+        ``{isomer: [(frame, cluster)]}`` of each thumbnail, in the same order (None where a
+        checkpoint from an older version did not keep them).
     """
 
     frames: dict[str, np.ndarray]
     summary: dict
     out: Path | None = None
     thumbnails: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    thumbnail_frames: dict[str, list[tuple[int | None, int | None]]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.frames["frame"])
@@ -73,9 +77,17 @@ class SeriesResult:
                 f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown, "
                 f"{cl['n_transitions_smoothed']} transitions (smoothed)")
             lines.append("  proportions (smoothed, 95% CI): " + "; ".join(parts))
+            if "n_inferred" in cl:
+                lines.append(f"  {cl['n_inferred']} of {cl['n_smoothed_labels']} smoothed labels "
+                             "were inferred by the HMM where the network gave unknown / another "
+                             f"label ({cl['n_inferred_from_unknown']} unknown, "
+                             f"{cl['n_inferred_from_other_label']} another label)")
         if s.get("n_bad_frames"):
             lines.append(f"{s['n_bad_frames']} frame(s) could not be used (status bad_frame in "
                          "frames.csv)")
+        if s.get("interval_method"):
+            lines.append(f"intervals: {s['interval_method']} (see interval_method_description in "
+                         "summary.json)")
         lines += [f"warning: {w}" for w in s["warnings"]]
         return "\n".join(lines)
 

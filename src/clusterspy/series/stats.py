@@ -328,7 +328,8 @@ def branching_ratios(counts: np.ndarray, *, level: float = 0.95, prior: float = 
     departure rate times its branching ratio). Each row's destinations get a Dirichlet posterior
     with ``prior`` pseudo-departures per destination (½: Jeffreys); the interval of ``B[i, j]`` is
     the central ``level`` interval of its Beta marginal, with its end at 0 (1) when no (every)
-    departure went to ``j``.
+    departure went to ``j`` — within half a departure, for the fractional expected counts of a
+    fit.
 
     Parameters
     ----------
@@ -360,8 +361,8 @@ def branching_ratios(counts: np.ndarray, *, level: float = 0.95, prior: float = 
         a = c[i, others] + prior
         b = n_dep[i] + prior * (k - 1) - a
         ratio[i, others] = c[i, others] / n_dep[i]
-        lo = np.where(c[i, others] <= 0, 0.0, beta.ppf(alpha, a, b))
-        hi = np.where(c[i, others] >= n_dep[i], 1.0, beta.ppf(1.0 - alpha, a, b))
+        lo = np.where(c[i, others] < 0.5, 0.0, beta.ppf(alpha, a, b))
+        hi = np.where(n_dep[i] - c[i, others] < 0.5, 1.0, beta.ppf(1.0 - alpha, a, b))
         ci[i, others, 0], ci[i, others, 1] = lo, hi
     return {"ratio": ratio, "ci": ci, "n_departures": n_dep}
 

@@ -38,7 +38,8 @@ def summarize_labels(
     n_boot: int = 2000,
     rng: np.random.Generator | int | None = None,
 ) -> dict:
-    """Proportions with block-bootstrap CIs, transitions, rates and dwell times of one label series.
+    """Proportions with 95 % intervals, transitions, branching ratios, rates and dwell times of one
+    label series.
 
     Parameters
     ----------
@@ -49,19 +50,24 @@ def summarize_labels(
     frame_time_s : float, optional
         Time between frames [s]; rates and dwell times in seconds need it.
     n_boot : int
-        Bootstrap replicates.
+        Bootstrap replicates (only for ``interval_method="block_bootstrap"``).
     rng : numpy.random.Generator or int, optional
-        Random generator or seed.
+        Random generator or seed (likewise).
 
     Returns
     -------
     dict
-        ``proportions`` ({isomer: {value, ci95, count}}), ``n_labelled``, ``n_excluded``,
-        ``block_length_frames``, ``transition_counts`` (K×K, rows = from, order of ``classes``),
+        ``proportions`` ({isomer: {value, ci95, count}}: share of the labelled frames; the interval
+        by :func:`~clusterspy.series.stats.proportions_ci`, Jeffreys on ``n_eff``),
+        ``interval_method``, ``n_eff`` (effective independent frames), ``n_labelled``,
+        ``n_excluded`` (unknown, lost, blurred: left out), ``branching`` ({from: {n_departures,
+        to: {isomer: {ratio, ci95}}}} for isomers left at least once),
+        ``transition_counts`` (K×K, rows = from, order of ``classes``),
         ``transition_rates_per_s`` (K×K CTMC maximum-likelihood generator, or None),
         ``dwell_times`` ({isomer: {...}}).
     """
     from clusterspy.series.stats import (
+        branching_ratios,
         ctmc_rates,
         dwell_times,
         proportions_ci,
@@ -100,13 +106,27 @@ def summarize_labels(
                 "count": int(pr["counts"][i])}
             for i, c in enumerate(CLASSES)
         },
+        "interval_method": pr["interval_method"],
+        "n_eff": _nan_none(pr["n_eff"]),
         "n_labelled": pr["n_labelled"],
         "n_excluded": pr["n_excluded"],
-        "block_length_frames": _nan_none(pr["block_length_frames"]),
         "transition_counts": tc.tolist(),
+        "branching": _branching(branching_ratios(tc)),
         "transition_rates_per_s": rates,
         "dwell_times": dwell,
     }
+
+
+def _branching(br: dict) -> dict:
+    """:func:`~clusterspy.series.stats.branching_ratios` as JSON: isomers left at least once."""
+    out = {}
+    for i, a in enumerate(CLASSES):
+        if br["n_departures"][i] > 0:
+            out[a] = {"n_departures": int(br["n_departures"][i]),
+                      "to": {b: {"ratio": float(br["ratio"][i, j]),
+                                 "ci95": [float(br["ci"][i, j, 0]), float(br["ci"][i, j, 1])]}
+                             for j, b in enumerate(CLASSES) if j != i}}
+    return out
 
 
 def _nan_none(x: Any) -> Any:
@@ -147,10 +167,12 @@ def smooth_and_summarise(
         ``clusters`` (one summary per cluster), ``n_clusters``, ``warnings`` and
         ``n_bad_frames`` (frames that could not be read or used).
     """
-    from clusterspy.series.hmm import smooth
+    from clusterspy.series.hmm import inferred_mask, smooth
+    from clusterspy.series.stats import INTERVAL_METHODS
 
     rng = np.random.default_rng(seed)
     smoothed = np.array(table["label"], dtype=object)
+    inferred = np.zeros(len(smoothed))
     clusters = []
     warnings: list[str] = []
     pcols = [f"p_{c}" for c in CLASSES]
@@ -169,6 +191,8 @@ def smooth_and_summarise(
         sm = np.array([CLASSES[s] for s in res.path[fr - f0]], dtype=object)
         sm[gap] = lab[gap]
         smoothed[idx] = sm
+        inf = inferred_mask(lab, sm, CLASSES)  # the HMM said what the network did not
+        inferred[idx] = inf
         raw_stats = summarize_labels(fr, lab, frame_time_s=frame_time_s, n_boot=n_boot, rng=rng)
         sm_stats = summarize_labels(fr, sm, frame_time_s=frame_time_s, n_boot=n_boot, rng=rng)
         n_tr = int(np.sum(np.array(sm_stats["transition_counts"])) - np.trace(
@@ -186,6 +210,10 @@ def smooth_and_summarise(
             "n_lost": int(np.sum(lab == LOST)),
             "n_blurred": int(np.sum(lab == BLURRED)),
             "n_unknown": int(np.sum(lab == UNKNOWN)),
+            "n_smoothed_labels": int(np.sum(np.isin(sm, CLASSES))),
+            "n_inferred": int(inf.sum()),
+            "n_inferred_from_unknown": int(np.sum(inf & (lab == UNKNOWN))),
+            "n_inferred_from_other_label": int(np.sum(inf & np.isin(lab, CLASSES))),
             "raw": raw_stats,
             "smoothed": sm_stats,
             "n_transitions_smoothed": n_tr,
@@ -193,10 +221,15 @@ def smooth_and_summarise(
                     "em_iterations": res.n_iter, "learned": bool(learn)},
         })
     table["smoothed_label"] = smoothed
+    table["inferred"] = inferred
     bad = np.unique(table["frame"][table["status"] == BAD_FRAME])
     if len(bad):
         msg = f"{len(bad)} frame(s) could not be used (first: frame {int(bad[0])}); see frames.csv"
         warnings.append(msg)
         log.warning(msg)
     return {"clusters": clusters, "n_clusters": len(clusters), "warnings": warnings,
-            "n_bad_frames": len(bad)}
+            "n_bad_frames": len(bad),
+            "n_smoothed_labels": int(sum(c["n_smoothed_labels"] for c in clusters)),
+            "n_inferred": int(sum(c["n_inferred"] for c in clusters)),
+            "interval_method": "jeffreys_neff",
+            "interval_method_description": INTERVAL_METHODS["jeffreys_neff"]}

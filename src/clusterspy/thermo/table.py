@@ -596,5 +596,11 @@ def format_thermo(result: dict) -> str:
             continue
         lines.append(f"Arrhenius {a['from']} → {a['to']}: E_a = {a['barrier_eV']:.4f} eV "
                      f"{ci(a['ci95_eV'])}, A = {a['prefactor_per_s']:.3g} /s")
+    for b in result.get("branching", []):
+        if b["ratio"] >= 0.005:  # what rounds to 0.00 is not printed (it is in the JSON)
+            lo, hi = b["ci95"]
+            lines.append(f"branching at {b['temperature_K']:g} K: {b['from']} → {b['to']} "
+                         f"{b['ratio']:.2f} [{lo:.2f}, {hi:.2f}] of {b['n_departures']:.1f} "
+                         f"departures ({b['source']})")
     lines += [f"warning: {w}" for w in result["warnings"]]
     return "\n".join(lines)
