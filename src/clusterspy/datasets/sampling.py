@@ -15,8 +15,8 @@ resumed runs, on-the-fly training). Pipeline for one example:
 5. crop and rescale to the model pixel size with :func:`clusterspy.detection.crop_cluster`
    — the very function used at inference — around the true centre plus a centring error.
 
-The crop is returned *raw* (not normalised): :func:`clusterspy.predict.normalise_crops` is
-applied by the training loader exactly as by :class:`clusterspy.predict.Model`.
+The crop is returned *raw* (not normalised): :func:`clusterspy.weights.normalise_crops` is
+applied by the training loader (:mod:`clusterspy.model.data`) exactly as at inference.
 """
 
 from __future__ import annotations

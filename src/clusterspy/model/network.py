@@ -1,9 +1,9 @@
 """The isomer classifier network: a small CNN on one-channel HAADF crops.
 
-The network sees a crop already normalised by :func:`clusterspy.predict.normalise_crops`
+The network sees a crop already normalised by :func:`clusterspy.weights.normalise_crops`
 (the same NumPy function is used for training data and at inference time, so there is no
 train/inference skew) and returns raw logits in the order of :data:`clusterspy.isomers.CLASSES`.
-Temperature scaling is applied outside the network (in :mod:`clusterspy.predict`).
+Temperature scaling is applied outside the network (:meth:`clusterspy.weights.ModelCard.probabilities`).
 """
 
 from __future__ import annotations
