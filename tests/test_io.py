@@ -173,3 +173,40 @@ def test_writers_are_atomic(tmp_path):
         write_json([{"x": float("nan")}], tmp_path / "r.json")
     assert json.loads((tmp_path / "r.json").read_text())[0]["file"] == "a"
     assert sorted(f.name for f in tmp_path.iterdir()) == ["r.csv", "r.json"]
+
+
+def test_one_table_of_readers(tmp_path):
+    """Every extension is declared once (io.formats.FORMATS): the public list, the message for an
+    unsupported file and the files a folder series picks up all come from it."""
+    from clusterspy.io.formats import FORMATS, reader_for
+
+    assert SUPPORTED_EXTENSIONS == {ext: f.description for ext, f in FORMATS.items()}
+    assert all(callable(reader_for(ext)) for ext in FORMATS)
+    bad = tmp_path / "image.xyz"
+    bad.write_bytes(b"not an image")
+    with pytest.raises(InputFileError, match=r"unsupported file format '\.xyz'") as err:
+        read_image(bad)
+    assert all(ext in str(err.value) for ext in FORMATS)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for k in range(2):
+        np.savez(folder / f"f{k}.npz", image=blob(seed=k), pixel_size_A=0.3)
+    (folder / "notes.txt").write_text("not a frame")
+    assert len(read_series(folder)) == 2
+
+
+def test_resolve_pixel_size_user_wins_and_the_file_value_is_kept():
+    from clusterspy.image import resolve_pixel_size
+
+    md: dict = {}
+    assert resolve_pixel_size("a.dm4", 0.25, 0.3, md) == 0.3
+    assert md == {"pixel_size_source": "user", "file_pixel_size_A": 0.25}
+    md = {}
+    assert resolve_pixel_size("a.dm4", 0.25, None, md) == 0.25 and md["pixel_size_source"] == "file"
+    with pytest.raises(CalibrationError, match=r"a\.png has no pixel-size calibration"):
+        resolve_pixel_size("a.png", None, None, {})
+    with pytest.raises(CalibrationError, match="non-square pixels"):
+        resolve_pixel_size("a.tif", None, None, {"non_square_pixel_A": {"x": 0.2, "y": 0.3}})
+    assert resolve_pixel_size("a.tif", None, 0.2, {"non_square_pixel_A": {"x": 0.2, "y": 0.3}}) == 0.2
+    with pytest.raises(CalibrationError, match="implausible"):
+        resolve_pixel_size("a.dm4", 5000.0, None, {})
