@@ -88,7 +88,7 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
         onnx_path.with_name("model_card.json"))
 
 
-def export_trained(model, data, cfg: dict[str, Any], spec: dict[str, Any], out: Path,
+def export_trained(model: Any, data: Any, cfg: dict[str, Any], spec: dict[str, Any], out: Path,
                    device: str, training: dict[str, Any]) -> Path:
     """Calibrate a trained network's confidence, export it to ONNX and write its card and figures.
 

@@ -1,6 +1,10 @@
 """The training loop: epochs of augmented mini-batches under a cosine schedule, evaluation after
 each epoch, the log (``log.csv``, ``log.jsonl``) and atomic checkpoints that make a resumed run
-repeat an uninterrupted one bit for bit."""
+repeat an uninterrupted one bit for bit.
+
+``model`` is a ``torch.nn.Module`` and ``opt`` a ``torch.optim.Optimizer`` throughout (PyTorch is
+imported inside the functions, so importing this module stays light).
+"""
 
 from __future__ import annotations
 
@@ -63,8 +67,11 @@ def new_state() -> dict[str, Any]:
     return {"epoch": 0, "step": 0, "train_seconds": 0.0, "history": [], "done": False}
 
 
-def dihedral(x, gen):
-    """Random element of the dihedral group D4 (8 flips/rotations) per sample."""
+def dihedral(x: Any, gen: Any) -> Any:
+    """Random element of the dihedral group D4 (8 flips/rotations) per sample.
+
+    ``x`` is a ``(N, 1, rows, cols)`` tensor; ``gen`` the ``torch.Generator`` of the epoch.
+    """
     import torch
 
     n = x.shape[0]
@@ -79,7 +86,7 @@ def dihedral(x, gen):
     return out
 
 
-def logits_of(model, x: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
+def logits_of(model: Any, x: np.ndarray, device: str, batch: int = 256) -> np.ndarray:
     """The network's logits ``(N, classes)`` for normalised crops ``x`` ``(N, rows, cols)``."""
     import torch
 
@@ -92,7 +99,7 @@ def logits_of(model, x: np.ndarray, device: str, batch: int = 256) -> np.ndarray
     return np.concatenate(out) if out else np.zeros((0, len(CLASSES)), np.float32)
 
 
-def save_checkpoint(model, opt, state: dict[str, Any], cfg: dict[str, Any], path: Path) -> None:
+def save_checkpoint(model: Any, opt: Any, state: dict[str, Any], cfg: dict[str, Any], path: Path) -> None:
     """Write ``{"model", "optimizer", "state", "config"}`` to ``path`` atomically (temp + rename)."""
     import torch
 
@@ -102,7 +109,7 @@ def save_checkpoint(model, opt, state: dict[str, Any], cfg: dict[str, Any], path
     os.replace(tmp, path)
 
 
-def load_checkpoint(model, opt, path: Path, device: str) -> dict[str, Any]:
+def load_checkpoint(model: Any, opt: Any, path: Path, device: str) -> dict[str, Any]:
     """Load weights and optimiser from the checkpoint at ``path``; return its loop state."""
     import torch
 
@@ -114,7 +121,7 @@ def load_checkpoint(model, opt, path: Path, device: str) -> dict[str, Any]:
     return state
 
 
-def train_epoch(model, opt, data: TrainingData, state: dict[str, Any], cfg: dict[str, Any],
+def train_epoch(model: Any, opt: Any, data: TrainingData, state: dict[str, Any], cfg: dict[str, Any],
                 schedule: Schedule, device: str, *, progress: bool) -> dict[str, float]:
     """One epoch of augmented mini-batches (stops early when the schedule is spent).
 
@@ -165,7 +172,7 @@ def train_epoch(model, opt, data: TrainingData, state: dict[str, Any], cfg: dict
     return {"lr": lr, "train_loss": tl / max(tn, 1), "train_acc": tc / max(tn, 1)}
 
 
-def evaluate_epoch(model, data: TrainingData, state: dict[str, Any], epoch: dict[str, float],
+def evaluate_epoch(model: Any, data: TrainingData, state: dict[str, Any], epoch: dict[str, float],
                    device: str) -> dict[str, Any]:
     """The log row of an epoch: its training figures, the held-out and validation loss/accuracy."""
     import torch
@@ -206,7 +213,7 @@ def append_log(out: Path, row: dict[str, Any]) -> None:
     print(json.dumps(row), flush=True)
 
 
-def run_epochs(model, opt, data: TrainingData, state: dict[str, Any], cfg: dict[str, Any],
+def run_epochs(model: Any, opt: Any, data: TrainingData, state: dict[str, Any], cfg: dict[str, Any],
                schedule: Schedule, out: Path, device: str, *, progress: bool,
                reload: Callable[[], None] | None = None) -> dict[str, Any]:
     """Train until ``cfg["epochs"]`` or the schedule is spent, checkpointing every epoch.
