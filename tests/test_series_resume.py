@@ -197,7 +197,7 @@ def _sleeper() -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
 
 
-def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path):
+def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path, caplog):
     frames, _ = make_frames(20, switches=(), lost=(), blurred=())
     out = tmp_path / "out"
     out.mkdir()
@@ -214,6 +214,8 @@ def test_a_folder_in_use_is_refused_and_a_stale_lock_taken_over(tmp_path):
         owner.wait()
     res, _ = run(frames, out, report=False)  # the owner is dead: its lock is taken over
     assert len(res) == 20 and not (out / LOCK_NAME).exists()
+    assert any("taking over" in r.getMessage() and str(owner.pid) in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING")
 
 
 def _shipped_model_present() -> bool:

@@ -3,13 +3,14 @@
 ``lock_folder(out)`` creates ``out/.clusterspy.lock`` holding the owner's pid, host, start time
 (UTC) and command. A second run on the same folder is refused with one line naming the owner.
 A lock left by a run that was killed (its pid no longer runs on this host) is taken over
-silently; a lock held from another host cannot be checked, so the message says to delete the
+with a logged warning; a lock held from another host cannot be checked, so the message says to delete the
 lock file when no run is using the folder.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import time
@@ -21,6 +22,8 @@ from clusterspy.errors import ConfigError
 
 #: Name of the lock file inside an output folder.
 LOCK_NAME = ".clusterspy.lock"
+
+log = logging.getLogger(__name__)
 
 
 def _alive(pid: int) -> bool:
@@ -94,6 +97,8 @@ def acquire(out: str | os.PathLike, command: str = "clusterspy") -> Path:
                 lock.unlink(missing_ok=True)
                 continue
         if owner.get("host") == host and not _alive(int(owner.get("pid", -1))):
+            log.warning("taking over %s: its run (pid %s, since %s) no longer runs", lock,
+                        owner.get("pid"), owner.get("started_utc"))
             lock.unlink(missing_ok=True)  # stale: its run was killed; take it over
             continue
         where = "" if owner.get("host") == host else f" on host {owner.get('host')}"
