@@ -118,7 +118,7 @@ def test_widget_classifies_the_active_layer(make_napari_viewer, qtbot, field_npz
     table = widget.table
     assert table.rowCount() == 4
     assert [table.item(i, 2).text() for i in range(4)] == [r.label for r in res]
-    assert [float(table.item(i, 3).text()) for i in range(4)] == pytest.approx([r.confidence for r in res],
+    assert [float(table.item(i, 4).text()) for i in range(4)] == pytest.approx([r.confidence for r in res],
                                                                               abs=5e-4)
     assert widget.progress.value() == 1
     sal = viewer.layers["field saliency"].data

@@ -19,7 +19,7 @@ from ..style import caption, colour
 __all__ = ["TABLE_COLUMNS", "link_tracks", "outline_shapes", "saliency_map", "table_rows", "track_points"]
 
 #: Columns of the widget's table (``x_px``/``y_px`` [px], ``diameter_nm`` [nm]).
-TABLE_COLUMNS: tuple[str, ...] = ("frame", "cluster", "label", "confidence", "reason", "diameter_nm",
+TABLE_COLUMNS: tuple[str, ...] = ("frame", "cluster", "label", "reason", "confidence", "diameter_nm",
                                   "x_px", "y_px")
 
 
@@ -106,7 +106,7 @@ def table_rows(results: Sequence[ClusterResult]) -> list[list[str]]:
     for r in results:
         conf = "" if r.confidence is None else f"{r.confidence:.3f}"
         size = "" if r.diameter_nm is None else f"{r.diameter_nm:.2f}"
-        rows.append([str(r.frame), str(r.cluster), r.label, conf, r.reason or "", size,
+        rows.append([str(r.frame), str(r.cluster), r.label, r.reason or "", conf, size,
                      f"{r.x_px:.1f}", f"{r.y_px:.1f}"])
     return rows
 

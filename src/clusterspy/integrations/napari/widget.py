@@ -151,6 +151,8 @@ class ClassifyWidget(QWidget):
         self.status.setWordWrap(True)
         self.table = QTableWidget(0, len(TABLE_COLUMNS))
         self.table.setHorizontalHeaderLabels(list(TABLE_COLUMNS))
+        self.table.verticalHeader().setVisible(False)
+        self.setMinimumWidth(460)
         box = QVBoxLayout()
         box.addLayout(form)
         for w in (self.every_frame, self.explain, self.button, self.progress, self.status, self.table):
@@ -224,13 +226,15 @@ class ClassifyWidget(QWidget):
         if stack and results:
             points, popts = track_points(results, link_tracks(results, max_jump_px=20.0 / pixel_A))
             self.viewer.add_points(points, name=layer.name + " tracks", **place, **popts)
-        if maps:
+        if maps and any(r.probabilities for r in results):  # a map only where the network looked
             sal = maps[next(iter(maps))] if not stack else np.stack(
                 [maps.get(f, np.zeros(layer.data.shape[1:], np.float32)) for f in range(layer.data.shape[0])])
             self.viewer.add_image(sal, name=layer.name + " saliency", **place, colormap="magma",
                                   blending="additive", opacity=0.6, contrast_limits=(0.0, 1.0))
         self._fill_table(results)
         n_label = sum(r.reason is None for r in results)
+        if maps and not any(r.probabilities for r in results):
+            messages.append("no explanation: no cluster was shown to the network")
         self.status.setText("; ".join([f"{len(results)} cluster(s), {n_label} labelled", *messages]))
 
     def _fill_table(self, results: ClusterResults) -> None:
