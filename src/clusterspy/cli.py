@@ -423,7 +423,7 @@ def model_recalibrate(
     """Re-fit the temperature and 'unknown' threshold of an exported model (prints the metrics as JSON)."""
     import json
 
-    recalibrate = _train_extra("clusterspy.model.calibration", "recalibrate", "recalibration")
+    recalibrate = _train_extra("clusterspy.model.confidence_calibration", "recalibrate", "recalibration")
     metrics = recalibrate(_model_folder(folder), tta=tta, prism=[str(p) for p in prism] if prism else None)
     typer.echo(json.dumps(metrics, indent=1))
 
