@@ -1,9 +1,11 @@
-"""Results as tables: classify → ClusterResults (still a list) → pandas DataFrame → back, values equal."""
+"""Results as tables: classify → ClusterResults (still a list) → pandas DataFrame → back, values equal;
+classify_series → a DataFrame indexed by frame."""
 
 from __future__ import annotations
 
 import math
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from clusterspy.isomers import CLASSES
 from clusterspy.predict import RESULT_COLUMNS, ClusterResult, ClusterResults
 
 pd = pytest.importorskip("pandas")
+
+DATA = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "data"
 
 def field(seed: int = 0, pixel_A: float = 0.25, n: int = 256) -> np.ndarray:
     """Four separate simulated clusters (2 nm discs of 3.3 Å fringes) with Poisson noise, HAADF."""
@@ -84,3 +88,20 @@ def test_missing_pandas_is_one_line(results, monkeypatch):
     with pytest.raises(MissingDependencyError, match=r"clusterspy\[tables\]"):
         results.to_dataframe()
 
+
+def test_series_dataframe_indexed_by_frame():
+    series = sorted(DATA.glob("*series*.npz"))
+    if not series:
+        pytest.skip("no example series shipped")
+    res = clusterspy.classify_series(series[0], report=False, n_boot=50)
+    df = res.to_dataframe()
+    assert df.index.name == "frame" and len(df) == len(res)
+    np.testing.assert_array_equal(df.index.to_numpy(), res.frames["frame"])
+    for col in ("cluster", "label", "smoothed_label", "confidence", "diameter_nm", "time_s"):
+        got, want = df[col].to_numpy(), np.asarray(res.frames[col])
+        if want.dtype.kind == "f":
+            np.testing.assert_array_equal(got.astype(float), want)
+        else:
+            assert list(got) == list(want)
+    f0 = int(res.frames["frame"][0])  # one cluster in the example: a frame is one row
+    assert df.loc[f0, "label"] == res.frames["label"][0] and df.loc[f0, "x_px"] == res.frames["x_px"][0]
