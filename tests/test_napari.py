@@ -66,6 +66,7 @@ def test_reader_calibrated_and_not(field_npz, stack_npz, tmp_path):
     assert kw["metadata"]["pixel_size_A"] == pytest.approx(PX)
     (data, kw, _), = read_layers(str(stack_npz))
     assert data.shape == (2, 256, 256) and kw["scale"] == pytest.approx((1.0, PX / 10, PX / 10))
+    np.testing.assert_array_equal(np.asarray(data[1]), np.load(stack_npz)["frames"][1])  # lazy, same values
     bare = tmp_path / "bare.npy"
     np.save(bare, field())
     (data, kw, _), = read_layers(str(bare))
@@ -146,6 +147,10 @@ def test_widget_stack_tracks(make_napari_viewer, qtbot, stack_npz):
     assert len(tracks) == 4 and all(t == [0, 1] for t in tracks)  # each cluster one track over both frames
     shapes = viewer.layers["stack isomers"]
     assert shapes.ndim == 3 and len(shapes.data) == 8
+    widget.every_frame.setChecked(False)  # only the frame shown
+    viewer.dims.set_current_step(0, 1)
+    _run(widget, qtbot)
+    assert {r.frame for r in widget.results} == {1} and len(widget.results) == 4
     assert "stack saliency" not in viewer.layers
 
 

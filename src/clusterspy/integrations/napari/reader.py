@@ -1,9 +1,10 @@
 """napari reader: the files :mod:`clusterspy.io` reads, as image layers scaled in nm/px.
 
 A 2-D file gives a 2-D layer, a stack (Velox ``.emd`` series, multi-page TIFF, ``.npy``/``.npz``
-frames) a ``(frame, row, col)`` layer. The layer's ``scale`` is the pixel size in nm/px and its
-``units`` are nm; ``metadata["pixel_size_A"]`` keeps the pixel size [Å/px] and
-``metadata["pixel_size_source"]`` where it came from. A file without a calibration (PNG, JPEG,
+frames) a ``(frame, row, col)`` layer, read lazily (a Dask array: a frame is read when shown).
+The layer's ``scale`` is the pixel size in nm/px and its ``units`` are nm;
+``metadata["pixel_size_A"]`` keeps the pixel size [Å/px] and ``metadata["pixel_size_source"]`` where
+it came from. A file without a calibration (PNG, JPEG,
 ``.npy``) opens in pixels with ``metadata["pixel_size_A"] = None``: the widget then asks for it.
 """
 
@@ -31,6 +32,17 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], list[LayerD
     return read_layers
 
 
+def _lazy_stack(series: Any) -> Any:
+    """``(frame, row, col)`` Dask array reading one frame of ``series`` when napari shows it."""
+    import dask
+    import dask.array as da
+
+    first = np.asarray(series[0].data)
+    frames = [da.from_delayed(dask.delayed(lambda i: np.asarray(series[i].data))(i), first.shape, first.dtype)
+              for i in range(len(series))]
+    return da.stack(frames)
+
+
 def _one(path: str) -> LayerData:
     p = Path(path)
     try:
@@ -39,8 +51,7 @@ def _one(path: str) -> LayerData:
     except CalibrationError:  # no calibration in the file: open in pixels, ask later
         series = read_series(p, pixel_size_A=1.0)
         pixel_A = None
-    frames = [np.asarray(im.data) for im in series]
-    data = frames[0] if len(frames) == 1 else np.stack(frames)
+    data = np.asarray(series[0].data) if len(series) == 1 else _lazy_stack(series)
     md = {k: v for k, v in series.metadata.items() if isinstance(v, (str, int, float, bool))}
     md.update(pixel_size_A=pixel_A, source=str(p),
               pixel_size_source=None if pixel_A is None else md.get("pixel_size_source", "file"))
