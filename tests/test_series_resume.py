@@ -260,3 +260,15 @@ def test_cli_series_killed_twice_ends_identical_and_a_second_run_is_refused(tmp_
     assert kills >= 1
     assert _finish(cli(tmp_path / "killed"), 600)[0] == 0
     _same_outputs(tmp_path / "ref", tmp_path / "killed")
+
+
+def test_a_truncated_tiff_stack_is_classified_up_to_its_last_whole_frame(tmp_path):
+    from test_io_tiff import _cut_in_page, _write
+
+    frames, _ = make_frames(40, switches=(20,), lost=(), blurred=())
+    cut = _cut_in_page(_write(tmp_path / "whole.tif", frames, "shaped"), 30, tmp_path / "cut.tif")
+    with pytest.warns(UserWarning, match="10 of 40 frames lost"):
+        res, _ = run(str(cut), tmp_path / "out", report=False)
+    assert res.summary["n_frames"] == 30 and res.summary["frames_lost_in_file"] == 10
+    assert any("10 frame(s) at the end" in w for w in res.summary["warnings"])
+    assert sorted(set(res.frames["frame"])) == list(range(30))

@@ -220,8 +220,13 @@ def classify_series(
         "frame_time_s": frame_time_s, "temperature_K": temperature_K, "classes": list(CLASSES),
         "model": {"id": view.id, **{k: view.card[k] for k in (
             "pixel_size_A", "crop_px", "temperature", "unknown_threshold") if k in view.card}},
-        "seed": seed, "settings": settings,
+        "seed": seed, "settings": settings, "frames_lost_in_file": source.frames_lost,
     })
+    if source.frames_lost:
+        msg = (f"{source.frames_lost} frame(s) at the end of {source.description} could not be read "
+               f"(a truncated file): {source.length} classified")
+        summary["warnings"].append(msg)
+        log.warning(msg)
     if out_dir is not None:
         table.write_final(rows)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))

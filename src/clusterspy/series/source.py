@@ -51,6 +51,11 @@ class FrameSource:
         return len(self.frames)
 
     @property
+    def frames_lost(self) -> int:
+        """Frames the file announces but does not hold whole (a truncated stack), else 0."""
+        return int(getattr(self.frames, "metadata", {}).get("frames_lost", 0) or 0)
+
+    @property
     def length(self) -> int | None:
         """Number of frames, or None for an iterable of unknown length."""
         return len(self.frames) if hasattr(self.frames, "__len__") else None
