@@ -6,7 +6,7 @@ import csv
 import json
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -293,6 +293,102 @@ def _observed_transitions(series: list[tuple[str, np.ndarray, float]], k: int) -
     return total
 
 
+def _proportions_entry(tab: dict[str, np.ndarray], m: np.ndarray, t: float, c: np.ndarray,
+                       b: np.ndarray, n_series: int) -> dict:
+    """The ``proportions`` entry of one temperature ``t`` [K]: counts ``c`` of the rows ``m`` and
+    the 95 % interval of each share from the bootstrap replicates ``b``."""
+    n_unknown = int(np.sum(np.char.lower(tab["label"][m].astype(str)) == UNKNOWN))
+    n_excl = int(np.sum(tab["code"][m] < 0))
+    tot = max(c.sum(), 1e-300)
+    pb = b / np.maximum(b.sum(axis=1, keepdims=True), 1e-300)
+    lo, hi = np.quantile(pb, [0.025, 0.975], axis=0)
+    if n_excl:
+        log.info("T = %g K: %d unlabelled frames excluded (%d unknown)", t, n_excl, n_unknown)
+    return {
+        "temperature_K": t,
+        "n_frames": int(m.sum()),
+        "n_labelled": int(m.sum()) - n_excl,
+        "n_unknown": n_unknown,
+        "n_excluded": n_excl,
+        "n_series": n_series,
+        "counts": {cl: float(c[i]) for i, cl in enumerate(CLASSES)},
+        "proportions": {cl: {"value": float(c[i] / tot), "ci95": [float(lo[i]), float(hi[i])]}
+                        for i, cl in enumerate(CLASSES)},
+    }
+
+
+def _kinetics(
+    temps: np.ndarray, per_t_series: list[list[tuple[str, np.ndarray, float]]],
+    frame_time_s: float | None, misclassification: float | None, min_transitions: int,
+    n_boot: int, rng: np.random.Generator, warn: Callable[[str], None],
+) -> tuple[list[dict], list[dict], np.ndarray, np.ndarray]:
+    """Rates per temperature (error-aware CTMC fit) and their Arrhenius fits.
+
+    Returns
+    -------
+    rates, arrhenius : list of dict
+        The ``rates`` and ``arrhenius`` entries of :func:`thermo_from_table`.
+    expected_transitions : numpy.ndarray
+        ``(n_T, K, K)`` expected transitions of each temperature's fit.
+    fitted : numpy.ndarray
+        ``(n_T,)`` bool: a frame time was known and the rates were fitted.
+    """
+    from clusterspy.thermo.kinetics import arrhenius_fit, fit_rates
+
+    k = len(CLASSES)
+    rates: list[dict] = []
+    arrh: list[dict] = []
+    q_t = np.zeros((len(temps), k, k))
+    n_t = np.zeros((len(temps), k, k))
+    fitted = np.zeros(len(temps), bool)
+    for n, (t, series) in enumerate(zip(temps, per_t_series, strict=True)):
+        dts = [s[2] if np.isfinite(s[2]) else frame_time_s for s in series]
+        dts = [d for d in dts if d]
+        if not dts:
+            continue
+        dt = float(np.median(dts))
+        eps = misclassification if misclassification is not None else "estimate"
+        fr = fit_rates([s[1] for s in series], dt, misclassification=eps)
+        q_t[n], n_t[n] = fr["Q"], fr["expected_transitions"]
+        fitted[n] = True
+        for name, lab, _ in series:
+            ch = np.sum((lab[:-1] >= 0) & (lab[1:] >= 0) & (lab[:-1] != lab[1:]))
+            if ch < min_transitions:
+                warn(f"T = {t:g} K, series {name}: only {int(ch)} label changes; too few "
+                     "transitions for a meaningful rate")
+        for i, a in enumerate(CLASSES):
+            for j, b in enumerate(CLASSES):
+                if i == j or q_t[n, i, j] <= 0:
+                    continue
+                nij = float(n_t[n, i, j])
+                z = 1.959963984540054 / np.sqrt(max(nij, 1e-12))
+                rates.append({
+                    "temperature_K": float(t), "from": a, "to": b,
+                    "rate_per_s": float(q_t[n, i, j]),
+                    "ci95_per_s": [float(q_t[n, i, j] * np.exp(-z)),
+                                   float(q_t[n, i, j] * np.exp(z))],
+                    "expected_transitions": nij, "frame_time_s": dt,
+                    "misclassification": fr["misclassification"],
+                })
+                if nij < min_transitions:
+                    warn(f"T = {t:g} K: {a} → {b} rests on {nij:.1f} transitions "
+                         f"(< {min_transitions}); its rate is uncertain")
+    for i, a in enumerate(CLASSES):
+        for j, b in enumerate(CLASSES):
+            if i == j:
+                continue
+            ok = q_t[:, i, j] > 0
+            if ok.sum() == 0:
+                continue
+            if ok.sum() < 2:
+                warn(f"{a} → {b}: a rate at fewer than 2 temperatures; no Arrhenius fit")
+                continue
+            fit = arrhenius_fit(temps[ok], q_t[ok, i, j], n_t[ok, i, j], n_boot=n_boot,
+                                rng=rng)
+            arrh.append({"from": a, "to": b, **fit})
+    return rates, arrh, n_t, fitted
+
+
 def thermo_from_table(
     source: Any,
     *,
@@ -359,7 +455,7 @@ def thermo_from_table(
         delta_g,
         van_t_hoff_fit,
     )
-    from clusterspy.thermo.kinetics import arrhenius_fit, branching_by_temperature, fit_rates
+    from clusterspy.thermo.kinetics import branching_by_temperature
 
     def isomer(name: Any, what: str) -> str:
         try:
@@ -396,24 +492,7 @@ def thermo_from_table(
             c, b = correct_misclassification(c, misclassification), correct_misclassification(
                 b, misclassification)
         counts[n], boot[n] = c, b
-        n_unknown = int(np.sum(np.char.lower(tab["label"][m].astype(str)) == UNKNOWN))
-        n_excl = int(np.sum(tab["code"][m] < 0))
-        tot = max(c.sum(), 1e-300)
-        pb = b / np.maximum(b.sum(axis=1, keepdims=True), 1e-300)
-        lo, hi = np.quantile(pb, [0.025, 0.975], axis=0)
-        proportions.append({
-            "temperature_K": float(t),
-            "n_frames": int(m.sum()),
-            "n_labelled": int(m.sum()) - n_excl,
-            "n_unknown": n_unknown,
-            "n_excluded": n_excl,
-            "n_series": len(series),
-            "counts": {cl: float(c[i]) for i, cl in enumerate(CLASSES)},
-            "proportions": {cl: {"value": float(c[i] / tot), "ci95": [float(lo[i]), float(hi[i])]}
-                            for i, cl in enumerate(CLASSES)},
-        })
-        if n_excl:
-            log.info("T = %g K: %d unlabelled frames excluded (%d unknown)", t, n_excl, n_unknown)
+        proportions.append(_proportions_entry(tab, m, float(t), c, b, len(series)))
     total = counts.sum(axis=0)
     seen = [cl for i, cl in enumerate(CLASSES) if total[i] > 0]
     if not seen:
@@ -454,53 +533,10 @@ def thermo_from_table(
         raise ConfigError("kinetics need time-ordered frames (frame column) and a frame time "
                           "(time_s column, series folder metadata or --frame-time)")
     if kinetics:
-        q_t = np.zeros((len(temps), k, k))
-        n_t = np.zeros((len(temps), k, k))
-        for n, (t, series) in enumerate(zip(temps, per_t_series, strict=True)):
-            dts = [s[2] if np.isfinite(s[2]) else frame_time_s for s in series]
-            dts = [d for d in dts if d]
-            if not dts:
-                continue
-            dt = float(np.median(dts))
-            eps = misclassification if misclassification is not None else "estimate"
-            fr = fit_rates([s[1] for s in series], dt, misclassification=eps)
-            q_t[n], n_t[n] = fr["Q"], fr["expected_transitions"]
+        rates, arrh, n_t, fitted = _kinetics(temps, per_t_series, frame_time_s, misclassification,
+                                             min_transitions, n_boot, rng, warn)
+        for n in np.where(fitted)[0]:
             br_counts[n], br_source[n] = n_t[n], "expected transitions (rate fit)"
-            for name, lab, _ in series:
-                ch = np.sum((lab[:-1] >= 0) & (lab[1:] >= 0) & (lab[:-1] != lab[1:]))
-                if ch < min_transitions:
-                    warn(f"T = {t:g} K, series {name}: only {int(ch)} label changes; too few "
-                         "transitions for a meaningful rate")
-            for i, a in enumerate(CLASSES):
-                for j, b in enumerate(CLASSES):
-                    if i == j or q_t[n, i, j] <= 0:
-                        continue
-                    nij = float(n_t[n, i, j])
-                    z = 1.959963984540054 / np.sqrt(max(nij, 1e-12))
-                    rates.append({
-                        "temperature_K": float(t), "from": a, "to": b,
-                        "rate_per_s": float(q_t[n, i, j]),
-                        "ci95_per_s": [float(q_t[n, i, j] * np.exp(-z)),
-                                       float(q_t[n, i, j] * np.exp(z))],
-                        "expected_transitions": nij, "frame_time_s": dt,
-                        "misclassification": fr["misclassification"],
-                    })
-                    if nij < min_transitions:
-                        warn(f"T = {t:g} K: {a} → {b} rests on {nij:.1f} transitions "
-                             f"(< {min_transitions}); its rate is uncertain")
-        for i, a in enumerate(CLASSES):
-            for j, b in enumerate(CLASSES):
-                if i == j:
-                    continue
-                ok = q_t[:, i, j] > 0
-                if ok.sum() == 0:
-                    continue
-                if ok.sum() < 2:
-                    warn(f"{a} → {b}: a rate at fewer than 2 temperatures; no Arrhenius fit")
-                    continue
-                fit = arrhenius_fit(temps[ok], q_t[ok, i, j], n_t[ok, i, j], n_boot=n_boot,
-                                    rng=rng)
-                arrh.append({"from": a, "to": b, **fit})
     return {
         "schema": "clusterspy.thermo/1",
         "reference": CLASSES[ref],
