@@ -186,7 +186,7 @@ def classify_series(
     hmm = {"stay": stay, "transition": None if transition is None else np.asarray(transition).tolist(),
            "learn_transitions": learn_transitions, "n_boot": n_boot, "seed": seed}
     out_dir = Path(out) if out is not None else None
-    state, table = _start(out_dir, source, view, fs, hmm, temperature_K, resume)
+    state, table = _start(out_dir, source, view, fs, {**hmm, "batch_size": batch_size}, temperature_K, resume)
     worker = FrameClassifier(view, fs, state)
     frames_done = state.next_frame
     try:
@@ -241,10 +241,14 @@ def _flush(worker: FrameClassifier, table: FramesTable, next_frame: int, out_dir
 
 
 def _start(
-    out_dir: Path | None, source: FrameSource, view: ModelView, fs: FrameSettings, hmm: dict,
+    out_dir: Path | None, source: FrameSource, view: ModelView, fs: FrameSettings, settings: dict,
     temperature_K: float | None, resume: bool,
 ) -> tuple[Checkpoint, FramesTable]:
-    """The checkpoint to start from and the ``frames.csv`` to append to (fresh or resumed)."""
+    """The checkpoint to start from and the ``frames.csv`` to append to (fresh or resumed).
+
+    ``settings`` (HMM, bootstrap and batch size: the batches of a resumed run must be those of
+    an uninterrupted one, for inference results identical to the last bit) join the manifest.
+    """
     if out_dir is None:
         return Checkpoint(), FramesTable()
     try:
@@ -263,7 +267,7 @@ def _start(
             "detect_kwargs": json.loads(json.dumps(fs.detect_kwargs, default=str)),
             "full_detection_every": fs.full_detection_every if fs.windowed else 1,
             "max_jump_A": fs.max_jump_A, "blur_threshold": fs.blur_threshold,
-            "max_clusters": fs.max_clusters, "n_thumbnails": fs.n_thumbnails, **hmm,
+            "max_clusters": fs.max_clusters, "n_thumbnails": fs.n_thumbnails, **settings,
         },
     }
     csv_path = out_dir / "frames.csv"
