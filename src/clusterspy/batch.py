@@ -160,7 +160,7 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None) -> dict[
     try:
         model = load_model(cfg.model_path)
         found, failures, info = classify_file(path, model, cfg.pixel_size_A, **cfg.options)
-    except (ClusterSpyError, OSError, ValueError, RuntimeError, MemoryError) as exc:
+    except Exception as exc:  # a batch never stops for one file: a bug is recorded, retried
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
         found, info = [], {}
         prefix = "internal error: " if kind == "internal" else ""
@@ -183,8 +183,12 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None) -> dict[
             part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
                                                  max_overlays_per_file=cfg.max_overlays_per_file,
                                                  explain=cfg.explain, stem=stem)
-        except (ClusterSpyError, OSError, MemoryError, ValueError) as exc:
+        except Exception as exc:  # the results are written: a figure may fail alone
             part["figure_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        n_with = len({r.frame for r in found})
+        if n_with > cfg.max_overlays_per_file:
+            part["figure_note"] = (f"overlays drawn for the first {cfg.max_overlays_per_file} of the "
+                                   f"{n_with} frames with clusters")
     part["figures_done"] = True
     _write_part(cfg.out, part)
     return part
@@ -226,8 +230,16 @@ def file_rows(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{"file": p["file"], "status": p["status"], "frames": p["frames"],
              "clusters": len(p["results"]), "labelled": sum(r["label"] != "unknown" for r in p["results"]),
              "pixel_size_A": p["info"].get("pixel_size_A"),
-             "pixel_size_source": p["info"].get("pixel_size_source"), "message": p["message"]}
+             "pixel_size_source": p["info"].get("pixel_size_source"),
+             "message": "; ".join(m for m in (p["message"], figure_message(p)) if m)}
             for p in parts]
+
+
+def figure_message(part: dict[str, Any]) -> str:
+    """What went wrong with, or was left out of, a file's figures ('' when nothing)."""
+    if part.get("figure_error"):
+        return f"overlay not drawn ({part['figure_error']})"
+    return part.get("figure_note", "")
 
 
 def write_aggregates(out: Path, parts: Sequence[dict[str, Any]]) -> None:
@@ -447,6 +459,9 @@ def run_batch(
     from clusterspy.predict import load_model
 
     files = expand_inputs(paths)
+    if out is not None:  # never read our own outputs as inputs (--out inside a folder given)
+        own = Path(out).expanduser().resolve()
+        files = [f for f in files if own not in Path(file_key(f)).parents]
     model = load_model(model_path)  # a missing or tampered model: one line, before any work
     cfg = BatchConfig(pixel_size_A=pixel_size_A, model_path=None if model_path is None else str(model_path),
                       options=dict(options or {}), out=None if out is None else str(out), explain=explain)
@@ -567,4 +582,5 @@ def _record_run(out: Path, *, computed: int, skipped: int, engine: str) -> None:
 
 
 __all__ = ["EXIT_SOME_FAILED", "FILE_COLUMNS", "BatchConfig", "BatchResult", "classify_task",
-           "expand_inputs", "file_identity", "file_key", "file_rows", "run_batch", "write_aggregates"]
+           "expand_inputs", "figure_message", "file_identity", "file_key", "file_rows", "run_batch",
+           "write_aggregates"]

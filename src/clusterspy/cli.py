@@ -122,7 +122,7 @@ def classify(
     Exit status: 0 when every file was classified; 3 when some files failed (all other results
     still written); 2 for a usage error, or when the one file given cannot be classified.
     """
-    from clusterspy.batch import run_batch
+    from clusterspy.batch import figure_message, run_batch
     from clusterspy.errors import ClusterSpyError, ConfigError
     from clusterspy.workflows import format_results
 
@@ -145,6 +145,8 @@ def classify(
         if own and info.get("pixel_size_source") == "user" and abs(own / info["pixel_size_A"] - 1) > 0.01:
             typer.echo(f"clusterspy: note: {part['file']}: --pixel-size {info['pixel_size_A']:g} Å/px "
                        f"overrides the file's own calibration ({own:g} Å/px)", err=True)
+        if part.get("figure_error") or part.get("figure_note"):
+            typer.echo(f"clusterspy: note: {part['file']}: {figure_message(part)}", err=True)
     for f in batch.failures():
         where = f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})"
         typer.echo(f"clusterspy: {where}: {f['message']}", err=True)

@@ -360,61 +360,6 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     return "\n".join(lines)
 
 
-def write_results(
-    results: Sequence[ClusterResult],
-    out: str | os.PathLike,
-    *,
-    paths: Sequence[str | os.PathLike] = (),
-    pixel_size_A: float | None = None,
-    model_path: str | os.PathLike | None = None,
-    options: dict[str, Any] | None = None,
-    failures: Sequence[dict[str, Any]] = (),
-    file_info: dict[str, dict[str, Any]] | None = None,
-) -> Path:
-    """Write ``results.json``, ``results.csv`` and ``settings.json`` into the folder ``out``.
-
-    Files are written atomically. ``settings.json`` records the inputs, the pixel-size
-    override, the ClusterSpy version and the model card's identity (SHA-256), so that every
-    output can be traced to the model that made it.
-    """
-    from clusterspy import __version__
-    from clusterspy.predict import load_model
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "results.json", format_results(results, "json") + "\n")
-    write_text_atomic(out / "results.csv", format_results(results, "csv") + "\n")
-    card = load_model(model_path).card
-    settings = {
-        "clusterspy_version": __version__,
-        "inputs": [str(p) for p in paths],
-        "pixel_size_A_override": pixel_size_A,
-        "options": {k: v for k, v in (options or {}).items()},
-        "model": card.summary(),
-    }
-    write_text_atomic(out / "settings.json", json.dumps(settings, indent=2) + "\n")
-    # one row per input file: how many frames and clusters it gave, or why it failed
-    buf = _stdio.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=("file", "status", "frames", "clusters", "labelled",
-                                             "pixel_size_A", "pixel_size_source", "message"),
-                            lineterminator="\n")
-    writer.writeheader()
-    for p in paths:
-        mine = [r for r in results if str(r.file) == str(p)]
-        info = (file_info or {}).get(str(p), {})
-        errs = [f for f in failures if f["file"] == str(p)]
-        writer.writerow({
-            "file": str(p), "status": "failed" if errs and not mine else ("partial" if errs else "ok"),
-            "frames": len({r.frame for r in mine}), "clusters": len(mine),
-            "labelled": sum(r.label != "unknown" for r in mine),
-            "pixel_size_A": info.get("pixel_size_A"), "pixel_size_source": info.get("pixel_size_source"),
-            "message": "; ".join(f"frame {f['frame']}: {f['message']}" if f["frame"] is not None
-                                 else f["message"] for f in errs),
-        })
-    write_text_atomic(out / "files.csv", buf.getvalue())
-    return out
-
-
 def simulate_to_file(
     *,
     motif: str,
