@@ -191,3 +191,17 @@ def test_series_marks_inferred_labels_and_states_its_intervals(tmp_path):
             assert row["label"] == c
             assert f"frame {f} · cluster {k}</span>" in html
     assert "inferred" in res.describe()
+
+
+def test_frames_csv_of_an_older_version_is_read_with_rows_appended_after_an_upgrade(tmp_path):
+    from clusterspy.series.frames import FRAME_COLUMNS, read_frames_csv
+
+    old = [c for c in FRAME_COLUMNS if c != "inferred"]
+    row = ["3", "0.3", "0", "10", "11", "fcc", "", "0.9", "0.03", "0.03", "0.9", "0.04", "2.1",
+           "", "ok", ""]
+    path = tmp_path / "frames.csv"
+    lines = [",".join(old), ",".join(row), ",".join(["4", *row[1:], ""]), "5,0.5,0,1"]
+    path.write_text("\n".join(lines) + "\n")
+    t = read_frames_csv(path)
+    assert t["frame"].tolist() == [3, 4]  # the cut line (an interrupted write) is left out
+    assert np.all(np.isnan(t["inferred"])) and t["status"].tolist() == ["ok", "ok"]

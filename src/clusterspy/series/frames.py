@@ -96,9 +96,10 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ConfigError(f"{path} is not a ClusterSpy frames.csv (columns {header})")
         width = len(header)
         for row in reader:
-            if len(row) != width or row[COLUMN["label"]] == "":
+            # a run resumed after an upgrade appends rows of every column under an older header
+            if len(row) not in (width, len(FRAME_COLUMNS)) or row[COLUMN["label"]] == "":
                 continue
-            if width == len(_OLD_COLUMNS):
+            if len(row) == len(_OLD_COLUMNS):
                 row = [*row, OK, ""]
             if len(row) < len(FRAME_COLUMNS):
                 row = [*row, ""]
