@@ -212,3 +212,13 @@ def test_folder_without_images_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("no images here")
     proc = run_cli("classify", str(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "holds no image files" in proc.stderr
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (("--workers", "0"), "--workers"),
+    (("--restart",), "--out"),
+    (("--workers", "2", "--scheduler", "tcp://127.0.0.1:9"), "--scheduler"),
+])
+def test_batch_option_mistakes_are_one_line(batch_dir: Path, args: tuple[str, ...], needle: str) -> None:
+    proc = run_cli("classify", str(batch_dir / "img00.npz"), *args)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
