@@ -82,8 +82,9 @@ def _finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
     return proc.returncode, err.decode()
 
 
-def _kill_after_a_checkpoint(proc: subprocess.Popen, out: Path, rng: np.random.Generator) -> bool:
-    """SIGKILL ``proc`` at a random moment after its next checkpoint; False if it ended first."""
+def _kill_after_a_checkpoint(proc: subprocess.Popen, out: Path, rng: np.random.Generator,
+                             sig: int = signal.SIGKILL) -> bool:
+    """Send ``sig`` to ``proc`` at a random moment after its next checkpoint; False if it ended first."""
     ckpt = out / CHECKPOINT_NAME
     before = ckpt.stat().st_mtime_ns if ckpt.exists() else 0
     deadline = time.monotonic() + 60
@@ -95,7 +96,7 @@ def _kill_after_a_checkpoint(proc: subprocess.Popen, out: Path, rng: np.random.G
     if proc.poll() is not None:
         _finish(proc)
         return False
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(sig)
     _finish(proc)
     return True
 
@@ -112,6 +113,10 @@ def test_sigkill_at_random_points_then_resume_is_byte_identical(tmp_path):
         proc = _child(npy, tmp_path / "killed", "killed")
         kills += _kill_after_a_checkpoint(proc, tmp_path / "killed", rng)
     assert kills >= 2
+    assert (tmp_path / "killed" / LOCK_NAME).exists()  # left by the SIGKILLed run, taken over below
+    interrupted = _child(npy, tmp_path / "killed", "killed")  # Ctrl-C: the lock is released
+    if _kill_after_a_checkpoint(interrupted, tmp_path / "killed", rng, signal.SIGINT):
+        assert not (tmp_path / "killed" / LOCK_NAME).exists()
     rc, err = _finish(_child(npy, tmp_path / "killed", "killed"))
     assert rc == 0, err
     _same_outputs(tmp_path / "ref", tmp_path / "killed")
