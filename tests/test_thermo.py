@@ -239,3 +239,22 @@ def test_thermo_branching_ratios_match_the_landscape():
     plain = thermo_from_table({k: v for k, v in tab.items() if k != "time_s"}, n_boot=20,
                               kinetics=False)
     assert {b["source"] for b in plain["branching"]} == {"observed label changes"}
+
+
+def test_thermo_proportions_of_few_frames_have_wide_intervals():
+    """Two 5-frame series that never change label: the shares are not known to be 1 and 0."""
+    tab = {"temperature_K": [300.0] * 5 + [400.0] * 5, "series": ["a"] * 5 + ["b"] * 5,
+           "frame": list(range(5)) * 2, "label": ["fcc"] * 5 + ["decahedral"] * 5}
+    res = thermo_from_table(tab, n_boot=50, kinetics=False)
+    p300 = next(p for p in res["proportions"] if p["temperature_K"] == 300.0)
+    assert p300["interval_method"] == "jeffreys_neff" and p300["n_eff"] < 2
+    lo, hi = p300["proportions"]["fcc"]["ci95"]
+    assert p300["proportions"]["fcc"]["value"] == 1.0 and hi == 1.0 and lo < 0.5
+    assert p300["proportions"]["decahedral"]["ci95"][1] > 0.5
+    # 400 frames drawn independently (no frame order): narrow
+    rng = np.random.default_rng(0)
+    iid = {"temperature_K": [300.0] * 400, "label": rng.choice(["fcc", "decahedral"], 400)}
+    p = thermo_from_table(iid, n_boot=50, kinetics=False)["proportions"][0]
+    assert p["n_eff"] == 400
+    lo, hi = p["proportions"]["fcc"]["ci95"]
+    assert hi - lo < 0.11 and lo <= p["proportions"]["fcc"]["value"] <= hi

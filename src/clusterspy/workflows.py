@@ -694,7 +694,9 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
         {c: [p["proportions"][c]["value"] for p in props] for c in present},
         {c: [p["proportions"][c]["ci95"] for p in props] for c in present})
     rep.heading("Proportions")
-    rep.figure(figs["proportions_vs_T"], "Isomer proportions against temperature (95% CIs); "
+    rep.figure(figs["proportions_vs_T"], "Isomer proportions against temperature; 95% Jeffreys "
+                                          "intervals on the effective number of independent "
+                                          "frames (n_eff, from the label changes of each series); "
                                           "unknown frames excluded.")
     rep.table(["T (K)", "frames", "excluded", *present],
               [[p["temperature_K"], p["n_frames"], p["n_excluded"],

@@ -28,6 +28,7 @@ __all__ = [
     "dwell_times",
     "effective_sample_size",
     "expm_small",
+    "jeffreys_interval",
     "optimal_block_length",
     "proportions_ci",
     "transition_counts",
@@ -214,10 +215,27 @@ def effective_sample_size(labels: np.ndarray, n_states: int) -> dict:
             "n_eff": float(n_eff)}
 
 
-def _jeffreys(p: np.ndarray, n_eff: float, level: float) -> np.ndarray:
-    """``(K, 2)`` Jeffreys intervals of proportions ``p`` seen in ``n_eff`` independent draws."""
+def jeffreys_interval(p: np.ndarray, n_eff: float, level: float = 0.95) -> np.ndarray:
+    """Jeffreys intervals of proportions seen in ``n_eff`` independent draws.
+
+    Parameters
+    ----------
+    p : numpy.ndarray
+        ``(K,)`` proportions (0–1).
+    n_eff : float
+        Effective number of independent draws (:func:`effective_sample_size`), > 0.
+    level : float
+        Confidence level.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(K, 2)``: the central ``level`` interval of Beta(p·n_eff + ½, (1 − p)·n_eff + ½), with
+        the end at 0 (1) when ``p`` is 0 (1) (Brown, Cai & DasGupta 2001).
+    """
     from scipy.stats import beta
 
+    p = np.asarray(p, dtype=float)
     alpha = (1.0 - level) / 2.0
     k = p * n_eff
     lo = beta.ppf(alpha, k + 0.5, n_eff - k + 0.5)
@@ -282,7 +300,7 @@ def proportions_ci(
                 **base}
     if method == "jeffreys_neff":
         p = counts / n_lab
-        return {"proportion": p, "ci": _jeffreys(p, ess["n_eff"], level), **base}
+        return {"proportion": p, "ci": jeffreys_interval(p, ess["n_eff"], level), **base}
     boot, bl = block_bootstrap_counts(lab, n_states, block_length=block_length, n_boot=n_boot,
                                       rng=rng)
     tot = boot.sum(axis=1, keepdims=True)

@@ -293,15 +293,28 @@ def _observed_transitions(series: list[tuple[str, np.ndarray, float]], k: int) -
     return total
 
 
+def _n_eff(series: list[tuple[str, np.ndarray, float]], ordered: bool) -> float:
+    """Effective independent frames of the series at one temperature: the sum of each series'
+    :func:`~clusterspy.series.stats.effective_sample_size` when time-ordered, else the number of
+    labelled frames (independent draws)."""
+    from clusterspy.series.stats import effective_sample_size
+
+    if not ordered:
+        return float(sum(np.sum(np.asarray(s[1]) >= 0) for s in series))
+    return float(sum(effective_sample_size(s[1], len(CLASSES))["n_eff"] for s in series))
+
+
 def _proportions_entry(tab: dict[str, np.ndarray], m: np.ndarray, t: float, c: np.ndarray,
-                       b: np.ndarray, n_series: int) -> dict:
+                       n_eff: float, n_series: int) -> dict:
     """The ``proportions`` entry of one temperature ``t`` [K]: counts ``c`` of the rows ``m`` and
-    the 95 % interval of each share from the bootstrap replicates ``b``."""
+    the 95 % Jeffreys interval of each share on ``n_eff`` effective independent frames, as in a
+    series summary (never zero-width for few frames)."""
+    from clusterspy.series.stats import jeffreys_interval
+
     n_unknown = int(np.sum(np.char.lower(tab["label"][m].astype(str)) == UNKNOWN))
     n_excl = int(np.sum(tab["code"][m] < 0))
     tot = max(c.sum(), 1e-300)
-    pb = b / np.maximum(b.sum(axis=1, keepdims=True), 1e-300)
-    lo, hi = np.quantile(pb, [0.025, 0.975], axis=0)
+    ci = jeffreys_interval(c / tot, n_eff) if n_eff > 0 else np.full((len(c), 2), np.nan)
     if n_excl:
         log.info("T = %g K: %d unlabelled frames excluded (%d unknown)", t, n_excl, n_unknown)
     return {
@@ -311,8 +324,11 @@ def _proportions_entry(tab: dict[str, np.ndarray], m: np.ndarray, t: float, c: n
         "n_unknown": n_unknown,
         "n_excluded": n_excl,
         "n_series": n_series,
+        "n_eff": n_eff,
+        "interval_method": "jeffreys_neff",
         "counts": {cl: float(c[i]) for i, cl in enumerate(CLASSES)},
-        "proportions": {cl: {"value": float(c[i] / tot), "ci95": [float(lo[i]), float(hi[i])]}
+        "proportions": {cl: {"value": float(c[i] / tot),
+                             "ci95": [float(ci[i, 0]), float(ci[i, 1])]}
                         for i, cl in enumerate(CLASSES)},
     }
 
@@ -492,7 +508,8 @@ def thermo_from_table(
             c, b = correct_misclassification(c, misclassification), correct_misclassification(
                 b, misclassification)
         counts[n], boot[n] = c, b
-        proportions.append(_proportions_entry(tab, m, float(t), c, b, len(series)))
+        proportions.append(_proportions_entry(tab, m, float(t), c, _n_eff(series, ordered),
+                                              len(series)))
     total = counts.sum(axis=0)
     seen = [cl for i, cl in enumerate(CLASSES) if total[i] > 0]
     if not seen:
