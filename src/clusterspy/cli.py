@@ -63,7 +63,8 @@ PixelSize = Annotated[
 def classify(
     paths: Annotated[
         list[Path],
-        typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd .hspy ...)."),
+        typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd .hspy ...) or folders of "
+                       "them (a batch: each image on its own)."),
     ],
     pixel_size: PixelSize = None,
     fmt: Annotated[
@@ -102,7 +103,7 @@ def classify(
     scheduler: Annotated[
         str | None,
         typer.Option("--scheduler", help="Address of a Dask distributed scheduler (tcp://host:port) to "
-                     "classify the files on its workers (needs clusterspy[batch]; same paths there)."),
+                     "classify the files on its workers (needs the 'batch' extra; same paths there)."),
     ] = None,
     restart: Annotated[
         bool, typer.Option("--restart", help="Forget what an earlier batch wrote into --out; start afresh.")
