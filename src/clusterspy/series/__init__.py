@@ -8,6 +8,14 @@
 - :mod:`clusterspy.series.stats` — proportions with block-bootstrap CIs, transition counts, CTMC
   rates, dwell times.
 - :mod:`clusterspy.series.tracking` — nearest-neighbour linking of detections, sharpness (blur).
+
+The pieces :func:`classify_series` composes, one job each: :mod:`~clusterspy.series.source` (frames
+through :class:`clusterspy.io.Series`, the input's identity), :mod:`~clusterspy.series.per_frame`
+(detection, tracking, blur test, batched inference), :mod:`~clusterspy.series.windows` (detection
+around tracked clusters), :mod:`~clusterspy.series.model_view` (what the run needs of the model),
+:mod:`~clusterspy.series.frames` (``frames.csv``), :mod:`~clusterspy.series.checkpoint` and
+:mod:`~clusterspy.series.manifest` (``run.json``: exact resume), :mod:`~clusterspy.series.summary`
+(HMM smoothing and label statistics) and :mod:`~clusterspy.series.result` (:class:`SeriesResult`).
 """
 
 from __future__ import annotations
