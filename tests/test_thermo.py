@@ -258,3 +258,26 @@ def test_thermo_proportions_of_few_frames_have_wide_intervals():
     assert p["n_eff"] == 400
     lo, hi = p["proportions"]["fcc"]["ci95"]
     assert hi - lo < 0.11 and lo <= p["proportions"]["fcc"]["value"] <= hi
+
+
+def test_delta_g_interval_on_n_eff_contains_the_estimate_and_widens_with_autocorrelation():
+    from clusterspy.thermo.equilibrium import delta_g
+
+    rng = np.random.default_rng(2)
+    widths = []
+    for _ in range(300):
+        c = rng.integers(0, 30, 4).astype(float)
+        c[1] += 1
+        n_eff = float(rng.uniform(0.5, c.sum()))
+        g, (lo, hi) = delta_g(400.0, c, np.zeros((1, 4)), 0, 1, n_eff=n_eff)
+        assert lo <= g <= hi
+        if c[0] == 0:
+            assert hi == np.inf  # never seen: no upper bound on how unfavourable it is
+    c = np.array([80.0, 40.0, 0.0, 0.0])
+    for n_eff in (120.0, 30.0, 3.0):
+        _, (lo, hi) = delta_g(400.0, c, np.zeros((1, 4)), 0, 1, n_eff=n_eff)
+        widths.append(hi - lo)
+    assert widths[0] < widths[1] < widths[2]
+    # i.i.d. frames: about the binomial standard error of ln(p_i/p_ref), ±1.96·√(1/80 + 1/40)·kT
+    kt = K_B_EV * 400.0
+    assert widths[0] == pytest.approx(2 * 1.96 * np.sqrt(1 / 80 + 1 / 40) * kt, rel=0.1)

@@ -1,9 +1,12 @@
 """Equilibrium thermodynamics from isomer proportions: ΔG(T) and the van 't Hoff fit.
 
 ``ln(p_i / p_ref) = −ΔE / (k_B T) + ΔS / k_B`` — a straight line in ``x = 1/(k_B T)`` [1/eV] with
-slope −ΔE [eV] and intercept ΔS/k_B. Uncertainties come from bootstrapping the frames at every
-temperature (a circular block bootstrap within each time-ordered series, so autocorrelated video
-frames are not counted as independent; a multinomial bootstrap for unordered tables) and refitting.
+slope −ΔE [eV] and intercept ΔS/k_B. The fit's uncertainties come from bootstrapping the frames at
+every temperature (a circular block bootstrap within each time-ordered series, so autocorrelated
+video frames are not counted as independent; a multinomial bootstrap for unordered tables) and
+refitting. ΔG at one temperature takes, like the proportions, a Jeffreys interval on the effective
+number of independent frames (:func:`delta_g` with ``n_eff``), which stays wide for a few frames
+where a block bootstrap collapses.
 """
 
 from __future__ import annotations
@@ -107,9 +110,10 @@ def _ln_ratio(counts: np.ndarray, i: int, ref: int) -> np.ndarray:
 
 
 def delta_g(
-    temperature_K: float, counts: np.ndarray, boot: np.ndarray, i: int, ref: int, level: float = 0.95
+    temperature_K: float, counts: np.ndarray, boot: np.ndarray, i: int, ref: int,
+    level: float = 0.95, n_eff: float | None = None,
 ) -> tuple[float, tuple[float, float]]:
-    """ΔG_i(T) = −k_B T ln(p_i / p_ref) [eV] and its bootstrap CI at one temperature.
+    """ΔG_i(T) = −k_B T ln(p_i / p_ref) [eV] and its CI at one temperature.
 
     Parameters
     ----------
@@ -121,18 +125,39 @@ def delta_g(
         Class indices of the isomer and the reference.
     level : float
         Confidence level.
+    n_eff : float, optional
+        Effective number of independent labelled frames behind ``counts``
+        (:func:`clusterspy.series.stats.effective_sample_size`). When given, the CI is the Jeffreys
+        interval of the share ``q = p_i / (p_i + p_ref)`` on the pair's part of ``n_eff``, mapped
+        through ``−k_B T ln(q / (1 − q))`` — the same intervals as the proportions', so a few
+        autocorrelated frames give a wide (or one-sided infinite) ΔG interval; else the bootstrap
+        quantiles of ``boot``.
 
     Returns
     -------
     (float, (float, float))
-        ΔG [eV] and its CI [eV].
+        ΔG [eV] (Haldane ½ added to both counts) and its CI [eV] (±inf where the share's interval
+        reaches 0 or 1; with ``n_eff``, widened if need be to contain the Haldane estimate).
     """
     kt = K_B_EV * temperature_K
     g = -kt * float(_ln_ratio(counts, i, ref))
-    gb = -kt * _ln_ratio(boot, i, ref)
-    a = (1 - level) / 2
-    lo, hi = np.quantile(gb, [a, 1 - a])
-    return g, (float(lo), float(hi))
+    if n_eff is None:
+        gb = -kt * _ln_ratio(boot, i, ref)
+        a = (1 - level) / 2
+        lo, hi = np.quantile(gb, [a, 1 - a])
+        return g, (float(lo), float(hi))
+    from clusterspy.series.stats import jeffreys_interval
+
+    pair = float(counts[i] + counts[ref])
+    total = float(np.sum(counts))
+    if pair <= 0 or total <= 0 or n_eff <= 0:
+        return g, (-np.inf, np.inf)
+    q = np.array([counts[i] / pair])
+    q_lo, q_hi = jeffreys_interval(q, n_eff * pair / total, level)[0]
+    with np.errstate(divide="ignore"):
+        lo = -kt * float(np.log(q_hi) - np.log1p(-q_hi))
+        hi = -kt * float(np.log(q_lo) - np.log1p(-q_lo))
+    return g, (min(lo, g), max(hi, g))
 
 
 def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -496,6 +496,7 @@ def thermo_from_table(
     boot = np.zeros((len(temps), n_boot, k))
     per_t_series = []
     ordered_t: list[bool] = []
+    n_eff_t: list[float] = []
     proportions = []
     for n, t in enumerate(temps):
         m = tab["temperature_K"] == t
@@ -508,8 +509,8 @@ def thermo_from_table(
             c, b = correct_misclassification(c, misclassification), correct_misclassification(
                 b, misclassification)
         counts[n], boot[n] = c, b
-        proportions.append(_proportions_entry(tab, m, float(t), c, _n_eff(series, ordered),
-                                              len(series)))
+        n_eff_t.append(_n_eff(series, ordered))
+        proportions.append(_proportions_entry(tab, m, float(t), c, n_eff_t[-1], len(series)))
     total = counts.sum(axis=0)
     seen = [cl for i, cl in enumerate(CLASSES) if total[i] > 0]
     if not seen:
@@ -524,7 +525,7 @@ def thermo_from_table(
         if i == ref or total[i] == 0 or (wanted is not None and cl not in wanted):
             continue
         for n, t in enumerate(temps):
-            g, (glo, ghi) = delta_g(t, counts[n], boot[n], i, ref)
+            g, (glo, ghi) = delta_g(t, counts[n], boot[n], i, ref, n_eff=n_eff_t[n])
             dgs.append({"temperature_K": float(t), "isomer": cl, "reference": CLASSES[ref],
                         "delta_G_eV": g, "ci95_eV": [glo, ghi]})
         usable = (counts[:, i] > 0) & (counts[:, ref] > 0)
