@@ -75,3 +75,27 @@ def test_report_renders_in_headless_chromium(tmp_path):
     img = imread(shot)
     assert img.shape[0] > 500 and img.shape[1] > 500
     assert float(np.std(img[..., :3])) > 0.05  # not a blank page
+
+
+def test_strip_plot_has_a_time_axis_when_the_frame_time_is_known():
+    from clusterspy import plots
+
+    frames = np.arange(20)
+    raw = np.array(["fcc"] * 8 + ["unknown"] * 2 + ["decahedral"] * 10, object)
+    sm = raw.copy()
+    sm[8:10] = "fcc"
+    inferred = np.zeros(20, bool)
+    inferred[8:10] = True
+    fig = plots.plot_strip(frames, raw, sm, frame_time_s=0.25, inferred=inferred)
+    ax = fig.axes[1]
+    assert ax.get_xlabel() == "time (s)"
+    assert max(c.get_offsets()[:, 0].max() for c in ax.collections) == pytest.approx(19 * 0.25)
+    assert any(a.get_xlabel() == "frame number" for a in fig.axes[0].child_axes)
+    open_markers = [c for c in ax.collections if len(c.get_facecolors()) == 0]
+    assert len(open_markers) == 1 and len(open_markers[0].get_offsets()) == 2
+    # times from a time_s column (frame 0 at 3 s), and frame numbers without any time
+    fig_t = plots.plot_strip(frames, raw, time_s=3.0 + 0.5 * frames)
+    assert fig_t.axes[0].get_xlabel() == "time (s)"
+    assert min(c.get_offsets()[:, 0].min() for c in fig_t.axes[0].collections) == pytest.approx(
+        3.0)
+    assert plots.plot_strip(frames, raw).axes[0].get_xlabel() == "frame number"
