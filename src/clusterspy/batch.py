@@ -129,7 +129,8 @@ def _write_part(out: str, part: dict[str, Any]) -> None:
     write_text_atomic(Path(out) / "parts" / _part_name(part["key"]), json.dumps(part) + "\n")
 
 
-def classify_task(path: str, cfg: BatchConfig, stem: str | None = None) -> dict[str, Any]:
+def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display: str | None = None
+                  ) -> dict[str, Any]:
     """Classify one file of a batch and return its part (written to ``cfg.out/parts`` first).
 
     This is the unit of work sent to a worker process or a Dask worker. A user-caused error
@@ -139,11 +140,13 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None) -> dict[
     Parameters
     ----------
     path : str
-        The image file, as the user named it.
+        The image file (absolute, so that a Dask worker with another working folder finds it).
     cfg : BatchConfig
         The batch's settings.
     stem : str, optional
         Start of the overlay PNG names (unique within the batch).
+    display : str, optional
+        The file as the user named it, recorded in the results (default: ``path``).
 
     Returns
     -------
@@ -155,7 +158,8 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None) -> dict[
     from clusterspy.predict import load_model
     from clusterspy.workflows import classify_file
 
-    part: dict[str, Any] = {"key": file_key(path), "file": str(path), "identity": file_identity(path),
+    display = str(path) if display is None else display
+    part: dict[str, Any] = {"key": file_key(path), "file": display, "identity": file_identity(path),
                             "run": cfg.run, "figures": [], "figures_done": cfg.out is None}
     try:
         model = load_model(cfg.model_path)
@@ -164,9 +168,13 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None) -> dict[
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
         found, info = [], {}
         prefix = "internal error: " if kind == "internal" else ""
-        failures = [{"file": str(path), "frame": None, "error": type(exc).__name__,
+        failures = [{"file": display, "frame": None, "error": type(exc).__name__,
                      "message": prefix + " ".join(str(exc).split())}]
         part["retry"] = kind == "internal"
+    for r in found:
+        r.file = display
+    for f in failures:
+        f["file"] = display
     part.update(results=[r.to_dict() for r in found], failures=failures, info=info,
                 frames=info.get("frames", 0))
     part["status"] = ("error" if part.get("retry") else "ok" if not failures
@@ -348,20 +356,21 @@ def _local_workers(workers: int | None) -> int:
         return os.cpu_count() or 1
 
 
-Task = tuple[str, BatchConfig, str]
+Task = tuple[str, BatchConfig, str, str]  # absolute path, settings, PNG stem, the path as given
 
 
 def _engine_in_process(tasks: Sequence[Task]) -> Iterator[dict[str, Any]]:
-    for path, cfg, stem in tasks:
-        yield classify_task(path, cfg, stem)
+    for task in tasks:
+        yield classify_task(*task)
 
 
-def _died(path: str, cfg: BatchConfig, exc: BaseException) -> dict[str, Any]:
+def _died(task: Task, exc: BaseException) -> dict[str, Any]:
     """The part of a task whose worker died (killed, out of memory): tried again on a rerun."""
+    path, cfg, _, display = task
     msg = f"worker failed: {type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-    return {"key": file_key(path), "file": str(path), "identity": file_identity(path), "run": cfg.run,
+    return {"key": file_key(path), "file": display, "identity": file_identity(path), "run": cfg.run,
             "status": "error", "retry": True, "message": msg, "frames": 0, "info": {}, "results": [],
-            "failures": [{"file": str(path), "frame": None, "error": type(exc).__name__, "message": msg}],
+            "failures": [{"file": display, "frame": None, "error": type(exc).__name__, "message": msg}],
             "figures": [], "figures_done": False}
 
 
@@ -376,7 +385,7 @@ def _engine_processes(tasks: Sequence[Task], n: int) -> Iterator[dict[str, Any]]
             try:
                 yield fut.result()
             except Exception as exc:  # a dead worker (BrokenProcessPool): record, go on
-                yield _died(futures[fut][0], futures[fut][1], exc)
+                yield _died(futures[fut], exc)
 
 
 def _engine_dask(tasks: Sequence[Task], scheduler: str) -> Iterator[dict[str, Any]]:
@@ -395,7 +404,7 @@ def _engine_dask(tasks: Sequence[Task], scheduler: str) -> Iterator[dict[str, An
             try:
                 yield fut.result()
             except Exception as exc:  # a worker lost (KilledWorker) or a task that raised
-                yield _died(futures[fut][0], futures[fut][1], exc)
+                yield _died(futures[fut], exc)
     finally:
         client.close()
 
@@ -463,8 +472,11 @@ def run_batch(
         own = Path(out).expanduser().resolve()
         files = [f for f in files if own not in Path(file_key(f)).parents]
     model = load_model(model_path)  # a missing or tampered model: one line, before any work
+    if model_path is not None and Path(model_path).exists():  # absolute: Dask workers run elsewhere
+        model_path = Path(model_path).resolve()
     cfg = BatchConfig(pixel_size_A=pixel_size_A, model_path=None if model_path is None else str(model_path),
-                      options=dict(options or {}), out=None if out is None else str(out), explain=explain)
+                      options=dict(options or {}), explain=explain,
+                      out=None if out is None else str(Path(out).expanduser().resolve()))
     stems = _unique_stems(files)
     lock = None
     done: dict[str, dict[str, Any]] = {}
@@ -482,7 +494,7 @@ def run_batch(
         todo = [f for f in files if not _is_done(done.get(file_key(f)), file_identity(f))]
         engine = ("dask" if scheduler else "in-process" if _local_workers(workers) == 1 or len(todo) <= 1
                   else "processes")
-        tasks = [(f, cfg, stems[file_key(f)]) for f in todo]
+        tasks = [(file_key(f), cfg, stems[file_key(f)], f) for f in todo]
         if engine == "dask":
             stream = _engine_dask(tasks, str(scheduler))
         elif engine == "processes":
