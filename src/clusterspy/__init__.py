@@ -19,9 +19,20 @@ _LAZY = {
     "Image": "clusterspy.image",
     "ClusterSpyError": "clusterspy.errors",
     "read_image": "clusterspy.io",
+    "StructureFit": "clusterspy.fit",
 }
 
-__all__ = ["__version__", *_LAZY]
+__all__ = ["__version__", "fit_structure", *_LAZY]
+
+
+def fit_structure(image: Any, pixel_size_A: float | None = None, **options: Any) -> Any:
+    """Fit a 3D atomic model to every cluster of an image (:func:`clusterspy.fit.fit_structure`).
+
+    ``image`` may be a path, an array (with ``pixel_size_A`` [Å/px]), an ``Image`` or a HyperSpy
+    Signal2D, as for :func:`classify`; ``options`` are those of :func:`clusterspy.fit.fit_structure`.
+    """
+    img = import_module("clusterspy.io").as_image(image, pixel_size_A)
+    return import_module("clusterspy.fit").fit_structure(img, **options)
 
 
 def _thermo_report(result: Any, out: Any) -> Any:

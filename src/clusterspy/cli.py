@@ -1,4 +1,4 @@
-"""Command-line interface: ``clusterspy simulate | train | classify | series | thermo | demo``.
+"""Command-line interface: ``clusterspy simulate | train | classify | series | thermo | fit | demo``.
 
 The CLI only parses arguments and prints; every command calls a Python function of the
 package. Heavy modules are imported inside the commands so that ``clusterspy --help`` starts
@@ -319,6 +319,30 @@ def train(
         raise MissingDependencyError(getattr(exc, "name", "torch") or "torch", "train", "training") from exc
     written = train_model(config, out, resume=resume, device=device)
     typer.echo(f"model written to {written}")
+
+
+@app.command()
+def fit(
+    paths: Annotated[list[Path], typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd).")],
+    element: Annotated[str, typer.Option(help="The metal (fcc: Au, Pt, Pd, Ag, Cu, Pb, ...).")] = "Au",
+    pixel_size: PixelSize = None,
+    energy: Annotated[float, typer.Option("--energy", help="Beam energy, in keV.")] = 200.0,
+    semiangle: Annotated[float, typer.Option("--semiangle", help="Convergence semi-angle, in mrad.")] = 25.0,
+    out: Annotated[Path | None, typer.Option(help="Folder for every cluster's .xyz, .json and .png.")] = None,
+) -> None:
+    """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation."""
+    import json as _json
+
+    from clusterspy.simulation import Microscope
+    from clusterspy.workflows import fit_files
+
+    done = fit_files(paths, element=element, pixel_size_A=pixel_size, out=out,
+                     microscope=Microscope(energy_keV=energy, semiangle_mrad=semiangle))
+    for file, fits in done:
+        for f in fits:
+            typer.echo(_json.dumps({"file": file, **f.to_dict()}))
+    if out is not None:
+        typer.echo(f"models, figures and JSON written to {out}", err=True)
 
 
 @app.command()

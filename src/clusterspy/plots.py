@@ -32,6 +32,7 @@ __all__ = [
     "plot_reliability",
     "plot_saliency",
     "plot_strip",
+    "plot_structure_fit",
     "plot_van_t_hoff",
     "save_figure",
 ]
@@ -756,3 +757,59 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return write_bytes_atomic(target, buf.getvalue())
+
+
+def plot_structure_fit(image: Any, fit: Any) -> Figure:
+    """Data | best model simulated | residual | the 3D model along and across the beam.
+
+    Parameters
+    ----------
+    image : Image
+        The fitted image (``fit.window`` selects the cluster's window of it).
+    fit : clusterspy.fit.StructureFit
+        A fit with a model (``fit.atoms`` and ``fit.simulated`` set).
+    """
+    r0, c0, r1, c1 = fit.window
+    px = image.pixel_size_A
+    data = np.asarray(image.data[r0:r1, c0:c1], dtype=float)
+    sim = np.asarray(fit.simulated.data, dtype=float)
+    f = round(fit.simulated.pixel_size_A / px)  # the fit bins fine data by f
+    if f > 1:
+        data = data.reshape(data.shape[0] // f, f, data.shape[1] // f, f).mean(axis=(1, 3))
+    extent = (c0 * px, c1 * px, r1 * px, r0 * px)  # Å, rows downwards
+    fig = _figure((15.0, 3.6))
+    axes = fig.subplots(1, 5)
+    lo, hi = np.percentile(data, [0.5, 99.5])
+    for ax, img, title in ((axes[0], data, "data"), (axes[1], sim, "best model, simulated")):
+        ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=extent)
+        ax.set_title(title, fontsize=9)
+    res = data - sim
+    lim = float(np.percentile(np.abs(res), 99.5)) or 1.0
+    im = axes[2].imshow(res, cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent)
+    axes[2].set_title("residual (data − model)", fontsize=9)
+    fig.colorbar(im, ax=axes[2], shrink=0.8)
+    pos = fit.atoms.positions
+    z = pos[:, 2]
+    order = np.argsort(z)[::-1]  # the entrance surface (small z) drawn last, on top
+    sc = axes[3].scatter(pos[order, 0], pos[order, 1], c=z[order], s=9, cmap="viridis",
+                         edgecolors="k", linewidths=0.2)
+    axes[3].set_xlim(extent[0], extent[1])
+    axes[3].set_ylim(extent[2], extent[3])
+    axes[3].set_title(f"model along the beam ({fit.zone_axis or 'no zone axis'})", fontsize=9)
+    fig.colorbar(sc, ax=axes[3], shrink=0.8, label="z (Å)")
+    side = np.argsort(pos[:, 1])
+    axes[4].scatter(pos[side, 0], z[side], c=pos[side, 1], s=9, cmap="cividis", edgecolors="k",
+                    linewidths=0.2)
+    axes[4].set_xlim(extent[0], extent[1])
+    axes[4].invert_yaxis()
+    axes[4].set_title("model across the beam (beam ↓)", fontsize=9)
+    axes[4].set_ylabel("z (Å)")
+    for ax in axes:
+        ax.set_xlabel("x (Å)")
+        ax.set_aspect("equal")
+    for ax in axes[:4]:
+        ax.set_ylabel("y (Å)")
+    fig.suptitle(f"cluster {fit.cluster}: {fit.isomer} — {fit.form}, {fit.n_atoms} atoms, "
+                 f"zone axis {fit.zone_axis or 'none (> 5° from any)'}, NCC {fit.ncc:.3f}; "
+                 + ", ".join(f"{k} {v['ncc']:.3f}" for k, v in fit.alternatives.items()), fontsize=10)
+    return fig

@@ -732,3 +732,34 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
         plots.save_figure(fig, out_dir / f"{name}.png", dpi=120)
     rep.details("thermo.json", thermo_json(result))
     return rep.write(out_dir / "report.html")
+
+
+def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_size_A: float | None = None,
+              out: str | os.PathLike | None = None, microscope: Any = None) -> list[tuple[str, list[Any]]]:
+    """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit.fit_structure`).
+
+    With ``out``, writes per cluster ``<stem>_c<i>.xyz`` (extended XYZ), ``<stem>_c<i>.json`` and
+    ``<stem>_c<i>.png`` (:func:`clusterspy.plots.plot_structure_fit`); clusters without a fit get
+    only their JSON (with the reason). Returns ``[(file, [StructureFit, ...]), ...]``.
+    """
+    from clusterspy.fit import fit_structure
+    from clusterspy.io import as_image
+    from clusterspy.plots import plot_structure_fit, save_figure
+
+    done = []
+    for path in paths:
+        img = as_image(Path(path), pixel_size_A)
+        fits = fit_structure(img, element=element, microscope=microscope)
+        if out is not None:
+            folder = Path(out)
+            folder.mkdir(parents=True, exist_ok=True)
+            for f in fits:
+                stem = f"{Path(path).stem}_c{f.cluster}"
+                record = {"file": str(path), "pixel_size_A": img.pixel_size_A, "element": element,
+                          **f.to_dict()}
+                write_text_atomic(folder / f"{stem}.json", json.dumps(record, indent=1))
+                if f.atoms is not None:
+                    f.write_xyz(folder / f"{stem}.xyz")
+                    save_figure(plot_structure_fit(img, f), folder / f"{stem}.png")
+        done.append((str(path), fits))
+    return done

@@ -1,0 +1,199 @@
+"""``fit_structure``: find the clusters of an image and fit a 3D atomic model to each."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+from clusterspy.errors import ConfigError, NoClusterFoundError
+from clusterspy.fit.library import FORMS, atoms_for_diameter, models_near
+from clusterspy.fit.result import StructureFit
+from clusterspy.fit.search import Candidate, Window, coarse_search, refine, try_neighbours
+from clusterspy.fit.symmetry import reduce_rotation, zone_axis
+from clusterspy.image import Image
+from clusterspy.simulation import Microscope
+
+#: Detected (thresholded) diameter → diameter of the particle's atoms in projection, and the
+#: margin [Å] of the window around it.
+DETECTED_TO_ATOMS = 1.0
+WINDOW_MARGIN_A = 7.0
+#: Smallest and largest estimated sizes fitted [atoms].
+MIN_ATOMS, MAX_ATOMS = 20, 6000
+#: A fit below this NCC with the data does not stand (reason ``"poor_fit"``).
+MIN_NCC = 0.3
+#: Windows of finer data are binned (by an integer factor) to at least this pixel size [Å/px]:
+#: the fast simulator's cost grows with the window's area in pixels, and 0.28 Å/px still resolves
+#: the 1.4–2.4 Å spacings of projected columns.
+FIT_PIXEL_A = 0.28
+#: Detection range [Å] (equivalent-circle diameters, as classify's default model range: 0.6–20 nm).
+DETECT_RANGE_A = (5.0, 200.0)
+
+
+def _as_image(image: Any, pixel_size_A: float | None) -> Image:
+    if isinstance(image, Image):
+        return image if pixel_size_A is None else Image(image.data, float(pixel_size_A), image.metadata)
+    return Image(np.asarray(image, dtype=np.float32), pixel_size_A)  # type: ignore[arg-type]
+
+
+def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microscope: Microscope,
+                z: int) -> tuple[Window, tuple[int, int, int, int]]:
+    """The background-free window of the data around a cluster and its bounds (row0, col0, row1, col1).
+
+    Data finer than :data:`FIT_PIXEL_A` are binned by an integer factor (the window's pixel size
+    is then that factor × the image's; its bounds stay in the image's pixels)."""
+    f = max(1, int(FIT_PIXEL_A // img.pixel_size_A))
+    px = img.pixel_size_A * f
+    half = f * int(np.ceil((0.5 * diameter_A + WINDOW_MARGIN_A) / px))
+    r0, c0 = max(0, round(y_px) - half), max(0, round(x_px) - half)
+    r1, c1 = min(img.shape[0], r0 + 2 * half), min(img.shape[1], c0 + 2 * half)
+    r1, c1 = r0 + (r1 - r0) // f * f, c0 + (c1 - c0) // f * f
+    data = np.asarray(img.data[r0:r1, c0:c1], dtype=np.float64)
+    if f > 1:
+        data = data.reshape((r1 - r0) // f, f, (c1 - c0) // f, f).mean(axis=(1, 3))
+    border = np.concatenate([data[0], data[-1], data[:, 0], data[:, -1]])
+    background = float(np.median(border))
+    data = data - background
+    smooth = np.clip(ndimage.gaussian_filter(data, 1.0 / px), 0, None)
+    rows, cols = data.shape
+    yy, xx = np.mgrid[:rows, :cols]
+    w = smooth.sum()
+    cx = float((smooth * xx).sum() / w) if w > 0 else (cols - 1) / 2
+    cy = float((smooth * yy).sum() / w) if w > 0 else (rows - 1) / 2
+    radius = min(rows, cols) / 2.0 - 1.0
+    mask = (xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= radius**2
+    return Window(data, px, mask, (cx, cy), microscope, z, background), (r0, c0, r1, c1)
+
+
+def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None = None,
+               ) -> tuple[Candidate, dict[str, Candidate]]:
+    """Fit every motif to a window; the best candidate and the best of each isomer."""
+    forms = tuple(FORMS) if forms is None else forms
+    models = [m for f in forms for m in models_near(f, n_atoms_guess, element, spread=2.0, limit=2)]
+    if not models:
+        raise ConfigError(f"no model of {', '.join(forms)} near {n_atoms_guess:.0f} atoms")
+    coarse = coarse_search(win, models, keep=2)
+    best_of: dict[str, Candidate] = {}
+    for c in coarse:
+        iso = c.model.isomer.value
+        if iso in best_of and best_of[iso].ncc >= c.ncc + 0.03:
+            continue  # clearly worse than the motif's first candidate: not worth refining
+        r = refine(win, c)
+        if iso not in best_of or r.ncc > best_of[iso].ncc:
+            best_of[iso] = r
+    winner = max(best_of.values(), key=lambda c: c.ncc)
+    winner = try_neighbours(win, winner, models)
+    best_of[winner.model.isomer.value] = winner
+    return winner, best_of
+
+
+def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str = "Au",
+                  microscope: Microscope | None = None, forms: tuple[str, ...] | None = None,
+                  ) -> list[StructureFit]:
+    """Find every cluster in an image and fit the 3D atomic model whose simulation matches it best.
+
+    Parameters
+    ----------
+    image : Image or numpy.ndarray
+        A 2-D HAADF-STEM image (an array needs ``pixel_size_A``). Files and HyperSpy signals go
+        through :func:`clusterspy.fit_structure` (the package's public function), which reads them.
+    pixel_size_A : float, optional
+        Pixel size [Å/px]; overrides the image's own.
+    element : str
+        The metal (an fcc element known to ASE: Au, Pt, Pd, Ag, Cu, Pb, Ir, ...).
+    microscope : Microscope, optional
+        Beam energy [keV], convergence semi-angle [mrad] and detector angles [mrad] of the data
+        (default ``Microscope()``: 200 keV, 25 mrad, 70–200 mrad); defocus and source size are
+        absorbed by the fitted blur.
+    forms : tuple of str, optional
+        The forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
+
+    Returns
+    -------
+    list of StructureFit
+        One per detected cluster (detection order); a cluster that cannot be fitted has
+        ``isomer="unknown"`` and a ``reason``.
+
+    Raises
+    ------
+    NoClusterFoundError
+        If no cluster is found.
+    """
+    from ase import Atoms
+    from ase.data import atomic_numbers
+
+    from clusterspy.detection import detect_clusters
+    from clusterspy.structures import lattice_constant
+
+    img = _as_image(image, pixel_size_A)
+    lattice_constant(element)  # a clear error for an unknown element
+    microscope = Microscope() if microscope is None else microscope
+    if forms is not None and not set(forms) <= set(FORMS):
+        raise ConfigError(f"unknown form(s) {sorted(set(forms) - set(FORMS))}; use {', '.join(FORMS)}")
+    z = atomic_numbers[element]
+    dets = detect_clusters(img, min_diameter_A=DETECT_RANGE_A[0], max_diameter_A=DETECT_RANGE_A[1],
+                           exclude_border=False, polarity="bright")
+    if not dets:
+        raise NoClusterFoundError(
+            f"no cluster found in the {img.shape[1]}×{img.shape[0]} px image at {img.pixel_size_A:g} Å/px; "
+            "check that it is an atomic-resolution HAADF image and that the pixel size is right")
+    out = []
+    for i, d in enumerate(dets):
+        t0 = time.perf_counter()
+        diameter = d.diameter_A * DETECTED_TO_ATOMS
+        n_guess = atoms_for_diameter(diameter, element)
+        res = StructureFit(cluster=i, x_px=float(d.x_px), y_px=float(d.y_px), isomer="unknown")
+        r0, c0, r1, c1 = d.bbox
+        if r0 <= 0 or c0 <= 0 or r1 >= img.shape[0] or c1 >= img.shape[1]:
+            res.reason = "cut_by_edge"
+        elif n_guess < MIN_ATOMS:
+            res.reason = "too_small"
+        elif n_guess > MAX_ATOMS:
+            res.reason = "too_large"
+        if res.reason is None:
+            win, bounds = make_window(img, d.x_px, d.y_px, diameter, microscope, z)
+            winner, best_of = fit_window(win, n_guess, element, forms)
+            _fill(res, winner, best_of, win, bounds, img.pixel_size_A, Atoms, z)
+        res.seconds = time.perf_counter() - t0
+        out.append(res)
+    return out
+
+
+def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], win: Window,
+          bounds: tuple[int, int, int, int], img_px: float, atoms_cls: Any, z: int) -> None:
+    """Fill a StructureFit from the winning candidate."""
+    from clusterspy.fit.render import intensity_fit, placed_positions
+
+    r0, c0, _, _ = bounds
+    px = win.pixel_size_A
+    pose = winner.pose
+    sim = win.simulate(winner.model, pose)
+    gain, offset = intensity_fit(sim[win.mask], win.data[win.mask])
+    res.window = bounds
+    res.ncc = float(winner.ncc)
+    f = round(px / img_px)
+    # window pixel (i, j) covers image pixels f·i … f·i + f − 1: its centre is at f·i + (f − 1)/2
+    res.x_px, res.y_px = c0 + f * pose.x_A / px + (f - 1) / 2, r0 + f * pose.y_A / px + (f - 1) / 2
+    res.alternatives = {iso: {"form": c.model.form, "n_atoms": c.model.n_atoms, "ncc": round(float(c.ncc), 4)}
+                        for iso, c in best_of.items() if iso != winner.model.isomer.value}
+    if winner.ncc < MIN_NCC:
+        res.reason = "poor_fit"
+        return
+    group = winner.model.group
+    rot = reduce_rotation(pose.rotation, group)
+    axis, off = zone_axis(rot, group)
+    pos = placed_positions(winner.model.positions, pose)  # R·g·p is the same set of atoms as R·p
+    pos[:, 0] += (c0 + (f - 1) / 2) * img_px
+    pos[:, 1] += (r0 + (f - 1) / 2) * img_px
+    res.isomer = winner.model.isomer.value
+    res.form = winner.model.form
+    res.n_atoms = winner.model.n_atoms
+    res.rotation = rot
+    res.zone_axis = axis
+    res.zone_axis_off_deg = None if group is None else float(off)
+    res.atoms = atoms_cls(numbers=np.full(len(pos), z), positions=pos)
+    res.scale, res.blur_A = float(pose.scale), float(pose.blur_A)
+    res.simulated = Image((gain * sim + offset + win.background).astype(np.float32), px,
+                          {"window": list(bounds), "fit": {"form": res.form, "n_atoms": res.n_atoms}})

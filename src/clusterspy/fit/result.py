@@ -1,0 +1,120 @@
+"""The result of a structure fit: :class:`StructureFit`, its JSON and its extended XYZ file."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clusterspy.image import Image
+
+#: Why a cluster got no fit (or a fit that does not stand).
+FIT_REASONS = {
+    "cut_by_edge": "the cluster touches the image edge: part of it is not in the data",
+    "too_small": "smaller than the smallest model fitted (about 20 atoms)",
+    "too_large": "larger than the largest model fitted (about 6,000 atoms)",
+    "poor_fit": "no model's simulation matches the data (NCC below the acceptance threshold)",
+}
+
+
+@dataclass
+class StructureFit:
+    """The 3D atomic model whose fast simulation best matches one cluster.
+
+    Attributes
+    ----------
+    cluster : int
+        Index of the cluster in the detection order.
+    x_px, y_px : float
+        Centre of the fitted model (column, row) [px] in the input image.
+    isomer : str
+        ``"icosahedral"``, ``"decahedral"``, ``"fcc"``, ``"amorphous"``, or ``"unknown"`` (then
+        ``reason`` says why).
+    form : str or None
+        Form of the model (``mackay_icosahedron``, ``ino_decahedron``, ``marks_decahedron``,
+        ``cuboctahedron``, ``truncated_octahedron``, ``octahedron``, ``twinned_fcc``, ``glassy``).
+    n_atoms : int or None
+        Atoms in the model.
+    rotation : ndarray (3, 3) or None
+        Model frame (the native frame of :mod:`clusterspy.structures.builders`) → image frame,
+        reduced by the motif's point group to the equivalent rotation nearest the identity.
+    zone_axis : str or None
+        The named axis along the beam (``"5-fold"``, ``"3-fold"``, ``"2-fold"``, ``"[100]"``,
+        ``"[110]"``, ``"[111]"``), ``None`` when more than 5° from every one.
+    zone_axis_off_deg : float or None
+        Angle [deg] between the beam and the nearest named axis.
+    atoms : ase.Atoms or None
+        The model in the image frame [Å]: x = column × pixel size, y = row × pixel size (input
+        image, origin at the centre of pixel (0, 0)), z along the beam from the entrance surface.
+    simulated : Image or None
+        The model's fast simulation (gain and offset fitted) on the window of the data's grid
+        given by ``window`` (rows ``window[0]:window[2]``, columns ``window[1]:window[3]``).
+    ncc : float or None
+        Normalised cross-correlation of ``simulated`` with the data (inside the fitted disc).
+    alternatives : dict
+        The best fit of every other isomer: ``{isomer: {"form", "n_atoms", "ncc"}}``.
+    scale : float or None
+        Fitted scale of the model: the data's pixel size is best explained as ``pixel_size / scale``.
+    blur_A : float or None
+        Fitted extra Gaussian blur, FWHM [Å].
+    reason : str or None
+        Why there is no fit (a key of :data:`FIT_REASONS`), else ``None``.
+    seconds : float
+        Time spent on this cluster [s].
+    """
+
+    cluster: int
+    x_px: float
+    y_px: float
+    isomer: str
+    form: str | None = None
+    n_atoms: int | None = None
+    rotation: np.ndarray | None = None
+    zone_axis: str | None = None
+    zone_axis_off_deg: float | None = None
+    atoms: Any = None
+    simulated: Image | None = None
+    ncc: float | None = None
+    alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
+    scale: float | None = None
+    blur_A: float | None = None
+    window: tuple[int, int, int, int] | None = None
+    reason: str | None = None
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (no arrays but the rotation)."""
+        return {
+            "cluster": self.cluster, "x_px": round(float(self.x_px), 3), "y_px": round(float(self.y_px), 3),
+            "isomer": self.isomer, "form": self.form, "n_atoms": self.n_atoms,
+            "rotation": None if self.rotation is None else np.round(self.rotation, 6).tolist(),
+            "zone_axis": self.zone_axis,
+            "zone_axis_off_deg": None if self.zone_axis_off_deg is None else round(self.zone_axis_off_deg, 2),
+            "ncc": None if self.ncc is None else round(float(self.ncc), 4),
+            "alternatives": self.alternatives,
+            "scale": None if self.scale is None else round(float(self.scale), 4),
+            "blur_A": None if self.blur_A is None else round(float(self.blur_A), 3),
+            "window": None if self.window is None else list(self.window),
+            "reason": self.reason, "seconds": round(float(self.seconds), 2),
+        }
+
+    def write_xyz(self, path: str | Path) -> Path:
+        """Write the model as extended XYZ (ASE-readable; the fit's summary in the comment line)."""
+        from ase.io import write
+
+        if self.atoms is None:
+            raise ValueError(f"cluster {self.cluster} has no fitted model ({self.reason})")
+        atoms = self.atoms.copy()
+        atoms.info.clear()
+        for k in ("isomer", "form", "n_atoms", "zone_axis", "ncc"):
+            v = getattr(self, k)
+            if v is not None:
+                atoms.info[k] = v
+        atoms.info["rotation"] = np.asarray(self.rotation).ravel()
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        write(str(tmp), atoms, format="extxyz")
+        tmp.replace(path)
+        return path

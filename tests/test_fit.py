@@ -1,0 +1,177 @@
+"""The structure fit (clusterspy.fit): point groups, misorientation, a fit with known truth, outputs,
+refusals."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ase")
+
+from clusterspy.errors import NoClusterFoundError
+from clusterspy.fit import fit_structure, misorientation_deg, point_group, reduce_rotation, zone_axis
+from clusterspy.fit.library import FORMS, beam_directions
+from clusterspy.fit.symmetry import axis_rotation, rotation_angle_deg
+from clusterspy.simulation import Acquisition, Microscope, simulate
+from clusterspy.structures import cluster, random_rotation
+
+ORDERS = {"Ih": (120, 60), "D5h": (20, 10), "Oh": (48, 24), "Cs": (2, 1)}
+
+
+@pytest.mark.parametrize("name", list(ORDERS))
+def test_point_groups_are_groups_of_the_right_order(name: str) -> None:
+    g = point_group(name)
+    proper = point_group(name, proper=True)
+    assert (len(g), len(proper)) == ORDERS[name]
+    assert np.allclose(np.einsum("nij,nkj->nik", g, g), np.eye(3), atol=1e-9)  # orthogonal
+    keys = {tuple(np.round(m, 6).ravel() + 0.0) for m in g}
+    assert len(keys) == len(g)  # distinct
+    products = np.einsum("aij,bjk->abik", g, g).reshape(-1, 3, 3)
+    assert all(tuple(np.round(m, 6).ravel() + 0.0) in keys for m in products)  # closed
+
+
+@pytest.mark.parametrize(("motif", "shape", "size", "form"), [
+    ("icosahedral", "mackay", 147, "mackay_icosahedron"),
+    ("decahedral", {"p": 4, "q": 4, "r": 0}, 0, "ino_decahedron"),
+    ("decahedral", {"p": 4, "q": 4, "r": 1}, 0, "marks_decahedron"),
+    ("fcc", "cuboctahedron", 147, "cuboctahedron"),
+    ("fcc", "truncated_octahedron", 405, "truncated_octahedron"),
+    ("fcc", "octahedron", 146, "octahedron"), ("fcc", "twinned", 405, "twinned_fcc"),
+])
+def test_every_group_element_maps_the_built_motif_onto_itself(motif: str, shape: str | dict, size: int,
+                                                               form: str) -> None:
+    from scipy.spatial import cKDTree
+
+    atoms = cluster(motif, max(size, 13), "Au", 0, shape=shape, orientation=np.eye(3))
+    p = atoms.positions - atoms.positions.mean(axis=0)
+    tree = cKDTree(p)
+    group = FORMS[form][2]
+    worst = max(tree.query(p @ g.T)[0].max() for g in point_group(group))
+    assert worst < 0.05  # Å
+    # and a rotation that is not a symmetry does not
+    assert tree.query(p @ axis_rotation([0.3, 0.5, 0.8], 0.4).T)[0].max() > 0.3
+
+
+@pytest.mark.parametrize("name", list(ORDERS))
+def test_misorientation_is_symmetry_invariant(name: str) -> None:
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        r = random_rotation(rng)
+        for g in point_group(name, proper=True):
+            assert misorientation_deg(r, r @ g, name) < 1e-5
+        # a real turn is measured as such (small enough to be the shortest way)
+        turn = axis_rotation(rng.normal(size=3), np.radians(2.5))
+        assert misorientation_deg(turn @ r, r, name, projection=False) == pytest.approx(2.5, abs=1e-6)
+        # the reduced representative is equivalent to the rotation and nearest the identity
+        red = reduce_rotation(r, name)
+        assert misorientation_deg(red, r, name, projection=False) < 1e-5
+        assert rotation_angle_deg(red) <= rotation_angle_deg(r) + 1e-9
+
+
+def test_beam_flip_is_equivalent_in_projection_only() -> None:
+    r = random_rotation(np.random.default_rng(5))
+    flip = np.diag([1.0, 1.0, -1.0]) @ r @ (-np.eye(3))  # M_z R (−I): proper, same projection
+    assert misorientation_deg(r, flip, "Oh") < 1e-6
+    assert misorientation_deg(r, flip, "Oh", projection=False) > 1.0
+
+
+def test_zone_axis_is_named_within_five_degrees() -> None:
+    from clusterspy.fit.symmetry import zone_axes
+    from clusterspy.structures.orientation import rotation_to_z
+
+    for name, axis in zone_axes("Ih"):
+        assert zone_axis(axis_rotation([0, 0, 1], 0.7) @ rotation_to_z(axis), "Ih")[0] == name
+    assert zone_axis(rotation_to_z([1.0, 1.0, 0.0]), "Oh")[0] == "[110]"
+    tilted = axis_rotation([1, 0, 0], np.radians(4.0)) @ rotation_to_z([0, 0, 1.0])
+    assert zone_axis(tilted, "Oh")[0] == "[100]"
+    assert zone_axis(axis_rotation([1, 0, 0], np.radians(12.0)), "Oh")[0] is None
+
+
+def test_direction_grid_covers_the_sphere_up_to_symmetry() -> None:
+    dirs = beam_directions("Oh")
+    probe = random_rotation(np.random.default_rng(0)) @ np.array([0, 0, 1.0])
+    orbit = np.einsum("gij,j->gi", point_group("Oh", proper=True), probe)
+    nearest = np.degrees(np.arccos(np.clip((orbit @ dirs.T).max(), -1, 1)))
+    assert nearest < 9.0
+
+
+def _image(motif: str, size: int, rng: np.random.Generator, orientation: str | np.ndarray, **kw):
+    atoms = cluster(motif, size, "Au", rng, orientation=orientation, **kw)
+    img = simulate(atoms, Microscope(defocus_A=4.0, source_size_A=0.5), pixel_size=0.35, extent=44.8, rng=rng,
+                   acquisition=Acquisition(dose_e_per_A2=3e4))
+    return atoms, img
+
+
+FEW_FORMS = ("mackay_icosahedron", "ino_decahedron", "cuboctahedron", "glassy")
+
+
+def test_fit_recovers_isomer_size_and_orientation_of_a_simulated_cluster() -> None:
+    rng = np.random.default_rng(11)
+    rot = random_rotation(rng)
+    atoms, img = _image("icosahedral", 147, rng, rot)
+    fits = fit_structure(img, element="Au", forms=FEW_FORMS)
+    assert len(fits) == 1
+    f = fits[0]
+    assert f.reason is None
+    assert f.isomer == "icosahedral" and f.form == "mackay_icosahedron"
+    assert abs(f.n_atoms - 147) <= 15
+    assert misorientation_deg(f.rotation, np.asarray(atoms.info["rotation"]), "Ih") < 3.0
+    assert f.ncc > max(v["ncc"] for v in f.alternatives.values())
+    assert set(f.alternatives) == {"decahedral", "fcc", "amorphous"}
+    # the model sits where the cluster is: its projected centre on the image's centre pixel
+    centre = f.atoms.positions[:, :2].mean(axis=0) / img.pixel_size_A
+    assert np.allclose(centre, [img.shape[1] // 2, img.shape[0] // 2], atol=1.0)
+    assert f.simulated.pixel_size_A == img.pixel_size_A
+
+
+def test_extended_xyz_round_trip(tmp_path) -> None:
+    from ase.io import read
+
+    rng = np.random.default_rng(2)
+    _, img = _image("fcc", 147, rng, "[011]", shape="cuboctahedron", in_plane_deg=20.0)
+    f = fit_structure(img, element="Au", forms=("cuboctahedron", "mackay_icosahedron"))[0]
+    assert f.isomer == "fcc" and f.zone_axis == "[110]"
+    back = read(f.write_xyz(tmp_path / "c0.xyz"), format="extxyz")
+    assert np.allclose(back.positions, f.atoms.positions, atol=1e-5)
+    assert back.get_chemical_symbols() == ["Au"] * f.n_atoms
+    assert back.info["form"] == "cuboctahedron" and back.info["zone_axis"] == "[110]"
+    assert np.allclose(np.reshape(back.info["rotation"], (3, 3)), f.rotation, atol=1e-6)
+
+
+def test_noise_gives_no_fit_and_an_edge_cluster_a_reason() -> None:
+    rng = np.random.default_rng(4)
+    noise = rng.poisson(50.0, size=(128, 128)).astype(np.float32)
+    with pytest.raises(NoClusterFoundError):
+        fit_structure(noise, 0.35)
+    _, img = _image("icosahedral", 147, rng, "random")
+    cut = img.data[:, img.shape[1] // 2 + 2:]  # the cluster's left part is gone
+    fits = fit_structure(cut, img.pixel_size_A)
+    assert fits and all(f.isomer == "unknown" and f.reason == "cut_by_edge" and f.atoms is None for f in fits)
+
+
+def test_cli_fit_writes_model_figure_and_json(tmp_path) -> None:
+    from clusterspy.cli import main
+
+    rng = np.random.default_rng(8)
+    _, img = _image("icosahedral", 55, rng, "random")
+    path = tmp_path / "ico.npy"
+    np.save(path, img.data)
+    out = tmp_path / "out"
+    assert main(["fit", str(path), "--pixel-size", str(img.pixel_size_A), "--out", str(out)]) == 0
+    record = json.loads((out / "ico_c0.json").read_text())
+    assert record["isomer"] in ("icosahedral", "decahedral", "fcc", "amorphous")
+    assert record["n_atoms"] > 0 and record["pixel_size_A"] == pytest.approx(img.pixel_size_A)
+    assert (out / "ico_c0.xyz").stat().st_size > 0
+    assert (out / "ico_c0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cli_fit_refuses_a_bad_element_with_one_line(tmp_path, capsys) -> None:
+    from clusterspy.cli import main
+
+    path = tmp_path / "x.npy"
+    np.save(path, np.zeros((64, 64), dtype=np.float32) + 1.0)
+    assert main(["fit", str(path), "--pixel-size", "0.3", "--element", "Xx"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("clusterspy: error:")
