@@ -65,6 +65,7 @@ sphinx_gallery_conf = {
     "within_subsection_order": "FileNameSortKey",
     "min_reported_time": 0,
     "write_computation_times": True,
+    "capture_repr": (),  # print() shows what matters; no stray reprs of the last expression
 }
 #: Longest a tutorial may run on the 2-core machine [s]; ``clusterspy_docs`` warns past it.
 clusterspy_tutorial_max_s = 60.0
@@ -80,3 +81,6 @@ html_theme_options = {
     "footer_end": [],
 }
 html_show_sourcelink = False
+# Pages without sub-pages get the full width (no empty "Section Navigation" column).
+html_sidebars = {page: [] for page in ("index", "getting_started", "napari", "trust", "figures", "cli",
+                                       "model", "contracts")}

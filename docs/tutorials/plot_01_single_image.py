@@ -58,9 +58,9 @@ def show(ax, img, results, title):
     ax.set_xlabel("x [nm]")
 
 
-fig, axes = plt.subplots(1, 2, figsize=(8, 4), layout="constrained")
-show(axes[0], image, results, "simulated Au309 decahedron")
-axes[0].set_ylabel("y [nm]")
+fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+ax.set_ylabel("y [nm]")
+show(ax, image, results, "simulated Au309 decahedron")
 
 # %%
 # When the model cannot see the atomic columns
@@ -72,7 +72,9 @@ blurred = clusterspy.Image(ndimage.gaussian_filter(image.data, 2.5 / pixel_size_
 results_blurred = clusterspy.classify(blurred)
 for r in results_blurred:
     print(f"blurred: {r.label}, reason {r.reason}, confidence {r.confidence}")
-show(axes[1], blurred, results_blurred, "blurred by 2.5 Å")
+fig, ax = plt.subplots(figsize=(4.5, 4.5), layout="constrained")
+ax.set_ylabel("y [nm]")
+show(ax, blurred, results_blurred, "blurred by 2.5 Å")
 
 # %%
 # When the pixel size is wrong

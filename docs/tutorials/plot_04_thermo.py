@@ -48,7 +48,7 @@ lo, hi = vh["ci95_eV"]
 print(f"ΔE = {vh['delta_E_eV']:.3f} eV, 95 % CI [{lo:.3f}, {hi:.3f}] (truth 0.040 eV); "
       f"ΔS = {vh['delta_S_kB']:.2f} k_B (truth 0)")
 
-fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+fig, ax1 = plt.subplots(figsize=(5.5, 4), layout="constrained")
 inv_T = 1000 / np.array(vh["temperatures_K"])
 ci = np.array(vh["ln_ratio_ci95"]).T
 ax1.errorbar(inv_T, vh["ln_ratio"], yerr=[vh["ln_ratio"] - ci[0], ci[1] - vh["ln_ratio"]], fmt="o",
@@ -59,6 +59,7 @@ ax1.plot(grid, -vh["delta_E_eV"] / (K_B_EV * 1000 / grid) + vh["delta_S_kB"], co
 ax1.plot(grid, -0.04 / (K_B_EV * 1000 / grid), "--", color="0.4", label="truth")
 ax1.set_xlabel("1000 / T [1/K]")
 ax1.set_ylabel("ln(p_decahedral / p_fcc)")
+ax1.set_title("van 't Hoff (dashed: truth)", fontsize=9)
 ax1.legend(fontsize=8)
 
 # %%
@@ -73,6 +74,7 @@ series = synthetic_labels(truth, temperatures_K, n_frames, frame_time_s=frame_ti
 kin = thermo_from_table(series, reference="fcc", isomers=["decahedral"], misclassification=0.05,
                         n_boot=200, seed=0)
 colours = {"fcc": "#D55E00", "decahedral": "#009E73"}
+fig, ax2 = plt.subplots(figsize=(5.5, 4), layout="constrained")
 for fit in kin["arrhenius"]:
     true_Ea, true_A = truth.barrier(fit["from"], fit["to"])
     lo, hi = fit["ci95_eV"]

@@ -72,6 +72,6 @@ if DATA is not None:
         colour = "#009E73" if r.reason is None else "#D55E00"
         ax.add_patch(Circle((r.x_px * nm, r.y_px * nm), r.diameter_nm / 2, fill=False, color=colour))
         ax.text(r.x_px * nm, (r.y_px * nm) - r.diameter_nm / 2, r.label if r.reason is None else r.reason,
-                color=colour, ha="center", va="bottom", fontsize=8)
+                color=colour, ha="center", va="bottom", fontsize=8, clip_on=True)
     ax.set_xlabel("x [nm]")
     ax.set_ylabel("y [nm]")
