@@ -12,6 +12,9 @@ Parts (``--parts``, comma-separated; each is a function ``<part>(args) -> dict``
 - ``series_memory``: peak RSS (``/usr/bin/time -v``, maximum resident set size of the CLI
   process) of ``clusterspy series --no-report`` on 1024² uint16 series of 200 and 2,000 frames,
   as ``.npy`` (memory-mapped) and as a multi-page TIFF (page by page), written to ``--tmp``.
+- ``classify_kill``, ``classify_lock``, ``classify_memory``, ``classify_speed``: the same for
+  ``clusterspy classify`` batches and big frames (defined and described in ``benchmarks/batch.py``,
+  which also runs them alone and writes ``benchmarks/results/batch.json``).
 
 Results are printed and merged into ``benchmarks/results/reliability.json`` (one key per part,
 with the command that made it).
@@ -209,6 +212,11 @@ PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "series_lock": series_lock,
     "series_memory": series_memory,
 }
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch import classify_kill, classify_lock, classify_memory, classify_speed  # noqa: E402
+
+PARTS.update(classify_kill=classify_kill, classify_lock=classify_lock, classify_memory=classify_memory,
+             classify_speed=classify_speed)
 
 
 def main(argv: list[str] | None = None) -> None:
