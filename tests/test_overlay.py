@@ -80,3 +80,11 @@ def test_small_frame_has_no_zoom_panels(n_px: int) -> None:
     fig = plot_overlay(image, [_result(0, n_px / 2, n_px / 2)])
     assert len(fig.get_axes()) == 1
     assert fig.get_axes()[0].get_images()[0].get_array().shape == (n_px, n_px)
+
+
+def test_a_file_name_with_dollar_signs_is_drawn_as_text(tmp_path) -> None:
+    """Issue #16: ``$\\frac$`` in a file name made matplotlib's mathtext fail (a traceback)."""
+    image = Image(np.ones((160, 160), np.float32), 0.3)
+    fig = plot_overlay(image, [_result(0, 80, 80)], title="x$\\frac$y")
+    save_figure(fig, tmp_path / "x.png")
+    assert fig.get_axes()[0].get_title().startswith("x\\$\\frac\\$y — ")

@@ -709,6 +709,7 @@ def plot_overlay(
         ax.legend(handles=handles, loc="best", fontsize=fs, framealpha=0.85,
                   title="circle: particle outline\n(detection, equiv. diameter)", title_fontsize=fs - 1)
     ax.set_axis_off()
+    title = (title or "").replace("$", r"\$")  # a file name is text, not mathtext
     ax.set_title(f"{title + ' — ' if title else ''}{len(results)} cluster(s), {cols}×{rows} px at "
                  f"{px:g} Å/px" + (f" (drawn binned {f}×{f})" if f > 1 else ""), fontsize=fs + 1)
     for k, r in enumerate(zooms):
