@@ -8,6 +8,7 @@ stderr with a non-zero exit code — never a traceback.
 
 from __future__ import annotations
 
+import errno
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -384,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         typer.echo("clusterspy: interrupted", err=True)
         return 130
+    except OSError as exc:
+        if exc.errno not in _USER_OS_ERRORS:
+            raise
+        typer.echo(f"clusterspy: error: {_os_error_message(exc)}", err=True)
+        return 2
     except Exception as exc:
         # Usage errors of the (vendored) click parser: show the message, not a traceback.
         if type(exc).__name__ == "Abort":
@@ -393,6 +399,20 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code
         raise
     return 0
+
+
+#: errno values of a full disk, a file size limit or missing permissions: the user's to fix.
+_USER_OS_ERRORS = frozenset({errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def _os_error_message(exc: OSError) -> str:
+    """One line for a full disk or a denied write: what failed, where, and what to do."""
+    where = f" ({exc.filename})" if exc.filename else ""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
+        return f"{reason}{where}: the disk is full or the file size limit reached; free space or " \
+               "give another output folder"
+    return f"{reason}{where}: check the permissions or give another output folder"
 
 
 def _train_extra(module: str, name: str, feature: str):

@@ -50,7 +50,7 @@ def export_onnx(model, path: str | Path, crop_px: int, *, check: bool = True,
 def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: float,
                threshold: float, metrics: dict[str, Any], training: dict[str, Any],
                network: dict[str, Any], unknown_precision: float) -> Path:
-    """Write ``model_card.json`` next to ``onnx_path`` (with the SHA-256 of the weights), atomically.
+    """Write ``model_card.json`` next to ``onnx_path``, sealed (SHA-256 of card and weights), atomically.
 
     The card records the crop geometry (``pixel_size_A``, ``crop_px``, ``field_factor``) and the
     domain of validity implied by the training specification
@@ -84,8 +84,9 @@ def write_card(onnx_path: str | Path, *, spec: dict[str, Any], temperature: floa
     if spec.get("field_factor"):
         card["field_factor"] = float(spec["field_factor"])
     card["domain"] = domain_from_spec(spec)
-    return ModelCard(json.loads(json.dumps(card, default=_json_default)), onnx_path.parent).write(
-        onnx_path.with_name("model_card.json"))
+    sealed = ModelCard(json.loads(json.dumps(card, default=_json_default)), onnx_path.parent)
+    sealed.seal()  # card + weights + external data under one hash: an edited card is refused
+    return sealed.write(onnx_path.with_name("model_card.json"))
 
 
 def export_trained(model: Any, data: Any, cfg: dict[str, Any], spec: dict[str, Any], out: Path,

@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -99,6 +100,27 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def onnx_external_data(path: str | os.PathLike) -> list[str]:
+    """The external data files an ONNX model names (paths relative to its folder), sorted.
+
+    Read from the protobuf bytes (each ``StringStringEntryProto`` whose key is ``location``), so
+    that checking a model needs neither the ``onnx`` package nor loading the network.
+    """
+    data = Path(path).read_bytes()
+    names: set[str] = set()
+    for m in re.finditer(rb"\x0a\x08location\x12", data):
+        i, length, shift = m.end(), 0, 0
+        while i < len(data):  # the value's length: a protobuf varint
+            byte = data[i]
+            i += 1
+            length |= (byte & 0x7F) << shift
+            shift += 7
+            if not byte & 0x80:
+                break
+        names.add(data[i:i + length].decode("utf-8", "replace"))
+    return sorted(names)
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -235,7 +257,12 @@ class ModelCard:
         """
         name = self.data.get("name", "model")
         expected_card = self.data.get("card_sha256")
-        if expected_card and expected_card != _canonical_sha256(self.data):
+        if not expected_card:
+            raise InputFileError(
+                f"the model card of {name} is not sealed (no card_sha256), so its temperature, "
+                "threshold and domain cannot be verified; re-export the model (clusterspy train)"
+            )
+        if expected_card != _canonical_sha256(self.data):
             raise InputFileError(
                 f"the model card of {name} was edited after export (its card_sha256 does not "
                 "match its content); reinstall clusterspy or re-export the model"
@@ -247,7 +274,14 @@ class ModelCard:
                 f"the model card of {wpath} has no 'weights_sha256'; cannot verify the "
                 "weights (re-export the model with clusterspy train)"
             )
-        files = {wpath: expected, **{self.path(k): v for k, v in self.data.get("files_sha256", {}).items()}}
+        listed = self.data.get("files_sha256", {})
+        for ext in onnx_external_data(wpath) if wpath.is_file() else []:
+            if ext not in listed:
+                raise InputFileError(
+                    f"the external data {ext!r} of {wpath.name} is not covered by the model card's "
+                    "SHA-256 (files_sha256); re-export the model"
+                )
+        files = {wpath: expected, **{self.path(k): v for k, v in listed.items()}}
         for f, sha in files.items():
             if not f.is_file():
                 raise InputFileError(f"model file not found: {f}")
@@ -266,7 +300,7 @@ class ModelCard:
     def seal(self) -> None:
         """Record the SHA-256 of every file the card names and of the card itself."""
         self.data["weights_sha256"] = sha256_file(self.path(self.weights_file))
-        files = {}
+        files = {ext: sha256_file(self.path(ext)) for ext in onnx_external_data(self.path(self.weights_file))}
         ood = self.data.get("ood")
         if ood and ood.get("file"):
             files[ood["file"]] = sha256_file(self.path(ood["file"]))
