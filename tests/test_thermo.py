@@ -20,8 +20,9 @@ from clusterspy.thermo import (
     synthetic_labels,
     thermo_from_table,
     thermo_json,
-    write_thermo_report,
+    write_thermo_json,
 )
+from clusterspy.workflows import write_thermo_report
 
 FOSTER_T = [293.15, 398.15, 523.15, 648.15, 773.15]  # 20–500 °C
 
@@ -210,6 +211,10 @@ def test_thermo_json_writes_null_for_nan_and_infinity(tmp_path):
     saved = strict((tmp_path / "out" / "thermo.json").read_text())
     assert saved["van_t_hoff"][0]["delta_E_eV"] is None
     assert "NaN" not in html.read_text() and "Infinity" not in html.read_text()
+    # The core writes the JSON alone; figures and HTML are the face's (write_thermo_report).
+    core = write_thermo_json(res, tmp_path / "core")
+    assert sorted(x.name for x in (tmp_path / "core").iterdir()) == ["thermo.json"]
+    assert strict(core.read_text()) == saved
 
 
 def test_thermo_branching_ratios_match_the_landscape():

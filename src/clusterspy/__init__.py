@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "classify": "clusterspy.predict",
     "classify_series": "clusterspy.workflows",
+    "write_thermo_report": "clusterspy.workflows",
     "Isomer": "clusterspy.isomers",
     "CLASSES": "clusterspy.isomers",
     "UNKNOWN": "clusterspy.isomers",
@@ -33,26 +34,6 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, **options: Any)
     """
     img = import_module("clusterspy.io").as_image(image, pixel_size_A)
     return import_module("clusterspy.fit").fit_structure(img, **options)
-
-
-def _thermo_report(result: Any, out: Any) -> Any:
-    return import_module("clusterspy.workflows").write_thermo_figures(result, out)
-
-
-def _register_reporters() -> None:
-    """Wire the faces that draw reports into the analysis, here where anything may be imported.
-
-    The core (``thermo``) never imports a face; it calls the reporter of
-    :mod:`clusterspy.series.reporting`, registered here (the package is always imported before
-    any of its modules) and importing :mod:`clusterspy.workflows` only when a report is written.
-    (``classify_series`` is :func:`clusterspy.workflows.classify_series`: the core's, then the report.)
-    """
-    from clusterspy.series.reporting import register_reporter
-
-    register_reporter("thermo", _thermo_report)
-
-
-_register_reporters()
 
 
 def __getattr__(name: str) -> Any:

@@ -260,7 +260,9 @@ def thermo(
     source = tables[0] if len(tables) == 1 else tables
     result = th.thermo_from_table(source, reference=reference, seed=seed)
     if out is not None:
-        th.write_thermo_report(result, out)
+        from clusterspy.workflows import write_thermo_report
+
+        write_thermo_report(result, out)
         typer.echo(f"outputs written to {out}", err=True)
     typer.echo(th.thermo_json(result) if fmt == "json" else th.format_thermo(result))
 

@@ -5,8 +5,8 @@ Each function does the work and returns data or paths; the CLI only parses and p
 reports are written here, one layer above the analysis (the core never imports ``plots``,
 ``report`` or ``explain``): :func:`classify_series` runs the core's
 :func:`clusterspy.series.classify_series` and then :func:`write_series_report`;
-:func:`write_thermo_figures` is the reporter that ``clusterspy/__init__.py`` registers in
-:mod:`clusterspy.series.reporting` for ``thermo``.
+:func:`write_thermo_report` writes the core's ``thermo.json``
+(:func:`clusterspy.thermo.write_thermo_json`) and then :func:`write_thermo_figures`.
 """
 
 from __future__ import annotations
@@ -656,11 +656,34 @@ def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> No
         rep.images(crops, caption=c, labels=labels)
 
 
+def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
+    """Write ``thermo.json``, the figures and a self-contained ``report.html`` to ``out``.
+
+    Behind ``clusterspy thermo TABLE… --out DIR``: the core writes ``thermo.json``
+    (:func:`clusterspy.thermo.write_thermo_json`), then :func:`write_thermo_figures` draws.
+
+    Parameters
+    ----------
+    result : dict
+        Output of :func:`clusterspy.thermo.thermo_from_table`.
+    out : str or os.PathLike
+        Output folder (created).
+
+    Returns
+    -------
+    pathlib.Path
+        Path of ``report.html``.
+    """
+    from clusterspy.thermo import write_thermo_json
+
+    write_thermo_json(result, out)
+    return write_thermo_figures(result, out)
+
+
 def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
     """Write the figures and a self-contained ``report.html`` of a thermo analysis to ``out``.
 
-    The ``"thermo"`` reporter of :mod:`clusterspy.series.reporting`: what
-    :func:`clusterspy.thermo.write_thermo_report` calls after writing ``thermo.json``.
+    The figures half of :func:`write_thermo_report` (which also writes ``thermo.json``).
 
     Parameters
     ----------

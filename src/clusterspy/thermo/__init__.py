@@ -1,7 +1,8 @@
 """From isomer labels to energies: ΔG(T), van 't Hoff (ΔE, ΔS) and Arrhenius (E_a, A) with CIs.
 
-- :func:`thermo_from_table` / :func:`write_thermo_report` — the whole analysis and its report
-  (behind ``clusterspy thermo``); :func:`thermo_json` — its result as strict JSON (NaN → null).
+- :func:`thermo_from_table` — the whole analysis (behind ``clusterspy thermo``);
+  :func:`thermo_json` / :func:`write_thermo_json` — its result as strict JSON (NaN → null). The
+  figures and HTML report are drawn by the face, :func:`clusterspy.write_thermo_report`.
 - :mod:`~clusterspy.thermo.equilibrium` — proportions, ΔG, van 't Hoff fit, misclassification
   correction.
 - :mod:`~clusterspy.thermo.kinetics` — CTMC rates by maximum likelihood (an HMM with label
@@ -21,7 +22,7 @@ from clusterspy.thermo.table import (
     read_label_table,
     thermo_from_table,
     thermo_json,
-    write_thermo_report,
+    write_thermo_json,
 )
 
 __all__ = [
@@ -38,5 +39,5 @@ __all__ = [
     "thermo_from_table",
     "thermo_json",
     "van_t_hoff_fit",
-    "write_thermo_report",
+    "write_thermo_json",
 ]

@@ -21,7 +21,7 @@ __all__ = [
     "read_label_table",
     "thermo_from_table",
     "thermo_json",
-    "write_thermo_report",
+    "write_thermo_json",
 ]
 
 log = logging.getLogger(__name__)
@@ -422,7 +422,7 @@ def thermo_from_table(
     """Free-energy differences, van 't Hoff and Arrhenius fits from labelled frames.
 
     Behind ``clusterspy thermo TABLE [--format json] [--out DIR]``: print the returned dict as
-    JSON, and pass it to :func:`write_thermo_report` for ``--out``.
+    JSON, and pass it to :func:`clusterspy.write_thermo_report` for ``--out``.
 
     Parameters
     ----------
@@ -601,12 +601,11 @@ def thermo_json(result: dict, indent: int | None = 2) -> str:
     return json.dumps(_finite(result), indent=indent, allow_nan=False, default=str)
 
 
-def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
-    """Write ``thermo.json``, the figures and a self-contained ``report.html`` to ``out``.
+def write_thermo_json(result: dict, out: str | os.PathLike) -> Path:
+    """Write ``thermo.json`` (strict JSON, :func:`thermo_json`) into the folder ``out`` (created).
 
-    Behind ``clusterspy thermo TABLE --out DIR``. ``thermo.json`` is written here; the figures and
-    the HTML by the ``"thermo"`` reporter of :mod:`clusterspy.series.reporting`
-    (:func:`clusterspy.workflows.write_thermo_figures`: the core never imports a face).
+    The figures and ``report.html`` are drawn one layer up, by
+    :func:`clusterspy.write_thermo_report` (what ``clusterspy thermo --out DIR`` runs).
 
     Parameters
     ----------
@@ -618,15 +617,13 @@ def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
     Returns
     -------
     pathlib.Path
-        Path of ``report.html``.
+        Path of ``thermo.json``.
     """
     from clusterspy.io import write_text_atomic
-    from clusterspy.series.reporting import get_reporter
 
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out_dir / "thermo.json", thermo_json(result) + "\n")
-    return Path(get_reporter("thermo")(result, out_dir))
+    return write_text_atomic(out_dir / "thermo.json", thermo_json(result) + "\n")
 
 
 def format_thermo(result: dict) -> str:
