@@ -23,6 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,18 @@ def _part_name(key: str) -> str:
 def _write_part(out: str, part: dict[str, Any]) -> None:
     from clusterspy.io import write_text_atomic
 
-    write_text_atomic(Path(out) / "parts" / _part_name(part["key"]), json.dumps(part) + "\n")
+    with _writing(out):
+        write_text_atomic(Path(out) / "parts" / _part_name(part["key"]), json.dumps(part) + "\n")
+
+
+@contextmanager
+def _writing(out: str | os.PathLike) -> Iterator[None]:
+    """Turn a failed write into ``--out`` (full disk, no permission) into one line, exit 2."""
+    try:
+        yield
+    except OSError as exc:
+        raise ConfigError(f"cannot write into --out {out}: {exc.strerror or exc}; free some space or "
+                          "choose another --out (a rerun goes on where this one stopped)") from None
 
 
 def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display: str | None = None
@@ -188,9 +200,12 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
         from clusterspy.workflows import write_file_figures
 
         try:
-            part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
-                                                 max_overlays_per_file=cfg.max_overlays_per_file,
-                                                 explain=cfg.explain, stem=stem)
+            with _writing(cfg.out):  # a full disk stops the batch; the figures are drawn on the rerun
+                part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
+                                                     max_overlays_per_file=cfg.max_overlays_per_file,
+                                                     explain=cfg.explain, stem=stem)
+        except ConfigError:
+            raise
         except Exception as exc:  # the results are written: a figure may fail alone
             part["figure_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
         n_with = len({r.frame for r in found})
@@ -260,13 +275,14 @@ def write_aggregates(out: Path, parts: Sequence[dict[str, Any]]) -> None:
     from clusterspy.workflows import format_results
 
     results = [ClusterResult(**d) for p in parts for d in p["results"]]
-    write_text_atomic(out / "results.json", format_results(results, "json") + "\n")
-    write_text_atomic(out / "results.csv", format_results(results, "csv") + "\n")
     buf = _stdio.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FILE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(file_rows(parts))
-    write_text_atomic(out / "files.csv", buf.getvalue())
+    with _writing(out):
+        write_text_atomic(out / "results.json", format_results(results, "json") + "\n")
+        write_text_atomic(out / "results.csv", format_results(results, "csv") + "\n")
+        write_text_atomic(out / "files.csv", buf.getvalue())
 
 
 def _fingerprint(cfg: BatchConfig, card_summary: dict[str, Any]) -> dict[str, Any]:
@@ -384,6 +400,8 @@ def _engine_processes(tasks: Sequence[Task], n: int) -> Iterator[dict[str, Any]]
         for fut in as_completed(futures):
             try:
                 yield fut.result()
+            except ConfigError:  # --out cannot be written: no use going on
+                raise
             except Exception as exc:  # a dead worker (BrokenProcessPool): record, go on
                 yield _died(futures[fut], exc)
 
@@ -403,6 +421,8 @@ def _engine_dask(tasks: Sequence[Task], scheduler: str) -> Iterator[dict[str, An
         for fut in as_completed(futures, loop=client.loop):
             try:
                 yield fut.result()
+            except ConfigError:  # --out cannot be written: no use going on
+                raise
             except Exception as exc:  # a worker lost (KilledWorker) or a task that raised
                 yield _died(futures[fut], exc)
     finally:
@@ -577,8 +597,9 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
                 "model": card_summary, "pixel_size_A_override": cfg.pixel_size_A, "options": cfg.options,
                 "explain": cfg.explain, "inputs": [{"file": f, "key": file_key(f)} for f in files],
                 "fingerprint": fingerprint, "runs": (old or {}).get("runs", [])}
-    (out / "parts").mkdir(parents=True, exist_ok=True)
-    write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
+    with _writing(out):
+        (out / "parts").mkdir(parents=True, exist_ok=True)
+        write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
     return files, cfg, done
 
 
@@ -590,7 +611,8 @@ def _record_run(out: Path, *, computed: int, skipped: int, engine: str) -> None:
     settings = json.loads(settings_path.read_text(encoding="utf-8"))
     settings["runs"].append({"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "computed": computed, "skipped": skipped, "engine": engine})
-    write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
+    with _writing(out):
+        write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
 
 
 __all__ = ["EXIT_SOME_FAILED", "FILE_COLUMNS", "BatchConfig", "BatchResult", "classify_task",
