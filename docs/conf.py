@@ -39,7 +39,7 @@ extensions = [
     "clusterspy_docs",
 ]
 
-exclude_patterns = ["_build", "screenshots", "**.ipynb_checkpoints", "tutorials/README.rst",
+exclude_patterns = ["_build", "_generated", "screenshots", "**.ipynb_checkpoints", "tutorials/README.rst",
                     "auto_tutorials/*.ipynb", "auto_tutorials/*.py", "auto_tutorials/*.zip"]
 templates_path: list[str] = []
 source_suffix = {".rst": "restructuredtext"}

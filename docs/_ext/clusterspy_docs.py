@@ -367,8 +367,12 @@ def generate(app: Any) -> None:
 
     results = load_results()
     _write(GENERATED / "cli.rst", cli_page(cli_help_texts()))
-    for rel, text in api_pages(package_modules()).items():
+    pages = api_pages(package_modules())
+    for rel, text in pages.items():
         _write(DOCS / rel, text)
+    for stale in (DOCS / "api").glob("*.rst"):  # a module removed since the last build
+        if f"api/{stale.name}" not in pages:
+            stale.unlink()
     trust, missing = trust_page(results, REASONS)
     for reason in missing:
         log.warning("clusterspy_docs: reason %r of clusterspy.domain.REASONS has no meaning in "
@@ -412,6 +416,19 @@ def skip_foreign(app: Any, what: str, name: str, obj: Any, skip: bool, options: 
     return None
 
 
+def hide_build_paths(app: Any, doctree: Any) -> None:
+    """``doctree-read``: show paths of the package (``WEIGHTS_DIR = PosixPath(...)``) without the
+    folder the docs were built in (``…/clusterspy/weights``): it is not where a user's install is."""
+    from docutils import nodes
+    from sphinx import addnodes
+
+    prefix = str(ROOT / "src")
+    for sig in doctree.findall(addnodes.desc_signature):
+        for text in list(sig.findall(nodes.Text)):
+            if prefix in text:
+                text.parent.replace(text, nodes.Text(str(text).replace(prefix, "…")))
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the generators with Sphinx."""
     os.environ.setdefault("MPLBACKEND", "Agg")
@@ -419,4 +436,5 @@ def setup(app: Any) -> dict[str, Any]:
     app.connect("builder-inited", generate, priority=100)
     app.connect("build-finished", check_times)
     app.connect("autodoc-skip-member", skip_foreign)
+    app.connect("doctree-read", hide_build_paths)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

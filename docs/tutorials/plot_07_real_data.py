@@ -37,7 +37,7 @@ if DATA is None:
     print("../shared/data is not here: this tutorial needs the project's real reference files "
           "(StatSTEM PtIr, TEMUL Au .emd), which are not shipped with ClusterSpy. Skipped.")
 else:
-    print("real data from", DATA)
+    print("real data from ../shared/data:", sorted(p.name for p in (DATA / "real_atomic").iterdir()))
 
 # %%
 # The fcc Pt/Ir particle
