@@ -235,8 +235,6 @@ def test_series_json_outputs_hold_no_nan(capsys, stack: Path, tmp_path: Path) ->
         json.loads(text)
 
 
-@pytest.mark.xfail(strict=True, reason="batch.py cleans .tmp files only in --out/parts, not in --out "
-                   "itself (results.json, settings.json, files.csv and overlays are written there)")
 def test_classify_cleans_tmp_files_a_kill_left_in_out(capsys, image: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert _cli(capsys, "classify", image, "--out", out)[0] == 0
@@ -244,3 +242,122 @@ def test_classify_cleans_tmp_files_a_kill_left_in_out(capsys, image: Path, tmp_p
     (out / "parts" / ".part.k1ll3d.tmp").write_text("half")
     assert _cli(capsys, "classify", image, "--out", out)[0] == 0
     assert not list(out.rglob(".*.tmp")), list(out.rglob(".*.tmp"))
+
+
+# -------------------------------------------------------------------------------------- training
+class _Kill(Exception):
+    """A SIGKILL stand-in raised at a chosen point of the training loop."""
+
+
+def _fake_epochs(monkeypatch, *, seconds_per_epoch: float = 100.0, kill_at: tuple[str, int] | None = None):
+    """The loop's torch parts replaced by bookkeeping: each epoch is 10 steps of ``seconds_per_epoch``."""
+    from clusterspy.model import loop
+
+    def train_epoch(model, opt, data, state, cfg, schedule, device, *, progress):
+        lrs = []
+        for _ in range(10):
+            if schedule.progress(state) >= 1.0:
+                break
+            lrs.append(schedule.learning_rate(schedule.progress(state)))
+            state["step"] += 1
+            state["train_seconds"] += seconds_per_epoch / 10
+        return {"lr": lrs[-1], "train_loss": float(sum(lrs)), "train_acc": 0.5}
+
+    def evaluate_epoch(model, data, state, epoch, device):
+        return {f: None for f in loop.LOG_FIELDS} | {"epoch": state["epoch"], "step": state["step"],
+                                                     **epoch}
+
+    calls = {"save_checkpoint": 0, "append_log": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            if kill_at == (name, calls[name]):
+                raise _Kill(name)
+            return real(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(loop, "train_epoch", train_epoch)
+    monkeypatch.setattr(loop, "evaluate_epoch", evaluate_epoch)
+    monkeypatch.setattr(loop, "save_checkpoint", counted("save_checkpoint", lambda *a: None))
+    monkeypatch.setattr(loop, "append_log", counted("append_log", loop.append_log))
+
+
+def _run(tmp: Path, state: dict, *, epochs: int = 4, budget_min: float = 100.0, max_steps=None):
+    from clusterspy.model import loop
+
+    cfg = {"epochs": epochs, "lr": 1e-3, "calibration_every": 10, "batch_size": 1,
+           "wall_budget_min": budget_min, "max_steps": max_steps}
+    schedule = loop.Schedule.from_config(cfg, {"n_images": 10 * 10 // 9 + 1})
+    return loop.run_epochs(None, None, None, state, cfg, schedule, tmp, "cpu", progress=False)
+
+
+def _log_epochs(folder: Path) -> list[int]:
+    rows = (folder / "log.csv").read_text().splitlines()[1:]
+    jsonl = [json.loads(line)["epoch"] for line in (folder / "log.jsonl").read_text().splitlines()]
+    csv_epochs = [int(r.split(",")[0]) for r in rows]
+    assert csv_epochs == jsonl
+    return csv_epochs
+
+
+@pytest.mark.parametrize("kill_at", [("save_checkpoint", 3), ("append_log", 2)])
+def test_training_log_rows_follow_the_checkpoint(monkeypatch, tmp_path: Path, kill_at) -> None:
+    import copy
+
+    from clusterspy.model import loop
+
+    saved: list[dict] = []
+    _fake_epochs(monkeypatch, kill_at=kill_at)
+    killable_save = loop.save_checkpoint
+
+    def save(model, opt, state, cfg, path):
+        killable_save(model, opt, state, cfg, path)
+        saved.append(copy.deepcopy(state))
+
+    monkeypatch.setattr(loop, "save_checkpoint", save)
+    with pytest.raises(_Kill):
+        _run(tmp_path, loop.new_state())
+    checkpointed = [r["epoch"] for r in saved[-1]["history"]]
+    logged = _log_epochs(tmp_path)
+    assert logged == checkpointed[:len(logged)], (logged, checkpointed)  # no row past the checkpoint
+    assert len(logged) >= len(checkpointed) - 1
+    _fake_epochs(monkeypatch)  # the rerun, from the last checkpoint
+    final = _run(tmp_path, copy.deepcopy(saved[-1]))
+    assert final["done"] and _log_epochs(tmp_path) == [0, 1, 2, 3]  # no row lost, none twice
+
+
+def test_training_budget_is_in_steps_and_a_stopped_run_goes_on_exactly(monkeypatch, tmp_path: Path) -> None:
+    from clusterspy.model import loop
+
+    _fake_epochs(monkeypatch, seconds_per_epoch=100.0)
+    (tmp_path / "whole").mkdir()
+    whole = _run(tmp_path / "whole", loop.new_state())
+    assert whole["done"] and whole["step"] == 40
+    (tmp_path / "parts").mkdir()
+    state, calls = loop.new_state(), 0
+    while not state["done"]:  # 150 s a call: each call stops after its second epoch
+        state = _run(tmp_path / "parts", state, budget_min=2.5)
+        calls += 1
+    assert calls == 2
+    strip = ("train_seconds",)
+    assert [{k: v for k, v in r.items() if k not in strip} for r in state["history"]] == \
+        [{k: v for k, v in r.items() if k not in strip} for r in whole["history"]]
+    capped = loop.Schedule.from_config({"epochs": 4, "lr": 1.0, "calibration_every": 10, "batch_size": 1,
+                                        "wall_budget_min": 1, "max_steps": 25}, {"n_images": 12})
+    assert capped.total_steps == 25
+    assert capped.progress({"step": 5, "train_seconds": 1e9}) == 5 / 25  # the clock does not count
+
+
+def test_a_changed_training_config_is_refused_on_resume(capsys, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from clusterspy.model.training import check_resumable, load_config
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text(json.dumps(load_config({"seed": 1, "lr": 3e-3, "epochs": 2})))
+    (out / "checkpoint.pt").write_bytes(b"a checkpoint")
+    check_resumable(load_config({"seed": 1, "lr": 3e-3, "epochs": 5, "wall_budget_min": 9}), out)
+    changed = tmp_path / "changed.json"
+    changed.write_text(json.dumps({"seed": 1, "lr": 1e-2, "epochs": 2}))
+    _one_line(*_cli(capsys, "train", "--config", changed, "--out", out), "lr was 0.003", "--no-resume")
+    assert (out / "checkpoint.pt").read_bytes() == b"a checkpoint"

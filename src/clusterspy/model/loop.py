@@ -9,6 +9,7 @@ imported inside the functions, so importing this module stays light).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import time
@@ -29,14 +30,18 @@ LOG_FIELDS = ["epoch", "step", "train_seconds", "lr", "train_loss", "train_acc",
 
 @dataclass(frozen=True)
 class Schedule:
-    """Cosine learning rate over ``progress = max(step / total_steps, train_seconds / budget_s)``.
+    """Cosine learning rate over ``progress = step / total_steps``: a budget in steps.
+
+    The learning rate of a step depends on the step alone, never on the clock, so a resumed
+    run repeats an uninterrupted one whatever the machine's speed. The wall budget only stops
+    the loop between epochs (checkpointed; the same command again goes on).
 
     Attributes
     ----------
     lr : float
         Peak learning rate.
     total_steps : int
-        Planned optimiser steps.
+        Optimiser steps of the schedule: the planned ones, or the config's ``max_steps`` if fewer.
     budget_s : float
         Wall budget of the training loop [s].
     """
@@ -51,11 +56,17 @@ class Schedule:
         k_cal = int(config["calibration_every"])
         n_planned = int(spec["n_images"]) * (k_cal - 1) // k_cal
         total = (n_planned // int(config["batch_size"])) * int(config["epochs"])
+        if config.get("max_steps"):
+            total = min(total, int(config["max_steps"]))
         return cls(float(config["lr"]), total, float(config["wall_budget_min"]) * 60.0)
 
     def progress(self, state: dict[str, Any]) -> float:
-        """How far training is, 0 … ≥ 1 (by steps or by time, whichever is further)."""
-        return max(state["step"] / max(self.total_steps, 1), state["train_seconds"] / self.budget_s)
+        """How far training is, 0 … ≥ 1, in optimiser steps."""
+        return state["step"] / max(self.total_steps, 1)
+
+    def out_of_time(self, seconds: float) -> bool:
+        """Whether ``seconds`` of training in this call [s] have spent the wall budget."""
+        return seconds >= self.budget_s
 
     def learning_rate(self, frac: float) -> float:
         """The learning rate at progress ``frac``."""
@@ -196,12 +207,21 @@ def evaluate_epoch(model: Any, data: TrainingData, state: dict[str, Any], epoch:
     return row
 
 
-def start_log(out: Path) -> None:
-    """Write ``log.csv``'s header unless the file exists (a resumed run appends)."""
-    log_csv = out / "log.csv"
-    if not log_csv.exists():
-        with open(log_csv, "w", newline="") as fh:
-            csv.writer(fh).writerow(LOG_FIELDS)
+def write_log(out: Path, history: list[dict[str, Any]]) -> None:
+    """Write ``log.csv`` and ``log.jsonl`` afresh (atomically) from a checkpoint's ``history``.
+
+    A resumed run starts from its checkpoint's rows: a row logged after the last checkpoint
+    (a kill between the two) is dropped, a checkpointed one missing from the log is restored.
+    """
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\r\n")
+    writer.writerow(LOG_FIELDS)
+    writer.writerows([row[f] for f in LOG_FIELDS] for row in history)
+    for name, body in (("log.csv", text.getvalue()),
+                       ("log.jsonl", "".join(json.dumps(row) + "\n" for row in history))):
+        tmp = out / f".{name}.tmp{os.getpid()}"
+        tmp.write_text(body, encoding="utf-8", newline="")
+        os.replace(tmp, out / name)
 
 
 def append_log(out: Path, row: dict[str, Any]) -> None:
@@ -219,19 +239,29 @@ def run_epochs(model: Any, opt: Any, data: TrainingData, state: dict[str, Any], 
     """Train until ``cfg["epochs"]`` or the schedule is spent, checkpointing every epoch.
 
     ``reload`` (datasets generated alongside training) is called before every epoch but the
-    first. Returns the final state (``done`` set, also in the last checkpoint).
+    first. An epoch's log row is written after its checkpoint. When the wall budget is spent
+    the loop stops between epochs with ``done`` false (the same command again goes on for
+    another budget, exactly as if never stopped). Returns the final state (also in the last
+    checkpoint).
     """
     ckpt = out / "checkpoint.pt"
-    start_log(out)
+    write_log(out, state["history"])
+    state["done"] = False
+    started_s = state["train_seconds"]
     while state["epoch"] < int(cfg["epochs"]) and schedule.progress(state) < 1.0:
+        if schedule.out_of_time(state["train_seconds"] - started_s):
+            print(f"wall budget of {schedule.budget_s / 60:g} min spent at epoch {state['epoch']}, "
+                  f"step {state['step']}: run the same command again to go on", flush=True)
+            break
         if reload is not None and state["epoch"] > 0:
             reload()
         epoch = train_epoch(model, opt, data, state, cfg, schedule, device, progress=progress)
         row = evaluate_epoch(model, data, state, epoch, device)
         state["history"].append(row)
-        append_log(out, row)
         state["epoch"] += 1
         save_checkpoint(model, opt, state, cfg, ckpt)
-    state["done"] = True
+        append_log(out, row)
+    else:
+        state["done"] = True
     save_checkpoint(model, opt, state, cfg, ckpt)
     return state

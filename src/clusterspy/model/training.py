@@ -4,10 +4,12 @@ The configuration lives here; :func:`train` composes the pieces (data, loop, exp
 
     clusterspy train --config configs/train_v2.yaml --out runs/v2
 
-Every epoch writes ``checkpoint.pt`` (atomically); rerunning the same command after a crash or
-``kill -9`` resumes from it. The learning rate follows a cosine schedule over
-``progress = max(step / total_steps, train_seconds / wall_budget_s)`` so a run that is slower
-than planned still anneals and ends within its wall budget.
+Every epoch writes ``checkpoint.pt`` (atomically), then its log row; rerunning the same command
+after a crash or ``kill -9`` resumes from it, and a config that changed what a step does is
+refused (``epochs``, ``max_steps``, ``wall_budget_min``, ``threads`` and ``workers`` may change).
+The learning rate follows a cosine schedule over ``progress = step / total_steps`` (a budget in
+steps: ``max_steps`` caps the planned ones), so a resumed run repeats an uninterrupted one;
+``wall_budget_min`` only stops a call between epochs (run the same command again to go on).
 """
 
 from __future__ import annotations
@@ -39,7 +41,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "lr": 3e-3,
     "weight_decay": 1e-4,
     "label_smoothing": 0.0,
-    "wall_budget_min": 30.0,
+    "max_steps": None,  # budget in optimiser steps the schedule anneals over (default: planned)
+    "wall_budget_min": 30.0,  # one call stops between epochs after this [min]; rerun to go on
     "threads": None,  # torch CPU threads (default: torch's choice)
     "workers": None,  # Dask workers for dataset generation (default: all cores)
     "unknown_precision": 0.99,  # target precision of accepted (non-"unknown") predictions
@@ -62,6 +65,34 @@ def load_config(config: dict[str, Any] | str | Path) -> dict[str, Any]:
         else:
             cfg[k] = v
     return cfg
+
+
+#: Config keys a resumed run may change: how long it goes on, not what a step does.
+RESUMABLE_KEYS = frozenset({"epochs", "max_steps", "wall_budget_min", "threads", "workers", "generate"})
+
+
+def check_resumable(cfg: dict[str, Any], out: Path) -> None:
+    """Refuse to resume the run in ``out`` with a config that changes what a step does.
+
+    Raises
+    ------
+    ConfigError
+        One line naming the keys that differ from ``out/config.json`` and the way to start afresh.
+    """
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        return
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    now = json.loads(json.dumps(cfg, default=str))
+    changed = sorted(k for k in set(saved) | set(now)
+                     if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
+    if changed:
+        what = "; ".join(f"{k} was {json.dumps(saved.get(k))[:40]}, now {json.dumps(now.get(k))[:40]}"
+                         for k in changed[:3])
+        raise ConfigError(
+            f"{out} holds a training run made with another config ({what}); resume it with the "
+            "same config, or start afresh with --no-resume or another --out"
+        )
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -121,6 +152,8 @@ def train(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
+    if resume and (out / "checkpoint.pt").exists():
+        check_resumable(cfg, out)
     if cfg["threads"]:
         torch.set_num_threads(int(cfg["threads"]))
     with open(out / "config.json", "w", encoding="utf-8") as fh:
@@ -149,7 +182,7 @@ def train(
         "command": f"clusterspy train --config {where} --out {out}",
         "device": dev,
         "n_train": len(data.train_idx), "n_calibration": len(data.cal_idx),
-        "epochs_run": state["epoch"], "steps": state["step"],
+        "epochs_run": state["epoch"], "steps": state["step"], "finished": bool(state["done"]),
         "train_seconds": round(state["train_seconds"], 1),
         "dataset_generation_seconds": round(gen_s, 1),
         "wall_seconds_this_call": round(time.time() - t_start, 1),
