@@ -104,6 +104,9 @@ def test_figures_page_has_every_result_file(gen):
         if leaves:
             key, value = leaves[0]
             assert f"``{key}``\n     - {gen.fmt_value(value)}" in page
+    name = next(iter(results))
+    page = gen.figures_page(results, [Path(f"{name}_curve.png"), Path("unrelated.png")])
+    assert f".. figure:: /../benchmarks/results/{name}_curve.png" in page and "unrelated.png" not in page
     assert gen.fmt_value(0.98512) == "0.9851" and gen.fmt_value(None) == "—"
     assert gen.fmt_share(0.955) == "95.5 %" and gen.fmt_share(None) == "—"
 

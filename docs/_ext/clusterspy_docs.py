@@ -313,8 +313,11 @@ def trust_page(results: Mapping[str, dict], reasons: Iterable[str]) -> tuple[str
     return "\n".join(out), missing
 
 
-def figures_page(results: Mapping[str, dict]) -> str:
-    """Every benchmark's scalar figures, one section per ``benchmarks/results/<name>.json``."""
+def figures_page(results: Mapping[str, dict], pngs: Iterable[Path] | None = None) -> str:
+    """Every benchmark's scalar figures, one section per ``benchmarks/results/<name>.json``.
+
+    ``pngs``: figures the benchmarks drew; each is shown under the JSON whose name it starts with.
+    """
     out = [_title("Measured figures"),
            "Every figure below is read at build time from ``benchmarks/results/*.json``, written "
            "by the scripts in ``benchmarks/`` on the 2-core development machine (the command is "
@@ -336,6 +339,10 @@ def figures_page(results: Mapping[str, dict]) -> str:
             text = text[:160] + ("…" if len(text) > 160 else "")
             rows.append([f"``{key}``", _rst_literal(text) if isinstance(value, str) else text])
         out.append(list_table(["figure", "value"], rows, widths="45 55"))
+        for png in sorted(pngs or []):
+            if png.stem == name or png.stem.startswith(name + "_"):
+                out.append(f".. figure:: /../benchmarks/results/{png.name}\n   :width: 70%\n\n"
+                           f"   ``benchmarks/results/{png.name}``\n")
     return "\n".join(out)
 
 
@@ -378,7 +385,7 @@ def generate(app: Any) -> None:
         log.warning("clusterspy_docs: reason %r of clusterspy.domain.REASONS has no meaning in "
                     "docs/_ext/clusterspy_docs.py REASON_MEANING", reason)
     _write(GENERATED / "trust.rst", trust)
-    _write(GENERATED / "figures.rst", figures_page(results))
+    _write(GENERATED / "figures.rst", figures_page(results, RESULTS.glob("*.png")))
 
 
 def check_times(app: Any, exception: Exception | None) -> None:
