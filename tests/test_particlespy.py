@@ -140,6 +140,7 @@ def test_particlespy_plots_and_tracks_the_properties():
     from clusterspy.integrations.particlespy import classify_particles
 
     pytest.importorskip("trackpy")
+    plt.switch_backend("Agg")  # ParticleSpy's plot calls plt.show(): never block on a display
     stack = _shifted_stack()
     params = parameters()
     params.generate(threshold="otsu", gaussian=2, min_size=50)
