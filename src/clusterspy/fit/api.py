@@ -76,10 +76,12 @@ def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str
         raise ConfigError(f"no model of {', '.join(forms)} near {n_atoms_guess:.0f} atoms")
     coarse = coarse_search(win, models, keep=2)
     best_of: dict[str, Candidate] = {}
+    first: dict[str, float] = {}
     for c in coarse:
         iso = c.model.isomer.value
-        if iso in best_of and best_of[iso].ncc >= c.ncc + 0.03:
+        if iso in first and first[iso] >= c.ncc + 0.03 and not c.zone:
             continue  # clearly worse than the motif's first candidate: not worth refining
+        first.setdefault(iso, c.ncc)
         r = refine(win, c)
         if iso not in best_of or r.ncc > best_of[iso].ncc:
             best_of[iso] = r

@@ -170,9 +170,10 @@ def models_near(form: str, n_atoms: float, element: str, spread: float = 2.0, li
 def beam_directions(group: str | None, step_deg: float | None = None) -> np.ndarray:
     """Beam directions (model frame, unit vectors) covering the sphere up to the group's rotations.
 
-    A Fibonacci sphere of spacing ``step_deg`` [deg], keeping the points whose orbit under the
-    proper point group is nearest them at a generic reference direction (one point per orbit,
-    the Dirichlet cell of the reference).
+    The motif's named zone axes first (particles are imaged on zone axes far more often than a
+    uniform grid would place a direction on one), then a Fibonacci sphere of spacing ``step_deg``
+    [deg], keeping the points whose orbit under the proper point group is nearest them at a
+    generic reference direction (one point per orbit, the Dirichlet cell of the reference).
     """
     step = DIRECTION_STEP_DEG[group] if step_deg is None else float(step_deg)
     n = max(8, round(4.0 * np.pi / np.radians(step) ** 2))
@@ -188,4 +189,17 @@ def beam_directions(group: str | None, step_deg: float | None = None) -> np.ndar
     g = point_group(group, proper=True)
     orbit = np.einsum("gij,nj->ngi", g, dirs)  # (n, |G|, 3)
     keep = (orbit @ ref).max(axis=1) <= dirs @ ref + 1e-9
-    return dirs[keep]
+    return np.concatenate([_zone_directions(group), dirs[keep]])
+
+
+def _zone_directions(group: str) -> np.ndarray:
+    """One direction per orbit of every named zone axis (for the twinned group: every cubic one)."""
+    from clusterspy.fit.symmetry import _twin_frame, zone_axes
+
+    axes = np.array([a for _, a in zone_axes(group)])
+    if group != "Cs":
+        return axes
+    frame = _twin_frame()
+    cubic = np.einsum("gij,nj->ngi", point_group("Oh"), axes @ frame).reshape(-1, 3) @ frame.T
+    keys = {tuple(np.round(v, 6) + 0.0): v for v in cubic}
+    return np.array(list(keys.values()))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from clusterspy.fit.library import Model, beam_directions
+from clusterspy.fit.library import Model, _zone_directions, beam_directions
 from clusterspy.fit.render import Pose, ncc_many, render
 from clusterspy.fit.symmetry import axis_rotation
 from clusterspy.simulation import Microscope
@@ -72,20 +72,43 @@ class Candidate:
     model: Model
     pose: Pose
     ncc: float
+    zone: bool = False  # the best coarse candidate on a named zone axis (always refined)
 
 
 def _rotated_data(win: Window, angles_rad: np.ndarray) -> np.ndarray:
-    """``D_k(p) = data(c + Rz(φ_k)(p − c))`` for every angle: ``(n_angles, pixels inside the mask)``."""
+    """``D_k(p) = data(c + Rz(φ_k)(p − c))`` for every angle: ``(n_angles, rows, cols)``."""
     cx, cy = win.centre_px
-    yy, xx = np.nonzero(win.mask)
+    yy, xx = np.mgrid[: win.shape[0], : win.shape[1]]
     dx, dy = xx - cx, yy - cy
-    out = np.empty((len(angles_rad), len(xx)))
+    out = np.empty((len(angles_rad), *win.shape))
     for k, a in enumerate(angles_rad):
         c, s = np.cos(a), np.sin(a)
         sx = cx + c * dx - s * dy
         sy = cy + s * dx + c * dy
-        out[k] = ndimage.map_coordinates(win.data, [sy, sx], order=1, mode="nearest")
+        out[k] = ndimage.map_coordinates(win.data, [sy, sx], order=1, mode="constant", cval=0.0)
     return out
+
+
+def _taper(win: Window) -> np.ndarray:
+    """A smooth disc (cosine edge over the outer quarter of the mask's radius)."""
+    rows, cols = win.shape
+    yy, xx = np.mgrid[:rows, :cols]
+    r = np.hypot(xx - (cols - 1) / 2, yy - (rows - 1) / 2) / (min(rows, cols) / 2.0 - 1.0)
+    return np.where(r < 0.75, 1.0, np.where(r < 1.0, np.cos((r - 0.75) / 0.25 * np.pi / 2) ** 2, 0.0))
+
+
+def _spectra(images: np.ndarray, taper: np.ndarray, band: np.ndarray) -> np.ndarray:
+    """Normalised amplitude spectra (blind to translation) of images ``(n, rows, cols)`` in a band."""
+    amp = np.abs(np.fft.rfft2(images * taper))
+    return _normalise(np.sqrt(amp.reshape(len(images), -1)[:, band]))
+
+
+def _band(win: Window) -> np.ndarray:
+    """Spatial frequencies 1/15 … 1/1.1 Å⁻¹ (shape and lattice fringes), rfft layout, flattened."""
+    ky = np.fft.fftfreq(win.shape[0], d=win.pixel_size_A)
+    kx = np.fft.rfftfreq(win.shape[1], d=win.pixel_size_A)
+    k = np.hypot(ky[:, None], kx[None, :])
+    return ((k >= 1 / 15.0) & (k <= 1 / 1.1)).ravel()
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -95,28 +118,62 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def coarse_search(win: Window, models: list[Model], keep: int = 3) -> list[Candidate]:
-    """The best ``keep`` candidates of every motif (distinct model or direction) over the library."""
+    """The best ``keep`` candidates of every motif (distinct model or direction) over the library,
+    and the best on a named zone axis of every crystalline motif (zone-axis images are common, and
+    their coarse score suffers most from a few degrees of in-plane error)."""
     angles = np.radians(np.arange(0.0, 360.0, IN_PLANE_STEP_DEG))
-    rot_data = _normalise(_rotated_data(win, angles))
+    rotated = _rotated_data(win, angles)
+    mask = win.mask.ravel()
+    rot_data = _normalise(rotated.reshape(len(angles), -1)[:, mask])
+    taper, band = _taper(win), _band(win)
+    rot_spec = _spectra(rotated, taper, band)
     cx_A, cy_A = (c * win.pixel_size_A for c in win.centre_px)
     found: list[Candidate] = []
+    zone: dict = {}
     for m in models:
         dirs = beam_directions(m.group)
+        n_zone = 0 if m.group is None else len(_zone_directions(m.group))
         r0 = [rotation_to_z(d) for d in dirs]
         poses = [Pose(r, cx_A, cy_A, 1.0, COARSE_BLUR_A) for r in r0]
         imgs = render([m.positions] * len(poses), win.z, poses, win.microscope, win.pixel_size_A, win.shape)
-        t = _normalise(imgs.reshape(len(imgs), -1)[:, win.mask.ravel()].astype(np.float64))
-        scores = t @ rot_data.T  # (directions, angles)
-        for i in np.argsort(scores.max(axis=1))[::-1][:keep]:
+        t = _normalise(imgs.reshape(len(imgs), -1)[:, mask].astype(np.float64))
+        # real-space NCC (shape; needs the centres to agree) + NCC of the amplitude spectra
+        # (lattice fringes and their directions, blind to where the lattice's columns sit)
+        scores = 0.5 * (t @ rot_data.T + _spectra(imgs.astype(np.float64), taper, band) @ rot_spec.T)
+        best = scores.max(axis=1)
+        for i in np.argsort(best)[::-1][:keep]:
             k = int(np.argmax(scores[i]))
             found.append(Candidate(m, poses[i].moved(rotation=rotation_about_z(angles[k]) @ r0[i]),
                                    float(scores[i, k])))
+        if n_zone:
+            i = int(np.argmax(best[:n_zone]))
+            k = int(np.argmax(scores[i]))
+            turn = rotation_about_z(angles[k]) @ r0[i]
+            c = Candidate(m, poses[i].moved(rotation=turn), float(scores[i, k]), zone=True)
+            if m.isomer not in zone or c.ncc > zone[m.isomer].ncc:
+                zone[m.isomer] = c
     by_isomer: dict = {}
     for c in sorted(found, key=lambda c: -c.ncc):
         by_isomer.setdefault(c.model.isomer, [])
         if len(by_isomer[c.model.isomer]) < keep:
             by_isomer[c.model.isomer].append(c)
-    return [c for cs in by_isomer.values() for c in cs]
+    chosen = [c for cs in by_isomer.values() for c in cs]
+    return chosen + [c for c in zone.values() if not any(
+        c.model is o.model and np.allclose(c.pose.rotation, o.pose.rotation) for o in chosen)]
+
+
+def register(win: Window, model: Model, pose: Pose, max_shift_A: float = 2.5) -> Pose:
+    """The pose moved to the peak of the model image's cross-correlation with the data (≤ max_shift_A [Å])."""
+    sim = win.simulate(model, pose) * win.mask
+    data = (win.data - win.data[win.mask].mean()) * win.mask
+    cc = np.fft.irfft2(np.fft.rfft2(data) * np.conj(np.fft.rfft2(sim - sim[win.mask].mean() * win.mask)),
+                       s=win.shape)
+    rows, cols = win.shape
+    dy = (np.arange(rows) + rows // 2) % rows - rows // 2
+    dx = (np.arange(cols) + cols // 2) % cols - cols // 2
+    near = (np.hypot(dy[:, None], dx[None, :]) * win.pixel_size_A) <= max_shift_A
+    i, j = np.unravel_index(np.argmax(np.where(near, cc, -np.inf)), cc.shape)
+    return pose.moved(x_A=pose.x_A + dx[j] * win.pixel_size_A, y_A=pose.y_A + dy[i] * win.pixel_size_A)
 
 
 def _moves(pose: Pose, steps: dict[str, float]) -> list[Pose]:
@@ -136,8 +193,9 @@ def _moves(pose: Pose, steps: dict[str, float]) -> list[Pose]:
 def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS) -> Candidate:
     """Pattern search from a candidate (see the module docstring)."""
     steps = dict(STEPS)
-    # the coarse NCC was taken against interpolated, rotated data: score again on the window itself
-    best = Candidate(cand.model, cand.pose, float(win.score([cand.model.positions], [cand.pose])[0]))
+    # the coarse NCC was taken against interpolated, rotated data: register, score on the window itself
+    pose = register(win, cand.model, cand.pose)
+    best = Candidate(cand.model, pose, float(win.score([cand.model.positions], [pose])[0]))
     for _ in range(iterations):
         poses = _moves(best.pose, steps)
         scores = win.score([best.model.positions] * len(poses), poses)
