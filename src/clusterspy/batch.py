@@ -23,7 +23,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,18 +126,7 @@ def _part_name(key: str) -> str:
 def _write_part(out: str, part: dict[str, Any]) -> None:
     from clusterspy.io import write_text_atomic
 
-    with _writing(out):
-        write_text_atomic(Path(out) / "parts" / _part_name(part["key"]), json.dumps(part) + "\n")
-
-
-@contextmanager
-def _writing(out: str | os.PathLike) -> Iterator[None]:
-    """Turn a failed write into ``--out`` (full disk, no permission) into one line, exit 2."""
-    try:
-        yield
-    except OSError as exc:
-        raise ConfigError(f"cannot write into --out {out}: {exc.strerror or exc}; free some space or "
-                          "choose another --out (a rerun goes on where this one stopped)") from None
+    write_text_atomic(Path(out) / "parts" / _part_name(part["key"]), json.dumps(part) + "\n")
 
 
 def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display: str | None = None
@@ -200,11 +188,10 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
         from clusterspy.workflows import write_file_figures
 
         try:
-            with _writing(cfg.out):  # a full disk stops the batch; the figures are drawn on the rerun
-                part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
-                                                     max_overlays_per_file=cfg.max_overlays_per_file,
-                                                     explain=cfg.explain, stem=stem)
-        except ConfigError:
+            part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
+                                                 max_overlays_per_file=cfg.max_overlays_per_file,
+                                                 explain=cfg.explain, stem=stem)
+        except OSError:  # a full disk stops the batch (one line from the CLI); figures made on the rerun
             raise
         except Exception as exc:  # the results are written: a figure may fail alone
             part["figure_error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
@@ -279,10 +266,9 @@ def write_aggregates(out: Path, parts: Sequence[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=FILE_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(file_rows(parts))
-    with _writing(out):
-        write_text_atomic(out / "results.json", format_results(results, "json") + "\n")
-        write_text_atomic(out / "results.csv", format_results(results, "csv") + "\n")
-        write_text_atomic(out / "files.csv", buf.getvalue())
+    write_text_atomic(out / "results.json", format_results(results, "json") + "\n")
+    write_text_atomic(out / "results.csv", format_results(results, "csv") + "\n")
+    write_text_atomic(out / "files.csv", buf.getvalue())
 
 
 def _fingerprint(cfg: BatchConfig, card_summary: dict[str, Any]) -> dict[str, Any]:
@@ -333,9 +319,14 @@ def _load_parts(out: Path) -> dict[str, dict[str, Any]]:
         except (OSError, ValueError):
             continue  # cannot happen with atomic writes; such a part is simply redone
         parts[part["key"]] = part
-    for tmp in (out / "parts").glob(".*.tmp"):  # left by a kill mid-write
-        tmp.unlink(missing_ok=True)
     return parts
+
+
+def _remove_tmp(out: Path) -> None:
+    """Delete the temporary files of atomic writes (``.<name>.<random>.tmp``) a kill left in ``out``."""
+    for folder in (out, out / "parts"):
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
 
 
 def _is_done(part: dict[str, Any] | None, identity: dict[str, int] | None) -> bool:
@@ -400,7 +391,7 @@ def _engine_processes(tasks: Sequence[Task], n: int) -> Iterator[dict[str, Any]]
         for fut in as_completed(futures):
             try:
                 yield fut.result()
-            except ConfigError:  # --out cannot be written: no use going on
+            except (ClusterSpyError, OSError):  # --out cannot be written (full disk): no use going on
                 raise
             except Exception as exc:  # a dead worker (BrokenProcessPool): record, go on
                 yield _died(futures[fut], exc)
@@ -421,7 +412,7 @@ def _engine_dask(tasks: Sequence[Task], scheduler: str) -> Iterator[dict[str, An
         for fut in as_completed(futures, loop=client.loop):
             try:
                 yield fut.result()
-            except ConfigError:  # --out cannot be written: no use going on
+            except (ClusterSpyError, OSError):  # --out cannot be written (full disk): no use going on
                 raise
             except Exception as exc:  # a worker lost (KilledWorker) or a task that raised
                 yield _died(futures[fut], exc)
@@ -567,6 +558,7 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
 
     if restart:
         _clear(out)
+    _remove_tmp(out)  # this run holds the lock: no other writer is at work
     settings_path = out / "settings.json"
     fingerprint = _fingerprint(cfg, card_summary)
     old = None
@@ -576,7 +568,7 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
         except ValueError:
             raise ConfigError(f"{settings_path} is damaged; rerun with --restart to start afresh") from None
         _check_same_settings(out, old.get("fingerprint", {}), fingerprint)
-    elif (out / "parts").is_dir():
+    elif any((out / "parts").glob("*.json")):
         raise ConfigError(f"--out {out} holds parts of a batch without its settings.json; rerun with "
                           "--restart to start afresh")
     done = _load_parts(out) if old else {}
@@ -597,9 +589,8 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
                 "model": card_summary, "pixel_size_A_override": cfg.pixel_size_A, "options": cfg.options,
                 "explain": cfg.explain, "inputs": [{"file": f, "key": file_key(f)} for f in files],
                 "fingerprint": fingerprint, "runs": (old or {}).get("runs", [])}
-    with _writing(out):
-        (out / "parts").mkdir(parents=True, exist_ok=True)
-        write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
+    (out / "parts").mkdir(parents=True, exist_ok=True)
+    write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
     return files, cfg, done
 
 
@@ -611,8 +602,7 @@ def _record_run(out: Path, *, computed: int, skipped: int, engine: str) -> None:
     settings = json.loads(settings_path.read_text(encoding="utf-8"))
     settings["runs"].append({"finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                              "computed": computed, "skipped": skipped, "engine": engine})
-    with _writing(out):
-        write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
+    write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")
 
 
 __all__ = ["EXIT_SOME_FAILED", "FILE_COLUMNS", "BatchConfig", "BatchResult", "classify_task",
