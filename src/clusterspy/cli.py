@@ -396,9 +396,12 @@ def main(argv: list[str] | None = None) -> int:
         # Usage errors of the (vendored) click parser: show the message, not a traceback.
         if type(exc).__name__ == "Abort":
             return 1
-        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
-            exc.show()
-            return exc.exit_code
+        code = getattr(exc, "exit_code", None)
+        if callable(getattr(exc, "format_message", None)) and isinstance(code, int):
+            ctx = getattr(exc, "ctx", None)  # one line, as for our own errors
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            typer.echo(f"clusterspy: error: {' '.join(exc.format_message().split())}{hint}", err=True)
+            return code
         raise
     return 0
 
