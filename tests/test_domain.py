@@ -13,6 +13,7 @@ from clusterspy.domain import (
     REASONS,
     check_image,
     cluster_reasons,
+    edge_margin_px,
     lattice_contrast,
     looks_bright_field,
     mahalanobis_distance,
@@ -266,3 +267,36 @@ def test_judge_probabilities_order_of_reasons():
     assert judge_probabilities(amorphous, diameter_A=20.0, ood_distance=12.0, ood_threshold=11.0,
                                **kw) == ("unknown", "out_of_distribution")
     assert judge_probabilities(np.array([0.5, 0.3, 0.1, 0.1]), **kw) == ("unknown", "low_confidence")
+
+
+@pytest.fixture(scope="module")
+def decahedron_image():
+    """A fast-simulated Au309 decahedron on carbon (0.3 Å/px, 200² px), its rim at columns ~65–135."""
+    from clusterspy.simulation import Acquisition, Microscope, simulate
+    from clusterspy.structures import carbon_support, cluster
+
+    rng = np.random.default_rng(7)
+    atoms = cluster("decahedral", 309, "Au", rng=rng, orientation="5-fold")
+    mic = Microscope(energy_keV=200, semiangle_mrad=25, detector_mrad=(70, 200), source_size_A=0.6)
+    return simulate(atoms, mic, pixel_size=0.3, extent=60.0, rng=rng,
+                    acquisition=Acquisition(dose_e_per_A2=3e4, jitter_px=0.3, background=0.002),
+                    support=carbon_support(64.0, 30.0, rng=rng))
+
+
+@pytest.mark.parametrize("cut", [130, 125, 115, 110])
+def test_a_cluster_the_edge_cuts_short_of_its_region_is_cut_by_edge(decahedron_image, cut):
+    # The detector's region ends 1–2 px before the edge that cuts the particle: still cut.
+    from clusterspy.predict import classify
+
+    img = Image(decahedron_image.data[:, :cut], decahedron_image.pixel_size_A)
+    (r,) = classify(img)
+    assert (r.label, r.reason) == ("unknown", "cut_by_edge")
+
+
+def test_a_whole_cluster_near_the_edge_is_not_cut(decahedron_image):
+    from clusterspy.predict import classify
+
+    whole = classify(decahedron_image)
+    narrow = classify(Image(decahedron_image.data[:, :150], decahedron_image.pixel_size_A))
+    assert [r.reason for r in whole] == [None] and [r.reason for r in narrow] == [None]
+    assert edge_margin_px(60.0) == 6  # 1 px + 8 % of a 60 px region

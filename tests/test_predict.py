@@ -111,3 +111,12 @@ def test_predict_path_imports_no_torch():
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_shipped_models_load_by_name():
+    default = load_model()
+    assert load_model(default.card.name) is default  # "isomernet-v2", the default, by its name
+    v3 = load_model("isomernet-v3")
+    assert v3.card.name == "isomernet-v3" and v3.card.id != default.card.id
+    with pytest.raises(InputFileError, match="not found"):
+        load_model("isomernet-v0")

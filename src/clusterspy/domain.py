@@ -10,7 +10,8 @@ reason not to label it, or ``None``:
     its diameter [nm] is outside the range trained on (a large particle would be judged from
     its middle);
 ``cut_by_edge``
-    it touches the image edge;
+    it touches the image edge, or its detected region ends closer to the edge than the rim the
+    detector misses (:func:`edge_margin_px`);
 ``neighbour_in_view``
     a larger cluster, or one that touches it, shares the model's field of view;
 ``not_resolved``
@@ -41,6 +42,7 @@ __all__ = [
     "REASONS",
     "check_image",
     "cluster_reasons",
+    "edge_margin_px",
     "judge_probabilities",
     "lattice_contrast",
     "lattice_over_shape",
@@ -68,6 +70,17 @@ DETECTED_TO_PROJECTED = 1.16
 def particle_diameter_A(detected_diameter_A: float) -> float:
     """A cluster's projected diameter [Å] from the detector's equivalent-circle diameter [Å]."""
     return float(detected_diameter_A) * DETECTED_TO_PROJECTED
+
+
+def edge_margin_px(detected_diameter_px: float) -> int:
+    """How close [px] a detected region may come to the image edge before its cluster counts as cut.
+
+    The detector's region stops short of the projected particle by
+    ``(DETECTED_TO_PROJECTED − 1) / 2`` of its diameter on each side (the thin rim of atoms below
+    its threshold): a region that ends closer than that to the edge belongs to a particle the edge
+    cuts (a simulated Au₃₀₉ decahedron cut 2–25 px inside its rim ended 1–2 px short of the edge).
+    """
+    return 1 + int(np.ceil(0.5 * (DETECTED_TO_PROJECTED - 1.0) * float(detected_diameter_px)))
 
 
 #: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.25–3.2 Å (Cu {220} — the only
@@ -308,7 +321,8 @@ def cluster_reasons(
     out: list[str | None] = []
     for i, d in enumerate(detections):
         r0, c0, r1, c1 = d.bbox
-        if r0 <= 0 or c0 <= 0 or r1 >= rows or c1 >= cols:
+        m = edge_margin_px(d.diameter_A / px)
+        if r0 < m or c0 < m or rows - r1 < m or cols - c1 < m:
             out.append("cut_by_edge")
             continue
         if diam[i] < d_lo:

@@ -9,6 +9,7 @@ a cluster is one the model can judge at all is :mod:`clusterspy.domain`'s.
 
 from __future__ import annotations
 
+import json
 import warnings
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -156,8 +157,8 @@ def load_model(path: str | Path | None = None) -> Model:
     ----------
     path : path or str, optional
         An ``.onnx`` file (its card is ``model_card.json`` or ``<stem>.json`` next to it), a
-        folder holding ``model.onnx``, or the name of an earlier model shipped beside the default
-        (``"isomernet-v3"``); default: the weights shipped in ``clusterspy/weights``.
+        folder holding ``model.onnx``, or the name of a shipped model (``"isomernet-v2"``, the
+        default, or ``"isomernet-v3"``); default: the weights shipped in ``clusterspy/weights``.
 
     Raises
     ------
@@ -165,8 +166,8 @@ def load_model(path: str | Path | None = None) -> Model:
         If the file or its card is missing, or a SHA-256 does not match.
     """
     p = Path(path) if path is not None else DEFAULT_MODEL
-    if path is not None and not p.exists() and (WEIGHTS_DIR / str(path)).is_dir():
-        p = WEIGHTS_DIR / str(path)  # another shipped model by name, e.g. "isomernet-v3"
+    if path is not None and not p.exists():
+        p = _shipped_by_name(str(path)) or p
     if p.is_dir():
         p = p / "model.onnx"
     if not p.is_file():
@@ -176,6 +177,16 @@ def load_model(path: str | Path | None = None) -> Model:
     card_file = card.path(CARD_NAME)
     card_mtime = card_file.stat().st_mtime if card_file.is_file() else 0.0
     return _load_cached(str(p.resolve()), p.stat().st_mtime, card_mtime)
+
+
+def _shipped_by_name(name: str) -> Path | None:
+    """The shipped model called ``name`` (the default's card name, or a folder beside it), or None."""
+    if (WEIGHTS_DIR / name).is_dir():
+        return WEIGHTS_DIR / name  # an earlier or alternative model, e.g. "isomernet-v3"
+    card = DEFAULT_MODEL.with_name(CARD_NAME)
+    if card.is_file() and json.loads(card.read_text()).get("name") == name:
+        return DEFAULT_MODEL
+    return None
 
 
 @dataclass
