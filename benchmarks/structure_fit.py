@@ -57,6 +57,9 @@ def _score(fit, truth: dict, clean: np.ndarray | None) -> dict:
            "reason": fit.reason, "seconds": round(fit.seconds, 2), "zone_axis": fit.zone_axis,
            "true_zone_axis": truth.get("zone_axis")}
     row["isomer_ok"] = fit.isomer == truth["isomer"]
+    # NCC margin over the best other isomer: how clearly the fit chose
+    row["margin"] = None if fit.ncc is None or not fit.alternatives else round(
+        fit.ncc - max(v["ncc"] for v in fit.alternatives.values()), 4)
     row["atoms_within_10pct"] = bool(fit.n_atoms is not None
                                      and abs(fit.n_atoms - truth["n_atoms"]) <= 0.1 * truth["n_atoms"])
     group = _truth_group(truth["form"])
@@ -246,19 +249,27 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--prism", type=int, default=None, help="at most this many PRISM images (default: all)")
     ap.add_argument("--fast", type=int, default=24, help="fast-simulated images")
     ap.add_argument("--skip-real", action="store_true")
+    ap.add_argument("--parts", default="prism,fast,real",
+                    help="parts to run; the others are kept from the existing results file")
     ap.add_argument("--figures", action="store_true", help="write docs/fit_au_temul.png")
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
-    result: dict = {"load_average_at_start": os.getloadavg()[0]}
-    prism = run_prism(a.prism)
-    result["prism"] = {"summary": summarise(prism), "rows": prism}
-    fast = run_fast(a.fast)
-    result["fast"] = {"summary": summarise(fast), "rows": fast}
-    if not a.skip_real:
+    parts = set(a.parts.split(","))
+    old = RESULTS / "structure_fit.json"
+    result: dict = json.loads(old.read_text()) if old.exists() and parts != {"prism", "fast", "real"} else {}
+    load = {"load_average_at_start": os.getloadavg()[0]}
+    if "prism" in parts:
+        prism = run_prism(a.prism)
+        result["prism"] = {"summary": summarise(prism), "rows": prism, **load}
+    if "fast" in parts:
+        fast = run_fast(a.fast)
+        result["fast"] = {"summary": summarise(fast), "rows": fast, **load}
+    if "real" in parts and not a.skip_real:
         result["real"] = run_real(a.figures)
     result["load_average_at_end"] = os.getloadavg()[0]
     for part in ("prism", "fast"):
-        print(part, json.dumps(result[part]["summary"]))
+        if part in result:
+            print(part, json.dumps(result[part]["summary"]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "structure_fit.json").write_text(json.dumps(result, indent=1, default=str))
     return result
