@@ -210,3 +210,67 @@ def test_resolve_pixel_size_user_wins_and_the_file_value_is_kept():
     assert resolve_pixel_size("a.tif", None, 0.2, {"non_square_pixel_A": {"x": 0.2, "y": 0.3}}) == 0.2
     with pytest.raises(CalibrationError, match="implausible"):
         resolve_pixel_size("a.dm4", 5000.0, None, {})
+
+
+def _emd(path, signals: dict[str, np.ndarray], pixel_A: float = 0.3):
+    """A Berkeley (NCEM) EMD holding one 2-D image signal per ``{title: image}`` (stored
+    transposed: RosettaSciIO reads NCEM ``dim1`` as x)."""
+    h5py = pytest.importorskip("h5py")
+    pytest.importorskip("rsciio")
+    with h5py.File(path, "w") as f:
+        f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
+        for title, image in signals.items():
+            group = f.require_group("data").create_group(title)
+            group.attrs["emd_group_type"] = 1
+            group.create_dataset("data", data=image.T)
+            for i, name in ((1, "x"), (2, "y")):
+                dim = group.create_dataset(f"dim{i}", data=np.arange(image.shape[2 - i]) * pixel_A / 10)
+                dim.attrs["name"], dim.attrs["units"] = name, "nm"
+    return path
+
+
+def test_signal_chooses_among_untitled_signals_by_index_or_title(tmp_path):
+    a, b = blob(seed=1)[:, :48], blob(seed=2)[:, :48]  # not square: a transposed read would show
+    path = _emd(tmp_path / "two.emd", {"channel A": a, "channel B": b})
+    with pytest.raises(InputFileError, match=r"2 image signals.*0: 'channel A' \(64×48\), "
+                                             r"1: 'channel B' \(64×48\).*--signal"):
+        read_image(path)
+    with pytest.raises(InputFileError, match="--signal"):
+        read_series(path)
+    for choice, want, index in ((0, a, 0), (1, b, 1), ("channel B", b, 1), ("Channel a", a, 0),
+                                ("1", b, 1)):
+        im = read_image(path, signal=choice)
+        np.testing.assert_array_equal(im.data, want)
+        assert im.metadata["signal_index"] == index and im.pixel_size_A == pytest.approx(0.3)
+        frames = read_series(path, signal=choice)
+        assert len(frames) == 1
+        np.testing.assert_array_equal(frames[0].data, want)
+    np.testing.assert_array_equal(as_image(path, signal="channel A").data, a)
+    for bad in (2, -1, "channel C"):
+        with pytest.raises(InputFileError, match=r"no signal .*its signals: 0: 'channel A'"):
+            read_image(path, signal=bad)
+
+
+def test_a_detector_title_or_a_single_image_needs_no_signal(tmp_path):
+    a, b = blob(seed=1), blob(seed=2)
+    im = read_image(_emd(tmp_path / "haadf.emd", {"channel A": a, "HAADF": b}))
+    np.testing.assert_array_equal(im.data, b)
+    assert im.metadata["title"] == "HAADF" and im.metadata["signal_count"] == 2
+    one = read_image(_emd(tmp_path / "one.emd", {"channel A": a}))
+    np.testing.assert_array_equal(one.data, a)
+
+
+def test_signal_of_a_one_image_format(tmp_path):
+    path = tmp_path / "one.npz"
+    np.savez(path, image=blob(), pixel_size_A=0.3)
+    assert read_image(path, signal=0).shape == (64, 64)
+    with pytest.raises(InputFileError, match="holds one image"):
+        read_image(path, signal="HAADF")
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    _emd(folder / "f0.emd", {"channel A": blob(seed=1), "channel B": blob(seed=2)})
+    _emd(folder / "f1.emd", {"channel A": blob(seed=3), "channel B": blob(seed=4)})
+    frames = read_series(folder, signal=1)
+    np.testing.assert_array_equal(frames[1].data, blob(seed=4))
+    with pytest.raises(InputFileError, match="--signal"):
+        read_series(folder)

@@ -5,8 +5,9 @@ times too fine, ``--out`` that is a file or lies under one, a full disk (a file 
 with ``RLIMIT_FSIZE`` in the child), LaTeX in a file name, a model that ONNX Runtime cannot load,
 a model card edited or not sealed, ONNX external data outside the hash, bright-field contrast,
 NaN kept out of every JSON, stray ``.tmp`` files, overlays left out of a long file, training
-(log rows after the checkpoint, a changed config refused on resume, a budget in steps). One gap
-stays a strict xfail that says what is missing (``--signal`` for a multi-signal file).
+(log rows after the checkpoint, a changed config refused on resume, a budget in steps), a
+multi-signal file without a detector title (its signals listed; ``--signal`` recorded and checked
+on resume).
 Covered elsewhere: thermo temperatures (``test_cli``, ``test_thermo``); non-square TIFF pixels and
 truncated stacks (``test_io_tiff``); series locks, exact resume, other settings refused, bad
 frames, ``.tmp`` after a kill (``test_series_resume``); batch failures, locks, kills
@@ -391,14 +392,15 @@ def test_overlays_left_out_of_a_long_file_are_said(capsys, tmp_path: Path) -> No
     assert len(list(out.glob("long_frame*.png"))) == 50
 
 
-def _two_signal_emd(path: Path) -> Path:
-    """A Berkeley (NCEM) EMD holding two image signals whose titles name no detector."""
+def _two_signal_emd(path: Path, titles: tuple[str, str] = ("channel A", "channel B")) -> Path:
+    """A Berkeley (NCEM) EMD holding two image signals whose titles name no detector: the first
+    the inverted (bright-field-like) frame, the second the HAADF frame."""
     import h5py
 
     frame = _frames()[0]
     with h5py.File(path, "w") as f:
         f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
-        for title, img in (("channel A", frame.max() - frame), ("channel B", frame)):
+        for title, img in zip(titles, (frame.max() - frame, frame), strict=True):
             group = f.require_group("data").create_group(title)
             group.attrs["emd_group_type"] = 1
             group.create_dataset("data", data=img)
@@ -408,9 +410,61 @@ def _two_signal_emd(path: Path) -> Path:
     return path
 
 
-@pytest.mark.xfail(strict=True, reason="no --signal option: a multi-signal file without a HAADF/ADF/DF/BF "
-                   "title is read from its first image signal without a word (io/rsciio_reader.pick_signal)")
 def test_a_multi_signal_file_without_a_haadf_title_lists_its_signals(capsys, tmp_path: Path) -> None:
     pytest.importorskip("rsciio")
     path = _two_signal_emd(tmp_path / "two.emd")
     _one_line(*_cli(capsys, "classify", path), "channel A", "channel B", "--signal")
+    _one_line(*_cli(capsys, *_series(path, tmp_path / "s")), "0: 'channel A'", "1: 'channel B'",
+              "--signal")
+
+
+@pytest.mark.parametrize("command", ["classify", "series", "fit"])
+@pytest.mark.parametrize("choice", ["2", "channel C"])
+def test_a_signal_the_file_does_not_hold_lists_those_it_holds(capsys, tmp_path: Path, command: str,
+                                                              choice: str) -> None:
+    pytest.importorskip("rsciio")
+    path = _two_signal_emd(tmp_path / "two.emd")
+    args = _series(path, tmp_path / "s") if command == "series" else [command, path]
+    _one_line(*_cli(capsys, *args, "--signal", choice), repr(choice) if choice[0] == "c" else choice,
+              "channel A", "channel B")
+
+
+def test_signal_of_a_one_image_file_is_one_line(capsys, image: Path) -> None:
+    _one_line(*_cli(capsys, "classify", image, "--signal", "1"), "holds one image", "signal 1")
+
+
+def test_classify_reads_the_signal_chosen_and_a_rerun_with_another_is_refused(capsys, tmp_path: Path
+                                                                               ) -> None:
+    pytest.importorskip("rsciio")
+    path = _two_signal_emd(tmp_path / "two.emd")
+    out = tmp_path / "out"
+    rc = main(["classify", str(path), "--signal", "channel B", "--out", str(out), "--format", "json",
+               "--workers", "1"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rows = json.loads(captured.out)
+    assert rows and {r["label"] for r in rows} - {"unknown"}, rows  # the HAADF frame classifies
+    settings = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    assert settings["signal"] == "channel B" and settings["fingerprint"]["signal"] == "channel B"
+    # the inverted signal 0 is refused as bright field: proof that --signal 0 reads the other one
+    _one_line(*_cli(capsys, "classify", path, "--signal", "0"), "bright")
+    _one_line(*_cli(capsys, "classify", path, "--signal", "1", "--out", out), "--signal", "--restart")
+    _one_line(*_cli(capsys, "classify", path, "--out", out), "--signal", "--restart")
+    assert main(["classify", str(path), "--signal", "channel B", "--out", str(out), "--workers", "1"]) == 0
+    assert "1 file(s) already done" in capsys.readouterr().err
+
+
+def test_series_records_the_signal_read_and_refuses_another_on_resume(capsys, tmp_path: Path) -> None:
+    pytest.importorskip("rsciio")
+    path = _two_signal_emd(tmp_path / "two.emd")
+    out = tmp_path / "s"
+    rc, err = _cli(capsys, *_series(path, out), "--signal", "1")
+    assert rc == 0, err
+    run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert run["input"]["signal"] == {"index": 1, "title": "channel B"}
+    with open(out / "frames.csv", newline="", encoding="utf-8") as fh:
+        assert next(r["label"] for r in csv.DictReader(fh)) not in ("", "unknown")
+    rc, err = _cli(capsys, *_series(path, out), "--signal", "channel b")  # the same signal, by title
+    assert rc == 0, err
+    _one_line(*_cli(capsys, *_series(path, out), "--signal", "0", "--contrast", "haadf"),
+              "signal", "--no-resume")

@@ -37,7 +37,7 @@ EXIT_SOME_FAILED = 3
 #: Settings whose change makes an output folder's parts invalid, and the option that sets each.
 _OPTION_NAMES = {"model": "--model", "pixel_size_A_override": "--pixel-size", "contrast": "--contrast",
                  "min_size_nm": "--min-size", "max_size_nm": "--max-size", "border": "--border",
-                 "explain": "--explain", "clusterspy_version": "the ClusterSpy version"}
+                 "explain": "--explain", "signal": "--signal", "clusterspy_version": "the ClusterSpy version"}
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,8 @@ class BatchConfig:
         Overlays of at most this many frames per file.
     run : int
         Number of this run on ``out`` (1 for the first).
+    signal : int or str or None
+        The signal read from multi-signal files (index or title); None: the HAADF one.
     """
 
     pixel_size_A: float | None = None
@@ -69,6 +71,7 @@ class BatchConfig:
     explain: bool = False
     max_overlays_per_file: int = 50
     run: int = 1
+    signal: int | str | None = None
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -163,7 +166,8 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
                             "run": cfg.run, "figures": [], "figures_done": cfg.out is None}
     try:
         model = load_model(cfg.model_path)
-        found, failures, info = classify_file(path, model, cfg.pixel_size_A, **cfg.options)
+        found, failures, info = classify_file(path, model, cfg.pixel_size_A, signal=cfg.signal,
+                                              **cfg.options)
     except Exception as exc:  # a batch never stops for one file: a bug is recorded, retried
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
         found, info = [], {}
@@ -190,7 +194,7 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
         try:
             part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
                                                  max_overlays_per_file=cfg.max_overlays_per_file,
-                                                 explain=cfg.explain, stem=stem)
+                                                 explain=cfg.explain, stem=stem, signal=cfg.signal)
         except OSError:  # a full disk stops the batch (one line from the CLI); figures made on the rerun
             raise
         except Exception as exc:  # the results are written: a figure may fail alone
@@ -277,7 +281,7 @@ def _fingerprint(cfg: BatchConfig, card_summary: dict[str, Any]) -> dict[str, An
     return {"clusterspy_version": __version__,
             "model": {k: card_summary.get(k) for k in ("id", "weights_sha256", "card_sha256")},
             "pixel_size_A_override": cfg.pixel_size_A, **dict(sorted(cfg.options.items())),
-            "explain": cfg.explain}
+            "explain": cfg.explain, "signal": cfg.signal}
 
 
 def _check_same_settings(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -433,6 +437,7 @@ def run_batch(
     restart: bool = False,
     progress: bool | None = None,
     on_part: Callable[[dict[str, Any]], None] | None = None,
+    signal: int | str | None = None,
 ) -> BatchResult:
     """Classify a batch of image files, writing each file's results as soon as it is done.
 
@@ -464,6 +469,9 @@ def run_batch(
         Progress bar on stderr (default: when stderr is a terminal and there are several files).
     on_part : callable, optional
         Called with each part as it completes (e.g. to print a failure at once).
+    signal : int or str, optional
+        The signal read from each multi-signal file (index or title; recorded in
+        ``settings.json``: a rerun with another is refused). None: the HAADF one, or the only one.
 
     Returns
     -------
@@ -486,7 +494,7 @@ def run_batch(
     if model_path is not None and Path(model_path).exists():  # absolute: Dask workers run elsewhere
         model_path = Path(model_path).resolve()
     cfg = BatchConfig(pixel_size_A=pixel_size_A, model_path=None if model_path is None else str(model_path),
-                      options=dict(options or {}), explain=explain,
+                      options=dict(options or {}), explain=explain, signal=signal,
                       out=None if out is None else str(Path(out).expanduser().resolve()))
     stems = _unique_stems(files)
     lock = None
@@ -587,7 +595,8 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
     settings = {"clusterspy_version": fingerprint["clusterspy_version"],
                 "seed": None,  # classification draws no random numbers: the same input gives the same output
                 "model": card_summary, "pixel_size_A_override": cfg.pixel_size_A, "options": cfg.options,
-                "explain": cfg.explain, "inputs": [{"file": f, "key": file_key(f)} for f in files],
+                "explain": cfg.explain, "signal": cfg.signal,
+                "inputs": [{"file": f, "key": file_key(f)} for f in files],
                 "fingerprint": fingerprint, "runs": (old or {}).get("runs", [])}
     (out / "parts").mkdir(parents=True, exist_ok=True)
     write_text_atomic(settings_path, json.dumps(settings, indent=2, default=str) + "\n")

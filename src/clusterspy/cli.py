@@ -58,6 +58,18 @@ PixelSize = Annotated[
     float | None,
     typer.Option("--pixel-size", help="Pixel size, in Å/px; overrides the file's calibration."),
 ]
+SignalOption = Annotated[
+    str | None,
+    typer.Option("--signal", help="Which signal of a multi-signal file (.emd with HAADF, DF, BF, EDS ...): "
+                 "its index (0 first) or title; needed when no title names the detector (HAADF/ADF/DF/BF)."),
+]
+
+
+def _signal_choice(value: str | None) -> int | str | None:
+    """``--signal``: an index (digits) as an int, otherwise a title."""
+    if value is None:
+        return None
+    return int(value) if value.strip().isdigit() else value
 
 
 @app.command()
@@ -109,6 +121,7 @@ def classify(
     restart: Annotated[
         bool, typer.Option("--restart", help="Forget what an earlier batch wrote into --out; start afresh.")
     ] = False,
+    signal: SignalOption = None,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file).
 
@@ -137,7 +150,8 @@ def classify(
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
     batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
-                      explain=explain, workers=workers, scheduler=scheduler, restart=restart)
+                      explain=explain, workers=workers, scheduler=scheduler, restart=restart,
+                      signal=_signal_choice(signal))
     single = len(paths) == 1 and not paths[0].is_dir()
     if single and batch.parts and batch.parts[0]["status"] in ("failed", "error"):
         raise ClusterSpyError(batch.parts[0]["failures"][0]["message"])  # one file: its error, exit 2
@@ -203,6 +217,7 @@ def series(
                      help="Draw strip.png and report.html (with saliency overlays: slow) after the "
                      "data files."),
     ] = True,
+    signal: SignalOption = None,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -227,7 +242,7 @@ def series(
         loaded = load_model(model)
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
                              contrast=contrast.value, temperature_K=temperature, resume=resume,
-                             report=report)
+                             report=report, signal=_signal_choice(signal))
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
@@ -332,6 +347,7 @@ def fit(
     energy: Annotated[float, typer.Option("--energy", help="Beam energy, in keV.")] = 200.0,
     semiangle: Annotated[float, typer.Option("--semiangle", help="Convergence semi-angle, in mrad.")] = 25.0,
     out: Annotated[Path | None, typer.Option(help="Folder for every cluster's .xyz, .json and .png.")] = None,
+    signal: SignalOption = None,
 ) -> None:
     """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation."""
     import json as _json
@@ -340,7 +356,8 @@ def fit(
     from clusterspy.workflows import fit_files
 
     done = fit_files(paths, element=element, pixel_size_A=pixel_size, out=out,
-                     microscope=Microscope(energy_keV=energy, semiangle_mrad=semiangle))
+                     microscope=Microscope(energy_keV=energy, semiangle_mrad=semiangle),
+                     signal=_signal_choice(signal))
     for file, fits in done:
         for f in fits:
             typer.echo(_json.dumps({"file": file, **f.to_dict()}))

@@ -290,11 +290,12 @@ class ClusterResults(list):
                             columns=list(RESULT_COLUMNS))
 
 
-def _as_image(image: Any, pixel_size_A: float | None) -> tuple[Image, str | None]:
+def _as_image(image: Any, pixel_size_A: float | None, signal: int | str | None = None
+              ) -> tuple[Image, str | None]:
     """Turn a path / array / Image / HyperSpy Signal2D into a checked :class:`Image` and a name."""
     from clusterspy.io import as_image
 
-    img = as_image(image, pixel_size_A)
+    img = as_image(image, pixel_size_A, signal=signal)
     if isinstance(image, (str, Path)):
         return img, str(image)
     name = img.metadata.get("source") or img.metadata.get("file") or img.metadata.get("title") or None
@@ -354,6 +355,7 @@ def classify(
     max_size_nm: float | None = None,
     border: str = "flag",
     pixel_size: float | None = None,
+    signal: int | str | None = None,
 ) -> ClusterResults:
     """Find every cluster in an image and classify its isomer — or say why it cannot.
 
@@ -380,6 +382,9 @@ def classify(
         ``"cut_by_edge"`` (``"flag"``), or left out (``"skip"``).
     pixel_size : float, optional
         Deprecated spelling of ``pixel_size_A``.
+    signal : int or str, optional
+        For a path to a multi-signal file: which signal (index or title; see
+        :func:`clusterspy.io.read_image`).
 
     Returns
     -------
@@ -405,7 +410,7 @@ def classify(
     if border not in ("flag", "skip"):
         raise ConfigError(f"border must be 'flag' or 'skip', got {border!r}")
     mdl = model if isinstance(model, Model) else load_model(model)
-    img, name = _as_image(image, pixel_size_A)
+    img, name = _as_image(image, pixel_size_A, signal)
     card = mdl.card
     lo_A, hi_A = _size_range_A(card, min_size_nm, max_size_nm)
     check_image(img, card.domain, contrast=contrast)  # type: ignore[arg-type]

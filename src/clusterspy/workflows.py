@@ -52,6 +52,7 @@ def classify_file(
     *,
     on_frame: Any = None,
     strict: bool = False,
+    signal: int | str | None = None,
     **options: Any,
 ) -> tuple[list[ClusterResult], list[dict[str, Any]], dict[str, Any]]:
     """Classify every cluster in every frame of one file, going on past a frame that fails.
@@ -68,6 +69,8 @@ def classify_file(
         Called with no argument after each frame (for progress).
     strict : bool
         Raise the first user-caused error instead of recording it.
+    signal : int or str, optional
+        Which signal of a multi-signal file (index or title; see :func:`clusterspy.io.read_image`).
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -94,7 +97,7 @@ def classify_file(
                 "message": " ".join(str(exc).split())}
 
     try:
-        frames = read_series(path, pixel_size_A=pixel_size_A)
+        frames = read_series(path, pixel_size_A=pixel_size_A, signal=signal)
     except ClusterSpyError as exc:
         return [], [failure(None, exc)], {}
     info = {"frames": len(frames), "pixel_size_A": frames.pixel_size_A,
@@ -127,6 +130,7 @@ def write_file_figures(
     max_overlays_per_file: int = 50,
     explain: bool = False,
     stem: str | None = None,
+    signal: int | str | None = None,
 ) -> list[str]:
     """Draw the overlay (with ``explain`` also the saliency figure) of each frame with results.
 
@@ -151,6 +155,8 @@ def write_file_figures(
         Also write ``<name>_saliency.png`` per overlay.
     stem : str, optional
         Start of the PNG names (default: the file's stem).
+    signal : int or str, optional
+        The signal the results came from, in a multi-signal file (index or title).
 
     Returns
     -------
@@ -164,7 +170,7 @@ def write_file_figures(
         by_frame.setdefault(int(r.frame), []).append(r)
     if not by_frame:
         return []
-    frames = read_series(path, pixel_size_A=pixel_size_A)
+    frames = read_series(path, pixel_size_A=pixel_size_A, signal=signal)
     written = []
     for index in sorted(by_frame)[:max_overlays_per_file]:
         frame = frames[index]
@@ -758,12 +764,14 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
 
 
 def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_size_A: float | None = None,
-              out: str | os.PathLike | None = None, microscope: Any = None) -> list[tuple[str, list[Any]]]:
+              out: str | os.PathLike | None = None, microscope: Any = None,
+              signal: int | str | None = None) -> list[tuple[str, list[Any]]]:
     """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit.fit_structure`).
 
     With ``out``, writes per cluster ``<stem>_c<i>.xyz`` (extended XYZ), ``<stem>_c<i>.json`` and
     ``<stem>_c<i>.png`` (:func:`clusterspy.plots.plot_structure_fit`); clusters without a fit get
-    only their JSON (with the reason). Returns ``[(file, [StructureFit, ...]), ...]``.
+    only their JSON (with the reason). ``signal`` chooses the signal of multi-signal files (index
+    or title). Returns ``[(file, [StructureFit, ...]), ...]``.
     """
     from clusterspy.fit import fit_structure
     from clusterspy.io import as_image
@@ -771,7 +779,7 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
 
     done = []
     for path in paths:
-        img = as_image(Path(path), pixel_size_A)
+        img = as_image(Path(path), pixel_size_A, signal=signal)
         fits = fit_structure(img, element=element, microscope=microscope)
         if out is not None:
             folder = Path(out)

@@ -126,10 +126,25 @@ def reader_for(ext: str) -> Callable[[Path, bool], ReadResult]:
     return getattr(importlib.import_module(f"clusterspy.io.{module}"), function)
 
 
-def read_any(path: str | os.PathLike, lazy: bool = True) -> ReadResult:
-    """Check ``path`` and read it with the reader its extension names in :data:`FORMATS`."""
+def read_any(path: str | os.PathLike, lazy: bool = True, signal: int | str | None = None) -> ReadResult:
+    """Check ``path`` and read it with the reader its extension names in :data:`FORMATS`.
+
+    ``signal`` chooses the signal of a file holding several (its index or title); a format
+    read without RosettaSciIO holds one image, so only ``None`` or ``0`` fit it.
+
+    Raises
+    ------
+    InputFileError
+        ``signal`` names a signal the file does not hold (the message lists those it holds).
+    """
     p = check_path(path)
-    return reader_for(p.suffix.lower())(p, lazy)
+    ext = p.suffix.lower()
+    if FORMATS[ext].plugin is not None:
+        return reader_for(ext)(p, lazy, signal=signal)
+    if signal is not None and str(signal).strip() != "0":
+        raise InputFileError(f"{p.name} holds one image (signal 0), not signal {signal!r}: --signal "
+                             "chooses among the signals of a .emd, .hspy, .zspy, .dm3/.dm4 or .tif file")
+    return reader_for(ext)(p, lazy)
 
 
 def compute(data: Any) -> np.ndarray:

@@ -21,7 +21,9 @@ from clusterspy.image import (
 from clusterspy.io.formats import compute, read_any
 
 
-def read_image(path: str | os.PathLike, pixel_size_A: float | None = None) -> Image:
+def read_image(
+    path: str | os.PathLike, pixel_size_A: float | None = None, *, signal: int | str | None = None
+) -> Image:
     """Read one 2-D image with its pixel size.
 
     Parameters
@@ -31,24 +33,30 @@ def read_image(path: str | os.PathLike, pixel_size_A: float | None = None) -> Im
     pixel_size_A : float, optional
         Pixel size [Å/px]; overrides the file's calibration (recorded in
         ``metadata["pixel_size_source"] = "user"``). Required for PNG/JPEG/NPY.
+    signal : int or str, optional
+        Which signal of a file holding several (Velox .emd with HAADF, DF, BF, EDS ...): its
+        index in the file (0 first) or its title. Needed when several image signals are there
+        and no title names the detector (HAADF, ADF, DF, BF).
 
     Returns
     -------
     Image
         ``float32`` data with ``pixel_size_A`` [Å/px] and metadata (``source``, ``format``,
-        ``pixel_size_source``, ``file_pixel_size_A``, ...).
+        ``pixel_size_source``, ``file_pixel_size_A``, ``signal_index`` and ``title`` of the
+        signal read, ...).
 
     Raises
     ------
     InputFileError
-        Missing, empty, truncated or unsupported file (the message lists the formats).
+        Missing, empty, truncated or unsupported file (the message lists the formats); several
+        image signals and none chosen, or ``signal`` not in the file (the message lists them).
     ImageDataError
         Not a single 2-D image (a stack: use :func:`read_series`), RGB, NaN/Inf, constant,
         too large.
     CalibrationError
         No pixel size in the file and none given, or an implausible one.
     """
-    data, file_pixel, md = read_any(path, lazy=True)
+    data, file_pixel, md = read_any(path, lazy=True, signal=signal)
     name = Path(path).name
     if np.ndim(data) == 3:
         raise ImageDataError(
@@ -62,7 +70,8 @@ def read_image(path: str | os.PathLike, pixel_size_A: float | None = None) -> Im
 
 
 def as_image(
-    obj: Any, pixel_size_A: float | None = None, *, metadata: Mapping[str, Any] | None = None
+    obj: Any, pixel_size_A: float | None = None, *, metadata: Mapping[str, Any] | None = None,
+    signal: int | str | None = None,
 ) -> Image:
     """Return a checked :class:`~clusterspy.image.Image` from a path, array, Image or Signal2D.
 
@@ -74,6 +83,8 @@ def as_image(
         Pixel size [Å/px]; required for a bare array, overrides the calibration otherwise.
     metadata : mapping, optional
         Extra metadata for a bare array.
+    signal : int or str, optional
+        For a path: which signal of a multi-signal file (see :func:`read_image`).
 
     Raises
     ------
@@ -81,7 +92,7 @@ def as_image(
         A subclass for every problem (missing file, bad data, no pixel size).
     """
     if isinstance(obj, (str, os.PathLike)):
-        return read_image(obj, pixel_size_A)
+        return read_image(obj, pixel_size_A, signal=signal)
     if isinstance(obj, Image):
         data = check_image_data(obj.data, source="the image")
         if pixel_size_A is None:

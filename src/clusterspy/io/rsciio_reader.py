@@ -61,36 +61,98 @@ def signal_pixel_size(axes: Sequence[Mapping[str, Any]]) -> tuple[float | None, 
     return pixel, frame_time
 
 
-def pick_signal(p: Path, signals: list[dict[str, Any]]) -> dict[str, Any]:
-    """Pick the image signal among several (Velox: HAADF first).
+def _n_sig(s: dict[str, Any]) -> int:
+    return sum(1 for a in s.get("axes", []) if not a.get("navigate", False))
+
+
+def _title(s: dict[str, Any]) -> str:
+    return str(s.get("metadata", {}).get("General", {}).get("title", ""))
+
+
+def _is_image(s: dict[str, Any]) -> bool:
+    return _n_sig(s) == 2 and np.ndim(s["data"]) in (2, 3)
+
+
+def signal_list(signals: Sequence[dict[str, Any]], only_images: bool = False) -> str:
+    """``0: 'HAADF' (512×512), 1: 'EDS' (2048)`` — the signals of a file, for messages.
+
+    ``only_images`` lists just the 2-D image signals (with their index in the file).
+    """
+    return ", ".join(f"{i}: {_title(s)!r} ({'×'.join(str(n) for n in np.shape(s['data']))})"
+                     for i, s in enumerate(signals) if _is_image(s) or not only_images)
+
+
+def _chosen(p: Path, signals: list[dict[str, Any]], choice: int | str) -> dict[str, Any]:
+    """The signal ``choice`` names (its index in the file, or its title), checked to be an image."""
+    found = None
+    if isinstance(choice, str):
+        found = next((s for s in signals if _title(s).strip().lower() == choice.strip().lower()), None)
+        if found is None and choice.strip().isdigit():
+            choice = int(choice.strip())
+    if found is None and isinstance(choice, (int, np.integer)) and 0 <= int(choice) < len(signals):
+        found = signals[int(choice)]
+    if found is None:
+        raise InputFileError(f"{p.name} has no signal {choice!r} (--signal takes an index or a title); "
+                             f"its signals: {signal_list(signals)}")
+    if not _is_image(found):
+        raise InputFileError(f"signal {choice!r} of {p.name} is not a 2-D image (shape "
+                             f"{np.shape(found['data'])}); its image signals: "
+                             f"{signal_list(signals, only_images=True)}")
+    return found
+
+
+def pick_signal(p: Path, signals: list[dict[str, Any]], choice: int | str | None = None, *,
+                first_if_untitled: bool = False) -> dict[str, Any]:
+    """Pick the image signal among several: ``choice``, else the only image, else the one whose
+    title names the detector (HAADF, ADF, DF, BF, in that order; Velox: HAADF first).
+
+    Parameters
+    ----------
+    p : pathlib.Path
+        The file (for messages).
+    signals : list of dict
+        The signals RosettaSciIO read from it, in file order.
+    choice : int or str, optional
+        The signal to use: its index in the file (``0`` first) or its title (case-insensitive).
+    first_if_untitled : bool
+        Without ``choice`` and a detector title, take the first image signal instead of
+        refusing (a TIFF, whose further series are previews).
 
     Raises
     ------
     ImageDataError
         If there is no signal, or none is a 2-D image (or a stack of them).
+    InputFileError
+        If ``choice`` names no image signal of the file, or none is given and the file holds
+        several image signals none of whose titles names a detector (the message lists them).
     """
     if not signals:
         raise ImageDataError(f"{p.name} contains no signal")
-
-    def n_sig(s: dict[str, Any]) -> int:
-        return sum(1 for a in s.get("axes", []) if not a.get("navigate", False))
-
-    images = [s for s in signals if n_sig(s) == 2 and np.ndim(s["data"]) in (2, 3)]
+    if choice is not None:
+        return _chosen(p, signals, choice)
+    images = [s for s in signals if _is_image(s)]
     if not images:
         kinds = sorted({f"{np.ndim(s['data'])}-D" for s in signals}) or ["none"]
         raise ImageDataError(
             f"{p.name} contains no 2-D image signal (found: {', '.join(kinds)} data); "
             "give a file with a HAADF/BF image"
         )
-
-    def title(s: dict[str, Any]) -> str:
-        return str(s.get("metadata", {}).get("General", {}).get("title", ""))
-
+    if len(images) == 1:
+        return images[0]
     for key in ("HAADF", "ADF", "DF", "BF"):
         for s in images:
-            if key in title(s).upper():
+            if key in _title(s).upper():
                 return s
-    return images[0]
+    if first_if_untitled:
+        return images[0]
+    raise InputFileError(f"{p.name} holds {len(images)} image signals and no title names the detector "
+                         f"(HAADF, ADF, DF, BF): {signal_list(signals, only_images=True)}; choose one "
+                         "with --signal N (its index) or --signal TITLE (signal= in Python)")
+
+
+def signal_index(signals: Sequence[dict[str, Any]], sig: dict[str, Any]) -> int:
+    """Index of ``sig`` in the file's ``signals``."""
+    return next(i for i, s in enumerate(signals) if s is sig)
 
 
 def signal_result(
@@ -130,11 +192,16 @@ def squeeze_frames(data: Any) -> Any:
     return data
 
 
-def read_rsciio(p: Path, lazy: bool) -> ReadResult:
-    """Read a DigitalMicrograph, EMD or HyperSpy file: its image signal (lazy), pixel size, metadata."""
+def read_rsciio(p: Path, lazy: bool, signal: int | str | None = None) -> ReadResult:
+    """Read a DigitalMicrograph, EMD or HyperSpy file: its image signal (lazy), pixel size, metadata.
+
+    ``signal`` chooses the signal of a file holding several (index or title, see
+    :func:`pick_signal`); ``metadata["signal_index"]`` records the one read.
+    """
     file_reader = rsciio_file_reader(p)
     with reading(p):
-        signals = file_reader(str(p), lazy=lazy)
-    sig = pick_signal(p, list(signals))
+        signals = list(file_reader(str(p), lazy=lazy))
+    sig = pick_signal(p, signals, signal)
     pixel, md = signal_result(p, sig, len(signals))
+    md["signal_index"] = signal_index(signals, sig)
     return squeeze_frames(sig["data"]), pixel, md

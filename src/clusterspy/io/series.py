@@ -62,6 +62,10 @@ class Series:
         Time between frames [s], when known.
     metadata : dict
         Metadata shared by all frames.
+    user_pixel_size_A : float, optional
+        For a folder: the pixel size [Å/px] the user gave, applied to each file.
+    signal : int or str, optional
+        For a folder: the signal read from each file (index or title).
     """
 
     def __init__(
@@ -72,12 +76,14 @@ class Series:
         metadata: dict[str, Any] | None = None,
         *,
         user_pixel_size_A: float | None = None,
+        signal: int | str | None = None,
     ) -> None:
         self._frames = frames
         self.pixel_size_A = check_pixel_size(pixel_size_A)
         self.frame_time_s = frame_time_s
         self.metadata = dict(metadata or {})
         self._user_pixel = user_pixel_size_A
+        self._signal = signal
         self._reads = 0
 
     def __len__(self) -> int:
@@ -100,7 +106,7 @@ class Series:
         if self.frame_time_s is not None:
             md["time_s"] = i * self.frame_time_s
         if isinstance(item, Path):
-            img = read_image(item, self._user_pixel)
+            img = read_image(item, self._user_pixel, signal=self._signal)
             md.update(img.metadata)
             md["frame"] = i
             return Image(img.data, img.pixel_size_A, md)
@@ -122,7 +128,9 @@ class Series:
                 f"frame_time_s={self.frame_time_s}, source={self.metadata.get('source')!r})")
 
 
-def read_series(path: str | os.PathLike, pixel_size_A: float | None = None) -> Series:
+def read_series(
+    path: str | os.PathLike, pixel_size_A: float | None = None, *, signal: int | str | None = None
+) -> Series:
     """Read a series of frames lazily: a stack file, a single image, or a folder of images.
 
     Parameters
@@ -133,6 +141,9 @@ def read_series(path: str | os.PathLike, pixel_size_A: float | None = None) -> S
         image files (sorted by name) are the frames.
     pixel_size_A : float, optional
         Pixel size [Å/px]; overrides the file's calibration.
+    signal : int or str, optional
+        Which signal of a multi-signal file (index or title; see :func:`read_image`); for a
+        folder, of each of its files.
 
     Returns
     -------
@@ -153,11 +164,12 @@ def read_series(path: str | os.PathLike, pixel_size_A: float | None = None) -> S
             raise InputFileError(
                 f"folder {p} contains no image files; supported: {supported_list()}"
             )
-        first = read_image(files[0], pixel_size_A)
+        first = read_image(files[0], pixel_size_A, signal=signal)
         md = {"source": str(p), "format": "folder", "files": [str(f) for f in files],
               "pixel_size_source": first.metadata.get("pixel_size_source")}
-        return Series(files, first.pixel_size_A, None, md, user_pixel_size_A=pixel_size_A)
-    data, file_pixel, md = read_any(p, lazy=True)
+        return Series(files, first.pixel_size_A, None, md, user_pixel_size_A=pixel_size_A,
+                      signal=signal)
+    data, file_pixel, md = read_any(p, lazy=True, signal=signal)
     check_shape(np.shape(data), series=True, source=p.name)
     pixel = resolve_pixel_size(p.name, file_pixel, pixel_size_A, md)
     if np.ndim(data) == 2:

@@ -16,14 +16,23 @@ import numpy as np
 from clusterspy.errors import CalibrationError, ImageDataError, InputFileError
 from clusterspy.image import check_shape, check_square, units_to_angstrom
 from clusterspy.io.formats import ReadResult, read_failure, reading
-from clusterspy.io.rsciio_reader import pick_signal, rsciio_file_reader, signal_result, squeeze_frames
+from clusterspy.io.rsciio_reader import (
+    pick_signal,
+    rsciio_file_reader,
+    signal_index,
+    signal_result,
+    squeeze_frames,
+)
 
 
-def read_tiff(p: Path, lazy: bool) -> ReadResult:
+def read_tiff(p: Path, lazy: bool, signal: int | str | None = None) -> ReadResult:
     """Read a TIFF: a multi-page stack as lazy frames, anything else eagerly through RosettaSciIO.
 
     RosettaSciIO would keep a lazily read TIFF open for ever, so only a multi-page greyscale
     stack is lazy (one page read per frame); ``lazy`` is accepted for the reader interface.
+    ``signal`` chooses among several image series (index or title, see
+    :func:`~clusterspy.io.rsciio_reader.pick_signal`); without it the first is read (a TIFF's
+    further series are previews or thumbnails).
     """
     file_reader = rsciio_file_reader(p)
     with reading(p):
@@ -31,14 +40,16 @@ def read_tiff(p: Path, lazy: bool) -> ReadResult:
         if frames is None:
             _check_tiff_size(p)
         signals = _tiff_signals(p, file_reader, pixels=frames is None)
-    sig = pick_signal(p, list(signals))
+    signals = list(signals)
+    sig = pick_signal(p, signals, signal, first_if_untitled=True)
     if frames is not None and sig is not signals[0]:
         # the image picked is not the TIFF's first series (whose pages the frames serve)
         frames = None
         with reading(p):
-            signals = _tiff_signals(p, file_reader, pixels=True)
-        sig = pick_signal(p, list(signals))
+            signals = list(_tiff_signals(p, file_reader, pixels=True))
+        sig = pick_signal(p, signals, signal, first_if_untitled=True)
     pixel, md = signal_result(p, sig, len(signals), fallback_pixel=lambda: _tiff_imagej_pixel(p))
+    md["signal_index"] = signal_index(signals, sig)
     data = sig["data"]
     if frames is not None:
         data = frames

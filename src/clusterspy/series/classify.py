@@ -69,6 +69,7 @@ def classify_series(
     full_detection_every: int = 10,
     progress: Callable[[int, int | None], None] | None = None,
     contrast: str = "auto",
+    signal: int | str | None = None,
 ) -> SeriesResult:
     """Classify every frame of a series, track the clusters, smooth the labels and summarise.
 
@@ -146,6 +147,9 @@ def classify_series(
     contrast : {"auto", "haadf"}
         ``"auto"`` refuses a series whose first frame looks like bright field (see
         :func:`clusterspy.domain.check_image`); ``"haadf"`` trusts that it is HAADF.
+    signal : int or str, optional
+        Which signal of a multi-signal file (index or title; see :func:`clusterspy.io.read_image`);
+        the signal read is part of ``run.json``, so a resume with another is refused.
     Notes
     -----
     In the HMM, lost and blurred frames carry no emission (uninformative); ``unknown`` frames keep
@@ -178,7 +182,7 @@ def classify_series(
 
         detect = detect or _det.detect_clusters
         crop = crop or _det.crop_cluster
-    source = open_frames(source, pixel_size_A)
+    source = open_frames(source, pixel_size_A, signal)
     if frame_time_s is None:
         frame_time_s = source.frame_time_s
     fs = FrameSettings(detect, crop, dict(detect_kwargs or {}), windowed, full_detection_every,

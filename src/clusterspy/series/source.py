@@ -115,7 +115,7 @@ def _array_identity(a: np.ndarray) -> dict[str, Any]:
     return {"array_shape": list(a.shape), "dtype": str(a.dtype), "sha256_first_MiB": h.hexdigest()}
 
 
-def open_frames(source: Any, pixel_size_A: float | None) -> FrameSource:
+def open_frames(source: Any, pixel_size_A: float | None, signal: int | str | None = None) -> FrameSource:
     """The frames of ``source`` (a path, a 3-D array, or a sequence / iterable of images).
 
     Parameters
@@ -125,6 +125,9 @@ def open_frames(source: Any, pixel_size_A: float | None) -> FrameSource:
         cols)`` array (may be a memory map) or images.
     pixel_size_A : float, optional
         Pixel size [Å/px]; overrides the file's; needed for arrays.
+    signal : int or str, optional
+        Which signal of a multi-signal file (index or title). The signal read (index, title)
+        joins the input's identity when the file holds several, so a resume must read the same.
 
     Raises
     ------
@@ -134,9 +137,17 @@ def open_frames(source: Any, pixel_size_A: float | None) -> FrameSource:
     from clusterspy.io import Series, read_series
 
     if isinstance(source, str | os.PathLike):
-        series = read_series(source, pixel_size_A=pixel_size_A)
+        series = read_series(source, pixel_size_A=pixel_size_A, signal=signal)
+        identity = _file_identity(Path(source).expanduser())
+        md = series.metadata
+        if int(md.get("signal_count", 1) or 1) > 1:  # the signal read, however it was named
+            identity["signal"] = {"index": md.get("signal_index"), "title": md.get("title")}
+        elif md.get("format") == "folder" and signal is not None:  # the signal of each file
+            identity["signal"] = {"asked": signal}
         return FrameSource(series, series.pixel_size_A, series.frame_time_s, str(source),
-                           _file_identity(Path(source).expanduser()), checked=True)
+                           identity, checked=True)
+    if signal is not None:
+        raise ConfigError("signal= chooses the signal of a file; give the file's path, not its data")
     if isinstance(source, np.ndarray):
         if source.ndim != 3:
             raise ConfigError(f"an array series must be (frames, rows, cols), got {source.shape}")
