@@ -12,6 +12,12 @@ and their readers are listed once, in :data:`clusterspy.io.formats.FORMATS`:
 - ``.npz`` — keys ``image`` / ``frames`` / ``data`` and ``pixel_size_A`` (optionally
   ``frame_time_s``).
 
+A file holding several signals (Velox: HAADF, DF, BF, EDS ...) is read from its only 2-D image
+signal, else from the one whose title names the detector (HAADF, ADF, DF, BF); when none does,
+it is refused with a one-line :class:`~clusterspy.errors.InputFileError` listing its signals
+(index, title, shape), and ``signal=`` (``--signal``) chooses one by index or title
+(``metadata["signal_index"]`` records the one read).
+
 Whatever the units in the file (m, mm, µm, nm, Å, pm), the pixel size is returned in Å/px.
 A pixel size given by the user overrides the file's (decided in one place,
 :func:`clusterspy.image.resolve_pixel_size`); ``metadata["pixel_size_source"]`` says which
