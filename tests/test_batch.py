@@ -101,16 +101,18 @@ def test_rerun_skips_done_files(batch_dir: Path, reference, tmp_path: Path) -> N
 
     shutil.copytree(ref, out)
     parts = {p: p.stat().st_mtime_ns for p in (out / "parts").glob("*.json")}
+    ok_parts = {p: t for p, t in parts.items() if json.loads(p.read_text())["status"] == "ok"}
     pngs = {p: p.stat().st_mtime_ns for p in out.glob("*.png")}
-    assert len(parts) == N_GOOD + len(BAD) and len(pngs) == N_GOOD
+    assert len(parts) == N_GOOD + len(BAD) and len(pngs) == N_GOOD and len(ok_parts) == N_GOOD
     proc = run_cli("classify", str(batch_dir), "--out", str(out), "--workers", "1", "--format", "csv")
     assert proc.returncode == 3, proc.stderr
     assert proc.stdout == first.stdout
-    assert "23 file(s) already done there skipped" in proc.stderr
-    assert {p: p.stat().st_mtime_ns for p in parts} == parts  # nothing recomputed
+    assert f"{N_GOOD} file(s) already done there skipped" in proc.stderr
+    assert {p: p.stat().st_mtime_ns for p in ok_parts} == ok_parts  # nothing OK recomputed
+    assert all(p.stat().st_mtime_ns != t for p, t in parts.items() if p not in ok_parts)  # failed: retried
     assert {p: p.stat().st_mtime_ns for p in pngs} == pngs
     runs = json.loads((out / "settings.json").read_text())["runs"]
-    assert runs[-1]["computed"] == 0 and runs[-1]["skipped"] == N_GOOD + len(BAD)
+    assert runs[-1]["computed"] == len(BAD) and runs[-1]["skipped"] == N_GOOD
     assert _snapshot(out) == _snapshot(ref)
 
 
@@ -181,6 +183,48 @@ def test_sigkill_mid_batch_then_rerun_gives_the_uninterrupted_outputs(batch_dir:
     assert len(runs) == 1 and 0 < runs[0]["computed"] <= N_GOOD + len(BAD) - n_parts + 1
     assert _snapshot(out) == _snapshot(ref)
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_file_failed_for_a_missing_package_is_retried_once_it_is_installed(batch_dir: Path,
+                                                                             tmp_path: Path) -> None:
+    """P3: an .hspy file read without h5py fails with the pip hint; after the 'install' the rerun
+    on the same --out reads it (the OK file is not redone, the old message is gone)."""
+    hs = pytest.importorskip("hyperspy.api")
+    pytest.importorskip("h5py")
+    with np.load(EXAMPLE) as ex:
+        frame, pixel = ex["frames"][0].astype(np.float32), float(ex["pixel_size_A"])
+    sig = hs.signals.Signal2D(frame)
+    for ax in sig.axes_manager.signal_axes:
+        ax.scale, ax.units = pixel / 10, "nm"
+    sig.metadata.General.title = "HAADF"
+    sig.save(tmp_path / "img.hspy")
+    args = ["classify", str(tmp_path / "img.hspy"), str(batch_dir / "img00.npz"), "--out",
+            str(tmp_path / "out"), "--workers", "1"]
+    without_h5py = ("import sys; sys.modules['h5py'] = None; from clusterspy.cli import main; "
+                    f"sys.exit(main({args!r}))")
+    first = subprocess.run([sys.executable, "-c", without_h5py], capture_output=True, text=True,
+                           timeout=600, check=False)
+    assert first.returncode == 3 and "Traceback" not in first.stderr, first.stderr
+    files = _files_csv(tmp_path / "out")
+    assert files["img.hspy"]["status"] == "failed" and "pip install" in files["img.hspy"]["message"]
+    assert files["img00.npz"]["status"] == "ok"
+    again = run_cli(*args)
+    assert again.returncode == 0, again.stderr
+    assert "1 file(s) already done there skipped" in again.stderr
+    files = _files_csv(tmp_path / "out")
+    assert files["img.hspy"]["status"] == "ok" and files["img.hspy"]["message"] == ""
+    assert int(files["img.hspy"]["clusters"]) >= 1
+    runs = json.loads((tmp_path / "out" / "settings.json").read_text())["runs"]
+    assert [(r["computed"], r["skipped"]) for r in runs] == [(2, 0), (1, 1)]
+
+
+def test_a_reader_missing_its_optional_package_is_an_input_error_with_the_pip_hint() -> None:
+    from clusterspy.errors import InputFileError
+    from clusterspy.io.formats import read_failure
+
+    err = read_failure(Path("scan.emd"), ModuleNotFoundError("No module named 'h5py'", name="h5py"))
+    assert isinstance(err, InputFileError)
+    assert "pip install h5py" in str(err) and "corrupt" not in str(err)
 
 
 def test_a_second_run_on_a_locked_out_is_refused(batch_dir: Path, tmp_path: Path) -> None:

@@ -8,11 +8,13 @@ computed is lost to a kill or an out-of-memory error in a figure. The aggregates
 (``results.csv``, ``results.json``, ``files.csv``, in input order) are rebuilt atomically from the
 parts as the batch goes and at its end.
 
-A rerun with the same ``--out`` skips every file whose part is complete and whose size and mtime
-are unchanged; a different model, pixel size or option is refused with one line naming
-``--restart``. Tasks run in this process (``workers=1``), in local processes (default: one per
-core) or on a Dask distributed cluster (``scheduler="tcp://host:port"``); the outputs are the
-same whatever the engine, because they are built from the parts in input order.
+A rerun with the same ``--out`` skips every file whose part is complete, ``ok`` and whose size
+and mtime are unchanged, and tries every other file again (a failed or partial one too: its cause
+may have been fixed since, and its new part replaces the old one, message included); a
+different model, pixel size or option is refused with one line naming ``--restart``. Tasks run
+in this process (``workers=1``), in local processes (default: one per core) or on a Dask
+distributed cluster (``scheduler="tcp://host:port"``); the outputs are the same whatever the
+engine, because they are built from the parts in input order.
 """
 
 from __future__ import annotations
@@ -334,8 +336,10 @@ def _remove_tmp(out: Path) -> None:
 
 
 def _is_done(part: dict[str, Any] | None, identity: dict[str, int] | None) -> bool:
-    return (part is not None and part.get("figures_done", False) and not part.get("retry")
-            and identity is not None and part.get("identity") == identity)
+    """Whether a file's part is complete and OK for its unchanged file (any other status is retried:
+    the user may have fixed the cause, e.g. installed a missing reader package)."""
+    return (part is not None and part.get("status") == "ok" and part.get("figures_done", False)
+            and not part.get("retry") and identity is not None and part.get("identity") == identity)
 
 
 def _unique_stems(files: Sequence[str]) -> dict[str, str]:

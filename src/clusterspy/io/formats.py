@@ -78,6 +78,10 @@ def read_failure(p: Path, exc: BaseException) -> InputFileError:
     msg = " ".join(str(exc).split()) or type(exc).__name__
     if len(msg) > 160:
         msg = msg[:157] + "..."
+    if isinstance(exc, ImportError):  # a reader's optional package, imported only when reading
+        name = (exc.name or "").split(".")[0] or "the missing package"
+        return InputFileError(f"reading {p.suffix.lower()} files needs the optional package {name!r} "
+                              f"({msg}); install it with: pip install {name}")
     return InputFileError(
         f"cannot read {p.name} as {SUPPORTED_EXTENSIONS[p.suffix.lower()]}: the file is "
         f"truncated, corrupt or not of this format ({type(exc).__name__}: {msg})"
