@@ -252,6 +252,33 @@ def test_stale_lock_is_taken_over(tmp_path: Path) -> None:
     assert not lock.exists()
 
 
+def test_a_zombie_lock_holder_is_stale_and_the_takeover_warning_has_the_prefix(batch_dir: Path,
+                                                                               tmp_path: Path) -> None:
+    """P8: a run killed by ``timeout -s KILL`` stays a zombie until reaped: its lock is stale."""
+    import socket
+
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("no /proc: zombies cannot be told from live processes")
+    zombie = subprocess.Popen(["sleep", "0"])  # exits at once; not waited for: a zombie
+    try:
+        deadline = time.monotonic() + 30
+        while Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+            assert time.monotonic() < deadline, "the child never became a zombie"
+            time.sleep(0.01)
+        out = tmp_path / "out"
+        out.mkdir()
+        out.joinpath(LOCK_NAME).write_text(json.dumps({"pid": zombie.pid, "host": socket.gethostname(),
+                                                       "started_utc": "2026-01-01T00:00:00Z"}))
+        proc = run_cli("classify", str(batch_dir / "img00.npz"), "--out", str(out))
+    finally:
+        zombie.wait()
+    assert proc.returncode == 0, proc.stderr
+    assert f"pid {zombie.pid}" in proc.stderr and "taking over" in proc.stderr
+    takeover = [line for line in proc.stderr.splitlines() if "taking over" in line]
+    assert len(takeover) == 1 and takeover[0].startswith("clusterspy: warning: "), proc.stderr
+    assert not (out / LOCK_NAME).exists()
+
+
 def test_folder_without_images_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("no images here")
     proc = run_cli("classify", str(tmp_path))

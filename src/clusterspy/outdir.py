@@ -2,9 +2,9 @@
 
 ``lock_folder(out)`` creates ``out/.clusterspy.lock`` holding the owner's pid, host, start time
 (UTC) and command. A second run on the same folder is refused with one line naming the owner.
-A lock left by a run that was killed (its pid no longer runs on this host) is taken over
-with a logged warning; a lock held from another host cannot be checked, so the message says to delete the
-lock file when no run is using the folder.
+A lock left by a run that was killed (its pid no longer runs on this host, or is a zombie not
+yet reaped by its parent) is taken over with a logged warning; a lock held from another host
+cannot be checked, so the message says to delete the lock file when no run is using the folder.
 """
 
 from __future__ import annotations
@@ -27,14 +27,26 @@ log = logging.getLogger(__name__)
 
 
 def _alive(pid: int) -> bool:
-    """Whether a process with this pid runs on this host."""
+    """Whether a process with this pid runs on this host (a zombie, dead but not yet reaped, does not)."""
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    return _proc_state(pid) not in ("Z", "X")
+
+
+def _proc_state(pid: int) -> str | None:
+    """The state letter of a process in ``/proc/PID/stat`` (``R``, ``S``, ``Z`` …); None off Linux."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 1:].split()  # the command name in (…) may hold spaces
+    return fields[0] if fields else None
 
 
 def _owner(lock: Path) -> dict | None:
@@ -97,8 +109,8 @@ def acquire(out: str | os.PathLike, command: str = "clusterspy") -> Path:
                 lock.unlink(missing_ok=True)
                 continue
         if owner.get("host") == host and not _alive(int(owner.get("pid", -1))):
-            log.warning("taking over %s: its run (pid %s, since %s) no longer runs", lock,
-                        owner.get("pid"), owner.get("started_utc"))
+            log.warning("clusterspy: warning: taking over %s: its run (pid %s, since %s) no longer runs",
+                        lock, owner.get("pid"), owner.get("started_utc"))
             lock.unlink(missing_ok=True)  # stale: its run was killed; take it over
             continue
         where = "" if owner.get("host") == host else f" on host {owner.get('host')}"
