@@ -36,6 +36,8 @@ REASON_MEANING: dict[str, str] = {
                  "``too_large`` too)",
     "cut_by_edge": "the cluster touches the image edge (``--border skip`` leaves such clusters out)",
     "neighbour_in_view": "another cluster touches it, or covers more than 10 % of its field of view",
+    "scale_mismatch": "its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel "
+                      "size given): the pixel size is too small (pm read as Å, or a value 2–3× too small)",
     "not_resolved": "no atomic-column contrast: lattice fringes of 1.25–3.2 Å are too weak against "
                     "the window's own white noise, or against the particle's shape spectrum "
                     "(out of focus, too coarse a pixel, smeared, a blob at a wrong pixel size)",

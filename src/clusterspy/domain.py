@@ -14,6 +14,10 @@ reason not to label it, or ``None``:
     detector misses (:func:`edge_margin_px`);
 ``neighbour_in_view``
     a larger cluster, or one that touches it, shares the model's field of view;
+``scale_mismatch``
+    its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel size given:
+    :func:`spectrum_scores`) — the pixel size is too small, e.g. a file calibrated in pm read as Å
+    or a value typed 2–3× too small;
 ``not_resolved``
     its atomic columns are not resolved: no lattice-fringe power above the noise
     (:func:`lattice_contrast`) or above the particle's own shape (:func:`lattice_over_shape`) —
@@ -50,11 +54,12 @@ __all__ = [
     "mahalanobis_distance",
     "particle_diameter_A",
     "resolution_scores",
+    "spectrum_scores",
 ]
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
-REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
-           "out_of_distribution", "low_confidence")
+REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
+           "not_resolved", "out_of_distribution", "low_confidence")
 
 Contrast = Literal["auto", "haadf"]
 
@@ -86,6 +91,12 @@ def edge_margin_px(detected_diameter_px: float) -> int:
 #: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.25–3.2 Å (Cu {220} — the only
 #: fringes of an fcc particle seen along [111] — to Pb {111}).
 LATTICE_BAND = (1 / 3.2, 1 / 1.25)
+#: Band of fringes finer than the strongest of any metal lattice [1/Å] (0.6–1.25 Å): a cluster whose
+#: strongest fringes lie here is seen at a wrong scale (:func:`spectrum_scores`).
+FINE_BAND = (1 / 1.25, 1 / 0.6)
+#: Least peak power of :data:`FINE_BAND` over the white-noise level for ``scale_mismatch`` (pure noise
+#: gives ≈ 5 at the 99.5th percentile).
+FINE_CONTRAST_MIN = 12.0
 #: Band of the particle's shape [1/Å] below the lattice band (5.5–3.6 Å).
 SHAPE_BAND = (1 / 5.5, 1 / 3.6)
 #: Default threshold of :func:`lattice_over_shape` (cards: ``domain.lattice_over_shape_min``).
@@ -236,18 +247,37 @@ def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float
 
 def resolution_scores(image: Image, x_px: float, y_px: float, diameter_A: float) -> tuple[float, float]:
     """``(lattice_contrast, lattice_over_shape)`` from one window spectrum (one FFT)."""
+    return spectrum_scores(image, x_px, y_px, diameter_A)[:2]
+
+
+def spectrum_scores(image: Image, x_px: float, y_px: float, diameter_A: float
+                    ) -> tuple[float, float, float]:
+    """``(lattice_contrast, lattice_over_shape, fine_over_lattice)`` from one window spectrum.
+
+    ``fine_over_lattice`` is the peak power (99.5th percentile) of fringes finer than any metal's
+    strongest (:data:`FINE_BAND`, 0.6–1.25 Å) over that of :data:`LATTICE_BAND`, when the fine
+    peak stands :data:`FINE_CONTRAST_MIN` × above the noise (else 0): > 1 means the strongest
+    fringes are finer than a metal lattice allows — the pixel size given is too small (a 2.3 Å
+    {111} fringe seen at 0.9 Å). ``nan`` for a score whose band lies beyond the Nyquist frequency.
+    """
+    nan = float("nan")
     spec = _window_spectrum(image, x_px, y_px, diameter_A)
     if spec is None:
-        return float("nan"), float("nan")
+        return nan, nan, nan
     power, f, noise, nyq = spec
     band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
     shape = power[(f >= SHAPE_BAND[0]) & (f < SHAPE_BAND[1])]
     if band.size < 8:
-        return float("nan"), float("nan")
+        return nan, nan, nan
     p95 = float(np.percentile(band, 95))
-    lc = p95 / noise if noise > 0 else float("nan")
-    ls = p95 / float(np.median(shape)) if shape.size >= 4 and np.median(shape) > 0 else float("nan")
-    return lc, ls
+    lc = p95 / noise if noise > 0 else nan
+    ls = p95 / float(np.median(shape)) if shape.size >= 4 and np.median(shape) > 0 else nan
+    fine = power[(f >= FINE_BAND[0]) & (f < min(FINE_BAND[1], nyq))]
+    fl = nan
+    if fine.size >= 8 and noise > 0:
+        fine_peak = float(np.percentile(fine, 99.5))
+        fl = fine_peak / float(np.percentile(band, 99.5)) if fine_peak > FINE_CONTRAST_MIN * noise else 0.0
+    return lc, ls, fl
 
 
 def lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
@@ -335,7 +365,10 @@ def cluster_reasons(
             out.append("neighbour_in_view")
             continue
         if check_resolution:
-            lc, ls = resolution_scores(image, d.x_px, d.y_px, diam[i])
+            lc, ls, fl = spectrum_scores(image, d.x_px, d.y_px, diam[i])
+            if np.isfinite(fl) and fl > 1.0:  # columns resolved, at a wrong scale: say so first
+                out.append("scale_mismatch")
+                continue
             if (np.isfinite(lc) and lc < lc_min) or (np.isfinite(ls) and ls < ls_min):
                 out.append("not_resolved")
                 continue
