@@ -12,8 +12,10 @@ pytest.importorskip("ase")
 
 from clusterspy.errors import NoClusterFoundError
 from clusterspy.fit import fit_structure, misorientation_deg, point_group, reduce_rotation, zone_axis
+from clusterspy.fit.api import MIN_MARGIN
 from clusterspy.fit.library import FORMS, beam_directions
 from clusterspy.fit.symmetry import axis_rotation, rotation_angle_deg
+from clusterspy.image import Image
 from clusterspy.simulation import Acquisition, Microscope, simulate
 from clusterspy.structures import cluster, random_rotation
 
@@ -124,6 +126,21 @@ def test_fit_recovers_isomer_size_and_orientation_of_a_simulated_cluster() -> No
     centre = f.atoms.positions[:, :2].mean(axis=0) / img.pixel_size_A
     assert np.allclose(centre, [img.shape[1] // 2, img.shape[0] // 2], atol=1.0)
     assert f.simulated.pixel_size_A == img.pixel_size_A
+
+
+def test_a_blurred_cluster_gets_no_isomer_when_every_motif_fits_alike() -> None:
+    # Columns smeared away (Gaussian σ = 2.5 Å): all motifs' simulations match about equally well,
+    # so the best one's isomer is not a claim.
+    from scipy import ndimage
+
+    rng = np.random.default_rng(11)
+    _, img = _image("icosahedral", 147, rng, random_rotation(rng))
+    blurred = Image(ndimage.gaussian_filter(img.data, 2.5 / img.pixel_size_A), img.pixel_size_A)
+    (f,) = fit_structure(blurred, element="Au", forms=FEW_FORMS)
+    assert f.isomer == "unknown" and f.reason in ("ambiguous_fit", "poor_fit"), (f.reason, f.ncc,
+                                                                                 f.alternatives)
+    if f.reason == "ambiguous_fit":
+        assert f.ncc - max(v["ncc"] for v in f.alternatives.values()) < MIN_MARGIN
 
 
 def test_extended_xyz_round_trip(tmp_path) -> None:

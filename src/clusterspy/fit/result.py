@@ -16,6 +16,8 @@ FIT_REASONS = {
     "too_small": "smaller than the smallest model fitted (about 20 atoms)",
     "too_large": "larger than the largest model fitted (about 6,000 atoms)",
     "poor_fit": "no model's simulation matches the data (NCC below the acceptance threshold)",
+    "ambiguous_fit": "the best model of another isomer matches almost as well (NCC margin < 0.03): "
+                     "the best model is shown, its isomer is not a claim",
 }
 
 
@@ -60,7 +62,8 @@ class StructureFit:
     blur_A : float or None
         Fitted extra Gaussian blur, FWHM [Å].
     reason : str or None
-        Why there is no fit (a key of :data:`FIT_REASONS`), else ``None``.
+        Why the isomer is ``"unknown"`` (a key of :data:`FIT_REASONS`), else ``None``. With
+        ``"ambiguous_fit"`` the other fields still describe the best model, for inspection only.
     seconds : float
         Time spent on this cluster [s].
     """
