@@ -286,3 +286,74 @@ def test_delta_g_interval_on_n_eff_contains_the_estimate_and_widens_with_autocor
     # i.i.d. frames: about the binomial standard error of ln(p_i/p_ref), ±1.96·√(1/80 + 1/40)·kT
     kt = K_B_EV * 400.0
     assert widths[0] == pytest.approx(2 * 1.96 * np.sqrt(1 / 80 + 1 / 40) * kt, rel=0.1)
+
+
+def _labels_with_an_empty_temperature(temps: list[float], path) -> None:
+    """A label table of ``temps`` (synthetic, time-ordered) plus 20 unknown frames at 300 K."""
+    land = Landscape({"decahedral": 0.03, "fcc": 0.0},
+                     barriers_eV={("fcc", "decahedral"): 0.45}, prefactor_per_s=1e5)
+    dt = 0.05
+    nf = [frames_for_transitions(land, t, dt, 40) for t in temps]
+    tab = synthetic_labels(land, temps, nf, frame_time_s=dt, misclassification=0.02, rng=3)
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["temperature_K", "series", "frame", "time_s", "label"])
+        for r in zip(tab["temperature_K"], tab["series"], tab["frame"], tab["time_s"],
+                     tab["label"], strict=True):
+            w.writerow(r)
+        for f in range(20):
+            w.writerow([300.0, "cold", f, f * dt, "unknown"])
+
+
+def test_a_temperature_without_labelled_frames_is_left_out_of_the_fits(tmp_path):
+    """P4: 300 K with 0 labelled frames gives no branching, no Arrhenius point, one warning."""
+    import warnings
+
+    path = tmp_path / "labels.csv"
+    _labels_with_an_empty_temperature([470.0, 530.0], path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        res = thermo_from_table(path, isomers=["dec"], n_boot=200)
+    left_out = [w for w in res["warnings"] if "T = 300 K" in w]
+    assert len(left_out) == 1 and "0 labelled" in left_out[0] and "left out" in left_out[0]
+    assert res["proportions"][0]["temperature_K"] == 300.0  # still listed
+    assert not [b for b in res["branching"] if b["temperature_K"] == 300.0]
+    assert not [r for r in res["rates"] if r["temperature_K"] == 300.0]
+    assert not [d for d in res["delta_G"] if d["temperature_K"] == 300.0]
+    assert res["arrhenius"] and all(a["temperatures_K"] == [470.0, 530.0] for a in res["arrhenius"])
+    assert res["van_t_hoff"] and res["not_fitted"] == {}
+
+
+def test_fits_on_fewer_than_two_usable_temperatures_are_null_with_the_reason(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "labels.csv"
+    _labels_with_an_empty_temperature([500.0], path)
+    res = thermo_from_table(path, n_boot=100)
+    assert res["van_t_hoff"] is None and res["arrhenius"] is None
+    assert "fewer than 2 temperatures" in res["not_fitted"]["arrhenius"]
+    assert json.loads(thermo_json(res))["arrhenius"] is None
+    html = write_thermo_report(res, tmp_path / "out")
+    assert html.exists() and not (tmp_path / "out" / "arrhenius.png").exists()
+    proc = subprocess.run([sys.executable, "-m", "clusterspy", "thermo", str(path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # no numpy warning, and each warning printed once (on stdout)
+    assert proc.stdout.count("T = 300 K: 0 labelled frame(s)") == 1
+    assert "Arrhenius: not fitted (fewer than 2 temperatures" in proc.stdout
+    assert "E_a =" not in proc.stdout and "of 0.0 departures" not in proc.stdout
+
+
+def test_branching_with_no_departures_is_null():
+    from clusterspy.thermo.kinetics import branching_by_temperature
+
+    k = len(CLASSES)
+    counts = np.zeros((1, k, k))
+    counts[0, 0, 1] = 0.01  # a fraction of a transition: the ratios would be the prior's 1/(K-1)
+    counts[0, 1, 0] = 8.0
+    out = branching_by_temperature([300.0], counts, ["expected transitions (rate fit)"])
+    from_0 = [b for b in out if b["from"] == CLASSES[0]]
+    assert from_0 and all(b["ratio"] is None and b["ci95"] == [None, None] for b in from_0)
+    from_1 = {b["to"]: b["ratio"] for b in out if b["from"] == CLASSES[1]}
+    assert from_1[CLASSES[0]] > 0.8

@@ -747,7 +747,7 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
                     "–" if a["ci95_eV"][0] is None else
                     f"[{a['ci95_eV'][0]:.4f}, {a['ci95_eV'][1]:.4f}]", a["prefactor_per_s"]]
                    for a in result["arrhenius"]])
-    branching = [b for b in result.get("branching", []) if b["ratio"] > 0]
+    branching = [b for b in result.get("branching", []) if (b["ratio"] or 0) > 0]
     if branching:
         rep.heading("Branching ratios")
         rep.table(["T (K)", "from", "to", "ratio", "95% CI", "departures", "counted from"],

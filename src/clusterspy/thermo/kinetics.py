@@ -25,6 +25,16 @@ __all__ = ["arrhenius_fit", "branching_by_temperature", "fit_rates"]
 log = logging.getLogger(__name__)
 
 
+#: Fewer departures than this (expected transitions can be fractional) give no branching ratio.
+MIN_DEPARTURES = 0.5
+_LN_FLOAT_MAX = float(np.log(np.finfo(float).max))
+
+
+def _exp_or_none(ln_value: float) -> float | None:
+    """``exp(ln_value)``, or None when it is beyond the float range (a prefactor of a degenerate fit)."""
+    return float(np.exp(ln_value)) if np.isfinite(ln_value) and ln_value < _LN_FLOAT_MAX else None
+
+
 def branching_by_temperature(
     temperatures_K: Sequence[float], counts: np.ndarray, source: Sequence[str], *,
     level: float = 0.95,
@@ -52,8 +62,9 @@ def branching_by_temperature(
     Returns
     -------
     list of dict
-        One entry per temperature and pair with at least one departure from ``from``:
-        ``temperature_K``, ``from``, ``to``, ``ratio``, ``ci95``, ``n_departures``, ``source``.
+        One entry per temperature and pair with departures from ``from``: ``temperature_K``,
+        ``from``, ``to``, ``ratio``, ``ci95``, ``n_departures``, ``source``; ``ratio`` and ``ci95``
+        are None below :data:`MIN_DEPARTURES` departures (the prior alone would give 1/(K−1)).
     """
     from clusterspy.series.stats import branching_ratios
 
@@ -63,11 +74,13 @@ def branching_by_temperature(
         for i, a in enumerate(CLASSES):
             if br["n_departures"][i] <= 0:
                 continue
+            few = br["n_departures"][i] < MIN_DEPARTURES  # the prior alone: no ratio
             for j, b in enumerate(CLASSES):
                 if i != j:
                     out.append({"temperature_K": float(t), "from": a, "to": b,
-                                "ratio": float(br["ratio"][i, j]),
-                                "ci95": [float(br["ci"][i, j, 0]), float(br["ci"][i, j, 1])],
+                                "ratio": None if few else float(br["ratio"][i, j]),
+                                "ci95": [None, None] if few else [float(br["ci"][i, j, 0]),
+                                                                  float(br["ci"][i, j, 1])],
                                 "n_departures": float(br["n_departures"][i]), "source": src})
     return out
 
@@ -297,9 +310,10 @@ def arrhenius_fit(
     mb, bb = fit(yb)
     a = (1 - level) / 2
     lo, hi = np.quantile(-mb, [a, 1 - a])
-    alo, ahi = np.quantile(np.exp(bb), [a, 1 - a])
+    ln_alo, ln_ahi = np.quantile(bb, [a, 1 - a])  # quantiles of ln A: exp is monotonic
     out.update({
         "barrier_eV": float(-m), "ci95_eV": [float(lo), float(hi)],
-        "prefactor_per_s": float(np.exp(b)), "ci95_prefactor_per_s": [float(alo), float(ahi)],
+        "prefactor_per_s": _exp_or_none(b),
+        "ci95_prefactor_per_s": [_exp_or_none(ln_alo), _exp_or_none(ln_ahi)],
     })
     return out

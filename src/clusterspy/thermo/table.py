@@ -27,6 +27,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _MISSING = {UNKNOWN, "lost", "blurred", ""}
+#: A temperature with fewer labelled frames is left out of the fits (default of ``min_labelled_frames``).
+MIN_LABELLED_FRAMES = 5
+_FIT_NAMES = {"van_t_hoff": "van 't Hoff", "arrhenius": "Arrhenius"}
 
 
 def _code(label: str) -> int:
@@ -416,6 +419,7 @@ def thermo_from_table(
     misclassification: float | None = None,
     kinetics: bool | None = None,
     min_transitions: int = 20,
+    min_labelled_frames: int = MIN_LABELLED_FRAMES,
     n_boot: int = 2000,
     seed: int = 0,
 ) -> dict:
@@ -449,6 +453,9 @@ def thermo_from_table(
         Fit rates (needs time-ordered frames and a frame time); default: whenever possible.
     min_transitions : int
         Below this many (expected) transitions a rate is flagged with a warning.
+    min_labelled_frames : int
+        A temperature with fewer labelled frames is left out of the van 't Hoff, Arrhenius and
+        branching fits, with a warning naming it (its proportions are still listed).
     n_boot : int
         Bootstrap replicates.
     seed : int
@@ -457,9 +464,11 @@ def thermo_from_table(
     Returns
     -------
     dict
-        JSON-ready: ``{"van_t_hoff": [{"isomer", "reference", "delta_E_eV", "ci95_eV",
-        "delta_S_kB", "ci95_S_kB", ...}], "arrhenius": [{"from", "to", "barrier_eV", "ci95_eV",
-        "prefactor_per_s", "ci95_prefactor_per_s", ...}], "proportions": [per temperature],
+        JSON-ready (``van_t_hoff`` / ``arrhenius`` None, with the reason in ``not_fitted``, when
+        fewer than 2 temperatures are usable): ``{"van_t_hoff": [{"isomer", "reference",
+        "delta_E_eV", "ci95_eV", "delta_S_kB", "ci95_S_kB", ...}], "arrhenius": [{"from", "to",
+        "barrier_eV", "ci95_eV", "prefactor_per_s", "ci95_prefactor_per_s", ...}],
+        "proportions": [per temperature],
         "delta_G": [...], "rates": [...], "branching": [{"temperature_K", "from", "to",
         "ratio", "ci95", "n_departures", "source"}: where an isomer goes when it leaves, from the
         rate fit's expected transitions when kinetics ran, else from the observed label changes],
@@ -487,9 +496,9 @@ def thermo_from_table(
     temps = np.unique(tab["temperature_K"])
     warnings: list[str] = []
 
-    def warn(msg: str) -> None:
+    def warn(msg: str) -> None:  # returned in "warnings" (printed once by the CLI), logged at INFO
         warnings.append(msg)
-        log.warning(msg)
+        log.info(msg)
 
     k = len(CLASSES)
     counts = np.zeros((len(temps), k))
@@ -511,7 +520,14 @@ def thermo_from_table(
         counts[n], boot[n] = c, b
         n_eff_t.append(_n_eff(series, ordered))
         proportions.append(_proportions_entry(tab, m, float(t), c, n_eff_t[-1], len(series)))
-    total = counts.sum(axis=0)
+    n_lab = np.array([p["n_labelled"] for p in proportions])
+    fit_t = n_lab >= min_labelled_frames  # temperatures the fits use
+    for t, n_l in zip(temps[~fit_t], n_lab[~fit_t], strict=True):
+        warn(f"T = {t:g} K: {n_l} labelled frame(s) (< {min_labelled_frames}); left out of the "
+             "van 't Hoff, Arrhenius and branching fits")
+    counts_all = counts
+    counts, boot = np.where(fit_t[:, None], counts, 0.0), np.where(fit_t[:, None, None], boot, 0.0)
+    total = counts_all.sum(axis=0)
     seen = [cl for i, cl in enumerate(CLASSES) if total[i] > 0]
     if not seen:
         raise InputFileError("no frame carries an isomer label (all unknown, lost or blurred); "
@@ -525,6 +541,8 @@ def thermo_from_table(
         if i == ref or total[i] == 0 or (wanted is not None and cl not in wanted):
             continue
         for n, t in enumerate(temps):
+            if not fit_t[n]:
+                continue
             g, (glo, ghi) = delta_g(t, counts[n], boot[n], i, ref, n_eff=n_eff_t[n])
             dgs.append({"temperature_K": float(t), "isomer": cl, "reference": CLASSES[ref],
                         "delta_G_eV": g, "ci95_eV": [glo, ghi]})
@@ -551,16 +569,27 @@ def thermo_from_table(
         raise ConfigError("kinetics need time-ordered frames (frame column) and a frame time "
                           "(time_s column, series folder metadata or --frame-time)")
     if kinetics:
-        rates, arrh, n_t, fitted = _kinetics(temps, per_t_series, frame_time_s, misclassification,
-                                             min_transitions, n_boot, rng, warn)
+        use = np.where(fit_t)[0]
+        rates, arrh, n_t, fitted = _kinetics(temps[use], [per_t_series[n] for n in use], frame_time_s,
+                                             misclassification, min_transitions, n_boot, rng, warn)
         for n in np.where(fitted)[0]:
-            br_counts[n], br_source[n] = n_t[n], "expected transitions (rate fit)"
+            br_counts[use[n]], br_source[use[n]] = n_t[n], "expected transitions (rate fit)"
+    br_counts[~fit_t] = 0.0
+    not_fitted = {}
+    if fit_t.sum() < 2:
+        why = (f"fewer than 2 temperatures with at least {min_labelled_frames} labelled frames "
+               f"({int(fit_t.sum())} of {len(temps)})")
+        vth, not_fitted["van_t_hoff"] = None, why
+        if kinetics:
+            arrh, not_fitted["arrhenius"] = None, why
+        warn(f"no van 't Hoff{' or Arrhenius' if kinetics else ''} fit: {why}")
     return {
         "schema": "clusterspy.thermo/1",
         "reference": CLASSES[ref],
         "temperatures_K": temps.tolist(),
         "van_t_hoff": vth,
         "arrhenius": arrh,
+        "not_fitted": not_fitted,
         "proportions": proportions,
         "delta_G": dgs,
         "rates": rates,
@@ -570,7 +599,8 @@ def thermo_from_table(
             "reference": CLASSES[ref], "label_column": label_column,
             "isomers": None if isomers is None else sorted(wanted or []),
             "misclassification": misclassification, "kinetics": bool(kinetics),
-            "min_transitions": min_transitions, "n_boot": n_boot, "seed": seed,
+            "min_transitions": min_transitions, "min_labelled_frames": min_labelled_frames,
+            "n_boot": n_boot, "seed": seed,
             "frame_time_s": frame_time_s, "k_B_eV_per_K": K_B_EV,
         },
     }
@@ -639,16 +669,20 @@ def format_thermo(result: dict) -> str:
                           if p["counts"][c] > 0)
         lines.append(f"  T = {p['temperature_K']:g} K: {p['n_labelled']} labelled, "
                      f"{p['n_excluded']} excluded ({p['n_unknown']} unknown): {props}")
-    for v in result["van_t_hoff"]:
+    for name, why in result.get("not_fitted", {}).items():
+        lines.append(f"{_FIT_NAMES.get(name, name)}: not fitted ({why})")
+    for v in result["van_t_hoff"] or []:
         lines.append(f"van 't Hoff {v['isomer']} vs {v['reference']}: ΔE = {v['delta_E_eV']:.4f} eV "
                      f"{ci(v['ci95_eV'])}, ΔS = {v['delta_S_kB']:.2f} k_B")
-    for a in result["arrhenius"]:
+    for a in result["arrhenius"] or []:
         if a["barrier_eV"] is None:
             continue
+        pre = a["prefactor_per_s"]
         lines.append(f"Arrhenius {a['from']} → {a['to']}: E_a = {a['barrier_eV']:.4f} eV "
-                     f"{ci(a['ci95_eV'])}, A = {a['prefactor_per_s']:.3g} /s")
+                     f"{ci(a['ci95_eV'])}, A = "
+                     + ("beyond the float range" if pre is None else f"{pre:.3g} /s"))
     for b in result.get("branching", []):
-        if b["ratio"] >= 0.005:  # what rounds to 0.00 is not printed (it is in the JSON)
+        if b["ratio"] is not None and b["ratio"] >= 0.005:  # 0.00 and null are not printed (in the JSON)
             lo, hi = b["ci95"]
             lines.append(f"branching at {b['temperature_K']:g} K: {b['from']} → {b['to']} "
                          f"{b['ratio']:.2f} [{lo:.2f}, {hi:.2f}] of {b['n_departures']:.1f} "
