@@ -358,3 +358,41 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     assert np.all(np.isnan(table["p_fcc"][large])) and np.all(table["diameter_nm"][large] > 8)
     assert np.all((table["diameter_nm"][small] > 2) & (table["diameter_nm"][small] < 4))
     assert res.summary["n_frames"] == 12
+
+
+def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(tmp_path):
+    """P5: a 4–5 nm particle, larger than the shipped model's range: every frame too_large."""
+    from test_domain import particle
+
+    px = 0.25
+    frames = [particle(shape=(480, 480), px=px, centres=((240, 240),), diameters_A=(40.0,), seed=k)
+              for k in range(10)]
+    res = classify_series_with_report([Image(f, px) for f in frames], frame_time_s=0.5,
+                                      out=tmp_path / "s", n_boot=10, explain=False)
+    assert set(res.frames["reason"]) == {"too_large"}
+    note = res.no_label_note()
+    assert note is not None and note.startswith("no frame labelled: 10 of 10 too_large (")
+    median = float(np.median(res.frames["diameter_nm"]))
+    assert f"({median:.2f} nm median diameter) — larger than the model" in note
+    assert note.endswith("try --model isomernet-v3 (to 8 nm)")  # its card: 0.87–8.05 nm
+    text = res.describe()
+    assert note in text and "proportions (smoothed" not in text
+    html = (tmp_path / "s" / "report.html").read_text()
+    assert "no frame labelled: 10 of 10 too_large" in html
+    assert "Most confident frames" not in html and "Proportions of raw labels" not in html
+    assert (tmp_path / "s" / "strip.png").exists()
+
+
+@pytest.mark.parametrize("frame_time_s", [None, 0.5])
+def test_strip_plot_frame_ticks_are_whole_numbers(frame_time_s):
+    from clusterspy import plots
+
+    frames = np.arange(20)
+    labels = np.array(["unknown"] * 20)
+    time_s = None if frame_time_s is None else frames * frame_time_s
+    fig = plots.plot_strip(frames, labels, labels, time_s=time_s, frame_time_s=frame_time_s)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    frame_axis = ax.child_axes[0] if frame_time_s else fig.axes[-1]
+    ticks = [t for t in frame_axis.get_xticks() if -0.5 <= t <= 19.5]
+    assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks

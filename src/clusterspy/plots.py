@@ -135,12 +135,16 @@ def plot_strip(
         ax.set_ylim(-0.6, len(rows) - 0.4)
         ax.set_ylabel(f"isomer ({name})")
         ax.grid(axis="x", alpha=0.3)
+    from matplotlib.ticker import MaxNLocator
+
     if dt is None:
         axes[-1].set_xlabel("frame number")
+        axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))  # frames are whole numbers
     else:
         axes[-1].set_xlabel("time (s)")
         top = axes[0].secondary_xaxis(
             "top", functions=(lambda t: (t - t0) / dt, lambda f: t0 + f * dt))
+        top.xaxis.set_major_locator(MaxNLocator(integer=True))
         top.set_xlabel("frame number", fontsize=8)
         top.tick_params(labelsize=7)
     handles: dict[str, Any] = {}

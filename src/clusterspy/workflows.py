@@ -559,6 +559,9 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
         f"Source: {s['source']} · {s['n_frames']} frames · frame time "
         f"{s['frame_time_s'] if s['frame_time_s'] else 'unknown'} s · model {s['model']['id']} · "
         f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
+    no_label = result.no_label_note()
+    if no_label:
+        rep.warning(no_label)
     for warn in s["warnings"]:
         rep.warning(warn)
     n_inf, n_sm = s.get("n_inferred"), s.get("n_smoothed_labels")
@@ -610,6 +613,8 @@ def _series_cluster_section(rep: Any, result: SeriesResult, cl: dict, out: Path)
                  f"frames.{inf_text}")
     for kind in ("raw", "smoothed"):
         st = cl[kind]
+        if not st.get("n_labelled"):
+            continue  # nothing to plot: the note at the top of the report says why
         pr = st["proportions"]
         fig = plots.plot_proportions({c: pr[c]["value"] for c in CLASSES},
                                      {c: pr[c]["ci95"] for c in CLASSES},
@@ -620,6 +625,8 @@ def _series_cluster_section(rep: Any, result: SeriesResult, cl: dict, out: Path)
                st.get("interval_method") == "jeffreys_neff" else st.get("interval_method", ""))
         rep.figure(fig, f"Proportions of {kind} labels with 95% intervals ({how}; "
                         f"{st['n_excluded']} unlabelled frames left out).")
+    if not cl["smoothed"].get("n_labelled"):
+        return
     rep.table(["from \\ to", *CLASSES],
               [[c, *row] for c, row in zip(CLASSES, cl["smoothed"]["transition_counts"],
                                            strict=True)],
@@ -640,6 +647,8 @@ def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> No
     """The most confident crops per isomer, each with its frame and cluster number."""
     import numpy as np
 
+    if not any(result.thumbnails.get(c) for c in CLASSES):
+        return  # no labelled frame: no section
     rep.heading("Most confident frames per isomer")
     if explain_model is not None:
         rep.paragraph("Overlay: occlusion saliency — how much the probability of the label drops "

@@ -63,6 +63,9 @@ class SeriesResult:
         s = self.summary
         lines = [f"{s['source']}: {s['n_frames']} frames, {s['n_clusters']} cluster(s), "
                  f"frame time {s['frame_time_s'] or 'unknown'} s, model {s['model']['id']}"]
+        note = self.no_label_note()
+        if note:
+            lines.append(note)
         for cl in s["clusters"]:
             pr = cl["smoothed"]["proportions"]
             parts = []
@@ -76,7 +79,8 @@ class SeriesResult:
                 f"cluster {cl['cluster']}: frames {cl['first_frame']}–{cl['last_frame']}, "
                 f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown, "
                 f"{cl['n_transitions_smoothed']} transitions (smoothed)")
-            lines.append("  proportions (smoothed, 95% CI): " + "; ".join(parts))
+            if parts:  # none when no frame of the cluster is labelled (the note above says why)
+                lines.append("  proportions (smoothed, 95% CI): " + "; ".join(parts))
             if "n_inferred" in cl:
                 lines.append(f"  {cl['n_inferred']} of {cl['n_smoothed_labels']} smoothed labels "
                              "were inferred by the HMM where the network gave unknown / another "
@@ -90,6 +94,13 @@ class SeriesResult:
                          "summary.json)")
         lines += [f"warning: {w}" for w in s["warnings"]]
         return "\n".join(lines)
+
+    def no_label_note(self) -> str | None:
+        """Why no frame is labelled, with advice (:func:`~clusterspy.series.no_label.no_label_note`),
+        or None when some frame is."""
+        from clusterspy.series.no_label import no_label_note
+
+        return no_label_note(self.frames, (self.summary.get("model") or {}).get("id"))
 
     def cluster(self, cluster_id: int = 0) -> dict[str, np.ndarray]:
         """The per-frame table of one cluster."""

@@ -1,0 +1,114 @@
+"""Why a series has no labelled frame at all, and what to try instead (the series report and summary).
+
+A series in which every frame is ``unknown`` (e.g. a 3.45 nm Au particle, larger than the model
+was trained on) has nothing to plot; :func:`no_label_note` says so in one line, with the commonest
+reason, the median particle diameter [nm] of those frames and advice for that reason. For a size
+outside the model's range, the advice names another shipped model only when its model card's
+diameter range [nm] covers the particle.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from clusterspy.errors import ClusterSpyError
+from clusterspy.isomers import CLASSES
+
+__all__ = ["ADVICE", "no_label_note"]
+
+#: Advice per reason a frame got no label (the keys of :data:`clusterspy.domain.REASONS`, and the
+#: tracking states ``lost`` / ``blurred`` / ``bad_frame``).
+ADVICE: dict[str, str] = {
+    "too_small": "smaller than the model was trained on",
+    "too_large": "larger than the model was trained on",
+    "cut_by_edge": "the particle touches the image edge: centre it in the field of view",
+    "neighbour_in_view": "another particle lies within its crop: image it on its own",
+    "scale_mismatch": "its lattice spacing does not match the pixel size: check the calibration "
+                      "(--pixel-size, Å/px)",
+    "not_resolved": "atomic columns not resolved: check focus, drift and the pixel size (Å/px)",
+    "out_of_distribution": "the crops look unlike the training images: check the contrast (HAADF), "
+                           "the dose and the pixel size",
+    "low_confidence": "the model is unsure between isomers: the particle may be none of "
+                      f"{', '.join(CLASSES)}, or the frames too noisy (sum frames for dose)",
+    "lost": "the tracker lost the particle: check drift and the field of view",
+    "blurred": "the frames are blurred: check drift and the frame time",
+    "bad_frame": "the frames could not be used: see the message column of frames.csv",
+}
+
+
+def _reason(label: str, reason: Any, status: Any) -> str:
+    for r in (reason, status, label):
+        if isinstance(r, str) and r and r not in ("ok", "unknown", "nan"):
+            return r
+    return "low_confidence"
+
+
+def _other_model(diameter_nm: float, current_id: str | None) -> tuple[str, float] | None:
+    """A shipped model (name, largest diameter [nm]) whose card's diameter range covers the particle."""
+    from clusterspy.weights import DEFAULT_MODEL_DIR, ModelCard
+
+    folders = [DEFAULT_MODEL_DIR, *sorted(p for p in DEFAULT_MODEL_DIR.iterdir() if p.is_dir())]
+    for folder in folders:
+        if not (folder / "model_card.json").is_file():
+            continue
+        try:
+            card = ModelCard.read(folder)
+            lo, hi = card.domain["diameter_nm"]
+        except (ClusterSpyError, OSError, KeyError, TypeError, ValueError):  # unreadable: no offer
+            continue
+        name = str(card.data.get("name", folder.name))
+        if name != (current_id or "").split("@")[0] and float(lo) <= diameter_nm <= float(hi):
+            return name, float(hi)
+    return None
+
+
+def _advice(reason: str, diameter_nm: float | None, model_id: str | None) -> str:
+    text = ADVICE.get(reason, f"reason {reason!r}: see the reason column of frames.csv")
+    if reason in ("too_large", "too_small") and diameter_nm is not None:
+        other = _other_model(diameter_nm, model_id)
+        if other is None:
+            text += "; no shipped model covers this size"
+        else:
+            text += f"; try --model {other[0]} (to {other[1]:.0f} nm)"
+    return text
+
+
+def no_label_note(frames: Mapping[str, np.ndarray], model_id: str | None = None) -> str | None:
+    """One line saying why no frame of a series is labelled, or None when some frame is.
+
+    Parameters
+    ----------
+    frames : mapping of str to numpy.ndarray
+        The per-frame table of a series (``label``, and when present ``reason``, ``status``,
+        ``diameter_nm`` [nm]); one row per frame and cluster.
+    model_id : str, optional
+        The model the series was classified with (``name`` or ``name@hash``); another shipped
+        model is suggested only when it covers the particle's size.
+
+    Returns
+    -------
+    str or None
+        ``"no frame labelled: 20 of 20 too_large (3.45 nm median diameter) — larger than the model
+        was trained on; try --model isomernet-v3 (to 8 nm)"``.
+    """
+    labels = np.asarray(frames.get("label", []), dtype=str)
+    n = len(labels)
+    if n == 0 or np.isin(labels, CLASSES).any():
+        return None
+    col = {k: np.asarray(frames[k], dtype=object) if k in frames else np.full(n, None, object)
+           for k in ("reason", "status")}
+    reasons = [_reason(lab, r, s) for lab, r, s in zip(labels, col["reason"], col["status"], strict=True)]
+    top, count = Counter(reasons).most_common(1)[0]
+    size = ""
+    diameter = None
+    if "diameter_nm" in frames:
+        d = np.asarray(frames["diameter_nm"], dtype=float)[np.array(reasons) == top]
+        d = d[np.isfinite(d)]
+        if len(d):
+            diameter = float(np.median(d))
+            size = f" ({diameter:.2f} nm median diameter)"
+    return f"no frame labelled: {count} of {n} {top}{size} — {_advice(top, diameter, model_id)}"
