@@ -377,6 +377,7 @@ def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(t
     assert note.endswith("try --model isomernet-v3 (to 8 nm)")  # its card: 0.87–8.05 nm
     text = res.describe()
     assert note in text and "proportions (smoothed" not in text
+    assert "rates per second" not in text  # no transition warning for a series with no label
     html = (tmp_path / "s" / "report.html").read_text()
     assert "no frame labelled: 10 of 10 too_large" in html
     assert "Most confident frames" not in html and "Proportions of raw labels" not in html

@@ -78,7 +78,8 @@ def _advice(reason: str, diameter_nm: float | None, model_id: str | None) -> str
 
 
 def no_label_note(frames: Mapping[str, np.ndarray], model_id: str | None = None) -> str | None:
-    """One line saying why no frame of a series is labelled, or None when some frame is.
+    """One line saying why no frame of a series is labelled, or None when some frame is (raw or
+    smoothed label).
 
     Parameters
     ----------
@@ -97,8 +98,9 @@ def no_label_note(frames: Mapping[str, np.ndarray], model_id: str | None = None)
     """
     labels = np.asarray(frames.get("label", []), dtype=str)
     n = len(labels)
-    if n == 0 or np.isin(labels, CLASSES).any():
-        return None
+    smoothed = np.asarray(frames.get("smoothed_label", []), dtype=str)
+    if n == 0 or np.isin(labels, CLASSES).any() or np.isin(smoothed, CLASSES).any():
+        return None  # something to show (a smoothed label inferred by the HMM counts)
     col = {k: np.asarray(frames[k], dtype=object) if k in frames else np.full(n, None, object)
            for k in ("reason", "status")}
     reasons = [_reason(lab, r, s) for lab, r, s in zip(labels, col["reason"], col["status"], strict=True)]

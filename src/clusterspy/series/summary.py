@@ -197,7 +197,7 @@ def smooth_and_summarise(
         sm_stats = summarize_labels(fr, sm, frame_time_s=frame_time_s, n_boot=n_boot, rng=rng)
         n_tr = int(np.sum(np.array(sm_stats["transition_counts"])) - np.trace(
             np.array(sm_stats["transition_counts"])))
-        if frame_time_s and n_tr < 10:
+        if frame_time_s and n_tr < 10 and np.isin(sm, CLASSES).any():  # none labelled: said elsewhere
             msg = (f"cluster {int(cid)}: only {n_tr} transitions in the smoothed labels; "
                    "rates per second are not meaningful")
             warnings.append(msg)
