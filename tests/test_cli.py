@@ -153,7 +153,8 @@ def test_thermo_json_output_has_no_nan(tmp_path: Path, monkeypatch, capsys) -> N
     from clusterspy import thermo
     from clusterspy.cli import main
 
-    path = _labels_csv(tmp_path / "t.csv", "300,fcc\n300,decahedral\n400,fcc\n400,decahedral\n")
+    rows = "".join(f"{t},{lab}\n" for t in (300, 400) for lab in ["fcc"] * 3 + ["decahedral"] * 3)
+    path = _labels_csv(tmp_path / "t.csv", rows)  # ≥ 5 labelled frames per temperature: fitted
     real = thermo.thermo_from_table
 
     def with_nan(*args, **kwargs):
@@ -220,6 +221,9 @@ def test_series_at_two_temperatures_then_thermo(tmp_path: Path) -> None:
         assert d["ci95_eV"][0] <= d["delta_G_eV"] <= d["ci95_eV"][1]
     for b in res["branching"]:  # where an isomer goes when it leaves, per temperature
         assert b["temperature_K"] in (300.0, 400.0) and b["from"] != b["to"]
+        if b["ratio"] is None:  # fewer than half a departure: no ratio (not the prior's 1/3)
+            assert b["n_departures"] < 0.5 and b["ci95"] == [None, None]
+            continue
         assert b["ci95"][0] <= b["ratio"] <= b["ci95"][1]
     assert (tmp_path / "th" / "thermo.json").is_file()
     # a folder that records no temperature: one line, naming the series option
