@@ -45,7 +45,7 @@ DESIGN_TABLE: dict[str, frozenset[str]] = {
     "detection": frozenset({"image"}),
     "domain": frozenset({"image", "weights"}),
     "predict": frozenset({"weights", "detection", "domain"}),
-    "fit": frozenset({"simulation", "structures", "detection"}),
+    "fit": frozenset({"simulation", "structures", "detection", "domain"}),  # the same domain as classify
     "series": frozenset({"predict", "detection", "io"}),
     "thermo": frozenset({"series"}),
     "outdir": frozenset({"errors"}),  # the lock of an output folder

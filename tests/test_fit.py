@@ -137,6 +137,8 @@ def test_a_blurred_cluster_gets_no_isomer_when_every_motif_fits_alike() -> None:
     _, img = _image("icosahedral", 147, rng, random_rotation(rng))
     blurred = Image(ndimage.gaussian_filter(img.data, 2.5 / img.pixel_size_A), img.pixel_size_A)
     (f,) = fit_structure(blurred, element="Au", forms=FEW_FORMS)
+    assert (f.isomer, f.reason, f.atoms) == ("unknown", "not_resolved", None)  # the domain's rule first
+    (f,) = fit_structure(blurred, element="Au", forms=FEW_FORMS, check_resolution=False)
     assert f.isomer == "unknown" and f.reason in ("ambiguous_fit", "poor_fit"), (f.reason, f.ncc,
                                                                                  f.alternatives)
     if f.reason == "ambiguous_fit":

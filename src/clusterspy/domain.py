@@ -53,6 +53,7 @@ __all__ = [
     "looks_bright_field",
     "mahalanobis_distance",
     "particle_diameter_A",
+    "resolution_reason",
     "resolution_scores",
     "spectrum_scores",
 ]
@@ -306,6 +307,23 @@ def lattice_over_shape(image: Image, x_px: float, y_px: float, diameter_A: float
     return resolution_scores(image, x_px, y_px, diameter_A)[1]
 
 
+def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float, *,
+                      lc_min: float = LATTICE_CONTRAST_MIN, ls_min: float = LATTICE_OVER_SHAPE_MIN
+                      ) -> str | None:
+    """``"scale_mismatch"``, ``"not_resolved"`` or None for a cluster of projected ``diameter_A`` [Å].
+
+    From one window spectrum (:func:`spectrum_scores`): resolved columns at a wrong scale are
+    named first, then columns not resolved (:func:`lattice_contrast` < ``lc_min`` or
+    :func:`lattice_over_shape` < ``ls_min``).
+    """
+    lc, ls, fl = spectrum_scores(image, x_px, y_px, diameter_A)
+    if np.isfinite(fl) and fl > 1.0:
+        return "scale_mismatch"
+    if (np.isfinite(lc) and lc < lc_min) or (np.isfinite(ls) and ls < ls_min):
+        return "not_resolved"
+    return None
+
+
 def cluster_reasons(
     image: Image,
     detections: Sequence[Any],
@@ -365,12 +383,9 @@ def cluster_reasons(
             out.append("neighbour_in_view")
             continue
         if check_resolution:
-            lc, ls, fl = spectrum_scores(image, d.x_px, d.y_px, diam[i])
-            if np.isfinite(fl) and fl > 1.0:  # columns resolved, at a wrong scale: say so first
-                out.append("scale_mismatch")
-                continue
-            if (np.isfinite(lc) and lc < lc_min) or (np.isfinite(ls) and ls < ls_min):
-                out.append("not_resolved")
+            reason = resolution_reason(image, d.x_px, d.y_px, diam[i], lc_min=lc_min, ls_min=ls_min)
+            if reason is not None:
+                out.append(reason)
                 continue
         out.append(None)
     return out

@@ -98,7 +98,7 @@ def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str
 
 def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str = "Au",
                   microscope: Microscope | None = None, forms: tuple[str, ...] | None = None,
-                  ) -> list[StructureFit]:
+                  check_resolution: bool = True) -> list[StructureFit]:
     """Find every cluster in an image and fit the 3D atomic model whose simulation matches it best.
 
     Parameters
@@ -116,6 +116,10 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         absorbed by the fitted blur.
     forms : tuple of str, optional
         The forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
+    check_resolution : bool
+        Leave out clusters whose atomic columns are not resolved, or seen at a wrong scale
+        (``not_resolved``, ``scale_mismatch``: the rules of :mod:`clusterspy.domain` that
+        :func:`clusterspy.classify` applies). ``False`` fits them anyway (for tests).
 
     Returns
     -------
@@ -152,13 +156,7 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         diameter = d.diameter_A * DETECTED_TO_ATOMS
         n_guess = atoms_for_diameter(diameter, element)
         res = StructureFit(cluster=i, x_px=float(d.x_px), y_px=float(d.y_px), isomer="unknown")
-        r0, c0, r1, c1 = d.bbox
-        if r0 <= 0 or c0 <= 0 or r1 >= img.shape[0] or c1 >= img.shape[1]:
-            res.reason = "cut_by_edge"
-        elif n_guess < MIN_ATOMS:
-            res.reason = "too_small"
-        elif n_guess > MAX_ATOMS:
-            res.reason = "too_large"
+        res.reason = _reason_not_to_fit(img, d, n_guess, check_resolution)
         if res.reason is None:
             win, bounds = make_window(img, d.x_px, d.y_px, diameter, microscope, z)
             winner, best_of = fit_window(win, n_guess, element, forms)
@@ -166,6 +164,23 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         res.seconds = time.perf_counter() - t0
         out.append(res)
     return out
+
+
+def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: bool) -> str | None:
+    """Why a detected cluster is not fitted, by the rules of :mod:`clusterspy.domain` (or None)."""
+    from clusterspy.domain import edge_margin_px, particle_diameter_A, resolution_reason
+
+    r0, c0, r1, c1 = d.bbox
+    m = edge_margin_px(d.diameter_A / img.pixel_size_A)
+    if r0 < m or c0 < m or img.shape[0] - r1 < m or img.shape[1] - c1 < m:
+        return "cut_by_edge"
+    if n_guess < MIN_ATOMS:
+        return "too_small"
+    if n_guess > MAX_ATOMS:
+        return "too_large"
+    if check_resolution:
+        return resolution_reason(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))
+    return None
 
 
 def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], win: Window,

@@ -12,7 +12,9 @@ from clusterspy.image import Image
 
 #: Why a cluster got no fit (or a fit that does not stand).
 FIT_REASONS = {
-    "cut_by_edge": "the cluster touches the image edge: part of it is not in the data",
+    "cut_by_edge": "the cluster touches the image edge (or its rim does): part of it is not in the data",
+    "not_resolved": "its atomic columns are not resolved (as for classify: clusterspy.domain)",
+    "scale_mismatch": "its strongest fringes are finer than any metal's: the pixel size is too small",
     "too_small": "smaller than the smallest model fitted (about 20 atoms)",
     "too_large": "larger than the largest model fitted (about 6,000 atoms)",
     "poor_fit": "no model's simulation matches the data (NCC below the acceptance threshold)",
