@@ -668,7 +668,7 @@ def format_thermo(result: dict) -> str:
         props = ", ".join(f"{c} {v['value']:.3f}" for c, v in p["proportions"].items()
                           if p["counts"][c] > 0)
         lines.append(f"  T = {p['temperature_K']:g} K: {p['n_labelled']} labelled, "
-                     f"{p['n_excluded']} excluded ({p['n_unknown']} unknown): {props}")
+                     f"{p['n_excluded']} excluded ({p['n_unknown']} unknown): {props or '—'}")
     for name, why in result.get("not_fitted", {}).items():
         lines.append(f"{_FIT_NAMES.get(name, name)}: not fitted ({why})")
     for v in result["van_t_hoff"] or []:
