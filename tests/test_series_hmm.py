@@ -205,3 +205,31 @@ def test_frames_csv_of_an_older_version_is_read_with_rows_appended_after_an_upgr
     t = read_frames_csv(path)
     assert t["frame"].tolist() == [3, 4]  # the cut line (an interrupted write) is left out
     assert np.all(np.isnan(t["inferred"])) and t["status"].tolist() == ["ok", "ok"]
+
+
+def test_the_hmm_never_labels_a_track_with_an_isomer_the_network_never_gave():
+    """Every frame leans fcc below the confidence threshold ("unknown"): the HMM would call the whole
+    track fcc; it stays unknown. Frames of a track the network labelled fcc elsewhere may be bridged."""
+    from clusterspy.isomers import CLASSES, UNKNOWN
+    from clusterspy.series.frames import COLUMN, new_row, rows_to_table
+    from clusterspy.series.summary import smooth_and_summarise
+
+    def table(raw: list[str]) -> dict:
+        rows = []
+        for f, lab in enumerate(raw):
+            row = new_row(f, None, 0, lab)
+            p = [0.1, 0.1, 0.7, 0.1]  # leans fcc
+            for c, v in zip(CLASSES, p, strict=True):
+                row[COLUMN[f"p_{c}"]] = v
+            row[COLUMN["reason"]] = "low_confidence" if lab == UNKNOWN else ""
+            rows.append(row)
+        return rows_to_table(rows)
+
+    t = table([UNKNOWN] * 20)
+    out = smooth_and_summarise(t, None, n_boot=10, seed=0, stay=0.95, transition=None, learn=False)
+    assert list(t["smoothed_label"]) == [UNKNOWN] * 20
+    assert out["n_smoothed_labels"] == 0 and out["n_inferred"] == 0
+    t = table(["fcc"] * 5 + [UNKNOWN] * 3 + ["fcc"] * 5)
+    smooth_and_summarise(t, None, n_boot=10, seed=0, stay=0.95, transition=None, learn=False)
+    assert list(t["smoothed_label"]) == ["fcc"] * 13
+    assert int(np.sum(t["inferred"])) == 3

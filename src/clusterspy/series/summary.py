@@ -21,8 +21,8 @@ log = logging.getLogger(__name__)
 
 #: Reasons decided before inference (:mod:`clusterspy.domain`): such a frame carries no evidence,
 #: and its smoothed label stays "unknown" — the HMM never labels what the model could not see.
-NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
-               "out_of_distribution")
+NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
+               "not_resolved", "out_of_distribution")
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:
@@ -190,6 +190,10 @@ def smooth_and_summarise(
         gap = np.isin(lab, [LOST, BLURRED]) | np.isin(table["reason"][idx], NO_EVIDENCE)
         sm = np.array([CLASSES[s] for s in res.path[fr - f0]], dtype=object)
         sm[gap] = lab[gap]
+        # The HMM may bridge frames only with isomers the network itself gave this cluster: a track
+        # the network never labelled (e.g. every frame low_confidence) stays unknown.
+        unclaimed = np.isin(sm, CLASSES) & ~np.isin(sm, [c for c in CLASSES if np.any(lab == c)])
+        sm[unclaimed] = lab[unclaimed]
         smoothed[idx] = sm
         inf = inferred_mask(lab, sm, CLASSES)  # the HMM said what the network did not
         inferred[idx] = inf
