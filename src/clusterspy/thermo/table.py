@@ -408,6 +408,33 @@ def _kinetics(
     return rates, arrh, n_t, fitted
 
 
+def _equilibrium(temps: np.ndarray, counts: np.ndarray, boot: np.ndarray, ref: int, selected: list[int],
+                 fit_t: np.ndarray, n_eff_t: list[float], warn: Callable[[str], None]
+                 ) -> tuple[list[dict], list[dict]]:
+    """ΔG at each usable temperature and the van 't Hoff fit of each selected isomer against ``ref``."""
+    from clusterspy.thermo.equilibrium import delta_g, van_t_hoff_fit
+
+    vth, dgs = [], []
+    for i in selected:
+        cl = CLASSES[i]
+        for n, t in enumerate(temps):
+            if not fit_t[n]:
+                continue
+            g, (glo, ghi) = delta_g(t, counts[n], boot[n], i, ref, n_eff=n_eff_t[n])
+            dgs.append({"temperature_K": float(t), "isomer": cl, "reference": CLASSES[ref],
+                        "delta_G_eV": g, "ci95_eV": [glo, ghi]})
+        usable = (counts[:, i] > 0) & (counts[:, ref] > 0)
+        if usable.sum() < 2:
+            warn(f"{cl}: seen together with {CLASSES[ref]} at fewer than 2 temperatures; "
+                 "no van 't Hoff fit")
+            continue
+        if np.any(counts[:, i] < 5):
+            warn(f"{cl}: fewer than 5 frames at some temperature; its ΔE is poorly constrained")
+        fit = van_t_hoff_fit(temps[usable], counts[usable], boot[usable], i, ref)
+        vth.append({"isomer": cl, "reference": CLASSES[ref], **fit})
+    return vth, dgs
+
+
 def thermo_from_table(
     source: Any,
     *,
@@ -474,12 +501,7 @@ def thermo_from_table(
         rate fit's expected transitions when kinetics ran, else from the observed label changes],
         "warnings": [...], "settings": {...}}``.
     """
-    from clusterspy.thermo.equilibrium import (
-        bootstrap_counts,
-        correct_misclassification,
-        delta_g,
-        van_t_hoff_fit,
-    )
+    from clusterspy.thermo.equilibrium import bootstrap_counts, correct_misclassification
     from clusterspy.thermo.kinetics import branching_by_temperature
 
     def isomer(name: Any, what: str) -> str:
@@ -533,28 +555,12 @@ def thermo_from_table(
         raise InputFileError("no frame carries an isomer label (all unknown, lost or blurred); "
                              "nothing to fit")
     ref = int(np.argmax(total)) if ref_name is None else CLASSES.index(ref_name)
-    vth, dgs = [], []
     if total[ref] == 0:
         raise ConfigError(f"the reference isomer {CLASSES[ref]} never occurs in the labels; "
                           f"choose one of {', '.join(seen)}")
-    for i, cl in enumerate(CLASSES):
-        if i == ref or total[i] == 0 or (wanted is not None and cl not in wanted):
-            continue
-        for n, t in enumerate(temps):
-            if not fit_t[n]:
-                continue
-            g, (glo, ghi) = delta_g(t, counts[n], boot[n], i, ref, n_eff=n_eff_t[n])
-            dgs.append({"temperature_K": float(t), "isomer": cl, "reference": CLASSES[ref],
-                        "delta_G_eV": g, "ci95_eV": [glo, ghi]})
-        usable = (counts[:, i] > 0) & (counts[:, ref] > 0)
-        if usable.sum() < 2:
-            warn(f"{cl}: seen together with {CLASSES[ref]} at fewer than 2 temperatures; "
-                 "no van 't Hoff fit")
-            continue
-        if np.any(counts[:, i] < 5):
-            warn(f"{cl}: fewer than 5 frames at some temperature; its ΔE is poorly constrained")
-        fit = van_t_hoff_fit(temps[usable], counts[usable], boot[usable], i, ref)
-        vth.append({"isomer": cl, "reference": CLASSES[ref], **fit})
+    selected = [i for i, cl in enumerate(CLASSES)
+                if i != ref and total[i] > 0 and (wanted is None or cl in wanted)]
+    vth, dgs = _equilibrium(temps, counts, boot, ref, selected, fit_t, n_eff_t, warn)
 
     rates: list[dict] = []
     arrh: list[dict] = []
