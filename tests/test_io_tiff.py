@@ -31,6 +31,10 @@ def _write(path: Path, data: np.ndarray, layout: str) -> Path:
         tifffile.imwrite(path, data)
     elif layout == "zlib":  # compressed pages: one IFD and strip after another
         tifffile.imwrite(path, data, compression="zlib")
+    elif layout == "shaped_per_frame":  # tifffile written frame by frame: one shaped series per page
+        with tifffile.TiffWriter(path) as tw:
+            for frame in data:
+                tw.write(frame, contiguous=False)
     elif layout == "no_metadata":  # plain pages, no record of how many there are
         with tifffile.TiffWriter(path) as tw:
             for frame in data:
@@ -164,3 +168,15 @@ def test_tiff_square_imagej_stack_keeps_its_calibration(tmp_path):
     assert len(s) == N_PAGES
     assert s.pixel_size_A == pytest.approx(0.5, rel=1e-4)
     assert s.metadata["pixel_size_source"] == "file"
+
+
+def test_tiff_written_frame_by_frame_is_a_stack_not_one_image(tmp_path):
+    # tifffile's writer makes each page its own series: they are the frames, not previews.
+    data = _stack(n=12)
+    p = _write(tmp_path / "frames.tif", data, "shaped_per_frame")
+    with tifffile.TiffFile(p) as tif:
+        assert len(tif.series) == 12  # the layout the test is about
+    s = read_series(p, pixel_size_A=0.2)
+    assert len(s) == 12
+    for k in (0, 5, 11):
+        np.testing.assert_array_equal(s[k].data, data[k])

@@ -196,6 +196,7 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
             if len(shape) != 2 or page0.dtype is None:
                 return None  # RGB, volumes, ...: the whole-file reader explains
             series = tif.series[0]
+            one_page_series = False  # each frame its own series: pages not laid out contiguously
             sq = _squeezed(series.shape)
             known = series.kind in ("imagej", "shaped")  # the count is from the metadata
             if len(sq) == 3 and sq[1:] == shape:
@@ -212,6 +213,12 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
                     if len(ssq) == 3 and ssq[1:] == shape:
                         expected = max(expected, ssq[0])
                         known = True
+                if expected == 1 and len(tif.series) > 1 and all(
+                        _squeezed(s.shape) == _squeezed(shape) and s.dtype == page0.dtype
+                        for s in tif.series):
+                    # one page per series, all alike (tifffile written frame by frame): a stack,
+                    # not an image and its previews (those differ in size)
+                    expected, known, one_page_series = len(tif.series), True, True
             else:
                 return None  # 4-D and other shapes: the whole-file reader explains
             if expected <= 1:
@@ -219,7 +226,7 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
             check_shape((expected, *shape), series=True, source=p.name)
             dtype = page0.dtype.newbyteorder(tif.byteorder)
             n_pages = len(tif.pages)
-            contiguous = page0.is_final and page0.dataoffsets and (
+            contiguous = not one_page_series and page0.is_final and page0.dataoffsets and (
                 series.dataoffset == page0.dataoffsets[0] or n_pages == 1)
             if contiguous:
                 dataoffset = int(page0.dataoffsets[0])
