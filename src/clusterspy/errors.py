@@ -5,6 +5,8 @@ Every message says what went wrong *and* what to do about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ClusterSpyError(Exception):
     """Base class of every error a user can cause (bad file, bad argument, bad data)."""
@@ -40,6 +42,16 @@ class MissingDependencyError(ClusterSpyError):
             f"{feature} needs the optional package {package!r}; "
             f"install it with: pip install 'clusterspy[{extra}]'"
         )
+
+
+def import_optional(package: str, extra: str, feature: str) -> Any:
+    """Import the optional ``package``, or raise :class:`MissingDependencyError` naming ``extra``."""
+    from importlib import import_module
+
+    try:
+        return import_module(package)
+    except ImportError:
+        raise MissingDependencyError(package, extra, feature) from None
 
 
 class OutOfDomainError(ClusterSpyError):

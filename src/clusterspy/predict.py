@@ -276,12 +276,9 @@ class ClusterResults(list):
         MissingDependencyError
             pandas is not installed (``pip install 'clusterspy[tables]'``).
         """
-        try:
-            import pandas as pd
-        except ImportError:
-            from clusterspy.errors import MissingDependencyError
+        from clusterspy.errors import import_optional
 
-            raise MissingDependencyError("pandas", "tables", "results as a DataFrame") from None
+        pd = import_optional("pandas", "tables", "results as a DataFrame")
         table = self.table()
         numeric = {"x_px", "y_px", "diameter_nm", "confidence", "ood_distance",
                    *(f"p_{c}" for c in CLASSES)}

@@ -116,11 +116,8 @@ class SeriesResult:
         MissingDependencyError
             pandas is not installed (``pip install 'clusterspy[tables]'``).
         """
-        try:
-            import pandas as pd
-        except ImportError:
-            from clusterspy.errors import MissingDependencyError
+        from clusterspy.errors import import_optional
 
-            raise MissingDependencyError("pandas", "tables", "a series as a DataFrame") from None
+        pd = import_optional("pandas", "tables", "a series as a DataFrame")
         cols = [c for c in FRAME_COLUMNS if c in self.frames]
         return pd.DataFrame({c: np.asarray(self.frames[c]) for c in cols}, columns=cols).set_index("frame")
