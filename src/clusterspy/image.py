@@ -212,14 +212,13 @@ def check_image_data(data: Any, *, source: str = "the data") -> np.ndarray:
         raise ImageDataError(f"{source} is complex-valued; give the intensity (abs²) instead")
     if arr.dtype.kind not in "biuf":
         raise ImageDataError(f"{source} is not numeric (dtype {arr.dtype})")
-    arr = arr.astype(np.float32, copy=False)
-    finite = np.isfinite(arr)
-    if not finite.all():
-        bad = int(arr.size - np.count_nonzero(finite))
+    lo, hi = float(arr.min()), float(arr.max())  # NaN or ±inf anywhere shows in one of them
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
         raise ImageDataError(f"{source} contains {bad} NaN or infinite pixel(s); fix or mask them")
-    if float(arr.max()) == float(arr.min()):
-        raise ImageDataError(f"{source} is constant (every pixel = {float(arr.flat[0])}): no contrast")
-    return arr
+    if hi == lo:
+        raise ImageDataError(f"{source} is constant (every pixel = {lo}): no contrast")
+    return arr.astype(np.float32, copy=False)
 
 
 class NonSquarePixels(Exception):
