@@ -26,16 +26,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from batch import (
+    _peak_rss,
+    _run,
+    classify_kill,
+    classify_lock,
+    classify_memory,
+    classify_speed,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
@@ -55,12 +63,6 @@ def _series_cmd(path: Path, out: Path, px: float, dt: float, *extra: str) -> lis
 
 def _identical(a: Path, b: Path) -> dict[str, bool]:
     return {name: (a / name).read_bytes() == (b / name).read_bytes() for name in COMPARED}
-
-
-def _run(cmd: list[str]) -> tuple[int, str, float]:
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    return proc.returncode, proc.stderr, time.perf_counter() - t0
 
 
 # ------------------------------------------------------------------------------------ series_kill
@@ -172,13 +174,6 @@ def _write_series(work: Path, n: int) -> tuple[Path, Path]:
     return npy, tif
 
 
-def _peak_rss(cmd: list[str]) -> tuple[int, int, float, str]:
-    """Exit status, peak RSS [bytes], wall time [s] and stderr of ``cmd`` under /usr/bin/time -v."""
-    rc, err, wall = _run(["/usr/bin/time", "-v", *cmd])
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
-    return rc, int(m.group(1)) * 1024 if m else -1, wall, err
-
-
 def series_memory(args: argparse.Namespace) -> dict:
     """Peak RSS of ``clusterspy series`` on 1024² uint16 series of several lengths, .npy and TIFF."""
     work = Path(args.tmp) / "series_memory"
@@ -212,9 +207,6 @@ PARTS: dict[str, Callable[[argparse.Namespace], dict]] = {
     "series_lock": series_lock,
     "series_memory": series_memory,
 }
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from batch import classify_kill, classify_lock, classify_memory, classify_speed  # noqa: E402
-
 PARTS.update(classify_kill=classify_kill, classify_lock=classify_lock, classify_memory=classify_memory,
              classify_speed=classify_speed)
 

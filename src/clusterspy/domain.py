@@ -46,6 +46,7 @@ __all__ = [
     "REASONS",
     "check_image",
     "cluster_reasons",
+    "cut_by_edge",
     "edge_margin_px",
     "judge_probabilities",
     "lattice_contrast",
@@ -87,6 +88,14 @@ def edge_margin_px(detected_diameter_px: float) -> int:
     cuts (a simulated Au₃₀₉ decahedron cut 2–25 px inside its rim ended 1–2 px short of the edge).
     """
     return 1 + int(np.ceil(0.5 * (DETECTED_TO_PROJECTED - 1.0) * float(detected_diameter_px)))
+
+
+def cut_by_edge(bbox: Sequence[int], detected_diameter_px: float, shape: Sequence[int]) -> bool:
+    """Whether a detected region ``bbox`` (row0, col0, row1, col1) [px] lies within
+    :func:`edge_margin_px` of the edge of an image of ``shape`` (rows, cols): its particle is cut."""
+    r0, c0, r1, c1 = bbox
+    m = edge_margin_px(detected_diameter_px)
+    return bool(r0 < m or c0 < m or shape[0] - r1 < m or shape[1] - c1 < m)
 
 
 #: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.25–3.2 Å (Cu {220} — the only
@@ -361,16 +370,13 @@ def cluster_reasons(
     lc_min = float(domain.get("lattice_contrast_min", LATTICE_CONTRAST_MIN))
     ls_min = float(domain.get("lattice_over_shape_min", LATTICE_OVER_SHAPE_MIN))
     px = float(image.pixel_size_A)
-    rows, cols = image.shape
     xy = np.array([[d.x_px, d.y_px] for d in detections], float).reshape(-1, 2) * px
     diam = (np.asarray(diameters_A, float) if diameters_A is not None
             else np.array([particle_diameter_A(d.diameter_A) for d in detections], float))
     fields = np.asarray(field_A, float) if field_A is not None else 1.25 * diam
     out: list[str | None] = []
     for i, d in enumerate(detections):
-        r0, c0, r1, c1 = d.bbox
-        m = edge_margin_px(d.diameter_A / px)
-        if r0 < m or c0 < m or rows - r1 < m or cols - c1 < m:
+        if cut_by_edge(d.bbox, d.diameter_A / px, image.shape):
             out.append("cut_by_edge")
             continue
         if diam[i] < d_lo:

@@ -168,11 +168,9 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
 
 def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: bool) -> str | None:
     """Why a detected cluster is not fitted, by the rules of :mod:`clusterspy.domain` (or None)."""
-    from clusterspy.domain import edge_margin_px, particle_diameter_A, resolution_reason
+    from clusterspy.domain import cut_by_edge, particle_diameter_A, resolution_reason
 
-    r0, c0, r1, c1 = d.bbox
-    m = edge_margin_px(d.diameter_A / img.pixel_size_A)
-    if r0 < m or c0 < m or img.shape[0] - r1 < m or img.shape[1] - c1 < m:
+    if cut_by_edge(d.bbox, d.diameter_A / img.pixel_size_A, img.shape):
         return "cut_by_edge"
     if n_guess < MIN_ATOMS:
         return "too_small"
