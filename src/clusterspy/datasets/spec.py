@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ DEFAULT_SPEC: dict[str, Any] = {
     "crop_px": 96,
     "pixel_size_A": 0.4,  # model pixel size [Å/px]
     "backend": "fast",
-    "backend_options": {},  # extra keywords of clusterspy.simulation.simulate (frozen_phonons, ...)
+    "backend_options": {},  # extra keywords of clusterspy.simulation.simulate (parameters, frozen_phonons…)
     "compact_field": 0.0,  # > 0: simulate only the metal + this margin [Å], pad with vacuum
     # specimen
     "motifs": {
@@ -71,6 +72,35 @@ DEFAULT_SPEC: dict[str, Any] = {
 #: Keys sampled log-uniformly.
 LOG_KEYS = ("size_atoms", "image_pixel_size_A", "dose_e_per_A2")
 
+#: Renamed keys of the fast backend's ``backend_options``: old name → new name. Specifications
+#: written with the old name (and datasets that recorded one) still load, to the same images.
+RENAMED_FAST_OPTIONS = {"calibration": "parameters"}
+
+
+def upgrade_spec(spec: Any) -> Any:
+    """``spec`` with the old names of the fast backend's options renamed (a copy; anything but a
+    dict of a fast-backend specification comes back unchanged). No warning: for specifications
+    recorded by older versions (a dataset's attrs, a saved training config).
+
+    Raises
+    ------
+    ConfigError
+        When an option is given under both its old and its new name.
+    """
+    if not isinstance(spec, dict) or spec.get("backend", "fast") != "fast":
+        return spec
+    options = spec.get("backend_options")
+    if not isinstance(options, dict) or not set(options) & set(RENAMED_FAST_OPTIONS):
+        return spec
+    renamed = {}
+    for k, v in options.items():
+        new = RENAMED_FAST_OPTIONS.get(k, k)
+        if new in renamed or (new != k and new in options):
+            raise ConfigError(f"backend_options gives {new!r} twice: as {new!r} and as {k!r} "
+                              "(its deprecated name); keep one")
+        renamed[new] = v
+    return {**spec, "backend_options": renamed}
+
 
 def user_spec(spec: dict[str, Any] | str | Path) -> dict[str, Any]:
     """The keys a specification sets itself (a copy), before the defaults are filled in.
@@ -111,6 +141,13 @@ def load_spec(spec: dict[str, Any] | str | Path | None = None, **overrides: Any)
         )
     out = copy.deepcopy(DEFAULT_SPEC)
     out.update(user)
+    upgraded = upgrade_spec(out)
+    if upgraded is not out:
+        old = sorted(set(out["backend_options"]) & set(RENAMED_FAST_OPTIONS))
+        warnings.warn(f"backend_options {', '.join(map(repr, old))} is deprecated; use "
+                      f"{', '.join(repr(RENAMED_FAST_OPTIONS[k]) for k in old)} (same values, same images)",
+                      DeprecationWarning, stacklevel=2)
+        out = upgraded
     if int(out["n_images"]) < 1 or int(out["chunk_size"]) < 1 or int(out["crop_px"]) < 8:
         raise ConfigError("n_images and chunk_size must be ≥ 1 and crop_px ≥ 8")
     return json.loads(json.dumps(out))  # plain JSON types only

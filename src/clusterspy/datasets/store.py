@@ -39,9 +39,10 @@ def _open_or_create(path: Path, spec: dict[str, Any]):
     chunk = int(spec.get("chunk_size", 32))
     if (path / "zarr.json").exists():
         root = zarr.open_group(str(path), mode="r+")
-        from clusterspy.datasets.spec import load_spec
+        from clusterspy.datasets.spec import load_spec, upgrade_spec
 
-        old = root.attrs.get("spec")
+        # options renamed since (backend_options "calibration" → "parameters") take their new name
+        old = upgrade_spec(root.attrs.get("spec"))
         try:  # keys added to DEFAULT_SPEC since the dataset was started take their defaults
             old = load_spec(old)
         except ConfigError:

@@ -3,7 +3,7 @@ calibration metrics (NumPy).
 
 "Calibration" means three things in ClusterSpy; this module is the classifier's confidence.
 The pixel size [Å/px] is decided in :mod:`clusterspy.image`; the fast simulator's fitted
-parameters live in :mod:`clusterspy.simulation.fast` (``fast_calibration.json``).
+parameters live in :mod:`clusterspy.simulation.fast` (``FastParameters``, ``fast_parameters.json``).
 """
 
 from __future__ import annotations

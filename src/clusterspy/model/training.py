@@ -82,8 +82,8 @@ def check_resumable(cfg: dict[str, Any], out: Path) -> None:
     saved_path = out / "config.json"
     if not saved_path.is_file():
         return
-    saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    now = json.loads(json.dumps(cfg, default=str))
+    saved = _upgraded(json.loads(saved_path.read_text(encoding="utf-8")))
+    now = _upgraded(json.loads(json.dumps(cfg, default=str)))
     changed = sorted(k for k in set(saved) | set(now)
                      if k not in RESUMABLE_KEYS and saved.get(k) != now.get(k))
     if changed:
@@ -93,6 +93,14 @@ def check_resumable(cfg: dict[str, Any], out: Path) -> None:
             f"{out} holds a training run made with another config ({what}); resume it with the "
             "same config, or start afresh with --no-resume or another --out"
         )
+
+
+def _upgraded(cfg: dict[str, Any]) -> dict[str, Any]:
+    """A training config with its dataset specifications' renamed options under their new names
+    (:func:`clusterspy.datasets.spec.upgrade_spec`): renaming one does not change a step."""
+    from clusterspy.datasets.spec import upgrade_spec
+
+    return {k: upgrade_spec(v) if k in ("dataset", "validation") else v for k, v in cfg.items()}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -196,10 +204,12 @@ def train(
 def _simulator_parameters(spec: dict[str, Any]) -> dict[str, Any] | None:
     """The fast simulator's fitted parameters the training set was made with (pinned or shipped).
 
-    Recorded in the card as ``training["fast_calibration"]`` (the key is part of the card format).
+    Recorded in the card as ``training["fast_calibration"]`` (the key is part of the card format,
+    kept from before the parameters' rename in issue #17).
     """
     if spec.get("backend") != "fast":
         return None
-    from clusterspy.simulation import calibration_record
+    from clusterspy.datasets.spec import upgrade_spec
+    from clusterspy.simulation import parameters_record
 
-    return calibration_record(spec.get("backend_options", {}).get("calibration"))
+    return parameters_record(upgrade_spec(spec).get("backend_options", {}).get("parameters"))

@@ -2,7 +2,8 @@
 
 - ``backend="prism"``: abTEM's PRISM multislice with frozen phonons (accurate, ~seconds to
   minutes per image; needs ``clusterspy[train]``);
-- ``backend="fast"``: a calibrated incoherent model (``fast.py``), about 0.5–0.8 ms of CPU per
+- ``backend="fast"``: an incoherent model whose parameters were fitted to PRISM (``fast.py``,
+  :class:`FastParameters`), about 0.5–0.8 ms of CPU per
   128² image with exact Poisson noise (``poisson.py``), batched and threaded by
   :func:`simulate_batch`; it never imports abTEM.
 
@@ -33,12 +34,15 @@ from clusterspy.errors import ConfigError
 from clusterspy.image import Image
 from clusterspy.simulation.acquisition import Acquisition
 from clusterspy.simulation.fast import (
-    FastCalibration,
+    _UNSET,
+    FastParameters,
     FastSimulator,
     _cpu_count,
-    as_calibration,
-    calibration_record,
-    default_calibration,
+    as_parameters,
+    default_parameters,
+    deprecated_name,
+    parameters_record,
+    resolve_parameters,
 )
 from clusterspy.simulation.geometry import (
     Field,
@@ -55,7 +59,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Acquisition",
-    "FastCalibration",
+    "FastParameters",
     "FastSimulator",
     "Field",
     "Microscope",
@@ -63,9 +67,9 @@ __all__ = [
     "Scene",
     "antialias_limit_mrad",
     "build_scene",
-    "calibration_record",
-    "default_calibration",
+    "default_parameters",
     "ncc",
+    "parameters_record",
     "place_support",
     "simulate",
     "simulate_batch",
@@ -73,6 +77,11 @@ __all__ = [
 ]
 
 BACKENDS = ("fast", "prism")
+
+
+def __getattr__(name: str) -> Any:
+    # the deprecated names of the fast simulator's parameters (FastCalibration, ...), with a warning
+    return deprecated_name(__name__, name)
 
 
 def _rng(rng: np.random.Generator | int | None) -> tuple[np.random.Generator, Any]:
@@ -93,9 +102,9 @@ def _fast_simulator(
     microscope: Microscope,
     pixel_size: float,
     shape: tuple[int, int],
-    calibration: FastCalibration | None,
+    parameters: FastParameters | None,
 ) -> FastSimulator:
-    return FastSimulator(microscope, pixel_size, shape, calibration)
+    return FastSimulator(microscope, pixel_size, shape, parameters)
 
 
 def simulate(
@@ -133,8 +142,9 @@ def simulate(
     **backend_options
         For "prism": ``interpolation``, ``potential_sampling_A``, ``slice_thickness_A``,
         ``frozen_phonons``, ``thermal_sigma_A`` (see :func:`prism.simulate_prism`); for
-        "fast": ``calibration`` (:class:`FastCalibration`, or a mapping of its parameters, as a
-        dataset specification's ``backend_options`` can pin it; default: the shipped one).
+        "fast": ``parameters`` (:class:`FastParameters`, or a mapping of its fields, as a
+        dataset specification's ``backend_options`` can pin them; default: the shipped ones,
+        fitted to PRISM; ``calibration`` is their deprecated name).
 
     Returns
     -------
@@ -151,10 +161,11 @@ def simulate(
     generator, rng_meta = _rng(rng)
     field, scene = build_scene(atoms, pixel_size, extent, support)
     if backend == "fast":
-        calibration = backend_options.pop("calibration", None)
+        parameters = resolve_parameters(backend_options.pop("parameters", None),
+                                        backend_options.pop("calibration", _UNSET))
         if backend_options:
             raise ConfigError(f"unknown option(s) for the fast backend: {', '.join(backend_options)}")
-        sim = _fast_simulator(microscope, field.pixel_size_A, field.shape, as_calibration(calibration))
+        sim = _fast_simulator(microscope, field.pixel_size_A, field.shape, as_parameters(parameters))
         data = sim.render([scene])[0]
     else:
         from clusterspy.simulation.prism import simulate_prism
@@ -185,8 +196,10 @@ def simulate_batch(
     rng: np.random.Generator | int | None = None,
     acquisition: Acquisition | None = None,
     support: Sequence[Atoms | tuple[np.ndarray, np.ndarray] | None] | None = None,
-    calibration: FastCalibration | None = None,
+    parameters: FastParameters | dict[str, Any] | None = None,
     chunk: int = 32,
+    *,
+    calibration: Any = _UNSET,
 ) -> list[Image]:
     """Simulate many images with the fast backend, vectorised (for training sets).
 
@@ -203,13 +216,15 @@ def simulate_batch(
         One support (or None) per image: ``ase.Atoms``, a (positions, numbers) pair or a
         :class:`PlacedSupport`. A support object given for several images is placed once and
         its rendering is cached (by content), so reusing a few slabs costs almost nothing.
-    calibration : FastCalibration or mapping, optional
-        Fast-model parameters (default: shipped calibration).
+    parameters : FastParameters or mapping, optional
+        Fast-model parameters (default: the shipped ones, fitted to PRISM).
     chunk : int
         Largest number of images rendered and acquired in one vectorised block (capped at
         ``FastSimulator.block_images``: 16 for 128² px, fewer for larger images, so that the
         block's temporaries are reused rather than page-faulted in, see ``simulation._memory``);
         blocks run on all cores (threads).
+    calibration : FastParameters or mapping, optional
+        Deprecated name of ``parameters`` (a ``DeprecationWarning``).
 
     Returns
     -------
@@ -224,7 +239,8 @@ def simulate_batch(
     if len(supports) != n:
         raise ConfigError(f"got {len(supports)} supports for {n} structures; give one per image")
     shape = field_shape(pixel_size, extent)
-    sim = _fast_simulator(microscope, float(pixel_size), shape, as_calibration(calibration))
+    parameters = resolve_parameters(parameters, calibration)
+    sim = _fast_simulator(microscope, float(pixel_size), shape, as_parameters(parameters))
     out = np.empty((n, *shape), dtype=np.float32)
     fields: list[Field] = []
     # a support reused for many clusters is placed (and hashed) once

@@ -1,4 +1,4 @@
-"""Backend "fast": a calibrated incoherent HAADF model, batched.
+"""Backend "fast": an incoherent HAADF model whose parameters were fitted to PRISM, batched.
 
 Model
 -----
@@ -38,8 +38,9 @@ parameters, leaving the plain incoherent sum):
 
 ``n, c, a, b, γ``, the column radius, ``K``, ``w_s`` and an extra Gaussian blur of every atom
 (``extra_blur_A``, FWHM [Å]) are fitted against PRISM references on half of the benchmark cases
-by ``benchmarks/calibrate_fast.py`` (the other half is held out, see
-``benchmarks/simulation_fidelity.py``) and ship in ``fast_calibration.json``.
+by ``benchmarks/fit_fast_parameters.py`` (the other half is held out, see
+``benchmarks/simulation_fidelity.py``) and ship in ``fast_parameters.json``
+(:func:`default_parameters`; :class:`FastParameters`).
 
 Algorithm (vectorised over a batch)
 -----------------------------------
@@ -65,7 +66,7 @@ Depth planes
 The probe intensity changes with defocus on the scale of its depth of field ``λ / α²``
 (40 Å at 200 keV, 25 mrad); linear interpolation between planes ``h`` apart errs by
 ~ ``h² ∂²P/∂Δf²``. The planes are spaced ``h = DEPTH_STEP_DOF_FRACTION · λ / α²`` (0.4: 16 Å
-at 200 keV, 25 mrad, three planes for a 22 Å deep Au309), unless the calibration fixes
+at 200 keV, 25 mrad, three planes for a 22 Å deep Au309), unless the parameters fix
 ``depth_step_A``; images stay within NCC 0.999 of a 2 Å spacing (tested for 25–35 mrad and
 −20…+10 Å defocus; at 0.6 the 35 mrad, −20 Å case drops to NCC 0.97). The planes lie on a
 fixed grid (``k · h`` below the cluster's entrance surface), so an image does not depend on the
@@ -88,6 +89,7 @@ import json
 import math
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -105,7 +107,7 @@ from clusterspy.simulation.acquisition import line_shift_phase
 from clusterspy.simulation.geometry import Scene, support_key
 from clusterspy.simulation.microscope import Microscope
 
-#: Reference inner detector angle [mrad] at which ``z_exponent`` is calibrated.
+#: Reference inner detector angle [mrad] at which ``z_exponent`` is fitted.
 _REFERENCE_INNER_MRAD = 70.0
 #: Depth-plane spacing as a fraction of the probe's depth of field ``λ / α²`` (see the module
 #: docstring); 0.4 keeps every image within NCC 0.9997 of a 2 Å spacing (25–35 mrad, ±20 Å
@@ -121,11 +123,15 @@ RENDER_BLOCK_PIXELS = 16 * 128 * 128
 RENDER_BLOCK = 16
 #: Memory [bytes] a simulator spends on cached support spectra (66 kB each at 128² px).
 SUPPORT_CACHE_BYTES = 16 * 2**20
+#: Marks a keyword that was not given (``None`` is a value: the shipped parameters).
+_UNSET: Any = object()
 
 
 @dataclass(frozen=True)
-class FastCalibration:
-    """Parameters of the fast model (see the module docstring).
+class FastParameters:
+    """Parameters of the fast model, fitted to PRISM (see the module docstring).
+
+    Formerly ``FastCalibration`` (deprecated alias).
 
     Attributes
     ----------
@@ -170,7 +176,7 @@ class FastCalibration:
     spread_blur_A: float = 0.0
 
     @classmethod
-    def from_dict(cls, d: dict) -> FastCalibration:
+    def from_dict(cls, d: dict) -> FastParameters:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -201,7 +207,7 @@ class FastCalibration:
     def z_exponent_for(self, microscope: Microscope) -> float:
         """Z exponent for the microscope's detector.
 
-        Calibrated at a 70 mrad inner angle; elsewhere it moves towards the Rutherford value 2
+        Fitted at a 70 mrad inner angle; elsewhere it moves towards the Rutherford value 2
         for higher inner angles and towards 1 for lower ones (a documented heuristic, after
         Hartel et al. 1996 / Krivanek et al. 2010: ~1.4 at 40 mrad, ~1.7 at 70, ~1.9 above 150).
         """
@@ -212,33 +218,57 @@ class FastCalibration:
         return 1.0 + (n0 - 1.0) * math.exp(-(_REFERENCE_INNER_MRAD - inner) / 60.0)
 
 
-def as_calibration(calibration: FastCalibration | Mapping[str, Any] | None) -> FastCalibration | None:
-    """A :class:`FastCalibration` from itself, a mapping of its fields (e.g. from a dataset
-    specification's ``backend_options``), or ``None`` (the shipped calibration, resolved later).
+def as_parameters(parameters: FastParameters | Mapping[str, Any] | None) -> FastParameters | None:
+    """A :class:`FastParameters` from itself, a mapping of its fields (e.g. from a dataset
+    specification's ``backend_options``), or ``None`` (the shipped parameters, resolved later).
 
     Raises
     ------
     ConfigError
         For unknown field names or another type.
     """
-    if calibration is None or isinstance(calibration, FastCalibration):
-        return calibration
-    if isinstance(calibration, Mapping):
-        names = {f.name for f in fields(FastCalibration)}
-        unknown = set(calibration) - names
+    if parameters is None or isinstance(parameters, FastParameters):
+        return parameters
+    if isinstance(parameters, Mapping):
+        names = {f.name for f in fields(FastParameters)}
+        unknown = set(parameters) - names
         if unknown:
-            raise ConfigError(f"unknown fast-calibration parameter(s) {sorted(unknown)}; "
+            raise ConfigError(f"unknown fast-simulator parameter(s) {sorted(unknown)}; "
                               f"expected some of {sorted(names)}")
-        return FastCalibration(**calibration)
-    raise ConfigError(f"calibration must be a FastCalibration or a mapping of its parameters, "
-                      f"got {type(calibration).__name__}")
+        return FastParameters(**parameters)
+    raise ConfigError(f"parameters must be a FastParameters or a mapping of its fields, "
+                      f"got {type(parameters).__name__}")
+
+
+def resolve_parameters(parameters: Any = None, calibration: Any = _UNSET, *, stacklevel: int = 3) -> Any:
+    """``parameters``, or the deprecated ``calibration`` keyword it replaced (with a
+    ``DeprecationWarning``, raised at ``stacklevel``); both at once is an error.
+
+    Raises
+    ------
+    ConfigError
+        When both are given.
+    """
+    if calibration is _UNSET:
+        return parameters
+    warnings.warn("the calibration= keyword of the fast simulator is deprecated; use parameters= "
+                  "(the same FastParameters or mapping of its fields)", DeprecationWarning,
+                  stacklevel=stacklevel)
+    if parameters is not None:
+        raise ConfigError("give the fast simulator's parameters once: parameters= (calibration= is "
+                          "its deprecated name)")
+    return calibration
+
+
+#: Name of the shipped parameters file (in ``clusterspy.simulation``).
+PARAMETERS_FILE = "fast_parameters.json"
 
 
 @cache
-def _shipped_calibration_file() -> dict[str, Any]:
-    """Contents of the shipped ``fast_calibration.json`` (``{}`` when absent)."""
+def _shipped_parameters_file() -> dict[str, Any]:
+    """Contents of the shipped ``fast_parameters.json`` (``{}`` when absent)."""
     try:
-        text = resources.files("clusterspy.simulation").joinpath("fast_calibration.json").read_text(
+        text = resources.files("clusterspy.simulation").joinpath(PARAMETERS_FILE).read_text(
             encoding="utf-8")
     except FileNotFoundError:
         return {}
@@ -246,24 +276,49 @@ def _shipped_calibration_file() -> dict[str, Any]:
 
 
 @cache
-def default_calibration() -> FastCalibration:
-    """The calibration shipped with the package (``fast_calibration.json``)."""
-    return FastCalibration.from_dict(_shipped_calibration_file().get("parameters", {}))
+def default_parameters() -> FastParameters:
+    """The parameters shipped with the package (``fast_parameters.json``, fitted to PRISM)."""
+    return FastParameters.from_dict(_shipped_parameters_file().get("parameters", {}))
 
 
-def calibration_record(calibration: FastCalibration | Mapping[str, Any] | None = None) -> dict[str, Any]:
+def parameters_record(parameters: FastParameters | Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a fast-simulated dataset was made with: the parameters and where they come from.
 
-    ``calibration`` as accepted by :func:`as_calibration` (e.g. pinned in a dataset
-    specification's ``backend_options``); ``None``: the shipped calibration, with its provenance
-    (the fitting command and the cases it was fitted on).
+    ``parameters`` as accepted by :func:`as_parameters` (e.g. pinned in a dataset
+    specification's ``backend_options``); ``None``: the shipped parameters, with their provenance
+    (the fitting command and the cases they were fitted on).
     """
-    pinned = as_calibration(calibration)
+    pinned = as_parameters(parameters)
     if pinned is not None:
         return {"source": "given (dataset specification)", "parameters": pinned.to_dict()}
-    shipped = _shipped_calibration_file()
-    return {"source": "shipped fast_calibration.json", "parameters": default_calibration().to_dict(),
+    shipped = _shipped_parameters_file()
+    return {"source": f"shipped {PARAMETERS_FILE}", "parameters": default_parameters().to_dict(),
             **{k: shipped[k] for k in ("command", "fitted_on") if k in shipped}}
+
+
+#: Deprecated names (before issue #17: "calibration" also meant the pixel size and the
+#: classifier's confidence) → their new names; looked up by :func:`__getattr__` with a warning.
+DEPRECATED_NAMES = {
+    "FastCalibration": "FastParameters",
+    "as_calibration": "as_parameters",
+    "default_calibration": "default_parameters",
+    "calibration_record": "parameters_record",
+}
+
+
+def deprecated_name(module: str, name: str) -> Any:
+    """The object a deprecated name stands for, with a ``DeprecationWarning`` (for the module
+    ``__getattr__`` of ``module``, raised at its caller); ``AttributeError`` for other names."""
+    if name not in DEPRECATED_NAMES:
+        raise AttributeError(f"module {module!r} has no attribute {name!r}")
+    new = DEPRECATED_NAMES[name]
+    warnings.warn(f"{module}.{name} is deprecated; use {module}.{new} (the fast simulator's "
+                  "parameters, fitted to PRISM)", DeprecationWarning, stacklevel=3)
+    return globals()[new]
+
+
+def __getattr__(name: str) -> Any:
+    return deprecated_name(__name__, name)
 
 
 def column_occupancy(
@@ -345,8 +400,9 @@ class FastSimulator:
         Output pixel size [Å/px].
     shape : tuple of int
         Output ``(rows, cols)`` [px].
-    calibration : FastCalibration, optional
-        Model parameters; defaults to the shipped calibration.
+    parameters : FastParameters or mapping, optional
+        Model parameters (fitted to PRISM); defaults to the shipped ones
+        (:func:`default_parameters`). ``calibration=`` is their deprecated name.
     """
 
     def __init__(
@@ -354,13 +410,17 @@ class FastSimulator:
         microscope: Microscope,
         pixel_size_A: float,
         shape: tuple[int, int],
-        calibration: FastCalibration | None = None,
+        parameters: FastParameters | Mapping[str, Any] | None = None,
+        *,
+        calibration: Any = _UNSET,
     ) -> None:
         keep_freed_memory()
+        parameters = as_parameters(resolve_parameters(parameters, calibration))
         self.microscope = microscope
         self.pixel_size_A = float(pixel_size_A)
         self.shape = (int(shape[0]), int(shape[1]))
-        self.calibration = calibration or default_calibration()
+        #: The model's parameters (:class:`FastParameters`).
+        self.parameters = parameters or default_parameters()
         nyquist_A = 1.0 / (2.0 * microscope.probe_band_limit_per_A)
         self.oversample = max(1, math.ceil(self.pixel_size_A / nyquist_A - 1e-6))
         self.render_pixel_A = self.pixel_size_A / self.oversample
@@ -376,10 +436,10 @@ class FastSimulator:
         kernel = (np.sinc(ky * self.render_pixel_A) ** 2)[:, None] * (np.sinc(kx * self.render_pixel_A) ** 2)[
             None, :
         ]
-        blur = Microscope(source_size_A=self.calibration.extra_blur_A).source_transfer(ky, kx)
+        blur = Microscope(source_size_A=self.parameters.extra_blur_A).source_transfer(ky, kx)
         self._base = microscope.source_transfer(ky, kx) * blur / kernel
         #: transfer function of the spread probe's extra broadening (float32, rfft layout)
-        spread = Microscope(source_size_A=self.calibration.spread_blur_A)
+        spread = Microscope(source_size_A=self.parameters.spread_blur_A)
         self._spread = spread.source_transfer(ky, kx).astype(np.float32)
         self._filters: dict[float, np.ndarray] = {}
         self._spread_filters: dict[float, np.ndarray] = {}
@@ -389,10 +449,17 @@ class FastSimulator:
         self._lock = threading.Lock()
         alpha = microscope.semiangle_mrad * 1e-3
         dof_A = microscope.wavelength_A / alpha**2
-        step = self.calibration.depth_step_A
+        step = self.parameters.depth_step_A
         #: Spacing [Å] of the depth planes.
         self.depth_step_A = float(step) if step else DEPTH_STEP_DOF_FRACTION * dof_A
-        self.exponent = self.calibration.z_exponent_for(microscope)
+        self.exponent = self.parameters.z_exponent_for(microscope)
+
+    @property
+    def calibration(self) -> FastParameters:
+        """Deprecated name of :attr:`parameters`."""
+        warnings.warn("FastSimulator.calibration is deprecated; use FastSimulator.parameters",
+                      DeprecationWarning, stacklevel=2)
+        return self.parameters
 
     def _filter(self, depth_A: float, spread: bool = False) -> np.ndarray:
         """Transfer function (rfft layout, complex64) of the probe at depth ``depth_A`` [Å]
@@ -415,14 +482,14 @@ class FastSimulator:
         """Weights (detector-fraction units) of the metal and the support atoms of a scene (the
         spread, when on, divides a metal atom's weight between the two probes; the sum stays)."""
         wm, _ = self._metal_weights(scene.metal_positions, scene.metal_numbers)
-        return wm, self.calibration.scale * scene.support_numbers.astype(float) ** self.exponent
+        return wm, self.parameters.scale * scene.support_numbers.astype(float) ** self.exponent
 
     def _metal_weights(
         self, positions: np.ndarray, numbers: np.ndarray, group: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """``c Z^n g(m)`` of metal atoms at ``positions`` [Å], and (with the spread on) the number
         of atoms above each one in its column; ``group`` keeps the scenes of a block apart."""
-        cal = self.calibration
+        cal = self.parameters
         wm = cal.scale * numbers.astype(float) ** self.exponent
         above = None
         if len(wm) and (cal.has_channelling or cal.has_spread):
@@ -532,7 +599,7 @@ class FastSimulator:
         sizes = [len(sc.metal_numbers) for sc in scenes]
         if not sum(sizes):
             return None
-        cal = self.calibration
+        cal = self.parameters
         ny, nx = self.render_shape
         pos = np.concatenate([sc.metal_positions for sc in scenes])
         numbers = np.concatenate([sc.metal_numbers for sc in scenes])
@@ -608,7 +675,7 @@ class FastSimulator:
         the inverse FFT, which saves a forward and an inverse FFT of every line; only when
         :attr:`shifts_lines_in_fourier_space`.
         """
-        cal = self.calibration
+        cal = self.parameters
         ny, nx = self.render_shape
         step = self.depth_step_A
         cap = max(1, int(cal.max_depth_planes))
