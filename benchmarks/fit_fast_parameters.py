@@ -1,6 +1,6 @@
-"""Fit the fast backend's parameters to PRISM references; write fast_calibration.json.
+"""Fit the fast backend's parameters to PRISM references; write fast_parameters.json.
 
-Run: ``.venv/bin/python benchmarks/calibrate_fast.py [--cached-only]``
+Run: ``.venv/bin/python benchmarks/fit_fast_parameters.py [--cached-only]``
 
 Fits, on the even-numbered benchmark cases (their index in ``simulation_cases.all_cases()``;
 the odd ones are held out for simulation_fidelity.py, also with ``--cached-only``): the Z
@@ -9,7 +9,7 @@ radius, the extra blur and the spread of the probe along columns (``spread_atoms
 ``spread_blur_A``; see the docstring of clusterspy.simulation.fast) by maximising the mean NCC
 against PRISM: bounded Powell from a fixed start, then once more from its result (fresh search
 directions), deterministic; then the scale ``c`` [Å²] by least squares of the image
-intensities. The result ships as src/clusterspy/simulation/fast_calibration.json.
+intensities. The result ships as src/clusterspy/simulation/fast_parameters.json.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clusterspy.simulation import FastCalibration, FastSimulator, build_scene, ncc
+from clusterspy.simulation import FastParameters, FastSimulator, build_scene, ncc
 from simulation_cases import (
     MICROSCOPE,
     PIXEL_SIZE_A,
@@ -37,16 +37,16 @@ from simulation_cases import (
     reference_path,
 )
 
-OUT = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "simulation" / "fast_calibration.json"
+OUT = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "simulation" / "fast_parameters.json"
 NAMES = (
     "z_exponent", "channelling_a", "channelling_b", "channelling_c", "column_radius_A", "extra_blur_A",
     "spread_atoms", "spread_blur_A",
 )
-#: Start of the fit: the uncalibrated model (FastCalibration()) for ``ncc_before``; the search
+#: Start of the fit: the unfitted model (FastParameters()) for ``ncc_before``; the search
 #: starts from FIT_START (Rutherford-like Z exponent, columns of atoms within ~2 σ of the thermal
 #: spread, a mild channelling brightening and spread).
-START = FastCalibration()
-FIT_START = FastCalibration(
+START = FastParameters()
+FIT_START = FastParameters(
     z_exponent=1.8, channelling_a=0.25, channelling_b=1.0, channelling_c=0.0, column_radius_A=0.2,
     extra_blur_A=0.2, spread_atoms=3.0, spread_blur_A=0.5,
 )
@@ -80,26 +80,26 @@ def load(cached_only: bool) -> list[tuple[int, str, object, object, float, np.nd
     return out
 
 
-def render(cal: FastCalibration, field, scene) -> np.ndarray:
-    return FastSimulator(MICROSCOPE, PIXEL_SIZE_A, field.shape, cal).render([scene])[0]
+def render(params: FastParameters, field, scene) -> np.ndarray:
+    return FastSimulator(MICROSCOPE, PIXEL_SIZE_A, field.shape, params).render([scene])[0]
 
 
-def clamp(cal: FastCalibration) -> FastCalibration:
-    return replace(cal, **{k: float(np.clip(getattr(cal, k), *BOUNDS[k])) for k in NAMES})
+def clamp(params: FastParameters) -> FastParameters:
+    return replace(params, **{k: float(np.clip(getattr(params, k), *BOUNDS[k])) for k in NAMES})
 
 
-def mean_ncc(cal: FastCalibration, data) -> float:
-    return float(np.mean([ncc(render(cal, f, s), ref) for _, _, f, s, _, ref in data]))
+def mean_ncc(params: FastParameters, data) -> float:
+    return float(np.mean([ncc(render(params, f, s), ref) for _, _, f, s, _, ref in data]))
 
 
-def fit(train) -> FastCalibration:
+def fit(train) -> FastParameters:
     from scipy.optimize import minimize
 
     x = np.array([getattr(FIT_START, k) for k in NAMES])
 
     def loss(x: np.ndarray) -> float:
-        cal = clamp(replace(FIT_START, **dict(zip(NAMES, map(float, x), strict=True))))
-        return 1.0 - mean_ncc(cal, train)
+        params = clamp(replace(FIT_START, **dict(zip(NAMES, map(float, x), strict=True))))
+        return 1.0 - mean_ncc(params, train)
 
     for _ in range(2):  # Powell, then a restart from its result with fresh directions
         res = minimize(
@@ -108,14 +108,14 @@ def fit(train) -> FastCalibration:
         )
         x = res.x
         print(f"Powell: mean train NCC {1.0 - res.fun:.5f} after {res.nfev} evaluations", flush=True)
-    cal = clamp(replace(FIT_START, **dict(zip(NAMES, map(float, x), strict=True))))
+    params = clamp(replace(FIT_START, **dict(zip(NAMES, map(float, x), strict=True))))
     # scale [Å²]: least squares of intensities with the fitted shape
     num = den = 0.0
     for _, _, f, s, _, ref in train:
-        img = render(replace(cal, scale=1.0), f, s).astype(float)
+        img = render(replace(params, scale=1.0), f, s).astype(float)
         num += float((img * ref).sum())
         den += float((img * img).sum())
-    return replace(cal, scale=num / den)
+    return replace(params, scale=num / den)
 
 
 def main() -> None:
@@ -129,10 +129,10 @@ def main() -> None:
     train = [d for d in data if d[0] % 2 == 0]
     held = [d for d in data if d[0] % 2 == 1]
     before = {n: ncc(render(START, f, s), r) for _, n, f, s, _, r in data}
-    cal = fit(train)
-    after = {n: ncc(render(cal, f, s), r) for _, n, f, s, _, r in data}
+    params = fit(train)
+    after = {n: ncc(render(params, f, s), r) for _, n, f, s, _, r in data}
     report = {
-        "parameters": cal.to_dict(),
+        "parameters": params.to_dict(),
         "fitted_on": [d[1] for d in train],
         "held_out": [d[1] for d in held],
         "ncc_before": before,
@@ -143,12 +143,12 @@ def main() -> None:
             "pixel_size_A": PIXEL_SIZE_A,
             **PRISM_OPTIONS,
         },
-        "command": "python benchmarks/calibrate_fast.py" + (" --cached-only" * args.cached_only),
+        "command": "python benchmarks/fit_fast_parameters.py" + (" --cached-only" * args.cached_only),
     }
     OUT.write_text(json.dumps(report, indent=1) + "\n")
     for n in before:
         print(f"{n:40s} {before[n]:.4f} -> {after[n]:.4f}")
-    print("parameters:", json.dumps(cal.to_dict()))
+    print("parameters:", json.dumps(params.to_dict()))
     print(
         f"train median NCC {np.median([after[d[1]] for d in train]):.4f}, held-out median "
         f"{np.median([after[d[1]] for d in held]) if held else float('nan'):.4f}, min "

@@ -1,4 +1,4 @@
-"""Reference cases shared by calibrate_fast.py and simulation_fidelity.py, and a PRISM cache.
+"""Reference cases shared by fit_fast_parameters.py and simulation_fidelity.py, and a PRISM cache.
 
 Each case is a cluster (three motifs × zone axes + random orientations, 147–923 atoms, with and
 without a 10 Å carbon support) simulated by the prism backend once and cached under

@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/simulation_fidelity.py [--cached-only]``
 (PRISM references come from benchmarks/cache, computed if missing — see
 simulation_references.py). Prints one line per case and the median / minimum NCC, overall and
-on the cases held out of the calibration; writes benchmarks/results/simulation_fidelity.json.
+on the cases held out of the parameter fit (fit_fast_parameters.py), and of the unfitted model
+(``FastParameters()``); writes benchmarks/results/simulation_fidelity.json.
 Targets: median >= 0.99, minimum >= 0.975 over >= 30 cases.
 """
 
@@ -18,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from clusterspy.simulation import FastCalibration, default_calibration, ncc, simulate
+from clusterspy.simulation import FastParameters, default_parameters, ncc, simulate
 from simulation_cases import (
     MICROSCOPE,
     PIXEL_SIZE_A,
@@ -37,9 +38,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--cached-only", action="store_true")
     args = parser.parse_args()
-    cal = default_calibration()
-    cal_path = Path(__file__).resolve().parents[1] / "src/clusterspy/simulation/fast_calibration.json"
-    shipped = json.loads(cal_path.read_text()) if cal_path.exists() else {}
+    params = default_parameters()
+    params_path = Path(__file__).resolve().parents[1] / "src/clusterspy/simulation/fast_parameters.json"
+    shipped = json.loads(params_path.read_text()) if params_path.exists() else {}
     held_out = set(shipped.get("held_out", []))
     rows = []
     for case in all_cases():
@@ -55,25 +56,25 @@ def main() -> None:
             pixel_size=PIXEL_SIZE_A,
             extent=extent,
             support=support,
-            calibration=FastCalibration(),
+            parameters=FastParameters(),
         ).data
         row = {
             "case": case.name,
             "atoms": len(atoms),
             "support_A": case.support_A,
             "ncc": ncc(fast, ref),
-            "ncc_uncalibrated": ncc(plain, ref),
+            "ncc_unfitted": ncc(plain, ref),
             "held_out": case.name in held_out,
         }
         rows.append(row)
         print(
             f"{case.name:40s} {len(atoms):4d} atoms  NCC {row['ncc']:.4f} "
-            f"(uncalibrated {row['ncc_uncalibrated']:.4f})",
+            f"(unfitted {row['ncc_unfitted']:.4f})",
             flush=True,
         )
     v = np.array([r["ncc"] for r in rows])
     h = np.array([r["ncc"] for r in rows if r["held_out"]])
-    u = np.array([r["ncc_uncalibrated"] for r in rows])
+    u = np.array([r["ncc_unfitted"] for r in rows])
     summary = {
         "n_cases": len(rows),
         "median_ncc": float(np.median(v)),
@@ -81,10 +82,10 @@ def main() -> None:
         "held_out_n": len(h),
         "held_out_median_ncc": float(np.median(h)) if len(h) else None,
         "held_out_min_ncc": float(h.min()) if len(h) else None,
-        "uncalibrated_median_ncc": float(np.median(u)),
-        "uncalibrated_min_ncc": float(u.min()),
+        "unfitted_median_ncc": float(np.median(u)),
+        "unfitted_min_ncc": float(u.min()),
         "targets": {"median": 0.99, "min": 0.975, "n_cases": 30},
-        "calibration": cal.to_dict(),
+        "parameters": params.to_dict(),
         "reference": {"microscope": MICROSCOPE.to_dict(), "pixel_size_A": PIXEL_SIZE_A, **PRISM_OPTIONS},
         "command": "python benchmarks/simulation_fidelity.py" + " --cached-only" * args.cached_only,
     }

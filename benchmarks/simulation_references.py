@@ -1,7 +1,7 @@
 """Compute (and cache) the PRISM references of every benchmark case.
 
 Run: ``.venv/bin/python benchmarks/simulation_references.py`` (CPU heavy; results cached under
-benchmarks/cache/, reused by calibrate_fast.py and simulation_fidelity.py).
+benchmarks/cache/, reused by fit_fast_parameters.py and simulation_fidelity.py).
 """
 
 from __future__ import annotations

@@ -4,8 +4,8 @@ a held-out fast-simulated set, and the real particles of ``../shared/data/real_a
 Parts (each printed and written to ``benchmarks/results/structure_fit.json``):
 
 - ``prism``: the PRISM images of ``structure_fit_set.py`` finished so far (true atoms and rotation
-  kept; settings never used to calibrate the fast simulator). The fit sees the noisy image and the
-  microscope's energy, aperture and detector — not its defocus or source size (the fitted blur
+  kept; settings never used to fit the fast simulator's parameters). The fit sees the noisy image
+  and the microscope's energy, aperture and detector — not its defocus or source size (the fitted blur
   absorbs them). Figures: isomer accuracy of the fit alone, atom count within ±10 %, symmetry-aware
   orientation error (crystalline clusters whose isomer was found), NCC of the fitted model's
   simulation against the noise-free PRISM image (on the fit's window), time per cluster, and the

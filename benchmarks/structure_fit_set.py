@@ -1,6 +1,6 @@
 """PRISM test images for ``benchmarks/structure_fit.py``: clusters whose true atoms and rotation are kept.
 
-Settings never used to calibrate the fast simulator (``benchmarks/simulation_cases.py``: 200 keV,
+Settings never used to fit the fast simulator's parameters (``benchmarks/simulation_cases.py``: 200 keV,
 25 mrad, 70–200 mrad, defocus 0, static lattice, 0.4 Å/px): 100 keV (a fifth of the PRISM cost of
 200 keV: fewer plane waves, coarser potential sampling), a 55–120 mrad detector, defocus drawn in
 −20…+20 Å, a 0.4–0.8 Å source, one frozen-phonon configuration (σ = 0.08 Å), 3 Å slices, abTEM's

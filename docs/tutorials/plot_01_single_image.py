@@ -2,8 +2,8 @@
 One image: classify every cluster, and read why a label is "unknown"
 ====================================================================
 
-We simulate a HAADF-STEM image of a Au decahedron with ClusterSpy's fast simulator (a calibrated
-incoherent model, checked against abTEM's PRISM), classify it, and look at what the result says.
+We simulate a HAADF-STEM image of a Au decahedron with ClusterSpy's fast simulator (an incoherent
+model whose parameters were fitted to abTEM's PRISM), classify it, and look at what the result says.
 Then we degrade the same image until the model can no longer judge it — and it says so instead of
 guessing.
 
