@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,3 +154,69 @@ def test_cli_dataset_generates_resumes_and_refuses_a_missing_spec(tmp_path, caps
     assert load(out)[0].tobytes() == images.tobytes()
     assert main(["dataset", str(tmp_path / "missing.yaml"), str(tmp_path / "e.zarr")]) == 2
     assert "configuration file not found" in capsys.readouterr().err
+
+
+# --------------------------------------------- issue #17: backend_options "calibration" → "parameters"
+_PINNED = {"z_exponent": 1.6, "column_radius_A": 0.4, "extra_blur_A": 0.2}
+
+
+def test_spec_with_the_old_calibration_key_loads_under_the_new_one():
+    """backend_options ``calibration`` (the fast simulator's parameters before issue #17) loads as
+    ``parameters``, with a DeprecationWarning; both names at once is an error."""
+    from clusterspy.datasets.spec import upgrade_spec
+
+    new = load_spec({"backend_options": {"parameters": _PINNED}})
+    with pytest.deprecated_call(match="'calibration' is deprecated"):
+        old = load_spec({"backend_options": {"calibration": _PINNED}})
+    assert old == new and old["backend_options"] == {"parameters": _PINNED}
+    with pytest.raises(ConfigError, match="twice"):
+        load_spec({"backend_options": {"parameters": _PINNED, "calibration": _PINNED}})
+    # only the fast backend's options are renamed; anything else passes unchanged
+    prism = {"backend": "prism", "backend_options": {"calibration": 1}}
+    assert upgrade_spec(prism) is prism and upgrade_spec("a/path.yaml") == "a/path.yaml"
+
+
+def test_old_and_new_spec_spellings_give_bit_identical_samples():
+    pytest.importorskip("ase")
+    from clusterspy.datasets.sampling import make_sample
+
+    spec = load_spec({"seed": 11, "crop_px": 32, "size_atoms": [50, 150],
+                      "image_pixel_size_A": [0.3, 0.5], "support_probability": 0.0,
+                      "neighbour_probability": 0.0, "backend_options": {"parameters": _PINNED}})
+    shipped = load_spec({**spec, "backend_options": {}})
+    # a full specification as recorded before the rename, used as it is (no load_spec)
+    recorded = {**spec, "backend_options": {"calibration": _PINNED}}
+    for index in (0, 1):
+        c_new, l_new, m_new = make_sample(spec, index)
+        with pytest.deprecated_call():
+            c_old, l_old, m_old = make_sample(recorded, index)
+        assert c_new.tobytes() == c_old.tobytes() and l_new == l_old and m_new == m_old
+        assert c_new.tobytes() != make_sample(shipped, index)[0].tobytes()  # the pin matters
+
+
+def test_resume_a_dataset_recorded_with_the_old_calibration_key(tmp_path):
+    """A zarr whose attrs record ``backend_options: {calibration: ...}`` (made before the rename)
+    resumes from the old or the new spelling of its spec (not "a different specification"),
+    to the same bytes; a really different pin is still refused."""
+    import zarr
+
+    spec = {**TOY, "n_images": 8, "backend_options": {"parameters": _PINNED}}
+    ref = generate(spec, tmp_path / "ref.zarr", scheduler="synchronous", progress=False,
+                   sample_fn=toy_sample)
+    for name, given in (("new", spec), ("old", {**spec, "backend_options": {"calibration": _PINNED}})):
+        path = generate(spec, tmp_path / f"{name}.zarr", scheduler="synchronous", progress=False,
+                        sample_fn=toy_sample)
+        root = zarr.open_group(str(path), mode="r+")
+        recorded = dict(root.attrs["spec"])
+        recorded["backend_options"] = {"calibration": _PINNED}
+        root.attrs["spec"] = recorded  # as an older version wrote it
+        for marker in sorted((path / "_done").glob("*.json"))[:1]:
+            marker.unlink()  # one chunk to redo
+        assert not is_complete(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            generate(given, path, scheduler="synchronous", progress=False, sample_fn=toy_sample)
+        assert is_complete(path) and load(path)[0].tobytes() == load(ref)[0].tobytes()
+    with pytest.raises(ConfigError, match="different specification"):
+        generate({**spec, "backend_options": {"parameters": {**_PINNED, "z_exponent": 1.7}}},
+                 tmp_path / "old.zarr", scheduler="synchronous", progress=False, sample_fn=toy_sample)

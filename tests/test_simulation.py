@@ -212,17 +212,17 @@ def test_depth_planes_match_fine_spacing(microscope):
     former fixed 8 Å spacing and from a 2 Å spacing."""
     from dataclasses import replace
 
-    from clusterspy.simulation import FastSimulator, build_scene, default_calibration
+    from clusterspy.simulation import FastSimulator, build_scene, default_parameters
     from clusterspy.simulation.fast import DEPTH_STEP_DOF_FRACTION
 
-    cal = default_calibration()
-    auto = FastSimulator(microscope, 0.2, (160, 160), cal)
+    params = default_parameters()
+    auto = FastSimulator(microscope, 0.2, (160, 160), params)
     alpha = microscope.semiangle_mrad * 1e-3
     assert auto.depth_step_A == pytest.approx(DEPTH_STEP_DOF_FRACTION * microscope.wavelength_A / alpha**2)
     scenes = [build_scene(_au309(seed), 0.2, 32.0)[1] for seed in range(3)]
     got = auto.render(scenes)
     for step in (8.0, 2.0):
-        fine = replace(cal, depth_step_A=step, max_depth_planes=40)
+        fine = replace(params, depth_step_A=step, max_depth_planes=40)
         ref = FastSimulator(microscope, 0.2, (160, 160), fine).render(scenes)
         for a, b in zip(got, ref, strict=True):
             assert ncc(a, b) >= 0.999
@@ -233,12 +233,12 @@ def test_cached_support_matches_atoms_rendered_one_by_one():
     metal atoms, each at its own depth; a copy hits the cache, another slab does not."""
     from dataclasses import replace
 
-    from clusterspy.simulation import FastSimulator, Scene, build_scene, default_calibration
+    from clusterspy.simulation import FastSimulator, Scene, build_scene, default_parameters
 
     rng = np.random.default_rng(5)
     slab, other = _carbon_slab(16.0, 10.0, rng), _carbon_slab(16.0, 10.0, rng)
     # carbon rendered "as metal" below must not get the metal's channelling correction or spread
-    no_channelling = replace(default_calibration(), channelling_a=0.0, channelling_c=0.0, spread_blur_A=0.0)
+    no_channelling = replace(default_parameters(), channelling_a=0.0, channelling_c=0.0, spread_blur_A=0.0)
     sim = FastSimulator(Microscope(), 0.25, (64, 64), no_channelling)
     _, scene = build_scene(_single_atom(symbol="Au"), 0.25, 16.0, slab)
     with_support = sim.render([scene])[0]
@@ -335,9 +335,9 @@ def test_spread_along_columns():
     and its peak grows sub-linearly with the occupancy (saturates), with or without batching."""
     from dataclasses import replace
 
-    from clusterspy.simulation import FastCalibration, FastSimulator, Scene
+    from clusterspy.simulation import FastParameters, FastSimulator, Scene
 
-    plain = FastCalibration(extra_blur_A=0.2)
+    plain = FastParameters(extra_blur_A=0.2)
     spread = replace(plain, column_radius_A=0.3, spread_atoms=2.0, spread_blur_A=0.8)
     mic = Microscope()
 
@@ -387,28 +387,87 @@ def test_line_shifts_in_the_inverse_fft_match_acquisition():
         Acquisition(drift_A_per_line=(0.0, 0.01)).apply(fused, 0.25, lines_shifted=True)
 
 
-def test_calibration_as_mapping_pins_the_fast_model():
+def test_parameters_as_mapping_pin_the_fast_model():
     """A dataset specification can pin the fast model's parameters (backend_options)."""
     from ase.cluster import Icosahedron
 
-    from clusterspy.simulation import FastCalibration, simulate
+    from clusterspy.simulation import FastParameters, simulate
 
     atoms = Icosahedron("Au", 3)
     params = {"z_exponent": 1.5, "column_radius_A": 0.5, "extra_blur_A": 0.3}
-    a = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=params).data
-    b = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=FastCalibration(**params)).data
-    c = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=FastCalibration()).data
+    a = simulate(atoms, pixel_size=0.3, extent=16.0, parameters=params).data
+    b = simulate(atoms, pixel_size=0.3, extent=16.0, parameters=FastParameters(**params)).data
+    c = simulate(atoms, pixel_size=0.3, extent=16.0, parameters=FastParameters()).data
     assert np.array_equal(a, b) and not np.allclose(a, c)
-    with pytest.raises(ConfigError, match="unknown fast-calibration parameter"):
-        simulate(atoms, pixel_size=0.3, extent=16.0, calibration={"z_exp": 1.5})
+    with pytest.raises(ConfigError, match="unknown fast-simulator parameter"):
+        simulate(atoms, pixel_size=0.3, extent=16.0, parameters={"z_exp": 1.5})
     # what a dataset records: the pinned parameters, or the shipped ones with their provenance
-    from clusterspy.simulation import calibration_record, default_calibration
+    from clusterspy.simulation import default_parameters, parameters_record
 
-    pinned = calibration_record(params)
-    assert pinned["parameters"] == FastCalibration(**params).to_dict()
+    pinned = parameters_record(params)
+    assert pinned["parameters"] == FastParameters(**params).to_dict()
     assert pinned["source"].startswith("given")
-    shipped = calibration_record()
-    assert shipped["parameters"] == default_calibration().to_dict() and "fitted_on" in shipped
+    shipped = parameters_record()
+    assert shipped["parameters"] == default_parameters().to_dict() and "fitted_on" in shipped
+    assert shipped["source"] == "shipped fast_parameters.json"
+
+
+def test_calibration_names_still_work_warn_and_give_identical_images():
+    """The names before issue #17 ("calibration" for the fast model's fitted parameters) are
+    deprecated aliases: they warn, and give bit-identical images and the same records."""
+    from ase.cluster import Icosahedron
+
+    import clusterspy.simulation as sim_pkg
+    from clusterspy.simulation import (
+        FastParameters,
+        FastSimulator,
+        as_parameters,
+        build_scene,
+        default_parameters,
+        parameters_record,
+        simulate,
+        simulate_batch,
+    )
+    from clusterspy.simulation import fast as fast_mod
+
+    for module in (sim_pkg, fast_mod):
+        for old, new in (("FastCalibration", FastParameters), ("as_calibration", as_parameters),
+                         ("default_calibration", default_parameters),
+                         ("calibration_record", parameters_record)):
+            with pytest.deprecated_call(match=old):
+                assert getattr(module, old) is new
+    with pytest.deprecated_call():
+        from clusterspy.simulation import FastCalibration  # noqa: F401
+    with pytest.raises(AttributeError):
+        sim_pkg.no_such_name  # noqa: B018
+    assert "FastCalibration" not in sim_pkg.__all__ and "FastParameters" in sim_pkg.__all__
+
+    atoms = Icosahedron("Au", 3)
+    params = {"z_exponent": 1.5, "column_radius_A": 0.5, "extra_blur_A": 0.3}
+    for pinned in (params, None):
+        new = simulate(atoms, pixel_size=0.3, extent=16.0, parameters=pinned).data
+        with pytest.deprecated_call(match="calibration"):
+            old = simulate(atoms, pixel_size=0.3, extent=16.0, calibration=pinned).data
+        assert np.array_equal(new, old)
+        new_b = simulate_batch([atoms] * 2, pixel_size=0.3, extent=16.0, rng=3,
+                               acquisition=Acquisition(dose_e_per_A2=1e4), parameters=pinned)
+        with pytest.deprecated_call(match="calibration"):
+            old_b = simulate_batch([atoms] * 2, pixel_size=0.3, extent=16.0, rng=3,
+                                   acquisition=Acquisition(dose_e_per_A2=1e4), calibration=pinned)
+        for x, y in zip(new_b, old_b, strict=True):
+            assert np.array_equal(x.data, y.data)
+        with pytest.deprecated_call():
+            old_s = FastSimulator(Microscope(), 0.3, (54, 54), calibration=as_parameters(pinned))
+        new_s = FastSimulator(Microscope(), 0.3, (54, 54), as_parameters(pinned))
+        scene = build_scene(atoms, 0.3, 16.2)[1]
+        assert np.array_equal(old_s.render([scene]), new_s.render([scene]))
+        with pytest.deprecated_call():
+            assert old_s.calibration is old_s.parameters
+    with pytest.deprecated_call():
+        assert fast_mod.calibration_record(params) == parameters_record(params)
+    # one name at a time
+    with pytest.raises(ConfigError, match="once"), pytest.deprecated_call():
+        simulate(atoms, pixel_size=0.3, extent=16.0, parameters=params, calibration=params)
 
 
 def test_row_band_splat_matches_the_full_grid(monkeypatch):

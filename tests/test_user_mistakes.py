@@ -468,3 +468,22 @@ def test_series_records_the_signal_read_and_refuses_another_on_resume(capsys, tm
     assert rc == 0, err
     _one_line(*_cli(capsys, *_series(path, out), "--signal", "0", "--contrast", "haadf"),
               "signal", "--no-resume")
+
+
+def test_renaming_the_fast_parameters_key_is_not_a_changed_config(tmp_path: Path) -> None:
+    """A run started with ``backend_options: {calibration: ...}`` (the name before issue #17)
+    resumes with ``parameters``: the same dataset, the same steps."""
+    pytest.importorskip("torch")
+    from clusterspy.errors import ConfigError
+    from clusterspy.model.training import check_resumable, load_config
+
+    pinned = {"z_exponent": 1.6}
+    out = tmp_path / "run"
+    out.mkdir()
+    old = load_config({"seed": 1, "dataset": {"n_images": 8, "backend_options": {"calibration": pinned}}})
+    (out / "config.json").write_text(json.dumps(old))
+    check_resumable(load_config({"seed": 1, "dataset": {"n_images": 8,
+                                                        "backend_options": {"parameters": pinned}}}), out)
+    with pytest.raises(ConfigError, match="dataset"):
+        check_resumable(load_config({"seed": 1, "dataset": {
+            "n_images": 8, "backend_options": {"parameters": {"z_exponent": 1.7}}}}), out)
