@@ -3,9 +3,8 @@
 - ``backend="prism"``: abTEM's PRISM multislice with frozen phonons (accurate, ~seconds to
   minutes per image; needs ``clusterspy[train]``);
 - ``backend="fast"``: an incoherent model whose parameters were fitted to PRISM (``fast.py``,
-  :class:`FastParameters`), about 0.5–0.8 ms of CPU per
-  128² image with exact Poisson noise (``poisson.py``), batched and threaded by
-  :func:`simulate_batch`; it never imports abTEM.
+  :class:`FastParameters`), about 0.5–0.8 ms of CPU per 128² image with exact Poisson noise
+  (``poisson.py``), batched and threaded by :func:`simulate_batch`; it never imports abTEM.
 
 Both return a :class:`clusterspy.image.Image` on the same pixel grid (see ``geometry.py``):
 the field is centred on the metal atoms' x, y centre, which lands on pixel
