@@ -126,3 +126,33 @@ def test_cli_element_without_verify_is_refused(tmp_path, capsys) -> None:
 
     assert main(["classify", str(tmp_path / "x.npz"), "--element", "Pt"]) == 2
     assert "add --verify" in capsys.readouterr().err
+
+
+def test_series_report_shows_fits_of_sampled_frames_and_leaves_frames_csv_alone(tmp_path) -> None:
+    from clusterspy.workflows import (
+        EXAMPLE_SERIES,
+        _run_starts,
+        classify_series,
+        series_fit_sample,
+        write_series_report,
+    )
+
+    out = tmp_path / "series"
+    result = classify_series(EXAMPLE_SERIES, out=out, report=False)
+    frames_csv = (out / "frames.csv").read_bytes()
+    runs = _run_starts(result, 10)  # the example: icosahedral → decahedral → fcc → icosahedral
+    assert [r["label"] for r in runs] == ["icosahedral", "decahedral", "fcc", "icosahedral"]
+    assert runs[0]["frame"] == 0 and runs[1]["frame"] in range(10, 15)
+    assert [r["frame"] for r in _run_starts(result, 2)] == [runs[0]["frame"], runs[3]["frame"]]
+    sample = series_fit_sample(result, EXAMPLE_SERIES, k=1, forms=FEW_FORMS)
+    assert [(s["frame"], s["label"], s["fit"].isomer) for s in sample] == [(0, "icosahedral", "icosahedral")]
+    html = write_series_report(result, None, fit_sample=sample).read_text()
+    assert "Structure fit of sampled frames" in html and "fit agrees" in html
+    assert (out / "frames.csv").read_bytes() == frames_csv  # a report feature only
+
+
+def test_cli_verify_sample_refuses_a_negative_count(tmp_path, capsys) -> None:
+    from clusterspy.cli import main
+
+    assert main(["series", str(tmp_path / "x.npy"), "--verify-sample", "-1", "--out", str(tmp_path)]) == 2
+    assert "--verify-sample -1" in capsys.readouterr().err

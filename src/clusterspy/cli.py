@@ -236,6 +236,16 @@ def series(
                      "data files."),
     ] = True,
     signal: SignalOption = None,
+    verify_sample: Annotated[
+        int,
+        typer.Option("--verify-sample", help="Fit a 3D structure (as 'clusterspy fit') to at most K frames "
+                     "spread over the run (the first of each run of one label) and show data | fitted model "
+                     "with the fit's isomer and NCC in report.html; frames.csv is unchanged. 0: none.",
+                     metavar="K"),
+    ] = 0,
+    element: Annotated[
+        str, typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...).")
+    ] = "Au",
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -250,6 +260,10 @@ def series(
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not known; use 'table' or 'json'")
+    if verify_sample < 0:
+        raise ConfigError(f"--verify-sample {verify_sample}: give the number of frames to fit (0 = none)")
+    if verify_sample and not report:
+        raise ConfigError("--verify-sample shows its fits in report.html: drop --no-report")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")
@@ -260,7 +274,8 @@ def series(
         loaded = load_model(model)
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
                              contrast=contrast.value, temperature_K=temperature, resume=resume,
-                             report=report, signal=_signal_choice(signal))
+                             report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
+                             element=element)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:

@@ -660,6 +660,8 @@ def classify_series(
     report: bool = True,
     explain: bool = True,
     reporter: Any = None,
+    verify_sample: int = 0,
+    element: str = "Au",
     **options: Any,
 ) -> SeriesResult:
     """Classify a series (:func:`clusterspy.series.classify_series`), then draw its report.
@@ -679,6 +681,14 @@ def classify_series(
         report's thumbnails: where the network looked to choose the isomer.
     reporter : callable, optional
         ``reporter(result, explain_model_or_None)`` instead of :func:`write_series_report`.
+    verify_sample : int
+        With ``report``: fit a 3D structure (:func:`clusterspy.fit.fit_cluster`) to at most this
+        many frames spread over the run — the first frame of each run of one smoothed label
+        (:func:`series_fit_sample`) — and show data | fitted model with the fit's isomer and NCC
+        in ``report.html``. A report feature only: ``frames.csv``, the labels and resume are
+        unchanged. 0: none.
+    element : str
+        With ``verify_sample``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
 
     Returns
     -------
@@ -688,6 +698,10 @@ def classify_series(
     from clusterspy import outdir
     from clusterspy.series import classify_series as classify_frames
 
+    if verify_sample and report and out is not None:
+        from clusterspy.structures import lattice_constant
+
+        lattice_constant(element)  # an unknown metal: one line, before the series is classified
     lock = None if out is None else outdir.acquire(out, "clusterspy series")
     try:
         if model is None:
@@ -697,14 +711,20 @@ def classify_series(
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
         if out is not None and report:
             explain_model = model if explain and hasattr(model, "crop_px") else None
-            (reporter or write_series_report)(result, explain_model)
+            if reporter is not None:
+                reporter(result, explain_model)
+            else:
+                sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
+                                           signal=options.get("signal")) if verify_sample else None
+                write_series_report(result, explain_model, fit_sample=sample)
     finally:
         if lock is not None:
             outdir.release(lock)
     return result
 
 
-def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path:
+def write_series_report(result: SeriesResult, explain_model: Any = None,
+                        fit_sample: Sequence[dict[str, Any]] | None = None) -> Path:
     """Write the figures (``strip.png``, ``strip_cluster<i>.png``) and ``report.html`` of a series.
 
     What :func:`classify_series` calls with ``report=True`` and ``out``.
@@ -716,6 +736,9 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
     explain_model : object, optional
         The model; when given, the thumbnails carry its occlusion-saliency overlay
         (:func:`clusterspy.explain.occlusion_saliency`).
+    fit_sample : sequence of dict, optional
+        Structure fits of sampled frames (:func:`series_fit_sample`), shown as data | fitted
+        model with the fit's isomer and NCC.
 
     Returns
     -------
@@ -751,6 +774,8 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
     for cl in s["clusters"]:
         _series_cluster_section(rep, result, cl, out)
     _series_thumbnails(rep, result, explain_model)
+    if fit_sample is not None:
+        _series_fit_section(rep, fit_sample)
     rep.details("summary.json", json.dumps(s, indent=2))
     return rep.write(out / "report.html")
 
@@ -842,6 +867,106 @@ def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> No
             f is not None for f, _ in frames)
         labels = [f"frame {f} · cluster {k}" for f, k in frames] if known else None
         rep.images(crops, caption=c, labels=labels)
+
+
+def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | None = None, *, k: int,
+                      element: str = "Au", signal: int | str | None = None,
+                      forms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Fit a 3D structure to at most ``k`` frames of a series, spread over the run.
+
+    The frames are the first of each run of one smoothed label (per cluster, frames with status
+    ``ok``), evenly thinned to ``k``; each is read again from ``source`` and its cluster fitted
+    where the series found it (:func:`clusterspy.fit.fit_cluster`).
+
+    Parameters
+    ----------
+    result : SeriesResult
+        The classified series.
+    source, pixel_size_A, signal
+        As given to :func:`classify_series` (the frames are read again; a one-pass iterable
+        cannot be, and gives no sample).
+    k : int
+        Most frames fitted.
+    element : str
+        The metal of the cluster.
+    forms : tuple of str, optional
+        The model forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
+
+    Returns
+    -------
+    list of dict
+        ``{"frame", "cluster", "label" (smoothed), "image" (Image), "fit" (StructureFit)}`` in
+        frame order.
+    """
+    from clusterspy.domain import DETECTED_TO_PROJECTED
+    from clusterspy.fit import fit_cluster
+    from clusterspy.io import as_image
+    from clusterspy.series.source import open_frames
+
+    picks = _run_starts(result, k)
+    frames = open_frames(source, pixel_size_A, signal).frames
+    if not picks or not hasattr(frames, "__getitem__"):
+        return []
+    sample = []
+    for row in picks:
+        image = as_image(frames[row["frame"]], pixel_size_A)
+        fit = fit_cluster(image, row["x_px"], row["y_px"], 10.0 * row["diameter_nm"] / DETECTED_TO_PROJECTED,
+                          element=element, forms=forms, cluster=row["cluster"])
+        sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
+                       "image": image, "fit": fit})
+    return sample
+
+
+def _run_starts(result: SeriesResult, k: int) -> list[dict[str, Any]]:
+    """The first frame of each run of one smoothed isomer label (status ``ok``, measured), per
+    cluster, thinned evenly to at most ``k``, in frame order."""
+    import numpy as np
+
+    t = result.frames
+    starts = []
+    last: dict[int, str] = {}
+    for i in np.argsort(np.asarray(t["frame"]), kind="stable"):
+        cid, label = int(t["cluster"][i]), str(t["smoothed_label"][i])
+        usable = (label in CLASSES and str(t["status"][i]) == "ok"
+                  and np.isfinite([float(t["x_px"][i]), float(t["diameter_nm"][i])]).all())
+        if usable and last.get(cid) != label:
+            starts.append({"frame": int(t["frame"][i]), "cluster": cid, "label": label,
+                           "x_px": float(t["x_px"][i]), "y_px": float(t["y_px"][i]),
+                           "diameter_nm": float(t["diameter_nm"][i])})
+        if usable:
+            last[cid] = label
+    if len(starts) > k:
+        starts = [starts[j] for j in sorted({round(x) for x in np.linspace(0, len(starts) - 1, max(k, 0))})]
+    return starts
+
+
+def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
+    """The report's section of sampled structure fits: a table and data | fitted model per frame."""
+    from clusterspy.domain import judge_fit
+    from clusterspy.plots import plot_structure_fit
+
+    rep.heading("Structure fit of sampled frames")
+    if not sample:
+        rep.paragraph("No frame could be fitted (no labelled frame, or the frames cannot be read again).")
+        return
+    rep.paragraph("The first frame of each run of one smoothed label (at most the number asked for, spread "
+                  "over the run) was fitted with the 3D atomic model whose simulation matches it best. A "
+                  "report feature only: frames.csv and the labels are unchanged.")
+    rows = []
+    for s in sample:
+        f = s["fit"]
+        _, reason = judge_fit(s["label"], None, f.isomer, f.reason)
+        verdict = ("fit disagrees" if reason == "fit_disagrees" else "fit agrees" if f.reason is None
+                   else f"inconclusive ({f.reason})")
+        rows.append([s["frame"], s["cluster"], s["label"], f.isomer, f.form or "–",
+                     "–" if f.ncc is None else f"{f.ncc:.3f}", verdict])
+        if f.atoms is not None and f.simulated is not None:
+            note = f"frame {s['frame']} · smoothed label {s['label']} · {verdict}"
+            rep.figure(plot_structure_fit(s["image"], f, note=note),
+                       f"Frame {s['frame']}, cluster {s['cluster']}: data | fitted model simulated | "
+                       f"residual | model along and across the beam; fit {f.isomer}, NCC {f.ncc:.3f}.")
+    rep.table(["frame", "cluster", "smoothed label", "fit isomer", "fit form", "NCC", "verdict"], rows,
+              caption="Structure fits of the sampled frames against the series' smoothed labels.")
 
 
 def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:
