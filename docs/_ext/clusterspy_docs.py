@@ -45,6 +45,10 @@ REASON_MEANING: dict[str, str] = {
                            "every class than 99.5 % of held-out simulated training images",
     "low_confidence": "the calibrated confidence is below the model card's threshold (chosen for "
                       "≥ 99 % precision on held-out images)",
+    "fit_disagrees": "only with ``classify --verify``: the 3D atomic model whose simulated image "
+                     "matches the cluster best (a conclusive structure fit, as ``clusterspy fit``) "
+                     "is of another isomer than the network's label; the probabilities are kept, "
+                     "and the fit's isomer and NCC are in the ``fit_*`` columns",
 }
 
 #: Order of the parts of the package in the API reference (DESIGN.md's table, core first); a part

@@ -21,6 +21,7 @@ _LAZY = {
     "ClusterSpyError": "clusterspy.errors",
     "read_image": "clusterspy.io",
     "StructureFit": "clusterspy.fit",
+    "verify_clusters": "clusterspy.workflows",
 }
 
 __all__ = ["__version__", "fit_structure", *_LAZY]

@@ -39,7 +39,8 @@ EXIT_SOME_FAILED = 3
 #: Settings whose change makes an output folder's parts invalid, and the option that sets each.
 _OPTION_NAMES = {"model": "--model", "pixel_size_A_override": "--pixel-size", "contrast": "--contrast",
                  "min_size_nm": "--min-size", "max_size_nm": "--max-size", "border": "--border",
-                 "explain": "--explain", "signal": "--signal", "clusterspy_version": "the ClusterSpy version"}
+                 "explain": "--explain", "signal": "--signal", "clusterspy_version": "the ClusterSpy version",
+                 "verify": "--verify", "element": "--element"}
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ class BatchConfig:
         Number of this run on ``out`` (1 for the first).
     signal : int or str or None
         The signal read from multi-signal files (index or title); None: the HAADF one.
+    verify : bool
+        Check every label that stands with a structure fit
+        (:func:`clusterspy.workflows.verify_clusters`) and draw each fit.
+    element : str
+        With ``verify``: the metal of the clusters.
     """
 
     pixel_size_A: float | None = None
@@ -74,6 +80,8 @@ class BatchConfig:
     max_overlays_per_file: int = 50
     run: int = 1
     signal: int | str | None = None
+    verify: bool = False
+    element: str = "Au"
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -166,9 +174,11 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
     display = str(path) if display is None else display
     part: dict[str, Any] = {"key": file_key(path), "file": display, "identity": file_identity(path),
                             "run": cfg.run, "figures": [], "figures_done": cfg.out is None}
+    fits: dict[tuple[int, int], Any] = {}
     try:
         model = load_model(cfg.model_path)
         found, failures, info = classify_file(path, model, cfg.pixel_size_A, signal=cfg.signal,
+                                              verify=cfg.verify, element=cfg.element, fits=fits,
                                               **cfg.options)
     except Exception as exc:  # a batch never stops for one file: a bug is recorded, retried
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
@@ -196,7 +206,8 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
         try:
             part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
                                                  max_overlays_per_file=cfg.max_overlays_per_file,
-                                                 explain=cfg.explain, stem=stem, signal=cfg.signal)
+                                                 explain=cfg.explain, stem=stem, signal=cfg.signal,
+                                                 fits=fits)
         except OSError:  # a full disk stops the batch (one line from the CLI); figures made on the rerun
             raise
         except Exception as exc:  # the results are written: a figure may fail alone
@@ -224,7 +235,7 @@ class BatchResult:
         """Every :class:`~clusterspy.predict.ClusterResult`, in file, frame and cluster order."""
         from clusterspy.predict import ClusterResult
 
-        return [ClusterResult(**d) for p in self.parts for d in p["results"]]
+        return [ClusterResult.from_dict(d) for p in self.parts for d in p["results"]]
 
     def failures(self) -> list[dict[str, Any]]:
         """Every failure ``{"file", "frame", "error", "message"}``, in file order."""
@@ -267,7 +278,7 @@ def write_aggregates(out: Path, parts: Sequence[dict[str, Any]]) -> None:
     from clusterspy.predict import ClusterResult
     from clusterspy.workflows import format_results
 
-    results = [ClusterResult(**d) for p in parts for d in p["results"]]
+    results = [ClusterResult.from_dict(d) for p in parts for d in p["results"]]
     buf = _stdio.StringIO()
     writer = csv.DictWriter(buf, fieldnames=FILE_COLUMNS, lineterminator="\n")
     writer.writeheader()
@@ -283,13 +294,19 @@ def _fingerprint(cfg: BatchConfig, card_summary: dict[str, Any]) -> dict[str, An
     return {"clusterspy_version": __version__,
             "model": {k: card_summary.get(k) for k in ("id", "weights_sha256", "card_sha256")},
             "pixel_size_A_override": cfg.pixel_size_A, **dict(sorted(cfg.options.items())),
-            "explain": cfg.explain, "signal": cfg.signal}
+            "explain": cfg.explain, "signal": cfg.signal, **_verify_settings(cfg)}
+
+
+def _verify_settings(cfg: BatchConfig) -> dict[str, Any]:
+    """``{"verify": True, "element": …}`` for a verified batch; nothing otherwise (a batch without
+    verification has the settings it had before verification existed)."""
+    return {"verify": True, "element": cfg.element} if cfg.verify else {}
 
 
 def _check_same_settings(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
-    changed = [k for k in new if old.get(k) != new[k]]
+    changed = [k for k in {**old, **new} if old.get(k) != new.get(k)]
     if changed:
-        what = ", ".join(f"{_OPTION_NAMES.get(k, k)} {_short(old.get(k))} → {_short(new[k])}"
+        what = ", ".join(f"{_OPTION_NAMES.get(k, k)} {_short(old.get(k))} → {_short(new.get(k))}"
                          for k in changed)
         raise ConfigError(f"--out {out} holds a batch made with other settings ({what}); rerun with "
                           "--restart to start afresh, or choose another --out")
@@ -442,6 +459,8 @@ def run_batch(
     progress: bool | None = None,
     on_part: Callable[[dict[str, Any]], None] | None = None,
     signal: int | str | None = None,
+    verify: bool = False,
+    element: str = "Au",
 ) -> BatchResult:
     """Classify a batch of image files, writing each file's results as soon as it is done.
 
@@ -476,6 +495,13 @@ def run_batch(
     signal : int or str, optional
         The signal read from each multi-signal file (index or title; recorded in
         ``settings.json``: a rerun with another is refused). None: the HAADF one, or the only one.
+    verify : bool
+        Check every label that stands with a structure fit
+        (:func:`clusterspy.workflows.verify_clusters`): ``fit_*`` columns in the results, a
+        conclusive fit of another isomer makes the label ``"unknown"`` (``fit_disagrees``), and
+        with ``out`` each fit's figure. Recorded in ``settings.json`` (``"verify": true``).
+    element : str
+        With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
 
     Returns
     -------
@@ -495,10 +521,13 @@ def run_batch(
         own = Path(out).expanduser().resolve()
         files = [f for f in files if own not in Path(file_key(f)).parents]
     model = load_model(model_path)  # a missing or tampered model: one line, before any work
+    if verify:
+        _check_element(element)
     if model_path is not None and Path(model_path).exists():  # absolute: Dask workers run elsewhere
         model_path = Path(model_path).resolve()
     cfg = BatchConfig(pixel_size_A=pixel_size_A, model_path=None if model_path is None else str(model_path),
-                      options=dict(options or {}), explain=explain, signal=signal,
+                      options=dict(options or {}), explain=explain, signal=signal, verify=verify,
+                      element=element,
                       out=None if out is None else str(Path(out).expanduser().resolve()))
     stems = _unique_stems(files)
     lock = None
@@ -537,6 +566,16 @@ def run_batch(
             from clusterspy import outdir
 
             outdir.release(lock)
+
+
+def _check_element(element: str) -> None:
+    """Refuse, before any work, a metal the structure fit cannot build (one line)."""
+    try:
+        from clusterspy.structures import lattice_constant
+
+        lattice_constant(element)
+    except ImportError as exc:  # ase (the 'train' extra)
+        raise MissingDependencyError(exc.name or "ase", "train", "--verify (the structure fit)") from exc
 
 
 def _collect(stream: Iterator[dict[str, Any]], done: dict[str, dict[str, Any]], files: Sequence[str],
@@ -599,7 +638,7 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
     settings = {"clusterspy_version": fingerprint["clusterspy_version"],
                 "seed": None,  # classification draws no random numbers: the same input gives the same output
                 "model": card_summary, "pixel_size_A_override": cfg.pixel_size_A, "options": cfg.options,
-                "explain": cfg.explain, "signal": cfg.signal,
+                "explain": cfg.explain, "signal": cfg.signal, **_verify_settings(cfg),
                 "inputs": [{"file": f, "key": file_key(f)} for f in files],
                 "fingerprint": fingerprint, "runs": (old or {}).get("runs", [])}
     (out / "parts").mkdir(parents=True, exist_ok=True)

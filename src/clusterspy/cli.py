@@ -122,6 +122,18 @@ def classify(
         bool, typer.Option("--restart", help="Forget what an earlier batch wrote into --out; start afresh.")
     ] = False,
     signal: SignalOption = None,
+    verify: Annotated[
+        bool,
+        typer.Option("--verify", help="Check every label that stands with a 3D structure fit (as 'clusterspy "
+                     "fit'; about 6-20 s per cluster): fit_* columns in the results, 'unknown' with reason "
+                     "fit_disagrees when a conclusive fit finds another isomer; with --out a fit figure "
+                     "per cluster."),
+    ] = False,
+    element: Annotated[
+        str | None,
+        typer.Option("--element", help="With --verify: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...; "
+                     "default Au)."),
+    ] = None,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file).
 
@@ -133,6 +145,10 @@ def classify(
     A cluster the model cannot judge is labelled 'unknown' with the reason (too small or large,
     cut by the edge, a neighbour in view, not resolved, out of distribution, low confidence);
     an image outside the model's domain (pixel size, contrast) is refused with one line.
+
+    With --verify each label that stands is checked by physics: the 3D atomic model whose
+    simulation matches the cluster best. A conclusive fit of another isomer turns the label
+    into 'unknown' (fit_disagrees); an inconclusive fit leaves it, with the fit's reason shown.
 
     Exit status: 0 when every file was classified; 3 when some files failed (all other results
     still written); 2 for a usage error, or when the one file given cannot be classified.
@@ -147,11 +163,13 @@ def classify(
         raise ConfigError("--restart starts an output folder afresh: give it with --out DIR")
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers is for local processes; with --scheduler the cluster's workers are used")
+    if element is not None and not verify:
+        raise ConfigError("--element names the metal for the structure fit of --verify: add --verify")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
     batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
                       explain=explain, workers=workers, scheduler=scheduler, restart=restart,
-                      signal=_signal_choice(signal))
+                      signal=_signal_choice(signal), verify=verify, element=element or "Au")
     single = len(paths) == 1 and not paths[0].is_dir()
     if single and batch.parts and batch.parts[0]["status"] in ("failed", "error"):
         raise ClusterSpyError(batch.parts[0]["failures"][0]["message"])  # one file: its error, exit 2
@@ -218,6 +236,16 @@ def series(
                      "data files."),
     ] = True,
     signal: SignalOption = None,
+    verify_sample: Annotated[
+        int,
+        typer.Option("--verify-sample", help="Fit a 3D structure (as 'clusterspy fit') to at most K frames "
+                     "spread over the run (the first of each run of one label) and show data | fitted model "
+                     "with the fit's isomer and NCC in report.html; frames.csv is unchanged. 0: none.",
+                     metavar="K"),
+    ] = 0,
+    element: Annotated[
+        str, typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...).")
+    ] = "Au",
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -232,6 +260,10 @@ def series(
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not known; use 'table' or 'json'")
+    if verify_sample < 0:
+        raise ConfigError(f"--verify-sample {verify_sample}: give the number of frames to fit (0 = none)")
+    if verify_sample and not report:
+        raise ConfigError("--verify-sample shows its fits in report.html: drop --no-report")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")
@@ -242,7 +274,8 @@ def series(
         loaded = load_model(model)
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
                              contrast=contrast.value, temperature_K=temperature, resume=resume,
-                             report=report, signal=_signal_choice(signal))
+                             report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
+                             element=element)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:

@@ -26,7 +26,11 @@ reason not to label it, or ``None``:
     after inference: the network's features are unlike those of every simulated training image
     (Mahalanobis distance above the threshold calibrated on in-domain images);
 ``low_confidence``
-    after inference: the calibrated confidence is below the card's "unknown" threshold.
+    after inference: the calibrated confidence is below the card's "unknown" threshold;
+``fit_disagrees``
+    only with verification (``clusterspy classify --verify``): the 3D atomic model whose
+    simulation matches the cluster best — a conclusive structure fit (:mod:`clusterspy.fit`) —
+    is of another isomer than the network's (:func:`judge_fit`).
 
 The label is ``"unknown"`` whenever the reason is not ``None``.
 """
@@ -48,6 +52,7 @@ __all__ = [
     "cluster_reasons",
     "cut_by_edge",
     "edge_margin_px",
+    "judge_fit",
     "judge_probabilities",
     "lattice_contrast",
     "lattice_over_shape",
@@ -61,7 +66,7 @@ __all__ = [
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-           "not_resolved", "out_of_distribution", "low_confidence")
+           "not_resolved", "out_of_distribution", "low_confidence", "fit_disagrees")
 
 Contrast = Literal["auto", "haadf"]
 
@@ -225,6 +230,38 @@ def judge_probabilities(
             and diameter_A > amorphous_max_A):
         return UNKNOWN, "too_large"
     return CLASSES[best], None
+
+
+def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason: str | None
+              ) -> tuple[str, str | None]:
+    """The label and reason of a cluster once a structure fit has checked the network's label.
+
+    A conclusive fit (``fit_reason`` None) of another isomer than a label that stands turns the
+    label into ``("unknown", "fit_disagrees")``. Everything else leaves the network's decision as
+    it was: a label with a reason already (the fit was not asked), a fit that agrees, and an
+    inconclusive fit (``poor_fit``, ``ambiguous_fit``, ``too_small``, …: physics could neither
+    confirm nor refute the label, which the caller records beside it).
+
+    Parameters
+    ----------
+    label, reason : str, str or None
+        The network's label and reason (:func:`judge_probabilities`).
+    fit_isomer, fit_reason : str or None
+        The fit's isomer and its own reason (:data:`clusterspy.fit.FIT_REASONS`), None when
+        there was no fit.
+
+    Returns
+    -------
+    tuple of (str, str or None)
+        The label and reason that stand.
+    """
+    from clusterspy.isomers import UNKNOWN
+
+    if reason is not None or fit_isomer is None or fit_reason is not None:
+        return label, reason
+    if fit_isomer != label:
+        return UNKNOWN, "fit_disagrees"
+    return label, reason
 
 
 def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float

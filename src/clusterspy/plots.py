@@ -764,7 +764,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, *, dpi: int = 120) -> Path
     return write_bytes_atomic(target, buf.getvalue())
 
 
-def plot_structure_fit(image: Any, fit: Any) -> Figure:
+def plot_structure_fit(image: Any, fit: Any, note: str | None = None) -> Figure:
     """Data | best model simulated | residual | the 3D model along and across the beam.
 
     Parameters
@@ -773,6 +773,9 @@ def plot_structure_fit(image: Any, fit: Any) -> Figure:
         The fitted image (``fit.window`` selects the cluster's window of it).
     fit : clusterspy.fit.StructureFit
         A fit with a model (``fit.atoms`` and ``fit.simulated`` set).
+    note : str, optional
+        A second title line, e.g. what the fit says of the network's label ("network:
+        decahedral 0.99 · fit agrees").
     """
     r0, c0, r1, c1 = fit.window
     px = image.pixel_size_A
@@ -816,5 +819,6 @@ def plot_structure_fit(image: Any, fit: Any) -> Figure:
         ax.set_ylabel("y (Å)")
     fig.suptitle(f"cluster {fit.cluster}: {fit.isomer} — {fit.form}, {fit.n_atoms} atoms, "
                  f"zone axis {fit.zone_axis or 'none (> 5° from any)'}, NCC {fit.ncc:.3f}; "
-                 + ", ".join(f"{k} {v['ncc']:.3f}" for k, v in fit.alternatives.items()), fontsize=10)
+                 + ", ".join(f"{k} {v['ncc']:.3f}" for k, v in fit.alternatives.items())
+                 + ("" if note is None else f"\n{note}"), fontsize=10)
     return fig

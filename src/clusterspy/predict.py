@@ -39,7 +39,7 @@ WEIGHTS_DIR = DEFAULT_MODEL_DIR
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
-    "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "RESULT_COLUMNS", "ClusterResult",
+    "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS", "ClusterResult",
     "ClusterResults", "Model", "classify",
     "dihedral_views", "load_model", "normalise_crops", "sha256_file", "softmax",
 ]
@@ -189,6 +189,11 @@ def _shipped_by_name(name: str) -> Path | None:
     return None
 
 
+#: What a verified result records of its structure fit (the ``fit_<field>`` columns): the fit's
+#: isomer, model form, normalised cross-correlation with the data, zone axis and its own reason.
+FIT_FIELDS: tuple[str, ...] = ("isomer", "form", "ncc", "zone_axis", "reason")
+
+
 @dataclass
 class ClusterResult:
     """The classification of one cluster in one frame.
@@ -201,6 +206,11 @@ class ClusterResult:
     ``probabilities`` are ``None`` when the cluster was never shown to the network (a reason
     decided before inference: too small or large, cut by the edge, a neighbour in view, not
     resolved).
+
+    ``fit`` is set only when the label was checked by a structure fit (``clusterspy classify
+    --verify``, :func:`clusterspy.workflows.verify_clusters`): ``{"isomer", "form", "ncc",
+    "zone_axis", "reason"}`` of the fit (:data:`FIT_FIELDS`; all None for a cluster not fitted
+    because its label did not stand), written as the ``fit_<field>`` columns.
     """
 
     file: str | None
@@ -214,11 +224,13 @@ class ClusterResult:
     diameter_nm: float | None = None
     reason: str | None = None
     ood_distance: float | None = None
+    fit: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON object of ``clusterspy classify --format json``."""
+        """The JSON object of ``clusterspy classify --format json`` (``fit_<field>`` keys only
+        when the label was verified by a fit)."""
         probs = self.probabilities
-        return {
+        d = {
             "file": None if self.file is None else str(self.file),
             "frame": int(self.frame),
             "cluster": int(self.cluster),
@@ -231,6 +243,16 @@ class ClusterResult:
             "probabilities": None if not probs else {c: float(probs[c]) for c in CLASSES},
             "ood_distance": None if self.ood_distance is None else round(float(self.ood_distance), 3),
         }
+        if self.fit is not None:
+            d.update({f"fit_{k}": self.fit.get(k) for k in FIT_FIELDS})
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ClusterResult:
+        """The result back from its :meth:`to_dict` object (``fit_<field>`` keys gathered in ``fit``)."""
+        d = dict(d)
+        fit = {k: d.pop(f"fit_{k}") for k in FIT_FIELDS if f"fit_{k}" in d}
+        return cls(**d, fit=fit or None)
 
 
 #: Columns of :meth:`ClusterResults.table` (``p_<class>`` for each of :data:`CLASSES`).
@@ -254,9 +276,11 @@ class ClusterResults(list):
 
         ``x_px``/``y_px`` are in the input image's pixels (col, row), ``diameter_nm`` in nm;
         what is ``None`` in a result (``reason`` of a label that stands, ``confidence`` and
-        probabilities of a cluster never shown to the network) is ``None`` here.
+        probabilities of a cluster never shown to the network) is ``None`` here. Verified results
+        add the ``fit_<field>`` columns (:data:`FIT_FIELDS`).
         """
-        cols: dict[str, list[Any]] = {c: [] for c in RESULT_COLUMNS}
+        columns = self.columns()
+        cols: dict[str, list[Any]] = {c: [] for c in columns}
         for r in self:
             d = r.to_dict()
             probs = d.pop("probabilities") or {}
@@ -264,9 +288,14 @@ class ClusterResults(list):
             d["ood_distance"] = None if r.ood_distance is None else float(r.ood_distance)
             for c in CLASSES:
                 d[f"p_{c}"] = probs.get(c)
-            for k in RESULT_COLUMNS:
-                cols[k].append(d[k])
+            for k in columns:
+                cols[k].append(d.get(k))
         return cols
+
+    def columns(self) -> tuple[str, ...]:
+        """:data:`RESULT_COLUMNS`, and the ``fit_<field>`` columns when a result was verified."""
+        verified = any(r.fit is not None for r in self)
+        return (*RESULT_COLUMNS, *(f"fit_{k}" for k in FIT_FIELDS)) if verified else RESULT_COLUMNS
 
     def to_dataframe(self) -> Any:
         """The :meth:`table` as a ``pandas.DataFrame``, one row per cluster (missing numbers NaN).
@@ -280,11 +309,11 @@ class ClusterResults(list):
 
         pd = import_optional("pandas", "tables", "results as a DataFrame")
         table = self.table()
-        numeric = {"x_px", "y_px", "diameter_nm", "confidence", "ood_distance",
+        numeric = {"x_px", "y_px", "diameter_nm", "confidence", "ood_distance", "fit_ncc",
                    *(f"p_{c}" for c in CLASSES)}
         return pd.DataFrame({k: (np.array([np.nan if v is None else v for v in col], dtype=float)
                                  if k in numeric else col) for k, col in table.items()},
-                            columns=list(RESULT_COLUMNS))
+                            columns=list(self.columns()))
 
 
 def _as_image(image: Any, pixel_size_A: float | None, signal: int | str | None = None

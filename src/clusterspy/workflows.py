@@ -7,6 +7,11 @@ reports are written here, one layer above the analysis (the core never imports `
 :func:`clusterspy.series.classify_series` and then :func:`write_series_report`;
 :func:`write_thermo_report` writes the core's ``thermo.json``
 (:func:`clusterspy.thermo.write_thermo_json`) and then :func:`write_thermo_figures`.
+
+Verification (``clusterspy classify --verify``) lives here too, because it joins two parts of the
+core that do not know each other: :func:`verify_clusters` fits a 3D model (:mod:`clusterspy.fit`)
+to each cluster the network (:mod:`clusterspy.predict`) labelled, and the domain's rule
+(:func:`clusterspy.domain.judge_fit`) decides whether the label still stands.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "ood_distance",
 )
 
+#: Columns added to ``results.csv`` when the labels were verified by a structure fit
+#: (``classify --verify``; :data:`clusterspy.predict.FIT_FIELDS`).
+FIT_COLUMNS: tuple[str, ...] = ("fit_isomer", "fit_form", "fit_ncc", "fit_zone_axis", "fit_reason")
+
 #: The built-in example series shipped inside the package.
 EXAMPLE_SERIES = Path(__file__).parent / "data" / "example_series.npz"
 
@@ -53,6 +62,9 @@ def classify_file(
     on_frame: Any = None,
     strict: bool = False,
     signal: int | str | None = None,
+    verify: bool = False,
+    element: str = "Au",
+    fits: dict[tuple[int, int], Any] | None = None,
     **options: Any,
 ) -> tuple[list[ClusterResult], list[dict[str, Any]], dict[str, Any]]:
     """Classify every cluster in every frame of one file, going on past a frame that fails.
@@ -71,6 +83,14 @@ def classify_file(
         Raise the first user-caused error instead of recording it.
     signal : int or str, optional
         Which signal of a multi-signal file (index or title; see :func:`clusterspy.io.read_image`).
+    verify : bool
+        Check every label that stands with a structure fit (:func:`verify_clusters`): about
+        6–20 s per cluster.
+    element : str
+        With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
+    fits : dict, optional
+        With ``verify``: filled with ``{(frame, cluster): StructureFit}`` of the clusters fitted
+        (for their figures, :func:`write_fit_figures`).
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -78,7 +98,7 @@ def classify_file(
     Returns
     -------
     results : list of ClusterResult
-        In frame order, then cluster order.
+        In frame order, then cluster order (with ``verify``, each with its ``fit``).
     failures : list of dict
         ``{"file", "frame", "error", "message"}`` per user-caused error (``frame`` None when the
         file itself could not be read: missing, unreadable, no pixel size).
@@ -107,7 +127,12 @@ def classify_file(
     failures: list[dict[str, Any]] = []
     for index in range(len(frames)):
         try:
-            results.extend(classify(frames[index], model=model, file=str(path), frame=index, **options))
+            found = classify(frames[index], model=model, file=str(path), frame=index, **options)
+            if verify:
+                done = verify_clusters(frames[index], found, element=element)
+                if fits is not None:
+                    fits.update({(index, k): f for k, f in done.items()})
+            results.extend(found)
         except ClusterSpyError as exc:
             failures.append(failure(index, exc))
         if on_frame is not None:
@@ -118,6 +143,114 @@ def classify_file(
 def overlay_name(stem: str, frame: int, n_frames: int) -> str:
     """File name of the overlay PNG of one frame: ``<stem>_overlay.png`` or ``<stem>_frame<NNNN>.png``."""
     return f"{stem}_overlay.png" if n_frames == 1 else f"{stem}_frame{frame:04d}.png"
+
+
+def verify_clusters(
+    image: Any,
+    results: Sequence[ClusterResult],
+    pixel_size_A: float | None = None,
+    *,
+    element: str = "Au",
+    microscope: Any = None,
+    forms: tuple[str, ...] | None = None,
+) -> dict[int, Any]:
+    """Check every label that stands with a structure fit, in place; what ``classify --verify`` does.
+
+    Each cluster whose label stands (``reason`` None) gets the 3D atomic model whose fast
+    simulation matches it best (:func:`clusterspy.fit.fit_cluster`, at the cluster the network
+    judged: nothing is detected twice); the fit's isomer, form, NCC, zone axis and own reason go
+    into the result's ``fit`` (:data:`clusterspy.predict.FIT_FIELDS`), and
+    :func:`clusterspy.domain.judge_fit` decides: a conclusive fit of another isomer makes the
+    label ``"unknown"`` with reason ``"fit_disagrees"`` (probabilities kept); an inconclusive fit
+    leaves the label standing, its reason recorded. Clusters with a reason are not fitted (their
+    ``fit`` fields are None).
+
+    Parameters
+    ----------
+    image : Image, numpy.ndarray, path or hyperspy Signal2D
+        The image the results were made from.
+    results : sequence of ClusterResult
+        Its results (:func:`clusterspy.classify`); changed in place.
+    pixel_size_A : float, optional
+        Pixel size [Å/px], as given to :func:`clusterspy.classify`.
+    element : str
+        The metal (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        Beam energy [keV] and convergence semi-angle [mrad] of the data (default 200 keV, 25 mrad).
+    forms : tuple of str, optional
+        The model forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
+
+    Returns
+    -------
+    dict
+        ``{cluster: StructureFit}`` of the clusters fitted.
+    """
+    from clusterspy.domain import DETECTED_TO_PROJECTED, judge_fit
+    from clusterspy.errors import MissingDependencyError
+    from clusterspy.io import as_image
+    from clusterspy.predict import FIT_FIELDS
+
+    try:
+        from clusterspy.fit import fit_cluster
+    except ImportError as exc:  # ase (the 'train' extra)
+        raise MissingDependencyError(exc.name or "ase", "train", "verification by a structure fit") from exc
+    img = as_image(image, pixel_size_A)
+    fits = {}
+    for r in results:
+        r.fit = dict.fromkeys(FIT_FIELDS)
+        if r.reason is not None or r.diameter_nm is None:
+            continue
+        f = fit_cluster(img, r.x_px, r.y_px, 10.0 * float(r.diameter_nm) / DETECTED_TO_PROJECTED,
+                        element=element, microscope=microscope, forms=forms, cluster=r.cluster)
+        r.fit = {"isomer": f.isomer, "form": f.form, "ncc": None if f.ncc is None else round(float(f.ncc), 4),
+                 "zone_axis": f.zone_axis, "reason": f.reason}
+        r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason)
+        fits[int(r.cluster)] = f
+    return fits
+
+
+def fit_verdict(result: ClusterResult) -> str:
+    """What the structure fit says of a verified result's label, in words ('' when not fitted).
+
+    ``"fit agrees: decahedral, NCC 0.93"``, ``"fit disagrees: icosahedral, NCC 0.91 → unknown"``
+    or ``"fit inconclusive (ambiguous_fit): the label stands unconfirmed"``.
+    """
+    fit = result.fit or {}
+    if not fit.get("reason") and not fit.get("isomer"):
+        return ""
+    ncc = "" if fit.get("ncc") is None else f", NCC {fit['ncc']:.2f}"
+    if result.reason == "fit_disagrees":
+        return f"fit disagrees: {fit['isomer']}{ncc} → unknown"
+    if fit.get("reason") is None:
+        return f"fit agrees: {fit['isomer']}{ncc}"
+    stands = "the label stands unconfirmed" if result.reason is None else "no label"
+    return f"fit inconclusive ({fit['reason']}{ncc}): {stands}"
+
+
+def fit_figure_name(stem: str, frame: int, n_frames: int, cluster: int) -> str:
+    """File name of a verified cluster's fit figure: ``<stem>_c<i>_fit.png``, or
+    ``<stem>_frame<NNNN>_c<i>_fit.png`` in a multi-frame file."""
+    return f"{stem}_c{cluster}_fit.png" if n_frames == 1 else f"{stem}_frame{frame:04d}_c{cluster}_fit.png"
+
+
+def write_fit_figures(image: Any, results: Sequence[ClusterResult], fits: dict[int, Any],
+                      folder: str | os.PathLike, name: Any) -> list[str]:
+    """Save :func:`clusterspy.plots.plot_structure_fit` of every fit with a model, titled with its
+    verdict (:func:`fit_verdict`); ``name(cluster)`` gives each PNG's name. Returns the names."""
+    from clusterspy.plots import plot_structure_fit, save_figure
+
+    by_cluster = {int(r.cluster): r for r in results}
+    written = []
+    for k, f in sorted(fits.items()):
+        if f.atoms is None or f.simulated is None:
+            continue  # no model to draw (poor_fit, too small): the verdict is in the results
+        r = by_cluster[k]
+        network = f"network: {max(r.probabilities, key=r.probabilities.get)} {r.confidence:.2f}" \
+            if r.probabilities else "network: –"
+        fig = plot_structure_fit(image, f, note=f"{network} · {fit_verdict(r)}")
+        save_figure(fig, Path(folder) / name(k), dpi=100)
+        written.append(name(k))
+    return written
 
 
 def write_file_figures(
@@ -131,8 +264,10 @@ def write_file_figures(
     explain: bool = False,
     stem: str | None = None,
     signal: int | str | None = None,
+    fits: dict[tuple[int, int], Any] | None = None,
 ) -> list[str]:
-    """Draw the overlay (with ``explain`` also the saliency figure) of each frame with results.
+    """Draw the overlay (with ``explain`` also the saliency figure) of each frame with results, and
+    the figure of every structure fit (``classify --verify``).
 
     The frames are read again, one at a time, so that the results can be written before any
     figure is drawn (an out-of-memory kill while drawing loses no result).
@@ -157,12 +292,17 @@ def write_file_figures(
         Start of the PNG names (default: the file's stem).
     signal : int or str, optional
         The signal the results came from, in a multi-signal file (index or title).
+    fits : dict, optional
+        ``{(frame, cluster): StructureFit}`` (:func:`classify_file` with ``verify``): each fit
+        with a model is drawn as :func:`fit_figure_name` (:func:`write_fit_figures`), in every frame.
 
     Returns
     -------
     list of str
         Names of the PNGs written, in frame order.
     """
+    from functools import partial
+
     from clusterspy.io import read_series
 
     by_frame: dict[int, list[ClusterResult]] = {}
@@ -171,18 +311,25 @@ def write_file_figures(
     if not by_frame:
         return []
     frames = read_series(path, pixel_size_A=pixel_size_A, signal=signal)
+    base = stem or Path(path).stem
+    overlays = set(sorted(by_frame)[:max_overlays_per_file])
+    fits = fits or {}
     written = []
-    for index in sorted(by_frame)[:max_overlays_per_file]:
+    for index in sorted(overlays | {i for i, _ in fits}):
         frame = frames[index]
-        name = overlay_name(stem or Path(path).stem, index, len(frames))
-        write_overlay(frame, by_frame[index], Path(overlay_dir) / name,
-                      box_A=model.crop_px * model.pixel_size_A)
-        written.append(name)
-        if explain:
+        name = overlay_name(base, index, len(frames))
+        if index in overlays:
+            write_overlay(frame, by_frame[index], Path(overlay_dir) / name,
+                          box_A=model.crop_px * model.pixel_size_A)
+            written.append(name)
+        if explain and index in overlays:
             sal = write_saliency(frame, model, Path(overlay_dir) / name.replace(".png", "_saliency.png"),
                                  results=by_frame[index])
             if sal is not None:
                 written.append(sal.name)
+        own = {k: f for (i, k), f in fits.items() if i == index}
+        written += write_fit_figures(frame, by_frame[index], own, overlay_dir,
+                                     partial(fit_figure_name, base, index, len(frames)))
         del frame
     return written
 
@@ -198,6 +345,8 @@ def classify_files(
     explain: bool = False,
     failures: list[dict[str, Any]] | None = None,
     file_info: dict[str, dict[str, Any]] | None = None,
+    verify: bool = False,
+    element: str = "Au",
     **options: Any,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file, in this process, in memory.
@@ -227,6 +376,12 @@ def classify_files(
         "error", "message"}`` and the run goes on; without it the first error is raised.
     file_info : dict, optional
         Filled with each file's ``pixel_size_A`` [Å/px] and its ``pixel_size_source``.
+    verify : bool
+        Check every label that stands with a structure fit (:func:`verify_clusters`; a conclusive
+        fit of another isomer makes it ``"unknown"``, ``fit_disagrees``); with ``overlay_dir``
+        also save each fit's figure (:func:`fit_figure_name`).
+    element : str
+        With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -250,7 +405,9 @@ def classify_files(
     with _progress(show) as bar:
         task = bar.add_task("classifying", total=len(paths)) if bar is not None else None
         for p in paths:
-            found, errs, info = classify_file(p, model, pixel_size_A, strict=failures is None, **options)
+            fits: dict[tuple[int, int], Any] = {}
+            found, errs, info = classify_file(p, model, pixel_size_A, strict=failures is None, verify=verify,
+                                              element=element, fits=fits, **options)
             if failures is not None:
                 failures.extend(errs)
             if file_info is not None and info:
@@ -259,7 +416,7 @@ def classify_files(
             results.extend(found)
             if overlay_dir is not None:
                 write_file_figures(p, found, overlay_dir, model, pixel_size_A,
-                                   max_overlays_per_file=max_overlays_per_file, explain=explain)
+                                   max_overlays_per_file=max_overlays_per_file, explain=explain, fits=fits)
             if bar is not None:
                 bar.advance(task)
     return results
@@ -330,40 +487,56 @@ def _progress(enabled: bool):
 
 
 def result_rows(results: Iterable[ClusterResult]) -> list[dict[str, Any]]:
-    """Flatten results into rows with the columns of :data:`RESULT_COLUMNS`."""
+    """Flatten results into rows with the columns of :data:`RESULT_COLUMNS` (and of
+    :data:`FIT_COLUMNS` for a verified result)."""
     rows = []
     for r in results:
         d = r.to_dict()
         row = {k: d[k] for k in RESULT_COLUMNS if not k.startswith("p_")}
         probs = d["probabilities"] or {}
         row.update({f"p_{c}": probs.get(c) for c in CLASSES})
+        row.update({k: d[k] for k in FIT_COLUMNS if k in d})
         rows.append(row)
     return rows
 
 
 def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
-    """Format results as ``"json"`` (a list of objects), ``"csv"`` or a plain ``"table"``."""
+    """Format results as ``"json"`` (a list of objects), ``"csv"`` or a plain ``"table"``.
+
+    Verified results (``classify --verify``) add the :data:`FIT_COLUMNS` to the CSV and the fit's
+    isomer, NCC and reason to the table; other results are formatted as they always were.
+    """
     if fmt == "json":
         return json.dumps([r.to_dict() for r in results], indent=2)
     rows = result_rows(results)
+    verified = any(r.fit is not None for r in results)
     if fmt == "csv":
         buf = _stdio.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+        columns = (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return buf.getvalue().rstrip("\n")
+    width = 19 if verified else 0  # the reason column, padded when the fit's columns follow it
     header = (f"{'file':<28} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7} {'d_nm':>5}  "
-              f"{'label':<12} {'conf':>5}  reason")
+              f"{'label':<12} {'conf':>5}  {'reason':<{width}}")
+    if verified:
+        header += f"  {'fit':<12} {'ncc':>4}  fit_reason"
     lines = [header, "-" * len(header)]
     for row in rows:
         name = Path(str(row["file"])).name[-28:]
         conf = "" if row["confidence"] is None else f"{row['confidence']:.2f}"
         dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
-        lines.append(
-            f"{name:<28} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
-            f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or ''}"
-        )
+        line = (f"{name:<28} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
+                f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or '':<{width}}")
+        lines.append((line + _fit_cells(row)).rstrip() if verified else line)
     return "\n".join(lines)
+
+
+def _fit_cells(row: dict[str, Any]) -> str:
+    """The fit's isomer, NCC and reason, as the table of :func:`format_results` prints them."""
+    ncc = "" if row.get("fit_ncc") is None else f"{row['fit_ncc']:.2f}"
+    return f"  {row.get('fit_isomer') or '':<12} {ncc:>4}  {row.get('fit_reason') or ''}"
 
 
 def simulate_to_file(
@@ -487,6 +660,8 @@ def classify_series(
     report: bool = True,
     explain: bool = True,
     reporter: Any = None,
+    verify_sample: int = 0,
+    element: str = "Au",
     **options: Any,
 ) -> SeriesResult:
     """Classify a series (:func:`clusterspy.series.classify_series`), then draw its report.
@@ -506,6 +681,14 @@ def classify_series(
         report's thumbnails: where the network looked to choose the isomer.
     reporter : callable, optional
         ``reporter(result, explain_model_or_None)`` instead of :func:`write_series_report`.
+    verify_sample : int
+        With ``report``: fit a 3D structure (:func:`clusterspy.fit.fit_cluster`) to at most this
+        many frames spread over the run — the first frame of each run of one smoothed label
+        (:func:`series_fit_sample`) — and show data | fitted model with the fit's isomer and NCC
+        in ``report.html``. A report feature only: ``frames.csv``, the labels and resume are
+        unchanged. 0: none.
+    element : str
+        With ``verify_sample``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
 
     Returns
     -------
@@ -515,6 +698,10 @@ def classify_series(
     from clusterspy import outdir
     from clusterspy.series import classify_series as classify_frames
 
+    if verify_sample and report and out is not None:
+        from clusterspy.structures import lattice_constant
+
+        lattice_constant(element)  # an unknown metal: one line, before the series is classified
     lock = None if out is None else outdir.acquire(out, "clusterspy series")
     try:
         if model is None:
@@ -524,14 +711,20 @@ def classify_series(
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
         if out is not None and report:
             explain_model = model if explain and hasattr(model, "crop_px") else None
-            (reporter or write_series_report)(result, explain_model)
+            if reporter is not None:
+                reporter(result, explain_model)
+            else:
+                sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
+                                           signal=options.get("signal")) if verify_sample else None
+                write_series_report(result, explain_model, fit_sample=sample)
     finally:
         if lock is not None:
             outdir.release(lock)
     return result
 
 
-def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path:
+def write_series_report(result: SeriesResult, explain_model: Any = None,
+                        fit_sample: Sequence[dict[str, Any]] | None = None) -> Path:
     """Write the figures (``strip.png``, ``strip_cluster<i>.png``) and ``report.html`` of a series.
 
     What :func:`classify_series` calls with ``report=True`` and ``out``.
@@ -543,6 +736,9 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
     explain_model : object, optional
         The model; when given, the thumbnails carry its occlusion-saliency overlay
         (:func:`clusterspy.explain.occlusion_saliency`).
+    fit_sample : sequence of dict, optional
+        Structure fits of sampled frames (:func:`series_fit_sample`), shown as data | fitted
+        model with the fit's isomer and NCC.
 
     Returns
     -------
@@ -578,6 +774,8 @@ def write_series_report(result: SeriesResult, explain_model: Any = None) -> Path
     for cl in s["clusters"]:
         _series_cluster_section(rep, result, cl, out)
     _series_thumbnails(rep, result, explain_model)
+    if fit_sample is not None:
+        _series_fit_section(rep, fit_sample)
     rep.details("summary.json", json.dumps(s, indent=2))
     return rep.write(out / "report.html")
 
@@ -669,6 +867,106 @@ def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> No
             f is not None for f, _ in frames)
         labels = [f"frame {f} · cluster {k}" for f, k in frames] if known else None
         rep.images(crops, caption=c, labels=labels)
+
+
+def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | None = None, *, k: int,
+                      element: str = "Au", signal: int | str | None = None,
+                      forms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+    """Fit a 3D structure to at most ``k`` frames of a series, spread over the run.
+
+    The frames are the first of each run of one smoothed label (per cluster, frames with status
+    ``ok``), evenly thinned to ``k``; each is read again from ``source`` and its cluster fitted
+    where the series found it (:func:`clusterspy.fit.fit_cluster`).
+
+    Parameters
+    ----------
+    result : SeriesResult
+        The classified series.
+    source, pixel_size_A, signal
+        As given to :func:`classify_series` (the frames are read again; a one-pass iterable
+        cannot be, and gives no sample).
+    k : int
+        Most frames fitted.
+    element : str
+        The metal of the cluster.
+    forms : tuple of str, optional
+        The model forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
+
+    Returns
+    -------
+    list of dict
+        ``{"frame", "cluster", "label" (smoothed), "image" (Image), "fit" (StructureFit)}`` in
+        frame order.
+    """
+    from clusterspy.domain import DETECTED_TO_PROJECTED
+    from clusterspy.fit import fit_cluster
+    from clusterspy.io import as_image
+    from clusterspy.series.source import open_frames
+
+    picks = _run_starts(result, k)
+    frames = open_frames(source, pixel_size_A, signal).frames
+    if not picks or not hasattr(frames, "__getitem__"):
+        return []
+    sample = []
+    for row in picks:
+        image = as_image(frames[row["frame"]], pixel_size_A)
+        fit = fit_cluster(image, row["x_px"], row["y_px"], 10.0 * row["diameter_nm"] / DETECTED_TO_PROJECTED,
+                          element=element, forms=forms, cluster=row["cluster"])
+        sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
+                       "image": image, "fit": fit})
+    return sample
+
+
+def _run_starts(result: SeriesResult, k: int) -> list[dict[str, Any]]:
+    """The first frame of each run of one smoothed isomer label (status ``ok``, measured), per
+    cluster, thinned evenly to at most ``k``, in frame order."""
+    import numpy as np
+
+    t = result.frames
+    starts = []
+    last: dict[int, str] = {}
+    for i in np.argsort(np.asarray(t["frame"]), kind="stable"):
+        cid, label = int(t["cluster"][i]), str(t["smoothed_label"][i])
+        usable = (label in CLASSES and str(t["status"][i]) == "ok"
+                  and np.isfinite([float(t["x_px"][i]), float(t["diameter_nm"][i])]).all())
+        if usable and last.get(cid) != label:
+            starts.append({"frame": int(t["frame"][i]), "cluster": cid, "label": label,
+                           "x_px": float(t["x_px"][i]), "y_px": float(t["y_px"][i]),
+                           "diameter_nm": float(t["diameter_nm"][i])})
+        if usable:
+            last[cid] = label
+    if len(starts) > k:
+        starts = [starts[j] for j in sorted({round(x) for x in np.linspace(0, len(starts) - 1, max(k, 0))})]
+    return starts
+
+
+def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
+    """The report's section of sampled structure fits: a table and data | fitted model per frame."""
+    from clusterspy.domain import judge_fit
+    from clusterspy.plots import plot_structure_fit
+
+    rep.heading("Structure fit of sampled frames")
+    if not sample:
+        rep.paragraph("No frame could be fitted (no labelled frame, or the frames cannot be read again).")
+        return
+    rep.paragraph("The first frame of each run of one smoothed label (at most the number asked for, spread "
+                  "over the run) was fitted with the 3D atomic model whose simulation matches it best. A "
+                  "report feature only: frames.csv and the labels are unchanged.")
+    rows = []
+    for s in sample:
+        f = s["fit"]
+        _, reason = judge_fit(s["label"], None, f.isomer, f.reason)
+        verdict = ("fit disagrees" if reason == "fit_disagrees" else "fit agrees" if f.reason is None
+                   else f"inconclusive ({f.reason})")
+        rows.append([s["frame"], s["cluster"], s["label"], f.isomer, f.form or "–",
+                     "–" if f.ncc is None else f"{f.ncc:.3f}", verdict])
+        if f.atoms is not None and f.simulated is not None:
+            note = f"frame {s['frame']} · smoothed label {s['label']} · {verdict}"
+            rep.figure(plot_structure_fit(s["image"], f, note=note),
+                       f"Frame {s['frame']}, cluster {s['cluster']}: data | fitted model simulated | "
+                       f"residual | model along and across the beam; fit {f.isomer}, NCC {f.ncc:.3f}.")
+    rep.table(["frame", "cluster", "smoothed label", "fit isomer", "fit form", "NCC", "verdict"], rows,
+              caption="Structure fits of the sampled frames against the series' smoothed labels.")
 
 
 def write_thermo_report(result: dict, out: str | os.PathLike) -> Path:

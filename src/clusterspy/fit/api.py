@@ -132,18 +132,10 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
     NoClusterFoundError
         If no cluster is found.
     """
-    from ase import Atoms
-    from ase.data import atomic_numbers
-
     from clusterspy.detection import detect_clusters
-    from clusterspy.structures import lattice_constant
 
     img = _as_image(image, pixel_size_A)
-    lattice_constant(element)  # a clear error for an unknown element
-    microscope = Microscope() if microscope is None else microscope
-    if forms is not None and not set(forms) <= set(FORMS):
-        raise ConfigError(f"unknown form(s) {sorted(set(forms) - set(FORMS))}; use {', '.join(FORMS)}")
-    z = atomic_numbers[element]
+    microscope, z = _settings(element, microscope, forms)
     dets = detect_clusters(img, min_diameter_A=DETECT_RANGE_A[0], max_diameter_A=DETECT_RANGE_A[1],
                            exclude_border=False, polarity="bright")
     if not dets:
@@ -158,12 +150,81 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         res = StructureFit(cluster=i, x_px=float(d.x_px), y_px=float(d.y_px), isomer="unknown")
         res.reason = _reason_not_to_fit(img, d, n_guess, check_resolution)
         if res.reason is None:
-            win, bounds = make_window(img, d.x_px, d.y_px, diameter, microscope, z)
-            winner, best_of = fit_window(win, n_guess, element, forms)
-            _fill(res, winner, best_of, win, bounds, img.pixel_size_A, Atoms, z)
+            _fit_one(res, img, diameter, n_guess, element, microscope, z, forms)
         res.seconds = time.perf_counter() - t0
         out.append(res)
     return out
+
+
+def fit_cluster(image: Image, x_px: float, y_px: float, diameter_A: float, *, element: str = "Au",
+                microscope: Microscope | None = None, forms: tuple[str, ...] | None = None,
+                cluster: int = 0) -> StructureFit:
+    """Fit the 3D atomic model to one cluster found already (by :func:`clusterspy.classify`).
+
+    What :func:`fit_structure` does for each cluster it detects, for a cluster detected elsewhere:
+    the domain's edge and resolution rules are the caller's (a cluster :func:`clusterspy.classify`
+    labelled has passed them); the fit's own size range still applies (``too_small``, ``too_large``).
+
+    Parameters
+    ----------
+    image : Image
+        The calibrated image the cluster was found in.
+    x_px, y_px : float
+        Centre of the cluster (column, row) [px].
+    diameter_A : float
+        The detector's equivalent-circle diameter of the cluster [Å]
+        (:attr:`clusterspy.detection.Detection.diameter_A`).
+    element, microscope, forms
+        As for :func:`fit_structure`.
+    cluster : int
+        Index recorded in the result.
+
+    Returns
+    -------
+    StructureFit
+        The fit (``isomer="unknown"`` with a ``reason`` when it is not conclusive).
+    """
+    t0 = time.perf_counter()
+    microscope, z = _settings(element, microscope, forms)
+    n_guess = atoms_for_diameter(diameter_A * DETECTED_TO_ATOMS, element)
+    res = StructureFit(cluster=int(cluster), x_px=float(x_px), y_px=float(y_px), isomer="unknown")
+    res.reason = _size_reason(n_guess)
+    if res.reason is None:
+        _fit_one(res, image, diameter_A * DETECTED_TO_ATOMS, n_guess, element, microscope, z, forms)
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _settings(element: str, microscope: Microscope | None, forms: tuple[str, ...] | None
+              ) -> tuple[Microscope, int]:
+    """Check the element and forms; the microscope (default ``Microscope()``) and atomic number."""
+    from ase.data import atomic_numbers
+
+    from clusterspy.structures import lattice_constant
+
+    lattice_constant(element)  # a clear error for an unknown element
+    if forms is not None and not set(forms) <= set(FORMS):
+        raise ConfigError(f"unknown form(s) {sorted(set(forms) - set(FORMS))}; use {', '.join(FORMS)}")
+    return (Microscope() if microscope is None else microscope), atomic_numbers[element]
+
+
+def _fit_one(res: StructureFit, img: Image, diameter_A: float, n_guess: float, element: str,
+             microscope: Microscope, z: int, forms: tuple[str, ...] | None) -> None:
+    """Fit every motif in the window around ``res``'s centre and fill ``res`` with the winner."""
+    from ase import Atoms
+
+    win, bounds = make_window(img, res.x_px, res.y_px, diameter_A, microscope, z)
+    winner, best_of = fit_window(win, n_guess, element, forms)
+    _fill(res, winner, best_of, win, bounds, img.pixel_size_A, Atoms, z)
+
+
+def _size_reason(n_guess: float) -> str | None:
+    """``"too_small"`` / ``"too_large"`` outside the fitted sizes [atoms], else None."""
+    if n_guess < MIN_ATOMS:
+        return "too_small"
+    if n_guess > MAX_ATOMS:
+        return "too_large"
+    return None
 
 
 def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: bool) -> str | None:
@@ -172,10 +233,9 @@ def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: boo
 
     if cut_by_edge(d.bbox, d.diameter_A / img.pixel_size_A, img.shape):
         return "cut_by_edge"
-    if n_guess < MIN_ATOMS:
-        return "too_small"
-    if n_guess > MAX_ATOMS:
-        return "too_large"
+    size = _size_reason(n_guess)
+    if size is not None:
+        return size
     if check_resolution:
         return resolution_reason(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))
     return None

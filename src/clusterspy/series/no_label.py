@@ -34,6 +34,8 @@ ADVICE: dict[str, str] = {
                            "the dose and the pixel size",
     "low_confidence": "the model is unsure between isomers: the particle may be none of "
                       f"{', '.join(CLASSES)}, or the frames too noisy (sum frames for dose)",
+    "fit_disagrees": "the structure fit found another isomer than the network: compare the fit "
+                     "figures (classify --verify)",
     "lost": "the tracker lost the particle: check drift and the field of view",
     "blurred": "the frames are blurred: check drift and the frame time",
     "bad_frame": "the frames could not be used: see the message column of frames.csv",
