@@ -12,21 +12,20 @@ twinned fcc; glassy), half on a named zone axis (random in-plane angle, tilted b
 a uniformly random orientation.
 
 One ``.npz`` per image in ``benchmarks/cache/structure_fit/`` (git-ignored); existing files are
-skipped, so the run is resumable. Some cases make abTEM's PRISM allocate > 15 GB (case 10, a
-146-atom octahedron, reached 15.6 GB; a long-lived process also grows from case to case), so run
-one case per process under a memory limit; a case over the limit is recorded as
-``case_NNNN.skipped.json`` and ``structure_fit.py`` reports it::
+skipped, so the run is resumable. Each case runs in its own process, killed and recorded as
+``case_NNNN.skipped.json`` when its resident memory passes ``--max-memory-gb`` (case 10, a 146-atom
+octahedron, made abTEM's PRISM allocate > 15 GB; ``structure_fit.py`` reports the skipped cases)::
 
-    for i in $(seq 0 119); do nice -n 10 .venv/bin/python benchmarks/structure_fit_set.py \
-        --start $i --n $((i+1)) --max-memory-gb 6; done
+    nice -n 10 nohup .venv/bin/python benchmarks/structure_fit_set.py --n 120 > /tmp/sfset.log 2>&1 &
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
-import threading
+import resource
 import time
 from pathlib import Path
 
@@ -124,55 +123,69 @@ def make(c: dict) -> dict:
     }
 
 
-def _resident_gb() -> float:
-    """This process's resident memory [GB] (Linux /proc)."""
-    with open("/proc/self/statm", encoding="ascii") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+def _resident_gb(pid: int) -> float:
+    """Resident memory [GB] of process ``pid`` (Linux /proc; 0 once it has gone)."""
+    try:
+        with open(f"/proc/{pid}/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e9
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
 
 
-def _watch_memory(limit_gb: float, marker: Path, c: dict) -> None:
-    """Exit the process (recording ``marker``) as soon as its resident memory passes ``limit_gb``.
+def _simulate_and_save(i: int) -> None:
+    """Simulate case ``i`` and write its ``.npz`` atomically (runs in a child process)."""
+    import dask
 
-    An address-space limit does not work here: abTEM's threads and maps reserve far more virtual
-    memory than they use, so every case would fail; resident memory is what takes a machine down.
+    dask.config.set(scheduler="synchronous")  # one case's PRISM tasks one after another: less memory
+    out = CACHE / f"case_{i:04d}.npz"
+    c = case(i)
+    t0 = time.time()
+    rec = make(c)
+    tmp = out.with_suffix(".tmp.npz")
+    np.savez_compressed(tmp, **rec)
+    tmp.rename(out)
+    print(f"{i} {c['motif']} {rec['form']} {rec['n_atoms']} {c['zone_axis']} "
+          f"{rec['clean'].shape} {time.time() - t0:.1f} s, peak "
+          f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6:.1f} GB", flush=True)
+
+
+def _run_case(i: int, limit_gb: float) -> None:
+    """Run case ``i`` in a fresh process; kill it and record it as skipped past ``limit_gb``.
+
+    A fresh process per case, because one long-lived process grew from case to case; the memory
+    is watched from outside, because a watcher thread inside does not get the GIL while abTEM works.
     """
-    def watch() -> None:
-        while True:
-            if _resident_gb() > limit_gb:
-                marker.write_text(json.dumps({"case": c, "reason": f"PRISM needed more than "
-                                                                  f"{limit_gb:g} GB resident"}))
-                print(f"{c['index']} skipped: PRISM needed more than {limit_gb:g} GB", flush=True)
-                os._exit(3)
-            time.sleep(0.5)
-
-    threading.Thread(target=watch, daemon=True).start()
+    marker = CACHE / f"case_{i:04d}.skipped.json"
+    child = multiprocessing.get_context("fork").Process(target=_simulate_and_save, args=(i,))
+    child.start()
+    while child.is_alive():
+        if _resident_gb(child.pid) > limit_gb:
+            child.kill()
+            child.join()
+            (CACHE / f"case_{i:04d}.tmp.npz").unlink(missing_ok=True)
+            marker.write_text(json.dumps({"case": case(i), "reason": f"PRISM needed more than "
+                                                                      f"{limit_gb:g} GB resident"}))
+            print(f"{i} skipped: PRISM needed more than {limit_gb:g} GB", flush=True)
+            return
+        time.sleep(0.5)
+    child.join()
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=120)
     ap.add_argument("--start", type=int, default=0)
-    ap.add_argument("--max-memory-gb", type=float, default=None,
-                    help="resident-memory limit of this process; a case that needs more is recorded "
-                         "as skipped (case_NNNN.skipped.json) instead of taking the machine down")
+    ap.add_argument("--max-memory-gb", type=float, default=8.0,
+                    help="resident-memory limit of one case's process; a case that needs more is "
+                         "recorded as skipped (case_NNNN.skipped.json) instead of taking the machine "
+                         "down (default 8)")
     a = ap.parse_args(argv)
-    if a.max_memory_gb and a.n - a.start != 1:
-        ap.error("--max-memory-gb watches one case per process: give --start I --n I+1")
     CACHE.mkdir(parents=True, exist_ok=True)
     for i in range(a.start, a.n):
         out = CACHE / f"case_{i:04d}.npz"
         if out.exists() or out.with_suffix(".skipped.json").exists():
             continue
-        c = case(i)
-        t0 = time.time()
-        if a.max_memory_gb:
-            _watch_memory(a.max_memory_gb, out.with_suffix(".skipped.json"), c)
-        rec = make(c)
-        tmp = out.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, **rec)
-        tmp.rename(out)
-        print(f"{i} {c['motif']} {rec['form']} {rec['n_atoms']} {c['zone_axis']} "
-              f"{rec['clean'].shape} {time.time() - t0:.1f} s", flush=True)
+        _run_case(i, a.max_memory_gb)
 
 
 if __name__ == "__main__":
