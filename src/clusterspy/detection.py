@@ -43,7 +43,7 @@ from typing import Any, Literal
 import numpy as np
 
 from clusterspy.errors import ConfigError, ImageDataError
-from clusterspy.image import Image, check_pixel_size
+from clusterspy.image import FILL_MIN_RUN_PX, Image, check_pixel_size, edge_fill_values
 
 Polarity = Literal["auto", "bright", "dark"]
 
@@ -258,24 +258,11 @@ def _split_touching(
     return labels, next_id - 1
 
 
-#: Shortest run [px] of one exact value along the frame edge that may start a constant fill.
-FILL_MIN_RUN_PX = 16
 #: Largest share of the frame a constant fill may cover: beyond it the constant is the image's own
 #: background (a noise-free simulation), not a margin around the data (a 45° rotation fills 50 %).
 FILL_MAX_SHARE = 0.6
 #: Width [px] of the band along a fill whose pixels mix data and fill (a cubic spline's support).
 FILL_BAND_PX = 2
-
-
-def _edge_run_values(data: np.ndarray, min_run_px: int) -> list[float]:
-    """Values that repeat exactly over ≥ ``min_run_px`` consecutive pixels along a frame edge."""
-    values: set[float] = set()
-    for side in (data[0], data[-1], data[:, 0], data[:, -1]):
-        side = np.asarray(side)
-        starts = np.flatnonzero(np.concatenate(([True], side[1:] != side[:-1], [True])))
-        runs = np.diff(starts)
-        values.update(float(side[i]) for i in starts[:-1][runs >= min_run_px])
-    return sorted(values)
 
 
 def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
@@ -299,13 +286,13 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
     -------
     numpy.ndarray or None
         Boolean map of ``factor × factor`` blocks (as :func:`_bin` makes them) that hold a fill
-        pixel, grown by the :data:`FILL_BAND_PX` band where spline interpolation mixed fill and
-        data; None when the frame has no fill.
+        pixel, grown by one block and the :data:`FILL_BAND_PX` band where spline interpolation
+        mixed fill and data; None when the frame has no fill.
     """
     from scipy import ndimage as ndi
 
     data = np.asarray(data)
-    values = _edge_run_values(data, FILL_MIN_RUN_PX)
+    values = edge_fill_values(data)
     if not values:
         return None
     rows, cols = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
@@ -320,8 +307,9 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
     mask = keep[lab]
     if not mask.any() or mask.mean() > FILL_MAX_SHARE:
         return None
-    grow = max(1, int(np.ceil(FILL_BAND_PX / factor)))
-    return ndi.binary_dilation(mask, iterations=grow)
+    # blocks the fill's boundary crosses are not solid: one block more, in all 8 directions
+    grow = 1 + int(np.ceil(FILL_BAND_PX / factor))
+    return ndi.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=grow)
 
 
 def _inpaint(work: np.ndarray, invalid: np.ndarray) -> np.ndarray:
