@@ -11,7 +11,8 @@ reason not to label it, or ``None``:
     its middle);
 ``cut_by_edge``
     it touches the image edge, or its detected region ends closer to the edge than the rim the
-    detector misses (:func:`edge_margin_px`);
+    detector misses (:func:`edge_margin_px`) — the boundary of a constant fill (the corners a
+    rotation fills, padding) counts as an edge;
 ``neighbour_in_view``
     a larger cluster, or one that touches it, shares the model's field of view;
 ``scale_mismatch``
@@ -43,7 +44,7 @@ from typing import Any, Literal
 import numpy as np
 
 from clusterspy.errors import ConfigError, OutOfDomainError
-from clusterspy.image import Image
+from clusterspy.image import FILL_MIN_RUN_PX, Image, edge_fill_values
 from clusterspy.weights.card import mahalanobis_distance
 
 __all__ = [
@@ -95,12 +96,16 @@ def edge_margin_px(detected_diameter_px: float) -> int:
     return 1 + int(np.ceil(0.5 * (DETECTED_TO_PROJECTED - 1.0) * float(detected_diameter_px)))
 
 
-def cut_by_edge(bbox: Sequence[int], detected_diameter_px: float, shape: Sequence[int]) -> bool:
+def cut_by_edge(bbox: Sequence[int], detected_diameter_px: float, shape: Sequence[int],
+                fill_gap_px: float | None = None) -> bool:
     """Whether a detected region ``bbox`` (row0, col0, row1, col1) [px] lies within
-    :func:`edge_margin_px` of the edge of an image of ``shape`` (rows, cols): its particle is cut."""
+    :func:`edge_margin_px` of the edge of an image of ``shape`` (rows, cols), or of the boundary
+    of a constant fill ``fill_gap_px`` [px] away (the corners a rotation fills, padding:
+    :attr:`clusterspy.detection.Detection.fill_gap_px`): its particle is cut."""
     r0, c0, r1, c1 = bbox
     m = edge_margin_px(detected_diameter_px)
-    return bool(r0 < m or c0 < m or shape[0] - r1 < m or shape[1] - c1 < m)
+    near_fill = fill_gap_px is not None and fill_gap_px < m
+    return bool(r0 < m or c0 < m or shape[0] - r1 < m or shape[1] - c1 < m or near_fill)
 
 
 #: Band of spatial frequencies of the lattice fringes [1/Å]: spacings 1.25–3.2 Å (Cu {220} — the only
@@ -186,16 +191,25 @@ def looks_bright_field(data: np.ndarray) -> bool:
     support); bright-field ones the opposite. A frame edge brighter than three quarters of the
     image is bright field whatever the histogram (a particle filling a tight frame); otherwise
     both cues must agree, so a HAADF particle filling most of a tight frame (heavy lower tail,
-    dark edge) is not taken for bright field.
+    dark edge) is not taken for bright field. A constant fill along the edge (rotated or padded
+    images: :func:`clusterspy.image.edge_fill_values`) is no data and takes no part.
     """
     from scipy import ndimage as ndi
 
-    x = np.asarray(data, dtype=np.float32)
+    x = np.asarray(data)
     step = max(1, int(np.sqrt(x.size / 65536)))
-    x = ndi.gaussian_filter(x[::step, ::step], 1.5)
-    lo, med, q75, hi = np.percentile(x, [1, 50, 75, 99])
+    x = x[::step, ::step]
+    fill = edge_fill_values(x, max(4, FILL_MIN_RUN_PX // step))
     k = max(2, min(x.shape) // 16)
-    edge = np.median(np.concatenate([x[:k].ravel(), x[-k:].ravel(), x[:, :k].ravel(), x[:, -k:].ravel()]))
+    # distance [px] of each pixel to what is not data (outside the frame, the fill)
+    inside = ndi.distance_transform_edt(np.pad(~np.isin(x, fill), 1))[1:-1, 1:-1] if fill else None
+    x = ndi.gaussian_filter(x.astype(np.float32), 1.5)
+    if inside is None or not (inside > 3).any():
+        lo, med, q75, hi = np.percentile(x, [1, 50, 75, 99])
+        edge = np.median(np.concatenate([x[:k].ravel(), x[-k:].ravel(), x[:, :k].ravel(), x[:, -k:].ravel()]))
+    else:  # the data's own edge: a strip inside the fill's boundary, past its blended band
+        lo, med, q75, hi = np.percentile(x[inside > 3], [1, 50, 75, 99])
+        edge = np.median(x[(inside > 3) & (inside <= k + 3)])
     if edge > q75:  # a bright frame edge around darker objects: bright field, however tight the frame
         return True
     dark_skew = (med - lo) > (hi - med)  # heavier lower tail: dark objects on a bright background
@@ -413,7 +427,7 @@ def cluster_reasons(
     fields = np.asarray(field_A, float) if field_A is not None else 1.25 * diam
     out: list[str | None] = []
     for i, d in enumerate(detections):
-        if cut_by_edge(d.bbox, d.diameter_A / px, image.shape):
+        if cut_by_edge(d.bbox, d.diameter_A / px, image.shape, getattr(d, "fill_gap_px", None)):
             out.append("cut_by_edge")
             continue
         if diam[i] < d_lo:

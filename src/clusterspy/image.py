@@ -59,6 +59,26 @@ class Image:
         return cols * self.pixel_size_A, rows * self.pixel_size_A
 
 
+#: Shortest run [px] of one exact value along the frame edge that may start a constant fill.
+FILL_MIN_RUN_PX = 16
+
+
+def edge_fill_values(data: np.ndarray, min_run_px: int = FILL_MIN_RUN_PX) -> list[float]:
+    """Values that repeat exactly over ≥ ``min_run_px`` consecutive pixels along a frame edge.
+
+    Such runs are no measured data but a constant fill: the corners that rotating an image
+    (``scipy.ndimage.rotate``, ImageJ) fills with 0 or the mean, or padding. Four edge scans,
+    so a frame without a fill costs next to nothing.
+    """
+    values: set[float] = set()
+    for side in (data[0], data[-1], data[:, 0], data[:, -1]):
+        side = np.asarray(side)
+        starts = np.flatnonzero(np.concatenate(([True], side[1:] != side[:-1], [True])))
+        runs = np.diff(starts)
+        values.update(float(side[i]) for i in starts[:-1][runs >= min_run_px])
+    return sorted(values)
+
+
 def check_pixel_size(pixel_size_A: float | None) -> float:
     """Return ``pixel_size_A`` as a float after checking it is a plausible pixel size [Å/px].
 

@@ -454,7 +454,8 @@ def classify(
     rows, cols = img.shape
     keep = [i for i, d in enumerate(detections)
             if lo_A <= diam[i] <= hi_A and (border == "flag" or (
-                d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols))]
+                d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols
+                and (d.fill_gap_px is None or d.fill_gap_px > 0)))]
     if not keep:
         raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast))
     return judge(img, [detections[i] for i in keep], mdl, file=file if file is not None else name,

@@ -231,7 +231,7 @@ def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: boo
     """Why a detected cluster is not fitted, by the rules of :mod:`clusterspy.domain` (or None)."""
     from clusterspy.domain import cut_by_edge, particle_diameter_A, resolution_reason
 
-    if cut_by_edge(d.bbox, d.diameter_A / img.pixel_size_A, img.shape):
+    if cut_by_edge(d.bbox, d.diameter_A / img.pixel_size_A, img.shape, getattr(d, "fill_gap_px", None)):
         return "cut_by_edge"
     size = _size_reason(n_guess)
     if size is not None:

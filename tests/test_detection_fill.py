@@ -1,0 +1,139 @@
+"""Rotated (or padded) images: the constant fill in their corners is no data and its boundary is an
+edge (issue #12, finding 3)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from clusterspy.detection import Detection, detect_clusters, fill_mask
+from clusterspy.domain import DETECTED_TO_PROJECTED, cut_by_edge, looks_bright_field
+from clusterspy.image import Image
+from helpers import SHARED
+
+PX_A = 0.3
+RANGE_A = {"min_diameter_A": 6.0 / DETECTED_TO_PROJECTED, "max_diameter_A": 200.0 / DETECTED_TO_PROJECTED}
+
+
+@pytest.fixture(scope="module")
+def decahedron() -> np.ndarray:
+    """A fast-simulated Au309 decahedron on carbon (0.3 Å/px, 200² px), its rim at columns ~65–135."""
+    from clusterspy.simulation import Acquisition, Microscope, simulate
+    from clusterspy.structures import carbon_support, cluster
+
+    rng = np.random.default_rng(7)
+    atoms = cluster("decahedral", 309, "Au", rng=rng, orientation="5-fold")
+    mic = Microscope(energy_keV=200, semiangle_mrad=25, detector_mrad=(70, 200), source_size_A=0.6)
+    img = simulate(atoms, mic, pixel_size=PX_A, extent=60.0, rng=rng,
+                   acquisition=Acquisition(dose_e_per_A2=3e4, jitter_px=0.3, background=0.002),
+                   support=carbon_support(64.0, 30.0, rng=rng))
+    return np.asarray(img.data, np.float32)
+
+
+def _rotate(data: np.ndarray, fill: str, reshape: bool = True) -> np.ndarray:
+    """``data`` rotated by 37° (cubic spline), the corners filled with 0 or the mean."""
+    cval = 0.0 if fill == "zero" else float(data.mean())
+    return ndi.rotate(data, 37.0, cval=cval, reshape=reshape)
+
+
+@pytest.mark.parametrize("reshape", [True, False])
+@pytest.mark.parametrize("fill", ["zero", "mean"])
+def test_a_whole_cluster_keeps_its_label_after_a_rotation(decahedron, fill, reshape):
+    # The mean-filled corners of an unreshaped rotation made the frame edge brighter than the
+    # image's third quartile: the whole image was refused as bright field.
+    from clusterspy.predict import classify
+
+    (plain,) = classify(Image(decahedron, PX_A))
+    rotated = _rotate(decahedron, fill, reshape)
+    (r,) = classify(Image(rotated, PX_A))
+    assert (r.label, r.reason) == (plain.label, plain.reason) and plain.reason is None
+    c = (np.array(rotated.shape) - 1) / 2
+    assert np.hypot(r.x_px - c[1], r.y_px - c[0]) < 3
+    assert r.diameter_nm == pytest.approx(plain.diameter_nm, rel=0.05)
+
+
+@pytest.mark.parametrize("fill", ["zero", "mean"])
+def test_no_phantom_and_no_lost_cluster_in_a_rotated_field(decahedron, fill):
+    # 512² field on a background of 30 counts: with the zero fill, Otsu's threshold split fill
+    # from data, the whole data region was one region too large to be a cluster, and the
+    # cluster was lost; nothing may be found in the fill.
+    frame = np.random.default_rng(2).poisson(30.0, (512, 512)).astype(np.float32)
+    frame[156:356, 156:356] = decahedron - np.median(decahedron) + 30.0
+    rotated = _rotate(frame, fill)
+    dets = detect_clusters(Image(rotated, PX_A), exclude_border=False, polarity="bright", **RANGE_A)
+    c = (np.array(rotated.shape) - 1) / 2
+    assert len(dets) == 1 and np.hypot(dets[0].x_px - c[1], dets[0].y_px - c[0]) < 3, dets
+    assert dets[0].fill_gap_px is None  # no fill near it
+
+
+@pytest.mark.parametrize("fill", ["zero", "mean"])
+@pytest.mark.parametrize("cut", [130, 120, 110])
+def test_a_cluster_cut_by_the_fill_boundary_is_cut_by_edge(decahedron, fill, cut):
+    # Cut 5–25 px inside its rim, then rotated: the cut lies on the fill's boundary, not on the
+    # frame edge (the detector's rule had labelled it "decahedral", p = 0.95–1.00).
+    from clusterspy.predict import classify
+
+    (r,) = classify(Image(_rotate(decahedron[:, :cut], fill), PX_A))
+    assert (r.label, r.reason) == ("unknown", "cut_by_edge")
+
+
+def test_cut_by_edge_counts_the_fill_like_the_frame_edge():
+    det = Detection(x_px=100.0, y_px=100.0, bbox=(70, 70, 130, 130), diameter_A=18.0, area_px=2800)
+    assert not cut_by_edge(det.bbox, 60.0, (200, 200))
+    assert not cut_by_edge(det.bbox, 60.0, (200, 200), fill_gap_px=40.0)
+    assert cut_by_edge(det.bbox, 60.0, (200, 200), fill_gap_px=3.0)  # the rim the detector misses
+
+
+def test_the_structure_fit_uses_the_same_rule():
+    pytest.importorskip("ase")
+    from clusterspy.fit.api import _reason_not_to_fit
+
+    img = Image(np.zeros((200, 200), np.float32), PX_A)
+    det = Detection(x_px=100.0, y_px=100.0, bbox=(70, 70, 130, 130), diameter_A=18.0, area_px=2800,
+                    fill_gap_px=2.0)
+    assert _reason_not_to_fit(img, det, 300, check_resolution=False) == "cut_by_edge"
+
+
+def test_what_is_not_a_fill():
+    rng = np.random.default_rng(0)
+    noisy = rng.poisson(20.0, (256, 256)).astype(np.float32)
+    assert fill_mask(noisy) is None  # no run of one value along the edge
+    sparse = rng.poisson(0.3, (256, 256)).astype(np.float32)  # most pixels 0, but not solid
+    assert fill_mask(sparse) is None
+    clean = np.zeros((256, 256), np.float32)  # a noise-free simulation: the background is constant
+    clean[100:140, 100:140] = 50.0
+    assert fill_mask(clean) is None
+    padded = np.pad(noisy, 40)  # padding is a fill, like a rotation's corners
+    m = fill_mask(padded)
+    assert m is not None and m[:40].all() and not m[60:-60, 60:-60].any()
+    assert not looks_bright_field(np.pad(noisy + 200.0 * (np.hypot(*np.mgrid[-128:128, -128:128]) < 20),
+                                         40, constant_values=float(noisy.mean()) + 50.0))
+
+
+@pytest.mark.shared
+def test_temul_au_rotated_with_zero_fill():
+    # Half resolution (0.15 Å/px), rotated by 37°: the 3 nm particle keeps its size and stays
+    # whole; the large out-of-focus particles, cut by the frame edge before, are cut by the fill.
+    path = SHARED / "real_atomic" / "Au_nanoparticle_temul.emd"
+    if not path.exists():
+        pytest.skip("../shared/data is absent")
+    from clusterspy.io import read_image
+
+    im = read_image(path)
+    data = np.asarray(im.data, np.float32)[::2, ::2]
+    px = 2 * im.pixel_size_A
+
+    def found(x):
+        dets = detect_clusters(Image(x, px), exclude_border=False, polarity="bright", **RANGE_A)
+        return [(d, cut_by_edge(d.bbox, d.diameter_A / px, x.shape, d.fill_gap_px)) for d in dets]
+
+    plain = found(data)
+    rotated = ndi.rotate(data, 37.0, cval=0.0)
+    turned = found(rotated)
+    (p_whole,) = [d for d, cut in plain if not cut]
+    (r_whole,) = [d for d, cut in turned if not cut]
+    assert r_whole.diameter_A == pytest.approx(p_whole.diameter_A, rel=0.03)
+    fill = fill_mask(rotated)
+    assert fill is not None
+    assert not any(fill[round(d.y_px), round(d.x_px)] for d, _ in turned)  # nothing in the fill
