@@ -207,15 +207,61 @@ def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS) -> Ca
     return best
 
 
-def try_neighbours(win: Window, best: Candidate, models: list[Model]) -> Candidate:
-    """Other sizes and forms of the same motif and point group in the refined pose; refine the best."""
-    same = [m for m in models if m.isomer is best.model.isomer and m.group == best.model.group
-            and m is not best.model]
+def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int = 2) -> Candidate:
+    """Other sizes and shapes of the motif and model frame of ``best`` in its refined pose; refine the best.
+
+    Each model is scored at the refined scale and at the scale that gives it the size of ``best``
+    (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and the refined scale of the
+    winner may have absorbed part of its size error. The ``keep`` best models are refined; the
+    best of them replaces ``best`` if it matches better.
+    """
+    if best.model.group is None:
+        return best  # another random structure in this pose means nothing: see resize_glassy
+    same = list({m.params: m for m in models if m.isomer is best.model.isomer and m.group == best.model.group
+                 and m.params != best.model.params}.values())
     if not same:
         return best
-    scores = win.score([m.positions for m in same], [best.pose] * len(same))
-    k = int(np.argmax(scores))
-    if scores[k] <= best.ncc:
-        return best
-    other = refine(win, Candidate(same[k], best.pose, float(scores[k])), iterations=8)
-    return other if other.ncc > best.ncc else best
+    pose = best.pose
+    tries = [(m, p) for m in same for p in {pose.scale, _scale_for(pose.scale, best.model, m)}]
+    scores = win.score([m.positions for m, _ in tries], [pose.moved(scale=sc) for _, sc in tries])
+    out, seen = best, set()
+    for k in np.argsort(scores)[::-1]:
+        m, sc = tries[k]
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        other = refine(win, Candidate(m, pose.moved(scale=sc), float(scores[k])), iterations=8)
+        if other.ncc > out.ncc:
+            out = other
+        if len(seen) == keep:
+            break
+    return out
+
+
+def _scale_for(scale: float, ref: Model, model: Model) -> float:
+    """The scale that gives ``model`` the size of ``ref`` at ``scale`` (same volume per atom), clipped."""
+    return float(np.clip(scale * (ref.n_atoms / model.n_atoms) ** (1.0 / 3.0), *SCALE_RANGE))
+
+
+#: A glassy template of the size its refined scale implies replaces the first one unless it matches
+#: worse by more than this NCC (the pixel size given is taken as right unless the data say otherwise).
+GLASSY_RESIZE_TOLERANCE = 0.01
+
+
+def resize_glassy(win: Window, cand: Candidate) -> Candidate:
+    """The glassy fit redone with templates of the size that its refined scale implies.
+
+    Glassy templates of the coarse search are far apart in size (a factor of 1.4), and the refined
+    scale ``s`` absorbs the difference: the cluster has about ``n · s³`` atoms. Templates of that
+    size (:func:`clusterspy.fit.library.glassy_size`) are searched and refined; the best replaces
+    ``cand`` unless it matches worse by more than :data:`GLASSY_RESIZE_TOLERANCE`.
+    """
+    from clusterspy.fit.library import GLASSY_VARIANTS, build_model, glassy_size
+
+    n = glassy_size(cand.model.n_atoms * cand.pose.scale**3)
+    if n == cand.model.n_atoms:
+        return cand
+    models = [build_model("glassy", n, cand.model.element, v) for v in GLASSY_VARIANTS]
+    best = max((refine(win, c, iterations=8) for c in coarse_search(win, models, keep=2)),
+               key=lambda c: c.ncc)
+    return best if best.ncc >= cand.ncc - GLASSY_RESIZE_TOLERANCE else cand
