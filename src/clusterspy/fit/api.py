@@ -11,7 +11,15 @@ from scipy import ndimage
 from clusterspy.errors import ConfigError, NoClusterFoundError
 from clusterspy.fit.library import FORMS, atoms_for_diameter, family, models_near
 from clusterspy.fit.result import StructureFit
-from clusterspy.fit.search import Candidate, Window, coarse_search, refine, resize_glassy, try_neighbours
+from clusterspy.fit.search import (
+    Candidate,
+    Window,
+    coarse_search,
+    one_blas_thread,
+    refine,
+    resize_glassy,
+    try_neighbours,
+)
 from clusterspy.fit.symmetry import reduce_rotation, zone_axis
 from clusterspy.image import Image
 from clusterspy.isomers import Isomer
@@ -81,6 +89,12 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
 def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None = None,
                ) -> tuple[Candidate, dict[str, Candidate]]:
     """Fit every motif to a window; the best candidate and the best of each isomer."""
+    with one_blas_thread():
+        return _fit_window(win, n_atoms_guess, element, forms)
+
+
+def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None,
+                ) -> tuple[Candidate, dict[str, Candidate]]:
     forms = tuple(FORMS) if forms is None else forms
     models = [m for f in forms for m in models_near(f, n_atoms_guess, element, spread=2.0, limit=2)]
     if not models:
