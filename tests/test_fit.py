@@ -249,10 +249,34 @@ def test_a_crystal_is_claimed_only_when_it_beats_the_glassy_model() -> None:
     ico = Candidate(build_model("mackay_icosahedron", 55, "Au"), pose, 0.85)
     glassy = Candidate(build_model("glassy", 55, "Au"), pose, 0.84)
     best_of = {"icosahedral": ico, "amorphous": glassy}
-    assert claimed_model(ico, best_of, resolved=True) == (glassy, None)
-    assert claimed_model(ico, best_of, resolved=False) == (ico, "ambiguous_fit")
+    assert claimed_model(ico, best_of, disordered=True) == (glassy, None)
+    assert claimed_model(ico, best_of, disordered=False) == (ico, "ambiguous_fit")
     glassy.ncc = 0.85 - MIN_MARGIN - 0.01
-    assert claimed_model(ico, best_of, resolved=True) == (ico, None)
+    assert claimed_model(ico, best_of, disordered=True) == (ico, None)
+    # a glassy best model is no claim while the spectrum shows lattice fringes
+    glassy.ncc = 0.85 + MIN_MARGIN + 0.01
+    assert claimed_model(glassy, best_of, disordered=False) == (glassy, "ambiguous_fit")
+    assert claimed_model(glassy, best_of, disordered=True) == (glassy, None)
+
+
+def test_fringe_peak_tells_a_crystal_from_a_glassy_cluster(tmp_path, monkeypatch) -> None:
+    from ase import Atoms
+
+    from clusterspy.detection import detect_clusters
+    from clusterspy.domain import fringe_peak, particle_diameter_A
+    from clusterspy.fit.api import FRINGE_PEAK_MAX
+    from clusterspy.fit.library import glassy_template
+
+    monkeypatch.setenv("CLUSTERSPY_CACHE", str(tmp_path))
+    rng = np.random.default_rng(12)
+    glassy = Atoms("Au80", positions=np.asarray(glassy_template(80, "Au", 9)) @ random_rotation(rng).T)
+    peaks = []
+    for atoms in (glassy, cluster("fcc", 147, "Au", rng, shape="cuboctahedron", orientation="random")):
+        img = simulate(atoms, Microscope(defocus_A=4.0, source_size_A=0.5), pixel_size=0.35, extent=44.8,
+                       rng=rng, acquisition=Acquisition(dose_e_per_A2=3e4))
+        (d,) = detect_clusters(img, min_diameter_A=5.0, exclude_border=False)
+        peaks.append(fringe_peak(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A)))
+    assert peaks[0] < FRINGE_PEAK_MAX < peaks[1], peaks
 
 
 @pytest.mark.parametrize("pqr", [(2, 1, 0), (3, 4, 0), (4, 2, 1), (6, 8, 3), (12, 10, 0)])

@@ -43,6 +43,9 @@ MIN_NCC = 0.3
 #: clusters the best crystalline model led the glassy one by 0.01; the TEMUL 3 nm Au particle's
 #: best fit led by 0.005.
 MIN_MARGIN = 0.03
+#: Largest :func:`clusterspy.domain.fringe_peak` of a cluster whose spectrum shows no lattice
+#: fringes (glassy: 4–11, crystalline: 21–630 on fast-simulated Au clusters; real particles 50–860).
+FRINGE_PEAK_MAX = 15.0
 #: Windows of finer data are binned (by an integer factor) to at least this pixel size [Å/px]:
 #: the fast simulator's cost grows with the window's area in pixels, and 0.28 Å/px still resolves
 #: the 1.4–2.4 Å spacings of projected columns.
@@ -185,8 +188,7 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         if res.reason is None:
             win, bounds = make_window(img, d.x_px, d.y_px, diameter, microscope, z)
             winner, best_of = fit_window(win, n_guess, element, forms)
-            resolved = check_resolution or _reason_not_to_fit(img, d, n_guess, True) is None
-            winner, claim = claimed_model(winner, best_of, resolved)
+            winner, claim = claimed_model(winner, best_of, _disorder_shows(img, d, n_guess, check_resolution))
             _fill(res, winner, best_of, win, bounds, img.pixel_size_A, Atoms, z)
             res.reason = res.reason or claim
             if res.reason is not None:
@@ -194,6 +196,18 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         res.seconds = time.perf_counter() - t0
         out.append(res)
     return out
+
+
+def _disorder_shows(img: Image, d: Any, n_guess: float, resolution_checked: bool) -> bool:
+    """The cluster's atoms are resolved (:func:`clusterspy.domain.resolution_reason`) but its
+    spectrum shows no lattice fringes (:func:`clusterspy.domain.fringe_peak` <
+    :data:`FRINGE_PEAK_MAX`)."""
+    from clusterspy.domain import fringe_peak, particle_diameter_A
+
+    if not resolution_checked and _reason_not_to_fit(img, d, n_guess, True) is not None:
+        return False
+    peak = fringe_peak(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))
+    return bool(np.isfinite(peak) and peak < FRINGE_PEAK_MAX)
 
 
 def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: bool) -> str | None:
@@ -211,22 +225,24 @@ def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: boo
     return None
 
 
-def claimed_model(winner: Candidate, best_of: dict[str, Candidate], resolved: bool
+def claimed_model(winner: Candidate, best_of: dict[str, Candidate], disordered: bool
                   ) -> tuple[Candidate, str | None]:
     """The model that stands for a cluster, and why its isomer is not a claim (or None).
 
-    A crystalline isomer is claimed only when its best model matches better than the best glassy
-    model by :data:`MIN_MARGIN`: when a random packing explains a cluster whose atoms are resolved
-    as well as any ordered model does, the data show no order, and the glassy model stands
-    (``amorphous``). Otherwise the best model's isomer stands when it leads the best model of
-    every other isomer by :data:`MIN_MARGIN`, else ``"ambiguous_fit"`` (the best model is kept
-    for inspection: figure, xyz). ``resolved``: the cluster's columns are resolved
-    (:func:`clusterspy.domain.resolution_reason`); a blurred blob is never called amorphous.
+    ``disordered``: the cluster's atoms are resolved but its spectrum shows no lattice fringes
+    (:func:`_disorder_shows`). Then a crystalline isomer is claimed only when its best model
+    matches better than the best glassy model by :data:`MIN_MARGIN`; else the glassy model stands
+    (``amorphous``): a random packing explains the data as well as any ordered model. Without
+    that evidence of disorder a glassy best model is no claim. Otherwise the best model's isomer
+    stands when it leads the best model of every other isomer by :data:`MIN_MARGIN`, else
+    ``"ambiguous_fit"`` (the best model is kept for inspection: figure, xyz).
     """
     glassy = best_of.get(Isomer.AMORPHOUS.value)
     crystals = [c.ncc for iso, c in best_of.items() if iso != Isomer.AMORPHOUS.value]
-    if resolved and glassy is not None and crystals and glassy.ncc >= max(crystals) - MIN_MARGIN:
+    if disordered and glassy is not None and crystals and glassy.ncc >= max(crystals) - MIN_MARGIN:
         return glassy, None
+    if winner is glassy and not disordered:
+        return winner, "ambiguous_fit"
     others = [c.ncc for iso, c in best_of.items() if iso != winner.model.isomer.value]
     if others and winner.ncc - max(others) < MIN_MARGIN:
         return winner, "ambiguous_fit"
