@@ -141,7 +141,7 @@ def test_a_blurred_cluster_gets_no_isomer_when_every_motif_fits_alike() -> None:
     (f,) = fit_structure(blurred, element="Au", forms=FEW_FORMS, check_resolution=False)
     assert f.isomer == "unknown" and f.reason in ("ambiguous_fit", "poor_fit"), (f.reason, f.ncc,
                                                                                  f.alternatives)
-    if f.reason == "ambiguous_fit":
+    if f.reason == "ambiguous_fit" and f.form != "glassy":  # (a glassy best model needs no margin)
         assert f.ncc - max(v["ncc"] for v in f.alternatives.values()) < MIN_MARGIN
 
 
