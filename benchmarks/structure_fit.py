@@ -20,6 +20,7 @@ Parts (each printed and written to ``benchmarks/results/structure_fit.json``):
 Run (one process, niced)::
 
     nice -n 10 .venv/bin/python benchmarks/structure_fit.py [--fast 24] [--skip-real]
+    .venv/bin/python benchmarks/structure_fit.py --parts prism --cases 0-9,64-70 --out fit_subset.json
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ def _score(fit, truth: dict, clean: np.ndarray | None) -> dict:
     row = {"true_isomer": truth["isomer"], "true_form": truth["form"], "true_n_atoms": truth["n_atoms"],
            "isomer": fit.isomer, "form": fit.form, "n_atoms": fit.n_atoms, "ncc_data": fit.ncc,
            "reason": fit.reason, "seconds": round(fit.seconds, 2), "zone_axis": fit.zone_axis,
+           "scale": fit.scale, "blur_A": fit.blur_A,
            "true_zone_axis": truth.get("zone_axis")}
     row["isomer_ok"] = fit.isomer == truth["isomer"]
     # NCC margin over the best other isomer: how clearly the fit chose
@@ -90,15 +92,31 @@ def _classify(img) -> tuple[str, str | None]:
     return best.label, best.reason
 
 
-def run_prism(limit: int | None) -> list[dict]:
+def _indices(spec: str) -> set[int]:
+    """``"0-9,64,70-72"`` → the case indices it names."""
+    out: set[int] = set()
+    for part in filter(None, spec.split(",")):
+        lo, _, hi = part.partition("-")
+        out.update(range(int(lo), int(hi or lo) + 1))
+    return out
+
+
+def prism_files(limit: int | None, cases: str | None = None) -> list[Path]:
+    """The finished PRISM images (``case_*.npz``, not ``*.tmp.npz``), of ``cases`` only, ≤ ``limit``."""
+    files = [f for f in sorted(sset.CACHE.glob("case_*.npz")) if not f.name.endswith(".tmp.npz")]
+    if cases:
+        wanted = _indices(cases)
+        files = [f for f in files if int(f.stem.split("_")[1]) in wanted]
+    return files[:limit]
+
+
+def run_prism(limit: int | None, cases: str | None = None) -> list[dict]:
     from clusterspy.fit import fit_structure
     from clusterspy.image import Image
     from clusterspy.simulation import Microscope
 
     rows = []
-    files = sorted(sset.CACHE.glob("case_*.npz"))
-    files = [f for f in files if not f.name.endswith(".tmp.npz")][:limit]
-    for path in files:
+    for path in prism_files(limit, cases):
         with np.load(path) as d:
             case = json.loads(str(d["case"]))
             img = Image(d["noisy"], float(d["pixel_size_A"]))
@@ -107,9 +125,12 @@ def run_prism(limit: int | None) -> list[dict]:
             clean = np.array(d["clean"])
         known = Microscope(energy_keV=sset.ENERGY_KEV, semiangle_mrad=25.0,
                            detector_mrad=(sset.INNER_MRAD, sset.OUTER_MRAD))
+        cpu0 = time.process_time()
         fits = fit_structure(img, element=sset.ELEMENT, microscope=known)
+        cpu = time.process_time() - cpu0
         fit = max(fits, key=lambda f: -1.0 if f.ncc is None else f.ncc)
-        row = {"case": path.stem, **_score(fit, truth, clean), "n_detected": len(fits)}
+        row = {"case": path.stem, **_score(fit, truth, clean), "n_detected": len(fits),
+               "cpu_seconds": round(cpu / len(fits), 2), "load_average": round(os.getloadavg()[0], 2)}
         row["classify_label"], row["classify_reason"] = _classify(img)
         rows.append(row)
         print(f"{path.stem}: {truth['form']} {truth['n_atoms']} -> {fit.isomer} {fit.form} {fit.n_atoms} "
@@ -165,6 +186,9 @@ def summarise(rows: list[dict]) -> dict:
         "orientation_within_3deg": None if not err else round(float(np.mean(np.array(err) <= 3.0)), 3),
         "ncc_clean_median": None if not nccs else round(float(np.median(nccs)), 4),
         "seconds_per_cluster_median": round(float(np.median([r["seconds"] for r in rows])), 2),
+        "seconds_per_cluster_max": round(float(np.max([r["seconds"] for r in rows])), 2),
+        "cpu_seconds_per_cluster_median": None if "cpu_seconds" not in rows[0] else round(float(np.median(
+            [r["cpu_seconds"] for r in rows])), 2),
         "classify_labelled": len(labelled),
         "classify_agrees_with_fit": None if not labelled else round(float(np.mean(
             [r["classify_label"] == r["isomer"] for r in labelled])), 3),
@@ -247,6 +271,8 @@ def run_real(out_figures: bool) -> list[dict]:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--prism", type=int, default=None, help="at most this many PRISM images (default: all)")
+    ap.add_argument("--cases", default=None, help="PRISM case indices only, e.g. 0-9,64-70 (default: all)")
+    ap.add_argument("--out", default="structure_fit.json", help="results file name in benchmarks/results/")
     ap.add_argument("--fast", type=int, default=24, help="fast-simulated images")
     ap.add_argument("--skip-real", action="store_true")
     ap.add_argument("--parts", default="prism,fast,real",
@@ -255,11 +281,11 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     parts = set(a.parts.split(","))
-    old = RESULTS / "structure_fit.json"
+    old = RESULTS / a.out
     result: dict = json.loads(old.read_text()) if old.exists() and parts != {"prism", "fast", "real"} else {}
     load = {"load_average_at_start": os.getloadavg()[0]}
     if "prism" in parts:
-        prism = run_prism(a.prism)
+        prism = run_prism(a.prism, a.cases)
         result["prism"] = {"summary": summarise(prism), "rows": prism, **load}
     if "fast" in parts:
         fast = run_fast(a.fast)
@@ -271,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
         if part in result:
             print(part, json.dumps(result[part]["summary"]))
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "structure_fit.json").write_text(json.dumps(result, indent=1, default=str))
+    (RESULTS / a.out).write_text(json.dumps(result, indent=1, default=str))
     return result
 
 

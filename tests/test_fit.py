@@ -141,7 +141,7 @@ def test_a_blurred_cluster_gets_no_isomer_when_every_motif_fits_alike() -> None:
     (f,) = fit_structure(blurred, element="Au", forms=FEW_FORMS, check_resolution=False)
     assert f.isomer == "unknown" and f.reason in ("ambiguous_fit", "poor_fit"), (f.reason, f.ncc,
                                                                                  f.alternatives)
-    if f.reason == "ambiguous_fit":
+    if f.reason == "ambiguous_fit" and f.form != "glassy":  # (a glassy best model needs no margin)
         assert f.ncc - max(v["ncc"] for v in f.alternatives.values()) < MIN_MARGIN
 
 
@@ -194,3 +194,134 @@ def test_cli_fit_refuses_a_bad_element_with_one_line(tmp_path, capsys) -> None:
     assert main(["fit", str(path), "--pixel-size", "0.3", "--element", "Xx"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("clusterspy: error:")
+
+
+def test_vectorised_emt_gives_ases_energy_and_forces() -> None:
+    from ase import Atoms
+    from ase.calculators.emt import EMT
+
+    from clusterspy.structures.amorphous import random_packing
+    from clusterspy.structures.emt import emt_energy_forces
+
+    pos = random_packing(40, 2.88, np.random.default_rng(3))
+    pos[0] += 20.0  # an atom without neighbours
+    atoms = Atoms("Au40", positions=pos)
+    atoms.calc = EMT()
+    energy, forces = emt_energy_forces(pos, "Au")
+    assert energy == pytest.approx(atoms.get_potential_energy(), abs=1e-8)
+    assert np.abs(forces - atoms.get_forces()).max() < 1e-8
+
+
+def _radii_A(pos: np.ndarray) -> np.ndarray:
+    return np.sort(np.linalg.norm(pos - pos.mean(axis=0), axis=1))
+
+
+def test_glassy_templates_are_relaxed_cached_and_not_the_packages_own(tmp_path, monkeypatch) -> None:
+    from scipy.spatial import cKDTree
+
+    from clusterspy.fit import library
+    from clusterspy.structures import amorphous
+    from clusterspy.structures.emt import emt_energy_forces, relax_emt_fast
+
+    monkeypatch.setenv("CLUSTERSPY_CACHE", str(tmp_path))
+    pos = library.glassy_template(30, "Au", 0)
+    assert (tmp_path / "fit_glassy" / "Au_30_0.npy").exists()
+    assert np.array_equal(library.glassy_template(30, "Au", 0), pos)  # read back from the cache
+    assert np.abs(emt_energy_forces(pos, "Au")[1]).max() < 0.06  # relaxed (FIRE to 0.05 eV/Å)
+    nn_A = cKDTree(pos).query(pos, k=2)[0][:, 1]
+    assert 2.55 < np.median(nn_A) < 2.85  # Au–Au bonds, not the packing's 2.36 Å minimum distance
+    # not any structure of the pool the structures package draws glassy clusters from
+    monkeypatch.setattr(amorphous, "relax_emt", relax_emt_fast)  # the same FIRE run, faster
+    monkeypatch.delenv("CLUSTERSPY_CACHE")
+    amorphous.glassy_positions.cache_clear()
+    for k in range(amorphous.POOL_SIZE):
+        assert np.abs(_radii_A(amorphous.glassy_positions("Au", 30, k)) - _radii_A(pos)).max() > 0.05
+    amorphous.glassy_positions.cache_clear()
+
+
+def test_a_crystal_is_claimed_only_when_it_beats_the_glassy_model() -> None:
+    from clusterspy.fit.api import claimed_model
+    from clusterspy.fit.library import build_model
+    from clusterspy.fit.render import Pose
+    from clusterspy.fit.search import Candidate
+
+    pose = Pose(np.eye(3), 0.0, 0.0)
+    ico = Candidate(build_model("mackay_icosahedron", 55, "Au"), pose, 0.85)
+    glassy = Candidate(build_model("glassy", 55, "Au"), pose, 0.84)
+    best_of = {"icosahedral": ico, "amorphous": glassy}
+    assert claimed_model(ico, best_of, disordered=True) == (glassy, None)
+    assert claimed_model(ico, best_of, disordered=False) == (ico, "ambiguous_fit")
+    glassy.ncc = 0.85 - MIN_MARGIN - 0.01
+    assert claimed_model(ico, best_of, disordered=True) == (ico, None)
+    # a glassy best model is no claim while the spectrum shows lattice fringes
+    glassy.ncc = 0.85 + MIN_MARGIN + 0.01
+    assert claimed_model(glassy, best_of, disordered=False) == (glassy, "ambiguous_fit")
+    assert claimed_model(glassy, best_of, disordered=True) == (glassy, None)
+
+
+def test_fringe_peak_tells_a_crystal_from_a_glassy_cluster(tmp_path, monkeypatch) -> None:
+    from ase import Atoms
+
+    from clusterspy.detection import detect_clusters
+    from clusterspy.domain import fringe_peak, particle_diameter_A
+    from clusterspy.fit.api import FRINGE_PEAK_MAX
+    from clusterspy.fit.library import glassy_template
+
+    monkeypatch.setenv("CLUSTERSPY_CACHE", str(tmp_path))
+    rng = np.random.default_rng(12)
+    glassy = Atoms("Au80", positions=np.asarray(glassy_template(80, "Au", 9)) @ random_rotation(rng).T)
+    peaks = []
+    for atoms in (glassy, cluster("fcc", 147, "Au", rng, shape="cuboctahedron", orientation="random")):
+        img = simulate(atoms, Microscope(defocus_A=4.0, source_size_A=0.5), pixel_size=0.35, extent=44.8,
+                       rng=rng, acquisition=Acquisition(dose_e_per_A2=3e4))
+        (d,) = detect_clusters(img, min_diameter_A=5.0, exclude_border=False)
+        peaks.append(fringe_peak(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A)))
+    assert peaks[0] < FRINGE_PEAK_MAX < peaks[1], peaks
+
+
+@pytest.mark.parametrize("pqr", [(2, 1, 0), (3, 4, 0), (4, 2, 1), (6, 8, 3), (12, 10, 0)])
+def test_decahedron_count_in_closed_form_is_ases(pqr: tuple[int, int, int]) -> None:
+    from ase.cluster import Decahedron
+
+    from clusterspy.fit.library import decahedron_count
+
+    assert decahedron_count(*pqr) == len(Decahedron("Au", *pqr))
+
+
+def test_size_refinement_finds_the_decahedron_between_the_coarse_sizes() -> None:
+    # A Marks decahedron (p, q, r) = (4, 2, 1), 247 atoms, that no coarse form's size grid holds:
+    # from the 192-atom Marks model in the right pose, the refinement finds it.
+    from clusterspy.fit.api import make_window
+    from clusterspy.fit.library import build_model, family
+    from clusterspy.fit.render import Pose
+    from clusterspy.fit.search import Candidate, refine, try_neighbours
+
+    rng = np.random.default_rng(21)
+    atoms, img = _image("decahedral", 247, rng, random_rotation(rng), shape={"p": 4, "q": 2, "r": 1})
+    win, _ = make_window(img, img.shape[1] / 2, img.shape[0] / 2, 26.0, Microscope(), 79)
+    start = build_model("marks_decahedron", 192, "Au")
+    assert start.n_atoms == 192 and len(atoms) == 247
+    cx, cy = (c * win.pixel_size_A for c in win.centre_px)
+    cand = refine(win, Candidate(start, Pose(np.asarray(atoms.info["rotation"]), cx, cy, 1.0, 0.6), 0.0))
+    found = try_neighbours(win, cand, family(start))
+    assert found.model.n_atoms == 247 and dict(found.model.params) == {"p": 4, "q": 2, "r": 1}
+    assert found.ncc > cand.ncc
+
+
+@pytest.mark.xfail(strict=True, reason="known defect: a glassy cluster's fitted atom count hangs on the "
+                   "detected diameter: this Au80 measures 12.54 Å with the frame-wide threshold (fitted "
+                   "80 atoms) and 12.19 Å with the per-cluster one (fitted 54: glassy templates of other "
+                   "sizes match about as well, so NCC does not fix the size)")
+def test_a_glassy_cluster_is_fitted_as_amorphous_with_its_atom_count(tmp_path, monkeypatch) -> None:
+    from clusterspy.structures import amorphous
+    from clusterspy.structures.emt import relax_emt_fast
+
+    monkeypatch.setenv("CLUSTERSPY_CACHE", str(tmp_path))
+    monkeypatch.setattr(amorphous, "relax_emt", relax_emt_fast)  # the same FIRE run, faster
+    amorphous.glassy_positions.cache_clear()
+    rng = np.random.default_rng(31)
+    atoms, img = _image("amorphous", 80, rng, "random", shape="glassy")
+    amorphous.glassy_positions.cache_clear()
+    (f,) = fit_structure(img, element="Au", forms=FEW_FORMS)
+    assert f.isomer == "amorphous" and f.form == "glassy", (f.reason, f.ncc, f.alternatives)
+    assert abs(f.n_atoms - len(atoms)) <= 0.1 * len(atoms)

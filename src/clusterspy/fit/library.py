@@ -7,13 +7,16 @@ with ``atoms.info["rotation"]`` of a built cluster.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
 from clusterspy.fit.symmetry import point_group
 from clusterspy.isomers import Isomer
+from clusterspy.structures.builders import icosahedron_count, octahedron_count
 
 #: Public form name → (motif, builder shape, point group or None).
 FORMS: dict[str, tuple[Isomer, str, str | None]] = {
@@ -67,50 +70,117 @@ class Model:
         return len(self.positions)
 
 
-#: Number density of a glassy template relative to the crystal (random packing compressed to it).
-GLASSY_DENSITY = 1.0
+#: Glassy templates have atom counts on a geometric grid of this ratio (so that their relaxed
+#: structures, cached on disk, serve every cluster of about that size).
+GLASSY_SIZE_RATIO = 1.05
+#: Seed root of the glassy templates. The structures package seeds its pool with 20240611 (the
+#: clusters of the benchmark images): the templates are other random structures built the same way.
+GLASSY_SEED = 515151
 
 
 @lru_cache(maxsize=512)
 def build_model(form: str, size: int, element: str, variant: int = 0) -> Model:
-    """The model of ``form`` whose atom count is nearest ``size`` (glassy: exactly ``size``).
+    """The model of ``form`` whose atom count is nearest ``size``.
 
-    Glassy templates are random dense packings (:func:`clusterspy.structures.amorphous.random_packing`)
-    brought to the crystal's number density, not EMT-relaxed: relaxing costs 5–25 s per structure,
-    and the projection of a glassy cluster is a structureless blob either way.
+    Glassy templates (``variant``: which random structure) are built as the structures package
+    builds glassy clusters — a random dense packing relaxed with EMT (:func:`glassy_template`) —
+    with the atom count on the grid of :data:`GLASSY_SIZE_RATIO` nearest ``size``.
     """
     from clusterspy.structures import cluster
 
-    isomer, shape, group = FORMS[form]
+    isomer, shape, _ = FORMS[form]
     if isomer is Isomer.AMORPHOUS:
-        return _glassy(int(size), element, int(variant))
+        n = glassy_size(size)
+        pos = glassy_template(n, element, int(variant))
+        return Model("glassy", Isomer.AMORPHOUS, (("index", int(variant)),), pos, None, element)
     spec: str | dict = shape
     if isomer is Isomer.DECAHEDRAL:
         spec = dict(zip("pqr", _decahedron_params(shape, int(size)), strict=True))
     atoms = cluster(isomer, int(size), element, 0, shape=spec, orientation=np.eye(3))
-    pos = np.array(atoms.positions - atoms.positions.mean(axis=0))
-    pos.setflags(write=False)
     params = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
                           for k, v in atoms.info["shape_params"].items()))
+    return model_of(form, params, element)
+
+
+@lru_cache(maxsize=1024)
+def model_of(form: str, params: tuple, element: str) -> Model:
+    """The crystalline model of ``form`` with the builder's shape ``params`` (``sorted(dict.items())``)."""
+    from clusterspy.structures import cluster
+
+    isomer, _, group = FORMS[form]
+    atoms = cluster(isomer, 13, element, 0, shape=dict(params), orientation=np.eye(3))
+    pos = np.array(atoms.positions - atoms.positions.mean(axis=0))
+    pos.setflags(write=False)
     return Model(form, isomer, params, pos, group, element)
 
 
-def _glassy(size: int, element: str, variant: int) -> Model:
+def glassy_size(n_atoms: float) -> int:
+    """The atom count on the glassy templates' grid (ratio :data:`GLASSY_SIZE_RATIO`) nearest ``n_atoms``."""
+    k = round(np.log(max(float(n_atoms), 13.0) / 13.0) / np.log(GLASSY_SIZE_RATIO))
+    return round(13.0 * GLASSY_SIZE_RATIO**k)
+
+
+def cache_dir() -> Path:
+    """Folder of ClusterSpy's disk cache: ``$CLUSTERSPY_CACHE``, else ``$XDG_CACHE_HOME/clusterspy``
+    (default ``~/.cache/clusterspy``)."""
+    root = os.environ.get("CLUSTERSPY_CACHE")
+    if root:
+        return Path(root)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "clusterspy"
+
+
+def glassy_template(n_atoms: int, element: str, variant: int) -> np.ndarray:
+    """Positions [Å] (centred, read-only) of glassy template ``variant`` with ``n_atoms`` atoms.
+
+    A random dense packing relaxed with EMT (FIRE to 0.05 eV/Å, ≤ 400 steps), as
+    :func:`clusterspy.structures.amorphous.glassy_positions` builds the package's glassy clusters,
+    but from seeds of :data:`GLASSY_SEED` and with the vectorised EMT
+    (:func:`clusterspy.structures.emt.relax_emt_fast`: about 1 s for 150 atoms, 10 s for 1,000).
+    Kept in ``cache_dir()/fit_glassy`` once built (the cache is skipped when it cannot be written).
+    """
+    from ase.data import atomic_numbers
+
     from clusterspy.structures import lattice_constant
-    from clusterspy.structures.amorphous import _PACKING_FRACTION, random_packing
+    from clusterspy.structures.amorphous import random_packing
+    from clusterspy.structures.emt import relax_emt_fast
 
-    nn = lattice_constant(element) / np.sqrt(2.0)
-    rng = np.random.default_rng([515151, size, variant])
-    pos = random_packing(size, nn, rng) * (_PACKING_FRACTION / GLASSY_DENSITY) ** (1.0 / 3.0)
+    path = cache_dir() / "fit_glassy" / f"{element}_{n_atoms}_{variant}.npy"
+    pos = _load_positions(path, n_atoms)
+    if pos is None:
+        rng = np.random.default_rng([GLASSY_SEED, atomic_numbers[element], n_atoms, variant])
+        pos = relax_emt_fast(random_packing(n_atoms, lattice_constant(element) / np.sqrt(2.0), rng), element)
+        _save_positions(path, pos)
     pos.setflags(write=False)
-    return Model("glassy", Isomer.AMORPHOUS, (("index", variant),), pos, None, element)
+    return pos
 
 
-@lru_cache(maxsize=256)
-def _decahedron_count(p: int, q: int, r: int) -> int:
-    from ase.cluster import Decahedron
+def _load_positions(path: Path, n_atoms: int) -> np.ndarray | None:
+    try:
+        pos = np.load(path)
+    except (OSError, ValueError):
+        return None
+    return pos if pos.shape == (n_atoms, 3) and np.isfinite(pos).all() else None
 
-    return len(Decahedron("Cu", p, q, r))
+
+def _save_positions(path: Path, pos: np.ndarray) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, pos)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: the template is rebuilt next time
+
+
+def decahedron_count(p: int, q: int, r: int) -> int:
+    """Atoms in ASE's ``Decahedron(p, q, r)`` (r < p), in closed form.
+
+    A cubic polynomial fitted exactly to ASE's counts (p ≤ 8) and checked against them up to
+    p = 13 (``tests/test_fit.py``); building the decahedra with ASE to count them takes 20–50 ms each.
+    """
+    n6 = (5 * p**3 - 15 * p**2 + 16 * p - 6 + q * (6 - 15 * p + 15 * p**2)
+          + r * (27 - 60 * p + 30 * p**2 - 30 * q + 60 * p * q) + r**2 * (-45 + 60 * p + 30 * q) + 30 * r**3)
+    return n6 // 6
 
 
 def _decahedron_params(shape: str, size: int) -> tuple[int, int, int]:
@@ -126,7 +196,7 @@ def _decahedron_params(shape: str, size: int) -> tuple[int, int, int]:
             for r in rs:
                 if q < 1 or r >= p:
                     continue
-                n = _decahedron_count(p, q, r)
+                n = decahedron_count(p, q, r)
                 counts.append(n)
                 d = abs(np.log(n / size))
                 if d < best_d:
@@ -164,6 +234,56 @@ def models_near(form: str, n_atoms: float, element: str, spread: float = 2.0, li
                 seen.setdefault(hash((m.n_atoms, m.params)), m)
     models = sorted(seen.values(), key=lambda m: abs(np.log(m.n_atoms / n_atoms)))
     return models[: limit * len(variants)]
+
+
+def family(model: Model, spread: float = 1.5) -> list[Model]:
+    """Crystalline models of the motif and model frame of ``model`` with ``n / spread`` … ``n · spread`` atoms
+    (``n``: its atom count).
+
+    Finer than the forms of the coarse search: icosahedra of every shell count; decahedra of every
+    (p, q, r) with |p − q| ≤ 2 and r ≤ 3 (as the structures package tabulates them); every
+    truncation (length, cutoff) of the octahedron, twinned or not as ``model``. Sizes of a form
+    are discrete (magic numbers): these are the shapes between them. Empty for a glassy model.
+    """
+    n, element = model.n_atoms, model.element
+    lo, hi = n / spread, n * spread
+    if model.group == "Ih":
+        rows = [("mackay_icosahedron", (("shells", k),), icosahedron_count(k)) for k in range(2, 19)]
+    elif model.group == "D5h":
+        rows = [("ino_decahedron" if r == 0 else "marks_decahedron", (("p", p), ("q", q), ("r", r)), c)
+                for p, q, r, c in _decahedra_up_to(hi)]
+    elif model.group in ("Oh", "Cs"):
+        twins = ((("twins", (0,)),) if model.group == "Cs" else ())
+        rows = [(_octahedron_form(length, cut, model.group), (("cutoff", cut), ("length", length), *twins),
+                 octahedron_count(length, cut))
+                for length in range(2, 40) for cut in range(0, (length - 1) // 2 + 1)]
+    else:
+        return []
+    return [model_of(f, params, element) for f, params, c in rows if lo <= c <= hi and c >= 13]
+
+
+def _octahedron_form(length: int, cutoff: int, group: str) -> str:
+    if group == "Cs":
+        return "twinned_fcc"
+    if cutoff == 0:
+        return "octahedron"
+    return "cuboctahedron" if 2 * cutoff + 1 == length else "truncated_octahedron"
+
+
+def _decahedra_up_to(n_max: float) -> list[tuple[int, int, int, int]]:
+    """(p, q, r, atoms) of the decahedra with |p − q| ≤ 2, r < min(p, 4) and at most ``n_max`` atoms."""
+    rows = []
+    for p in range(2, 17):
+        counts = []
+        for q in range(max(1, p - 2), p + 3):
+            for r in range(0, min(p, 4)):
+                c = decahedron_count(p, q, r)
+                counts.append(c)
+                if c <= n_max:
+                    rows.append((p, q, r, c))
+        if min(counts) > n_max:
+            break
+    return rows
 
 
 @lru_cache(maxsize=16)

@@ -18,8 +18,9 @@ FIT_REASONS = {
     "too_small": "smaller than the smallest model fitted (about 20 atoms)",
     "too_large": "larger than the largest model fitted (about 6,000 atoms)",
     "poor_fit": "no model's simulation matches the data (NCC below the acceptance threshold)",
-    "ambiguous_fit": "the best model of another isomer matches almost as well (NCC margin < 0.03): "
-                     "the best model is shown, its isomer is not a claim",
+    "ambiguous_fit": "the best model of another isomer matches almost as well (NCC margin < 0.03), or the "
+                     "best model is glassy but the cluster shows lattice fringes: the best model is "
+                     "shown, its isomer is not a claim",
 }
 
 
@@ -35,7 +36,8 @@ class StructureFit:
         Centre of the fitted model (column, row) [px] in the input image.
     isomer : str
         ``"icosahedral"``, ``"decahedral"``, ``"fcc"``, ``"amorphous"``, or ``"unknown"`` (then
-        ``reason`` says why).
+        ``reason`` says why). ``"amorphous"``: the cluster's atoms are resolved, its spectrum shows
+        no lattice fringes, and no crystalline model beats the best glassy one by 0.03 NCC.
     form : str or None
         Form of the model (``mackay_icosahedron``, ``ino_decahedron``, ``marks_decahedron``,
         ``cuboctahedron``, ``truncated_octahedron``, ``octahedron``, ``twinned_fcc``, ``glassy``).

@@ -15,7 +15,8 @@ the refined pose and refined in their turn when they match better.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage
@@ -39,6 +40,20 @@ SCALE_RANGE = (0.85, 1.15)
 BLUR_RANGE_A = (0.0, 3.0)
 
 
+def one_blas_thread() -> contextlib.AbstractContextManager:
+    """A context in which BLAS runs on one thread (``threadpoolctl``; without it, nothing changes).
+
+    The fast simulator renders in a pool of Python threads; a multi-threaded BLAS called between
+    its renders ran 50–100× slower on 2 busy cores (the NCC products of the coarse search of a
+    923-atom cluster: 8.5 s with 2 OpenBLAS threads, 0.07 s with one).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="blas")
+
+
 @dataclass
 class Window:
     """The data around one cluster: background-free pixels, grid, mask and microscope."""
@@ -50,6 +65,7 @@ class Window:
     microscope: Microscope
     z: int  # atomic number
     background: float = 0.0  # subtracted from the data [data units]
+    cache: dict = field(default_factory=dict, repr=False)  # the coarse search's rotated data
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -117,16 +133,24 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.where(n > 0, n, 1.0)
 
 
+def _rotated_stack(win: Window) -> tuple[np.ndarray, ...]:
+    """The data rotated by every in-plane angle of the coarse search (normalised pixels in the mask
+    and amplitude spectra), its taper and band; computed once per window."""
+    if "rotated" not in win.cache:
+        angles = np.radians(np.arange(0.0, 360.0, IN_PLANE_STEP_DEG))
+        rotated = _rotated_data(win, angles)
+        rot_data = _normalise(rotated.reshape(len(angles), -1)[:, win.mask.ravel()])
+        taper, band = _taper(win), _band(win)
+        win.cache["rotated"] = (angles, rot_data, _spectra(rotated, taper, band), taper, band)
+    return win.cache["rotated"]
+
+
 def coarse_search(win: Window, models: list[Model], keep: int = 3) -> list[Candidate]:
     """The best ``keep`` candidates of every motif (distinct model or direction) over the library,
     and the best on a named zone axis of every crystalline motif (zone-axis images are common, and
     their coarse score suffers most from a few degrees of in-plane error)."""
-    angles = np.radians(np.arange(0.0, 360.0, IN_PLANE_STEP_DEG))
-    rotated = _rotated_data(win, angles)
+    angles, rot_data, rot_spec, taper, band = _rotated_stack(win)
     mask = win.mask.ravel()
-    rot_data = _normalise(rotated.reshape(len(angles), -1)[:, mask])
-    taper, band = _taper(win), _band(win)
-    rot_spec = _spectra(rotated, taper, band)
     cx_A, cy_A = (c * win.pixel_size_A for c in win.centre_px)
     found: list[Candidate] = []
     zone: dict = {}
@@ -207,15 +231,61 @@ def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS) -> Ca
     return best
 
 
-def try_neighbours(win: Window, best: Candidate, models: list[Model]) -> Candidate:
-    """Other sizes and forms of the same motif and point group in the refined pose; refine the best."""
-    same = [m for m in models if m.isomer is best.model.isomer and m.group == best.model.group
-            and m is not best.model]
+def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int = 2) -> Candidate:
+    """Other sizes and shapes of the motif and model frame of ``best`` in its refined pose; refine the best.
+
+    Each model is scored at the refined scale and at the scale that gives it the size of ``best``
+    (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and the refined scale of the
+    winner may have absorbed part of its size error. The ``keep`` best models are refined; the
+    best of them replaces ``best`` if it matches better.
+    """
+    if best.model.group is None:
+        return best  # another random structure in this pose means nothing: see resize_glassy
+    same = list({m.params: m for m in models if m.isomer is best.model.isomer and m.group == best.model.group
+                 and m.params != best.model.params}.values())
     if not same:
         return best
-    scores = win.score([m.positions for m in same], [best.pose] * len(same))
-    k = int(np.argmax(scores))
-    if scores[k] <= best.ncc:
-        return best
-    other = refine(win, Candidate(same[k], best.pose, float(scores[k])), iterations=8)
-    return other if other.ncc > best.ncc else best
+    pose = best.pose
+    tries = [(m, p) for m in same for p in {pose.scale, _scale_for(pose.scale, best.model, m)}]
+    scores = win.score([m.positions for m, _ in tries], [pose.moved(scale=sc) for _, sc in tries])
+    out, seen = best, set()
+    for k in np.argsort(scores)[::-1]:
+        m, sc = tries[k]
+        if id(m) in seen:
+            continue
+        seen.add(id(m))
+        other = refine(win, Candidate(m, pose.moved(scale=sc), float(scores[k])), iterations=8)
+        if other.ncc > out.ncc:
+            out = other
+        if len(seen) == keep:
+            break
+    return out
+
+
+def _scale_for(scale: float, ref: Model, model: Model) -> float:
+    """The scale that gives ``model`` the size of ``ref`` at ``scale`` (same volume per atom), clipped."""
+    return float(np.clip(scale * (ref.n_atoms / model.n_atoms) ** (1.0 / 3.0), *SCALE_RANGE))
+
+
+#: A glassy template of the size its refined scale implies replaces the first one unless it matches
+#: worse by more than this NCC (the pixel size given is taken as right unless the data say otherwise).
+GLASSY_RESIZE_TOLERANCE = 0.01
+
+
+def resize_glassy(win: Window, cand: Candidate) -> Candidate:
+    """The glassy fit redone with templates of the size that its refined scale implies.
+
+    Glassy templates of the coarse search are far apart in size (a factor of 1.4), and the refined
+    scale ``s`` absorbs the difference: the cluster has about ``n · s³`` atoms. Templates of that
+    size (:func:`clusterspy.fit.library.glassy_size`) are searched and refined; the best replaces
+    ``cand`` unless it matches worse by more than :data:`GLASSY_RESIZE_TOLERANCE`.
+    """
+    from clusterspy.fit.library import GLASSY_VARIANTS, build_model, glassy_size
+
+    n = glassy_size(cand.model.n_atoms * cand.pose.scale**3)
+    if n == cand.model.n_atoms:
+        return cand
+    models = [build_model("glassy", n, cand.model.element, v) for v in GLASSY_VARIANTS]
+    best = max((refine(win, c, iterations=8) for c in coarse_search(win, models, keep=2)),
+               key=lambda c: c.ncc)
+    return best if best.ncc >= cand.ncc - GLASSY_RESIZE_TOLERANCE else cand
