@@ -110,6 +110,18 @@ def prism_files(limit: int | None, cases: str | None = None) -> list[Path]:
     return files[:limit]
 
 
+def skipped_cases(cases: str | None = None) -> list[dict]:
+    """The planned PRISM images the generator left out (``case_*.skipped.json``: index, motif, why)."""
+    out = []
+    for f in sorted(sset.CACHE.glob("case_*.skipped.json")):
+        rec = json.loads(f.read_text())
+        if cases and rec["case"]["index"] not in _indices(cases):
+            continue
+        out.append({"index": rec["case"]["index"], "motif": rec["case"]["motif"],
+                    "form": rec["case"]["form"], "size": rec["case"]["size"], "reason": rec["reason"]})
+    return out
+
+
 def run_prism(limit: int | None, cases: str | None = None) -> list[dict]:
     from clusterspy.fit import fit_structure
     from clusterspy.image import Image
@@ -286,7 +298,8 @@ def main(argv: list[str] | None = None) -> dict:
     load = {"load_average_at_start": os.getloadavg()[0]}
     if "prism" in parts:
         prism = run_prism(a.prism, a.cases)
-        result["prism"] = {"summary": summarise(prism), "rows": prism, **load}
+        result["prism"] = {"summary": summarise(prism), "rows": prism, "skipped": skipped_cases(a.cases),
+                           **load}
     if "fast" in parts:
         fast = run_fast(a.fast)
         result["fast"] = {"summary": summarise(fast), "rows": fast, **load}
@@ -296,6 +309,8 @@ def main(argv: list[str] | None = None) -> dict:
     for part in ("prism", "fast"):
         if part in result:
             print(part, json.dumps(result[part]["summary"]))
+    if "prism" in parts:
+        print("PRISM cases the generator skipped:", json.dumps(result["prism"]["skipped"]))
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / a.out).write_text(json.dumps(result, indent=1, default=str))
     return result
