@@ -137,3 +137,23 @@ def test_temul_au_rotated_with_zero_fill():
     fill = fill_mask(rotated)
     assert fill is not None
     assert not any(fill[round(d.y_px), round(d.x_px)] for d, _ in turned)  # nothing in the fill
+
+
+def test_an_exactly_zero_background_is_not_a_fill():
+    # `clusterspy simulate` without support: Poisson counts leave ~80 % of the pixels exactly 0.
+    # On the detector's coarse grid the wholly-zero blocks cover less than FILL_MAX_SHARE, so the
+    # background had been taken for a fill and the whole cluster called cut_by_edge.
+    from clusterspy.simulation import Acquisition, Microscope, simulate
+    from clusterspy.structures import cluster
+
+    rng = np.random.default_rng(3)
+    atoms = cluster("decahedral", 309, "Au", rng=rng, orientation="random")
+    img = simulate(atoms, Microscope(), pixel_size=0.2, extent=40.0, rng=rng,
+                   acquisition=Acquisition(dose_e_per_A2=1e4))
+    data = np.asarray(img.data, np.float32)
+    assert (data == 0).mean() > 0.6
+    for factor in (1, 5):
+        assert fill_mask(data, factor) is None
+    (d,) = detect_clusters(Image(data, 0.2), exclude_border=False, polarity="bright", **RANGE_A)
+    assert d.fill_gap_px is None
+    assert not cut_by_edge(d.bbox, d.diameter_A / 0.2, data.shape, d.fill_gap_px)

@@ -297,6 +297,8 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
         return None
     rows, cols = (data.shape[0] // factor) * factor, (data.shape[1] // factor) * factor
     eq = np.isin(data[:rows, :cols], values)
+    if eq.mean() > FILL_MAX_SHARE:  # in pixels: on a coarse grid a background shrinks below it
+        return None
     solid = _bin(eq, factor) >= 1.0  # blocks wholly constant
     lab, n = ndi.label(solid)
     edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
