@@ -99,6 +99,31 @@ def test_pixel_size_a_hundred_times_too_fine_is_one_line(capsys, image: Path, st
                     "--out", tmp_path / "s", "--no-report"), "Å/px")
 
 
+def test_a_refused_input_does_not_block_the_corrected_rerun(capsys, image: Path, stack: Path,
+                                                            tmp_path: Path) -> None:
+    # 30 Å/px (pm typed as Å ×100) is refused; the rerun with the right pixel size into the same
+    # --out had been refused as "other settings" though the first run wrote no result
+    for out in (tmp_path / "c", tmp_path / "s"):
+        if out.name == "c":
+            first = ("classify", image, "--pixel-size", "30", "--out", out)
+        else:
+            first = ("series", stack, "--pixel-size", "30", "--frame-time", "1", "--out", out,
+                     "--no-report")
+        rc, err = _cli(capsys, *first)
+        assert "cannot resolve atomic columns" in err
+        again = (("classify", image, "--pixel-size", PIXEL_A, "--out", out) if out.name == "c"
+                 else _series(stack, out))
+        rc, err = _cli(capsys, *again)
+        assert rc == 0, err
+    with open(tmp_path / "s" / "frames.csv", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 4 and float(json.loads((tmp_path / "c" / "settings.json").read_text())
+                                    ["pixel_size_A_override"]) == PIXEL_A
+    # a run that did write results is still protected
+    _one_line(*_cli(capsys, "series", stack, "--pixel-size", "0.31", "--frame-time", "1", "--out",
+                    tmp_path / "s", "--no-report"), "--no-resume")
+
+
 @pytest.mark.parametrize(("args", "needle"), [
     (("--temperature-K", "abc"), "--temperature-K"),
     (("--frame-time", "fast"), "--frame-time"),

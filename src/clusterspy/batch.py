@@ -318,6 +318,11 @@ def _short(value: Any) -> str:
     return "default" if value is None else str(value)
 
 
+def _kept_any(out: Path) -> bool:
+    """Whether ``out`` holds a file's results (a part with status ``ok`` or ``partial``)."""
+    return any(p.get("status") in ("ok", "partial") for p in _load_parts(out).values())
+
+
 def _clear(out: Path) -> None:
     """Remove what an earlier batch wrote into ``out`` (``--restart``), nothing else."""
     parts_dir = out / "parts"
@@ -618,7 +623,11 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
             old = json.loads(settings_path.read_text(encoding="utf-8"))
         except ValueError:
             raise ConfigError(f"{settings_path} is damaged; rerun with --restart to start afresh") from None
-        _check_same_settings(out, old.get("fingerprint", {}), fingerprint)
+        if old.get("fingerprint") != fingerprint and not _kept_any(out):
+            _clear(out)  # an earlier batch that classified nothing (a refused input): nothing to lose
+            old = None
+        else:
+            _check_same_settings(out, old.get("fingerprint", {}), fingerprint)
     elif any((out / "parts").glob("*.json")):
         raise ConfigError(f"--out {out} holds parts of a batch without its settings.json; rerun with "
                           "--restart to start afresh")

@@ -29,6 +29,12 @@ def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
     return None
 
 
+def _holds_frames(frames_csv: Path) -> bool:
+    """Whether ``frames.csv`` holds a frame's row (more than its header)."""
+    with open(frames_csv, encoding="utf-8") as fh:
+        return sum(1 for line in fh if line.strip()) > 1
+
+
 def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool) -> bool:
     """Compare ``manifest`` with the folder's ``run.json``, or write it for a fresh run.
 
@@ -49,7 +55,8 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
     Raises
     ------
     ConfigError
-        ``resume`` and the folder holds results of another input or other settings.
+        ``resume`` and the folder holds results (a row of ``frames.csv``) of another input or other
+        settings; a run that wrote no frame (its first frame refused) is simply started afresh.
     """
     doc = {"schema": SCHEMA, **manifest}
     path = folder / MANIFEST_NAME
@@ -58,6 +65,9 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
         diff = _first_difference(old, json.loads(json.dumps(doc)))
         if diff is None:
             return True
+        if not _holds_frames(folder / "frames.csv"):  # e.g. a refused first frame: nothing to lose
+            write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+            return False
         raise ConfigError(f"{folder} holds results of another run ({diff}); start afresh with "
                           "--no-resume (resume=False) or choose another output folder")
     write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
