@@ -817,8 +817,11 @@ def plot_structure_fit(image: Any, fit: Any, note: str | None = None) -> Figure:
         ax.set_aspect("equal")
     for ax in axes[:4]:
         ax.set_ylabel("y (Å)")
-    fig.suptitle(f"cluster {fit.cluster}: {fit.isomer} — {fit.form}, {fit.n_atoms} atoms, "
-                 f"zone axis {fit.zone_axis or 'none (> 5° from any)'}, NCC {fit.ncc:.3f}; "
-                 + ", ".join(f"{k} {v['ncc']:.3f}" for k, v in fit.alternatives.items())
+    others = sorted(fit.alternatives.items(), key=lambda kv: -kv[1]["ncc"])
+    why = (" (no lattice fringes, and no crystal fits better by ≥ 0.03)"
+           if fit.isomer == "amorphous" else f" ({fit.reason})" if fit.reason else "")
+    fig.suptitle(f"cluster {fit.cluster}: {fit.isomer}{why} — {fit.form}, {fit.n_atoms} atoms, "
+                 f"zone axis {fit.zone_axis or 'none (> 5° from any)'}, NCC {fit.ncc:.3f}; others: "
+                 + ", ".join(f"{k} {v['ncc']:.3f}" for k, v in others)
                  + ("" if note is None else f"\n{note}"), fontsize=10)
     return fig
