@@ -512,3 +512,19 @@ def test_renaming_the_fast_parameters_key_is_not_a_changed_config(tmp_path: Path
     with pytest.raises(ConfigError, match="dataset"):
         check_resumable(load_config({"seed": 1, "dataset": {
             "n_images": 8, "backend_options": {"parameters": {"z_exponent": 1.7}}}}), out)
+
+
+@pytest.mark.filterwarnings("always::UserWarning")  # shown as the CLI shows it, not raised
+def test_a_damaged_tiff_prints_one_warning_line_and_no_tifffile_log(capsys, tmp_path: Path) -> None:
+    import tifffile
+
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, _frames(4), imagej=True)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) * 5 // 8])
+    _, err = _cli(capsys, "classify", cut, "--pixel-size", PIXEL_A)
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert "tifffile" not in err.lower() and "Traceback" not in err, err
+    assert any(ln.startswith("clusterspy: warning:") and "frames lost" in ln for ln in lines), err
+    assert all(ln.startswith("clusterspy: ") for ln in lines), err

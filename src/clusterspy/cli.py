@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -421,8 +422,36 @@ def _root(
         raise typer.Exit(0)
 
 
+def _quiet_warnings() -> Callable[..., None]:
+    """Warnings as one line each (``clusterspy: warning: …``, no source line), and tifffile's own
+    log of a damaged file left out (ClusterSpy says what it read of it); returns the previous
+    ``warnings.showwarning`` (restored when :func:`main` returns)."""
+    import logging
+    import warnings
+
+    previous = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        typer.echo(f"clusterspy: warning: {' '.join(str(message).split())}", err=True)
+
+    warnings.showwarning = show
+    logging.getLogger("tifffile").setLevel(logging.CRITICAL)
+    return previous
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``clusterspy`` command; returns the exit code."""
+    import warnings
+
+    previous = _quiet_warnings()
+    try:
+        return _run(argv)
+    finally:
+        warnings.showwarning = previous
+
+
+def _run(argv: list[str] | None) -> int:
+    """:func:`main` without its warning display: the command, its errors as one line."""
     from clusterspy.errors import ClusterSpyError
 
     try:
