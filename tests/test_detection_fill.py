@@ -157,3 +157,18 @@ def test_an_exactly_zero_background_is_not_a_fill():
     (d,) = detect_clusters(Image(data, 0.2), exclude_border=False, polarity="bright", **RANGE_A)
     assert d.fill_gap_px is None
     assert not cut_by_edge(d.bbox, d.diameter_A / 0.2, data.shape, d.fill_gap_px)
+
+
+def test_a_vacuum_of_exact_zeros_around_a_large_cluster_is_not_a_fill():
+    # A low-count (or simulated) HAADF image: the vacuum is exactly 0 and, around a cluster that
+    # fills half the frame, covers less than FILL_MAX_SHARE: it encloses the cluster, a rounded
+    # patch away from the frame's sides, unlike a rotation's or a pad's fill (PRISM benchmark
+    # images of 484–923 atoms had been called cut_by_edge)
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[:128, :128]
+    data = np.where(np.hypot(yy - 64, xx - 64) < 50, rng.poisson(20.0, (128, 128)), 0).astype(np.float32)
+    assert 0.4 < (data == 0).mean() < 0.6
+    for factor in (1, 2, 3):
+        assert fill_mask(data, factor) is None
+    (d,) = detect_clusters(Image(data, 0.3), exclude_border=False, polarity="bright", **RANGE_A)
+    assert d.fill_gap_px is None and not cut_by_edge(d.bbox, d.diameter_A / 0.3, data.shape, None)

@@ -272,8 +272,9 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
     margin with one constant (0, the mean, an edge value): not data, and its boundary is an edge
     of the data like the frame's. A fill is made of exactly constant pixels, starts in a run of
     ≥ :data:`FILL_MIN_RUN_PX` px along the frame edge (so a frame without one costs four edge
-    scans), and covers at most :data:`FILL_MAX_SHARE` of the frame (an exactly constant
-    background around clusters — a noise-free simulation — is not a fill).
+    scans), encloses no patch of data (:func:`_enclosing`) and covers at most
+    :data:`FILL_MAX_SHARE` of the frame (an exactly constant background around clusters — a
+    noise-free simulation, a low-count vacuum — is not a fill).
 
     Parameters
     ----------
@@ -306,12 +307,41 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
     keep = np.zeros(n + 1, bool)
     keep[edge] = area[edge] >= FILL_MIN_RUN_PX**2 / factor**2  # a few noise zeros are no fill
     keep[0] = False
+    keep[_enclosing(lab, keep)] = False
     mask = keep[lab]
     if not mask.any() or mask.mean() > FILL_MAX_SHARE:
         return None
     # blocks the fill's boundary crosses are not solid: one block more, in all 8 directions
     grow = 1 + int(np.ceil(FILL_BAND_PX / factor))
     return ndi.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=grow)
+
+
+def _enclosing(lab: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Labels of the kept constant regions that wholly enclose a patch of data inside the frame.
+
+    A rotation's or a pad's fill lies around the data: where it closes a ring, what it encloses is
+    the image itself — a rotated frame, whose corners reach the frame's four sides, or a padded
+    rectangle. A constant background around a cluster — the exact zeros of a vacuum in a simulated
+    or low-count image — encloses the cluster: a rounded patch away from the sides.
+    """
+    from scipy import ndimage as ndi
+
+    mask = keep[lab]
+    holes, n = ndi.label(ndi.binary_fill_holes(mask) & ~mask)
+    area = np.bincount(holes.ravel(), minlength=n + 1)
+    rows, cols = lab.shape
+    inner = []
+    for k, sl in enumerate(ndi.find_objects(holes), start=1):
+        if sl is None:
+            continue
+        spans = sl[0].start <= 2 and sl[1].start <= 2 and sl[0].stop >= rows - 2 and sl[1].stop >= cols - 2
+        box = (sl[0].stop - sl[0].start) * (sl[1].stop - sl[1].start)
+        if not spans and area[k] < 0.95 * box:  # neither a rotated frame nor a padded rectangle
+            inner.append(k)
+    if not inner:
+        return np.zeros(0, int)
+    rim = ndi.binary_dilation(np.isin(holes, inner), structure=np.ones((3, 3), bool)) & mask
+    return np.unique(lab[rim])
 
 
 def _inpaint(work: np.ndarray, invalid: np.ndarray) -> np.ndarray:
