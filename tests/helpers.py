@@ -15,6 +15,18 @@ from clusterspy.isomers import CLASSES
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
+def temul_au() -> Any:
+    """The TEMUL Au .emd of ``../shared/data`` as an ``Image`` (the test is skipped without it)."""
+    import pytest
+
+    from clusterspy.io import read_image
+
+    path = SHARED / "real_atomic" / "Au_nanoparticle_temul.emd"
+    if not path.exists():
+        pytest.skip("../shared/data is absent")
+    return read_image(path)
+
+
 def blob(n: int = 64, seed: int = 0, *, noise: float = 5.0) -> np.ndarray:
     """A ``(n, n)`` float32 image: one Gaussian blob (σ = n/8 px) on a background, with noise."""
     rng = np.random.default_rng(seed)

@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 from clusterspy.detection import Detection, detect_clusters, fill_mask
 from clusterspy.domain import DETECTED_TO_PROJECTED, cut_by_edge, looks_bright_field
 from clusterspy.image import Image
-from helpers import SHARED
+from helpers import temul_au
 
 PX_A = 0.3
 RANGE_A = {"min_diameter_A": 6.0 / DETECTED_TO_PROJECTED, "max_diameter_A": 200.0 / DETECTED_TO_PROJECTED}
@@ -115,12 +115,7 @@ def test_what_is_not_a_fill():
 def test_temul_au_rotated_with_zero_fill():
     # Half resolution (0.15 Å/px), rotated by 37°: the 3 nm particle keeps its size and stays
     # whole; the large out-of-focus particles, cut by the frame edge before, are cut by the fill.
-    path = SHARED / "real_atomic" / "Au_nanoparticle_temul.emd"
-    if not path.exists():
-        pytest.skip("../shared/data is absent")
-    from clusterspy.io import read_image
-
-    im = read_image(path)
+    im = temul_au()
     data = np.asarray(im.data, np.float32)[::2, ::2]
     px = 2 * im.pixel_size_A
 

@@ -9,7 +9,7 @@ import pytest
 from clusterspy.detection import detect_clusters
 from clusterspy.domain import DETECTED_TO_PROJECTED
 from clusterspy.image import Image
-from helpers import SHARED
+from helpers import temul_au
 
 PX_A = 0.3
 #: The detector's range as classify() sets it for the shipped model (projected 0.6–20 nm).
@@ -93,12 +93,7 @@ def test_diameter_of_a_whole_particle_is_stable_under_cropping(
 def test_temul_au_particle_diameter_is_stable_under_cropping():
     # The ~3 nm particle at (x, y) ≈ (1510, 913) px: 2.3–2.7 nm (projected) in the full frame and
     # wide crops (the large bright out-of-focus particles set the threshold), 3.2–3.6 nm in tight ones.
-    path = SHARED / "real_atomic" / "Au_nanoparticle_temul.emd"
-    if not path.exists():
-        pytest.skip("../shared/data is absent")
-    from clusterspy.io import read_image
-
-    im = read_image(path)
+    im = temul_au()
     data = np.asarray(im.data)
     sizes = {}
     for half in (1100, 700, 500, 350, 300):  # 600 px: the particle (470 px) with its model field
