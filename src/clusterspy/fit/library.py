@@ -184,7 +184,7 @@ def decahedron_count(p: int, q: int, r: int) -> int:
 
 
 def _decahedron_params(shape: str, size: int) -> tuple[int, int, int]:
-    """(p, q, r) of the Ino (r = 0) or Marks (r = 1, 2) decahedron, |p − q| ≤ 1, nearest ``size`` atoms.
+    """(p, q, r) of the Ino (r = 0) or Marks (r = 1, 2) decahedron, ``|p − q|`` ≤ 1, nearest ``size`` atoms.
 
     Counted with ASE for the few candidates near ``size`` (the structures package's full table of
     decahedra takes a minute to build)."""
@@ -241,7 +241,7 @@ def family(model: Model, spread: float = 1.5) -> list[Model]:
     (``n``: its atom count).
 
     Finer than the forms of the coarse search: icosahedra of every shell count; decahedra of every
-    (p, q, r) with |p − q| ≤ 2 and r ≤ 3 (as the structures package tabulates them); every
+    (p, q, r) with ``|p − q|`` ≤ 2 and r ≤ 3 (as the structures package tabulates them); every
     truncation (length, cutoff) of the octahedron, twinned or not as ``model``. Sizes of a form
     are discrete (magic numbers): these are the shapes between them. Empty for a glassy model.
     """
@@ -271,7 +271,7 @@ def _octahedron_form(length: int, cutoff: int, group: str) -> str:
 
 
 def _decahedra_up_to(n_max: float) -> list[tuple[int, int, int, int]]:
-    """(p, q, r, atoms) of the decahedra with |p − q| ≤ 2, r < min(p, 4) and at most ``n_max`` atoms."""
+    """(p, q, r, atoms) of the decahedra with ``|p − q|`` ≤ 2, r < min(p, 4) and at most ``n_max`` atoms."""
     rows = []
     for p in range(2, 17):
         counts = []
