@@ -131,12 +131,7 @@ def test_kinetics_end_to_end_recovers_barrier_and_warns(tmp_path):
     nf = [frames_for_transitions(land, t, dt, 160) for t in temps]
     tab = synthetic_labels(land, temps, nf, frame_time_s=dt, misclassification=0.05, rng=5)
     path = tmp_path / "labels.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["temperature_K", "series", "frame", "time_s", "label"])
-        for r in zip(tab["temperature_K"], tab["series"], tab["frame"], tab["time_s"],
-                     tab["label"], strict=True):
-            w.writerow(r)
+    _write_labels(path, tab)
     res = thermo_from_table(path, isomers=["dec"], n_boot=300, min_transitions=100)
     a = {(x["from"], x["to"]): x for x in res["arrhenius"]}
     fd = a[("fcc", "decahedral")]
@@ -288,6 +283,16 @@ def test_delta_g_interval_on_n_eff_contains_the_estimate_and_widens_with_autocor
     assert widths[0] == pytest.approx(2 * 1.96 * np.sqrt(1 / 80 + 1 / 40) * kt, rel=0.1)
 
 
+def _write_labels(path, tab: dict, extra: list[list] = ()) -> None:
+    """A label table CSV (temperature_K, series, frame, time_s, label) of ``tab``, then ``extra`` rows."""
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["temperature_K", "series", "frame", "time_s", "label"])
+        w.writerows(zip(tab["temperature_K"], tab["series"], tab["frame"], tab["time_s"],
+                        tab["label"], strict=True))
+        w.writerows(extra)
+
+
 def _labels_with_an_empty_temperature(temps: list[float], path) -> None:
     """A label table of ``temps`` (synthetic, time-ordered) plus 20 unknown frames at 300 K."""
     land = Landscape({"decahedral": 0.03, "fcc": 0.0},
@@ -295,14 +300,7 @@ def _labels_with_an_empty_temperature(temps: list[float], path) -> None:
     dt = 0.05
     nf = [frames_for_transitions(land, t, dt, 40) for t in temps]
     tab = synthetic_labels(land, temps, nf, frame_time_s=dt, misclassification=0.02, rng=3)
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["temperature_K", "series", "frame", "time_s", "label"])
-        for r in zip(tab["temperature_K"], tab["series"], tab["frame"], tab["time_s"],
-                     tab["label"], strict=True):
-            w.writerow(r)
-        for f in range(20):
-            w.writerow([300.0, "cold", f, f * dt, "unknown"])
+    _write_labels(path, tab, extra=[[300.0, "cold", f, f * dt, "unknown"] for f in range(20)])
 
 
 def test_a_temperature_without_labelled_frames_is_left_out_of_the_fits(tmp_path):

@@ -383,9 +383,10 @@ def _coarse_map(grid: np.ndarray, r0: int, c0: int, n_rows: int, n_cols: int, m:
     return grid[np.ix_(rr, cc)]
 
 
-def _half_maximum_region(smooth: np.ndarray, own: np.ndarray, allowed: np.ndarray,
+def _contour_region(smooth: np.ndarray, own: np.ndarray, allowed: np.ndarray,
                          background: np.ndarray) -> np.ndarray | None:
-    """The region above half the cluster's height over its local background (holes filled).
+    """The region above :data:`MEASURE_LEVEL` of the cluster's height over its local background
+    (holes filled).
 
     ``own`` is the candidate's coarse region; ``allowed`` what may belong to it (not another
     cluster, not a fill); ``background`` the pixels of the local background.
@@ -417,12 +418,11 @@ def _measure(data: np.ndarray, sign: float, labels: np.ndarray, k: int, sl: tupl
 
     The window is the candidate's box grown by half its size and 4 σ of smoothing; the data are
     binned only so far that the box stays ≥ :data:`MEASURE_PX` px across, smoothed by
-    ``sigma_A`` [Å], and cut at half the height of the cluster's top (99th percentile) over the
-    median of the local background (the window outside the box grown by 2 σ, less other
-    clusters and the fill). The diameter then depends neither on the frame's size nor on its
-    other content (a threshold from the whole frame's histogram does), only on the cluster and
-    its surroundings. For a sphere (projected thickness ∝ √(1 − r²/R²)) the half-maximum
-    contour lies at 0.87 R.
+    ``sigma_A`` [Å], and cut at :data:`MEASURE_LEVEL` of the height of the cluster's top (99th
+    percentile) over the median of the local background (the window outside the box grown by
+    2 σ, less other clusters and the fill). The diameter then depends neither on the frame's size
+    nor on its other content (a threshold from the whole frame's histogram does), only on the
+    cluster and its surroundings.
 
     Returns
     -------
@@ -452,7 +452,7 @@ def _measure(data: np.ndarray, sign: float, labels: np.ndarray, k: int, sl: tupl
     if filled is not None and filled.any() and background.any():
         win[filled] = np.median(win[background])  # smoothing must not pull the fill in
     smooth = ndi.gaussian_filter(win, sigma_px, mode="nearest") if sigma_px > 0.3 else win
-    region = _half_maximum_region(smooth, own & ~bad, ~bad, background)
+    region = _contour_region(smooth, own & ~bad, ~bad, background)
     if region is None:
         return None
     area = int(np.count_nonzero(region))

@@ -185,28 +185,31 @@ def verify_clusters(
     dict
         ``{cluster: StructureFit}`` of the clusters fitted.
     """
-    from clusterspy.domain import DETECTED_TO_PROJECTED, judge_fit
-    from clusterspy.errors import MissingDependencyError
+    from clusterspy.domain import judge_fit
+    from clusterspy.fit import fit_cluster
     from clusterspy.io import as_image
     from clusterspy.predict import FIT_FIELDS
 
-    try:
-        from clusterspy.fit import fit_cluster
-    except ImportError as exc:  # ase (the 'train' extra)
-        raise MissingDependencyError(exc.name or "ase", "train", "verification by a structure fit") from exc
     img = as_image(image, pixel_size_A)
     fits = {}
     for r in results:
         r.fit = dict.fromkeys(FIT_FIELDS)
         if r.reason is not None or r.diameter_nm is None:
             continue
-        f = fit_cluster(img, r.x_px, r.y_px, 10.0 * float(r.diameter_nm) / DETECTED_TO_PROJECTED,
+        f = fit_cluster(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
                         element=element, microscope=microscope, forms=forms, cluster=r.cluster)
         r.fit = {"isomer": f.isomer, "form": f.form, "ncc": None if f.ncc is None else round(float(f.ncc), 4),
                  "zone_axis": f.zone_axis, "reason": f.reason}
         r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason)
         fits[int(r.cluster)] = f
     return fits
+
+
+def _detected_diameter_A(diameter_nm: float) -> float:
+    """The detector's diameter [Å] of a result's projected ``diameter_nm`` (what the fit takes)."""
+    from clusterspy.domain import DETECTED_TO_PROJECTED
+
+    return 10.0 * float(diameter_nm) / DETECTED_TO_PROJECTED
 
 
 def fit_verdict(result: ClusterResult) -> str:
@@ -218,13 +221,19 @@ def fit_verdict(result: ClusterResult) -> str:
     fit = result.fit or {}
     if not fit.get("reason") and not fit.get("isomer"):
         return ""
-    ncc = "" if fit.get("ncc") is None else f", NCC {fit['ncc']:.2f}"
-    if result.reason == "fit_disagrees":
-        return f"fit disagrees: {fit['isomer']}{ncc} → unknown"
-    if fit.get("reason") is None:
-        return f"fit agrees: {fit['isomer']}{ncc}"
-    stands = "the label stands unconfirmed" if result.reason is None else "no label"
-    return f"fit inconclusive ({fit['reason']}{ncc}): {stands}"
+    return _verdict(fit["isomer"], fit.get("ncc"), fit.get("reason"), result.reason)
+
+
+def _verdict(fit_isomer: str, fit_ncc: float | None, fit_reason: str | None, reason: str | None) -> str:
+    """The words of :func:`fit_verdict`, from the fit's isomer, NCC and reason and the label's
+    reason after :func:`clusterspy.domain.judge_fit`."""
+    ncc = "" if fit_ncc is None else f", NCC {fit_ncc:.2f}"
+    if reason == "fit_disagrees":
+        return f"fit disagrees: {fit_isomer}{ncc} → unknown"
+    if fit_reason is None:
+        return f"fit agrees: {fit_isomer}{ncc}"
+    stands = "the label stands unconfirmed" if reason is None else "no label"
+    return f"fit inconclusive ({fit_reason}{ncc}): {stands}"
 
 
 def fit_figure_name(stem: str, frame: int, n_frames: int, cluster: int) -> str:
@@ -898,7 +907,6 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         ``{"frame", "cluster", "label" (smoothed), "image" (Image), "fit" (StructureFit)}`` in
         frame order.
     """
-    from clusterspy.domain import DETECTED_TO_PROJECTED
     from clusterspy.fit import fit_cluster
     from clusterspy.io import as_image
     from clusterspy.series.source import open_frames
@@ -910,7 +918,7 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
     sample = []
     for row in picks:
         image = as_image(frames[row["frame"]], pixel_size_A)
-        fit = fit_cluster(image, row["x_px"], row["y_px"], 10.0 * row["diameter_nm"] / DETECTED_TO_PROJECTED,
+        fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
                           element=element, forms=forms, cluster=row["cluster"])
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
                        "image": image, "fit": fit})
@@ -956,8 +964,7 @@ def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
     for s in sample:
         f = s["fit"]
         _, reason = judge_fit(s["label"], None, f.isomer, f.reason)
-        verdict = ("fit disagrees" if reason == "fit_disagrees" else "fit agrees" if f.reason is None
-                   else f"inconclusive ({f.reason})")
+        verdict = _verdict(f.isomer, None, f.reason, reason)
         rows.append([s["frame"], s["cluster"], s["label"], f.isomer, f.form or "–",
                      "–" if f.ncc is None else f"{f.ncc:.3f}", verdict])
         if f.atoms is not None and f.simulated is not None:
