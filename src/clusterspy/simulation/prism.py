@@ -148,6 +148,10 @@ def build_atoms(field: Field, scene: Scene) -> Any:
     return Atoms(numbers=num, positions=pos, cell=[width, height, depth], pbc=True)
 
 
+#: Largest complex64 array [bytes] of one PRISM reduction batch (scan positions × window pixels).
+REDUCTION_BATCH_BYTES = 512 * 2**20
+
+
 def simulate_prism(
     field: Field,
     scene: Scene,
@@ -234,7 +238,13 @@ def simulate_prism(
         defocus=microscope.defocus_A + Z_MARGIN_A,
         Cs=microscope.Cs_mm * 1e7,
     )
-    measurement = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf, lazy=True)
+    # the reduction multiplies the scan positions' coefficients with the S-matrix window at once:
+    # bounded to REDUCTION_BATCH_BYTES, or a 110² scan of a 523² cell (interpolation 1) asked
+    # numpy for 24.7 GB in one array
+    window_px = math.prod(max(1, g // int(interpolation)) for g in gpts)
+    batch = max(1, REDUCTION_BATCH_BYTES // (8 * window_px))
+    measurement = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf, lazy=True,
+                                max_batch_reduction=batch)
     if lazy:
         return measurement
     with abtem.config.set({"diagnostics.progress_bar": False}):
