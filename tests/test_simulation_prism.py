@@ -84,3 +84,16 @@ def test_prism_window_must_hold_the_drift_through_a_support():
     assert check_interpolation(4, field, on_carbon, mic, window=False) == 4
     with pytest.raises(ConfigError, match="integer >= 1 or 'auto'"):
         check_interpolation(0, field, on_carbon, mic, window=False)
+
+
+def test_reduction_in_small_batches_gives_the_same_image(monkeypatch):
+    """The reduction's memory bound (a few scan positions at a time) changes no pixel."""
+    import clusterspy.simulation.prism as prism_mod
+
+    atoms = ase.Atoms("Au2", positions=[[0, 0, 0], [2.6, -1.4, 1.0]])
+    kw = {"pixel_size": 0.4, "extent": 9.6, "backend": "prism", **SMALL}
+    whole = simulate(atoms, Microscope(), **kw).data
+    gpts = 9.6 / prism_mod.choose_potential_sampling(Microscope())
+    monkeypatch.setattr(prism_mod, "REDUCTION_BATCH_BYTES", int(8 * gpts**2 * 7))  # ~7 positions
+    batched = simulate(atoms, Microscope(), **kw).data
+    np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-7 * float(whole.max()))
