@@ -1,9 +1,11 @@
-"""What the CLI tells its user: the line of an interrupted run (what stands, how to continue)."""
+"""What the CLI tells its user: the line of an interrupted run (what stands, how to continue), the
+summary of ``series --verify-sample``, and errors that name the flags a CLI user typed."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -114,3 +116,64 @@ def test_interrupt_without_resumable_output_claims_nothing(tmp_path, monkeypatch
     assert "kept in" in capsys.readouterr().err
     assert main(["classify", str(tmp_path / "x.npy")]) == 130  # no --out: nothing is kept
     assert _one_line(capsys.readouterr().err) == "clusterspy: interrupted"
+
+
+# ------------------------------------------------------------------------ series --verify-sample
+def _fit(isomer: str, reason: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(isomer=isomer, reason=reason, form=None, ncc=0.9, atoms=None, simulated=None)
+
+
+def test_fit_sample_counts_follow_the_verdict_rule() -> None:
+    from clusterspy.workflows import fit_sample_counts
+
+    sample = [{"label": "icosahedral", "fit": _fit("icosahedral")},
+              {"label": "decahedral", "fit": _fit("fcc")},
+              {"label": "fcc", "fit": _fit("unknown", "ambiguous_fit")},
+              {"label": "fcc", "fit": _fit("fcc", "poor_fit")}]
+    assert fit_sample_counts(sample, 5) == {"asked": 5, "fitted": 4, "agree": 1, "disagree": 1,
+                                            "inconclusive": 2}
+    assert fit_sample_counts([], 3) == {"asked": 3, "fitted": 0, "agree": 0, "disagree": 0, "inconclusive": 0}
+
+
+@pytest.fixture
+def stub_fits(monkeypatch: pytest.MonkeyPatch) -> list:
+    """``series_fit_sample`` returning three fits (agree, disagree, inconclusive) without fitting,
+    and a report that records its sample instead of drawing (the slow parts of --verify-sample)."""
+    import clusterspy.workflows as wf
+
+    reported = []
+
+    def sample(result, source, pixel_size_A=None, *, k, element="Au", signal=None, forms=None):
+        return [{"frame": 0, "cluster": 0, "label": "icosahedral", "image": None, "fit": _fit("icosahedral")},
+                {"frame": 12, "cluster": 0, "label": "decahedral", "image": None, "fit": _fit("icosahedral")},
+                {"frame": 25, "cluster": 0, "label": "fcc", "image": None,
+                 "fit": _fit("unknown", "ambiguous_fit")}][:k]
+
+    monkeypatch.setattr(wf, "series_fit_sample", sample)
+    monkeypatch.setattr(wf, "write_series_report", lambda result, model=None, fit_sample=None:
+                        reported.append(fit_sample))
+    return reported
+
+
+@needs_weights
+def test_series_verify_sample_prints_its_tally(tmp_path, capsys, stub_fits) -> None:
+    pytest.importorskip("ase")
+    out = tmp_path / "run"
+    assert main(["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "5"]) == 0
+    stdout = capsys.readouterr().out
+    assert ("structure fit of sampled frames: 3 fitted (at most 5 asked for): 1 agree with the smoothed "
+            "label, 1 disagree, 1 inconclusive") in stdout
+    assert len(stub_fits) == 1 and len(stub_fits[0]) == 3  # the report got the same fits
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["verify_sample"] == {"asked": 5, "fitted": 3, "agree": 1, "disagree": 1, "inconclusive": 1}
+    assert main(["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "2", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["verify_sample"] == {"asked": 2, "fitted": 2, "agree": 1, "disagree": 1, "inconclusive": 0}
+
+
+@needs_weights
+def test_series_without_verify_sample_prints_no_tally(tmp_path, capsys, stub_fits) -> None:
+    assert main(["series", str(EXAMPLE), "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    assert "structure fit" not in captured.out
+    assert stub_fits == [None]

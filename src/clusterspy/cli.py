@@ -256,7 +256,9 @@ def series(
         int,
         typer.Option("--verify-sample", help="Fit a 3D structure (as 'clusterspy fit') to at most K frames "
                      "spread over the run (the first of each run of one label) and show data | fitted model "
-                     "with the fit's isomer and NCC in report.html; frames.csv is unchanged. 0: none.",
+                     "with the fit's isomer and NCC in report.html; prints how many fits agree with the "
+                     "smoothed label, disagree or are inconclusive (also in summary.json); frames.csv is "
+                     "unchanged. 0: none.",
                      metavar="K"),
     ] = 0,
     element: Annotated[
