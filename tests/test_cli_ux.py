@@ -3,6 +3,7 @@ summary of ``series --verify-sample``, and errors that name the flags a CLI user
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -177,3 +178,102 @@ def test_series_without_verify_sample_prints_no_tally(tmp_path, capsys, stub_fit
     captured = capsys.readouterr()
     assert "structure fit" not in captured.out
     assert stub_fits == [None]
+
+
+# ------------------------------------------------------------------- errors name the CLI flags
+needs_ase = pytest.mark.skipif(importlib.util.find_spec("ase") is None, reason="needs ase (train extra)")
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Frame 0 of the example series as a calibrated .npz, the same inverted (bright field), and
+    4 frames as a .npy stack (no calibration: --pixel-size 0.3)."""
+    folder = tmp_path_factory.mktemp("frames")
+    with np.load(EXAMPLE) as ex:
+        stack, pixel = ex["frames"].astype(np.float32), float(ex["pixel_size_A"])
+    assert abs(pixel - 0.3) < 1e-6
+    np.savez(folder / "image.npz", image=stack[0], pixel_size_A=pixel)
+    np.savez(folder / "bright_field.npz", image=stack[0].max() - stack[0], pixel_size_A=pixel)
+    np.save(folder / "stack.npy", stack[:4])
+    return folder / "image.npz", folder / "bright_field.npz", folder / "stack.npy"
+
+
+def _error_names(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
+    """``clusterspy ARGS`` fails with one error line (exit 2) that holds every needle."""
+    rc = main([str(a) for a in args])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and line.startswith("clusterspy: error: "), line
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+@needs_ase
+@pytest.mark.parametrize(("args", "flag"), [
+    (["--energy", "-1"], "--energy"),
+    (["--semiangle", "0"], "--semiangle"),
+    (["--extent", "0"], "--extent"),
+    (["--dose", "-1"], "--dose"),
+    (["--dose", "0"], "--dose"),  # was a noiseless image, as without --dose
+    (["--motif", "cube"], "--motif"),
+    (["--size", "5"], "--size"),
+    (["--pixel-size", "0.001", "--extent", "400"], "--pixel-size"),
+])
+def test_simulate_errors_name_the_flag(tmp_path, capsys, args: list[str], flag: str) -> None:
+    _error_names(capsys, ["simulate", *args, "--out", tmp_path / "x.npz"], flag)
+    assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--energy", "5"], "--energy"),
+                                            (["--semiangle", "200"], "--semiangle")])
+def test_fit_errors_name_the_flag(frames, capsys, args: list[str], flag: str) -> None:
+    _error_names(capsys, ["fit", frames[0], *args], flag)
+
+
+@needs_weights
+@pytest.mark.parametrize(("args", "flags"), [
+    (["--min-size", "5", "--max-size", "1"], ("--min-size", "--max-size")),
+    (["--min-size", "0"], ("--min-size",)),
+    (["--max-size", "nan"], ("--max-size",)),
+])
+def test_classify_size_errors_name_the_flags(frames, capsys, args: list[str], flags: tuple[str, ...]) -> None:
+    _error_names(capsys, ["classify", frames[0], *args], *flags)
+
+
+@needs_weights
+def test_bright_field_refusal_names_the_contrast_flag(frames, capsys) -> None:
+    _error_names(capsys, ["classify", frames[1]], "--contrast haadf")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_series_frame_time_is_checked_before_anything_is_written(frames, tmp_path, capsys, value) -> None:
+    _error_names(capsys, ["series", frames[2], "--pixel-size", "0.3", "--frame-time", value,
+                          "--out", tmp_path / "s"], "--frame-time")
+    assert not (tmp_path / "s").exists()
+
+
+@needs_weights
+def test_series_resume_refusal_names_the_changed_flag(frames, tmp_path, capsys) -> None:
+    run = ["series", frames[2], "--pixel-size", "0.3", "--frame-time", "1", "--out", tmp_path / "s",
+           "--no-report"]
+    assert main([str(a) for a in run]) == 0
+    capsys.readouterr()
+    _error_names(capsys, [*run, "--frame-time", "2"], "(frame_time_s / --frame-time) was 1.0, now 2.0",
+                 "--no-resume")
+    _error_names(capsys, [*run, "--contrast", "haadf"], "--contrast")
+    _error_names(capsys, [*run, "--temperature-K", "300"], "--temperature-K) was not given, now 300.0")
+    _error_names(capsys, [*run[:1], frames[0], *run[2:]], f"input was {str(frames[2])!r}, now "
+                 f"{str(frames[0])!r}")
+
+
+def test_manifest_difference_of_the_same_input_path_says_it_changed() -> None:
+    from clusterspy.series.manifest import _first_difference
+
+    old = {"input": {"path": "/d/s.npy", "size_bytes": 1, "mtime_ns": 5}, "settings": {"stay": 0.9}}
+    new = {"input": {"path": "/d/s.npy", "size_bytes": 1, "mtime_ns": 6}, "settings": {"stay": 0.9}}
+    assert _first_difference(old, new) == "input: '/d/s.npy' changed since (size, modification time or " \
+                                          "contents differ)"
+    new = {"input": old["input"], "settings": {"stay": 0.8}}  # no flag sets it: its Python name
+    assert _first_difference(old, new) == "settings.stay was 0.9, now 0.8"
+    arrays = {"input": {"array_shape": [4, 8, 8]}}, {"input": {"array_shape": [5, 8, 8]}}
+    assert _first_difference(*arrays) == "input: another array (size, modification time or contents differ)"

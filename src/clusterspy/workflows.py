@@ -582,7 +582,8 @@ def simulate_to_file(
     rng = np.random.default_rng(seed)
     atoms = cluster(motif, size, element, rng=rng)
     microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad)
-    acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 else None
+    # --dose 0 is refused by Acquisition (it was a noiseless image, as if no --dose were given)
+    acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 is not None else None
     image = simulate(
         atoms,
         microscope,
@@ -708,7 +709,9 @@ def classify_series(
     """
     from clusterspy import outdir
     from clusterspy.series import classify_series as classify_frames
+    from clusterspy.series.classify import check_frame_time
 
+    check_frame_time(options.get("frame_time_s"))  # before the output folder is made
     if verify_sample and report and out is not None:
         from clusterspy.structures import lattice_constant
 
