@@ -140,9 +140,9 @@ def test_resume_refuses_another_input_or_other_settings(tmp_path):
     np.save(npy, frames)
     out = tmp_path / "out"
     again(npy)
-    with pytest.raises(ConfigError, match=r"frame_time_s was 0\.1, now 0\.2.*--no-resume"):
+    with pytest.raises(ConfigError, match=r"frame_time_s / --frame-time\) was 0\.1, now 0\.2.*--no-resume"):
         again(npy, frame_time_s=0.2)
-    with pytest.raises(ConfigError, match=r"pixel_size_A was 0\.5, now 0\.6.*--no-resume"):
+    with pytest.raises(ConfigError, match=r"pixel_size_A / --pixel-size\) was 0\.5, now 0\.6.*--no-resume"):
         again(npy, pixel_size_A=0.6)
     np.save(npy, frames[::-1])  # another file at the same path
     with pytest.raises(ConfigError, match="input"):

@@ -73,6 +73,19 @@ def _signal_choice(value: str | None) -> int | str | None:
     return int(value) if value.strip().isdigit() else value
 
 
+#: What an interrupted command keeps and how to continue it (set by a command whose output
+#: resumes, once its output folder is known; reset by :func:`main`).
+_ON_INTERRUPT: dict[str, str | None] = {"note": None}
+
+
+def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None) -> None:
+    """Say, should Ctrl-C stop this command, that the ``what`` finished so far stay in ``out`` and a
+    rerun continues them; ``not_with``: the option given that would start afresh on a rerun
+    (``--restart``, ``--no-resume``), so the advice drops it."""
+    again = "run the same command again" if not_with is None else f"run the same command without {not_with}"
+    _ON_INTERRUPT["note"] = f"the {what} finished so far are kept in {out}; {again} to continue"
+
+
 @app.command()
 def classify(
     paths: Annotated[
@@ -168,6 +181,8 @@ def classify(
         raise ConfigError("--element names the metal for the structure fit of --verify: add --verify")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
+    if out is not None:  # each file's results are written as it is done; a rerun skips those
+        _kept_on_interrupt("files", out, not_with="--restart" if restart else None)
     batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
                       explain=explain, workers=workers, scheduler=scheduler, restart=restart,
                       signal=_signal_choice(signal), verify=verify, element=element or "Au")
@@ -241,7 +256,9 @@ def series(
         int,
         typer.Option("--verify-sample", help="Fit a 3D structure (as 'clusterspy fit') to at most K frames "
                      "spread over the run (the first of each run of one label) and show data | fitted model "
-                     "with the fit's isomer and NCC in report.html; frames.csv is unchanged. 0: none.",
+                     "with the fit's isomer and NCC in report.html; prints how many fits agree with the "
+                     "smoothed label, disagree or are inconclusive (also in summary.json); frames.csv is "
+                     "unchanged. 0: none.",
                      metavar="K"),
     ] = 0,
     element: Annotated[
@@ -273,6 +290,7 @@ def series(
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
+    _kept_on_interrupt("frames", out, not_with=None if resume else "--no-resume")  # run.json + checkpoint
     result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
                              contrast=contrast.value, temperature_K=temperature, resume=resume,
                              report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
@@ -369,6 +387,7 @@ def train(
         from clusterspy.errors import MissingDependencyError
 
         raise MissingDependencyError(getattr(exc, "name", "torch") or "torch", "train", "training") from exc
+    _kept_on_interrupt("epochs", out, not_with=None if resume else "--no-resume")  # checkpoint.pt
     written = train_model(config, out, resume=resume, device=device)
     typer.echo(f"model written to {written}")
 
@@ -406,6 +425,7 @@ def demo(
     """Run the whole pipeline on the built-in example series (well under a minute)."""
     from clusterspy.workflows import run_demo
 
+    _kept_on_interrupt("frames", out)  # the example series, resumed as by 'clusterspy series'
     report = run_demo(out)
     typer.echo(f"results: {out / 'results.csv'}")
     typer.echo(f"report:  {report}")
@@ -454,18 +474,20 @@ def _run(argv: list[str] | None) -> int:
     """:func:`main` without its warning display: the command, its errors as one line."""
     from clusterspy.errors import ClusterSpyError
 
+    _ON_INTERRUPT["note"] = None
     try:
         rc = app(args=argv, standalone_mode=False)
+        if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C in a command into Exit(130), returned here
+            return _interrupted()
         if isinstance(rc, int) and rc:  # click returns the code of typer.Exit without raising it
             return rc
     except ClusterSpyError as exc:
         typer.echo(f"clusterspy: error: {' '.join(str(exc).split())}", err=True)
         return exc.exit_code
     except typer.Exit as exc:
-        return exc.exit_code
-    except KeyboardInterrupt:
-        typer.echo("clusterspy: interrupted", err=True)
-        return 130
+        return _interrupted() if exc.exit_code == EXIT_INTERRUPTED else exc.exit_code
+    except KeyboardInterrupt:  # outside a command (parsing), or a typer that lets it through
+        return _interrupted()
     except OSError as exc:
         if exc.errno not in _USER_OS_ERRORS:
             raise
@@ -473,8 +495,8 @@ def _run(argv: list[str] | None) -> int:
         return 2
     except Exception as exc:
         # Usage errors of the (vendored) click parser: show the message, not a traceback.
-        if type(exc).__name__ == "Abort":
-            return 1
+        if type(exc).__name__ == "Abort":  # click's answer to Ctrl-C (older typer) or to EOF at a prompt
+            return _interrupted() if isinstance(exc.__context__, KeyboardInterrupt) else 1
         code = getattr(exc, "exit_code", None)
         if callable(getattr(exc, "format_message", None)) and isinstance(code, int):
             ctx = getattr(exc, "ctx", None)  # one line, as for our own errors
@@ -483,6 +505,18 @@ def _run(argv: list[str] | None) -> int:
             return code
         raise
     return 0
+
+
+#: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
+
+
+def _interrupted() -> int:
+    """Print the one line of an interrupted command — with what it keeps and how to continue,
+    where its output resumes — and return :data:`EXIT_INTERRUPTED`."""
+    note = _ON_INTERRUPT["note"]
+    typer.echo("clusterspy: interrupted" + (f": {note}" if note else ""), err=True)
+    return EXIT_INTERRUPTED
 
 
 #: errno values of a full disk, a file size limit or missing permissions: the user's to fix.
@@ -523,6 +557,7 @@ def dataset(
 ) -> None:
     """Generate (or resume) a labelled dataset of simulated crops (needs the 'train' extra)."""
     generate = _train_extra("clusterspy.datasets", "generate", "dataset generation")
+    _kept_on_interrupt("chunks", out)  # the finished chunks of the .zarr; a rerun makes the others
     path = generate(spec, out, scheduler=scheduler, num_workers=workers, progress=progress)
     typer.echo(f"dataset complete: {path}")
 

@@ -169,7 +169,8 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
         raise OutOfDomainError(
             f"{px:g} Å/px{' (the file calibration)' if from_file else ''} cannot resolve atomic columns "
             f"(the model needs ≤ {hi:g} Å/px){hint}; ClusterSpy classifies atomic-resolution images "
-            "(give the right pixel size with --pixel-size, or image at a higher magnification)"
+            "(give the right pixel size with --pixel-size or pixel_size_A=, or image at a higher "
+            "magnification)"
         )
     d_min_A = float(min_diameter_A) if min_diameter_A else 10.0 * float(domain.get("diameter_nm", [1, 8])[0])
     field_A = min(image.shape) * px
@@ -182,7 +183,8 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
     if contrast == "auto" and looks_bright_field(image.data):
         raise OutOfDomainError(
             "the image looks like bright field (dark particles on a bright background); the model "
-            "judges HAADF (Z-contrast) images only — if this is HAADF, pass --contrast haadf"
+            "judges HAADF (Z-contrast) images only — if this is HAADF, pass --contrast haadf "
+            "(contrast='haadf' in Python)"
         )
 
 

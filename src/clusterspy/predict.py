@@ -335,14 +335,14 @@ def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float
     from clusterspy.errors import ConfigError
 
     d_lo, d_hi = (10.0 * float(v) for v in card.domain.get("diameter_nm", [1.0, 8.0]))
-    for name, v in (("--min-size", min_size_nm), ("--max-size", max_size_nm)):
+    for name, v in (("min_size_nm / --min-size", min_size_nm), ("max_size_nm / --max-size", max_size_nm)):
         if v is not None and not (np.isfinite(float(v)) and float(v) > 0):
-            raise ConfigError(f"{name} must be a positive diameter in nm, got {v}")
+            raise ConfigError(f"the size limit ({name}) must be a positive diameter in nm, got {v}")
     lo = 10.0 * float(min_size_nm) if min_size_nm is not None else max(6.0, 0.8 * d_lo)
     hi = 10.0 * float(max_size_nm) if max_size_nm is not None else 2.5 * d_hi
     if lo >= hi:
         raise ConfigError(f"the size range is empty: {lo / 10:g}–{hi / 10:g} nm "
-                          "(--min-size must be below --max-size)")
+                          "(min_size_nm / --min-size must be below max_size_nm / --max-size)")
     return lo, hi
 
 
@@ -363,7 +363,8 @@ def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contr
         d = max(any_size, key=lambda r: r.contrast)
         return (f"no cluster of {lo_A / 10:g}–{hi_A / 10:g} nm found in {where}; the most prominent "
                 f"bright region is {d.diameter_A / 10:.2g} nm across — if that is your particle, "
-                "check the pixel size, or widen the range with --min-size/--max-size (nm)")
+                "check the pixel size, or widen the range with --min-size/--max-size (nm; min_size_nm= / "
+                "max_size_nm= in Python)")
     return (f"no cluster found in {where}: nothing stands out above the background noise "
             + ("" if contrast == "haadf" else "(HAADF: bright clusters on a dark background) ")
             + "— check that this is an atomic-resolution image of clusters")

@@ -582,7 +582,8 @@ def simulate_to_file(
     rng = np.random.default_rng(seed)
     atoms = cluster(motif, size, element, rng=rng)
     microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad)
-    acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 else None
+    # --dose 0 is refused by Acquisition (it was a noiseless image, as if no --dose were given)
+    acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 is not None else None
     image = simulate(
         atoms,
         microscope,
@@ -694,8 +695,10 @@ def classify_series(
         With ``report``: fit a 3D structure (:func:`clusterspy.fit.fit_cluster`) to at most this
         many frames spread over the run — the first frame of each run of one smoothed label
         (:func:`series_fit_sample`) — and show data | fitted model with the fit's isomer and NCC
-        in ``report.html``. A report feature only: ``frames.csv``, the labels and resume are
-        unchanged. 0: none.
+        in ``report.html``; their tally (:func:`fit_sample_counts`) joins the summary
+        (``result.summary["verify_sample"]``, ``summary.json`` and the text of
+        :meth:`SeriesResult.describe`). A report feature only: ``frames.csv``, the labels and
+        resume are unchanged. 0: none.
     element : str
         With ``verify_sample``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
 
@@ -706,7 +709,9 @@ def classify_series(
     """
     from clusterspy import outdir
     from clusterspy.series import classify_series as classify_frames
+    from clusterspy.series.classify import check_frame_time
 
+    check_frame_time(options.get("frame_time_s"))  # before the output folder is made
     if verify_sample and report and out is not None:
         from clusterspy.structures import lattice_constant
 
@@ -725,6 +730,9 @@ def classify_series(
             else:
                 sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
                                            signal=options.get("signal")) if verify_sample else None
+                if sample is not None:
+                    result.summary["verify_sample"] = fit_sample_counts(sample, verify_sample)
+                    write_text_atomic(Path(out) / "summary.json", json.dumps(result.summary, indent=2))
                 write_series_report(result, explain_model, fit_sample=sample)
     finally:
         if lock is not None:
@@ -923,6 +931,56 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
                        "image": image, "fit": fit})
     return sample
+
+
+def fit_outcome(label: str, fit: Any) -> str:
+    """What a structure fit says of a label: ``"agree"``, ``"disagree"`` or ``"inconclusive"``.
+
+    The rule of :func:`clusterspy.domain.judge_fit`: a conclusive fit (no ``reason``) of the
+    label's isomer agrees, a conclusive fit of another isomer disagrees, any other fit (a
+    ``reason`` such as ``ambiguous_fit`` or ``poor_fit``) is inconclusive.
+
+    Parameters
+    ----------
+    label : str
+        The label checked (a series' smoothed label).
+    fit : StructureFit
+        The fit (its ``isomer`` and ``reason`` are read).
+
+    Returns
+    -------
+    str
+        ``"agree"``, ``"disagree"`` or ``"inconclusive"``.
+    """
+    from clusterspy.domain import judge_fit
+
+    _, reason = judge_fit(label, None, fit.isomer, fit.reason)
+    if reason == "fit_disagrees":
+        return "disagree"
+    return "agree" if fit.reason is None else "inconclusive"
+
+
+def fit_sample_counts(sample: Sequence[dict[str, Any]], asked: int) -> dict[str, int]:
+    """The tally of a series' sampled structure fits (:func:`series_fit_sample`).
+
+    Parameters
+    ----------
+    sample : sequence of dict
+        The fitted frames (``"label"``, ``"fit"``).
+    asked : int
+        The most frames asked for (``verify_sample``, ``--verify-sample K``).
+
+    Returns
+    -------
+    dict
+        ``{"asked", "fitted", "agree", "disagree", "inconclusive"}``: frames asked for, frames
+        fitted (fewer when the series has fewer runs of one label), and how many fits agree with
+        the smoothed label, disagree with it or are inconclusive (:func:`fit_outcome`).
+    """
+    counts = {"asked": int(asked), "fitted": len(sample), "agree": 0, "disagree": 0, "inconclusive": 0}
+    for s in sample:
+        counts[fit_outcome(s["label"], s["fit"])] += 1
+    return counts
 
 
 def _run_starts(result: SeriesResult, k: int) -> list[dict[str, Any]]:

@@ -89,7 +89,7 @@ def classify_series(
     pixel_size_A : float, optional
         Pixel size [Å/px] when the file has none (or for arrays).
     frame_time_s : float, optional
-        Time between frames [s]; default from the file's metadata. Needed for ``time_s``, rates
+        Time between frames [s] (> 0); default from the file's metadata. Needed for ``time_s``, rates
         per second and dwell times in seconds.
     model : object, optional
         Anything with ``card`` (dict with ``classes``, ``pixel_size_A``, ``crop_px``, optional
@@ -171,6 +171,7 @@ def classify_series(
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    check_frame_time(frame_time_s)
     if model is None:
         from clusterspy.predict import load_model
 
@@ -235,6 +236,24 @@ def classify_series(
         table.write_final(rows)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     return SeriesResult(rows, summary, out_dir, worker.thumbnails(), worker.thumbnail_frames())
+
+
+def check_frame_time(frame_time_s: float | None) -> None:
+    """Refuse a frame time given by the user that is not a positive number of seconds.
+
+    Parameters
+    ----------
+    frame_time_s : float or None
+        Time between frames [s]; None: unknown (taken from the file, if it records one).
+
+    Raises
+    ------
+    ConfigError
+        ``frame_time_s`` is zero, negative, NaN or infinite (one line naming ``--frame-time``).
+    """
+    if frame_time_s is not None and not (np.isfinite(float(frame_time_s)) and float(frame_time_s) > 0):
+        raise ConfigError(f"frame time {frame_time_s} s (frame_time_s / --frame-time) must be a positive "
+                          "number of seconds between frames; leave it out when unknown")
 
 
 def _flush(worker: FrameClassifier, table: FramesTable, next_frame: int, out_dir: Path | None) -> None:

@@ -17,7 +17,24 @@ MANIFEST_NAME = "run.json"
 SCHEMA = "clusterspy.series-run/1"
 
 
+#: Settings of ``run.json`` that a ``clusterspy series`` option sets: their words in a refusal, with
+#: the Python keyword and the flag (the other settings are keywords of classify_series only).
+_SETTING_NAMES = {
+    "pixel_size_A": "pixel size (pixel_size_A / --pixel-size)",
+    "frame_time_s": "frame time (frame_time_s / --frame-time)",
+    "contrast": "contrast (contrast / --contrast)",
+    "temperature_K": "temperature (temperature_K / --temperature-K)",
+    "model_id": "model (model / --model)",
+    "model_sha256": "model (model / --model)",
+    "source": "input",
+}
+
+
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
+    """The first difference of two manifests, in words: ``"frame time (frame_time_s / --frame-time)
+    was 0.1, now 0.2"``; a setting no option sets by its key (``settings.stay was …``)."""
+    if prefix == "" and old.get("input") != new.get("input"):
+        return _input_difference(old.get("input") or {}, new.get("input") or {})
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
@@ -25,8 +42,25 @@ def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
             if found:
                 return found
         elif a != b:
-            return f"{prefix}{key} was {a!r}, now {b!r}"
+            name = _SETTING_NAMES.get(key) if prefix == "settings." else None
+            return f"{name or prefix + key} was {_shown(a)}, now {_shown(b)}"
     return None
+
+
+def _shown(value: Any) -> str:
+    """A manifest value in a refusal: its repr, or ``not given`` for None."""
+    return "not given" if value is None else repr(value)
+
+
+def _input_difference(old: dict, new: dict) -> str:
+    """How the input differs: another file (or signal), or the same file (array) with other contents."""
+    if old.get("path") != new.get("path"):
+        was, now = (repr(d["path"]) if d.get("path") else "an array" for d in (old, new))
+        return f"input was {was}, now {now}"
+    if old.get("signal") != new.get("signal"):
+        return f"signal (signal / --signal) was {old.get('signal')!r}, now {new.get('signal')!r}"
+    what = "another array" if new.get("path") is None else f"{new['path']!r} changed since"
+    return f"input: {what} (size, modification time or contents differ)"
 
 
 def _holds_frames(frames_csv: Path) -> bool:

@@ -92,8 +92,24 @@ class SeriesResult:
         if s.get("interval_method"):
             lines.append(f"intervals: {s['interval_method']} (see interval_method_description in "
                          "summary.json)")
+        fits = self.verify_sample_line()
+        if fits is not None:
+            lines.append(fits)
         lines += [f"warning: {w}" for w in s["warnings"]]
         return "\n".join(lines)
+
+    def verify_sample_line(self) -> str | None:
+        """One line on the structure fits of sampled frames (``summary["verify_sample"]``, from
+        ``verify_sample=K`` / ``--verify-sample K``), or None when none were asked for."""
+        c = self.summary.get("verify_sample")
+        if c is None:
+            return None
+        if not c["fitted"]:
+            return (f"structure fit of sampled frames: none of the {c['asked']} asked for was fitted (no "
+                    "labelled frame, or the frames cannot be read again)")
+        return (f"structure fit of sampled frames: {c['fitted']} fitted (at most {c['asked']} asked for): "
+                f"{c['agree']} agree with the smoothed label, {c['disagree']} disagree, "
+                f"{c['inconclusive']} inconclusive (data | fitted model in report.html)")
 
     def no_label_note(self) -> str | None:
         """Why no frame is labelled, with advice (:func:`~clusterspy.series.no_label.no_label_note`),

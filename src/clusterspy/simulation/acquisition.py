@@ -68,8 +68,8 @@ class Acquisition:
             np.isfinite(self.dose_e_per_A2) and self.dose_e_per_A2 > 0
         ):
             raise ConfigError(
-                f"dose_e_per_A2={self.dose_e_per_A2} must be a positive dose in e⁻/Å² "
-                "(e.g. 1e4), or None for a noiseless image"
+                f"electron dose {self.dose_e_per_A2} (dose_e_per_A2 / --dose) must be a positive dose in "
+                "e⁻/Å² (e.g. 1e4), or None (no --dose) for a noiseless image"
             )
         if not (np.isfinite(self.jitter_px) and self.jitter_px >= 0):
             raise ConfigError(f"jitter_px={self.jitter_px} must be >= 0 (pixels)")

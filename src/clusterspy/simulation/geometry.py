@@ -153,9 +153,11 @@ def field_shape(pixel_size: float, extent: float | tuple[float, float]) -> tuple
     try:
         ex, ey = (float(extent), float(extent)) if np.ndim(extent) == 0 else map(float, extent)
     except (TypeError, ValueError):
-        raise ConfigError(f"extent={extent!r} must be a field width in Å or (width, height) in Å") from None
+        raise ConfigError(f"field of view {extent!r} (extent / --extent) must be a width in Å or "
+                          "(width, height) in Å") from None
     if not (ex > 0 and ey > 0 and np.isfinite(ex) and np.isfinite(ey)):
-        raise ConfigError(f"extent={extent!r} must be positive lengths in Å")
+        raise ConfigError(f"field of view {extent!r} (extent / --extent) must be positive: a width in Å, "
+                          "or (width, height) in Å")
     cols, rows = round(ex / ps), round(ey / ps)
     if rows < 2 or cols < 2:
         raise ConfigError(
@@ -163,7 +165,8 @@ def field_shape(pixel_size: float, extent: float | tuple[float, float]) -> tuple
             "or reduce the pixel size"
         )
     if rows * cols > 4096 * 4096:
-        raise ConfigError(f"a {rows}×{cols} px image is too large; increase pixel_size or reduce extent")
+        raise ConfigError(f"a {rows}×{cols} px image is too large; increase the pixel size (pixel_size / "
+                          "--pixel-size) or reduce the field of view (extent / --extent)")
     return rows, cols
 
 

@@ -69,11 +69,12 @@ class Microscope:
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.energy_keV) and 10.0 <= self.energy_keV <= 3000.0):
-            raise ConfigError(f"energy_keV={self.energy_keV} is not a TEM energy; give it in keV (e.g. 200)")
+            raise ConfigError(f"beam energy {self.energy_keV} keV (energy_keV / --energy) is not a TEM "
+                              "energy; give it in keV (e.g. 200)")
         if not (np.isfinite(self.semiangle_mrad) and 0.5 <= self.semiangle_mrad <= 100.0):
             raise ConfigError(
-                f"semiangle_mrad={self.semiangle_mrad} must be a probe convergence semi-angle "
-                "in mrad between 0.5 and 100 (e.g. 25)"
+                f"probe convergence semi-angle {self.semiangle_mrad} mrad (semiangle_mrad / --semiangle) "
+                "must be between 0.5 and 100 mrad (e.g. 25)"
             )
         try:
             inner, outer = (float(v) for v in self.detector_mrad)

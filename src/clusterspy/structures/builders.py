@@ -303,7 +303,7 @@ def _parse_motif(motif: str | Isomer) -> Isomer:
     try:
         return parse_isomer(str(motif))
     except ValueError as exc:
-        raise ConfigError(f"{exc}; pass e.g. motif='icosahedral'") from None
+        raise ConfigError(f"{exc}; pass e.g. motif='icosahedral' (--motif icosahedral)") from None
 
 
 def _shape_from_params(motif: Isomer, shape: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -461,9 +461,9 @@ def cluster(
     try:
         size = int(size)
     except (TypeError, ValueError):
-        raise ConfigError(f"size must be an atom count (int), got {size!r}") from None
+        raise ConfigError(f"cluster size (size / --size) must be an atom count (int), got {size!r}") from None
     if size < 13:
-        raise ConfigError(f"size must be at least 13 atoms, got {size}")
+        raise ConfigError(f"cluster size (size / --size) must be at least 13 atoms, got {size}")
     form_name, params = _parse_shape(iso, shape, size, rng)
     if iso is Isomer.AMORPHOUS and not (isinstance(orientation, str) and orientation == "random"):
         if isinstance(orientation, str):

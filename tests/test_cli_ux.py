@@ -1,0 +1,279 @@
+"""What the CLI tells its user: the line of an interrupted run (what stands, how to continue), the
+summary of ``series --verify-sample``, and errors that name the flags a CLI user typed."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from clusterspy.cli import main
+
+EXAMPLE = Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz"
+WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
+needs_weights = pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped model")
+
+
+def _one_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------ Ctrl-C
+def _interrupt_after_first_flush(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C right after the series loop saved its first checkpoint (frames.csv rows written)."""
+    from clusterspy.series import classify as series_classify
+
+    real = series_classify._flush
+
+    def flush_then_interrupt(*args, **kwargs):
+        real(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(series_classify, "_flush", flush_then_interrupt)
+
+
+@needs_weights
+def test_interrupted_series_names_its_folder_and_a_rerun_continues(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "run"
+    args = ["series", str(EXAMPLE), "--out", str(out), "--no-report"]
+    with monkeypatch.context() as m:
+        _interrupt_after_first_flush(m)
+        assert main(args) == 130
+    line = _one_line(capsys.readouterr().err)
+    assert line == (f"clusterspy: interrupted: the frames finished so far are kept in {out}; run the same "
+                    "command again to continue")
+    assert (out / "frames.csv").is_file() and not (out / "summary.json").exists()
+    assert not (out / ".clusterspy.lock").exists()  # released: the rerun is not refused
+    assert main(args) == 0  # the advice holds: the same command finishes the run
+    assert json.loads((out / "summary.json").read_text())["n_frames"] == 40
+
+
+@needs_weights
+def test_interrupted_series_with_no_resume_says_to_drop_it(tmp_path, monkeypatch, capsys) -> None:
+    out = tmp_path / "run"
+    _interrupt_after_first_flush(monkeypatch)
+    assert main(["series", str(EXAMPLE), "--out", str(out), "--no-report", "--no-resume"]) == 130
+    line = _one_line(capsys.readouterr().err)
+    assert f"kept in {out}" in line and "run the same command without --no-resume to continue" in line
+
+
+def _two_images(folder: Path) -> list[str]:
+    folder.mkdir()
+    with np.load(EXAMPLE) as ex:
+        frames, pixel = ex["frames"], float(ex["pixel_size_A"])
+    paths = []
+    for i in (0, 20):
+        np.savez(folder / f"img{i:02d}.npz", image=frames[i].astype(np.float32), pixel_size_A=pixel)
+        paths.append(str(folder / f"img{i:02d}.npz"))
+    return paths
+
+
+@needs_weights
+@pytest.mark.parametrize("restart", [False, True])
+def test_interrupted_classify_batch_names_its_folder_and_a_rerun_continues(
+        tmp_path, monkeypatch, capsys, restart) -> None:
+    from clusterspy import batch
+
+    images, out = _two_images(tmp_path / "images"), tmp_path / "out"
+    real, calls = batch.classify_task, []
+
+    def second_file_interrupted(*args, **kwargs):
+        calls.append(args[0])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    args = ["classify", *images, "--out", str(out), "--workers", "1", *(["--restart"] if restart else [])]
+    with monkeypatch.context() as m:
+        m.setattr(batch, "classify_task", second_file_interrupted)
+        assert main(args) == 130
+    line = _one_line(capsys.readouterr().err)
+    again = "run the same command without --restart" if restart else "run the same command again"
+    assert line == (f"clusterspy: interrupted: the files finished so far are kept in {out}; {again} "
+                    "to continue")
+    assert len(list((out / "parts").glob("*.json"))) == 1
+    if not restart:  # the advice holds: the rerun keeps the first file and classifies the second
+        assert main(args) == 0
+        assert "(1 file(s) already done there skipped)" in capsys.readouterr().err
+
+
+def test_interrupt_without_resumable_output_claims_nothing(tmp_path, monkeypatch, capsys) -> None:
+    import clusterspy.batch
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(clusterspy.batch, "run_batch", interrupted)
+    # an earlier command's note must not leak into this one
+    monkeypatch.setattr("clusterspy.workflows.classify_series", interrupted)
+    assert main(["series", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 130
+    assert "kept in" in capsys.readouterr().err
+    assert main(["classify", str(tmp_path / "x.npy")]) == 130  # no --out: nothing is kept
+    assert _one_line(capsys.readouterr().err) == "clusterspy: interrupted"
+
+
+# ------------------------------------------------------------------------ series --verify-sample
+def _fit(isomer: str, reason: str | None = None) -> SimpleNamespace:
+    return SimpleNamespace(isomer=isomer, reason=reason, form=None, ncc=0.9, atoms=None, simulated=None)
+
+
+def test_fit_sample_counts_follow_the_verdict_rule() -> None:
+    from clusterspy.workflows import fit_sample_counts
+
+    sample = [{"label": "icosahedral", "fit": _fit("icosahedral")},
+              {"label": "decahedral", "fit": _fit("fcc")},
+              {"label": "fcc", "fit": _fit("unknown", "ambiguous_fit")},
+              {"label": "fcc", "fit": _fit("fcc", "poor_fit")}]
+    assert fit_sample_counts(sample, 5) == {"asked": 5, "fitted": 4, "agree": 1, "disagree": 1,
+                                            "inconclusive": 2}
+    assert fit_sample_counts([], 3) == {"asked": 3, "fitted": 0, "agree": 0, "disagree": 0, "inconclusive": 0}
+
+
+@pytest.fixture
+def stub_fits(monkeypatch: pytest.MonkeyPatch) -> list:
+    """``series_fit_sample`` returning three fits (agree, disagree, inconclusive) without fitting,
+    and a report that records its sample instead of drawing (the slow parts of --verify-sample)."""
+    import clusterspy.workflows as wf
+
+    reported = []
+
+    def sample(result, source, pixel_size_A=None, *, k, element="Au", signal=None, forms=None):
+        return [{"frame": 0, "cluster": 0, "label": "icosahedral", "image": None, "fit": _fit("icosahedral")},
+                {"frame": 12, "cluster": 0, "label": "decahedral", "image": None, "fit": _fit("icosahedral")},
+                {"frame": 25, "cluster": 0, "label": "fcc", "image": None,
+                 "fit": _fit("unknown", "ambiguous_fit")}][:k]
+
+    monkeypatch.setattr(wf, "series_fit_sample", sample)
+    monkeypatch.setattr(wf, "write_series_report", lambda result, model=None, fit_sample=None:
+                        reported.append(fit_sample))
+    return reported
+
+
+@needs_weights
+def test_series_verify_sample_prints_its_tally(tmp_path, capsys, stub_fits) -> None:
+    pytest.importorskip("ase")
+    out = tmp_path / "run"
+    assert main(["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "5"]) == 0
+    stdout = capsys.readouterr().out
+    assert ("structure fit of sampled frames: 3 fitted (at most 5 asked for): 1 agree with the smoothed "
+            "label, 1 disagree, 1 inconclusive") in stdout
+    assert len(stub_fits) == 1 and len(stub_fits[0]) == 3  # the report got the same fits
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert on_disk["verify_sample"] == {"asked": 5, "fitted": 3, "agree": 1, "disagree": 1, "inconclusive": 1}
+    assert main(["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "2", "--format", "json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["verify_sample"] == {"asked": 2, "fitted": 2, "agree": 1, "disagree": 1, "inconclusive": 0}
+
+
+@needs_weights
+def test_series_without_verify_sample_prints_no_tally(tmp_path, capsys, stub_fits) -> None:
+    assert main(["series", str(EXAMPLE), "--out", str(tmp_path / "run")]) == 0
+    captured = capsys.readouterr()
+    assert "structure fit" not in captured.out
+    assert stub_fits == [None]
+
+
+# ------------------------------------------------------------------- errors name the CLI flags
+needs_ase = pytest.mark.skipif(importlib.util.find_spec("ase") is None, reason="needs ase (train extra)")
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """Frame 0 of the example series as a calibrated .npz, the same inverted (bright field), and
+    4 frames as a .npy stack (no calibration: --pixel-size 0.3)."""
+    folder = tmp_path_factory.mktemp("frames")
+    with np.load(EXAMPLE) as ex:
+        stack, pixel = ex["frames"].astype(np.float32), float(ex["pixel_size_A"])
+    assert abs(pixel - 0.3) < 1e-6
+    np.savez(folder / "image.npz", image=stack[0], pixel_size_A=pixel)
+    np.savez(folder / "bright_field.npz", image=stack[0].max() - stack[0], pixel_size_A=pixel)
+    np.save(folder / "stack.npy", stack[:4])
+    return folder / "image.npz", folder / "bright_field.npz", folder / "stack.npy"
+
+
+def _error_names(capsys: pytest.CaptureFixture[str], args: list[str], *needles: str) -> str:
+    """``clusterspy ARGS`` fails with one error line (exit 2) that holds every needle."""
+    rc = main([str(a) for a in args])
+    line = _one_line(capsys.readouterr().err)
+    assert rc == 2 and line.startswith("clusterspy: error: "), line
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+@needs_ase
+@pytest.mark.parametrize(("args", "flag"), [
+    (["--energy", "-1"], "--energy"),
+    (["--semiangle", "0"], "--semiangle"),
+    (["--extent", "0"], "--extent"),
+    (["--dose", "-1"], "--dose"),
+    (["--dose", "0"], "--dose"),  # was a noiseless image, as without --dose
+    (["--motif", "cube"], "--motif"),
+    (["--size", "5"], "--size"),
+    (["--pixel-size", "0.001", "--extent", "400"], "--pixel-size"),
+])
+def test_simulate_errors_name_the_flag(tmp_path, capsys, args: list[str], flag: str) -> None:
+    _error_names(capsys, ["simulate", *args, "--out", tmp_path / "x.npz"], flag)
+    assert not (tmp_path / "x.npz").exists()
+
+
+@pytest.mark.parametrize(("args", "flag"), [(["--energy", "5"], "--energy"),
+                                            (["--semiangle", "200"], "--semiangle")])
+def test_fit_errors_name_the_flag(frames, capsys, args: list[str], flag: str) -> None:
+    _error_names(capsys, ["fit", frames[0], *args], flag)
+
+
+@needs_weights
+@pytest.mark.parametrize(("args", "flags"), [
+    (["--min-size", "5", "--max-size", "1"], ("--min-size", "--max-size")),
+    (["--min-size", "0"], ("--min-size",)),
+    (["--max-size", "nan"], ("--max-size",)),
+])
+def test_classify_size_errors_name_the_flags(frames, capsys, args: list[str], flags: tuple[str, ...]) -> None:
+    _error_names(capsys, ["classify", frames[0], *args], *flags)
+
+
+@needs_weights
+def test_bright_field_refusal_names_the_contrast_flag(frames, capsys) -> None:
+    _error_names(capsys, ["classify", frames[1]], "--contrast haadf")
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
+def test_series_frame_time_is_checked_before_anything_is_written(frames, tmp_path, capsys, value) -> None:
+    _error_names(capsys, ["series", frames[2], "--pixel-size", "0.3", "--frame-time", value,
+                          "--out", tmp_path / "s"], "--frame-time")
+    assert not (tmp_path / "s").exists()
+
+
+@needs_weights
+def test_series_resume_refusal_names_the_changed_flag(frames, tmp_path, capsys) -> None:
+    run = ["series", frames[2], "--pixel-size", "0.3", "--frame-time", "1", "--out", tmp_path / "s",
+           "--no-report"]
+    assert main([str(a) for a in run]) == 0
+    capsys.readouterr()
+    _error_names(capsys, [*run, "--frame-time", "2"], "(frame_time_s / --frame-time) was 1.0, now 2.0",
+                 "--no-resume")
+    _error_names(capsys, [*run, "--contrast", "haadf"], "--contrast")
+    _error_names(capsys, [*run, "--temperature-K", "300"], "--temperature-K) was not given, now 300.0")
+    _error_names(capsys, [*run[:1], frames[0], *run[2:]], f"input was {str(frames[2])!r}, now "
+                 f"{str(frames[0])!r}")
+
+
+def test_manifest_difference_of_the_same_input_path_says_it_changed() -> None:
+    from clusterspy.series.manifest import _first_difference
+
+    old = {"input": {"path": "/d/s.npy", "size_bytes": 1, "mtime_ns": 5}, "settings": {"stay": 0.9}}
+    new = {"input": {"path": "/d/s.npy", "size_bytes": 1, "mtime_ns": 6}, "settings": {"stay": 0.9}}
+    assert _first_difference(old, new) == "input: '/d/s.npy' changed since (size, modification time or " \
+                                          "contents differ)"
+    new = {"input": old["input"], "settings": {"stay": 0.8}}  # no flag sets it: its Python name
+    assert _first_difference(old, new) == "settings.stay was 0.9, now 0.8"
+    arrays = {"input": {"array_shape": [4, 8, 8]}}, {"input": {"array_shape": [5, 8, 8]}}
+    assert _first_difference(*arrays) == "input: another array (size, modification time or contents differ)"
