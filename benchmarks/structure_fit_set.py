@@ -139,7 +139,13 @@ def _simulate_and_save(i: int) -> None:
     out = CACHE / f"case_{i:04d}.npz"
     c = case(i)
     t0 = time.time()
-    rec = make(c)
+    try:
+        rec = make(c)
+    except MemoryError as exc:  # numpy refused one allocation larger than the machine
+        (CACHE / f"case_{i:04d}.skipped.json").write_text(json.dumps(
+            {"case": c, "reason": f"PRISM asked for more memory than the machine has ({exc})"}))
+        print(f"{i} skipped: {exc}", flush=True)
+        return
     tmp = out.with_suffix(".tmp.npz")
     np.savez_compressed(tmp, **rec)
     tmp.rename(out)

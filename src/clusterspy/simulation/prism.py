@@ -238,11 +238,11 @@ def simulate_prism(
         defocus=microscope.defocus_A + Z_MARGIN_A,
         Cs=microscope.Cs_mm * 1e7,
     )
-    # the reduction multiplies the scan positions' coefficients with the S-matrix window at once:
-    # bounded to REDUCTION_BATCH_BYTES, or a 110² scan of a 523² cell (interpolation 1) asked
-    # numpy for 24.7 GB in one array
-    window_px = math.prod(max(1, g // int(interpolation)) for g in gpts)
-    batch = max(1, REDUCTION_BATCH_BYTES // (8 * window_px))
+    # abTEM's reduction multiplies the coefficients of a batch of scan positions with the whole
+    # S-matrix (its full grid, whatever the interpolation) at once: bounded to
+    # REDUCTION_BATCH_BYTES, or a 110² scan of a 36 Å cell at interpolation 16 asked numpy for
+    # 24.7 GB in one array
+    batch = max(1, REDUCTION_BATCH_BYTES // (8 * math.prod(gpts)))
     measurement = s_matrix.scan(scan=scan, detectors=detector, ctf=ctf, lazy=True,
                                 max_batch_reduction=batch)
     if lazy:
