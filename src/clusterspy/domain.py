@@ -257,8 +257,11 @@ def contrast_cues(data: np.ndarray) -> tuple[float, float]:
     band -= band.mean()
     m2 = float(np.mean(band**2))
     skew = float(np.mean(band**3)) / m2**1.5 if m2 > 0 else 0.0
-    level = blur(b, 4.0)[inside]
-    detail = blur((b - b1) ** 2, 4.0)[inside]
+    # both maps are smooth on σ = 4 px: every second pixel each way holds their ranks (4× fewer
+    # to sort: the sort was half the cost)
+    half = inside[::2, ::2]
+    level = blur(b, 4.0)[::2, ::2][half]
+    detail = blur((b - b1) ** 2, 4.0)[::2, ::2][half]
     if np.ptp(level) == 0 or np.ptp(detail) == 0:
         return skew, 0.0
     return skew, float(np.corrcoef(_ranks(level), _ranks(detail))[0, 1])
