@@ -402,7 +402,8 @@ LINE_WIDTH_PX = 1.5
 def _straight_line(pts: np.ndarray) -> tuple[np.ndarray, float, float, float] | None:
     """The straight line that holds most of the points ``pts`` (row, col) [px].
 
-    A Hough transform in 2° steps with lines :data:`LINE_WIDTH_PX` wide.
+    A Hough transform in 2° steps with lines :data:`LINE_WIDTH_PX` wide, refined by a least-squares
+    fit to the points near the best line.
 
     Returns
     -------
@@ -427,6 +428,17 @@ def _straight_line(pts: np.ndarray) -> tuple[np.ndarray, float, float, float] | 
             best, j_best, lo_best = int(counts[i]), j, float(ordered[i, j])
     normal = normals[:, j_best]
     on = (proj[:, j_best] >= lo_best) & (proj[:, j_best] <= lo_best + LINE_WIDTH_PX)
+    # refined by a least-squares line through the points near it (2° steps miss long lines)
+    close = np.abs(proj[:, j_best] - lo_best - 0.5 * LINE_WIDTH_PX) <= 2.0 * LINE_WIDTH_PX
+    if np.count_nonzero(close) >= 3:
+        _, vecs = np.linalg.eigh(np.cov(pts[close].T))
+        fit = vecs[:, 0]
+        p = pts @ fit
+        centre = float(np.median(p[close]))
+        lo_fit = centre - 0.5 * LINE_WIDTH_PX
+        on_fit = (p >= lo_fit) & (p <= lo_fit + LINE_WIDTH_PX)
+        if np.count_nonzero(on_fit) >= best:
+            normal, lo_best, on, best = fit, lo_fit, on_fit, int(np.count_nonzero(on_fit))
     t = pts[on] @ np.array([-normal[1], normal[0]])
     extent = float(t.max() - t.min()) + 1.0
     return normal, lo_best, best / (extent * max(abs(normal[0]), abs(normal[1]))), extent
