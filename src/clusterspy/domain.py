@@ -103,8 +103,9 @@ def cut_by_edge(bbox: Sequence[int], detected_diameter_px: float, shape: Sequenc
                 fill_gap_px: float | None = None) -> bool:
     """Whether a detected region ``bbox`` (row0, col0, row1, col1) [px] lies within
     :func:`edge_margin_px` of the edge of an image of ``shape`` (rows, cols), or of the boundary
-    of a constant fill ``fill_gap_px`` [px] away (the corners a rotation fills, padding:
-    :attr:`clusterspy.detection.Detection.fill_gap_px`): its particle is cut."""
+    of a constant fill ``fill_gap_px`` [px] away (the corners a rotation fills, padding; 0 where a
+    fill merged with a constant background cuts it: :attr:`clusterspy.detection.Detection.fill_gap_px`):
+    its particle is cut."""
     r0, c0, r1, c1 = bbox
     m = edge_margin_px(detected_diameter_px)
     near_fill = fill_gap_px is not None and fill_gap_px < m
