@@ -5,8 +5,10 @@ symmetry-reduced grid (:func:`clusterspy.fit.library.beam_directions`), with its
 data's intensity centroid; the in-plane angle is searched by rotating the *data* about that
 centroid (``IN_PLANE_STEP_DEG``), so each direction costs one rendering and the NCC of all
 templates against all rotated data is one matrix product. The templates are rendered without
-oversampling (``COARSE_OVERSAMPLE``): at 0.3–0.4 Å/px that aliases only the probe's finest
-frequencies, which the templates' blur all but removes, at a quarter of the cost.
+oversampling (``COARSE_OVERSAMPLE``): on windows whose pixels are coarser than the probe's Nyquist
+limit (0.3–0.4 Å/px at 100 keV, 25 mrad) that aliases only the probe's finest frequencies, which
+the templates' blur all but removes, at a quarter of the cost; the refinement renders at the
+simulator's own oversampling.
 
 Refinement: a pattern search (compass search) over the rotation (three small rotations about
 the image axes), the centre (x, y), the scale of the model (pixel-size error) and the blur;
