@@ -84,22 +84,41 @@ def build_model(form: str, size: int, element: str, variant: int = 0) -> Model:
 
     Glassy templates (``variant``: which random structure) are built as the structures package
     builds glassy clusters — a random dense packing relaxed with EMT (:func:`glassy_template`) —
-    with the atom count on the grid of :data:`GLASSY_SIZE_RATIO` nearest ``size``.
+    with the atom count on the grid of :data:`GLASSY_SIZE_RATIO` nearest ``size``. Crystalline
+    models are those :func:`clusterspy.structures.cluster` builds for ``size`` (same shape
+    parameters, :func:`shape_for`), built once per shape (:func:`model_of`).
     """
-    from clusterspy.structures import cluster
-
-    isomer, shape, _ = FORMS[form]
+    isomer = FORMS[form][0]
     if isomer is Isomer.AMORPHOUS:
         n = glassy_size(size)
         pos = glassy_template(n, element, int(variant))
         return Model("glassy", Isomer.AMORPHOUS, (("index", int(variant)),), pos, None, element)
-    spec: str | dict = shape
-    if isomer is Isomer.DECAHEDRAL:
-        spec = dict(zip("pqr", _decahedron_params(shape, int(size)), strict=True))
-    atoms = cluster(isomer, int(size), element, 0, shape=spec, orientation=np.eye(3))
-    params = tuple(sorted((k, tuple(v) if isinstance(v, list) else v)
-                          for k, v in atoms.info["shape_params"].items()))
+    params, _ = shape_for(form, int(size))
     return model_of(form, params, element)
+
+
+@lru_cache(maxsize=4096)
+def shape_for(form: str, size: int, variant: int = 0) -> tuple[tuple, int]:
+    """Shape parameters (``sorted(dict.items())``) and atom count of the model of ``form`` nearest
+    ``size`` atoms, without building it (closed-form counts).
+
+    The parameters :func:`clusterspy.structures.cluster` chooses for ``size`` (for decahedra:
+    :func:`_decahedron_params`); glassy: ``(("index", variant),)`` and :func:`glassy_size`.
+    """
+    from clusterspy.structures.builders import _choose_params
+
+    isomer, shape, _ = FORMS[form]
+    if isomer is Isomer.AMORPHOUS:
+        return (("index", int(variant)),), glassy_size(size)
+    if isomer is Isomer.DECAHEDRAL:
+        p, q, r = _decahedron_params(shape, int(size))
+        return (("p", p), ("q", q), ("r", r)), decahedron_count(p, q, r)
+    params = _choose_params(isomer, shape, int(size))
+    if isomer is Isomer.ICOSAHEDRAL:
+        return (("shells", int(params["shells"])),), icosahedron_count(int(params["shells"]))
+    length, cutoff = int(params["length"]), int(params["cutoff"])
+    twins = ((("twins", (0,)),) if shape == "twinned" else ())
+    return (("cutoff", cutoff), ("length", length), *twins), octahedron_count(length, cutoff)
 
 
 @lru_cache(maxsize=1024)
@@ -225,15 +244,16 @@ def models_near(form: str, n_atoms: float, element: str, spread: float = 2.0, li
     if lo > hi:
         return []
     targets = np.geomspace(lo, hi, 14 if isomer is not Isomer.AMORPHOUS else 5)
-    seen: dict[int, Model] = {}
+    seen: dict[int, tuple[tuple, int, int]] = {}
     variants = GLASSY_VARIANTS if isomer is Isomer.AMORPHOUS else (0,)
     for t in targets:
         for v in variants:
-            m = build_model(form, round(t), element, v)
-            if lo / 1.15 <= m.n_atoms <= hi * 1.15:
-                seen.setdefault(hash((m.n_atoms, m.params)), m)
-    models = sorted(seen.values(), key=lambda m: abs(np.log(m.n_atoms / n_atoms)))
-    return models[: limit * len(variants)]
+            params, n = shape_for(form, round(t), v)
+            if lo / 1.15 <= n <= hi * 1.15:
+                seen.setdefault(hash((n, params)), (params, n, round(t)))
+    # counted without building (shape_for); only the models kept are built
+    chosen = sorted(seen.values(), key=lambda c: abs(np.log(c[1] / n_atoms)))[: limit * len(variants)]
+    return [build_model(form, size, element, dict(params).get("index", 0)) for params, _, size in chosen]
 
 
 def family(model: Model, spread: float = 1.5) -> list[Model]:

@@ -4,25 +4,33 @@ Coarse: every model of the library (forms × sizes) is rendered once per beam di
 symmetry-reduced grid (:func:`clusterspy.fit.library.beam_directions`), with its centre on the
 data's intensity centroid; the in-plane angle is searched by rotating the *data* about that
 centroid (``IN_PLANE_STEP_DEG``), so each direction costs one rendering and the NCC of all
-templates against all rotated data is one matrix product.
+templates against all rotated data is one matrix product. The templates are rendered without
+oversampling (``COARSE_OVERSAMPLE``): on windows whose pixels are coarser than the probe's Nyquist
+limit (0.3–0.4 Å/px at 100 keV, 25 mrad) that aliases only the probe's finest frequencies, which
+the templates' blur all but removes, at a quarter of the cost; the refinement renders at the
+simulator's own oversampling.
 
 Refinement: a pattern search (compass search) over the rotation (three small rotations about
 the image axes), the centre (x, y), the scale of the model (pixel-size error) and the blur;
 each step renders the ± moves of every parameter as one batch and takes the best, halving the
-steps when none improves. Then the neighbouring sizes and forms of the same motif are tried in
+steps when none improves. The window keeps the fast simulator's images (before the blur) of the
+poses it scored: a blur move, or the reverse of the last move, places the atoms as a pose scored
+before and costs only its blur. Then the neighbouring sizes and forms of the same motif are tried in
 the refined pose and refined in their turn when they match better.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
+import scipy.fft as sfft
 from scipy import ndimage
 
 from clusterspy.fit.library import Model, _zone_directions, beam_directions
-from clusterspy.fit.render import Pose, ncc_many, render
+from clusterspy.fit.render import Pose, blur, geometry_key, ncc_many, render, render_unblurred
 from clusterspy.fit.symmetry import axis_rotation
 from clusterspy.simulation import Microscope
 from clusterspy.structures.orientation import rotation_about_z, rotation_to_z
@@ -31,10 +39,16 @@ from clusterspy.structures.orientation import rotation_about_z, rotation_to_z
 IN_PLANE_STEP_DEG = 5.0
 #: Blur (FWHM [Å]) of the coarse templates.
 COARSE_BLUR_A = 0.6
+#: Render-grid pixels per window pixel of the coarse templates (None: the fast simulator's own
+#: choice, which samples the probe at its Nyquist limit).
+COARSE_OVERSAMPLE: int | None = 1
 #: First steps of the refinement: rotation [deg], centre [Å], scale, blur [Å].
 STEPS = {"rot": 3.0, "shift": 0.4, "scale": 0.03, "blur": 0.4}
 #: Iterations of the pattern search.
 MAX_ITERATIONS = 14
+#: Fast-simulator images (before the blur) a window keeps, the most recently used: the refinement's
+#: blur moves and the reverse of its last move place the atoms as a pose scored before.
+RENDER_CACHE_IMAGES = 64
 #: Scale (pixel-size correction) and blur [Å] bounds.
 SCALE_RANGE = (0.85, 1.15)
 BLUR_RANGE_A = (0.0, 3.0)
@@ -66,19 +80,44 @@ class Window:
     z: int  # atomic number
     background: float = 0.0  # subtracted from the data [data units]
     cache: dict = field(default_factory=dict, repr=False)  # the coarse search's rotated data
+    #: fast-simulator images (before the blur) by model and :func:`geometry_key` of the pose
+    rendered: OrderedDict = field(default_factory=OrderedDict, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.data.shape  # type: ignore[return-value]
 
+    def render(self, models: list[np.ndarray], poses: list[Pose]) -> np.ndarray:
+        """Images of models (positions [Å]) in their poses (:func:`clusterspy.fit.render.render`).
+
+        The fast simulator's images are kept (up to :data:`RENDER_CACHE_IMAGES`, by model and
+        :func:`clusterspy.fit.render.geometry_key`): a pose that places the atoms as one rendered
+        before (another blur, a move reversed) costs only its blur.
+        """
+        keys = [(id(m), geometry_key(p)) for m, p in zip(models, poses, strict=True)]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.rendered))
+        if todo:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}
+            new = render_unblurred([models[first[k]] for k in todo], self.z, [poses[first[k]] for k in todo],
+                                   self.microscope, self.pixel_size_A, self.shape)
+            for k, img in zip(todo, new, strict=True):
+                # the model is kept with its image: its id stays its own while the entry lives
+                self.rendered[k] = (models[first[k]], img.copy())
+        raw = np.empty((len(keys), *self.shape), dtype=np.float32)
+        for i, k in enumerate(keys):
+            self.rendered.move_to_end(k)
+            raw[i] = self.rendered[k][1]
+        while len(self.rendered) > max(RENDER_CACHE_IMAGES, len(keys)):
+            self.rendered.popitem(last=False)
+        return blur(raw, np.array([p.blur_A for p in poses]), self.pixel_size_A)
+
     def score(self, models: list[np.ndarray], poses: list[Pose]) -> np.ndarray:
         """NCC of each model in its pose with the data (inside the mask)."""
-        imgs = render(models, self.z, poses, self.microscope, self.pixel_size_A, self.shape)
-        return ncc_many(imgs, self.data, self.mask)
+        return ncc_many(self.render(models, poses), self.data, self.mask)
 
     def simulate(self, model: Model, pose: Pose) -> np.ndarray:
         """The image of one model in its pose."""
-        return render([model.positions], self.z, [pose], self.microscope, self.pixel_size_A, self.shape)[0]
+        return self.render([model.positions], [pose])[0]
 
 
 @dataclass
@@ -115,8 +154,8 @@ def _taper(win: Window) -> np.ndarray:
 
 def _spectra(images: np.ndarray, taper: np.ndarray, band: np.ndarray) -> np.ndarray:
     """Normalised amplitude spectra (blind to translation) of images ``(n, rows, cols)`` in a band."""
-    amp = np.abs(np.fft.rfft2(images * taper))
-    return _normalise(np.sqrt(amp.reshape(len(images), -1)[:, band]))
+    amp = np.abs(sfft.rfft2(images * taper.astype(images.dtype)))  # float32 data: single precision
+    return _normalise(np.sqrt(amp.reshape(len(images), -1)[:, band].astype(np.float64)))
 
 
 def _band(win: Window) -> np.ndarray:
@@ -159,11 +198,12 @@ def coarse_search(win: Window, models: list[Model], keep: int = 3) -> list[Candi
         n_zone = 0 if m.group is None else len(_zone_directions(m.group))
         r0 = [rotation_to_z(d) for d in dirs]
         poses = [Pose(r, cx_A, cy_A, 1.0, COARSE_BLUR_A) for r in r0]
-        imgs = render([m.positions] * len(poses), win.z, poses, win.microscope, win.pixel_size_A, win.shape)
+        imgs = render([m.positions] * len(poses), win.z, poses, win.microscope, win.pixel_size_A, win.shape,
+                      COARSE_OVERSAMPLE)
         t = _normalise(imgs.reshape(len(imgs), -1)[:, mask].astype(np.float64))
         # real-space NCC (shape; needs the centres to agree) + NCC of the amplitude spectra
         # (lattice fringes and their directions, blind to where the lattice's columns sit)
-        scores = 0.5 * (t @ rot_data.T + _spectra(imgs.astype(np.float64), taper, band) @ rot_spec.T)
+        scores = 0.5 * (t @ rot_data.T + _spectra(imgs, taper, band) @ rot_spec.T)
         best = scores.max(axis=1)
         for i in np.argsort(best)[::-1][:keep]:
             k = int(np.argmax(scores[i]))

@@ -53,7 +53,9 @@ has one more plane, the spread parts ``s_i`` of its atoms' weights, filtered by 
 (precomputed per depth plane, linear between the planes at the image's mean spread depth).
 The grid is rendered at a pixel size no coarser than the probe intensity's Nyquist limit
 ``λ / (4 α)`` (oversampled by an integer factor when the output pixels are coarser) and then
-point-sampled at the output pixel centres, like a scanned probe. FFT sizes are 2^a 3^b 5^c. Blocks of
+point-sampled at the output pixel centres, like a scanned probe (when the oversampling factor
+divides the grid's rows, only the sampled rows are inverted: their spectrum is the grid's with its
+row aliases summed). FFT sizes are 2^a 3^b 5^c. Blocks of
 :attr:`FastSimulator.block_images` run on all cores (threads; the FFTs release the GIL). When the
 render grid is the output grid, ``simulate_batch`` applies the scan lines' x shifts (jitter, x
 drift, shear of :class:`Acquisition`) between the two passes of the inverse FFT (a phase ramp on
@@ -403,6 +405,10 @@ class FastSimulator:
     parameters : FastParameters or mapping, optional
         Model parameters (fitted to PRISM); defaults to the shipped ones
         (:func:`default_parameters`). ``calibration=`` is their deprecated name.
+    oversample : int, optional
+        Render-grid pixels per output pixel (along each axis); default: the least factor that
+        samples the probe intensity at its Nyquist limit. Fewer alias the probe's finest
+        frequencies (cheaper, for rough templates).
     """
 
     def __init__(
@@ -413,6 +419,7 @@ class FastSimulator:
         parameters: FastParameters | Mapping[str, Any] | None = None,
         *,
         calibration: Any = _UNSET,
+        oversample: int | None = None,
     ) -> None:
         keep_freed_memory()
         parameters = as_parameters(resolve_parameters(parameters, calibration))
@@ -422,7 +429,9 @@ class FastSimulator:
         #: The model's parameters (:class:`FastParameters`).
         self.parameters = parameters or default_parameters()
         nyquist_A = 1.0 / (2.0 * microscope.probe_band_limit_per_A)
-        self.oversample = max(1, math.ceil(self.pixel_size_A / nyquist_A - 1e-6))
+        auto = max(1, math.ceil(self.pixel_size_A / nyquist_A - 1e-6))
+        #: Render-grid pixels per output pixel along each axis.
+        self.oversample = auto if oversample is None else max(1, int(oversample))
         self.render_pixel_A = self.pixel_size_A / self.oversample
         rows, cols = self.shape
         self.render_shape = (
@@ -732,6 +741,16 @@ class FastSimulator:
             spec = np.zeros((len(scenes), ny, nx // 2 + 1), dtype=np.complex64)
         for b, k0, t, s in support_planes:
             spec[b] += s * at_depth(k0 + t)
+        u = self.oversample
+        rows, cols = self.shape
+        if line_shifts_px is None and u > 1 and ny % u == 0:
+            # only every u-th row is sampled: sum the spectrum's row aliases (a fold) and invert
+            # ny / u rows; the same image at a u-th of the cost of the inverse along y
+            folded = spec.reshape(len(scenes), u, ny // u, spec.shape[-1]).sum(axis=1)
+            folded *= np.float32(1.0 / u)
+            img = sfft.irfft(sfft.ifft(folded, axis=-2, overwrite_x=True), n=nx, axis=-1)
+            out = np.ascontiguousarray(img[:, :rows, : cols * u : u], dtype=np.float32)
+            return np.maximum(out, 0.0, out=out)
         if line_shifts_px is None:
             img = sfft.irfft2(spec, s=(ny, nx))
         else:
@@ -740,8 +759,6 @@ class FastSimulator:
             lines = sfft.ifft(spec, axis=-2)
             lines *= line_shift_phase(line_shifts_px, nx)
             img = sfft.irfft(lines, n=nx, axis=-1)
-        u = self.oversample
-        rows, cols = self.shape
         out = np.ascontiguousarray(img[:, : rows * u : u, : cols * u : u], dtype=np.float32)
         # the deconvolved splat rings slightly (≲ 2 % of the peak) where the probe reaches
         # the Nyquist frequency; an intensity is never negative
