@@ -334,3 +334,39 @@ def test_statstem_particles_at_a_2_5x_too_small_pixel_size_are_scale_mismatch():
         res = classify(Image(z["image"].astype(float), float(z["pixel_size_A"]) * factor))
         assert [r.label for r in res if r.reason is None] == [], (name, res)
         assert "scale_mismatch" in {r.reason for r in res}, (name, [r.reason for r in res])
+
+
+def test_fringes_no_stronger_than_around_the_cluster_are_not_resolved():
+    """A bright disc on a frame whose texture carries the same 'fringes' everywhere (a wide field's
+    noise or JPEG blocks seen at a wrong pixel size) is not resolved; the same columns on a plain
+    background stand far above their surroundings."""
+    from clusterspy.domain import lattice_over_surroundings
+
+    shape, px = (512, 512), 0.2  # room for the windows around: one diameter plus one side away
+    on_plain = particle(shape, px, centres=((256, 256),), diameters_A=(20.0,), dose=5000.0)
+    yy, xx = np.mgrid[: shape[0], : shape[1]].astype(float) * px
+    texture = np.clip(np.cos(2 * np.pi * xx / 3.3) * np.cos(2 * np.pi * yy / 3.3), 0, None) ** 2
+    disc = ((yy - 51.2) ** 2 + (xx - 51.2) ** 2 < 10.0**2).astype(float)
+    rng = np.random.default_rng(1)
+    textured = rng.poisson((0.05 + 0.4 * texture + 0.6 * disc * (1 + texture)) * 5000 * px * px)
+    reasons = {}
+    for name, data in (("plain", on_plain), ("textured", textured.astype(np.float32))):
+        img = Image(data, px)
+        d = max(detect_clusters(img, min_diameter_A=10.0, max_diameter_A=40.0), key=lambda d: d.diameter_A)
+        ratio = lattice_over_surroundings(img, d.x_px, d.y_px, 23.0)
+        reasons[name] = (ratio, cluster_reasons(img, [d], DOMAIN, diameters_A=[23.0])[0])
+    assert reasons["plain"][0] > 100 and reasons["plain"][1] is None
+    assert reasons["textured"][0] < 8 and reasons["textured"][1] == "not_resolved"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+@pytest.mark.parametrize("name", ["Cu4.jpg", "PtW7.jpg", "PtW3.jpg"])
+def test_wide_field_blobs_at_a_wrong_pixel_size_get_no_label(name):
+    """ArdaGen wide fields (2 Å/px, no atomic columns) claimed at 0.5 Å/px: their blobs passed the
+    noise and shape tests and were labelled fcc / amorphous at p 0.88–1.00 (a newcomer's finding)."""
+    from clusterspy.io import read_image
+    from clusterspy.predict import classify
+
+    img = read_image(SHARED / "widefield" / "ardagen" / "images" / name, pixel_size_A=0.5)
+    labelled = [(r.cluster, r.label) for r in classify(img) if r.label != "unknown"]
+    assert labelled == []

@@ -39,8 +39,9 @@ REASON_MEANING: dict[str, str] = {
     "scale_mismatch": "its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel "
                       "size given): the pixel size is too small (pm read as Å, or a value 2–3× too small)",
     "not_resolved": "no atomic-column contrast: lattice fringes of 1.25–3.2 Å are too weak against "
-                    "the window's own white noise, or against the particle's shape spectrum "
-                    "(out of focus, too coarse a pixel, smeared, a blob at a wrong pixel size)",
+                    "the window's own white noise, against the particle's shape spectrum, or "
+                    "against the same band around the cluster (out of focus, too coarse a pixel, "
+                    "smeared, a blob at a wrong pixel size, the texture of a wide field)",
     "out_of_distribution": "the network's pooled features are farther (Mahalanobis distance) from "
                            "every class than 99.5 % of held-out simulated training images",
     "low_confidence": "the calibrated confidence is below the model card's threshold (chosen for "

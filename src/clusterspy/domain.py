@@ -22,7 +22,9 @@ reason not to label it, or ``None``:
 ``not_resolved``
     its atomic columns are not resolved: no lattice-fringe power above the noise
     (:func:`lattice_contrast`) or above the particle's own shape (:func:`lattice_over_shape`) —
-    out of focus, too coarse a pixel, smeared, or a blob at a wrong pixel size;
+    out of focus, too coarse a pixel, smeared, or a blob at a wrong pixel size — or no
+    more than around it (:func:`lattice_over_surroundings`: the texture of a whole wide field
+    at a wrong pixel size);
 ``out_of_distribution``
     after inference: the network's features are unlike those of every simulated training image
     (Mahalanobis distance above the threshold calibrated on in-domain images);
@@ -60,6 +62,7 @@ __all__ = [
     "judge_probabilities",
     "lattice_contrast",
     "lattice_over_shape",
+    "lattice_over_surroundings",
     "looks_bright_field",
     "mahalanobis_distance",
     "particle_diameter_A",
@@ -125,6 +128,12 @@ FINE_CONTRAST_MIN = 12.0
 SHAPE_BAND = (1 / 5.5, 1 / 3.6)
 #: Default threshold of :func:`lattice_over_shape` (cards: ``domain.lattice_over_shape_min``).
 LATTICE_OVER_SHAPE_MIN = 1.0
+#: Least ratio of :func:`lattice_over_surroundings` (cards: ``domain.lattice_over_surroundings_min``).
+#: Labelled clusters of PRISM images, of the structure-fit set and of StatSTEM's PtIr have their
+#: fringes far above their surroundings (vacuum, carbon: 10³–10⁷); the textured blobs of JPEG wide
+#: fields claimed at 0.2–0.5 Å/px (their true 2 Å/px: no columns) that passed the other rules give
+#: 1–6 (a few 11–380 next to an empty region).
+LATTICE_OVER_SURROUNDINGS_MIN = 8.0
 #: Default threshold of :func:`lattice_contrast`: twice the 95th percentile of white noise (≈ 3);
 #: cards may set their own (``domain.lattice_contrast_min``).
 LATTICE_CONTRAST_MIN = 6.0
@@ -494,6 +503,54 @@ def lattice_over_shape(image: Image, x_px: float, y_px: float, diameter_A: float
     return resolution_scores(image, x_px, y_px, diameter_A)[1]
 
 
+def lattice_over_surroundings(image: Image, x_px: float, y_px: float, diameter_A: float,
+                              others_xy_px: np.ndarray | None = None,
+                              others_diameter_px: np.ndarray | None = None) -> float:
+    """Lattice-band power on a cluster over that of the same band around it.
+
+    The 95th percentile of the power in :data:`LATTICE_BAND` in the window of
+    :func:`lattice_contrast`, divided by the median of the same figure in up to 8 windows of the
+    same size around the cluster (centres one diameter plus one window side away, every 45°),
+    leaving out windows that reach past the image or are centred on another cluster
+    (``others_xy_px`` (col, row) [px] and ``others_diameter_px`` [px]). Atomic columns stand far
+    above vacuum or carbon (10³–10⁷ on simulated and real particles); a blob whose "fringes" are
+    the texture of the whole frame — noise or JPEG blocks of a wide field at a wrong pixel size —
+    gives ≈ 1–6.
+    ``nan`` when fewer than two surrounding windows fit, or the band lies beyond Nyquist.
+    """
+    px = float(image.pixel_size_A)
+    on = _band_p95(image, x_px, y_px, diameter_A)
+    if not np.isfinite(on):
+        return float("nan")
+    half = 0.5 * float(np.clip(0.7 * diameter_A, 12.0, 40.0)) / px
+    dist = diameter_A / px + 2.0 * half
+    others = np.empty((0, 2)) if others_xy_px is None else np.asarray(others_xy_px, float).reshape(-1, 2)
+    o_diam = np.zeros(len(others)) if others_diameter_px is None else np.asarray(others_diameter_px, float)
+    rows, cols = image.shape
+    around = []
+    for a in np.radians(np.arange(0.0, 360.0, 45.0)):
+        x, y = x_px + dist * np.cos(a), y_px + dist * np.sin(a)
+        if x - half < 0 or y - half < 0 or x + half > cols or y + half > rows:
+            continue
+        if len(others) and np.any(np.hypot(*(others - [x, y]).T) < 0.5 * o_diam):
+            continue
+        around.append(_band_p95(image, x, y, diameter_A))
+    around = [v for v in around if np.isfinite(v)]
+    if len(around) < 2:
+        return float("nan")
+    return on / max(float(np.median(around)), 1e-300)
+
+
+def _band_p95(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
+    """95th percentile of the :data:`LATTICE_BAND` power in the window of :func:`lattice_contrast`."""
+    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    if spec is None:
+        return float("nan")
+    power, f, _, nyq = spec
+    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    return float(np.percentile(band, 95)) if band.size >= 8 else float("nan")
+
+
 def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float, *,
                       lc_min: float = LATTICE_CONTRAST_MIN, ls_min: float = LATTICE_OVER_SHAPE_MIN
                       ) -> str | None:
@@ -534,7 +591,8 @@ def cluster_reasons(
         Side [Å] of each cluster's model crop (for ``neighbour_in_view``); default 1.25 × its
         diameter.
     check_resolution : bool
-        Test :func:`lattice_contrast` (``not_resolved``).
+        Test :func:`lattice_contrast`, :func:`lattice_over_shape` and
+        :func:`lattice_over_surroundings` (``not_resolved``).
     diameters_A : sequence of float, optional
         Each cluster's projected diameter [Å]; default :func:`particle_diameter_A` of the
         detector's.
@@ -547,6 +605,7 @@ def cluster_reasons(
     d_lo, d_hi = (10.0 * float(v) for v in domain.get("diameter_nm", [1.0, 8.0]))
     lc_min = float(domain.get("lattice_contrast_min", LATTICE_CONTRAST_MIN))
     ls_min = float(domain.get("lattice_over_shape_min", LATTICE_OVER_SHAPE_MIN))
+    los_min = float(domain.get("lattice_over_surroundings_min", LATTICE_OVER_SURROUNDINGS_MIN))
     px = float(image.pixel_size_A)
     xy = np.array([[d.x_px, d.y_px] for d in detections], float).reshape(-1, 2) * px
     diam = (np.asarray(diameters_A, float) if diameters_A is not None
@@ -568,6 +627,11 @@ def cluster_reasons(
             continue
         if check_resolution:
             reason = resolution_reason(image, d.x_px, d.y_px, diam[i], lc_min=lc_min, ls_min=ls_min)
+            if reason is None:
+                others = np.arange(len(detections)) != i
+                los = lattice_over_surroundings(image, d.x_px, d.y_px, diam[i], xy[others] / px,
+                                                diam[others] / px)
+                reason = "not_resolved" if np.isfinite(los) and los < los_min else None
             if reason is not None:
                 out.append(reason)
                 continue
