@@ -325,3 +325,41 @@ def test_a_glassy_cluster_is_fitted_as_amorphous_with_its_atom_count(tmp_path, m
     (f,) = fit_structure(img, element="Au", forms=FEW_FORMS)
     assert f.isomer == "amorphous" and f.form == "glassy", (f.reason, f.ncc, f.alternatives)
     assert abs(f.n_atoms - len(atoms)) <= 0.1 * len(atoms)
+
+
+def test_a_resolved_lattice_takes_the_zone_axis_pose_a_random_one_keeps_its_own() -> None:
+    """The zone-axis prior (:func:`clusterspy.fit.api.zone_prior`): a fit that drifted off the zone
+    axis of a cluster imaged on it is replaced by the best pose on a named axis; a cluster in a
+    random orientation keeps its free pose (every axis-locked pose matches far worse)."""
+    from clusterspy.fit.api import ZONE_NCC_TOLERANCE, make_window, zone_prior
+    from clusterspy.fit.library import models_near
+    from clusterspy.fit.search import Candidate, refine
+
+    rng = np.random.default_rng(5)
+    forms = ("truncated_octahedron",)
+    micro = Microscope(defocus_A=4.0, source_size_A=0.5)
+    for orientation in ("[011]", "random"):
+        atoms, img = _image("fcc", 201, rng, orientation, shape="truncated_octahedron")
+        truth = np.asarray(atoms.info["rotation"])
+        model = models_near("truncated_octahedron", 201, "Au", spread=1.2, limit=1)[0]
+        win, _ = make_window(img, img.shape[1] / 2, img.shape[0] / 2, 24.0, micro, 79)
+        pose = refine(win, Candidate(model, _pose(win, truth), 0.0)).pose
+        if orientation == "[011]":  # the free fit drifted 9° off the axis
+            pose = pose.moved(rotation=axis_rotation([1.0, 0.0, 0.0], np.radians(9.0)) @ pose.rotation)
+        free = Candidate(model, pose, float(win.score([model.positions], [pose])[0]))
+        assert zone_axis(free.pose.rotation, "Oh")[0] is None or orientation == "random"
+        out = zone_prior(win, free, 201, "Au", forms)
+        if orientation == "[011]":
+            assert out is not free and out.ncc >= free.ncc - ZONE_NCC_TOLERANCE
+            assert zone_axis(out.pose.rotation, "Oh") == ("[110]", pytest.approx(0.0, abs=1e-6))
+            assert misorientation_deg(out.pose.rotation, truth, "Oh") < 3.0
+        else:
+            assert zone_axis(truth, "Oh")[0] is None
+            assert out is free
+
+
+def _pose(win, rotation: np.ndarray):
+    from clusterspy.fit.render import Pose
+
+    cx, cy = win.centre_px
+    return Pose(rotation, cx * win.pixel_size_A, cy * win.pixel_size_A, 1.0, 0.6)

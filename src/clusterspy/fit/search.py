@@ -17,6 +17,10 @@ steps when none improves. The window keeps the fast simulator's images (before t
 poses it scored: a blur move, or the reverse of the last move, places the atoms as a pose scored
 before and costs only its blur. Then the neighbouring sizes and forms of the same motif are tried in
 the refined pose and refined in their turn when they match better.
+
+Zone-axis fits (:func:`zone_locked`): the coarse search over the named zone axes only, refined
+without tilt (turns about the beam only), for the zone-axis prior of
+:func:`clusterspy.fit.api.zone_prior`.
 """
 
 from __future__ import annotations
@@ -184,17 +188,21 @@ def _rotated_stack(win: Window) -> tuple[np.ndarray, ...]:
     return win.cache["rotated"]
 
 
-def coarse_search(win: Window, models: list[Model], keep: int = 3) -> list[Candidate]:
+def coarse_search(win: Window, models: list[Model], keep: int = 3, zone_only: bool = False
+                  ) -> list[Candidate]:
     """The best ``keep`` candidates of every motif (distinct model or direction) over the library,
     and the best on a named zone axis of every crystalline motif (zone-axis images are common, and
-    their coarse score suffers most from a few degrees of in-plane error)."""
+    their coarse score suffers most from a few degrees of in-plane error). ``zone_only``: search
+    the named zone axes only (crystalline models only)."""
     angles, rot_data, rot_spec, taper, band = _rotated_stack(win)
     mask = win.mask.ravel()
     cx_A, cy_A = (c * win.pixel_size_A for c in win.centre_px)
     found: list[Candidate] = []
     zone: dict = {}
     for m in models:
-        dirs = beam_directions(m.group)
+        if zone_only and m.group is None:
+            continue
+        dirs = _zone_directions(m.group) if zone_only else beam_directions(m.group)
         n_zone = 0 if m.group is None else len(_zone_directions(m.group))
         r0 = [rotation_to_z(d) for d in dirs]
         poses = [Pose(r, cx_A, cy_A, 1.0, COARSE_BLUR_A) for r in r0]
@@ -240,9 +248,9 @@ def register(win: Window, model: Model, pose: Pose, max_shift_A: float = 2.5) ->
     return pose.moved(x_A=pose.x_A + dx[j] * win.pixel_size_A, y_A=pose.y_A + dy[i] * win.pixel_size_A)
 
 
-def _moves(pose: Pose, steps: dict[str, float]) -> list[Pose]:
+def _moves(pose: Pose, steps: dict[str, float], tilt: bool = True) -> list[Pose]:
     out = []
-    for axis in np.eye(3):
+    for axis in np.eye(3) if tilt else np.eye(3)[2:]:
         for sign in (1.0, -1.0):
             turn = axis_rotation(axis, sign * np.radians(steps["rot"]))
             out.append(pose.moved(rotation=turn @ pose.rotation))
@@ -254,14 +262,15 @@ def _moves(pose: Pose, steps: dict[str, float]) -> list[Pose]:
     return out
 
 
-def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS) -> Candidate:
-    """Pattern search from a candidate (see the module docstring)."""
+def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS, tilt: bool = True) -> Candidate:
+    """Pattern search from a candidate (see the module docstring); ``tilt=False`` keeps the beam
+    direction in the model frame (turns about the beam only)."""
     steps = dict(STEPS)
     # the coarse NCC was taken against interpolated, rotated data: register, score on the window itself
     pose = register(win, cand.model, cand.pose)
     best = Candidate(cand.model, pose, float(win.score([cand.model.positions], [pose])[0]))
     for _ in range(iterations):
-        poses = _moves(best.pose, steps)
+        poses = _moves(best.pose, steps, tilt)
         scores = win.score([best.model.positions] * len(poses), poses)
         k = int(np.argmax(scores))
         if scores[k] > best.ncc + 1e-5:
@@ -271,8 +280,10 @@ def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS) -> Ca
     return best
 
 
-def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int = 2) -> Candidate:
-    """Other sizes and shapes of the motif and model frame of ``best`` in its refined pose; refine the best.
+def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int = 2, tilt: bool = True
+                   ) -> Candidate:
+    """Other sizes and shapes of the motif and model frame of ``best`` in its refined pose; refine the best
+    (``tilt``: as for :func:`refine`).
 
     Each model is scored at the refined scale and at the scale that gives it the size of ``best``
     (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and the refined scale of the
@@ -294,7 +305,7 @@ def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int 
         if id(m) in seen:
             continue
         seen.add(id(m))
-        other = refine(win, Candidate(m, pose.moved(scale=sc), float(scores[k])), iterations=8)
+        other = refine(win, Candidate(m, pose.moved(scale=sc), float(scores[k])), iterations=8, tilt=tilt)
         if other.ncc > out.ncc:
             out = other
         if len(seen) == keep:
@@ -329,3 +340,22 @@ def resize_glassy(win: Window, cand: Candidate) -> Candidate:
     best = max((refine(win, c, iterations=8) for c in coarse_search(win, models, keep=2)),
                key=lambda c: c.ncc)
     return best if best.ncc >= cand.ncc - GLASSY_RESIZE_TOLERANCE else cand
+
+
+def zone_locked(win: Window, models: list[Model]) -> list[Candidate]:
+    """The best fit of each form of ``models`` with the beam on one of their named zone axes, best first.
+
+    A coarse search over the named zone axes only (:func:`coarse_search` with ``zone_only``),
+    then the best candidate of each form refined without tilt (in-plane angle, centre, scale
+    and blur: the beam stays on the axis). Every form is refined: the coarse scores of the
+    forms on an axis are close (StatSTEM's PtIr particle, on [110]: the three best coarse
+    candidates were all twinned, refined to NCC 0.883; the truncated octahedron refined to
+    0.907). Empty when no model is crystalline.
+    """
+    forms: dict[str, list[Model]] = {}
+    for m in models:
+        if m.group is not None:
+            forms.setdefault(m.form, []).append(m)
+    found = [c for ms in forms.values() for c in coarse_search(win, ms, keep=1, zone_only=True)]
+    return sorted((refine(win, c, tilt=False) for c in found), key=lambda c: -c.ncc)
+
