@@ -18,6 +18,7 @@ from clusterspy.fit.symmetry import axis_rotation, rotation_angle_deg
 from clusterspy.image import Image
 from clusterspy.simulation import Acquisition, Microscope, simulate
 from clusterspy.structures import cluster, random_rotation
+from helpers import SHARED
 
 ORDERS = {"Ih": (120, 60), "D5h": (20, 10), "Oh": (48, 24), "Cs": (2, 1)}
 
@@ -363,3 +364,16 @@ def _pose(win, rotation: np.ndarray):
 
     cx, cy = win.centre_px
     return Pose(rotation, cx * win.pixel_size_A, cy * win.pixel_size_A, 1.0, 0.6)
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_wide_field_blobs_at_a_wrong_pixel_size_are_not_fitted():
+    """An ArdaGen wide field (2 Å/px, no atomic columns) claimed at 0.5 Å/px: one blob was fitted as
+    a conclusive 'amorphous' glassy cluster (its speckle has no fringes); by classify's rules its
+    "columns" are no stronger than the frame's texture around it (not_resolved), so no fit claims it."""
+    from clusterspy.io import read_image
+
+    img = read_image(SHARED / "widefield" / "ardagen" / "images" / "Cu4.jpg", pixel_size_A=0.5)
+    fits = fit_structure(img, element="Cu")
+    assert fits and all(f.isomer == "unknown" for f in fits)
+    assert "not_resolved" in {f.reason for f in fits}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -188,9 +189,10 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         diameter = d.diameter_A * DETECTED_TO_ATOMS
         n_guess = atoms_for_diameter(diameter, element)
         res = StructureFit(cluster=i, x_px=float(d.x_px), y_px=float(d.y_px), isomer="unknown")
-        res.reason = _reason_not_to_fit(img, d, n_guess, check_resolution)
+        others = [o for o in dets if o is not d]
+        res.reason = _reason_not_to_fit(img, d, n_guess, check_resolution, others)
         if res.reason is None:
-            resolved = check_resolution or _reason_not_to_fit(img, d, n_guess, True) is None
+            resolved = check_resolution or _reason_not_to_fit(img, d, n_guess, True, others) is None
             peak = _fringe_peak(img, d.x_px, d.y_px, d.diameter_A, resolved)
             _fit_one(res, img, diameter, n_guess, element, microscope, z, forms, peak)
         res.seconds = time.perf_counter() - t0
@@ -343,18 +345,38 @@ def zone_prior(win: Window, winner: Candidate, n_atoms_guess: float, element: st
                key=lambda c: c.ncc)
 
 
-def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: bool) -> str | None:
-    """Why a detected cluster is not fitted, by the rules of :mod:`clusterspy.domain` (or None)."""
-    from clusterspy.domain import cut_by_edge, particle_diameter_A, resolution_reason
+def _reason_not_to_fit(img: Image, d: Any, n_guess: float, check_resolution: bool,
+                       others: Sequence[Any] = ()) -> str | None:
+    """Why a detected cluster is not fitted, by the rules of :mod:`clusterspy.domain` (or None).
+
+    ``others``: the other clusters detected in the image (left out of the windows of
+    :func:`clusterspy.domain.lattice_over_surroundings`).
+    """
+    from clusterspy.domain import (
+        LATTICE_OVER_SURROUNDINGS_MIN,
+        cut_by_edge,
+        lattice_over_surroundings,
+        particle_diameter_A,
+        resolution_reason,
+    )
 
     if cut_by_edge(d.bbox, d.diameter_A / img.pixel_size_A, img.shape, getattr(d, "fill_gap_px", None)):
         return "cut_by_edge"
     size = _size_reason(n_guess)
     if size is not None:
         return size
-    if check_resolution:
-        return resolution_reason(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))
-    return None
+    if not check_resolution:
+        return None
+    diameter = particle_diameter_A(d.diameter_A)
+    reason = resolution_reason(img, d.x_px, d.y_px, diameter)
+    if reason is None:
+        px = img.pixel_size_A
+        xy = np.array([[o.x_px, o.y_px] for o in others], float).reshape(-1, 2)
+        diam = np.array([particle_diameter_A(o.diameter_A) / px for o in others], float)
+        ratio = lattice_over_surroundings(img, d.x_px, d.y_px, diameter, xy, diam)
+        if np.isfinite(ratio) and ratio < LATTICE_OVER_SURROUNDINGS_MIN:
+            reason = "not_resolved"
+    return reason
 
 
 def claimed_model(winner: Candidate, best_of: dict[str, Candidate], disordered: bool
