@@ -129,3 +129,16 @@ def test_statstem_ptir_whole_and_rotated_stays_fcc(fill, reshape):
     for data in (im, _rotate(im, 37.0, reshape, cval)):
         (r,) = classify(data, pixel_size_A=px)
         assert (r.label, r.reason) == ("fcc", None)
+
+
+@pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_a_whole_faceted_particle_on_exact_zeros_is_not_cut():
+    """StatSTEM's simulated HMM series: one particle of Gaussian columns centred on exact zeros
+    (90 % of the frame); a straight bright facet (0.43 of its diameter in frame 3) is no cut."""
+    z = np.load(SHARED / "series_sim" / "statstem_HMM_series_sim.npz")
+    for frame in z["frames"]:
+        img = Image(frame.astype(np.float32), float(z["pixel_size_A"]))
+        (d,) = detect_clusters(img, exclude_border=False)
+        assert d.fill_gap_px is None
+        assert not cut_by_edge(d.bbox, d.diameter_A / img.pixel_size_A, img.shape, d.fill_gap_px)

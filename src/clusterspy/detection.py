@@ -389,8 +389,9 @@ CUT_LEVEL = 0.35
 #: detected diameter, for the particle to be cut: a cut 10 % deep leaves 0.48–0.66 (StatSTEM PtIr,
 #: simulated Au clusters); a round rim stays within a line :data:`LINE_WIDTH_PX` wide over at most
 #: 2 √(1.5 D) px, ≤ 0.31 D for the ≥ 64 px a particle spans where this is measured (a flat disc with
-#: a sharp rim: 0.27).
-CUT_MIN_SHARE = 0.35
+#: a sharp rim: 0.27); a whole faceted particle of bright Gaussian columns on exact zeros (frame 3 of
+#: StatSTEM's simulated HMM series) showed a straight bright facet of 0.43 D, so 0.45.
+CUT_MIN_SHARE = 0.45
 #: Least share of the pixels of that straight stretch that are constant-edge pixels: a crop's or a
 #: rotation's edge holds them all (0.9–1.0 measured), the ragged edge of a low-count vacuum's zeros
 #: few.
