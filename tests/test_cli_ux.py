@@ -277,3 +277,24 @@ def test_manifest_difference_of_the_same_input_path_says_it_changed() -> None:
     assert _first_difference(old, new) == "settings.stay was 0.9, now 0.8"
     arrays = {"input": {"array_shape": [4, 8, 8]}}, {"input": {"array_shape": [5, 8, 8]}}
     assert _first_difference(*arrays) == "input: another array (size, modification time or contents differ)"
+
+
+# ------------------------------------------------------- a newcomer's findings (ux2): advice that fits
+@pytest.fixture(scope="module")
+def at_edge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Frame 0 of the example series cut through its one cluster (.npy, --pixel-size 0.3)."""
+    with np.load(EXAMPLE) as ex:
+        frame = ex["frames"][0].astype(np.float32)
+    path = tmp_path_factory.mktemp("edge") / "edge.npy"
+    np.save(path, frame[:, 80:])  # the cluster's centre is at x = 80 px
+    return path
+
+
+@needs_weights
+def test_border_skip_with_only_edge_clusters_says_they_were_left_out(at_edge, capsys) -> None:
+    line = _error_names(capsys, ["classify", at_edge, "--pixel-size", "0.3", "--border", "skip"],
+                        '1 cluster touching the edge was left out by border="skip" (--border skip)',
+                        "--border flag", "cut_by_edge")
+    assert "check the pixel size" not in line and "--min-size" not in line  # the particle was found
+    assert main(["classify", str(at_edge), "--pixel-size", "0.3"]) == 0  # --border flag: reported
+    assert "cut_by_edge" in capsys.readouterr().out

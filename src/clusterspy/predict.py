@@ -346,12 +346,21 @@ def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float
     return lo, hi
 
 
-def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contrast: str) -> str:
-    """The message of :class:`NoClusterFoundError`, naming what was (not) there."""
+def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contrast: str,
+                   skipped_at_edge: int = 0) -> str:
+    """The message of :class:`NoClusterFoundError`, naming what was (not) there; ``skipped_at_edge``:
+    clusters of the size range found but left out because they touch the edge (``border="skip"``)."""
     from clusterspy.detection import detect_clusters
 
     where = (f"{name or 'the image'} ({img.shape[1]}×{img.shape[0]} px at {img.pixel_size_A:g} Å/px "
              f"= {img.extent_A[0] / 10:.3g}×{img.extent_A[1] / 10:.3g} nm)")
+    if skipped_at_edge:  # found, and dropped by the user's choice: not a size or calibration problem
+        n = skipped_at_edge
+        them = "it" if n == 1 else "them"
+        return (f"no cluster of {lo_A / 10:g}–{hi_A / 10:g} nm away from the edge in {where}: {n} "
+                f"cluster{'' if n == 1 else 's'} touching the edge {'was' if n == 1 else 'were'} left out by "
+                f"border=\"skip\" (--border skip); --border flag (border=\"flag\") reports {them} as unknown "
+                "(cut_by_edge)")
     try:
         any_size = detect_clusters(img, min_diameter_A=max(3.0, 4 * img.pixel_size_A),
                                    max_diameter_A=1.5 * max(img.extent_A), exclude_border=False,
@@ -453,12 +462,13 @@ def classify(
     reasons = cluster_reasons(img, detections, card.domain, diameters_A=diam,
                               field_A=[card.crop_px * card.crop_pixel_size_A(D) for D in diam])
     rows, cols = img.shape
-    keep = [i for i, d in enumerate(detections)
-            if lo_A <= diam[i] <= hi_A and (border == "flag" or (
-                d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols
-                and (d.fill_gap_px is None or d.fill_gap_px > 0)))]
+    in_range = [i for i in range(len(detections)) if lo_A <= diam[i] <= hi_A]
+    keep = [i for i in in_range if border == "flag" or (
+            (d := detections[i]).bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols
+            and (d.fill_gap_px is None or d.fill_gap_px > 0))]
     if not keep:
-        raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast))
+        raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast,
+                                                 skipped_at_edge=len(in_range)))
     return judge(img, [detections[i] for i in keep], mdl, file=file if file is not None else name,
                  frame=frame, reasons=[reasons[i] for i in keep])
 
