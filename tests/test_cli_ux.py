@@ -298,3 +298,28 @@ def test_border_skip_with_only_edge_clusters_says_they_were_left_out(at_edge, ca
     assert "check the pixel size" not in line and "--min-size" not in line  # the particle was found
     assert main(["classify", str(at_edge), "--pixel-size", "0.3"]) == 0  # --border flag: reported
     assert "cut_by_edge" in capsys.readouterr().out
+
+
+@needs_weights
+@pytest.mark.parametrize("pixel", ["3", "0.003"])
+def test_refused_override_names_the_files_own_calibration(frames, capsys, pixel) -> None:
+    _error_names(capsys, ["classify", frames[0], "--pixel-size", pixel],
+                 "the file says 0.3 Å/px: drop --pixel-size (pixel_size_A=) to use it")
+
+
+def test_domain_check_names_the_file_calibration_only_when_overridden() -> None:
+    from clusterspy.domain import check_image
+    from clusterspy.errors import OutOfDomainError
+    from clusterspy.image import Image
+
+    data = np.random.default_rng(0).normal(100, 5, (64, 64)).astype(np.float32)
+    domain = {"image_pixel_size_A": [0.05, 0.5], "diameter_nm": [1.2, 3.3]}
+    cases = [({"pixel_size_source": "user", "file_pixel_size_A": 0.2}, "the file says 0.2 Å/px: drop"),
+             ({"pixel_size_source": "user", "file_pixel_size_A": 5.0}, "the file says 5 Å/px;"),
+             ({"pixel_size_source": "user", "file_pixel_size_A": 2.0}, None),  # the same value
+             ({"pixel_size_source": "user", "file_pixel_size_A": None}, None),
+             ({"pixel_size_source": "file", "file_pixel_size_A": 2.0}, None)]
+    for md, needle in cases:
+        with pytest.raises(OutOfDomainError) as err:
+            check_image(Image(data, 2.0, md), domain)
+        assert (needle in str(err.value)) if needle else "the file says" not in str(err.value)
