@@ -323,3 +323,21 @@ def test_domain_check_names_the_file_calibration_only_when_overridden() -> None:
         with pytest.raises(OutOfDomainError) as err:
             check_image(Image(data, 2.0, md), domain)
         assert (needle in str(err.value)) if needle else "the file says" not in str(err.value)
+
+
+def test_table_shows_no_confidence_for_a_withdrawn_claim() -> None:
+    from clusterspy.predict import ClusterResult, table_confidence
+    from clusterspy.workflows import format_results
+
+    probs = {"icosahedral": 0.996, "decahedral": 0.002, "fcc": 0.001, "amorphous": 0.001}
+    rows = [("unknown", "out_of_distribution", 0.996), ("unknown", "low_confidence", 0.41),
+            ("fcc", None, 0.97), ("unknown", "too_small", None)]
+    results = [ClusterResult(file="a.npy", frame=0, cluster=i, x_px=10.0, y_px=10.0, label=lab,
+                             confidence=c, probabilities=None if c is None else probs, diameter_nm=2.0,
+                             reason=why) for i, (lab, why, c) in enumerate(rows)]
+    table = format_results(results, "table").splitlines()[2:]
+    assert "1.00" not in table[0] and "out_of_distribution" in table[0]
+    assert "0.41" in table[1] and "0.97" in table[2]
+    assert [table_confidence(lab, why, c) for lab, why, c in rows] == [None, 0.41, 0.97, None]
+    assert json.loads(format_results(results, "json"))[0]["confidence"] == 0.996  # kept, as documented
+    assert "0.996" in format_results(results, "csv").splitlines()[1]

@@ -255,6 +255,17 @@ class ClusterResult:
         return cls(**d, fit=fit or None)
 
 
+def table_confidence(label: str, reason: str | None, confidence: float | None) -> float | None:
+    """The confidence a human-readable table shows: for a label that stands, and for an ``unknown``
+    whose reason is ``low_confidence`` (the low value is the reason); None for any other
+    ``unknown`` (out of distribution, too large for an amorphous claim, a fit that disagrees),
+    whose confidence is that of a claim withdrawn — often near 1, read as a confident label next
+    to "unknown". JSON, CSV and :meth:`ClusterResults.table` keep every confidence."""
+    if confidence is None or (label == UNKNOWN and reason != "low_confidence"):
+        return None
+    return float(confidence)
+
+
 #: Columns of :meth:`ClusterResults.table` (``p_<class>`` for each of :data:`CLASSES`).
 RESULT_COLUMNS: tuple[str, ...] = (
     "file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
