@@ -341,3 +341,29 @@ def test_table_shows_no_confidence_for_a_withdrawn_claim() -> None:
     assert [table_confidence(lab, why, c) for lab, why, c in rows] == [None, 0.41, 0.97, None]
     assert json.loads(format_results(results, "json"))[0]["confidence"] == 0.996  # kept, as documented
     assert "0.996" in format_results(results, "csv").splitlines()[1]
+
+
+@needs_weights
+def test_too_large_cluster_points_to_the_shipped_model_that_covers_it(frames, capsys) -> None:
+    from clusterspy.predict import load_model
+
+    v3 = load_model("isomernet-v3").card.domain["diameter_nm"]
+    assert main(["classify", str(frames[0]), "--pixel-size", "0.45"]) == 0  # 3.5 nm at 0.45 Å/px
+    out, err = capsys.readouterr()
+    assert "too_large" in out
+    notes = [ln for ln in err.splitlines() if "overrides the file's own calibration" not in ln]
+    assert _one_line("\n".join(notes)) == (
+        f"clusterspy: note: 1 cluster too large for isomernet-v2 (≤ 3.26 nm); --model isomernet-v3 "
+        f"covers {v3[0]:g}–{v3[1]:g} nm")
+    assert main(["classify", str(frames[0])]) == 0  # nothing too large: no note
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_unknown_model_name_lists_the_shipped_models(frames, capsys) -> None:
+    from clusterspy.cli import MODEL_HELP
+    from clusterspy.predict import shipped_models
+
+    names = list(shipped_models())
+    _error_names(capsys, ["classify", frames[0], "--model", "isomernet-v9"], "model file not found: "
+                 "isomernet-v9", *names)
+    assert all(name in MODEL_HELP for name in names)

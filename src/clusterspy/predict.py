@@ -41,7 +41,8 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS", "ClusterResult",
     "ClusterResults", "Model", "classify",
-    "dihedral_views", "load_model", "normalise_crops", "sha256_file", "softmax",
+    "dihedral_views", "load_model", "normalise_crops", "sha256_file", "shipped_model_covering",
+    "shipped_models", "softmax", "table_confidence",
 ]
 
 
@@ -171,7 +172,9 @@ def load_model(path: str | Path | None = None) -> Model:
     if p.is_dir():
         p = p / "model.onnx"
     if not p.is_file():
-        hint = " (the package was installed without its weights)" if path is None else ""
+        names = ", ".join(shipped_models())
+        hint = (" (the package was installed without its weights)" if path is None else
+                f" (give an .onnx file, a folder holding model.onnx, or a shipped model: {names or 'none'})")
         raise InputFileError(f"model file not found: {p}{hint}")
     card = ModelCard.read(p)
     card_file = card.path(CARD_NAME)
@@ -187,6 +190,45 @@ def _shipped_by_name(name: str) -> Path | None:
     if card.is_file() and json.loads(card.read_text()).get("name") == name:
         return DEFAULT_MODEL
     return None
+
+
+def shipped_models() -> dict[str, Path]:
+    """The models shipped in ``clusterspy/weights``: name → ``model.onnx`` (the default first),
+    each loadable by its name (:func:`load_model`, ``--model NAME``)."""
+    found: dict[str, Path] = {}
+    card = DEFAULT_MODEL.with_name(CARD_NAME)
+    if DEFAULT_MODEL.is_file() and card.is_file():
+        try:
+            name = json.loads(card.read_text()).get("name")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        found[str(name or "default")] = DEFAULT_MODEL
+    if WEIGHTS_DIR.is_dir():
+        for d in sorted(WEIGHTS_DIR.iterdir()):
+            if (d / "model.onnx").is_file() and (d / CARD_NAME).is_file():
+                found.setdefault(d.name, d / "model.onnx")
+    return found
+
+
+def shipped_model_covering(diameters_nm: Any, *, exclude: str | None = None
+                           ) -> tuple[str, tuple[float, float]] | None:
+    """The shipped model (:func:`shipped_models`) whose domain covers the most of ``diameters_nm``
+    [nm] (at least one), with its diameter range [nm]; ``exclude``: a model's name not to propose
+    (the one that was used). None when no other shipped model covers any of them."""
+    best: tuple[int, str, tuple[float, float]] | None = None
+    sizes = [float(d) for d in diameters_nm if d is not None]
+    for name, onnx in shipped_models().items():
+        if name == exclude:
+            continue
+        try:
+            domain = json.loads(onnx.with_name(CARD_NAME).read_text())["domain"]
+            lo, hi = (float(v) for v in domain["diameter_nm"])
+        except (OSError, ValueError, KeyError, TypeError):  # an unreadable card: no offer
+            continue
+        n = sum(lo <= d <= hi for d in sizes)
+        if n and (best is None or n > best[0]):
+            best = (n, name, (lo, hi))
+    return None if best is None else (best[1], best[2])
 
 
 #: What a verified result records of its structure fit (the ``fit_<field>`` columns): the fit's
