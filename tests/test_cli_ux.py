@@ -367,3 +367,24 @@ def test_unknown_model_name_lists_the_shipped_models(frames, capsys) -> None:
     _error_names(capsys, ["classify", frames[0], "--model", "isomernet-v9"], "model file not found: "
                  "isomernet-v9", *names)
     assert all(name in MODEL_HELP for name in names)
+
+
+def test_series_element_without_verify_sample_is_refused(frames, tmp_path, capsys) -> None:
+    _error_names(capsys, ["series", frames[2], "--pixel-size", "0.3", "--element", "Pt",
+                          "--out", tmp_path / "s"], "--element", "--verify-sample")
+    assert not (tmp_path / "s").exists()
+
+
+@needs_weights
+def test_series_warning_is_printed_once_on_stderr(tmp_path, capsys) -> None:
+    with np.load(EXAMPLE) as ex:
+        stack = ex["frames"][:4].astype(np.float32)
+    stack[2] = np.nan  # a frame that cannot be used
+    np.save(tmp_path / "stack.npy", stack)
+    assert main(["series", str(tmp_path / "stack.npy"), "--pixel-size", "0.3", "--no-report",
+                 "--out", str(tmp_path / "s")]) == 0
+    out, err = capsys.readouterr()
+    assert "could not be used" not in out
+    assert [ln for ln in err.splitlines() if "could not be used" in ln] == [
+        "clusterspy: warning: 1 frame(s) could not be used (first: frame 2); see frames.csv"]
+    assert "frame time unknown, model" in out and "unknown s" not in out

@@ -292,8 +292,10 @@ def series(
                      metavar="K"),
     ] = 0,
     element: Annotated[
-        str, typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...).")
-    ] = "Au",
+        str | None,
+        typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...; "
+                     "default Au)."),
+    ] = None,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -301,6 +303,7 @@ def series(
     where it stopped when started again with the same command, with the same results.
     """
     import json
+    import logging
     import math
 
     from clusterspy.errors import ConfigError
@@ -312,6 +315,9 @@ def series(
         raise ConfigError(f"--verify-sample {verify_sample}: give the number of frames to fit (0 = none)")
     if verify_sample and not report:
         raise ConfigError("--verify-sample shows its fits in report.html: drop --no-report")
+    if element is not None and not verify_sample:
+        raise ConfigError("--element names the metal for the structure fits of --verify-sample: add "
+                          "--verify-sample K")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")
@@ -321,14 +327,22 @@ def series(
 
         loaded = load_model(model)
     _kept_on_interrupt("frames", out, not_with=None if resume else "--no-resume")  # run.json + checkpoint
-    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
-                             contrast=contrast.value, temperature_K=temperature, resume=resume,
-                             report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
-                             element=element)
+    series_log = logging.getLogger("clusterspy.series")  # its warnings: printed below, once
+    level = series_log.level
+    series_log.setLevel(logging.ERROR)
+    try:
+        result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
+                                 out=out, contrast=contrast.value, temperature_K=temperature, resume=resume,
+                                 report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
+                                 element=element or "Au")
+    finally:
+        series_log.setLevel(level)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
-        typer.echo(result.describe() if hasattr(result, "describe") else str(result.summary))
+        typer.echo(result.describe(warnings=False))
+    for warning in result.summary.get("warnings", []):
+        typer.echo(f"clusterspy: warning: {' '.join(str(warning).split())}", err=True)
     typer.echo(f"outputs written to {out}", err=True)
 
 

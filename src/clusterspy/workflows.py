@@ -775,7 +775,7 @@ def write_series_report(result: SeriesResult, explain_model: Any = None,
     s = result.summary
     rep.paragraph(
         f"Source: {s['source']} · {s['n_frames']} frames · frame time "
-        f"{s['frame_time_s'] if s['frame_time_s'] else 'unknown'} s · model {s['model']['id']} · "
+        f"{str(s['frame_time_s']) + ' s' if s['frame_time_s'] else 'unknown'} · model {s['model']['id']} · "
         f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
     no_label = result.no_label_note()
     if no_label:
