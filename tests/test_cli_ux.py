@@ -277,3 +277,114 @@ def test_manifest_difference_of_the_same_input_path_says_it_changed() -> None:
     assert _first_difference(old, new) == "settings.stay was 0.9, now 0.8"
     arrays = {"input": {"array_shape": [4, 8, 8]}}, {"input": {"array_shape": [5, 8, 8]}}
     assert _first_difference(*arrays) == "input: another array (size, modification time or contents differ)"
+
+
+# ------------------------------------------------------- a newcomer's findings (ux2): advice that fits
+@pytest.fixture(scope="module")
+def at_edge(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Frame 0 of the example series cut through its one cluster (.npy, --pixel-size 0.3)."""
+    with np.load(EXAMPLE) as ex:
+        frame = ex["frames"][0].astype(np.float32)
+    path = tmp_path_factory.mktemp("edge") / "edge.npy"
+    np.save(path, frame[:, 80:])  # the cluster's centre is at x = 80 px
+    return path
+
+
+@needs_weights
+def test_border_skip_with_only_edge_clusters_says_they_were_left_out(at_edge, capsys) -> None:
+    line = _error_names(capsys, ["classify", at_edge, "--pixel-size", "0.3", "--border", "skip"],
+                        '1 cluster touching the edge was left out by border="skip" (--border skip)',
+                        "--border flag", "cut_by_edge")
+    assert "check the pixel size" not in line and "--min-size" not in line  # the particle was found
+    assert main(["classify", str(at_edge), "--pixel-size", "0.3"]) == 0  # --border flag: reported
+    assert "cut_by_edge" in capsys.readouterr().out
+
+
+@needs_weights
+@pytest.mark.parametrize("pixel", ["3", "0.003"])
+def test_refused_override_names_the_files_own_calibration(frames, capsys, pixel) -> None:
+    _error_names(capsys, ["classify", frames[0], "--pixel-size", pixel],
+                 "the file says 0.3 Å/px: drop --pixel-size (pixel_size_A=) to use it")
+
+
+def test_domain_check_names_the_file_calibration_only_when_overridden() -> None:
+    from clusterspy.domain import check_image
+    from clusterspy.errors import OutOfDomainError
+    from clusterspy.image import Image
+
+    data = np.random.default_rng(0).normal(100, 5, (64, 64)).astype(np.float32)
+    domain = {"image_pixel_size_A": [0.05, 0.5], "diameter_nm": [1.2, 3.3]}
+    cases = [({"pixel_size_source": "user", "file_pixel_size_A": 0.2}, "the file says 0.2 Å/px: drop"),
+             ({"pixel_size_source": "user", "file_pixel_size_A": 5.0}, "the file says 5 Å/px;"),
+             ({"pixel_size_source": "user", "file_pixel_size_A": 2.0}, None),  # the same value
+             ({"pixel_size_source": "user", "file_pixel_size_A": None}, None),
+             ({"pixel_size_source": "file", "file_pixel_size_A": 2.0}, None)]
+    for md, needle in cases:
+        with pytest.raises(OutOfDomainError) as err:
+            check_image(Image(data, 2.0, md), domain)
+        assert (needle in str(err.value)) if needle else "the file says" not in str(err.value)
+
+
+def test_table_shows_no_confidence_for_a_withdrawn_claim() -> None:
+    from clusterspy.predict import ClusterResult, table_confidence
+    from clusterspy.workflows import format_results
+
+    probs = {"icosahedral": 0.996, "decahedral": 0.002, "fcc": 0.001, "amorphous": 0.001}
+    rows = [("unknown", "out_of_distribution", 0.996), ("unknown", "low_confidence", 0.41),
+            ("fcc", None, 0.97), ("unknown", "too_small", None)]
+    results = [ClusterResult(file="a.npy", frame=0, cluster=i, x_px=10.0, y_px=10.0, label=lab,
+                             confidence=c, probabilities=None if c is None else probs, diameter_nm=2.0,
+                             reason=why) for i, (lab, why, c) in enumerate(rows)]
+    table = format_results(results, "table").splitlines()[2:]
+    assert "1.00" not in table[0] and "out_of_distribution" in table[0]
+    assert "0.41" in table[1] and "0.97" in table[2]
+    assert [table_confidence(lab, why, c) for lab, why, c in rows] == [None, 0.41, 0.97, None]
+    assert json.loads(format_results(results, "json"))[0]["confidence"] == 0.996  # kept, as documented
+    assert "0.996" in format_results(results, "csv").splitlines()[1]
+
+
+@needs_weights
+def test_too_large_cluster_points_to_the_shipped_model_that_covers_it(frames, capsys) -> None:
+    from clusterspy.predict import load_model
+
+    v3 = load_model("isomernet-v3").card.domain["diameter_nm"]
+    assert main(["classify", str(frames[0]), "--pixel-size", "0.45"]) == 0  # 3.5 nm at 0.45 Å/px
+    out, err = capsys.readouterr()
+    assert "too_large" in out
+    notes = [ln for ln in err.splitlines() if "overrides the file's own calibration" not in ln]
+    assert _one_line("\n".join(notes)) == (
+        f"clusterspy: note: 1 cluster too large for isomernet-v2 (≤ 3.26 nm); --model isomernet-v3 "
+        f"covers {v3[0]:g}–{v3[1]:g} nm")
+    assert main(["classify", str(frames[0])]) == 0  # nothing too large: no note
+    assert "note:" not in capsys.readouterr().err
+
+
+def test_unknown_model_name_lists_the_shipped_models(frames, capsys) -> None:
+    from clusterspy.cli import MODEL_HELP
+    from clusterspy.predict import shipped_models
+
+    names = list(shipped_models())
+    _error_names(capsys, ["classify", frames[0], "--model", "isomernet-v9"], "model file not found: "
+                 "isomernet-v9", *names)
+    assert all(name in MODEL_HELP for name in names)
+
+
+def test_series_element_without_verify_sample_is_refused(frames, tmp_path, capsys) -> None:
+    _error_names(capsys, ["series", frames[2], "--pixel-size", "0.3", "--element", "Pt",
+                          "--out", tmp_path / "s"], "--element", "--verify-sample")
+    assert not (tmp_path / "s").exists()
+
+
+@needs_weights
+def test_series_warning_is_printed_once_on_stderr(tmp_path, capsys) -> None:
+    with np.load(EXAMPLE) as ex:
+        stack = ex["frames"][:4].astype(np.float32)
+    stack[2] = np.nan  # a frame that cannot be used
+    np.save(tmp_path / "stack.npy", stack)
+    assert main(["series", str(tmp_path / "stack.npy"), "--pixel-size", "0.3", "--no-report",
+                 "--out", str(tmp_path / "s")]) == 0
+    out, err = capsys.readouterr()
+    assert "could not be used" not in out
+    assert [ln for ln in err.splitlines() if "could not be used" in ln] == [
+        "clusterspy: warning: 1 frame(s) could not be used (first: frame 2); see frames.csv"]
+    assert "frame time unknown, model" in out and "unknown s" not in out

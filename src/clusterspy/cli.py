@@ -55,6 +55,10 @@ class Border(StrEnum):
     skip = "skip"
 
 
+#: ``--model``'s help; the names are those of :func:`clusterspy.predict.shipped_models` (checked by a test).
+MODEL_HELP = ("An ONNX model with its model card (a .onnx file or its folder), or a shipped model by name: "
+              "isomernet-v2 (the default) or isomernet-v3 (a wider range of sizes, to larger particles).")
+
 PixelSize = Annotated[
     float | None,
     typer.Option("--pixel-size", help="Pixel size, in Å/px; overrides the file's calibration."),
@@ -102,7 +106,7 @@ def classify(
         typer.Option(help="Folder for results (JSON, CSV), settings.json and overlay PNGs."),
     ] = None,
     model: Annotated[
-        Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
+        Path | None, typer.Option(help=MODEL_HELP)
     ] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Also save occlusion-saliency maps (needs --out).")
@@ -203,11 +207,37 @@ def classify(
     if out is not None:
         skipped = f" ({batch.skipped} file(s) already done there skipped)" if batch.skipped else ""
         typer.echo(f"results written to {out}{skipped}", err=True)
-    typer.echo(format_results(batch.results(), fmt.value))
+    results = batch.results()
+    typer.echo(format_results(results, fmt.value))
+    for note in _other_model_notes(results, model):
+        typer.echo(f"clusterspy: note: {note}", err=True)
     if batch.exit_code:
         typer.echo(f"clusterspy: {len(batch.failed_files)} of {len(batch.parts)} files had errors "
                    f"(listed above; files.csv with --out); exit status {batch.exit_code}", err=True)
         raise typer.Exit(batch.exit_code)
+
+
+def _other_model_notes(results: list, model: Path | None) -> list[str]:
+    """For clusters ``too_large`` (``too_small``) for the model used: the shipped model whose domain
+    covers them, in one line each (none when no shipped model does)."""
+    from clusterspy.predict import load_model, shipped_model_covering
+
+    card = None
+    notes = []
+    for reason, word in (("too_large", "large"), ("too_small", "small")):
+        sizes = [r.diameter_nm for r in results if r.reason == reason and r.diameter_nm is not None]
+        if not sizes:
+            continue
+        card = card or load_model(model).card
+        other = shipped_model_covering(sizes, exclude=card.name)
+        if other is None:
+            continue
+        lo, hi = card.domain.get("diameter_nm", [None, None])
+        limit = f" (≤ {hi:g} nm)" if word == "large" and hi else f" (≥ {lo:g} nm)" if lo else ""
+        n = len(sizes)
+        notes.append(f"{n} cluster{'' if n == 1 else 's'} too {word} for {card.name}{limit}; --model "
+                     f"{other[0]} covers {other[1][0]:g}–{other[1][1]:g} nm")
+    return notes
 
 
 @app.command()
@@ -227,7 +257,7 @@ def series(
     ] = Path("clusterspy_series"),
     fmt: Annotated[str, typer.Option("--format", help="'table' or 'json' (summary on stdout).")] = "table",
     model: Annotated[
-        Path | None, typer.Option(help="An ONNX model with its model card (default: shipped).")
+        Path | None, typer.Option(help=MODEL_HELP)
     ] = None,
     contrast: ContrastOption = Contrast.auto,
     temperature: Annotated[
@@ -262,8 +292,10 @@ def series(
                      metavar="K"),
     ] = 0,
     element: Annotated[
-        str, typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...).")
-    ] = "Au",
+        str | None,
+        typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...; "
+                     "default Au)."),
+    ] = None,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -271,6 +303,7 @@ def series(
     where it stopped when started again with the same command, with the same results.
     """
     import json
+    import logging
     import math
 
     from clusterspy.errors import ConfigError
@@ -282,6 +315,9 @@ def series(
         raise ConfigError(f"--verify-sample {verify_sample}: give the number of frames to fit (0 = none)")
     if verify_sample and not report:
         raise ConfigError("--verify-sample shows its fits in report.html: drop --no-report")
+    if element is not None and not verify_sample:
+        raise ConfigError("--element names the metal for the structure fits of --verify-sample: add "
+                          "--verify-sample K")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")
@@ -291,14 +327,22 @@ def series(
 
         loaded = load_model(model)
     _kept_on_interrupt("frames", out, not_with=None if resume else "--no-resume")  # run.json + checkpoint
-    result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded, out=out,
-                             contrast=contrast.value, temperature_K=temperature, resume=resume,
-                             report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
-                             element=element)
+    series_log = logging.getLogger("clusterspy.series")  # its warnings: printed below, once
+    level = series_log.level
+    series_log.setLevel(logging.ERROR)
+    try:
+        result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
+                                 out=out, contrast=contrast.value, temperature_K=temperature, resume=resume,
+                                 report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
+                                 element=element or "Au")
+    finally:
+        series_log.setLevel(level)
     if fmt == "json":
         typer.echo(json.dumps(result.summary, indent=2, default=str))
     else:
-        typer.echo(result.describe() if hasattr(result, "describe") else str(result.summary))
+        typer.echo(result.describe(warnings=False))
+    for warning in result.summary.get("warnings", []):
+        typer.echo(f"clusterspy: warning: {' '.join(str(warning).split())}", err=True)
     typer.echo(f"outputs written to {out}", err=True)
 
 

@@ -147,6 +147,20 @@ def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
     return ""
 
 
+def _overridden_calibration(image: Image, lo: float, hi: float) -> str:
+    """``"; the file says … Å/px …"`` when the user's pixel size replaced a different calibration of
+    the file (``metadata["file_pixel_size_A"]``, :func:`clusterspy.image.resolve_pixel_size`), else ``""``."""
+    own = image.metadata.get("file_pixel_size_A")
+    if image.metadata.get("pixel_size_source") != "user" or not own:
+        return ""
+    own = float(own)
+    if not np.isfinite(own) or own <= 0 or abs(own / float(image.pixel_size_A) - 1) <= 0.01:
+        return ""
+    if lo <= own <= hi:
+        return f"; the file says {own:g} Å/px: drop --pixel-size (pixel_size_A=) to use it"
+    return f"; the file says {own:g} Å/px"
+
+
 def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast = "auto",
                 min_diameter_A: float | None = None) -> None:
     """Refuse, at once, an image the model cannot judge at all.
@@ -175,13 +189,14 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
     px = float(image.pixel_size_A)
     lo, hi = (float(v) for v in domain.get("image_pixel_size_A", [0.05, 0.5]))
     from_file = image.metadata.get("pixel_size_source") == "file"
-    hint = "" if from_file else _pixel_size_hint(px, lo, hi)
+    overridden = _overridden_calibration(image, lo, hi)
+    hint = overridden or ("" if from_file else _pixel_size_hint(px, lo, hi))
     if px > hi:
         raise OutOfDomainError(
             f"{px:g} Å/px{' (the file calibration)' if from_file else ''} cannot resolve atomic columns "
-            f"(the model needs ≤ {hi:g} Å/px){hint}; ClusterSpy classifies atomic-resolution images "
-            "(give the right pixel size with --pixel-size or pixel_size_A=, or image at a higher "
-            "magnification)"
+            f"(the model needs ≤ {hi:g} Å/px){hint}; ClusterSpy classifies atomic-resolution images"
+            + ("" if overridden else " (give the right pixel size with --pixel-size or pixel_size_A=, or "
+               "image at a higher magnification)")
         )
     d_min_A = float(min_diameter_A) if min_diameter_A else 10.0 * float(domain.get("diameter_nm", [1, 8])[0])
     field_A = min(image.shape) * px

@@ -41,7 +41,8 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS", "ClusterResult",
     "ClusterResults", "Model", "classify",
-    "dihedral_views", "load_model", "normalise_crops", "sha256_file", "softmax",
+    "dihedral_views", "load_model", "normalise_crops", "sha256_file", "shipped_model_covering",
+    "shipped_models", "softmax", "table_confidence",
 ]
 
 
@@ -171,7 +172,9 @@ def load_model(path: str | Path | None = None) -> Model:
     if p.is_dir():
         p = p / "model.onnx"
     if not p.is_file():
-        hint = " (the package was installed without its weights)" if path is None else ""
+        names = ", ".join(shipped_models())
+        hint = (" (the package was installed without its weights)" if path is None else
+                f" (give an .onnx file, a folder holding model.onnx, or a shipped model: {names or 'none'})")
         raise InputFileError(f"model file not found: {p}{hint}")
     card = ModelCard.read(p)
     card_file = card.path(CARD_NAME)
@@ -187,6 +190,45 @@ def _shipped_by_name(name: str) -> Path | None:
     if card.is_file() and json.loads(card.read_text()).get("name") == name:
         return DEFAULT_MODEL
     return None
+
+
+def shipped_models() -> dict[str, Path]:
+    """The models shipped in ``clusterspy/weights``: name → ``model.onnx`` (the default first),
+    each loadable by its name (:func:`load_model`, ``--model NAME``)."""
+    found: dict[str, Path] = {}
+    card = DEFAULT_MODEL.with_name(CARD_NAME)
+    if DEFAULT_MODEL.is_file() and card.is_file():
+        try:
+            name = json.loads(card.read_text()).get("name")
+        except (OSError, ValueError, AttributeError):
+            name = None
+        found[str(name or "default")] = DEFAULT_MODEL
+    if WEIGHTS_DIR.is_dir():
+        for d in sorted(WEIGHTS_DIR.iterdir()):
+            if (d / "model.onnx").is_file() and (d / CARD_NAME).is_file():
+                found.setdefault(d.name, d / "model.onnx")
+    return found
+
+
+def shipped_model_covering(diameters_nm: Any, *, exclude: str | None = None
+                           ) -> tuple[str, tuple[float, float]] | None:
+    """The shipped model (:func:`shipped_models`) whose domain covers the most of ``diameters_nm``
+    [nm] (at least one), with its diameter range [nm]; ``exclude``: a model's name not to propose
+    (the one that was used). None when no other shipped model covers any of them."""
+    best: tuple[int, str, tuple[float, float]] | None = None
+    sizes = [float(d) for d in diameters_nm if d is not None]
+    for name, onnx in shipped_models().items():
+        if name == exclude:
+            continue
+        try:
+            domain = json.loads(onnx.with_name(CARD_NAME).read_text())["domain"]
+            lo, hi = (float(v) for v in domain["diameter_nm"])
+        except (OSError, ValueError, KeyError, TypeError):  # an unreadable card: no offer
+            continue
+        n = sum(lo <= d <= hi for d in sizes)
+        if n and (best is None or n > best[0]):
+            best = (n, name, (lo, hi))
+    return None if best is None else (best[1], best[2])
 
 
 #: What a verified result records of its structure fit (the ``fit_<field>`` columns): the fit's
@@ -253,6 +295,17 @@ class ClusterResult:
         d = dict(d)
         fit = {k: d.pop(f"fit_{k}") for k in FIT_FIELDS if f"fit_{k}" in d}
         return cls(**d, fit=fit or None)
+
+
+def table_confidence(label: str, reason: str | None, confidence: float | None) -> float | None:
+    """The confidence a human-readable table shows: for a label that stands, and for an ``unknown``
+    whose reason is ``low_confidence`` (the low value is the reason); None for any other
+    ``unknown`` (out of distribution, too large for an amorphous claim, a fit that disagrees),
+    whose confidence is that of a claim withdrawn — often near 1, read as a confident label next
+    to "unknown". JSON, CSV and :meth:`ClusterResults.table` keep every confidence."""
+    if confidence is None or (label == UNKNOWN and reason != "low_confidence"):
+        return None
+    return float(confidence)
 
 
 #: Columns of :meth:`ClusterResults.table` (``p_<class>`` for each of :data:`CLASSES`).
@@ -346,12 +399,21 @@ def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float
     return lo, hi
 
 
-def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contrast: str) -> str:
-    """The message of :class:`NoClusterFoundError`, naming what was (not) there."""
+def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contrast: str,
+                   skipped_at_edge: int = 0) -> str:
+    """The message of :class:`NoClusterFoundError`, naming what was (not) there; ``skipped_at_edge``:
+    clusters of the size range found but left out because they touch the edge (``border="skip"``)."""
     from clusterspy.detection import detect_clusters
 
     where = (f"{name or 'the image'} ({img.shape[1]}×{img.shape[0]} px at {img.pixel_size_A:g} Å/px "
              f"= {img.extent_A[0] / 10:.3g}×{img.extent_A[1] / 10:.3g} nm)")
+    if skipped_at_edge:  # found, and dropped by the user's choice: not a size or calibration problem
+        n = skipped_at_edge
+        them = "it" if n == 1 else "them"
+        return (f"no cluster of {lo_A / 10:g}–{hi_A / 10:g} nm away from the edge in {where}: {n} "
+                f"cluster{'' if n == 1 else 's'} touching the edge {'was' if n == 1 else 'were'} left out by "
+                f"border=\"skip\" (--border skip); --border flag (border=\"flag\") reports {them} as unknown "
+                "(cut_by_edge)")
     try:
         any_size = detect_clusters(img, min_diameter_A=max(3.0, 4 * img.pixel_size_A),
                                    max_diameter_A=1.5 * max(img.extent_A), exclude_border=False,
@@ -453,12 +515,13 @@ def classify(
     reasons = cluster_reasons(img, detections, card.domain, diameters_A=diam,
                               field_A=[card.crop_px * card.crop_pixel_size_A(D) for D in diam])
     rows, cols = img.shape
-    keep = [i for i, d in enumerate(detections)
-            if lo_A <= diam[i] <= hi_A and (border == "flag" or (
-                d.bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols
-                and (d.fill_gap_px is None or d.fill_gap_px > 0)))]
+    in_range = [i for i in range(len(detections)) if lo_A <= diam[i] <= hi_A]
+    keep = [i for i in in_range if border == "flag" or (
+            (d := detections[i]).bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols
+            and (d.fill_gap_px is None or d.fill_gap_px > 0))]
     if not keep:
-        raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast))
+        raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast,
+                                                 skipped_at_edge=len(in_range)))
     return judge(img, [detections[i] for i in keep], mdl, file=file if file is not None else name,
                  frame=frame, reasons=[reasons[i] for i in keep])
 

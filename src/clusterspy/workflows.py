@@ -513,10 +513,14 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     """Format results as ``"json"`` (a list of objects), ``"csv"`` or a plain ``"table"``.
 
     Verified results (``classify --verify``) add the :data:`FIT_COLUMNS` to the CSV and the fit's
-    isomer, NCC and reason to the table; other results are formatted as they always were.
+    isomer, NCC and reason to the table; other results are formatted as they always were. The
+    table's ``conf`` is empty for an ``unknown`` other than ``low_confidence``
+    (:func:`clusterspy.predict.table_confidence`); JSON and CSV keep every confidence.
     """
     if fmt == "json":
         return json.dumps([r.to_dict() for r in results], indent=2)
+    from clusterspy.predict import table_confidence
+
     rows = result_rows(results)
     verified = any(r.fit is not None for r in results)
     if fmt == "csv":
@@ -534,7 +538,8 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     lines = [header, "-" * len(header)]
     for row in rows:
         name = Path(str(row["file"])).name[-28:]
-        conf = "" if row["confidence"] is None else f"{row['confidence']:.2f}"
+        shown = table_confidence(row["label"], row["reason"], row["confidence"])
+        conf = "" if shown is None else f"{shown:.2f}"
         dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
         line = (f"{name:<28} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
                 f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or '':<{width}}")
@@ -770,7 +775,7 @@ def write_series_report(result: SeriesResult, explain_model: Any = None,
     s = result.summary
     rep.paragraph(
         f"Source: {s['source']} · {s['n_frames']} frames · frame time "
-        f"{s['frame_time_s'] if s['frame_time_s'] else 'unknown'} s · model {s['model']['id']} · "
+        f"{str(s['frame_time_s']) + ' s' if s['frame_time_s'] else 'unknown'} · model {s['model']['id']} · "
         f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
     no_label = result.no_label_note()
     if no_label:

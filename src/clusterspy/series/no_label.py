@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from clusterspy.errors import ClusterSpyError
 from clusterspy.isomers import CLASSES
 
 __all__ = ["ADVICE", "no_label_note"]
@@ -50,22 +49,12 @@ def _reason(label: str, reason: Any, status: Any) -> str:
 
 
 def _other_model(diameter_nm: float, current_id: str | None) -> tuple[str, float] | None:
-    """A shipped model (name, largest diameter [nm]) whose card's diameter range covers the particle."""
-    from clusterspy.weights import DEFAULT_MODEL_DIR, ModelCard
+    """A shipped model (name, largest diameter [nm]) whose card's diameter range covers the particle
+    (:func:`clusterspy.predict.shipped_model_covering`)."""
+    from clusterspy.predict import shipped_model_covering
 
-    folders = [DEFAULT_MODEL_DIR, *sorted(p for p in DEFAULT_MODEL_DIR.iterdir() if p.is_dir())]
-    for folder in folders:
-        if not (folder / "model_card.json").is_file():
-            continue
-        try:
-            card = ModelCard.read(folder)
-            lo, hi = card.domain["diameter_nm"]
-        except (ClusterSpyError, OSError, KeyError, TypeError, ValueError):  # unreadable: no offer
-            continue
-        name = str(card.data.get("name", folder.name))
-        if name != (current_id or "").split("@")[0] and float(lo) <= diameter_nm <= float(hi):
-            return name, float(hi)
-    return None
+    other = shipped_model_covering([diameter_nm], exclude=(current_id or "").split("@")[0] or None)
+    return None if other is None else (other[0], other[1][1])
 
 
 def _advice(reason: str, diameter_nm: float | None, model_id: str | None) -> str:

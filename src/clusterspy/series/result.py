@@ -58,11 +58,14 @@ class SeriesResult:
         p = self.out / "report.html"
         return p if p.exists() else None
 
-    def describe(self) -> str:
-        """A short plain-text summary (what ``clusterspy series`` prints)."""
+    def describe(self, *, warnings: bool = True) -> str:
+        """A short plain-text summary (what ``clusterspy series`` prints); ``warnings``: end with
+        the run's warnings (``summary["warnings"]``, among them the frames that could not be
+        used), one ``warning: …`` line each (the CLI prints them on stderr instead)."""
         s = self.summary
+        frame_time = "unknown" if not s["frame_time_s"] else f"{s['frame_time_s']:g} s"
         lines = [f"{s['source']}: {s['n_frames']} frames, {s['n_clusters']} cluster(s), "
-                 f"frame time {s['frame_time_s'] or 'unknown'} s, model {s['model']['id']}"]
+                 f"frame time {frame_time}, model {s['model']['id']}"]
         note = self.no_label_note()
         if note:
             lines.append(note)
@@ -86,16 +89,14 @@ class SeriesResult:
                              "were inferred by the HMM where the network gave unknown / another "
                              f"label ({cl['n_inferred_from_unknown']} unknown, "
                              f"{cl['n_inferred_from_other_label']} another label)")
-        if s.get("n_bad_frames"):
-            lines.append(f"{s['n_bad_frames']} frame(s) could not be used (status bad_frame in "
-                         "frames.csv)")
         if s.get("interval_method"):
             lines.append(f"intervals: {s['interval_method']} (see interval_method_description in "
                          "summary.json)")
         fits = self.verify_sample_line()
         if fits is not None:
             lines.append(fits)
-        lines += [f"warning: {w}" for w in s["warnings"]]
+        if warnings:
+            lines += [f"warning: {w}" for w in s["warnings"]]
         return "\n".join(lines)
 
     def verify_sample_line(self) -> str | None:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from clusterspy.image import Image
-from clusterspy.predict import ClusterResult
+from clusterspy.predict import ClusterResult, table_confidence
 
 from ..style import caption, colour
 
@@ -104,7 +104,8 @@ def table_rows(results: Sequence[ClusterResult]) -> list[list[str]]:
     """The table's cells, as text, in :data:`TABLE_COLUMNS` order."""
     rows = []
     for r in results:
-        conf = "" if r.confidence is None else f"{r.confidence:.3f}"
+        shown = table_confidence(r.label, r.reason, r.confidence)  # none for a withdrawn claim
+        conf = "" if shown is None else f"{shown:.3f}"
         size = "" if r.diameter_nm is None else f"{r.diameter_nm:.2f}"
         rows.append([str(r.frame), str(r.cluster), r.label, r.reason or "", conf, size,
                      f"{r.x_px:.1f}", f"{r.y_px:.1f}"])
