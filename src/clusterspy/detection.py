@@ -392,6 +392,11 @@ CUT_LEVEL = 0.35
 #: a sharp rim: 0.27); a whole faceted particle of bright Gaussian columns on exact zeros (frame 3 of
 #: StatSTEM's simulated HMM series) showed a straight bright facet of 0.43 D, so 0.45.
 CUT_MIN_SHARE = 0.45
+#: Least length [Å] of that straight stretch, whatever the diameter: the few columns of a cluster of
+#: ~55 atoms are all about as bright, and the exact zeros of a low-count vacuum around it follow a
+#: facet for 4–9 Å (PRISM Au₅₅ at 5·10³–10⁵ e⁻/Å²: 0.74 D); a cut small particle is left to the
+#: frame-edge rule.
+CUT_MIN_LENGTH_A = 10.0
 #: Least share of the pixels of that straight stretch that are constant-edge pixels: a crop's or a
 #: rotation's edge holds them all (0.9–1.0 measured), the ragged edge of a low-count vacuum's zeros
 #: few.
@@ -458,10 +463,10 @@ def _cut_by_constant(data: np.ndarray, sign: float, constant: np.ndarray, values
     background's edge are faint (or the edge is ragged: the scattered zeros of a low-count rim); a
     cut leaves the particle's thick inside — data at its full height — right against a *straight*
     edge. The particle is cut when, along a straight stretch of the constant region's edge of at
-    least :data:`CUT_MIN_SHARE` of ``diameter_A`` (that the edge fills to :data:`CUT_MIN_DENSITY`),
-    the data one pixel in from it (past the pixel a linear interpolation mixes), averaged along it
-    over ``sigma_A``, stand above :data:`CUT_LEVEL` of the particle's height over its local
-    background.
+    least :data:`CUT_MIN_SHARE` of ``diameter_A`` and :data:`CUT_MIN_LENGTH_A` (that the edge
+    fills to :data:`CUT_MIN_DENSITY`), the data one pixel in from it (past the pixel a linear
+    interpolation mixes), averaged along it over ``sigma_A``, stand above :data:`CUT_LEVEL` of the
+    particle's height over its local background.
 
     Parameters
     ----------
@@ -551,7 +556,7 @@ def _cut_by_constant(data: np.ndarray, sign: float, constant: np.ndarray, values
         return False
     _, _, density, span_px = line
     length_A = span_px * m * px_A
-    return length_A >= CUT_MIN_SHARE * diameter_A and density >= CUT_MIN_DENSITY
+    return length_A >= max(CUT_MIN_SHARE * diameter_A, CUT_MIN_LENGTH_A) and density >= CUT_MIN_DENSITY
 
 
 def _inpaint(work: np.ndarray, invalid: np.ndarray) -> np.ndarray:
