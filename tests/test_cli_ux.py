@@ -245,6 +245,13 @@ def test_bright_field_refusal_names_the_contrast_flag(frames, capsys) -> None:
     _error_names(capsys, ["classify", frames[1]], "--contrast haadf")
 
 
+def test_fit_refuses_bright_field_as_classify_does(frames, tmp_path, capsys) -> None:
+    """`fit` on an inverted frame fitted a "cluster" in the bright background (a newcomer's
+    finding); it is refused at once, and --contrast haadf is the way past."""
+    _error_names(capsys, ["fit", frames[1], "--out", tmp_path / "f"], "--contrast haadf")
+    assert not (tmp_path / "f").exists()
+
+
 @pytest.mark.parametrize("value", ["0", "-1", "nan", "inf"])
 def test_series_frame_time_is_checked_before_anything_is_written(frames, tmp_path, capsys, value) -> None:
     _error_names(capsys, ["series", frames[2], "--pixel-size", "0.3", "--frame-time", value,

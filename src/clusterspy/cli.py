@@ -445,6 +445,7 @@ def fit(
     semiangle: Annotated[float, typer.Option("--semiangle", help="Convergence semi-angle, in mrad.")] = 25.0,
     out: Annotated[Path | None, typer.Option(help="Folder for every cluster's .xyz, .json and .png.")] = None,
     signal: SignalOption = None,
+    contrast: ContrastOption = Contrast.auto,
 ) -> None:
     """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation."""
     import json as _json
@@ -454,7 +455,7 @@ def fit(
 
     done = fit_files(paths, element=element, pixel_size_A=pixel_size, out=out,
                      microscope=Microscope(energy_keV=energy, semiangle_mrad=semiangle),
-                     signal=_signal_choice(signal))
+                     signal=_signal_choice(signal), contrast=contrast.value)
     for file, fits in done:
         for f in fits:
             typer.echo(_json.dumps({"file": file, **f.to_dict()}))

@@ -52,6 +52,7 @@ from clusterspy.weights.card import mahalanobis_distance
 
 __all__ = [
     "REASONS",
+    "check_contrast",
     "check_image",
     "cluster_reasons",
     "contrast_cues",
@@ -206,9 +207,23 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
             f"{field_A:.3g} Å across: too small to hold a cluster of ≥ {d_min_A / 10:g} nm"
             + (hint or "; check the pixel size (Å/px)")
         )
+    check_contrast(image, contrast)
+
+
+def check_contrast(image: Image, contrast: Contrast = "auto") -> None:
+    """Refuse an image that looks like bright field (:func:`looks_bright_field`), unless
+    ``contrast="haadf"`` says it is HAADF.
+
+    Raises
+    ------
+    OutOfDomainError
+        With one line saying why and what to do.
+    """
+    if contrast not in ("auto", "haadf"):
+        raise ConfigError(f"contrast must be 'auto' or 'haadf', got {contrast!r}")
     if contrast == "auto" and looks_bright_field(image.data):
         raise OutOfDomainError(
-            "the image looks like bright field (dark particles on a bright background); the model "
+            "the image looks like bright field (dark particles on a bright background); ClusterSpy "
             "judges HAADF (Z-contrast) images only — if this is HAADF, pass --contrast haadf "
             "(contrast='haadf' in Python)"
         )

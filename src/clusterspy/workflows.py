@@ -1142,13 +1142,14 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
 
 def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_size_A: float | None = None,
               out: str | os.PathLike | None = None, microscope: Any = None,
-              signal: int | str | None = None) -> list[tuple[str, list[Any]]]:
+              signal: int | str | None = None, contrast: str = "auto") -> list[tuple[str, list[Any]]]:
     """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit.fit_structure`).
 
     With ``out``, writes per cluster ``<stem>_c<i>.xyz`` (extended XYZ), ``<stem>_c<i>.json`` and
     ``<stem>_c<i>.png`` (:func:`clusterspy.plots.plot_structure_fit`); clusters without a fit get
     only their JSON (with the reason). ``signal`` chooses the signal of multi-signal files (index
-    or title). Returns ``[(file, [StructureFit, ...]), ...]``.
+    or title); ``contrast`` ("auto" refuses bright field, "haadf" trusts the image) as for
+    :func:`clusterspy.fit.fit_structure`. Returns ``[(file, [StructureFit, ...]), ...]``.
     """
     from clusterspy.fit import fit_structure
     from clusterspy.io import as_image
@@ -1157,7 +1158,7 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     done = []
     for path in paths:
         img = as_image(Path(path), pixel_size_A, signal=signal)
-        fits = fit_structure(img, element=element, microscope=microscope)
+        fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast)
         if out is not None:
             folder = Path(out)
             folder.mkdir(parents=True, exist_ok=True)

@@ -139,7 +139,7 @@ def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[st
 
 def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str = "Au",
                   microscope: Microscope | None = None, forms: tuple[str, ...] | None = None,
-                  check_resolution: bool = True) -> list[StructureFit]:
+                  check_resolution: bool = True, contrast: str = "auto") -> list[StructureFit]:
     """Find every cluster in an image and fit the 3D atomic model whose simulation matches it best.
 
     Parameters
@@ -161,6 +161,9 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         Leave out clusters whose atomic columns are not resolved, or seen at a wrong scale
         (``not_resolved``, ``scale_mismatch``: the rules of :mod:`clusterspy.domain` that
         :func:`clusterspy.classify` applies). ``False`` fits them anyway (for tests).
+    contrast : {"auto", "haadf"}
+        ``"auto"`` refuses an image that looks like bright field
+        (:func:`clusterspy.domain.check_contrast`); ``"haadf"`` trusts that it is HAADF.
 
     Returns
     -------
@@ -170,13 +173,17 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
 
     Raises
     ------
+    OutOfDomainError
+        If the image looks like bright field (with ``contrast="auto"``).
     NoClusterFoundError
         If no cluster is found.
     """
     from clusterspy.detection import detect_clusters
+    from clusterspy.domain import check_contrast
 
     img = _as_image(image, pixel_size_A)
     microscope, z = _settings(element, microscope, forms)
+    check_contrast(img, contrast)  # type: ignore[arg-type]
     dets = detect_clusters(img, min_diameter_A=DETECT_RANGE_A[0], max_diameter_A=DETECT_RANGE_A[1],
                            exclude_border=False, polarity="bright")
     if not dets:
