@@ -471,7 +471,7 @@ def spectrum_scores(image: Image, x_px: float, y_px: float, diameter_A: float
     if spec is None:
         return nan, nan, nan
     power, f, noise, nyq = spec
-    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    band = _lattice_band(spec)
     shape = power[(f >= SHAPE_BAND[0]) & (f < SHAPE_BAND[1])]
     if band.size < 8:
         return nan, nan, nan
@@ -576,9 +576,14 @@ def _band_p95(image: Image, x_px: float, y_px: float, diameter_A: float) -> floa
     spec = _window_spectrum(image, x_px, y_px, diameter_A)
     if spec is None:
         return float("nan")
-    power, f, _, nyq = spec
-    band = power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
+    band = _lattice_band(spec)
     return float(np.percentile(band, 95)) if band.size >= 8 else float("nan")
+
+
+def _lattice_band(spec: tuple[np.ndarray, np.ndarray, float, float]) -> np.ndarray:
+    """The powers of a :func:`_window_spectrum` in :data:`LATTICE_BAND` (below its Nyquist)."""
+    power, f, _, nyq = spec
+    return power[(f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], nyq))]
 
 
 def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float, *,
