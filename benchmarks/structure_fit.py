@@ -21,6 +21,8 @@ Run (one process, niced)::
 
     nice -n 10 .venv/bin/python benchmarks/structure_fit.py [--fast 24] [--skip-real]
     .venv/bin/python benchmarks/structure_fit.py --parts prism --cases 0-9,64-70 --out fit_subset.json
+    .venv/bin/python benchmarks/structure_fit.py --parts prism --cases 0-119:3 --pixel-size-error 0.15 \
+        --out structure_fit_px+15.json
 """
 
 from __future__ import annotations
@@ -93,11 +95,12 @@ def _classify(img) -> tuple[str, str | None]:
 
 
 def _indices(spec: str) -> set[int]:
-    """``"0-9,64,70-72"`` → the case indices it names."""
+    """``"0-9,64,70-72"`` → the case indices it names; ``"0-119:3"``: every third of 0–119."""
     out: set[int] = set()
     for part in filter(None, spec.split(",")):
+        part, _, step = part.partition(":")
         lo, _, hi = part.partition("-")
-        out.update(range(int(lo), int(hi or lo) + 1))
+        out.update(range(int(lo), int(hi or lo) + 1, int(step or 1)))
     return out
 
 
@@ -122,7 +125,9 @@ def skipped_cases(cases: str | None = None) -> list[dict]:
     return out
 
 
-def run_prism(limit: int | None, cases: str | None = None) -> list[dict]:
+def run_prism(limit: int | None, cases: str | None = None, pixel_size_error: float = 0.0) -> list[dict]:
+    """The PRISM part; ``pixel_size_error``: the fit is given the pixel size × (1 + this) (a
+    calibration error; the truth and the ``clean`` image stay as simulated)."""
     from clusterspy.fit import fit_structure
     from clusterspy.image import Image
     from clusterspy.simulation import Microscope
@@ -131,7 +136,7 @@ def run_prism(limit: int | None, cases: str | None = None) -> list[dict]:
     for path in prism_files(limit, cases):
         with np.load(path) as d:
             case = json.loads(str(d["case"]))
-            img = Image(d["noisy"], float(d["pixel_size_A"]))
+            img = Image(d["noisy"], float(d["pixel_size_A"]) * (1.0 + pixel_size_error))
             truth = {"isomer": case["motif"], "form": str(d["form"]), "n_atoms": int(d["n_atoms"]),
                      "rotation": d["rotation"], "zone_axis": case["zone_axis"]}
             clean = np.array(d["clean"])
@@ -290,6 +295,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--parts", default="prism,fast,real",
                     help="parts to run; the others are kept from the existing results file")
     ap.add_argument("--figures", action="store_true", help="write docs/fit_au_temul.png")
+    ap.add_argument("--pixel-size-error", type=float, default=0.0,
+                    help="PRISM part: give the fit the pixel size × (1 + this), e.g. 0.15 or -0.15")
     a = ap.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "2")
     parts = set(a.parts.split(","))
@@ -297,9 +304,9 @@ def main(argv: list[str] | None = None) -> dict:
     result: dict = json.loads(old.read_text()) if old.exists() and parts != {"prism", "fast", "real"} else {}
     load = {"load_average_at_start": os.getloadavg()[0]}
     if "prism" in parts:
-        prism = run_prism(a.prism, a.cases)
+        prism = run_prism(a.prism, a.cases, a.pixel_size_error)
         result["prism"] = {"summary": summarise(prism), "rows": prism, "skipped": skipped_cases(a.cases),
-                           **load}
+                           "pixel_size_error": a.pixel_size_error, **load}
     if "fast" in parts:
         fast = run_fast(a.fast)
         result["fast"] = {"summary": summarise(fast), "rows": fast, **load}

@@ -10,9 +10,10 @@ import numpy as np
 from scipy import ndimage
 
 from clusterspy.errors import ConfigError, NoClusterFoundError
-from clusterspy.fit.library import FORMS, atoms_for_diameter, family, models_near
+from clusterspy.fit.library import FORMS, Model, atoms_for_diameter, family, models_near
 from clusterspy.fit.result import StructureFit
 from clusterspy.fit.search import (
+    COARSE_SCALES,
     Candidate,
     Window,
     coarse_search,
@@ -63,6 +64,12 @@ ZONE_NCC_TOLERANCE = 0.02
 #: the fast simulator's cost grows with the window's area in pixels, and 0.28 Å/px still resolves
 #: the 1.4–2.4 Å spacings of projected columns.
 FIT_PIXEL_A = 0.28
+#: FWHM [Å] of the diffuse tail fitted beside the model's image (:meth:`Window.score`): a blurred copy
+#: of the model with its own non-negative weight, for the probe's tails and diffuse scattering
+#: around the particle that a Gaussian blur of the columns cannot give. StatSTEM's Pb particle sits in
+#: a halo whose intensity exceeds its columns' contrast: without the tail every model's fit raised
+#: its blur to the bound (3 Å) to match the halo, and lost the columns.
+TAIL_FWHM_A = 10.0
 #: Detection range [Å] (equivalent-circle diameters, as classify's default model range: 0.6–20 nm).
 DETECT_RANGE_A = (5.0, 200.0)
 
@@ -99,7 +106,7 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
     cy = float((smooth * yy).sum() / w) if w > 0 else (rows - 1) / 2
     radius = min(rows, cols) / 2.0 - 1.0
     mask = (xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= radius**2
-    return Window(data, px, mask, (cx, cy), microscope, z, background), (r0, c0, r1, c1)
+    return Window(data, px, mask, (cx, cy), microscope, z, background, tail_fwhm_A=TAIL_FWHM_A), (r0, c0, r1, c1)
 
 
 def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None = None,
@@ -112,7 +119,7 @@ def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str
 def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None,
                 ) -> tuple[Candidate, dict[str, Candidate]]:
     forms = tuple(FORMS) if forms is None else forms
-    models = [m for f in forms for m in models_near(f, n_atoms_guess, element, spread=2.0, limit=2)]
+    models = coarse_models(forms, n_atoms_guess, element)
     if not models:
         raise ConfigError(f"no model of {', '.join(forms)} near {n_atoms_guess:.0f} atoms")
     coarse = coarse_search(win, models, keep=2)
@@ -135,6 +142,21 @@ def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[st
     if Isomer.AMORPHOUS.value in best_of:
         best_of[Isomer.AMORPHOUS.value] = resize_glassy(win, best_of[Isomer.AMORPHOUS.value])
     return max(best_of.values(), key=lambda c: c.ncc), best_of
+
+
+def coarse_models(forms: tuple[str, ...], n_atoms_guess: float, element: str) -> list[Model]:
+    """The models of the coarse search: of each form, the two nearest the estimated atom count, and
+    for every other scale ``s`` of :data:`clusterspy.fit.search.COARSE_SCALES` the one nearest
+    ``n / s³`` (the size whose outline the data show if the pixel size is off by ``s``: at
+    12 % off, a model of the estimated size matches the outline only at the wrong scale, where its
+    lattice does not match, and the refinement's steps do not cross from one magic size to the next).
+    Distinct models, by form."""
+    out: dict[tuple, Model] = {}
+    for f in forms:
+        for s in (1.0, *(s for s in COARSE_SCALES if s != 1.0)):
+            for m in models_near(f, n_atoms_guess / s**3, element, spread=2.0, limit=2 if s == 1.0 else 1):
+                out.setdefault((m.form, m.params), m)
+    return list(out.values())
 
 
 def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str = "Au",
@@ -340,8 +362,7 @@ def zone_prior(win: Window, winner: Candidate, n_atoms_guess: float, element: st
         return winner
     forms = tuple(FORMS) if forms is None else forms
     iso = winner.model.isomer
-    models = [m for f in forms if FORMS[f][0] is iso
-              for m in models_near(f, n_atoms_guess, element, spread=2.0, limit=2)]
+    models = coarse_models(tuple(f for f in forms if FORMS[f][0] is iso), n_atoms_guess, element)
     locked = zone_locked(win, [winner.model, *models])
     if not locked or locked[0].ncc < winner.ncc - ZONE_NCC_TOLERANCE:
         return winner
@@ -413,13 +434,12 @@ def claimed_model(winner: Candidate, best_of: dict[str, Candidate], disordered: 
 def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], win: Window,
           bounds: tuple[int, int, int, int], img_px: float, atoms_cls: Any, z: int) -> None:
     """Fill a StructureFit from the winning candidate."""
-    from clusterspy.fit.render import intensity_fit, placed_positions
+    from clusterspy.fit.render import placed_positions
 
     r0, c0, _, _ = bounds
     px = win.pixel_size_A
     pose = winner.pose
-    sim = win.simulate(winner.model, pose)
-    gain, offset = intensity_fit(sim[win.mask], win.data[win.mask])
+    fitted = win.fitted(winner.model, pose)
     res.window = bounds
     res.ncc = float(winner.ncc)
     f = round(px / img_px)
@@ -444,5 +464,6 @@ def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], w
     res.zone_axis_off_deg = None if group is None else float(off)
     res.atoms = atoms_cls(numbers=np.full(len(pos), z), positions=pos)
     res.scale, res.blur_A = float(pose.scale), float(pose.blur_A)
-    res.simulated = Image((gain * sim + offset + win.background).astype(np.float32), px,
+    res.aspect, res.shear = float(pose.aspect), float(pose.shear)
+    res.simulated = Image((fitted + win.background).astype(np.float32), px,
                           {"window": list(bounds), "fit": {"form": res.form, "n_atoms": res.n_atoms}})

@@ -3,8 +3,10 @@
 A *pose* places a model in the window: rotation ``R`` (model → image frame), centre ``(x, y)``
 [Å, window frame: x = column × pixel size, y = row × pixel size], a scale ``s`` of the model's
 coordinates (the pixel-size correction: the data's pixel size is best explained as
-``pixel_size_A / s``) and an extra Gaussian blur (FWHM [Å]) for the probe, source and defocus
-that the nominal microscope misses. The intensity scale and offset are not part of the pose:
+``pixel_size_A / s``), a linear scan distortion of the image frame (``aspect``: x stretched by
+``a`` and y by ``1/a``, a pixel-size ratio of ``a²`` between the fast and slow scan directions;
+``shear``: x moved by ``γ·y``, drift along the fast scan during the slow scan) and an extra Gaussian
+blur (FWHM [Å]) for the probe, source and defocus that the nominal microscope misses. The intensity scale and offset are not part of the pose:
 the normalised cross-correlation (NCC) is blind to them, and :func:`intensity_fit` gives them.
 """
 
@@ -32,6 +34,8 @@ class Pose:
     y_A: float
     scale: float = 1.0
     blur_A: float = 0.5
+    aspect: float = 1.0
+    shear: float = 0.0
 
     def moved(self, **kw: float) -> Pose:
         """A copy with some fields changed."""
@@ -47,8 +51,12 @@ def simulator(microscope: Microscope, pixel_size_A: float, shape: tuple[int, int
 
 
 def placed_positions(positions: np.ndarray, pose: Pose) -> np.ndarray:
-    """Model positions [Å] in the window frame (z from the entrance surface, ≥ 0)."""
+    """Model positions [Å] in the window frame (z from the entrance surface, ≥ 0), the scan distortion
+    applied about the model's centre."""
     p = pose.scale * (positions @ np.asarray(pose.rotation).T)
+    if pose.aspect != 1.0 or pose.shear != 0.0:
+        p[:, 0] = pose.aspect * p[:, 0] + pose.shear * p[:, 1]
+        p[:, 1] /= pose.aspect
     p[:, 0] += pose.x_A
     p[:, 1] += pose.y_A
     p[:, 2] -= p[:, 2].min()
@@ -78,10 +86,11 @@ def render_unblurred(models: list[np.ndarray], numbers: int, poses: list[Pose], 
 
 
 def geometry_key(pose: Pose) -> tuple:
-    """What places the atoms of a pose (rotation, centre, scale; not the blur), rounded to 1e-9:
-    a move and its reverse (``R(−θ) R(θ) R``) give the key of the pose they started from."""
+    """What places the atoms of a pose (rotation, centre, scale, scan distortion; not the blur), rounded
+    to 1e-9: a move and its reverse (``R(−θ) R(θ) R``) give the key of the pose they started from."""
     rot = np.round(np.asarray(pose.rotation, dtype=float), 9) + 0.0
-    return (rot.tobytes(), *(round(float(v), 9) + 0.0 for v in (pose.x_A, pose.y_A, pose.scale)))
+    return (rot.tobytes(), *(round(float(v), 9) + 0.0
+                             for v in (pose.x_A, pose.y_A, pose.scale, pose.aspect, pose.shear)))
 
 
 #: Windows of at most this many pixels are blurred by matrix products (the Gaussian is separable:
@@ -154,6 +163,54 @@ def ncc_many(templates: np.ndarray, data: np.ndarray, mask: np.ndarray | None = 
     d = d - d.mean()
     den = np.sqrt((t * t).sum(axis=1) * (d * d).sum())
     return np.where(den > 0, (t @ d) / np.where(den > 0, den, 1.0), 0.0)
+
+
+def ncc_with_tail(templates: np.ndarray, tails: np.ndarray, data: np.ndarray, mask: np.ndarray | None = None
+                  ) -> np.ndarray:
+    """Correlation of ``data`` with its best model ``g · template + h · tail + c`` (``g, h ≥ 0``), per
+    template ``(n, rows, cols)`` and its tail image.
+
+    The multiple correlation coefficient of the two-regressor least-squares fit; where that fit
+    gives a negative weight, the better one-regressor fit (at ``h = 0`` it is :func:`ncc_many`).
+    """
+    n = len(templates)
+    sel = None if mask is None else np.asarray(mask).ravel()
+    a = templates.reshape(n, -1).astype(np.float64)
+    b = tails.reshape(n, -1).astype(np.float64)
+    d = np.asarray(data, dtype=np.float64).ravel()
+    if sel is not None:
+        a, b, d = a[:, sel], b[:, sel], d[sel]
+    a -= a.mean(axis=1, keepdims=True)
+    b -= b.mean(axis=1, keepdims=True)
+    d = d - d.mean()
+    aa, bb, ab = (a * a).sum(axis=1), (b * b).sum(axis=1), (a * b).sum(axis=1)
+    ad, bd, dd = a @ d, b @ d, float(d @ d)
+    if dd <= 0:
+        return np.zeros(n)
+    det = aa * bb - ab * ab
+    ok = det > 1e-12 * aa * bb
+    safe = np.where(ok, det, 1.0)
+    g, h = (bb * ad - ab * bd) / safe, (aa * bd - ab * ad) / safe
+    both = ok & (g >= 0) & (h >= 0)
+    r2 = np.where(both, (g * ad + h * bd) / dd, 0.0)
+    one_a = np.where(aa > 0, np.maximum(ad, 0) ** 2 / (np.where(aa > 0, aa, 1.0) * dd), 0.0)
+    one_b = np.where(bb > 0, np.maximum(bd, 0) ** 2 / (np.where(bb > 0, bb, 1.0) * dd), 0.0)
+    r2 = np.where(both, r2, np.maximum(one_a, one_b))
+    r = np.sqrt(np.clip(r2, 0.0, 1.0))
+    return np.where(np.where(both, True, ad >= 0), r, -r)
+
+
+def intensity_fit_tail(model: np.ndarray, tail: np.ndarray, data: np.ndarray) -> tuple[float, float, float]:
+    """Least-squares ``data ≈ gain · model + tail_gain · tail + offset`` with both gains ≥ 0:
+    ``(gain, tail_gain, offset)`` (:func:`ncc_with_tail`'s model)."""
+    from scipy.optimize import lsq_linear
+
+    m = np.asarray(model, dtype=float).ravel()
+    t = np.asarray(tail, dtype=float).ravel()
+    d = np.asarray(data, dtype=float).ravel()
+    a = np.stack([m, t, np.ones_like(m)], axis=1)
+    res = lsq_linear(a, d, bounds=([0.0, 0.0, -np.inf], [np.inf, np.inf, np.inf]))
+    return float(res.x[0]), float(res.x[1]), float(res.x[2])
 
 
 def intensity_fit(model: np.ndarray, data: np.ndarray) -> tuple[float, float]:

@@ -53,7 +53,9 @@ class StructureFit:
         Angle [deg] between the beam and the nearest named axis.
     atoms : ase.Atoms or None
         The model in the image frame [Å]: x = column × pixel size, y = row × pixel size (input
-        image, origin at the centre of pixel (0, 0)), z along the beam from the entrance surface.
+        image, origin at the centre of pixel (0, 0)), z along the beam from the entrance surface;
+        the fitted scale and scan distortion applied, so that its projected columns lie on the
+        data's (the undistorted model is ``rotation`` applied to the form's own positions).
     simulated : Image or None
         The model's fast simulation (gain and offset fitted) on the window of the data's grid
         given by ``window`` (rows ``window[0]:window[2]``, columns ``window[1]:window[3]``).
@@ -65,6 +67,10 @@ class StructureFit:
         Fitted scale of the model: the data's pixel size is best explained as ``pixel_size / scale``.
     blur_A : float or None
         Fitted extra Gaussian blur, FWHM [Å].
+    aspect, shear : float or None
+        Fitted linear scan distortion of the image: x stretched by ``aspect`` and y by
+        ``1/aspect`` (fast/slow-scan pixel-size ratio ``aspect²``), then x moved by ``shear · y``
+        (:class:`clusterspy.fit.render.Pose`).
     reason : str or None
         Why the isomer is ``"unknown"`` (a key of :data:`FIT_REASONS`), else ``None``. With
         ``"ambiguous_fit"`` the other fields still describe the best model, for inspection only.
@@ -87,6 +93,8 @@ class StructureFit:
     alternatives: dict[str, dict[str, Any]] = field(default_factory=dict)
     scale: float | None = None
     blur_A: float | None = None
+    aspect: float | None = None
+    shear: float | None = None
     window: tuple[int, int, int, int] | None = None
     reason: str | None = None
     seconds: float = 0.0
@@ -103,6 +111,8 @@ class StructureFit:
             "alternatives": self.alternatives,
             "scale": None if self.scale is None else round(float(self.scale), 4),
             "blur_A": None if self.blur_A is None else round(float(self.blur_A), 3),
+            "aspect": None if self.aspect is None else round(float(self.aspect), 4),
+            "shear": None if self.shear is None else round(float(self.shear), 4),
             "window": None if self.window is None else list(self.window),
             "reason": self.reason, "seconds": round(float(self.seconds), 2),
         }

@@ -11,7 +11,8 @@ the templates' blur all but removes, at a quarter of the cost; the refinement re
 simulator's own oversampling.
 
 Refinement: a pattern search (compass search) over the rotation (three small rotations about
-the image axes), the centre (x, y), the scale of the model (pixel-size error) and the blur;
+the image axes), the centre (x, y), the scale of the model (pixel-size error), the scan
+distortion (aspect and shear) and the blur;
 each step renders the ± moves of every parameter as one batch and takes the best, halving the
 steps when none improves. The window keeps the fast simulator's images (before the blur) of the
 poses it scored: a blur move, or the reverse of the last move, places the atoms as a pose scored
@@ -34,20 +35,36 @@ import scipy.fft as sfft
 from scipy import ndimage
 
 from clusterspy.fit.library import Model, _zone_directions, beam_directions
-from clusterspy.fit.render import Pose, blur, geometry_key, ncc_many, render, render_unblurred
+from clusterspy.fit.render import (
+    Pose,
+    blur,
+    geometry_key,
+    intensity_fit_tail,
+    ncc_many,
+    ncc_with_tail,
+    render,
+    render_unblurred,
+)
 from clusterspy.fit.symmetry import axis_rotation
 from clusterspy.simulation import Microscope
 from clusterspy.structures.orientation import rotation_about_z, rotation_to_z
 
 #: In-plane angle step of the coarse search [deg].
 IN_PLANE_STEP_DEG = 5.0
+#: Scales (pixel-size corrections, :class:`clusterspy.fit.render.Pose`) of the coarse search: the data
+#: are zoomed by each about their centroid, so a calibration error of up to about ±15 % still puts
+#: the templates' lattice on the data's (the refinement's scale steps start at 3 %). At scale 1 only,
+#: a lattice 13 % off (StatSTEM's Pb particle) lost its columns' phase within a few columns of the
+#: centre and the search fitted the outline alone.
+COARSE_SCALES = (0.9, 1.0, 1.1)
 #: Blur (FWHM [Å]) of the coarse templates.
 COARSE_BLUR_A = 0.6
 #: Render-grid pixels per window pixel of the coarse templates (None: the fast simulator's own
 #: choice, which samples the probe at its Nyquist limit).
 COARSE_OVERSAMPLE: int | None = 1
-#: First steps of the refinement: rotation [deg], centre [Å], scale, blur [Å].
-STEPS = {"rot": 3.0, "shift": 0.4, "scale": 0.03, "blur": 0.4}
+#: First steps of the refinement: rotation [deg], centre [Å], scale, blur [Å], scan distortion
+#: (aspect, shear).
+STEPS = {"rot": 3.0, "shift": 0.4, "scale": 0.03, "blur": 0.4, "aspect": 0.02, "shear": 0.02}
 #: Iterations of the pattern search.
 MAX_ITERATIONS = 14
 #: Fast-simulator images (before the blur) a window keeps, the most recently used: the refinement's
@@ -56,6 +73,11 @@ RENDER_CACHE_IMAGES = 64
 #: Scale (pixel-size correction) and blur [Å] bounds.
 SCALE_RANGE = (0.85, 1.15)
 BLUR_RANGE_A = (0.0, 3.0)
+#: Scan-distortion bounds: aspect (a pixel-size ratio ``aspect²`` between the scan directions) and
+#: shear. StatSTEM's Pb particle: its {220} fringes along x are 1.18× and its {200} fringes along y
+#: 1.08× Pb's (FFT of the image), a ratio of 1.09 (aspect 1.045).
+ASPECT_RANGE = (0.92, 1.08)
+SHEAR_RANGE = (-0.08, 0.08)
 
 
 def one_blas_thread() -> contextlib.AbstractContextManager:
@@ -83,6 +105,8 @@ class Window:
     microscope: Microscope
     z: int  # atomic number
     background: float = 0.0  # subtracted from the data [data units]
+    #: FWHM [Å] of the model's diffuse tail (:data:`TAIL_FWHM_A`); None: no tail
+    tail_fwhm_A: float | None = None
     cache: dict = field(default_factory=dict, repr=False)  # the coarse search's rotated data
     #: fast-simulator images (before the blur) by model and :func:`geometry_key` of the pose
     rendered: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -116,12 +140,31 @@ class Window:
         return blur(raw, np.array([p.blur_A for p in poses]), self.pixel_size_A)
 
     def score(self, models: list[np.ndarray], poses: list[Pose]) -> np.ndarray:
-        """NCC of each model in its pose with the data (inside the mask)."""
-        return ncc_many(self.render(models, poses), self.data, self.mask)
+        """NCC of each model in its pose with the data (inside the mask); with a tail
+        (``tail_fwhm_A``), the correlation of :func:`clusterspy.fit.render.ncc_with_tail`."""
+        images = self.render(models, poses)
+        if self.tail_fwhm_A is None:
+            return ncc_many(images, self.data, self.mask)
+        tails = blur(images, np.full(len(images), self.tail_fwhm_A), self.pixel_size_A)
+        return ncc_with_tail(images, tails, self.data, self.mask)
 
     def simulate(self, model: Model, pose: Pose) -> np.ndarray:
         """The image of one model in its pose."""
         return self.render([model.positions], [pose])[0]
+
+    def fitted(self, model: Model, pose: Pose) -> np.ndarray:
+        """The model's image in its pose as fitted to the data: gain, offset (and tail), background
+        not added."""
+        sim = self.render([model.positions], [pose])
+        m = self.mask
+        if self.tail_fwhm_A is None:
+            from clusterspy.fit.render import intensity_fit
+
+            gain, offset = intensity_fit(sim[0][m], self.data[m])
+            return gain * sim[0] + offset
+        tail = blur(sim, np.array([self.tail_fwhm_A]), self.pixel_size_A)[0]
+        gain, tail_gain, offset = intensity_fit_tail(sim[0][m], tail[m], self.data[m])
+        return gain * sim[0] + tail_gain * tail + offset
 
 
 @dataclass
@@ -134,17 +177,20 @@ class Candidate:
     zone: bool = False  # the best coarse candidate on a named zone axis (always refined)
 
 
-def _rotated_data(win: Window, angles_rad: np.ndarray) -> np.ndarray:
-    """``D_k(p) = data(c + Rz(φ_k)(p − c))`` for every angle: ``(n_angles, rows, cols)``."""
+def _rotated_data(win: Window, angles_rad: np.ndarray, scales: tuple[float, ...] = (1.0,)) -> np.ndarray:
+    """``D_{s,k}(p) = data(c + s Rz(φ_k)(p − c))`` for every scale and angle: ``(n_scales · n_angles, rows,
+    cols)``, scale-major (a template matching ``D_{s,k}`` is the data's model at scale ``s``)."""
     cx, cy = win.centre_px
     yy, xx = np.mgrid[: win.shape[0], : win.shape[1]]
     dx, dy = xx - cx, yy - cy
-    out = np.empty((len(angles_rad), *win.shape))
-    for k, a in enumerate(angles_rad):
-        c, s = np.cos(a), np.sin(a)
-        sx = cx + c * dx - s * dy
-        sy = cy + s * dx + c * dy
-        out[k] = ndimage.map_coordinates(win.data, [sy, sx], order=1, mode="constant", cval=0.0)
+    out = np.empty((len(scales) * len(angles_rad), *win.shape), dtype=np.float32)
+    for j, sc in enumerate(scales):
+        for k, a in enumerate(angles_rad):
+            c, s = sc * np.cos(a), sc * np.sin(a)
+            sx = cx + c * dx - s * dy
+            sy = cy + s * dx + c * dy
+            out[j * len(angles_rad) + k] = ndimage.map_coordinates(win.data, [sy, sx], order=1, mode="constant",
+                                                                  cval=0.0)
     return out
 
 
@@ -177,14 +223,18 @@ def _normalise(x: np.ndarray) -> np.ndarray:
 
 
 def _rotated_stack(win: Window) -> tuple[np.ndarray, ...]:
-    """The data rotated by every in-plane angle of the coarse search (normalised pixels in the mask
-    and amplitude spectra), its taper and band; computed once per window."""
+    """The data rotated by every in-plane angle and zoomed by every scale of the coarse search
+    (normalised pixels in the mask and amplitude spectra, float32), the angle [rad] and scale of each,
+    its taper and band; computed once per window."""
     if "rotated" not in win.cache:
         angles = np.radians(np.arange(0.0, 360.0, IN_PLANE_STEP_DEG))
-        rotated = _rotated_data(win, angles)
-        rot_data = _normalise(rotated.reshape(len(angles), -1)[:, win.mask.ravel()])
+        rotated = _rotated_data(win, angles, COARSE_SCALES)
+        rot_data = _normalise(rotated.reshape(len(rotated), -1)[:, win.mask.ravel()]).astype(np.float32)
         taper, band = _taper(win), _band(win)
-        win.cache["rotated"] = (angles, rot_data, _spectra(rotated, taper, band), taper, band)
+        rot_spec = _spectra(rotated, taper, band).astype(np.float32)
+        every_angle = np.tile(angles, len(COARSE_SCALES))
+        every_scale = np.repeat(np.asarray(COARSE_SCALES, dtype=float), len(angles))
+        win.cache["rotated"] = (every_angle, every_scale, rot_data, rot_spec, taper, band)
     return win.cache["rotated"]
 
 
@@ -194,7 +244,7 @@ def coarse_search(win: Window, models: list[Model], keep: int = 3, zone_only: bo
     and the best on a named zone axis of every crystalline motif (zone-axis images are common, and
     their coarse score suffers most from a few degrees of in-plane error). ``zone_only``: search
     the named zone axes only (crystalline models only)."""
-    angles, rot_data, rot_spec, taper, band = _rotated_stack(win)
+    angles, scales, rot_data, rot_spec, taper, band = _rotated_stack(win)
     mask = win.mask.ravel()
     cx_A, cy_A = (c * win.pixel_size_A for c in win.centre_px)
     found: list[Candidate] = []
@@ -208,20 +258,21 @@ def coarse_search(win: Window, models: list[Model], keep: int = 3, zone_only: bo
         poses = [Pose(r, cx_A, cy_A, 1.0, COARSE_BLUR_A) for r in r0]
         imgs = render([m.positions] * len(poses), win.z, poses, win.microscope, win.pixel_size_A, win.shape,
                       COARSE_OVERSAMPLE)
-        t = _normalise(imgs.reshape(len(imgs), -1)[:, mask].astype(np.float64))
+        t = _normalise(imgs.reshape(len(imgs), -1)[:, mask].astype(np.float64)).astype(np.float32)
         # real-space NCC (shape; needs the centres to agree) + NCC of the amplitude spectra
         # (lattice fringes and their directions, blind to where the lattice's columns sit)
-        scores = 0.5 * (t @ rot_data.T + _spectra(imgs, taper, band) @ rot_spec.T)
+        spec = _spectra(imgs, taper, band).astype(np.float32)
+        scores = 0.5 * (t @ rot_data.T + spec @ rot_spec.T)
         best = scores.max(axis=1)
         for i in np.argsort(best)[::-1][:keep]:
             k = int(np.argmax(scores[i]))
-            found.append(Candidate(m, poses[i].moved(rotation=rotation_about_z(angles[k]) @ r0[i]),
-                                   float(scores[i, k])))
+            found.append(Candidate(m, poses[i].moved(rotation=rotation_about_z(angles[k]) @ r0[i],
+                                                     scale=float(scales[k])), float(scores[i, k])))
         if n_zone:
             i = int(np.argmax(best[:n_zone]))
             k = int(np.argmax(scores[i]))
             turn = rotation_about_z(angles[k]) @ r0[i]
-            c = Candidate(m, poses[i].moved(rotation=turn), float(scores[i, k]), zone=True)
+            c = Candidate(m, poses[i].moved(rotation=turn, scale=float(scales[k])), float(scores[i, k]), zone=True)
             if m.isomer not in zone or c.ncc > zone[m.isomer].ncc:
                 zone[m.isomer] = c
     by_isomer: dict = {}
@@ -259,6 +310,8 @@ def _moves(pose: Pose, steps: dict[str, float], tilt: bool = True) -> list[Pose]
         out.append(pose.moved(y_A=pose.y_A + sign * steps["shift"]))
         out.append(pose.moved(scale=float(np.clip(pose.scale * (1 + sign * steps["scale"]), *SCALE_RANGE))))
         out.append(pose.moved(blur_A=float(np.clip(pose.blur_A + sign * steps["blur"], *BLUR_RANGE_A))))
+        out.append(pose.moved(aspect=float(np.clip(pose.aspect * (1 + sign * steps["aspect"]), *ASPECT_RANGE))))
+        out.append(pose.moved(shear=float(np.clip(pose.shear + sign * steps["shear"], *SHEAR_RANGE))))
     return out
 
 
@@ -285,19 +338,24 @@ def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int 
     """Other sizes and shapes of the motif and model frame of ``best`` in its refined pose; refine the best
     (``tilt``: as for :func:`refine`).
 
-    Each model is scored at the refined scale and at the scale that gives it the size of ``best``
-    (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and the refined scale of the
-    winner may have absorbed part of its size error. The ``keep`` best models are refined; the
+    Each model (``best``'s own too) is scored on a grid of scales (:data:`NEIGHBOUR_SCALE_STEPS`)
+    about the refined scale and about the scale that gives it the size of ``best``
+    (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and a refined scale may have
+    absorbed part of a size error, or a size part of a pixel-size error (the lattice matches only
+    at the right scale, within a few per cent, and the pattern search's scale moves keep the model,
+    so it does not cross from one size to the next). The ``keep`` best models are refined; the
     best of them replaces ``best`` if it matches better.
     """
     if best.model.group is None:
         return best  # another random structure in this pose means nothing: see resize_glassy
-    same = list({m.params: m for m in models if m.isomer is best.model.isomer and m.group == best.model.group
-                 and m.params != best.model.params}.values())
-    if not same:
-        return best
+    same = list({m.params: m for m in [best.model, *models] if m.isomer is best.model.isomer
+                 and m.group == best.model.group}.values())
     pose = best.pose
-    tries = [(m, p) for m in same for p in {pose.scale, _scale_for(pose.scale, best.model, m)}]
+    steps = 1.0 + np.asarray(NEIGHBOUR_SCALE_STEPS)
+    tries = [(m, float(np.clip(base * f, *SCALE_RANGE))) for m in same
+             for base in {pose.scale, _scale_for(pose.scale, best.model, m)} for f in steps]
+    unique = {(id(m), round(sc, 6)): (m, sc) for m, sc in tries if m is not best.model or sc != pose.scale}
+    tries = list(unique.values())
     scores = win.score([m.positions for m, _ in tries], [pose.moved(scale=sc) for _, sc in tries])
     out, seen = best, set()
     for k in np.argsort(scores)[::-1]:
@@ -311,6 +369,11 @@ def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int 
         if len(seen) == keep:
             break
     return out
+
+
+#: Relative scale steps at which :func:`try_neighbours` scores each model (the coarse search's
+#: scales are 10 % apart).
+NEIGHBOUR_SCALE_STEPS = (-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06)
 
 
 def _scale_for(scale: float, ref: Model, model: Model) -> float:
