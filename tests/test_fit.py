@@ -407,7 +407,7 @@ def test_fit_recovers_a_pixel_size_error_and_a_scan_distortion() -> None:
     from scipy import ndimage
 
     rng = np.random.default_rng(8)
-    atoms, img = _image("fcc", 405, rng, "[011]", shape="truncated_octahedron")
+    _, img = _image("fcc", 405, rng, "[011]", shape="truncated_octahedron")
     aspect = 1.04
     c = (np.array(img.shape) - 1) / 2.0
     m = np.diag([aspect, 1.0 / aspect])  # (row, col): y ÷ aspect, x × aspect in the output

@@ -106,7 +106,8 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
     cy = float((smooth * yy).sum() / w) if w > 0 else (rows - 1) / 2
     radius = min(rows, cols) / 2.0 - 1.0
     mask = (xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= radius**2
-    return Window(data, px, mask, (cx, cy), microscope, z, background, tail_fwhm_A=TAIL_FWHM_A), (r0, c0, r1, c1)
+    win = Window(data, px, mask, (cx, cy), microscope, z, background, tail_fwhm_A=TAIL_FWHM_A)
+    return win, (r0, c0, r1, c1)
 
 
 def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None = None,

@@ -6,8 +6,9 @@ coordinates (the pixel-size correction: the data's pixel size is best explained 
 ``pixel_size_A / s``), a linear scan distortion of the image frame (``aspect``: x stretched by
 ``a`` and y by ``1/a``, a pixel-size ratio of ``a²`` between the fast and slow scan directions;
 ``shear``: x moved by ``γ·y``, drift along the fast scan during the slow scan) and an extra Gaussian
-blur (FWHM [Å]) for the probe, source and defocus that the nominal microscope misses. The intensity scale and offset are not part of the pose:
-the normalised cross-correlation (NCC) is blind to them, and :func:`intensity_fit` gives them.
+blur (FWHM [Å]) for the probe, source and defocus that the nominal microscope misses. The
+intensity scale and offset are not part of the pose: the normalised cross-correlation (NCC) is
+blind to them, and :func:`intensity_fit` gives them.
 """
 
 from __future__ import annotations

@@ -189,8 +189,8 @@ def _rotated_data(win: Window, angles_rad: np.ndarray, scales: tuple[float, ...]
             c, s = sc * np.cos(a), sc * np.sin(a)
             sx = cx + c * dx - s * dy
             sy = cy + s * dx + c * dy
-            out[j * len(angles_rad) + k] = ndimage.map_coordinates(win.data, [sy, sx], order=1, mode="constant",
-                                                                  cval=0.0)
+            out[j * len(angles_rad) + k] = ndimage.map_coordinates(win.data, [sy, sx], order=1,
+                                                                  mode="constant", cval=0.0)
     return out
 
 
@@ -272,7 +272,8 @@ def coarse_search(win: Window, models: list[Model], keep: int = 3, zone_only: bo
             i = int(np.argmax(best[:n_zone]))
             k = int(np.argmax(scores[i]))
             turn = rotation_about_z(angles[k]) @ r0[i]
-            c = Candidate(m, poses[i].moved(rotation=turn, scale=float(scales[k])), float(scores[i, k]), zone=True)
+            c = Candidate(m, poses[i].moved(rotation=turn, scale=float(scales[k])), float(scores[i, k]),
+                          zone=True)
             if m.isomer not in zone or c.ncc > zone[m.isomer].ncc:
                 zone[m.isomer] = c
     by_isomer: dict = {}
@@ -310,7 +311,8 @@ def _moves(pose: Pose, steps: dict[str, float], tilt: bool = True) -> list[Pose]
         out.append(pose.moved(y_A=pose.y_A + sign * steps["shift"]))
         out.append(pose.moved(scale=float(np.clip(pose.scale * (1 + sign * steps["scale"]), *SCALE_RANGE))))
         out.append(pose.moved(blur_A=float(np.clip(pose.blur_A + sign * steps["blur"], *BLUR_RANGE_A))))
-        out.append(pose.moved(aspect=float(np.clip(pose.aspect * (1 + sign * steps["aspect"]), *ASPECT_RANGE))))
+        aspect = pose.aspect * (1 + sign * steps["aspect"])
+        out.append(pose.moved(aspect=float(np.clip(aspect, *ASPECT_RANGE))))
         out.append(pose.moved(shear=float(np.clip(pose.shear + sign * steps["shear"], *SHEAR_RANGE))))
     return out
 
