@@ -459,6 +459,8 @@ def fit(
     for file, fits in done:
         for f in fits:
             typer.echo(_json.dumps({"file": file, **f.to_dict()}))
+            if f.note:
+                typer.echo(f"clusterspy: note: {file} cluster {f.cluster}: {f.note}", err=True)
     if out is not None:
         typer.echo(f"models, figures and JSON written to {out}", err=True)
 

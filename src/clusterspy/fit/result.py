@@ -68,6 +68,10 @@ class StructureFit:
     reason : str or None
         Why the isomer is ``"unknown"`` (a key of :data:`FIT_REASONS`), else ``None``. With
         ``"ambiguous_fit"`` the other fields still describe the best model, for inspection only.
+    note : str or None
+        A warning that does not change the isomer: the best crystalline model fitted only at a
+        scale or blur far from the expected (:func:`clusterspy.fit.api.scale_note`) — the pixel
+        size or the element may be wrong. None when there is nothing to say.
     seconds : float
         Time spent on this cluster [s].
     """
@@ -89,6 +93,7 @@ class StructureFit:
     blur_A: float | None = None
     window: tuple[int, int, int, int] | None = None
     reason: str | None = None
+    note: str | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,7 +109,7 @@ class StructureFit:
             "scale": None if self.scale is None else round(float(self.scale), 4),
             "blur_A": None if self.blur_A is None else round(float(self.blur_A), 3),
             "window": None if self.window is None else list(self.window),
-            "reason": self.reason, "seconds": round(float(self.seconds), 2),
+            "reason": self.reason, "note": self.note, "seconds": round(float(self.seconds), 2),
         }
 
     def write_xyz(self, path: str | Path) -> Path:
