@@ -326,7 +326,8 @@ def series(
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
-    _kept_on_interrupt("frames", out, not_with=None if resume else "--no-resume")  # run.json + checkpoint
+    _kept_on_interrupt("frames and structure fits" if verify_sample else "frames", out,
+                       not_with=None if resume else "--no-resume")  # run.json + checkpoint, verify_sample/
     series_log = logging.getLogger("clusterspy.series")  # its warnings: printed below, once
     level = series_log.level
     series_log.setLevel(logging.ERROR)
