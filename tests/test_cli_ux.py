@@ -144,7 +144,7 @@ def stub_fits(monkeypatch: pytest.MonkeyPatch) -> list:
 
     reported = []
 
-    def sample(result, source, pixel_size_A=None, *, k, element="Au", signal=None, forms=None):
+    def sample(result, source, pixel_size_A=None, *, k, element="Au", signal=None, forms=None, store=None):
         return [{"frame": 0, "cluster": 0, "label": "icosahedral", "image": None, "fit": _fit("icosahedral")},
                 {"frame": 12, "cluster": 0, "label": "decahedral", "image": None, "fit": _fit("icosahedral")},
                 {"frame": 25, "cluster": 0, "label": "fcc", "image": None,

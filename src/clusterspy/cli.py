@@ -326,7 +326,8 @@ def series(
         from clusterspy.predict import load_model
 
         loaded = load_model(model)
-    _kept_on_interrupt("frames", out, not_with=None if resume else "--no-resume")  # run.json + checkpoint
+    _kept_on_interrupt("frames and structure fits" if verify_sample else "frames", out,
+                       not_with=None if resume else "--no-resume")  # run.json + checkpoint, verify_sample/
     series_log = logging.getLogger("clusterspy.series")  # its warnings: printed below, once
     level = series_log.level
     series_log.setLevel(logging.ERROR)
@@ -459,6 +460,8 @@ def fit(
     for file, fits in done:
         for f in fits:
             typer.echo(_json.dumps({"file": file, **f.to_dict()}))
+            if f.note:
+                typer.echo(f"clusterspy: note: {file} cluster {f.cluster}: {f.note}", err=True)
     if out is not None:
         typer.echo(f"models, figures and JSON written to {out}", err=True)
 

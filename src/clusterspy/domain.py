@@ -244,11 +244,11 @@ BRIGHT_FIELD_SKEW_MIN = 0.05
 BRIGHT_FIELD_TEXTURE_MIN = 0.1
 
 
-def contrast_cues(data: np.ndarray) -> tuple[float, float]:
+def contrast_cues(data: np.ndarray, *, grid_px: int = CONTRAST_GRID_PX) -> tuple[float, float]:
     """The two cues of :func:`looks_bright_field`: ``(fine_skew, texture_brightness)``.
 
-    The frame is block-averaged to about :data:`CONTRAST_GRID_PX` ² px (a frame of up to
-    256² px is used as it is); a constant fill along the edge (rotated or padded images:
+    The frame is block-averaged to about ``grid_px`` ² px (a frame of up to ``grid_px`` ² px is
+    used as it is); a constant fill along the edge (rotated or padded images:
     :func:`clusterspy.image.edge_fill_values`) is no data and takes no part (all filters are
     normalised convolutions that leave it, and the outside of the frame, out).
 
@@ -256,6 +256,9 @@ def contrast_cues(data: np.ndarray) -> tuple[float, float]:
     ----------
     data : numpy.ndarray
         The frame, 2D, any intensity unit and offset.
+    grid_px : int
+        Side [px] of the binned grid; the thresholds of :func:`looks_bright_field` hold for the
+        default :data:`CONTRAST_GRID_PX` (a coarser grid is cheaper: a first look).
 
     Returns
     -------
@@ -274,7 +277,7 @@ def contrast_cues(data: np.ndarray) -> tuple[float, float]:
     from scipy import ndimage as ndi
 
     x = np.asarray(data)
-    step = max(1, min(int(np.ceil(np.sqrt(x.size / CONTRAST_GRID_PX**2))), *x.shape))
+    step = max(1, min(int(np.ceil(np.sqrt(x.size / grid_px**2))), *x.shape))
     rows, cols = (x.shape[0] // step) * step, (x.shape[1] // step) * step
     b = (x[:rows, :cols].reshape(rows // step, step, cols).sum(1, dtype=np.float64)
          .reshape(rows // step, cols // step, step).sum(2) / step**2)

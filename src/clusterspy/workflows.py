@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from clusterspy.io import write_text_atomic
+from clusterspy.io import write_bytes_atomic, write_text_atomic
 from clusterspy.isomers import CLASSES
 
 if TYPE_CHECKING:
@@ -723,6 +723,9 @@ def classify_series(
         lattice_constant(element)  # an unknown metal: one line, before the series is classified
     lock = None if out is None else outdir.acquire(out, "clusterspy series")
     try:
+        store = None
+        if verify_sample and report and out is not None:  # fits of another element: refused or cleared
+            store = fit_sample_store(Path(out), element, resume=options.get("resume", True))
         if model is None:
             from clusterspy.predict import load_model
 
@@ -734,7 +737,8 @@ def classify_series(
                 reporter(result, explain_model)
             else:
                 sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
-                                           signal=options.get("signal")) if verify_sample else None
+                                           signal=options.get("signal"),
+                                           store=store) if verify_sample else None
                 if sample is not None:
                     result.summary["verify_sample"] = fit_sample_counts(sample, verify_sample)
                     write_text_atomic(Path(out) / "summary.json", json.dumps(result.summary, indent=2))
@@ -891,9 +895,81 @@ def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> No
         rep.images(crops, caption=c, labels=labels)
 
 
+#: Folder (in a series' output folder) of the saved structure fits of ``--verify-sample``, and the
+#: file in it that says what they were fitted with.
+FIT_SAMPLE_DIR = "verify_sample"
+FIT_SAMPLE_SETTINGS = "settings.json"
+
+
+def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = None, *,
+                     resume: bool = True) -> Path:
+    """The folder of a series' saved structure fits (``out/verify_sample``), ready for this run.
+
+    As the series' own checkpoint does for its settings (:mod:`clusterspy.series.manifest`): fits
+    made with another element or other forms are refused when resuming, and deleted for a fresh
+    start (``resume=False``). Each fit file also records the frame, cluster, centre [px] and
+    diameter it was fitted at, and :func:`series_fit_sample` reuses it only when they match.
+
+    Parameters
+    ----------
+    out : pathlib.Path
+        The series' output folder (exists).
+    element : str
+        The metal fitted.
+    forms : tuple of str, optional
+        The forms tried (None: all).
+    resume : bool
+        Keep the fits of an earlier run with the same settings.
+
+    Returns
+    -------
+    pathlib.Path
+        The folder (made when missing).
+
+    Raises
+    ------
+    ConfigError
+        ``resume`` and the folder holds fits made with another element or other forms.
+    """
+    import shutil
+
+    from clusterspy.errors import ConfigError
+
+    folder = out / FIT_SAMPLE_DIR
+    settings = {"schema": "clusterspy.series-fits/1", "element (--element)": element,
+                "forms": None if forms is None else list(forms)}
+    path = folder / FIT_SAMPLE_SETTINGS
+    if path.exists() and resume:
+        old = json.loads(path.read_text(encoding="utf-8"))
+        diff = next((f"{k} was {old.get(k)!r}, now {v!r}" for k, v in settings.items() if old.get(k) != v),
+                    None)
+        if diff is not None and any(folder.glob("*.npz")):
+            raise ConfigError(f"{out} holds structure fits (--verify-sample) of another run ({diff}); start "
+                              "afresh with --no-resume (resume=False) or choose another output folder")
+    if not resume and folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, json.dumps(settings, indent=2) + "\n")
+    return folder
+
+
+def _saved_fit(store: Path | None, key: dict[str, Any]) -> Any:
+    """The fit saved in ``store`` for ``key`` (frame, cluster, centre, diameter), or None."""
+    from clusterspy.fit.result import StructureFit
+
+    if store is None:
+        return None
+    path = store / f"frame{key['frame']}_cluster{key['cluster']}.npz"
+    try:
+        return StructureFit.from_npz(path) if StructureFit.npz_extra(path) == key else None
+    except (OSError, ValueError, KeyError):  # none yet, or unreadable: fitted again
+        return None
+
+
 def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | None = None, *, k: int,
                       element: str = "Au", signal: int | str | None = None,
-                      forms: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+                      forms: tuple[str, ...] | None = None, store: Path | None = None
+                      ) -> list[dict[str, Any]]:
     """Fit a 3D structure to at most ``k`` frames of a series, spread over the run.
 
     The frames are the first of each run of one smoothed label (per cluster, frames with status
@@ -913,6 +989,10 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         The metal of the cluster.
     forms : tuple of str, optional
         The model forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
+    store : pathlib.Path, optional
+        Folder of saved fits (:func:`fit_sample_store`, made for the same ``element`` and
+        ``forms``): a fit saved there for the same frame, cluster, centre and diameter is read
+        back, not redone; each new fit is saved there atomically as soon as it is done.
 
     Returns
     -------
@@ -931,8 +1011,14 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
     sample = []
     for row in picks:
         image = as_image(frames[row["frame"]], pixel_size_A)
-        fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
-                          element=element, forms=forms, cluster=row["cluster"])
+        key = {c: row[c] for c in ("frame", "cluster", "x_px", "y_px", "diameter_nm")}
+        fit = _saved_fit(store, key)
+        if fit is None:
+            fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
+                              element=element, forms=forms, cluster=row["cluster"])
+            if store is not None:
+                write_bytes_atomic(store / f"frame{row['frame']}_cluster{row['cluster']}.npz",
+                                   fit.to_npz_bytes(extra=key))
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
                        "image": image, "fit": fit})
     return sample

@@ -13,7 +13,9 @@ from clusterspy.errors import ConfigError, NoClusterFoundError
 from clusterspy.fit.library import FORMS, Model, atoms_for_diameter, family, models_near
 from clusterspy.fit.result import StructureFit
 from clusterspy.fit.search import (
+    BLUR_RANGE_A,
     COARSE_SCALES,
+    SCALE_RANGE,
     Candidate,
     Window,
     coarse_search,
@@ -70,6 +72,16 @@ FIT_PIXEL_A = 0.28
 #: a halo whose intensity exceeds its columns' contrast: without the tail every model's fit raised
 #: its blur to the bound (3 Å) to match the halo, and lost the columns.
 TAIL_FWHM_A = 10.0
+#: A crystalline fit whose scale (the pixel-size correction) departs from 1 by more than this,
+#: or lies within :data:`BOUND_MARGIN` of an end of :data:`clusterspy.fit.search.SCALE_RANGE`, or
+#: whose blur lies as near the top of :data:`clusterspy.fit.search.BLUR_RANGE_A`, gets a ``note``
+#: (:func:`scale_note`). StatSTEM's PtIr particle (a = 3.92 Å for Pt, 3.84 for Ir) at the file's
+#: 0.1211 Å/px: --element Pt 0.975 (blur 1.35 Å), Au 0.937 (a = 4.08 Å), Cu 1.061 (a = 3.61 Å;
+#: NCC 0.924 as Pt's 0.923: the scale absorbs the 8 % mismatch), Pb (a = 4.95 Å, 26 % beyond
+#: the scale range) every motif's blur at 3.0 Å and a glassy best model (ambiguous_fit); the
+#: element's a × scale is 3.82–3.84 Å for Pt, Au and Cu alike.
+SCALE_NOTE_MIN = 0.05
+BOUND_MARGIN = 0.01
 #: Detection range [Å] (equivalent-circle diameters, as classify's default model range: 0.6–20 nm).
 DETECT_RANGE_A = (5.0, 200.0)
 
@@ -286,17 +298,21 @@ def _settings(element: str, microscope: Microscope | None, forms: tuple[str, ...
 def _fit_one(res: StructureFit, img: Image, diameter_A: float, n_guess: float, element: str,
              microscope: Microscope, z: int, forms: tuple[str, ...] | None, fringe_peak: float) -> None:
     """Fit every motif in the window around ``res``'s centre and fill ``res`` with the model it may
-    claim (:func:`claimed_model`; then, for a claimed isomer whose lattice shows, the pose of
-    :func:`zone_prior`; ``fringe_peak``: :func:`_fringe_peak`)."""
+    claim (:func:`claimed_model`). Where the lattice shows (``fringe_peak``: :func:`_fringe_peak`),
+    the best model of every crystalline isomer first takes the pose of :func:`zone_prior`: resolved
+    columns are seen only near a zone axis, whichever the motif, so each isomer is judged in the
+    pose the physics allows. (With the prior on the claimed isomer only, a free decahedron off
+    every axis came within 0.026 NCC of StatSTEM's PtIr fcc particle and made it ambiguous.)"""
     from ase import Atoms
 
     win, bounds = make_window(img, res.x_px, res.y_px, diameter_A, microscope, z)
     winner, best_of = fit_window(win, n_guess, element, forms)
-    winner, claim = claimed_model(winner, best_of, bool(fringe_peak < FRINGE_PEAK_MAX))
-    if claim is None and fringe_peak >= FRINGE_PEAK_MAX:
+    if fringe_peak >= FRINGE_PEAK_MAX:
         with one_blas_thread():
-            winner = zone_prior(win, winner, n_guess, element, forms)
-        best_of[winner.model.isomer.value] = winner
+            for iso, cand in list(best_of.items()):
+                best_of[iso] = zone_prior(win, cand, n_guess, element, forms)
+        winner = max(best_of.values(), key=lambda c: c.ncc)
+    winner, claim = claimed_model(winner, best_of, bool(fringe_peak < FRINGE_PEAK_MAX))
     _fill(res, winner, best_of, win, bounds, img.pixel_size_A, Atoms, z)
     res.reason = res.reason or claim
     if res.reason is not None:
@@ -432,9 +448,63 @@ def claimed_model(winner: Candidate, best_of: dict[str, Candidate], disordered: 
     return winner, None
 
 
+def scale_note(scale: float, blur_A: float, element: str) -> str | None:
+    """A note when the best crystalline model fits only far from the expected scale or blur.
+
+    The fitted scale says the data's pixel size is best explained as ``pixel_size / scale``:
+    equally, the data's lattice constant is about the element's × ``scale``. A scale more than
+    :data:`SCALE_NOTE_MIN` from 1, or at an end of :data:`clusterspy.fit.search.SCALE_RANGE`,
+    or a blur at the top of :data:`clusterspy.fit.search.BLUR_RANGE_A` (the model's columns
+    cannot be lined up with the data's and are blurred away) names the two likely causes: a wrong
+    pixel size or a wrong element.
+
+    Parameters
+    ----------
+    scale : float
+        Fitted scale of the best crystalline model (dimensionless).
+    blur_A : float
+        Its fitted blur, FWHM [Å].
+    element : str
+        The element fitted.
+
+    Returns
+    -------
+    str or None
+        One line, or None when scale and blur are unremarkable.
+    """
+    from clusterspy.structures import lattice_constant
+
+    a_A = lattice_constant(element)
+    lo, hi = SCALE_RANGE
+    causes = (f"the pixel size (--pixel-size) or the element (--element {element}, a = {a_A:.2f} Å) "
+              "may be wrong")
+    if blur_A >= BLUR_RANGE_A[1] - BOUND_MARGIN:
+        return (f"the fitted blur {blur_A:.2f} Å is at the top of its range: the model's atomic columns "
+                f"do not line up with the data's (fitted scale {scale:.3f}); {causes}")
+    at_bound = scale <= lo + BOUND_MARGIN or scale >= hi - BOUND_MARGIN
+    if not at_bound and abs(scale - 1.0) <= SCALE_NOTE_MIN:
+        return None
+    where = f" at the {'lower' if scale < 1 else 'upper'} bound of its range {lo}–{hi}" if at_bound else ""
+    return (f"the fitted scale {scale:.3f}{where} says the data's lattice is {abs(scale - 1) * 100:.0f} % "
+            f"{'smaller' if scale < 1 else 'larger'} than {element}'s (a ≈ {a_A * scale:.2f} Å); {causes}")
+
+
+def _note(winner: Candidate, best_of: dict[str, Candidate], element: str) -> str | None:
+    """:func:`scale_note` of the best crystalline candidate (a glassy model has no lattice)."""
+    crystals = [c for iso, c in best_of.items() if iso != Isomer.AMORPHOUS.value]
+    if winner.model.isomer.value != Isomer.AMORPHOUS.value:
+        crystals.append(winner)
+    if not crystals:
+        return None
+    best = max(crystals, key=lambda c: c.ncc)
+    return scale_note(float(best.pose.scale), float(best.pose.blur_A), element)
+
+
 def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], win: Window,
           bounds: tuple[int, int, int, int], img_px: float, atoms_cls: Any, z: int) -> None:
     """Fill a StructureFit from the winning candidate."""
+    from ase.data import chemical_symbols
+
     from clusterspy.fit.render import placed_positions
 
     r0, c0, _, _ = bounds
@@ -448,6 +518,7 @@ def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], w
     res.x_px, res.y_px = c0 + f * pose.x_A / px + (f - 1) / 2, r0 + f * pose.y_A / px + (f - 1) / 2
     res.alternatives = {iso: {"form": c.model.form, "n_atoms": c.model.n_atoms, "ncc": round(float(c.ncc), 4)}
                         for iso, c in best_of.items() if iso != winner.model.isomer.value}
+    res.note = _note(winner, best_of, chemical_symbols[z])
     if winner.ncc < MIN_NCC:
         res.reason = "poor_fit"
         return

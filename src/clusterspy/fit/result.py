@@ -74,6 +74,10 @@ class StructureFit:
     reason : str or None
         Why the isomer is ``"unknown"`` (a key of :data:`FIT_REASONS`), else ``None``. With
         ``"ambiguous_fit"`` the other fields still describe the best model, for inspection only.
+    note : str or None
+        A warning that does not change the isomer: the best crystalline model fitted only at a
+        scale or blur far from the expected (:func:`clusterspy.fit.api.scale_note`) — the pixel
+        size or the element may be wrong. None when there is nothing to say.
     seconds : float
         Time spent on this cluster [s].
     """
@@ -97,6 +101,7 @@ class StructureFit:
     shear: float | None = None
     window: tuple[int, int, int, int] | None = None
     reason: str | None = None
+    note: str | None = None
     seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,8 +119,65 @@ class StructureFit:
             "aspect": None if self.aspect is None else round(float(self.aspect), 4),
             "shear": None if self.shear is None else round(float(self.shear), 4),
             "window": None if self.window is None else list(self.window),
-            "reason": self.reason, "seconds": round(float(self.seconds), 2),
+            "reason": self.reason, "note": self.note, "seconds": round(float(self.seconds), 2),
         }
+
+    def to_npz_bytes(self, extra: dict[str, Any] | None = None) -> bytes:
+        """The whole fit (model, simulation and every field) as the bytes of an ``.npz`` file.
+
+        Written atomically by the caller (:func:`clusterspy.io.write_bytes_atomic`) and read back
+        by :meth:`from_npz`, so a saved fit (``series --verify-sample``) need not be redone.
+        ``extra`` (JSON values: what the fit was made from) is read back by :meth:`npz_extra`.
+        """
+        import io
+        import json
+
+        fields = {k: getattr(self, k) for k in ("cluster", "x_px", "y_px", "isomer", "form", "n_atoms",
+                                                "zone_axis", "zone_axis_off_deg", "ncc", "alternatives",
+                                                "scale", "blur_A", "reason", "note", "seconds")}
+        fields["window"] = None if self.window is None else [int(v) for v in self.window]
+        arrays: dict[str, np.ndarray] = {}
+        if self.rotation is not None:
+            arrays["rotation"] = np.asarray(self.rotation, float)
+        if self.atoms is not None:
+            arrays["numbers"] = np.asarray(self.atoms.numbers)
+            arrays["positions_A"] = np.asarray(self.atoms.positions, float)
+        if self.simulated is not None:
+            arrays["simulated"] = np.asarray(self.simulated.data, np.float32)
+            fields["simulated_pixel_size_A"] = float(self.simulated.pixel_size_A)
+            fields["simulated_metadata"] = self.simulated.metadata
+        buf = io.BytesIO()
+        np.savez(buf, fields_json=np.array(json.dumps(fields, default=float)),
+                 extra_json=np.array(json.dumps(extra or {})), **arrays)
+        return buf.getvalue()
+
+    @staticmethod
+    def npz_extra(path: str | Path) -> dict[str, Any]:
+        """The ``extra`` saved with a fit by :meth:`to_npz_bytes` (``{}`` when none)."""
+        import json
+
+        with np.load(path, allow_pickle=False) as z:
+            return json.loads(str(z["extra_json"])) if "extra_json" in z.files else {}
+
+    @classmethod
+    def from_npz(cls, path: str | Path) -> StructureFit:
+        """A fit saved with :meth:`to_npz_bytes`."""
+        import json
+
+        with np.load(path, allow_pickle=False) as z:
+            fields = json.loads(str(z["fields_json"]))
+            arrays = {k: np.asarray(z[k]) for k in z.files if not k.endswith("_json")}
+        px = fields.pop("simulated_pixel_size_A", None)
+        meta = fields.pop("simulated_metadata", None)
+        fit = cls(**{**fields, "window": None if fields["window"] is None else tuple(fields["window"])})
+        fit.rotation = arrays.get("rotation")
+        if "positions_A" in arrays:
+            from ase import Atoms
+
+            fit.atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions_A"])
+        if "simulated" in arrays:
+            fit.simulated = Image(arrays["simulated"], px, meta or {})
+        return fit
 
     def write_xyz(self, path: str | Path) -> Path:
         """Write the model as extended XYZ (ASE-readable; the fit's summary in the comment line)."""

@@ -23,10 +23,10 @@ from clusterspy.errors import ConfigError
 from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES
 from clusterspy.series.checkpoint import Checkpoint
-from clusterspy.series.frames import BLURRED, FRAME_COLUMNS, LOST, FramesTable, read_frames_csv
+from clusterspy.series.frames import BLURRED, BRIGHT_FIELD, FRAME_COLUMNS, LOST, FramesTable, read_frames_csv
 from clusterspy.series.manifest import check_or_write_manifest, clean_temporary_files
 from clusterspy.series.model_view import ModelView
-from clusterspy.series.per_frame import FrameClassifier, FrameSettings
+from clusterspy.series.per_frame import CONTRAST_SENTINEL_GRID_PX, FrameClassifier, FrameSettings
 from clusterspy.series.result import SeriesResult
 from clusterspy.series.source import FrameSource, open_frames
 from clusterspy.series.summary import smooth_and_summarise, summarize_labels
@@ -146,7 +146,11 @@ def classify_series(
         Called as ``progress(frames_done, n_frames_or_None)`` after each batch.
     contrast : {"auto", "haadf"}
         ``"auto"`` refuses a series whose first frame looks like bright field (see
-        :func:`clusterspy.domain.check_image`); ``"haadf"`` trusts that it is HAADF.
+        :func:`clusterspy.domain.check_image`), and checks every later frame too
+        (:meth:`~clusterspy.series.per_frame.FrameClassifier.looks_bright_field`): the clusters
+        of a frame that looks like bright field are not classified (label "unknown", reason
+        "bright_field"; the run goes on; ``summary["contrast_check"]`` counts them).
+        ``"haadf"`` trusts that every frame is HAADF.
     signal : int or str, optional
         Which signal of a multi-signal file (index or title; see :func:`clusterspy.io.read_image`);
         the signal read is part of ``run.json``, so a resume with another is refused.
@@ -227,6 +231,12 @@ def classify_series(
             "pixel_size_A", "crop_px", "temperature", "unknown_threshold") if k in view.card}},
         "seed": seed, "settings": settings, "frames_lost_in_file": source.frames_lost,
     })
+    summary["contrast_check"] = contrast_check_summary(rows, contrast, view.domain is not None)
+    if summary["contrast_check"]["frames_bright_field"]:
+        msg = (f"{summary['contrast_check']['frames_bright_field']} frame(s) look like bright field "
+               f"(reason '{BRIGHT_FIELD}' in frames.csv): their clusters were not classified")
+        summary["warnings"].append(msg)
+        log.warning(msg)
     if source.frames_lost:
         msg = (f"{source.frames_lost} frame(s) at the end of {source.description} could not be read "
                f"(a truncated file): {source.length} classified")
@@ -236,6 +246,37 @@ def classify_series(
         table.write_final(rows)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     return SeriesResult(rows, summary, out_dir, worker.thumbnails(), worker.thumbnail_frames())
+
+
+def contrast_check_summary(rows: dict[str, np.ndarray], contrast: str, has_domain: bool
+                           ) -> dict[str, Any]:
+    """What ``summary.json`` says of the per-frame contrast check
+    (:meth:`~clusterspy.series.per_frame.FrameClassifier.looks_bright_field`).
+
+    Parameters
+    ----------
+    rows : dict of str to numpy.ndarray
+        The per-frame table (:func:`read_frames_csv`).
+    contrast : {"auto", "haadf"}
+        As given to :func:`classify_series`.
+    has_domain : bool
+        The model card has a domain (a model without one is never checked).
+
+    Returns
+    -------
+    dict
+        ``{"checked", "rule", "frames_bright_field"}``: whether frames were checked, the rule in
+        words, and how many frames were found to look like bright field (every row of such a
+        frame has the reason "bright_field").
+    """
+    checked = has_domain and contrast == "auto"
+    if checked:
+        rule = (f"every frame: the first in full (a bright-field first frame refuses the series), the others "
+                f"binned to {CONTRAST_SENTINEL_GRID_PX}² px, and in full when a cue there is not HAADF's")
+    else:
+        rule = "none (contrast='haadf' / --contrast haadf)" if has_domain else "none (model without domain)"
+    refused = np.unique(rows["frame"][rows["reason"] == BRIGHT_FIELD]) if len(rows["frame"]) else []
+    return {"checked": checked, "rule": rule, "frames_bright_field": len(refused)}
 
 
 def check_frame_time(frame_time_s: float | None) -> None:

@@ -23,6 +23,7 @@ from clusterspy.isomers import CLASSES
 __all__ = [
     "BAD_FRAME",
     "BLURRED",
+    "BRIGHT_FIELD",
     "COLUMN",
     "FRAME_COLUMNS",
     "LOST",
@@ -41,6 +42,9 @@ BLURRED = "blurred"
 OK = "ok"
 #: ``status`` of a row standing for a frame that could not be read or used (its ``message`` says why).
 BAD_FRAME = "bad_frame"
+#: ``reason`` of every row of a frame whose contrast looks like bright field
+#: (:func:`clusterspy.domain.looks_bright_field`): its clusters are not classified (label "unknown").
+BRIGHT_FIELD = "bright_field"
 
 #: Columns of ``frames.csv``, in order (``status`` and ``message``, then ``inferred`` — 1 where
 #: the HMM gave a smoothed label the network did not, 0 elsewhere, empty until smoothing — were

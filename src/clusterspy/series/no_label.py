@@ -35,6 +35,8 @@ ADVICE: dict[str, str] = {
                       f"{', '.join(CLASSES)}, or the frames too noisy (sum frames for dose)",
     "fit_disagrees": "the structure fit found another isomer than the network: compare the fit "
                      "figures (classify --verify)",
+    "bright_field": "the frames look like bright field (dark particles on a bright background): "
+                    "ClusterSpy judges HAADF frames only; pass --contrast haadf if they are HAADF",
     "lost": "the tracker lost the particle: check drift and the field of view",
     "blurred": "the frames are blurred: check drift and the frame time",
     "bad_frame": "the frames could not be used: see the message column of frames.csv",

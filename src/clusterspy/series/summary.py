@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from clusterspy.isomers import CLASSES, UNKNOWN
-from clusterspy.series.frames import BAD_FRAME, BLURRED, LOST
+from clusterspy.series.frames import BAD_FRAME, BLURRED, BRIGHT_FIELD, LOST
 
 __all__ = ["NO_EVIDENCE", "smooth_and_summarise", "summarize_labels"]
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 #: Reasons decided before inference (:mod:`clusterspy.domain`): such a frame carries no evidence,
 #: and its smoothed label stays "unknown" — the HMM never labels what the model could not see.
 NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-               "not_resolved", "out_of_distribution")
+               "not_resolved", "out_of_distribution", BRIGHT_FIELD)
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:

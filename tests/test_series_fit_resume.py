@@ -1,0 +1,43 @@
+"""``clusterspy series --verify-sample``: the structure fits are saved one by one, so a rerun after
+an interruption keeps those done and redoes only the others; fits of another element are never
+mixed in (refused when resuming, cleared with --no-resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clusterspy.cli import main
+
+EXAMPLE = Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz"
+WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
+
+
+@pytest.mark.skipif(not WEIGHTS.exists(), reason="no shipped model")
+def test_saved_fits_are_kept_and_only_the_missing_ones_redone(tmp_path, capsys):
+    pytest.importorskip("ase")
+    out = tmp_path / "run"
+    args = ["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "2"]
+    assert main(args) == 0
+    saved = sorted((out / "verify_sample").glob("*.npz"))
+    assert len(saved) == 2
+    kept, lost = saved
+    lost.unlink()  # as if Ctrl-C stopped the run during the second fit
+    inode = kept.stat().st_ino
+    first = json.loads((out / "summary.json").read_text())["verify_sample"]
+    assert main(args) == 0
+    assert kept.stat().st_ino == inode  # read back, not fitted and written again
+    assert lost.exists()
+    assert json.loads((out / "summary.json").read_text())["verify_sample"] == first
+    capsys.readouterr()
+
+    assert main([*args, "--element", "Pt"]) == 2  # fits of Au in the folder: not mixed with Pt's
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--element" in err[0] and "'Au'" in err[0] and "--no-resume" in err[0]
+    assert kept.stat().st_ino == inode
+
+    assert main([*args, "--element", "Pt", "--no-resume"]) == 0
+    settings = json.loads((out / "verify_sample" / "settings.json").read_text())
+    assert settings["element (--element)"] == "Pt" and kept.stat().st_ino != inode
