@@ -62,6 +62,11 @@ FRINGE_PEAK_MAX = 15.0
 #: The 22 crystalline PRISM clusters in random orientations this rule reached (of 56 cases) lost
 #: 0.036–0.22 (median 0.10) when locked on their best axis.
 ZONE_NCC_TOLERANCE = 0.02
+#: The zone-axis prior is applied to the best model of every crystalline isomer within this NCC of
+#: the best model (:func:`_fit_one`): one further behind stays behind by more than the claim's
+#: margin whatever its axis-held pose (the PRISM set's axis-held poses gained at most 0.02, and the
+#: best may lose up to :data:`ZONE_NCC_TOLERANCE`).
+ZONE_PRIOR_REACH = 2 * MIN_MARGIN + ZONE_NCC_TOLERANCE
 #: Windows of finer data are binned (by an integer factor) to at least this pixel size [Å/px]:
 #: the fast simulator's cost grows with the window's area in pixels, and 0.28 Å/px still resolves
 #: the 1.4–2.4 Å spacings of projected columns.
@@ -310,7 +315,8 @@ def _fit_one(res: StructureFit, img: Image, diameter_A: float, n_guess: float, e
     if fringe_peak >= FRINGE_PEAK_MAX:
         with one_blas_thread():
             for iso, cand in list(best_of.items()):
-                best_of[iso] = zone_prior(win, cand, n_guess, element, forms)
+                if cand.ncc >= winner.ncc - ZONE_PRIOR_REACH:
+                    best_of[iso] = zone_prior(win, cand, n_guess, element, forms)
         winner = max(best_of.values(), key=lambda c: c.ncc)
     winner, claim = claimed_model(winner, best_of, bool(fringe_peak < FRINGE_PEAK_MAX))
     _fill(res, winner, best_of, win, bounds, img.pixel_size_A, Atoms, z)

@@ -340,24 +340,19 @@ def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int 
     """Other sizes and shapes of the motif and model frame of ``best`` in its refined pose; refine the best
     (``tilt``: as for :func:`refine`).
 
-    Each model (``best``'s own too) is scored on a grid of scales (:data:`NEIGHBOUR_SCALE_STEPS`)
-    about the refined scale and about the scale that gives it the size of ``best``
-    (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and a refined scale may have
-    absorbed part of a size error, or a size part of a pixel-size error (the lattice matches only
-    at the right scale, within a few per cent, and the pattern search's scale moves keep the model,
-    so it does not cross from one size to the next). The ``keep`` best models are refined; the
+    Each model is scored at the refined scale and at the scale that gives it the size of ``best``
+    (``s · (n_best / n)^⅓``): sizes come in steps (magic numbers), and the refined scale of the
+    winner may have absorbed part of its size error. The ``keep`` best models are refined; the
     best of them replaces ``best`` if it matches better.
     """
     if best.model.group is None:
         return best  # another random structure in this pose means nothing: see resize_glassy
-    same = list({m.params: m for m in [best.model, *models] if m.isomer is best.model.isomer
-                 and m.group == best.model.group}.values())
+    same = list({m.params: m for m in models if m.isomer is best.model.isomer and m.group == best.model.group
+                 and m.params != best.model.params}.values())
+    if not same:
+        return best
     pose = best.pose
-    steps = 1.0 + np.asarray(NEIGHBOUR_SCALE_STEPS)
-    tries = [(m, float(np.clip(base * f, *SCALE_RANGE))) for m in same
-             for base in {pose.scale, _scale_for(pose.scale, best.model, m)} for f in steps]
-    unique = {(id(m), round(sc, 6)): (m, sc) for m, sc in tries if m is not best.model or sc != pose.scale}
-    tries = list(unique.values())
+    tries = [(m, p) for m in same for p in {pose.scale, _scale_for(pose.scale, best.model, m)}]
     scores = win.score([m.positions for m, _ in tries], [pose.moved(scale=sc) for _, sc in tries])
     out, seen = best, set()
     for k in np.argsort(scores)[::-1]:
@@ -371,11 +366,6 @@ def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int 
         if len(seen) == keep:
             break
     return out
-
-
-#: Relative scale steps at which :func:`try_neighbours` scores each model (the coarse search's
-#: scales are 10 % apart).
-NEIGHBOUR_SCALE_STEPS = (-0.06, -0.04, -0.02, 0.0, 0.02, 0.04, 0.06)
 
 
 def _scale_for(scale: float, ref: Model, model: Model) -> float:
