@@ -197,6 +197,24 @@ def test_cli_fit_refuses_a_bad_element_with_one_line(tmp_path, capsys) -> None:
     assert len(err) == 1 and err[0].startswith("clusterspy: error:")
 
 
+@pytest.mark.parametrize(("pixel_size", "words"), [("1.05", "cannot resolve atomic columns"),
+                                                     ("12.1", "12.1 pm")])
+def test_cli_fit_refuses_a_pixel_size_that_cannot_resolve_columns(tmp_path, capsys, pixel_size: str,
+                                                                   words: str) -> None:
+    """A newcomer's finding: the fit took a frame at 10× its pixel size (StatSTEM's PtIr at 1.211 Å/px)
+    for 46 clusters, its atomic columns, and claimed an isomer for ten; at 12.1 (pm typed as Å) it
+    ran for minutes. It now refuses both at once, in one line, as classify does."""
+    from clusterspy.cli import main
+
+    rng = np.random.default_rng(8)
+    _, img = _image("icosahedral", 55, rng, "random")
+    path = tmp_path / "ico.npy"
+    np.save(path, img.data)
+    assert main(["fit", str(path), "--pixel-size", pixel_size]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("clusterspy: error:") and words in err[0]
+
+
 def test_vectorised_emt_gives_ases_energy_and_forces() -> None:
     from ase import Atoms
     from ase.calculators.emt import EMT

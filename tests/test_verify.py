@@ -91,7 +91,7 @@ def test_clusters_with_a_reason_are_not_fitted_and_unverified_results_are_unchan
                       probabilities=None, diameter_nm=0.5, reason="too_small")
     plain = ClusterResult(**{**r.__dict__})
     assert verify_clusters(blob(64), [r], pixel_size_A=0.3) == {}
-    assert r.fit == dict.fromkeys(("isomer", "form", "ncc", "zone_axis", "reason"))
+    assert r.fit == dict.fromkeys(("isomer", "form", "ncc", "zone_axis", "reason", "note"))
     assert (r.label, r.reason, fit_verdict(r)) == ("unknown", "too_small", "")
     assert not any(k.startswith("fit_") for k in plain.to_dict())
     assert "fit_" not in format_results([plain], "csv") + format_results([plain], "table")
@@ -113,7 +113,7 @@ def test_cli_verify_writes_the_fit_fields_the_figure_and_the_setting(decahedron,
     settings = json.loads((out / "settings.json").read_text())
     assert (settings["verify"], settings["element"]) == (True, "Au")
     header = (out / "results.csv").read_text().splitlines()[0].split(",")
-    assert header[-5:] == ["fit_isomer", "fit_form", "fit_ncc", "fit_zone_axis", "fit_reason"]
+    assert header[-6:] == ["fit_isomer", "fit_form", "fit_ncc", "fit_zone_axis", "fit_reason", "fit_note"]
     assert json.loads((out / "results.json").read_text())[0]["fit_isomer"] == "decahedral"
     # the folder's results were verified: a rerun without --verify is refused, in one line
     assert main(["classify", str(path), "--out", str(out)]) == 2
@@ -156,3 +156,19 @@ def test_cli_verify_sample_refuses_a_negative_count(tmp_path, capsys) -> None:
 
     assert main(["series", str(tmp_path / "x.npy"), "--verify-sample", "-1", "--out", str(tmp_path)]) == 2
     assert "--verify-sample -1" in capsys.readouterr().err
+
+
+def test_classify_verify_says_when_no_cluster_was_fitted() -> None:
+    """A newcomer's finding: ``classify --verify`` on a file whose only cluster has no label that
+    stands (e.g. ``too_large``) fitted nothing and said nothing; now one note says so."""
+    from clusterspy.cli import _fit_notes
+
+    r = ClusterResult(file="f", frame=0, cluster=0, x_px=10.0, y_px=10.0, label="unknown", confidence=None,
+                      probabilities=None, diameter_nm=9.0, reason="too_large",
+                      fit=dict.fromkeys(("isomer", "form", "ncc", "zone_axis", "reason", "note")))
+    (note,) = _fit_notes([r])
+    assert note.startswith("--verify fitted no cluster")
+    fitted = ClusterResult(**{**r.__dict__, "label": "fcc", "reason": None,
+                              "fit": {"isomer": "fcc", "form": "cuboctahedron", "ncc": 0.9, "zone_axis": None,
+                                      "reason": None, "note": "scale 1.100"}})
+    assert _fit_notes([fitted]) == ["f cluster 0: fit: scale 1.100"]

@@ -211,10 +211,24 @@ def classify(
     typer.echo(format_results(results, fmt.value))
     for note in _other_model_notes(results, model):
         typer.echo(f"clusterspy: note: {note}", err=True)
+    if verify:
+        for note in _fit_notes(results):
+            typer.echo(f"clusterspy: note: {note}", err=True)
     if batch.exit_code:
         typer.echo(f"clusterspy: {len(batch.failed_files)} of {len(batch.parts)} files had errors "
                    f"(listed above; files.csv with --out); exit status {batch.exit_code}", err=True)
         raise typer.Exit(batch.exit_code)
+
+
+def _fit_notes(results: list) -> list[str]:
+    """``classify --verify``: each fit's own note (a scale or blur that points to a wrong pixel size or
+    element), and one line when no cluster had a label to check."""
+    notes = [f"{r.file} cluster {r.cluster}: fit: {r.fit['note']}" for r in results
+             if r.fit and r.fit.get("note")]
+    if results and not any(r.fit and (r.fit.get("isomer") or r.fit.get("reason")) for r in results):
+        notes.append("--verify fitted no cluster: only labels that stand are checked, and none did "
+                     "(their reasons are in the table)")
+    return notes
 
 
 def _other_model_notes(results: list, model: Path | None) -> list[str]:

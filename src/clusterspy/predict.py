@@ -233,7 +233,7 @@ def shipped_model_covering(diameters_nm: Any, *, exclude: str | None = None
 
 #: What a verified result records of its structure fit (the ``fit_<field>`` columns): the fit's
 #: isomer, model form, normalised cross-correlation with the data, zone axis and its own reason.
-FIT_FIELDS: tuple[str, ...] = ("isomer", "form", "ncc", "zone_axis", "reason")
+FIT_FIELDS: tuple[str, ...] = ("isomer", "form", "ncc", "zone_axis", "reason", "note")
 
 
 @dataclass
@@ -251,7 +251,7 @@ class ClusterResult:
 
     ``fit`` is set only when the label was checked by a structure fit (``clusterspy classify
     --verify``, :func:`clusterspy.workflows.verify_clusters`): ``{"isomer", "form", "ncc",
-    "zone_axis", "reason"}`` of the fit (:data:`FIT_FIELDS`; all None for a cluster not fitted
+    "zone_axis", "reason", "note"}`` of the fit (:data:`FIT_FIELDS`; all None for a cluster not fitted
     because its label did not stand), written as the ``fit_<field>`` columns.
     """
 

@@ -48,7 +48,8 @@ RESULT_COLUMNS: tuple[str, ...] = (
 
 #: Columns added to ``results.csv`` when the labels were verified by a structure fit
 #: (``classify --verify``; :data:`clusterspy.predict.FIT_FIELDS`).
-FIT_COLUMNS: tuple[str, ...] = ("fit_isomer", "fit_form", "fit_ncc", "fit_zone_axis", "fit_reason")
+FIT_COLUMNS: tuple[str, ...] = ("fit_isomer", "fit_form", "fit_ncc", "fit_zone_axis", "fit_reason",
+                                "fit_note")
 
 #: The built-in example series shipped inside the package.
 EXAMPLE_SERIES = Path(__file__).parent / "data" / "example_series.npz"
@@ -199,7 +200,7 @@ def verify_clusters(
         f = fit_cluster(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
                         element=element, microscope=microscope, forms=forms, cluster=r.cluster)
         r.fit = {"isomer": f.isomer, "form": f.form, "ncc": None if f.ncc is None else round(float(f.ncc), 4),
-                 "zone_axis": f.zone_axis, "reason": f.reason}
+                 "zone_axis": f.zone_axis, "reason": f.reason, "note": f.note}
         r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason)
         fits[int(r.cluster)] = f
     return fits
