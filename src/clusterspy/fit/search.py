@@ -2,9 +2,10 @@
 
 Coarse: every model of the library (forms × sizes) is rendered once per beam direction of its
 symmetry-reduced grid (:func:`clusterspy.fit.library.beam_directions`), with its centre on the
-data's intensity centroid; the in-plane angle is searched by rotating the *data* about that
-centroid (``IN_PLANE_STEP_DEG``), so each direction costs one rendering and the NCC of all
-templates against all rotated data is one matrix product. The templates are rendered without
+data's intensity centroid; the in-plane angle and the pixel-size scale are searched by rotating
+and zooming the *data* about that centroid (``IN_PLANE_STEP_DEG``, ``COARSE_SCALES``), so each
+direction costs one rendering and the NCC of all templates against all rotated, zoomed data is one
+matrix product. The templates are rendered without
 oversampling (``COARSE_OVERSAMPLE``): on windows whose pixels are coarser than the probe's Nyquist
 limit (0.3–0.4 Å/px at 100 keV, 25 mrad) that aliases only the probe's finest frequencies, which
 the templates' blur all but removes, at a quarter of the cost; the refinement renders at the
