@@ -458,3 +458,27 @@ def test_statstems_pb_particle_is_fitted_as_fcc_on_110() -> None:
     assert f.zone_axis == "[110]"
     assert f.scale == pytest.approx(1.13, abs=0.03)  # the FFT's lattice: 1.13 × Pb's
     assert f.aspect == pytest.approx(1.045, abs=0.02)
+
+
+def test_a_saved_fit_reads_back_with_every_field(tmp_path) -> None:
+    """``series --verify-sample`` reads saved fits back (:meth:`StructureFit.to_npz_bytes` /
+    :meth:`~StructureFit.from_npz`): every field must survive, the scan distortion's too (a fixed
+    list of fields had left ``aspect`` and ``shear`` out)."""
+    from ase import Atoms
+
+    from clusterspy.fit.result import StructureFit
+
+    fit = StructureFit(cluster=2, x_px=10.5, y_px=20.25, isomer="fcc", form="truncated_octahedron",
+                       n_atoms=2, rotation=np.eye(3), zone_axis="[110]", zone_axis_off_deg=0.5,
+                       atoms=Atoms("Au2", positions=[[0, 0, 0], [2.9, 0, 0]]),
+                       simulated=Image(np.ones((4, 4), np.float32), 0.3, {"window": [0, 0, 4, 4]}),
+                       ncc=0.93,
+                       alternatives={"decahedral": {"form": "ino_decahedron", "n_atoms": 3, "ncc": 0.9}},
+                       scale=1.13, blur_A=1.0, aspect=1.05, shear=-0.01, window=(0, 0, 4, 4),
+                       reason=None, note="a note", seconds=3.5)
+    path = tmp_path / "fit.npz"
+    path.write_bytes(fit.to_npz_bytes(extra={"frame": 1}))
+    back = StructureFit.from_npz(path)
+    assert back.to_dict() == fit.to_dict()
+    assert StructureFit.npz_extra(path) == {"frame": 1}
+    assert np.allclose(back.atoms.positions, fit.atoms.positions) and np.allclose(back.rotation, np.eye(3))

@@ -954,13 +954,18 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
     return folder
 
 
+def _fit_path(store: Path, key: dict[str, Any]) -> Path:
+    """The file of the saved fit of ``key``'s frame and cluster in ``store``."""
+    return store / f"frame{key['frame']}_cluster{key['cluster']}.npz"
+
+
 def _saved_fit(store: Path | None, key: dict[str, Any]) -> Any:
     """The fit saved in ``store`` for ``key`` (frame, cluster, centre, diameter), or None."""
     from clusterspy.fit.result import StructureFit
 
     if store is None:
         return None
-    path = store / f"frame{key['frame']}_cluster{key['cluster']}.npz"
+    path = _fit_path(store, key)
     try:
         return StructureFit.from_npz(path) if StructureFit.npz_extra(path) == key else None
     except (OSError, ValueError, KeyError):  # none yet, or unreadable: fitted again
@@ -1018,8 +1023,7 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
             fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
                               element=element, forms=forms, cluster=row["cluster"])
             if store is not None:
-                write_bytes_atomic(store / f"frame{row['frame']}_cluster{row['cluster']}.npz",
-                                   fit.to_npz_bytes(extra=key))
+                write_bytes_atomic(_fit_path(store, key), fit.to_npz_bytes(extra=key))
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
                        "image": image, "fit": fit})
     return sample

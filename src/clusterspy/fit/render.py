@@ -198,7 +198,7 @@ def ncc_with_tail(templates: np.ndarray, tails: np.ndarray, data: np.ndarray, ma
     one_b = np.where(bb > 0, np.maximum(bd, 0) ** 2 / (np.where(bb > 0, bb, 1.0) * dd), 0.0)
     r2 = np.where(both, r2, np.maximum(one_a, one_b))
     r = np.sqrt(np.clip(r2, 0.0, 1.0))
-    return np.where(np.where(both, True, ad >= 0), r, -r)
+    return np.where(both | (ad >= 0), r, -r)
 
 
 def intensity_fit_tail(model: np.ndarray, tail: np.ndarray, data: np.ndarray) -> tuple[float, float, float]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ FIT_REASONS = {
                      "best model is glassy but the cluster shows lattice fringes: the best model is "
                      "shown, its isomer is not a claim",
 }
+
+
+#: Fields of :class:`StructureFit` that :meth:`StructureFit.to_npz_bytes` saves as arrays (every
+#: other field goes into its JSON as it is).
+_NPZ_ARRAYS = ("rotation", "atoms", "simulated")
 
 
 @dataclass
@@ -132,9 +138,8 @@ class StructureFit:
         import io
         import json
 
-        fields = {k: getattr(self, k) for k in ("cluster", "x_px", "y_px", "isomer", "form", "n_atoms",
-                                                "zone_axis", "zone_axis_off_deg", "ncc", "alternatives",
-                                                "scale", "blur_A", "reason", "note", "seconds")}
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                  if f.name not in _NPZ_ARRAYS}
         fields["window"] = None if self.window is None else [int(v) for v in self.window]
         arrays: dict[str, np.ndarray] = {}
         if self.rotation is not None:

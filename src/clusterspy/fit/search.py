@@ -40,6 +40,7 @@ from clusterspy.fit.render import (
     Pose,
     blur,
     geometry_key,
+    intensity_fit,
     intensity_fit_tail,
     ncc_many,
     ncc_with_tail,
@@ -159,8 +160,6 @@ class Window:
         sim = self.render([model.positions], [pose])
         m = self.mask
         if self.tail_fwhm_A is None:
-            from clusterspy.fit.render import intensity_fit
-
             gain, offset = intensity_fit(sim[0][m], self.data[m])
             return gain * sim[0] + offset
         tail = blur(sim, np.array([self.tail_fwhm_A]), self.pixel_size_A)[0]
