@@ -106,3 +106,76 @@ def test_fast_simulator_renders_at_a_given_oversampling() -> None:
     scene = Scene(pos, np.full(len(pos), 79), np.zeros((0, 3)), np.zeros(0, int))
     a, b = auto.render([scene])[0], one.render([scene])[0]
     assert np.corrcoef(a.ravel(), b.ravel())[0, 1] > 0.95  # the same image, its finest detail aliased
+
+
+def test_balanced_blocks_share_the_images_evenly_between_cores() -> None:
+    from clusterspy.simulation.fast import balanced_block
+
+    for n, most, cores in [(16, 16, 2), (12, 4, 2), (15, 4, 2), (17, 16, 2), (1000, 16, 2), (5, 4, 3)]:
+        size = balanced_block(n, most, cores)
+        blocks = -(-n // size)
+        assert size <= most
+        # a batch of a few blocks: every core renders as many; a long one: within one block
+        assert blocks % cores == 0 or blocks == n or blocks > 4 * cores
+    assert balanced_block(16, 16, 1) == 16 and balanced_block(1, 16, 2) == 1
+
+
+def test_rendering_in_balanced_blocks_gives_the_images_of_one_block(monkeypatch) -> None:
+    from clusterspy.simulation import fast
+    from clusterspy.simulation.geometry import Scene
+
+    sim = FastSimulator(Microscope(), 0.3, (64, 64))
+    rng = np.random.default_rng(5)
+    scenes = [Scene(rng.uniform(5.0, 14.0, (30, 3)), np.full(30, 79), np.zeros((0, 3)), np.zeros(0, int))
+              for _ in range(7)]
+    parted = sim.render(scenes)
+    monkeypatch.setattr(fast, "_cpu_count", lambda: 1)
+    monkeypatch.setattr(fast, "RENDER_BLOCK_PIXELS", 10**9)
+    whole = sim.render(scenes)
+    np.testing.assert_allclose(parted, whole, rtol=0, atol=1e-6 * float(whole.max()))
+
+
+def _submit_in_child(conn) -> None:  # a module-level target: picklable
+    from clusterspy.simulation.fast import thread_pool
+
+    try:
+        conn.send(thread_pool().submit(lambda: 42).result(timeout=10))
+    except Exception as e:  # the parent reports it
+        conn.send(repr(e))
+
+
+def test_the_thread_pool_works_in_a_forked_child() -> None:
+    """A forked child inherits the pool's object but not its threads: its tasks would never run."""
+    import multiprocessing as mp
+
+    from clusterspy.simulation.fast import thread_pool
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork here")
+    assert thread_pool().submit(lambda: 1).result(timeout=10) == 1  # the parent's pool has an idle worker
+    ctx = mp.get_context("fork")
+    parent, child = ctx.Pipe()
+    p = ctx.Process(target=_submit_in_child, args=(child,))
+    p.start()
+    got = parent.recv() if parent.poll(30) else "no answer"
+    p.join(10)
+    assert got == 42
+
+
+def test_the_models_that_stand_are_scored_at_the_simulators_own_sampling() -> None:
+    from clusterspy.fit.render import Pose
+    from clusterspy.fit.search import SEARCH_OVERSAMPLE, Candidate, Window, judged
+
+    rows = cols = 96
+    m = build_model("mackay_icosahedron", 147, "Au")
+    pose = Pose(rotation_to_z(np.array([0.3, 0.1, 1.0])), 14.0, 14.5, 1.0, 0.6)
+    mic = Microscope(energy_keV=200.0, semiangle_mrad=25.0)
+    native = Window(np.zeros((rows, cols)), 0.3, np.ones((rows, cols), bool), (48.0, 48.0), mic, 79)
+    data = native.simulate(m, pose) + np.random.default_rng(0).normal(0, 0.002, (rows, cols))
+    win = Window(data, 0.3, np.ones((rows, cols), bool), (48.0, 48.0), mic, 79, oversample=SEARCH_OVERSAMPLE)
+    searched = float(win.score([m.positions], [pose])[0])
+    win2, out = judged(win, {"icosahedral": Candidate(m, pose, searched)})
+    assert win2.oversample is None and win.oversample == SEARCH_OVERSAMPLE
+    truth = Window(data, 0.3, np.ones((rows, cols), bool), (48.0, 48.0), mic, 79)
+    assert out["icosahedral"].ncc == pytest.approx(float(truth.score([m.positions], [pose])[0]), abs=1e-9)
+    assert out["icosahedral"].ncc != pytest.approx(searched, abs=1e-7)  # the search's sampling differs

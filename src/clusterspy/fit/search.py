@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import scipy.fft as sfft
@@ -69,6 +69,12 @@ COARSE_OVERSAMPLE: int | None = 1
 STEPS = {"rot": 3.0, "shift": 0.4, "scale": 0.03, "blur": 0.4, "aspect": 0.02, "shear": 0.02}
 #: Iterations of the pattern search.
 MAX_ITERATIONS = 14
+#: Render-grid pixels per window pixel while searching and refining (None: the fast simulator's
+#: own choice, which samples the probe at its Nyquist limit; 2 on windows of 0.28–0.5 Å/px).
+#: The models that stand are scored again at the simulator's own sampling (:func:`judged`)
+#: before their isomers are compared. On PRISM cases of 405–923 atoms, searching at 1 gave the
+#: same models and orientations (NCC within 5·10⁻⁴) in 0.6× the time.
+SEARCH_OVERSAMPLE: int | None = 1
 #: Fast-simulator images (before the blur) a window keeps, the most recently used: the refinement's
 #: blur moves and the reverse of its last move place the atoms as a pose scored before.
 RENDER_CACHE_IMAGES = 64
@@ -109,6 +115,9 @@ class Window:
     background: float = 0.0  # subtracted from the data [data units]
     #: FWHM [Å] of the model's diffuse tail (:data:`TAIL_FWHM_A`); None: no tail
     tail_fwhm_A: float | None = None
+    #: the fast simulator's render-grid pixels per window pixel (None: its own choice); see
+    #: :data:`SEARCH_OVERSAMPLE` and :func:`judged`
+    oversample: int | None = None
     cache: dict = field(default_factory=dict, repr=False)  # the coarse search's rotated data
     #: fast-simulator images (before the blur) by model and :func:`geometry_key` of the pose
     rendered: OrderedDict = field(default_factory=OrderedDict, repr=False)
@@ -129,7 +138,7 @@ class Window:
         if todo:
             first = {k: i for i, k in reversed(list(enumerate(keys)))}
             new = render_unblurred([models[first[k]] for k in todo], self.z, [poses[first[k]] for k in todo],
-                                   self.microscope, self.pixel_size_A, self.shape)
+                                   self.microscope, self.pixel_size_A, self.shape, self.oversample)
             for k, img in zip(todo, new, strict=True):
                 # the model is kept with its image: its id stays its own while the entry lives
                 self.rendered[k] = (models[first[k]], img.copy())
@@ -414,3 +423,15 @@ def zone_locked(win: Window, models: list[Model]) -> list[Candidate]:
     found = [c for ms in forms.values() for c in coarse_search(win, ms, keep=1, zone_only=True)]
     return sorted((refine(win, c, tilt=False) for c in found), key=lambda c: -c.ncc)
 
+
+
+def judged(win: Window, candidates: dict[str, Candidate]) -> tuple[Window, dict[str, Candidate]]:
+    """The window at the fast simulator's own sampling and the candidates scored on it.
+
+    The search renders at :data:`SEARCH_OVERSAMPLE`; the models that stand (the best of each
+    isomer) are compared, reported and drawn at the sampling that resolves the probe.
+    """
+    native = replace(win, oversample=None, rendered=OrderedDict())
+    keys = list(candidates)
+    scores = native.score([candidates[k].model.positions for k in keys], [candidates[k].pose for k in keys])
+    return native, {k: replace(candidates[k], ncc=float(sc)) for k, sc in zip(keys, scores, strict=True)}

@@ -650,16 +650,16 @@ class FastSimulator:
         out = np.empty((len(scenes), rows, cols), dtype=np.float32)
         if not scenes:
             return out
-        size = self.block_images
+        size = balanced_block(len(scenes), self.block_images, _cpu_count())
         blocks = [(i, scenes[i : i + size]) for i in range(0, len(scenes), size)]
         # the FFTs (most of the time) release the GIL: render blocks on all cores
         workers = min(len(blocks), _cpu_count())
         if workers > 1:
-            with ThreadPoolExecutor(workers) as pool:
-                for i, block in zip(
-                    (b[0] for b in blocks), pool.map(lambda b: self._render_block(b[1]), blocks), strict=True
-                ):
-                    out[i : i + len(block)] = block
+            pool = thread_pool()
+            for i, block in zip(
+                (b[0] for b in blocks), pool.map(lambda b: self._render_block(b[1]), blocks), strict=True
+            ):
+                out[i : i + len(block)] = block
         else:
             for i, block in blocks:
                 out[i : i + len(block)] = self._render_block(block)
@@ -763,6 +763,43 @@ class FastSimulator:
         # the deconvolved splat rings slightly (≲ 2 % of the peak) where the probe reaches
         # the Nyquist frequency; an intensity is never negative
         return np.maximum(out, 0.0, out=out)
+
+
+_POOL: dict[int, ThreadPoolExecutor] = {}
+_POOL_LOCK = threading.Lock()
+
+
+def thread_pool() -> ThreadPoolExecutor:
+    """The process's pool of one thread per core, for work that releases the GIL (FFTs, matrix
+    products); created on first use, and again in a forked child (whose copy has no threads).
+
+    Tasks given to it must not wait for other tasks of it. Starting a pool for every call cost a
+    structure fit of a 923-atom cluster 1.3 s in 680 thread starts.
+    """
+    pid = os.getpid()
+    with _POOL_LOCK:
+        pool = _POOL.get(pid)
+        if pool is None:
+            _POOL.clear()
+            pool = _POOL[pid] = ThreadPoolExecutor(_cpu_count(), thread_name_prefix="clusterspy")
+        return pool
+
+
+def balanced_block(n_images: int, most: int, cores: int) -> int:
+    """Images per block for ``n_images`` rendered on ``cores``: at most ``most``, in blocks of nearly
+    equal size whose number is a multiple of ``cores`` (each core renders as many) where that
+    takes no smaller blocks than the rounding of a long batch.
+
+    A structure fit scores 12–18 poses at a time: in blocks of the most images (4 at 256² px, 16 at
+    128² px) that was 3–4 blocks on 2 cores (one core idle a third of the time) or one block (one
+    core idle).
+    """
+    if n_images <= 0:
+        return max(1, most)
+    blocks = -(-n_images // max(1, most))
+    if cores > 1:
+        blocks = min(n_images, -(-blocks // cores) * cores)
+    return -(-n_images // blocks)
 
 
 def _cpu_count() -> int:
