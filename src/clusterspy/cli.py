@@ -28,7 +28,7 @@ app = typer.Typer(
 
 
 class OutputFormat(StrEnum):
-    """How ``classify`` prints its results."""
+    """How ``classify`` and ``fit`` print their results."""
 
     table = "table"
     json = "json"
@@ -461,19 +461,26 @@ def fit(
     out: Annotated[Path | None, typer.Option(help="Folder for every cluster's .xyz, .json and .png.")] = None,
     signal: SignalOption = None,
     contrast: ContrastOption = Contrast.auto,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format on stdout (json, csv: the fields of "
+                                   "--out's .json but the arrays).")
+    ] = OutputFormat.table,
 ) -> None:
-    """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation."""
-    import json as _json
+    """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation.
 
+    Prints one line per cluster: isomer, model form, atoms, zone axis, NCC with the data, its
+    margin over the best model of another isomer, and the reason when the isomer is unknown.
+    """
     from clusterspy.simulation import Microscope
-    from clusterspy.workflows import fit_files
+    from clusterspy.workflows import fit_files, format_fits
 
+    records: list[dict] = []
     done = fit_files(paths, element=element, pixel_size_A=pixel_size, out=out,
                      microscope=Microscope(energy_keV=energy, semiangle_mrad=semiangle),
-                     signal=_signal_choice(signal), contrast=contrast.value)
+                     signal=_signal_choice(signal), contrast=contrast.value, records=records)
+    typer.echo(format_fits(records, fmt.value))
     for file, fits in done:
         for f in fits:
-            typer.echo(_json.dumps({"file": file, **f.to_dict()}))
             if f.note:
                 typer.echo(f"clusterspy: note: {file} cluster {f.cluster}: {f.note}", err=True)
     if out is not None:

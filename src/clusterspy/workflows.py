@@ -525,12 +525,7 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     rows = result_rows(results)
     verified = any(r.fit is not None for r in results)
     if fmt == "csv":
-        buf = _stdio.StringIO()
-        columns = (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue().rstrip("\n")
+        return _csv_text(rows, (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS)
     width = 19 if verified else 0  # the reason column, padded when the fit's columns follow it
     header = (f"{'file':<28} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7} {'d_nm':>5}  "
               f"{'label':<12} {'conf':>5}  {'reason':<{width}}")
@@ -538,7 +533,7 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         header += f"  {'fit':<12} {'ncc':>4}  fit_reason"
     lines = [header, "-" * len(header)]
     for row in rows:
-        name = Path(str(row["file"])).name[-28:]
+        name = _file_cell(row["file"])
         shown = table_confidence(row["label"], row["reason"], row["confidence"])
         conf = "" if shown is None else f"{shown:.2f}"
         dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
@@ -546,6 +541,22 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
                 f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or '':<{width}}")
         lines.append((line + _fit_cells(row)).rstrip() if verified else line)
     return "\n".join(lines)
+
+
+def _csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as CSV text with a header of ``columns`` (no final newline): the CSV of
+    :func:`format_results` and :func:`format_fits`."""
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().rstrip("\n")
+
+
+def _file_cell(file: Any) -> str:
+    """A file's name as the tables of :func:`format_results` and :func:`format_fits` show it (its
+    last 28 characters)."""
+    return Path(str(file)).name[-28:]
 
 
 def _fit_cells(row: dict[str, Any]) -> str:
@@ -1231,16 +1242,84 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
     return rep.write(out_dir / "report.html")
 
 
+#: Fields of a fit's record (:func:`fit_record`) left out of ``clusterspy fit --format json|csv``:
+#: arrays (the model's rotation, the fitted window's bounds [px]), kept in the ``--out`` JSON.
+FIT_ARRAY_FIELDS: tuple[str, ...] = ("rotation", "window")
+
+
+def fit_record(path: str | os.PathLike, pixel_size_A: float, element: str, fit: Any) -> dict[str, Any]:
+    """One cluster's structure fit as ``clusterspy fit --out`` writes it (``<stem>_c<i>.json``).
+
+    Parameters
+    ----------
+    path : path-like
+        The image file fitted.
+    pixel_size_A : float
+        Its pixel size [Å/px].
+    element : str
+        The metal fitted.
+    fit : StructureFit
+        The fit (:meth:`StructureFit.to_dict`).
+
+    Returns
+    -------
+    dict
+        ``{"file", "pixel_size_A", "element", **fit.to_dict()}``.
+    """
+    return {"file": str(path), "pixel_size_A": pixel_size_A, "element": element, **fit.to_dict()}
+
+
+def fit_margin(record: dict[str, Any]) -> float | None:
+    """The NCC margin of a fit (:func:`fit_record`) over the best model of every other isomer
+    (its ``alternatives``); None without an NCC or without alternatives."""
+    others = [v["ncc"] for v in (record.get("alternatives") or {}).values() if v.get("ncc") is not None]
+    if record.get("ncc") is None or not others:
+        return None
+    return round(float(record["ncc"]) - max(others), 4)
+
+
+def format_fits(records: Sequence[dict[str, Any]], fmt: str = "table") -> str:
+    """Format structure fits (:func:`fit_record`) as ``"json"`` (a list of objects), ``"csv"`` or a
+    plain ``"table"``: what ``clusterspy fit`` prints.
+
+    JSON and CSV hold every field of the records but the arrays (:data:`FIT_ARRAY_FIELDS`); in the
+    CSV, ``alternatives`` is a cell of JSON text. The table has one line per cluster: file,
+    cluster, isomer, form, atoms, zone axis, NCC, margin over the best other isomer
+    (:func:`fit_margin`), reason and note.
+    """
+    rows = [{k: v for k, v in r.items() if k not in FIT_ARRAY_FIELDS} for r in records]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        cells = [{**r, "alternatives": json.dumps(r.get("alternatives"), separators=(",", ":"))}
+                 for r in rows]
+        return _csv_text(cells, list(rows[0]) if rows else [])
+    header = (f"{'file':<28} {'cl':>3}  {'isomer':<12} {'form':<20} {'n_atoms':>7} {'zone_axis':<9} "
+              f"{'ncc':>5} {'margin':>6}  {'reason':<14}  note")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        ncc, margin = r.get("ncc"), fit_margin(r)
+        line = (f"{_file_cell(r['file']):<28} {r['cluster']:>3}  {r['isomer']:<12} {r.get('form') or '':<20} "
+                f"{'' if r.get('n_atoms') is None else r['n_atoms']:>7} {r.get('zone_axis') or '':<9} "
+                f"{'' if ncc is None else f'{ncc:.3f}':>5} {'' if margin is None else f'{margin:+.3f}':>6}  "
+                f"{r.get('reason') or '':<14}  {r.get('note') or ''}")
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
 def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_size_A: float | None = None,
               out: str | os.PathLike | None = None, microscope: Any = None,
-              signal: int | str | None = None, contrast: str = "auto") -> list[tuple[str, list[Any]]]:
+              signal: int | str | None = None, contrast: str = "auto",
+              records: list[dict[str, Any]] | None = None) -> list[tuple[str, list[Any]]]:
     """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit.fit_structure`).
 
     With ``out``, writes per cluster ``<stem>_c<i>.xyz`` (extended XYZ), ``<stem>_c<i>.json`` and
     ``<stem>_c<i>.png`` (:func:`clusterspy.plots.plot_structure_fit`); clusters without a fit get
     only their JSON (with the reason). ``signal`` chooses the signal of multi-signal files (index
     or title); ``contrast`` ("auto" refuses bright field, "haadf" trusts the image) as for
-    :func:`clusterspy.fit.fit_structure`. Returns ``[(file, [StructureFit, ...]), ...]``.
+    :func:`clusterspy.fit.fit_structure`. ``records``, when given, is filled with every cluster's
+    record (:func:`fit_record`, the ``.json`` written with ``out``; for :func:`format_fits`).
+    Returns ``[(file, [StructureFit, ...]), ...]``.
     """
     from clusterspy.fit import fit_structure
     from clusterspy.io import as_image
@@ -1250,13 +1329,14 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     for path in paths:
         img = as_image(Path(path), pixel_size_A, signal=signal)
         fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast)
+        made = [fit_record(path, img.pixel_size_A, element, f) for f in fits]
+        if records is not None:
+            records += made
         if out is not None:
             folder = Path(out)
             folder.mkdir(parents=True, exist_ok=True)
-            for f in fits:
+            for f, record in zip(fits, made, strict=True):
                 stem = f"{Path(path).stem}_c{f.cluster}"
-                record = {"file": str(path), "pixel_size_A": img.pixel_size_A, "element": element,
-                          **f.to_dict()}
                 write_text_atomic(folder / f"{stem}.json", json.dumps(record, indent=1))
                 if f.atoms is not None:
                     f.write_xyz(folder / f"{stem}.xyz")
