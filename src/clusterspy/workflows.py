@@ -65,6 +65,7 @@ def classify_file(
     signal: int | str | None = None,
     verify: bool = False,
     element: str = "Au",
+    microscope: Any = None,
     fits: dict[tuple[int, int], Any] | None = None,
     **options: Any,
 ) -> tuple[list[ClusterResult], list[dict[str, Any]], dict[str, Any]]:
@@ -89,6 +90,9 @@ def classify_file(
         6–20 s per cluster.
     element : str
         With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data (default
+        200 keV, 25 mrad).
     fits : dict, optional
         With ``verify``: filled with ``{(frame, cluster): StructureFit}`` of the clusters fitted
         (for their figures, :func:`write_fit_figures`).
@@ -130,7 +134,7 @@ def classify_file(
         try:
             found = classify(frames[index], model=model, file=str(path), frame=index, **options)
             if verify:
-                done = verify_clusters(frames[index], found, element=element)
+                done = verify_clusters(frames[index], found, element=element, microscope=microscope)
                 if fits is not None:
                     fits.update({(index, k): f for k, f in done.items()})
             results.extend(found)
@@ -357,6 +361,7 @@ def classify_files(
     file_info: dict[str, dict[str, Any]] | None = None,
     verify: bool = False,
     element: str = "Au",
+    microscope: Any = None,
     **options: Any,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file, in this process, in memory.
@@ -392,6 +397,9 @@ def classify_files(
         also save each fit's figure (:func:`fit_figure_name`).
     element : str
         With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data (default
+        200 keV, 25 mrad).
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -417,7 +425,8 @@ def classify_files(
         for p in paths:
             fits: dict[tuple[int, int], Any] = {}
             found, errs, info = classify_file(p, model, pixel_size_A, strict=failures is None, verify=verify,
-                                              element=element, fits=fits, **options)
+                                              element=element, microscope=microscope, fits=fits,
+                                              **options)
             if failures is not None:
                 failures.extend(errs)
             if file_info is not None and info:
@@ -689,6 +698,7 @@ def classify_series(
     reporter: Any = None,
     verify_sample: int = 0,
     element: str = "Au",
+    microscope: Any = None,
     **options: Any,
 ) -> SeriesResult:
     """Classify a series (:func:`clusterspy.series.classify_series`), then draw its report.
@@ -718,6 +728,9 @@ def classify_series(
         resume are unchanged. 0: none.
     element : str
         With ``verify_sample``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify_sample``: beam energy [keV] and convergence semi-angle [mrad] of the data
+        (default 200 keV, 25 mrad).
 
     Returns
     -------
@@ -736,8 +749,9 @@ def classify_series(
     lock = None if out is None else outdir.acquire(out, "clusterspy series")
     try:
         store = None
-        if verify_sample and report and out is not None:  # fits of another element: refused or cleared
-            store = fit_sample_store(Path(out), element, resume=options.get("resume", True))
+        if verify_sample and report and out is not None:  # fits of other settings: refused or cleared
+            store = fit_sample_store(Path(out), element, microscope=microscope,
+                                     resume=options.get("resume", True))
         if model is None:
             from clusterspy.predict import load_model
 
@@ -749,7 +763,7 @@ def classify_series(
                 reporter(result, explain_model)
             else:
                 sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
-                                           signal=options.get("signal"),
+                                           microscope=microscope, signal=options.get("signal"),
                                            store=store) if verify_sample else None
                 if sample is not None:
                     result.summary["verify_sample"] = fit_sample_counts(sample, verify_sample)
@@ -913,14 +927,43 @@ FIT_SAMPLE_DIR = "verify_sample"
 FIT_SAMPLE_SETTINGS = "settings.json"
 
 
+def fit_beam(microscope: Any = None) -> dict[str, float]:
+    """The beam energy [keV] and convergence semi-angle [mrad] a structure fit is made with, as the
+    settings of ``classify --verify`` and ``series --verify-sample`` record them.
+
+    Parameters
+    ----------
+    microscope : clusterspy.simulation.Microscope, optional
+        The fit's microscope; None: the fit's default (``Microscope()``: 200 keV, 25 mrad).
+
+    Returns
+    -------
+    dict
+        ``{"energy_keV", "semiangle_mrad"}``.
+    """
+    if microscope is None:
+        from clusterspy.simulation import Microscope
+
+        microscope = Microscope()
+    return {"energy_keV": float(microscope.energy_keV), "semiangle_mrad": float(microscope.semiangle_mrad)}
+
+
+def _beam_settings(microscope: Any) -> dict[str, float]:
+    """:func:`fit_beam` as ``verify_sample/settings.json`` records it (each key with its option)."""
+    beam = fit_beam(microscope)
+    return {"energy_keV (--energy)": beam["energy_keV"],
+            "semiangle_mrad (--semiangle)": beam["semiangle_mrad"]}
+
+
 def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = None, *,
-                     resume: bool = True) -> Path:
+                     microscope: Any = None, resume: bool = True) -> Path:
     """The folder of a series' saved structure fits (``out/verify_sample``), ready for this run.
 
     As the series' own checkpoint does for its settings (:mod:`clusterspy.series.manifest`): fits
-    made with another element or other forms are refused when resuming, and deleted for a fresh
-    start (``resume=False``). Each fit file also records the frame, cluster, centre [px] and
-    diameter it was fitted at, and :func:`series_fit_sample` reuses it only when they match.
+    made with another element, beam energy, convergence semi-angle or other forms are refused when
+    resuming, and deleted for a fresh start (``resume=False``). Each fit file also records the
+    frame, cluster, centre [px] and diameter it was fitted at, and :func:`series_fit_sample` reuses
+    it only when they match.
 
     Parameters
     ----------
@@ -930,6 +973,8 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
         The metal fitted.
     forms : tuple of str, optional
         The forms tried (None: all).
+    microscope : clusterspy.simulation.Microscope, optional
+        The microscope of the fits (default 200 keV, 25 mrad; :func:`fit_beam`).
     resume : bool
         Keep the fits of an earlier run with the same settings.
 
@@ -941,7 +986,7 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
     Raises
     ------
     ConfigError
-        ``resume`` and the folder holds fits made with another element or other forms.
+        ``resume`` and the folder holds fits made with another element, microscope or other forms.
     """
     import shutil
 
@@ -949,10 +994,10 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
 
     folder = out / FIT_SAMPLE_DIR
     settings = {"schema": "clusterspy.series-fits/1", "element (--element)": element,
-                "forms": None if forms is None else list(forms)}
+                **_beam_settings(microscope), "forms": None if forms is None else list(forms)}
     path = folder / FIT_SAMPLE_SETTINGS
-    if path.exists() and resume:
-        old = json.loads(path.read_text(encoding="utf-8"))
+    if path.exists() and resume:  # fits saved before the microscope was recorded were made with its default
+        old = {**_beam_settings(None), **json.loads(path.read_text(encoding="utf-8"))}
         diff = next((f"{k} was {old.get(k)!r}, now {v!r}" for k, v in settings.items() if old.get(k) != v),
                     None)
         if diff is not None and any(folder.glob("*.npz")):
@@ -984,7 +1029,7 @@ def _saved_fit(store: Path | None, key: dict[str, Any]) -> Any:
 
 
 def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | None = None, *, k: int,
-                      element: str = "Au", signal: int | str | None = None,
+                      element: str = "Au", microscope: Any = None, signal: int | str | None = None,
                       forms: tuple[str, ...] | None = None, store: Path | None = None
                       ) -> list[dict[str, Any]]:
     """Fit a 3D structure to at most ``k`` frames of a series, spread over the run.
@@ -1004,12 +1049,15 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         Most frames fitted.
     element : str
         The metal of the cluster.
+    microscope : clusterspy.simulation.Microscope, optional
+        Beam energy [keV] and convergence semi-angle [mrad] of the data (default 200 keV, 25 mrad).
     forms : tuple of str, optional
         The model forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
     store : pathlib.Path, optional
-        Folder of saved fits (:func:`fit_sample_store`, made for the same ``element`` and
-        ``forms``): a fit saved there for the same frame, cluster, centre and diameter is read
-        back, not redone; each new fit is saved there atomically as soon as it is done.
+        Folder of saved fits (:func:`fit_sample_store`, made for the same ``element``,
+        ``microscope`` and ``forms``): a fit saved there for the same frame, cluster, centre and
+        diameter is read back, not redone; each new fit is saved there atomically as soon as it is
+        done.
 
     Returns
     -------
@@ -1032,7 +1080,7 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         fit = _saved_fit(store, key)
         if fit is None:
             fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
-                              element=element, forms=forms, cluster=row["cluster"])
+                              element=element, microscope=microscope, forms=forms, cluster=row["cluster"])
             if store is not None:
                 write_bytes_atomic(_fit_path(store, key), fit.to_npz_bytes(extra=key))
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
