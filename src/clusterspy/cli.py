@@ -13,9 +13,12 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from clusterspy.simulation import Microscope
 
 app = typer.Typer(
     name="clusterspy",
@@ -74,7 +77,8 @@ EnergyOption = Annotated[float, typer.Option("--energy", help="Beam energy, in k
 SemiangleOption = Annotated[float, typer.Option("--semiangle", help="Convergence semi-angle, in mrad.")]
 
 
-def _fit_microscope(ctx: typer.Context, energy: float, semiangle: float, fits: bool, needs: str):
+def _fit_microscope(ctx: typer.Context, energy: float, semiangle: float, fits: bool, needs: str
+                    ) -> Microscope | None:
     """The :class:`~clusterspy.simulation.Microscope` of ``--energy`` and ``--semiangle`` when the
     command fits (``fits``), else None; refuses either option typed without ``needs`` (the option
     that fits), as ``--element`` is refused."""
