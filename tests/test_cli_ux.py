@@ -144,7 +144,8 @@ def stub_fits(monkeypatch: pytest.MonkeyPatch) -> list:
 
     reported = []
 
-    def sample(result, source, pixel_size_A=None, *, k, element="Au", signal=None, forms=None, store=None):
+    def sample(result, source, pixel_size_A=None, *, k, element="Au", microscope=None, signal=None,
+               forms=None, store=None):
         return [{"frame": 0, "cluster": 0, "label": "icosahedral", "image": None, "fit": _fit("icosahedral")},
                 {"frame": 12, "cluster": 0, "label": "decahedral", "image": None, "fit": _fit("icosahedral")},
                 {"frame": 25, "cluster": 0, "label": "fcc", "image": None,
@@ -170,6 +171,27 @@ def test_series_verify_sample_prints_its_tally(tmp_path, capsys, stub_fits) -> N
     assert main(["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "2", "--format", "json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["verify_sample"] == {"asked": 2, "fitted": 2, "agree": 1, "disagree": 1, "inconclusive": 0}
+
+
+@needs_weights
+def test_series_verify_sample_fits_with_the_microscope_given(tmp_path, monkeypatch, stub_fits) -> None:
+    """--energy and --semiangle reach the sampled fits' Microscope and their store's settings."""
+    pytest.importorskip("ase")
+    import clusterspy.workflows as wf
+
+    stub, seen = wf.series_fit_sample, []
+
+    def sample(*args, **kwargs):
+        seen.append(kwargs["microscope"])
+        return stub(*args, **kwargs)
+
+    monkeypatch.setattr(wf, "series_fit_sample", sample)
+    out = tmp_path / "run"
+    assert main(["series", str(EXAMPLE), "--out", str(out), "--verify-sample", "2", "--energy", "300",
+                 "--semiangle", "30"]) == 0
+    assert [(m.energy_keV, m.semiangle_mrad) for m in seen] == [(300.0, 30.0)]
+    settings = json.loads((out / "verify_sample" / "settings.json").read_text())
+    assert (settings["energy_keV (--energy)"], settings["semiangle_mrad (--semiangle)"]) == (300.0, 30.0)
 
 
 @needs_weights

@@ -18,7 +18,7 @@ from clusterspy.fit.symmetry import axis_rotation, rotation_angle_deg
 from clusterspy.image import Image
 from clusterspy.simulation import Acquisition, Microscope, simulate
 from clusterspy.structures import cluster, random_rotation
-from helpers import SHARED
+from helpers import SHARED, blob
 
 ORDERS = {"Ih": (120, 60), "D5h": (20, 10), "Oh": (48, 24), "Cs": (2, 1)}
 
@@ -185,6 +185,60 @@ def test_cli_fit_writes_model_figure_and_json(tmp_path) -> None:
     assert record["n_atoms"] > 0 and record["pixel_size_A"] == pytest.approx(img.pixel_size_A)
     assert (out / "ico_c0.xyz").stat().st_size > 0
     assert (out / "ico_c0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def _two_fits() -> list:
+    from clusterspy.fit import StructureFit
+
+    alternatives = {"decahedral": {"form": "ino_decahedron", "n_atoms": 146, "ncc": 0.8321},
+                    "fcc": {"form": "cuboctahedron", "n_atoms": 147, "ncc": 0.80}}
+    return [StructureFit(cluster=0, x_px=20.0, y_px=22.5, isomer="icosahedral", form="mackay_icosahedron",
+                         n_atoms=147, rotation=np.eye(3), zone_axis="5-fold", zone_axis_off_deg=1.2,
+                         ncc=0.9121, alternatives=alternatives, scale=1.01, blur_A=0.9, aspect=1.0,
+                         shear=0.0, window=(0, 0, 40, 40), seconds=3.0),
+            StructureFit(cluster=1, x_px=50.0, y_px=40.0, isomer="unknown", form="cuboctahedron", n_atoms=309,
+                         ncc=0.61, alternatives={"icosahedral": {"form": "mackay_icosahedron", "n_atoms": 309,
+                                                                 "ncc": 0.60}},
+                         reason="ambiguous_fit", note="the best crystalline model's fitted scale 0.850 says")]
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_cli_fit_prints_a_table_json_or_csv_of_its_fits(tmp_path, capsys, monkeypatch, fmt: str) -> None:
+    """``clusterspy fit`` printed one JSON object per line whatever the user wanted; it now prints a
+    table by default (one line per cluster, with the NCC margin over the best other isomer), and with
+    --format json / csv the fields of the JSON it writes under --out, but the arrays."""
+    import csv
+
+    import clusterspy.fit
+    from clusterspy.cli import main
+
+    monkeypatch.setattr(clusterspy.fit, "fit_structure", lambda *a, **k: _two_fits())
+    path = tmp_path / "two.npy"
+    np.save(path, blob())
+    out = tmp_path / "out"
+    args = ["fit", str(path), "--pixel-size", "0.3", "--out", str(out)]
+    assert main(args if fmt == "table" else [*args, "--format", fmt]) == 0
+    printed = capsys.readouterr().out
+    written = [json.loads((out / f"two_c{k}.json").read_text()) for k in (0, 1)]
+    assert written[0]["rotation"] == np.eye(3).tolist() and written[0]["pixel_size_A"] == 0.3  # --out as ever
+    expected = [{k: v for k, v in w.items() if k not in ("rotation", "window")} for w in written]
+    if fmt == "json":
+        assert json.loads(printed) == expected
+    elif fmt == "csv":
+        rows = list(csv.DictReader(printed.splitlines()))
+        assert [list(r) for r in rows] == [list(e) for e in expected]
+        assert [json.loads(r["alternatives"]) for r in rows] == [e["alternatives"] for e in expected]
+        assert (rows[0]["isomer"], rows[0]["ncc"], rows[1]["reason"]) == ("icosahedral", "0.9121",
+                                                                           "ambiguous_fit")
+    else:
+        header, _, *lines = printed.splitlines()
+        assert header.split() == ["file", "cl", "isomer", "form", "n_atoms", "zone_axis", "ncc", "margin",
+                                  "reason", "note"]
+        assert lines[0].split() == ["two.npy", "0", "icosahedral", "mackay_icosahedron", "147", "5-fold",
+                                    "0.912", "+0.080"]
+        assert lines[1].split()[:8] == ["two.npy", "1", "unknown", "cuboctahedron", "309", "0.610", "+0.010",
+                                        "ambiguous_fit"]
+        assert lines[1].endswith("the best crystalline model's fitted scale 0.850 says")
 
 
 def test_cli_fit_refuses_a_bad_element_with_one_line(tmp_path, capsys) -> None:

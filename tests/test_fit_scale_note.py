@@ -28,13 +28,13 @@ def test_a_wrong_element_on_the_ptir_particle_is_noted_in_the_cli_and_the_json(t
     from clusterspy.cli import main
 
     out = tmp_path / "pb"
-    assert main(["fit", str(PTIR), "--element", "Pb", "--out", str(out)]) == 0
+    assert main(["fit", str(PTIR), "--element", "Pb", "--out", str(out), "--format", "json"]) == 0
     captured = capsys.readouterr()
     record = json.loads((out / "PtIr_fcc_statstem_c0.json").read_text())
     assert record["note"] and "--element Pb" in record["note"] and "--pixel-size" in record["note"]
     notes = [ln for ln in captured.err.splitlines() if ln.startswith("clusterspy: note:")]
     assert len(notes) == 1 and "--element Pb" in notes[0]
-    assert json.loads(captured.out.splitlines()[0])["note"] == record["note"]
+    assert json.loads(captured.out)[0]["note"] == record["note"]
 
 
 @pytest.mark.shared

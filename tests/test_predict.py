@@ -120,3 +120,28 @@ def test_shipped_models_load_by_name():
     assert v3.card.name == "isomernet-v3" and v3.card.id != default.card.id
     with pytest.raises(InputFileError, match="not found"):
         load_model("isomernet-v0")
+
+
+def test_shipped_model_covering_reads_cards_as_load_model_does(tmp_path, monkeypatch):
+    """A shipped model whose card predates the recorded domain is offered with the domain implied by
+    its training specification (ModelCard.domain, as load_model judges with it); an unreadable card
+    is still no offer."""
+    from clusterspy import predict
+    from clusterspy.weights import ModelCard
+
+    old = tmp_path / "old-net"
+    old.mkdir()
+    (old / "model.onnx").write_bytes(b"")
+    spec = {"crop_px": 64, "pixel_size_A": 0.25, "field_factor": 2.0, "size_atoms": [100, 1100]}
+    (old / "model_card.json").write_text(json.dumps({"name": "old-net", "pixel_size_A": 0.25, "crop_px": 64,
+                                                     "training": {"dataset_spec": spec}}))
+    broken = tmp_path / "broken-net"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"")
+    (broken / "model_card.json").write_text("[1, 2]")
+    monkeypatch.setattr(predict, "WEIGHTS_DIR", tmp_path)
+    monkeypatch.setattr(predict, "DEFAULT_MODEL", tmp_path / "none.onnx")
+    lo, hi = ModelCard.read(old).domain["diameter_nm"]
+    assert predict.shipped_model_covering([lo, hi, 100.0]) == ("old-net", (lo, hi))
+    assert predict.shipped_model_covering([100.0]) is None
+    assert predict.shipped_model_covering([lo], exclude="old-net") is None

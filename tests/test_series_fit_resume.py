@@ -41,3 +41,31 @@ def test_saved_fits_are_kept_and_only_the_missing_ones_redone(tmp_path, capsys):
     assert main([*args, "--element", "Pt", "--no-resume"]) == 0
     settings = json.loads((out / "verify_sample" / "settings.json").read_text())
     assert settings["element (--element)"] == "Pt" and kept.stat().st_ino != inode
+
+
+def test_saved_fits_of_another_microscope_are_refused(tmp_path):
+    """``series --verify-sample`` fitted at 200 keV and 25 mrad whatever the data; with --energy and
+    --semiangle its saved fits record them, and fits of another microscope are refused when resuming
+    as fits of another element are (fits saved before they were recorded count as the defaults')."""
+    pytest.importorskip("ase")
+    from clusterspy.errors import ConfigError
+    from clusterspy.simulation import Microscope
+    from clusterspy.workflows import fit_sample_store
+
+    beam = Microscope(energy_keV=300.0, semiangle_mrad=30.0)
+    store = fit_sample_store(tmp_path, "Au", microscope=beam)
+    settings = json.loads((store / "settings.json").read_text())
+    assert (settings["energy_keV (--energy)"], settings["semiangle_mrad (--semiangle)"]) == (300.0, 30.0)
+    (store / "frame0_cluster0.npz").write_bytes(b"a saved fit")
+    with pytest.raises(ConfigError, match=r"--energy\) was 300\.0, now 200\.0.*--no-resume"):
+        fit_sample_store(tmp_path, "Au")
+    with pytest.raises(ConfigError, match=r"--semiangle\) was 30\.0, now 25\.0"):
+        fit_sample_store(tmp_path, "Au", microscope=Microscope(energy_keV=300.0))
+    assert fit_sample_store(tmp_path, "Au", microscope=beam) == store
+    for key in ("energy_keV (--energy)", "semiangle_mrad (--semiangle)"):
+        del settings[key]
+    (store / "settings.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError, match="--energy"):
+        fit_sample_store(tmp_path, "Au", microscope=beam)
+    assert fit_sample_store(tmp_path, "Au") == store  # the fit's defaults
+    assert (store / "frame0_cluster0.npz").exists()

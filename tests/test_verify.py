@@ -128,6 +128,48 @@ def test_cli_element_without_verify_is_refused(tmp_path, capsys) -> None:
     assert "add --verify" in capsys.readouterr().err
 
 
+def test_cli_energy_and_semiangle_without_a_fit_are_refused(tmp_path, capsys) -> None:
+    from clusterspy.cli import main
+
+    assert main(["classify", str(tmp_path / "x.npz"), "--energy", "300"]) == 2
+    assert "--energy is for the microscope of the structure fit of --verify: add --verify" in \
+        capsys.readouterr().err
+    assert main(["series", str(tmp_path / "x.npy"), "--semiangle", "30", "--out", str(tmp_path / "o")]) == 2
+    assert "add --verify-sample K" in capsys.readouterr().err
+
+
+def test_cli_verify_fits_with_the_microscope_given_and_records_it(tmp_path, capsys, monkeypatch) -> None:
+    """``classify --verify`` fitted at 200 keV and 25 mrad whatever the data; --energy and --semiangle
+    now reach the fit's Microscope, settings.json records them, and a rerun with others is refused
+    (a folder verified before they were recorded counts as verified with the defaults)."""
+    import clusterspy.workflows as wf
+    from clusterspy.cli import main
+
+    seen = []
+
+    def verify(image, results, pixel_size_A=None, *, element="Au", microscope=None, forms=None):
+        seen.append(microscope)
+        return {}
+
+    monkeypatch.setattr(wf, "verify_clusters", verify)
+    with np.load(wf.EXAMPLE_SERIES) as ex:
+        np.savez(tmp_path / "frame.npz", image=ex["frames"][0], pixel_size_A=ex["pixel_size_A"])
+    out = tmp_path / "out"
+    args = ["classify", str(tmp_path / "frame.npz"), "--verify", "--out", str(out)]
+    assert main([*args, "--energy", "300", "--semiangle", "30"]) == 0
+    assert [(m.energy_keV, m.semiangle_mrad) for m in seen] == [(300.0, 30.0)]
+    settings = json.loads((out / "settings.json").read_text())
+    assert (settings["energy_keV"], settings["semiangle_mrad"]) == (300.0, 30.0)
+    capsys.readouterr()
+    assert main(args) == 2  # the folder's labels were checked at 300 keV, 30 mrad
+    err = capsys.readouterr().err
+    assert "--energy 300.0 → 200.0" in err and "--semiangle 30.0 → 25.0" in err
+    for key in ("energy_keV", "semiangle_mrad"):  # as written before the microscope was recorded
+        del settings[key], settings["fingerprint"][key]
+    (out / "settings.json").write_text(json.dumps(settings))
+    assert main(args) == 0
+
+
 def test_series_report_shows_fits_of_sampled_frames_and_leaves_frames_csv_alone(tmp_path) -> None:
     from clusterspy.workflows import (
         EXAMPLE_SERIES,

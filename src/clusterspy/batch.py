@@ -40,7 +40,8 @@ EXIT_SOME_FAILED = 3
 _OPTION_NAMES = {"model": "--model", "pixel_size_A_override": "--pixel-size", "contrast": "--contrast",
                  "min_size_nm": "--min-size", "max_size_nm": "--max-size", "border": "--border",
                  "explain": "--explain", "signal": "--signal", "clusterspy_version": "the ClusterSpy version",
-                 "verify": "--verify", "element": "--element"}
+                 "verify": "--verify", "element": "--element", "energy_keV": "--energy",
+                 "semiangle_mrad": "--semiangle"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,9 @@ class BatchConfig:
         (:func:`clusterspy.workflows.verify_clusters`) and draw each fit.
     element : str
         With ``verify``: the metal of the clusters.
+    microscope : clusterspy.simulation.Microscope or None
+        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data; None:
+        the fit's default (200 keV, 25 mrad).
     """
 
     pixel_size_A: float | None = None
@@ -82,6 +86,7 @@ class BatchConfig:
     signal: int | str | None = None
     verify: bool = False
     element: str = "Au"
+    microscope: Any = None
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -178,8 +183,8 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
     try:
         model = load_model(cfg.model_path)
         found, failures, info = classify_file(path, model, cfg.pixel_size_A, signal=cfg.signal,
-                                              verify=cfg.verify, element=cfg.element, fits=fits,
-                                              **cfg.options)
+                                              verify=cfg.verify, element=cfg.element,
+                                              microscope=cfg.microscope, fits=fits, **cfg.options)
     except Exception as exc:  # a batch never stops for one file: a bug is recorded, retried
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
         found, info = [], {}
@@ -298,9 +303,22 @@ def _fingerprint(cfg: BatchConfig, card_summary: dict[str, Any]) -> dict[str, An
 
 
 def _verify_settings(cfg: BatchConfig) -> dict[str, Any]:
-    """``{"verify": True, "element": …}`` for a verified batch; nothing otherwise (a batch without
-    verification has the settings it had before verification existed)."""
-    return {"verify": True, "element": cfg.element} if cfg.verify else {}
+    """``{"verify": True, "element", "energy_keV", "semiangle_mrad"}`` for a verified batch
+    (:func:`clusterspy.workflows.fit_beam`); nothing otherwise (a batch without verification has the
+    settings it had before verification existed)."""
+    from clusterspy.workflows import fit_beam
+
+    return {"verify": True, "element": cfg.element, **fit_beam(cfg.microscope)} if cfg.verify else {}
+
+
+def _with_default_beam(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A verified batch's fingerprint written before the microscope was recorded, with the fit's
+    default one it was verified with (:func:`clusterspy.workflows.fit_beam`)."""
+    if not fingerprint.get("verify"):
+        return fingerprint
+    from clusterspy.workflows import fit_beam
+
+    return {**fit_beam(None), **fingerprint}
 
 
 def _check_same_settings(out: Path, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -466,6 +484,7 @@ def run_batch(
     signal: int | str | None = None,
     verify: bool = False,
     element: str = "Au",
+    microscope: Any = None,
 ) -> BatchResult:
     """Classify a batch of image files, writing each file's results as soon as it is done.
 
@@ -507,6 +526,9 @@ def run_batch(
         with ``out`` each fit's figure. Recorded in ``settings.json`` (``"verify": true``).
     element : str
         With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data (default
+        200 keV, 25 mrad); recorded in ``settings.json`` (``energy_keV``, ``semiangle_mrad``).
 
     Returns
     -------
@@ -532,7 +554,7 @@ def run_batch(
         model_path = Path(model_path).resolve()
     cfg = BatchConfig(pixel_size_A=pixel_size_A, model_path=None if model_path is None else str(model_path),
                       options=dict(options or {}), explain=explain, signal=signal, verify=verify,
-                      element=element,
+                      element=element, microscope=microscope,
                       out=None if out is None else str(Path(out).expanduser().resolve()))
     stems = _unique_stems(files)
     lock = None
@@ -627,7 +649,7 @@ def _prepare_out(out: Path, files: list[str], cfg: BatchConfig, card_summary: di
             _clear(out)  # an earlier batch that classified nothing (a refused input): nothing to lose
             old = None
         else:
-            _check_same_settings(out, old.get("fingerprint", {}), fingerprint)
+            _check_same_settings(out, _with_default_beam(old.get("fingerprint", {})), fingerprint)
     elif any((out / "parts").glob("*.json")):
         raise ConfigError(f"--out {out} holds parts of a batch without its settings.json; rerun with "
                           "--restart to start afresh")

@@ -13,9 +13,12 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from clusterspy.simulation import Microscope
 
 app = typer.Typer(
     name="clusterspy",
@@ -28,7 +31,7 @@ app = typer.Typer(
 
 
 class OutputFormat(StrEnum):
-    """How ``classify`` prints its results."""
+    """How ``classify`` and ``fit`` print their results."""
 
     table = "table"
     json = "json"
@@ -69,6 +72,29 @@ SignalOption = Annotated[
                  "its index (0 first) or title; needed when no title names the detector (HAADF/ADF/DF/BF)."),
 ]
 
+#: The microscope of a structure fit (``fit``, ``classify --verify``, ``series --verify-sample``).
+EnergyOption = Annotated[float, typer.Option("--energy", help="Beam energy, in keV.")]
+SemiangleOption = Annotated[float, typer.Option("--semiangle", help="Convergence semi-angle, in mrad.")]
+
+
+def _fit_microscope(ctx: typer.Context, energy: float, semiangle: float, fits: bool, needs: str
+                    ) -> Microscope | None:
+    """The :class:`~clusterspy.simulation.Microscope` of ``--energy`` and ``--semiangle`` when the
+    command fits (``fits``), else None; refuses either option typed without ``needs`` (the option
+    that fits), as ``--element`` is refused."""
+    from clusterspy.errors import ConfigError
+
+    typed = [f"--{name}" for name in ("energy", "semiangle")
+             if getattr(ctx.get_parameter_source(name), "name", None) == "COMMANDLINE"]
+    if typed and not fits:
+        raise ConfigError(f"{' and '.join(typed)} {'is' if len(typed) == 1 else 'are'} for the microscope of "
+                          f"the structure fit of {needs}: add {needs}")
+    if not fits:
+        return None
+    from clusterspy.simulation import Microscope
+
+    return Microscope(energy_keV=energy, semiangle_mrad=semiangle)
+
 
 def _signal_choice(value: str | None) -> int | str | None:
     """``--signal``: an index (digits) as an int, otherwise a title."""
@@ -92,6 +118,7 @@ def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None) -> 
 
 @app.command()
 def classify(
+    ctx: typer.Context,
     paths: Annotated[
         list[Path],
         typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd .hspy ...) or folders of "
@@ -152,6 +179,8 @@ def classify(
         typer.Option("--element", help="With --verify: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...; "
                      "default Au)."),
     ] = None,
+    energy: EnergyOption = 200.0,
+    semiangle: SemiangleOption = 25.0,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file).
 
@@ -183,13 +212,15 @@ def classify(
         raise ConfigError("--workers is for local processes; with --scheduler the cluster's workers are used")
     if element is not None and not verify:
         raise ConfigError("--element names the metal for the structure fit of --verify: add --verify")
+    microscope = _fit_microscope(ctx, energy, semiangle, verify, "--verify")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
     if out is not None:  # each file's results are written as it is done; a rerun skips those
         _kept_on_interrupt("files", out, not_with="--restart" if restart else None)
     batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
                       explain=explain, workers=workers, scheduler=scheduler, restart=restart,
-                      signal=_signal_choice(signal), verify=verify, element=element or "Au")
+                      signal=_signal_choice(signal), verify=verify, element=element or "Au",
+                      microscope=microscope)
     single = len(paths) == 1 and not paths[0].is_dir()
     if single and batch.parts and batch.parts[0]["status"] in ("failed", "error"):
         raise ClusterSpyError(batch.parts[0]["failures"][0]["message"])  # one file: its error, exit 2
@@ -256,6 +287,7 @@ def _other_model_notes(results: list, model: Path | None) -> list[str]:
 
 @app.command()
 def series(
+    ctx: typer.Context,
     path: Annotated[
         Path,
         typer.Argument(
@@ -310,6 +342,8 @@ def series(
         typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...; "
                      "default Au)."),
     ] = None,
+    energy: EnergyOption = 200.0,
+    semiangle: SemiangleOption = 25.0,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -332,6 +366,7 @@ def series(
     if element is not None and not verify_sample:
         raise ConfigError("--element names the metal for the structure fits of --verify-sample: add "
                           "--verify-sample K")
+    microscope = _fit_microscope(ctx, energy, semiangle, bool(verify_sample), "--verify-sample K")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")
@@ -349,7 +384,7 @@ def series(
         result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
                                  out=out, contrast=contrast.value, temperature_K=temperature, resume=resume,
                                  report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
-                                 element=element or "Au")
+                                 element=element or "Au", microscope=microscope)
     finally:
         series_log.setLevel(level)
     if fmt == "json":
@@ -456,24 +491,31 @@ def fit(
     paths: Annotated[list[Path], typer.Argument(help="Image files (.tif .png .npy .npz .dm3 .dm4 .emd).")],
     element: Annotated[str, typer.Option(help="The metal (fcc: Au, Pt, Pd, Ag, Cu, Pb, ...).")] = "Au",
     pixel_size: PixelSize = None,
-    energy: Annotated[float, typer.Option("--energy", help="Beam energy, in keV.")] = 200.0,
-    semiangle: Annotated[float, typer.Option("--semiangle", help="Convergence semi-angle, in mrad.")] = 25.0,
+    energy: EnergyOption = 200.0,
+    semiangle: SemiangleOption = 25.0,
     out: Annotated[Path | None, typer.Option(help="Folder for every cluster's .xyz, .json and .png.")] = None,
     signal: SignalOption = None,
     contrast: ContrastOption = Contrast.auto,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format on stdout (json, csv: the fields of "
+                                   "--out's .json but the arrays).")
+    ] = OutputFormat.table,
 ) -> None:
-    """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation."""
-    import json as _json
+    """Fit a 3D atomic model (motif form, size, orientation) to every cluster, by its simulation.
 
+    Prints one line per cluster: isomer, model form, atoms, zone axis, NCC with the data, its
+    margin over the best model of another isomer, and the reason when the isomer is unknown.
+    """
     from clusterspy.simulation import Microscope
-    from clusterspy.workflows import fit_files
+    from clusterspy.workflows import fit_files, format_fits
 
+    records: list[dict] = []
     done = fit_files(paths, element=element, pixel_size_A=pixel_size, out=out,
                      microscope=Microscope(energy_keV=energy, semiangle_mrad=semiangle),
-                     signal=_signal_choice(signal), contrast=contrast.value)
+                     signal=_signal_choice(signal), contrast=contrast.value, records=records)
+    typer.echo(format_fits(records, fmt.value))
     for file, fits in done:
         for f in fits:
-            typer.echo(_json.dumps({"file": file, **f.to_dict()}))
             if f.note:
                 typer.echo(f"clusterspy: note: {file} cluster {f.cluster}: {f.note}", err=True)
     if out is not None:

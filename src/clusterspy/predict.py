@@ -214,16 +214,16 @@ def shipped_model_covering(diameters_nm: Any, *, exclude: str | None = None
                            ) -> tuple[str, tuple[float, float]] | None:
     """The shipped model (:func:`shipped_models`) whose domain covers the most of ``diameters_nm``
     [nm] (at least one), with its diameter range [nm]; ``exclude``: a model's name not to propose
-    (the one that was used). None when no other shipped model covers any of them."""
+    (the one that was used). None when no other shipped model covers any of them. Each card is read
+    as :func:`load_model` reads it (:meth:`ModelCard.read`, its :attr:`ModelCard.domain`)."""
     best: tuple[int, str, tuple[float, float]] | None = None
     sizes = [float(d) for d in diameters_nm if d is not None]
     for name, onnx in shipped_models().items():
         if name == exclude:
             continue
         try:
-            domain = json.loads(onnx.with_name(CARD_NAME).read_text())["domain"]
-            lo, hi = (float(v) for v in domain["diameter_nm"])
-        except (OSError, ValueError, KeyError, TypeError):  # an unreadable card: no offer
+            lo, hi = (float(v) for v in ModelCard.read(onnx).domain["diameter_nm"])
+        except (InputFileError, ValueError, KeyError, TypeError):  # an unreadable card: no offer
             continue
         n = sum(lo <= d <= hi for d in sizes)
         if n and (best is None or n > best[0]):

@@ -65,6 +65,7 @@ def classify_file(
     signal: int | str | None = None,
     verify: bool = False,
     element: str = "Au",
+    microscope: Any = None,
     fits: dict[tuple[int, int], Any] | None = None,
     **options: Any,
 ) -> tuple[list[ClusterResult], list[dict[str, Any]], dict[str, Any]]:
@@ -89,6 +90,9 @@ def classify_file(
         6–20 s per cluster.
     element : str
         With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data (default
+        200 keV, 25 mrad).
     fits : dict, optional
         With ``verify``: filled with ``{(frame, cluster): StructureFit}`` of the clusters fitted
         (for their figures, :func:`write_fit_figures`).
@@ -130,7 +134,7 @@ def classify_file(
         try:
             found = classify(frames[index], model=model, file=str(path), frame=index, **options)
             if verify:
-                done = verify_clusters(frames[index], found, element=element)
+                done = verify_clusters(frames[index], found, element=element, microscope=microscope)
                 if fits is not None:
                     fits.update({(index, k): f for k, f in done.items()})
             results.extend(found)
@@ -357,6 +361,7 @@ def classify_files(
     file_info: dict[str, dict[str, Any]] | None = None,
     verify: bool = False,
     element: str = "Au",
+    microscope: Any = None,
     **options: Any,
 ) -> list[ClusterResult]:
     """Classify every cluster in every frame of every file, in this process, in memory.
@@ -392,6 +397,9 @@ def classify_files(
         also save each fit's figure (:func:`fit_figure_name`).
     element : str
         With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data (default
+        200 keV, 25 mrad).
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -417,7 +425,8 @@ def classify_files(
         for p in paths:
             fits: dict[tuple[int, int], Any] = {}
             found, errs, info = classify_file(p, model, pixel_size_A, strict=failures is None, verify=verify,
-                                              element=element, fits=fits, **options)
+                                              element=element, microscope=microscope, fits=fits,
+                                              **options)
             if failures is not None:
                 failures.extend(errs)
             if file_info is not None and info:
@@ -525,12 +534,7 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     rows = result_rows(results)
     verified = any(r.fit is not None for r in results)
     if fmt == "csv":
-        buf = _stdio.StringIO()
-        columns = (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return buf.getvalue().rstrip("\n")
+        return _csv_text(rows, (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS)
     width = 19 if verified else 0  # the reason column, padded when the fit's columns follow it
     header = (f"{'file':<28} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7} {'d_nm':>5}  "
               f"{'label':<12} {'conf':>5}  {'reason':<{width}}")
@@ -538,7 +542,7 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         header += f"  {'fit':<12} {'ncc':>4}  fit_reason"
     lines = [header, "-" * len(header)]
     for row in rows:
-        name = Path(str(row["file"])).name[-28:]
+        name = _file_cell(row["file"])
         shown = table_confidence(row["label"], row["reason"], row["confidence"])
         conf = "" if shown is None else f"{shown:.2f}"
         dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
@@ -546,6 +550,22 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
                 f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or '':<{width}}")
         lines.append((line + _fit_cells(row)).rstrip() if verified else line)
     return "\n".join(lines)
+
+
+def _csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
+    """``rows`` as CSV text with a header of ``columns`` (no final newline): the CSV of
+    :func:`format_results` and :func:`format_fits`."""
+    buf = _stdio.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue().rstrip("\n")
+
+
+def _file_cell(file: Any) -> str:
+    """A file's name as the tables of :func:`format_results` and :func:`format_fits` show it (its
+    last 28 characters)."""
+    return Path(str(file)).name[-28:]
 
 
 def _fit_cells(row: dict[str, Any]) -> str:
@@ -678,6 +698,7 @@ def classify_series(
     reporter: Any = None,
     verify_sample: int = 0,
     element: str = "Au",
+    microscope: Any = None,
     **options: Any,
 ) -> SeriesResult:
     """Classify a series (:func:`clusterspy.series.classify_series`), then draw its report.
@@ -707,6 +728,9 @@ def classify_series(
         resume are unchanged. 0: none.
     element : str
         With ``verify_sample``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
+    microscope : clusterspy.simulation.Microscope, optional
+        With ``verify_sample``: beam energy [keV] and convergence semi-angle [mrad] of the data
+        (default 200 keV, 25 mrad).
 
     Returns
     -------
@@ -725,8 +749,9 @@ def classify_series(
     lock = None if out is None else outdir.acquire(out, "clusterspy series")
     try:
         store = None
-        if verify_sample and report and out is not None:  # fits of another element: refused or cleared
-            store = fit_sample_store(Path(out), element, resume=options.get("resume", True))
+        if verify_sample and report and out is not None:  # fits of other settings: refused or cleared
+            store = fit_sample_store(Path(out), element, microscope=microscope,
+                                     resume=options.get("resume", True))
         if model is None:
             from clusterspy.predict import load_model
 
@@ -738,7 +763,7 @@ def classify_series(
                 reporter(result, explain_model)
             else:
                 sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
-                                           signal=options.get("signal"),
+                                           microscope=microscope, signal=options.get("signal"),
                                            store=store) if verify_sample else None
                 if sample is not None:
                     result.summary["verify_sample"] = fit_sample_counts(sample, verify_sample)
@@ -902,14 +927,43 @@ FIT_SAMPLE_DIR = "verify_sample"
 FIT_SAMPLE_SETTINGS = "settings.json"
 
 
+def fit_beam(microscope: Any = None) -> dict[str, float]:
+    """The beam energy [keV] and convergence semi-angle [mrad] a structure fit is made with, as the
+    settings of ``classify --verify`` and ``series --verify-sample`` record them.
+
+    Parameters
+    ----------
+    microscope : clusterspy.simulation.Microscope, optional
+        The fit's microscope; None: the fit's default (``Microscope()``: 200 keV, 25 mrad).
+
+    Returns
+    -------
+    dict
+        ``{"energy_keV", "semiangle_mrad"}``.
+    """
+    if microscope is None:
+        from clusterspy.simulation import Microscope
+
+        microscope = Microscope()
+    return {"energy_keV": float(microscope.energy_keV), "semiangle_mrad": float(microscope.semiangle_mrad)}
+
+
+def _beam_settings(microscope: Any) -> dict[str, float]:
+    """:func:`fit_beam` as ``verify_sample/settings.json`` records it (each key with its option)."""
+    beam = fit_beam(microscope)
+    return {"energy_keV (--energy)": beam["energy_keV"],
+            "semiangle_mrad (--semiangle)": beam["semiangle_mrad"]}
+
+
 def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = None, *,
-                     resume: bool = True) -> Path:
+                     microscope: Any = None, resume: bool = True) -> Path:
     """The folder of a series' saved structure fits (``out/verify_sample``), ready for this run.
 
     As the series' own checkpoint does for its settings (:mod:`clusterspy.series.manifest`): fits
-    made with another element or other forms are refused when resuming, and deleted for a fresh
-    start (``resume=False``). Each fit file also records the frame, cluster, centre [px] and
-    diameter it was fitted at, and :func:`series_fit_sample` reuses it only when they match.
+    made with another element, beam energy, convergence semi-angle or other forms are refused when
+    resuming, and deleted for a fresh start (``resume=False``). Each fit file also records the
+    frame, cluster, centre [px] and diameter it was fitted at, and :func:`series_fit_sample` reuses
+    it only when they match.
 
     Parameters
     ----------
@@ -919,6 +973,8 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
         The metal fitted.
     forms : tuple of str, optional
         The forms tried (None: all).
+    microscope : clusterspy.simulation.Microscope, optional
+        The microscope of the fits (default 200 keV, 25 mrad; :func:`fit_beam`).
     resume : bool
         Keep the fits of an earlier run with the same settings.
 
@@ -930,7 +986,7 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
     Raises
     ------
     ConfigError
-        ``resume`` and the folder holds fits made with another element or other forms.
+        ``resume`` and the folder holds fits made with another element, microscope or other forms.
     """
     import shutil
 
@@ -938,10 +994,10 @@ def fit_sample_store(out: Path, element: str, forms: tuple[str, ...] | None = No
 
     folder = out / FIT_SAMPLE_DIR
     settings = {"schema": "clusterspy.series-fits/1", "element (--element)": element,
-                "forms": None if forms is None else list(forms)}
+                **_beam_settings(microscope), "forms": None if forms is None else list(forms)}
     path = folder / FIT_SAMPLE_SETTINGS
-    if path.exists() and resume:
-        old = json.loads(path.read_text(encoding="utf-8"))
+    if path.exists() and resume:  # fits saved before the microscope was recorded were made with its default
+        old = {**_beam_settings(None), **json.loads(path.read_text(encoding="utf-8"))}
         diff = next((f"{k} was {old.get(k)!r}, now {v!r}" for k, v in settings.items() if old.get(k) != v),
                     None)
         if diff is not None and any(folder.glob("*.npz")):
@@ -973,7 +1029,7 @@ def _saved_fit(store: Path | None, key: dict[str, Any]) -> Any:
 
 
 def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | None = None, *, k: int,
-                      element: str = "Au", signal: int | str | None = None,
+                      element: str = "Au", microscope: Any = None, signal: int | str | None = None,
                       forms: tuple[str, ...] | None = None, store: Path | None = None
                       ) -> list[dict[str, Any]]:
     """Fit a 3D structure to at most ``k`` frames of a series, spread over the run.
@@ -993,12 +1049,15 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         Most frames fitted.
     element : str
         The metal of the cluster.
+    microscope : clusterspy.simulation.Microscope, optional
+        Beam energy [keV] and convergence semi-angle [mrad] of the data (default 200 keV, 25 mrad).
     forms : tuple of str, optional
         The model forms tried (keys of :data:`clusterspy.fit.library.FORMS`); default all.
     store : pathlib.Path, optional
-        Folder of saved fits (:func:`fit_sample_store`, made for the same ``element`` and
-        ``forms``): a fit saved there for the same frame, cluster, centre and diameter is read
-        back, not redone; each new fit is saved there atomically as soon as it is done.
+        Folder of saved fits (:func:`fit_sample_store`, made for the same ``element``,
+        ``microscope`` and ``forms``): a fit saved there for the same frame, cluster, centre and
+        diameter is read back, not redone; each new fit is saved there atomically as soon as it is
+        done.
 
     Returns
     -------
@@ -1021,7 +1080,7 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         fit = _saved_fit(store, key)
         if fit is None:
             fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
-                              element=element, forms=forms, cluster=row["cluster"])
+                              element=element, microscope=microscope, forms=forms, cluster=row["cluster"])
             if store is not None:
                 write_bytes_atomic(_fit_path(store, key), fit.to_npz_bytes(extra=key))
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
@@ -1231,16 +1290,84 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
     return rep.write(out_dir / "report.html")
 
 
+#: Fields of a fit's record (:func:`fit_record`) left out of ``clusterspy fit --format json|csv``:
+#: arrays (the model's rotation, the fitted window's bounds [px]), kept in the ``--out`` JSON.
+FIT_ARRAY_FIELDS: tuple[str, ...] = ("rotation", "window")
+
+
+def fit_record(path: str | os.PathLike, pixel_size_A: float, element: str, fit: Any) -> dict[str, Any]:
+    """One cluster's structure fit as ``clusterspy fit --out`` writes it (``<stem>_c<i>.json``).
+
+    Parameters
+    ----------
+    path : path-like
+        The image file fitted.
+    pixel_size_A : float
+        Its pixel size [Å/px].
+    element : str
+        The metal fitted.
+    fit : StructureFit
+        The fit (:meth:`StructureFit.to_dict`).
+
+    Returns
+    -------
+    dict
+        ``{"file", "pixel_size_A", "element", **fit.to_dict()}``.
+    """
+    return {"file": str(path), "pixel_size_A": pixel_size_A, "element": element, **fit.to_dict()}
+
+
+def fit_margin(record: dict[str, Any]) -> float | None:
+    """The NCC margin of a fit (:func:`fit_record`) over the best model of every other isomer
+    (its ``alternatives``); None without an NCC or without alternatives."""
+    others = [v["ncc"] for v in (record.get("alternatives") or {}).values() if v.get("ncc") is not None]
+    if record.get("ncc") is None or not others:
+        return None
+    return round(float(record["ncc"]) - max(others), 4)
+
+
+def format_fits(records: Sequence[dict[str, Any]], fmt: str = "table") -> str:
+    """Format structure fits (:func:`fit_record`) as ``"json"`` (a list of objects), ``"csv"`` or a
+    plain ``"table"``: what ``clusterspy fit`` prints.
+
+    JSON and CSV hold every field of the records but the arrays (:data:`FIT_ARRAY_FIELDS`); in the
+    CSV, ``alternatives`` is a cell of JSON text. The table has one line per cluster: file,
+    cluster, isomer, form, atoms, zone axis, NCC, margin over the best other isomer
+    (:func:`fit_margin`), reason and note.
+    """
+    rows = [{k: v for k, v in r.items() if k not in FIT_ARRAY_FIELDS} for r in records]
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    if fmt == "csv":
+        cells = [{**r, "alternatives": json.dumps(r.get("alternatives"), separators=(",", ":"))}
+                 for r in rows]
+        return _csv_text(cells, list(rows[0]) if rows else [])
+    header = (f"{'file':<28} {'cl':>3}  {'isomer':<12} {'form':<20} {'n_atoms':>7} {'zone_axis':<9} "
+              f"{'ncc':>5} {'margin':>6}  {'reason':<14}  note")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        ncc, margin = r.get("ncc"), fit_margin(r)
+        line = (f"{_file_cell(r['file']):<28} {r['cluster']:>3}  {r['isomer']:<12} {r.get('form') or '':<20} "
+                f"{'' if r.get('n_atoms') is None else r['n_atoms']:>7} {r.get('zone_axis') or '':<9} "
+                f"{'' if ncc is None else f'{ncc:.3f}':>5} {'' if margin is None else f'{margin:+.3f}':>6}  "
+                f"{r.get('reason') or '':<14}  {r.get('note') or ''}")
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
 def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_size_A: float | None = None,
               out: str | os.PathLike | None = None, microscope: Any = None,
-              signal: int | str | None = None, contrast: str = "auto") -> list[tuple[str, list[Any]]]:
+              signal: int | str | None = None, contrast: str = "auto",
+              records: list[dict[str, Any]] | None = None) -> list[tuple[str, list[Any]]]:
     """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit.fit_structure`).
 
     With ``out``, writes per cluster ``<stem>_c<i>.xyz`` (extended XYZ), ``<stem>_c<i>.json`` and
     ``<stem>_c<i>.png`` (:func:`clusterspy.plots.plot_structure_fit`); clusters without a fit get
     only their JSON (with the reason). ``signal`` chooses the signal of multi-signal files (index
     or title); ``contrast`` ("auto" refuses bright field, "haadf" trusts the image) as for
-    :func:`clusterspy.fit.fit_structure`. Returns ``[(file, [StructureFit, ...]), ...]``.
+    :func:`clusterspy.fit.fit_structure`. ``records``, when given, is filled with every cluster's
+    record (:func:`fit_record`, the ``.json`` written with ``out``; for :func:`format_fits`).
+    Returns ``[(file, [StructureFit, ...]), ...]``.
     """
     from clusterspy.fit import fit_structure
     from clusterspy.io import as_image
@@ -1250,13 +1377,14 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     for path in paths:
         img = as_image(Path(path), pixel_size_A, signal=signal)
         fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast)
+        made = [fit_record(path, img.pixel_size_A, element, f) for f in fits]
+        if records is not None:
+            records += made
         if out is not None:
             folder = Path(out)
             folder.mkdir(parents=True, exist_ok=True)
-            for f in fits:
+            for f, record in zip(fits, made, strict=True):
                 stem = f"{Path(path).stem}_c{f.cluster}"
-                record = {"file": str(path), "pixel_size_A": img.pixel_size_A, "element": element,
-                          **f.to_dict()}
                 write_text_atomic(folder / f"{stem}.json", json.dumps(record, indent=1))
                 if f.atoms is not None:
                     f.write_xyz(folder / f"{stem}.xyz")
