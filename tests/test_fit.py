@@ -536,3 +536,25 @@ def test_a_saved_fit_reads_back_with_every_field(tmp_path) -> None:
     assert back.to_dict() == fit.to_dict()
     assert StructureFit.npz_extra(path) == {"frame": 1}
     assert np.allclose(back.atoms.positions, fit.atoms.positions) and np.allclose(back.rotation, np.eye(3))
+
+
+def test_a_neighbour_in_the_window_is_left_out_of_the_fit() -> None:
+    """Another cluster 22 Å away lies in the window of a 147-atom icosahedron: its intensity is no
+    part of any model of this cluster, so the fit leaves its disc out (before: NCC 0.894 against
+    0.990 alone)."""
+    rng = np.random.default_rng(11)
+    micro = Microscope(defocus_A=4.0, source_size_A=0.5)
+    atoms = cluster("icosahedral", 147, "Au", rng, orientation=random_rotation(rng))
+    dose = Acquisition(dose_e_per_A2=3e4)
+    alone = simulate(atoms, micro, pixel_size=0.35, extent=80.0, rng=rng, acquisition=dose)
+    other = cluster("fcc", 309, "Au", rng, orientation=random_rotation(rng), shape="cuboctahedron")
+    img2 = simulate(other, micro, pixel_size=0.35, extent=80.0, rng=rng, acquisition=dose)
+    shift = round(22.0 / 0.35)
+    both = alone.data + np.roll(img2.data, shift, axis=1) - np.median(img2.data)
+    (a,) = fit_structure(alone, element="Au", forms=FEW_FORMS)
+    fits = fit_structure(Image(both.astype(np.float32), 0.35), element="Au", forms=FEW_FORMS)
+    assert len(fits) == 2
+    (f,) = [f for f in fits if abs(f.x_px - a.x_px) < 3 and abs(f.y_px - a.y_px) < 3]
+    assert (f.isomer, f.form, f.n_atoms) == (a.isomer, a.form, a.n_atoms)
+    assert (a.isomer, a.form, a.n_atoms) == ("icosahedral", "mackay_icosahedron", 147)
+    assert f.ncc == pytest.approx(a.ncc, abs=0.005)

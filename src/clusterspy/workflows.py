@@ -201,8 +201,11 @@ def verify_clusters(
         r.fit = dict.fromkeys(FIT_FIELDS)
         if r.reason is not None or r.diameter_nm is None:
             continue
+        others = [(o.x_px, o.y_px, _detected_diameter_A(o.diameter_nm)) for o in results
+                  if o is not r and o.diameter_nm is not None]
         f = fit_cluster(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
-                        element=element, microscope=microscope, forms=forms, cluster=r.cluster)
+                        element=element, microscope=microscope, forms=forms, cluster=r.cluster,
+                        others=others)
         r.fit = {"isomer": f.isomer, "form": f.form, "ncc": None if f.ncc is None else round(float(f.ncc), 4),
                  "zone_axis": f.zone_axis, "reason": f.reason, "note": f.note}
         r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason)

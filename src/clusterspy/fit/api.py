@@ -107,11 +107,16 @@ def _as_image(image: Any, pixel_size_A: float | None) -> Image:
 
 
 def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microscope: Microscope,
-                z: int) -> tuple[Window, tuple[int, int, int, int]]:
+                z: int, others: Sequence[tuple[float, float, float]] = ()
+                ) -> tuple[Window, tuple[int, int, int, int]]:
     """The background-free window of the data around a cluster and its bounds (row0, col0, row1, col1).
 
     Data finer than :data:`FIT_PIXEL_A` are binned by an integer factor (the window's pixel size
-    is then that factor × the image's; its bounds stay in the image's pixels)."""
+    is then that factor × the image's; its bounds stay in the image's pixels). ``others``: the
+    other clusters of the image, ``(x_px, y_px, diameter_A)`` each (image pixels, the detector's
+    diameter): their discs, :data:`NEIGHBOUR_MARGIN_A` wider, are left out of the window's mask,
+    its background and its centroid (no model of this cluster explains a neighbour's intensity).
+    """
     f = max(1, int(FIT_PIXEL_A // img.pixel_size_A))
     px = img.pixel_size_A * f
     half = f * int(np.ceil((0.5 * diameter_A + WINDOW_MARGIN_A) / px))
@@ -121,20 +126,55 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
     data = np.asarray(img.data[r0:r1, c0:c1], dtype=np.float64)
     if f > 1:
         data = data.reshape((r1 - r0) // f, f, (c1 - c0) // f, f).mean(axis=(1, 3))
-    border = np.concatenate([data[0], data[-1], data[:, 0], data[:, -1]])
-    background = float(np.median(border))
-    data = data - background
-    smooth = np.clip(ndimage.gaussian_filter(data, 1.0 / px), 0, None)
     rows, cols = data.shape
     yy, xx = np.mgrid[:rows, :cols]
+    own = _outside_neighbours(others, (r0, c0), f, img.pixel_size_A, (rows, cols))
+    edge = np.zeros((rows, cols), bool)
+    edge[[0, -1], :] = edge[:, [0, -1]] = True
+    border = data[edge & own] if (edge & own).any() else data[edge]
+    background = float(np.median(border))
+    data = data - background
+    smooth = np.clip(ndimage.gaussian_filter(data, 1.0 / px), 0, None) * own
     w = smooth.sum()
     cx = float((smooth * xx).sum() / w) if w > 0 else (cols - 1) / 2
     cy = float((smooth * yy).sum() / w) if w > 0 else (rows - 1) / 2
     radius = min(rows, cols) / 2.0 - 1.0
-    mask = (xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= radius**2
+    mask = ((xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= radius**2) & own
     win = Window(data, px, mask, (cx, cy), microscope, z, background, tail_fwhm_A=TAIL_FWHM_A,
                  oversample=SEARCH_OVERSAMPLE)
     return win, (r0, c0, r1, c1)
+
+
+#: Margin [Å] around a neighbour's detected disc left out of a cluster's window (its halo).
+NEIGHBOUR_MARGIN_A = 3.0
+#: A cluster whose window keeps less than this share of its disc once the neighbours are left
+#: out is not fitted (``"neighbour_in_view"``).
+MIN_OWN_WINDOW = 0.6
+
+
+def _outside_neighbours(others: Sequence[tuple[float, float, float]], origin: tuple[int, int], f: int,
+                        image_px_A: float, shape: tuple[int, int]) -> np.ndarray:
+    """Window pixels outside every neighbour's disc (:func:`make_window`'s ``others``), bool."""
+    rows, cols = shape
+    keep = np.ones(shape, bool)
+    if not len(others):
+        return keep
+    r0, c0 = origin
+    # window pixel (i, j) covers image pixels f·i … f·i + f − 1: its centre is at f·i + (f − 1)/2
+    yy = r0 + f * np.arange(rows)[:, None] + (f - 1) / 2
+    xx = c0 + f * np.arange(cols)[None, :] + (f - 1) / 2
+    for x, y, d_A in others:
+        r_px = (0.5 * float(d_A) + NEIGHBOUR_MARGIN_A) / image_px_A
+        keep &= (xx - float(x)) ** 2 + (yy - float(y)) ** 2 > r_px**2
+    return keep
+
+
+def _own_share(win: Window) -> float:
+    """The share of the window's disc left to its cluster (:func:`make_window`'s ``others``)."""
+    rows, cols = win.shape
+    yy, xx = np.mgrid[:rows, :cols]
+    disc = (xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= (min(rows, cols) / 2.0 - 1.0) ** 2
+    return float(win.mask.sum()) / max(1, int(disc.sum()))
 
 
 def fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[str, ...] | None = None,
@@ -253,7 +293,8 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
         if res.reason is None:
             resolved = check_resolution or _reason_not_to_fit(img, d, n_guess, True, others) is None
             peak = _fringe_peak(img, d.x_px, d.y_px, d.diameter_A, resolved)
-            _fit_one(res, img, diameter, n_guess, element, microscope, z, forms, peak)
+            _fit_one(res, img, diameter, n_guess, element, microscope, z, forms, peak,
+                     [(o.x_px, o.y_px, o.diameter_A) for o in others])
         res.seconds = time.perf_counter() - t0
         out.append(res)
     return out
@@ -261,7 +302,7 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
 
 def fit_cluster(image: Image, x_px: float, y_px: float, diameter_A: float, *, element: str = "Au",
                 microscope: Microscope | None = None, forms: tuple[str, ...] | None = None,
-                cluster: int = 0) -> StructureFit:
+                cluster: int = 0, others: Sequence[tuple[float, float, float]] = ()) -> StructureFit:
     """Fit the 3D atomic model to one cluster found already (by :func:`clusterspy.classify`).
 
     What :func:`fit_structure` does for each cluster it detects, for a cluster detected elsewhere:
@@ -281,6 +322,9 @@ def fit_cluster(image: Image, x_px: float, y_px: float, diameter_A: float, *, el
         As for :func:`fit_structure`.
     cluster : int
         Index recorded in the result.
+    others : sequence of (x_px, y_px, diameter_A)
+        The other clusters found in the image (centre [px], the detector's diameter [Å]): left out
+        of the fit's window (:func:`make_window`).
 
     Returns
     -------
@@ -294,7 +338,8 @@ def fit_cluster(image: Image, x_px: float, y_px: float, diameter_A: float, *, el
     res.reason = _size_reason(n_guess)
     if res.reason is None:
         peak = _fringe_peak(image, x_px, y_px, diameter_A, resolved=True)
-        _fit_one(res, image, diameter_A * DETECTED_TO_ATOMS, n_guess, element, microscope, z, forms, peak)
+        _fit_one(res, image, diameter_A * DETECTED_TO_ATOMS, n_guess, element, microscope, z, forms, peak,
+                 others)
     res.seconds = time.perf_counter() - t0
     return res
 
@@ -313,7 +358,8 @@ def _settings(element: str, microscope: Microscope | None, forms: tuple[str, ...
 
 
 def _fit_one(res: StructureFit, img: Image, diameter_A: float, n_guess: float, element: str,
-             microscope: Microscope, z: int, forms: tuple[str, ...] | None, fringe_peak: float) -> None:
+             microscope: Microscope, z: int, forms: tuple[str, ...] | None, fringe_peak: float,
+             others: Sequence[tuple[float, float, float]] = ()) -> None:
     """Fit every motif in the window around ``res``'s centre and fill ``res`` with the model it may
     claim (:func:`claimed_model`). Where the lattice shows (``fringe_peak``: :func:`_fringe_peak`),
     the best model of every crystalline isomer first takes the pose of :func:`zone_prior`: resolved
@@ -322,7 +368,10 @@ def _fit_one(res: StructureFit, img: Image, diameter_A: float, n_guess: float, e
     every axis came within 0.026 NCC of StatSTEM's PtIr fcc particle and made it ambiguous.)"""
     from ase import Atoms
 
-    win, bounds = make_window(img, res.x_px, res.y_px, diameter_A, microscope, z)
+    win, bounds = make_window(img, res.x_px, res.y_px, diameter_A, microscope, z, others)
+    if _own_share(win) < MIN_OWN_WINDOW:
+        res.reason = "neighbour_in_view"
+        return
     winner, best_of = fit_window(win, n_guess, element, forms)
     if fringe_peak >= FRINGE_PEAK_MAX:
         with one_blas_thread():
