@@ -184,6 +184,8 @@ class Candidate:
     pose: Pose
     ncc: float
     zone: bool = False  # the best coarse candidate on a named zone axis (always refined)
+    #: the pattern search's steps when it stopped (:func:`refine`; None: not refined)
+    steps: dict | None = field(default=None, repr=False)
 
 
 def _rotated_data(win: Window, angles_rad: np.ndarray, scales: tuple[float, ...] = (1.0,)) -> np.ndarray:
@@ -328,11 +330,15 @@ def _moves(pose: Pose, steps: dict[str, float], tilt: bool = True) -> list[Pose]
 
 def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS, tilt: bool = True) -> Candidate:
     """Pattern search from a candidate (see the module docstring); ``tilt=False`` keeps the beam
-    direction in the model frame (turns about the beam only)."""
-    steps = dict(STEPS)
-    # the coarse NCC was taken against interpolated, rotated data: register, score on the window itself
-    pose = register(win, cand.model, cand.pose)
-    best = Candidate(cand.model, pose, float(win.score([cand.model.positions], [pose])[0]))
+    direction in the model frame (turns about the beam only). A candidate refined before
+    (``cand.steps``) goes on from where its search stopped."""
+    if cand.steps is not None:
+        steps, best = dict(cand.steps), cand
+    else:
+        steps = dict(STEPS)
+        # the coarse NCC was taken against interpolated, rotated data: register, score on the window itself
+        pose = register(win, cand.model, cand.pose)
+        best = Candidate(cand.model, pose, float(win.score([cand.model.positions], [pose])[0]))
     for _ in range(iterations):
         poses = _moves(best.pose, steps, tilt)
         scores = win.score([best.model.positions] * len(poses), poses)
@@ -341,7 +347,7 @@ def refine(win: Window, cand: Candidate, iterations: int = MAX_ITERATIONS, tilt:
             best = Candidate(best.model, poses[k], float(scores[k]))
         else:
             steps = {key: v / 2.0 for key, v in steps.items()}
-    return best
+    return replace(best, steps=steps)
 
 
 def try_neighbours(win: Window, best: Candidate, models: list[Model], keep: int = 2, tilt: bool = True
