@@ -326,7 +326,12 @@ def test_border_skip_with_only_edge_clusters_says_they_were_left_out(at_edge, ca
                         "--border flag", "cut_by_edge")
     assert "check the pixel size" not in line and "--min-size" not in line  # the particle was found
     assert main(["classify", str(at_edge), "--pixel-size", "0.3"]) == 0  # --border flag: reported
-    assert "cut_by_edge" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "cut_by_edge" in out
+    # and the note says what to do about it (a newcomer's tight crop got no hint)
+    (note,) = [ln for ln in err.splitlines() if ln.startswith("clusterspy: note:")]
+    assert "1 cluster touches the image edge (cut_by_edge)" in note
+    assert "Å inside the image" in note and "--border skip" in note
 
 
 @needs_weights

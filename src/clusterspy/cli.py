@@ -240,7 +240,7 @@ def classify(
         typer.echo(f"results written to {out}{skipped}", err=True)
     results = batch.results()
     typer.echo(format_results(results, fmt.value))
-    for note in _other_model_notes(results, model):
+    for note in [*_other_model_notes(results, model), *_edge_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -260,6 +260,21 @@ def _fit_notes(results: list) -> list[str]:
         notes.append("--verify fitted no cluster: only labels that stand are checked, and none did "
                      "(their reasons are in the table)")
     return notes
+
+
+def _edge_notes(results: list) -> list[str]:
+    """One line for the clusters ``cut_by_edge``: how much room the particle needs, or ``--border skip``."""
+    from clusterspy.domain import DETECTED_TO_PROJECTED
+
+    sizes = [r.diameter_nm for r in results if r.reason == "cut_by_edge" and r.diameter_nm is not None]
+    if not sizes:
+        return []
+    # the detector's region must end edge_margin_px (half the rim the detector misses) from the edge
+    room_A = 10.0 * max(sizes) * (1.0 - 1.0 / DETECTED_TO_PROJECTED) / 2.0 + 1.0
+    n = len(sizes)
+    return [f"{n} cluster{'' if n == 1 else 's'} touch{'es' if n == 1 else ''} the image edge (cut_by_edge): "
+            f"the network sees whole particles only: frame each with its rim at least {room_A:.0f} Å inside "
+            "the image (crop wider), or pass --border skip to leave such clusters out"]
 
 
 def _other_model_notes(results: list, model: Path | None) -> list[str]:

@@ -192,19 +192,20 @@ def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[st
     if not models:
         raise ConfigError(f"no model of {', '.join(forms)} near {n_atoms_guess:.0f} atoms")
     coarse = coarse_search(win, models, keep=2)
-    best_of: dict[str, Candidate] = {}
+    started: dict[str, list[Candidate]] = {}
     first: dict[str, float] = {}
     for c in coarse:
         iso = c.model.isomer.value
         if iso in first and first[iso] >= c.ncc + 0.03 and not c.zone:
             continue  # clearly worse than the motif's first candidate: not worth refining
         first.setdefault(iso, c.ncc)
-        r = refine(win, c, iterations=FIRST_ITERATIONS)
-        if iso not in best_of or r.ncc > best_of[iso].ncc:
-            best_of[iso] = r
-    # only the best candidate of each isomer goes on to the pattern search's full length
+        started.setdefault(iso, []).append(refine(win, c, iterations=FIRST_ITERATIONS))
+    # only the best few candidates of each isomer go on to the pattern search's full length
     rest = MAX_ITERATIONS - FIRST_ITERATIONS
-    best_of = {iso: refine(win, c, iterations=rest) for iso, c in best_of.items()}
+    best_of: dict[str, Candidate] = {
+        iso: max((refine(win, c, iterations=rest) for c in sorted(cs, key=lambda c: -c.ncc)[:FINALISTS]),
+                 key=lambda c: c.ncc)
+        for iso, cs in started.items()}
     # sizes and shapes between the coarse ones: for the best crystalline model (the winner, or the
     # one the glassy model must be beaten by: api.claimed_model) and the glassy one
     crystals = [c for iso, c in best_of.items() if iso != Isomer.AMORPHOUS.value]
@@ -220,6 +221,8 @@ def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[st
 #: isomer then goes on to :data:`clusterspy.fit.search.MAX_ITERATIONS` (all of them did: 3.6 s of
 #: a 7 s fit of a 484-atom decahedron, most of it on candidates that did not stand).
 FIRST_ITERATIONS = 6
+#: Candidates of each isomer that go on from :data:`FIRST_ITERATIONS` to the full pattern search.
+FINALISTS = 2
 
 
 def coarse_models(forms: tuple[str, ...], n_atoms_guess: float, element: str) -> list[Model]:
