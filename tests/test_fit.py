@@ -558,3 +558,11 @@ def test_a_neighbour_in_the_window_is_left_out_of_the_fit() -> None:
     assert (f.isomer, f.form, f.n_atoms) == (a.isomer, a.form, a.n_atoms)
     assert (a.isomer, a.form, a.n_atoms) == ("icosahedral", "mackay_icosahedron", 147)
     assert f.ncc == pytest.approx(a.ncc, abs=0.005)
+    # the figure's residual leaves the neighbour blank rather than call it a misfit
+    from clusterspy.plots import plot_structure_fit
+
+    assert f.simulated.metadata["left_out_px"] and not a.simulated.metadata["left_out_px"]
+    fig = plot_structure_fit(Image(both.astype(np.float32), 0.35), f)
+    residual = np.asarray(fig.axes[2].images[0].get_array(), dtype=float)
+    assert 0.02 < np.mean(~np.isfinite(residual)) < 0.4
+    assert "not fitted" in fig.axes[2].get_title()

@@ -129,7 +129,7 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
         data = data.reshape((r1 - r0) // f, f, (c1 - c0) // f, f).mean(axis=(1, 3))
     rows, cols = data.shape
     yy, xx = np.mgrid[:rows, :cols]
-    own = _outside_neighbours(others, (r0, c0), f, img.pixel_size_A, (rows, cols))
+    own, left_out = _outside_neighbours(others, (r0, c0), f, img.pixel_size_A, (rows, cols))
     edge = np.zeros((rows, cols), bool)
     edge[[0, -1], :] = edge[:, [0, -1]] = True
     border = data[edge & own] if (edge & own).any() else data[edge]
@@ -142,7 +142,7 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
     radius = min(rows, cols) / 2.0 - 1.0
     mask = ((xx - (cols - 1) / 2) ** 2 + (yy - (rows - 1) / 2) ** 2 <= radius**2) & own
     win = Window(data, px, mask, (cx, cy), microscope, z, background, tail_fwhm_A=TAIL_FWHM_A,
-                 oversample=SEARCH_OVERSAMPLE)
+                 oversample=SEARCH_OVERSAMPLE, left_out=left_out)
     return win, (r0, c0, r1, c1)
 
 
@@ -154,20 +154,24 @@ MIN_OWN_WINDOW = 0.6
 
 
 def _outside_neighbours(others: Sequence[tuple[float, float, float]], origin: tuple[int, int], f: int,
-                        image_px_A: float, shape: tuple[int, int]) -> np.ndarray:
-    """Window pixels outside every neighbour's disc (:func:`make_window`'s ``others``), bool."""
+                        image_px_A: float, shape: tuple[int, int]
+                        ) -> tuple[np.ndarray, tuple[tuple[float, float, float], ...]]:
+    """Window pixels outside every neighbour's disc (:func:`make_window`'s ``others``), bool, and the
+    discs that reach the window, ``(col, row, radius)`` in window pixels."""
     rows, cols = shape
     keep = np.ones(shape, bool)
-    if not len(others):
-        return keep
+    discs = []
     r0, c0 = origin
     # window pixel (i, j) covers image pixels f·i … f·i + f − 1: its centre is at f·i + (f − 1)/2
     yy = r0 + f * np.arange(rows)[:, None] + (f - 1) / 2
     xx = c0 + f * np.arange(cols)[None, :] + (f - 1) / 2
     for x, y, d_A in others:
         r_px = (0.5 * float(d_A) + NEIGHBOUR_MARGIN_A) / image_px_A
-        keep &= (xx - float(x)) ** 2 + (yy - float(y)) ** 2 > r_px**2
-    return keep
+        inside = (xx - float(x)) ** 2 + (yy - float(y)) ** 2 <= r_px**2
+        if inside.any():
+            keep &= ~inside
+            discs.append(((float(x) - c0 - (f - 1) / 2) / f, (float(y) - r0 - (f - 1) / 2) / f, r_px / f))
+    return keep, tuple(discs)
 
 
 def _own_share(win: Window) -> float:
@@ -626,4 +630,5 @@ def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], w
     res.scale, res.blur_A = float(pose.scale), float(pose.blur_A)
     res.aspect, res.shear = float(pose.aspect), float(pose.shear)
     res.simulated = Image((fitted + win.background).astype(np.float32), px,
-                          {"window": list(bounds), "fit": {"form": res.form, "n_atoms": res.n_atoms}})
+                          {"window": list(bounds), "fit": {"form": res.form, "n_atoms": res.n_atoms},
+                           "left_out_px": [list(d) for d in win.left_out]})
