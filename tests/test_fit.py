@@ -566,3 +566,17 @@ def test_a_neighbour_in_the_window_is_left_out_of_the_fit() -> None:
     residual = np.asarray(fig.axes[2].images[0].get_array(), dtype=float)
     assert 0.02 < np.mean(~np.isfinite(residual)) < 0.4
     assert "not fitted" in fig.axes[2].get_title()
+
+
+def test_a_neighbours_disc_leaves_the_clusters_own_rim_to_it() -> None:
+    from clusterspy.fit.api import left_out_pixels
+
+    # the cluster at (20, 20), radius 10 px; a neighbour at (38, 20), radius 10, its margin disc 13
+    out = left_out_pixels((40, 60), [(38.0, 20.0, 10.0, 13.0), (20.0, 20.0, 10.0)])
+    assert not out[20, 20] and not out[20, 28]  # the cluster's own rim: within the margin disc, kept
+    assert out[20, 30] and out[20, 38] and out[20, 50]  # the neighbour's side of the power bisector
+    assert not out[20, 52]  # beyond its margin disc
+    # a larger neighbour moves the bisector towards the cluster
+    big = left_out_pixels((40, 60), [(38.0, 20.0, 14.0, 17.0), (20.0, 20.0, 10.0)])
+    assert big[20, 27] and not out[20, 27]
+    assert not left_out_pixels((40, 60), [(20.0, 20.0, 10.0)]).any()

@@ -792,15 +792,15 @@ def plot_structure_fit(image: Any, fit: Any, note: str | None = None) -> Figure:
         ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, extent=extent)
         ax.set_title(title, fontsize=9)
     res = data - sim
-    rows, cols = res.shape
-    yy, xx = np.mgrid[:rows, :cols]
-    for col, row, radius in (fit.simulated.metadata or {}).get("left_out_px", []):
-        res[(xx - col) ** 2 + (yy - row) ** 2 <= radius**2] = np.nan  # another cluster: not fitted
+    spec = (fit.simulated.metadata or {}).get("left_out_px", [])
+    if spec:
+        from clusterspy.fit.api import left_out_pixels
+
+        res[left_out_pixels(res.shape, spec)] = np.nan  # other clusters: not fitted
     lim = float(np.nanpercentile(np.abs(res), 99.5)) if np.isfinite(res).any() else 1.0
     lim = lim or 1.0
     im = axes[2].imshow(res, cmap="RdBu_r", vmin=-lim, vmax=lim, extent=extent)
-    left_out = bool((fit.simulated.metadata or {}).get("left_out_px"))
-    axes[2].set_title("residual (data − model)" + ("\nblank: other clusters, not fitted" if left_out else ""),
+    axes[2].set_title("residual (data − model)" + ("\nblank: other clusters, not fitted" if spec else ""),
                       fontsize=9)
     fig.colorbar(im, ax=axes[2], shrink=0.8)
     pos = fit.atoms.positions

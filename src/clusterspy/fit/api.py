@@ -129,7 +129,8 @@ def make_window(img: Image, x_px: float, y_px: float, diameter_A: float, microsc
         data = data.reshape((r1 - r0) // f, f, (c1 - c0) // f, f).mean(axis=(1, 3))
     rows, cols = data.shape
     yy, xx = np.mgrid[:rows, :cols]
-    own, left_out = _outside_neighbours(others, (r0, c0), f, img.pixel_size_A, (rows, cols))
+    own, left_out = _outside_neighbours(others, (r0, c0), f, img.pixel_size_A, (rows, cols),
+                                        (x_px, y_px, 0.5 * diameter_A / img.pixel_size_A))
     edge = np.zeros((rows, cols), bool)
     edge[[0, -1], :] = edge[:, [0, -1]] = True
     border = data[edge & own] if (edge & own).any() else data[edge]
@@ -154,24 +155,45 @@ MIN_OWN_WINDOW = 0.6
 
 
 def _outside_neighbours(others: Sequence[tuple[float, float, float]], origin: tuple[int, int], f: int,
-                        image_px_A: float, shape: tuple[int, int]
-                        ) -> tuple[np.ndarray, tuple[tuple[float, float, float], ...]]:
-    """Window pixels outside every neighbour's disc (:func:`make_window`'s ``others``), bool, and the
-    discs that reach the window, ``(col, row, radius)`` in window pixels."""
-    rows, cols = shape
-    keep = np.ones(shape, bool)
-    discs = []
+                        image_px_A: float, shape: tuple[int, int], own: tuple[float, float, float]
+                        ) -> tuple[np.ndarray, tuple[tuple[float, ...], ...]]:
+    """Window pixels the neighbours leave to the cluster (:func:`left_out_pixels`), bool, and the
+    neighbours and the cluster in window pixels: ``((col, row, radius, margin_radius), …, (col, row,
+    radius))``, the cluster last (``own`` and ``others`` in image pixels / Å, as :func:`make_window`)."""
     r0, c0 = origin
-    # window pixel (i, j) covers image pixels f·i … f·i + f − 1: its centre is at f·i + (f − 1)/2
-    yy = r0 + f * np.arange(rows)[:, None] + (f - 1) / 2
-    xx = c0 + f * np.arange(cols)[None, :] + (f - 1) / 2
-    for x, y, d_A in others:
-        r_px = (0.5 * float(d_A) + NEIGHBOUR_MARGIN_A) / image_px_A
-        inside = (xx - float(x)) ** 2 + (yy - float(y)) ** 2 <= r_px**2
-        if inside.any():
-            keep &= ~inside
-            discs.append(((float(x) - c0 - (f - 1) / 2) / f, (float(y) - r0 - (f - 1) / 2) / f, r_px / f))
-    return keep, tuple(discs)
+
+    def window_px(x: float, y: float) -> tuple[float, float]:
+        # window pixel (i, j) covers image pixels f·i … f·i + f − 1: its centre is at f·i + (f − 1)/2
+        return (float(x) - c0 - (f - 1) / 2) / f, (float(y) - r0 - (f - 1) / 2) / f
+
+    discs = tuple((*window_px(x, y), 0.5 * float(d_A) / image_px_A / f,
+                   (0.5 * float(d_A) + NEIGHBOUR_MARGIN_A) / image_px_A / f) for x, y, d_A in others)
+    spec = (*discs, (*window_px(own[0], own[1]), own[2] / f))
+    out = left_out_pixels(shape, spec)
+    reaching = tuple(d for d in discs if left_out_pixels(shape, (d, spec[-1])).any())
+    return ~out, (*reaching, spec[-1]) if reaching else ()
+
+
+def left_out_pixels(shape: tuple[int, int], spec: Sequence[Sequence[float]]) -> np.ndarray:
+    """The pixels of a window left to other clusters, bool.
+
+    ``spec``: each neighbour ``(col, row, radius, margin_radius)`` and, last, the cluster ``(col,
+    row, radius)`` [window px] (``StructureFit.simulated.metadata["left_out_px"]``). A pixel is left
+    out when it lies within a neighbour's ``margin_radius`` (its radius :data:`NEIGHBOUR_MARGIN_A`
+    wider) and nearer that neighbour than the cluster by power distance (``|p − c|² − r²``): the
+    cluster's own rim stays where an irregular or edge-cut neighbour's equivalent disc reaches over it.
+    """
+    rows, cols = shape
+    out = np.zeros((rows, cols), bool)
+    if len(spec) < 2:
+        return out
+    yy, xx = np.mgrid[:rows, :cols]
+    c, r, rad = spec[-1]
+    power_own = (xx - c) ** 2 + (yy - r) ** 2 - rad**2
+    for col, row, rad_n, reach in spec[:-1]:
+        d2 = (xx - col) ** 2 + (yy - row) ** 2
+        out |= (d2 <= reach**2) & (d2 - rad_n**2 < power_own)
+    return out
 
 
 def _own_share(win: Window) -> float:
@@ -631,4 +653,4 @@ def _fill(res: StructureFit, winner: Candidate, best_of: dict[str, Candidate], w
     res.aspect, res.shear = float(pose.aspect), float(pose.shear)
     res.simulated = Image((fitted + win.background).astype(np.float32), px,
                           {"window": list(bounds), "fit": {"form": res.form, "n_atoms": res.n_atoms},
-                           "left_out_px": [list(d) for d in win.left_out]})
+                           "left_out_px": [list(d) for d in win.left_out]})  # left_out_pixels()

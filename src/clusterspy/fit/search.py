@@ -118,7 +118,8 @@ class Window:
     #: the fast simulator's render-grid pixels per window pixel (None: its own choice); see
     #: :data:`SEARCH_OVERSAMPLE` and :func:`judged`
     oversample: int | None = None
-    #: other clusters' discs left out of the mask, ``(col, row, radius)`` [window px]
+    #: other clusters left out of the mask: :func:`clusterspy.fit.api.left_out_pixels`'s ``spec``
+    #: (empty when none reaches the window)
     left_out: tuple = ()
     cache: dict = field(default_factory=dict, repr=False)  # the coarse search's rotated data
     #: fast-simulator images (before the blur) by model and :func:`geometry_key` of the pose
