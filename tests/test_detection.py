@@ -188,3 +188,15 @@ def test_bad_threshold_and_working_pixel():
         detect_clusters(im, working_pixel_A=-1.0)
     with pytest.raises(ConfigError):
         detect_clusters(im, background_A=0.0)
+
+
+def test_a_size_range_wider_than_the_image_does_not_break_the_background():
+    """detect_clusters(max_diameter_A=400) on a 64-px image at 0.12 Å/px binned its background copy to
+    nothing (IndexError from numpy)."""
+    from clusterspy.detection import detect_clusters
+    from clusterspy.image import Image
+    from helpers import blob
+
+    found = detect_clusters(Image(blob(64), 0.12), min_diameter_A=2.0, max_diameter_A=400.0,
+                            exclude_border=False)
+    assert len(found) == 1

@@ -580,3 +580,26 @@ def test_a_neighbours_disc_leaves_the_clusters_own_rim_to_it() -> None:
     big = left_out_pixels((40, 60), [(38.0, 20.0, 14.0, 17.0), (20.0, 20.0, 10.0)])
     assert big[20, 27] and not out[20, 27]
     assert not left_out_pixels((40, 60), [(20.0, 20.0, 10.0)]).any()
+
+
+def test_cli_fit_refuses_an_out_file_and_a_lower_case_element_before_fitting(tmp_path, capsys) -> None:
+    """A newcomer's findings: --out naming an existing file gave a 46-line traceback after a 22 s fit;
+    --element pt was refused without naming Pt."""
+    import time
+
+    from clusterspy.cli import main
+
+    rng = np.random.default_rng(8)
+    _, img = _image("icosahedral", 55, rng, "random")
+    path = tmp_path / "ico.npy"
+    np.save(path, img.data)
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    t0 = time.perf_counter()
+    assert main(["fit", str(path), "--pixel-size", str(img.pixel_size_A), "--out", str(afile)]) == 2
+    assert time.perf_counter() - t0 < 5.0  # refused before the fit
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a file; give a folder" in err[0]
+    assert main(["fit", str(path), "--pixel-size", str(img.pixel_size_A), "--element", "pt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "did you mean Pt?" in err[0]

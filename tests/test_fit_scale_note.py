@@ -20,6 +20,10 @@ def test_scale_note_names_both_causes_and_stays_quiet_near_one():
         assert note is not None and "--pixel-size" in note and "--element Au" in note
     assert "lower bound" in scale_note(0.85, 1.0, "Au")
     assert "a ≈ 3.82 Å" in scale_note(0.937, 1.35, "Au")  # the data's lattice, not Au's 4.08
+    # a newcomer's findings: PtIr fitted as Pb got "7 % larger than Pb's" (Pt's lattice is 21 % smaller:
+    # beyond the scale range, other planes matched), and a blurred image was blamed on the pixel size
+    assert "more than 15 % off is matched on others" in scale_note(1.073, 1.0, "Pb")
+    assert "out of focus or smeared" in scale_note(1.0, 3.0, "Au")
 
 
 @pytest.mark.shared

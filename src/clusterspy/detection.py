@@ -156,7 +156,7 @@ def _background(data: np.ndarray, radius_px: float) -> np.ndarray:
     """
     from scipy import ndimage as ndi
 
-    coarse_f = max(1, int(radius_px // 8))
+    coarse_f = max(1, min(int(radius_px // 8), min(data.shape) // 2))  # never binned to nothing
     coarse = _bin(data, coarse_f)
     r = max(1, round(radius_px / coarse_f))
     if r * 2 + 1 >= min(coarse.shape):

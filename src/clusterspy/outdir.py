@@ -83,13 +83,7 @@ def acquire(out: str | os.PathLike, command: str = "clusterspy") -> Path:
     ConfigError
         When another live run holds the folder, or a lock from another host is present.
     """
-    folder = Path(out)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ConfigError(f"--out {folder} is a file; give a folder (it is created if missing)") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot create --out {folder}: {exc.strerror}") from None
+    folder = make_folder(out)
     lock = folder / LOCK_NAME
     host = socket.gethostname()
     record = {"pid": os.getpid(), "host": host, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ",
@@ -136,3 +130,21 @@ def lock_folder(out: str | os.PathLike, command: str = "clusterspy") -> Iterator
         yield lock
     finally:
         release(lock)
+
+
+def make_folder(out: str | os.PathLike) -> Path:
+    """The output folder ``out``, created if missing (parents too).
+
+    Raises
+    ------
+    ConfigError
+        In one line, when ``out`` is a file or cannot be created (before any work is done).
+    """
+    folder = Path(out)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"--out {folder} is a file; give a folder (it is created if missing)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create --out {folder}: {exc.strerror}") from None
+    return folder

@@ -1374,8 +1374,11 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     """
     from clusterspy.fit import fit_structure
     from clusterspy.io import as_image
+    from clusterspy.outdir import make_folder
     from clusterspy.plots import plot_structure_fit, save_figure
 
+    if out is not None:
+        make_folder(out)  # a file or an unwritable place: one line, before minutes of fitting
     done = []
     for path in paths:
         img = as_image(Path(path), pixel_size_A, signal=signal)
@@ -1384,8 +1387,7 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
         if records is not None:
             records += made
         if out is not None:
-            folder = Path(out)
-            folder.mkdir(parents=True, exist_ok=True)
+            folder = make_folder(out)
             for f, record in zip(fits, made, strict=True):
                 stem = f"{Path(path).stem}_c{f.cluster}"
                 write_text_atomic(folder / f"{stem}.json", json.dumps(record, indent=1))

@@ -593,14 +593,17 @@ def scale_note(scale: float, blur_A: float, element: str) -> str | None:
               "may be wrong")
     if blur_A >= BLUR_RANGE_A[1] - BOUND_MARGIN:
         return (f"the best crystalline model's fitted blur {blur_A:.2f} Å is at the top of its range: its "
-                f"atomic columns do not line up with the data's (fitted scale {scale:.3f}); {causes}")
+                f"atomic columns do not line up with the data's (fitted scale {scale:.3f}); the image may be "
+                f"out of focus or smeared (drift), or {causes}")
     at_bound = scale <= lo + BOUND_MARGIN or scale >= hi - BOUND_MARGIN
     if not at_bound and abs(scale - 1.0) <= SCALE_NOTE_MIN:
         return None
     where = f" at the {'lower' if scale < 1 else 'upper'} bound of its range {lo}–{hi}" if at_bound else ""
     return (f"the best crystalline model's fitted scale {scale:.3f}{where} says the data's lattice is "
             f"{'at least ' if at_bound else ''}{abs(scale - 1) * 100:.0f} % "
-            f"{'smaller' if scale < 1 else 'larger'} than {element}'s (a ≈ {a_A * scale:.2f} Å); {causes}")
+            f"{'smaller' if scale < 1 else 'larger'} than {element}'s (a ≈ {a_A * scale:.2f} Å, if the model "
+            f"matched the right lattice planes: a lattice more than {round((hi - 1) * 100)} % off is matched "
+            f"on others); {causes}")
 
 
 def _note(winner: Candidate, best_of: dict[str, Candidate], element: str) -> str | None:

@@ -84,8 +84,12 @@ def lattice_constant(element: str) -> float:
     z = atomic_numbers.get(element)
     state = reference_states[z] if z is not None else None
     if state is None or state.get("symmetry") != "fcc":
+        symbol = str(element).strip().capitalize()
+        known = atomic_numbers.get(symbol)
+        fcc = known is not None and (reference_states[known] or {}).get("symmetry") == "fcc"
+        hint = f"did you mean {symbol}? (symbols are case-sensitive) " if symbol != element and fcc else ""
         raise ConfigError(
-            f"element {element!r} is not an fcc metal known to ASE; use one of "
+            f"element {element!r} is not an fcc metal known to ASE; {hint}use one of "
             "Au, Ag, Cu, Pt, Pd, Ni, Al, Ir, Rh, Pb, ..."
         )
     return float(state["a"])
