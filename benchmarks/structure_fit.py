@@ -17,6 +17,9 @@ Parts (each printed and written to ``benchmarks/results/structure_fit.json``):
   positions) and the TEMUL Au particle: isomer, form, atom count, zone axis, median distance [Å]
   from each StatSTEM column to the nearest fitted projected column; skipped without ``../shared``.
 
+Clusters are detected as ``clusterspy fit`` and ``clusterspy.fit_structure`` detect them: with
+``classify``'s size range for the shipped model (:func:`clusterspy.predict.detection_range_A`).
+
 Run (one process, niced)::
 
     nice -n 10 .venv/bin/python benchmarks/structure_fit.py [--fast 24] [--skip-real]
@@ -42,6 +45,16 @@ REAL = HERE.parent.parent / "shared" / "data" / "real_atomic"
 sys.path.insert(0, str(HERE))
 
 import structure_fit_set as sset  # noqa: E402
+
+
+def _detection_range() -> tuple[float, float]:
+    """The detector's size range of ``clusterspy fit`` and ``clusterspy.fit_structure``: classify's."""
+    from clusterspy.predict import detection_range_A
+
+    return detection_range_A()
+
+
+DETECT_RANGE_A = _detection_range()
 
 
 def _truth_group(form: str) -> str | None:
@@ -143,7 +156,7 @@ def run_prism(limit: int | None, cases: str | None = None, pixel_size_error: flo
         known = Microscope(energy_keV=sset.ENERGY_KEV, semiangle_mrad=25.0,
                            detector_mrad=(sset.INNER_MRAD, sset.OUTER_MRAD))
         cpu0 = time.process_time()
-        fits = fit_structure(img, element=sset.ELEMENT, microscope=known)
+        fits = fit_structure(img, element=sset.ELEMENT, microscope=known, detect_range_A=DETECT_RANGE_A)
         cpu = time.process_time() - cpu0
         fit = max(fits, key=lambda f: -1.0 if f.ncc is None else f.ncc)
         row = {"case": path.stem, **_score(fit, truth, clean), "n_detected": len(fits),
@@ -176,7 +189,7 @@ def run_fast(n: int) -> list[dict]:
                  "rotation": np.asarray(atoms.info["rotation"]), "zone_axis": c["zone_axis"]}
         known = Microscope(energy_keV=micro.energy_keV, semiangle_mrad=micro.semiangle_mrad,
                            detector_mrad=micro.detector_mrad)
-        fits = fit_structure(img, element=sset.ELEMENT, microscope=known)
+        fits = fit_structure(img, element=sset.ELEMENT, microscope=known, detect_range_A=DETECT_RANGE_A)
         fit = max(fits, key=lambda f: -1.0 if f.ncc is None else f.ncc)
         row = {"case": i, **_score(fit, truth, clean.data), "n_detected": len(fits)}
         row["classify_label"], row["classify_reason"] = _classify(img)
@@ -244,7 +257,7 @@ def run_real(out_figures: bool) -> list[dict]:
             n_ref = int(np.sum(d["atom_counts"]))
         t0 = time.perf_counter()
         known = Microscope(energy_keV=300.0, semiangle_mrad=21.0)  # not in the npz: a typical setting
-        fits = fit_structure(img, element=element, microscope=known)
+        fits = fit_structure(img, element=element, microscope=known, detect_range_A=DETECT_RANGE_A)
         fit = max(fits, key=lambda f: -1.0 if f.n_atoms is None else f.n_atoms)
         row = {"particle": name, "element": element, "statstem_atoms": n_ref, "isomer": fit.isomer,
                "form": fit.form, "n_atoms": fit.n_atoms, "zone_axis": fit.zone_axis, "ncc_data": fit.ncc,
@@ -267,7 +280,8 @@ def run_real(out_figures: bool) -> list[dict]:
 
         img = as_image(emd)
         t0 = time.perf_counter()
-        fits = fit_structure(img, element="Au", microscope=Microscope(energy_keV=300.0))
+        fits = fit_structure(img, element="Au", microscope=Microscope(energy_keV=300.0),
+                             detect_range_A=DETECT_RANGE_A)
         done = [f for f in fits if f.atoms is not None]
         for f in fits:
             rows.append({"particle": "Au_temul", "cluster": f.cluster, "isomer": f.isomer, "form": f.form,

@@ -603,3 +603,24 @@ def test_cli_fit_refuses_an_out_file_and_a_lower_case_element_before_fitting(tmp
     assert main(["fit", str(path), "--pixel-size", str(img.pixel_size_A), "--element", "pt"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "did you mean Pt?" in err[0]
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_fit_detects_and_judges_the_edge_as_classify_does() -> None:
+    """A newcomer's finding: StatSTEM's PtIr cropped close and padded by 30 px of zeros was cut_by_edge
+    for classify but fitted (fcc, 807 atoms) by the fit, whose detector ran with another size range
+    and found no fill boundary; both now detect alike."""
+    import clusterspy
+    from clusterspy.predict import detection_range_A
+
+    with np.load(SHARED / "real_atomic" / "PtIr_fcc_statstem.npz") as z:
+        crop = np.asarray(z["image"], dtype=np.float32)[21:342, 43:398]
+        px = float(z["pixel_size_A"])
+    padded = Image(np.pad(crop, 30), px)
+    (c,) = clusterspy.classify(padded)
+    assert c.reason == "cut_by_edge"
+    fits = clusterspy.fit_structure(padded, element="Pt")
+    assert [(f.cluster, f.reason) for f in fits] == [(0, "cut_by_edge")]
+    assert np.hypot(fits[0].x_px - c.x_px, fits[0].y_px - c.y_px) < 1.0
+    lo, hi = detection_range_A()
+    assert 5.0 < lo < hi < 200.0

@@ -32,8 +32,12 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, **options: Any)
 
     ``image`` may be a path, an array (with ``pixel_size_A`` [Å/px]), an ``Image`` or a HyperSpy
     Signal2D, as for :func:`classify`; ``options`` are those of :func:`clusterspy.fit.fit_structure`.
+    Clusters are detected as :func:`classify` detects them with the shipped model
+    (:func:`clusterspy.predict.detection_range_A`): the same clusters, numbered alike.
     """
     img = import_module("clusterspy.io").as_image(image, pixel_size_A)
+    if "detect_range_A" not in options:
+        options["detect_range_A"] = import_module("clusterspy.predict").detection_range_A()
     return import_module("clusterspy.fit").fit_structure(img, **options)
 
 

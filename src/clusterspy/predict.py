@@ -40,9 +40,9 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
     "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS", "ClusterResult",
-    "ClusterResults", "Model", "classify",
-    "dihedral_views", "load_model", "normalise_crops", "sha256_file", "shipped_model_covering",
-    "shipped_models", "softmax", "table_confidence",
+    "ClusterResults", "Model", "classify", "detection_range_A", "dihedral_views", "load_model",
+    "normalise_crops", "sha256_file", "shipped_model_covering", "shipped_models", "softmax",
+    "table_confidence",
 ]
 
 
@@ -381,6 +381,17 @@ def _as_image(image: Any, pixel_size_A: float | None, signal: int | str | None =
     return img, None if name is None else str(name)
 
 
+def detection_range_A(card: ModelCard | None = None) -> tuple[float, float]:
+    """The detector's diameter range [Å] :func:`classify` uses with a model (default: the shipped
+    default), without the user's size range: a margin around the model's domain
+    (:func:`_size_range_A`) in the detector's diameters
+    (:data:`clusterspy.domain.DETECTED_TO_PROJECTED`). ``clusterspy fit`` detects with it too."""
+    from clusterspy.domain import DETECTED_TO_PROJECTED
+
+    lo, hi = _size_range_A(load_model().card if card is None else card, None, None)
+    return lo / DETECTED_TO_PROJECTED, hi / DETECTED_TO_PROJECTED
+
+
 def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float | None
                   ) -> tuple[float, float]:
     """Projected diameters [Å] of the clusters reported: a margin around the model's domain (to
@@ -505,9 +516,9 @@ def classify(
     check_image(img, card.domain, contrast=contrast)  # type: ignore[arg-type]
     # detection always looks at the model's whole range (so that a large particle is seen whole,
     # not as fragments above a background estimated too small), then keeps the user's range
-    det_lo, det_hi = _size_range_A(card, None, None)
-    detections = detect_clusters(img, min_diameter_A=min(lo_A, det_lo) / DETECTED_TO_PROJECTED,
-                                 max_diameter_A=max(hi_A, det_hi) / DETECTED_TO_PROJECTED,
+    det_lo, det_hi = detection_range_A(card)
+    detections = detect_clusters(img, min_diameter_A=min(lo_A / DETECTED_TO_PROJECTED, det_lo),
+                                 max_diameter_A=max(hi_A / DETECTED_TO_PROJECTED, det_hi),
                                  exclude_border=False, polarity="bright")
     # the domain reasons see every cluster found (a neighbour outside the user's size range is
     # still a neighbour); the user's range and border choice only select what is reported

@@ -1376,13 +1376,16 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     from clusterspy.io import as_image
     from clusterspy.outdir import make_folder
     from clusterspy.plots import plot_structure_fit, save_figure
+    from clusterspy.predict import detection_range_A
 
     if out is not None:
         make_folder(out)  # a file or an unwritable place: one line, before minutes of fitting
+    detect_range_A = detection_range_A()  # classify's detection: the same clusters, numbered alike
     done = []
     for path in paths:
         img = as_image(Path(path), pixel_size_A, signal=signal)
-        fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast)
+        fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast,
+                             detect_range_A=detect_range_A)
         made = [fit_record(path, img.pixel_size_A, element, f) for f in fits]
         if records is not None:
             records += made

@@ -268,7 +268,8 @@ def coarse_models(forms: tuple[str, ...], n_atoms_guess: float, element: str) ->
 
 def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str = "Au",
                   microscope: Microscope | None = None, forms: tuple[str, ...] | None = None,
-                  check_resolution: bool = True, contrast: str = "auto") -> list[StructureFit]:
+                  check_resolution: bool = True, contrast: str = "auto",
+                  detect_range_A: tuple[float, float] | None = None) -> list[StructureFit]:
     """Find every cluster in an image and fit the 3D atomic model whose simulation matches it best.
 
     Parameters
@@ -293,6 +294,11 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
     contrast : {"auto", "haadf"}
         ``"auto"`` refuses an image that looks like bright field
         (:func:`clusterspy.domain.check_contrast`); ``"haadf"`` trusts that it is HAADF.
+    detect_range_A : (float, float), optional
+        The detector's diameter range [Å] (:func:`clusterspy.detection.detect_clusters`; default
+        :data:`DETECT_RANGE_A`). :func:`clusterspy.fit_structure` and ``clusterspy fit`` pass
+        :func:`clusterspy.classify`'s (:func:`clusterspy.predict.detection_range_A`), so that both
+        find, number and judge at the edge the same clusters.
 
     Returns
     -------
@@ -315,8 +321,9 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, *, element: str
     img = _as_image(image, pixel_size_A)
     microscope, z = _settings(element, microscope, forms)
     check_image(img, FIT_DOMAIN, contrast=contrast, min_diameter_A=DETECT_RANGE_A[0])  # type: ignore[arg-type]
-    dets = detect_clusters(img, min_diameter_A=DETECT_RANGE_A[0], max_diameter_A=DETECT_RANGE_A[1],
-                           exclude_border=False, polarity="bright")
+    lo_A, hi_A = DETECT_RANGE_A if detect_range_A is None else detect_range_A
+    dets = detect_clusters(img, min_diameter_A=lo_A, max_diameter_A=hi_A, exclude_border=False,
+                           polarity="bright")
     if not dets:
         raise NoClusterFoundError(
             f"no cluster found in the {img.shape[1]}×{img.shape[0]} px image at {img.pixel_size_A:g} Å/px; "
