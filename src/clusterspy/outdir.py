@@ -148,3 +148,26 @@ def make_folder(out: str | os.PathLike) -> Path:
     except OSError as exc:
         raise ConfigError(f"cannot create --out {folder}: {exc.strerror}") from None
     return folder
+
+
+def check_folder(out: str | os.PathLike) -> Path:
+    """``out`` checked as an output folder without creating it: an existing folder, or a path whose
+    nearest existing parent is a writable folder (:func:`make_folder` creates it when there is
+    something to write).
+
+    Raises
+    ------
+    ConfigError
+        In one line, when ``out`` is a file or could not be created.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"--out {folder} is a file; give a folder (it is created if missing)")
+    parent = folder
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"cannot create --out {folder}: {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"cannot create --out {folder}: {parent} is not writable")
+    return folder

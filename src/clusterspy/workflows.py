@@ -1374,12 +1374,12 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     """
     from clusterspy.fit import fit_structure
     from clusterspy.io import as_image
-    from clusterspy.outdir import make_folder
+    from clusterspy.outdir import check_folder, make_folder
     from clusterspy.plots import plot_structure_fit, save_figure
     from clusterspy.predict import detection_range_A
 
     if out is not None:
-        make_folder(out)  # a file or an unwritable place: one line, before minutes of fitting
+        check_folder(out)  # a file or an unwritable place: one line, before minutes of fitting
     detect_range_A = detection_range_A()  # classify's detection: the same clusters, numbered alike
     done = []
     for path in paths:
