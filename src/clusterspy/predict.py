@@ -381,14 +381,20 @@ def _as_image(image: Any, pixel_size_A: float | None, signal: int | str | None =
     return img, None if name is None else str(name)
 
 
-def detection_range_A(card: ModelCard | None = None) -> tuple[float, float]:
+def detection_range_A(card: ModelCard | None = None) -> tuple[float, float] | None:
     """The detector's diameter range [Å] :func:`classify` uses with a model (default: the shipped
-    default), without the user's size range: a margin around the model's domain
+    default's card), without the user's size range: a margin around the model's domain
     (:func:`_size_range_A`) in the detector's diameters
-    (:data:`clusterspy.domain.DETECTED_TO_PROJECTED`). ``clusterspy fit`` detects with it too."""
+    (:data:`clusterspy.domain.DETECTED_TO_PROJECTED`). ``clusterspy fit`` detects with it too.
+    None when no card is given and none is shipped (the fit then uses its own range)."""
     from clusterspy.domain import DETECTED_TO_PROJECTED
 
-    lo, hi = _size_range_A(load_model().card if card is None else card, None, None)
+    if card is None:
+        try:
+            card = ModelCard.read(DEFAULT_MODEL)
+        except InputFileError:
+            return None
+    lo, hi = _size_range_A(card, None, None)
     return lo / DETECTED_TO_PROJECTED, hi / DETECTED_TO_PROJECTED
 
 
