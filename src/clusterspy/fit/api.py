@@ -243,9 +243,10 @@ def _fit_window(win: Window, n_atoms_guess: float, element: str, forms: tuple[st
     return max(best_of.values(), key=lambda c: c.ncc), best_of
 
 
-#: Pattern-search iterations every coarse candidate gets (:func:`fit_window`); the best of each
-#: isomer then goes on to :data:`clusterspy.fit.search.MAX_ITERATIONS` (all of them did: 3.6 s of
-#: a 7 s fit of a 484-atom decahedron, most of it on candidates that did not stand).
+#: Pattern-search iterations every coarse candidate gets (:func:`fit_window`); the best
+#: :data:`FINALISTS` of each isomer then go on to :data:`clusterspy.fit.search.MAX_ITERATIONS` (all
+#: of them did: 3.6 s of a 7 s fit of a 484-atom decahedron, most of it on candidates that did not
+#: stand).
 FIRST_ITERATIONS = 6
 #: Candidates of each isomer that go on from :data:`FIRST_ITERATIONS` to the full pattern search.
 FINALISTS = 2
