@@ -221,6 +221,14 @@ def test_cli_fit_prints_a_table_json_or_csv_of_its_fits(tmp_path, capsys, monkey
     printed = capsys.readouterr().out
     written = [json.loads((out / f"two_c{k}.json").read_text()) for k in (0, 1)]
     assert written[0]["rotation"] == np.eye(3).tolist() and written[0]["pixel_size_A"] == 0.3  # --out as ever
+    # the microscope the fit assumed is recorded with it (the fit depends on it: StatSTEM's Pb)
+    assert (written[0]["energy_keV"], written[0]["semiangle_mrad"]) == (200.0, 25.0)
+    assert written[0]["clusterspy_version"]
+    if fmt == "table":
+        assert main([*args, "--energy", "300", "--semiangle", "21", "--out", str(tmp_path / "o3")]) == 0
+        capsys.readouterr()
+        third = json.loads((tmp_path / "o3" / "two_c0.json").read_text())
+        assert (third["energy_keV"], third["semiangle_mrad"]) == (300.0, 21.0)
     expected = [{k: v for k, v in w.items() if k not in ("rotation", "window")} for w in written]
     if fmt == "json":
         assert json.loads(printed) == expected

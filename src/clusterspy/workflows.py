@@ -1298,7 +1298,8 @@ def write_thermo_figures(result: dict, out: str | os.PathLike) -> Path:
 FIT_ARRAY_FIELDS: tuple[str, ...] = ("rotation", "window")
 
 
-def fit_record(path: str | os.PathLike, pixel_size_A: float, element: str, fit: Any) -> dict[str, Any]:
+def fit_record(path: str | os.PathLike, pixel_size_A: float, element: str, fit: Any,
+               microscope: Any = None) -> dict[str, Any]:
     """One cluster's structure fit as ``clusterspy fit --out`` writes it (``<stem>_c<i>.json``).
 
     Parameters
@@ -1311,13 +1312,24 @@ def fit_record(path: str | os.PathLike, pixel_size_A: float, element: str, fit: 
         The metal fitted.
     fit : StructureFit
         The fit (:meth:`StructureFit.to_dict`).
+    microscope : Microscope, optional
+        The microscope the fit assumed (default ``Microscope()``): its beam energy [keV],
+        convergence semi-angle and detector angles [mrad] are recorded (the fit depends on them).
 
     Returns
     -------
     dict
-        ``{"file", "pixel_size_A", "element", **fit.to_dict()}``.
+        ``{"file", "pixel_size_A", "element", "energy_keV", "semiangle_mrad", "detector_mrad",
+        "clusterspy_version", **fit.to_dict()}``.
     """
-    return {"file": str(path), "pixel_size_A": pixel_size_A, "element": element, **fit.to_dict()}
+    from clusterspy import __version__
+    from clusterspy.simulation import Microscope
+
+    m = Microscope() if microscope is None else microscope
+    return {"file": str(path), "pixel_size_A": pixel_size_A, "element": element,
+            "energy_keV": float(m.energy_keV), "semiangle_mrad": float(m.semiangle_mrad),
+            "detector_mrad": [float(v) for v in m.detector_mrad], "clusterspy_version": __version__,
+            **fit.to_dict()}
 
 
 def fit_margin(record: dict[str, Any]) -> float | None:
@@ -1386,7 +1398,7 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
         img = as_image(Path(path), pixel_size_A, signal=signal)
         fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast,
                              detect_range_A=detect_range_A)
-        made = [fit_record(path, img.pixel_size_A, element, f) for f in fits]
+        made = [fit_record(path, img.pixel_size_A, element, f, microscope) for f in fits]
         if records is not None:
             records += made
         if out is not None:
