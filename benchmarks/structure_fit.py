@@ -1,4 +1,4 @@
-"""Benchmark of the structure fit (``clusterspy.fit.fit_structure``): PRISM images of known clusters,
+"""Benchmark of the structure fit (``clusterspy.fit_structure``): PRISM images of known clusters,
 a held-out fast-simulated set, and the real particles of ``../shared/data/real_atomic``.
 
 Parts (each printed and written to ``benchmarks/results/structure_fit.json``):
@@ -17,8 +17,8 @@ Parts (each printed and written to ``benchmarks/results/structure_fit.json``):
   positions) and the TEMUL Au particle: isomer, form, atom count, zone axis, median distance [Å]
   from each StatSTEM column to the nearest fitted projected column; skipped without ``../shared``.
 
-Clusters are detected as ``clusterspy fit`` and ``clusterspy.fit_structure`` detect them: with
-``classify``'s size range for the shipped model (:func:`clusterspy.predict.detection_range_A`).
+Clusters are detected as ``clusterspy fit`` detects them (:func:`clusterspy.fit_structure`:
+``classify``'s size range for the shipped model, :func:`clusterspy.predict.detection_range_A`).
 
 Run (one process, niced)::
 
@@ -45,16 +45,6 @@ REAL = HERE.parent.parent / "shared" / "data" / "real_atomic"
 sys.path.insert(0, str(HERE))
 
 import structure_fit_set as sset  # noqa: E402
-
-
-def _detection_range() -> tuple[float, float]:
-    """The detector's size range of ``clusterspy fit`` and ``clusterspy.fit_structure``: classify's."""
-    from clusterspy.predict import detection_range_A
-
-    return detection_range_A()
-
-
-DETECT_RANGE_A = _detection_range()
 
 
 def _truth_group(form: str) -> str | None:
@@ -141,7 +131,7 @@ def skipped_cases(cases: str | None = None) -> list[dict]:
 def run_prism(limit: int | None, cases: str | None = None, pixel_size_error: float = 0.0) -> list[dict]:
     """The PRISM part; ``pixel_size_error``: the fit is given the pixel size × (1 + this) (a
     calibration error; the truth and the ``clean`` image stay as simulated)."""
-    from clusterspy.fit import fit_structure
+    from clusterspy import fit_structure  # classify's detection, as the CLI
     from clusterspy.image import Image
     from clusterspy.simulation import Microscope
 
@@ -156,7 +146,7 @@ def run_prism(limit: int | None, cases: str | None = None, pixel_size_error: flo
         known = Microscope(energy_keV=sset.ENERGY_KEV, semiangle_mrad=25.0,
                            detector_mrad=(sset.INNER_MRAD, sset.OUTER_MRAD))
         cpu0 = time.process_time()
-        fits = fit_structure(img, element=sset.ELEMENT, microscope=known, detect_range_A=DETECT_RANGE_A)
+        fits = fit_structure(img, element=sset.ELEMENT, microscope=known)
         cpu = time.process_time() - cpu0
         fit = max(fits, key=lambda f: -1.0 if f.ncc is None else f.ncc)
         row = {"case": path.stem, **_score(fit, truth, clean), "n_detected": len(fits),
@@ -170,7 +160,7 @@ def run_prism(limit: int | None, cases: str | None = None, pixel_size_error: flo
 
 
 def run_fast(n: int) -> list[dict]:
-    from clusterspy.fit import fit_structure
+    from clusterspy import fit_structure  # classify's detection, as the CLI
     from clusterspy.image import Image
     from clusterspy.simulation import Acquisition, Microscope, simulate
     from clusterspy.structures import perturb
@@ -189,7 +179,7 @@ def run_fast(n: int) -> list[dict]:
                  "rotation": np.asarray(atoms.info["rotation"]), "zone_axis": c["zone_axis"]}
         known = Microscope(energy_keV=micro.energy_keV, semiangle_mrad=micro.semiangle_mrad,
                            detector_mrad=micro.detector_mrad)
-        fits = fit_structure(img, element=sset.ELEMENT, microscope=known, detect_range_A=DETECT_RANGE_A)
+        fits = fit_structure(img, element=sset.ELEMENT, microscope=known)
         fit = max(fits, key=lambda f: -1.0 if f.ncc is None else f.ncc)
         row = {"case": i, **_score(fit, truth, clean.data), "n_detected": len(fits)}
         row["classify_label"], row["classify_reason"] = _classify(img)
@@ -240,7 +230,7 @@ def _columns(xy: np.ndarray, radius_A: float = 0.6) -> np.ndarray:
 
 
 def run_real(out_figures: bool) -> list[dict]:
-    from clusterspy.fit import fit_structure
+    from clusterspy import fit_structure  # classify's detection, as the CLI
     from clusterspy.image import Image
     from clusterspy.simulation import Microscope
 
@@ -257,7 +247,7 @@ def run_real(out_figures: bool) -> list[dict]:
             n_ref = int(np.sum(d["atom_counts"]))
         t0 = time.perf_counter()
         known = Microscope(energy_keV=300.0, semiangle_mrad=21.0)  # not in the npz: a typical setting
-        fits = fit_structure(img, element=element, microscope=known, detect_range_A=DETECT_RANGE_A)
+        fits = fit_structure(img, element=element, microscope=known)
         fit = max(fits, key=lambda f: -1.0 if f.n_atoms is None else f.n_atoms)
         row = {"particle": name, "element": element, "statstem_atoms": n_ref, "isomer": fit.isomer,
                "form": fit.form, "n_atoms": fit.n_atoms, "zone_axis": fit.zone_axis, "ncc_data": fit.ncc,
@@ -280,8 +270,7 @@ def run_real(out_figures: bool) -> list[dict]:
 
         img = as_image(emd)
         t0 = time.perf_counter()
-        fits = fit_structure(img, element="Au", microscope=Microscope(energy_keV=300.0),
-                             detect_range_A=DETECT_RANGE_A)
+        fits = fit_structure(img, element="Au", microscope=Microscope(energy_keV=300.0))
         done = [f for f in fits if f.atoms is not None]
         for f in fits:
             rows.append({"particle": "Au_temul", "cluster": f.cluster, "isomer": f.isomer, "form": f.form,

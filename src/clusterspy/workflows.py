@@ -1374,7 +1374,7 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
               out: str | os.PathLike | None = None, microscope: Any = None,
               signal: int | str | None = None, contrast: str = "auto",
               records: list[dict[str, Any]] | None = None) -> list[tuple[str, list[Any]]]:
-    """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit.fit_structure`).
+    """Fit a 3D atomic model to every cluster of each image (:func:`clusterspy.fit_structure`).
 
     With ``out``, writes per cluster ``<stem>_c<i>.xyz`` (extended XYZ), ``<stem>_c<i>.json`` and
     ``<stem>_c<i>.png`` (:func:`clusterspy.plots.plot_structure_fit`); clusters without a fit get
@@ -1384,20 +1384,17 @@ def fit_files(paths: Sequence[str | os.PathLike], *, element: str = "Au", pixel_
     record (:func:`fit_record`, the ``.json`` written with ``out``; for :func:`format_fits`).
     Returns ``[(file, [StructureFit, ...]), ...]``.
     """
-    from clusterspy.fit import fit_structure
+    from clusterspy import fit_structure  # detects as classify does: the same clusters, numbered alike
     from clusterspy.io import as_image
     from clusterspy.outdir import check_folder, make_folder
     from clusterspy.plots import plot_structure_fit, save_figure
-    from clusterspy.predict import detection_range_A
 
     if out is not None:
         check_folder(out)  # a file or an unwritable place: one line, before minutes of fitting
-    detect_range_A = detection_range_A()  # classify's detection: the same clusters, numbered alike
     done = []
     for path in paths:
         img = as_image(Path(path), pixel_size_A, signal=signal)
-        fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast,
-                             detect_range_A=detect_range_A)
+        fits = fit_structure(img, element=element, microscope=microscope, contrast=contrast)
         made = [fit_record(path, img.pixel_size_A, element, f, microscope) for f in fits]
         if records is not None:
             records += made

@@ -97,7 +97,9 @@ BOUND_MARGIN = 0.01
 #: told ×10) the fit took PtIr's atomic columns for 46 clusters and gave ten of them an isomer; at
 #: 12.1 (pm typed as Å) it ran for minutes on thousands of "clusters".
 FIT_DOMAIN = {"image_pixel_size_A": (0.05, 0.5), "contrast": "haadf"}
-#: Detection range [Å] (equivalent-circle diameters, as classify's default model range: 0.6–20 nm).
+#: Detection range [Å] (equivalent-circle diameters) of :func:`fit_structure` when it is given none;
+#: :func:`clusterspy.fit_structure` and ``clusterspy fit`` give classify's
+#: (:func:`clusterspy.predict.detection_range_A`) whenever a model card is shipped.
 DETECT_RANGE_A = (5.0, 200.0)
 
 
@@ -168,10 +170,15 @@ def _outside_neighbours(others: Sequence[tuple[float, float, float]], origin: tu
 
     discs = tuple((*window_px(x, y), 0.5 * float(d_A) / image_px_A / f,
                    (0.5 * float(d_A) + NEIGHBOUR_MARGIN_A) / image_px_A / f) for x, y, d_A in others)
-    spec = (*discs, (*window_px(own[0], own[1]), own[2] / f))
-    out = left_out_pixels(shape, spec)
-    reaching = tuple(d for d in discs if left_out_pixels(shape, (d, spec[-1])).any())
-    return ~out, (*reaching, spec[-1]) if reaching else ()
+    cluster = (*window_px(own[0], own[1]), own[2] / f)
+    out = np.zeros(shape, bool)
+    reaching = []
+    for d in discs:  # left_out_pixels is the union of each neighbour's pixels: one pass each
+        theirs = left_out_pixels(shape, (d, cluster))
+        if theirs.any():
+            out |= theirs
+            reaching.append(d)
+    return ~out, (*reaching, cluster) if reaching else ()
 
 
 def left_out_pixels(shape: tuple[int, int], spec: Sequence[Sequence[float]]) -> np.ndarray:

@@ -18,6 +18,7 @@ FIT_REASONS = {
     "scale_mismatch": "its strongest fringes are finer than any metal's: the pixel size is too small",
     "too_small": "smaller than the smallest model fitted (about 20 atoms)",
     "too_large": "larger than the largest model fitted (about 6,000 atoms)",
+    "neighbour_in_view": "other clusters cover more than 40 % of its window: too little of it is left to fit",
     "poor_fit": "no model's simulation matches the data (NCC below the acceptance threshold)",
     "ambiguous_fit": "the best model of another isomer matches almost as well (NCC margin < 0.03), or the "
                      "best model is glassy but the cluster shows lattice fringes: the best model is "

@@ -433,7 +433,6 @@ def zone_locked(win: Window, models: list[Model]) -> list[Candidate]:
     return sorted((refine(win, c, tilt=False) for c in found), key=lambda c: -c.ncc)
 
 
-
 def judged(win: Window, candidates: dict[str, Candidate]) -> tuple[Window, dict[str, Candidate]]:
     """The window at the fast simulator's own sampling and the candidates scored on it.
 
