@@ -15,7 +15,9 @@ Parts (each printed and written to ``benchmarks/results/structure_fit.json``):
   part is optimistic; it is reported beside, never instead of, the PRISM part.
 - ``real``: StatSTEM's PtIr and Pb particles (fcc; their npz carry StatSTEM's atom counts and column
   positions) and the TEMUL Au particle: isomer, form, atom count, zone axis, median distance [Å]
-  from each StatSTEM column to the nearest fitted projected column; skipped without ``../shared``.
+  from each StatSTEM column to the nearest fitted projected column, and ``clusterspy fit`` on each
+  StatSTEM file in its own process (wall time, peak memory: the CLI path users run); skipped without
+  ``../shared``.
 
 Clusters are detected as ``clusterspy fit`` detects them (:func:`clusterspy.fit_structure`:
 ``classify``'s size range for the shipped model, :func:`clusterspy.predict.detection_range_A`).
@@ -229,6 +231,21 @@ def _columns(xy: np.ndarray, radius_A: float = 0.6) -> np.ndarray:
     return np.array([xy[lab == k].mean(axis=0) for k in range(n)])
 
 
+def cli_fit(path: Path, element: str, energy_keV: float, semiangle_mrad: float) -> dict:
+    """``clusterspy fit FILE`` as a user runs it (a new process, its start-up included): wall time [s],
+    the process's peak resident memory [GB] (``os.wait4``'s ``ru_maxrss``) and its exit status."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "clusterspy", "fit", str(path), "--element", element, "--energy",
+           str(energy_keV), "--semiangle", str(semiangle_mrad), "--format", "json"]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"command": " ".join(["clusterspy", *cmd[3:]]), "wall_s": round(time.perf_counter() - t0, 1),
+            "peak_rss_GB": round(usage.ru_maxrss / 2**20, 3), "exit": proc.returncode}
+
+
 def run_real(out_figures: bool) -> list[dict]:
     from clusterspy import fit_structure  # classify's detection, as the CLI
     from clusterspy.image import Image
@@ -252,7 +269,7 @@ def run_real(out_figures: bool) -> list[dict]:
         row = {"particle": name, "element": element, "statstem_atoms": n_ref, "isomer": fit.isomer,
                "form": fit.form, "n_atoms": fit.n_atoms, "zone_axis": fit.zone_axis, "ncc_data": fit.ncc,
                "reason": fit.reason, "seconds": round(time.perf_counter() - t0, 1),
-               "clusters_found": len(fits)}
+               "clusters_found": len(fits), "cli": cli_fit(path, element, 300.0, 21.0)}
         if fit.atoms is not None:
             cols = _columns(fit.atoms.positions[:, :2])
             from scipy.spatial import cKDTree

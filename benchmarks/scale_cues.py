@@ -1,0 +1,128 @@
+"""Can a cluster's own lattice tell a wrong pixel size? Two figures the README quotes.
+
+1. ``prism``: the dominant fringe spacing [Å] of each cluster of the domain benchmark's PRISM test
+   images (``benchmarks/domain_sets.py``; 40 images, 55–923 atoms) read at the true pixel size and at
+   one told 15 % too large or too small: the peak of the window spectrum's radial profile at
+   1.8–3.4 Å (the window of :func:`clusterspy.domain.spectrum_scores`). If the ranges overlap, no
+   per-cluster lattice check can flag a 15 % calibration error.
+2. ``fine``: ``fine_over_lattice`` of :func:`clusterspy.domain.spectrum_scores` (the rule behind
+   ``scale_mismatch``: > 1 says the pixel size given is too small) on fcc Au₃₀₉ made as a user
+   makes them (``clusterspy simulate --motif fcc --size 309 --dose 2e4 --pixel-size 0.15
+   --extent 50 --seed 1…5``, the true pixel size) and on StatSTEM's real particles told a pixel
+   size 2–3× too small (skipped without ``../shared``).
+
+Run: ``python benchmarks/scale_cues.py`` → ``benchmarks/results/scale_cues.json`` (about a minute).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+REAL = HERE.parent.parent / "shared" / "data" / "real_atomic"
+sys.path.insert(0, str(HERE))
+
+SCALES = (1.0, 1.15, 0.85)
+
+
+def _largest(img):
+    """The largest cluster classify's detector finds in an image."""
+    from clusterspy.detection import detect_clusters
+    from clusterspy.predict import detection_range_A
+
+    lo, hi = detection_range_A()
+    found = detect_clusters(img, min_diameter_A=lo, max_diameter_A=hi, exclude_border=False,
+                            polarity="bright")
+    return max(found, key=lambda d: d.diameter_A) if found else None
+
+
+def dominant_spacing_A(img) -> float | None:
+    """The spacing [Å] at the peak of the radial power profile (1.8–3.4 Å) of the largest cluster's
+    window spectrum, or None."""
+    from clusterspy.domain import _window_spectrum, particle_diameter_A
+
+    d = _largest(img)
+    spec = None if d is None else _window_spectrum(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))
+    if spec is None:
+        return None
+    power, f = spec[0], spec[1]
+    edges = np.linspace(1 / 3.4, 1 / 1.8, 40)
+    which = np.digitize(f.ravel(), edges)
+    p = power.ravel()
+    profile = [p[which == i].mean() if (which == i).any() else 0.0 for i in range(1, len(edges))]
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    return float(1.0 / centres[int(np.argmax(profile))])
+
+
+def fine_over_lattice(img) -> float | None:
+    """:func:`clusterspy.domain.spectrum_scores`' third score for the largest cluster, or None."""
+    from clusterspy.domain import particle_diameter_A, spectrum_scores
+
+    d = _largest(img)
+    if d is None:
+        return None
+    return float(spectrum_scores(img, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))[2])
+
+
+def prism_part() -> dict:
+    import domain as bench
+    from clusterspy.image import Image
+
+    x, _, _ = bench._load_sets(40, 2)
+    out = {}
+    for s in SCALES:
+        d = [v for img in x if (v := dominant_spacing_A(Image(img, bench.IMAGE_PX_A * s))) is not None]
+        out[f"{s:.2f}"] = {"n": len(d), "min_A": round(min(d), 2), "median_A": round(float(np.median(d)), 2),
+                           "max_A": round(max(d), 2)}
+        print(f"pixel size × {s:.2f}: dominant spacing {min(d):.2f}–{max(d):.2f} Å "
+              f"(median {np.median(d):.2f}, n = {len(d)})", flush=True)
+    return out
+
+
+def fine_part() -> dict:
+    from clusterspy.cli import main as cli
+    from clusterspy.image import Image
+    from clusterspy.io import read_image
+
+    out: dict = {"simulated_fcc_Au309_0.15A": {}, "real_told_too_small": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in range(1, 6):
+            path = Path(tmp) / f"fcc_{seed}.npz"
+            cli(["simulate", "--motif", "fcc", "--size", "309", "--dose", "2e4", "--seed", str(seed),
+                 "--pixel-size", "0.15", "--extent", "50", "--out", str(path)])
+            v = fine_over_lattice(read_image(path))
+            out["simulated_fcc_Au309_0.15A"][str(seed)] = None if v is None else round(v, 2)
+    for name, px in (("PtIr", 0.05), ("PtIr", 0.0605), ("Pb", 0.075)):
+        path = REAL / f"{name}_fcc_statstem.npz"
+        if path.exists():
+            img = read_image(path)
+            v = fine_over_lattice(Image(img.data, px))
+            out["real_told_too_small"][f"{name}@{px:g}"] = None if v is None else round(v, 2)
+    print("fine_over_lattice:", json.dumps(out), flush=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--parts", default="prism,fine")
+    a = ap.parse_args(argv)
+    parts = set(a.parts.split(","))
+    result = {}
+    if "prism" in parts:
+        result["prism_dominant_spacing"] = prism_part()
+    if "fine" in parts:
+        result["fine_over_lattice"] = fine_part()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "scale_cues.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
