@@ -58,13 +58,28 @@ def _central(results: list, shape: tuple[int, int]):
     return min(results, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2)
 
 
-def _run(image: np.ndarray, px: float, model: Any, **kw: Any) -> tuple[list, str | None]:
-    """classify(), with a refusal or "no cluster" turned into ([], reason)."""
+#: ``--calibrate``: each image's pixel size is checked against its clusters' lattice and the image
+#: classified again at the corrected one (``classify --calibrate``), the element as a user gives it.
+CALIBRATE = {"on": False, "corrected": 0, "checked": 0}
+
+
+def _run(image: np.ndarray, px: float, model: Any, element: str = "Au", **kw: Any) -> tuple[list, str | None]:
+    """classify() (with ``--calibrate`` as ``classify --calibrate --element``), with a refusal or
+    "no cluster" turned into ([], reason)."""
     from clusterspy.errors import ClusterSpyError
     from clusterspy.predict import classify
 
     try:
-        return classify(image, pixel_size_A=px, model=model, **kw), None
+        res = classify(image, pixel_size_A=px, model=model, **kw)
+        if CALIBRATE["on"]:
+            from clusterspy.workflows import calibrate_pixel_size
+
+            cal = calibrate_pixel_size(image, res, px, element=element)
+            CALIBRATE["checked"] += 1
+            if cal.corrected:
+                CALIBRATE["corrected"] += 1
+                res = classify(image, pixel_size_A=cal.pixel_size_A, model=model, **kw)
+        return res, None
     except ClusterSpyError as exc:
         return [], type(exc).__name__
 
@@ -112,8 +127,8 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
                 continue  # rotations at the true pixel size, scale errors unrotated
             hits = []
             wrong = 0
-            for img, t in zip(x, truth, strict=True):
-                res, _ = _run(_rotate(img, deg), IMAGE_PX_A * s, model)
+            for img, t, meta in zip(x, truth, metas, strict=True):
+                res, _ = _run(_rotate(img, deg), IMAGE_PX_A * s, model, meta["element"])
                 r = _central(res, img.shape)
                 lab = r.label if r is not None else "unknown"
                 hits.append(lab == t)
@@ -160,7 +175,7 @@ def sizes_part(model: Any) -> dict:
     d_nm = np.array([m["diameter_A"] / 10 for m in metas])
     labels, reasons, size_ratio = [], [], []
     for img, m in zip(x, metas, strict=True):
-        res, why = _run(img, IMAGE_PX_A, model)
+        res, why = _run(img, IMAGE_PX_A, model, m["element"])
         r = _central(res, img.shape)
         labels.append(r.label if r is not None else "unknown")
         reasons.append((r.reason if r is not None else why) or "accepted")
@@ -319,11 +334,11 @@ def real_part(model: Any) -> dict:
     from clusterspy.io import read_image
 
     out: dict[str, Any] = {}
-    for name in ("PtIr_fcc_statstem", "Pb_fcc_statstem"):
+    for name, element in (("PtIr_fcc_statstem", "Pt"), ("Pb_fcc_statstem", "Pb")):
         z = np.load(SHARED / "real_atomic" / f"{name}.npz")
         img = z["image"].astype(np.float32)
         px = float(z["pixel_size_A"])
-        res, why = _run(img, px, model)
+        res, why = _run(img, px, model, element)
         r = max(res, key=lambda q: q.diameter_nm or 0) if res else None
         entry: dict[str, Any] = {"refused": why}
         if r is not None:
@@ -392,7 +407,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--sets", type=int, default=2)
     ap.add_argument("--parts", default="prism,sizes,ood,real,time")
+    ap.add_argument("--calibrate", action="store_true",
+                    help="as classify --calibrate: the pixel size checked against the clusters' lattice (the "
+                    "true element given; Au for the OOD set and the TEMUL file)")
+    ap.add_argument("--out", default=None, help="results file name (default domain.json, with --calibrate "
+                    "domain_calibrated.json)")
     a = ap.parse_args(argv)
+    CALIBRATE["on"] = a.calibrate
     from clusterspy.predict import load_model
 
     model = load_model(a.model)
@@ -406,10 +427,14 @@ def main(argv: list[str] | None = None) -> dict:
             t = time.time()
             out[name] = fn(model)
             out[name]["seconds"] = round(time.time() - t, 1)
+            if a.calibrate:
+                out[name]["calibration"] = {k: CALIBRATE[k] for k in ("checked", "corrected")}
+                CALIBRATE.update(checked=0, corrected=0)
             print(name, json.dumps(out[name], indent=1, default=str)[:3000], flush=True)
     res = Path(a.results)
     res.mkdir(parents=True, exist_ok=True)
-    (res / "domain.json").write_text(json.dumps(out, indent=1, default=str) + "\n")
+    name = a.out or ("domain_calibrated.json" if a.calibrate else "domain.json")
+    (res / name).write_text(json.dumps(out, indent=1, default=str) + "\n")
     return out
 
 

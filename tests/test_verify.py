@@ -125,14 +125,15 @@ def test_cli_element_without_verify_is_refused(tmp_path, capsys) -> None:
     from clusterspy.cli import main
 
     assert main(["classify", str(tmp_path / "x.npz"), "--element", "Pt"]) == 2
-    assert "add --verify" in capsys.readouterr().err
+    assert "--verify or --calibrate: add one of them" in capsys.readouterr().err
 
 
 def test_cli_energy_and_semiangle_without_a_fit_are_refused(tmp_path, capsys) -> None:
     from clusterspy.cli import main
 
     assert main(["classify", str(tmp_path / "x.npz"), "--energy", "300"]) == 2
-    assert "--energy is for the microscope of the structure fit of --verify: add --verify" in \
+    assert "--energy is for the microscope of the structure fit of --verify or --calibrate: add --verify " \
+           "or --calibrate" in \
         capsys.readouterr().err
     assert main(["series", str(tmp_path / "x.npy"), "--semiangle", "30", "--out", str(tmp_path / "o")]) == 2
     assert "add --verify-sample K" in capsys.readouterr().err

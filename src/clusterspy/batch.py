@@ -41,7 +41,7 @@ _OPTION_NAMES = {"model": "--model", "pixel_size_A_override": "--pixel-size", "c
                  "min_size_nm": "--min-size", "max_size_nm": "--max-size", "border": "--border",
                  "explain": "--explain", "signal": "--signal", "clusterspy_version": "the ClusterSpy version",
                  "verify": "--verify", "element": "--element", "energy_keV": "--energy",
-                 "semiangle_mrad": "--semiangle"}
+                 "semiangle_mrad": "--semiangle", "calibrate": "--calibrate"}
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,13 @@ class BatchConfig:
         Check every label that stands with a structure fit
         (:func:`clusterspy.workflows.verify_clusters`) and draw each fit.
     element : str
-        With ``verify``: the metal of the clusters.
+        With ``verify`` or ``calibrate``: the metal of the clusters.
     microscope : clusterspy.simulation.Microscope or None
-        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data; None:
-        the fit's default (200 keV, 25 mrad).
+        With ``verify`` or ``calibrate``: beam energy [keV] and convergence semi-angle [mrad] of
+        the data; None: the fit's default (200 keV, 25 mrad).
+    calibrate : bool
+        Check each frame's pixel size against its clusters' lattice and classify it at the
+        corrected one (:func:`clusterspy.workflows.calibrate_pixel_size`).
     """
 
     pixel_size_A: float | None = None
@@ -87,6 +90,7 @@ class BatchConfig:
     verify: bool = False
     element: str = "Au"
     microscope: Any = None
+    calibrate: bool = False
 
 
 def expand_inputs(paths: Sequence[str | os.PathLike]) -> list[str]:
@@ -184,7 +188,8 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
         model = load_model(cfg.model_path)
         found, failures, info = classify_file(path, model, cfg.pixel_size_A, signal=cfg.signal,
                                               verify=cfg.verify, element=cfg.element,
-                                              microscope=cfg.microscope, fits=fits, **cfg.options)
+                                              microscope=cfg.microscope, fits=fits,
+                                              calibrate=cfg.calibrate, **cfg.options)
     except Exception as exc:  # a batch never stops for one file: a bug is recorded, retried
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
         found, info = [], {}
@@ -304,11 +309,14 @@ def _fingerprint(cfg: BatchConfig, card_summary: dict[str, Any]) -> dict[str, An
 
 def _verify_settings(cfg: BatchConfig) -> dict[str, Any]:
     """``{"verify": True, "element", "energy_keV", "semiangle_mrad"}`` for a verified batch
-    (:func:`clusterspy.workflows.fit_beam`); nothing otherwise (a batch without verification has the
-    settings it had before verification existed)."""
+    (:func:`clusterspy.workflows.fit_beam`), with ``"calibrate": True`` for a calibrated one;
+    nothing otherwise (a batch without fits has the settings it had before fits existed)."""
     from clusterspy.workflows import fit_beam
 
-    return {"verify": True, "element": cfg.element, **fit_beam(cfg.microscope)} if cfg.verify else {}
+    if not (cfg.verify or cfg.calibrate):
+        return {}
+    return {**({"verify": True} if cfg.verify else {}), **({"calibrate": True} if cfg.calibrate else {}),
+            "element": cfg.element, **fit_beam(cfg.microscope)}
 
 
 def _with_default_beam(fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -485,6 +493,7 @@ def run_batch(
     verify: bool = False,
     element: str = "Au",
     microscope: Any = None,
+    calibrate: bool = False,
 ) -> BatchResult:
     """Classify a batch of image files, writing each file's results as soon as it is done.
 
@@ -527,8 +536,14 @@ def run_batch(
     element : str
         With ``verify``: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...).
     microscope : clusterspy.simulation.Microscope, optional
-        With ``verify``: beam energy [keV] and convergence semi-angle [mrad] of the data (default
-        200 keV, 25 mrad); recorded in ``settings.json`` (``energy_keV``, ``semiangle_mrad``).
+        With ``verify`` or ``calibrate``: beam energy [keV] and convergence semi-angle [mrad] of
+        the data (default 200 keV, 25 mrad); recorded in ``settings.json`` (``energy_keV``,
+        ``semiangle_mrad``).
+    calibrate : bool
+        Check each frame's pixel size against the lattice of its crystalline clusters (``element``
+        the ruler) and classify it at the corrected one
+        (:func:`clusterspy.workflows.calibrate_pixel_size`); each file's ``info`` gets its
+        ``calibration``. Recorded in ``settings.json`` (``"calibrate": true``).
 
     Returns
     -------
@@ -548,13 +563,13 @@ def run_batch(
         own = Path(out).expanduser().resolve()
         files = [f for f in files if own not in Path(file_key(f)).parents]
     model = load_model(model_path)  # a missing or tampered model: one line, before any work
-    if verify:
+    if verify or calibrate:
         _check_element(element)
     if model_path is not None and Path(model_path).exists():  # absolute: Dask workers run elsewhere
         model_path = Path(model_path).resolve()
     cfg = BatchConfig(pixel_size_A=pixel_size_A, model_path=None if model_path is None else str(model_path),
                       options=dict(options or {}), explain=explain, signal=signal, verify=verify,
-                      element=element, microscope=microscope,
+                      element=element, microscope=microscope, calibrate=calibrate,
                       out=None if out is None else str(Path(out).expanduser().resolve()))
     stems = _unique_stems(files)
     lock = None
@@ -602,7 +617,8 @@ def _check_element(element: str) -> None:
 
         lattice_constant(element)
     except ImportError as exc:  # ase (the 'train' extra)
-        raise MissingDependencyError(exc.name or "ase", "train", "--verify (the structure fit)") from exc
+        raise MissingDependencyError(exc.name or "ase", "train",
+                                      "--verify and --calibrate (the structure fit)") from exc
 
 
 def _collect(stream: Iterator[dict[str, Any]], done: dict[str, dict[str, Any]], files: Sequence[str],

@@ -176,11 +176,17 @@ def classify(
     ] = False,
     element: Annotated[
         str | None,
-        typer.Option("--element", help="With --verify: the metal of the clusters (Au, Pt, Pd, Ag, Cu, ...; "
-                     "default Au)."),
+        typer.Option("--element", help="With --verify or --calibrate: the metal of the clusters (Au, Pt, Pd, "
+                     "Ag, Cu, ...; default Au)."),
     ] = None,
     energy: EnergyOption = 200.0,
     semiangle: SemiangleOption = 25.0,
+    calibrate: Annotated[
+        bool,
+        typer.Option("--calibrate", help="Check the pixel size against the lattice of the crystalline "
+                     "clusters (--element's lattice constant; about a second per cluster, the three "
+                     "largest) and classify at the corrected pixel size when it is more than 5 % off."),
+    ] = False,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file).
 
@@ -197,6 +203,9 @@ def classify(
     simulation matches the cluster best. A conclusive fit of another isomer turns the label
     into 'unknown' (fit_disagrees); an inconclusive fit leaves it, with the fit's reason shown.
 
+    With --calibrate the pixel size is checked against the clusters' lattice (a ±15 % error
+    turns most labels into 'unknown' or, rarely, into wrong ones); a note says what was used.
+
     Exit status: 0 when every file was classified; 3 when some files failed (all other results
     still written); 2 for a usage error, or when the one file given cannot be classified.
     """
@@ -210,9 +219,10 @@ def classify(
         raise ConfigError("--restart starts an output folder afresh: give it with --out DIR")
     if scheduler is not None and workers is not None:
         raise ConfigError("--workers is for local processes; with --scheduler the cluster's workers are used")
-    if element is not None and not verify:
-        raise ConfigError("--element names the metal for the structure fit of --verify: add --verify")
-    microscope = _fit_microscope(ctx, energy, semiangle, verify, "--verify")
+    if element is not None and not (verify or calibrate):
+        raise ConfigError("--element names the metal for the structure fit of --verify or --calibrate: add "
+                          "one of them")
+    microscope = _fit_microscope(ctx, energy, semiangle, verify or calibrate, "--verify or --calibrate")
     options = {"contrast": contrast.value, "min_size_nm": min_size, "max_size_nm": max_size,
                "border": border.value}
     if out is not None:  # each file's results are written as it is done; a rerun skips those
@@ -220,7 +230,7 @@ def classify(
     batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
                       explain=explain, workers=workers, scheduler=scheduler, restart=restart,
                       signal=_signal_choice(signal), verify=verify, element=element or "Au",
-                      microscope=microscope)
+                      microscope=microscope, calibrate=calibrate)
     single = len(paths) == 1 and not paths[0].is_dir()
     if single and batch.parts and batch.parts[0]["status"] in ("failed", "error"):
         raise ClusterSpyError(batch.parts[0]["failures"][0]["message"])  # one file: its error, exit 2
@@ -230,6 +240,9 @@ def classify(
         if own and info.get("pixel_size_source") == "user" and abs(own / info["pixel_size_A"] - 1) > 0.01:
             typer.echo(f"clusterspy: note: {part['file']}: --pixel-size {info['pixel_size_A']:g} Å/px "
                        f"overrides the file's own calibration ({own:g} Å/px)", err=True)
+        for cal in info.get("calibration", ()):
+            frame = f" (frame {cal['frame']})" if info.get("frames", 1) > 1 else ""
+            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}", err=True)
         if part.get("figure_error") or part.get("figure_note"):
             typer.echo(f"clusterspy: note: {part['file']}: {figure_message(part)}", err=True)
     for f in batch.failures():

@@ -21,6 +21,7 @@ import io as _stdio
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,7 @@ def classify_file(
     element: str = "Au",
     microscope: Any = None,
     fits: dict[tuple[int, int], Any] | None = None,
+    calibrate: bool = False,
     **options: Any,
 ) -> tuple[list[ClusterResult], list[dict[str, Any]], dict[str, Any]]:
     """Classify every cluster in every frame of one file, going on past a frame that fails.
@@ -96,6 +98,10 @@ def classify_file(
     fits : dict, optional
         With ``verify``: filled with ``{(frame, cluster): StructureFit}`` of the clusters fitted
         (for their figures, :func:`write_fit_figures`).
+    calibrate : bool
+        Check each frame's pixel size against the lattice of its crystalline clusters
+        (:func:`calibrate_pixel_size`, ``element`` the ruler) and, when it is off by more than
+        :data:`CALIBRATION_TOLERANCE`, classify the frame again at the corrected pixel size.
     **options
         Keywords of :func:`clusterspy.classify` (``contrast``, ``min_size_nm``,
         ``max_size_nm``, ``border``).
@@ -109,7 +115,10 @@ def classify_file(
         file itself could not be read: missing, unreadable, no pixel size).
     info : dict
         ``frames``, ``pixel_size_A`` [Å/px], ``pixel_size_source`` and ``file_pixel_size_A``
-        (empty when the file could not be read).
+        (empty when the file could not be read); with ``calibrate`` also ``calibration`` (one
+        :meth:`PixelSizeCalibration.to_dict` per frame, with its ``frame`` and ``message``), and
+        ``pixel_size_A`` the pixel size used (the first frame's), ``pixel_size_source``
+        ``"lattice"`` when it was corrected.
     """
     from clusterspy.errors import ClusterSpyError
     from clusterspy.io import read_series
@@ -130,11 +139,21 @@ def classify_file(
             "file_pixel_size_A": frames.metadata.get("file_pixel_size_A")}
     results: list[ClusterResult] = []
     failures: list[dict[str, Any]] = []
+    calibrations: list[dict[str, Any]] = []
     for index in range(len(frames)):
         try:
-            found = classify(frames[index], model=model, file=str(path), frame=index, **options)
+            frame = frames[index]
+            found = classify(frame, model=model, file=str(path), frame=index, **options)
+            if calibrate:
+                cal = calibrate_pixel_size(frame, found, element=element, microscope=microscope)
+                calibrations.append({"frame": index, **cal.to_dict(), "message": cal.message()})
+                if cal.corrected:
+                    from clusterspy.image import Image
+
+                    frame = Image(frame.data, cal.pixel_size_A, frame.metadata)
+                    found = classify(frame, model=model, file=str(path), frame=index, **options)
             if verify:
-                done = verify_clusters(frames[index], found, element=element, microscope=microscope)
+                done = verify_clusters(frame, found, element=element, microscope=microscope)
                 if fits is not None:
                     fits.update({(index, k): f for k, f in done.items()})
             results.extend(found)
@@ -142,6 +161,10 @@ def classify_file(
             failures.append(failure(index, exc))
         if on_frame is not None:
             on_frame()
+    if calibrate:
+        info["calibration"] = calibrations
+        if calibrations and calibrations[0]["corrected"]:
+            info["pixel_size_A"], info["pixel_size_source"] = calibrations[0]["pixel_size_A"], "lattice"
     return results, failures, info
 
 
@@ -211,6 +234,129 @@ def verify_clusters(
         r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason)
         fits[int(r.cluster)] = f
     return fits
+
+
+#: Reasons of clusters whose lattice may still calibrate the pixel size (:func:`calibrate_pixel_size`):
+#: a wrong pixel size itself gives low confidence, out of distribution and a wrong size.
+CALIBRATING_REASONS = (None, "low_confidence", "out_of_distribution", "too_large", "too_small")
+#: Clusters (the largest) whose lattice calibrates one image.
+CALIBRATION_CLUSTERS = 3
+#: A median lattice scale within this of 1 leaves the pixel size as it is (the refinement's scatter
+#: on PRISM images at the true pixel size: decahedra's strained lattices 0.97–1.035).
+CALIBRATION_TOLERANCE = 0.05
+
+
+@dataclass
+class PixelSizeCalibration:
+    """What the clusters' lattice says of an image's pixel size (:func:`calibrate_pixel_size`).
+
+    Attributes
+    ----------
+    given_A : float
+        The pixel size given [Å/px].
+    pixel_size_A : float
+        The pixel size to use [Å/px]: ``given_A / scale`` when the lattice departs from the
+        element's by more than :data:`CALIBRATION_TOLERANCE`, else ``given_A``.
+    scale : float or None
+        The median of the clusters' lattice scales (:func:`clusterspy.fit.lattice_scale`); None when
+        no cluster showed its lattice.
+    scales : dict
+        ``{cluster: scale}`` of the clusters fitted (None: no lattice fringes).
+    element : str
+        The metal whose lattice constant was the ruler.
+    at_bound : bool
+        The scale is at an end of the fit's range (±15 %): the error may be larger.
+    """
+
+    given_A: float
+    pixel_size_A: float
+    scale: float | None
+    scales: dict[int, float | None]
+    element: str
+    at_bound: bool = False
+
+    @property
+    def corrected(self) -> bool:
+        """Whether the pixel size used differs from the one given."""
+        return self.pixel_size_A != self.given_A
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary."""
+        return {"given_pixel_size_A": self.given_A, "pixel_size_A": round(self.pixel_size_A, 5),
+                "scale": None if self.scale is None else round(self.scale, 4),
+                "scales": {str(k): None if v is None else round(v, 4) for k, v in self.scales.items()},
+                "element": self.element, "at_bound": self.at_bound, "corrected": self.corrected}
+
+    def message(self) -> str:
+        """One line for the user."""
+        if self.scale is None:
+            fitted = ", ".join(str(k) for k in self.scales) or "none"
+            return (f"no cluster showed lattice fringes to calibrate the pixel size from (clusters tried: "
+                    f"{fitted}); {self.given_A:g} Å/px kept")
+        n = sum(v is not None for v in self.scales.values())
+        seen = f"the lattice of {n} cluster{'' if n == 1 else 's'} against {self.element}'s"
+        if not self.corrected:
+            return f"{seen} agrees with {self.given_A:g} Å/px (scale {self.scale:.3f}); kept"
+        more = " or more (the fit's limit: check the calibration)" if self.at_bound else ""
+        return (f"{seen} says the pixel size is {self.pixel_size_A:.4g} Å/px, not {self.given_A:g} "
+                f"({abs(self.scale - 1) * 100:.0f} % off{more}); classified at {self.pixel_size_A:.4g} Å/px")
+
+
+def calibrate_pixel_size(
+    image: Any,
+    results: Sequence[ClusterResult],
+    pixel_size_A: float | None = None,
+    *,
+    element: str = "Au",
+    microscope: Any = None,
+) -> PixelSizeCalibration:
+    """The pixel size an image's crystalline clusters imply, from their lattice against the element's.
+
+    The :data:`CALIBRATION_CLUSTERS` largest clusters of ``results`` that are neither cut by the
+    edge, beside a neighbour, nor unresolved (:data:`CALIBRATING_REASONS`) get a short structure
+    fit of the crystalline models (:func:`clusterspy.fit.lattice_scale`, about a second each);
+    the median of their fitted scales, when it departs from 1 by more than
+    :data:`CALIBRATION_TOLERANCE`, corrects the pixel size. What ``classify --calibrate`` does
+    before it classifies the image again at the corrected pixel size.
+
+    Parameters
+    ----------
+    image : Image, numpy.ndarray, path or hyperspy Signal2D
+        The image the results were made from.
+    results : sequence of ClusterResult
+        Its results (:func:`clusterspy.classify`).
+    pixel_size_A : float, optional
+        Pixel size [Å/px], as given to :func:`clusterspy.classify`.
+    element : str
+        The metal of the clusters (its lattice constant is the ruler).
+    microscope : clusterspy.simulation.Microscope, optional
+        Beam energy [keV] and convergence semi-angle [mrad] (default 200 keV, 25 mrad).
+
+    Returns
+    -------
+    PixelSizeCalibration
+        The pixel size to use and the evidence.
+    """
+    import numpy as np
+
+    from clusterspy.fit import lattice_scale
+    from clusterspy.fit.search import SCALE_RANGE
+    from clusterspy.io import as_image
+
+    img = as_image(image, pixel_size_A)
+    usable = sorted((r for r in results if r.reason in CALIBRATING_REASONS and r.diameter_nm is not None),
+                    key=lambda r: -float(r.diameter_nm))[:CALIBRATION_CLUSTERS]
+    scales = {int(r.cluster): lattice_scale(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
+                                            element=element, microscope=microscope) for r in usable}
+    found = [v for v in scales.values() if v is not None]
+    given = float(img.pixel_size_A)
+    if not found:
+        return PixelSizeCalibration(given, given, None, scales, element)
+    scale = float(np.median(found))
+    lo, hi = SCALE_RANGE
+    at_bound = scale <= lo + 0.01 or scale >= hi - 0.01
+    used = given / scale if abs(scale - 1.0) > CALIBRATION_TOLERANCE else given
+    return PixelSizeCalibration(given, used, scale, scales, element, at_bound)
 
 
 def _detected_diameter_A(diameter_nm: float) -> float:

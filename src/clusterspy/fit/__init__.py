@@ -11,6 +11,7 @@ point group (``symmetry.py``: I_h, D_5h, O_h, and C_s for twinned fcc).
 from __future__ import annotations
 
 from clusterspy.fit.api import fit_cluster, fit_structure, fit_window, make_window
+from clusterspy.fit.calibrate import lattice_scale
 from clusterspy.fit.result import FIT_REASONS, StructureFit
 from clusterspy.fit.symmetry import misorientation_deg, point_group, reduce_rotation, zone_axis
 
@@ -20,6 +21,7 @@ __all__ = [
     "fit_cluster",
     "fit_structure",
     "fit_window",
+    "lattice_scale",
     "make_window",
     "misorientation_deg",
     "point_group",

@@ -1,0 +1,81 @@
+"""``classify --calibrate``: the pixel size checked against the clusters' lattice
+(:func:`clusterspy.fit.lattice_scale`, :func:`clusterspy.workflows.calibrate_pixel_size`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ase")
+
+from clusterspy.image import Image
+from clusterspy.predict import classify
+from clusterspy.simulation import Acquisition, Microscope, simulate
+from clusterspy.structures import cluster, random_rotation
+from clusterspy.workflows import CALIBRATION_TOLERANCE, calibrate_pixel_size
+
+TRUE_PX_A = 0.35
+
+
+def _image(motif: str, seed: int, **kw) -> Image:
+    """One Au cluster of 309 atoms, 128×128 px at 0.35 Å/px, 3·10⁴ e⁻/Å² (fast simulator)."""
+    rng = np.random.default_rng(seed)
+    atoms = cluster(motif, 309, "Au", rng, **kw)
+    return simulate(atoms, Microscope(defocus_A=4.0, source_size_A=0.5), pixel_size=TRUE_PX_A, extent=44.8,
+                    rng=rng, acquisition=Acquisition(dose_e_per_A2=3e4))
+
+
+@pytest.fixture(scope="module")
+def octahedron() -> Image:
+    return _image("fcc", 4, shape="truncated_octahedron", orientation="[011]")
+
+
+@pytest.mark.parametrize("error", [1.12, 0.89])
+def test_a_wrong_pixel_size_is_corrected_from_the_lattice(octahedron: Image, error: float) -> None:
+    told = Image(octahedron.data, TRUE_PX_A * error)
+    cal = calibrate_pixel_size(told, classify(told), element="Au")
+    assert cal.corrected and cal.scale is not None
+    assert cal.pixel_size_A == pytest.approx(TRUE_PX_A, rel=0.03)
+    assert cal.given_A == pytest.approx(TRUE_PX_A * error)
+    assert f"not {TRUE_PX_A * error:g}" in cal.message()
+
+
+def test_the_right_pixel_size_is_kept_and_another_element_moves_the_ruler(octahedron: Image) -> None:
+    results = classify(octahedron)
+    cal = calibrate_pixel_size(octahedron, results, element="Au")
+    assert not cal.corrected and abs(cal.scale - 1.0) <= CALIBRATION_TOLERANCE
+    assert cal.pixel_size_A == TRUE_PX_A and "kept" in cal.message()
+    # told the clusters are Pb (a = 4.95 Å, 21 % above Au's 4.08): the fit's scale reaches the end
+    # of its range and says so; the lattice cannot be read past it
+    pb = calibrate_pixel_size(octahedron, results, element="Pb")
+    assert pb.corrected and pb.at_bound and pb.scale < 1.0 and "or more" in pb.message()
+
+
+def test_an_amorphous_cluster_gives_no_ruler() -> None:
+    img = _image("amorphous", 6, orientation=random_rotation(np.random.default_rng(6)))
+    told = Image(img.data, TRUE_PX_A * 1.12)
+    cal = calibrate_pixel_size(told, classify(told), element="Au")
+    assert cal.scale is None and not cal.corrected and cal.pixel_size_A == told.pixel_size_A
+    assert "no cluster showed lattice fringes" in cal.message()
+
+
+def test_cli_calibrate_notes_the_pixel_size_used_and_records_it(octahedron: Image, tmp_path, capsys) -> None:
+    from clusterspy.cli import main
+
+    path = tmp_path / "to.npy"
+    np.save(path, octahedron.data)
+    out = tmp_path / "out"
+    assert main(["classify", str(path), "--pixel-size", f"{TRUE_PX_A * 1.12:g}", "--calibrate",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "says the pixel size is 0.35" in err and "classified at" in err
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["calibrate"] is True and settings["element"] == "Au"
+    files = (out / "files.csv").read_text().splitlines()
+    assert files[1].split(",")[5:7] == [f"{float(files[1].split(',')[5]):g}", "lattice"]
+    assert float(files[1].split(",")[5]) == pytest.approx(TRUE_PX_A, rel=0.03)
+    # the folder's results were calibrated: a rerun without --calibrate is refused, in one line
+    assert main(["classify", str(path), "--pixel-size", f"{TRUE_PX_A * 1.12:g}", "--out", str(out)]) == 2
+    assert "--calibrate True → default" in capsys.readouterr().err
