@@ -69,3 +69,21 @@ def test_saved_fits_of_another_microscope_are_refused(tmp_path):
         fit_sample_store(tmp_path, "Au", microscope=beam)
     assert fit_sample_store(tmp_path, "Au") == store  # the fit's defaults
     assert (store / "frame0_cluster0.npz").exists()
+
+
+def test_a_sampled_frames_other_clusters_are_left_out_of_its_fit() -> None:
+    """``series --verify-sample`` gives the fit the frame's other clusters, as ``classify --verify``
+    does (:func:`clusterspy.workflows._others_in_frame`): the same frame's, not the cluster itself,
+    nor another frame's, nor one without a measured size."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from clusterspy.workflows import _detected_diameter_A, _others_in_frame
+
+    frames = {"frame": np.array([0, 0, 0, 1]), "cluster": np.array([0, 1, 2, 0]),
+              "x_px": np.array([10.0, 50.0, 90.0, 11.0]), "y_px": np.array([20.0, 60.0, 5.0, 21.0]),
+              "diameter_nm": np.array([2.0, 3.0, np.nan, 2.0])}
+    others = _others_in_frame(SimpleNamespace(frames=frames), 0, 0)
+    assert others == [(50.0, 60.0, _detected_diameter_A(3.0))]
+    assert _others_in_frame(SimpleNamespace(frames=frames), 1, 0) == []

@@ -1185,7 +1185,8 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
 
     The frames are the first of each run of one smoothed label (per cluster, frames with status
     ``ok``), evenly thinned to ``k``; each is read again from ``source`` and its cluster fitted
-    where the series found it (:func:`clusterspy.fit.fit_cluster`).
+    where the series found it (:func:`clusterspy.fit.fit_cluster`), the frame's other clusters
+    left out of its window (:func:`_others_in_frame`).
 
     Parameters
     ----------
@@ -1229,7 +1230,8 @@ def series_fit_sample(result: SeriesResult, source: Any, pixel_size_A: float | N
         fit = _saved_fit(store, key)
         if fit is None:
             fit = fit_cluster(image, row["x_px"], row["y_px"], _detected_diameter_A(row["diameter_nm"]),
-                              element=element, microscope=microscope, forms=forms, cluster=row["cluster"])
+                              element=element, microscope=microscope, forms=forms, cluster=row["cluster"],
+                              others=_others_in_frame(result, row["frame"], row["cluster"]))
             if store is not None:
                 write_bytes_atomic(_fit_path(store, key), fit.to_npz_bytes(extra=key))
         sample.append({"frame": row["frame"], "cluster": row["cluster"], "label": row["label"],
@@ -1285,6 +1287,20 @@ def fit_sample_counts(sample: Sequence[dict[str, Any]], asked: int) -> dict[str,
     for s in sample:
         counts[fit_outcome(s["label"], s["fit"])] += 1
     return counts
+
+
+def _others_in_frame(result: SeriesResult, frame: int, cluster: int) -> list[tuple[float, float, float]]:
+    """The other clusters the series found in one frame, ``(x_px, y_px, diameter_A)`` each (the
+    detector's diameter [Å]): left out of a sampled cluster's fit, as ``classify --verify`` does."""
+    import numpy as np
+
+    t = result.frames
+    out = []
+    for i in np.flatnonzero(np.asarray(t["frame"]) == frame):
+        x, y, d = (float(t[c][i]) for c in ("x_px", "y_px", "diameter_nm"))
+        if int(t["cluster"][i]) != cluster and np.isfinite([x, y, d]).all():
+            out.append((x, y, _detected_diameter_A(d)))
+    return out
 
 
 def _run_starts(result: SeriesResult, k: int) -> list[dict[str, Any]]:
