@@ -291,8 +291,8 @@ class PixelSizeCalibration:
         """One line for the user."""
         if self.scale is None:
             fitted = ", ".join(str(k) for k in self.scales) or "none"
-            return (f"no cluster showed lattice fringes to calibrate the pixel size from (clusters tried: "
-                    f"{fitted}); {self.given_A:g} Å/px kept")
+            return (f"no cluster's lattice could calibrate the pixel size (no fringes, or no crystalline "
+                    f"model's columns on them; clusters tried: {fitted}); {self.given_A:g} Å/px kept")
         n = sum(v is not None for v in self.scales.values())
         seen = f"the lattice of {n} cluster{'' if n == 1 else 's'} against {self.element}'s"
         if not self.corrected:
