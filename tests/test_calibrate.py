@@ -58,7 +58,8 @@ def test_an_amorphous_cluster_gives_no_ruler() -> None:
     told = Image(img.data, TRUE_PX_A * 1.12)
     cal = calibrate_pixel_size(told, classify(told), element="Au")
     assert cal.scale is None and not cal.corrected and cal.pixel_size_A == told.pixel_size_A
-    assert "no cluster's lattice could calibrate the pixel size" in cal.message()
+    assert "cluster 0: no lattice fringes" in cal.message() and "kept" in cal.message()
+    assert cal.to_dict()["clusters"]["0"]["reason"] == "no_fringes"
 
 
 def test_cli_calibrate_notes_the_pixel_size_used_and_records_it(octahedron: Image, tmp_path, capsys) -> None:

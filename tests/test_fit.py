@@ -158,6 +158,7 @@ def test_extended_xyz_round_trip(tmp_path) -> None:
     assert back.get_chemical_symbols() == ["Au"] * f.n_atoms
     assert back.info["form"] == "cuboctahedron" and back.info["zone_axis"] == "[110]"
     assert np.allclose(np.reshape(back.info["rotation"], (3, 3)), f.rotation, atol=1e-6)
+    assert back.info["scale"] == pytest.approx(f.scale, abs=1e-4) and "fitted scale" in back.info["frame"]
 
 
 def test_noise_gives_no_fit_and_an_edge_cluster_a_reason() -> None:

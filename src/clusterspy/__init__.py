@@ -22,6 +22,7 @@ _LAZY = {
     "read_image": "clusterspy.io",
     "StructureFit": "clusterspy.fit",
     "verify_clusters": "clusterspy.workflows",
+    "calibrate_pixel_size": "clusterspy.workflows",
 }
 
 __all__ = ["__version__", "fit_structure", *_LAZY]

@@ -268,7 +268,9 @@ def file_rows(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "clusters": len(p["results"]), "labelled": sum(r["label"] != "unknown" for r in p["results"]),
              "pixel_size_A": p["info"].get("pixel_size_A"),
              "pixel_size_source": p["info"].get("pixel_size_source"),
-             "message": "; ".join(m for m in (p["message"], figure_message(p)) if m)}
+             "message": "; ".join(m for m in (p["message"], figure_message(p),
+                                              *(c["message"] for c in p["info"].get("calibration", ())))
+                                  if m)}
             for p in parts]
 
 

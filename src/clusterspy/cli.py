@@ -184,8 +184,9 @@ def classify(
     calibrate: Annotated[
         bool,
         typer.Option("--calibrate", help="Check the pixel size against the lattice of the crystalline "
-                     "clusters (--element's lattice constant; about a second per cluster, the three "
-                     "largest) and classify at the corrected pixel size when it is more than 5 % off."),
+                     "clusters (--element's lattice constant: a wrong element gives a wrong pixel size; "
+                     "the three largest clusters, a few seconds each, 20 s for a 6 nm particle) and classify "
+                     "at the corrected pixel size when it is more than 5 % off; a note says what was used."),
     ] = False,
 ) -> None:
     """Classify every cluster in each image (every frame of a multi-frame file).
@@ -242,7 +243,10 @@ def classify(
                        f"overrides the file's own calibration ({own:g} Å/px)", err=True)
         for cal in info.get("calibration", ()):
             frame = f" (frame {cal['frame']})" if info.get("frames", 1) > 1 else ""
-            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}", err=True)
+            file_px = info.get("file_pixel_size_A")
+            own = (" — over the file's own calibration" if cal["corrected"] and file_px
+                   and abs(file_px / cal["given_pixel_size_A"] - 1) < 0.01 else "")
+            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}{own}", err=True)
         if part.get("figure_error") or part.get("figure_note"):
             typer.echo(f"clusterspy: note: {part['file']}: {figure_message(part)}", err=True)
     for f in batch.failures():

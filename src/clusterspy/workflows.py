@@ -253,15 +253,15 @@ class PixelSizeCalibration:
     Attributes
     ----------
     given_A : float
-        The pixel size given [Å/px].
+        The pixel size given [Å/px] (the file's, or ``--pixel-size``).
     pixel_size_A : float
         The pixel size to use [Å/px]: ``given_A / scale`` when the lattice departs from the
         element's by more than :data:`CALIBRATION_TOLERANCE`, else ``given_A``.
     scale : float or None
-        The median of the clusters' lattice scales (:func:`clusterspy.fit.lattice_scale`); None when
-        no cluster showed its lattice.
-    scales : dict
-        ``{cluster: scale}`` of the clusters fitted (None: no lattice fringes).
+        The median of the clusters' lattice scales (:func:`clusterspy.fit.measure_lattice`); None
+        when no cluster's lattice gave one.
+    measurements : dict
+        ``{cluster: LatticeMeasurement}`` of the clusters measured.
     element : str
         The metal whose lattice constant was the ruler.
     at_bound : bool
@@ -271,7 +271,7 @@ class PixelSizeCalibration:
     given_A: float
     pixel_size_A: float
     scale: float | None
-    scales: dict[int, float | None]
+    measurements: dict[int, Any]
     element: str
     at_bound: bool = False
 
@@ -281,20 +281,36 @@ class PixelSizeCalibration:
         return self.pixel_size_A != self.given_A
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready summary."""
+        """JSON-ready summary (each cluster's ``scale``, ``lattice_ncc`` and ``reason``)."""
+        def r4(v: float | None) -> float | None:
+            return None if v is None else round(float(v), 4)
+
         return {"given_pixel_size_A": self.given_A, "pixel_size_A": round(self.pixel_size_A, 5),
-                "scale": None if self.scale is None else round(self.scale, 4),
-                "scales": {str(k): None if v is None else round(v, 4) for k, v in self.scales.items()},
-                "element": self.element, "at_bound": self.at_bound, "corrected": self.corrected}
+                "scale": r4(self.scale), "element": self.element, "at_bound": self.at_bound,
+                "corrected": self.corrected,
+                "clusters": {str(k): {"scale": r4(m.scale), "lattice_ncc": r4(m.lattice_ncc),
+                                      "fitted_scale": r4(m.fitted_scale), "reason": m.reason}
+                             for k, m in self.measurements.items()}}
 
     def message(self) -> str:
         """One line for the user."""
+        from clusterspy.fit.calibrate import LATTICE_NCC_MIN
+
+        ms = self.measurements
+        if not ms:
+            return (f"no cluster to measure the lattice of (every one cut by the edge, beside a neighbour or "
+                    f"unresolved); {self.given_A:g} Å/px kept")
         if self.scale is None:
-            fitted = ", ".join(str(k) for k in self.scales) or "none"
-            return (f"no cluster's lattice could calibrate the pixel size (no fringes, or no crystalline "
-                    f"model's columns on them; clusters tried: {fitted}); {self.given_A:g} Å/px kept")
-        n = sum(v is not None for v in self.scales.values())
-        seen = f"the lattice of {n} cluster{'' if n == 1 else 's'} against {self.element}'s"
+            words = {"no_fringes": "no lattice fringes (amorphous or unresolved)",
+                     "size": "too small or large to fit"}
+            why = [f"cluster {k}: no {self.element} model's columns line up with the data's within ±15 % of "
+                   f"{self.given_A:g} Å/px (best {m.lattice_ncc:.2f} < {LATTICE_NCC_MIN})"
+                   if m.reason == "columns_unmatched" else f"cluster {k}: {words[str(m.reason)]}"
+                   for k, m in ms.items()]
+            return (f"the pixel size could not be checked ({'; '.join(why)}): it may be more than 15 % off, "
+                    f"or the clusters not {self.element} (--element); {self.given_A:g} Å/px kept")
+        n = sum(m.scale is not None for m in ms.values())
+        seen = f"the lattice of {n} cluster{'' if n == 1 else 's'}, if {self.element} (--element),"
         if not self.corrected:
             return f"{seen} agrees with {self.given_A:g} Å/px (scale {self.scale:.3f}); kept"
         more = " or more (the fit's limit: check the calibration)" if self.at_bound else ""
@@ -314,10 +330,11 @@ def calibrate_pixel_size(
 
     The :data:`CALIBRATION_CLUSTERS` largest clusters of ``results`` that are neither cut by the
     edge, beside a neighbour, nor unresolved (:data:`CALIBRATING_REASONS`) get a short structure
-    fit of the crystalline models (:func:`clusterspy.fit.lattice_scale`, about a second each);
-    the median of their fitted scales, when it departs from 1 by more than
-    :data:`CALIBRATION_TOLERANCE`, corrects the pixel size. What ``classify --calibrate`` does
-    before it classifies the image again at the corrected pixel size.
+    fit of the crystalline models (:func:`clusterspy.fit.measure_lattice`: a few seconds each, 20
+    s for a 6 nm particle); the median of the scales that stand, when it departs from 1 by more
+    than :data:`CALIBRATION_TOLERANCE`, corrects the pixel size. What ``classify --calibrate`` does
+    before it classifies the image again at the corrected pixel size. The element is the ruler:
+    a wrong one gives a wrong pixel size (Pt's particle told Au: 7 % off).
 
     Parameters
     ----------
@@ -339,24 +356,24 @@ def calibrate_pixel_size(
     """
     import numpy as np
 
-    from clusterspy.fit import lattice_scale
+    from clusterspy.fit import measure_lattice
     from clusterspy.fit.search import SCALE_RANGE
     from clusterspy.io import as_image
 
     img = as_image(image, pixel_size_A)
     usable = sorted((r for r in results if r.reason in CALIBRATING_REASONS and r.diameter_nm is not None),
                     key=lambda r: -float(r.diameter_nm))[:CALIBRATION_CLUSTERS]
-    scales = {int(r.cluster): lattice_scale(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
-                                            element=element, microscope=microscope) for r in usable}
-    found = [v for v in scales.values() if v is not None]
+    measured = {int(r.cluster): measure_lattice(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
+                                                element=element, microscope=microscope) for r in usable}
+    found = [m.scale for m in measured.values() if m.scale is not None]
     given = float(img.pixel_size_A)
     if not found:
-        return PixelSizeCalibration(given, given, None, scales, element)
+        return PixelSizeCalibration(given, given, None, measured, element)
     scale = float(np.median(found))
     lo, hi = SCALE_RANGE
     at_bound = scale <= lo + 0.01 or scale >= hi - 0.01
     used = given / scale if abs(scale - 1.0) > CALIBRATION_TOLERANCE else given
-    return PixelSizeCalibration(given, used, scale, scales, element, at_bound)
+    return PixelSizeCalibration(given, used, scale, measured, element, at_bound)
 
 
 def _detected_diameter_A(diameter_nm: float) -> float:

@@ -12,6 +12,7 @@ prior and the sizes between the coarse ones: about a second per cluster.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from clusterspy.fit.api import (
@@ -39,9 +40,41 @@ CANDIDATES = 3
 LATTICE_NCC_MIN = 0.6
 
 
+@dataclass(frozen=True)
+class LatticeMeasurement:
+    """One cluster's lattice against the element's (:func:`measure_lattice`).
+
+    Attributes
+    ----------
+    scale : float or None
+        The pixel-size scale the lattice gives (the image's pixel size is best explained as
+        ``pixel_size / scale``); None when it gives none (``reason``).
+    lattice_ncc : float or None
+        :func:`clusterspy.fit.search.lattice_ncc` of the best crystalline model (None: not fitted).
+    fitted_scale : float or None
+        The best model's scale, standing or not.
+    reason : str or None
+        Why there is no scale: ``"size"`` (too small or large to fit), ``"no_fringes"`` (no
+        lattice fringes: amorphous or unresolved), ``"columns_unmatched"`` (no crystalline model's
+        columns line up with the data's within the fit's ±15 %: the pixel size may be further
+        off, the element wrong, or the particle unlike every model). None when ``scale`` stands.
+    """
+
+    scale: float | None
+    lattice_ncc: float | None = None
+    fitted_scale: float | None = None
+    reason: str | None = None
+
+
 def lattice_scale(image: Image, x_px: float, y_px: float, diameter_A: float, *, element: str = "Au",
                   microscope: Any = None) -> float | None:
-    """The scale of the best crystalline model of one cluster, or None when its lattice does not show.
+    """The scale of one cluster's lattice (:func:`measure_lattice`), or None when it gives none."""
+    return measure_lattice(image, x_px, y_px, diameter_A, element=element, microscope=microscope).scale
+
+
+def measure_lattice(image: Image, x_px: float, y_px: float, diameter_A: float, *, element: str = "Au",
+                    microscope: Any = None) -> LatticeMeasurement:
+    """The scale of the best crystalline model of one cluster, when its columns lie on the data's.
 
     Parameters
     ----------
@@ -60,28 +93,30 @@ def lattice_scale(image: Image, x_px: float, y_px: float, diameter_A: float, *, 
 
     Returns
     -------
-    float or None
-        The fitted scale, within :data:`clusterspy.fit.search.SCALE_RANGE` (a value at an end of
-        it says the error may be larger); None when the cluster shows no lattice fringes
-        (:data:`clusterspy.fit.api.FRINGE_PEAK_MAX`: amorphous, unresolved), when the best model's
-        columns do not lie on the data's (:data:`LATTICE_NCC_MIN`: its scale is then no
-        measurement), or when it is too small or large to fit.
+    LatticeMeasurement
+        Its ``scale`` lies within :data:`clusterspy.fit.search.SCALE_RANGE` (a value at an end of
+        it says the error may be larger); None when the cluster is too small or large to fit, shows
+        no lattice fringes (:data:`clusterspy.fit.api.FRINGE_PEAK_MAX`: amorphous, unresolved),
+        or its best model's columns do not lie on the data's (:data:`LATTICE_NCC_MIN`: its scale
+        is then no measurement).
     """
     microscope, z = _settings(element, microscope, None)
     size_A = diameter_A * DETECTED_TO_ATOMS
     n_guess = atoms_for_diameter(size_A, element)
     if not MIN_ATOMS <= n_guess <= MAX_ATOMS:
-        return None
+        return LatticeMeasurement(None, reason="size")
     if not _fringe_peak(image, x_px, y_px, diameter_A, resolved=True) >= FRINGE_PEAK_MAX:
-        return None
+        return LatticeMeasurement(None, reason="no_fringes")
     win, _ = make_window(image, x_px, y_px, size_A, microscope, z)
     crystals = tuple(f for f, (_, _, group) in FORMS.items() if group is not None)
     with one_blas_thread():
         coarse = coarse_search(win, coarse_models(crystals, n_guess, element), keep=2)
         if not coarse:
-            return None
+            return LatticeMeasurement(None, reason="size")
         first = max((refine(win, c, iterations=6) for c in coarse[:CANDIDATES]), key=lambda c: c.ncc)
         best = refine(win, first, iterations=MAX_ITERATIONS - 6)
-        if lattice_ncc(win, best) < LATTICE_NCC_MIN:
-            return None
-    return float(best.pose.scale)
+        lat = lattice_ncc(win, best)
+    scale = float(best.pose.scale)
+    if lat < LATTICE_NCC_MIN:
+        return LatticeMeasurement(None, lat, scale, "columns_unmatched")
+    return LatticeMeasurement(scale, lat, scale)

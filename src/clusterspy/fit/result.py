@@ -186,7 +186,11 @@ class StructureFit:
         return fit
 
     def write_xyz(self, path: str | Path) -> Path:
-        """Write the model as extended XYZ (ASE-readable; the fit's summary in the comment line)."""
+        """Write the model as extended XYZ (ASE-readable; the fit's summary in the comment line).
+
+        The positions are :attr:`atoms`' (the image frame, the fitted ``scale`` and scan distortion
+        applied: a lattice the pixel size got wrong is as wrong here); the comment line carries
+        ``scale``, ``aspect`` and ``shear`` so that the undistorted model can be recovered."""
         from ase.io import write
 
         if self.atoms is None:
@@ -198,6 +202,13 @@ class StructureFit:
             if v is not None:
                 atoms.info[k] = v
         atoms.info["rotation"] = np.asarray(self.rotation).ravel()
+        # the positions are in the image frame: the fitted scale and scan distortion applied (a lattice
+        # the pixel size got wrong by 13 % is 13 % off here too): say so beside them
+        for k in ("scale", "aspect", "shear"):
+            v = getattr(self, k)
+            if v is not None:
+                atoms.info[k] = round(float(v), 4)
+        atoms.info["frame"] = "image frame (column, row times the pixel size, in A), fitted scale applied"
         path = Path(path)
         tmp = path.with_name(path.name + ".tmp")
         write(str(tmp), atoms, format="extxyz")
