@@ -260,16 +260,17 @@ FIRST_ITERATIONS = 6
 FINALISTS = 2
 
 
-def coarse_models(forms: tuple[str, ...], n_atoms_guess: float, element: str) -> list[Model]:
+def coarse_models(forms: tuple[str, ...], n_atoms_guess: float, element: str,
+                  scales: tuple[float, ...] = COARSE_SCALES) -> list[Model]:
     """The models of the coarse search: of each form, the two nearest the estimated atom count, and
-    for every other scale ``s`` of :data:`clusterspy.fit.search.COARSE_SCALES` the one nearest
+    for every other scale ``s`` of ``scales`` (:data:`clusterspy.fit.search.COARSE_SCALES`) the one nearest
     ``n / s³`` (the size whose outline the data show if the pixel size is off by ``s``: at
     12 % off, a model of the estimated size matches the outline only at the wrong scale, where its
     lattice does not match, and the refinement's steps do not cross from one magic size to the next).
     Distinct models, by form."""
     out: dict[tuple, Model] = {}
     for f in forms:
-        for s in (1.0, *(s for s in COARSE_SCALES if s != 1.0)):
+        for s in (1.0, *(s for s in scales if s != 1.0)):
             for m in models_near(f, n_atoms_guess / s**3, element, spread=2.0, limit=2 if s == 1.0 else 1):
                 out.setdefault((m.form, m.params), m)
     return list(out.values())

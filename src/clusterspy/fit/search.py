@@ -236,29 +236,33 @@ def _normalise(x: np.ndarray) -> np.ndarray:
     return x / np.where(n > 0, n, 1.0)
 
 
-def _rotated_stack(win: Window) -> tuple[np.ndarray, ...]:
+def _rotated_stack(win: Window, scales: tuple[float, ...] | None = None) -> tuple[np.ndarray, ...]:
     """The data rotated by every in-plane angle and zoomed by every scale of the coarse search
-    (normalised pixels in the mask and amplitude spectra, float32), the angle [rad] and scale of each,
-    its taper and band; computed once per window."""
-    if "rotated" not in win.cache:
+    (``scales``, default :data:`COARSE_SCALES`; normalised pixels in the mask and amplitude spectra,
+    float32), the angle [rad] and scale of each, its taper and band; computed once per window and
+    set of scales."""
+    scales = COARSE_SCALES if scales is None else tuple(scales)
+    key = "rotated" if scales == COARSE_SCALES else ("rotated", scales)
+    if key not in win.cache:
         angles = np.radians(np.arange(0.0, 360.0, IN_PLANE_STEP_DEG))
-        rotated = _rotated_data(win, angles, COARSE_SCALES)
+        rotated = _rotated_data(win, angles, scales)
         rot_data = _normalise(rotated.reshape(len(rotated), -1)[:, win.mask.ravel()]).astype(np.float32)
         taper, band = _taper(win), _band(win)
         rot_spec = _spectra(rotated, taper, band).astype(np.float32)
-        every_angle = np.tile(angles, len(COARSE_SCALES))
-        every_scale = np.repeat(np.asarray(COARSE_SCALES, dtype=float), len(angles))
-        win.cache["rotated"] = (every_angle, every_scale, rot_data, rot_spec, taper, band)
-    return win.cache["rotated"]
+        every_angle = np.tile(angles, len(scales))
+        every_scale = np.repeat(np.asarray(scales, dtype=float), len(angles))
+        win.cache[key] = (every_angle, every_scale, rot_data, rot_spec, taper, band)
+    return win.cache[key]
 
 
-def coarse_search(win: Window, models: list[Model], keep: int = 3, zone_only: bool = False
-                  ) -> list[Candidate]:
+def coarse_search(win: Window, models: list[Model], keep: int = 3, zone_only: bool = False,
+                  scales: tuple[float, ...] | None = None) -> list[Candidate]:
     """The best ``keep`` candidates of every motif (distinct model or direction) over the library,
     and the best on a named zone axis of every crystalline motif (zone-axis images are common, and
     their coarse score suffers most from a few degrees of in-plane error). ``zone_only``: search
-    the named zone axes only (crystalline models only)."""
-    angles, scales, rot_data, rot_spec, taper, band = _rotated_stack(win)
+    the named zone axes only (crystalline models only). ``scales``: the data's zooms (default
+    :data:`COARSE_SCALES`)."""
+    angles, scales, rot_data, rot_spec, taper, band = _rotated_stack(win, scales)
     mask = win.mask.ravel()
     cx_A, cy_A = (c * win.pixel_size_A for c in win.centre_px)
     found: list[Candidate] = []
