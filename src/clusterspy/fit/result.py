@@ -57,7 +57,8 @@ class StructureFit:
         The named axis along the beam (``"5-fold"``, ``"3-fold"``, ``"2-fold"``, ``"[100]"``,
         ``"[110]"``, ``"[111]"``), ``None`` when more than 5° from every one.
     zone_axis_off_deg : float or None
-        Angle [deg] between the beam and the nearest named axis.
+        Angle [deg] between the beam and the nearest named axis; 0 when the zone-axis prior held the
+        beam on the axis (:func:`clusterspy.fit.api.zone_prior`: a pose, not a measurement of tilt).
     atoms : ase.Atoms or None
         The model in the image frame [Å]: x = column × pixel size, y = row × pixel size (input
         image, origin at the centre of pixel (0, 0)), z along the beam from the entrance surface;
