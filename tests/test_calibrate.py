@@ -1,5 +1,5 @@
 """``classify --calibrate``: the pixel size checked against the clusters' lattice
-(:func:`clusterspy.fit.lattice_scale`, :func:`clusterspy.workflows.calibrate_pixel_size`)."""
+(:func:`clusterspy.fit.measure_lattice`, :func:`clusterspy.workflows.calibrate_pixel_size`)."""
 
 from __future__ import annotations
 
@@ -74,9 +74,9 @@ def test_cli_calibrate_notes_the_pixel_size_used_and_records_it(octahedron: Imag
     assert "says the pixel size is 0.35" in err and "classified at" in err
     settings = json.loads((out / "settings.json").read_text())
     assert settings["calibrate"] is True and settings["element"] == "Au"
-    files = (out / "files.csv").read_text().splitlines()
-    assert files[1].split(",")[5:7] == [f"{float(files[1].split(',')[5]):g}", "lattice"]
-    assert float(files[1].split(",")[5]) == pytest.approx(TRUE_PX_A, rel=0.03)
+    row = (out / "files.csv").read_text().splitlines()[1].split(",")
+    assert row[6] == "lattice"  # pixel_size_source
+    assert float(row[5]) == pytest.approx(TRUE_PX_A, rel=0.03)  # pixel_size_A: the one used
     # the folder's results were calibrated: a rerun without --calibrate is refused, in one line
     assert main(["classify", str(path), "--pixel-size", f"{TRUE_PX_A * 1.12:g}", "--out", str(out)]) == 2
     assert "--calibrate True → default" in capsys.readouterr().err

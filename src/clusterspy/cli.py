@@ -243,10 +243,9 @@ def classify(
                        f"overrides the file's own calibration ({own:g} Å/px)", err=True)
         for cal in info.get("calibration", ()):
             frame = f" (frame {cal['frame']})" if info.get("frames", 1) > 1 else ""
-            file_px = info.get("file_pixel_size_A")
-            own = (" — over the file's own calibration" if cal["corrected"] and file_px
-                   and abs(file_px / cal["given_pixel_size_A"] - 1) < 0.01 else "")
-            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}{own}", err=True)
+            over = (" — over the file's own calibration" if cal["corrected"] and own
+                    and abs(own / cal["given_pixel_size_A"] - 1) < 0.01 else "")
+            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}{over}", err=True)
         if part.get("figure_error") or part.get("figure_note"):
             typer.echo(f"clusterspy: note: {part['file']}: {figure_message(part)}", err=True)
     for f in batch.failures():

@@ -11,7 +11,7 @@ point group (``symmetry.py``: I_h, D_5h, O_h, and C_s for twinned fcc).
 from __future__ import annotations
 
 from clusterspy.fit.api import fit_cluster, fit_structure, fit_window, make_window
-from clusterspy.fit.calibrate import LatticeMeasurement, lattice_scale, measure_lattice
+from clusterspy.fit.calibrate import LatticeMeasurement, measure_lattice
 from clusterspy.fit.result import FIT_REASONS, StructureFit
 from clusterspy.fit.symmetry import misorientation_deg, point_group, reduce_rotation, zone_axis
 
@@ -22,7 +22,6 @@ __all__ = [
     "fit_cluster",
     "fit_structure",
     "fit_window",
-    "lattice_scale",
     "make_window",
     "measure_lattice",
     "misorientation_deg",

@@ -81,12 +81,6 @@ class LatticeMeasurement:
     reason: str | None = None
 
 
-def lattice_scale(image: Image, x_px: float, y_px: float, diameter_A: float, *, element: str = "Au",
-                  microscope: Any = None) -> float | None:
-    """The scale of one cluster's lattice (:func:`measure_lattice`), or None when it gives none."""
-    return measure_lattice(image, x_px, y_px, diameter_A, element=element, microscope=microscope).scale
-
-
 def measure_lattice(image: Image, x_px: float, y_px: float, diameter_A: float, *, element: str = "Au",
                     microscope: Any = None) -> LatticeMeasurement:
     """The scale of the best crystalline model of one cluster, when its columns lie on the data's.

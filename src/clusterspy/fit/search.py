@@ -242,7 +242,7 @@ def _rotated_stack(win: Window, scales: tuple[float, ...] | None = None) -> tupl
     float32), the angle [rad] and scale of each, its taper and band; computed once per window and
     set of scales."""
     scales = COARSE_SCALES if scales is None else tuple(scales)
-    key = "rotated" if scales == COARSE_SCALES else ("rotated", scales)
+    key = ("rotated", scales)
     if key not in win.cache:
         angles = np.radians(np.arange(0.0, 360.0, IN_PLANE_STEP_DEG))
         rotated = _rotated_data(win, angles, scales)
