@@ -84,6 +84,11 @@ def _run(image: np.ndarray, px: float, model: Any, element: str = "Au", **kw: An
         return [], type(exc).__name__
 
 
+def _judged_by(model: Any, r: Any) -> Any:
+    """The model (of the size-routed default, or the one) that judged result ``r``."""
+    return next((m for m in getattr(model, "models", (model,)) if m.card.id == r.model), model)
+
+
 def _rotate(img: np.ndarray, deg: float) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -121,6 +126,7 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
     wrong_labels: dict[str, int] = {}
     base_labels = []
     reasons: dict[str, int] = {}
+    judged_by: dict[str, int] = {}  # the size-routed default: which model judged each test cluster
     for deg in ROTATIONS_DEG:
         for s in SCALES:
             if deg and s != 1.0:
@@ -137,6 +143,8 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
                     base_labels.append(lab)
                     key = (r.reason if r is not None else "no_cluster") or "accepted"
                     reasons[key] = reasons.get(key, 0) + 1
+                if r is not None:
+                    judged_by[str(r.model)] = judged_by.get(str(r.model), 0) + 1
             per_condition[f"rot{deg:03d}_px{s:.2f}"] = float(np.mean(hits))
             wrong_labels[f"rot{deg:03d}_px{s:.2f}"] = wrong
     base = np.array(base_labels, dtype=object)
@@ -146,6 +154,7 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
     out["accuracy_on_accepted"] = float(correct[accepted].mean()) if accepted.any() else None
     out["accuracy_unknown_wrong"] = float(correct.mean())
     out["reasons"] = reasons
+    out["judged_by"] = judged_by  # over all conditions
     out["accuracy_by_condition"] = per_condition
     rot = [v for k, v in per_condition.items() if k.endswith("px1.00")]
     out["rotation_accuracy_min"] = float(min(rot))
@@ -173,12 +182,13 @@ def sizes_part(model: Any) -> dict:
         return {"skipped": "no size images: run python benchmarks/domain_sets.py"}
     x, y, metas = load(p, partial=True)
     d_nm = np.array([m["diameter_A"] / 10 for m in metas])
-    labels, reasons, size_ratio = [], [], []
+    labels, reasons, size_ratio, judged_by = [], [], [], []
     for img, m in zip(x, metas, strict=True):
         res, why = _run(img, IMAGE_PX_A, model, m["element"])
         r = _central(res, img.shape)
         labels.append(r.label if r is not None else "unknown")
         reasons.append((r.reason if r is not None else why) or "accepted")
+        judged_by.append(str(r.model).split("@")[0] if r is not None else "none")
         if r is not None:  # reported diameter (detector × DETECTED_TO_PROJECTED) / the atoms' hull
             size_ratio.append(10.0 * r.diameter_nm / m["diameter_A"])
     truth = np.array([CLASSES[k] for k in y], dtype=object)
@@ -189,9 +199,11 @@ def sizes_part(model: Any) -> dict:
         m = (d_nm >= lo) & (d_nm < hi)
         if m.any():
             rs = np.array(reasons, dtype=object)[m]
+            js = np.array(judged_by, dtype=object)[m]
             by[f"{lo}-{hi} nm"] = {"n": int(m.sum()), "accuracy_unknown_wrong": float(correct[m].mean()),
                                    "accepted": float(np.mean(rs == "accepted")),
-                                   "reasons": {k: int(np.sum(rs == k)) for k in set(rs)}}
+                                   "reasons": {k: int(np.sum(rs == k)) for k in set(rs)},
+                                   "judged_by": {k: int(np.sum(js == k)) for k in set(js)}}
     return {"n_images": len(y), "by_diameter": by, "accuracy_unknown_wrong": float(correct.mean()),
             "reported_over_true_diameter": {"median": float(np.median(size_ratio)),
                                             "p10_p90": np.percentile(size_ratio, [10, 90]).tolist()}}
@@ -342,10 +354,11 @@ def real_part(model: Any) -> dict:
         r = max(res, key=lambda q: q.diameter_nm or 0) if res else None
         entry: dict[str, Any] = {"refused": why}
         if r is not None:
-            field_A = model.crop_px * model.crop_pixel_size_A(10 * r.diameter_nm)
+            judge = _judged_by(model, r)
+            field_A = judge.crop_px * judge.crop_pixel_size_A(10 * r.diameter_nm)
             cols = z["column_xy_A"]
             extent_A = float(np.max(np.ptp(cols, axis=0))) + 3.0  # columns' span + a column
-            entry.update({"label": r.label, "reason": r.reason, "confidence": r.confidence,
+            entry.update({"label": r.label, "reason": r.reason, "confidence": r.confidence, "model": r.model,
                           "diameter_nm": r.diameter_nm, "crop_field_A": field_A,
                           "particle_extent_A (StatSTEM columns)": extent_A,
                           "crop_holds_particle": bool(field_A >= extent_A)})
@@ -414,10 +427,10 @@ def main(argv: list[str] | None = None) -> dict:
                     "domain_calibrated.json)")
     a = ap.parse_args(argv)
     CALIBRATE["on"] = a.calibrate
-    from clusterspy.predict import load_model
+    from clusterspy.predict import load_model, model_summary
 
     model = load_model(a.model)
-    out: dict[str, Any] = {"model": model.card.summary(), "command": "python benchmarks/domain.py "
+    out: dict[str, Any] = {"model": model_summary(model), "command": "python benchmarks/domain.py "
                            + " ".join(argv if argv is not None else sys.argv[1:])}
     parts = a.parts.split(",")
     steps = (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),

@@ -102,7 +102,7 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     assert isinstance(records, list) and len(records) == 1
     record = records[0]
     assert set(record) == {"file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason",
-                           "confidence", "probabilities", "ood_distance"}
+                           "confidence", "probabilities", "ood_distance", "model"}
     assert (record["reason"] is None) == (record["label"] != "unknown")
     assert set(record["probabilities"]) == set(CLASSES)
     assert abs(sum(record["probabilities"].values()) - 1) < 1e-4

@@ -17,7 +17,7 @@ from clusterspy.predict import DEFAULT_MODEL, ClusterResult, load_model, normali
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="no shipped weights")
 
 KEYS = {"file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
-        "probabilities", "ood_distance"}
+        "probabilities", "ood_distance", "model"}
 
 
 def test_card_and_probabilities():
@@ -114,8 +114,8 @@ def test_predict_path_imports_no_torch():
 
 
 def test_shipped_models_load_by_name():
-    default = load_model()
-    assert load_model(default.card.name) is default  # "isomernet-v2", the default, by its name
+    default = load_model()  # isomernet-v2, and isomernet-v3 for the clusters outside its sizes
+    assert load_model(default.card.name) is default.primary  # "isomernet-v2" by its name: that model alone
     v3 = load_model("isomernet-v3")
     assert v3.card.name == "isomernet-v3" and v3.card.id != default.card.id
     with pytest.raises(InputFileError, match="not found"):

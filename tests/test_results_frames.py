@@ -47,7 +47,7 @@ def results_from_dataframe(df) -> list[ClusterResult]:
             file=text(d["file"]), frame=int(d["frame"]), cluster=int(d["cluster"]), x_px=float(d["x_px"]),
             y_px=float(d["y_px"]), label=text(d["label"]), confidence=num(d["confidence"]),
             probabilities=None if None in probs.values() else probs, diameter_nm=num(d["diameter_nm"]),
-            reason=text(d["reason"]), ood_distance=num(d["ood_distance"])))
+            reason=text(d["reason"]), ood_distance=num(d["ood_distance"]), model=text(d["model"])))
     return out
 
 
@@ -105,3 +105,11 @@ def test_series_dataframe_indexed_by_frame():
             assert list(got) == list(want)
     f0 = int(res.frames["frame"][0])  # one cluster in the example: a frame is one row
     assert df.loc[f0, "label"] == res.frames["label"][0] and df.loc[f0, "x_px"] == res.frames["x_px"][0]
+
+
+def test_results_csv_has_the_columns_of_the_table():
+    """``results.csv`` (workflows) and :meth:`ClusterResults.table` (predict) name the same columns:
+    two definitions, one list (the ``model`` column was added to both)."""
+    from clusterspy import workflows
+
+    assert workflows.RESULT_COLUMNS == RESULT_COLUMNS and RESULT_COLUMNS[-1] == "model"

@@ -558,7 +558,7 @@ def run_batch(
     """
     import sys
 
-    from clusterspy.predict import load_model
+    from clusterspy.predict import load_model, model_summary
 
     files = expand_inputs(paths)
     if out is not None:  # never read our own outputs as inputs (--out inside a folder given)
@@ -585,7 +585,7 @@ def run_batch(
         lock = outdir.acquire(out_dir, "clusterspy classify")
     try:
         if out_dir is not None:
-            files, cfg, done = _prepare_out(out_dir, files, cfg, model.card.summary(), restart)
+            files, cfg, done = _prepare_out(out_dir, files, cfg, model_summary(model), restart)
             stems = _unique_stems(files)
         todo = [f for f in files if not _is_done(done.get(file_key(f)), file_identity(f))]
         engine = ("dask" if scheduler else "in-process" if _local_workers(workers) == 1 or len(todo) <= 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -39,10 +40,10 @@ WEIGHTS_DIR = DEFAULT_MODEL_DIR
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
-    "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS", "ClusterResult",
-    "ClusterResults", "Model", "classify", "detection_range_A", "dihedral_views", "load_model",
-    "normalise_crops", "sha256_file", "shipped_model_covering", "shipped_models", "softmax",
-    "table_confidence",
+    "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
+    "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify", "detection_range_A",
+    "dihedral_views", "load_model", "model_id", "model_summary", "normalise_crops", "sha256_file",
+    "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
 ]
 
 
@@ -145,27 +146,119 @@ class Model(OnnxNetwork):
         )
 
 
+class ModelsBySize:
+    """Shipped models chosen cluster by cluster by size: the first whose domain covers it.
+
+    The default of :func:`load_model` (no path): ``isomernet-v2`` judges the clusters its domain
+    covers (1.2–3.3 nm), and a cluster it would call ``too_small`` or ``too_large`` goes to
+    ``isomernet-v3`` (0.9–8 nm, its field chosen from the diameter) when that model covers it.
+    Each result records the model that judged it (:attr:`ClusterResult.model`).
+
+    Everything else — :attr:`card`, :meth:`infer`, :meth:`crop_pixel_size_A`, the image checks —
+    is the first model's: code that takes one model (the series pipeline, the structure fit's
+    detection) uses the first model alone.
+
+    Parameters
+    ----------
+    models : sequence of Model
+        In order of preference; the first is the primary.
+    """
+
+    def __init__(self, models: Sequence[Model]) -> None:
+        if not models:
+            raise ValueError("ModelsBySize needs at least one model")
+        self.models: tuple[Model, ...] = tuple(models)
+
+    @property
+    def primary(self) -> Model:
+        """The first model: its card, geometry and calibration are this object's."""
+        return self.models[0]
+
+    @property
+    def id(self) -> str:
+        """The models' identities joined by ``+`` (``isomernet-v2@…+isomernet-v3@…``)."""
+        return "+".join(m.card.id for m in self.models)
+
+    def summary(self) -> dict[str, Any]:
+        """The identity recorded with every output: the primary's card summary, ``id`` of all the
+        models and each model's summary under ``by_size``."""
+        return {**self.primary.card.summary(), "id": self.id,
+                "by_size": [m.card.summary() for m in self.models]}
+
+    def covering(self, diameter_A: float) -> Model | None:
+        """The first model whose domain's diameter range holds ``diameter_A`` [Å], or None."""
+        for m in self.models:
+            lo, hi = (10.0 * float(v) for v in m.card.domain.get("diameter_nm", [0.0, np.inf]))
+            if lo <= diameter_A <= hi:
+                return m
+        return None
+
+    def __getattr__(self, name: str) -> Any:  # the primary's card, inference, geometry
+        if name == "models":
+            raise AttributeError(name)
+        return getattr(self.models[0], name)
+
+    def __repr__(self) -> str:
+        return "ModelsBySize(" + ", ".join(m.card.name for m in self.models) + ")"
+
+
+def model_summary(model: Model | ModelsBySize) -> dict[str, Any]:
+    """What every output records of the model(s) used (:meth:`ModelCard.summary`, or
+    :meth:`ModelsBySize.summary` for the size-routed default)."""
+    return model.summary() if isinstance(model, ModelsBySize) else model.card.summary()
+
+
+def model_id(model: Model | ModelsBySize) -> str:
+    """``name@sha12`` of a model, or the ``+``-joined ids of the size-routed default."""
+    return model.id if isinstance(model, ModelsBySize) else model.card.id
+
+
 @lru_cache(maxsize=8)
 def _load_cached(path: str, mtime: float, card_mtime: float) -> Model:
     p = Path(path)
     return Model(p, ModelCard.read(p))
 
 
-def load_model(path: str | Path | None = None) -> Model:
+def load_model(path: str | Path | None = None) -> Model | ModelsBySize:
     """Load (and cache) an ONNX isomer model with its model card, verifying its SHA-256.
 
     Parameters
     ----------
     path : path or str, optional
         An ``.onnx`` file (its card is ``model_card.json`` or ``<stem>.json`` next to it), a
-        folder holding ``model.onnx``, or the name of a shipped model (``"isomernet-v2"``, the
-        default, or ``"isomernet-v3"``); default: the weights shipped in ``clusterspy/weights``.
+        folder holding ``model.onnx``, or the name of a shipped model (``"isomernet-v2"`` or
+        ``"isomernet-v3"``): that model alone. Default: the shipped models chosen by cluster size
+        (:class:`ModelsBySize`: ``isomernet-v2``, then ``isomernet-v3`` for the clusters too small
+        or too large for it), or the default weights alone where no other model is shipped.
 
     Raises
     ------
     InputFileError
         If the file or its card is missing, or a SHA-256 does not match.
     """
+    if path is None:
+        primary = _load_one(None)
+        wide = [_load_one(p) for name, p in shipped_models().items()
+                if p != DEFAULT_MODEL and name in BY_SIZE]
+        if not wide:
+            return primary
+        key = (primary, *wide)  # the cached models: one ModelsBySize for them
+        if key not in _BY_SIZE_CACHE:
+            _BY_SIZE_CACHE.clear()
+            _BY_SIZE_CACHE[key] = ModelsBySize(key)
+        return _BY_SIZE_CACHE[key]
+    return _load_one(path)
+
+
+_BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
+
+
+#: Shipped models that judge, after the default one, the clusters outside its sizes
+#: (:class:`ModelsBySize`), in order.
+BY_SIZE: tuple[str, ...] = ("isomernet-v3",)
+
+
+def _load_one(path: str | Path | None) -> Model:
     p = Path(path) if path is not None else DEFAULT_MODEL
     if path is not None and not p.exists():
         p = _shipped_by_name(str(path)) or p
@@ -249,6 +342,9 @@ class ClusterResult:
     decided before inference: too small or large, cut by the edge, a neighbour in view, not
     resolved).
 
+    ``model`` is the id (``name@sha12``) of the model whose domain and network judged the
+    cluster: with the size-routed default (:class:`ModelsBySize`) it says which one.
+
     ``fit`` is set only when the label was checked by a structure fit (``clusterspy classify
     --verify``, :func:`clusterspy.workflows.verify_clusters`): ``{"isomer", "form", "ncc",
     "zone_axis", "reason", "note"}`` of the fit (:data:`FIT_FIELDS`; all None for a cluster not fitted
@@ -267,6 +363,7 @@ class ClusterResult:
     reason: str | None = None
     ood_distance: float | None = None
     fit: dict[str, Any] | None = None
+    model: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``clusterspy classify --format json`` (``fit_<field>`` keys only
@@ -284,6 +381,7 @@ class ClusterResult:
             "confidence": None if self.confidence is None else float(self.confidence),
             "probabilities": None if not probs else {c: float(probs[c]) for c in CLASSES},
             "ood_distance": None if self.ood_distance is None else round(float(self.ood_distance), 3),
+            "model": self.model,
         }
         if self.fit is not None:
             d.update({f"fit_{k}": self.fit.get(k) for k in FIT_FIELDS})
@@ -311,7 +409,7 @@ def table_confidence(label: str, reason: str | None, confidence: float | None) -
 #: Columns of :meth:`ClusterResults.table` (``p_<class>`` for each of :data:`CLASSES`).
 RESULT_COLUMNS: tuple[str, ...] = (
     "file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
-    *(f"p_{c}" for c in CLASSES), "ood_distance",
+    *(f"p_{c}" for c in CLASSES), "ood_distance", "model",
 )
 
 
@@ -506,7 +604,7 @@ def classify(
         If no cluster is found; the message says what was there.
     """
     from clusterspy.detection import detect_clusters
-    from clusterspy.domain import DETECTED_TO_PROJECTED, check_image, cluster_reasons, particle_diameter_A
+    from clusterspy.domain import DETECTED_TO_PROJECTED, cluster_reasons, particle_diameter_A
     from clusterspy.errors import ConfigError
 
     if pixel_size is not None:
@@ -515,22 +613,24 @@ def classify(
         pixel_size_A = pixel_size_A if pixel_size_A is not None else pixel_size
     if border not in ("flag", "skip"):
         raise ConfigError(f"border must be 'flag' or 'skip', got {border!r}")
-    mdl = model if isinstance(model, Model) else load_model(model)
+    mdl = model if isinstance(model, (Model, ModelsBySize)) else load_model(model)
     img, name = _as_image(image, pixel_size_A, signal)
-    card = mdl.card
-    lo_A, hi_A = _size_range_A(card, min_size_nm, max_size_nm)
-    check_image(img, card.domain, contrast=contrast)  # type: ignore[arg-type]
-    # detection always looks at the model's whole range (so that a large particle is seen whole,
+    models = _usable_models(img, mdl, contrast)
+    ranges = [_size_range_A(m.card, min_size_nm, max_size_nm) for m in models]
+    lo_A, hi_A = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    # detection always looks at the models' whole range (so that a large particle is seen whole,
     # not as fragments above a background estimated too small), then keeps the user's range
-    det_lo, det_hi = detection_range_A(card)
+    det = [detection_range_A(m.card) for m in models]
+    det_lo, det_hi = min(d[0] for d in det), max(d[1] for d in det)
     detections = detect_clusters(img, min_diameter_A=min(lo_A / DETECTED_TO_PROJECTED, det_lo),
                                  max_diameter_A=max(hi_A / DETECTED_TO_PROJECTED, det_hi),
                                  exclude_border=False, polarity="bright")
     # the domain reasons see every cluster found (a neighbour outside the user's size range is
     # still a neighbour); the user's range and border choice only select what is reported
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
-    reasons = cluster_reasons(img, detections, card.domain, diameters_A=diam,
-                              field_A=[card.crop_px * card.crop_pixel_size_A(D) for D in diam])
+    reasons = [cluster_reasons(img, detections, m.card.domain, diameters_A=diam,
+                               field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam])
+               for m in models]
     rows, cols = img.shape
     in_range = [i for i in range(len(detections)) if lo_A <= diam[i] <= hi_A]
     keep = [i for i in in_range if border == "flag" or (
@@ -539,36 +639,100 @@ def classify(
     if not keep:
         raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast,
                                                  skipped_at_edge=len(in_range)))
-    return judge(img, [detections[i] for i in keep], mdl, file=file if file is not None else name,
-                 frame=frame, reasons=[reasons[i] for i in keep])
+    return _judge_by_size(img, [detections[i] for i in keep], models, file=file if file is not None else name,
+                          frame=frame, reasons=[[r[i] for i in keep] for r in reasons])
 
 
-def judge(image: Image, detections: list[Any], model: Model, *, file: str | None = None,
+#: Reasons that send a cluster to the next model of :class:`ModelsBySize`.
+_SIZE_REASONS = ("too_small", "too_large")
+
+
+def _usable_models(img: Image, model: Model | ModelsBySize, contrast: str) -> tuple[Model, ...]:
+    """The models (the size-routed ones in order, or the one) whose domain accepts the whole image;
+    the first model's :class:`OutOfDomainError` when none does."""
+    from clusterspy.domain import check_image
+    from clusterspy.errors import OutOfDomainError
+
+    models = model.models if isinstance(model, ModelsBySize) else (model,)
+    usable, first_error = [], None
+    for m in models:
+        try:
+            check_image(img, m.card.domain, contrast=contrast)  # type: ignore[arg-type]
+        except OutOfDomainError as exc:
+            first_error = first_error or exc
+            continue
+        usable.append(m)
+    if not usable:
+        raise first_error  # type: ignore[misc]
+    return tuple(usable)
+
+
+def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, file: str | None = None,
           frame: int = 0, reasons: list[str | None] | None = None) -> ClusterResults:
     """Domain checks, inference and the label rule for clusters already found in an image.
 
     Clusters with a reason decided before inference (:func:`clusterspy.domain.cluster_reasons`)
     are not shown to the network; the others get calibrated probabilities, an
     out-of-distribution distance (when the model has OOD statistics) and a label, or
-    ``"unknown"`` with ``"out_of_distribution"`` or ``"low_confidence"``.
+    ``"unknown"`` with ``"out_of_distribution"`` or ``"low_confidence"``. With the size-routed
+    default (:class:`ModelsBySize`) each cluster is judged by the first model that does not find
+    it too small or too large; ``reasons`` (the pre-inference reasons of one model) is for a
+    single model only.
     """
+    models = model.models if isinstance(model, ModelsBySize) else (model,)
+    if reasons is not None and len(models) > 1:
+        raise ValueError("judge(reasons=...) is for a single model, not ModelsBySize")
+    return _judge_by_size(image, detections, models, file=file, frame=frame,
+                          reasons=None if reasons is None else [list(reasons)])
+
+
+def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model], *, file: str | None,
+                   frame: int, reasons: list[list[str | None]] | None) -> ClusterResults:
+    """:func:`judge` over models in order of preference (``reasons``: one list per model): each
+    cluster goes to the first model whose domain covers its size (else to the first model)."""
+    from clusterspy.domain import cluster_reasons, particle_diameter_A
+
+    diam = [particle_diameter_A(d.diameter_A) for d in detections]
+    if reasons is None:
+        reasons = [cluster_reasons(image, detections, m.card.domain, diameters_A=diam,
+                                   field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam])
+                   for m in models]
+    chosen = [next((j for j in range(len(models)) if reasons[j][i] not in _SIZE_REASONS), 0)
+              for i in range(len(detections))]
+    judged: dict[int, tuple] = {}
+    for j, m in enumerate(models):
+        idx = [i for i, c in enumerate(chosen) if c == j]
+        if idx:
+            verdicts = _judge_one(image, [detections[i] for i in idx], [diam[i] for i in idx],
+                                  [reasons[j][i] for i in idx], m)
+            judged.update(zip(idx, verdicts, strict=True))
+    results = ClusterResults()
+    for i, d in enumerate(detections):
+        label, conf, p, reason, od = judged[i]
+        results.append(ClusterResult(
+            file=file, frame=frame, cluster=i, x_px=float(d.x_px), y_px=float(d.y_px),
+            label=label, confidence=conf, probabilities=p, diameter_nm=diam[i] / 10.0,
+            reason=reason, ood_distance=od, model=models[chosen[i]].card.id,
+        ))
+    return results
+
+
+def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: list[str | None],
+               model: Model) -> list[tuple]:
+    """``(label, confidence, probabilities, reason, ood_distance)`` of each cluster, by one model."""
     from clusterspy.detection import crop_cluster
-    from clusterspy.domain import cluster_reasons, judge_probabilities, particle_diameter_A
+    from clusterspy.domain import judge_probabilities
 
     card = model.card
-    diam = [particle_diameter_A(d.diameter_A) for d in detections]
-    field_A = [card.crop_px * card.crop_pixel_size_A(D) for D in diam]
-    if reasons is None:
-        reasons = cluster_reasons(image, detections, card.domain, field_A=field_A, diameters_A=diam)
     todo = [i for i, r in enumerate(reasons) if r is None]
     probs = dist = None
     if todo:
         crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(diam[i]), card.crop_px)
                           for i in todo])
         probs, dist = model.infer(crops)
-    results = ClusterResults()
+    out = []
     k = 0
-    for i, d in enumerate(detections):
+    for i in range(len(detections)):
         reason = reasons[i]
         conf = p = od = None
         label = UNKNOWN
@@ -582,9 +746,5 @@ def judge(image: Image, detections: list[Any], model: Model, *, file: str | None
                 pi, unknown_threshold=card.unknown_threshold, ood_distance=od,
                 ood_threshold=model.ood_threshold, diameter_A=diam[i],
                 amorphous_max_A=10.0 * float(card.domain.get("amorphous_max_diameter_nm", np.inf)))
-        results.append(ClusterResult(
-            file=file, frame=frame, cluster=i, x_px=float(d.x_px), y_px=float(d.y_px),
-            label=label, confidence=conf, probabilities=p, diameter_nm=diam[i] / 10.0,
-            reason=reason, ood_distance=od,
-        ))
-    return results
+        out.append((label, conf, p, reason, od))
+    return out

@@ -45,6 +45,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     "confidence",
     *(f"p_{c}" for c in CLASSES),
     "ood_distance",
+    "model",
 )
 
 #: Columns added to ``results.csv`` when the labels were verified by a structure fit
@@ -701,11 +702,15 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     verified = any(r.fit is not None for r in results)
     if fmt == "csv":
         return _csv_text(rows, (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS)
-    width = 19 if verified else 0  # the reason column, padded when the fit's columns follow it
+    # the model column only when the size-routed default used more than one model
+    by_model = len({row.get("model") for row in rows}) > 1
+    width = 19 if verified or by_model else 0  # the reason column, padded when columns follow it
     header = (f"{'file':<28} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7} {'d_nm':>5}  "
               f"{'label':<12} {'conf':>5}  {'reason':<{width}}")
     if verified:
         header += f"  {'fit':<12} {'ncc':>4}  fit_reason"
+    elif by_model:
+        header += "  model"
     lines = [header, "-" * len(header)]
     for row in rows:
         name = _file_cell(row["file"])
@@ -714,7 +719,11 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
         line = (f"{name:<28} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
                 f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or '':<{width}}")
-        lines.append((line + _fit_cells(row)).rstrip() if verified else line)
+        if verified:
+            line = (line + _fit_cells(row)).rstrip()
+        elif by_model:
+            line += "  " + str(row.get("model") or "").split("@")[0]
+        lines.append(line)
     return "\n".join(lines)
 
 

@@ -26,7 +26,7 @@ from .style import caption, colour
 __all__ = ["add_to_signal", "image_from_signal", "results_from_signal", "signal_from_image", "to_markers"]
 
 #: Columns of the table stored in ``signal.metadata.ClusterSpy.results`` that are text.
-_TEXT_COLUMNS = ("file", "label", "reason")
+_TEXT_COLUMNS = ("file", "label", "reason", "model")
 #: Integer columns of that table.
 _INT_COLUMNS = ("frame", "cluster")
 
@@ -187,7 +187,7 @@ def results_from_signal(signal: Any) -> ClusterResults:
     if not signal.metadata.has_item("ClusterSpy.results"):
         raise ImageDataError("this signal carries no ClusterSpy results (add them with add_to_signal)")
     tab = signal.metadata.ClusterSpy.results.as_dictionary()
-    missing = [c for c in RESULT_COLUMNS if c not in tab]
+    missing = [c for c in RESULT_COLUMNS if c not in tab and c != "model"]  # "model": since 0.x
     if missing:
         raise ImageDataError(f"the ClusterSpy results of this signal lack the columns {missing}")
     n = len(tab["label"])
@@ -205,5 +205,6 @@ def results_from_signal(signal: Any) -> ClusterResults:
             confidence=num("confidence", i),
             probabilities=None if any(v is None for v in probs.values()) else probs,  # type: ignore[misc]
             diameter_nm=num("diameter_nm", i), reason=str(tab["reason"][i]) or None,
-            ood_distance=num("ood_distance", i)))
+            ood_distance=num("ood_distance", i),
+            model=str(tab["model"][i]) or None if "model" in tab else None))
     return out

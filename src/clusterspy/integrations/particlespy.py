@@ -12,6 +12,8 @@ the model's pixel size and sets on every particle the properties
 - ``"diameter_nm"`` — its projected diameter, in nm,
 - ``"p_icosahedral"``, ``"p_decahedral"``, ``"p_fcc"``, ``"p_amorphous"`` (NaN likewise),
 - ``"isomer_ood_distance"`` — the out-of-distribution distance (NaN when not computed),
+- ``"isomer_model"`` — the model that judged the particle (``name@sha12``; the shipped default
+  chooses it by size),
 - ``"x_px"``, ``"y_px"`` — the centre the crop was cut around, in the image's pixels (col, row;
   ParticleSpy's own ``"x"``/``"y"`` are calibrated and row-first),
 
@@ -153,6 +155,7 @@ def _set_properties(p: Any, r: ClusterResult) -> None:
     for name in CLASSES:
         p.set_property(f"p_{name}", np.nan if not r.probabilities else r.probabilities[name], None)
     p.set_property("isomer_ood_distance", np.nan if r.ood_distance is None else r.ood_distance, None)
+    p.set_property("isomer_model", r.model or "", None)
     p.set_property("x_px", float(r.x_px), "px")
     p.set_property("y_px", float(r.y_px), "px")
 
@@ -184,7 +187,8 @@ def results_from_particles(particle_list: Any) -> ClusterResults:
             label=str(p.properties["isomer"]["value"]), confidence=num(p, "isomer_confidence"),
             probabilities=None if None in probs.values() else probs,  # type: ignore[arg-type]
             diameter_nm=num(p, "diameter_nm"), reason=str(p.properties["isomer_reason"]["value"]) or None,
-            ood_distance=num(p, "isomer_ood_distance")))
+            ood_distance=num(p, "isomer_ood_distance"),
+            model=str(p.properties.get("isomer_model", {}).get("value") or "") or None))
     return out
 
 
