@@ -271,6 +271,20 @@ def test_judge_probabilities_order_of_reasons():
     assert judge_probabilities(np.array([0.5, 0.3, 0.1, 0.1]), **kw) == ("unknown", "low_confidence")
 
 
+def test_the_amorphous_cap_widens_by_the_pixel_size_error_trained_with():
+    """A glassy cluster of the largest size trained on, told a pixel size 15 % too large, is measured
+    15 % larger; a model trained with ±20 % calibration errors has seen it so (isomernet-v3), one
+    trained with exact calibrations has not (isomernet-v2)."""
+    from clusterspy.domain import amorphous_cap_A
+    from clusterspy.predict import load_model
+
+    v2, v3 = (load_model(n).card.domain for n in ("isomernet-v2", "isomernet-v3"))
+    assert amorphous_cap_A(v2) == pytest.approx(10 * v2["amorphous_max_diameter_nm"])
+    assert amorphous_cap_A(v3) == pytest.approx(10 * v3["amorphous_max_diameter_nm"] * 1.2)
+    assert amorphous_cap_A({}) is None
+    assert 1.15 * 33.0 < amorphous_cap_A(v3) < 40.0  # 3.3 nm told +15 %: within; 4 nm: not
+
+
 @pytest.fixture(scope="module")
 def decahedron_image():
     """A fast-simulated Au309 decahedron on carbon (0.3 Å/px, 200² px), its rim at columns ~65–135."""

@@ -52,6 +52,7 @@ from clusterspy.weights.card import mahalanobis_distance
 
 __all__ = [
     "REASONS",
+    "amorphous_cap_A",
     "check_contrast",
     "check_image",
     "cluster_reasons",
@@ -362,6 +363,21 @@ def looks_bright_field(data: np.ndarray) -> bool:
     """
     skew, texture = contrast_cues(data)
     return bool(skew < -BRIGHT_FIELD_SKEW_MIN and texture < -BRIGHT_FIELD_TEXTURE_MIN)
+
+
+def amorphous_cap_A(domain: dict | None) -> float | None:
+    """Largest measured diameter [Å] at which an "amorphous" call stands (None: no cap).
+
+    The card's ``amorphous_max_diameter_nm`` is the compact-sphere diameter of the largest glassy
+    cluster trained on; a model trained with a pixel-size error ``e`` (``pixel_size_error``) saw
+    such clusters at up to ``1 + e`` times that size, as a cluster measured under the same error
+    is (isomernet-v3: 3.3 nm × 1.2 = 3.96 nm; isomernet-v2, trained with exact calibrations:
+    3.26 nm).
+    """
+    nm = (domain or {}).get("amorphous_max_diameter_nm")
+    if nm is None:
+        return None
+    return 10.0 * float(nm) * (1.0 + float((domain or {}).get("pixel_size_error") or 0.0))
 
 
 def judge_probabilities(

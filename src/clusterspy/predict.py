@@ -721,9 +721,10 @@ def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: 
                model: Model) -> list[tuple]:
     """``(label, confidence, probabilities, reason, ood_distance)`` of each cluster, by one model."""
     from clusterspy.detection import crop_cluster
-    from clusterspy.domain import judge_probabilities
+    from clusterspy.domain import amorphous_cap_A, judge_probabilities
 
     card = model.card
+    amorphous_max_A = amorphous_cap_A(card.domain)
     todo = [i for i, r in enumerate(reasons) if r is None]
     probs = dist = None
     if todo:
@@ -745,6 +746,6 @@ def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: 
             label, reason = judge_probabilities(
                 pi, unknown_threshold=card.unknown_threshold, ood_distance=od,
                 ood_threshold=model.ood_threshold, diameter_A=diam[i],
-                amorphous_max_A=10.0 * float(card.domain.get("amorphous_max_diameter_nm", np.inf)))
+                amorphous_max_A=amorphous_max_A)
         out.append((label, conf, p, reason, od))
     return out

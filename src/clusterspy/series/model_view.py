@@ -43,8 +43,9 @@ class ModelView:
         self.id = self.card.get("id") or (
             f"{self.card.get('name', 'model')}@{self.sha256[:12]}" if self.sha256
             else self.card.get("name", "unknown-model"))
-        amorphous_nm = (self.domain or {}).get("amorphous_max_diameter_nm")
-        self.amorphous_max_A = None if amorphous_nm is None else 10.0 * float(amorphous_nm)
+        from clusterspy.domain import amorphous_cap_A
+
+        self.amorphous_max_A = amorphous_cap_A(self.domain)
 
     def crop_pixel_A(self, detection: Any, image: Image) -> float:
         """Pixel size [Å/px] of the crop the model is shown for ``detection``."""
