@@ -1,0 +1,95 @@
+"""The shipped default chooses the model cluster by cluster by size (:class:`ModelsBySize`):
+isomernet-v2 where its domain covers the cluster, isomernet-v3 for what v2 calls too small or too
+large; each result names the model that judged it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clusterspy.predict import ModelsBySize, classify, judge, load_model
+from test_cli import run_cli
+from test_domain import particle
+
+
+def _name(result) -> str:
+    return result.model.split("@")[0]
+
+
+def test_the_default_is_v2_then_v3_and_a_named_model_is_that_model_alone():
+    default = load_model()
+    assert isinstance(default, ModelsBySize) and load_model() is default
+    assert [m.card.name for m in default.models] == ["isomernet-v2", "isomernet-v3"]
+    assert default.card is default.primary.card  # geometry, calibration: the primary's
+    assert default.id == "+".join(m.card.id for m in default.models)
+    assert not isinstance(load_model("isomernet-v2"), ModelsBySize)
+    assert default.covering(25.0) is default.models[0] and default.covering(50.0) is default.models[1]
+    assert default.covering(200.0) is None
+
+
+def test_each_cluster_goes_to_the_model_that_covers_its_size():
+    px = 0.25
+    img = particle(shape=(640, 640), px=px, centres=((160, 160), (440, 440)), diameters_A=(25.0, 55.0),
+                   dose=5000.0)
+    routed = sorted(classify(img, pixel_size_A=px), key=lambda r: r.diameter_nm)
+    assert [round(r.diameter_nm) for r in routed] == [3, 7]  # a disc of 55 Å: 6.5 nm projected (× 1.16)
+    assert [_name(r) for r in routed] == ["isomernet-v2", "isomernet-v3"]
+    assert routed[1].reason != "too_large"  # v3 covers 6 nm: it judged it (with its own reason or a label)
+    alone = sorted(classify(img, pixel_size_A=px, model="isomernet-v2"), key=lambda r: r.diameter_nm)
+    assert [_name(r) for r in alone] == ["isomernet-v2"] * 2 and alone[1].reason == "too_large"
+    # v2's clusters: the same result (the detector looks over the wider range of both models, so
+    # the crop may move by a fraction of a pixel)
+    assert (alone[0].label, alone[0].reason) == (routed[0].label, routed[0].reason)
+    assert alone[0].confidence == pytest.approx(routed[0].confidence, abs=1e-3)
+
+
+def test_a_pixel_size_only_v3_accepts_goes_to_v3_alone():
+    """v2 needs ≤ 0.5 Å/px, v3 ≤ 0.6 Å/px: at 0.55 Å/px the default uses v3, not a refusal."""
+    from clusterspy.errors import OutOfDomainError
+
+    px = 0.55
+    img = particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(30.0,), dose=20000.0)
+    with pytest.raises(OutOfDomainError):
+        classify(img, pixel_size_A=px, model="isomernet-v2")
+    res = classify(img, pixel_size_A=px)
+    assert res and {_name(r) for r in res} == {"isomernet-v3"}
+
+
+def test_judge_takes_reasons_for_one_model_only(blob_image):
+    with pytest.raises(ValueError, match="single model"):
+        judge(blob_image, [], load_model(), reasons=[])
+
+
+def test_pb_is_fcc_whole_by_default_and_too_large_for_v2_alone(shared_data: Path):
+    z = np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz")
+    img, px = z["image"].astype(np.float32), float(z["pixel_size_A"])
+    r = max(classify(img, pixel_size_A=px), key=lambda q: q.diameter_nm)
+    assert (r.label, _name(r)) == ("fcc", "isomernet-v3") and r.confidence >= 0.9
+    v3 = load_model("isomernet-v3")
+    assert v3.crop_px * v3.crop_pixel_size_A(10 * r.diameter_nm) > 59.2  # StatSTEM's columns span 59.1 Å
+    alone = max(classify(img, pixel_size_A=px, model="isomernet-v2"), key=lambda q: q.diameter_nm)
+    assert (alone.label, alone.reason) == ("unknown", "too_large")
+
+
+def test_outputs_name_the_model_of_each_row(tmp_path: Path):
+    px = 0.25
+    img = particle(shape=(640, 640), px=px, centres=((160, 160), (440, 440)), diameters_A=(25.0, 55.0),
+                   dose=5000.0)
+    path = tmp_path / "two.npy"
+    np.save(path, img)
+    out = tmp_path / "out"
+    proc = run_cli("classify", str(path), "--pixel-size", str(px), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    header = proc.stdout.splitlines()[0]
+    assert header.rstrip().endswith("model")
+    assert {line.split()[-1] for line in proc.stdout.splitlines()[2:]} == {"isomernet-v2", "isomernet-v3"}
+    import csv
+
+    rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
+    assert sorted(r["model"].split("@")[0] for r in rows) == ["isomernet-v2", "isomernet-v3"]
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["model"]["id"] == load_model().id
+    assert [m["name"] for m in settings["model"]["by_size"]] == ["isomernet-v2", "isomernet-v3"]
