@@ -93,3 +93,25 @@ def test_outputs_name_the_model_of_each_row(tmp_path: Path):
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"]["id"] == load_model().id
     assert [m["name"] for m in settings["model"]["by_size"]] == ["isomernet-v2", "isomernet-v3"]
+
+
+def test_explain_uses_the_model_that_judged_each_cluster(tmp_path: Path, shared_data: Path, monkeypatch):
+    """--explain shows each crop as its own model saw it: Pb's saliency is v3's, on v3's crop."""
+    import clusterspy.explain
+    from clusterspy.image import Image
+    from clusterspy.workflows import write_saliency
+
+    z = np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz")
+    img = Image(z["image"].astype(np.float32), float(z["pixel_size_A"]))
+    results = classify(img)
+    seen = []
+    real = clusterspy.explain.occlusion_saliency
+
+    def spy(model, crops, **kw):
+        seen.append(model.card.name)
+        return real(model, crops, **kw)
+
+    monkeypatch.setattr(clusterspy.explain, "occlusion_saliency", spy)
+    path = write_saliency(img, load_model(), tmp_path / "saliency.png", results=results)
+    assert path is not None and path.stat().st_size > 0
+    assert seen == ["isomernet-v3"] * sum(r.probabilities is not None for r in results) and seen

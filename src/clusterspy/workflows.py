@@ -638,18 +638,24 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     judged = [r for r in results if r.probabilities]
     if not judged:
         return None
-    crops = []
+    # each cluster with the model that judged it (the size-routed default has more than one)
+    models = {m.card.id: m for m in getattr(model, "models", (model,))}
+    crops, maps = [], []
     for r in judged:
+        m = models.get(r.model or "", next(iter(models.values())))
         size_A = 10.0 * float(r.diameter_nm)  # the projected diameter the crop field was made from
         d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=size_A / DETECTED_TO_PROJECTED,
                       area_px=0)
-        crops.append(crop_cluster(image, d, model.crop_pixel_size_A(size_A), model.crop_px))
-    crops = np.stack(crops)
+        crop = crop_cluster(image, d, m.crop_pixel_size_A(size_A), m.crop_px)
+        crops.append(crop)
+        maps.append(occlusion_saliency(m, crop[None])[0])
     probs = np.array([[r.probabilities[c] for c in CLASSES] for r in judged])
     titles = [f"cluster {r.cluster}: {r.label} {r.confidence:.2f}" if r.reason is None else
               f"cluster {r.cluster}: unknown\n({r.reason.replace('_', ' ')}; top "
               f"{max(r.probabilities, key=r.probabilities.get)} {r.confidence:.2f})" for r in judged]
-    fig = plot_saliency(crops, occlusion_saliency(model, crops), probs, CLASSES, titles=titles)
+    if len(models) > 1:
+        titles = [f"{t}\n{(r.model or '').split('@')[0]}" for t, r in zip(titles, judged, strict=True)]
+    fig = plot_saliency(np.stack(crops), np.stack(maps), probs, CLASSES, titles=titles)
     return save_figure(fig, path, dpi=110)
 
 
