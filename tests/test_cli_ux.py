@@ -382,13 +382,18 @@ def test_too_large_cluster_points_to_the_shipped_model_that_covers_it(frames, ca
     from clusterspy.predict import load_model
 
     v3 = load_model("isomernet-v3").card.domain["diameter_nm"]
-    assert main(["classify", str(frames[0]), "--pixel-size", "0.45"]) == 0  # 3.5 nm at 0.45 Å/px
+    # 3.5 nm at 0.45 Å/px: too large for v2 named alone; the default would send it to v3
+    assert main(["classify", str(frames[0]), "--pixel-size", "0.45", "--model", "isomernet-v2"]) == 0
     out, err = capsys.readouterr()
     assert "too_large" in out
     notes = [ln for ln in err.splitlines() if "overrides the file's own calibration" not in ln]
     assert _one_line("\n".join(notes)) == (
         f"clusterspy: note: 1 cluster too large for isomernet-v2 (≤ 3.26 nm); --model isomernet-v3 "
-        f"covers {v3[0]:g}–{v3[1]:g} nm")
+        f"covers {v3[0]:g}–{v3[1]:g} nm (the default, --model auto, sends each cluster to the model that "
+        "covers it)")
+    assert main(["classify", str(frames[0]), "--pixel-size", "0.45"]) == 0  # the default: v3 judges it
+    out, err = capsys.readouterr()
+    assert "too_large" not in out and "isomernet-v3" in out and "too large" not in err
     assert main(["classify", str(frames[0])]) == 0  # nothing too large: no note
     assert "note:" not in capsys.readouterr().err
 

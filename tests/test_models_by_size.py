@@ -115,3 +115,38 @@ def test_explain_uses_the_model_that_judged_each_cluster(tmp_path: Path, shared_
     path = write_saliency(img, load_model(), tmp_path / "saliency.png", results=results)
     assert path is not None and path.stat().st_size > 0
     assert seen == ["isomernet-v3"] * sum(r.probabilities is not None for r in results) and seen
+
+
+def test_a_series_judges_each_cluster_with_the_model_classify_would_use(tmp_path: Path):
+    """``series`` routes by size as ``classify`` does: a 2.9 nm and a 6.4 nm particle in every frame,
+    judged by v2 and v3; frames.csv's ``model`` column says so, and the same frame through classify
+    gets the same models and reasons."""
+    from clusterspy.image import Image
+    from clusterspy.series import classify_series
+    from clusterspy.series.frames import read_frames_csv
+
+    px = 0.25
+    frames = [particle(shape=(640, 640), px=px, centres=((160, 160), (440, 440)), diameters_A=(25.0, 55.0),
+                       dose=5000.0, seed=k) for k in range(4)]
+    classify_series([Image(f, px) for f in frames], out=tmp_path / "s", n_boot=5)
+    table = read_frames_csv(tmp_path / "s" / "frames.csv")
+    small = table["diameter_nm"] < 4
+    assert {m.split("@")[0] for m in table["model"][small]} == {"isomernet-v2"}
+    assert {m.split("@")[0] for m in table["model"][~small]} == {"isomernet-v3"}
+    assert "too_large" not in set(table["reason"])
+    one = sorted(classify(frames[0], pixel_size_A=px), key=lambda r: r.diameter_nm)
+    first = sorted(np.flatnonzero(table["frame"] == 0), key=lambda i: table["diameter_nm"][i])
+    assert [r.model for r in one] == [table["model"][i] for i in first]
+    assert [r.reason or "" for r in one] == [table["reason"][i] for i in first]
+
+
+def test_a_cluster_too_large_for_every_model_says_so(tmp_path: Path, capsys):
+    from clusterspy.cli import main
+
+    px = 0.45  # a 10 nm disc: beyond v3's 8 nm
+    path = tmp_path / "big.npy"
+    np.save(path, particle(shape=(400, 400), px=px, centres=((200, 200),), diameters_A=(95.0,), dose=3000.0))
+    assert main(["classify", str(path), "--pixel-size", str(px)]) == 0
+    out, err = capsys.readouterr()
+    assert "too_large" in out and "isomernet-v3" in out  # the widest range there is named it
+    assert "too large for every shipped model (together 0.87–8.05 nm)" in err

@@ -348,8 +348,8 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     res = classify_series([Image(f, px) for f in frames], model=CardModelDouble(), out=tmp_path / "s",
                           n_boot=10)
     table = read_frames_csv(tmp_path / "s" / "frames.csv")
-    assert list(FRAME_COLUMNS[-5:]) == ["diameter_nm", "reason", "status", "message",
-                                        "inferred"]  # appended last
+    assert list(FRAME_COLUMNS[-6:]) == ["diameter_nm", "reason", "status", "message",
+                                        "inferred", "model"]  # appended last
     small, large = table["frame"] < 8, table["frame"] >= 8
     assert set(table["label"][small]) == {"fcc"} and set(table["reason"][small]) == {""}
     assert set(table["label"][large]) == {"unknown"} and set(table["reason"][large]) == {"too_large"}
@@ -361,14 +361,17 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
 
 
 def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(tmp_path):
-    """P5: a 4–5 nm particle, larger than the shipped model's range: every frame too_large."""
+    """P5: a 4–5 nm particle, larger than isomernet-v2's range: every frame too_large (the default
+    would send it to isomernet-v3; with v2 named alone, the note points there)."""
+    from clusterspy.predict import load_model
     from test_domain import particle
 
     px = 0.25
     frames = [particle(shape=(480, 480), px=px, centres=((240, 240),), diameters_A=(40.0,), seed=k)
               for k in range(10)]
     res = classify_series_with_report([Image(f, px) for f in frames], frame_time_s=0.5,
-                                      out=tmp_path / "s", n_boot=10, explain=False)
+                                      out=tmp_path / "s", n_boot=10, explain=False,
+                                      model=load_model("isomernet-v2"))
     assert set(res.frames["reason"]) == {"too_large"}
     note = res.no_label_note()
     assert note is not None and note.startswith("no frame labelled: 10 of 10 too_large (")

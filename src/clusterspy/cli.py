@@ -59,8 +59,10 @@ class Border(StrEnum):
 
 
 #: ``--model``'s help; the names are those of :func:`clusterspy.predict.shipped_models` (checked by a test).
-MODEL_HELP = ("An ONNX model with its model card (a .onnx file or its folder), or a shipped model by name: "
-              "isomernet-v2 (the default) or isomernet-v3 (a wider range of sizes, to larger particles).")
+MODEL_HELP = ("Default 'auto': each cluster judged by the shipped model that covers its size, isomernet-v2 "
+              "(1.2–3.3 nm) or isomernet-v3 (0.9–8 nm, the rest); the model column says which. Or one "
+              "shipped model alone by name (isomernet-v2, isomernet-v3), or an ONNX model with its "
+              "model card (a .onnx file or its folder).")
 
 PixelSize = Annotated[
     float | None,
@@ -294,25 +296,33 @@ def _edge_notes(results: list) -> list[str]:
 
 
 def _other_model_notes(results: list, model: Path | None) -> list[str]:
-    """For clusters ``too_large`` (``too_small``) for the model used: the shipped model whose domain
-    covers them, in one line each (none when no shipped model does)."""
-    from clusterspy.predict import load_model, shipped_model_covering
+    """For clusters ``too_large`` (``too_small``): the shipped model whose domain covers them, in one
+    line each — or, with the size-routed default, that no shipped model does."""
+    from clusterspy.predict import ModelsBySize, load_model, shipped_model_covering
 
-    card = None
+    loaded = None
     notes = []
     for reason, word in (("too_large", "large"), ("too_small", "small")):
         sizes = [r.diameter_nm for r in results if r.reason == reason and r.diameter_nm is not None]
         if not sizes:
             continue
-        card = card or load_model(model).card
+        loaded = loaded or load_model(model)
+        n = len(sizes)
+        some = f"{n} cluster{'' if n == 1 else 's'} too {word}"
+        if isinstance(loaded, ModelsBySize):  # every shipped model was tried: say what the widest covers
+            lo = min(float(m.card.domain["diameter_nm"][0]) for m in loaded.models)
+            hi = max(float(m.card.domain["diameter_nm"][1]) for m in loaded.models)
+            notes.append(f"{some} for every shipped model (together {lo:g}–{hi:g} nm)")
+            continue
+        card = loaded.card
         other = shipped_model_covering(sizes, exclude=card.name)
         if other is None:
             continue
         lo, hi = card.domain.get("diameter_nm", [None, None])
         limit = f" (≤ {hi:g} nm)" if word == "large" and hi else f" (≥ {lo:g} nm)" if lo else ""
-        n = len(sizes)
-        notes.append(f"{n} cluster{'' if n == 1 else 's'} too {word} for {card.name}{limit}; --model "
-                     f"{other[0]} covers {other[1][0]:g}–{other[1][1]:g} nm")
+        notes.append(f"{some} for {card.name}{limit}; --model {other[0]} covers {other[1][0]:g}–"
+                     f"{other[1][1]:g} nm (the default, --model auto, sends each cluster to the model "
+                     "that covers it)")
     return notes
 
 

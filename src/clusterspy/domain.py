@@ -70,6 +70,7 @@ __all__ = [
     "particle_diameter_A",
     "resolution_reason",
     "resolution_scores",
+    "route_by_size",
     "spectrum_scores",
 ]
 
@@ -363,6 +364,21 @@ def looks_bright_field(data: np.ndarray) -> bool:
     """
     skew, texture = contrast_cues(data)
     return bool(skew < -BRIGHT_FIELD_SKEW_MIN and texture < -BRIGHT_FIELD_TEXTURE_MIN)
+
+
+def route_by_size(diameter_A: float, domains: list[dict | None]) -> int:
+    """Which of several models (their domains, in order of preference) judges a cluster of
+    projected diameter ``diameter_A`` [Å]: the first whose ``diameter_nm`` range holds it; when
+    none does, the one whose range comes nearest (it names the cluster ``too_small`` or
+    ``too_large`` against the widest range there is). The rule of the size-routed default
+    (:class:`clusterspy.predict.ModelsBySize`), in :func:`clusterspy.classify` and in series."""
+    gaps = []
+    for j, dom in enumerate(domains):
+        lo, hi = (10.0 * float(v) for v in (dom or {}).get("diameter_nm", [0.0, np.inf]))
+        if lo <= diameter_A <= hi:
+            return j
+        gaps.append(lo - diameter_A if diameter_A < lo else diameter_A - hi)
+    return int(np.argmin(gaps)) if gaps else 0
 
 
 def amorphous_cap_A(domain: dict | None) -> float | None:

@@ -40,7 +40,7 @@ WEIGHTS_DIR = DEFAULT_MODEL_DIR
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
-    "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
+    "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
     "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify", "detection_range_A",
     "dihedral_views", "load_model", "model_id", "model_summary", "normalise_crops", "sha256_file",
     "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
@@ -179,11 +179,20 @@ class ModelsBySize:
         """The models' identities joined by ``+`` (``isomernet-v2@…+isomernet-v3@…``)."""
         return "+".join(m.card.id for m in self.models)
 
+    @property
+    def name(self) -> str:
+        """The models' names joined by ``+`` (``isomernet-v2+isomernet-v3``)."""
+        return "+".join(m.card.name for m in self.models)
+
     def summary(self) -> dict[str, Any]:
-        """The identity recorded with every output: the primary's card summary, ``id`` of all the
-        models and each model's summary under ``by_size``."""
-        return {**self.primary.card.summary(), "id": self.id,
-                "by_size": [m.card.summary() for m in self.models]}
+        """The identity recorded with every output: the joined ``name``, ``id`` and SHA-256s, the
+        rule, and each model's :meth:`ModelCard.summary` under ``by_size``."""
+        parts = [m.card.summary() for m in self.models]
+        return {"name": self.name, "id": self.id,
+                **{k: "+".join(str(p.get(k)) for p in parts) for k in ("weights_sha256", "card_sha256")},
+                "rule": "each cluster judged by the first model whose diameter range holds it "
+                        "(clusterspy.domain.route_by_size)",
+                "by_size": parts}
 
     def covering(self, diameter_A: float) -> Model | None:
         """The first model whose domain's diameter range holds ``diameter_A`` [Å], or None."""
@@ -227,16 +236,17 @@ def load_model(path: str | Path | None = None) -> Model | ModelsBySize:
     path : path or str, optional
         An ``.onnx`` file (its card is ``model_card.json`` or ``<stem>.json`` next to it), a
         folder holding ``model.onnx``, or the name of a shipped model (``"isomernet-v2"`` or
-        ``"isomernet-v3"``): that model alone. Default: the shipped models chosen by cluster size
-        (:class:`ModelsBySize`: ``isomernet-v2``, then ``isomernet-v3`` for the clusters too small
-        or too large for it), or the default weights alone where no other model is shipped.
+        ``"isomernet-v3"``): that model alone. Default (or ``"auto"``): the shipped models chosen
+        by cluster size (:class:`ModelsBySize`: ``isomernet-v2``, then ``isomernet-v3`` for the
+        clusters too small or too large for it), or the default weights alone where no other
+        model is shipped.
 
     Raises
     ------
     InputFileError
         If the file or its card is missing, or a SHA-256 does not match.
     """
-    if path is None:
+    if path is None or str(path) == AUTO:
         primary = _load_one(None)
         wide = [_load_one(p) for name, p in shipped_models().items()
                 if p != DEFAULT_MODEL and name in BY_SIZE]
@@ -256,6 +266,8 @@ _BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
 #: Shipped models that judge, after the default one, the clusters outside its sizes
 #: (:class:`ModelsBySize`), in order.
 BY_SIZE: tuple[str, ...] = ("isomernet-v3",)
+#: The name of the default (``--model auto``): the shipped models chosen by size.
+AUTO = "auto"
 
 
 def _load_one(path: str | Path | None) -> Model:
@@ -265,9 +277,9 @@ def _load_one(path: str | Path | None) -> Model:
     if p.is_dir():
         p = p / "model.onnx"
     if not p.is_file():
-        names = ", ".join(shipped_models())
+        names = ", ".join([AUTO, *shipped_models()])
         hint = (" (the package was installed without its weights)" if path is None else
-                f" (give an .onnx file, a folder holding model.onnx, or a shipped model: {names or 'none'})")
+                f" (give an .onnx file, a folder holding model.onnx, or a shipped model: {names})")
         raise InputFileError(f"model file not found: {p}{hint}")
     card = ModelCard.read(p)
     card_file = card.path(CARD_NAME)
@@ -604,7 +616,7 @@ def classify(
         If no cluster is found; the message says what was there.
     """
     from clusterspy.detection import detect_clusters
-    from clusterspy.domain import DETECTED_TO_PROJECTED, cluster_reasons, particle_diameter_A
+    from clusterspy.domain import DETECTED_TO_PROJECTED, cluster_reasons, particle_diameter_A, route_by_size
     from clusterspy.errors import ConfigError
 
     if pixel_size is not None:
@@ -616,12 +628,14 @@ def classify(
     mdl = model if isinstance(model, (Model, ModelsBySize)) else load_model(model)
     img, name = _as_image(image, pixel_size_A, signal)
     models = _usable_models(img, mdl, contrast)
+    # the smallest size is the first model's: it sets the detector's working pixel and smoothing,
+    # so that the clusters that model judges are found as with it alone; the largest, every model's
     ranges = [_size_range_A(m.card, min_size_nm, max_size_nm) for m in models]
-    lo_A, hi_A = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    lo_A, hi_A = ranges[0][0], max(r[1] for r in ranges)
     # detection always looks at the models' whole range (so that a large particle is seen whole,
     # not as fragments above a background estimated too small), then keeps the user's range
     det = [detection_range_A(m.card) for m in models]
-    det_lo, det_hi = min(d[0] for d in det), max(d[1] for d in det)
+    det_lo, det_hi = det[0][0], max(d[1] for d in det)
     detections = detect_clusters(img, min_diameter_A=min(lo_A / DETECTED_TO_PROJECTED, det_lo),
                                  max_diameter_A=max(hi_A / DETECTED_TO_PROJECTED, det_hi),
                                  exclude_border=False, polarity="bright")
@@ -633,9 +647,12 @@ def classify(
                for m in models]
     rows, cols = img.shape
     in_range = [i for i in range(len(detections)) if lo_A <= diam[i] <= hi_A]
+    route = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
+    # --border skip leaves out every cluster the domain calls cut_by_edge: touching the edge or a
+    # fill, or ending within the rim the detector misses
     keep = [i for i in in_range if border == "flag" or (
             (d := detections[i]).bbox[0] > 0 and d.bbox[1] > 0 and d.bbox[2] < rows and d.bbox[3] < cols
-            and (d.fill_gap_px is None or d.fill_gap_px > 0))]
+            and (d.fill_gap_px is None or d.fill_gap_px > 0) and reasons[route[i]][i] != "cut_by_edge")]
     if not keep:
         raise NoClusterFoundError(_nothing_found(img, file or name, lo_A, hi_A, contrast,
                                                  skipped_at_edge=len(in_range)))
@@ -643,27 +660,25 @@ def classify(
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons])
 
 
-#: Reasons that send a cluster to the next model of :class:`ModelsBySize`.
-_SIZE_REASONS = ("too_small", "too_large")
 
 
 def _usable_models(img: Image, model: Model | ModelsBySize, contrast: str) -> tuple[Model, ...]:
     """The models (the size-routed ones in order, or the one) whose domain accepts the whole image;
-    the first model's :class:`OutOfDomainError` when none does."""
+    the last model's :class:`OutOfDomainError` when none does (its limits are the widest)."""
     from clusterspy.domain import check_image
     from clusterspy.errors import OutOfDomainError
 
     models = model.models if isinstance(model, ModelsBySize) else (model,)
-    usable, first_error = [], None
+    usable, error = [], None
     for m in models:
         try:
             check_image(img, m.card.domain, contrast=contrast)  # type: ignore[arg-type]
         except OutOfDomainError as exc:
-            first_error = first_error or exc
+            error = exc  # the last model's: the size-routed default's later models are the wider
             continue
         usable.append(m)
     if not usable:
-        raise first_error  # type: ignore[misc]
+        raise error  # type: ignore[misc]
     return tuple(usable)
 
 
@@ -689,16 +704,15 @@ def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, f
 def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model], *, file: str | None,
                    frame: int, reasons: list[list[str | None]] | None) -> ClusterResults:
     """:func:`judge` over models in order of preference (``reasons``: one list per model): each
-    cluster goes to the first model whose domain covers its size (else to the first model)."""
-    from clusterspy.domain import cluster_reasons, particle_diameter_A
+    cluster goes to the model :func:`clusterspy.domain.route_by_size` chooses."""
+    from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
     if reasons is None:
         reasons = [cluster_reasons(image, detections, m.card.domain, diameters_A=diam,
                                    field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam])
                    for m in models]
-    chosen = [next((j for j in range(len(models)) if reasons[j][i] not in _SIZE_REASONS), 0)
-              for i in range(len(detections))]
+    chosen = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
     judged: dict[int, tuple] = {}
     for j, m in enumerate(models):
         idx = [i for i, c in enumerate(chosen) if c == j]

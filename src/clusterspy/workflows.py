@@ -698,7 +698,8 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     Verified results (``classify --verify``) add the :data:`FIT_COLUMNS` to the CSV and the fit's
     isomer, NCC and reason to the table; other results are formatted as they always were. The
     table's ``conf`` is empty for an ``unknown`` other than ``low_confidence``
-    (:func:`clusterspy.predict.table_confidence`); JSON and CSV keep every confidence.
+    (:func:`clusterspy.predict.table_confidence`); JSON and CSV keep every confidence. The table
+    ends with the name of the model that judged each cluster (JSON and CSV: its ``name@sha12``).
     """
     if fmt == "json":
         return json.dumps([r.to_dict() for r in results], indent=2)
@@ -708,8 +709,8 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     verified = any(r.fit is not None for r in results)
     if fmt == "csv":
         return _csv_text(rows, (*RESULT_COLUMNS, *FIT_COLUMNS) if verified else RESULT_COLUMNS)
-    # the model column only when the size-routed default used more than one model
-    by_model = len({row.get("model") for row in rows}) > 1
+    # the model that judged each cluster (the default chooses it by size): its name
+    by_model = any(row.get("model") for row in rows)
     width = 19 if verified or by_model else 0  # the reason column, padded when columns follow it
     header = (f"{'file':<28} {'frame':>5} {'cl':>3} {'x_px':>7} {'y_px':>7} {'d_nm':>5}  "
               f"{'label':<12} {'conf':>5}  {'reason':<{width}}")

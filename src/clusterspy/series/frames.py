@@ -47,17 +47,19 @@ BAD_FRAME = "bad_frame"
 BRIGHT_FIELD = "bright_field"
 
 #: Columns of ``frames.csv``, in order (``status`` and ``message``, then ``inferred`` — 1 where
-#: the HMM gave a smoothed label the network did not, 0 elsewhere, empty until smoothing — were
+#: the HMM gave a smoothed label the network did not, 0 elsewhere, empty until smoothing — then
+#: ``model`` — the id of the model that judged the row's crop, empty when none did — were
 #: appended last, so a ``frames.csv`` without them is still read).
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "time_s", "cluster", "x_px", "y_px", "label", "smoothed_label", "confidence",
-    *(f"p_{c}" for c in CLASSES), "diameter_nm", "reason", "status", "message", "inferred",
+    *(f"p_{c}" for c in CLASSES), "diameter_nm", "reason", "status", "message", "inferred", "model",
 )
 #: Position of each column in a row.
 COLUMN: dict[str, int] = {c: i for i, c in enumerate(FRAME_COLUMNS)}
-_OLD_COLUMNS = FRAME_COLUMNS[:-3]
-_NO_INFERRED = FRAME_COLUMNS[:-1]
-_TEXT = ("label", "smoothed_label", "reason", "status", "message")
+_OLD_COLUMNS = FRAME_COLUMNS[:-4]
+_NO_INFERRED = FRAME_COLUMNS[:-2]
+_NO_MODEL = FRAME_COLUMNS[:-1]
+_TEXT = ("label", "smoothed_label", "reason", "status", "message", "model")
 
 
 def new_row(frame: int, time_s: float | None, cluster: int, label: str = LOST, *,
@@ -82,7 +84,8 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """Read a ``frames.csv`` written by :func:`~clusterspy.series.classify_series` into column arrays.
 
     Incomplete trailing lines (an interrupted write) are dropped. A file written before the
-    ``status`` and ``message`` columns existed is read with ``status`` "ok" and no message.
+    ``status`` and ``message`` columns existed is read with ``status`` "ok" and no message; one
+    without ``inferred`` or ``model`` with those empty.
 
     Returns
     -------
@@ -96,7 +99,7 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
         header = next(reader, None)
         if header is None:
             return rows_to_table([])
-        if tuple(header) not in (FRAME_COLUMNS, _NO_INFERRED, _OLD_COLUMNS):
+        if tuple(header) not in (FRAME_COLUMNS, _NO_MODEL, _NO_INFERRED, _OLD_COLUMNS):
             raise ConfigError(f"{path} is not a ClusterSpy frames.csv (columns {header})")
         width = len(header)
         for row in reader:
@@ -105,8 +108,7 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 continue
             if len(row) == len(_OLD_COLUMNS):
                 row = [*row, OK, ""]
-            if len(row) < len(FRAME_COLUMNS):
-                row = [*row, ""]
+            row = [*row, *[""] * (len(FRAME_COLUMNS) - len(row))]
             for c, v in zip(FRAME_COLUMNS, row, strict=True):
                 cols[c].append(v)
     return _to_arrays(cols)

@@ -24,7 +24,9 @@ class ModelView:
     model : object
         Anything with ``card`` (dict or :class:`~clusterspy.weights.ModelCard` with ``classes``,
         ``pixel_size_A``, ``crop_px``, optional ``unknown_threshold``, ``id``) and
-        ``predict_crops(crops) -> (N, 4)`` probabilities, or ``infer(crops) -> (probs, dist)``.
+        ``predict_crops(crops) -> (N, 4)`` probabilities, or ``infer(crops) -> (probs, dist)``; or the
+        size-routed default (:class:`clusterspy.predict.ModelsBySize`): this view is then its first
+        model's, and :attr:`routes` holds one view per model, in order.
     """
 
     model: Any
@@ -46,6 +48,12 @@ class ModelView:
         from clusterspy.domain import amorphous_cap_A
 
         self.amorphous_max_A = amorphous_cap_A(self.domain)
+        members = getattr(self.model, "models", None)  # ModelsBySize: one view per model
+        self.routes: list[ModelView] = [ModelView(m) for m in members] if members else [self]
+        if members:
+            self.id = str(self.model.id)
+        #: The id each row of this view's crops records (the one model's, not the routed pair's).
+        self.row_id = self.routes[0].id if members else self.id
 
     def crop_pixel_A(self, detection: Any, image: Image) -> float:
         """Pixel size [Å/px] of the crop the model is shown for ``detection``."""

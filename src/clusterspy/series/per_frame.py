@@ -69,6 +69,7 @@ class FrameClassifier:
         self.rows: list[list[Any]] = []
         self.crops: list[np.ndarray] = []
         self.crop_rows: list[int] = []
+        self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError) -> None:
@@ -102,7 +103,8 @@ class FrameClassifier:
             self.rows.append(row)
             if tid in assign:
                 k = assign[tid]
-                self._detected(row, frame, dets[k], by_id[tid], None if reasons is None else reasons[k])
+                reason, route = (None, 0) if reasons is None else reasons[k]
+                self._detected(row, frame, dets[k], by_id[tid], reason, route)
 
     def looks_bright_field(self, image: Image) -> bool:
         """Whether a frame after the first looks like bright field (with ``contrast="auto"`` and a
@@ -143,18 +145,30 @@ class FrameClassifier:
             self.tracker = Tracker(max_jump_px=jump_px)
         return self.tracker
 
-    def _reasons(self, image: Image, dets: list) -> list | None:
-        domain = self.model.domain
-        if domain is None or not dets or not all(hasattr(d, "bbox") for d in dets):
+    def _reasons(self, image: Image, dets: list) -> list[tuple[str | None, int]] | None:
+        """Each detection's reason decided before inference and the route (index into
+        ``self.model.routes``) that judges it (:func:`clusterspy.domain.route_by_size`, as
+        :func:`clusterspy.classify` chooses); None without a domain."""
+        if self.model.domain is None or not dets or not all(hasattr(d, "bbox") for d in dets):
             return None
-        from clusterspy.domain import cluster_reasons
+        from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
-        return cluster_reasons(image, dets, domain,
-                               field_A=[self.model.crop_px * self.model.crop_pixel_A(d, image) for d in dets])
+        per_route = [cluster_reasons(image, dets, v.domain, field_A=[v.crop_px * v.crop_pixel_A(d, image)
+                                                                     for d in dets])
+                     if v.domain is not None else [None] * len(dets) for v in self.model.routes]
+        domains = [v.domain for v in self.model.routes]
+        out = []
+        for k, d in enumerate(dets):
+            j = route_by_size(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0), domains)
+            out.append((per_route[j][k], j))
+        return out
 
-    def _detected(self, row: list[Any], image: Image, d: Any, track: Any, reason: str | None) -> None:
+    def _detected(self, row: list[Any], image: Image, d: Any, track: Any, reason: str | None,
+                  route: int = 0) -> None:
         from clusterspy.domain import particle_diameter_A
 
+        view = self.model.routes[route]
+        row[COLUMN["model"]] = view.row_id
         row[COLUMN["x_px"]], row[COLUMN["y_px"]] = float(d.x_px), float(d.y_px)
         if getattr(d, "diameter_A", None):
             self.state.diameter_px[track.id] = float(d.diameter_A) / image.pixel_size_A
@@ -162,7 +176,7 @@ class FrameClassifier:
         if reason is not None:
             row[COLUMN["label"]], row[COLUMN["reason"]] = UNKNOWN, reason
             return
-        c = np.asarray(self.settings.crop(image, d, self.model.crop_pixel_A(d, image), self.model.crop_px),
+        c = np.asarray(self.settings.crop(image, d, view.crop_pixel_A(d, image), view.crop_px),
                        dtype=np.float32)
         s = sharpness(c)
         hist = track.sharpness_history
@@ -179,23 +193,27 @@ class FrameClassifier:
             row[COLUMN["label"]] = ""  # filled by the batch
             self.crop_rows.append(len(self.rows) - 1)
             self.crops.append(c)
+            self.crop_routes.append(route)
 
     # ------------------------------------------------------------------------------ batches
     def flush(self, table: FramesTable, next_frame: int) -> None:
         """Classify the pending crops, hand every pending row to ``table``, update the checkpoint."""
-        if self.crops:
-            probs, dist = self.model.probabilities(self.crops)
-            for k, (r, p, crop) in enumerate(zip(self.crop_rows, probs, self.crops, strict=True)):
-                row = self.rows[r]
-                label, row[COLUMN["reason"]] = self.model.judge(
-                    p, None if dist is None else float(dist[k]), row[COLUMN["diameter_nm"]])
+        for j, view in enumerate(self.model.routes):
+            todo = [k for k, route in enumerate(self.crop_routes) if route == j]
+            if not todo:
+                continue
+            probs, dist = view.probabilities([self.crops[k] for k in todo])
+            for n, k in enumerate(todo):
+                row, p, crop = self.rows[self.crop_rows[k]], probs[n], self.crops[k]
+                label, row[COLUMN["reason"]] = view.judge(
+                    p, None if dist is None else float(dist[n]), row[COLUMN["diameter_nm"]])
                 row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
                 row[_P] = [float(x) for x in p]
                 if label != UNKNOWN:
                     self._keep_thumbnail(label, float(np.max(p)), crop, int(row[COLUMN["frame"]]),
                                          int(row[COLUMN["cluster"]]))
         table.append(self.rows)
-        self.rows, self.crops, self.crop_rows = [], [], []
+        self.rows, self.crops, self.crop_rows, self.crop_routes = [], [], [], []
         st = self.state
         st.next_frame, st.frames_bytes = next_frame, table.size_bytes()
         st.tracker = None if self.tracker is None else self.tracker.state()
