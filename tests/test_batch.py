@@ -89,7 +89,9 @@ def test_batch_goes_on_records_failures_and_exits_3(batch_dir: Path, reference) 
     labelled = [r for r in rows if r["label"] != "unknown"]
     assert len(labelled) >= N_GOOD // 2  # the example's cluster is one the model can judge
     settings = json.loads((out / "settings.json").read_text())
-    assert len(settings["model"]["weights_sha256"]) == 64 and settings["seed"] is None
+    # the default: one SHA-256 per model chosen by size, joined by "+"
+    shas = settings["model"]["weights_sha256"].split("+")
+    assert [len(h) for h in shas] == [64] * len(settings["model"]["by_size"]) and settings["seed"] is None
     assert settings["runs"][-1]["computed"] == N_GOOD + len(BAD)
     assert not (out / LOCK_NAME).exists()
 

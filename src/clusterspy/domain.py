@@ -646,6 +646,7 @@ def cluster_reasons(
     field_A: Sequence[float] | None = None,
     check_resolution: bool = True,
     diameters_A: Sequence[float] | None = None,
+    only: Sequence[int] | None = None,
 ) -> list[str | None]:
     """The reason, decided before inference, not to label each detected cluster (or None).
 
@@ -666,6 +667,9 @@ def cluster_reasons(
     diameters_A : sequence of float, optional
         Each cluster's projected diameter [Å]; default :func:`particle_diameter_A` of the
         detector's.
+    only : sequence of int, optional
+        Judge only these detections (the others still count as neighbours; their entry is None):
+        the clusters this model judges when models are chosen by size.
 
     Returns
     -------
@@ -682,7 +686,11 @@ def cluster_reasons(
             else np.array([particle_diameter_A(d.diameter_A) for d in detections], float))
     fields = np.asarray(field_A, float) if field_A is not None else 1.25 * diam
     out: list[str | None] = []
+    wanted = None if only is None else set(only)
     for i, d in enumerate(detections):
+        if wanted is not None and i not in wanted:
+            out.append(None)
+            continue
         if cut_by_edge(d.bbox, d.diameter_A / px, image.shape, getattr(d, "fill_gap_px", None)):
             out.append("cut_by_edge")
             continue

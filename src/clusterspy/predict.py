@@ -186,10 +186,17 @@ class ModelsBySize:
 
     def summary(self) -> dict[str, Any]:
         """The identity recorded with every output: the joined ``name``, ``id`` and SHA-256s, the
-        rule, and each model's :meth:`ModelCard.summary` under ``by_size``."""
+        rule, the union of the models' diameter and pixel-size ranges (``domain``), and each
+        model's :meth:`ModelCard.summary` under ``by_size``."""
         parts = [m.card.summary() for m in self.models]
+        union = {}
+        for key in ("diameter_nm", "image_pixel_size_A"):
+            ranges = [m.card.domain[key] for m in self.models if key in m.card.domain]
+            if ranges:
+                union[key] = [min(float(r[0]) for r in ranges), max(float(r[1]) for r in ranges)]
         return {"name": self.name, "id": self.id,
                 **{k: "+".join(str(p.get(k)) for p in parts) for k in ("weights_sha256", "card_sha256")},
+                "domain": union,
                 "rule": "each cluster judged by the first model whose diameter range holds it "
                         "(clusterspy.domain.route_by_size)",
                 "by_size": parts}
@@ -642,12 +649,13 @@ def classify(
     # the domain reasons see every cluster found (a neighbour outside the user's size range is
     # still a neighbour); the user's range and border choice only select what is reported
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
+    route = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
     reasons = [cluster_reasons(img, detections, m.card.domain, diameters_A=diam,
-                               field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam])
-               for m in models]
+                               field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam],
+                               only=[i for i, j in enumerate(route) if j == k])
+               for k, m in enumerate(models)]
     rows, cols = img.shape
     in_range = [i for i in range(len(detections)) if lo_A <= diam[i] <= hi_A]
-    route = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
     # --border skip leaves out every cluster the domain calls cut_by_edge: touching the edge or a
     # fill, or ending within the rim the detector misses
     keep = [i for i in in_range if border == "flag" or (
@@ -708,11 +716,12 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
     from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
+    chosen = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
     if reasons is None:
         reasons = [cluster_reasons(image, detections, m.card.domain, diameters_A=diam,
-                                   field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam])
-                   for m in models]
-    chosen = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
+                                   field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam],
+                                   only=[i for i, j in enumerate(chosen) if j == k])
+                   for k, m in enumerate(models)]
     judged: dict[int, tuple] = {}
     for j, m in enumerate(models):
         idx = [i for i, c in enumerate(chosen) if c == j]

@@ -153,15 +153,14 @@ class FrameClassifier:
             return None
         from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
-        per_route = [cluster_reasons(image, dets, v.domain, field_A=[v.crop_px * v.crop_pixel_A(d, image)
-                                                                     for d in dets])
-                     if v.domain is not None else [None] * len(dets) for v in self.model.routes]
         domains = [v.domain for v in self.model.routes]
-        out = []
-        for k, d in enumerate(dets):
-            j = route_by_size(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0), domains)
-            out.append((per_route[j][k], j))
-        return out
+        route = [route_by_size(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0), domains)
+                 for d in dets]
+        per_route = [cluster_reasons(image, dets, v.domain, field_A=[v.crop_px * v.crop_pixel_A(d, image)
+                                                                     for d in dets],
+                                     only=[k for k, r in enumerate(route) if r == j])
+                     if v.domain is not None else [None] * len(dets) for j, v in enumerate(self.model.routes)]
+        return [(per_route[j][k], j) for k, j in enumerate(route)]
 
     def _detected(self, row: list[Any], image: Image, d: Any, track: Any, reason: str | None,
                   route: int = 0) -> None:
