@@ -48,10 +48,12 @@ if DATA is not None:
 
     with np.load(DATA / "real_atomic" / "PtIr_fcc_statstem.npz") as f:
         ptir, ptir_px = f["image"], float(f["pixel_size_A"])
-    for model in (None, "isomernet-v3"):  # None: the default model, isomernet-v2
+    # None: the default, each cluster judged by the shipped model that covers its size (r.model says
+    # which); a name: that model alone
+    for model in (None, "isomernet-v2", "isomernet-v3"):
         for r in clusterspy.classify(ptir, pixel_size_A=ptir_px, model=model):
             print(f"{model or 'default'}: {r.label} (confidence {r.confidence and round(r.confidence, 3)}, "
-                  f"reason {r.reason}), d = {r.diameter_nm:.2f} nm")
+                  f"reason {r.reason}), d = {r.diameter_nm:.2f} nm, judged by {r.model}")
 
 # %%
 # The Au particle in a Velox ``.emd``

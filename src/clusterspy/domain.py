@@ -41,6 +41,7 @@ The label is ``"unknown"`` whenever the reason is not ``None``.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, Literal
 
@@ -458,10 +459,12 @@ def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason
     return label, reason
 
 
-def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float
+def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float, *, noise: bool = True
                      ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """Power spectrum of a Hann-windowed square centred on a cluster (side ``0.7 × diameter``,
-    12–40 Å): ``(power, frequency [1/Å], white-noise power level, Nyquist [1/Å])``, or None."""
+    12–40 Å): ``(power, frequency [1/Å], white-noise power level, Nyquist [1/Å])``, or None.
+    ``noise=False`` skips the noise level (two medians over the window; ``nan`` instead): the
+    windows of :func:`lattice_over_surroundings` compare powers only."""
     px = float(image.pixel_size_A)
     nyq = 0.5 / px
     if nyq <= LATTICE_BAND[0] * 1.2:
@@ -474,16 +477,27 @@ def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float
     win = np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64)
     if min(win.shape) < 16:
         return None
+    w, f = _hann_and_frequencies(win.shape, px)
+    power = np.abs(np.fft.fft2((win - win.mean()) * w)) ** 2
+    if not noise:
+        return power, f, float("nan"), nyq
     diffs = np.concatenate([np.diff(win, axis=0).ravel(), np.diff(win, axis=1).ravel()])
     sigma = 1.4826 * float(np.median(np.abs(diffs - np.median(diffs)))) / np.sqrt(2.0)
     if sigma <= 0:
         sigma = float(np.std(diffs)) / np.sqrt(2.0)
-    w = np.outer(np.hanning(win.shape[0]), np.hanning(win.shape[1]))
-    power = np.abs(np.fft.fft2((win - win.mean()) * w)) ** 2
-    fy = np.fft.fftfreq(win.shape[0], d=px)
-    fx = np.fft.fftfreq(win.shape[1], d=px)
-    f = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
     return power, f, sigma**2 * float((w**2).sum()), nyq
+
+
+@lru_cache(maxsize=32)
+def _hann_and_frequencies(shape: tuple[int, int], px: float) -> tuple[np.ndarray, np.ndarray]:
+    """The 2-D Hann window and the spatial frequency [1/Å] of each FFT bin of a ``shape`` window."""
+    w = np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
+    fy = np.fft.fftfreq(shape[0], d=px)
+    fx = np.fft.fftfreq(shape[1], d=px)
+    w.setflags(write=False)
+    f = np.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
+    f.setflags(write=False)
+    return w, f
 
 
 def resolution_scores(image: Image, x_px: float, y_px: float, diameter_A: float) -> tuple[float, float]:
@@ -608,7 +622,7 @@ def lattice_over_surroundings(image: Image, x_px: float, y_px: float, diameter_A
 
 def _band_p95(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
     """95th percentile of the :data:`LATTICE_BAND` power in the window of :func:`lattice_contrast`."""
-    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    spec = _window_spectrum(image, x_px, y_px, diameter_A, noise=False)
     if spec is None:
         return float("nan")
     band = _lattice_band(spec)

@@ -103,8 +103,8 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
             raise ConfigError(f"{path} is not a ClusterSpy frames.csv (columns {header})")
         width = len(header)
         for row in reader:
-            # a run resumed after an upgrade appends rows of every column under an older header
-            if len(row) not in (width, len(FRAME_COLUMNS)) or row[COLUMN["label"]] == "":
+            # a run resumed after an upgrade (or two) appends rows of more columns under an older header
+            if not width <= len(row) <= len(FRAME_COLUMNS) or row[COLUMN["label"]] == "":
                 continue
             if len(row) == len(_OLD_COLUMNS):
                 row = [*row, OK, ""]
