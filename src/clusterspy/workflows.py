@@ -612,7 +612,7 @@ def write_overlay(image: Any, results: Sequence[ClusterResult], path: Path, *, b
     """Save :func:`clusterspy.plots.plot_overlay` of one frame as a PNG, atomically."""
     from clusterspy.plots import plot_overlay, save_figure
 
-    fig = plot_overlay(image, results, box_A=box_A, title=path.stem)
+    fig = plot_overlay(image, results, box_A=box_A, title=path.stem.removesuffix("_overlay"))
     save_figure(fig, path, dpi=110)
     return path
 

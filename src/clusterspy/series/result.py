@@ -65,7 +65,9 @@ class SeriesResult:
         s = self.summary
         frame_time = "unknown" if not s["frame_time_s"] else f"{s['frame_time_s']:g} s"
         lines = [f"{s['source']}: {s['n_frames']} frames, {s['n_clusters']} cluster(s), "
-                 f"frame time {frame_time}, model {s['model']['id']}"]
+                 f"frame time {frame_time}, model {s['model']['id']}"
+                 + (" (each cluster judged by the one that covers its size)" if "+" in s["model"]["id"]
+                    else "")]
         note = self.no_label_note()
         if note:
             lines.append(note)
