@@ -84,11 +84,6 @@ def _run(image: np.ndarray, px: float, model: Any, element: str = "Au", **kw: An
         return [], type(exc).__name__
 
 
-def _judged_by(model: Any, r: Any) -> Any:
-    """The model (of the size-routed default, or the one) that judged result ``r``."""
-    return next((m for m in getattr(model, "models", (model,)) if m.card.id == r.model), model)
-
-
 def _rotate(img: np.ndarray, deg: float) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -354,7 +349,9 @@ def real_part(model: Any) -> dict:
         r = max(res, key=lambda q: q.diameter_nm or 0) if res else None
         entry: dict[str, Any] = {"refused": why}
         if r is not None:
-            judge = _judged_by(model, r)
+            from clusterspy.predict import judging_model
+
+            judge = judging_model(model, r)
             field_A = judge.crop_px * judge.crop_pixel_size_A(10 * r.diameter_nm)
             cols = z["column_xy_A"]
             extent_A = float(np.max(np.ptp(cols, axis=0))) + 3.0  # columns' span + a column

@@ -171,3 +171,21 @@ def test_widget_says_what_is_missing(make_napari_viewer, qtbot, tmp_path):
     widget.pixel.setValue(7.5)  # a nm value typed as Å: the image is refused, one line in the status
     _run(widget, qtbot)
     assert "cannot resolve atomic columns" in widget.status.text() and len(widget.results) == 0
+
+
+@needs_display
+def test_widget_offers_the_default_by_size_and_each_model_alone(make_napari_viewer, qtbot, field_npz):
+    from clusterspy.integrations.napari.widget import AUTO_CHOICE, ClassifyWidget
+    from clusterspy.predict import load_model
+
+    viewer = make_napari_viewer()
+    viewer.open(str(field_npz), plugin="clusterspy")
+    widget = ClassifyWidget(viewer)
+    choices = [widget.model.itemText(i) for i in range(widget.model.count())]
+    assert choices == [AUTO_CHOICE, "isomernet-v2", "isomernet-v3"]
+    widget.model.setCurrentText("isomernet-v3")
+    widget.explain.setChecked(True)
+    viewer.window.add_dock_widget(widget)
+    _run(widget, qtbot)
+    v3 = load_model("isomernet-v3").card.id
+    assert widget.results and {r.model for r in widget.results} == {v3}

@@ -42,8 +42,8 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
     "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify", "detection_range_A",
-    "dihedral_views", "load_model", "model_id", "model_summary", "normalise_crops", "sha256_file",
-    "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
+    "dihedral_views", "judging_model", "load_model", "model_id", "model_summary", "normalise_crops",
+    "sha256_file", "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
 ]
 
 
@@ -222,6 +222,13 @@ def model_summary(model: Model | ModelsBySize) -> dict[str, Any]:
     """What every output records of the model(s) used (:meth:`ModelCard.summary`, or
     :meth:`ModelsBySize.summary` for the size-routed default)."""
     return model.summary() if isinstance(model, ModelsBySize) else model.card.summary()
+
+
+def judging_model(model: Model | ModelsBySize, result: ClusterResult) -> Model:
+    """The model (of the size-routed default, or the one given) that judged ``result``: its crop
+    geometry and network are the ones to explain or redraw the result with."""
+    members = model.models if isinstance(model, ModelsBySize) else (model,)
+    return next((m for m in members if m.card.id == result.model), members[0])
 
 
 def model_id(model: Model | ModelsBySize) -> str:

@@ -631,7 +631,7 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     from clusterspy.domain import DETECTED_TO_PROJECTED
     from clusterspy.explain import occlusion_saliency
     from clusterspy.plots import plot_saliency, save_figure
-    from clusterspy.predict import classify
+    from clusterspy.predict import classify, judging_model
 
     if results is None:
         results = classify(image, model=model)
@@ -639,10 +639,10 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     if not judged:
         return None
     # each cluster with the model that judged it (the size-routed default has more than one)
-    models = {m.card.id: m for m in getattr(model, "models", (model,))}
+    several = len(getattr(model, "models", (model,))) > 1
     crops, maps = [], []
     for r in judged:
-        m = models.get(r.model or "", next(iter(models.values())))
+        m = judging_model(model, r)
         size_A = 10.0 * float(r.diameter_nm)  # the projected diameter the crop field was made from
         d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=size_A / DETECTED_TO_PROJECTED,
                       area_px=0)
@@ -653,7 +653,7 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     titles = [f"cluster {r.cluster}: {r.label} {r.confidence:.2f}" if r.reason is None else
               f"cluster {r.cluster}: unknown\n({r.reason.replace('_', ' ')}; top "
               f"{max(r.probabilities, key=r.probabilities.get)} {r.confidence:.2f})" for r in judged]
-    if len(models) > 1:
+    if several:
         titles = [f"{t}\n{(r.model or '').split('@')[0]}" for t, r in zip(titles, judged, strict=True)]
     fig = plot_saliency(np.stack(crops), np.stack(maps), probs, CLASSES, titles=titles)
     return save_figure(fig, path, dpi=110)

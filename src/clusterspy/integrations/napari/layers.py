@@ -130,30 +130,32 @@ def saliency_map(image: Image, results: Sequence[ClusterResult], model: Any) -> 
     from clusterspy.detection import Detection, crop_cluster
     from clusterspy.domain import DETECTED_TO_PROJECTED
     from clusterspy.explain import occlusion_saliency
+    from clusterspy.predict import judging_model
 
     out = np.zeros(image.shape, np.float32)
     judged = [r for r in results if r.probabilities]
     if not judged:
         return out
-    crops, steps = [], []
-    for r in judged:
+    maps, steps, sides = [], [], []
+    for r in judged:  # each with the model that judged it (the default chooses it by size)
+        mdl = judging_model(model, r)
         size_A = 10.0 * float(r.diameter_nm)
         d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=size_A / DETECTED_TO_PROJECTED,
                       area_px=0)
-        step_A = model.crop_pixel_size_A(size_A)
-        crops.append(crop_cluster(image, d, step_A, model.crop_px))
+        step_A = mdl.crop_pixel_size_A(size_A)
+        maps.append(occlusion_saliency(mdl, crop_cluster(image, d, step_A, mdl.crop_px)))
         steps.append(step_A)
-    maps = occlusion_saliency(model, np.stack(crops))
+        sides.append(mdl.crop_px)
     rows, cols = np.mgrid[: image.shape[0], : image.shape[1]]
-    for r, m, step_A in zip(judged, maps, steps, strict=True):
-        half = model.crop_px * step_A / image.pixel_size_A / 2.0  # crop half-width [image px]
+    for r, m, step_A, crop_px in zip(judged, maps, steps, sides, strict=True):
+        half = crop_px * step_A / image.pixel_size_A / 2.0  # crop half-width [image px]
         r0, r1 = int(max(0, np.floor(r.y_px - half))), int(min(image.shape[0], np.ceil(r.y_px + half) + 1))
         c0, c1 = int(max(0, np.floor(r.x_px - half))), int(min(image.shape[1], np.ceil(r.x_px + half) + 1))
         if r0 >= r1 or c0 >= c1:
             continue
         # image pixel -> crop pixel (crop centre (crop_px - 1) / 2 sits on the cluster centre)
-        cr = (rows[r0:r1, c0:c1] - r.y_px) * image.pixel_size_A / step_A + (model.crop_px - 1) / 2.0
-        cc = (cols[r0:r1, c0:c1] - r.x_px) * image.pixel_size_A / step_A + (model.crop_px - 1) / 2.0
+        cr = (rows[r0:r1, c0:c1] - r.y_px) * image.pixel_size_A / step_A + (crop_px - 1) / 2.0
+        cc = (cols[r0:r1, c0:c1] - r.x_px) * image.pixel_size_A / step_A + (crop_px - 1) / 2.0
         vals = ndi.map_coordinates(m, [cr, cc], order=1, mode="constant", cval=0.0)
         out[r0:r1, c0:c1] = np.maximum(out[r0:r1, c0:c1], vals)
     return out

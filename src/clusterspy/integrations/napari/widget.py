@@ -36,12 +36,14 @@ from qtpy.QtWidgets import (
 
 from clusterspy.errors import ClusterSpyError, ImageDataError, NoClusterFoundError, OutOfDomainError
 from clusterspy.image import Image
-from clusterspy.predict import WEIGHTS_DIR, ClusterResults, classify, load_model
+from clusterspy.predict import ClusterResults, classify, load_model, shipped_models
 
 from .layers import TABLE_COLUMNS, link_tracks, outline_shapes, saliency_map, table_rows, track_points
 
 __all__ = ["ClassifyWidget", "Settings", "layer_pixel_size_A"]
 
+#: The model choice that means the default: each cluster judged by the shipped model covering its size.
+AUTO_CHOICE = "auto (by size)"
 _A_PER_UNIT = {"nanometer": 10.0, "nm": 10.0, "angstrom": 1.0, "Å": 1.0, "picometer": 0.01, "pm": 0.01}
 
 
@@ -135,8 +137,7 @@ class ClassifyWidget(QWidget):
         self.min_size = _spin(0.0, 1000.0, 2, "nm; 0 = the model's range")
         self.max_size = _spin(0.0, 1000.0, 2, "nm; 0 = the model's range")
         self.border = _combo(["flag", "skip"])
-        self.model = _combo(["default", *sorted(p.name for p in WEIGHTS_DIR.iterdir()
-                                                if (p / "model.onnx").is_file())])
+        self.model = _combo([AUTO_CHOICE, *shipped_models()])  # the default: the models chosen by size
         self.every_frame = QCheckBox("every frame of a stack")
         self.every_frame.setChecked(True)
         self.explain = QCheckBox("show explanation (saliency)")
@@ -165,7 +166,7 @@ class ClassifyWidget(QWidget):
             pixel_size_A=self.pixel.value() or None, contrast=self.contrast.currentText(),
             min_size_nm=self.min_size.value() or None, max_size_nm=self.max_size.value() or None,
             border=self.border.currentText(),
-            model=None if self.model.currentText() == "default" else self.model.currentText(),
+            model=None if self.model.currentText() == AUTO_CHOICE else self.model.currentText(),
             every_frame=self.every_frame.isChecked(), explain=self.explain.isChecked())
 
     # -- running ------------------------------------------------------------------------------
