@@ -60,9 +60,9 @@ class Border(StrEnum):
 
 #: ``--model``'s help; the names are those of :func:`clusterspy.predict.shipped_models` (checked by a test).
 MODEL_HELP = ("Default 'auto': each cluster judged by the shipped model that covers its size, isomernet-v2 "
-              "(1.2–3.3 nm) or isomernet-v3 (0.9–8 nm, the rest); the model column says which. Or one "
-              "shipped model alone by name (isomernet-v2, isomernet-v3), or an ONNX model with its "
-              "model card (a .onnx file or its folder).")
+              "(1.18–3.26 nm, images ≤ 0.5 Å/px) or else isomernet-v3 (0.94–8.05 nm as detected, ≤ 0.6 "
+              "Å/px); the model column says which. Or one shipped model alone by name (isomernet-v2, "
+              "isomernet-v3), or an ONNX model with its model card (a .onnx file or its folder).")
 
 PixelSize = Annotated[
     float | None,
@@ -247,7 +247,10 @@ def classify(
             frame = f" (frame {cal['frame']})" if info.get("frames", 1) > 1 else ""
             over = (" — over the file's own calibration" if cal["corrected"] and own
                     and abs(own / cal["given_pixel_size_A"] - 1) < 0.01 else "")
-            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}{over}", err=True)
+            again = " (each cluster's model chosen again by its size there)" if cal["corrected"] else ""
+            typer.echo(f"clusterspy: note: {part['file']}{frame}: {cal['message']}{over}{again}", err=True)
+        for note in _pixel_routing_notes(info.get("pixel_size_A"), model):
+            typer.echo(f"clusterspy: note: {part['file']}: {note}", err=True)
         if part.get("figure_error") or part.get("figure_note"):
             typer.echo(f"clusterspy: note: {part['file']}: {figure_message(part)}", err=True)
     for f in batch.failures():
@@ -295,6 +298,24 @@ def _edge_notes(results: list) -> list[str]:
             "the image (crop wider), or pass --border skip to leave such clusters out"]
 
 
+def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
+    """With the size-routed default: the models that cannot judge an image at ``px`` [Å/px] (outside
+    their pixel-size range), so that the others judged every cluster of it."""
+    from clusterspy.predict import ModelsBySize, load_model
+
+    loaded = load_model(model)
+    if px is None or not isinstance(loaded, ModelsBySize):
+        return []
+    notes = []
+    for m in loaded.models:
+        lo, hi = (float(v) for v in m.card.domain.get("image_pixel_size_A", [0.0, float("inf")]))
+        if not lo <= px <= hi:
+            others = ", ".join(o.card.name for o in loaded.models if o is not m)
+            notes.append(f"at {px:g} Å/px {m.card.name} cannot judge (it needs {lo:g}–{hi:g} Å/px): {others} "
+                         "judged every cluster, whatever its size")
+    return notes
+
+
 def _other_model_notes(results: list, model: Path | None) -> list[str]:
     """For clusters ``too_large`` (``too_small``): the shipped model whose domain covers them, in one
     line each — or, with the size-routed default, that no shipped model does."""
@@ -312,7 +333,8 @@ def _other_model_notes(results: list, model: Path | None) -> list[str]:
         if isinstance(loaded, ModelsBySize):  # every shipped model was tried: say what the widest covers
             lo = min(float(m.card.domain["diameter_nm"][0]) for m in loaded.models)
             hi = max(float(m.card.domain["diameter_nm"][1]) for m in loaded.models)
-            notes.append(f"{some} for every shipped model (together {lo:g}–{hi:g} nm)")
+            notes.append(f"{some} for every shipped model (together {lo:g}–{hi:g} nm); if the particle is "
+                         "smaller than that, check the pixel size")
             continue
         card = loaded.card
         other = shipped_model_covering(sizes, exclude=card.name)

@@ -147,7 +147,7 @@ def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
     """A guess at the unit mistake behind an out-of-range pixel size."""
     for factor, unit in ((0.01, "pm"), (10.0, "nm")):
         if lo <= px * factor <= hi:
-            return f"; did you mean {px:g} {unit} = {px * factor:g} Å?"
+            return f" — if you meant {px:g} {unit}, give {px * factor:g} Å"
     return ""
 
 

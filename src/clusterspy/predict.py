@@ -563,9 +563,12 @@ def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contr
         any_size = []
     any_size = [d for d in any_size if d.contrast >= 8.0]  # not a noise speckle
     if any_size:
+        from clusterspy.domain import particle_diameter_A
+
         d = max(any_size, key=lambda r: r.contrast)
+        d_nm = particle_diameter_A(d.diameter_A) / 10  # projected, as the range and the tables give it
         return (f"no cluster of {lo_A / 10:g}–{hi_A / 10:g} nm found in {where}; the most prominent "
-                f"bright region is {d.diameter_A / 10:.2g} nm across — if that is your particle, "
+                f"bright region is {d_nm:.2f} nm across — if that is your particle, "
                 "check the pixel size, or widen the range with --min-size/--max-size (nm; min_size_nm= / "
                 "max_size_nm= in Python)")
     return (f"no cluster found in {where}: nothing stands out above the background noise "

@@ -227,8 +227,7 @@ def classify_series(
     summary.update({
         "schema": "clusterspy.series/1", "source": source.description, "n_frames": int(frames_done),
         "frame_time_s": frame_time_s, "temperature_K": temperature_K, "classes": list(CLASSES),
-        "model": {"id": view.id, **{k: view.card[k] for k in (
-            "pixel_size_A", "crop_px", "temperature", "unknown_threshold") if k in view.card}},
+        "model": _model_record(view),
         "seed": seed, "settings": settings, "frames_lost_in_file": source.frames_lost,
     })
     summary["contrast_check"] = contrast_check_summary(rows, contrast, view.domain is not None)
@@ -246,6 +245,20 @@ def classify_series(
         table.write_final(rows)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
     return SeriesResult(rows, summary, out_dir, worker.thumbnails(), worker.thumbnail_frames())
+
+
+def _model_record(view: ModelView) -> dict[str, Any]:
+    """``summary.json``'s ``model``: its id and, for each model (the default: one per size range,
+    ``by_size``), the geometry, calibration and SHA-256 its rows were judged with."""
+    def one(v: ModelView) -> dict[str, Any]:
+        return {"id": v.id, "weights_sha256": v.sha256, **{k: v.card[k] for k in (
+            "pixel_size_A", "crop_px", "temperature", "unknown_threshold") if k in v.card}}
+
+    if len(view.routes) == 1:
+        return one(view)
+    return {"id": view.id, "rule": "each cluster judged by the first model whose diameter range holds it "
+                                   "(clusterspy.domain.route_by_size)",
+            "by_size": [{**one(v), "diameter_nm": (v.domain or {}).get("diameter_nm")} for v in view.routes]}
 
 
 def contrast_check_summary(rows: dict[str, np.ndarray], contrast: str, has_domain: bool
@@ -325,7 +338,7 @@ def _start(
         "settings": {
             "source": source.description, "pixel_size_A": source.pixel_size_A,
             "frame_time_s": fs.frame_time_s, "contrast": fs.contrast, "temperature_K": temperature_K,
-            "model_id": view.id, "model_sha256": view.sha256,
+            "model_id": view.id, "model_sha256": "+".join(str(v.sha256) for v in view.routes),
             "detect": getattr(fs.detect, "__qualname__", type(fs.detect).__name__),
             "crop": getattr(fs.crop, "__qualname__", type(fs.crop).__name__),
             "detect_kwargs": json.loads(json.dumps(fs.detect_kwargs, default=str)),
