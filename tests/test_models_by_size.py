@@ -150,3 +150,29 @@ def test_a_cluster_too_large_for_every_model_says_so(tmp_path: Path, capsys):
     out, err = capsys.readouterr()
     assert "too_large" in out and "isomernet-v3" in out  # the widest range there is named it
     assert "too large for every shipped model (together 0.87–8.05 nm)" in err
+
+
+def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: Path, capsys):
+    """At 0.55 Å/px the CLI says v2 cannot judge; a series' summary.json and run.json record both
+    models (their SHA-256s, thresholds and ranges)."""
+    from clusterspy.cli import main
+    from clusterspy.image import Image
+    from clusterspy.series import classify_series
+
+    px = 0.55
+    path = tmp_path / "coarse.npy"
+    np.save(path, particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(30.0,), dose=20000.0))
+    assert main(["classify", str(path), "--pixel-size", str(px)]) == 0
+    err = capsys.readouterr().err
+    assert "at 0.55 Å/px isomernet-v2 cannot judge (it needs 0.05–0.5 Å/px): isomernet-v3 judged" in err
+    frames = [particle(shape=(300, 300), px=0.25, centres=((150, 150),), diameters_A=(25.0,), seed=k)
+              for k in range(3)]
+    res = classify_series([Image(f, 0.25) for f in frames], out=tmp_path / "s", n_boot=5)
+    record = res.summary["model"]
+    default = load_model()
+    assert record["id"] == default.id
+    assert [m["id"] for m in record["by_size"]] == [m.card.id for m in default.models]
+    assert [m["unknown_threshold"] for m in record["by_size"]] == [m.card.unknown_threshold
+                                                                   for m in default.models]
+    run = json.loads((tmp_path / "s" / "run.json").read_text())
+    assert run["settings"]["model_sha256"].split("+") == [m.card["weights_sha256"] for m in default.models]
