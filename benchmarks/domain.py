@@ -69,6 +69,7 @@ def _run(image: np.ndarray, px: float, model: Any, element: str = "Au", **kw: An
     from clusterspy.errors import ClusterSpyError
     from clusterspy.predict import classify
 
+    CALIBRATE["pixel_size_A"] = px
     try:
         res = classify(image, pixel_size_A=px, model=model, **kw)
         if CALIBRATE["on"]:
@@ -78,6 +79,7 @@ def _run(image: np.ndarray, px: float, model: Any, element: str = "Au", **kw: An
             CALIBRATE["checked"] += 1
             if cal.corrected:
                 CALIBRATE["corrected"] += 1
+                CALIBRATE["pixel_size_A"] = cal.pixel_size_A
                 res = classify(image, pixel_size_A=cal.pixel_size_A, model=model, **kw)
         return res, None
     except ClusterSpyError as exc:
@@ -354,9 +356,11 @@ def real_part(model: Any) -> dict:
             judge = judging_model(model, r)
             field_A = judge.crop_px * judge.crop_pixel_size_A(10 * r.diameter_nm)
             cols = z["column_xy_A"]
-            extent_A = float(np.max(np.ptp(cols, axis=0))) + 3.0  # columns' span + a column
+            # columns' span + a column, in Å at the pixel size classified with (a calibrated one too)
+            extent_A = (float(np.max(np.ptp(cols, axis=0))) + 3.0) * CALIBRATE["pixel_size_A"] / px
             entry.update({"label": r.label, "reason": r.reason, "confidence": r.confidence, "model": r.model,
                           "diameter_nm": r.diameter_nm, "crop_field_A": field_A,
+                          "pixel_size_A_used": CALIBRATE["pixel_size_A"],
                           "particle_extent_A (StatSTEM columns)": extent_A,
                           "crop_holds_particle": bool(field_A >= extent_A)})
         out[name] = entry
