@@ -47,7 +47,7 @@ def _nearest(results, x: float, y: float):
 def _summary(r) -> dict:
     d = r.to_dict()
     return {k: d[k] for k in ("cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
-                              "probabilities")}
+                              "probabilities", "model")}
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -60,10 +60,11 @@ def main(argv: list[str] | None = None) -> dict | None:
         return None
     from clusterspy.image import Image
     from clusterspy.io import read_image
-    from clusterspy.predict import classify, load_model
+    from clusterspy.predict import classify, load_model, model_summary
 
     model = load_model(a.model)
-    out: dict = {"model_sha256": model.card.get("weights_sha256"),
+    summary = model_summary(model)  # the default: the models chosen by size, each result names its own
+    out: dict = {"model_id": summary["id"], "model_sha256": summary.get("weights_sha256"),
                  "model_pixel_size_A": model.pixel_size_A, "model_crop_px": model.crop_px,
                  "command": "python benchmarks/real_data.py", "files": {}}
     t0 = time.time()
