@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clusterspy.domain import route_by_size
 from clusterspy.predict import ModelsBySize, classify, judge, load_model
 from test_cli import run_cli
 from test_domain import particle
@@ -26,8 +27,8 @@ def test_the_default_is_v2_then_v3_and_a_named_model_is_that_model_alone():
     assert default.card is default.primary.card  # geometry, calibration: the primary's
     assert default.id == "+".join(m.card.id for m in default.models)
     assert not isinstance(load_model("isomernet-v2"), ModelsBySize)
-    assert default.covering(25.0) is default.models[0] and default.covering(50.0) is default.models[1]
-    assert default.covering(200.0) is None
+    domains = [m.card.domain for m in default.models]
+    assert [route_by_size(d_A, domains) for d_A in (5.0, 25.0, 50.0, 200.0)] == [1, 0, 1, 1]  # nearest: v3
 
 
 def test_each_cluster_goes_to_the_model_that_covers_its_size():

@@ -42,7 +42,7 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
     "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify", "detection_range_A",
-    "dihedral_views", "judging_model", "load_model", "model_id", "model_summary", "normalise_crops",
+    "dihedral_views", "judging_model", "load_model", "model_summary", "normalise_crops",
     "sha256_file", "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
 ]
 
@@ -149,14 +149,16 @@ class Model(OnnxNetwork):
 class ModelsBySize:
     """Shipped models chosen cluster by cluster by size: the first whose domain covers it.
 
-    The default of :func:`load_model` (no path): ``isomernet-v2`` judges the clusters its domain
-    covers (1.2–3.3 nm), and a cluster it would call ``too_small`` or ``too_large`` goes to
-    ``isomernet-v3`` (0.9–8 nm, its field chosen from the diameter) when that model covers it.
-    Each result records the model that judged it (:attr:`ClusterResult.model`).
+    The default of :func:`load_model` (no path, or ``"auto"``): ``isomernet-v2`` judges the
+    clusters its diameter range holds (1.18–3.26 nm), ``isomernet-v3`` (0.87–8.05 nm, its field
+    chosen from the diameter) the others; a cluster outside every range goes to the model whose
+    range comes nearest (:func:`clusterspy.domain.route_by_size`). :func:`classify`, :func:`judge`
+    and the series pipeline route so; each result records the model that judged it
+    (:attr:`ClusterResult.model`, :func:`judging_model`).
 
-    Everything else — :attr:`card`, :meth:`infer`, :meth:`crop_pixel_size_A`, the image checks —
-    is the first model's: code that takes one model (the series pipeline, the structure fit's
-    detection) uses the first model alone.
+    Attributes not defined here — :attr:`card`, :meth:`infer`, :meth:`crop_pixel_size_A` — are the
+    first model's: code that takes one model (the structure fit's detection range, a series'
+    image checks) uses the first model.
 
     Parameters
     ----------
@@ -201,14 +203,6 @@ class ModelsBySize:
                         "(clusterspy.domain.route_by_size)",
                 "by_size": parts}
 
-    def covering(self, diameter_A: float) -> Model | None:
-        """The first model whose domain's diameter range holds ``diameter_A`` [Å], or None."""
-        for m in self.models:
-            lo, hi = (10.0 * float(v) for v in m.card.domain.get("diameter_nm", [0.0, np.inf]))
-            if lo <= diameter_A <= hi:
-                return m
-        return None
-
     def __getattr__(self, name: str) -> Any:  # the primary's card, inference, geometry
         if name == "models":
             raise AttributeError(name)
@@ -229,11 +223,6 @@ def judging_model(model: Model | ModelsBySize, result: ClusterResult) -> Model:
     geometry and network are the ones to explain or redraw the result with."""
     members = model.models if isinstance(model, ModelsBySize) else (model,)
     return next((m for m in members if m.card.id == result.model), members[0])
-
-
-def model_id(model: Model | ModelsBySize) -> str:
-    """``name@sha12`` of a model, or the ``+``-joined ids of the size-routed default."""
-    return model.id if isinstance(model, ModelsBySize) else model.card.id
 
 
 @lru_cache(maxsize=8)
