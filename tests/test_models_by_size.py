@@ -177,3 +177,18 @@ def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: 
                                                                    for m in default.models]
     run = json.loads((tmp_path / "s" / "run.json").read_text())
     assert run["settings"]["model_sha256"].split("+") == [m.card["weights_sha256"] for m in default.models]
+
+
+def test_judge_never_routes_a_cluster_to_a_model_that_refuses_the_image():
+    """ParticleSpy's path (judge() on clusters found elsewhere): at 0.55 Å/px v2 refuses the image, so
+    its 3 nm cluster goes to v3; at 0.25 Å/px v2 judges it."""
+    from clusterspy.detection import detect_clusters
+    from clusterspy.image import Image
+
+    for px, expected in ((0.55, "isomernet-v3"), (0.25, "isomernet-v2")):
+        shape = (int(80 / px),) * 2
+        centre = ((shape[0] // 2, shape[1] // 2),)
+        img = Image(particle(shape=shape, px=px, centres=centre, diameters_A=(25.0,), dose=20000.0), px)
+        dets = detect_clusters(img, min_diameter_A=8.0, max_diameter_A=60.0, exclude_border=False)
+        (r,) = judge(img, dets, load_model())
+        assert _name(r) == expected, (px, r)

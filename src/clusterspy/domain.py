@@ -53,6 +53,7 @@ from clusterspy.weights.card import mahalanobis_distance
 
 __all__ = [
     "REASONS",
+    "ROUTE_RULE",
     "amorphous_cap_A",
     "check_contrast",
     "check_image",
@@ -365,6 +366,11 @@ def looks_bright_field(data: np.ndarray) -> bool:
     """
     skew, texture = contrast_cues(data)
     return bool(skew < -BRIGHT_FIELD_SKEW_MIN and texture < -BRIGHT_FIELD_TEXTURE_MIN)
+
+
+#: The rule of :func:`route_by_size`, as outputs record it.
+ROUTE_RULE = ("each cluster judged by the first model whose diameter range holds it, else by the one whose "
+              "range comes nearest (clusterspy.domain.route_by_size)")
 
 
 def route_by_size(diameter_A: float, domains: list[dict | None]) -> int:

@@ -42,7 +42,7 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
     "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify", "detection_range_A",
-    "dihedral_views", "judging_model", "load_model", "model_summary", "normalise_crops",
+    "dihedral_views", "judged_crop", "judging_model", "load_model", "model_summary", "normalise_crops",
     "sha256_file", "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
 ]
 
@@ -190,6 +190,8 @@ class ModelsBySize:
         """The identity recorded with every output: the joined ``name``, ``id`` and SHA-256s, the
         rule, the union of the models' diameter and pixel-size ranges (``domain``), and each
         model's :meth:`ModelCard.summary` under ``by_size``."""
+        from clusterspy.domain import ROUTE_RULE
+
         parts = [m.card.summary() for m in self.models]
         union = {}
         for key in ("diameter_nm", "image_pixel_size_A"):
@@ -199,8 +201,7 @@ class ModelsBySize:
         return {"name": self.name, "id": self.id,
                 **{k: "+".join(str(p.get(k)) for p in parts) for k in ("weights_sha256", "card_sha256")},
                 "domain": union,
-                "rule": "each cluster judged by the first model whose diameter range holds it "
-                        "(clusterspy.domain.route_by_size)",
+                "rule": ROUTE_RULE,
                 "by_size": parts}
 
     def __getattr__(self, name: str) -> Any:  # the primary's card, inference, geometry
@@ -223,6 +224,22 @@ def judging_model(model: Model | ModelsBySize, result: ClusterResult) -> Model:
     geometry and network are the ones to explain or redraw the result with."""
     members = model.models if isinstance(model, ModelsBySize) else (model,)
     return next((m for m in members if m.card.id == result.model), members[0])
+
+
+def judged_crop(image: Image, result: ClusterResult, model: Model | ModelsBySize
+                ) -> tuple[Model, np.ndarray, float]:
+    """The crop ``result``'s model was shown, made again from the result alone: ``(model, crop,
+    crop pixel size [Å/px])`` — the model that judged it (:func:`judging_model`), its crop field
+    from the result's projected diameter, as :func:`classify` made it."""
+    from clusterspy.detection import Detection, crop_cluster
+    from clusterspy.domain import DETECTED_TO_PROJECTED
+
+    m = judging_model(model, result)
+    size_A = 10.0 * float(result.diameter_nm)  # the projected diameter the crop field was made from
+    d = Detection(x_px=result.x_px, y_px=result.y_px, bbox=(0, 0, 0, 0),
+                  diameter_A=size_A / DETECTED_TO_PROJECTED, area_px=0)
+    step_A = m.crop_pixel_size_A(size_A)
+    return m, crop_cluster(image, d, step_A, m.crop_px), step_A
 
 
 @lru_cache(maxsize=8)
@@ -667,11 +684,11 @@ def classify(
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons])
 
 
-
-
-def _usable_models(img: Image, model: Model | ModelsBySize, contrast: str) -> tuple[Model, ...]:
+def _usable_models(img: Image, model: Model | ModelsBySize, contrast: str, *, refuse: bool = True
+                   ) -> tuple[Model, ...]:
     """The models (the size-routed ones in order, or the one) whose domain accepts the whole image;
-    the last model's :class:`OutOfDomainError` when none does (its limits are the widest)."""
+    when none does, the last model's :class:`OutOfDomainError` (its limits are the widest), or
+    with ``refuse=False`` the first model."""
     from clusterspy.domain import check_image
     from clusterspy.errors import OutOfDomainError
 
@@ -685,7 +702,9 @@ def _usable_models(img: Image, model: Model | ModelsBySize, contrast: str) -> tu
             continue
         usable.append(m)
     if not usable:
-        raise error  # type: ignore[misc]
+        if refuse:
+            raise error  # type: ignore[misc]
+        return models[:1]
     return tuple(usable)
 
 
@@ -697,13 +716,16 @@ def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, f
     are not shown to the network; the others get calibrated probabilities, an
     out-of-distribution distance (when the model has OOD statistics) and a label, or
     ``"unknown"`` with ``"out_of_distribution"`` or ``"low_confidence"``. With the size-routed
-    default (:class:`ModelsBySize`) each cluster is judged by the first model that does not find
-    it too small or too large; ``reasons`` (the pre-inference reasons of one model) is for a
-    single model only.
+    default (:class:`ModelsBySize`) each cluster goes to the model
+    :func:`clusterspy.domain.route_by_size` chooses among those whose domain accepts the image
+    (its pixel size and field; the first model when none does, as a single model is used);
+    ``reasons`` (the pre-inference reasons of one model) is for a single model only.
     """
     models = model.models if isinstance(model, ModelsBySize) else (model,)
     if reasons is not None and len(models) > 1:
         raise ValueError("judge(reasons=...) is for a single model, not ModelsBySize")
+    if len(models) > 1:  # never route a cluster to a model that refuses the whole image
+        models = _usable_models(image, model, "haadf", refuse=False)
     return _judge_by_size(image, detections, models, file=file, frame=frame,
                           reasons=None if reasons is None else [list(reasons)])
 

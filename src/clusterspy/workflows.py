@@ -627,11 +627,9 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     """
     import numpy as np
 
-    from clusterspy.detection import Detection, crop_cluster
-    from clusterspy.domain import DETECTED_TO_PROJECTED
     from clusterspy.explain import occlusion_saliency
     from clusterspy.plots import plot_saliency, save_figure
-    from clusterspy.predict import classify, judging_model
+    from clusterspy.predict import classify, judged_crop
 
     if results is None:
         results = classify(image, model=model)
@@ -642,13 +640,9 @@ def write_saliency(image: Any, model: Any, path: Path, *, results: Sequence[Clus
     several = len(getattr(model, "models", (model,))) > 1
     crops, maps = [], []
     for r in judged:
-        m = judging_model(model, r)
-        size_A = 10.0 * float(r.diameter_nm)  # the projected diameter the crop field was made from
-        d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=size_A / DETECTED_TO_PROJECTED,
-                      area_px=0)
-        crop = crop_cluster(image, d, m.crop_pixel_size_A(size_A), m.crop_px)
+        m, crop, _ = judged_crop(image, r, model)
         crops.append(crop)
-        maps.append(occlusion_saliency(m, crop[None])[0])
+        maps.append(occlusion_saliency(m, crop))
     probs = np.array([[r.probabilities[c] for c in CLASSES] for r in judged])
     titles = [f"cluster {r.cluster}: {r.label} {r.confidence:.2f}" if r.reason is None else
               f"cluster {r.cluster}: unknown\n({r.reason.replace('_', ' ')}; top "

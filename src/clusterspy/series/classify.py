@@ -256,8 +256,9 @@ def _model_record(view: ModelView) -> dict[str, Any]:
 
     if len(view.routes) == 1:
         return one(view)
-    return {"id": view.id, "rule": "each cluster judged by the first model whose diameter range holds it "
-                                   "(clusterspy.domain.route_by_size)",
+    from clusterspy.domain import ROUTE_RULE
+
+    return {"id": view.id, "rule": ROUTE_RULE,
             "by_size": [{**one(v), "diameter_nm": (v.domain or {}).get("diameter_nm")} for v in view.routes]}
 
 

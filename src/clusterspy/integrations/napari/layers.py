@@ -127,10 +127,8 @@ def saliency_map(image: Image, results: Sequence[ClusterResult], model: Any) -> 
     """
     from scipy import ndimage as ndi
 
-    from clusterspy.detection import Detection, crop_cluster
-    from clusterspy.domain import DETECTED_TO_PROJECTED
     from clusterspy.explain import occlusion_saliency
-    from clusterspy.predict import judging_model
+    from clusterspy.predict import judged_crop
 
     out = np.zeros(image.shape, np.float32)
     judged = [r for r in results if r.probabilities]
@@ -138,12 +136,8 @@ def saliency_map(image: Image, results: Sequence[ClusterResult], model: Any) -> 
         return out
     maps, steps, sides = [], [], []
     for r in judged:  # each with the model that judged it (the default chooses it by size)
-        mdl = judging_model(model, r)
-        size_A = 10.0 * float(r.diameter_nm)
-        d = Detection(x_px=r.x_px, y_px=r.y_px, bbox=(0, 0, 0, 0), diameter_A=size_A / DETECTED_TO_PROJECTED,
-                      area_px=0)
-        step_A = mdl.crop_pixel_size_A(size_A)
-        maps.append(occlusion_saliency(mdl, crop_cluster(image, d, step_A, mdl.crop_px)))
+        mdl, crop, step_A = judged_crop(image, r, model)
+        maps.append(occlusion_saliency(mdl, crop))
         steps.append(step_A)
         sides.append(mdl.crop_px)
     rows, cols = np.mgrid[: image.shape[0], : image.shape[1]]
