@@ -11,6 +11,10 @@ RSS of that run alone: Linux ``VmHWM``; ``ru_maxrss``, which also counts the for
 recorded beside it). Pages of the memory-mapped series that ``classify_series`` has read are
 handed back as it goes (see ``clusterspy.io.series.RELEASE_EVERY``).
 
+With the network it also times ``clusterspy series`` (the CLI, a new process, ``--no-report``) on
+the same frames, where a frame's time goes (cProfile over 150 frames, ms a frame per stage) and
+what one cluster costs each model's network (its 8 test-time views).
+
 Run: ``.venv/bin/python benchmarks/series_speed.py [--frames 1000] [--rss-frames 2000]
 [--stand-in-model] [--radius-A 15] [--out FILE]``; writes ``benchmarks/results/series_speed.json``. Needs
 ``clusterspy.predict`` and the shipped weights; ``--stand-in-model`` replaces the network by a
@@ -111,6 +115,71 @@ def child(path: str, out: str, stand_in: bool, model_path: str | None = None) ->
                       "reasons": {str(k or "none"): int(np.sum(reasons == k)) for k in set(reasons)}}))
 
 
+#: Stages of a series frame timed by ``--child-profile``: (file suffix, function name) whose
+#: cumulative cProfile time is the stage's ("" matches a built-in by the end of its name).
+STAGES = {
+    "network (ONNX Runtime, 8 test-time views)": ("", "onnxruntime_pybind11_state.run>"),
+    "domain checks of each cluster": ("clusterspy/domain.py", "cluster_reasons"),
+    "contrast check of each frame": ("series/per_frame.py", "looks_bright_field"),
+    "detection": ("clusterspy/detection.py", "detect_clusters"),
+}
+
+
+def child_profile(path: str, n: int, model_path: str | None = None) -> None:
+    """Where a frame's time goes: cProfile over the first ``n`` frames (ms a frame per stage)."""
+    import cProfile
+    import pstats
+
+    from clusterspy import classify_series
+    from clusterspy.predict import load_model
+
+    model = load_model(model_path)
+    data = np.load(path, mmap_mode="r")[:n]
+    classify_series(data, PX, frame_time_s=0.02, model=model, n_boot=5)  # warm
+    prof = cProfile.Profile()
+    t0 = time.perf_counter()
+    prof.enable()
+    classify_series(data, PX, frame_time_s=0.02, model=model, n_boot=5)
+    prof.disable()
+    wall = time.perf_counter() - t0
+    stats = pstats.Stats(prof).stats  # {(file, line, name): (cc, nc, tt, ct, callers)}
+    out = {"frames": n, "wall_ms_per_frame_profiled": 1000 * wall / n}
+    for stage, (where, fn) in STAGES.items():
+        ct = sum(v[3] for (file, _, name), v in stats.items()
+                 if (name.endswith(fn) if not where else file.endswith(where) and name == fn))
+        out[stage] = 1000 * ct / n
+    print(json.dumps(out))
+
+
+def network_ms_per_cluster(model_path: str | None) -> dict[str, float]:
+    """Milliseconds one cluster's crop costs each model's network (its 8 test-time views), 64 at a time."""
+    from clusterspy.predict import load_model
+
+    model = load_model(model_path)
+    crops = np.random.default_rng(0).random((64, 96, 96)).astype(np.float32)
+    out = {}
+    for m in getattr(model, "models", (model,)):
+        x = crops if m.crop_px == 96 else np.random.default_rng(0).random((64, m.crop_px, m.crop_px),
+                                                                          dtype=np.float32)
+        m.infer(x)
+        t = time.perf_counter()
+        for _ in range(3):
+            m.infer(x)
+        out[m.card.id] = 1000 * (time.perf_counter() - t) / (3 * len(x))
+    return out
+
+
+def run_cli(path: Path, out: Path, n: int) -> dict:
+    """``clusterspy series`` on the series as a user runs it (a new process, no report)."""
+    exe = Path(sys.executable).with_name("clusterspy")
+    t = time.perf_counter()
+    r = subprocess.run([str(exe), "series", str(path), "--pixel-size", str(PX), "--frame-time", "0.02",
+                        "--out", str(out), "--no-report"], capture_output=True, text=True, check=False)
+    dt = time.perf_counter() - t
+    return {"frames": n, "seconds": dt, "frames_per_s": n / dt, "exit": r.returncode,
+            "stderr": r.stderr.strip()[-300:]}
+
+
 def _vm_hwm() -> int | None:
     """Peak resident memory [bytes] of this process's own address space (Linux ``VmHWM``).
 
@@ -145,6 +214,7 @@ def main() -> None:
     ap.add_argument("--rss-frames", type=int, default=2000)
     ap.add_argument("--stand-in-model", action="store_true")
     ap.add_argument("--child", nargs=2)
+    ap.add_argument("--child-profile", nargs=2, metavar=("PATH", "N"))
     ap.add_argument("--model", default=None, help="model folder or .onnx (default: shipped)")
     ap.add_argument("--radius-A", type=float, default=15.0,
                     help="the cluster's radius [Å]: 15 (~3.5 nm, v3 judges it), 11 (~2.5 nm, v2 does)")
@@ -152,6 +222,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.child:
         child(*args.child, args.stand_in_model, args.model)
+        return
+    if args.child_profile:
+        child_profile(args.child_profile[0], int(args.child_profile[1]), args.model)
         return
     if not args.stand_in_model:
         try:
@@ -191,6 +264,18 @@ def main() -> None:
         print("speed:", result["speed"], flush=True)
         result["memory"] = run_child(path, tmp_p / "out_rss", args.stand_in_model, args.model)
         print("memory:", result["memory"], flush=True)
+        if not args.stand_in_model:
+            result["cli"] = run_cli(small, tmp_p / "out_cli", args.frames)
+            print("cli:", result["cli"], flush=True)
+            cmd = [sys.executable, __file__, "--child-profile", str(small), "150"]
+            if args.model:
+                cmd += ["--model", args.model]
+            r = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if r.returncode == 0:
+                result["profile_ms_per_frame"] = json.loads(r.stdout.strip().splitlines()[-1])
+                print("profile:", result["profile_ms_per_frame"], flush=True)
+            result["network_ms_per_cluster"] = network_ms_per_cluster(args.model)
+            print("network:", result["network_ms_per_cluster"], flush=True)
     result["load_average_at_end"] = list(os.getloadavg())
     result["meets_speed_goal"] = result["speed"]["frames_per_s"] >= 50
     result["meets_memory_goal"] = result["memory"]["peak_rss_bytes"] < 2 * 1024**3
