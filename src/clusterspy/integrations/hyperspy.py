@@ -187,7 +187,7 @@ def results_from_signal(signal: Any) -> ClusterResults:
     if not signal.metadata.has_item("ClusterSpy.results"):
         raise ImageDataError("this signal carries no ClusterSpy results (add them with add_to_signal)")
     tab = signal.metadata.ClusterSpy.results.as_dictionary()
-    missing = [c for c in RESULT_COLUMNS if c not in tab and c != "model"]  # "model": since 0.x
+    missing = [c for c in RESULT_COLUMNS if c not in tab and c != "model"]  # older tables lack "model"
     if missing:
         raise ImageDataError(f"the ClusterSpy results of this signal lack the columns {missing}")
     n = len(tab["label"])
