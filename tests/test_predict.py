@@ -145,3 +145,18 @@ def test_shipped_model_covering_reads_cards_as_load_model_does(tmp_path, monkeyp
     assert predict.shipped_model_covering([lo, hi, 100.0]) == ("old-net", (lo, hi))
     assert predict.shipped_model_covering([100.0]) is None
     assert predict.shipped_model_covering([lo], exclude="old-net") is None
+
+
+def test_inference_on_worker_threads_gives_the_same_numbers_to_the_last_bit():
+    """What a series runs on its worker threads (one task a test-time view) is ``infer`` exactly."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for m in load_model().models:
+            crops = rng.gamma(2.0, 1.0, (5, m.crop_px, m.crop_px)).astype(np.float32)
+            probs, dist = m.infer(crops)
+            wait = m.submit_infer(crops, pool)
+            probs_t, dist_t = wait()
+            assert probs_t.shape == (5, 4) and np.array_equal(probs_t, probs)
+            assert dist is not None and np.array_equal(dist_t, dist)

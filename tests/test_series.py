@@ -246,6 +246,21 @@ def test_end_to_end_with_shipped_weights(tmp_path):
     assert len(res) > 0
 
 
+def test_a_series_gives_the_same_rows_run_after_run_with_the_network_on_worker_threads(tmp_path):
+    """The network runs one batch behind the frames, on worker threads: the rows (labels,
+    probabilities to the last digit) must not depend on how the threads met."""
+    pytest.importorskip("clusterspy.detection")
+    data_dir = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "data"
+    series = sorted(data_dir.glob("*series*"))
+    if not series:
+        pytest.skip("no example series shipped yet")
+    runs = [classify_series(series[0], out=tmp_path / f"run{k}", n_boot=20, batch_size=7) for k in range(2)]
+    texts = [(tmp_path / f"run{k}" / "frames.csv").read_text() for k in range(2)]
+    assert texts[0] == texts[1]
+    labelled = runs[0].frames["label"]
+    assert np.isin(labelled, CLASSES).sum() > 10  # the network ran (batches of 7 crops: several in flight)
+
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
                  if Path(p).exists()), None)
 

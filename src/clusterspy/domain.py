@@ -294,7 +294,7 @@ def contrast_cues(data: np.ndarray, *, grid_px: int = CONTRAST_GRID_PX) -> tuple
     inside = w > 0
     if inside.sum() < 64:
         return float("nan"), float("nan")
-    norm = {s: np.maximum(ndi.gaussian_filter(w, s, mode="constant"), 1e-6) for s in (1.0, 2.0, 4.0)}
+    norm = _blur_norms(b.shape) if fill is None else _blur_norms_of(w)
 
     def blur(v: np.ndarray, sigma: float) -> np.ndarray:  # the mean of the data near each pixel
         return ndi.gaussian_filter(v * w, sigma, mode="constant") / norm[sigma]
@@ -312,6 +312,23 @@ def contrast_cues(data: np.ndarray, *, grid_px: int = CONTRAST_GRID_PX) -> tuple
     if np.ptp(level) == 0 or np.ptp(detail) == 0:
         return skew, 0.0
     return skew, float(np.corrcoef(_ranks(level), _ranks(detail))[0, 1])
+
+
+def _blur_norms_of(w: np.ndarray) -> dict[float, np.ndarray]:
+    """The normalisations of :func:`contrast_cues`' blurs for the data weights ``w``: each σ's
+    blur of ``w`` (zero outside the frame), floored at 10⁻⁶."""
+    from scipy import ndimage as ndi
+
+    return {s: np.maximum(ndi.gaussian_filter(w, s, mode="constant"), 1e-6) for s in (1.0, 2.0, 4.0)}
+
+
+@lru_cache(maxsize=8)
+def _blur_norms(shape: tuple[int, int]) -> dict[float, np.ndarray]:
+    """:func:`_blur_norms_of` a frame with data everywhere (the same for every frame of a series)."""
+    norms = _blur_norms_of(np.ones(shape, np.float32))
+    for v in norms.values():
+        v.setflags(write=False)
+    return norms
 
 
 def _ranks(v: np.ndarray) -> np.ndarray:
@@ -483,8 +500,10 @@ def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float, 
     win = np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64)
     if min(win.shape) < 16:
         return None
+    from scipy import fft as sfft
+
     w, f = _hann_and_frequencies(win.shape, px)
-    power = np.abs(np.fft.fft2((win - win.mean()) * w)) ** 2
+    power = np.abs(sfft.fft2((win - win.mean()) * w)) ** 2
     if not noise:
         return power, f, float("nan"), nyq
     diffs = np.concatenate([np.diff(win, axis=0).ravel(), np.diff(win, axis=1).ravel()])
@@ -604,35 +623,50 @@ def lattice_over_surroundings(image: Image, x_px: float, y_px: float, diameter_A
     ``nan`` when fewer than two surrounding windows fit, or the band lies beyond Nyquist.
     """
     px = float(image.pixel_size_A)
-    on = _band_p95(image, x_px, y_px, diameter_A)
-    if not np.isfinite(on):
-        return float("nan")
     half = 0.5 * float(np.clip(0.7 * diameter_A, 12.0, 40.0)) / px
     dist = diameter_A / px + 2.0 * half
     others = np.empty((0, 2)) if others_xy_px is None else np.asarray(others_xy_px, float).reshape(-1, 2)
     o_diam = np.zeros(len(others)) if others_diameter_px is None else np.asarray(others_diameter_px, float)
     rows, cols = image.shape
-    around = []
+    centres = [(x_px, y_px)]
     for a in np.radians(np.arange(0.0, 360.0, 45.0)):
         x, y = x_px + dist * np.cos(a), y_px + dist * np.sin(a)
         if x - half < 0 or y - half < 0 or x + half > cols or y + half > rows:
             continue
         if len(others) and np.any(np.hypot(*(others - [x, y]).T) < 0.5 * o_diam):
             continue
-        around.append(_band_p95(image, x, y, diameter_A))
-    around = [v for v in around if np.isfinite(v)]
-    if len(around) < 2:
+        centres.append((x, y))
+    p95 = _band_p95s(image, centres, diameter_A)
+    on, around = float(p95[0]), p95[1:][np.isfinite(p95[1:])]
+    if not np.isfinite(on) or len(around) < 2:
         return float("nan")
     return on / max(float(np.median(around)), 1e-300)
 
 
-def _band_p95(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
-    """95th percentile of the :data:`LATTICE_BAND` power in the window of :func:`lattice_contrast`."""
-    spec = _window_spectrum(image, x_px, y_px, diameter_A, noise=False)
-    if spec is None:
-        return float("nan")
-    band = _lattice_band(spec)
-    return float(np.percentile(band, 95)) if band.size >= 8 else float("nan")
+def _band_p95s(image: Image, centres_px: Sequence[tuple[float, float]], diameter_A: float) -> np.ndarray:
+    """95th percentile of the :data:`LATTICE_BAND` power in the window of :func:`lattice_contrast`
+    centred on each ``(x, y)`` [px] of ``centres_px`` (``nan`` where the band has no room): the
+    windows of :func:`_window_spectrum`, transformed together (one FFT call, one percentile)."""
+    px = float(image.pixel_size_A)
+    nan = np.full(len(centres_px), np.nan)
+    if 0.5 / px <= LATTICE_BAND[0] * 1.2:
+        return nan
+    n = max(16, round(float(np.clip(0.7 * diameter_A, 12.0, 40.0)) / px))
+    rows, cols = image.shape
+    wins = []
+    for x, y in centres_px:
+        r0 = min(max(round(y - n / 2), 0), max(rows - n, 0))
+        c0 = min(max(round(x - n / 2), 0), max(cols - n, 0))
+        wins.append(np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64))
+    stack = np.stack(wins)
+    if min(stack.shape[1:]) < 16:
+        return nan
+    from scipy import fft as sfft
+
+    w, f = _hann_and_frequencies(stack.shape[1:], px)
+    power = np.abs(sfft.fft2((stack - stack.mean(axis=(1, 2), keepdims=True)) * w)) ** 2
+    band = power[:, (f >= LATTICE_BAND[0]) & (f < min(LATTICE_BAND[1], 0.5 / px))]
+    return np.percentile(band, 95, axis=1) if band.shape[1] >= 8 else nan
 
 
 def _lattice_band(spec: tuple[np.ndarray, np.ndarray, float, float]) -> np.ndarray:

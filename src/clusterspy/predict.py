@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -127,9 +128,20 @@ class Model(OnnxNetwork):
         The distance is the Mahalanobis distance of the pooled features to the nearest class
         mean of the in-domain training images (None when the model has no OOD statistics).
         """
+        return self._judged(*self._run(crops))
+
+    def submit_infer(self, crops: np.ndarray, pool: Executor
+                     ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`infer` started on the worker threads of ``pool`` (:meth:`OnnxNetwork.submit`): a
+        function that waits and returns the same numbers."""
+        wait = self.submit(crops, pool, features=self._ood is not None)
+        return lambda: self._judged(*wait())
+
+    def _judged(self, logits: np.ndarray, feats: np.ndarray | None
+                ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Calibrated probabilities and OOD distances (None without statistics) of the network's outputs."""
         from clusterspy.weights.card import mahalanobis_distance
 
-        logits, feats = self._run(crops)
         probs = self.card.probabilities(logits)
         if feats is None or self._ood is None:
             return probs, None

@@ -3,6 +3,8 @@ turned into a label or a reason (one rule, :func:`clusterspy.domain.judge_probab
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,6 +66,19 @@ class ModelView:
             return float(self.model.crop_pixel_size_A(particle_diameter_A(d_A)))
         return self.model_pixel_A or image.pixel_size_A
 
+    def submit(self, crops: list[np.ndarray], pool: Executor
+               ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`probabilities` started on ``pool``: a function that waits and returns them.
+
+        A shipped model spreads its test-time views over the pool's threads
+        (:meth:`clusterspy.predict.Model.submit_infer`); any other model runs as one task.
+        """
+        if hasattr(self.model, "submit_infer"):
+            wait = self.model.submit_infer(np.stack(crops), pool)
+            return lambda: self._checked(*wait(), len(crops))
+        future = pool.submit(self.probabilities, crops)
+        return future.result
+
     def probabilities(self, crops: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         """``(N, 4)`` calibrated probabilities of the crops and their OOD distances (or None)."""
         dist = None
@@ -72,9 +87,15 @@ class ModelView:
             probs = np.asarray(probs, dtype=float)
         else:
             probs = np.asarray(self.model.predict_crops(np.stack(crops)), dtype=float)
-        if probs.shape != (len(crops), len(CLASSES)):
+        return self._checked(probs, dist, len(crops))
+
+    @staticmethod
+    def _checked(probs: np.ndarray, dist: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """``probs`` as float, refused unless ``(n, 4)``."""
+        probs = np.asarray(probs, dtype=float)
+        if probs.shape != (n, len(CLASSES)):
             raise ConfigError(f"model.predict_crops returned shape {probs.shape}, "
-                              f"expected {(len(crops), len(CLASSES))}")
+                              f"expected {(n, len(CLASSES))}")
         return probs, dist
 
     def judge(self, p: np.ndarray, dist: float | None, diameter_nm: float | None) -> tuple[str, str | None]:
@@ -86,3 +107,4 @@ class ModelView:
             ood_threshold=getattr(self.model, "ood_threshold", None),
             diameter_A=None if diameter_nm is None else 10.0 * diameter_nm,
             amorphous_max_A=self.amorphous_max_A)
+

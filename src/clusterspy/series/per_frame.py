@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,7 @@ from clusterspy.series.model_view import ModelView
 from clusterspy.series.tracking import Tracker, sharpness
 from clusterspy.series.windows import detect_in_windows
 
-__all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRID_PX", "FrameClassifier", "FrameSettings"]
+__all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRID_PX", "Batch", "FrameClassifier", "FrameSettings"]
 
 #: Frames of a track's running sharpness median (blur test).
 BLUR_WINDOW = 7
@@ -52,6 +53,28 @@ class FrameSettings:
     max_clusters: int | None = None
     n_thumbnails: int = 6
     contrast: str = "auto"
+
+
+@dataclass
+class Batch:
+    """Rows of consecutive frames whose crops are classified together (:meth:`FrameClassifier.submit`).
+
+    ``tracker``, ``diameter_px``, ``domain_checked`` and ``complete`` are the run's state after its
+    last frame (``next_frame`` − 1): what a checkpoint written when it completes must hold.
+    """
+
+    rows: list[list[Any]]
+    crops: list[np.ndarray]
+    crop_rows: list[int]
+    crop_routes: list[int]
+    next_frame: int
+    complete: bool
+    tracker: dict | None
+    diameter_px: dict[int, float]
+    domain_checked: bool
+    #: ``(route, crop indices, wait)`` per route with crops: ``wait()`` gives their probabilities
+    #: and OOD distances (:meth:`clusterspy.series.model_view.ModelView.submit`).
+    inference: list[tuple[int, list[int], Callable[[], tuple]]] = field(default_factory=list)
 
 
 @dataclass
@@ -195,15 +218,40 @@ class FrameClassifier:
             self.crop_routes.append(route)
 
     # ------------------------------------------------------------------------------ batches
-    def flush(self, table: FramesTable, next_frame: int) -> None:
-        """Classify the pending crops, hand every pending row to ``table``, update the checkpoint."""
+    def submit(self, next_frame: int, pool: Executor | None = None) -> Batch:
+        """Hand the pending rows and crops to a :class:`Batch` and start their inference.
+
+        With ``pool`` the network runs on its worker threads while the caller goes on with the next
+        frames (ONNX Runtime releases the GIL): a laptop's cores work on detection and inference at
+        once. The batch keeps what the checkpoint of its last frame must hold
+        (tracker, diameters, domain check), since later frames change them before it completes.
+        """
+        st = self.state
+        batch = Batch(
+            rows=self.rows, crops=self.crops, crop_rows=self.crop_rows, crop_routes=self.crop_routes,
+            next_frame=next_frame, complete=st.complete,
+            tracker=None if self.tracker is None else self.tracker.state(),
+            diameter_px=dict(st.diameter_px), domain_checked=st.domain_checked)
+        self.rows, self.crops, self.crop_rows, self.crop_routes = [], [], [], []
         for j, view in enumerate(self.model.routes):
-            todo = [k for k, route in enumerate(self.crop_routes) if route == j]
+            todo = [k for k, route in enumerate(batch.crop_routes) if route == j]
             if not todo:
                 continue
-            probs, dist = view.probabilities([self.crops[k] for k in todo])
+            crops = [batch.crops[k] for k in todo]
+            if pool is None:
+                result = view.probabilities(crops)
+                batch.inference.append((j, todo, lambda r=result: r))
+            else:
+                batch.inference.append((j, todo, view.submit(crops, pool)))
+        return batch
+
+    def complete(self, batch: Batch, table: FramesTable) -> Checkpoint:
+        """Label the rows of ``batch`` (waiting for its inference), hand them to ``table`` and
+        return the checkpoint of its last frame. Batches complete in the order submitted."""
+        for j, todo, wait in batch.inference:
+            view, (probs, dist) = self.model.routes[j], wait()
             for n, k in enumerate(todo):
-                row, p, crop = self.rows[self.crop_rows[k]], probs[n], self.crops[k]
+                row, p, crop = batch.rows[batch.crop_rows[k]], probs[n], batch.crops[k]
                 label, row[COLUMN["reason"]] = view.judge(
                     p, None if dist is None else float(dist[n]), row[COLUMN["diameter_nm"]])
                 row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
@@ -211,11 +259,16 @@ class FrameClassifier:
                 if label != UNKNOWN:
                     self._keep_thumbnail(label, float(np.max(p)), crop, int(row[COLUMN["frame"]]),
                                          int(row[COLUMN["cluster"]]))
-        table.append(self.rows)
-        self.rows, self.crops, self.crop_rows, self.crop_routes = [], [], [], []
+        table.append(batch.rows)
         st = self.state
-        st.next_frame, st.frames_bytes = next_frame, table.size_bytes()
-        st.tracker = None if self.tracker is None else self.tracker.state()
+        return Checkpoint(next_frame=batch.next_frame, frames_bytes=table.size_bytes(),
+                          complete=batch.complete, tracker=batch.tracker, diameter_px=batch.diameter_px,
+                          domain_checked=batch.domain_checked, thumbnails=st.thumbnails, order=st.order)
+
+    def flush(self, table: FramesTable, next_frame: int) -> Checkpoint:
+        """Classify the pending crops and hand every pending row to ``table`` at once (no thread);
+        returns the checkpoint (:meth:`submit` then :meth:`complete`)."""
+        return self.complete(self.submit(next_frame), table)
 
     def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray, frame: int,
                         cluster: int) -> None:

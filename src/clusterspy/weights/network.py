@@ -9,12 +9,14 @@ the 8 flips/rotations. :class:`clusterspy.predict.Model` builds the labels on it
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from clusterspy.errors import ImageDataError, InputFileError
-from clusterspy.isomers import CLASSES
 from clusterspy.weights.card import ModelCard, dihedral_views, normalise_crops
 
 
@@ -38,21 +40,31 @@ class OnnxNetwork:
             raise InputFileError(f"model file not found: {self.path}")
         if verify:
             self.card.verify(self.path)
+        self._sessions: dict[int | None, Any] = {}
+        self._session = self._new_session(None)
+        self._input = self._session.get_inputs()[0].name
+        self.outputs = [o.name for o in self._session.get_outputs()]
+
+    def _new_session(self, threads: int | None) -> Any:
+        """An ONNX Runtime session on ``threads`` cores (None: all, spinning between calls; an
+        explicit count does not spin, to leave its cores to the caller's own work)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
         opts.inter_op_num_threads = 1
         opts.log_severity_level = 3
+        if threads is not None:
+            opts.intra_op_num_threads = int(threads)
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self._session = ort.InferenceSession(
-                str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
-            )
+            session = ort.InferenceSession(str(self.path), sess_options=opts,
+                                           providers=["CPUExecutionProvider"])
         except Exception as exc:  # corrupt or foreign file: one line, not a traceback
             raise InputFileError(
                 f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"
             ) from None
-        self._input = self._session.get_inputs()[0].name
-        self.outputs = [o.name for o in self._session.get_outputs()]
+        self._sessions[threads] = session
+        return session
 
     @property
     def crop_px(self) -> int:
@@ -71,6 +83,30 @@ class OnnxNetwork:
         Both are averaged over the test-time views. ``crops``: ``(N, crop_px, crop_px)`` in any
         intensity unit (normalised inside).
         """
+        views, names = self._views(crops, features)
+        return _mean_of_views([self._run_view(self._session, v, names, batch_size) for v in views])
+
+    def submit(self, crops: np.ndarray, pool: Executor, batch_size: int = 256, features: bool = False
+               ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
+        """:meth:`run` started on ``pool``, one task per test-time view, each on one core.
+
+        Returns a function that waits for the views and gives what :meth:`run` gives — the same
+        numbers to the last bit (the views are summed in the same order). A series classifies its
+        batches so on the worker threads while the caller reads and checks the next frames: a
+        view's task runs whenever a core is free, where a run on two cores waits at every layer
+        for the busier one.
+        """
+        session = self._sessions.get(1) or self._new_session(1)
+
+        def start() -> list[Future]:  # normalising and turning the crops is a worker's job too
+            views, names = self._views(crops, features)
+            return [pool.submit(self._run_view, session, v, names, batch_size) for v in views]
+
+        started = pool.submit(start)
+        return lambda: _mean_of_views([f.result() for f in started.result()])
+
+    def _views(self, crops: np.ndarray, features: bool) -> tuple[list[np.ndarray], list[str]]:
+        """The normalised test-time views ``(N, 1, c, c)`` of ``crops`` and the outputs to fetch."""
         x = np.asarray(crops)
         if x.ndim == 2:
             x = x[None]
@@ -83,16 +119,23 @@ class OnnxNetwork:
         views = dihedral_views(x) if self.tta else [x]
         want = ["logits"] + (["features"] if features and "features" in self.outputs else [])
         names = want if "logits" in self.outputs else [self.outputs[0]]
-        total = np.zeros((len(x), len(CLASSES)), np.float64)
-        feats: np.ndarray | None = None
-        for v in views:
-            v = np.ascontiguousarray(v, dtype=np.float32)
-            for i in range(0, len(v), batch_size):
-                got = self._session.run(names, {self._input: v[i : i + batch_size]})
-                total[i : i + batch_size] += got[0]
-                if len(got) > 1:
-                    if feats is None:
-                        feats = np.zeros((len(x), got[1].shape[1]), np.float64)
-                    feats[i : i + batch_size] += got[1]
-        n = len(views)
-        return (total / n).astype(np.float32), None if feats is None else feats / n
+        return [np.ascontiguousarray(v, dtype=np.float32) for v in views], names
+
+    def _run_view(self, session: Any, v: np.ndarray, names: list[str], batch_size: int
+                  ) -> list[np.ndarray]:
+        """The outputs ``names`` of one view ``(N, 1, c, c)``, ``batch_size`` crops a call."""
+        parts = [session.run(names, {self._input: v[i : i + batch_size]})
+                 for i in range(0, len(v), batch_size)]
+        return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
+
+
+def _mean_of_views(outputs: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (float32) and features (float64, or None) averaged over the views, summed in order."""
+    total = np.zeros(outputs[0][0].shape, np.float64)
+    feats = np.zeros(outputs[0][1].shape, np.float64) if len(outputs[0]) > 1 else None
+    for out in outputs:
+        total += out[0]
+        if feats is not None:
+            feats += out[1]
+    n = len(outputs)
+    return (total / n).astype(np.float32), None if feats is None else feats / n
