@@ -118,7 +118,10 @@ def child(path: str, out: str, stand_in: bool, model_path: str | None = None) ->
 #: Stages of a series frame timed by ``--child-profile``: (file suffix, function name) whose
 #: cumulative cProfile time is the stage's ("" matches a built-in by the end of its name).
 STAGES = {
-    "network (ONNX Runtime, 8 test-time views)": ("", "onnxruntime_pybind11_state.run>"),
+    # the network runs on worker threads, which cProfile does not see: what the frames' thread
+    # spends on it is its wait for a batch's views (and the last batch, run on that thread)
+    "waiting for the network (ONNX Runtime, 8 test-time views, on worker threads)":
+        ("series/per_frame.py", "complete"),
     "domain checks of each cluster": ("clusterspy/domain.py", "cluster_reasons"),
     "contrast check of each frame": ("series/per_frame.py", "looks_bright_field"),
     "detection": ("clusterspy/detection.py", "detect_clusters"),

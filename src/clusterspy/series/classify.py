@@ -27,7 +27,7 @@ from clusterspy.series.checkpoint import Checkpoint
 from clusterspy.series.frames import BLURRED, BRIGHT_FIELD, FRAME_COLUMNS, LOST, FramesTable, read_frames_csv
 from clusterspy.series.manifest import check_or_write_manifest, clean_temporary_files
 from clusterspy.series.model_view import ModelView
-from clusterspy.series.per_frame import CONTRAST_SENTINEL_GRID_PX, Batch, FrameClassifier, FrameSettings
+from clusterspy.series.per_frame import CONTRAST_SENTINEL_GRIDS_PX, Batch, FrameClassifier, FrameSettings
 from clusterspy.series.result import SeriesResult
 from clusterspy.series.source import FrameSource, open_frames
 from clusterspy.series.summary import smooth_and_summarise, summarize_labels
@@ -296,8 +296,9 @@ def contrast_check_summary(rows: dict[str, np.ndarray], contrast: str, has_domai
     """
     checked = has_domain and contrast == "auto"
     if checked:
+        grids = " then ".join(f"{g}²" for g in CONTRAST_SENTINEL_GRIDS_PX)
         rule = (f"every frame: the first in full (a bright-field first frame refuses the series), the others "
-                f"binned to {CONTRAST_SENTINEL_GRID_PX}² px, and in full when a cue there is not HAADF's")
+                f"binned to {grids} px, and in full when neither binning shows both of HAADF's signs")
     else:
         rule = "none (contrast='haadf' / --contrast haadf)" if has_domain else "none (model without domain)"
     refused = np.unique(rows["frame"][rows["reason"] == BRIGHT_FIELD]) if len(rows["frame"]) else []
@@ -323,7 +324,7 @@ def check_frame_time(frame_time_s: float | None) -> None:
 
 
 #: Nice value of the network's worker threads (:func:`_yield_to_the_frames`).
-WORKER_NICENESS = 10
+WORKER_NICENESS = 0
 
 
 def inference_workers() -> int:
