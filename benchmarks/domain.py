@@ -7,18 +7,20 @@ size-dependent crop, the network, the out-of-distribution score, the label rule)
    55–923 atoms): share of clusters accepted (a label, not "unknown") and accuracy on them;
    accuracy with "unknown" counted wrong under in-plane rotations every 15° and under a ±15 %
    pixel-size error (the image claimed at 0.85× and 1.15× its true pixel size);
-2. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
+2. **held-out** (``heldout``): the fast simulator at the PRISM set's settings, 160 clusters —
+   the same figures (pixel-size error, unrotated) on four times the PRISM set's clusters;
+3. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
    ("unknown" counted wrong) and reasons against particle diameter;
-3. **an out-of-distribution set** the model must not label: bright-field (inverted) images,
+4. **an out-of-distribution set** the model must not label: bright-field (inverted) images,
    carbon support without clusters, unresolved (blurred) clusters, lattice fringes without a
    particle edge (the middle of an 8 nm particle), non-metal nanocrystals (Si, NaCl, MgO),
    natural images shipped with scikit-image, and the real files of ``../shared/data`` as users
    mistake them (wide fields at their real 2 Å/px and claimed at 0.2 Å/px, a 1.25 nm/px survey,
    the TEMUL Au image binned ×16, its large defocused particles): share with no isomer label;
-4. **real particles** (``../shared/data``): StatSTEM PtIr and Pb (fcc; the crop must hold the
+5. **real particles** (``../shared/data``): StatSTEM PtIr and Pb (fcc; the crop must hold the
    whole particle), and the 3 nm Au particle of the TEMUL .emd under 24 rotations × 3 pixel
    sizes — one label throughout, or "unknown" throughout;
-5. **time**: a 2048² wide field at 2 Å/px (a refusal) and a 1024² atomic-resolution frame.
+6. **time**: a 2048² wide field at 2 Å/px (a refusal) and a 1024² atomic-resolution frame.
 
 Usage::
 
@@ -44,7 +46,14 @@ sys.path.insert(0, str(HERE))
 RESULTS = HERE / "results"
 SHARED = HERE.parent.parent / "shared" / "data"
 
-from domain_sets import IMAGE_PX_A, PRISM_SPEC, prism_path, sizes_path  # noqa: E402
+from domain_sets import (  # noqa: E402
+    HELDOUT_SPEC,
+    IMAGE_PX_A,
+    PRISM_SPEC,
+    heldout_path,
+    prism_path,
+    sizes_path,
+)
 
 ROTATIONS_DEG = list(range(0, 360, 15))
 SCALES = (0.85, 1.0, 1.15)
@@ -113,11 +122,27 @@ def _load_sets(n: int, sets: int):
 
 # ------------------------------------------------------------------------------------------ PRISM
 def prism_part(model: Any, n: int, sets: int) -> dict:
+    """The PRISM set: every rotation (15° steps) at the true pixel size, and ±15 % unrotated."""
+    return _score_set(model, *_load_sets(n, sets), PRISM_SPEC, ROTATIONS_DEG)
+
+
+def heldout_part(model: Any) -> dict:
+    """The fast-simulated held-out set at the PRISM set's settings: ±15 % pixel size, unrotated."""
+    from clusterspy.datasets import load
+
+    p = heldout_path()
+    if not (p / "zarr.json").exists():
+        raise SystemExit("no held-out images: run python benchmarks/domain_sets.py --parts heldout first")
+    return _score_set(model, *load(p, partial=True), HELDOUT_SPEC, [0])
+
+
+def _score_set(model: Any, x: np.ndarray, y: np.ndarray, metas: list, spec: dict,
+               rotations_deg: list[int]) -> dict:
+    """Accepted share, accuracy and wrong labels of a set of single-cluster images."""
     from clusterspy.isomers import CLASSES
 
-    x, y, metas = _load_sets(n, sets)
     truth = [CLASSES[k] for k in y]
-    out: dict[str, Any] = {"n_images": len(y), "spec": {k: v for k, v in PRISM_SPEC.items()
+    out: dict[str, Any] = {"n_images": len(y), "spec": {k: v for k, v in spec.items()
                                                          if k != "backend_options"}}
     per_condition: dict[str, float] = {}
     wrong_labels: dict[str, int] = {}
@@ -128,7 +153,7 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
     # stopped the label (no threshold): how far any threshold on this model could go
     no_threshold: dict[str, float] = {}
     missed: dict[str, list] = {}  # the images not labelled right under a pixel-size error, and why
-    for deg in ROTATIONS_DEG:
+    for deg in rotations_deg:
         for s in SCALES:
             if deg and s != 1.0:
                 continue  # rotations at the true pixel size, scale errors unrotated
@@ -170,13 +195,15 @@ def prism_part(model: Any, n: int, sets: int) -> dict:
     out["judged_by"] = judged_by  # over all conditions
     out["accuracy_by_condition"] = per_condition
     rot = [v for k, v in per_condition.items() if k.endswith("px1.00")]
-    out["rotation_accuracy_min"] = float(min(rot))
-    out["rotation_accuracy_mean"] = float(np.mean(rot))
+    if len(rotations_deg) > 1:
+        out["rotation_accuracy_min"] = float(min(rot))
+        out["rotation_accuracy_mean"] = float(np.mean(rot))
     out["pixel_size_error_accuracy"] = {f"{s:.2f}": per_condition[f"rot000_px{s:.2f}"] for s in SCALES}
     out["worst_case_accuracy"] = float(min(per_condition.values()))
     out["accuracy_without_threshold"] = {
         "pixel_size_error": {f"{s:.2f}": no_threshold[f"rot000_px{s:.2f}"] for s in SCALES},
-        "rotation_min": float(min(v for k, v in no_threshold.items() if k.endswith("px1.00")))}
+        **({"rotation_min": float(min(v for k, v in no_threshold.items() if k.endswith("px1.00")))}
+           if len(rotations_deg) > 1 else {})}
     out["missed_under_pixel_size_error"] = missed
     out["wrong_labels_by_condition"] = wrong_labels  # a label given, and not the true isomer
     out["wrong_labels_total"] = int(sum(wrong_labels.values()))
@@ -440,7 +467,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS), metavar="DIR")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--sets", type=int, default=2)
-    ap.add_argument("--parts", default="prism,sizes,ood,real,time")
+    ap.add_argument("--parts", default="prism,heldout,sizes,ood,real,time")
     ap.add_argument("--calibrate", action="store_true",
                     help="as classify --calibrate: the pixel size checked against the clusters' lattice (the "
                     "true element given; Au for the OOD set and the TEMUL file)")
@@ -455,7 +482,7 @@ def main(argv: list[str] | None = None) -> dict:
                            + " ".join(argv if argv is not None else sys.argv[1:])}
     parts = a.parts.split(",")
     steps = (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),
-             ("sizes", sizes_part), ("ood", ood_part))
+             ("heldout", heldout_part), ("sizes", sizes_part), ("ood", ood_part))
     for name, fn in steps:
         if name in parts:
             t = time.time()

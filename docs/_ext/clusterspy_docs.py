@@ -281,6 +281,15 @@ def trust_rows(domains: Mapping[str, dict]) -> list[list[str]]:
     row("wrong labels over all conditions",
         lambda d: f"{fmt_value(get_path(d, 'prism/wrong_labels_total'))} of "
                   f"{fmt_value(get_path(d, 'prism/labels_given_total'))}")
+    row("held-out fast-simulated images (160, PRISM settings): accepted / accuracy on accepted",
+        lambda d: f"{fmt_share(get_path(d, 'heldout/accepted_share'))} / "
+                  f"{fmt_share(get_path(d, 'heldout/accuracy_on_accepted'))}")
+    row("held-out: pixel-size error −15 % / +15 %, 'unknown' counted wrong",
+        lambda d: f"{fmt_share(get_path(d, 'heldout/pixel_size_error_accuracy/0.85'))} / "
+                  f"{fmt_share(get_path(d, 'heldout/pixel_size_error_accuracy/1.15'))}")
+    row("held-out: wrong labels over the three pixel sizes",
+        lambda d: f"{fmt_value(get_path(d, 'heldout/wrong_labels_total'))} of "
+                  f"{fmt_value(get_path(d, 'heldout/labels_given_total'))}")
     row("out-of-distribution inputs given no isomer label",
         lambda d: f"{fmt_share(get_path(d, 'ood/no_label_share'))} of "
                   f"{fmt_value(get_path(d, 'ood/n_inputs'))}")
