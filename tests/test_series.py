@@ -261,6 +261,28 @@ def test_a_series_gives_the_same_rows_run_after_run_with_the_network_on_worker_t
     assert np.isin(labelled, CLASSES).sum() > 10  # the network ran (batches of 7 crops: several in flight)
 
 
+def test_a_series_finds_the_cluster_classify_finds_on_a_plain_background():
+    """A newcomer's series: an example frame (vacuum of exact zeros) pasted on a 1024² Poisson
+    background. The detector's automatic polarity reads it as dark; the series must detect as
+    ``classify`` does (bright clusters, the models' size range), not report no cluster at all."""
+    pytest.importorskip("clusterspy.detection")
+    from clusterspy import classify
+    from clusterspy.detection import detect_clusters
+
+    data_dir = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "data"
+    with np.load(data_dir / "example_series.npz") as ex:
+        first, px = ex["frames"][:2].astype(float), float(ex["pixel_size_A"])
+    rng = np.random.default_rng(1)
+    frames = rng.poisson(732.0, size=(2, 1024, 1024)).astype(float)
+    frames[:, 432:592, 432:592] = rng.poisson(first)
+    assert detect_clusters(Image(frames[0], px)) == []  # the trap: automatic polarity finds nothing
+    res = classify_series(frames, px, n_boot=10)
+    found = classify(frames[0], pixel_size_A=px)
+    assert len(found) == 1 and found[0].label in CLASSES
+    assert list(res.frames["label"]) == [found[0].label, *res.frames["label"][1:]]
+    assert np.all(np.isfinite(res.frames["x_px"])) and abs(res.frames["x_px"][0] - found[0].x_px) < 1
+
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
                  if Path(p).exists()), None)
 

@@ -125,7 +125,8 @@ def classify_series(
     max_clusters : int, optional
         Keep at most this many tracks (the first found).
     detect_kwargs : dict, optional
-        Keyword arguments for :func:`clusterspy.detection.detect_clusters`.
+        Keyword arguments for :func:`clusterspy.detection.detect_clusters`, over the defaults of
+        :func:`series_detect_kwargs` (those of :func:`clusterspy.classify`).
     detect, crop : callable, optional
         Replacements for :func:`clusterspy.detection.detect_clusters` and
         :func:`clusterspy.detection.crop_cluster` (same signatures).
@@ -183,6 +184,8 @@ def classify_series(
         model = load_model()
     view = ModelView(model)
     windowed = detect is None and full_detection_every > 1
+    if detect is None:
+        detect_kwargs = series_detect_kwargs(view, detect_kwargs)
     if detect is None or crop is None:
         from clusterspy import detection as _det
 
@@ -325,6 +328,26 @@ def check_frame_time(frame_time_s: float | None) -> None:
 
 #: Nice value of the network's worker threads (:func:`_yield_to_the_frames`).
 WORKER_NICENESS = 0
+
+
+def series_detect_kwargs(view: ModelView, user: dict | None = None) -> dict:
+    """The default detector's keywords in a series: those :func:`clusterspy.classify` uses — bright
+    clusters (the contrast check has refused a bright-field first frame and flags later ones
+    before detection) and the models' diameter range (:func:`clusterspy.predict.detection_range_A`)
+    — under the user's own ``detect_kwargs``. A model without a domain keeps the detector's defaults.
+
+    With the detector's automatic polarity instead, a newcomer's HAADF frame (a particle pasted on
+    a noisy background, a few zero pixels) was read as dark: no cluster in any frame of the series,
+    where ``classify`` found and labelled it.
+    """
+    kw: dict[str, Any] = {}
+    if view.domain is not None:
+        from clusterspy.predict import detection_range_A
+
+        ranges = [detection_range_A(v.model.card) for v in view.routes]
+        kw = {"min_diameter_A": ranges[0][0], "max_diameter_A": max(r[1] for r in ranges),
+              "polarity": "bright"}
+    return {**kw, **(user or {})}
 
 
 def inference_workers() -> int:
