@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from clusterspy.errors import ConfigError
+from clusterspy.errors import ConfigError, OutOfDomainError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES
 from clusterspy.series import classify_series, read_frames_csv
@@ -281,6 +281,23 @@ def test_a_series_finds_the_cluster_classify_finds_on_a_plain_background():
     assert len(found) == 1 and found[0].label in CLASSES
     assert list(res.frames["label"]) == [found[0].label, *res.frames["label"][1:]]
     assert np.all(np.isfinite(res.frames["x_px"])) and abs(res.frames["x_px"][0] - found[0].x_px) < 1
+
+
+def test_a_series_at_a_pixel_size_only_v3_covers_goes_to_v3_as_classify_does():
+    """0.5–0.6 Å/px is in v3's domain only: classify() routes every cluster to v3 there, and a series
+    must too (it refused, quoting v2's ≤ 0.5 Å/px)."""
+    pytest.importorskip("clusterspy.detection")
+    data_dir = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "data"
+    with np.load(data_dir / "example_series.npz") as ex:
+        frames = ex["frames"][:3].astype(float)
+    from scipy import ndimage as ndi
+
+    frames = np.stack([ndi.zoom(f, 0.3 / 0.55, order=1) for f in frames])  # the same field at 0.55 Å/px
+    res = classify_series(frames, 0.55, n_boot=10)
+    models = {m for m in res.frames["model"] if m}
+    assert models and all(m.startswith("isomernet-v3@") for m in models)
+    with pytest.raises(OutOfDomainError, match="≤ 0.6 Å/px"):
+        classify_series(frames, 0.65, n_boot=10)
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")

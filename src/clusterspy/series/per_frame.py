@@ -97,6 +97,7 @@ class FrameClassifier:
         self.crops: list[np.ndarray] = []
         self.crop_rows: list[int] = []
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
+        self._usable: dict[tuple, list[int]] = {}  # (pixel size, shape) -> routes whose domain accepts it
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError) -> None:
@@ -108,9 +109,7 @@ class FrameClassifier:
             self.rows += [new_row(i, t_s, tid, status=BAD_FRAME, message=message) for tid in ids]
             return
         if self.model.domain is not None and not self.state.domain_checked:
-            from clusterspy.domain import check_image  # pixel size, field, contrast: refuses the series
-
-            check_image(frame, self.model.domain, contrast=self.settings.contrast)
+            self._check_first_frame(frame)  # pixel size, field, contrast: refuses the series
             self.state.domain_checked = True
         elif self.looks_bright_field(frame):  # a later frame: this frame only, and the run goes on
             ids = [t.id for t in self.tracker.tracks] if self.tracker is not None else [-1]
@@ -176,6 +175,41 @@ class FrameClassifier:
             self.tracker = Tracker(max_jump_px=jump_px)
         return self.tracker
 
+    def _check_first_frame(self, image: Image) -> None:
+        """:func:`clusterspy.domain.check_image` as :func:`clusterspy.classify` makes it: the
+        series goes on when any model's domain accepts the frame, else the last (widest) model's
+        refusal is raised."""
+        from clusterspy.domain import check_image
+        from clusterspy.errors import OutOfDomainError
+
+        error = None
+        for view in self.model.routes:
+            try:
+                check_image(image, view.domain, contrast=self.settings.contrast)
+                return
+            except OutOfDomainError as exc:
+                error = exc
+        raise error  # type: ignore[misc]
+
+    def _usable_routes(self, image: Image) -> list[int]:
+        """The routes whose domain accepts a frame of this size and pixel size (the same for every
+        frame of a series): clusters are routed among these only, as :func:`clusterspy.classify`
+        routes among the models that accept the image; the first route when none does."""
+        key = (float(image.pixel_size_A), tuple(image.shape))
+        if key not in self._usable:
+            from clusterspy.domain import check_image
+            from clusterspy.errors import OutOfDomainError
+
+            ok = []
+            for j, view in enumerate(self.model.routes):
+                try:
+                    check_image(image, view.domain, contrast="haadf")  # contrast: checked once
+                    ok.append(j)
+                except OutOfDomainError:
+                    pass
+            self._usable[key] = ok or [0]
+        return self._usable[key]
+
     def _reasons(self, image: Image, dets: list) -> list[tuple[str | None, int]] | None:
         """Each detection's reason decided before inference and the route (index into
         ``self.model.routes``) that judges it (:func:`clusterspy.domain.route_by_size`, as
@@ -184,8 +218,9 @@ class FrameClassifier:
             return None
         from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
-        domains = [v.domain for v in self.model.routes]
-        route = [route_by_size(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0), domains)
+        usable = self._usable_routes(image)
+        domains = [self.model.routes[j].domain for j in usable]
+        route = [usable[route_by_size(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0), domains)]
                  for d in dets]
         per_route = [cluster_reasons(image, dets, v.domain, field_A=[v.crop_px * v.crop_pixel_A(d, image)
                                                                      for d in dets],
