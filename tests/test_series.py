@@ -296,7 +296,7 @@ def test_a_series_at_a_pixel_size_only_v3_covers_goes_to_v3_as_classify_does():
     res = classify_series(frames, 0.55, n_boot=10)
     models = {m for m in res.frames["model"] if m}
     assert models and all(m.startswith("isomernet-v3@") for m in models)
-    with pytest.raises(OutOfDomainError, match="≤ 0.6 Å/px"):
+    with pytest.raises(OutOfDomainError, match=r"≤ 0\.6 Å/px"):
         classify_series(frames, 0.65, n_boot=10)
 
 
