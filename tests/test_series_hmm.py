@@ -234,3 +234,19 @@ def test_the_hmm_never_labels_a_track_with_an_isomer_the_network_never_gave():
     smooth_and_summarise(t, None, n_boot=10, seed=0, stay=0.95, transition=None, learn=False)
     assert list(t["smoothed_label"]) == ["fcc"] * 13
     assert int(np.sum(t["inferred"])) == 3
+
+
+def test_a_cluster_labelled_on_few_of_its_judged_frames_gets_a_warning_when_the_hmm_fills_them():
+    from clusterspy.series.summary import _few_labels_warning
+
+    lab = np.array(["fcc"] * 3 + ["unknown"] * 7, dtype=object)
+    reason = np.array([None] * 3 + ["low_confidence"] * 7, dtype=object)
+    filled = np.array([0] * 3 + [1] * 7)
+    msg = _few_labels_warning(4, lab, reason, filled)
+    assert msg is not None and "cluster 4" in msg and "3 of the 10 frames" in msg and "filled 7" in msg
+    assert _few_labels_warning(4, lab, reason, np.zeros(10)) is None  # nothing filled: nothing claimed
+    not_judged = np.array([None] * 3 + ["not_resolved"] * 7, dtype=object)  # the network never ran there
+    assert _few_labels_warning(4, lab, not_judged, filled) is None
+    mostly = np.array(["fcc"] * 6 + ["unknown"] * 4, dtype=object)
+    assert _few_labels_warning(4, mostly, np.array([None] * 6 + ["low_confidence"] * 4, dtype=object),
+                               np.array([0] * 6 + [1] * 4)) is None

@@ -117,6 +117,28 @@ def summarize_labels(
     }
 
 
+#: A cluster whose labelled share of the frames the network judged is below this gets a warning
+#: when the HMM filled its unknown frames (:func:`_few_labels_warning`).
+FEW_LABELS_SHARE = 0.5
+
+
+def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred: np.ndarray) -> str | None:
+    """The warning for a cluster the network labelled on fewer than :data:`FEW_LABELS_SHARE` of the
+    (≥ 5) frames it judged, whose smoothed labels the HMM then filled from those few: its
+    proportions rest on a minority of frames. A newcomer's series told a pixel size 15–20 % too
+    large had 23–30 of 40 smoothed labels inferred so, many of them wrong, with no word of it."""
+    labelled = np.isin(lab, CLASSES)
+    judged = labelled | np.isin(reason, ["low_confidence", "out_of_distribution"])
+    n_judged, n_lab = int(judged.sum()), int(labelled.sum())
+    n_filled = int(np.sum(inferred.astype(bool) & (lab == UNKNOWN)))
+    if n_judged < 5 or n_lab >= FEW_LABELS_SHARE * n_judged or n_filled == 0:
+        return None
+    return (f"cluster {cid}: the network labelled only {n_lab} of the {n_judged} frames it judged (the "
+            f"others low confidence or unlike training); the HMM filled {n_filled} unknown frames from those "
+            "few, and the proportions rest on them — check the pixel size (15 % off costs most labels) and "
+            "read the raw labels in frames.csv")
+
+
 def _branching(br: dict) -> dict:
     """:func:`~clusterspy.series.stats.branching_ratios` as JSON: isomers left at least once."""
     out = {}
@@ -204,6 +226,10 @@ def smooth_and_summarise(
         if frame_time_s and n_tr < 10 and np.isin(sm, CLASSES).any():  # none labelled: said elsewhere
             msg = (f"cluster {int(cid)}: only {n_tr} transitions in the smoothed labels; "
                    "rates per second are not meaningful")
+            warnings.append(msg)
+            log.warning(msg)
+        msg = _few_labels_warning(int(cid), lab, table["reason"][idx], inf)
+        if msg:
             warnings.append(msg)
             log.warning(msg)
         clusters.append({
