@@ -52,7 +52,10 @@ def test_interrupted_series_names_its_folder_and_a_rerun_continues(tmp_path, mon
     assert (out / "frames.csv").is_file() and not (out / "summary.json").exists()
     assert not (out / ".clusterspy.lock").exists()  # released: the rerun is not refused
     assert main(args) == 0  # the advice holds: the same command finishes the run
+    assert f"clusterspy: continuing the run in {out}" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["n_frames"] == 40
+    assert main(args) == 0  # once more: nothing to classify, and it says so
+    assert f"clusterspy: {out} holds this run finished" in capsys.readouterr().err
 
 
 @needs_weights
@@ -427,3 +430,14 @@ def test_series_warning_is_printed_once_on_stderr(tmp_path, capsys) -> None:
     assert [ln for ln in err.splitlines() if "could not be used" in ln] == [
         "clusterspy: warning: 1 frame(s) could not be used (first: frame 2); see frames.csv"]
     assert "frame time unknown, model" in out and "unknown s" not in out
+
+
+def test_an_out_folder_under_a_file_names_the_file(tmp_path) -> None:
+    from clusterspy.errors import ConfigError
+    from clusterspy.outdir import make_folder
+
+    (tmp_path / "notes.txt").write_text("x")
+    with pytest.raises(ConfigError, match=r"cannot create --out .*notes\.txt/sub: .*notes\.txt is a file$"):
+        make_folder(tmp_path / "notes.txt" / "sub")
+    with pytest.raises(ConfigError, match=r"notes\.txt is a file; give a folder"):
+        make_folder(tmp_path / "notes.txt")

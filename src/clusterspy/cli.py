@@ -447,7 +447,8 @@ def series(
         result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
                                  out=out, contrast=contrast.value, temperature_K=temperature, resume=resume,
                                  report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
-                                 element=element or "Au", microscope=microscope)
+                                 element=element or "Au", microscope=microscope,
+                                 announce=lambda line: typer.echo(f"clusterspy: {line}", err=True))
     finally:
         series_log.setLevel(level)
     if fmt == "json":

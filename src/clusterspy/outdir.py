@@ -144,6 +144,9 @@ def make_folder(out: str | os.PathLike) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        if blocker != folder:  # a parent is the file: name it, not the folder asked for
+            raise ConfigError(f"cannot create --out {folder}: {blocker} is a file") from None
         raise ConfigError(f"--out {folder} is a file; give a folder (it is created if missing)") from None
     except OSError as exc:
         raise ConfigError(f"cannot create --out {folder}: {exc.strerror}") from None

@@ -71,6 +71,7 @@ def classify_series(
     progress: Callable[[int, int | None], None] | None = None,
     contrast: str = "auto",
     signal: int | str | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> SeriesResult:
     """Classify every frame of a series, track the clusters, smooth the labels and summarise.
 
@@ -156,6 +157,9 @@ def classify_series(
     signal : int or str, optional
         Which signal of a multi-signal file (index or title; see :func:`clusterspy.io.read_image`);
         the signal read is part of ``run.json``, so a resume with another is refused.
+    announce : callable, optional
+        Called with one line (:func:`resume_line`) when ``out`` holds an earlier run of the same
+        input and settings that this one continues, or finished and reads again.
     Notes
     -----
     In the HMM, lost and blurred frames carry no emission (uninformative); ``unknown`` frames keep
@@ -199,7 +203,8 @@ def classify_series(
     hmm = {"stay": stay, "transition": None if transition is None else np.asarray(transition).tolist(),
            "learn_transitions": learn_transitions, "n_boot": n_boot, "seed": seed}
     out_dir = Path(out) if out is not None else None
-    state, table = _start(out_dir, source, view, fs, {**hmm, "batch_size": batch_size}, temperature_K, resume)
+    state, table = _start(out_dir, source, view, fs, {**hmm, "batch_size": batch_size}, temperature_K, resume,
+                          announce)
     worker = FrameClassifier(view, fs, state)
     frames_done = state.next_frame
     # the network runs on worker threads (a test-time view a task), one batch behind the frames
@@ -382,9 +387,22 @@ def _flush(worker: FrameClassifier, batch: Batch, table: FramesTable, out_dir: P
         checkpoint.save(out_dir)
 
 
+def resume_line(out_dir: Path, state: Checkpoint) -> str:
+    """What a run that continues ``out_dir``'s earlier run of the same input and settings says first
+    (a rerun used to print exactly what a fresh run prints: continued, finished or fresh looked alike)."""
+    if state.complete and (out_dir / "summary.json").is_file():
+        return (f"{out_dir} holds this run finished: its frames are read again, not classified "
+                "(--no-resume / resume=False classifies them afresh)")
+    if state.complete:
+        return (f"continuing the run in {out_dir}: every frame is classified, the smoothing and summary "
+                "are left (--no-resume / resume=False starts afresh)")
+    return (f"continuing the run in {out_dir} at frame {state.next_frame} (--no-resume / resume=False "
+            "starts afresh)")
+
+
 def _start(
     out_dir: Path | None, source: FrameSource, view: ModelView, fs: FrameSettings, settings: dict,
-    temperature_K: float | None, resume: bool,
+    temperature_K: float | None, resume: bool, announce: Callable[[str], None] | None = None,
 ) -> tuple[Checkpoint, FramesTable]:
     """The checkpoint to start from and the ``frames.csv`` to append to (fresh or resumed).
 
@@ -418,5 +436,7 @@ def _start(
         Checkpoint.remove(out_dir)
         return Checkpoint(), FramesTable(csv_path)
     log.info("resuming %s at frame %d", out_dir, state.next_frame)
+    if announce is not None:
+        announce(resume_line(out_dir, state))
     keep = csv_path.stat().st_size if state.complete else state.frames_bytes
     return state, FramesTable(csv_path, keep)
