@@ -354,7 +354,8 @@ def series(
     path: Annotated[
         Path,
         typer.Argument(
-            help="A multi-frame file (.dm4 stack, Velox .emd, .tif, .hspy, .npy) or a folder of images."
+            help="A multi-frame file (.dm4 stack, Velox .emd, .tif, .hspy, .npy, or .npz with 'frames' and "
+                 "'pixel_size_A') or a folder of images."
         ),
     ],
     pixel_size: PixelSize = None,
