@@ -300,6 +300,18 @@ def test_a_series_at_a_pixel_size_only_v3_covers_goes_to_v3_as_classify_does():
         classify_series(frames, 0.65, n_boot=10)
 
 
+def test_a_series_without_any_cluster_says_why_in_one_line():
+    """Pure noise (or a wrong pixel size): "0 cluster(s)" alone left a newcomer guessing."""
+    pytest.importorskip("clusterspy.detection")
+    frames = np.random.default_rng(5).poisson(700.0, size=(3, 256, 256)).astype(float)
+    res = classify_series(frames, 0.3, n_boot=10)
+    assert res.summary["n_clusters"] == 0
+    note = res.no_label_note()
+    assert note is not None
+    assert note.startswith("no cluster found in any of the 3 frames: check the pixel size")
+    assert note in res.describe()
+
+
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser")
                  if Path(p).exists()), None)
 

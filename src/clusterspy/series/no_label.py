@@ -17,7 +17,7 @@ import numpy as np
 
 from clusterspy.isomers import CLASSES
 
-__all__ = ["ADVICE", "no_label_note"]
+__all__ = ["ADVICE", "NO_CLUSTER_NOTE", "no_label_note"]
 
 #: Advice per reason a frame got no label (the keys of :data:`clusterspy.domain.REASONS`, and the
 #: tracking states ``lost`` / ``blurred`` / ``bad_frame``).
@@ -41,6 +41,13 @@ ADVICE: dict[str, str] = {
     "blurred": "the frames are blurred: check drift and the frame time",
     "bad_frame": "the frames could not be used: see the message column of frames.csv",
 }
+
+
+#: The note of a series in which no frame held a cluster (``{n}``: the frames read): a series
+#: printed "0 cluster(s)" and nothing else, where ``classify`` names the likely causes.
+NO_CLUSTER_NOTE = ("no cluster found in any of the {n} frames: check the pixel size (Å/px; a wrong one "
+                   "puts clusters outside the size range looked for) and that the frames are HAADF "
+                   "(bright clusters on a dark background)")
 
 
 def _reason(label: str, reason: Any, status: Any) -> str:

@@ -117,8 +117,10 @@ class SeriesResult:
     def no_label_note(self) -> str | None:
         """Why no frame is labelled, with advice (:func:`~clusterspy.series.no_label.no_label_note`),
         or None when some frame is."""
-        from clusterspy.series.no_label import no_label_note
+        from clusterspy.series.no_label import NO_CLUSTER_NOTE, no_label_note
 
+        if len(self.frames.get("label", [])) == 0 and self.summary.get("n_frames"):
+            return NO_CLUSTER_NOTE.format(n=self.summary["n_frames"])
         return no_label_note(self.frames, (self.summary.get("model") or {}).get("id"))
 
     def cluster(self, cluster_id: int = 0) -> dict[str, np.ndarray]:
