@@ -44,7 +44,7 @@ __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
     "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify", "detection_range_A",
     "dihedral_views", "judged_crop", "judging_model", "load_model", "model_summary", "normalise_crops",
-    "sha256_file", "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
+    "sha256_file", "shipped_model_covering", "shipped_models", "softmax", "table_confidence", "usable_models",
 ]
 
 
@@ -662,7 +662,7 @@ def classify(
         raise ConfigError(f"border must be 'flag' or 'skip', got {border!r}")
     mdl = model if isinstance(model, (Model, ModelsBySize)) else load_model(model)
     img, name = _as_image(image, pixel_size_A, signal)
-    models = _usable_models(img, mdl, contrast)
+    models = usable_models(img, mdl, contrast)
     # the smallest size is the first model's: it sets the detector's working pixel and smoothing,
     # so that the clusters that model judges are found as with it alone; the largest, every model's
     ranges = [_size_range_A(m.card, min_size_nm, max_size_nm) for m in models]
@@ -696,7 +696,7 @@ def classify(
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons])
 
 
-def _usable_models(img: Image, model: Model | ModelsBySize, contrast: str, *, refuse: bool = True
+def usable_models(img: Image, model: Model | ModelsBySize, contrast: str, *, refuse: bool = True
                    ) -> tuple[Model, ...]:
     """The models (the size-routed ones in order, or the one) whose domain accepts the whole image;
     when none does, the last model's :class:`OutOfDomainError` (its limits are the widest), or
@@ -737,7 +737,7 @@ def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, f
     if reasons is not None and len(models) > 1:
         raise ValueError("judge(reasons=...) is for a single model, not ModelsBySize")
     if len(models) > 1:  # never route a cluster to a model that refuses the whole image
-        models = _usable_models(image, model, "haadf", refuse=False)
+        models = usable_models(image, model, "haadf", refuse=False)
     return _judge_by_size(image, detections, models, file=file, frame=frame,
                           reasons=None if reasons is None else [list(reasons)])
 

@@ -209,8 +209,7 @@ def classify_series(
     frames_done = state.next_frame
     # the network runs on worker threads (a test-time view a task), one batch behind the frames
     # being read and checked
-    pool = ThreadPoolExecutor(max_workers=inference_workers(), thread_name_prefix="clusterspy-inference",
-                              initializer=_yield_to_the_frames)
+    pool = ThreadPoolExecutor(max_workers=inference_workers(), thread_name_prefix="clusterspy-inference")
     try:
         if not state.complete:
             in_flight = None
@@ -331,10 +330,6 @@ def check_frame_time(frame_time_s: float | None) -> None:
                           "number of seconds between frames; leave it out when unknown")
 
 
-#: Nice value of the network's worker threads (:func:`_yield_to_the_frames`).
-WORKER_NICENESS = 0
-
-
 def series_detect_kwargs(view: ModelView, user: dict | None = None) -> dict:
     """The default detector's keywords in a series: those :func:`clusterspy.classify` uses — bright
     clusters (the contrast check has refused a bright-field first frame and flags later ones
@@ -359,25 +354,12 @@ def inference_workers() -> int:
     """Worker threads of a series' network: one per core, up to the 8 test-time views.
 
     The views of each batch are tasks for these threads (:meth:`clusterspy.predict.Model.submit_infer`),
-    at a lower priority than the thread that reads, detects and checks the frames
-    (:data:`WORKER_NICENESS`). 1024² frames of one 3.5 nm cluster on 2 cores
-    (``/tmp`` profile, 300 frames): 31 frames/s with the network on both cores after each batch;
-    38–40 with it on one worker thread beside the next frames; 45–47 with the views spread over
-    two such threads (and the frame checks made cheaper).
+    run while the frames' thread reads, detects and checks the next frames
+    (``benchmarks/series_speed.py``: 45–52 frames/s on 2 cores, against 31–34 with the network run
+    after each batch).
     """
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, n))
-
-
-def _yield_to_the_frames() -> None:
-    """Lower the calling worker thread's priority (Linux: a thread's own nice value), so that
-    the thread reading and checking frames — the run's critical path — keeps its core."""
-    import threading
-
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), WORKER_NICENESS)
-    except (AttributeError, OSError):  # not Linux/macOS, or not allowed: the same results, slower
-        pass
 
 
 def _flush(worker: FrameClassifier, batch: Batch, table: FramesTable, out_dir: Path | None) -> None:

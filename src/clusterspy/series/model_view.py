@@ -107,4 +107,3 @@ class ModelView:
             ood_threshold=getattr(self.model, "ood_threshold", None),
             diameter_A=None if diameter_nm is None else 10.0 * diameter_nm,
             amorphous_max_A=self.amorphous_max_A)
-

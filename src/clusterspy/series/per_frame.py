@@ -30,9 +30,9 @@ __all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRIDS_PX", "Batch", "FrameClassifie
 #: Frames of a track's running sharpness median (blur test).
 BLUR_WINDOW = 7
 #: Grids [px] of the cheap contrast checks of every frame after the first, tried in turn
-#: (:meth:`FrameClassifier.looks_bright_field`): :func:`clusterspy.domain.contrast_cues` on a
-#: 1024² frame binned to 64² px costs ~2 ms on one core, to 128² ~5 ms, against ~24 ms for the
-#: full check (binned to :data:`clusterspy.domain.CONTRAST_GRID_PX`). On the 40 frames of the
+#: (:meth:`FrameClassifier.looks_bright_field`): the coarser grid is the cheaper look, the full check
+#: (binned to :data:`clusterspy.domain.CONTRAST_GRID_PX`) the dearest (``benchmarks/series_speed.py``'s
+#: profile: 3.3–3.6 ms a 1024² frame for the whole contrast check). On the 40 frames of the
 #: shipped example series both cues were ≥ 0.84 at 128² px (≥ 0.80 at 256²) and ≤ −0.84 for their
 #: inverses. On 90 images — ArdaGen's 33 wide fields (HAADF and bright field), the three real
 #: atomic-resolution files, 10 of StatSTEM's simulated series and 8 of the example's, each also
@@ -97,7 +97,6 @@ class FrameClassifier:
         self.crops: list[np.ndarray] = []
         self.crop_rows: list[int] = []
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
-        self._usable: dict[tuple, list[int]] = {}  # (pixel size, shape) -> routes whose domain accepts it
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError) -> None:
@@ -140,7 +139,7 @@ class FrameClassifier:
         binned to each of :data:`CONTRAST_SENTINEL_GRIDS_PX` ² px in turn; a frame where both
         are positive (HAADF's sign) passes; only when neither grid passes is the frame judged in
         full by :func:`clusterspy.domain.looks_bright_field` — the rule that refuses a first
-        frame. A 1024² HAADF series so costs ~2 ms a frame.
+        frame.
         """
         if self.model.domain is None or self.settings.contrast != "auto":
             return False
@@ -176,39 +175,22 @@ class FrameClassifier:
         return self.tracker
 
     def _check_first_frame(self, image: Image) -> None:
-        """:func:`clusterspy.domain.check_image` as :func:`clusterspy.classify` makes it: the
-        series goes on when any model's domain accepts the frame, else the last (widest) model's
-        refusal is raised."""
-        from clusterspy.domain import check_image
-        from clusterspy.errors import OutOfDomainError
+        """:func:`clusterspy.domain.check_image` as :func:`clusterspy.classify` makes it
+        (:func:`clusterspy.predict.usable_models`): the series goes on when any model's domain
+        accepts the frame, else the last (widest) model's refusal is raised."""
+        from clusterspy.predict import usable_models
 
-        error = None
-        for view in self.model.routes:
-            try:
-                check_image(image, view.domain, contrast=self.settings.contrast)
-                return
-            except OutOfDomainError as exc:
-                error = exc
-        raise error  # type: ignore[misc]
+        usable_models(image, self.model.model, self.settings.contrast)
 
     def _usable_routes(self, image: Image) -> list[int]:
-        """The routes whose domain accepts a frame of this size and pixel size (the same for every
-        frame of a series): clusters are routed among these only, as :func:`clusterspy.classify`
-        routes among the models that accept the image; the first route when none does."""
-        key = (float(image.pixel_size_A), tuple(image.shape))
-        if key not in self._usable:
-            from clusterspy.domain import check_image
-            from clusterspy.errors import OutOfDomainError
+        """The routes whose model's domain accepts the frame's pixel size and field
+        (:func:`clusterspy.predict.usable_models`, contrast checked once, by the first frame):
+        clusters are routed among these only, as :func:`clusterspy.classify` routes; the first
+        route when none does."""
+        from clusterspy.predict import usable_models
 
-            ok = []
-            for j, view in enumerate(self.model.routes):
-                try:
-                    check_image(image, view.domain, contrast="haadf")  # contrast: checked once
-                    ok.append(j)
-                except OutOfDomainError:
-                    pass
-            self._usable[key] = ok or [0]
-        return self._usable[key]
+        usable = usable_models(image, self.model.model, "haadf", refuse=False)
+        return [j for j, v in enumerate(self.model.routes) if v.model in usable] or [0]
 
     def _reasons(self, image: Image, dets: list) -> list[tuple[str | None, int]] | None:
         """Each detection's reason decided before inference and the route (index into
@@ -307,11 +289,6 @@ class FrameClassifier:
         return Checkpoint(next_frame=batch.next_frame, frames_bytes=table.size_bytes(),
                           complete=batch.complete, tracker=batch.tracker, diameter_px=batch.diameter_px,
                           domain_checked=batch.domain_checked, thumbnails=st.thumbnails, order=st.order)
-
-    def flush(self, table: FramesTable, next_frame: int) -> Checkpoint:
-        """Classify the pending crops and hand every pending row to ``table`` at once (no thread);
-        returns the checkpoint (:meth:`submit` then :meth:`complete`)."""
-        return self.complete(self.submit(next_frame), table)
 
     def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray, frame: int,
                         cluster: int) -> None:

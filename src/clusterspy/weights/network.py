@@ -40,14 +40,14 @@ class OnnxNetwork:
             raise InputFileError(f"model file not found: {self.path}")
         if verify:
             self.card.verify(self.path)
-        self._sessions: dict[int | None, Any] = {}
         self._session = self._new_session(None)
+        self._one_core_session: Any = None  # made by the first submit()
         self._input = self._session.get_inputs()[0].name
         self.outputs = [o.name for o in self._session.get_outputs()]
 
     def _new_session(self, threads: int | None) -> Any:
-        """An ONNX Runtime session on ``threads`` cores (None: all, spinning between calls; an
-        explicit count does not spin, to leave its cores to the caller's own work)."""
+        """An ONNX Runtime session on ``threads`` cores (None: all, spinning between calls; the one-core
+        session of :meth:`submit` does not spin, to leave the cores to the caller's own work)."""
         import onnxruntime as ort
 
         opts = ort.SessionOptions()
@@ -63,7 +63,6 @@ class OnnxNetwork:
             raise InputFileError(
                 f"ONNX Runtime cannot load {self.path}: {str(exc).splitlines()[0][:200]}"
             ) from None
-        self._sessions[threads] = session
         return session
 
     @property
@@ -96,7 +95,9 @@ class OnnxNetwork:
         view's task runs whenever a core is free, where a run on two cores waits at every layer
         for the busier one.
         """
-        session = self._sessions.get(1) or self._new_session(1)
+        if self._one_core_session is None:
+            self._one_core_session = self._new_session(1)
+        session = self._one_core_session
 
         def start() -> list[Future]:  # normalising and turning the crops is a worker's job too
             views, names = self._views(crops, features)
