@@ -206,6 +206,38 @@ def test_streams_from_an_iterator_and_a_memmap(tmp_path):
     np.testing.assert_array_equal(res.frames["label"], res2.frames["label"])
 
 
+
+def test_a_series_reads_at_most_one_frame_ahead_of_the_frame_being_detected():
+    """The next frame is read (and its contrast looked at) on another thread while one is detected:
+    one ahead, never more, so memory stays bounded by two frames whatever the series' length."""
+    import threading
+    import time
+
+    frames, _ = make_frames(30, switches=(15,), lost=(), blurred=())
+    read, ahead = [], []
+    next_read = threading.Condition()
+
+    def gen():
+        for i, f in enumerate(frames):
+            with next_read:
+                read.append(i)
+                next_read.notify_all()
+            yield Image(f, PX, {"frame": i})
+
+    def detect(image: Image, **kwargs):
+        i = image.metadata["frame"]
+        with next_read:  # the reader thread reads frame i + 1 meanwhile (the last frame has none)
+            next_read.wait_for(lambda: len(read) > i + 1 or i == len(frames) - 1, timeout=5.0)
+        time.sleep(0.002)  # room to read further, which it must not
+        ahead.append(len(read) - 1 - i)
+        return detect_double(image, **kwargs)
+
+    res = classify_series_with_report(gen(), PX, frame_time_s=0.1, model=ModelDouble(), detect=detect,
+                                      crop=crop_double, n_boot=50, batch_size=4)
+    assert ahead == [1] * 29 + [0]
+    assert list(res.frames["frame"][:30]) == list(range(30))
+
+
 def test_tracker_links_through_drift_and_starts_new_tracks():
     tr = Tracker(max_jump_px=5)
     a, lost = tr.update(0, np.array([[10.0, 10.0], [50.0, 50.0]]))

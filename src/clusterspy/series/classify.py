@@ -13,14 +13,15 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from clusterspy.errors import ConfigError
+from clusterspy.errors import ClusterSpyError, ConfigError
+from clusterspy.image import Image
 from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES
 from clusterspy.series.checkpoint import Checkpoint
@@ -210,11 +211,13 @@ def classify_series(
     # the network runs on worker threads (a test-time view a task), one batch behind the frames
     # being read and checked
     pool = ThreadPoolExecutor(max_workers=inference_workers(), thread_name_prefix="clusterspy-inference")
+    # the next frame is read and its contrast looked at on one more thread, while this one is detected
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clusterspy-reader")
     try:
         if not state.complete:
             in_flight = None
-            for i, frame in source.iter_from(state.next_frame):
-                worker.add_frame(i, frame)
+            for i, frame, bright_field in _read_ahead(source, state.next_frame, worker, reader):
+                worker.add_frame(i, frame, bright_field)
                 frames_done = i + 1
                 if worker.n_pending_crops >= batch_size:
                     if in_flight is not None:
@@ -230,6 +233,7 @@ def classify_series(
                 progress(frames_done, source.length)
         rows = table.table()
     finally:
+        reader.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         table.close()
     settings = {
@@ -360,6 +364,27 @@ def inference_workers() -> int:
     """
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, n))
+
+
+def _read_ahead(source: FrameSource, start: int, worker: FrameClassifier, reader: ThreadPoolExecutor
+                ) -> Iterator[tuple[int, Image | ClusterSpyError, bool | None]]:
+    """``(index, frame, looks bright field)`` from ``start`` on, each next frame read and looked at
+    (:meth:`FrameClassifier.looks_bright_field`) on the ``reader`` thread while the caller works on
+    the one before: two frames are held at most. ``None`` for a frame that could not be read."""
+    frames = source.iter_from(start)
+
+    def read_next() -> tuple[int, Image | ClusterSpyError, bool | None] | None:
+        item = next(frames, None)
+        if item is None:
+            return None
+        i, frame = item
+        return i, frame, None if isinstance(frame, ClusterSpyError) else worker.looks_bright_field(frame)
+
+    ahead = reader.submit(read_next)
+    while (item := ahead.result()) is not None:
+        ahead = reader.submit(read_next)
+        yield item
+        item = None  # the frame's last reference is the caller's
 
 
 def _flush(worker: FrameClassifier, batch: Batch, table: FramesTable, out_dir: Path | None) -> None:

@@ -99,8 +99,13 @@ class FrameClassifier:
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
 
     # ------------------------------------------------------------------------------ one frame
-    def add_frame(self, i: int, frame: Image | ClusterSpyError) -> None:
-        """Make the rows of frame ``i`` (a bad frame: one row per track with its message)."""
+    def add_frame(self, i: int, frame: Image | ClusterSpyError, bright_field: bool | None = None) -> None:
+        """Make the rows of frame ``i`` (a bad frame: one row per track with its message).
+
+        ``bright_field`` is :meth:`looks_bright_field` of the frame when the caller has taken it
+        already (on another thread: :func:`~clusterspy.series.classify.classify_series` looks at
+        the next frame while this one is detected); None takes it here.
+        """
         t_s = i * self.settings.frame_time_s if self.settings.frame_time_s else None
         if isinstance(frame, ClusterSpyError):
             message = " ".join(str(frame).split())
@@ -110,7 +115,8 @@ class FrameClassifier:
         if self.model.domain is not None and not self.state.domain_checked:
             self._check_first_frame(frame)  # pixel size, field, contrast: refuses the series
             self.state.domain_checked = True
-        elif self.looks_bright_field(frame):  # a later frame: this frame only, and the run goes on
+        elif self.looks_bright_field(frame) if bright_field is None else bright_field:
+            # a later frame: this frame only is not judged, and the run goes on
             ids = [t.id for t in self.tracker.tracks] if self.tracker is not None else [-1]
             for tid in ids:
                 self.rows.append(row := new_row(i, t_s, tid, label=UNKNOWN))
