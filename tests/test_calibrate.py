@@ -80,3 +80,46 @@ def test_cli_calibrate_notes_the_pixel_size_used_and_records_it(octahedron: Imag
     # the folder's results were calibrated: a rerun without --calibrate is refused, in one line
     assert main(["classify", str(path), "--pixel-size", f"{TRUE_PX_A * 1.12:g}", "--out", str(out)]) == 2
     assert "--calibrate True → default" in capsys.readouterr().err
+
+
+def test_cli_series_calibrate_classifies_the_series_at_the_lattice_pixel_size_and_a_rerun_keeps_it(
+        octahedron: Image, tmp_path, capsys) -> None:
+    from clusterspy.cli import main
+
+    rng = np.random.default_rng(0)
+    noise = 0.01 * float(octahedron.data.std())
+    frames = np.stack([octahedron.data + rng.normal(0, noise, octahedron.data.shape)
+                       for _ in range(6)]).astype(np.float32)
+    path, out = tmp_path / "series.npy", tmp_path / "out"
+    np.save(path, frames)
+    told = f"{TRUE_PX_A * 1.12:g}"
+    args = ["series", str(path), "--pixel-size", told, "--calibrate", "--out", str(out), "--no-report"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "pixel size checked against the lattice: frame 0: " in captured.out  # the printed summary
+    assert "frame 0: the lattice of 1 cluster, if Au (--element), says the pixel size is 0.35" in err
+    summary = json.loads((out / "summary.json").read_text())
+    cal = summary["calibration"]
+    assert cal["corrected"] and cal["given_pixel_size_A"] == pytest.approx(TRUE_PX_A * 1.12)
+    run = json.loads((out / "run.json").read_text())  # the pixel size the frames were classified at
+    assert run["settings"]["pixel_size_A"] == pytest.approx(cal["pixel_size_A"])
+    assert cal["pixel_size_A"] == pytest.approx(TRUE_PX_A, rel=0.03)
+    assert (out / "calibration.json").is_file()
+    # the same command again finds the run complete and its calibration, without fitting again
+    rows = (out / "frames.csv").read_text()
+    assert main(args) == 0
+    assert "the pixel size calibrated by the earlier run in this folder: frame 0" in capsys.readouterr().err
+    assert (out / "frames.csv").read_text() == rows
+    # the folder's frames were classified at the calibrated pixel size: without --calibrate, refused
+    # in one line
+    assert main(["series", str(path), "--pixel-size", told, "--out", str(out), "--no-report"]) == 2
+    assert "pixel_size_A" in capsys.readouterr().err
+
+
+def test_series_calibrate_refuses_images_that_carry_their_own_pixel_size(octahedron: Image) -> None:
+    from clusterspy.errors import ConfigError
+    from clusterspy.workflows import calibrate_series_pixel_size
+
+    with pytest.raises(ConfigError, match="needs a file, a folder or a 3-D array"):
+        calibrate_series_pixel_size([octahedron, octahedron])

@@ -403,11 +403,18 @@ def series(
     ] = 0,
     element: Annotated[
         str | None,
-        typer.Option("--element", help="With --verify-sample: the metal of the cluster (Au, Pt, ...; "
-                     "default Au)."),
+        typer.Option("--element", help="With --verify-sample or --calibrate: the metal of the cluster "
+                     "(Au, Pt, ...; default Au)."),
     ] = None,
     energy: EnergyOption = 200.0,
     semiangle: SemiangleOption = 25.0,
+    calibrate: Annotated[
+        bool,
+        typer.Option("--calibrate", help="Check the pixel size against the lattice of the crystalline "
+                     "clusters of the first frames (--element's lattice constant: a wrong element gives a "
+                     "wrong pixel size; a few seconds) and classify the whole series at the corrected pixel "
+                     "size when it is more than 5 % off; a note says what was used (also in summary.json)."),
+    ] = False,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.
 
@@ -427,10 +434,11 @@ def series(
         raise ConfigError(f"--verify-sample {verify_sample}: give the number of frames to fit (0 = none)")
     if verify_sample and not report:
         raise ConfigError("--verify-sample shows its fits in report.html: drop --no-report")
-    if element is not None and not verify_sample:
-        raise ConfigError("--element names the metal for the structure fits of --verify-sample: add "
-                          "--verify-sample K")
-    microscope = _fit_microscope(ctx, energy, semiangle, bool(verify_sample), "--verify-sample K")
+    if element is not None and not (verify_sample or calibrate):
+        raise ConfigError("--element names the metal for the structure fits of --verify-sample or "
+                          "--calibrate: add --verify-sample K or --calibrate")
+    microscope = _fit_microscope(ctx, energy, semiangle, bool(verify_sample) or calibrate,
+                                 "--verify-sample K or --calibrate")
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")
@@ -448,7 +456,7 @@ def series(
         result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
                                  out=out, contrast=contrast.value, temperature_K=temperature, resume=resume,
                                  report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
-                                 element=element or "Au", microscope=microscope,
+                                 calibrate=calibrate, element=element or "Au", microscope=microscope,
                                  announce=lambda line: typer.echo(f"clusterspy: {line}", err=True))
     finally:
         series_log.setLevel(level)

@@ -377,6 +377,103 @@ def calibrate_pixel_size(
     return PixelSizeCalibration(given, used, scale, measured, element, at_bound)
 
 
+#: Frames of a series, from the first, whose clusters may calibrate its pixel size
+#: (:func:`calibrate_series_pixel_size`): the first whose lattice gives a scale decides.
+SERIES_CALIBRATION_FRAMES = 3
+#: File in a series' output folder that holds its calibration: a resumed run uses it again.
+SERIES_CALIBRATION_FILE = "calibration.json"
+
+
+def calibrate_series_pixel_size(
+    source: Any,
+    pixel_size_A: float | None = None,
+    *,
+    model: Any = None,
+    element: str = "Au",
+    microscope: Any = None,
+    contrast: str = "auto",
+    signal: int | str | None = None,
+    out: str | os.PathLike | None = None,
+    resume: bool = True,
+) -> dict[str, Any]:
+    """The pixel size a series' clusters imply: :func:`calibrate_pixel_size` of its first frames.
+
+    What ``clusterspy series --calibrate`` does before the series is classified. The first of
+    the :data:`SERIES_CALIBRATION_FRAMES` first frames whose clusters' lattice gives a scale decides
+    (a frame without one — no cluster, amorphous, unresolved — passes to the next); the whole
+    series is then classified at that pixel size. With ``out`` the calibration is kept in
+    ``out/calibration.json``, and a resumed run (same input, given pixel size, element and
+    microscope) takes it from there instead of fitting again, so that its frames are classified
+    at the same pixel size as the first run's.
+
+    Parameters
+    ----------
+    source, pixel_size_A, signal
+        As for :func:`clusterspy.series.classify_series`; ``source`` a file, a folder or a 3-D
+        array (whose pixel size the series is classified at), not images or an iterator.
+    model : object, optional
+        The classifier (default: the shipped one).
+    element : str
+        The metal of the clusters (its lattice constant is the ruler).
+    microscope : clusterspy.simulation.Microscope, optional
+        Beam energy [keV] and convergence semi-angle [mrad] (default 200 keV, 25 mrad).
+    contrast : str
+        As for :func:`clusterspy.classify`.
+    out : path, optional
+        The series' output folder.
+    resume : bool
+        Take the calibration of an earlier run in ``out`` when it was made for the same input.
+
+    Returns
+    -------
+    dict
+        :meth:`PixelSizeCalibration.to_dict` of the deciding frame with ``frame``, ``message``
+        (one line for the user) and ``reused`` (taken from ``out``).
+
+    Raises
+    ------
+    ClusterSpyError
+        The source cannot be read, allows no random access, or its first frame is refused.
+    """
+    from clusterspy.errors import ClusterSpyError, ConfigError
+    from clusterspy.io import Series
+    from clusterspy.predict import classify
+    from clusterspy.series.source import open_frames
+
+    frames = open_frames(source, pixel_size_A, signal)
+    if not isinstance(frames.frames, Series):  # images carry their own pixel size
+        raise ConfigError("--calibrate (calibrate=True) needs a file, a folder or a 3-D array with its pixel "
+                          "size, not images or an iterator")
+    key = {"input": frames.identity, "given_pixel_size_A": frames.pixel_size_A, "element": element,
+           "microscope": None if microscope is None else repr(microscope)}
+    key = json.loads(json.dumps(key, default=str))
+    path = None if out is None else Path(out) / SERIES_CALIBRATION_FILE
+    if path is not None and resume and path.is_file():
+        try:
+            kept = json.loads(path.read_text())
+        except (OSError, ValueError):
+            kept = {}
+        if kept.get("key") == key:
+            return {**kept["calibration"], "reused": True}
+    cal, frame_index = None, 0
+    for frame_index in range(min(SERIES_CALIBRATION_FRAMES, len(frames))):
+        _, frame = next(frames.iter_from(frame_index))  # an Image, or why the frame is unusable
+        if isinstance(frame, ClusterSpyError):
+            continue
+        cal = calibrate_pixel_size(frame, classify(frame, model=model, contrast=contrast), element=element,
+                                   microscope=microscope)
+        if cal.scale is not None:
+            break
+    if cal is None:
+        raise ConfigError(f"none of the first {SERIES_CALIBRATION_FRAMES} frames could be read to calibrate "
+                          "the pixel size")
+    done = {**cal.to_dict(), "frame": frame_index, "message": f"frame {frame_index}: {cal.message()}"}
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, json.dumps({"key": key, "calibration": done}, indent=2))
+    return {**done, "reused": False}
+
+
 def _detected_diameter_A(diameter_nm: float) -> float:
     """The detector's diameter [Å] of a result's projected ``diameter_nm`` (what the fit takes)."""
     from clusterspy.domain import DETECTED_TO_PROJECTED
@@ -873,6 +970,7 @@ def classify_series(
     explain: bool = True,
     reporter: Any = None,
     verify_sample: int = 0,
+    calibrate: bool = False,
     element: str = "Au",
     microscope: Any = None,
     **options: Any,
@@ -902,11 +1000,17 @@ def classify_series(
         (``result.summary["verify_sample"]``, ``summary.json`` and the text of
         :meth:`SeriesResult.describe`). A report feature only: ``frames.csv``, the labels and
         resume are unchanged. 0: none.
+    calibrate : bool
+        Check the pixel size against the lattice of the clusters of the first frames
+        (:func:`calibrate_series_pixel_size`, ``element`` the ruler) and classify the whole series
+        at the pixel size it implies when that is off by more than
+        :data:`CALIBRATION_TOLERANCE`; the calibration joins the summary
+        (``result.summary["calibration"]``) and ``out/calibration.json``.
     element : str
-        With ``verify_sample``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
+        With ``verify_sample`` or ``calibrate``: the metal of the cluster (Au, Pt, Pd, Ag, Cu, ...).
     microscope : clusterspy.simulation.Microscope, optional
-        With ``verify_sample``: beam energy [keV] and convergence semi-angle [mrad] of the data
-        (default 200 keV, 25 mrad).
+        With ``verify_sample`` or ``calibrate``: beam energy [keV] and convergence semi-angle
+        [mrad] of the data (default 200 keV, 25 mrad).
 
     Returns
     -------
@@ -918,7 +1022,7 @@ def classify_series(
     from clusterspy.series.classify import check_frame_time
 
     check_frame_time(options.get("frame_time_s"))  # before the output folder is made
-    if verify_sample and report and out is not None:
+    if (verify_sample and report and out is not None) or calibrate:
         from clusterspy.structures import lattice_constant
 
         lattice_constant(element)  # an unknown metal: one line, before the series is classified
@@ -932,7 +1036,22 @@ def classify_series(
             from clusterspy.predict import load_model
 
             model = load_model()
+        calibration = None
+        if calibrate:
+            calibration = calibrate_series_pixel_size(
+                source, pixel_size_A, model=model, element=element, microscope=microscope,
+                contrast=options.get("contrast", "auto"), signal=options.get("signal"), out=out,
+                resume=options.get("resume", True))
+            announce = options.get("announce")
+            if announce is not None:
+                earlier = "the pixel size calibrated by the earlier run in this folder: "
+                announce((earlier if calibration["reused"] else "") + calibration["message"])
+            pixel_size_A = calibration["pixel_size_A"]
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
+        if calibration is not None:
+            result.summary["calibration"] = calibration
+            if out is not None:
+                write_text_atomic(Path(out) / "summary.json", json.dumps(result.summary, indent=2))
         if out is not None and report:
             explain_model = model if explain and hasattr(model, "crop_px") else None
             if reporter is not None:
@@ -983,6 +1102,8 @@ def write_series_report(result: SeriesResult, explain_model: Any = None,
         f"Source: {s['source']} · {s['n_frames']} frames · frame time "
         f"{str(s['frame_time_s']) + ' s' if s['frame_time_s'] else 'unknown'} · model {s['model']['id']} · "
         f"{s['n_clusters']} cluster(s) · seed {s['seed']}")
+    if s.get("calibration"):
+        rep.paragraph(f"Pixel size checked against the lattice (--calibrate): {s['calibration']['message']}")
     no_label = result.no_label_note()
     if no_label:
         rep.warning(no_label)

@@ -68,6 +68,8 @@ class SeriesResult:
                  f"frame time {frame_time}, model {s['model']['id']}"
                  + (" (each cluster judged by the one that covers its size)" if "+" in s["model"]["id"]
                     else "")]
+        if s.get("calibration"):  # clusterspy.workflows.classify_series(calibrate=True)
+            lines.append(f"pixel size checked against the lattice: {s['calibration']['message']}")
         note = self.no_label_note()
         if note:
             lines.append(note)
