@@ -285,6 +285,35 @@ def crop_sharpness(stack: np.ndarray, tab: dict, card: dict) -> list[float]:
     return out
 
 
+#: Pixel-size errors (told / true) at which the series is classified again, without and with
+#: ``calibrate=True`` (``clusterspy series --calibrate``: the first frames' lattice against Au's).
+PIXEL_SIZE_ERRORS = (0.85, 1.15)
+
+
+def pixel_size_errors(stack: np.ndarray, truth: list[str], centres: np.ndarray, model, stay: float,
+                      seed: int) -> dict:
+    """The series told a pixel size :data:`PIXEL_SIZE_ERRORS` off, classified as it is and with
+    ``calibrate=True``: the headline figures of each, and the calibration's line."""
+    from clusterspy.workflows import classify_series as classify_series_face
+
+    out = {}
+    for error in PIXEL_SIZE_ERRORS:
+        told = SETTINGS["pixel_size_A"] * error
+        for calibrate in (False, True):
+            t0 = time.time()
+            res = classify_series_face(stack, told, frame_time_s=SETTINGS["frame_time_s"], model=model,
+                                       stay=stay, seed=seed, report=False, calibrate=calibrate,
+                                       element=SETTINGS["element"])
+            ev = evaluate(res.frames, truth, centres)
+            cal = res.summary.get("calibration") or {}
+            out[f"x{error:g}{' calibrated' if calibrate else ''}"] = {
+                "told_pixel_size_A": round(told, 5), "calibrate": calibrate,
+                **{k: ev[k] for k in KEYS if k in ev},
+                "calibration_message": cal.get("message"), "calibrated_pixel_size_A": cal.get("pixel_size_A"),
+                "seconds": round(time.time() - t0, 2)}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     """Simulate (or reuse) the series, classify it, compare with the truth, write the results."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -379,6 +408,7 @@ def main(argv: list[str] | None = None) -> dict:
         c["n_transitions_smoothed"] for c in res0.summary["clusters"]]
     out["blur_test_off"]["per_frame"] = ev0["per_frame"]
     out["crop_sharpness_per_frame"] = [round(v, 4) for v in crop_sharpness(stack, res.frames, model.card)]
+    out["pixel_size_error"] = pixel_size_errors(stack, truth, centres, model, a.stay, a.seed)
     pred_cols = out["confusion_raw"]["cols_pred"]
     if a.frames is None:
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -398,6 +428,10 @@ def main(argv: list[str] | None = None) -> dict:
                            out["crop_sharpness_per_frame"], strict=True):
         print(f"  {row['frame']:3d} {row['true']:12s} {row['raw']:12s} {row['smoothed']:12s} "
               f"{r0['raw']:12s} {sh:.4f}")
+    for told, ev in out["pixel_size_error"].items():
+        shown = ("calibrate", "accuracy_raw", "coverage_raw", "accuracy_raw_on_accepted", "accuracy_smoothed",
+                 "raw_label_counts", "calibration_message")
+        print(f"told {told}:", json.dumps({k: ev[k] for k in shown}))
     print("confusion raw (rows true; cols", pred_cols, "):", out["confusion_raw"]["counts"])
     print("confusion smoothed:", out["confusion_smoothed"]["counts"])
     return out

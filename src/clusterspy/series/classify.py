@@ -358,9 +358,8 @@ def inference_workers() -> int:
     """Worker threads of a series' network: one per core, up to the 8 test-time views.
 
     The views of each batch are tasks for these threads (:meth:`clusterspy.predict.Model.submit_infer`),
-    run while the frames' thread reads, detects and checks the next frames
-    (``benchmarks/series_speed.py``: 45–52 frames/s on 2 cores, against 31–34 with the network run
-    after each batch).
+    run while the frames' thread detects and checks the next frames (and one more thread reads the
+    frame after: :func:`_read_ahead`); ``benchmarks/series_speed.py`` measures the frames/s.
     """
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(8, n))
