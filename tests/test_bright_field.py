@@ -194,3 +194,30 @@ def test_ardagen_wide_fields():
     assert [k for k, (_, inv) in haadf.items() if not inv] == []  # old rule: kept PtCo's
     missed = [k for k in sorted(ARDAGEN_BRIGHT_FIELD) if not verdict[k][0]]
     assert missed == ["PtCo3"]  # old rule: PtC2, Pt_carbon2
+
+
+@pytest.mark.shared
+def test_a_series_cheap_contrast_look_lets_no_bright_field_frame_through():
+    """A series' later frames are first looked at on coarse grids (64², then 128² px: HAADF's sign
+    on both cues passes the frame) before the full check: on ArdaGen's 33 wide fields, each also
+    inverted, the series' verdict is the full check's for every one that the full check refuses."""
+    from clusterspy.domain import contrast_cues
+    from clusterspy.io import read_image
+    from clusterspy.series.per_frame import CONTRAST_SENTINEL_GRIDS_PX
+
+    folder = SHARED / "widefield" / "ardagen" / "images"
+    if not folder.is_dir():
+        pytest.skip("../shared/data is absent")
+
+    def passes_cheap_look(x: np.ndarray) -> bool:
+        return any(all(c > 0 for c in contrast_cues(x, grid_px=g)) for g in CONTRAST_SENTINEL_GRIDS_PX)
+
+    refused, let_through = 0, []
+    for p in sorted(folder.glob("*.jpg")):
+        x = np.asarray(read_image(p, pixel_size_A=1.0).data)
+        for name, frame in ((p.stem, x), (f"{p.stem} inverted", _inverse(x))):
+            if looks_bright_field(frame):
+                refused += 1
+                if passes_cheap_look(frame):
+                    let_through.append(name)
+    assert refused >= 30 and let_through == []
