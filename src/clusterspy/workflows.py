@@ -395,6 +395,7 @@ def calibrate_series_pixel_size(
     signal: int | str | None = None,
     out: str | os.PathLike | None = None,
     resume: bool = True,
+    announce: Any = None,
 ) -> dict[str, Any]:
     """The pixel size a series' clusters imply: :func:`calibrate_pixel_size` of its first frames.
 
@@ -423,6 +424,8 @@ def calibrate_series_pixel_size(
         The series' output folder.
     resume : bool
         Take the calibration of an earlier run in ``out`` when it was made for the same input.
+    announce : callable, optional
+        ``announce(line)`` before each frame's fit (they take seconds).
 
     Returns
     -------
@@ -460,6 +463,9 @@ def calibrate_series_pixel_size(
         _, frame = next(frames.iter_from(frame_index))  # an Image, or why the frame is unusable
         if isinstance(frame, ClusterSpyError):
             continue
+        if announce is not None:
+            announce(f"checking the pixel size against the {element} lattice of frame {frame_index}'s "
+                     "clusters (a few seconds a cluster)…")
         cal = calibrate_pixel_size(frame, classify(frame, model=model, contrast=contrast), element=element,
                                    microscope=microscope)
         if cal.scale is not None:
@@ -1041,7 +1047,7 @@ def classify_series(
             calibration = calibrate_series_pixel_size(
                 source, pixel_size_A, model=model, element=element, microscope=microscope,
                 contrast=options.get("contrast", "auto"), signal=options.get("signal"), out=out,
-                resume=options.get("resume", True))
+                resume=options.get("resume", True), announce=options.get("announce"))
             announce = options.get("announce")
             if announce is not None:
                 earlier = "the pixel size calibrated by the earlier run in this folder: "
