@@ -456,6 +456,11 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     assert np.all(np.isnan(table["p_fcc"][large])) and np.all(table["diameter_nm"][large] > 8)
     assert np.all((table["diameter_nm"][small] > 2) & (table["diameter_nm"][small] < 4))
     assert res.summary["n_frames"] == 12
+    # 4 of the 12 frames gave no evidence: the proportions (fcc 1.00 of the 8 others) say so
+    assert any(w.startswith("cluster 0: 4 of the 12 frames it was found in gave no evidence (too_large 4)")
+               for w in res.summary["warnings"])
+    few = classify_series([Image(f, px) for f in frames[:9]], model=CardModelDouble(), n_boot=10)
+    assert not any("gave no evidence" in w for w in few.summary["warnings"])  # 1 of 9: below 20 %
 
 
 def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(tmp_path):

@@ -139,6 +139,33 @@ def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred:
             "read the raw labels in frames.csv")
 
 
+#: Share of the frames a cluster was found in that got no label before the network could judge
+#: them (:data:`NO_EVIDENCE`) from which the summary warns that its proportions may be biased
+#: (:func:`_unseen_frames_warning`).
+UNSEEN_SHARE = 0.2
+
+
+def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str | None:
+    """The warning for a cluster of which at least :data:`UNSEEN_SHARE` of the (≥ 5) frames it was
+    found in carry no evidence (:data:`NO_EVIDENCE`: a domain check stopped them, or the network
+    found them unlike training): proportions count the other frames only, so an isomer that these
+    checks stop more often than the others is under-counted. A newcomer's series of 24
+    icosahedral then 24 fcc frames, whose fcc frames a check stopped (``scale_mismatch``), came
+    out "icosahedral 1.00, 0 transitions" with no word of it."""
+    found = lab != LOST
+    unseen = found & np.isin(reason, NO_EVIDENCE)
+    n_found, n_unseen = int(found.sum()), int(unseen.sum())
+    if n_found < 5 or n_unseen == 0 or n_unseen < UNSEEN_SHARE * n_found:
+        return None
+    kinds, counts = np.unique(reason[unseen].astype(str), return_counts=True)
+    order = sorted(zip(counts.tolist(), kinds.tolist(), strict=True), reverse=True)
+    why = ", ".join(f"{k} {n}" for n, k in order)
+    return (f"cluster {cid}: {n_unseen} of the {n_found} frames it was found in gave no evidence "
+            f"({why}); its proportions count the other frames only, and are biased if one isomer is "
+            "stopped more often than the others — read reason in frames.csv (the README's 'When to "
+            "trust a label' says what each means)")
+
+
 def _branching(br: dict) -> dict:
     """:func:`~clusterspy.series.stats.branching_ratios` as JSON: isomers left at least once."""
     out = {}
@@ -228,7 +255,8 @@ def smooth_and_summarise(
                    "rates per second are not meaningful")
             warnings.append(msg)
             log.warning(msg)
-        msg = _few_labels_warning(int(cid), lab, table["reason"][idx], inf)
+        msg = (_few_labels_warning(int(cid), lab, table["reason"][idx], inf)
+               or _unseen_frames_warning(int(cid), lab, table["reason"][idx]))
         if msg:
             warnings.append(msg)
             log.warning(msg)
