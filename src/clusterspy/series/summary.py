@@ -135,8 +135,9 @@ def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred:
         return None
     return (f"cluster {cid}: the network labelled only {n_lab} of the {n_judged} frames it judged (the "
             f"others low confidence or unlike training); the HMM filled {n_filled} unknown frames from those "
-            "few, and the proportions rest on them — check the pixel size (15 % off costs most labels) and "
-            "read the raw labels in frames.csv")
+            "few, and the proportions rest on them — check the pixel size (15 % off costs most labels; "
+            "--calibrate --element <metal> checks it against the lattice) and read the raw labels in "
+            "frames.csv")
 
 
 #: Share of the frames a cluster was found in that got no label before the network could judge
