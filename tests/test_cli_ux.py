@@ -441,3 +441,36 @@ def test_an_out_folder_under_a_file_names_the_file(tmp_path) -> None:
         make_folder(tmp_path / "notes.txt" / "sub")
     with pytest.raises(ConfigError, match=r"notes\.txt is a file; give a folder"):
         make_folder(tmp_path / "notes.txt")
+
+
+def test_series_shows_a_progress_bar_of_its_frames_on_a_terminal(tmp_path):
+    """``clusterspy series`` draws a progress bar of its frames on stderr when that is a terminal
+    (run under a pseudo-terminal here), and none when stderr is a pipe."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    from clusterspy.workflows import EXAMPLE_SERIES
+
+    cmd = [sys.executable, "-m", "clusterspy", "series", str(EXAMPLE_SERIES), "--out",
+           str(tmp_path / "tty"), "--no-report"]
+    leader, follower = pty.openpty()
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower,
+                          timeout=300, check=False)
+    os.close(follower)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(leader)
+    assert proc.returncode == 0
+    assert b"frames" in seen and b"/40" in seen  # "frames ━━━ 40/40"
+    piped = subprocess.run([*cmd[:-3], "--out", str(tmp_path / "pipe"), "--no-report"], capture_output=True,
+                           timeout=300, check=False)
+    assert piped.returncode == 0 and b"/40" not in piped.stderr

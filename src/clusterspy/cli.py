@@ -426,7 +426,7 @@ def series(
     import math
 
     from clusterspy.errors import ConfigError
-    from clusterspy.workflows import classify_series
+    from clusterspy.workflows import classify_series, frames_progress
 
     if fmt not in ("table", "json"):
         raise ConfigError(f"--format {fmt!r} is not known; use 'table' or 'json'")
@@ -453,11 +453,13 @@ def series(
     level = series_log.level
     series_log.setLevel(logging.ERROR)
     try:
-        result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
-                                 out=out, contrast=contrast.value, temperature_K=temperature, resume=resume,
-                                 report=report, signal=_signal_choice(signal), verify_sample=verify_sample,
-                                 calibrate=calibrate, element=element or "Au", microscope=microscope,
-                                 announce=lambda line: typer.echo(f"clusterspy: {line}", err=True))
+        with frames_progress(sys.stderr.isatty()) as progress:
+            result = classify_series(path, pixel_size_A=pixel_size, frame_time_s=frame_time, model=loaded,
+                                     out=out, contrast=contrast.value, temperature_K=temperature,
+                                     resume=resume, report=report, signal=_signal_choice(signal),
+                                     verify_sample=verify_sample, calibrate=calibrate,
+                                     element=element or "Au", microscope=microscope, progress=progress,
+                                     announce=lambda line: typer.echo(f"clusterspy: {line}", err=True))
     finally:
         series_log.setLevel(level)
     if fmt == "json":

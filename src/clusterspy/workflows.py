@@ -20,7 +20,8 @@ import csv
 import io as _stdio
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -775,6 +776,23 @@ def _progress(enabled: bool):
     )
 
 
+@contextmanager
+def frames_progress(enabled: bool) -> Iterator[Any]:
+    """A progress bar of a series' frames on stderr (rich; transient): yields the ``progress(done,
+    total)`` callback of :func:`clusterspy.series.classify_series`, or None when not ``enabled``
+    (``clusterspy series`` shows it when stderr is a terminal)."""
+    with _progress(enabled) as bar:
+        if bar is None:
+            yield None
+            return
+        task = bar.add_task("frames", total=None)
+
+        def update(done: int, total: int | None) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
 def result_rows(results: Iterable[ClusterResult]) -> list[dict[str, Any]]:
     """Flatten results into rows with the columns of :data:`RESULT_COLUMNS` (and of
     :data:`FIT_COLUMNS` for a verified result)."""
@@ -1063,6 +1081,11 @@ def classify_series(
             if reporter is not None:
                 reporter(result, explain_model)
             else:
+                announce = options.get("announce")
+                if announce is not None:
+                    fits = f"fitting 3D structures to up to {verify_sample} sampled frames, then "
+                    announce((fits if verify_sample else "") + "drawing the report (strip plot, thumbnails "
+                             "with saliency overlays)…")
                 sample = series_fit_sample(result, source, pixel_size_A, k=verify_sample, element=element,
                                            microscope=microscope, signal=options.get("signal"),
                                            store=store) if verify_sample else None

@@ -216,6 +216,8 @@ def classify_series(
     try:
         if not state.complete:
             in_flight = None
+            if progress is not None:
+                progress(frames_done, source.length)
             for i, frame, bright_field in _read_ahead(source, state.next_frame, worker, reader):
                 worker.add_frame(i, frame, bright_field)
                 frames_done = i + 1
