@@ -165,7 +165,15 @@ def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: 
     np.save(path, particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(30.0,), dose=20000.0))
     assert main(["classify", str(path), "--pixel-size", str(px)]) == 0
     err = capsys.readouterr().err
-    assert "at 0.55 Å/px isomernet-v2 cannot judge (it needs 0.05–0.5 Å/px): isomernet-v3 judged" in err
+    assert "at 0.55 Å/px isomernet-v2 cannot judge (it needs 0.0125–0.5 Å/px): isomernet-v3 judged" in err
+    # finer than v2's smallest training pixel size but within what it judges (crops are binned to its
+    # 0.4 Å/px): no note, and the model column names the model that judged (a newcomer's 0.045 Å/px
+    # noted "isomernet-v2 cannot judge … isomernet-v3 judged" beside a row judged by v2)
+    fine = tmp_path / "fine.npy"
+    np.save(fine, particle(shape=(700, 700), px=0.045, centres=((350, 350),), diameters_A=(22.0,), dose=2e4))
+    assert main(["classify", str(fine), "--pixel-size", "0.045", "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert "cannot judge" not in err and "isomernet-v2@" in out
     frames = [particle(shape=(300, 300), px=0.25, centres=((150, 150),), diameters_A=(25.0,), seed=k)
               for k in range(3)]
     res = classify_series([Image(f, 0.25) for f in frames], out=tmp_path / "s", n_boot=5)

@@ -301,6 +301,7 @@ def _edge_notes(results: list) -> list[str]:
 def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
     """With the size-routed default: the models that cannot judge an image at ``px`` [Å/px] (outside
     their pixel-size range), so that the others judged every cluster of it."""
+    from clusterspy.domain import pixel_size_range_A
     from clusterspy.predict import ModelsBySize, load_model
 
     loaded = load_model(model)
@@ -308,7 +309,7 @@ def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
         return []
     notes = []
     for m in loaded.models:
-        lo, hi = (float(v) for v in m.card.domain.get("image_pixel_size_A", [0.0, float("inf")]))
+        lo, hi = pixel_size_range_A(m.card.domain)  # the range check_image (usable_models) applies
         if not lo <= px <= hi:
             others = ", ".join(o.card.name for o in loaded.models if o is not m)
             notes.append(f"at {px:g} Å/px {m.card.name} cannot judge (it needs {lo:g}–{hi:g} Å/px): {others} "

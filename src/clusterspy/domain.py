@@ -166,6 +166,18 @@ def _overridden_calibration(image: Image, lo: float, hi: float) -> str:
     return f"; the file says {own:g} Å/px"
 
 
+#: An image finer than the card's smallest pixel size (``image_pixel_size_A``) is still judged down to
+#: this fraction of it: its crops are binned to the model's own pixel size (:func:`check_image`).
+FINEST_PIXEL_FACTOR = 0.25
+
+
+def pixel_size_range_A(domain: Mapping[str, Any]) -> tuple[float, float]:
+    """The image pixel sizes [Å/px] a model with this card ``domain`` judges (:func:`check_image`):
+    from :data:`FINEST_PIXEL_FACTOR` × the card's smallest to its largest."""
+    lo, hi = (float(v) for v in domain.get("image_pixel_size_A", [0.05, 0.5]))
+    return FINEST_PIXEL_FACTOR * lo, hi
+
+
 def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast = "auto",
                 min_diameter_A: float | None = None) -> None:
     """Refuse, at once, an image the model cannot judge at all.
@@ -205,7 +217,7 @@ def check_image(image: Image, domain: Mapping[str, Any], *, contrast: Contrast =
         )
     d_min_A = float(min_diameter_A) if min_diameter_A else 10.0 * float(domain.get("diameter_nm", [1, 8])[0])
     field_A = min(image.shape) * px
-    if px < 0.25 * lo or field_A < d_min_A:
+    if px < pixel_size_range_A(domain)[0] or field_A < d_min_A:
         raise OutOfDomainError(
             f"at {px:g} Å/px the {image.shape[1]}×{image.shape[0]} px image is only "
             f"{field_A:.3g} Å across: too small to hold a cluster of ≥ {d_min_A / 10:g} nm"
