@@ -47,6 +47,33 @@ def test_the_fit_overrules_a_label_only_when_conclusive_and_different(network, f
     assert judge_fit(*network, *fit) == expected
 
 
+def test_a_fit_whose_lattice_lines_up_only_at_a_scale_bound_disagrees_with_any_label() -> None:
+    """A crystalline fit at the end of its ±15 % scale range (or the largest blur) says the image is
+    not at the pixel size the network was given: the label does not stand, even when the fit's
+    isomer is the label's (a wide-field JPEG told 0.4 Å/px: texture labelled fcc 0.96, fitted fcc at
+    scale 1.150)."""
+    from clusterspy.fit import StructureFit
+    from clusterspy.fit.api import lattice_at_bound
+
+    def fit(form, scale, blur=0.5):
+        return StructureFit(cluster=0, x_px=0.0, y_px=0.0, isomer="fcc", form=form, scale=scale, blur_A=blur)
+
+    scales = (0.85, 0.855, 0.9, 1.0, 1.13, 1.15)
+    assert [lattice_at_bound(fit("truncated_octahedron", s)) for s in scales] == [
+        True, True, False, False, False, True]
+    assert lattice_at_bound(fit("mackay_icosahedron", 1.0, blur=3.0))  # the largest blur
+    assert not lattice_at_bound(fit("glassy", 1.15)) and not lattice_at_bound(fit(None, None))
+    assert judge_fit("fcc", None, "fcc", None, True) == ("unknown", "fit_disagrees")
+    assert judge_fit("fcc", None, "unknown", "ambiguous_fit", True) == ("unknown", "fit_disagrees")
+    assert judge_fit("unknown", "low_confidence", "fcc", None, True) == ("unknown", "low_confidence")
+    r = ClusterResult(file="f", frame=0, cluster=0, x_px=10.0, y_px=10.0, label="unknown", confidence=0.96,
+                      probabilities={"icosahedral": 0.01, "decahedral": 0.01, "fcc": 0.96, "amorphous": 0.02},
+                      diameter_nm=2.0, reason="fit_disagrees",
+                      fit={"isomer": "fcc", "form": "twinned_fcc", "ncc": 0.79, "zone_axis": None,
+                           "reason": None, "note": "scale 1.150 at the upper bound"})
+    assert fit_verdict(r).startswith("fit disagrees: its fcc lattice lines up only at the end of the ±15 %")
+
+
 def test_fit_disagrees_is_a_reason_of_the_vocabulary() -> None:
     assert "fit_disagrees" in REASONS
     assert REASONS[-1] == "fit_disagrees"  # tested last: after every reason of the network

@@ -462,12 +462,17 @@ def judge_probabilities(
     return CLASSES[best], None
 
 
-def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason: str | None
-              ) -> tuple[str, str | None]:
+def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason: str | None,
+              lattice_at_bound: bool = False) -> tuple[str, str | None]:
     """The label and reason of a cluster once a structure fit has checked the network's label.
 
     A conclusive fit (``fit_reason`` None) of another isomer than a label that stands turns the
-    label into ``("unknown", "fit_disagrees")``. Everything else leaves the network's decision as
+    label into ``("unknown", "fit_disagrees")``; so does a fit whose crystalline model lines up
+    with the data only at the end of its ±15 % scale range or blur
+    (``lattice_at_bound``: :func:`clusterspy.fit.api.lattice_at_bound`), whatever its isomer: the
+    image is not at the pixel size the network was given, or shows no lattice of the element (a
+    newcomer's wide-field JPEG told 0.4 Å/px: support texture labelled fcc 0.96 by the network
+    and "agreed" by an fcc fit at scale 1.150). Everything else leaves the network's decision as
     it was: a label with a reason already (the fit was not asked), a fit that agrees, and an
     inconclusive fit (``poor_fit``, ``ambiguous_fit``, ``too_small``, …: physics could neither
     confirm nor refute the label, which the caller records beside it).
@@ -479,6 +484,8 @@ def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason
     fit_isomer, fit_reason : str or None
         The fit's isomer and its own reason (:data:`clusterspy.fit.FIT_REASONS`), None when
         there was no fit.
+    lattice_at_bound : bool
+        The fit's crystalline model lines up only at an end of its scale or blur range.
 
     Returns
     -------
@@ -487,7 +494,11 @@ def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason
     """
     from clusterspy.isomers import UNKNOWN
 
-    if reason is not None or fit_isomer is None or fit_reason is not None:
+    if reason is not None:
+        return label, reason
+    if lattice_at_bound:
+        return UNKNOWN, "fit_disagrees"
+    if fit_isomer is None or fit_reason is not None:
         return label, reason
     if fit_isomer != label:
         return UNKNOWN, "fit_disagrees"

@@ -217,6 +217,7 @@ def verify_clusters(
     """
     from clusterspy.domain import judge_fit
     from clusterspy.fit import fit_cluster
+    from clusterspy.fit.api import lattice_at_bound
     from clusterspy.io import as_image
     from clusterspy.predict import FIT_FIELDS
 
@@ -233,7 +234,7 @@ def verify_clusters(
                         others=others)
         r.fit = {"isomer": f.isomer, "form": f.form, "ncc": None if f.ncc is None else round(float(f.ncc), 4),
                  "zone_axis": f.zone_axis, "reason": f.reason, "note": f.note}
-        r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason)
+        r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason, lattice_at_bound(f))
         fits[int(r.cluster)] = f
     return fits
 
@@ -497,13 +498,23 @@ def fit_verdict(result: ClusterResult) -> str:
     fit = result.fit or {}
     if not fit.get("reason") and not fit.get("isomer"):
         return ""
-    return _verdict(fit["isomer"], fit.get("ncc"), fit.get("reason"), result.reason)
+    probs = result.probabilities or {}
+    top = max(probs, key=probs.get) if probs else None
+    # the fit "disagrees" with the isomer the network gave only when its lattice is at a bound
+    # (clusterspy.domain.judge_fit)
+    at_bound = result.reason == "fit_disagrees" and (fit["isomer"] == top or fit.get("reason") is not None)
+    return _verdict(fit["isomer"], fit.get("ncc"), fit.get("reason"), result.reason, at_bound)
 
 
-def _verdict(fit_isomer: str, fit_ncc: float | None, fit_reason: str | None, reason: str | None) -> str:
+def _verdict(fit_isomer: str, fit_ncc: float | None, fit_reason: str | None, reason: str | None,
+             at_bound: bool = False) -> str:
     """The words of :func:`fit_verdict`, from the fit's isomer, NCC and reason and the label's
-    reason after :func:`clusterspy.domain.judge_fit`."""
+    reason after :func:`clusterspy.domain.judge_fit` (``at_bound``:
+    :func:`clusterspy.fit.api.lattice_at_bound`)."""
     ncc = "" if fit_ncc is None else f", NCC {fit_ncc:.2f}"
+    if reason == "fit_disagrees" and at_bound:
+        return (f"fit disagrees: its {fit_isomer} lattice lines up only at the end of the ±15 % scale range "
+                f"(the pixel size or the element is off, or no lattice is there){ncc} → unknown")
     if reason == "fit_disagrees":
         return f"fit disagrees: {fit_isomer}{ncc} → unknown"
     if fit_reason is None:
@@ -1436,8 +1447,9 @@ def fit_outcome(label: str, fit: Any) -> str:
         ``"agree"``, ``"disagree"`` or ``"inconclusive"``.
     """
     from clusterspy.domain import judge_fit
+    from clusterspy.fit.api import lattice_at_bound
 
-    _, reason = judge_fit(label, None, fit.isomer, fit.reason)
+    _, reason = judge_fit(label, None, fit.isomer, fit.reason, lattice_at_bound(fit))
     if reason == "fit_disagrees":
         return "disagree"
     return "agree" if fit.reason is None else "inconclusive"
@@ -1506,6 +1518,7 @@ def _run_starts(result: SeriesResult, k: int) -> list[dict[str, Any]]:
 def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
     """The report's section of sampled structure fits: a table and data | fitted model per frame."""
     from clusterspy.domain import judge_fit
+    from clusterspy.fit.api import lattice_at_bound
     from clusterspy.plots import plot_structure_fit
 
     rep.heading("Structure fit of sampled frames")
@@ -1518,8 +1531,9 @@ def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
     rows = []
     for s in sample:
         f = s["fit"]
-        _, reason = judge_fit(s["label"], None, f.isomer, f.reason)
-        verdict = _verdict(f.isomer, None, f.reason, reason)
+        at_bound = lattice_at_bound(f)
+        _, reason = judge_fit(s["label"], None, f.isomer, f.reason, at_bound)
+        verdict = _verdict(f.isomer, None, f.reason, reason, at_bound)
         rows.append([s["frame"], s["cluster"], s["label"], f.isomer, f.form or "–",
                      "–" if f.ncc is None else f"{f.ncc:.3f}", verdict])
         if f.atoms is not None and f.simulated is not None:

@@ -674,6 +674,20 @@ def scale_note(scale: float, blur_A: float, element: str) -> str | None:
             f"on others); {causes}")
 
 
+def lattice_at_bound(fit: Any) -> bool:
+    """Whether a fit's best model is crystalline and lines up with the data only at an end of the
+    fitted scale range (:data:`~clusterspy.fit.search.SCALE_RANGE`, ±15 %) or with the largest
+    blur: the data's lattice is not the element's at the pixel size given (a pixel size 15 % off
+    or more, another element) or there are no columns to line up with. What
+    :func:`clusterspy.workflows.verify_clusters` takes as a fit that disagrees with the label's
+    premise."""
+    if fit.form is None or fit.form == "glassy" or fit.scale is None:
+        return False
+    lo, hi = SCALE_RANGE
+    scale, blur = float(fit.scale), float(fit.blur_A or 0.0)
+    return scale <= lo + BOUND_MARGIN or scale >= hi - BOUND_MARGIN or blur >= BLUR_RANGE_A[1] - BOUND_MARGIN
+
+
 def _note(winner: Candidate, best_of: dict[str, Candidate], element: str) -> str | None:
     """:func:`scale_note` of the best crystalline candidate (a glassy model has no lattice)."""
     crystals = [c for iso, c in best_of.items() if iso != Isomer.AMORPHOUS.value]
