@@ -85,3 +85,25 @@ def test_series_folder_temperature_errors_name_the_series_option(tmp_path):
     (a / "summary.json").write_text("{not json")
     with pytest.raises(InputFileError, match=r"summary\.json"):
         thermo_from_table([a, b], n_boot=10)
+
+
+def test_the_advice_to_rerun_a_series_with_its_temperature_works_and_changes_no_row(tmp_path):
+    """thermo's advice for a series folder without a temperature — rerun ``clusterspy series`` with
+    --temperature-K and the same --out — is taken: the temperature decides no row of frames.csv,
+    so the run is not refused as another run (a newcomer's was), and run.json and summary.json
+    record it; a setting that does decide rows still refuses."""
+    from clusterspy.errors import ConfigError
+
+    frames, _ = make_frames(40, switches=(20,), lost=(), blurred=())
+    out = tmp_path / "s"
+    run(frames, out)
+    rows = (out / "frames.csv").read_bytes()
+    with pytest.raises(ConfigError, match="--temperature-K"):
+        thermo_from_table([out], n_boot=10)
+    res, _ = run(frames, out, temperature_K=573.0)
+    assert (out / "frames.csv").read_bytes() == rows
+    assert res.summary["temperature_K"] == 573.0
+    assert json.loads((out / "summary.json").read_text())["temperature_K"] == 573.0
+    assert json.loads((out / "run.json").read_text())["settings"]["temperature_K"] == 573.0
+    with pytest.raises(ConfigError, match="holds results of another run"):
+        run(frames, out, temperature_K=600.0, stay=0.9)

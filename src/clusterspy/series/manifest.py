@@ -30,6 +30,18 @@ _SETTING_NAMES = {
 }
 
 
+#: Settings that decide no row of ``frames.csv``, only the summary (made again from ``frames.csv``
+#: whenever a run ends): a rerun on the same folder may change them, and ``run.json`` then records
+#: the new value. ``clusterspy thermo`` asks for a series' temperature this way.
+SUMMARY_ONLY_SETTINGS = ("temperature_K",)
+
+
+def _rows_settings(doc: dict) -> dict:
+    """``doc`` without the :data:`SUMMARY_ONLY_SETTINGS`."""
+    settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in SUMMARY_ONLY_SETTINGS}
+    return {**doc, "settings": settings}
+
+
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
     """The first difference of two manifests, in words: ``"frame time (frame_time_s / --frame-time)
     was 0.1, now 0.2"``; a setting no option sets by its key (``settings.stay was …``)."""
@@ -84,7 +96,8 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
     Returns
     -------
     bool
-        True when the folder holds a run of the same input and settings to continue.
+        True when the folder holds a run of the same input and settings to continue (settings of
+        :data:`SUMMARY_ONLY_SETTINGS` may differ).
 
     Raises
     ------
@@ -95,9 +108,11 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
     doc = {"schema": SCHEMA, **manifest}
     path = folder / MANIFEST_NAME
     if resume and path.exists() and (folder / "frames.csv").exists():
-        old = json.loads(path.read_text(encoding="utf-8"))
-        diff = _first_difference(old, json.loads(json.dumps(doc)))
+        old, now = json.loads(path.read_text(encoding="utf-8")), json.loads(json.dumps(doc))
+        diff = _first_difference(_rows_settings(old), _rows_settings(now))
         if diff is None:
+            if old != now:  # a summary-only setting changed: recorded for the summary made now
+                write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
             return True
         if not _holds_frames(folder / "frames.csv"):  # e.g. a refused first frame: nothing to lose
             write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
