@@ -503,3 +503,17 @@ def test_strip_plot_frame_ticks_are_whole_numbers(frame_time_s):
     frame_axis = ax.child_axes[0] if frame_time_s else fig.axes[-1]
     ticks = [t for t in frame_axis.get_xticks() if -0.5 <= t <= 19.5]
     assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_a_series_too_large_for_every_model_says_to_check_the_pixel_size():
+    """A particle measured larger than every shipped model covers — often a pixel size given 2×
+    too large (a newcomer's Pb series) — gets the advice to check the pixel size."""
+    from clusterspy.series.no_label import no_label_note
+
+    n = 6
+    frames = {"label": np.array(["unknown"] * n), "reason": np.array(["too_large"] * n),
+              "status": np.array(["ok"] * n), "diameter_nm": np.full(n, 10.4)}
+    note = no_label_note(frames, "isomernet-v2@x+isomernet-v3@y")
+    assert note.startswith("no frame labelled: 6 of 6 too_large (10.40 nm median diameter)")
+    assert note.endswith("no shipped model covers this size — if the particle is not that large, check the "
+                         "pixel size (Å/px)")

@@ -71,7 +71,8 @@ def _advice(reason: str, diameter_nm: float | None, model_id: str | None) -> str
     if reason in ("too_large", "too_small") and diameter_nm is not None:
         other = _other_model(diameter_nm, model_id)
         if other is None:
-            text += "; no shipped model covers this size"
+            text += ("; no shipped model covers this size — if the particle is not that "
+                     f"{'large' if reason == 'too_large' else 'small'}, check the pixel size (Å/px)")
         else:
             text += f"; try --model {other[0]} (to {other[1]:.0f} nm)"
     return text
