@@ -49,6 +49,11 @@ def test_strip_plot_rows_and_colours():
     colours = {to_hex(c.get_facecolor()[0]) for c in top.collections}
     assert plots.ISOMER_COLOURS["icosahedral"].lower() in colours
     assert set(plots.ISOMER_COLOURS.values()) <= {v for v in plots.OKABE_ITO.values()}
+    # the smoothed panel's line joins isomer labels only: it never runs down to the "unk" row at the
+    # lost frames (a newcomer read such drops as transitions)
+    (line,) = bottom.get_lines()
+    y = np.asarray(line.get_ydata(), float)
+    assert np.isnan(y).sum() > 0 and np.nanmin(y) > 0  # row 0 is "unk"
 
 
 def test_proportions_and_temperature_plots():

@@ -42,6 +42,11 @@ def fit_structure(image: Any, pixel_size_A: float | None = None, **options: Any)
     return import_module("clusterspy.fit").fit_structure(img, **options)
 
 
+def __dir__() -> list[str]:
+    """The public names, the lazily imported ones too (``dir(clusterspy)`` lists ``classify``)."""
+    return sorted({*globals(), *_LAZY})
+
+
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)

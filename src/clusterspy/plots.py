@@ -128,7 +128,9 @@ def plot_strip(
                            facecolors="none", edgecolors=_colour(cat), linewidths=0.8,
                            label="inferred by the HMM")
         if name != "raw":
-            y = np.array([ypos.get(v, ypos["unknown"]) for v in lab], float)
+            # the line joins isomer labels only: it breaks at lost, blurred and unknown frames, which
+            # drawn down to the "unk" row looked like transitions
+            y = np.array([ypos[v] if v in CLASSES else np.nan for v in lab], float)
             order = np.argsort(x)
             ax.step(x[order], y[order], where="mid", color=OKABE_ITO["black"], lw=0.6, alpha=0.6)
         ax.set_yticks([ypos[c] for c in rows], names)
