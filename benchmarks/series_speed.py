@@ -123,7 +123,9 @@ STAGES = {
     "waiting for the network (ONNX Runtime, 8 test-time views, on worker threads)":
         ("series/per_frame.py", "complete"),
     "domain checks of each cluster": ("clusterspy/domain.py", "cluster_reasons"),
-    "contrast check of each frame": ("series/per_frame.py", "looks_bright_field"),
+    # the reader thread looks at every frame after the first (clusterspy.series.classify._read_ahead),
+    # unseen by cProfile too: what is left here is the first frame's full check
+    "contrast check on the frames' thread": ("series/per_frame.py", "looks_bright_field"),
     "detection": ("clusterspy/detection.py", "detect_clusters"),
 }
 
