@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> dict:
     from clusterspy.predict import classify, load_model
 
     model = load_model(a.model)
-    out: dict = {"model": model.card.data.get("name"), "files": len(files), "by_pixel_size_A": {}}
+    out: dict = {"model": model.id, "files": len(files), "by_pixel_size_A": {}}  # name@sha256 (each, by size)
     for px in PIXEL_SIZES_A:
         t0, outcome, labelled = time.perf_counter(), Counter(), []
         for f in files:
