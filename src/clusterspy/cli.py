@@ -172,8 +172,9 @@ def classify(
     verify: Annotated[
         bool,
         typer.Option("--verify", help="Check every label that stands with a 3D structure fit (as 'clusterspy "
-                     "fit'; about 6-20 s per cluster): fit_* columns in the results, 'unknown' with reason "
-                     "fit_disagrees when a conclusive fit finds another isomer; with --out a fit figure "
+                     "fit'; 4–8 s per cluster on 2 cores, up to a minute for 6 nm): fit_* columns in the "
+                     "results, 'unknown' with reason fit_disagrees when a conclusive fit finds another "
+                     "isomer or lines up only at the end of its ±15 % scale range; with --out a fit figure "
                      "per cluster."),
     ] = False,
     element: Annotated[
@@ -230,6 +231,14 @@ def classify(
                "border": border.value}
     if out is not None:  # each file's results are written as it is done; a rerun skips those
         _kept_on_interrupt("files", out, not_with="--restart" if restart else None)
+    if (verify or calibrate) and sys.stderr.isatty():  # minutes of fitting would pass in silence
+        slow = []
+        if calibrate:
+            slow.append("--calibrate fits the lattice of up to 3 clusters a frame (a few seconds each)")
+        if verify:
+            slow.append("--verify fits a 3D structure to every labelled cluster (4–8 s each on 2 cores, up "
+                        "to a minute for a 6 nm particle)")
+        typer.echo(f"clusterspy: {'; '.join(slow)}: this can take minutes…", err=True)
     batch = run_batch(paths, out=out, pixel_size_A=pixel_size, model_path=model, options=options,
                       explain=explain, workers=workers, scheduler=scheduler, restart=restart,
                       signal=_signal_choice(signal), verify=verify, element=element or "Au",
