@@ -100,7 +100,8 @@ def fine_part() -> dict:
         for seed in range(1, 6):
             path = Path(tmp) / f"fcc_{seed}.npz"
             cli(["simulate", "--motif", "fcc", "--size", "309", "--dose", "2e4", "--seed", str(seed),
-                 "--pixel-size", "0.15", "--extent", "50", "--out", str(path)])
+                 "--pixel-size", "0.15", "--extent", "50", "--source-size", "0",  # the ideal probe of
+                 "--out", str(path)])  # the figure quoted (simulate's default since stop 27: 0.6 Å)
             v = fine_over_lattice(read_image(path))
             out["simulated_fcc_Au309_0.15A"][str(seed)] = None if v is None else round(v, 2)
     for name, px in (("PtIr", 0.05), ("PtIr", 0.0605), ("Pb", 0.075)):

@@ -273,3 +273,27 @@ def test_classify_batch_goes_on_past_bad_files_and_records_them(tmp_path: Path) 
     alone = run_cli("classify", str(wide), "--pixel-size", "2")
     assert alone.returncode == 2 and "cannot resolve atomic columns" in alone.stderr
     assert len(alone.stderr.strip().splitlines()) == 1
+
+
+def test_simulate_blurs_with_a_real_source_size_by_default(tmp_path: Path) -> None:
+    """``clusterspy simulate`` draws with a 0.6 Å effective source by default (an ideal probe, 0, is
+    sharper than any microscope's, and its sharp fcc fringes tripped scale_mismatch for a newcomer),
+    records it, and takes --source-size 0."""
+    import inspect
+
+    pytest.importorskip("ase")
+    from clusterspy.cli import SOURCE_SIZE_A
+    from clusterspy.workflows import simulate_to_file
+
+    assert inspect.signature(simulate_to_file).parameters["source_size_A"].default == SOURCE_SIZE_A == 0.6
+    for args, expected in (([], 0.6), (["--source-size", "0"], 0.0)):
+        out = tmp_path / f"s{expected}.npz"
+        proc = run_cli("simulate", "--motif", "fcc", "--size", "147", "--extent", "30", "--seed", "1",
+                       *args, "--out", str(out))
+        assert proc.returncode == 0, proc.stderr
+        with np.load(out) as z:
+            assert json.loads(str(z["metadata"]))["source_size_A"] == expected
+    with np.load(tmp_path / "s0.6.npz") as a, np.load(tmp_path / "s0.0.npz") as b:
+        assert a["image"].std() < b["image"].std()  # the blur lowers the columns' contrast
+    bad = run_cli("simulate", "--source-size", "-1", "--out", str(tmp_path / "x.npz"))
+    assert bad.returncode == 2 and "--source-size" in bad.stderr

@@ -20,6 +20,10 @@ import typer
 if TYPE_CHECKING:
     from clusterspy.simulation import Microscope
 
+#: ``clusterspy simulate --source-size`` default [Å]: that of :func:`clusterspy.workflows.simulate_to_file`
+#: (not imported here: the CLI starts without loading the workflows).
+SOURCE_SIZE_A = 0.6
+
 app = typer.Typer(
     name="clusterspy",
     help="Structural isomers (icosahedral, decahedral, fcc, amorphous) of metal nanoclusters "
@@ -528,6 +532,10 @@ def simulate(
     dose: Annotated[
         float | None, typer.Option(help="Electron dose, in e⁻/Å² (Poisson noise); none: noiseless.")
     ] = None,
+    source_size: Annotated[
+        float, typer.Option("--source-size", help="Effective source size (FWHM of the probe's incoherent "
+                            "blur), in Å; 0 is an ideal probe, sharper than any microscope's.")
+    ] = SOURCE_SIZE_A,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
     out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path(
         "simulated.npz"
@@ -546,6 +554,7 @@ def simulate(
         pixel_size_A=pixel_size,
         extent_A=extent,
         dose_e_per_A2=dose,
+        source_size_A=source_size,
         seed=seed,
         out=out,
     )
