@@ -476,3 +476,24 @@ def test_series_shows_a_progress_bar_of_its_frames_on_a_terminal(tmp_path):
     piped = subprocess.run([*cmd[:-3], "--out", str(tmp_path / "pipe"), "--no-report"], capture_output=True,
                            timeout=300, check=False)
     assert piped.returncode == 0 and b"/40" not in piped.stderr
+
+
+def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate() -> None:
+    """At least half the clusters the network judged low confidence or unlike training — what a
+    pixel size 10–20 % off does — gets one note naming --calibrate (not when calibrated already)."""
+    from clusterspy.cli import _unsure_notes
+    from clusterspy.predict import ClusterResult
+
+    def result(k: int, reason: str | None) -> ClusterResult:
+        return ClusterResult(file="f", frame=0, cluster=k, x_px=1.0, y_px=1.0, label="fcc" if reason is None
+                             else "unknown", confidence=0.5, reason=reason)
+
+    unsure = [result(0, "low_confidence"), result(1, "out_of_distribution"), result(2, None),
+              result(3, "cut_by_edge")]
+    (note,) = _unsure_notes(unsure, calibrated=False)
+    assert note.startswith("2 of the 3 clusters the network judged are low confidence or unlike training")
+    assert "--calibrate --element <metal>" in note
+    assert _unsure_notes(unsure, calibrated=True) == []
+    mostly_sure = [result(0, "low_confidence"), result(1, None), result(2, None)]
+    assert _unsure_notes(mostly_sure, calibrated=False) == []
+    assert _unsure_notes([result(0, "cut_by_edge")], calibrated=False) == []

@@ -274,7 +274,8 @@ def classify(
         typer.echo(f"results written to {out}{skipped}", err=True)
     results = batch.results()
     typer.echo(format_results(results, fmt.value))
-    for note in [*_other_model_notes(results, model), *_edge_notes(results)]:
+    for note in [*_other_model_notes(results, model), *_edge_notes(results),
+                 *_unsure_notes(results, calibrate)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -283,6 +284,19 @@ def classify(
         typer.echo(f"clusterspy: {len(batch.failed_files)} of {len(batch.parts)} files had errors "
                    f"(listed above; files.csv with --out); exit status {batch.exit_code}", err=True)
         raise typer.Exit(batch.exit_code)
+
+
+def _unsure_notes(results: list, calibrated: bool) -> list[str]:
+    """One line when at least half the clusters the network judged are ``low_confidence`` or
+    ``out_of_distribution`` (without ``--calibrate``): a pixel size 10–20 % off does this, and the
+    lattice can check it (as a series' few-labels warning says)."""
+    unsure = sum(r.reason in ("low_confidence", "out_of_distribution") for r in results)
+    judged = unsure + sum(r.reason is None for r in results)
+    if calibrated or unsure == 0 or unsure < 0.5 * judged:
+        return []
+    return [f"{unsure} of the {judged} clusters the network judged are low confidence or unlike training: "
+            "a pixel size 10–20 % off does this (see the README's 'When to trust a label'); "
+            "--calibrate --element <metal> checks it against the clusters' lattice"]
 
 
 def _fit_notes(results: list) -> list[str]:
