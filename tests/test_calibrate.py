@@ -98,6 +98,7 @@ def test_cli_series_calibrate_classifies_the_series_at_the_lattice_pixel_size_an
     captured = capsys.readouterr()
     err = captured.err
     assert "pixel size checked against the lattice: frame 0: " in captured.out  # the printed summary
+    assert "--calibrate measures against Au's lattice (a = 4.08 Å) as no --element was given" in err
     assert "frame 0: the lattice of 1 cluster, if Au (--element), says the pixel size is 0.35" in err
     summary = json.loads((out / "summary.json").read_text())
     cal = summary["calibration"]
@@ -114,7 +115,7 @@ def test_cli_series_calibrate_classifies_the_series_at_the_lattice_pixel_size_an
     # the folder's frames were classified at the calibrated pixel size: without --calibrate, refused
     # in one line
     assert main(["series", str(path), "--pixel-size", told, "--out", str(out), "--no-report"]) == 2
-    assert "pixel_size_A" in capsys.readouterr().err
+    assert "was classified with --calibrate at 0.3" in capsys.readouterr().err
 
 
 def test_series_calibrate_refuses_images_that_carry_their_own_pixel_size(octahedron: Image) -> None:
@@ -123,3 +124,24 @@ def test_series_calibrate_refuses_images_that_carry_their_own_pixel_size(octahed
 
     with pytest.raises(ConfigError, match="needs a file, a folder or a 3-D array"):
         calibrate_series_pixel_size([octahedron, octahedron])
+
+
+def test_series_calibrate_leaves_another_calibration_alone_and_a_rerun_without_it_names_it(
+        octahedron: Image, tmp_path, capsys) -> None:
+    """A rerun on a calibrated series folder with another --element is refused and leaves the folder's
+    calibration.json as it was; one without --calibrate is refused in one line that names it."""
+    from clusterspy.cli import main
+
+    path, out = tmp_path / "series.npy", tmp_path / "out"
+    np.save(path, np.stack([octahedron.data] * 4).astype(np.float32))
+    args = ["series", str(path), "--pixel-size", f"{TRUE_PX_A * 1.12:g}", "--out", str(out), "--no-report"]
+    assert main([*args, "--calibrate", "--element", "Au"]) == 0
+    kept = (out / "calibration.json").read_text()
+    capsys.readouterr()
+    assert main([*args, "--calibrate", "--element", "Pt"]) == 2
+    assert "holds results of another run" in capsys.readouterr().err
+    assert (out / "calibration.json").read_text() == kept
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("clusterspy: error: ") and len(err.splitlines()) == 1
+    assert "was classified with --calibrate at 0.3" in err and "add --calibrate to continue it" in err

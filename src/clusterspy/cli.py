@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 #: ``clusterspy simulate --source-size`` default [Å]: that of :func:`clusterspy.workflows.simulate_to_file`
 #: (not imported here: the CLI starts without loading the workflows).
 SOURCE_SIZE_A = 0.6
+#: What ``--calibrate`` without ``--element`` says: the lattice it measures against is gold's.
+AU_RULER_NOTE = ("--calibrate measures against Au's lattice (a = 4.08 Å) as no --element was given: name the "
+                 "metal with --element — Pt's lattice is 4 % smaller, Cu's 12 %, Pb's 21 % larger")
 
 app = typer.Typer(
     name="clusterspy",
@@ -235,6 +238,8 @@ def classify(
                "border": border.value}
     if out is not None:  # each file's results are written as it is done; a rerun skips those
         _kept_on_interrupt("files", out, not_with="--restart" if restart else None)
+    if calibrate and element is None:
+        typer.echo(f"clusterspy: note: {AU_RULER_NOTE}", err=True)
     if (verify or calibrate) and sys.stderr.isatty():  # minutes of fitting would pass in silence
         slow = []
         if calibrate:
@@ -467,6 +472,8 @@ def series(
                           "--calibrate: add --verify-sample K or --calibrate")
     microscope = _fit_microscope(ctx, energy, semiangle, bool(verify_sample) or calibrate,
                                  "--verify-sample K or --calibrate")
+    if calibrate and element is None:
+        typer.echo(f"clusterspy: note: {AU_RULER_NOTE}", err=True)
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")

@@ -316,7 +316,7 @@ class PixelSizeCalibration:
         seen = f"the lattice of {n} cluster{'' if n == 1 else 's'}, if {self.element} (--element),"
         if not self.corrected:
             return f"{seen} agrees with {self.given_A:g} Å/px (scale {self.scale:.3f}); kept"
-        more = " or more (the fit's limit: check the calibration)" if self.at_bound else ""
+        more = " or more — the fit's limit: check the calibration" if self.at_bound else ""
         return (f"{seen} says the pixel size is {self.pixel_size_A:.4g} Å/px, not {self.given_A:g} "
                 f"({abs(self.scale - 1) * 100:.0f} % off{more}); classified at {self.pixel_size_A:.4g} Å/px")
 
@@ -453,6 +453,9 @@ def calibrate_series_pixel_size(
            "microscope": None if microscope is None else repr(microscope)}
     key = json.loads(json.dumps(key, default=str))
     path = None if out is None else Path(out) / SERIES_CALIBRATION_FILE
+    # another calibration's results in the folder: the series' own check refuses to mix with them, and
+    # their calibration.json must stay as it is (it describes them)
+    keep_file = False
     if path is not None and resume and path.is_file():
         try:
             kept = json.loads(path.read_text())
@@ -460,6 +463,7 @@ def calibrate_series_pixel_size(
             kept = {}
         if kept.get("key") == key:
             return {**kept["calibration"], "reused": True}
+        keep_file = (path.parent / "frames.csv").is_file()
     cal, frame_index = None, 0
     for frame_index in range(min(SERIES_CALIBRATION_FRAMES, len(frames))):
         _, frame = next(frames.iter_from(frame_index))  # an Image, or why the frame is unusable
@@ -476,7 +480,7 @@ def calibrate_series_pixel_size(
         raise ConfigError(f"none of the first {SERIES_CALIBRATION_FRAMES} frames could be read to calibrate "
                           "the pixel size")
     done = {**cal.to_dict(), "frame": frame_index, "message": f"frame {frame_index}: {cal.message()}"}
-    if path is not None:
+    if path is not None and not keep_file:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps({"key": key, "calibration": done}, indent=2))
     return {**done, "reused": False}
@@ -791,17 +795,29 @@ def _progress(enabled: bool):
 def frames_progress(enabled: bool) -> Iterator[Any]:
     """A progress bar of a series' frames on stderr (rich; transient): yields the ``progress(done,
     total)`` callback of :func:`clusterspy.series.classify_series`, or None when not ``enabled``
-    (``clusterspy series`` shows it when stderr is a terminal)."""
-    with _progress(enabled) as bar:
-        if bar is None:
-            yield None
-            return
-        task = bar.add_task("frames", total=None)
+    (``clusterspy series`` shows it when stderr is a terminal). The bar appears at the first frames
+    (not during a calibration before them) and goes once the last frame is done, so the lines
+    printed before and after it stand on their own."""
+    if not enabled:
+        yield None
+        return
+    state: dict[str, Any] = {}
 
-        def update(done: int, total: int | None) -> None:
-            bar.update(task, completed=done, total=total)
+    def update(done: int, total: int | None) -> None:
+        if "bar" not in state:
+            state["bar"] = bar = _progress(True)
+            bar.start()
+            state["task"] = bar.add_task("frames", total=total)
+        bar = state["bar"]
+        bar.update(state["task"], completed=done, total=total)
+        if total is not None and done >= total:
+            bar.stop()
 
+    try:
         yield update
+    finally:
+        if "bar" in state:
+            state["bar"].stop()
 
 
 def result_rows(results: Iterable[ClusterResult]) -> list[dict[str, Any]]:
@@ -1082,6 +1098,8 @@ def classify_series(
 
             model = load_model()
         calibration = None
+        if not calibrate and out is not None and options.get("resume", True):
+            _refuse_calibrated_folder(Path(out), pixel_size_A)
         if calibrate:
             calibration = calibrate_series_pixel_size(
                 source, pixel_size_A, model=model, element=element, microscope=microscope,
@@ -1118,6 +1136,28 @@ def classify_series(
         if lock is not None:
             outdir.release(lock)
     return result
+
+
+def _refuse_calibrated_folder(out: Path, pixel_size_A: float | None) -> None:
+    """Refuse, in one line that names ``--calibrate``, to continue without it a series folder whose
+    frames were classified at a calibrated pixel size given the same pixel size: the series' own
+    check would only say that the pixel size differs from the one typed."""
+    from clusterspy.errors import ConfigError
+
+    path = out / SERIES_CALIBRATION_FILE
+    if not (path.is_file() and (out / "frames.csv").is_file()):
+        return
+    try:
+        cal = json.loads(path.read_text())["calibration"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    given = cal.get("given_pixel_size_A")
+    if cal.get("corrected") and (pixel_size_A is None or given is None
+                                 or abs(float(pixel_size_A) / float(given) - 1) < 1e-6):
+        measured = ("" if given is None
+                    else f" (measured from {given:g} Å/px against {cal.get('element')}'s lattice)")
+        raise ConfigError(f"{out} was classified with --calibrate at {cal['pixel_size_A']:g} Å/px{measured}: "
+                          "add --calibrate to continue it, or start afresh with --no-resume")
 
 
 def write_series_report(result: SeriesResult, explain_model: Any = None,
