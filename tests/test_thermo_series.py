@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from clusterspy.thermo import format_thermo, thermo_from_table
-from test_series import make_frames, run
+from test_series import ModelDouble, make_frames, run
 
 
 def test_thermo_reads_series_folders(tmp_path):
@@ -107,3 +107,28 @@ def test_the_advice_to_rerun_a_series_with_its_temperature_works_and_changes_no_
     assert json.loads((out / "run.json").read_text())["settings"]["temperature_K"] == 573.0
     with pytest.raises(ConfigError, match="holds results of another run"):
         run(frames, out, temperature_K=600.0, stay=0.9)
+
+
+def test_thermo_says_why_there_is_no_fit_with_one_isomer_and_passes_on_a_series_proportion_warning(tmp_path):
+    """Two temperatures at which only one isomer was labelled: thermo says there is no ratio to fit
+    (its table said nothing); a series folder's warning that its proportions may be biased is passed
+    on to thermo's warnings."""
+    from clusterspy.thermo import format_thermo, thermo_from_table
+
+    frames, _ = make_frames(30, switches=(), lost=(), blurred=())
+    folders = []
+    for t in (600.0, 673.0):
+        out = tmp_path / f"t{t:g}"
+        run(frames, out, temperature_K=t, model=ModelDouble(err=0.0))
+        summ = json.loads((out / "summary.json").read_text())
+        summ["warnings"].append("cluster 0: 9 of the 30 frames it was found in gave no evidence "
+                                "(scale_mismatch 9)")
+        (out / "summary.json").write_text(json.dumps(summ))
+        folders.append(out)
+    res = thermo_from_table(folders, n_boot=10)
+    labelled = {c for p in res["proportions"] for c, n in p["counts"].items() if n > 0}
+    assert len(labelled) == 1 and res["van_t_hoff"] == []
+    why = res["not_fitted"]["van_t_hoff"]
+    assert why.startswith(f"only the reference isomer {res['reference']} was labelled")
+    assert f"not fitted ({why})" in format_thermo(res)
+    assert sum("gave no evidence (scale_mismatch 9)" in w for w in res["warnings"]) == 2

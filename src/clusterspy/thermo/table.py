@@ -522,6 +522,9 @@ def thermo_from_table(
         warnings.append(msg)
         log.info(msg)
 
+    for msg in _series_label_warnings(source):  # a series' proportions flagged there stay flagged here
+        warn(msg)
+
     k = len(CLASSES)
     counts = np.zeros((len(temps), k))
     boot = np.zeros((len(temps), n_boot, k))
@@ -589,6 +592,12 @@ def thermo_from_table(
         if kinetics:
             arrh, not_fitted["arrhenius"] = None, why
         warn(f"no van 't Hoff{' or Arrhenius' if kinetics else ''} fit: {why}")
+    elif not selected:  # one isomer only: no ratio to fit (a newcomer's table printed nothing about it)
+        why = (f"only the reference isomer {CLASSES[ref]} was labelled"
+               + ("" if wanted is None else " among the isomers asked for")
+               + ": there is no population ratio to fit")
+        vth, not_fitted["van_t_hoff"] = [], why
+        warn(f"no van 't Hoff fit: {why}")
     return {
         "schema": "clusterspy.thermo/1",
         "reference": CLASSES[ref],
@@ -660,6 +669,30 @@ def write_thermo_json(result: dict, out: str | os.PathLike) -> Path:
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(out_dir / "thermo.json", thermo_json(result) + "\n")
+
+
+#: Words of the warnings of :func:`clusterspy.series.summary.smooth_and_summarise` that concern a
+#: cluster's proportions (frames that gave no evidence, few labels): thermo passes them on.
+_PROPORTION_WARNINGS = ("gave no evidence", "labelled only")
+
+
+def _series_label_warnings(source: Any) -> list[str]:
+    """The proportion warnings in the ``summary.json`` of each series folder of ``source``,
+    prefixed with the folder; [] for a table."""
+    if isinstance(source, Mapping):
+        return []
+    paths = [source] if isinstance(source, str | os.PathLike) else list(source)
+    out = []
+    for p in map(Path, paths):
+        if not (p / "summary.json").is_file():
+            continue
+        try:
+            found = json.loads((p / "summary.json").read_text(encoding="utf-8")).get("warnings") or []
+        except (OSError, ValueError, AttributeError):
+            continue
+        out += [f"{p}: {w}" for w in found
+                if isinstance(w, str) and any(k in w for k in _PROPORTION_WARNINGS)]
+    return out
 
 
 def format_thermo(result: dict) -> str:
