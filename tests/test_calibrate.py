@@ -108,10 +108,11 @@ def test_cli_series_calibrate_classifies_the_series_at_the_lattice_pixel_size_an
     assert cal["pixel_size_A"] == pytest.approx(TRUE_PX_A, rel=0.03)
     assert (out / "calibration.json").is_file()
     # the same command again finds the run complete and its calibration, without fitting again
-    rows = (out / "frames.csv").read_text()
+    rows, summary_text = (out / "frames.csv").read_text(), (out / "summary.json").read_text()
     assert main(args) == 0
     assert "the pixel size calibrated by the earlier run in this folder: frame 0" in capsys.readouterr().err
     assert (out / "frames.csv").read_text() == rows
+    assert (out / "summary.json").read_text() == summary_text  # the same as the first run's
     # the folder's frames were classified at the calibrated pixel size: without --calibrate, refused
     # in one line
     assert main(["series", str(path), "--pixel-size", told, "--out", str(out), "--no-report"]) == 2

@@ -1111,8 +1111,8 @@ def classify_series(
                 announce((earlier if calibration["reused"] else "") + calibration["message"])
             pixel_size_A = calibration["pixel_size_A"]
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
-        if calibration is not None:
-            result.summary["calibration"] = calibration
+        if calibration is not None:  # as an uninterrupted run's: whether it was reused is only said
+            result.summary["calibration"] = {k: v for k, v in calibration.items() if k != "reused"}
             if out is not None:
                 write_text_atomic(Path(out) / "summary.json", json.dumps(result.summary, indent=2))
         if out is not None and report:
