@@ -215,9 +215,7 @@ def verify_clusters(
     dict
         ``{cluster: StructureFit}`` of the clusters fitted.
     """
-    from clusterspy.domain import judge_fit
     from clusterspy.fit import fit_cluster
-    from clusterspy.fit.api import lattice_at_bound
     from clusterspy.io import as_image
     from clusterspy.predict import FIT_FIELDS
 
@@ -234,7 +232,7 @@ def verify_clusters(
                         others=others)
         r.fit = {"isomer": f.isomer, "form": f.form, "ncc": None if f.ncc is None else round(float(f.ncc), 4),
                  "zone_axis": f.zone_axis, "reason": f.reason, "note": f.note}
-        r.label, r.reason = judge_fit(r.label, r.reason, f.isomer, f.reason, lattice_at_bound(f))
+        r.label, r.reason, _ = judged_by_fit(r.label, r.reason, f)
         fits[int(r.cluster)] = f
     return fits
 
@@ -491,6 +489,17 @@ def _detected_diameter_A(diameter_nm: float) -> float:
     from clusterspy.domain import DETECTED_TO_PROJECTED
 
     return 10.0 * float(diameter_nm) / DETECTED_TO_PROJECTED
+
+
+def judged_by_fit(label: str, reason: str | None, fit: Any) -> tuple[str, str | None, bool]:
+    """:func:`clusterspy.domain.judge_fit` of a :class:`clusterspy.fit.StructureFit`: the label and
+    reason that stand, and whether the fit's lattice lines up only at a bound of its range
+    (:func:`clusterspy.fit.api.lattice_at_bound`, which makes it disagree)."""
+    from clusterspy.domain import judge_fit
+    from clusterspy.fit.api import lattice_at_bound
+
+    at_bound = lattice_at_bound(fit)
+    return (*judge_fit(label, reason, fit.isomer, fit.reason, at_bound), at_bound)
 
 
 def fit_verdict(result: ClusterResult) -> str:
@@ -805,9 +814,9 @@ def frames_progress(enabled: bool) -> Iterator[Any]:
 
     def update(done: int, total: int | None) -> None:
         if "bar" not in state:
-            state["bar"] = bar = _progress(True)
-            bar.start()
-            state["task"] = bar.add_task("frames", total=total)
+            state["bar"] = _progress(True)
+            state["bar"].start()
+            state["task"] = state["bar"].add_task("frames", total=total)
         bar = state["bar"]
         bar.update(state["task"], completed=done, total=total)
         if total is not None and done >= total:
@@ -922,7 +931,7 @@ def simulate_to_file(
     training sets drew 0.2–1.2 Å). With 0 — an ideal probe — sharp fcc clusters show their
     higher-order fringes (0.8–1.0 Å) above the fundamentals, which the ``scale_mismatch`` rule
     reads as a pixel size given too small: of five fcc Au₃₀₉ at 0.2 Å/px and 10⁴ e⁻/Å², one was
-    labelled with an ideal probe, four at 0.6 Å.
+    labelled with an ideal probe, four at 0.6 Å (a one-off check, stop 27).
     """
     import numpy as np
 
@@ -1097,15 +1106,14 @@ def classify_series(
             from clusterspy.predict import load_model
 
             model = load_model()
-        calibration = None
+        calibration, announce = None, options.get("announce")
         if not calibrate and out is not None and options.get("resume", True):
             _refuse_calibrated_folder(Path(out), pixel_size_A)
         if calibrate:
             calibration = calibrate_series_pixel_size(
                 source, pixel_size_A, model=model, element=element, microscope=microscope,
                 contrast=options.get("contrast", "auto"), signal=options.get("signal"), out=out,
-                resume=options.get("resume", True), announce=options.get("announce"))
-            announce = options.get("announce")
+                resume=options.get("resume", True), announce=announce)
             if announce is not None:
                 earlier = "the pixel size calibrated by the earlier run in this folder: "
                 announce((earlier if calibration["reused"] else "") + calibration["message"])
@@ -1120,7 +1128,6 @@ def classify_series(
             if reporter is not None:
                 reporter(result, explain_model)
             else:
-                announce = options.get("announce")
                 if announce is not None:
                     fits = f"fitting 3D structures to up to {verify_sample} sampled frames, then "
                     announce((fits if verify_sample else "") + "drawing the report (strip plot, thumbnails "
@@ -1496,10 +1503,7 @@ def fit_outcome(label: str, fit: Any) -> str:
     str
         ``"agree"``, ``"disagree"`` or ``"inconclusive"``.
     """
-    from clusterspy.domain import judge_fit
-    from clusterspy.fit.api import lattice_at_bound
-
-    _, reason = judge_fit(label, None, fit.isomer, fit.reason, lattice_at_bound(fit))
+    _, reason, _ = judged_by_fit(label, None, fit)
     if reason == "fit_disagrees":
         return "disagree"
     return "agree" if fit.reason is None else "inconclusive"
@@ -1567,8 +1571,6 @@ def _run_starts(result: SeriesResult, k: int) -> list[dict[str, Any]]:
 
 def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
     """The report's section of sampled structure fits: a table and data | fitted model per frame."""
-    from clusterspy.domain import judge_fit
-    from clusterspy.fit.api import lattice_at_bound
     from clusterspy.plots import plot_structure_fit
 
     rep.heading("Structure fit of sampled frames")
@@ -1581,8 +1583,7 @@ def _series_fit_section(rep: Any, sample: Sequence[dict[str, Any]]) -> None:
     rows = []
     for s in sample:
         f = s["fit"]
-        at_bound = lattice_at_bound(f)
-        _, reason = judge_fit(s["label"], None, f.isomer, f.reason, at_bound)
+        _, reason, at_bound = judged_by_fit(s["label"], None, f)
         verdict = _verdict(f.isomer, None, f.reason, reason, at_bound)
         rows.append([s["frame"], s["cluster"], s["label"], f.isomer, f.form or "–",
                      "–" if f.ncc is None else f"{f.ncc:.3f}", verdict])

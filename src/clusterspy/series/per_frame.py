@@ -30,9 +30,9 @@ __all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRIDS_PX", "Batch", "FrameClassifie
 #: Frames of a track's running sharpness median (blur test).
 BLUR_WINDOW = 7
 #: Grids [px] of the cheap contrast checks of every frame after the first, tried in turn
-#: (:meth:`FrameClassifier.looks_bright_field`): the coarser grid is the cheaper look, the full check
-#: (binned to :data:`clusterspy.domain.CONTRAST_GRID_PX`) the dearest (``benchmarks/series_speed.py``'s
-#: profile: 3.3–3.6 ms a 1024² frame for the whole contrast check). On the 40 frames of the
+#: (:meth:`FrameClassifier.looks_bright_field`, on the series' reader thread): the coarser grid is the
+#: cheaper look, the full check (binned to :data:`clusterspy.domain.CONTRAST_GRID_PX`) the dearest.
+#: On the 40 frames of the
 #: shipped example series both cues were ≥ 0.84 at 128² px (≥ 0.80 at 256²) and ≤ −0.84 for their
 #: inverses. On 90 images — ArdaGen's 33 wide fields (HAADF and bright field), the three real
 #: atomic-resolution files, 10 of StatSTEM's simulated series and 8 of the example's, each also

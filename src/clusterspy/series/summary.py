@@ -167,6 +167,11 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
             "trust a label' says what each means)")
 
 
+#: Words that mark the two warnings above — a cluster's proportions rest on few labels, or leave out
+#: the frames that gave no evidence — in ``summary.json``: ``clusterspy thermo`` passes these on.
+PROPORTION_WARNING_MARKS = ("the network labelled only", "gave no evidence")
+
+
 def _branching(br: dict) -> dict:
     """:func:`~clusterspy.series.stats.branching_ratios` as JSON: isomers left at least once."""
     out = {}

@@ -671,27 +671,20 @@ def write_thermo_json(result: dict, out: str | os.PathLike) -> Path:
     return write_text_atomic(out_dir / "thermo.json", thermo_json(result) + "\n")
 
 
-#: Words of the warnings of :func:`clusterspy.series.summary.smooth_and_summarise` that concern a
-#: cluster's proportions (frames that gave no evidence, few labels): thermo passes them on.
-_PROPORTION_WARNINGS = ("gave no evidence", "labelled only")
-
-
 def _series_label_warnings(source: Any) -> list[str]:
-    """The proportion warnings in the ``summary.json`` of each series folder of ``source``,
-    prefixed with the folder; [] for a table."""
+    """The warnings in the ``summary.json`` of each series folder of ``source`` that concern a
+    cluster's proportions (:data:`clusterspy.series.summary.PROPORTION_WARNING_MARKS`), prefixed
+    with the folder; [] for a table."""
+    from clusterspy.series.summary import PROPORTION_WARNING_MARKS
+
     if isinstance(source, Mapping):
         return []
     paths = [source] if isinstance(source, str | os.PathLike) else list(source)
     out = []
     for p in map(Path, paths):
-        if not (p / "summary.json").is_file():
-            continue
-        try:
-            found = json.loads((p / "summary.json").read_text(encoding="utf-8")).get("warnings") or []
-        except (OSError, ValueError, AttributeError):
-            continue
-        out += [f"{p}: {w}" for w in found
-                if isinstance(w, str) and any(k in w for k in _PROPORTION_WARNINGS)]
+        found = _read_summary(p / "summary.json").get("warnings") if p.is_dir() else None
+        out += [f"{p}: {w}" for w in found or []
+                if isinstance(w, str) and any(k in w for k in PROPORTION_WARNING_MARKS)]
     return out
 
 
