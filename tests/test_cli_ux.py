@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from clusterspy.cli import main
+from clusterspy.series import read_frames_csv
 
 EXAMPLE = Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz"
 WEIGHTS = Path(__file__).parents[1] / "src" / "clusterspy" / "weights" / "model_card.json"
@@ -50,10 +51,16 @@ def test_interrupted_series_names_its_folder_and_a_rerun_continues(tmp_path, mon
     assert line == (f"clusterspy: interrupted: the frames finished so far are kept in {out}; run the same "
                     "command again to continue")
     assert (out / "frames.csv").is_file() and not (out / "summary.json").exists()
+    # run.json says the frames.csv left is a part: the rows it holds, of how many
+    progress = json.loads((out / "run.json").read_text())["progress"]
+    kept = len(read_frames_csv(out / "frames.csv")["frame"])
+    assert progress == {"frames_classified": kept, "n_frames": 40, "finished": False} and kept > 0
     assert not (out / ".clusterspy.lock").exists()  # released: the rerun is not refused
     assert main(args) == 0  # the advice holds: the same command finishes the run
     assert f"clusterspy: continuing the run in {out}" in capsys.readouterr().err
     assert json.loads((out / "summary.json").read_text())["n_frames"] == 40
+    assert json.loads((out / "run.json").read_text())["progress"] == {
+        "frames_classified": 40, "n_frames": 40, "finished": True}
     assert main(args) == 0  # once more: nothing to classify, and it says so
     assert f"clusterspy: {out} holds this run finished" in capsys.readouterr().err
 

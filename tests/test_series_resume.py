@@ -114,6 +114,8 @@ def test_sigkill_at_random_points_then_resume_is_byte_identical(tmp_path):
         kills += _kill_after_a_checkpoint(proc, tmp_path / "killed", rng)
     assert kills >= 2
     assert (tmp_path / "killed" / LOCK_NAME).exists()  # left by the SIGKILLed run, taken over below
+    # a killed run's frames.csv is not taken for a whole one: its run.json says unfinished
+    assert json.loads((tmp_path / "killed" / "run.json").read_text())["progress"]["finished"] is False
     interrupted = _child(npy, tmp_path / "killed", "killed")  # Ctrl-C: the lock is released
     if _kill_after_a_checkpoint(interrupted, tmp_path / "killed", rng, signal.SIGINT):
         assert not (tmp_path / "killed" / LOCK_NAME).exists()

@@ -26,7 +26,7 @@ from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES
 from clusterspy.series.checkpoint import Checkpoint
 from clusterspy.series.frames import BLURRED, BRIGHT_FIELD, FRAME_COLUMNS, LOST, FramesTable, read_frames_csv
-from clusterspy.series.manifest import check_or_write_manifest, clean_temporary_files
+from clusterspy.series.manifest import check_or_write_manifest, clean_temporary_files, record_progress
 from clusterspy.series.model_view import ModelView
 from clusterspy.series.per_frame import CONTRAST_SENTINEL_GRIDS_PX, Batch, FrameClassifier, FrameSettings
 from clusterspy.series.result import SeriesResult
@@ -208,6 +208,8 @@ def classify_series(
                           announce)
     worker = FrameClassifier(view, fs, state)
     frames_done = state.next_frame
+    if out_dir is not None:  # unfinished until its summary is written (a killed run stays so)
+        record_progress(out_dir, state.next_frame, source.length, finished=False)
     # the network runs on worker threads (a test-time view a task), one batch behind the frames
     # being read and checked
     pool = ThreadPoolExecutor(max_workers=inference_workers(), thread_name_prefix="clusterspy-inference")
@@ -238,6 +240,8 @@ def classify_series(
         reader.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         table.close()
+        if out_dir is not None:
+            _record_frames_kept(out_dir, source.length)
     settings = {
         "batch_size": batch_size, "stay": stay, "learn_transitions": learn_transitions,
         "transition": hmm["transition"],
@@ -268,6 +272,7 @@ def classify_series(
     if out_dir is not None:
         table.write_final(rows)
         write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2))
+        record_progress(out_dir, frames_done, source.length, finished=True)
     return SeriesResult(rows, summary, out_dir, worker.thumbnails(), worker.thumbnail_frames())
 
 
@@ -386,6 +391,16 @@ def _read_ahead(source: FrameSource, start: int, worker: FrameClassifier, reader
         ahead = reader.submit(read_next)
         yield item
         item = None  # the frame's last reference is the caller's
+
+
+def _record_frames_kept(out_dir: Path, n_frames: int | None) -> None:
+    """``run.json``'s progress after the frames' loop, stopped or not: the frames its last
+    checkpoint keeps (an interrupted run's ``frames.csv`` holds those rows), still unfinished."""
+    try:
+        saved = Checkpoint.load(out_dir)
+        record_progress(out_dir, saved.next_frame if saved is not None else 0, n_frames, finished=False)
+    except (OSError, ValueError, KeyError):  # never hide why the run stopped
+        log.warning("could not record the progress of the run in %s", out_dir)
 
 
 def _flush(worker: FrameClassifier, batch: Batch, table: FramesTable, out_dir: Path | None) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from clusterspy.errors import ConfigError
 from clusterspy.io import write_text_atomic
 
-__all__ = ["MANIFEST_NAME", "check_or_write_manifest", "clean_temporary_files"]
+__all__ = ["MANIFEST_NAME", "check_or_write_manifest", "clean_temporary_files", "record_progress"]
 
 #: File name of the run manifest inside the output folder.
 MANIFEST_NAME = "run.json"
@@ -36,10 +36,14 @@ _SETTING_NAMES = {
 SUMMARY_ONLY_SETTINGS = ("temperature_K",)
 
 
+#: ``run.json``'s key saying how far the run got (:func:`record_progress`); not a setting.
+PROGRESS_KEY = "progress"
+
+
 def _rows_settings(doc: dict) -> dict:
-    """``doc`` without the :data:`SUMMARY_ONLY_SETTINGS`."""
+    """``doc`` without the :data:`SUMMARY_ONLY_SETTINGS` and its :data:`PROGRESS_KEY`."""
     settings = {k: v for k, v in (doc.get("settings") or {}).items() if k not in SUMMARY_ONLY_SETTINGS}
-    return {**doc, "settings": settings}
+    return {**{k: v for k, v in doc.items() if k != PROGRESS_KEY}, "settings": settings}
 
 
 def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
@@ -111,8 +115,10 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
         old, now = json.loads(path.read_text(encoding="utf-8")), json.loads(json.dumps(doc))
         diff = _first_difference(_rows_settings(old), _rows_settings(now))
         if diff is None:
+            if PROGRESS_KEY in old:
+                now[PROGRESS_KEY] = old[PROGRESS_KEY]
             if old != now:  # a summary-only setting changed: recorded for the summary made now
-                write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
+                write_text_atomic(path, json.dumps(now, indent=2) + "\n")
             return True
         if not _holds_frames(folder / "frames.csv"):  # e.g. a refused first frame: nothing to lose
             write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
@@ -121,6 +127,33 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
                           "--no-resume (resume=False) or choose another output folder")
     write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
     return False
+
+
+def record_progress(folder: Path, frames_classified: int, n_frames: int | None, finished: bool) -> None:
+    """Say in ``folder``'s ``run.json`` how far its run got, so that a ``frames.csv`` left by an
+    interrupted or killed run is not taken for a whole one.
+
+    ``run.json`` gains ``"progress": {"frames_classified", "n_frames", "finished"}``: ``finished``
+    is true once ``summary.json`` and the smoothed ``frames.csv`` are written. A run sets it false
+    when it starts and true when it ends, so a run killed on the way (no ``finally`` runs) is left
+    marked unfinished; an interrupted one also records the frames it kept.
+
+    Parameters
+    ----------
+    folder : pathlib.Path
+        The output folder (holding ``run.json``).
+    frames_classified : int
+        Frames whose rows ``frames.csv`` holds.
+    n_frames : int or None
+        Frames of the input (None when unknown, e.g. an iterator).
+    finished : bool
+        Whether the run ended with its summary written.
+    """
+    path = folder / MANIFEST_NAME
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc[PROGRESS_KEY] = {"frames_classified": int(frames_classified),
+                         "n_frames": None if n_frames is None else int(n_frames), "finished": bool(finished)}
+    write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
 
 
 def clean_temporary_files(folder: Path) -> list[Path]:
