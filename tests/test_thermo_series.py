@@ -132,3 +132,22 @@ def test_thermo_says_why_there_is_no_fit_with_one_isomer_and_passes_on_a_series_
     assert why.startswith(f"only the reference isomer {res['reference']} was labelled")
     assert f"not fitted ({why})" in format_thermo(res)
     assert sum("gave no evidence (scale_mismatch 9)" in w for w in res["warnings"]) == 2
+
+
+def test_a_rerun_with_no_report_deletes_the_report_of_another_summary(tmp_path):
+    """The rerun thermo advises (a temperature added), made with --no-report, used to leave the first
+    run's report.html beside the new summary.json, still naming no temperature: the figures and
+    report of a summary that changed are deleted, and said so; an unchanged rerun keeps them."""
+    frames, _ = make_frames(40, switches=(20,), lost=(), blurred=())
+    out = tmp_path / "s"
+    run(frames, out, report=True, explain=False)
+    drawn = sorted(p.name for p in out.iterdir() if p.suffix in (".html", ".png"))
+    assert "report.html" in drawn and "strip.png" in drawn
+    said: list[str] = []
+    run(frames, out, report=False, announce=said.append)  # same summary: the report still holds
+    assert sorted(p.name for p in out.iterdir() if p.suffix in (".html", ".png")) == drawn
+    assert not any("deleted" in line for line in said)
+    run(frames, out, report=False, temperature_K=573.0, announce=said.append)
+    assert not [p for p in out.iterdir() if p.suffix in (".html", ".png")]
+    assert any(line.startswith("deleted report.html, strip.png") and "--no-report" in line for line in said)
+    assert json.loads((out / "summary.json").read_text())["temperature_K"] == 573.0

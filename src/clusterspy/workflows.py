@@ -1118,11 +1118,14 @@ def classify_series(
                 earlier = "the pixel size calibrated by the earlier run in this folder: "
                 announce((earlier if calibration["reused"] else "") + calibration["message"])
             pixel_size_A = calibration["pixel_size_A"]
+        summary_before = _file_bytes(Path(out) / "summary.json") if out is not None else None
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
         if calibration is not None:  # as an uninterrupted run's: whether it was reused is only said
             result.summary["calibration"] = {k: v for k, v in calibration.items() if k != "reused"}
             if out is not None:
                 write_text_atomic(Path(out) / "summary.json", json.dumps(result.summary, indent=2))
+        if out is not None and not report:
+            _drop_stale_report(Path(out), summary_before, announce)
         if out is not None and report:
             explain_model = model if explain and hasattr(model, "crop_px") else None
             if reporter is not None:
@@ -1143,6 +1146,30 @@ def classify_series(
         if lock is not None:
             outdir.release(lock)
     return result
+
+
+def _file_bytes(path: Path) -> bytes | None:
+    """The contents of ``path``, or None when it cannot be read."""
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _drop_stale_report(out: Path, summary_before: bytes | None, announce: Any = None) -> list[Path]:
+    """Delete the figures and ``report.html`` an earlier run drew in ``out`` when this run (with
+    ``--no-report``) wrote another ``summary.json``: they would describe the earlier one (e.g. its
+    temperature) beside this one's data files. Returns the files deleted."""
+    if summary_before is None or _file_bytes(out / "summary.json") == summary_before:
+        return []
+    stale = [p for p in [out / "report.html", out / "strip.png", *sorted(out.glob("strip_cluster*.png"))]
+             if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    if stale and announce is not None:
+        announce(f"deleted {', '.join(p.name for p in stale)} of the earlier run in {out}: they described "
+                 "its summary, not this run's (drop --no-report to draw them for this one)")
+    return stale
 
 
 def _refuse_calibrated_folder(out: Path, pixel_size_A: float | None) -> None:
