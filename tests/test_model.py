@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -84,6 +85,38 @@ def test_tiny_training_learns_and_resumes(tiny_run):
         assert key in card
     assert card["classes"] == list(CLASSES) and card["crop_px"] == 24
     assert (out / "loss_curves.png").exists()
+
+
+def test_resume_on_another_training_set_is_refused(tiny_run, tmp_path):
+    """A run resumed where its training set was generated again (runs/ does not outlive a machine)
+    must find the set it was trained on: its checkpoint holds the set's SHA-256, and a set that
+    differs (here: another seed at the same path) is refused in one line before any step."""
+    import shutil
+
+    from clusterspy.datasets import generate
+    from clusterspy.errors import ConfigError
+    from clusterspy.model import train
+    from clusterspy.model.data import TrainingData, load_training_set, training_set_sha256
+    from helpers import toy_sample
+
+    out, _path, _ = tiny_run
+    cfg = json.loads((out / "config.json").read_text())
+    saved = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    data = TrainingData(*load_training_set(Path(cfg["dataset_path"]), partial=True,
+                                           calibration_every=cfg["calibration_every"]))
+    assert saved["state"]["data_sha256"] == training_set_sha256(data)
+    assert json.loads((out / "model_card.json").read_text())["training"]["training_set_sha256"] == \
+        training_set_sha256(data)
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    other = generate({**cfg["dataset"], "seed": 6}, tmp_path / "toy.zarr", scheduler="synchronous",
+                     progress=False, sample_fn=toy_sample)
+    cfg["dataset_path"] = str(other)  # as if the run's own path now held this set
+    (run / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ConfigError, match="is not the one this run was trained on"):
+        train({**cfg, "epochs": 4}, run, progress=False)
+    after = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    assert after["state"]["step"] == saved["state"]["step"]
 
 
 def test_onnx_matches_pytorch(tiny_run):

@@ -115,6 +115,22 @@ def prepare_data(
     return data, gen_s
 
 
+def training_set_sha256(data: TrainingData) -> str:
+    """SHA-256 of a training run's normalised crops, labels and train/calibration split.
+
+    Recorded in every checkpoint (``state["data_sha256"]``): a run resumed on a machine that
+    generated its training set again (``runs/`` does not outlive one) must find the same set.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for a in (data.x, data.labels, data.train_idx, data.cal_idx):
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(memoryview(a).cast("B"))
+    return h.hexdigest()
+
+
 def reload_data(data: TrainingData, cfg: dict[str, Any], out: Path) -> None:
     """Reload the finished examples of datasets generated alongside training (``grow``), in place."""
     from clusterspy.datasets import load

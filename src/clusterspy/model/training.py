@@ -150,7 +150,7 @@ def train(
     import torch
 
     from clusterspy.datasets import load_spec
-    from clusterspy.model.data import dataset_spec, prepare_data, reload_data
+    from clusterspy.model.data import dataset_spec, prepare_data, reload_data, train_path, training_set_sha256
     from clusterspy.model.export import export_trained
     from clusterspy.model.loop import Schedule, load_checkpoint, new_state, run_epochs
     from clusterspy.model.network import count_parameters, create_model
@@ -176,6 +176,8 @@ def train(
                             weight_decay=float(cfg["weight_decay"]))
     ckpt = out / "checkpoint.pt"
     state = load_checkpoint(model, opt, ckpt, dev) if resume and ckpt.exists() else new_state()
+    if not cfg["grow"]:  # a set generated again (on another machine) must be the one trained on so far
+        _check_same_training_set(state, training_set_sha256(data), train_path(cfg, out))
     reload = (lambda: reload_data(data, cfg, out)) if cfg["grow"] else None
     state = run_epochs(model, opt, data, state, cfg, Schedule.from_config(cfg, spec), out, dev,
                        progress=progress, reload=reload)
@@ -193,12 +195,31 @@ def train(
         "epochs_run": state["epoch"], "steps": state["step"], "finished": bool(state["done"]),
         "train_seconds": round(state["train_seconds"], 1),
         "dataset_generation_seconds": round(gen_s, 1),
+        "training_set_sha256": state.get("data_sha256"),
         "wall_seconds_this_call": round(time.time() - t_start, 1),
         "parameters": count_parameters(model),
         "history": state["history"],
         "fast_calibration": _simulator_parameters(spec),
     }
     return export_trained(model, data, cfg, spec, out, dev, training)
+
+
+def _check_same_training_set(state: dict[str, Any], sha256: str, path: Path) -> None:
+    """Record the training set's SHA-256 in the loop state, or refuse to resume a run that was
+    trained so far on another set (e.g. one generated again with other library versions).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the set and both hashes' first digits.
+    """
+    saved = state.get("data_sha256")
+    if saved is not None and saved != sha256:
+        raise ConfigError(
+            f"the training set {path} (sha256 {sha256[:12]}) is not the one this run was trained on "
+            f"so far ({saved[:12]}): generate it with the same specification and library versions, or "
+            "start afresh with --no-resume")
+    state["data_sha256"] = sha256
 
 
 def _simulator_parameters(spec: dict[str, Any]) -> dict[str, Any] | None:
