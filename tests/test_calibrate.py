@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,9 +98,11 @@ def test_cli_series_calibrate_classifies_the_series_at_the_lattice_pixel_size_an
     assert main(args) == 0
     captured = capsys.readouterr()
     err = captured.err
-    assert "pixel size checked against the lattice: frame 0: " in captured.out  # the printed summary
+    assert "pixel size checked against the lattice: frames 0, 1, 2: " in captured.out  # the printed summary
     assert "--calibrate measures against Au's lattice (a = 4.08 Å) as no --element was given" in err
-    assert "frame 0: the lattice of 1 cluster, if Au (--element), says the pixel size is 0.35" in err
+    # one particle a frame: three frames are measured, and the median of their three scales decides
+    assert "frames 0, 1, 2: the lattice of 3 clusters, if Au (--element), says the pixel size is 0.35" in err
+    assert cal_frames(out) == [0, 1, 2]
     summary = json.loads((out / "summary.json").read_text())
     cal = summary["calibration"]
     assert cal["corrected"] and cal["given_pixel_size_A"] == pytest.approx(TRUE_PX_A * 1.12)
@@ -110,7 +113,8 @@ def test_cli_series_calibrate_classifies_the_series_at_the_lattice_pixel_size_an
     # the same command again finds the run complete and its calibration, without fitting again
     rows, summary_text = (out / "frames.csv").read_text(), (out / "summary.json").read_text()
     assert main(args) == 0
-    assert "the pixel size calibrated by the earlier run in this folder: frame 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "the pixel size calibrated by the earlier run in this folder: frames 0, 1, 2" in err
     assert (out / "frames.csv").read_text() == rows
     assert (out / "summary.json").read_text() == summary_text  # the same as the first run's
     # the folder's frames were classified at the calibrated pixel size: without --calibrate, refused
@@ -146,3 +150,8 @@ def test_series_calibrate_leaves_another_calibration_alone_and_a_rerun_without_i
     err = capsys.readouterr().err.strip()
     assert err.startswith("clusterspy: error: ") and len(err.splitlines()) == 1
     assert "was classified with --calibrate at 0.3" in err and "add --calibrate to continue it" in err
+
+
+def cal_frames(out: Path) -> list[int]:
+    """The frames whose clusters calibrated a series folder (its summary.json)."""
+    return json.loads((out / "summary.json").read_text())["calibration"]["frames"]

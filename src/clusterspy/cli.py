@@ -445,8 +445,9 @@ def series(
         bool,
         typer.Option("--calibrate", help="Check the pixel size against the lattice of the crystalline "
                      "clusters of the first frames (--element's lattice constant: a wrong element gives a "
-                     "wrong pixel size; a few seconds) and classify the whole series at the corrected pixel "
-                     "size when it is more than 5 % off; a note says what was used (also in summary.json)."),
+                     "wrong pixel size; the median of up to 3 clusters, a few seconds each) and classify the "
+                     "whole series at the corrected pixel size when it is more than 5 % off; a note says "
+                     "what was used (also in summary.json)."),
     ] = False,
 ) -> None:
     """Classify every frame of a series of one (or several) clusters; HMM smoothing, statistics, report.

@@ -262,7 +262,8 @@ class PixelSizeCalibration:
         The median of the clusters' lattice scales (:func:`clusterspy.fit.measure_lattice`); None
         when no cluster's lattice gave one.
     measurements : dict
-        ``{cluster: LatticeMeasurement}`` of the clusters measured.
+        ``{cluster: LatticeMeasurement}`` of the clusters measured (a series':
+        ``{"frame i, cluster j": …}``).
     element : str
         The metal whose lattice constant was the ruler.
     at_bound : bool
@@ -272,7 +273,7 @@ class PixelSizeCalibration:
     given_A: float
     pixel_size_A: float
     scale: float | None
-    measurements: dict[int, Any]
+    measurements: dict[Any, Any]
     element: str
     at_bound: bool = False
 
@@ -304,9 +305,10 @@ class PixelSizeCalibration:
         if self.scale is None:
             words = {"no_fringes": "no lattice fringes (amorphous or unresolved)",
                      "size": "too small or large to fit"}
-            why = [f"cluster {k}: no {self.element} model's columns line up with the data's within ±15 % of "
+            who = {k: f"cluster {k}" if isinstance(k, int) else str(k) for k in ms}
+            why = [f"{who[k]}: no {self.element} model's columns line up with the data's within ±15 % of "
                    f"{self.given_A:g} Å/px (best {m.lattice_ncc:.2f} < {LATTICE_NCC_MIN})"
-                   if m.reason == "columns_unmatched" else f"cluster {k}: {words[str(m.reason)]}"
+                   if m.reason == "columns_unmatched" else f"{who[k]}: {words[str(m.reason)]}"
                    for k, m in ms.items()]
             return (f"the pixel size could not be checked ({'; '.join(why)}): it may be more than 15 % off, "
                     f"or the clusters not {self.element} (--element); {self.given_A:g} Å/px kept")
@@ -355,10 +357,7 @@ def calibrate_pixel_size(
     PixelSizeCalibration
         The pixel size to use and the evidence.
     """
-    import numpy as np
-
     from clusterspy.fit import measure_lattice
-    from clusterspy.fit.search import SCALE_RANGE
     from clusterspy.io import as_image
 
     img = as_image(image, pixel_size_A)
@@ -366,19 +365,29 @@ def calibrate_pixel_size(
                     key=lambda r: -float(r.diameter_nm))[:CALIBRATION_CLUSTERS]
     measured = {int(r.cluster): measure_lattice(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
                                                 element=element, microscope=microscope) for r in usable}
+    return _calibration_of(float(img.pixel_size_A), measured, element)
+
+
+def _calibration_of(given_A: float, measured: dict[Any, Any], element: str) -> PixelSizeCalibration:
+    """The :class:`PixelSizeCalibration` of lattice measurements (``{cluster: LatticeMeasurement}``)
+    made at ``given_A`` [Å/px]: the median of the scales that stand decides."""
+    import numpy as np
+
+    from clusterspy.fit.search import SCALE_RANGE
+
     found = [m.scale for m in measured.values() if m.scale is not None]
-    given = float(img.pixel_size_A)
     if not found:
-        return PixelSizeCalibration(given, given, None, measured, element)
+        return PixelSizeCalibration(given_A, given_A, None, measured, element)
     scale = float(np.median(found))
     lo, hi = SCALE_RANGE
     at_bound = scale <= lo + 0.01 or scale >= hi - 0.01
-    used = given / scale if abs(scale - 1.0) > CALIBRATION_TOLERANCE else given
-    return PixelSizeCalibration(given, used, scale, measured, element, at_bound)
+    used = given_A / scale if abs(scale - 1.0) > CALIBRATION_TOLERANCE else given_A
+    return PixelSizeCalibration(given_A, used, scale, measured, element, at_bound)
 
 
 #: Frames of a series, from the first, whose clusters may calibrate its pixel size
-#: (:func:`calibrate_series_pixel_size`): the first whose lattice gives a scale decides.
+#: (:func:`calibrate_series_pixel_size`): their clusters are measured until
+#: :data:`CALIBRATION_CLUSTERS` scales stand, and the median of those decides.
 SERIES_CALIBRATION_FRAMES = 3
 #: File in a series' output folder that holds its calibration: a resumed run uses it again.
 SERIES_CALIBRATION_FILE = "calibration.json"
@@ -399,10 +408,12 @@ def calibrate_series_pixel_size(
 ) -> dict[str, Any]:
     """The pixel size a series' clusters imply: :func:`calibrate_pixel_size` of its first frames.
 
-    What ``clusterspy series --calibrate`` does before the series is classified. The first of
-    the :data:`SERIES_CALIBRATION_FRAMES` first frames whose clusters' lattice gives a scale decides
-    (a frame without one — no cluster, amorphous, unresolved — passes to the next); the whole
-    series is then classified at that pixel size. With ``out`` the calibration is kept in
+    What ``clusterspy series --calibrate`` does before the series is classified. The clusters of
+    the :data:`SERIES_CALIBRATION_FRAMES` first frames are measured, frame by frame, until
+    :data:`CALIBRATION_CLUSTERS` lattice scales stand (one frame of a single particle gives one, so
+    its noise is not the series'); the median of the scales found decides (a frame without one —
+    no cluster, amorphous, unresolved — adds none), and the whole series is classified at that
+    pixel size. With ``out`` the calibration is kept in
     ``out/calibration.json``, and a resumed run (same input, given pixel size, element and
     microscope) takes it from there instead of fitting again, so that its frames are classified
     at the same pixel size as the first run's.
@@ -430,8 +441,9 @@ def calibrate_series_pixel_size(
     Returns
     -------
     dict
-        :meth:`PixelSizeCalibration.to_dict` of the deciding frame with ``frame``, ``message``
-        (one line for the user) and ``reused`` (taken from ``out``).
+        :meth:`PixelSizeCalibration.to_dict` of the frames' clusters (keyed ``"frame i, cluster
+        j"``) with ``frames`` (those measured), ``message`` (one line for the user) and ``reused``
+        (taken from ``out``).
 
     Raises
     ------
@@ -462,7 +474,8 @@ def calibrate_series_pixel_size(
         if kept.get("key") == key:
             return {**kept["calibration"], "reused": True}
         keep_file = (path.parent / "frames.csv").is_file()
-    cal, frame_index = None, 0
+    measured: dict[str, Any] = {}
+    used: list[int] = []
     for frame_index in range(min(SERIES_CALIBRATION_FRAMES, len(frames))):
         _, frame = next(frames.iter_from(frame_index))  # an Image, or why the frame is unusable
         if isinstance(frame, ClusterSpyError):
@@ -472,12 +485,17 @@ def calibrate_series_pixel_size(
                      "clusters (a few seconds a cluster)…")
         cal = calibrate_pixel_size(frame, classify(frame, model=model, contrast=contrast), element=element,
                                    microscope=microscope)
-        if cal.scale is not None:
+        used.append(frame_index)
+        given = cal.given_A
+        measured.update({f"frame {frame_index}, cluster {k}": m for k, m in cal.measurements.items()})
+        if sum(m.scale is not None for m in measured.values()) >= CALIBRATION_CLUSTERS:
             break
-    if cal is None:
+    if not used:
         raise ConfigError(f"none of the first {SERIES_CALIBRATION_FRAMES} frames could be read to calibrate "
                           "the pixel size")
-    done = {**cal.to_dict(), "frame": frame_index, "message": f"frame {frame_index}: {cal.message()}"}
+    cal = _calibration_of(given, measured, element)
+    where = f"frame {used[0]}" if len(used) == 1 else f"frames {', '.join(map(str, used))}"
+    done = {**cal.to_dict(), "frames": used, "message": f"{where}: {cal.message()}"}
     if path is not None and not keep_file:
         path.parent.mkdir(parents=True, exist_ok=True)
         write_text_atomic(path, json.dumps({"key": key, "calibration": done}, indent=2))
