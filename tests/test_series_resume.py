@@ -279,3 +279,34 @@ def test_a_truncated_tiff_stack_is_classified_up_to_its_last_whole_frame(tmp_pat
     assert res.summary["n_frames"] == 30 and res.summary["frames_lost_in_file"] == 10
     assert any("10 frame(s) at the end" in w for w in res.summary["warnings"])
     assert sorted(set(res.frames["frame"])) == list(range(30))
+
+
+def test_a_truncated_npy_series_is_classified_up_to_its_last_whole_frame(tmp_path):
+    """A .npy series cut short (a copy or a recording that stopped) was refused outright; it is read
+    up to its last whole frame, as a truncated TIFF stack, and the summary says how many were lost.
+    A cut image, or a series without one whole frame, is refused in one line."""
+    from clusterspy.errors import InputFileError
+    from clusterspy.io import read_image, read_series
+
+    frames, _ = make_frames(40, switches=(20,), lost=(), blurred=())
+    whole = tmp_path / "whole.npy"
+    np.save(whole, frames)
+    data = whole.read_bytes()
+    frame_bytes = frames[0].nbytes
+    cut = tmp_path / "cut.npy"
+    cut.write_bytes(data[: len(data) - 10 * frame_bytes - frame_bytes // 2])  # 29 whole frames
+    with pytest.warns(UserWarning, match="11 of 40 frames lost"):
+        res, _ = run(str(cut), tmp_path / "out", report=False)
+    assert res.summary["n_frames"] == 29 and res.summary["frames_lost_in_file"] == 11
+    assert any("11 frame(s) at the end" in w for w in res.summary["warnings"])
+    with pytest.warns(UserWarning):
+        series = read_series(cut, pixel_size_A=0.3)
+    np.testing.assert_array_equal(series[28].data, frames[28])
+    (tmp_path / "head.npy").write_bytes(data[: len(data) - 40 * frame_bytes + 100])
+    with pytest.raises(InputFileError, match="hold no whole frame of its"):
+        read_series(tmp_path / "head.npy", pixel_size_A=0.3)
+    np.save(tmp_path / "image.npy", frames[0])
+    image = (tmp_path / "image.npy").read_bytes()
+    (tmp_path / "image_cut.npy").write_bytes(image[: len(image) // 2])
+    with pytest.raises(InputFileError, match=r"is truncated: .* hold part of its \(.*\) .* image"):
+        read_image(tmp_path / "image_cut.npy", pixel_size_A=0.3)

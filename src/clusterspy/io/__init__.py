@@ -29,8 +29,8 @@ Pixels must be square: a file whose X and Y pixel sizes differ is refused with a
 
 Big files are read lazily (Dask / memory map): :class:`Series` loads one frame at a time,
 and sizes are checked before anything is allocated (:data:`MAX_PIXELS`). A multi-page TIFF
-is read page by page (the file is opened for each frame); a truncated one is read up to its
-last whole page, with a warning and ``metadata["frames_lost"]``.
+is read page by page (the file is opened for each frame); a truncated one — or a truncated 3-D
+``.npy`` — is read up to its last whole frame, with a warning and ``metadata["frames_lost"]``.
 
 Modules: :mod:`~clusterspy.io.formats` (the table of readers), one module per reader
 (:mod:`~clusterspy.io.rsciio_reader`, :mod:`~clusterspy.io.tiff`, :mod:`~clusterspy.io.pil`,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from clusterspy.errors import ImageDataError
+from clusterspy.errors import ImageDataError, InputFileError
 from clusterspy.image import check_shape
 from clusterspy.io.formats import ReadResult, read_failure
 
@@ -21,31 +21,66 @@ _NPZ_IMAGE_KEYS = ("image", "data", "img", "haadf")
 _NPZ_SERIES_KEYS = ("frames", "series", "stack", "images")
 
 
-def _npy_shape(p: Path) -> tuple[tuple[int, ...], np.dtype]:
-    """Shape and dtype from an ``.npy`` header (nothing loaded)."""
+def _npy_header(p: Path) -> tuple[tuple[int, ...], np.dtype, bool, int]:
+    """Shape, dtype, Fortran order and data offset [bytes] of an ``.npy`` (nothing loaded)."""
     try:
         with open(p, "rb") as fh:
             version = np.lib.format.read_magic(fh)
             if version == (1, 0):
-                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(fh)
             else:
-                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(fh)
+            offset = fh.tell()
     except Exception as exc:
         raise read_failure(p, exc) from None
-    return tuple(shape), np.dtype(dtype)
+    return tuple(shape), np.dtype(dtype), bool(fortran), offset
+
+
+def _npy_shape(p: Path) -> tuple[tuple[int, ...], np.dtype]:
+    """Shape and dtype from an ``.npy`` header (nothing loaded)."""
+    shape, dtype, _, _ = _npy_header(p)
+    return shape, dtype
 
 
 def read_npy(p: Path, lazy: bool = True) -> ReadResult:
-    """Read a 2-D or 3-D ``.npy`` array (memory-mapped); no pixel size."""
-    shape, dtype = _npy_shape(p)
+    """Read a 2-D or 3-D ``.npy`` array (memory-mapped); no pixel size.
+
+    A 3-D (series) file cut short — a copy or a recording that stopped — is read up to its last
+    whole frame, with a warning and ``metadata["frames_lost"]`` (as a truncated TIFF stack).
+    """
+    shape, dtype, fortran, offset = _npy_header(p)
     if dtype.hasobject:
         raise ImageDataError(f"{p.name} holds Python objects, not a numeric image")
     check_shape(shape, series=True, source=p.name)
+    md: dict[str, Any] = {"source": str(p), "format": "npy"}
+    size = p.stat().st_size
+    if size < offset + int(np.prod(shape)) * dtype.itemsize:
+        data = _truncated_npy(p, shape, dtype, fortran, offset, size)
+        md["frames_lost"], md["frames_expected"] = shape[0] - len(data), shape[0]
+        return data, None, md
     try:
         data = np.load(p, mmap_mode="r", allow_pickle=False)
     except Exception as exc:
         raise read_failure(p, exc) from None
-    return data, None, {"source": str(p), "format": "npy"}
+    return data, None, md
+
+
+def _truncated_npy(p: Path, shape: tuple[int, ...], dtype: np.dtype, fortran: bool, offset: int,
+                   size: int) -> np.ndarray:
+    """The whole frames of a series ``.npy`` cut short, memory-mapped, with a warning; a 2-D image
+    or a Fortran-ordered file (whose frames are not contiguous) cut short is refused in one line."""
+    import warnings
+
+    frame_bytes = int(np.prod(shape[1:])) * dtype.itemsize if len(shape) == 3 else 0
+    whole = (size - offset) // frame_bytes if frame_bytes and not fortran else 0
+    if whole == 0:
+        what = (f"part of its {shape} {dtype} image" if len(shape) == 2 else
+                f"no whole frame of its {shape} {dtype} array" + (" (Fortran order)" if fortran else ""))
+        raise InputFileError(f"{p.name} is truncated: its {size} bytes hold {what}; copy the file again")
+    lost = shape[0] - whole
+    warnings.warn(f"{p.name} is truncated: {lost} of {shape[0]} frames lost; reading the first {whole} whole "
+                  "frame(s)", UserWarning, stacklevel=5)
+    return np.memmap(p, dtype=dtype, mode="r", offset=offset, shape=(whole, *shape[1:]))
 
 
 def read_npz(p: Path, lazy: bool = True) -> ReadResult:
