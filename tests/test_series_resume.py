@@ -114,8 +114,11 @@ def test_sigkill_at_random_points_then_resume_is_byte_identical(tmp_path):
         kills += _kill_after_a_checkpoint(proc, tmp_path / "killed", rng)
     assert kills >= 2
     assert (tmp_path / "killed" / LOCK_NAME).exists()  # left by the SIGKILLed run, taken over below
-    # a killed run's frames.csv is not taken for a whole one: its run.json says unfinished
-    assert json.loads((tmp_path / "killed" / "run.json").read_text())["progress"]["finished"] is False
+    # a killed run's frames.csv is not taken for a whole one: its run.json says unfinished, and how
+    # many frames' rows frames.csv holds (those of its last checkpoint)
+    progress = json.loads((tmp_path / "killed" / "run.json").read_text())["progress"]
+    kept = json.loads((tmp_path / "killed" / CHECKPOINT_NAME).read_text())["next_frame"]
+    assert progress == {"frames_classified": kept, "n_frames": 240, "finished": False} and kept > 0
     interrupted = _child(npy, tmp_path / "killed", "killed")  # Ctrl-C: the lock is released
     if _kill_after_a_checkpoint(interrupted, tmp_path / "killed", rng, signal.SIGINT):
         assert not (tmp_path / "killed" / LOCK_NAME).exists()

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -114,15 +114,32 @@ def _signal_choice(value: str | None) -> int | str | None:
 
 #: What an interrupted command keeps and how to continue it (set by a command whose output
 #: resumes, once its output folder is known; reset by :func:`main`).
-_ON_INTERRUPT: dict[str, str | None] = {"note": None}
+_ON_INTERRUPT: dict[str, Any] = {"note": None, "kept": None}
 
 
-def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None) -> None:
+def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None,
+                       kept: Callable[[], bool] | None = None) -> None:
     """Say, should Ctrl-C stop this command, that the ``what`` finished so far stay in ``out`` and a
     rerun continues them; ``not_with``: the option given that would start afresh on a rerun
-    (``--restart``, ``--no-resume``), so the advice drops it."""
+    (``--restart``, ``--no-resume``), so the advice drops it; ``kept``: whether anything is kept
+    yet (when not, the line says that nothing was finished)."""
     again = "run the same command again" if not_with is None else f"run the same command without {not_with}"
     _ON_INTERRUPT["note"] = f"the {what} finished so far are kept in {out}; {again} to continue"
+    first = what.split()[0].rstrip("s")
+    _ON_INTERRUPT["kept"] = None if kept is None else (
+        kept, f"stopped before its first {first} was finished: nothing of this run is kept in {out}")
+
+
+def _frames_kept(out: Path) -> Callable[[], bool]:
+    """Whether a series folder's ``frames.csv`` holds a frame's row (for :func:`_kept_on_interrupt`)."""
+    def kept() -> bool:
+        try:
+            with open(out / "frames.csv", encoding="utf-8") as fh:
+                return sum(1 for line in fh if line.strip()) > 1
+        except OSError:
+            return False
+
+    return kept
 
 
 @app.command()
@@ -484,7 +501,8 @@ def series(
 
         loaded = load_model(model)
     _kept_on_interrupt("frames and structure fits" if verify_sample else "frames", out,
-                       not_with=None if resume else "--no-resume")  # run.json + checkpoint, verify_sample/
+                       not_with=None if resume else "--no-resume",  # run.json + checkpoint, verify_sample/
+                       kept=_frames_kept(out))
     series_log = logging.getLogger("clusterspy.series")  # its warnings: printed below, once
     level = series_log.level
     series_log.setLevel(logging.ERROR)
@@ -645,7 +663,7 @@ def demo(
     """Run the whole pipeline on the built-in example series (well under a minute)."""
     from clusterspy.workflows import run_demo
 
-    _kept_on_interrupt("frames", out)  # the example series, resumed as by 'clusterspy series'
+    _kept_on_interrupt("frames", out, kept=_frames_kept(out))  # resumed as by 'clusterspy series'
     report = run_demo(out)
     typer.echo(f"results: {out / 'results.csv'}")
     typer.echo(f"report:  {report}")
@@ -694,7 +712,7 @@ def _run(argv: list[str] | None) -> int:
     """:func:`main` without its warning display: the command, its errors as one line."""
     from clusterspy.errors import ClusterSpyError
 
-    _ON_INTERRUPT["note"] = None
+    _ON_INTERRUPT["note"] = _ON_INTERRUPT["kept"] = None
     try:
         rc = app(args=argv, standalone_mode=False)
         if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C in a command into Exit(130), returned here
@@ -735,6 +753,8 @@ def _interrupted() -> int:
     """Print the one line of an interrupted command — with what it keeps and how to continue,
     where its output resumes — and return :data:`EXIT_INTERRUPTED`."""
     note = _ON_INTERRUPT["note"]
+    if _ON_INTERRUPT["kept"] is not None and not _ON_INTERRUPT["kept"][0]():
+        note = _ON_INTERRUPT["kept"][1]
     typer.echo("clusterspy: interrupted" + (f": {note}" if note else ""), err=True)
     return EXIT_INTERRUPTED
 

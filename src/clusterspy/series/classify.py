@@ -225,14 +225,14 @@ def classify_series(
                 frames_done = i + 1
                 if worker.n_pending_crops >= batch_size:
                     if in_flight is not None:
-                        _flush(worker, in_flight, table, out_dir)
+                        _flush(worker, in_flight, table, out_dir, source.length)
                     in_flight = worker.submit(frames_done, pool)
                     if progress is not None:
                         progress(frames_done, source.length)
             if in_flight is not None:
-                _flush(worker, in_flight, table, out_dir)
+                _flush(worker, in_flight, table, out_dir, source.length)
             state.complete = True
-            _flush(worker, worker.submit(frames_done), table, out_dir)
+            _flush(worker, worker.submit(frames_done), table, out_dir, source.length)
             if progress is not None:
                 progress(frames_done, source.length)
         rows = table.table()
@@ -240,8 +240,6 @@ def classify_series(
         reader.shutdown(wait=True, cancel_futures=True)
         pool.shutdown(wait=True, cancel_futures=True)
         table.close()
-        if out_dir is not None:
-            _record_frames_kept(out_dir, source.length)
     settings = {
         "batch_size": batch_size, "stay": stay, "learn_transitions": learn_transitions,
         "transition": hmm["transition"],
@@ -393,21 +391,14 @@ def _read_ahead(source: FrameSource, start: int, worker: FrameClassifier, reader
         item = None  # the frame's last reference is the caller's
 
 
-def _record_frames_kept(out_dir: Path, n_frames: int | None) -> None:
-    """``run.json``'s progress after the frames' loop, stopped or not: the frames its last
-    checkpoint keeps (an interrupted run's ``frames.csv`` holds those rows), still unfinished."""
-    try:
-        saved = Checkpoint.load(out_dir)
-        record_progress(out_dir, saved.next_frame if saved is not None else 0, n_frames, finished=False)
-    except (OSError, ValueError, KeyError):  # never hide why the run stopped
-        log.warning("could not record the progress of the run in %s", out_dir)
-
-
-def _flush(worker: FrameClassifier, batch: Batch, table: FramesTable, out_dir: Path | None) -> None:
-    """Complete ``batch`` (its rows written to ``frames.csv``), then save its checkpoint (with ``out``)."""
+def _flush(worker: FrameClassifier, batch: Batch, table: FramesTable, out_dir: Path | None,
+           n_frames: int | None = None) -> None:
+    """Complete ``batch`` (its rows written to ``frames.csv``), then save its checkpoint and say in
+    ``run.json`` how many frames ``frames.csv`` holds (with ``out``; ``n_frames`` of the input)."""
     checkpoint = worker.complete(batch, table)
     if out_dir is not None:
         checkpoint.save(out_dir)
+        record_progress(out_dir, checkpoint.next_frame, n_frames, finished=False)
 
 
 def resume_line(out_dir: Path, state: Checkpoint) -> str:

@@ -135,8 +135,9 @@ def record_progress(folder: Path, frames_classified: int, n_frames: int | None, 
 
     ``run.json`` gains ``"progress": {"frames_classified", "n_frames", "finished"}``: ``finished``
     is true once ``summary.json`` and the smoothed ``frames.csv`` are written. A run sets it false
-    when it starts and true when it ends, so a run killed on the way (no ``finally`` runs) is left
-    marked unfinished; an interrupted one also records the frames it kept.
+    when it starts, updates ``frames_classified`` with every checkpoint (after its rows are in
+    ``frames.csv``) and sets it true when it ends, so a run interrupted or killed on the way is
+    left marked unfinished with the frames its ``frames.csv`` holds.
 
     Parameters
     ----------
