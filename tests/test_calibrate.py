@@ -54,6 +54,21 @@ def test_the_right_pixel_size_is_kept_and_another_element_moves_the_ruler(octahe
     assert pb.corrected and pb.at_bound and pb.scale < 1.0 and "or more" in pb.message()
 
 
+def test_clusters_at_a_far_too_small_pixel_size_are_named_as_the_reason_nothing_was_measured(
+        octahedron: Image) -> None:
+    """Told half its pixel size, the cluster is ``scale_mismatch`` (fringes finer than a metal's) and
+    not measured: the line says so and that the error is past what --calibrate measures (a
+    newcomer's said "every one cut by the edge, beside a neighbour or unresolved")."""
+    told = Image(octahedron.data, TRUE_PX_A * 0.5)
+    results = classify(told)
+    assert [r.reason for r in results] == ["scale_mismatch"]
+    cal = calibrate_pixel_size(told, results, element="Au")
+    assert not cal.measurements and cal.not_measured == {"scale_mismatch": 1} and not cal.corrected
+    assert "(of those found: 1 scale_mismatch)" in cal.message()
+    assert "too small by more than the ±15 % --calibrate can measure" in cal.message()
+    assert cal.to_dict()["not_measured"] == {"scale_mismatch": 1}
+
+
 def test_an_amorphous_cluster_gives_no_ruler() -> None:
     img = _image("amorphous", 6, orientation=random_rotation(np.random.default_rng(6)))
     told = Image(img.data, TRUE_PX_A * 1.12)
@@ -144,7 +159,10 @@ def test_series_calibrate_leaves_another_calibration_alone_and_a_rerun_without_i
     kept = (out / "calibration.json").read_text()
     capsys.readouterr()
     assert main([*args, "--calibrate", "--element", "Pt"]) == 2
-    assert "holds results of another run" in capsys.readouterr().err
+    # refused before fitting again, naming what differs (it fitted, then named the pixel size)
+    err = capsys.readouterr().err
+    assert "holds results of another run (calibrated with the element (--element) 'Au', now 'Pt')" in err
+    assert "checking the pixel size" not in err
     assert (out / "calibration.json").read_text() == kept
     assert main(args) == 2
     err = capsys.readouterr().err.strip()

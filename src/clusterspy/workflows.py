@@ -22,7 +22,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -268,6 +268,8 @@ class PixelSizeCalibration:
         The metal whose lattice constant was the ruler.
     at_bound : bool
         The scale is at an end of the fit's range (±15 %): the error may be larger.
+    not_measured : dict
+        ``{reason: count}`` of the clusters not measured (cut by the edge, beside a neighbour, …).
     """
 
     given_A: float
@@ -276,6 +278,7 @@ class PixelSizeCalibration:
     measurements: dict[Any, Any]
     element: str
     at_bound: bool = False
+    not_measured: dict[str, int] = field(default_factory=dict)
 
     @property
     def corrected(self) -> bool:
@@ -289,7 +292,7 @@ class PixelSizeCalibration:
 
         return {"given_pixel_size_A": self.given_A, "pixel_size_A": round(self.pixel_size_A, 5),
                 "scale": r4(self.scale), "element": self.element, "at_bound": self.at_bound,
-                "corrected": self.corrected,
+                "corrected": self.corrected, "not_measured": dict(self.not_measured),
                 "clusters": {str(k): {"scale": r4(m.scale), "lattice_ncc": r4(m.lattice_ncc),
                                       "fitted_scale": r4(m.fitted_scale), "reason": m.reason}
                              for k, m in self.measurements.items()}}
@@ -300,8 +303,13 @@ class PixelSizeCalibration:
 
         ms = self.measurements
         if not ms:
-            return (f"no cluster to measure the lattice of (every one cut by the edge, beside a neighbour or "
-                    f"unresolved); {self.given_A:g} Å/px kept")
+            why = ", ".join(f"{n} {r}" for r, n in sorted(self.not_measured.items(), key=lambda t: -t[1]))
+            line = (f"no cluster to measure the lattice of (of those found: {why})" if why else
+                    "no cluster found to measure the lattice of") + f"; {self.given_A:g} Å/px kept"
+            if self.not_measured.get("scale_mismatch"):
+                line += (" — scale_mismatch: their fringes are finer than any metal lattice's, so the pixel "
+                         "size given is likely too small by more than the ±15 % --calibrate can measure")
+            return line
         if self.scale is None:
             words = {"no_fringes": "no lattice fringes (amorphous or unresolved)",
                      "size": "too small or large to fit"}
@@ -365,24 +373,35 @@ def calibrate_pixel_size(
                     key=lambda r: -float(r.diameter_nm))[:CALIBRATION_CLUSTERS]
     measured = {int(r.cluster): measure_lattice(img, r.x_px, r.y_px, _detected_diameter_A(r.diameter_nm),
                                                 element=element, microscope=microscope) for r in usable}
-    return _calibration_of(float(img.pixel_size_A), measured, element)
+    return _calibration_of(float(img.pixel_size_A), measured, element, _not_measured(results, usable))
 
 
-def _calibration_of(given_A: float, measured: dict[Any, Any], element: str) -> PixelSizeCalibration:
+def _not_measured(results: Sequence[ClusterResult], usable: Sequence[ClusterResult]) -> dict[str, int]:
+    """``{reason: count}`` of the clusters of ``results`` not among ``usable``."""
+    from collections import Counter
+
+    ids = {id(r) for r in usable}
+    return dict(Counter(str(r.reason) for r in results if id(r) not in ids))
+
+
+def _calibration_of(given_A: float, measured: dict[Any, Any], element: str,
+                    not_measured: dict[str, int] | None = None) -> PixelSizeCalibration:
     """The :class:`PixelSizeCalibration` of lattice measurements (``{cluster: LatticeMeasurement}``)
-    made at ``given_A`` [Å/px]: the median of the scales that stand decides."""
+    made at ``given_A`` [Å/px]: the median of the scales that stand decides (``not_measured``:
+    ``{reason: count}`` of the clusters left out)."""
     import numpy as np
 
     from clusterspy.fit.search import SCALE_RANGE
 
     found = [m.scale for m in measured.values() if m.scale is not None]
+    skipped = dict(not_measured or {})
     if not found:
-        return PixelSizeCalibration(given_A, given_A, None, measured, element)
+        return PixelSizeCalibration(given_A, given_A, None, measured, element, not_measured=skipped)
     scale = float(np.median(found))
     lo, hi = SCALE_RANGE
     at_bound = scale <= lo + 0.01 or scale >= hi - 0.01
     used = given_A / scale if abs(scale - 1.0) > CALIBRATION_TOLERANCE else given_A
-    return PixelSizeCalibration(given_A, used, scale, measured, element, at_bound)
+    return PixelSizeCalibration(given_A, used, scale, measured, element, at_bound, skipped)
 
 
 #: Frames of a series, from the first, whose clusters may calibrate its pixel size
@@ -474,7 +493,17 @@ def calibrate_series_pixel_size(
         if kept.get("key") == key:
             return {**kept["calibration"], "reused": True}
         keep_file = (path.parent / "frames.csv").is_file()
+        old_key = kept.get("key") or {}
+        same_series = all(old_key.get(k) == key[k] for k in ("input", "given_pixel_size_A"))
+        if keep_file and same_series:  # the same series measured against another ruler: say so before fitting
+            name = "element" if old_key.get("element") != key["element"] else "microscope"
+            flag = "--element" if name == "element" else "--energy / --semiangle"
+            raise ConfigError(
+                f"{path.parent} holds results of another run (calibrated with the {name} ({flag}) "
+                f"{old_key.get(name)!r}, now {key[name]!r}); start afresh with --no-resume or choose another "
+                "output folder")
     measured: dict[str, Any] = {}
+    not_measured: dict[str, int] = {}
     used: list[int] = []
     for frame_index in range(min(SERIES_CALIBRATION_FRAMES, len(frames))):
         _, frame = next(frames.iter_from(frame_index))  # an Image, or why the frame is unusable
@@ -488,12 +517,14 @@ def calibrate_series_pixel_size(
         used.append(frame_index)
         given = cal.given_A
         measured.update({f"frame {frame_index}, cluster {k}": m for k, m in cal.measurements.items()})
+        for reason, n in cal.not_measured.items():
+            not_measured[reason] = not_measured.get(reason, 0) + n
         if sum(m.scale is not None for m in measured.values()) >= CALIBRATION_CLUSTERS:
             break
     if not used:
         raise ConfigError(f"none of the first {SERIES_CALIBRATION_FRAMES} frames could be read to calibrate "
                           "the pixel size")
-    cal = _calibration_of(given, measured, element)
+    cal = _calibration_of(given, measured, element, not_measured)
     where = f"frame {used[0]}" if len(used) == 1 else f"frames {', '.join(map(str, used))}"
     done = {**cal.to_dict(), "frames": used, "message": f"{where}: {cal.message()}"}
     if path is not None and not keep_file:
