@@ -156,6 +156,25 @@ def test_resume_refuses_another_input_or_other_settings(tmp_path):
     assert len(fresh) == 40 and json.loads((out / "run.json").read_text())["input"]["path"] == str(npy)
 
 
+def test_a_run_that_wrote_no_row_is_replaced_and_said_so(tmp_path):
+    """A finished run that found no cluster leaves nothing to lose, so another run may take its
+    folder; it used to do so without a word (a newcomer took it for an unguarded folder)."""
+    from test_series import classify_series_with_report, crop_double
+
+    def none_found(image, **kw):
+        return []
+
+    said: list[str] = []
+    noise = np.random.default_rng(0).normal(0, 1, (6, 64, 64)).astype(np.float32)
+    out = tmp_path / "out"
+    for px in (0.5, 0.6):
+        classify_series_with_report(noise, px, model=ModelDouble(), out=out, detect=none_found,
+                                    crop=crop_double, n_boot=50, report=False, announce=said.append)
+    assert said == [f"{out} held another run that wrote no frame's row (pixel size (pixel_size_A / "
+                    "--pixel-size) was 0.5, now 0.6): this one replaces it"]
+    assert json.loads((out / "run.json").read_text())["settings"]["pixel_size_A"] == 0.6
+
+
 def test_bad_frames_are_rows_and_the_run_goes_on(tmp_path):
     frames, _ = make_frames(40, switches=(20,), lost=(), blurred=())
     frames[0] = np.nan  # before any track: a row of cluster -1

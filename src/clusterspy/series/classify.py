@@ -445,7 +445,7 @@ def _start(
         },
     }
     csv_path = out_dir / "frames.csv"
-    state = Checkpoint.load(out_dir) if check_or_write_manifest(out_dir, manifest, resume) else None
+    state = Checkpoint.load(out_dir) if check_or_write_manifest(out_dir, manifest, resume, announce) else None
     if state is None or (state.frames_bytes is None and not state.complete):
         Checkpoint.remove(out_dir)
         return Checkpoint(), FramesTable(csv_path)

@@ -4,6 +4,7 @@ results — checked before a run resumes in the same output folder."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +86,8 @@ def _holds_frames(frames_csv: Path) -> bool:
         return sum(1 for line in fh if line.strip()) > 1
 
 
-def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool) -> bool:
+def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool,
+                            announce: Callable[[str], None] | None = None) -> bool:
     """Compare ``manifest`` with the folder's ``run.json``, or write it for a fresh run.
 
     Parameters
@@ -96,6 +98,9 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
         ``{"input": {...}, "settings": {...}}`` of this run (JSON values).
     resume : bool
         Whether results already in the folder may be continued.
+    announce : callable, optional
+        Called with one line when the folder held another run that wrote no frame's row (no
+        cluster found, or its first frame refused), which this run replaces.
 
     Returns
     -------
@@ -121,6 +126,9 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
                 write_text_atomic(path, json.dumps(now, indent=2) + "\n")
             return True
         if not _holds_frames(folder / "frames.csv"):  # e.g. a refused first frame: nothing to lose
+            if announce is not None:
+                announce(f"{folder} held another run that wrote no frame's row ({diff}): this one "
+                         "replaces it")
             write_text_atomic(path, json.dumps(doc, indent=2) + "\n")
             return False
         raise ConfigError(f"{folder} holds results of another run ({diff}); start afresh with "
