@@ -503,6 +503,7 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     (note,) = _unsure_notes(unsure, calibrated=False)
     assert note.startswith("2 of the 3 clusters the network judged are low confidence or unlike training")
     assert "--calibrate --element <metal>" in note
+    assert "the corners of an image rotated with zeros" in note  # not only the pixel size (a newcomer's)
     assert _unsure_notes(unsure, calibrated=True) == []
     mostly_sure = [result(0, "low_confidence"), result(1, None), result(2, None)]
     assert _unsure_notes(mostly_sure, calibrated=False) == []

@@ -318,7 +318,9 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
         return []
     return [f"{unsure} of the {judged} clusters the network judged are low confidence or unlike training: "
             "a pixel size 10–20 % off does this (see the README's 'When to trust a label'); "
-            "--calibrate --element <metal> checks it against the clusters' lattice"]
+            "--calibrate --element <metal> checks it against the clusters' lattice. So do regions filled "
+            "with a constant (the corners of an image rotated with zeros: fill them with the background) "
+            "and clusters unlike any in training"]
 
 
 def _fit_notes(results: list) -> list[str]:
