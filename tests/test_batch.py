@@ -295,3 +295,30 @@ def test_folder_without_images_is_one_line(tmp_path: Path) -> None:
 def test_batch_option_mistakes_are_one_line(batch_dir: Path, args: tuple[str, ...], needle: str) -> None:
     proc = run_cli("classify", str(batch_dir / "img00.npz"), *args)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and needle in proc.stderr, proc.stderr
+
+
+def test_a_truncated_stack_is_warned_once_and_recorded_in_files_csv(tmp_path: Path, capfd) -> None:
+    """A truncated TIFF stack classified with --out, in the process and in 2 workers: its warning was
+    printed twice (the file is read again for the overlays) and files.csv said "ok" with no message;
+    workers printed tifffile's own log."""
+    import tifffile
+
+    from clusterspy.cli import main
+    from test_io_tiff import _cut_in_page
+
+    with np.load(EXAMPLE) as ex:
+        frames = ex["frames"][:6]
+    whole = tmp_path / "whole.tif"
+    tifffile.imwrite(whole, frames)
+    cut = _cut_in_page(whole, 4, tmp_path / "cut.tif")
+    warning = ("clusterspy: warning: cut.tif is truncated: 2 of 6 frames lost; reading the first 4 whole "
+               "frame(s)")
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        assert main(["classify", str(cut), str(whole), "--pixel-size", "0.3", "--out", str(out),
+                     "--workers", workers]) == 0
+        err = capfd.readouterr().err  # the file descriptor's: worker processes' output too
+        assert err.count(warning) == 1 and "tifffile" not in err, err
+        rows = {r["file"]: r for r in csv.DictReader(io.StringIO((out / "files.csv").read_text()))}
+        assert rows[str(cut)]["message"] == warning.removeprefix("clusterspy: ")
+        assert rows[str(cut)]["frames"] == "4" and rows[str(whole)]["message"] == ""

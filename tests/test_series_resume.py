@@ -321,8 +321,9 @@ def test_a_truncated_npy_series_is_classified_up_to_its_last_whole_frame(tmp_pat
         res, _ = run(str(cut), tmp_path / "out", report=False)
     assert res.summary["n_frames"] == 29 and res.summary["frames_lost_in_file"] == 11
     assert any("11 frame(s) at the end" in w for w in res.summary["warnings"])
-    with pytest.warns(UserWarning):
+    with pytest.warns(UserWarning) as record:
         series = read_series(cut, pixel_size_A=0.3)
+    assert record[0].filename == __file__  # points at the caller, as a truncated TIFF's
     np.testing.assert_array_equal(series[28].data, frames[28])
     (tmp_path / "head.npy").write_bytes(data[: len(data) - 40 * frame_bytes + 100])
     with pytest.raises(InputFileError, match="hold no whole frame of its"):

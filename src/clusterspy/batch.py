@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -184,12 +185,15 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
     part: dict[str, Any] = {"key": file_key(path), "file": display, "identity": file_identity(path),
                             "run": cfg.run, "figures": [], "figures_done": cfg.out is None}
     fits: dict[tuple[int, int], Any] = {}
+    caught: list[warnings.WarningMessage] = []
     try:
-        model = load_model(cfg.model_path)
-        found, failures, info = classify_file(path, model, cfg.pixel_size_A, signal=cfg.signal,
-                                              verify=cfg.verify, element=cfg.element,
-                                              microscope=cfg.microscope, fits=fits,
-                                              calibrate=cfg.calibrate, **cfg.options)
+        with warnings.catch_warnings(record=True) as caught:  # the part's (a worker's would be lost)
+            warnings.simplefilter("always")
+            model = load_model(cfg.model_path)
+            found, failures, info = classify_file(path, model, cfg.pixel_size_A, signal=cfg.signal,
+                                                  verify=cfg.verify, element=cfg.element,
+                                                  microscope=cfg.microscope, fits=fits,
+                                                  calibrate=cfg.calibrate, **cfg.options)
     except Exception as exc:  # a batch never stops for one file: a bug is recorded, retried
         kind = "file" if isinstance(exc, (ClusterSpyError, OSError)) else "internal"
         found, info = [], {}
@@ -202,7 +206,8 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
     for f in failures:
         f["file"] = display
     part.update(results=[r.to_dict() for r in found], failures=failures, info=info,
-                frames=info.get("frames", 0))
+                frames=info.get("frames", 0),
+                warnings=list(dict.fromkeys(" ".join(str(w.message).split()) for w in caught)))
     part["status"] = ("error" if part.get("retry") else "ok" if not failures
                       else "partial" if found else "failed")
     part["message"] = "; ".join(f"frame {f['frame']}: {f['message']}" if f["frame"] is not None
@@ -214,10 +219,14 @@ def classify_task(path: str, cfg: BatchConfig, stem: str | None = None, display:
         from clusterspy.workflows import write_file_figures
 
         try:
-            part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
-                                                 max_overlays_per_file=cfg.max_overlays_per_file,
-                                                 explain=cfg.explain, stem=stem, signal=cfg.signal,
-                                                 fits=fits)
+            with warnings.catch_warnings(record=True) as again:  # the file read again: said once
+                warnings.simplefilter("always")
+                part["figures"] = write_file_figures(path, found, cfg.out, model, cfg.pixel_size_A,
+                                                     max_overlays_per_file=cfg.max_overlays_per_file,
+                                                     explain=cfg.explain, stem=stem, signal=cfg.signal,
+                                                     fits=fits)
+            part["warnings"] = list(dict.fromkeys([*part["warnings"],
+                                                   *(" ".join(str(w.message).split()) for w in again)]))
         except OSError:  # a full disk stops the batch (one line from the CLI); figures made on the rerun
             raise
         except Exception as exc:  # the results are written: a figure may fail alone
@@ -268,7 +277,8 @@ def file_rows(parts: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
              "clusters": len(p["results"]), "labelled": sum(r["label"] != "unknown" for r in p["results"]),
              "pixel_size_A": p["info"].get("pixel_size_A"),
              "pixel_size_source": p["info"].get("pixel_size_source"),
-             "message": "; ".join(m for m in (p["message"], figure_message(p),
+             "message": "; ".join(m for m in (p["message"], *(f"warning: {w}" for w in p.get("warnings", ())),
+                                              figure_message(p),
                                               *(c["message"] for c in p["info"].get("calibration", ())))
                                   if m)}
             for p in parts]

@@ -273,6 +273,8 @@ def classify(
     if single and batch.parts and batch.parts[0]["status"] in ("failed", "error"):
         raise ClusterSpyError(batch.parts[0]["failures"][0]["message"])  # one file: its error, exit 2
     for part in batch.parts:
+        for warning in part.get("warnings", ()):  # each once, also from worker processes
+            typer.echo(f"clusterspy: warning: {warning}", err=True)
         info = part["info"]
         own = info.get("file_pixel_size_A")
         if own and info.get("pixel_size_source") == "user" and abs(own / info["pixel_size_A"] - 1) > 0.01:

@@ -6,8 +6,10 @@ failing that, from ImageJ's ``unit`` and the X/YResolution tags.
 
 from __future__ import annotations
 
+import logging
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,26 @@ from clusterspy.io.rsciio_reader import (
 )
 
 
+@contextmanager
+def _quiet_tifffile() -> Iterator[None]:
+    """tifffile's own log of a damaged file left out while it is read (ClusterSpy says what it read
+    of it: a truncated stack's warning), also in worker processes that never ran the CLI."""
+    log = logging.getLogger("tifffile")
+    level = log.level
+    log.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def read_tiff(p: Path, lazy: bool, signal: int | str | None = None) -> ReadResult:
+    """Read a TIFF (see :func:`_read_tiff`), with tifffile's log of a damaged file left out."""
+    with _quiet_tifffile():
+        return _read_tiff(p, lazy, signal)
+
+
+def _read_tiff(p: Path, lazy: bool, signal: int | str | None = None) -> ReadResult:
     """Read a TIFF: a multi-page stack as lazy frames, anything else eagerly through RosettaSciIO.
 
     RosettaSciIO would keep a lazily read TIFF open for ever, so only a multi-page greyscale
@@ -261,7 +282,7 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
                 f"frames it had (at least {frames.lost} lost)")
         warnings.warn(
             f"{p.name} is truncated: {lost}; reading the first {len(frames)} whole frame(s)",
-            UserWarning, stacklevel=5,
+            UserWarning, stacklevel=6,  # past read_tiff and _read_tiff: read_series' caller
         )
     return frames
 
