@@ -9,6 +9,8 @@ size-dependent crop, the network, the out-of-distribution score, the label rule)
    pixel-size error (the image claimed at 0.85× and 1.15× its true pixel size);
 2. **held-out** (``heldout``): the fast simulator at the PRISM set's settings, 160 clusters —
    the same figures (pixel-size error, unrotated) on four times the PRISM set's clusters;
+   ``wrong_scale``: the same images told a pixel size 30–45 % too small (far outside the domain):
+   the share of *wrong* labels (a wrong label here is a confident claim the model cannot see);
 3. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
    ("unknown" counted wrong) and reasons against particle diameter;
 4. **an out-of-distribution set** the model must not label: bright-field (inverted) images,
@@ -57,6 +59,9 @@ from domain_sets import (  # noqa: E402
 
 ROTATIONS_DEG = list(range(0, 360, 15))
 SCALES = (0.85, 1.0, 1.15)
+#: Pixel sizes told too small by far more than the ±15 % the domain promises (×0.55–0.7): the
+#: mistakes a newcomer makes (a calibration of another magnification, pm read as a wrong unit).
+WRONG_SCALES = (0.7, 0.6, 0.55)
 
 
 def _central(results: list, shape: tuple[int, int]):
@@ -213,6 +218,37 @@ def _score_set(model: Any, x: np.ndarray, y: np.ndarray, metas: list, spec: dict
     out["accuracy_by_atoms"] = {
         f"{lo}-{hi}": float(correct[(sizes >= lo) & (sizes < hi)].mean())
         for lo, hi in ((0, 150), (150, 400), (400, 1000)) if ((sizes >= lo) & (sizes < hi)).any()}
+    return out
+
+
+def wrong_scale_part(model: Any) -> dict:
+    """The held-out set told a pixel size 30–45 % too small (:data:`WRONG_SCALES`): no label is
+    owed here, but every label given should be right — the share of wrong labels is the figure."""
+    from clusterspy.datasets import load
+    from clusterspy.isomers import CLASSES
+
+    p = heldout_path()
+    if not (p / "zarr.json").exists():
+        raise SystemExit("no held-out images: run python benchmarks/domain_sets.py --parts heldout first")
+    x, y, metas = load(p, partial=True)
+    out: dict[str, Any] = {"n_images": len(y), "scales": list(WRONG_SCALES)}
+    for s in WRONG_SCALES:
+        right = wrong = 0
+        reasons: dict[str, int] = {}
+        for img, t, meta in zip(x, y, metas, strict=True):
+            res, why = _run(img, IMAGE_PX_A * s, model, meta["element"])
+            r = _central(res, img.shape)
+            lab = r.label if r is not None else "unknown"
+            if lab == "unknown":
+                key = (r.reason if r is not None else why) or "no_cluster"
+                reasons[key] = reasons.get(key, 0) + 1
+            elif lab == CLASSES[t]:
+                right += 1
+            else:
+                wrong += 1
+        out[f"px{s:.2f}"] = {"right_share": right / len(y), "wrong_share": wrong / len(y),
+                             "unknown_share": 1 - (right + wrong) / len(y), "unknown_reasons": reasons}
+    out["wrong_share_max"] = max(out[f"px{s:.2f}"]["wrong_share"] for s in WRONG_SCALES)
     return out
 
 
@@ -480,7 +516,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS), metavar="DIR")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--sets", type=int, default=2)
-    ap.add_argument("--parts", default="prism,heldout,sizes,ood,real,time")
+    ap.add_argument("--parts", default="prism,heldout,wrong_scale,sizes,ood,real,time")
     ap.add_argument("--calibrate", action="store_true",
                     help="as classify --calibrate: the pixel size checked against the clusters' lattice (the "
                     "true element given; Au for the OOD set and the TEMUL file)")
@@ -495,7 +531,8 @@ def main(argv: list[str] | None = None) -> dict:
                            + " ".join(argv if argv is not None else sys.argv[1:])}
     parts = a.parts.split(",")
     steps = (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),
-             ("heldout", heldout_part), ("sizes", sizes_part), ("ood", ood_part))
+             ("heldout", heldout_part), ("wrong_scale", wrong_scale_part), ("sizes", sizes_part),
+             ("ood", ood_part))
     for name, fn in steps:
         if name in parts:
             t = time.time()

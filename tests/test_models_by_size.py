@@ -200,3 +200,69 @@ def test_judge_never_routes_a_cluster_to_a_model_that_refuses_the_image():
         dets = detect_clusters(img, min_diameter_A=8.0, max_diameter_A=60.0, exclude_border=False)
         (r,) = judge(img, dets, load_model())
         assert _name(r) == expected, (px, r)
+
+
+# ------------------------------------------------------------------------------ second opinion
+EXAMPLE = Path(__file__).parents[1] / "src" / "clusterspy" / "data" / "example_series.npz"
+#: Frames of the built-in example (0.3 Å/px) that isomernet-v2, told 0.18 Å/px, labels fcc with
+#: confidence though they are icosahedral or decahedral (measured: 0.99–1.00).
+TOLD_TOO_SMALL = (0, 6, 12, 36)
+
+
+def _example(frames: tuple[int, ...]) -> tuple[list[np.ndarray], list[str]]:
+    with np.load(EXAMPLE) as ex:
+        return ([ex["frames"][i].astype(np.float32) for i in frames],
+                [str(ex["true_labels"][i]) for i in frames])
+
+
+def test_the_default_has_isomernet_v4_as_second_opinion_and_records_it():
+    from clusterspy.isomers import CLASSES
+    from clusterspy.predict import SECOND_OPINION, model_summary, second_opinion_disagrees
+
+    default = load_model()
+    assert SECOND_OPINION == "isomernet-v4" and default.second_opinion is load_model("isomernet-v4")
+    assert default.second_opinion not in default.models  # it judges nothing itself
+    summary = model_summary(default)
+    assert summary["second_opinion"]["name"] == "isomernet-v4" and summary["second_opinion"]["checks"] == (
+        "isomernet-v2")
+    sha = default.second_opinion.card.summary()["weights_sha256"]
+    assert summary["second_opinion"]["weights_sha256"] == sha
+    p = np.array([0.1, 0.6, 0.2, 0.1])  # its most probable isomer: CLASSES[1]
+    assert not second_opinion_disagrees(CLASSES[1], p)
+    assert all(second_opinion_disagrees(c, p) for c in CLASSES if c != CLASSES[1])
+    assert not second_opinion_disagrees("unknown", p)  # nothing to withdraw
+
+
+def test_a_label_the_second_opinion_does_not_share_is_withdrawn():
+    """Told 0.18 Å/px for 0.3 (40 % too small), v2 labels icosahedra and decahedra fcc 0.99–1.00; v4,
+    trained with pixel-size errors, finds another isomer most probable: ``models_disagree``. At the
+    true pixel size every label stands, right."""
+    frames, truth = _example(TOLD_TOO_SMALL)
+    plain = ModelsBySize(load_model().models)  # the same routing, no second opinion
+    for img, true in zip(frames, truth, strict=True):
+        (alone,) = classify(img, pixel_size_A=0.18, model=plain)
+        assert (alone.label, alone.reason) == ("fcc", None) and alone.label != true
+        (checked,) = classify(img, pixel_size_A=0.18)
+        assert (checked.label, checked.reason) == ("unknown", "models_disagree")
+        assert _name(checked) == "isomernet-v2"
+        assert checked.probabilities == pytest.approx(alone.probabilities)  # v2's, kept
+        (right,) = classify(img, pixel_size_A=0.3)
+        assert (right.label, right.reason) == (true, None)
+    assert [r.reason for r in classify(frames[0], pixel_size_A=0.18, model="isomernet-v2")] == [None]
+
+
+def test_a_series_withdraws_the_same_labels(tmp_path: Path):
+    from clusterspy.image import Image
+    from clusterspy.series import classify_series
+    from clusterspy.series.frames import read_frames_csv
+
+    frames, truth = _example(TOLD_TOO_SMALL)
+    for px, out in ((0.18, "told"), (0.3, "true")):
+        classify_series([Image(f, px) for f in frames], out=tmp_path / out, n_boot=5)
+    told = read_frames_csv(tmp_path / "told" / "frames.csv")
+    assert list(told["label"]) == ["unknown"] * 4 and list(told["reason"]) == ["models_disagree"] * 4
+    true = read_frames_csv(tmp_path / "true" / "frames.csv")
+    assert list(true["label"]) == truth and set(true["reason"]) == {""}
+    summary = json.loads((tmp_path / "told" / "summary.json").read_text())
+    second = summary["model"]["second_opinion"]
+    assert second["id"] == load_model("isomernet-v4").card.id and second["checks"] == "isomernet-v2"

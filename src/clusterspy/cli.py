@@ -69,7 +69,9 @@ class Border(StrEnum):
 MODEL_HELP = ("Default 'auto': each cluster judged by the shipped model that covers its size, isomernet-v2 "
               "(1.18–3.26 nm, images ≤ 0.5 Å/px) or else isomernet-v3 (0.94–8.05 nm as detected, ≤ 0.6 "
               "Å/px); the model column says which. Or one shipped model alone by name (isomernet-v2, "
-              "isomernet-v3), or an ONNX model with its model card (a .onnx file or its folder).")
+              "isomernet-v3, or isomernet-v4: 0.87–8.05 nm, fewer labels at the true pixel size and far "
+              "fewer wrong ones at a wrong one — the README's 'When to trust a label'), or an ONNX model "
+              "with its model card (a .onnx file or its folder).")
 
 PixelSize = Annotated[
     float | None,
@@ -311,14 +313,16 @@ def classify(
 
 
 def _unsure_notes(results: list, calibrated: bool) -> list[str]:
-    """One line when at least half the clusters the network judged are ``low_confidence`` or
-    ``out_of_distribution`` (without ``--calibrate``): a pixel size 10–20 % off does this, and the
-    lattice can check it (as a series' few-labels warning says)."""
-    unsure = sum(r.reason in ("low_confidence", "out_of_distribution") for r in results)
+    """One line when at least half the clusters the network judged are ``low_confidence``,
+    ``models_disagree`` or ``out_of_distribution`` (without ``--calibrate``): a pixel size 10–20 %
+    off does this, and the lattice can check it (as a series' few-labels warning says)."""
+    unsure = sum(r.reason in ("low_confidence", "models_disagree", "out_of_distribution")
+                 for r in results)
     judged = unsure + sum(r.reason is None for r in results)
     if calibrated or unsure == 0 or unsure < 0.5 * judged:
         return []
-    return [f"{unsure} of the {judged} clusters the network judged are low confidence or unlike training: "
+    return [f"{unsure} of the {judged} clusters the network judged are low confidence, unlike training or "
+            "disputed by the second model: "
             "a pixel size 10–20 % off does this (see the README's 'When to trust a label'); "
             "--calibrate --element <metal> checks it against the clusters' lattice. So do regions filled "
             "with a constant (the corners of an image rotated with zeros: fill them with the background) "

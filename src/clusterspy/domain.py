@@ -78,7 +78,7 @@ __all__ = [
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-           "not_resolved", "out_of_distribution", "low_confidence", "fit_disagrees")
+           "not_resolved", "out_of_distribution", "low_confidence", "models_disagree", "fit_disagrees")
 
 Contrast = Literal["auto", "haadf"]
 

@@ -238,8 +238,10 @@ def verify_clusters(
 
 
 #: Reasons of clusters whose lattice may still calibrate the pixel size (:func:`calibrate_pixel_size`):
-#: a wrong pixel size itself gives low confidence, out of distribution and a wrong size.
-CALIBRATING_REASONS = (None, "low_confidence", "out_of_distribution", "too_large", "too_small")
+#: a wrong pixel size itself gives low confidence, a second opinion that disagrees, out of
+#: distribution and a wrong size.
+CALIBRATING_REASONS = (None, "low_confidence", "models_disagree", "out_of_distribution", "too_large",
+                       "too_small")
 #: Clusters (the largest) whose lattice calibrates one image.
 CALIBRATION_CLUSTERS = 3
 #: A median lattice scale within this of 1 leaves the pixel size as it is (the refinement's scatter

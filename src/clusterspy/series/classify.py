@@ -276,7 +276,8 @@ def classify_series(
 
 def _model_record(view: ModelView) -> dict[str, Any]:
     """``summary.json``'s ``model``: its id and, for each model (the default: one per size range,
-    ``by_size``), the geometry, calibration and SHA-256 its rows were judged with."""
+    ``by_size``), the geometry, calibration and SHA-256 its rows were judged with; and the second
+    opinion that checked the first model's labels (``second_opinion``), if any."""
     def one(v: ModelView) -> dict[str, Any]:
         return {"id": v.id, "weights_sha256": v.sha256, **{k: v.card[k] for k in (
             "pixel_size_A", "crop_px", "temperature", "unknown_threshold") if k in v.card}}
@@ -285,8 +286,15 @@ def _model_record(view: ModelView) -> dict[str, Any]:
         return one(view)
     from clusterspy.domain import ROUTE_RULE
 
-    return {"id": view.id, "rule": ROUTE_RULE,
-            "by_size": [{**one(v), "diameter_nm": (v.domain or {}).get("diameter_nm")} for v in view.routes]}
+    record = {"id": view.id, "rule": ROUTE_RULE,
+              "by_size": [{**one(v), "diameter_nm": (v.domain or {}).get("diameter_nm")}
+                          for v in view.routes]}
+    if view.second is not None:
+        from clusterspy.predict import SECOND_OPINION_RULE
+
+        record["second_opinion"] = {**one(view.second), "checks": view.routes[0].card.get("name"),
+                                    "rule": SECOND_OPINION_RULE}
+    return record
 
 
 def contrast_check_summary(rows: dict[str, np.ndarray], contrast: str, has_domain: bool

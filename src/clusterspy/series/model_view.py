@@ -28,7 +28,8 @@ class ModelView:
         ``pixel_size_A``, ``crop_px``, optional ``unknown_threshold``, ``id``) and
         ``predict_crops(crops) -> (N, 4)`` probabilities, or ``infer(crops) -> (probs, dist)``; or the
         size-routed default (:class:`clusterspy.predict.ModelsBySize`): this view is then its first
-        model's, and :attr:`routes` holds one view per model, in order.
+        model's, :attr:`routes` holds one view per model, in order, and :attr:`second` the view of
+        its second opinion.
     """
 
     model: Any
@@ -52,6 +53,10 @@ class ModelView:
         self.amorphous_max_A = amorphous_cap_A(self.domain)
         members = getattr(self.model, "models", None)  # ModelsBySize: one view per model
         self.routes: list[ModelView] = [ModelView(m) for m in members] if members else [self]
+        second = getattr(self.model, "second_opinion", None) if members else None
+        #: The view of the model that checks the first route's labels
+        #: (:attr:`clusterspy.predict.ModelsBySize.second_opinion`), or None.
+        self.second: ModelView | None = None if second is None else ModelView(second)
         if members:
             self.id = str(self.model.id)
         #: The id each row of this view's crops records (the one model's, not the routed pair's).

@@ -33,6 +33,8 @@ ADVICE: dict[str, str] = {
                            "the dose and the pixel size",
     "low_confidence": "the model is unsure between isomers: the particle may be none of "
                       f"{', '.join(CLASSES)}, or the frames too noisy (sum frames for dose)",
+    "models_disagree": "the model trained with pixel-size errors finds another isomer most probable: "
+                       "check the calibration (--pixel-size, Å/px; series --calibrate --element)",
     "fit_disagrees": "the structure fit found another isomer than the network: compare the fit "
                      "figures (classify --verify)",
     "bright_field": "the frames look like bright field (dark particles on a bright background): "

@@ -79,6 +79,10 @@ class Batch:
     #: ``(route, crop indices, wait)`` per route with crops: ``wait()`` gives their probabilities
     #: and OOD distances (:meth:`clusterspy.series.model_view.ModelView.submit`).
     inference: list[tuple[int, list[int], Callable[[], tuple]]] = field(default_factory=list)
+    #: The second opinion's crop of each crop of the first route (None for the others).
+    second_crops: list[np.ndarray | None] = field(default_factory=list)
+    #: ``(crop indices, wait)`` of the second opinion's inference, or None.
+    second_inference: tuple[list[int], Callable[[], tuple]] | None = None
 
 
 @dataclass
@@ -97,6 +101,7 @@ class FrameClassifier:
         self.crops: list[np.ndarray] = []
         self.crop_rows: list[int] = []
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
+        self.second_crops: list[np.ndarray | None] = []  # the second opinion's crops (first route)
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError, bright_field: bool | None = None) -> None:
@@ -247,6 +252,10 @@ class FrameClassifier:
             self.crop_rows.append(len(self.rows) - 1)
             self.crops.append(c)
             self.crop_routes.append(route)
+            second = self.model.second if route == 0 else None
+            self.second_crops.append(None if second is None else np.asarray(
+                self.settings.crop(image, d, second.crop_pixel_A(d, image), second.crop_px),
+                dtype=np.float32))
 
     # ------------------------------------------------------------------------------ batches
     def submit(self, next_frame: int, pool: Executor | None = None) -> Batch:
@@ -262,8 +271,10 @@ class FrameClassifier:
             rows=self.rows, crops=self.crops, crop_rows=self.crop_rows, crop_routes=self.crop_routes,
             next_frame=next_frame, complete=st.complete,
             tracker=None if self.tracker is None else self.tracker.state(),
-            diameter_px=dict(st.diameter_px), domain_checked=st.domain_checked)
+            diameter_px=dict(st.diameter_px), domain_checked=st.domain_checked,
+            second_crops=self.second_crops)
         self.rows, self.crops, self.crop_rows, self.crop_routes = [], [], [], []
+        self.second_crops = []
         for j, view in enumerate(self.model.routes):
             todo = [k for k, route in enumerate(batch.crop_routes) if route == j]
             if not todo:
@@ -274,17 +285,33 @@ class FrameClassifier:
                 batch.inference.append((j, todo, lambda r=result: r))
             else:
                 batch.inference.append((j, todo, view.submit(crops, pool)))
+        todo = [k for k, c in enumerate(batch.second_crops) if c is not None]
+        if todo and self.model.second is not None:
+            crops = [batch.second_crops[k] for k in todo]  # type: ignore[misc]
+            if pool is None:
+                result = self.model.second.probabilities(crops)
+                batch.second_inference = (todo, lambda r=result: r)
+            else:
+                batch.second_inference = (todo, self.model.second.submit(crops, pool))
         return batch
 
     def complete(self, batch: Batch, table: FramesTable) -> Checkpoint:
         """Label the rows of ``batch`` (waiting for its inference), hand them to ``table`` and
         return the checkpoint of its last frame. Batches complete in the order submitted."""
+        from clusterspy.predict import second_opinion_disagrees
+
+        second: dict[int, np.ndarray] = {}
+        if batch.second_inference is not None:
+            todo2, wait2 = batch.second_inference
+            second = dict(zip(todo2, wait2()[0], strict=True))
         for j, todo, wait in batch.inference:
             view, (probs, dist) = self.model.routes[j], wait()
             for n, k in enumerate(todo):
                 row, p, crop = batch.rows[batch.crop_rows[k]], probs[n], batch.crops[k]
                 label, row[COLUMN["reason"]] = view.judge(
                     p, None if dist is None else float(dist[n]), row[COLUMN["diameter_nm"]])
+                if k in second and second_opinion_disagrees(label, second[k]):
+                    label, row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
                 row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
                 row[_P] = [float(x) for x in p]
                 if label != UNKNOWN:

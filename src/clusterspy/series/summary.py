@@ -128,7 +128,7 @@ def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred:
     proportions rest on a minority of frames. A newcomer's series told a pixel size 15–20 % too
     large had 23–30 of 40 smoothed labels inferred so, many of them wrong, with no word of it."""
     labelled = np.isin(lab, CLASSES)
-    judged = labelled | np.isin(reason, ["low_confidence", "out_of_distribution"])
+    judged = labelled | np.isin(reason, ["low_confidence", "models_disagree", "out_of_distribution"])
     n_judged, n_lab = int(judged.sum()), int(labelled.sum())
     n_filled = int(np.sum(inferred.astype(bool) & (lab == UNKNOWN)))
     if n_judged < 5 or n_lab >= FEW_LABELS_SHARE * n_judged or n_filled == 0:
