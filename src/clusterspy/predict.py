@@ -41,11 +41,12 @@ WEIGHTS_DIR = DEFAULT_MODEL_DIR
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
-    "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS", "RESULT_COLUMNS",
-    "SECOND_OPINION", "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults", "Model", "ModelsBySize",
-    "classify", "detection_range_A", "dihedral_views", "judged_crop", "judging_model", "load_model", "model_summary",
-    "normalise_crops", "second_opinion_disagrees", "second_opinion_for", "sha256_file",
-    "shipped_model_covering", "shipped_models", "softmax", "table_confidence", "usable_models",
+    "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS",
+    "RESULT_COLUMNS", "SECOND_OPINION", "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults", "Model",
+    "ModelsBySize", "classify", "detection_range_A", "dihedral_views", "judged_crop", "judging_model",
+    "load_model", "model_summary", "normalise_crops", "second_opinion_disagrees", "second_opinion_for",
+    "sha256_file", "shipped_model_covering", "shipped_models", "softmax", "table_confidence",
+    "usable_models",
 ]
 
 
