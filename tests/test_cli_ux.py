@@ -499,9 +499,10 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
                              else "unknown", confidence=0.5, reason=reason)
 
     unsure = [result(0, "low_confidence"), result(1, "out_of_distribution"), result(2, None),
-              result(3, "cut_by_edge")]
+              result(3, "cut_by_edge"), result(4, "models_disagree")]
     (note,) = _unsure_notes(unsure, calibrated=False)
-    assert note.startswith("2 of the 3 clusters the network judged are low confidence or unlike training")
+    assert note.startswith("3 of the 4 clusters the network judged are low confidence, unlike training or "
+                           "disputed by the second model")
     assert "--calibrate --element <metal>" in note
     assert "the corners of an image rotated with zeros" in note  # not only the pixel size (a newcomer's)
     assert _unsure_notes(unsure, calibrated=True) == []

@@ -128,7 +128,8 @@ def test_touching_neighbours_are_named():
 
 def test_reasons_vocabulary_is_closed():
     assert set(REASONS) == {"too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
-                            "scale_mismatch", "out_of_distribution", "low_confidence", "fit_disagrees"}
+                            "scale_mismatch", "out_of_distribution", "low_confidence", "models_disagree",
+                            "fit_disagrees"}
 
 
 # ------------------------------------------------------------------------------- crop field

@@ -46,6 +46,10 @@ REASON_MEANING: dict[str, str] = {
                            "every class than 99.5 % of held-out simulated training images",
     "low_confidence": "the calibrated confidence is below the model card's threshold (chosen for "
                       "≥ 99 % precision on held-out images)",
+    "models_disagree": "the default only: ``isomernet-v2`` (trained with exact calibrations) labelled "
+                       "it, but ``isomernet-v4`` (trained with ±20 % pixel-size errors), shown its own "
+                       "crop of the cluster, finds another isomer most probable — most often a pixel "
+                       "size told far too small; the probabilities are v2's",
     "fit_disagrees": "only with ``classify --verify``: the 3D atomic model whose simulated image "
                      "matches the cluster best (a conclusive structure fit, as ``clusterspy fit``) "
                      "is of another isomer than the network's label; the probabilities are kept, "
@@ -290,6 +294,9 @@ def trust_rows(domains: Mapping[str, dict]) -> list[list[str]]:
     row("held-out: wrong labels over the three pixel sizes",
         lambda d: f"{fmt_value(get_path(d, 'heldout/wrong_labels_total'))} of "
                   f"{fmt_value(get_path(d, 'heldout/labels_given_total'))}")
+    row("held-out told a pixel size ×0.7 / 0.6 / 0.55 (far outside the domain): wrong labels",
+        lambda d: " / ".join(fmt_share(get_path(d, f"wrong_scale/px{s}/wrong_share"))
+                             for s in ("0.70", "0.60", "0.55")))
     row("out-of-distribution inputs given no isomer label",
         lambda d: f"{fmt_share(get_path(d, 'ood/no_label_share'))} of "
                   f"{fmt_value(get_path(d, 'ood/n_inputs'))}")

@@ -134,8 +134,9 @@ def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred:
     if n_judged < 5 or n_lab >= FEW_LABELS_SHARE * n_judged or n_filled == 0:
         return None
     return (f"cluster {cid}: the network labelled only {n_lab} of the {n_judged} frames it judged (the "
-            f"others low confidence or unlike training); the HMM filled {n_filled} unknown frames from those "
-            "few, and the proportions rest on them — check the pixel size (15 % off costs most labels; "
+            f"others low confidence, unlike training or disputed by the second model); the HMM filled "
+            f"{n_filled} unknown frames from those few, and the proportions rest on them — check the pixel "
+            "size (15 % off costs most labels; "
             "--calibrate --element <metal> checks it against the lattice) and read the raw labels in "
             "frames.csv")
 
