@@ -501,8 +501,9 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     unsure = [result(0, "low_confidence"), result(1, "out_of_distribution"), result(2, None),
               result(3, "cut_by_edge"), result(4, "models_disagree")]
     (note,) = _unsure_notes(unsure, calibrated=False)
-    assert note.startswith("3 of the 4 clusters the network judged are low confidence, unlike training or "
-                           "disputed by the second model")
+    assert note.startswith("3 of the 4 clusters the network judged got no label (1 low_confidence, 1 "
+                           "models_disagree, 1 out_of_distribution) (models_disagree: isomernet-v4")
+    assert "told 20–45 % off" in note
     assert "--calibrate --element <metal>" in note
     assert "the corners of an image rotated with zeros" in note  # not only the pixel size (a newcomer's)
     assert _unsure_notes(unsure, calibrated=True) == []

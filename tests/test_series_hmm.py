@@ -250,3 +250,32 @@ def test_a_cluster_labelled_on_few_of_its_judged_frames_gets_a_warning_when_the_
     mostly = np.array(["fcc"] * 6 + ["unknown"] * 4, dtype=object)
     assert _few_labels_warning(4, mostly, np.array([None] * 6 + ["low_confidence"] * 4, dtype=object),
                                np.array([0] * 6 + [1] * 4)) is None
+
+
+def test_frames_the_second_opinion_disputed_are_no_evidence_for_the_hmm():
+    """A newcomer's example series told a pixel size 20 % too large: v2's fcc, withdrawn as
+    ``models_disagree`` on 21 of 40 frames, came back as their smoothed label. The disputed frames stay
+    unknown, and their (v2's) probabilities pull no neighbour: a low-confidence frame among them that
+    leans icosahedral is bridged from the icosahedral frames around, not turned fcc."""
+    from clusterspy.isomers import CLASSES, UNKNOWN
+    from clusterspy.series.frames import COLUMN, new_row, rows_to_table
+    from clusterspy.series.summary import smooth_and_summarise
+
+    rows = []
+    plan = (["icosahedral"] * 4 + [("models_disagree", "fcc")] * 3 + [("low_confidence", "icosahedral")]
+            + [("models_disagree", "fcc")] * 3 + ["icosahedral"] * 4)
+    for f, what in enumerate(plan):
+        lab, (reason, lean) = (what, ("", what)) if isinstance(what, str) else (UNKNOWN, what)
+        row = new_row(f, None, 0, lab)
+        for c in CLASSES:
+            row[COLUMN[f"p_{c}"]] = 0.97 if c == lean else 0.01
+        if reason == "low_confidence":
+            row[COLUMN[f"p_{lean}"]], row[COLUMN["p_fcc"]] = 0.55, 0.43
+        row[COLUMN["reason"]] = reason
+        rows.append(row)
+    t = rows_to_table(rows)
+    smooth_and_summarise(t, None, n_boot=10, seed=0, stay=0.95, transition=None, learn=False)
+    sm = list(t["smoothed_label"])
+    disputed = [i for i, w in enumerate(plan) if isinstance(w, tuple) and w[0] == "models_disagree"]
+    assert [sm[i] for i in disputed] == [UNKNOWN] * 6
+    assert sm[7] == "icosahedral" and "fcc" not in sm

@@ -316,13 +316,19 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     """One line when at least half the clusters the network judged are ``low_confidence``,
     ``models_disagree`` or ``out_of_distribution`` (without ``--calibrate``): a pixel size 10–20 %
     off does this, and the lattice can check it (as a series' few-labels warning says)."""
-    unsure = sum(r.reason in ("low_confidence", "models_disagree", "out_of_distribution")
-                 for r in results)
+    from collections import Counter
+
+    kinds = ("low_confidence", "models_disagree", "out_of_distribution")
+    counts = Counter(r.reason for r in results if r.reason in kinds)
+    unsure = sum(counts.values())
     judged = unsure + sum(r.reason is None for r in results)
     if calibrated or unsure == 0 or unsure < 0.5 * judged:
         return []
-    return [f"{unsure} of the {judged} clusters the network judged are low confidence, unlike training or "
-            "disputed by the second model: "
+    why = ", ".join(f"{counts[k]} {k}" for k in kinds if counts[k])
+    disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other than "
+                "isomernet-v2's label most probable — typical of a pixel size told 20–45 % off)"
+                if counts["models_disagree"] else "")
+    return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
             "a pixel size 10–20 % off does this (see the README's 'When to trust a label'); "
             "--calibrate --element <metal> checks it against the clusters' lattice. So do regions filled "
             "with a constant (the corners of an image rotated with zeros: fill them with the background) "

@@ -19,10 +19,14 @@ __all__ = ["NO_EVIDENCE", "smooth_and_summarise", "summarize_labels"]
 
 log = logging.getLogger(__name__)
 
-#: Reasons decided before inference (:mod:`clusterspy.domain`): such a frame carries no evidence,
-#: and its smoothed label stays "unknown" — the HMM never labels what the model could not see.
+#: Reasons decided before inference (:mod:`clusterspy.domain`), and the network's own that mean it
+#: could not see the cluster: such a frame carries no evidence, and its smoothed label stays
+#: "unknown" — the HMM never labels what the model could not see.
 NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-               "not_resolved", "out_of_distribution", BRIGHT_FIELD)
+               "not_resolved", "out_of_distribution", "models_disagree", BRIGHT_FIELD)
+#: Reasons whose frames' probabilities are withdrawn evidence: the HMM does not see them at all (a
+#: label the second opinion disputed would otherwise return as its neighbours' smoothed label).
+WITHDRAWN = ("models_disagree",)
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:
@@ -239,7 +243,8 @@ def smooth_and_summarise(
         f0 = int(fr.min())
         t_len = int(fr.max()) - f0 + 1
         probs = np.full((t_len, len(CLASSES)), np.nan)
-        p_rows = np.column_stack([table[c][idx] for c in pcols])
+        p_rows = np.column_stack([table[c][idx] for c in pcols]).astype(float)
+        p_rows[np.isin(table["reason"][idx], WITHDRAWN)] = np.nan
         probs[fr - f0] = p_rows
         res = smooth(probs, transition=transition, stay=stay, learn=learn)
         lab = table["label"][idx]
