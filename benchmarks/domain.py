@@ -9,7 +9,7 @@ size-dependent crop, the network, the out-of-distribution score, the label rule)
    pixel-size error (the image claimed at 0.85× and 1.15× its true pixel size);
 2. **held-out** (``heldout``): the fast simulator at the PRISM set's settings, 160 clusters —
    the same figures (pixel-size error, unrotated) on four times the PRISM set's clusters;
-   ``wrong_scale``: the same images told a pixel size 30–45 % too small (far outside the domain):
+   ``wrong_scale``: the same images told a pixel size 30–45 % too small or too large (far outside the domain):
    the share of *wrong* labels (a wrong label here is a confident claim the model cannot see);
 3. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
    ("unknown" counted wrong) and reasons against particle diameter;
@@ -59,9 +59,9 @@ from domain_sets import (  # noqa: E402
 
 ROTATIONS_DEG = list(range(0, 360, 15))
 SCALES = (0.85, 1.0, 1.15)
-#: Pixel sizes told too small by far more than the ±15 % the domain promises (×0.55–0.7): the
-#: mistakes a newcomer makes (a calibration of another magnification, pm read as a wrong unit).
-WRONG_SCALES = (0.7, 0.6, 0.55)
+#: Pixel sizes told off by far more than the ±15 % the domain promises (too small ×0.55–0.7, too
+#: large ×1.3–1.45): the mistakes a newcomer makes (a calibration of another magnification).
+WRONG_SCALES = (0.7, 0.6, 0.55, 1.3, 1.45)
 
 
 def _central(results: list, shape: tuple[int, int]):
@@ -222,8 +222,8 @@ def _score_set(model: Any, x: np.ndarray, y: np.ndarray, metas: list, spec: dict
 
 
 def wrong_scale_part(model: Any) -> dict:
-    """The held-out set told a pixel size 30–45 % too small (:data:`WRONG_SCALES`): no label is
-    owed here, but every label given should be right — the share of wrong labels is the figure."""
+    """The held-out set told a pixel size 30–45 % too small or too large (:data:`WRONG_SCALES`): no
+    label is owed here, but every label given should be right — the share of wrong labels is the figure."""
     from clusterspy.datasets import load
     from clusterspy.isomers import CLASSES
 

@@ -294,9 +294,9 @@ def trust_rows(domains: Mapping[str, dict]) -> list[list[str]]:
     row("held-out: wrong labels over the three pixel sizes",
         lambda d: f"{fmt_value(get_path(d, 'heldout/wrong_labels_total'))} of "
                   f"{fmt_value(get_path(d, 'heldout/labels_given_total'))}")
-    row("held-out told a pixel size ×0.7 / 0.6 / 0.55 (far outside the domain): wrong labels",
+    row("held-out told a pixel size ×0.7 / 0.6 / 0.55 / 1.3 / 1.45 (far outside the domain): wrong labels",
         lambda d: " / ".join(fmt_share(get_path(d, f"wrong_scale/px{s}/wrong_share"))
-                             for s in ("0.70", "0.60", "0.55")))
+                             for s in ("0.70", "0.60", "0.55", "1.30", "1.45")))
     row("out-of-distribution inputs given no isomer label",
         lambda d: f"{fmt_share(get_path(d, 'ood/no_label_share'))} of "
                   f"{fmt_value(get_path(d, 'ood/n_inputs'))}")
