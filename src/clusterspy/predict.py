@@ -298,12 +298,11 @@ def load_model(path: str | Path | None = None) -> Model | ModelsBySize:
     """
     if path is None or str(path) == AUTO:
         primary = _load_one(None)
-        wide = [_load_one(p) for name, p in shipped_models().items()
-                if p != DEFAULT_MODEL and name in BY_SIZE]
+        shipped = shipped_models()
+        wide = [_load_one(p) for name, p in shipped.items() if p != DEFAULT_MODEL and name in BY_SIZE]
         if not wide:
             return primary
-        second = (_load_one(shipped_models()[SECOND_OPINION])
-                  if SECOND_OPINION is not None and SECOND_OPINION in shipped_models() else None)
+        second = _load_one(shipped[SECOND_OPINION]) if SECOND_OPINION in shipped else None
         key = (primary, *wide, second)  # the cached models: one ModelsBySize for them
         if key not in _BY_SIZE_CACHE:
             _BY_SIZE_CACHE.clear()
@@ -472,19 +471,24 @@ def second_opinion_disagrees(label: str, probabilities: np.ndarray) -> bool:
     return label != UNKNOWN and CLASSES[int(np.argmax(probabilities))] != label
 
 
+def _model_crops(image: Image, detections: list[Any], diam: list[float], model: Model) -> np.ndarray:
+    """The crops ``model`` is shown of ``detections`` of projected diameters ``diam`` [Å]: its field
+    from each diameter (:meth:`Model.crop_pixel_size_A`), ``(N, crop_px, crop_px)``."""
+    from clusterspy.detection import crop_cluster
+
+    return np.stack([crop_cluster(image, d, model.crop_pixel_size_A(D), model.crop_px)
+                     for d, D in zip(detections, diam, strict=True)])
+
+
 def _checked_by(second: Model, image: Image, detections: list[Any], diam: list[float],
                 verdicts: list[tuple]) -> list[tuple]:
     """``verdicts`` (of :func:`_judge_one`) with each label the ``second`` model does not find most
     probable, in its own crop of the cluster, made ``"unknown"`` / ``"models_disagree"``."""
-    from clusterspy.detection import crop_cluster
-
     todo = [i for i, v in enumerate(verdicts) if v[0] != UNKNOWN]
     if not todo:
         return verdicts
-    card = second.card
-    crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(diam[i]), card.crop_px)
-                      for i in todo])
-    probs, _ = second.infer(crops)
+    probs = second.predict_crops(_model_crops(image, [detections[i] for i in todo],
+                                              [diam[i] for i in todo], second))
     out = list(verdicts)
     for k, i in enumerate(todo):
         label, conf, p, _, od = verdicts[i]
@@ -846,7 +850,6 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
 def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: list[str | None],
                model: Model) -> list[tuple]:
     """``(label, confidence, probabilities, reason, ood_distance)`` of each cluster, by one model."""
-    from clusterspy.detection import crop_cluster
     from clusterspy.domain import amorphous_cap_A, judge_probabilities
 
     card = model.card
@@ -854,9 +857,8 @@ def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: 
     todo = [i for i, r in enumerate(reasons) if r is None]
     probs = dist = None
     if todo:
-        crops = np.stack([crop_cluster(image, detections[i], card.crop_pixel_size_A(diam[i]), card.crop_px)
-                          for i in todo])
-        probs, dist = model.infer(crops)
+        probs, dist = model.infer(_model_crops(image, [detections[i] for i in todo], [diam[i] for i in todo],
+                                               model))
     out = []
     k = 0
     for i in range(len(detections)):
