@@ -302,7 +302,7 @@ def classify(
     results = batch.results()
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
-                 *_unsure_notes(results, calibrate)]:
+                 *_unsure_notes(results, calibrate), *_searched_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -334,6 +334,23 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
             "--calibrate --element <metal> checks it against the clusters' lattice. So do regions filled "
             "with a constant (the corners of an image rotated with zeros: fill them with the background) "
             "and clusters unlike any in training"]
+
+
+def _searched_notes(results: list) -> list[str]:
+    """One line when labels were found only at a pixel size 15 % from the one given (the default's
+    pixel-size search, ``pixel_size_factor``): the calibration may be off by as much."""
+    from collections import Counter
+
+    factors = Counter(round(float(r.pixel_size_factor), 3) for r in results
+                      if r.label != "unknown" and r.pixel_size_factor != 1.0)
+    if not factors:
+        return []
+    n, labelled = sum(factors.values()), sum(r.label != "unknown" for r in results)
+    at = ", ".join(f"{k} at × {f:g}" for f, k in sorted(factors.items()))
+    return [f"{n} of the {labelled} labels were found only with the pixel size told × 0.87 or × 1.15 "
+            f"(pixel_size_factor: {at}): isomernet-v2 could not label them at the pixel size given, and "
+            "isomernet-v4 agreed at both; the calibration may be that far off — --calibrate --element "
+            "<metal> measures it against the clusters' lattice"]
 
 
 def _fit_notes(results: list) -> list[str]:

@@ -898,6 +898,13 @@ def crop_pixel_size_A(
     return float(max(min_pixel_size_A, field_factor * float(diameter_A) / int(crop_px)))
 
 
+def crop_window_half_px(scale: float, crop_px: int) -> float:
+    """Half the side [input px] of the window :func:`crop_cluster` reads for a crop of ``crop_px``
+    output pixels of ``scale`` input pixels each (the crop, its anti-alias blur's reach, a margin)."""
+    sigma = 0.5 * np.sqrt(scale**2 - 1.0) if scale > 1.0 else 0.0
+    return 0.5 * crop_px * scale + 4 * sigma + 3
+
+
 def crop_cluster(
     image: Image, detection: Detection, pixel_size_A: float, crop_px: int
 ) -> np.ndarray:
@@ -930,7 +937,7 @@ def crop_cluster(
     src = np.asarray(image.data)  # only the window is converted to float32 (crop first)
     scale = target / image.pixel_size_A  # input pixels per output pixel
     sigma = 0.5 * np.sqrt(scale**2 - 1.0) if scale > 1.0 else 0.0
-    half = 0.5 * crop_px * scale + 4 * sigma + 3
+    half = crop_window_half_px(scale, crop_px)
     cx, cy = detection.x_px, detection.y_px
     r0, r1 = int(np.floor(cy - half)), int(np.ceil(cy + half)) + 1
     c0, c1 = int(np.floor(cx - half)), int(np.ceil(cx + half)) + 1

@@ -505,6 +505,12 @@ def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason
     return label, reason
 
 
+def spectrum_window_px(diameter_A: float, pixel_size_A: float) -> int:
+    """Side [px] of the square :func:`_window_spectrum` reads around a cluster of ``diameter_A`` [Å]:
+    0.7 × the diameter, within 12–40 Å, at least 16 px."""
+    return max(16, round(float(np.clip(0.7 * diameter_A, 12.0, 40.0)) / float(pixel_size_A)))
+
+
 def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float, *, noise: bool = True
                      ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """Power spectrum of a Hann-windowed square centred on a cluster (side ``0.7 × diameter``,
@@ -515,8 +521,7 @@ def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float, 
     nyq = 0.5 / px
     if nyq <= LATTICE_BAND[0] * 1.2:
         return None
-    side_A = float(np.clip(0.7 * diameter_A, 12.0, 40.0))
-    n = max(16, round(side_A / px))
+    n = spectrum_window_px(diameter_A, px)
     rows, cols = image.shape
     r0 = min(max(round(y_px - n / 2), 0), max(rows - n, 0))
     c0 = min(max(round(x_px - n / 2), 0), max(cols - n, 0))

@@ -47,6 +47,7 @@ RESULT_COLUMNS: tuple[str, ...] = (
     *(f"p_{c}" for c in CLASSES),
     "ood_distance",
     "model",
+    "pixel_size_factor",
 )
 
 #: Columns added to ``results.csv`` when the labels were verified by a structure fit

@@ -187,7 +187,8 @@ def results_from_signal(signal: Any) -> ClusterResults:
     if not signal.metadata.has_item("ClusterSpy.results"):
         raise ImageDataError("this signal carries no ClusterSpy results (add them with add_to_signal)")
     tab = signal.metadata.ClusterSpy.results.as_dictionary()
-    missing = [c for c in RESULT_COLUMNS if c not in tab and c != "model"]  # older tables lack "model"
+    # older tables lack "model" and "pixel_size_factor"
+    missing = [c for c in RESULT_COLUMNS if c not in tab and c not in ("model", "pixel_size_factor")]
     if missing:
         raise ImageDataError(f"the ClusterSpy results of this signal lack the columns {missing}")
     n = len(tab["label"])
@@ -206,5 +207,6 @@ def results_from_signal(signal: Any) -> ClusterResults:
             probabilities=None if any(v is None for v in probs.values()) else probs,  # type: ignore[misc]
             diameter_nm=num("diameter_nm", i), reason=str(tab["reason"][i]) or None,
             ood_distance=num("ood_distance", i),
-            model=str(tab["model"][i]) or None if "model" in tab else None))
+            model=str(tab["model"][i]) or None if "model" in tab else None,
+            pixel_size_factor=num("pixel_size_factor", i) or 1.0 if "pixel_size_factor" in tab else 1.0))
     return out

@@ -14,6 +14,8 @@ the model's pixel size and sets on every particle the properties
 - ``"isomer_ood_distance"`` — the out-of-distribution distance (NaN when not computed),
 - ``"isomer_model"`` — the model that judged the particle (``name@sha12``; the shipped default
   chooses it by size),
+- ``"isomer_pixel_size_factor"`` — the factor on the pixel size given at which the label was found
+  (1.0; 0.87 or 1.15 where the default's pixel-size search found it: the calibration may be off),
 - ``"x_px"``, ``"y_px"`` — the centre the crop was cut around, in the image's pixels (col, row;
   ParticleSpy's own ``"x"``/``"y"`` are calibrated and row-first),
 
@@ -156,6 +158,7 @@ def _set_properties(p: Any, r: ClusterResult) -> None:
         p.set_property(f"p_{name}", np.nan if not r.probabilities else r.probabilities[name], None)
     p.set_property("isomer_ood_distance", np.nan if r.ood_distance is None else r.ood_distance, None)
     p.set_property("isomer_model", r.model or "", None)
+    p.set_property("isomer_pixel_size_factor", float(r.pixel_size_factor), None)
     p.set_property("x_px", float(r.x_px), "px")
     p.set_property("y_px", float(r.y_px), "px")
 
@@ -188,7 +191,8 @@ def results_from_particles(particle_list: Any) -> ClusterResults:
             probabilities=None if None in probs.values() else probs,  # type: ignore[arg-type]
             diameter_nm=num(p, "diameter_nm"), reason=str(p.properties["isomer_reason"]["value"]) or None,
             ood_distance=num(p, "isomer_ood_distance"),
-            model=str(p.properties.get("isomer_model", {}).get("value") or "") or None))
+            model=str(p.properties.get("isomer_model", {}).get("value") or "") or None,
+            pixel_size_factor=float(p.properties.get("isomer_pixel_size_factor", {}).get("value", 1.0))))
     return out
 
 

@@ -277,7 +277,8 @@ def classify_series(
 def _model_record(view: ModelView) -> dict[str, Any]:
     """``summary.json``'s ``model``: its id and, for each model (the default: one per size range,
     ``by_size``), the geometry, calibration and SHA-256 its rows were judged with; and the second
-    opinion that checked the first model's labels (``second_opinion``), if any."""
+    opinion that checked the first model's labels (``second_opinion``) and the pixel-size search
+    (``pixel_size_search``), if any."""
     def one(v: ModelView) -> dict[str, Any]:
         return {"id": v.id, "weights_sha256": v.sha256, **{k: v.card[k] for k in (
             "pixel_size_A", "crop_px", "temperature", "unknown_threshold") if k in v.card}}
@@ -294,6 +295,11 @@ def _model_record(view: ModelView) -> dict[str, Any]:
 
         record["second_opinion"] = {**one(view.second), "checks": view.routes[0].card.get("name"),
                                     "rule": SECOND_OPINION_RULE}
+    if view.search:
+        from clusterspy.predict import PIXEL_SIZE_SEARCH_RULE
+
+        record["pixel_size_search"] = {"factors": [round(f, 6) for f in view.search],
+                                       "rule": PIXEL_SIZE_SEARCH_RULE}
     return record
 
 

@@ -53,12 +53,14 @@ BRIGHT_FIELD = "bright_field"
 FRAME_COLUMNS: tuple[str, ...] = (
     "frame", "time_s", "cluster", "x_px", "y_px", "label", "smoothed_label", "confidence",
     *(f"p_{c}" for c in CLASSES), "diameter_nm", "reason", "status", "message", "inferred", "model",
+    "pixel_size_factor",
 )
 #: Position of each column in a row.
 COLUMN: dict[str, int] = {c: i for i, c in enumerate(FRAME_COLUMNS)}
-_OLD_COLUMNS = FRAME_COLUMNS[:-4]
-_NO_INFERRED = FRAME_COLUMNS[:-2]
-_NO_MODEL = FRAME_COLUMNS[:-1]
+_OLD_COLUMNS = FRAME_COLUMNS[:-5]
+_NO_INFERRED = FRAME_COLUMNS[:-3]
+_NO_MODEL = FRAME_COLUMNS[:-2]
+_NO_FACTOR = FRAME_COLUMNS[:-1]
 _TEXT = ("label", "smoothed_label", "reason", "status", "message", "model")
 
 
@@ -85,7 +87,7 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
     Incomplete trailing lines (an interrupted write) are dropped. A file written before the
     ``status`` and ``message`` columns existed is read with ``status`` "ok" and no message; one
-    without ``inferred`` or ``model`` with those empty.
+    without ``inferred``, ``model`` or ``pixel_size_factor`` with those empty.
 
     Returns
     -------
@@ -99,7 +101,7 @@ def read_frames_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
         header = next(reader, None)
         if header is None:
             return rows_to_table([])
-        if tuple(header) not in (FRAME_COLUMNS, _NO_MODEL, _NO_INFERRED, _OLD_COLUMNS):
+        if tuple(header) not in (FRAME_COLUMNS, _NO_FACTOR, _NO_MODEL, _NO_INFERRED, _OLD_COLUMNS):
             raise ConfigError(f"{path} is not a ClusterSpy frames.csv (columns {header})")
         width = len(header)
         for row in reader:

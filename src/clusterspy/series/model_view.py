@@ -57,6 +57,9 @@ class ModelView:
         #: The view of the model that checks the first route's labels
         #: (:attr:`clusterspy.predict.ModelsBySize.second_opinion`), or None.
         self.second: ModelView | None = None if second is None else ModelView(second)
+        #: Factors on the pixel size tried for a first-route crop whose label does not stand
+        #: (:func:`clusterspy.predict.search_pixel_size`); empty without a second opinion.
+        self.search: tuple[float, ...] = tuple(getattr(self.model, "pixel_size_search", ())) if second else ()
         if members:
             self.id = str(self.model.id)
         #: The id each row of this view's crops records (the one model's, not the routed pair's).

@@ -83,6 +83,9 @@ class Batch:
     second_crops: list[np.ndarray | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
+    #: What the pixel-size search of each crop of the first route reads
+    #: (:func:`clusterspy.predict.search_context` and the projected diameter [Å]), or None.
+    search_contexts: list[tuple[Image, Any, float] | None] = field(default_factory=list)
 
 
 @dataclass
@@ -102,6 +105,7 @@ class FrameClassifier:
         self.crop_rows: list[int] = []
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
         self.second_crops: list[np.ndarray | None] = []  # the second opinion's crops (first route)
+        self.search_contexts: list[tuple[Image, Any, float] | None] = []  # their pixel-size search's
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError, bright_field: bool | None = None) -> None:
@@ -256,6 +260,18 @@ class FrameClassifier:
             self.second_crops.append(None if second is None else np.asarray(
                 self.settings.crop(image, d, second.crop_pixel_A(d, image), second.crop_px),
                 dtype=np.float32))
+            self.search_contexts.append(self._search_context(image, d) if second is not None
+                                        and self.model.search else None)
+
+    def _search_context(self, image: Image, d: Any) -> tuple[Image, Any, float]:
+        """What the pixel-size search of the first route's crop of ``d`` reads, and its projected
+        diameter [Å] (:func:`clusterspy.predict.search_context`)."""
+        from clusterspy.domain import particle_diameter_A
+        from clusterspy.predict import search_context
+
+        diameter_A = particle_diameter_A(d.diameter_A)
+        models = [self.model.routes[0].model, self.model.second.model]  # type: ignore[union-attr]
+        return (*search_context(image, d, diameter_A, models, self.model.search), diameter_A)
 
     # ------------------------------------------------------------------------------ batches
     def submit(self, next_frame: int, pool: Executor | None = None) -> Batch:
@@ -272,9 +288,9 @@ class FrameClassifier:
             next_frame=next_frame, complete=st.complete,
             tracker=None if self.tracker is None else self.tracker.state(),
             diameter_px=dict(st.diameter_px), domain_checked=st.domain_checked,
-            second_crops=self.second_crops)
+            second_crops=self.second_crops, search_contexts=self.search_contexts)
         self.rows, self.crops, self.crop_rows, self.crop_routes = [], [], [], []
-        self.second_crops = []
+        self.second_crops, self.search_contexts = [], []
         for j, view in enumerate(self.model.routes):
             todo = [k for k, route in enumerate(batch.crop_routes) if route == j]
             if not todo:
@@ -298,7 +314,7 @@ class FrameClassifier:
     def complete(self, batch: Batch, table: FramesTable) -> Checkpoint:
         """Label the rows of ``batch`` (waiting for its inference), hand them to ``table`` and
         return the checkpoint of its last frame. Batches complete in the order submitted."""
-        from clusterspy.predict import second_opinion_disagrees
+        from clusterspy.predict import SEARCHED_REASONS, second_opinion_disagrees
 
         second: dict[int, np.ndarray] = {}
         if batch.second_inference is not None:
@@ -312,6 +328,10 @@ class FrameClassifier:
                     p, None if dist is None else float(dist[n]), row[COLUMN["diameter_nm"]])
                 if k in second and second_opinion_disagrees(label, second[k]):
                     label, row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
+                row[COLUMN["pixel_size_factor"]] = 1.0
+                if row[COLUMN["reason"]] in SEARCHED_REASONS and k < len(batch.search_contexts) \
+                        and batch.search_contexts[k] is not None:
+                    label, p = self._searched(batch, k, row, label, p, dist, n, second.get(k))
                 row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
                 row[_P] = [float(x) for x in p]
                 if label != UNKNOWN:
@@ -322,6 +342,24 @@ class FrameClassifier:
         return Checkpoint(next_frame=batch.next_frame, frames_bytes=table.size_bytes(),
                           complete=batch.complete, tracker=batch.tracker, diameter_px=batch.diameter_px,
                           domain_checked=batch.domain_checked, thumbnails=st.thumbnails, order=st.order)
+
+    def _searched(self, batch: Batch, k: int, row: list[Any], label: str, p: np.ndarray,
+                  dist: np.ndarray | None, n: int, second: np.ndarray | None) -> tuple[str, np.ndarray]:
+        """The label and probabilities of crop ``k`` after the pixel-size search
+        (:func:`clusterspy.predict.search_pixel_size`, as :func:`clusterspy.classify` makes it), its
+        row's reason and ``pixel_size_factor`` set."""
+        from clusterspy.predict import search_pixel_size
+
+        image, d, diameter_A = batch.search_contexts[k]  # type: ignore[misc]
+        verdict = (label, float(np.max(p)), {c: float(x) for c, x in zip(CLASSES, p, strict=True)},
+                   row[COLUMN["reason"]], None if dist is None else float(dist[n]))
+        (verdict,), (factor,) = search_pixel_size(
+            self.model.routes[0].model, self.model.second.model, image, [d], [diameter_A],  # type: ignore[union-attr]
+            [verdict], self.model.search, None if second is None else {0: second})
+        if factor == 1.0:
+            return label, p
+        row[COLUMN["reason"]], row[COLUMN["pixel_size_factor"]] = verdict[3], factor
+        return verdict[0], np.array([verdict[2][c] for c in CLASSES])
 
     def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray, frame: int,
                         cluster: int) -> None:

@@ -172,6 +172,23 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
             "trust a label' says what each means)")
 
 
+def _searched(lab: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """Which of a cluster's labels the pixel-size search found (``pixel_size_factor`` not 1)."""
+    f = np.asarray(factor, float)
+    return np.isin(lab, CLASSES) & np.isfinite(f) & (np.abs(f - 1.0) > 1e-9)
+
+
+def _searched_warning(cid: int, lab: np.ndarray, searched: np.ndarray) -> str | None:
+    """The warning for a cluster whose labels were found only at a pixel size 15 % from the one given
+    (:func:`clusterspy.predict.search_pixel_size`): the calibration may be that far off."""
+    n, labelled = int(searched.sum()), int(np.isin(lab, CLASSES).sum())
+    if n == 0:
+        return None
+    return (f"cluster {cid}: {n} of its {labelled} labels were found only with the pixel size told × 0.87 "
+            "or × 1.15 (pixel_size_factor in frames.csv): the calibration may be that far off — "
+            "series --calibrate --element <metal> measures it against the clusters' lattice")
+
+
 #: Words that mark the two warnings above — a cluster's proportions rest on few labels, or leave out
 #: the frames that gave no evidence — in ``summary.json``: ``clusterspy thermo`` passes these on.
 PROPORTION_WARNING_MARKS = ("the network labelled only", "gave no evidence")
@@ -269,9 +286,11 @@ def smooth_and_summarise(
             log.warning(msg)
         msg = (_few_labels_warning(int(cid), lab, table["reason"][idx], inf)
                or _unseen_frames_warning(int(cid), lab, table["reason"][idx]))
-        if msg:
-            warnings.append(msg)
-            log.warning(msg)
+        searched = _searched(lab, table.get("pixel_size_factor", np.full(len(table["label"]), np.nan))[idx])
+        for m in (msg, _searched_warning(int(cid), lab, searched)):
+            if m:
+                warnings.append(m)
+                log.warning(m)
         clusters.append({
             "cluster": int(cid),
             "first_frame": f0,
@@ -284,6 +303,7 @@ def smooth_and_summarise(
             "n_inferred": int(inf.sum()),
             "n_inferred_from_unknown": int(np.sum(inf & (lab == UNKNOWN))),
             "n_inferred_from_other_label": int(np.sum(inf & np.isin(lab, CLASSES))),
+            "n_labels_from_pixel_size_search": int(searched.sum()),
             "raw": raw_stats,
             "smoothed": sm_stats,
             "n_transitions_smoothed": n_tr,
