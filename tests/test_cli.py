@@ -102,7 +102,8 @@ def test_classify_json_schema(tmp_path: Path) -> None:
     assert isinstance(records, list) and len(records) == 1
     record = records[0]
     assert set(record) == {"file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason",
-                           "confidence", "probabilities", "ood_distance", "model"}
+                           "confidence", "probabilities", "ood_distance", "model", "pixel_size_factor"}
+    assert record["pixel_size_factor"] == 1.0  # the true pixel size: nothing searched
     assert (record["reason"] is None) == (record["label"] != "unknown")
     assert set(record["probabilities"]) == set(CLASSES)
     assert abs(sum(record["probabilities"].values()) - 1) < 1e-4

@@ -490,7 +490,7 @@ def test_series_shows_a_progress_bar_of_its_frames_on_a_terminal(tmp_path):
 
 def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate() -> None:
     """At least half the clusters the network judged low confidence or unlike training — what a
-    pixel size 10–20 % off does — gets one note naming --calibrate (not when calibrated already)."""
+    pixel size more than 15 % off does — gets one note naming --calibrate (not when calibrated already)."""
     from clusterspy.cli import _unsure_notes
     from clusterspy.predict import ClusterResult
 
@@ -503,7 +503,8 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     (note,) = _unsure_notes(unsure, calibrated=False)
     assert note.startswith("3 of the 4 clusters the network judged got no label (1 low_confidence, 1 "
                            "models_disagree, 1 out_of_distribution) (models_disagree: isomernet-v4")
-    assert "told 20–45 % off" in note
+    assert "a pixel size more than 15 % off" in note and "15 % either side" in note
+    assert "10–20" not in note and "20–45" not in note  # one range, not two that contradict (a newcomer's)
     assert "--calibrate --element <metal>" in note
     assert "the corners of an image rotated with zeros" in note  # not only the pixel size (a newcomer's)
     assert _unsure_notes(unsure, calibrated=True) == []

@@ -74,6 +74,17 @@ def test_one_model_alone_never_searches():
     assert r.label == "unknown" and r.pixel_size_factor == 1.0
 
 
+def test_explain_redraws_the_crop_the_label_was_found_in():
+    frames, _ = _example(TOLD_TOO_LARGE[:1])
+    img = Image(frames[0], 0.345)
+    (r,) = classify(img)
+    assert r.pixel_size_factor != 1.0
+    m, crop, step_A = predict.judged_crop(img, r, load_model())
+    assert m is load_model().primary and step_A == pytest.approx(m.pixel_size_A)
+    again = m.predict_crops(crop[None])[0]
+    assert again == pytest.approx([r.probabilities[c] for c in CLASSES], abs=1e-5)
+
+
 def test_the_csv_and_json_carry_the_factor(tmp_path: Path):
     from clusterspy.workflows import RESULT_COLUMNS, format_results
 
@@ -229,3 +240,19 @@ def test_older_frames_csv_without_the_factor_still_reads(tmp_path: Path):
     old.write_text(header + "\n" + ",".join(row) + "\n")
     t = read_frames_csv(old)
     assert list(t["label"]) == ["fcc"] and np.isnan(t["pixel_size_factor"][0])
+
+
+def test_the_table_and_the_note_say_where_a_label_was_found():
+    from clusterspy.cli import _searched_notes
+    from clusterspy.workflows import format_results
+
+    frames, _ = _example(TOLD_TOO_LARGE[:2])
+    results = [*classify(frames[0], pixel_size_A=0.345), *classify(frames[1], pixel_size_A=0.345, frame=1)]
+    table = format_results(results, "table").splitlines()
+    assert all("px×0.87" in line for line in table[2:])
+    (note,) = _searched_notes(results)
+    assert note.startswith("2 of the 2 labels were found only with the pixel size given times 0.87 or 1.15 "
+                           "(2 at × 0.87;")
+    (one,) = _searched_notes(results[:1])
+    assert one.startswith("the label was found only") and "label it at" in one
+    assert _searched_notes(classify(frames[0], pixel_size_A=0.3)) == []

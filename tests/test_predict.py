@@ -17,7 +17,7 @@ from clusterspy.predict import DEFAULT_MODEL, ClusterResult, load_model, normali
 pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.exists(), reason="no shipped weights")
 
 KEYS = {"file", "frame", "cluster", "x_px", "y_px", "diameter_nm", "label", "reason", "confidence",
-        "probabilities", "ood_distance", "model"}
+        "probabilities", "ood_distance", "model", "pixel_size_factor"}
 
 
 def test_card_and_probabilities():

@@ -112,4 +112,5 @@ def test_results_csv_has_the_columns_of_the_table():
     two definitions, one list (the ``model`` column was added to both)."""
     from clusterspy import workflows
 
-    assert workflows.RESULT_COLUMNS == RESULT_COLUMNS and RESULT_COLUMNS[-1] == "model"
+    assert workflows.RESULT_COLUMNS == RESULT_COLUMNS
+    assert RESULT_COLUMNS[-2:] == ("model", "pixel_size_factor")

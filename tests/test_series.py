@@ -446,8 +446,8 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     res = classify_series([Image(f, px) for f in frames], model=CardModelDouble(), out=tmp_path / "s",
                           n_boot=10)
     table = read_frames_csv(tmp_path / "s" / "frames.csv")
-    assert list(FRAME_COLUMNS[-6:]) == ["diameter_nm", "reason", "status", "message",
-                                        "inferred", "model"]  # appended last
+    assert list(FRAME_COLUMNS[-7:]) == ["diameter_nm", "reason", "status", "message",
+                                        "inferred", "model", "pixel_size_factor"]  # appended last
     small, large = table["frame"] < 8, table["frame"] >= 8
     assert set(table["label"][small]) == {"fcc"} and set(table["reason"][small]) == {""}
     assert set(table["label"][large]) == {"unknown"} and set(table["reason"][large]) == {"too_large"}

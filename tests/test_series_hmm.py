@@ -148,7 +148,7 @@ def test_series_marks_inferred_labels_and_states_its_intervals(tmp_path):
     res, _ = run(frames, tmp_path, model=Unsure(), batch_size=16, report=True)
     with open(tmp_path / "frames.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0])[-2:] == ["inferred", "model"]
+    assert list(rows[0])[-3:] == ["inferred", "model", "pixel_size_factor"]
     raw = np.array([r["label"] for r in rows], object)
     sm = np.array([r["smoothed_label"] for r in rows], object)
     inf = np.array([r["inferred"] == "1" for r in rows])
@@ -196,7 +196,7 @@ def test_series_marks_inferred_labels_and_states_its_intervals(tmp_path):
 def test_frames_csv_of_an_older_version_is_read_with_rows_appended_after_an_upgrade(tmp_path):
     from clusterspy.series.frames import FRAME_COLUMNS, read_frames_csv
 
-    old = [c for c in FRAME_COLUMNS if c not in ("inferred", "model")]
+    old = [c for c in FRAME_COLUMNS if c not in ("inferred", "model", "pixel_size_factor")]
     row = ["3", "0.3", "0", "10", "11", "fcc", "", "0.9", "0.03", "0.03", "0.9", "0.04", "2.1",
            "", "ok", ""]
     path = tmp_path / "frames.csv"
@@ -205,7 +205,7 @@ def test_frames_csv_of_an_older_version_is_read_with_rows_appended_after_an_upgr
     t = read_frames_csv(path)
     assert t["frame"].tolist() == [3, 4]  # the cut line (an interrupted write) is left out
     assert np.all(np.isnan(t["inferred"])) and t["status"].tolist() == ["ok", "ok"]
-    assert t["model"].tolist() == ["", ""]
+    assert t["model"].tolist() == ["", ""] and np.all(np.isnan(t["pixel_size_factor"]))
 
 
 def test_the_hmm_never_labels_a_track_with_an_isomer_the_network_never_gave():

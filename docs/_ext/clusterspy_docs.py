@@ -294,6 +294,12 @@ def trust_rows(domains: Mapping[str, dict]) -> list[list[str]]:
     row("held-out: wrong labels over the three pixel sizes",
         lambda d: f"{fmt_value(get_path(d, 'heldout/wrong_labels_total'))} of "
                   f"{fmt_value(get_path(d, 'heldout/labels_given_total'))}")
+    row("a second held-out set (160, seed 929292, made to check the pixel-size search): accepted / accuracy "
+        "on accepted; wrong labels over the three pixel sizes",
+        lambda d: f"{fmt_share(get_path(d, 'fresh/accepted_share'))} / "
+                  f"{fmt_share(get_path(d, 'fresh/accuracy_on_accepted'))}; "
+                  f"{fmt_value(get_path(d, 'fresh/wrong_labels_total'))} of "
+                  f"{fmt_value(get_path(d, 'fresh/labels_given_total'))}")
     row("held-out told a pixel size ×0.7 / 0.6 / 0.55 / 1.3 / 1.45 (far outside the domain): wrong labels",
         lambda d: " / ".join(fmt_share(get_path(d, f"wrong_scale/px{s}/wrong_share"))
                              for s in ("0.70", "0.60", "0.55", "1.30", "1.45")))

@@ -315,7 +315,7 @@ def classify(
 
 def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     """One line when at least half the clusters the network judged are ``low_confidence``,
-    ``models_disagree`` or ``out_of_distribution`` (without ``--calibrate``): a pixel size 10–20 %
+    ``models_disagree`` or ``out_of_distribution`` (without ``--calibrate``): a pixel size 15–20 %
     off does this, and the lattice can check it (as a series' few-labels warning says)."""
     from collections import Counter
 
@@ -327,10 +327,10 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
         return []
     why = ", ".join(f"{counts[k]} {k}" for k in kinds if counts[k])
     disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other than "
-                "isomernet-v2's label most probable — typical of a pixel size told 20–45 % off)"
-                if counts["models_disagree"] else "")
+                "isomernet-v2's label most probable)" if counts["models_disagree"] else "")
     return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
-            "a pixel size 10–20 % off does this (see the README's 'When to trust a label'); "
+            "a pixel size more than 15 % off does this (by default the clusters isomernet-v2 judges are "
+            "also tried at 15 % either side; see the README's 'When to trust a label'); "
             "--calibrate --element <metal> checks it against the clusters' lattice. So do regions filled "
             "with a constant (the corners of an image rotated with zeros: fill them with the background) "
             "and clusters unlike any in training"]
@@ -346,11 +346,13 @@ def _searched_notes(results: list) -> list[str]:
     if not factors:
         return []
     n, labelled = sum(factors.values()), sum(r.label != "unknown" for r in results)
-    at = ", ".join(f"{k} at × {f:g}" for f, k in sorted(factors.items()))
-    return [f"{n} of the {labelled} labels were found only with the pixel size told × 0.87 or × 1.15 "
-            f"(pixel_size_factor: {at}): isomernet-v2 could not label them at the pixel size given, and "
-            "isomernet-v4 agreed at both; the calibration may be that far off — --calibrate --element "
-            "<metal> measures it against the clusters' lattice"]
+    at = " and ".join(f"{k} at × {f:.2f}" for f, k in sorted(factors.items()))
+    which = "the label was" if labelled == 1 else f"{n} of the {labelled} labels were"
+    return [f"{which} found only with the pixel size given times 0.87 or 1.15 ({at}; pixel_size_factor "
+            "in JSON and CSV, px× in the table): isomernet-v2 could not label "
+            f"{'it' if n == 1 else 'them'} at the pixel size given, and isomernet-v4 agreed at both; the "
+            "calibration may be off by as much — --calibrate --element <metal> measures it against the "
+            "clusters' lattice"]
 
 
 def _fit_notes(results: list) -> list[str]:

@@ -271,16 +271,19 @@ def judged_crop(image: Image, result: ClusterResult, model: Model | ModelsBySize
                 ) -> tuple[Model, np.ndarray, float]:
     """The crop ``result``'s model was shown, made again from the result alone: ``(model, crop,
     crop pixel size [Å/px])`` — the model that judged it (:func:`judging_model`), its crop field
-    from the result's projected diameter, as :func:`classify` made it."""
+    from the result's projected diameter, as :func:`classify` made it (at the pixel size × its
+    :attr:`ClusterResult.pixel_size_factor` where the pixel-size search found the label)."""
     from clusterspy.detection import Detection, crop_cluster
     from clusterspy.domain import DETECTED_TO_PROJECTED
 
     m = judging_model(model, result)
-    size_A = 10.0 * float(result.diameter_nm)  # the projected diameter the crop field was made from
+    factor = float(getattr(result, "pixel_size_factor", 1.0) or 1.0)
+    # the projected diameter the crop field was made from, at the pixel size the label was found at
+    size_A = 10.0 * float(result.diameter_nm) * factor
     d = Detection(x_px=result.x_px, y_px=result.y_px, bbox=(0, 0, 0, 0),
                   diameter_A=size_A / DETECTED_TO_PROJECTED, area_px=0)
     step_A = m.crop_pixel_size_A(size_A)
-    return m, crop_cluster(image, d, step_A, m.crop_px), step_A
+    return m, crop_cluster(scaled_image(image, factor), d, step_A, m.crop_px), step_A
 
 
 @lru_cache(maxsize=8)

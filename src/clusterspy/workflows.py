@@ -902,7 +902,9 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
     isomer, NCC and reason to the table; other results are formatted as they always were. The
     table's ``conf`` is empty for an ``unknown`` other than ``low_confidence``
     (:func:`clusterspy.predict.table_confidence`); JSON and CSV keep every confidence. The table
-    ends with the name of the model that judged each cluster (JSON and CSV: its ``name@sha12``).
+    ends with the name of the model that judged each cluster (JSON and CSV: its ``name@sha12``); its
+    reason column names, for a label the default's pixel-size search found, the factor it was found
+    at (``px×0.87``; JSON and CSV: ``pixel_size_factor``).
     """
     if fmt == "json":
         return json.dumps([r.to_dict() for r in results], indent=2)
@@ -928,13 +930,22 @@ def format_results(results: Sequence[ClusterResult], fmt: str = "table") -> str:
         conf = "" if shown is None else f"{shown:.2f}"
         dnm = "" if row["diameter_nm"] is None else f"{row['diameter_nm']:.2f}"
         line = (f"{name:<28} {row['frame']:>5} {row['cluster']:>3} {row['x_px']:>7.1f} {row['y_px']:>7.1f}"
-                f" {dnm:>5}  {row['label']:<12} {conf:>5}  {row['reason'] or '':<{width}}")
+                f" {dnm:>5}  {row['label']:<12} {conf:>5}  {_reason_cell(row):<{width}}")
         if verified:
             line = (line + _fit_cells(row)).rstrip()
         elif by_model:
             line += "  " + str(row.get("model") or "").split("@")[0]
         lines.append(line)
     return "\n".join(lines)
+
+
+def _reason_cell(row: dict[str, Any]) -> str:
+    """The table's reason: why a label is "unknown", or for a label the pixel-size search found,
+    where (``px×0.87``: at 0.87 × the pixel size given)."""
+    factor = row.get("pixel_size_factor")
+    if row["reason"] or factor in (None, 1.0):
+        return row["reason"] or ""
+    return f"px×{float(factor):.2f}"
 
 
 def _csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:

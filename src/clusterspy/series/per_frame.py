@@ -231,6 +231,7 @@ class FrameClassifier:
 
         view = self.model.routes[route]
         row[COLUMN["model"]] = view.row_id
+        row[COLUMN["pixel_size_factor"]] = 1.0  # as classify's: 1 unless the search found the label
         row[COLUMN["x_px"]], row[COLUMN["y_px"]] = float(d.x_px), float(d.y_px)
         if getattr(d, "diameter_A", None):
             self.state.diameter_px[track.id] = float(d.diameter_A) / image.pixel_size_A
@@ -328,7 +329,6 @@ class FrameClassifier:
                     p, None if dist is None else float(dist[n]), row[COLUMN["diameter_nm"]])
                 if k in second and second_opinion_disagrees(label, second[k]):
                     label, row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
-                row[COLUMN["pixel_size_factor"]] = 1.0
                 if row[COLUMN["reason"]] in SEARCHED_REASONS and k < len(batch.search_contexts) \
                         and batch.search_contexts[k] is not None:
                     label, p = self._searched(batch, k, row, label, p, dist, n, second.get(k))

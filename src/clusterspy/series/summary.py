@@ -184,9 +184,9 @@ def _searched_warning(cid: int, lab: np.ndarray, searched: np.ndarray) -> str | 
     n, labelled = int(searched.sum()), int(np.isin(lab, CLASSES).sum())
     if n == 0:
         return None
-    return (f"cluster {cid}: {n} of its {labelled} labels were found only with the pixel size told × 0.87 "
-            "or × 1.15 (pixel_size_factor in frames.csv): the calibration may be that far off — "
-            "series --calibrate --element <metal> measures it against the clusters' lattice")
+    return (f"cluster {cid}: {n} of its {labelled} labels were found only with the pixel size given times "
+            "0.87 or 1.15 (pixel_size_factor in frames.csv): the calibration may be off by as much — "
+            "series --calibrate --element <metal> measures it where the clusters' lattice can be fitted")
 
 
 #: Words that mark the two warnings above — a cluster's proportions rest on few labels, or leave out
