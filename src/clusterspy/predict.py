@@ -543,7 +543,7 @@ def scaled_image(image: Image, factor: float) -> Image:
     return Image(image.data, float(image.pixel_size_A) * float(factor), image.metadata)
 
 
-def search_pixel_size(first: Model, second: Model, image: Image, detections: list[Any],
+def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image], detections: list[Any],
                       diam: list[float], verdicts: list[tuple], factors: Sequence[float],
                       second_given: dict[int, np.ndarray] | None = None
                       ) -> tuple[list[tuple], list[float]]:
@@ -555,16 +555,17 @@ def search_pixel_size(first: Model, second: Model, image: Image, detections: lis
     the right scale (:func:`clusterspy.domain.resolution_reason`). A label found there stands if
     ``first``'s verdict there is that label (:func:`clusterspy.domain.judge_probabilities`: in
     distribution, confident to :data:`SEARCH_CONFIDENCE_MIN` at least), ``second`` finds the same
-    isomer most probable there, and ``second``
-    — trained with pixel-size errors — finds it most probable at the pixel size given too; of
-    several, the one ``first`` is most confident of. Otherwise the verdict given stands.
+    isomer most probable there, and ``second`` — trained with pixel-size errors — finds it most
+    probable at the pixel size given too; of several, the one ``first`` is most confident of.
+    Otherwise the verdict given stands. Each network runs once over every cluster and factor.
 
     Parameters
     ----------
     first, second : Model
         The judging model (``isomernet-v2``) and its second opinion (``isomernet-v4``).
-    image : Image
-        The image, at the pixel size given [Å/px].
+    image : Image or sequence of Image
+        The image, at the pixel size given [Å/px]; or one image per cluster (a series' windows,
+        :func:`search_context`).
     detections, diam : list
         The clusters ``first`` judged and their projected diameters [Å] at the pixel size given.
     verdicts : list of tuple
@@ -587,44 +588,46 @@ def search_pixel_size(first: Model, second: Model, image: Image, detections: lis
     todo = [i for i, v in enumerate(verdicts) if v[3] in SEARCHED_REASONS]
     if not todo or not factors:
         return verdicts, used
+    images = [image] * len(verdicts) if isinstance(image, Image) else list(image)
+
+    def crops(pairs: list[tuple[int, float]], model: Model) -> np.ndarray:
+        """``model``'s crops of clusters ``i`` with their image told ``f`` × its pixel size."""
+        return np.concatenate([_model_crops(scaled_image(images[i], f), [detections[i]], [diam[i] * f], model)
+                               for i, f in pairs])
+
     lo_A, hi_A = (10.0 * float(v) for v in first.card.domain.get("diameter_nm", [0.0, np.inf]))
+    pairs = [(i, f) for f in factors for i in todo if lo_A <= diam[i] * f <= hi_A and resolution_reason(
+        scaled_image(images[i], f), detections[i].x_px, detections[i].y_px, diam[i] * f) is None]
+    if not pairs:
+        return verdicts, used
+    probs, dist = first.infer(crops(pairs, first))
     amorphous_max_A = amorphous_cap_A(first.card.domain)
-    stands: dict[int, list[tuple[float, str, np.ndarray, float | None]]] = {i: [] for i in todo}
-    for f in factors:
-        img_f = scaled_image(image, f)
-        idx = [i for i in todo if lo_A <= diam[i] * f <= hi_A and resolution_reason(
-            img_f, detections[i].x_px, detections[i].y_px, diam[i] * f) is None]
-        if not idx:
-            continue
-        probs, dist = first.infer(_model_crops(img_f, [detections[i] for i in idx],
-                                               [diam[i] * f for i in idx], first))
-        found = []
-        for k, i in enumerate(idx):
-            od = None if dist is None else float(dist[k])
-            label, _ = judge_probabilities(probs[k], unknown_threshold=max(first.unknown_threshold,
-                                                                           SEARCH_CONFIDENCE_MIN),
-                                           ood_distance=od, ood_threshold=first.ood_threshold,
-                                           diameter_A=diam[i] * f, amorphous_max_A=amorphous_max_A)
-            if label != UNKNOWN:
-                found.append((i, label, probs[k], od))
-        if found:  # the second opinion where the label stands at this pixel size
-            seen = second.predict_crops(_model_crops(img_f, [detections[i] for i, *_ in found],
-                                                     [diam[i] * f for i, *_ in found], second))
-            stands.update({i: [*stands[i], (f, label, p, od)] for (i, label, p, od), s2
-                           in zip(found, seen, strict=True) if not second_opinion_disagrees(label, s2)})
+    found = []
+    for k, (i, f) in enumerate(pairs):
+        od = None if dist is None else float(dist[k])
+        label, _ = judge_probabilities(probs[k], unknown_threshold=max(first.unknown_threshold,
+                                                                       SEARCH_CONFIDENCE_MIN),
+                                       ood_distance=od, ood_threshold=first.ood_threshold,
+                                       diameter_A=diam[i] * f, amorphous_max_A=amorphous_max_A)
+        if label != UNKNOWN:
+            found.append((i, f, label, probs[k], od))
+    if not found:
+        return verdicts, used
+    # the second opinion where a label stands at its pixel size, and at the pixel size given where
+    # it has not looked yet
     given = dict(second_given or {})
-    ask = [i for i in todo if stands[i] and i not in given]
-    if ask:  # the second opinion at the pixel size given, where it has not looked yet
-        given.update(zip(ask, second.predict_crops(_model_crops(image, [detections[i] for i in ask],
-                                                                [diam[i] for i in ask], second)),
-                         strict=True))
+    ask = sorted({i for i, *_ in found} - set(given))
+    seen = second.predict_crops(crops([(i, f) for i, f, *_ in found] + [(i, 1.0) for i in ask], second))
+    given.update(zip(ask, seen[len(found):], strict=True))
+    stands: dict[int, list[tuple[float, str, np.ndarray, float | None]]] = {}
+    for (i, f, label, p, od), there in zip(found, seen, strict=False):
+        if not second_opinion_disagrees(label, there) and not second_opinion_disagrees(label, given[i]):
+            stands.setdefault(i, []).append((f, label, p, od))
     out = list(verdicts)
-    for i in todo:
-        options = [o for o in stands[i] if not second_opinion_disagrees(o[1], given[i])]
-        if options:
-            f, label, p, od = max(options, key=lambda o: float(np.max(o[2])))
-            out[i] = (label, float(np.max(p)), {c: float(p[j]) for j, c in enumerate(CLASSES)}, None, od)
-            used[i] = float(f)
+    for i, options in stands.items():
+        f, label, p, od = max(options, key=lambda o: float(np.max(o[2])))
+        out[i] = (label, float(np.max(p)), {c: float(p[j]) for j, c in enumerate(CLASSES)}, None, od)
+        used[i] = float(f)
     return out, used
 
 

@@ -315,51 +315,58 @@ class FrameClassifier:
     def complete(self, batch: Batch, table: FramesTable) -> Checkpoint:
         """Label the rows of ``batch`` (waiting for its inference), hand them to ``table`` and
         return the checkpoint of its last frame. Batches complete in the order submitted."""
-        from clusterspy.predict import SEARCHED_REASONS, second_opinion_disagrees
+        from clusterspy.predict import second_opinion_disagrees
 
         second: dict[int, np.ndarray] = {}
         if batch.second_inference is not None:
             todo2, wait2 = batch.second_inference
             second = dict(zip(todo2, wait2()[0], strict=True))
+        judged: list[list[Any]] = []  # [crop index, row, label, probabilities, OOD distance]
         for j, todo, wait in batch.inference:
             view, (probs, dist) = self.model.routes[j], wait()
             for n, k in enumerate(todo):
-                row, p, crop = batch.rows[batch.crop_rows[k]], probs[n], batch.crops[k]
-                label, row[COLUMN["reason"]] = view.judge(
-                    p, None if dist is None else float(dist[n]), row[COLUMN["diameter_nm"]])
+                row, p = batch.rows[batch.crop_rows[k]], probs[n]
+                od = None if dist is None else float(dist[n])
+                label, row[COLUMN["reason"]] = view.judge(p, od, row[COLUMN["diameter_nm"]])
                 if k in second and second_opinion_disagrees(label, second[k]):
                     label, row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
-                if row[COLUMN["reason"]] in SEARCHED_REASONS and k < len(batch.search_contexts) \
-                        and batch.search_contexts[k] is not None:
-                    label, p = self._searched(batch, k, row, label, p, dist, n, second.get(k))
-                row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
-                row[_P] = [float(x) for x in p]
-                if label != UNKNOWN:
-                    self._keep_thumbnail(label, float(np.max(p)), crop, int(row[COLUMN["frame"]]),
-                                         int(row[COLUMN["cluster"]]))
+                judged.append([k, row, label, p, od])
+        self._search(batch, judged, second)
+        for k, row, label, p, _ in judged:
+            row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
+            row[_P] = [float(x) for x in p]
+            if label != UNKNOWN:
+                self._keep_thumbnail(label, float(np.max(p)), batch.crops[k], int(row[COLUMN["frame"]]),
+                                     int(row[COLUMN["cluster"]]))
         table.append(batch.rows)
         st = self.state
         return Checkpoint(next_frame=batch.next_frame, frames_bytes=table.size_bytes(),
                           complete=batch.complete, tracker=batch.tracker, diameter_px=batch.diameter_px,
                           domain_checked=batch.domain_checked, thumbnails=st.thumbnails, order=st.order)
 
-    def _searched(self, batch: Batch, k: int, row: list[Any], label: str, p: np.ndarray,
-                  dist: np.ndarray | None, n: int, second: np.ndarray | None) -> tuple[str, np.ndarray]:
-        """The label and probabilities of crop ``k`` after the pixel-size search
-        (:func:`clusterspy.predict.search_pixel_size`, as :func:`clusterspy.classify` makes it), its
-        row's reason and ``pixel_size_factor`` set."""
-        from clusterspy.predict import search_pixel_size
+    def _search(self, batch: Batch, judged: list[list[Any]], second: dict[int, np.ndarray]) -> None:
+        """The pixel-size search (:func:`clusterspy.predict.search_pixel_size`, as
+        :func:`clusterspy.classify` makes it) of the batch's first-route crops without a label, in
+        one call over their windows (:attr:`Batch.search_contexts`): a label found replaces the entry
+        of ``judged`` (label, probabilities) and sets its row's reason and ``pixel_size_factor``."""
+        from clusterspy.predict import SEARCHED_REASONS, search_pixel_size
 
-        image, d, diameter_A = batch.search_contexts[k]  # type: ignore[misc]
-        verdict = (label, float(np.max(p)), {c: float(x) for c, x in zip(CLASSES, p, strict=True)},
-                   row[COLUMN["reason"]], None if dist is None else float(dist[n]))
-        (verdict,), (factor,) = search_pixel_size(
-            self.model.routes[0].model, self.model.second.model, image, [d], [diameter_A],  # type: ignore[union-attr]
-            [verdict], self.model.search, None if second is None else {0: second})
-        if factor == 1.0:
-            return label, p
-        row[COLUMN["reason"]], row[COLUMN["pixel_size_factor"]] = verdict[3], factor
-        return verdict[0], np.array([verdict[2][c] for c in CLASSES])
+        ctx = batch.search_contexts
+        todo = [e for e in judged if e[1][COLUMN["reason"]] in SEARCHED_REASONS and e[0] < len(ctx)
+                and ctx[e[0]] is not None]
+        if not todo:
+            return
+        where = [ctx[e[0]] for e in todo]
+        verdicts = [(label, float(np.max(p)), {c: float(x) for c, x in zip(CLASSES, p, strict=True)},
+                     row[COLUMN["reason"]], od) for _, row, label, p, od in todo]
+        out, used = search_pixel_size(
+            self.model.routes[0].model, self.model.second.model,  # type: ignore[union-attr]
+            [w[0] for w in where], [w[1] for w in where], [w[2] for w in where], verdicts, self.model.search,
+            {n: second[e[0]] for n, e in enumerate(todo) if e[0] in second})
+        for e, v, factor in zip(todo, out, used, strict=True):
+            if factor != 1.0:
+                e[1][COLUMN["reason"]], e[1][COLUMN["pixel_size_factor"]] = v[3], factor
+                e[2], e[3] = v[0], np.array([v[2][c] for c in CLASSES])
 
     def _keep_thumbnail(self, label: str, conf: float, crop: np.ndarray, frame: int,
                         cluster: int) -> None:
