@@ -115,10 +115,13 @@ def test_sigkill_at_random_points_then_resume_is_byte_identical(tmp_path):
     assert kills >= 2
     assert (tmp_path / "killed" / LOCK_NAME).exists()  # left by the SIGKILLed run, taken over below
     # a killed run's frames.csv is not taken for a whole one: its run.json says unfinished, and how
-    # many frames' rows frames.csv holds (those of its last checkpoint)
+    # many frames' rows frames.csv holds (those of its last checkpoint) — or of the checkpoint before
+    # it, when the kill fell between the checkpoint's write and run.json's (two files: a loaded
+    # machine widens that moment; run.json never claims more than the checkpoint holds)
     progress = json.loads((tmp_path / "killed" / "run.json").read_text())["progress"]
     kept = json.loads((tmp_path / "killed" / CHECKPOINT_NAME).read_text())["next_frame"]
-    assert progress == {"frames_classified": kept, "n_frames": 240, "finished": False} and kept > 0
+    assert progress["n_frames"] == 240 and progress["finished"] is False and kept > 0
+    assert 0 < progress["frames_classified"] <= kept
     interrupted = _child(npy, tmp_path / "killed", "killed")  # Ctrl-C: the lock is released
     if _kill_after_a_checkpoint(interrupted, tmp_path / "killed", rng, signal.SIGINT):
         assert not (tmp_path / "killed" / LOCK_NAME).exists()
