@@ -10,7 +10,10 @@ size-dependent crop, the network, the out-of-distribution score, the label rule)
 2. **held-out** (``heldout``): the fast simulator at the PRISM set's settings, 160 clusters —
    the same figures (pixel-size error, unrotated) on four times the PRISM set's clusters;
    ``wrong_scale``: the same images told a pixel size 30–45 % too small or too large (far outside the domain):
-   the share of *wrong* labels (a wrong label here is a confident claim the model cannot see);
+   the share of *wrong* labels (a wrong label here is a confident claim the model cannot see); ``fresh``: a
+   second held-out set (its own seed), made after the default's pixel-size search was designed on the sets
+   above — its figures are the rule's on images nobody chose it by. Every part counts the labels the
+   search found (``labels_from_pixel_size_search``, right and wrong);
 3. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
    ("unknown" counted wrong) and reasons against particle diameter;
 4. **an out-of-distribution set** the model must not label: bright-field (inverted) images,
