@@ -139,6 +139,8 @@ def test_a_series_finds_the_labels_classify_finds(tmp_path: Path):
         assert rows["confidence"][i] == pytest.approx(r.confidence, abs=1e-5)
     summary = json.loads((tmp_path / "s" / "summary.json").read_text())
     assert summary["model"]["pixel_size_search"]["factors"] == pytest.approx([1 / 1.15, 1.15], abs=1e-6)
+    (warning,) = [w for w in summary["warnings"] if "pixel size given times" in w]
+    assert "3 of its 3 labels were found" in warning and "(3 at × 0.87;" in warning  # which way, too
 
 
 # ---------------------------------------------------------------- the rule, with stand-in models
@@ -256,3 +258,20 @@ def test_the_table_and_the_note_say_where_a_label_was_found():
     (one,) = _searched_notes(results[:1])
     assert one.startswith("the label was found only") and "label it at" in one
     assert _searched_notes(classify(frames[0], pixel_size_A=0.3)) == []
+
+
+def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
+    from clusterspy.cli import _scale_mismatch_notes, _searched_notes
+    from clusterspy.predict import ClusterResult
+
+    def result(k: int, reason: str | None, factor: float = 1.0) -> ClusterResult:
+        return ClusterResult(file="f", frame=0, cluster=k, x_px=1.0, y_px=1.0, confidence=None,
+                             label="fcc" if reason is None else "unknown", reason=reason,
+                             pixel_size_factor=factor)
+
+    (note,) = _scale_mismatch_notes([result(0, "scale_mismatch"), result(1, None),
+                                     result(2, "scale_mismatch")])
+    assert note.startswith("2 clusters scale_mismatch:") and "likely too small" in note and "15 %" in note
+    assert _scale_mismatch_notes([result(0, None), result(1, "low_confidence")]) == []
+    (one,) = _searched_notes([result(0, None, 1 / 1.15), result(1, None)])
+    assert one.startswith("1 of the 2 labels was found") and "(1 at × 0.87;" in one

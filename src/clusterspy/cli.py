@@ -302,7 +302,8 @@ def classify(
     results = batch.results()
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
-                 *_unsure_notes(results, calibrate), *_searched_notes(results)]:
+                 *_unsure_notes(results, calibrate), *_searched_notes(results),
+                 *_scale_mismatch_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -347,12 +348,25 @@ def _searched_notes(results: list) -> list[str]:
         return []
     n, labelled = sum(factors.values()), sum(r.label != "unknown" for r in results)
     at = " and ".join(f"{k} at × {f:.2f}" for f, k in sorted(factors.items()))
-    which = "the label was" if labelled == 1 else f"{n} of the {labelled} labels were"
+    which = ("the label was" if labelled == 1 else
+             f"{n} of the {labelled} labels {'was' if n == 1 else 'were'}")
     return [f"{which} found only with the pixel size given times 0.87 or 1.15 ({at}; pixel_size_factor "
             "in JSON and CSV, px× in the table): isomernet-v2 could not label "
-            f"{'it' if n == 1 else 'them'} at the pixel size given, and isomernet-v4 agreed at both; the "
-            "calibration may be off by as much — --calibrate --element <metal> measures it against the "
-            "clusters' lattice"]
+            f"{'it' if n == 1 else 'them'} at the pixel size given, and isomernet-v4 agreed at both pixel "
+            "sizes; the calibration may be off by as much — --calibrate --element <metal> measures it "
+            "against the clusters' lattice"]
+
+
+def _scale_mismatch_notes(results: list) -> list[str]:
+    """One line for the clusters ``scale_mismatch``: the pixel size given looks too small (a
+    newcomer's: the reason alone did not say which way, nor that 15 % can do it)."""
+    n = sum(r.reason == "scale_mismatch" for r in results)
+    if not n:
+        return []
+    return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look finer than any "
+            "metal's at the pixel size given, which is likely too small — by 2–3× (pm read as Å), or by "
+            "15 % or more on very sharp images; check the calibration (--calibrate --element <metal> "
+            "measures it where the lattice can be fitted)"]
 
 
 def _fit_notes(results: list) -> list[str]:

@@ -178,15 +178,18 @@ def _searched(lab: np.ndarray, factor: np.ndarray) -> np.ndarray:
     return np.isin(lab, CLASSES) & np.isfinite(f) & (np.abs(f - 1.0) > 1e-9)
 
 
-def _searched_warning(cid: int, lab: np.ndarray, searched: np.ndarray) -> str | None:
+def _searched_warning(cid: int, lab: np.ndarray, searched: np.ndarray, factor: np.ndarray) -> str | None:
     """The warning for a cluster whose labels were found only at a pixel size 15 % from the one given
-    (:func:`clusterspy.predict.search_pixel_size`): the calibration may be that far off."""
+    (:func:`clusterspy.predict.search_pixel_size`): the calibration may be that far off, and which way."""
     n, labelled = int(searched.sum()), int(np.isin(lab, CLASSES).sum())
     if n == 0:
         return None
-    return (f"cluster {cid}: {n} of its {labelled} labels were found only with the pixel size given times "
-            "0.87 or 1.15 (pixel_size_factor in frames.csv): the calibration may be off by as much — "
-            "series --calibrate --element <metal> measures it where the clusters' lattice can be fitted")
+    f = np.asarray(factor, float)[searched]
+    at = " and ".join(f"{int(np.sum(np.isclose(f, v)))} at × {v:.2f}" for v in np.unique(np.round(f, 6)))
+    return (f"cluster {cid}: {n} of its {labelled} labels {'was' if n == 1 else 'were'} found only with the "
+            f"pixel size given times 0.87 or 1.15 ({at}; pixel_size_factor in frames.csv): the calibration "
+            "may be off by as much — series --calibrate --element <metal> measures it where the clusters' "
+            "lattice can be fitted")
 
 
 #: Words that mark the two warnings above — a cluster's proportions rest on few labels, or leave out
@@ -286,8 +289,9 @@ def smooth_and_summarise(
             log.warning(msg)
         msg = (_few_labels_warning(int(cid), lab, table["reason"][idx], inf)
                or _unseen_frames_warning(int(cid), lab, table["reason"][idx]))
-        searched = _searched(lab, table.get("pixel_size_factor", np.full(len(table["label"]), np.nan))[idx])
-        for m in (msg, _searched_warning(int(cid), lab, searched)):
+        factor = table.get("pixel_size_factor", np.full(len(table["label"]), np.nan))[idx]
+        searched = _searched(lab, factor)
+        for m in (msg, _searched_warning(int(cid), lab, searched, factor)):
             if m:
                 warnings.append(m)
                 log.warning(m)
