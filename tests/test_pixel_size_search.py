@@ -150,7 +150,7 @@ class _Told:
 
     def __init__(self, table: dict[float, list[float]], threshold: float = 0.9) -> None:
         self.table = {k: np.asarray(v, float) for k, v in table.items()}
-        self.card = SimpleNamespace(domain={"diameter_nm": [1.0, 4.0]})
+        self.card = SimpleNamespace(domain={"diameter_nm": [1.0, 4.0], "image_pixel_size_A": [0.1, 1.3]})
         self.unknown_threshold, self.ood_threshold, self.crop_px = threshold, None, 8
 
     def _p(self, crops: np.ndarray) -> np.ndarray:
@@ -275,3 +275,16 @@ def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
     assert _scale_mismatch_notes([result(0, None), result(1, "low_confidence")]) == []
     (one,) = _searched_notes([result(0, None, 1 / 1.15), result(1, None)])
     assert one.startswith("1 of the 2 labels was found") and "(1 at × 0.87;" in one
+
+
+def test_no_pixel_size_is_tried_past_the_first_models_pixel_sizes(told_crops):
+    """Told 1 Å/px by a model that judges images up to 1.1 Å/px, × 1.25 (1.25 Å/px) is not tried:
+    a label found there would be one the model was never trained to see."""
+    first = _Told({0.8: LOW, 1.0: LOW, 1.25: DEC})
+    second = _Told({0.8: DEC, 1.0: DEC, 1.25: DEC})
+    first.card.domain["image_pixel_size_A"] = [0.1, 1.1]
+    (v,), (f,) = _search(first, second)
+    assert v == UNSURE[0] and f == 1.0
+    first.card.domain["image_pixel_size_A"] = [0.1, 1.3]
+    (v,), (f,) = _search(first, second)
+    assert (v[0], f) == ("decahedral", 1.25)

@@ -354,8 +354,9 @@ SEARCHED_REASONS: tuple[str, ...] = ("low_confidence", "models_disagree")
 #: What :meth:`ModelsBySize.summary` records of the search's rule.
 PIXEL_SIZE_SEARCH_RULE = (
     "where a label of the first model does not stand at the pixel size given (low_confidence or "
-    "models_disagree), the image is told each factor × that pixel size; a label the first model gives "
-    "there (in distribution, confidence ≥ 0.955, lattice resolved at that scale) stands if the second "
+    "models_disagree), the image is told each factor × that pixel size (within the first model's pixel "
+    "sizes); a label the first model gives there (in distribution, confidence ≥ 0.955, diameter in its "
+    "range, lattice resolved at that scale) stands if the second "
     "opinion's most probable isomer is the same there and at the pixel size given; of several, the most "
     "confident; pixel_size_factor records the factor")
 #: The name of the default (``--model auto``): the shipped models chosen by size.
@@ -551,12 +552,13 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
 
     A cluster whose verdict at the pixel size given is ``low_confidence`` or ``models_disagree``
     (:data:`SEARCHED_REASONS`) is judged again with the image told each pixel size ``factor`` ×
-    the one given, where its diameter stays in ``first``'s range and its lattice is resolved at
-    the right scale (:func:`clusterspy.domain.resolution_reason`). A label found there stands if
-    ``first``'s verdict there is that label (:func:`clusterspy.domain.judge_probabilities`: in
-    distribution, confident to :data:`SEARCH_CONFIDENCE_MIN` at least), ``second`` finds the same
-    isomer most probable there, and ``second`` — trained with pixel-size errors — finds it most
-    probable at the pixel size given too; of several, the one ``first`` is most confident of.
+    the one given, where that pixel size and its diameter stay in ``first``'s ranges and its lattice
+    is resolved at the right scale (:func:`clusterspy.domain.resolution_reason`). A label found
+    there stands if ``first``'s verdict there is that label
+    (:func:`clusterspy.domain.judge_probabilities`: in distribution, confident to
+    :data:`SEARCH_CONFIDENCE_MIN` at least), ``second`` finds the same isomer most probable there,
+    and ``second`` — trained with pixel-size errors — finds it most probable at the pixel size given
+    too; of several, the one ``first`` is most confident of.
     Otherwise the verdict given stands. Each network runs once over every cluster and factor.
 
     Parameters
@@ -582,7 +584,7 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
         The verdicts, and each cluster's factor on the pixel size its verdict was made at (1.0:
         as given).
     """
-    from clusterspy.domain import amorphous_cap_A, judge_probabilities, resolution_reason
+    from clusterspy.domain import amorphous_cap_A, judge_probabilities, pixel_size_range_A, resolution_reason
 
     used = [1.0] * len(verdicts)
     todo = [i for i, v in enumerate(verdicts) if v[3] in SEARCHED_REASONS]
@@ -596,8 +598,11 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
                                for i, f in pairs])
 
     lo_A, hi_A = (10.0 * float(v) for v in first.card.domain.get("diameter_nm", [0.0, np.inf]))
-    pairs = [(i, f) for f in factors for i in todo if lo_A <= diam[i] * f <= hi_A and resolution_reason(
-        scaled_image(images[i], f), detections[i].x_px, detections[i].y_px, diam[i] * f) is None]
+    px_lo, px_hi = pixel_size_range_A(first.card.domain)
+    pairs = [(i, f) for f in factors for i in todo
+             if lo_A <= diam[i] * f <= hi_A and px_lo <= images[i].pixel_size_A * f <= px_hi
+             and resolution_reason(scaled_image(images[i], f), detections[i].x_px, detections[i].y_px,
+                                   diam[i] * f) is None]
     if not pairs:
         return verdicts, used
     probs, dist = first.infer(crops(pairs, first))
