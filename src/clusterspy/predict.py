@@ -625,7 +625,7 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
     seen = second.predict_crops(crops([(i, f) for i, f, *_ in found] + [(i, 1.0) for i in ask], second))
     given.update(zip(ask, seen[len(found):], strict=True))
     stands: dict[int, list[tuple[float, str, np.ndarray, float | None]]] = {}
-    for (i, f, label, p, od), there in zip(found, seen, strict=False):
+    for (i, f, label, p, od), there in zip(found, seen[:len(found)], strict=True):
         if not second_opinion_disagrees(label, there) and not second_opinion_disagrees(label, given[i]):
             stands.setdefault(i, []).append((f, label, p, od))
     out = list(verdicts)
