@@ -211,26 +211,30 @@ def classify_series(
     if out_dir is not None:  # unfinished until its summary is written (a killed run stays so)
         record_progress(out_dir, state.next_frame, source.length, finished=False)
     # the network runs on worker threads (a test-time view a task), one batch behind the frames
-    # being read and checked
+    # being read and checked, and the second opinion one batch behind that
     pool = ThreadPoolExecutor(max_workers=inference_workers(), thread_name_prefix="clusterspy-inference")
     # the next frame is read and its contrast looked at on one more thread, while this one is detected
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clusterspy-reader")
     try:
         if not state.complete:
-            in_flight = None
+            in_flight = checking = None
             if progress is not None:
                 progress(frames_done, source.length)
             for i, frame, bright_field in _read_ahead(source, state.next_frame, worker, reader):
                 worker.add_frame(i, frame, bright_field)
                 frames_done = i + 1
                 if worker.n_pending_crops >= batch_size:
-                    if in_flight is not None:
-                        _flush(worker, in_flight, table, out_dir, source.length)
+                    # three batches at three stages: the oldest completes (its second opinion done),
+                    # the next is judged and its second opinion started, a new one is submitted
+                    if checking is not None:
+                        _flush(worker, checking, table, out_dir, source.length)
+                    checking = None if in_flight is None else worker.check(in_flight, pool)
                     in_flight = worker.submit(frames_done, pool)
                     if progress is not None:
                         progress(frames_done, source.length)
-            if in_flight is not None:
-                _flush(worker, in_flight, table, out_dir, source.length)
+            for batch in (checking, in_flight):
+                if batch is not None:
+                    _flush(worker, batch, table, out_dir, source.length)
             state.complete = True
             _flush(worker, worker.submit(frames_done), table, out_dir, source.length)
             if progress is not None:

@@ -83,6 +83,9 @@ class Batch:
     second_crops: list[np.ndarray | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
+    #: ``[crop index, row, label, probabilities, OOD distance]`` of each crop once judged
+    #: (:meth:`FrameClassifier.check`), before the second opinion; None until then.
+    judged: list[list[Any]] | None = None
     #: What the pixel-size search of each crop of the first route reads
     #: (:func:`clusterspy.predict.search_context` and the projected diameter [Å]), or None.
     search_contexts: list[tuple[Image, Any, float] | None] = field(default_factory=list)
@@ -302,25 +305,17 @@ class FrameClassifier:
                 batch.inference.append((j, todo, lambda r=result: r))
             else:
                 batch.inference.append((j, todo, view.submit(crops, pool)))
-        todo = [k for k, c in enumerate(batch.second_crops) if c is not None]
-        if todo and self.model.second is not None:
-            crops = [batch.second_crops[k] for k in todo]  # type: ignore[misc]
-            if pool is None:
-                result = self.model.second.probabilities(crops)
-                batch.second_inference = (todo, lambda r=result: r)
-            else:
-                batch.second_inference = (todo, self.model.second.submit(crops, pool))
         return batch
 
-    def complete(self, batch: Batch, table: FramesTable) -> Checkpoint:
-        """Label the rows of ``batch`` (waiting for its inference), hand them to ``table`` and
-        return the checkpoint of its last frame. Batches complete in the order submitted."""
-        from clusterspy.predict import second_opinion_disagrees
-
-        second: dict[int, np.ndarray] = {}
-        if batch.second_inference is not None:
-            todo2, wait2 = batch.second_inference
-            second = dict(zip(todo2, wait2()[0], strict=True))
+    def check(self, batch: Batch, pool: Executor | None = None) -> Batch:
+        """Judge the crops of ``batch`` (waiting for its models' inference) and start the second
+        opinion on the first route's crops whose label stands — only those, as
+        :func:`clusterspy.classify` asks it (:func:`clusterspy.predict.second_opinion_for`): a crop out
+        of distribution or without a confident label is not shown to it (the pixel-size search asks it
+        of those it searches). With ``pool`` the second opinion runs on its worker threads while the
+        caller goes on with the next frames; :meth:`complete` waits for it. A batch is checked once."""
+        if batch.judged is not None:
+            return batch
         judged: list[list[Any]] = []  # [crop index, row, label, probabilities, OOD distance]
         for j, todo, wait in batch.inference:
             view, (probs, dist) = self.model.routes[j], wait()
@@ -328,9 +323,35 @@ class FrameClassifier:
                 row, p = batch.rows[batch.crop_rows[k]], probs[n]
                 od = None if dist is None else float(dist[n])
                 label, row[COLUMN["reason"]] = view.judge(p, od, row[COLUMN["diameter_nm"]])
-                if k in second and second_opinion_disagrees(label, second[k]):
-                    label, row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
                 judged.append([k, row, label, p, od])
+        batch.judged = judged
+        todo = [e[0] for e in judged if e[2] != UNKNOWN and batch.second_crops[e[0]] is not None]
+        if todo and self.model.second is not None:
+            crops = [batch.second_crops[k] for k in todo]  # type: ignore[misc]
+            if pool is None:
+                result = self.model.second.probabilities(crops)
+                batch.second_inference = (todo, lambda r=result: r)
+            else:
+                batch.second_inference = (todo, self.model.second.submit(crops, pool))
+        batch.second_crops = []  # shown to the second opinion (or not needed): let them go
+        return batch
+
+    def complete(self, batch: Batch, table: FramesTable) -> Checkpoint:
+        """Label the rows of ``batch`` (:meth:`check` first, if the caller has not; waiting for the
+        second opinion), hand them to ``table`` and return the checkpoint of its last frame.
+        Batches complete in the order submitted."""
+        from clusterspy.predict import second_opinion_disagrees
+
+        judged = self.check(batch).judged
+        assert judged is not None
+        second: dict[int, np.ndarray] = {}
+        if batch.second_inference is not None:
+            todo2, wait2 = batch.second_inference
+            second = dict(zip(todo2, wait2()[0], strict=True))
+        for e in judged:
+            k, row, label = e[0], e[1], e[2]
+            if k in second and second_opinion_disagrees(label, second[k]):
+                e[2], row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
         self._search(batch, judged, second)
         for k, row, label, p, _ in judged:
             row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
