@@ -266,3 +266,114 @@ def test_a_series_withdraws_the_same_labels(tmp_path: Path):
     summary = json.loads((tmp_path / "told" / "summary.json").read_text())
     second = summary["model"]["second_opinion"]
     assert second["id"] == load_model("isomernet-v4").card.id and second["checks"] == "isomernet-v2"
+
+
+# --------------------------------------------------------------- the second opinion's two looks
+def _v4_crops(frames: list[np.ndarray], px: float) -> np.ndarray:
+    """isomernet-v4's crops of the one cluster of each frame, told ``px`` [Å/px]."""
+    from clusterspy.detection import crop_cluster, detect_clusters
+    from clusterspy.domain import particle_diameter_A
+    from clusterspy.image import Image
+
+    v4 = load_model("isomernet-v4")
+    crops = []
+    for f in frames:
+        img = Image(f, px)
+        (d,) = detect_clusters(img, min_diameter_A=8.0, max_diameter_A=60.0, exclude_border=False)
+        field_px = v4.crop_pixel_size_A(particle_diameter_A(d.diameter_A))
+        crops.append(crop_cluster(img, d, field_px, v4.crop_px))
+    return np.stack(crops)
+
+
+class _CountingViews:
+    """isomernet-v4 that records which test-time views it is asked for."""
+
+    def __init__(self) -> None:
+        self.model = load_model("isomernet-v4")
+        self.asked: list[tuple[int, list[int]]] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def run_views(self, crops, views, *args, **kwargs):
+        self.asked.append((len(crops), list(views)))
+        return self.model.run_views(crops, views, *args, **kwargs)
+
+
+def test_the_second_opinion_looks_at_all_views_only_where_its_first_look_is_close():
+    """A label the first 4 views back by ≥ 2.5 logits stands on them; a label they do not back is
+    judged on all 8 — the same verdict and probabilities as the one-look ``predict_crops``, to the bit."""
+    from clusterspy.isomers import CLASSES
+    from clusterspy.predict import (
+        SECOND_OPINION_FIRST_VIEWS,
+        SECOND_OPINION_MARGIN_LOGITS,
+        second_opinion_disagrees,
+        second_opinion_of,
+    )
+    from clusterspy.weights import mean_of_views
+
+    frames, truth = _example((0, 6, 12, 36))
+    crops = _v4_crops(frames, 0.3)
+    v4 = _CountingViews()
+    full = v4.model.predict_crops(crops)
+    first = mean_of_views(v4.model.run_views(crops, SECOND_OPINION_FIRST_VIEWS))[0].astype(float)
+    lead = [first[k, CLASSES.index(t)] - np.delete(first[k], CLASSES.index(t)).max()
+            for k, t in enumerate(truth)]
+    assert min(lead) >= SECOND_OPINION_MARGIN_LOGITS  # the true isomers: clear on the first look
+    disagrees, probs = second_opinion_of(v4, crops, truth)()
+    assert disagrees == [False] * 4 and probs == {}
+    assert v4.asked == [(4, [0, 1, 2, 3])]  # half the views
+    # every other label: not the most probable on the first look, so all 8 views, and the verdict
+    # and probabilities of predict_crops
+    wrong = [CLASSES[(CLASSES.index(t) + 1) % 4] for t in truth]
+    v4.asked.clear()
+    disagrees, probs = second_opinion_of(v4, crops, wrong)()
+    assert v4.asked == [(4, [0, 1, 2, 3]), (4, [4, 5, 6, 7])]
+    assert disagrees == [second_opinion_disagrees(w, p) for w, p in zip(wrong, full, strict=True)]
+    assert disagrees == [True] * 4
+    assert sorted(probs) == [0, 1, 2, 3]
+    assert all(np.array_equal(probs[k], full[k]) for k in range(4))
+
+
+def test_the_second_opinions_looks_on_worker_threads_give_the_same_verdict():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from clusterspy.isomers import CLASSES
+    from clusterspy.predict import second_opinion_of
+
+    frames, truth = _example((0, 6, 12, 36))
+    crops = _v4_crops(frames, 0.3)
+    v4 = load_model("isomernet-v4")
+    labels = [truth[0], CLASSES[(CLASSES.index(truth[1]) + 1) % 4], truth[2],
+              CLASSES[(CLASSES.index(truth[3]) + 2) % 4]]
+    here = second_opinion_of(v4, crops, labels)()
+    with ThreadPoolExecutor(2) as pool:
+        there = second_opinion_of(v4, crops, labels, pool)()
+    assert here[0] == there[0] == [False, True, False, True]
+    assert sorted(here[1]) == sorted(there[1]) == [1, 3]
+    assert all(np.allclose(here[1][k], there[1][k], rtol=1e-6, atol=1e-7) for k in (1, 3))
+
+
+def test_a_series_shows_the_second_opinion_only_the_labels_that_stand(tmp_path: Path, monkeypatch):
+    """As classify: a crop v2 leaves without a label is not shown to v4 (only the pixel-size search asks
+    it of those it searches). The example told 15 % too large: v2 is unsure of some frames."""
+    import clusterspy.predict as P
+    from clusterspy.series import classify_series
+
+    shown: list[str] = []
+    real = P.second_opinion_of
+
+    def spy(second, crops, labels, pool=None):
+        shown.extend(labels)
+        return real(second, crops, labels, pool)
+
+    monkeypatch.setattr(P, "second_opinion_of", spy)
+    with np.load(EXAMPLE) as ex:
+        frames = ex["frames"].astype(np.float32)
+    # v2's own verdicts (one model: no second opinion, no search): what v4 must be shown
+    v2 = [r.label for f in frames for r in classify(f, pixel_size_A=0.345, model="isomernet-v2")]
+    expected = [lab for lab in v2 if lab != "unknown"]
+    assert 0 < len(expected) < len(frames)  # v2 is unsure of some frames told 15 % too large
+    rows = classify_series(frames, 0.345, batch_size=8, n_boot=5).frames
+    assert shown == expected
+    assert int(np.sum(np.asarray(rows["pixel_size_factor"], float) != 1.0)) > 0  # the search still ran

@@ -30,6 +30,7 @@ from clusterspy.weights import (
     ModelCard,
     OnnxNetwork,
     dihedral_views,
+    mean_of_views,
     normalise_crops,
     sha256_file,
     softmax,
@@ -43,10 +44,12 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS",
     "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "SEARCHED_REASONS",
-    "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults",
+    "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS",
+    "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults",
     "Model", "ModelsBySize", "classify", "detection_range_A", "dihedral_views", "judged_crop",
     "judging_model", "load_model", "model_summary", "normalise_crops", "scaled_image", "search_context",
-    "search_for", "search_pixel_size", "second_opinion_disagrees", "second_opinion_for", "sha256_file",
+    "search_for", "search_pixel_size", "second_opinion_disagrees", "second_opinion_for", "second_opinion_of",
+    "sha256_file",
     "shipped_model_covering", "shipped_models", "softmax", "table_confidence", "usable_models",
 ]
 
@@ -338,7 +341,18 @@ SECOND_OPINION: str | None = "isomernet-v4"
 #: What :meth:`ModelsBySize.summary` records of the second opinion's rule.
 SECOND_OPINION_RULE = ("a label of the first model stands only where the second opinion's most probable "
                        "isomer (its own crop, its test-time views, no threshold) is the same; else unknown, "
-                       "models_disagree")
+                       "models_disagree; it looks at 4 of its 8 views first, and at all 8 unless those make "
+                       "the label its most probable isomer by 2.5 logits or more")
+#: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
+#: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
+#: and that one's mirror image).
+SECOND_OPINION_FIRST_VIEWS: tuple[int, ...] = (0, 1, 2, 3)
+#: How far [logits] the first look's most probable isomer must lead the next for the second opinion
+#: to judge on those 4 views (:func:`second_opinion_of`); closer, it looks at all 8. On the 1,758
+#: crops it checked in ``benchmarks/domain.py``'s PRISM (every 15° rotation), held-out and fresh sets
+#: (±15 % pixel size) and the example series, the 4 views' lead fell by at most 1.33 logits with all 8;
+#: no verdict changed, and 82 % were judged on the first look (``benchmarks/second_opinion_looks.py``).
+SECOND_OPINION_MARGIN_LOGITS = 2.5
 #: Factors on the pixel size given that the default tries for a cluster whose ``isomernet-v2``
 #: label does not stand there (:func:`search_pixel_size`): the ±15 % calibration error the domain
 #: promises to bear. ``isomernet-v2`` was trained with exact calibrations; told a pixel size 15 %
@@ -512,6 +526,69 @@ def second_opinion_disagrees(label: str, probabilities: np.ndarray) -> bool:
     return label != UNKNOWN and CLASSES[int(np.argmax(probabilities))] != label
 
 
+def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], pool: Executor | None = None
+                      ) -> Callable[[], tuple[list[bool], dict[int, np.ndarray]]]:
+    """The second opinion on ``labels`` (:func:`second_opinion_disagrees`), in two looks.
+
+    ``second`` first looks at :data:`SECOND_OPINION_FIRST_VIEWS` of each crop's 8 test-time views.
+    Where their mean logits make the label its most probable isomer by
+    :data:`SECOND_OPINION_MARGIN_LOGITS` or more, the label stands; elsewhere it looks at the other 4
+    views too and judges on all 8 — the verdict, and the probabilities, it gave before it had a first
+    look, to the last bit (:meth:`~clusterspy.weights.OnnxNetwork.run_views`). A model without
+    test-time views judges on its one view.
+
+    Parameters
+    ----------
+    second : Model
+        The second opinion (``isomernet-v4``).
+    crops : numpy.ndarray
+        ``(N, crop_px, crop_px)``: its crops of the clusters (:meth:`Model.crop_pixel_size_A`).
+    labels : sequence of str
+        The first model's label of each (isomers, not ``"unknown"``).
+    pool : Executor, optional
+        Worker threads to run the views on (a series' inference pool); None runs them here.
+
+    Returns
+    -------
+    callable
+        Waits and returns ``(disagrees, probabilities)``: whether ``second`` withdraws each label,
+        and its calibrated probabilities ``{index: (4,) array}`` of the crops it judged on all 8 views
+        (every crop whose label it withdraws among them).
+    """
+    crops = np.asarray(crops)
+    n_views = second.n_views
+    first = [k for k in SECOND_OPINION_FIRST_VIEWS if k < n_views] if n_views > 1 else [0]
+    rest = [k for k in range(n_views) if k not in first]
+    if pool is not None:
+        look = second.submit_views(crops, pool, first)
+    else:
+        seen_here = second.run_views(crops, first)
+        look = lambda: seen_here  # noqa: E731
+
+    def verdict() -> tuple[list[bool], dict[int, np.ndarray]]:
+        seen = look()
+        logits = np.asarray(mean_of_views(seen)[0], dtype=np.float64)
+        rows = np.arange(len(labels))
+        wanted = np.array([CLASSES.index(lab) for lab in labels], dtype=int)
+        others = logits.copy()
+        others[rows, wanted] = -np.inf
+        margin = logits[rows, wanted] - others.max(axis=1)
+        undecided = [i for i in range(len(labels)) if not margin[i] >= SECOND_OPINION_MARGIN_LOGITS] if rest \
+            else list(range(len(labels)))
+        disagrees = [False] * len(labels)
+        probs: dict[int, np.ndarray] = {}
+        if undecided:
+            more = (second.submit_views(crops[undecided], pool, rest)() if pool is not None
+                    else second.run_views(crops[undecided], rest)) if rest else []
+            views = [[out[0][undecided]] for out in seen] + [[out[0]] for out in more]
+            for k, p in zip(undecided, second.card.probabilities(mean_of_views(views)[0]), strict=True):
+                probs[k] = p
+                disagrees[k] = second_opinion_disagrees(labels[k], p)
+        return disagrees, probs
+
+    return verdict
+
+
 def _model_crops(image: Image, detections: list[Any], diam: list[float], model: Model) -> np.ndarray:
     """The crops ``model`` is shown of ``detections`` of projected diameters ``diam`` [Å]: its field
     from each diameter (:meth:`Model.crop_pixel_size_A`), ``(N, crop_px, crop_px)``."""
@@ -525,18 +602,20 @@ def _checked_by(second: Model, image: Image, detections: list[Any], diam: list[f
                 verdicts: list[tuple]) -> tuple[list[tuple], dict[int, np.ndarray]]:
     """``verdicts`` (of :func:`_judge_one`) with each label the ``second`` model does not find most
     probable, in its own crop of the cluster, made ``"unknown"`` / ``"models_disagree"``; and the
-    second model's probabilities of the clusters it saw (``{index: (4,) array}``)."""
+    second model's probabilities of the clusters it judged on all its views (``{index: (4,) array}``,
+    :func:`second_opinion_of`)."""
     todo = [i for i, v in enumerate(verdicts) if v[0] != UNKNOWN]
     if not todo:
         return verdicts, {}
-    probs = second.predict_crops(_model_crops(image, [detections[i] for i in todo],
-                                              [diam[i] for i in todo], second))
+    disagrees, probs = second_opinion_of(second, _model_crops(image, [detections[i] for i in todo],
+                                                              [diam[i] for i in todo], second),
+                                         [verdicts[i][0] for i in todo])()
     out = list(verdicts)
     for k, i in enumerate(todo):
-        label, conf, p, _, od = verdicts[i]
-        if second_opinion_disagrees(label, probs[k]):
+        _, conf, p, _, od = verdicts[i]
+        if disagrees[k]:
             out[i] = (UNKNOWN, conf, p, "models_disagree", od)
-    return out, dict(zip(todo, probs, strict=True))
+    return out, {todo[k]: q for k, q in probs.items()}
 
 
 def scaled_image(image: Image, factor: float) -> Image:

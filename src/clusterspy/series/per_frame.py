@@ -325,14 +325,13 @@ class FrameClassifier:
                 label, row[COLUMN["reason"]] = view.judge(p, od, row[COLUMN["diameter_nm"]])
                 judged.append([k, row, label, p, od])
         batch.judged = judged
-        todo = [e[0] for e in judged if e[2] != UNKNOWN and batch.second_crops[e[0]] is not None]
+        todo = [e for e in judged if e[2] != UNKNOWN and batch.second_crops[e[0]] is not None]
         if todo and self.model.second is not None:
-            crops = [batch.second_crops[k] for k in todo]  # type: ignore[misc]
-            if pool is None:
-                result = self.model.second.probabilities(crops)
-                batch.second_inference = (todo, lambda r=result: r)
-            else:
-                batch.second_inference = (todo, self.model.second.submit(crops, pool))
+            from clusterspy.predict import second_opinion_of
+
+            crops = np.stack([batch.second_crops[e[0]] for e in todo])  # type: ignore[misc]
+            batch.second_inference = ([e[0] for e in todo], second_opinion_of(
+                self.model.second.model, crops, [e[2] for e in todo], pool))
         batch.second_crops = []  # shown to the second opinion (or not needed): let them go
         return batch
 
@@ -340,18 +339,18 @@ class FrameClassifier:
         """Label the rows of ``batch`` (:meth:`check` first, if the caller has not; waiting for the
         second opinion), hand them to ``table`` and return the checkpoint of its last frame.
         Batches complete in the order submitted."""
-        from clusterspy.predict import second_opinion_disagrees
-
         judged = self.check(batch).judged
         assert judged is not None
-        second: dict[int, np.ndarray] = {}
+        second: dict[int, np.ndarray] = {}  # the second opinion's probabilities, where it looked at all views
+        withdrawn: set[int] = set()
         if batch.second_inference is not None:
             todo2, wait2 = batch.second_inference
-            second = dict(zip(todo2, wait2()[0], strict=True))
+            disagrees, probs = wait2()
+            second = {todo2[n]: p for n, p in probs.items()}
+            withdrawn = {k for k, d in zip(todo2, disagrees, strict=True) if d}
         for e in judged:
-            k, row, label = e[0], e[1], e[2]
-            if k in second and second_opinion_disagrees(label, second[k]):
-                e[2], row[COLUMN["reason"]] = UNKNOWN, "models_disagree"
+            if e[0] in withdrawn:
+                e[2], e[1][COLUMN["reason"]] = UNKNOWN, "models_disagree"
         self._search(batch, judged, second)
         for k, row, label, p, _ in judged:
             row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))

@@ -20,7 +20,7 @@ from clusterspy.weights.card import (
     sha256_file,
     softmax,
 )
-from clusterspy.weights.network import OnnxNetwork
+from clusterspy.weights.network import OnnxNetwork, mean_of_views
 
 __all__ = [
     "CARD_NAME",
@@ -29,6 +29,7 @@ __all__ = [
     "ModelCard",
     "OnnxNetwork",
     "dihedral_views",
+    "mean_of_views",
     "normalise_crops",
     "sha256_file",
     "softmax",

@@ -9,7 +9,7 @@ the 8 flips/rotations. :class:`clusterspy.predict.Model` builds the labels on it
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, Future
 from pathlib import Path
 from typing import Any
@@ -75,6 +75,11 @@ class OnnxNetwork:
         """Whether logits are averaged over the 8 flips/rotations (card ``test_time_augmentation``)."""
         return self.card.tta
 
+    @property
+    def n_views(self) -> int:
+        """Test-time views whose outputs are averaged: 8 with :attr:`tta`, else 1."""
+        return 8 if self.tta else 1
+
     def run(self, crops: np.ndarray, batch_size: int = 256, features: bool = False
             ) -> tuple[np.ndarray, np.ndarray | None]:
         """Logits ``(N, 4)`` and, when ``features`` and the graph has them, pooled features ``(N, F)``.
@@ -82,8 +87,15 @@ class OnnxNetwork:
         Both are averaged over the test-time views. ``crops``: ``(N, crop_px, crop_px)`` in any
         intensity unit (normalised inside).
         """
-        views, names = self._views(crops, features)
-        return _mean_of_views([self._run_view(self._session, v, names, batch_size) for v in views])
+        return mean_of_views(self.run_views(crops, range(self.n_views), batch_size, features))
+
+    def run_views(self, crops: np.ndarray, views: Sequence[int], batch_size: int = 256, features: bool = False
+                  ) -> list[list[np.ndarray]]:
+        """The outputs (logits, and features as in :meth:`run`) of each test-time view ``views``
+        (indices into :func:`~clusterspy.weights.card.dihedral_views`, in that order), not averaged:
+        :func:`mean_of_views` of all :attr:`n_views` in order is :meth:`run`, to the last bit."""
+        x, names = self._views(crops, features, views)
+        return [self._run_view(self._session, v, names, batch_size) for v in x]
 
     def submit(self, crops: np.ndarray, pool: Executor, batch_size: int = 256, features: bool = False
                ) -> Callable[[], tuple[np.ndarray, np.ndarray | None]]:
@@ -95,19 +107,28 @@ class OnnxNetwork:
         view's task runs whenever a core is free, where a run on two cores waits at every layer
         for the busier one.
         """
+        wait = self.submit_views(crops, pool, range(self.n_views), batch_size, features)
+        return lambda: mean_of_views(wait())
+
+    def submit_views(self, crops: np.ndarray, pool: Executor, views: Sequence[int], batch_size: int = 256,
+                     features: bool = False) -> Callable[[], list[list[np.ndarray]]]:
+        """:meth:`run_views` started on ``pool`` (one task per view, each on one core, as
+        :meth:`submit`): a function that waits and returns the same outputs."""
         if self._one_core_session is None:
             self._one_core_session = self._new_session(1)
         session = self._one_core_session
 
         def start() -> list[Future]:  # normalising and turning the crops is a worker's job too
-            views, names = self._views(crops, features)
-            return [pool.submit(self._run_view, session, v, names, batch_size) for v in views]
+            x, names = self._views(crops, features, views)
+            return [pool.submit(self._run_view, session, v, names, batch_size) for v in x]
 
         started = pool.submit(start)
-        return lambda: _mean_of_views([f.result() for f in started.result()])
+        return lambda: [f.result() for f in started.result()]
 
-    def _views(self, crops: np.ndarray, features: bool) -> tuple[list[np.ndarray], list[str]]:
-        """The normalised test-time views ``(N, 1, c, c)`` of ``crops`` and the outputs to fetch."""
+    def _views(self, crops: np.ndarray, features: bool, which: Sequence[int] | None = None
+               ) -> tuple[list[np.ndarray], list[str]]:
+        """The normalised test-time views ``(N, 1, c, c)`` of ``crops`` (those numbered ``which``,
+        default all) and the outputs to fetch."""
         x = np.asarray(crops)
         if x.ndim == 2:
             x = x[None]
@@ -118,6 +139,8 @@ class OnnxNetwork:
             )
         x = normalise_crops(x, self.card.normalisation)[:, None]
         views = dihedral_views(x) if self.tta else [x]
+        if which is not None:
+            views = [views[k] for k in which]
         want = ["logits"] + (["features"] if features and "features" in self.outputs else [])
         names = want if "logits" in self.outputs else [self.outputs[0]]
         return [np.ascontiguousarray(v, dtype=np.float32) for v in views], names
@@ -130,8 +153,9 @@ class OnnxNetwork:
         return [np.concatenate([p[k] for p in parts]) for k in range(len(names))]
 
 
-def _mean_of_views(outputs: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray | None]:
-    """Logits (float32) and features (float64, or None) averaged over the views, summed in order."""
+def mean_of_views(outputs: list[list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray | None]:
+    """Logits (float32) and features (float64, or None) averaged over the views (outputs of
+    :meth:`OnnxNetwork.run_views`), summed in order."""
     total = np.zeros(outputs[0][0].shape, np.float64)
     feats = np.zeros(outputs[0][1].shape, np.float64) if len(outputs[0]) > 1 else None
     for out in outputs:
