@@ -16,7 +16,9 @@ the same frames, where a frame's time goes (cProfile over 150 frames, ms a frame
 what one cluster costs each model's network (its 8 test-time views).
 
 Run: ``.venv/bin/python benchmarks/series_speed.py [--frames 1000] [--rss-frames 2000]
-[--stand-in-model] [--radius-A 15] [--out FILE]``; writes ``benchmarks/results/series_speed.json``. Needs
+[--stand-in-model] [--radius-A 15] [--pattern K] [--out FILE]``; writes
+``benchmarks/results/series_speed.json``. ``--radius-A 11 --pattern 1``: a cluster isomernet-v2
+labels and isomernet-v4 checks in every frame, the dearest frame to classify. Needs
 ``clusterspy.predict`` and the shipped weights; ``--stand-in-model`` replaces the network by a
 constant-time stand-in to measure everything else (reading, detection, tracking, cropping,
 streaming, HMM, report), and says so in the JSON.
@@ -41,10 +43,12 @@ PX = 0.3  # Å/px
 SIZE = 1024
 
 
-def make_series(path: Path, n: int, seed: int = 0, radius_A: float = 15.0) -> None:
+def make_series(path: Path, n: int, seed: int = 0, radius_A: float = 15.0,
+                pattern: int | None = None) -> None:
     """Write an (n, 1024, 1024) uint16 series (detector counts) to ``path`` (.npy) frame by frame;
     the cluster's columns lie within ``radius_A`` [Å] of its centre (15 Å: measured ~3.5 nm, judged by
-    isomernet-v3 under the size-routed default; 11 Å: ~2.5 nm, judged by isomernet-v2)."""
+    isomernet-v3 under the size-routed default; 11 Å: ~2.5 nm, judged by isomernet-v2). Its look
+    changes every 200 frames among four ``patterns``, or is pattern ``pattern`` (0–3) in every frame."""
     rng = np.random.default_rng(seed)
     mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint16, shape=(n, SIZE, SIZE))
     yy, xx = np.mgrid[-64:64, -64:64].astype(np.float32)
@@ -67,7 +71,7 @@ def make_series(path: Path, n: int, seed: int = 0, radius_A: float = 15.0) -> No
         frame = np.roll(noise[i % 4], (i * 37) % SIZE, axis=1)
         x0 = int(400 + 0.05 * i) % (SIZE - 200) + 64
         y0 = int(500 + 0.03 * i) % (SIZE - 200) + 64
-        frame[y0 - 64:y0 + 64, x0 - 64:x0 + 64] += patterns[(i // 200) % 4]
+        frame[y0 - 64:y0 + 64, x0 - 64:x0 + 64] += patterns[(i // 200) % 4 if pattern is None else pattern]
         mm[i] = np.clip(frame * 1000.0, 0, 65535).astype(np.uint16)
     mm.flush()
     del mm
@@ -157,13 +161,16 @@ def child_profile(path: str, n: int, model_path: str | None = None) -> None:
 
 
 def network_ms_per_cluster(model_path: str | None) -> dict[str, float]:
-    """Milliseconds one cluster's crop costs each model's network (its 8 test-time views), 64 at a time."""
+    """Milliseconds one cluster's crop costs each model's network (its 8 test-time views), 64 at a
+    time; the second opinion's too (all 8 views: it looks at 4 first, and at the others where those
+    are close, :func:`clusterspy.predict.second_opinion_of`)."""
     from clusterspy.predict import load_model
 
     model = load_model(model_path)
     crops = np.random.default_rng(0).random((64, 96, 96)).astype(np.float32)
     out = {}
-    for m in getattr(model, "models", (model,)):
+    second = getattr(model, "second_opinion", None)
+    for m in (*getattr(model, "models", (model,)), *(() if second is None else (second,))):
         x = crops if m.crop_px == 96 else np.random.default_rng(0).random((64, m.crop_px, m.crop_px),
                                                                           dtype=np.float32)
         m.infer(x)
@@ -223,6 +230,9 @@ def main() -> None:
     ap.add_argument("--model", default=None, help="model folder or .onnx (default: shipped)")
     ap.add_argument("--radius-A", type=float, default=15.0,
                     help="the cluster's radius [Å]: 15 (~3.5 nm, v3 judges it), 11 (~2.5 nm, v2 does)")
+    ap.add_argument("--pattern", type=int, default=None, choices=range(4),
+                    help="the cluster's look in every frame (default: four looks, 200 frames each); at "
+                    "--radius-A 11, look 1 is labelled by v2 and checked by v4 in every frame: the dearest")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "series_speed.json"))
     args = ap.parse_args()
     if args.child:
@@ -244,6 +254,7 @@ def main() -> None:
               "affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
               else None, "machine": platform.platform(),
               "goals": {"frames_per_s": 50, "peak_rss_bytes": 2 * 1024**3}, "radius_A": args.radius_A,
+              "pattern": args.pattern,
               "load_average_at_start": list(os.getloadavg()),
               "peak_rss_measure": "VmHWM of the child (ru_maxrss beside it includes the forked "
                                   "parent that wrote the memory-mapped series)"}
@@ -252,7 +263,7 @@ def main() -> None:
         n_max = max(args.frames, args.rss_frames)
         path = tmp_p / "series.npy"
         t0 = time.perf_counter()
-        make_series(path, n_max, radius_A=args.radius_A)
+        make_series(path, n_max, radius_A=args.radius_A, pattern=args.pattern)
         result["generate_seconds"] = time.perf_counter() - t0
         if args.frames < n_max:
             small = tmp_p / "small.npy"
@@ -265,6 +276,11 @@ def main() -> None:
             del mm, src
         else:
             small = path
+        # the series was just written: its GBs of dirty pages go to disk now, not during the timed
+        # runs (the kernel's writeback had shared the two cores with the first of them)
+        t0 = time.perf_counter()
+        os.sync()
+        result["sync_seconds"] = time.perf_counter() - t0
         result["speed"] = run_child(small, tmp_p / "out_speed", args.stand_in_model, args.model)
         print("speed:", result["speed"], flush=True)
         result["memory"] = run_child(path, tmp_p / "out_rss", args.stand_in_model, args.model)
