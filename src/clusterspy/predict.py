@@ -338,11 +338,6 @@ BY_SIZE: tuple[str, ...] = ("isomernet-v3",)
 #: The shipped model that checks the default's first model (:class:`ModelsBySize`): a label of
 #: ``isomernet-v2`` stands only where this model finds the same isomer most probable.
 SECOND_OPINION: str | None = "isomernet-v4"
-#: What :meth:`ModelsBySize.summary` records of the second opinion's rule.
-SECOND_OPINION_RULE = ("a label of the first model stands only where the second opinion's most probable "
-                       "isomer (its own crop, its test-time views, no threshold) is the same; else unknown, "
-                       "models_disagree; it looks at 4 of its 8 views first, and at all 8 unless those make "
-                       "the label its most probable isomer by 2.5 logits or more")
 #: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
 #: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
 #: and that one's mirror image).
@@ -353,6 +348,12 @@ SECOND_OPINION_FIRST_VIEWS: tuple[int, ...] = (0, 1, 2, 3)
 #: (±15 % pixel size) and the example series, the 4 views' lead fell by at most 1.33 logits with all 8;
 #: no verdict changed, and 82 % were judged on the first look (``benchmarks/second_opinion_looks.py``).
 SECOND_OPINION_MARGIN_LOGITS = 2.5
+#: What :meth:`ModelsBySize.summary` records of the second opinion's rule.
+SECOND_OPINION_RULE = ("a label of the first model stands only where the second opinion's most probable "
+                       "isomer (its own crop, its test-time views, no threshold) is the same; else unknown, "
+                       "models_disagree; it looks at 4 of its 8 views first, and at all 8 unless those "
+                       "make the label its most probable isomer by "
+                       f"{SECOND_OPINION_MARGIN_LOGITS:g} logits or more")
 #: Factors on the pixel size given that the default tries for a cluster whose ``isomernet-v2``
 #: label does not stand there (:func:`search_pixel_size`): the ±15 % calibration error the domain
 #: promises to bear. ``isomernet-v2`` was trained with exact calibrations; told a pixel size 15 %
