@@ -459,8 +459,25 @@ def test_frames_out_of_the_domain_are_unknown_with_their_reason_and_never_smooth
     # 4 of the 12 frames gave no evidence: the proportions (fcc 1.00 of the 8 others) say so
     assert any(w.startswith("cluster 0: 4 of the 12 frames it was found in gave no evidence (too_large 4)")
                for w in res.summary["warnings"])
+    (unseen,) = [w for w in res.summary["warnings"] if "gave no evidence" in w]
+    assert "transitions, rates and dwell times miss every change of isomer" in unseen
+    assert "--calibrate" not in unseen  # too_large is no calibration's doing
     few = classify_series([Image(f, px) for f in frames[:9]], model=CardModelDouble(), n_boot=10)
     assert not any("gave no evidence" in w for w in few.summary["warnings"])  # 1 of 9: below 20 %
+
+
+def test_frames_stopped_as_scale_mismatch_warn_of_transitions_and_name_calibrate():
+    """A newcomer's example told ×0.85: 10 of 40 frames ``scale_mismatch`` (8 of the 10 fcc ones), 10
+    transitions counted of 30, and a warning of proportions only, naming no remedy."""
+    from clusterspy.series.summary import _unseen_frames_warning
+
+    lab = np.array(["fcc"] * 6 + ["unknown"] * 4, dtype=object)
+    reason = np.array([""] * 6 + ["scale_mismatch"] * 3 + ["out_of_distribution"], dtype=object)
+    w = _unseen_frames_warning(3, lab, reason)
+    assert w.startswith("cluster 3: 4 of the 10 frames it was found in gave no evidence (scale_mismatch 3, "
+                        "out_of_distribution 1)")
+    assert "transitions, rates and dwell times miss every change of isomer" in w
+    assert "--calibrate --element <metal>" in w
 
 
 def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(tmp_path):

@@ -330,11 +330,11 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other than "
                 "isomernet-v2's label most probable)" if counts["models_disagree"] else "")
     return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
-            "a pixel size more than 15 % off does this (by default the clusters isomernet-v2 judges are "
-            "also tried at 15 % either side; see the README's 'When to trust a label'); "
-            "--calibrate --element <metal> checks it against the clusters' lattice. So do regions filled "
-            "with a constant (the corners of an image rotated with zeros: fill them with the background) "
-            "and clusters unlike any in training"]
+            "one of three causes, most often — a pixel size more than 15 % off (by default the clusters "
+            "isomernet-v2 judges are also tried at 15 % either side; see the README's 'When to trust a "
+            "label'; --calibrate --element <metal> checks it against the clusters' lattice); regions "
+            "filled with a constant (the corners of an image rotated with zeros: fill them with the "
+            "background); or clusters unlike any in training (their look, or neighbours in the crop)"]
 
 
 def _searched_notes(results: list) -> list[str]:

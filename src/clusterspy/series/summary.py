@@ -155,9 +155,11 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
     """The warning for a cluster of which at least :data:`UNSEEN_SHARE` of the (≥ 5) frames it was
     found in carry no evidence (:data:`NO_EVIDENCE`: a domain check stopped them, or the network
     found them unlike training): proportions count the other frames only, so an isomer that these
-    checks stop more often than the others is under-counted. A newcomer's series of 24
+    checks stop more often than the others is under-counted, and a change of isomer inside those
+    frames is missed by the transitions, rates and dwell times. A newcomer's series of 24
     icosahedral then 24 fcc frames, whose fcc frames a check stopped (``scale_mismatch``), came
-    out "icosahedral 1.00, 0 transitions" with no word of it."""
+    out "icosahedral 1.00, 0 transitions" with no word of it; another's (the example told ×0.85)
+    counted 10 transitions of 30, with a warning of proportions only and no word of ``--calibrate``."""
     found = lab != LOST
     unseen = found & np.isin(reason, NO_EVIDENCE)
     n_found, n_unseen = int(found.sum()), int(unseen.sum())
@@ -166,10 +168,13 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
     kinds, counts = np.unique(reason[unseen].astype(str), return_counts=True)
     order = sorted(zip(counts.tolist(), kinds.tolist(), strict=True), reverse=True)
     why = ", ".join(f"{k} {n}" for n, k in order)
+    scale = ("; scale_mismatch says the pixel size looks too small (15 % can do it): --calibrate --element "
+             "<metal> measures it against the lattice" if "scale_mismatch" in kinds else "")
     return (f"cluster {cid}: {n_unseen} of the {n_found} frames it was found in gave no evidence "
             f"({why}); its proportions count the other frames only, and are biased if one isomer is "
-            "stopped more often than the others — read reason in frames.csv (the README's 'When to "
-            "trust a label' says what each means)")
+            "stopped more often than the others, and its transitions, rates and dwell times miss every "
+            f"change of isomer hidden in those frames{scale} — read reason in frames.csv (the README's "
+            "'When to trust a label' says what each means)")
 
 
 def _searched(lab: np.ndarray, factor: np.ndarray) -> np.ndarray:
@@ -283,8 +288,8 @@ def smooth_and_summarise(
         n_tr = int(np.sum(np.array(sm_stats["transition_counts"])) - np.trace(
             np.array(sm_stats["transition_counts"])))
         if frame_time_s and n_tr < 10 and np.isin(sm, CLASSES).any():  # none labelled: said elsewhere
-            msg = (f"cluster {int(cid)}: only {n_tr} transitions in the smoothed labels; "
-                   "rates per second are not meaningful")
+            msg = (f"cluster {int(cid)}: {f'only {n_tr}' if n_tr else 'no'} transitions in the smoothed "
+                   "labels; rates per second are not meaningful")
             warnings.append(msg)
             log.warning(msg)
         msg = (_few_labels_warning(int(cid), lab, table["reason"][idx], inf)
