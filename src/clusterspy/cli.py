@@ -340,17 +340,16 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
 def _searched_notes(results: list) -> list[str]:
     """One line when labels were found only at a pixel size 15 % from the one given (the default's
     pixel-size search, ``pixel_size_factor``): the calibration may be off by as much."""
-    from collections import Counter
+    from clusterspy.predict import searched_at
 
-    factors = Counter(round(float(r.pixel_size_factor), 3) for r in results
-                      if r.label != "unknown" and r.pixel_size_factor != 1.0)
+    factors = [r.pixel_size_factor for r in results if r.label != "unknown" and r.pixel_size_factor != 1.0]
     if not factors:
         return []
-    n, labelled = sum(factors.values()), sum(r.label != "unknown" for r in results)
-    at = " and ".join(f"{k} at × {f:.2f}" for f, k in sorted(factors.items()))
+    n, labelled = len(factors), sum(r.label != "unknown" for r in results)
+    tried, at = searched_at(factors)
     which = ("the label was" if labelled == 1 else
              f"{n} of the {labelled} labels {'was' if n == 1 else 'were'}")
-    return [f"{which} found only with the pixel size given times 0.87 or 1.15 ({at}; pixel_size_factor "
+    return [f"{which} found only with the pixel size given times {tried} ({at}; pixel_size_factor "
             "in JSON and CSV, px× in the table): isomernet-v2 could not label "
             f"{'it' if n == 1 else 'them'} at the pixel size given, and isomernet-v4 agreed at both pixel "
             "sizes; the calibration may be off by as much — --calibrate --element <metal> measures it "

@@ -48,9 +48,9 @@ __all__ = [
     "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults",
     "Model", "ModelsBySize", "classify", "detection_range_A", "dihedral_views", "judged_crop",
     "judging_model", "load_model", "model_summary", "normalise_crops", "scaled_image", "search_context",
-    "search_for", "search_pixel_size", "second_opinion_disagrees", "second_opinion_for", "second_opinion_of",
-    "sha256_file",
-    "shipped_model_covering", "shipped_models", "softmax", "table_confidence", "usable_models",
+    "search_for", "search_pixel_size", "searched_at", "second_opinion_disagrees", "second_opinion_for",
+    "second_opinion_of", "sha256_file", "shipped_model_covering", "shipped_models", "softmax",
+    "table_confidence", "usable_models",
 ]
 
 
@@ -714,6 +714,17 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
         out[i] = (label, float(np.max(p)), {c: float(p[j]) for j, c in enumerate(CLASSES)}, None, od)
         used[i] = float(f)
     return out, used
+
+
+def searched_at(factors: Sequence[float]) -> tuple[str, str]:
+    """How the notes and warnings name where the pixel-size search found labels: the factors tried
+    (``"0.87 or 1.15"``, :data:`PIXEL_SIZE_SEARCH`) and the labels found at each of ``factors`` (one per
+    label found, not 1; ``"28 at × 0.87 and 3 at × 1.15"``)."""
+    from collections import Counter
+
+    counts = Counter(round(float(f), 6) for f in factors)
+    return (" or ".join(f"{f:.2f}" for f in PIXEL_SIZE_SEARCH),
+            " and ".join(f"{n} at × {f:.2f}" for f, n in sorted(counts.items())))
 
 
 def search_context(image: Image, detection: Any, diameter_A: float, models: Sequence[Model],

@@ -49,6 +49,7 @@ class ModelView:
             f"{self.card.get('name', 'model')}@{self.sha256[:12]}" if self.sha256
             else self.card.get("name", "unknown-model"))
         from clusterspy.domain import amorphous_cap_A
+        from clusterspy.predict import search_for
 
         self.amorphous_max_A = amorphous_cap_A(self.domain)
         members = getattr(self.model, "models", None)  # ModelsBySize: one view per model
@@ -59,7 +60,7 @@ class ModelView:
         self.second: ModelView | None = None if second is None else ModelView(second)
         #: Factors on the pixel size tried for a first-route crop whose label does not stand
         #: (:func:`clusterspy.predict.search_pixel_size`); empty without a second opinion.
-        self.search: tuple[float, ...] = tuple(getattr(self.model, "pixel_size_search", ())) if second else ()
+        self.search: tuple[float, ...] = search_for(self.model, members or ())
         if members:
             self.id = str(self.model.id)
         #: The id each row of this view's crops records (the one model's, not the routed pair's).

@@ -186,13 +186,14 @@ def _searched(lab: np.ndarray, factor: np.ndarray) -> np.ndarray:
 def _searched_warning(cid: int, lab: np.ndarray, searched: np.ndarray, factor: np.ndarray) -> str | None:
     """The warning for a cluster whose labels were found only at a pixel size 15 % from the one given
     (:func:`clusterspy.predict.search_pixel_size`): the calibration may be that far off, and which way."""
+    from clusterspy.predict import searched_at
+
     n, labelled = int(searched.sum()), int(np.isin(lab, CLASSES).sum())
     if n == 0:
         return None
-    f = np.asarray(factor, float)[searched]
-    at = " and ".join(f"{int(np.sum(np.isclose(f, v)))} at × {v:.2f}" for v in np.unique(np.round(f, 6)))
+    tried, at = searched_at(np.asarray(factor, float)[searched].tolist())
     return (f"cluster {cid}: {n} of its {labelled} labels {'was' if n == 1 else 'were'} found only with the "
-            f"pixel size given times 0.87 or 1.15 ({at}; pixel_size_factor in frames.csv): the calibration "
+            f"pixel size given times {tried} ({at}; pixel_size_factor in frames.csv): the calibration "
             "may be off by as much — series --calibrate --element <metal> measures it where the clusters' "
             "lattice can be fitted")
 
