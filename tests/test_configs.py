@@ -38,6 +38,8 @@ def test_config_loads(path, monkeypatch):
     assert train["backend"] == "fast" and train["seed"] > 0
     if isinstance(cfg["dataset"], str):
         assert user_spec(cfg["dataset"])["seed"] == train["seed"]
+    if cfg["init_from"]:  # fine-tuning starts from weights the repository holds
+        assert (ROOT / cfg["init_from"]).is_file()
     if cfg["validation"] is not None:
         val = load_spec(cfg["validation"])
         assert val["seed"] != train["seed"]

@@ -119,6 +119,43 @@ def test_resume_on_another_training_set_is_refused(tiny_run, tmp_path):
     assert after["state"]["step"] == saved["state"]["step"]
 
 
+def test_init_from_starts_from_the_weights_given_and_records_them(tiny_run, tmp_path):
+    """Fine-tuning (``init_from``): step 0 is the given network, not the seed's random one, its
+    SHA-256 lands in the card, and weights of another architecture are refused in one line."""
+    import hashlib
+
+    from clusterspy.errors import ConfigError
+    from clusterspy.model import train
+    from clusterspy.model.network import create_model as cm
+
+    out, _path, _ = tiny_run
+    cfg = json.loads((out / "config.json").read_text())
+    saved = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=False)
+    weights = tmp_path / "weights.pt"
+    torch.save(saved["model"], weights)
+    # lr 0: the weights cannot move, so the exported network is the one given to the bit
+    run = tmp_path / "tuned"
+    train({**cfg, "epochs": 1, "lr": 0.0, "init_from": str(weights)}, run, progress=False)
+    after = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)["model"]
+    for k, v in saved["model"].items():
+        if k.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue  # batch-norm statistics follow the data in training mode
+        assert torch.equal(v, after[k]), k
+    card = json.loads((run / "model_card.json").read_text())
+    assert card["training"]["init_from"] == {"path": str(weights),
+                                             "sha256": hashlib.sha256(weights.read_bytes()).hexdigest()}
+    # the seed's own network differs from the one given
+    fresh = cm("isomernet", widths=[8, 8, 16, 16], dropout=0.0).state_dict()
+    assert not all(torch.equal(fresh[k], saved["model"][k]) for k in fresh)
+    wrong = tmp_path / "wrong.pt"
+    torch.save(cm("isomernet", widths=[8, 8, 16, 32], dropout=0.0).state_dict(), wrong)
+    with pytest.raises(ConfigError, match="do not fit the network"):
+        train({**cfg, "epochs": 1, "init_from": str(wrong)}, tmp_path / "bad", progress=False)
+    with pytest.raises(ConfigError, match="no weights file"):
+        train({**cfg, "epochs": 1, "init_from": str(tmp_path / "none.pt")}, tmp_path / "bad2",
+              progress=False)
+
+
 def test_onnx_matches_pytorch(tiny_run):
     from clusterspy.model.network import create_model as cm
     from clusterspy.predict import load_model, normalise_crops, softmax

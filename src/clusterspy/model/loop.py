@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from clusterspy.errors import ConfigError
 from clusterspy.isomers import CLASSES
 from clusterspy.model.data import TrainingData
 
@@ -130,6 +131,36 @@ def load_checkpoint(model: Any, opt: Any, path: Path, device: str) -> dict[str, 
     state = saved["state"]
     print(f"resumed from {path} at epoch {state['epoch']} step {state['step']}", flush=True)
     return state
+
+
+def load_initial_weights(model: Any, path: str | Path, device: str) -> str:
+    """Start ``model`` from the weights in ``path`` (fine-tuning) and return the file's SHA-256.
+
+    ``path`` holds a ``state_dict`` saved with ``torch.save``, or a :func:`save_checkpoint` file
+    (its ``"model"``). The architecture must match the config's network.
+
+    Raises
+    ------
+    ConfigError
+        One line when the file is missing or its weights do not fit the network.
+    """
+    import hashlib
+
+    import torch
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"init_from: no weights file {p}")
+    saved = torch.load(p, map_location=device, weights_only=False)
+    weights = saved.get("model", saved) if isinstance(saved, dict) else saved
+    try:
+        model.load_state_dict(weights)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"init_from: the weights in {p} do not fit the network ({first})") from None
+    sha = hashlib.sha256(p.read_bytes()).hexdigest()
+    print(f"started from the weights in {p} (sha256 {sha[:12]})", flush=True)
+    return sha
 
 
 def train_epoch(model: Any, opt: Any, data: TrainingData, state: dict[str, Any], cfg: dict[str, Any],

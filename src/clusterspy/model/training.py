@@ -47,6 +47,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "workers": None,  # Dask workers for dataset generation (default: all cores)
     "unknown_precision": 0.99,  # target precision of accepted (non-"unknown") predictions
     "test_time_augmentation": True,  # try averaging logits over the 8 flips/rotations
+    # weights the network starts from (fine-tuning): a state_dict saved with torch.save, or a
+    # checkpoint.pt; None: random initialisation from the seed. Recorded with its SHA-256.
+    "init_from": None,
 }
 
 
@@ -152,7 +155,7 @@ def train(
     from clusterspy.datasets import load_spec
     from clusterspy.model.data import dataset_spec, prepare_data, reload_data, train_path, training_set_sha256
     from clusterspy.model.export import export_trained
-    from clusterspy.model.loop import Schedule, load_checkpoint, new_state, run_epochs
+    from clusterspy.model.loop import Schedule, load_checkpoint, load_initial_weights, new_state, run_epochs
     from clusterspy.model.network import count_parameters, create_model
 
     t_start = time.time()
@@ -175,7 +178,12 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg["lr"]),
                             weight_decay=float(cfg["weight_decay"]))
     ckpt = out / "checkpoint.pt"
-    state = load_checkpoint(model, opt, ckpt, dev) if resume and ckpt.exists() else new_state()
+    if resume and ckpt.exists():
+        state = load_checkpoint(model, opt, ckpt, dev)
+    else:
+        state = new_state()
+        if cfg["init_from"]:
+            state["init_sha256"] = load_initial_weights(model, cfg["init_from"], dev)
     if not cfg["grow"]:  # a set generated again (on another machine) must be the one trained on so far
         _check_same_training_set(state, training_set_sha256(data), train_path(cfg, out))
     reload = (lambda: reload_data(data, cfg, out)) if cfg["grow"] else None
@@ -196,6 +204,8 @@ def train(
         "train_seconds": round(state["train_seconds"], 1),
         "dataset_generation_seconds": round(gen_s, 1),
         "training_set_sha256": state.get("data_sha256"),
+        "init_from": ({"path": str(cfg["init_from"]), "sha256": state.get("init_sha256")}
+                      if cfg["init_from"] else None),
         "wall_seconds_this_call": round(time.time() - t_start, 1),
         "parameters": count_parameters(model),
         "history": state["history"],
