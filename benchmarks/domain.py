@@ -15,7 +15,8 @@ size-dependent crop, the network, the out-of-distribution score, the label rule)
    above — its figures are the rule's on images nobody chose it by. Every part counts the labels the
    search found (``labels_from_pixel_size_search``, right and wrong);
 3. **sizes** (fast simulator, 40–16,000 atoms ≈ 1–8 nm, a seed never trained on): accuracy
-   ("unknown" counted wrong) and reasons against particle diameter;
+   ("unknown" counted wrong) and reasons against particle diameter; **large**: the same at the top
+   of the domain (1,500–36,000 atoms ≈ 3.5–10.5 nm, where ``sizes`` holds ~20 particles);
 4. **an out-of-distribution set** the model must not label: bright-field (inverted) images,
    carbon support without clusters, unresolved (blurred) clusters, lattice fringes without a
    particle edge (the middle of an 8 nm particle), non-metal nanocrystals (Si, NaCl, MgO),
@@ -58,6 +59,7 @@ from domain_sets import (  # noqa: E402
     PRISM_SPEC,
     fresh_path,
     heldout_path,
+    large_path,
     prism_path,
     sizes_path,
 )
@@ -276,13 +278,27 @@ def wrong_scale_part(model: Any) -> dict:
 
 
 # ------------------------------------------------------------------------------------------ sizes
+#: Diameter bins [nm] of the ``sizes`` and ``large`` parts.
+SIZE_BINS = ((0.8, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 5.0), (5.0, 6.5), (6.5, 9.0))
+LARGE_BINS = ((2.5, 3.5), (3.5, 5.0), (5.0, 6.5), (6.5, 8.0), (8.0, 10.5))
+
+
 def sizes_part(model: Any) -> dict:
+    """Accuracy against particle size, 40–16,000 atoms (``domain_sets.SIZES_SPEC``)."""
+    return _by_size(model, sizes_path(), SIZE_BINS, "sizes")
+
+
+def large_part(model: Any) -> dict:
+    """The same at the top of the domain, 1,500–36,000 atoms (``domain_sets.LARGE_SPEC``)."""
+    return _by_size(model, large_path(), LARGE_BINS, "large")
+
+
+def _by_size(model: Any, p: Path, bins: tuple[tuple[float, float], ...], part: str) -> dict:
     from clusterspy.datasets import load
     from clusterspy.isomers import CLASSES
 
-    p = sizes_path()
     if not (p / "zarr.json").exists():
-        return {"skipped": "no size images: run python benchmarks/domain_sets.py"}
+        return {"skipped": f"no size images: run python benchmarks/domain_sets.py --parts {part}"}
     x, y, metas = load(p, partial=True)
     d_nm = np.array([m["diameter_A"] / 10 for m in metas])
     labels, reasons, size_ratio, judged_by = [], [], [], []
@@ -296,7 +312,6 @@ def sizes_part(model: Any) -> dict:
             size_ratio.append(10.0 * r.diameter_nm / m["diameter_A"])
     truth = np.array([CLASSES[k] for k in y], dtype=object)
     correct = np.array(labels, dtype=object) == truth
-    bins = [(0.8, 1.5), (1.5, 2.5), (2.5, 3.5), (3.5, 5.0), (5.0, 6.5), (6.5, 9.0)]
     by = {}
     for lo, hi in bins:
         m = (d_nm >= lo) & (d_nm < hi)
@@ -539,7 +554,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--results", default=str(RESULTS), metavar="DIR")
     ap.add_argument("--n", type=int, default=40)
     ap.add_argument("--sets", type=int, default=2)
-    ap.add_argument("--parts", default="prism,heldout,fresh,wrong_scale,sizes,ood,real,time")
+    ap.add_argument("--parts", default="prism,heldout,fresh,wrong_scale,sizes,large,ood,real,time")
     ap.add_argument("--calibrate", action="store_true",
                     help="as classify --calibrate: the pixel size checked against the clusters' lattice (the "
                     "true element given; Au for the OOD set and the TEMUL file)")
@@ -556,6 +571,7 @@ def main(argv: list[str] | None = None) -> dict:
     steps = (("time", time_part), ("real", real_part), ("prism", lambda m: prism_part(m, a.n, a.sets)),
              ("heldout", heldout_part), ("fresh", fresh_part), ("wrong_scale", wrong_scale_part),
              ("sizes", sizes_part),
+             ("large", large_part),
              ("ood", ood_part))
     for name, fn in steps:
         if name in parts:

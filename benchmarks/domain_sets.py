@@ -10,6 +10,9 @@ be rotated or given a wrong pixel size.
   glassy structures), 55–923 atoms of Au, Pt, Pd, 64 Å field. Its own seeds (525252 + set).
 - ``sizes``: the fast simulator, 40–16,000 atoms (1–8 nm), 115 Å field, 300 kV, a seed never
   trained on: accuracy against size where PRISM is out of reach (an 8 nm particle would take hours).
+- ``large``: the fast simulator, 1,500–36,000 atoms (≈ 3.5–10.5 nm; a quarter glassy, 600–1,100
+  atoms), 160 Å field, the ``sizes`` settings, its own seed: particles at the top of the domain,
+  where ``sizes`` holds ~20 (made at stop 32, before isomernet-v5 was measured on it).
 - ``heldout``: the fast simulator at the PRISM set's settings, 160 clusters (seed 919191): the PRISM
   set's figures on four times as many clusters.
 - ``fresh``: the same with seed 929292, made after the pixel-size search was designed on the two sets
@@ -109,6 +112,23 @@ def prism_path(i: int, n: int) -> Path:
     return CACHE / f"domain_prism_s{i}_n{n}.zarr"
 
 
+#: Particles at the top of the domain (3.5–10.5 nm), at the ``sizes`` set's settings and its own
+#: seed: ``sizes`` is log-uniform in atoms and holds only ~20 particles above 5 nm.
+LARGE_SPEC = {
+    **SIZES_SPEC,
+    "seed": 646464,
+    "crop_px": 400,  # 160 Å images: a 10.5 nm particle and its margin
+    "size_atoms": [1500, 36000],
+    "amorphous_size_atoms": [600, 1100],
+    "max_image_px": 640,
+}
+
+
+def large_path() -> Path:
+    """Cache folder of the large-particle set (:data:`LARGE_SPEC`)."""
+    return CACHE / f"domain_large_n{LARGE_SPEC['n_images']}.zarr"
+
+
 def sizes_path() -> Path:
     """Cache folder of the fast-simulated size set."""
     return CACHE / f"domain_sizes_n{SIZES_SPEC['n_images']}.zarr"
@@ -125,6 +145,8 @@ def generate_all(sets: int, n: int, workers: int, parts: tuple[str, ...] = ("pri
                      num_workers=workers)
     if "sizes" in parts:
         generate(SIZES_SPEC, sizes_path(), num_workers=workers)
+    if "large" in parts:
+        generate(LARGE_SPEC, large_path(), num_workers=workers)
     if "heldout" in parts:
         generate(HELDOUT_SPEC, heldout_path(), num_workers=workers)
     if "fresh" in parts:

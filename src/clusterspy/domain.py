@@ -399,7 +399,8 @@ def looks_bright_field(data: np.ndarray) -> bool:
 
 #: The rule of :func:`route_by_size`, as outputs record it.
 ROUTE_RULE = ("each cluster judged by the first model whose diameter range holds it, else by the one whose "
-              "range comes nearest (clusterspy.domain.route_by_size)")
+              "range comes nearest (clusterspy.domain.route_by_size); a model's range may start above its "
+              "domain's (clusterspy.predict.ROUTE_FROM_NM)")
 
 
 def route_by_size(diameter_A: float, domains: list[dict | None]) -> int:

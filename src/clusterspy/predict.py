@@ -43,11 +43,12 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS",
-    "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "SEARCHED_REASONS",
+    "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "ROUTE_FROM_NM", "SEARCHED_REASONS",
     "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS",
     "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults",
     "Model", "ModelsBySize", "classify", "detection_range_A", "dihedral_views", "judged_crop",
-    "judging_model", "load_model", "model_summary", "normalise_crops", "scaled_image", "search_context",
+    "judging_model", "load_model", "model_summary", "normalise_crops", "routing_domain", "scaled_image",
+    "search_context",
     "search_for", "search_pixel_size", "searched_at", "second_opinion_disagrees", "second_opinion_for",
     "second_opinion_of", "sha256_file", "shipped_model_covering", "shipped_models", "softmax",
     "table_confidence", "usable_models",
@@ -257,6 +258,18 @@ class ModelsBySize:
         return "ModelsBySize(" + ", ".join(m.card.name for m in self.models) + ")"
 
 
+def routing_domain(model: Model) -> dict[str, Any] | None:
+    """The domain :func:`clusterspy.domain.route_by_size` routes ``model``'s clusters by in the
+    default: its card's, with the diameter range starting at :data:`ROUTE_FROM_NM` where that is
+    larger (the clusters below are the next model's). Its card's domain still judges them."""
+    dom = model.card.domain
+    start = ROUTE_FROM_NM.get(model.card.name)
+    if not dom or start is None or "diameter_nm" not in dom:
+        return dom
+    lo, hi = (float(v) for v in dom["diameter_nm"])
+    return {**dom, "diameter_nm": [max(lo, float(start)), hi]}
+
+
 def model_summary(model: Model | ModelsBySize) -> dict[str, Any]:
     """What every output records of the model(s) used (:meth:`ModelCard.summary`, or
     :meth:`ModelsBySize.summary` for the size-routed default)."""
@@ -316,7 +329,7 @@ def load_model(path: str | Path | None = None) -> Model | ModelsBySize:
     if path is None or str(path) == AUTO:
         primary = _load_one(None)
         shipped = shipped_models()
-        wide = [_load_one(p) for name, p in shipped.items() if p != DEFAULT_MODEL and name in BY_SIZE]
+        wide = [_load_one(shipped[n]) for n in BY_SIZE if n in shipped and shipped[n] != DEFAULT_MODEL]
         if not wide:
             return primary
         second = _load_one(shipped[SECOND_OPINION]) if SECOND_OPINION in shipped else None
@@ -334,7 +347,11 @@ _BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
 
 #: Shipped models that judge, after the default one, the clusters outside its sizes
 #: (:class:`ModelsBySize`), in order.
-BY_SIZE: tuple[str, ...] = ("isomernet-v3",)
+BY_SIZE: tuple[str, ...] = ("isomernet-v5", "isomernet-v3")
+#: The smallest projected diameter [nm] a model of :data:`BY_SIZE` judges in the default (below it
+#: the next model judges), where that is above its domain's: ``isomernet-v5`` (160 px crops, ~2.8×
+#: the network's work) only where ``isomernet-v3``'s 96 px crop of a 1.25 × D field is too coarse.
+ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 5.0}
 #: The shipped model that checks the default's first model (:class:`ModelsBySize`): a label of
 #: ``isomernet-v2`` stands only where this model finds the same isomer most probable.
 SECOND_OPINION: str | None = "isomernet-v4"
@@ -998,7 +1015,7 @@ def classify(
     # the domain reasons see every cluster found (a neighbour outside the user's size range is
     # still a neighbour); the user's range and border choice only select what is reported
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
-    route = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
+    route = [route_by_size(D, [routing_domain(m) for m in models]) for D in diam]
     reasons = [cluster_reasons(img, detections, m.card.domain, diameters_A=diam,
                                field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam],
                                only=[i for i, j in enumerate(route) if j == k])
@@ -1093,7 +1110,7 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
     from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
-    chosen = [route_by_size(D, [m.card.domain for m in models]) for D in diam]
+    chosen = [route_by_size(D, [routing_domain(m) for m in models]) for D in diam]
     if reasons is None:
         reasons = [cluster_reasons(image, detections, m.card.domain, diameters_A=diam,
                                    field_A=[m.card.crop_px * m.card.crop_pixel_size_A(D) for D in diam],

@@ -217,9 +217,10 @@ class FrameClassifier:
         if self.model.domain is None or not dets or not all(hasattr(d, "bbox") for d in dets):
             return None
         from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
+        from clusterspy.predict import routing_domain
 
         usable = self._usable_routes(image)
-        domains = [self.model.routes[j].domain for j in usable]
+        domains = [routing_domain(self.model.routes[j].model) for j in usable]
         route = [usable[route_by_size(particle_diameter_A(getattr(d, "diameter_A", 0.0) or 0.0), domains)]
                  for d in dets]
         per_route = [cluster_reasons(image, dets, v.domain, field_A=[v.crop_px * v.crop_pixel_A(d, image)
