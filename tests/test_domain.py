@@ -255,9 +255,9 @@ def test_a_neighbour_outside_the_size_range_asked_for_is_still_a_neighbour():
                    dose=5000.0)
     both = classify(img, pixel_size_A=px)
     assert sorted(round(r.diameter_nm) for r in both) == [3, 5]
-    # the 5 nm one is judged by isomernet-v3 (the default sends what is too large for v2 to it)
+    # the 5.2 nm one is judged by isomernet-v5 (the default sends particles from 5 nm to it)
     assert [r.reason for r in both] == ["neighbour_in_view"] * 2
-    assert sorted(r.model.split("@")[0] for r in both) == ["isomernet-v2", "isomernet-v3"]
+    assert sorted(r.model.split("@")[0] for r in both) == ["isomernet-v2", "isomernet-v5"]
     narrow = classify(img, pixel_size_A=px, min_size_nm=2.0, max_size_nm=3.5)  # the 5 nm one left out
     assert len(narrow) == 1 and narrow[0].reason == "neighbour_in_view" and narrow[0].label == "unknown"
 

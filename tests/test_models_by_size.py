@@ -1,6 +1,7 @@
 """The shipped default chooses the model cluster by cluster by size (:class:`ModelsBySize`):
-isomernet-v2 where its domain covers the cluster, isomernet-v3 for what v2 calls too small or too
-large; each result names the model that judged it."""
+isomernet-v2 where its domain covers the cluster, isomernet-v5 (160 px crops) for particles from
+5 nm, isomernet-v3 for the rest (too small for v2, or 3.3–5 nm); each result names the model that
+judged it."""
 
 from __future__ import annotations
 
@@ -20,27 +21,39 @@ def _name(result) -> str:
     return result.model.split("@")[0]
 
 
-def test_the_default_is_v2_then_v3_and_a_named_model_is_that_model_alone():
+def test_the_default_is_v2_then_v5_then_v3_and_a_named_model_is_that_model_alone():
+    from clusterspy.predict import ROUTE_FROM_NM, routing_domain
+
     default = load_model()
     assert isinstance(default, ModelsBySize) and load_model() is default
-    assert [m.card.name for m in default.models] == ["isomernet-v2", "isomernet-v3"]
+    assert [m.card.name for m in default.models] == ["isomernet-v2", "isomernet-v5", "isomernet-v3"]
     assert default.card is default.primary.card  # geometry, calibration: the primary's
     assert default.id == "+".join(m.card.id for m in default.models)
     assert not isinstance(load_model("isomernet-v2"), ModelsBySize)
-    domains = [m.card.domain for m in default.models]
-    assert [route_by_size(d_A, domains) for d_A in (5.0, 25.0, 50.0, 200.0)] == [1, 0, 1, 1]  # nearest: v3
+    v2, v5, v3 = default.models
+    # v5's range in the default starts at 5 nm; its card's domain (what judges its clusters) does not
+    assert ROUTE_FROM_NM == {"isomernet-v5": 5.0}
+    assert routing_domain(v5)["diameter_nm"] == [5.0, v5.card.domain["diameter_nm"][1]]
+    assert v5.card.domain["diameter_nm"][0] < 3.0 and v5.card.domain["diameter_nm"][1] >= 10.0
+    assert routing_domain(v3) == v3.card.domain and routing_domain(v2) == v2.card.domain
+    domains = [routing_domain(m) for m in default.models]
+    # 0.5 nm: nearest v3 (too small); 2.5 nm: v2; 4 nm: v3; 6 and 9 nm: v5; 20 nm: nearest v5 (too large)
+    assert [route_by_size(d_A, domains) for d_A in (5.0, 25.0, 40.0, 60.0, 90.0, 200.0)] == [2, 0, 2, 1, 1, 1]
 
 
 def test_each_cluster_goes_to_the_model_that_covers_its_size():
     px = 0.25
-    img = particle(shape=(640, 640), px=px, centres=((160, 160), (440, 440)), diameters_A=(25.0, 55.0),
-                   dose=5000.0)
+    img = particle(shape=(640, 640), px=px, centres=((160, 160), (440, 440), (140, 480)),
+                   diameters_A=(25.0, 55.0, 35.0), dose=5000.0)
     routed = sorted(classify(img, pixel_size_A=px), key=lambda r: r.diameter_nm)
-    assert [round(r.diameter_nm) for r in routed] == [3, 7]  # a disc of 55 Å: 6.5 nm projected (× 1.16)
-    assert [_name(r) for r in routed] == ["isomernet-v2", "isomernet-v3"]
-    assert routed[1].reason != "too_large"  # v3 covers 6 nm: it judged it (with its own reason or a label)
+    # discs of 25 / 35 / 55 Å: ~3 / 4 / 6.5 nm projected (× 1.16)
+    assert [round(r.diameter_nm) for r in routed] == [3, 4, 7]
+    assert [_name(r) for r in routed] == ["isomernet-v2", "isomernet-v3", "isomernet-v5"]
+    assert "too_large" not in {r.reason for r in routed}  # each judged by a model that covers it
+    v5 = load_model("isomernet-v5")
+    assert v5.crop_px == 160 and v5.crop_pixel_size_A(64.0) == pytest.approx(1.25 * 64.0 / 160)
     alone = sorted(classify(img, pixel_size_A=px, model="isomernet-v2"), key=lambda r: r.diameter_nm)
-    assert [_name(r) for r in alone] == ["isomernet-v2"] * 2 and alone[1].reason == "too_large"
+    assert [_name(r) for r in alone] == ["isomernet-v2"] * 3 and alone[2].reason == "too_large"
     # v2's clusters: the same result (the detector looks over the wider range of both models, so
     # the crop may move by a fraction of a pixel)
     assert (alone[0].label, alone[0].reason) == (routed[0].label, routed[0].reason)
@@ -65,12 +78,12 @@ def test_judge_takes_reasons_for_one_model_only(blob_image):
 
 
 def test_pb_is_fcc_whole_by_default_and_too_large_for_v2_alone(shared_data: Path):
-    z = np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz")
-    img, px = z["image"].astype(np.float32), float(z["pixel_size_A"])
+    with np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz") as z:
+        img, px = z["image"].astype(np.float32), float(z["pixel_size_A"])
     r = max(classify(img, pixel_size_A=px), key=lambda q: q.diameter_nm)
-    assert (r.label, _name(r)) == ("fcc", "isomernet-v3") and r.confidence >= 0.9
-    v3 = load_model("isomernet-v3")
-    assert v3.crop_px * v3.crop_pixel_size_A(10 * r.diameter_nm) > 59.2  # StatSTEM's columns span 59.1 Å
+    assert (r.label, _name(r)) == ("fcc", "isomernet-v5") and r.confidence >= 0.9
+    v5 = load_model("isomernet-v5")
+    assert v5.crop_px * v5.crop_pixel_size_A(10 * r.diameter_nm) > 59.2  # StatSTEM's columns span 59.1 Å
     alone = max(classify(img, pixel_size_A=px, model="isomernet-v2"), key=lambda q: q.diameter_nm)
     assert (alone.label, alone.reason) == ("unknown", "too_large")
 
@@ -86,24 +99,24 @@ def test_outputs_name_the_model_of_each_row(tmp_path: Path):
     assert proc.returncode == 0, proc.stderr
     header = proc.stdout.splitlines()[0]
     assert header.rstrip().endswith("model")
-    assert {line.split()[-1] for line in proc.stdout.splitlines()[2:]} == {"isomernet-v2", "isomernet-v3"}
+    assert {line.split()[-1] for line in proc.stdout.splitlines()[2:]} == {"isomernet-v2", "isomernet-v5"}
     import csv
 
     rows = list(csv.DictReader((out / "results.csv").read_text().splitlines()))
-    assert sorted(r["model"].split("@")[0] for r in rows) == ["isomernet-v2", "isomernet-v3"]
+    assert sorted(r["model"].split("@")[0] for r in rows) == ["isomernet-v2", "isomernet-v5"]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"]["id"] == load_model().id
-    assert [m["name"] for m in settings["model"]["by_size"]] == ["isomernet-v2", "isomernet-v3"]
+    assert [m["name"] for m in settings["model"]["by_size"]] == ["isomernet-v2", "isomernet-v5", "isomernet-v3"]
 
 
 def test_explain_uses_the_model_that_judged_each_cluster(tmp_path: Path, shared_data: Path, monkeypatch):
-    """--explain shows each crop as its own model saw it: Pb's saliency is v3's, on v3's crop."""
+    """--explain shows each crop as its own model saw it: Pb's saliency is v5's, on v5's crop."""
     import clusterspy.explain
     from clusterspy.image import Image
     from clusterspy.workflows import write_saliency
 
-    z = np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz")
-    img = Image(z["image"].astype(np.float32), float(z["pixel_size_A"]))
+    with np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz") as z:
+        img = Image(z["image"].astype(np.float32), float(z["pixel_size_A"]))
     results = classify(img)
     seen = []
     real = clusterspy.explain.occlusion_saliency
@@ -115,12 +128,12 @@ def test_explain_uses_the_model_that_judged_each_cluster(tmp_path: Path, shared_
     monkeypatch.setattr(clusterspy.explain, "occlusion_saliency", spy)
     path = write_saliency(img, load_model(), tmp_path / "saliency.png", results=results)
     assert path is not None and path.stat().st_size > 0
-    assert seen == ["isomernet-v3"] * sum(r.probabilities is not None for r in results) and seen
+    assert seen == ["isomernet-v5"] * sum(r.probabilities is not None for r in results) and seen
 
 
 def test_a_series_judges_each_cluster_with_the_model_classify_would_use(tmp_path: Path):
     """``series`` routes by size as ``classify`` does: a 2.9 nm and a 6.4 nm particle in every frame,
-    judged by v2 and v3; frames.csv's ``model`` column says so, and the same frame through classify
+    judged by v2 and v5; frames.csv's ``model`` column says so, and the same frame through classify
     gets the same models and reasons."""
     from clusterspy.image import Image
     from clusterspy.series import classify_series
@@ -133,7 +146,7 @@ def test_a_series_judges_each_cluster_with_the_model_classify_would_use(tmp_path
     table = read_frames_csv(tmp_path / "s" / "frames.csv")
     small = table["diameter_nm"] < 4
     assert {m.split("@")[0] for m in table["model"][small]} == {"isomernet-v2"}
-    assert {m.split("@")[0] for m in table["model"][~small]} == {"isomernet-v3"}
+    assert {m.split("@")[0] for m in table["model"][~small]} == {"isomernet-v5"}
     assert "too_large" not in set(table["reason"])
     one = sorted(classify(frames[0], pixel_size_A=px), key=lambda r: r.diameter_nm)
     first = sorted(np.flatnonzero(table["frame"] == 0), key=lambda i: table["diameter_nm"][i])
@@ -144,13 +157,15 @@ def test_a_series_judges_each_cluster_with_the_model_classify_would_use(tmp_path
 def test_a_cluster_too_large_for_every_model_says_so(tmp_path: Path, capsys):
     from clusterspy.cli import main
 
-    px = 0.45  # a 10 nm disc: beyond v3's 8 nm
+    px = 0.45  # a 110 Å disc (12.8 nm projected): beyond v5's 10.5 nm
     path = tmp_path / "big.npy"
-    np.save(path, particle(shape=(400, 400), px=px, centres=((200, 200),), diameters_A=(95.0,), dose=3000.0))
+    np.save(path, particle(shape=(400, 400), px=px, centres=((200, 200),), diameters_A=(110.0,), dose=3000.0))
     assert main(["classify", str(path), "--pixel-size", str(px)]) == 0
     out, err = capsys.readouterr()
-    assert "too_large" in out and "isomernet-v3" in out  # the widest range there is named it
-    assert "too large for every shipped model (together 0.87–8.05 nm)" in err
+    assert "too_large" in out and "isomernet-v5" in out  # the nearest range there is named it
+    lo, hi = load_model().summary()["domain"]["diameter_nm"]
+    assert (lo, round(hi, 1)) == (0.87, 10.5)
+    assert f"too large for every shipped model (together {lo:g}–{hi:g} nm)" in err
 
 
 def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: Path, capsys):
@@ -165,7 +180,8 @@ def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: 
     np.save(path, particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(30.0,), dose=20000.0))
     assert main(["classify", str(path), "--pixel-size", str(px)]) == 0
     err = capsys.readouterr().err
-    assert "at 0.55 Å/px isomernet-v2 cannot judge (it needs 0.0125–0.5 Å/px): isomernet-v3 judged" in err
+    assert ("at 0.55 Å/px isomernet-v2 cannot judge (it needs 0.0125–0.5 Å/px): isomernet-v3 judged the "
+            "clusters of its sizes (1.18–3.26 nm) too") in err
     # finer than v2's smallest training pixel size but within what it judges (crops are binned to its
     # 0.4 Å/px): no note, and the model column names the model that judged (a newcomer's 0.045 Å/px
     # noted "isomernet-v2 cannot judge … isomernet-v3 judged" beside a row judged by v2)

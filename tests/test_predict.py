@@ -114,7 +114,7 @@ def test_predict_path_imports_no_torch():
 
 
 def test_shipped_models_load_by_name():
-    default = load_model()  # isomernet-v2, and isomernet-v3 for the clusters outside its sizes
+    default = load_model()  # isomernet-v2, and isomernet-v5 / isomernet-v3 for the clusters outside its sizes
     assert load_model(default.card.name) is default.primary  # "isomernet-v2" by its name: that model alone
     v3 = load_model("isomernet-v3")
     assert v3.card.name == "isomernet-v3" and v3.card.id != default.card.id

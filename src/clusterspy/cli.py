@@ -398,7 +398,7 @@ def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
     """With the size-routed default: the models that cannot judge an image at ``px`` [Å/px] (outside
     their pixel-size range), so that the others judged every cluster of it."""
     from clusterspy.domain import pixel_size_range_A
-    from clusterspy.predict import ModelsBySize, load_model
+    from clusterspy.predict import ModelsBySize, load_model, routing_domain
 
     loaded = load_model(model)
     if px is None or not isinstance(loaded, ModelsBySize):
@@ -407,9 +407,14 @@ def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
     for m in loaded.models:
         lo, hi = pixel_size_range_A(m.card.domain)  # the range check_image (usable_models) applies
         if not lo <= px <= hi:
-            others = ", ".join(o.card.name for o in loaded.models if o is not m)
-            notes.append(f"at {px:g} Å/px {m.card.name} cannot judge (it needs {lo:g}–{hi:g} Å/px): {others} "
-                         "judged every cluster, whatever its size")
+            d_lo, d_hi = (float(v) for v in m.card.domain.get("diameter_nm", [0.0, float("inf")]))
+            rest = [o for o in loaded.models if o is not m]
+            # the models whose range in the default meets its sizes took its clusters
+            took = [o for o in rest if (r := (routing_domain(o) or {}).get("diameter_nm")) is None
+                    or (float(r[0]) <= d_hi and float(r[1]) >= d_lo)] or rest
+            notes.append(f"at {px:g} Å/px {m.card.name} cannot judge (it needs {lo:g}–{hi:g} Å/px): "
+                         f"{' and '.join(o.card.name for o in took)} judged the clusters of its sizes "
+                         f"({d_lo:g}–{d_hi:g} nm) too")
     return notes
 
 

@@ -46,7 +46,8 @@ __all__ = [
     "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "ROUTE_FROM_NM", "SEARCHED_REASONS",
     "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS",
     "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults",
-    "Model", "ModelsBySize", "classify", "detection_range_A", "dihedral_views", "judged_crop",
+    "Model", "ModelsBySize", "classify", "detection_lead", "detection_range_A", "dihedral_views",
+    "judged_crop",
     "judging_model", "load_model", "model_summary", "normalise_crops", "routing_domain", "scaled_image",
     "search_context",
     "search_for", "search_pixel_size", "searched_at", "second_opinion_disagrees", "second_opinion_for",
@@ -268,6 +269,15 @@ def routing_domain(model: Model) -> dict[str, Any] | None:
         return dom
     lo, hi = (float(v) for v in dom["diameter_nm"])
     return {**dom, "diameter_nm": [max(lo, float(start)), hi]}
+
+
+def detection_lead(models: Sequence[Model]) -> Model:
+    """The model whose smallest size sets the detector's working pixel and smoothing in
+    :func:`classify`: the first of ``models`` that judges the small clusters of its domain in the
+    default — not one whose range there starts above its domain's (:data:`ROUTE_FROM_NM`: at
+    0.5–0.6 Å/px, where ``isomernet-v2`` cannot judge, ``isomernet-v3``, not ``isomernet-v5``,
+    whose smallest trained particles are 2.5 nm) — else the first."""
+    return next((m for m in models if m.card.name not in ROUTE_FROM_NM), models[0])
 
 
 def model_summary(model: Model | ModelsBySize) -> dict[str, Any]:
@@ -1001,14 +1011,16 @@ def classify(
     mdl = model if isinstance(model, (Model, ModelsBySize)) else load_model(model)
     img, name = _as_image(image, pixel_size_A, signal)
     models = usable_models(img, mdl, contrast)
-    # the smallest size is the first model's: it sets the detector's working pixel and smoothing,
-    # so that the clusters that model judges are found as with it alone; the largest, every model's
+    # the smallest size is the lead's (the first model that judges small clusters): it sets the
+    # detector's working pixel and smoothing, so that the clusters that model judges are found as
+    # with it alone; the largest, every model's
+    lead = detection_lead(models)
     ranges = [_size_range_A(m.card, min_size_nm, max_size_nm) for m in models]
-    lo_A, hi_A = ranges[0][0], max(r[1] for r in ranges)
+    lo_A, hi_A = _size_range_A(lead.card, min_size_nm, max_size_nm)[0], max(r[1] for r in ranges)
     # detection always looks at the models' whole range (so that a large particle is seen whole,
     # not as fragments above a background estimated too small), then keeps the user's range
     det = [detection_range_A(m.card) for m in models]
-    det_lo, det_hi = det[0][0], max(d[1] for d in det)
+    det_lo, det_hi = detection_range_A(lead.card)[0], max(d[1] for d in det)
     detections = detect_clusters(img, min_diameter_A=min(lo_A / DETECTED_TO_PROJECTED, det_lo),
                                  max_diameter_A=max(hi_A / DETECTED_TO_PROJECTED, det_hi),
                                  exclude_border=False, polarity="bright")
@@ -1056,19 +1068,27 @@ def usable_models(img: Image, model: Model | ModelsBySize, contrast: str, *, ref
                    ) -> tuple[Model, ...]:
     """The models (the size-routed ones in order, or the one) whose domain accepts the whole image;
     when none does, the last model's :class:`OutOfDomainError` (its limits are the widest), or
-    with ``refuse=False`` the first model."""
-    from clusterspy.domain import check_image
-    from clusterspy.errors import OutOfDomainError
+    with ``refuse=False`` the first model. The contrast (the same for every model) is looked at
+    once, after the pixel size and field (it cost ~24 ms a 1024² frame for each model)."""
+    from clusterspy.domain import check_contrast, check_image
+    from clusterspy.errors import ConfigError, OutOfDomainError
 
+    if contrast not in ("auto", "haadf"):
+        raise ConfigError(f"contrast must be 'auto' or 'haadf', got {contrast!r}")
     models = model.models if isinstance(model, ModelsBySize) else (model,)
     usable, error = [], None
     for m in models:
         try:
-            check_image(img, m.card.domain, contrast=contrast)  # type: ignore[arg-type]
+            check_image(img, m.card.domain, contrast="haadf")
         except OutOfDomainError as exc:
             error = exc  # the last model's: the size-routed default's later models are the wider
             continue
         usable.append(m)
+    if usable:
+        try:
+            check_contrast(img, contrast)  # type: ignore[arg-type]
+        except OutOfDomainError as exc:
+            error, usable = exc, []
     if not usable:
         if refuse:
             raise error  # type: ignore[misc]
