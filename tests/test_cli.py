@@ -118,7 +118,7 @@ def test_classify_json_schema(tmp_path: Path) -> None:
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     settings = json.loads((tmp_path / "out" / "settings.json").read_text())
     # the default: the models chosen by size, each with its SHA-256; the record names the one used
-    assert [len(h) for h in settings["model"]["weights_sha256"].split("+")] == [64, 64]
+    assert [len(h) for h in settings["model"]["weights_sha256"].split("+")] == [64, 64, 64]
     assert record["model"] in [m["id"] for m in settings["model"]["by_size"]]
 
 

@@ -537,13 +537,14 @@ def test_statstems_pb_particle_is_fitted_as_fcc_on_110() -> None:
     NCC changes by < 0.01 between 970 and 1,504 atoms, truncated or not: a twinned model of 1,504
     atoms, its lower half off the zone, led by 0.0015 until the twin had to show in the columns
     (:func:`clusterspy.fit.api.twin_shown`). StatSTEM counted 1,189 atoms; the goal is ±15 %.)"""
-    z = np.load(SHARED / "real_atomic" / "Pb_fcc_statstem.npz")
-    img = Image(np.asarray(z["image"], dtype=np.float32), float(z["pixel_size_A"]))
+    with np.load(SHARED / "real_atomic" / "Pb_fcc_statstem.npz") as z:
+        img = Image(np.asarray(z["image"], dtype=np.float32), float(z["pixel_size_A"]))
+        n_statstem = int(z["atom_counts"].sum())
     fits = fit_structure(img, element="Pb", microscope=Microscope(energy_keV=300.0, semiangle_mrad=21.0))
     f = max(fits, key=lambda f: f.n_atoms or 0)
     assert f.isomer == "fcc" and f.reason is None
     assert f.zone_axis == "[110]" and f.form != "twinned_fcc"  # a single crystal
-    assert abs(f.n_atoms / int(z["atom_counts"].sum()) - 1.0) <= 0.15
+    assert abs(f.n_atoms / n_statstem - 1.0) <= 0.15
     assert f.scale == pytest.approx(1.13, abs=0.03)  # the FFT's lattice: 1.13 × Pb's
     assert f.aspect == pytest.approx(1.045, abs=0.02)
 

@@ -72,6 +72,37 @@ def test_a_pixel_size_only_v3_accepts_goes_to_v3_alone():
     assert res and {_name(r) for r in res} == {"isomernet-v3"}
 
 
+def test_beyond_v2s_pixel_sizes_small_clusters_are_still_found():
+    """At 0.5–0.6 Å/px v2 cannot judge: the detector's smallest size is then v3's (0.87 nm), not that
+    of v5, the next model in order, whose smallest particles are 2.5 nm (found by
+    ``benchmarks/domain.py``: held-out clusters told 30–45 % too large were no longer found)."""
+    from clusterspy.predict import detection_lead
+
+    v2, v5, v3 = load_model().models
+    assert detection_lead([v2, v5, v3]) is v2 and detection_lead([v5, v3]) is v3
+    assert detection_lead([v5]) is v5  # alone, it is its own lead
+    px = 0.55
+    img = particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(14.0,), dose=20000.0)
+    (r,) = classify(img, pixel_size_A=px)
+    assert _name(r) == "isomernet-v3" and 1.2 < r.diameter_nm < 2.2 and r.reason != "too_small"
+
+
+def test_the_contrast_is_looked_at_once_per_image_whatever_the_number_of_models(monkeypatch):
+    """The bright-field check (~24 ms a 1024² frame) is the image's, not a model's: it ran once per
+    model (three since v5), and a bright-field image is still refused, with the same line."""
+    import clusterspy.domain as dom
+    from clusterspy.errors import OutOfDomainError
+
+    calls = []
+    real = dom.looks_bright_field
+    monkeypatch.setattr(dom, "looks_bright_field", lambda data: calls.append(1) or real(data))
+    img = particle(shape=(300, 300), px=0.25, centres=((150, 150),), diameters_A=(25.0,), dose=20000.0)
+    assert classify(img, pixel_size_A=0.25) and len(calls) == 1
+    with pytest.raises(OutOfDomainError, match="looks like bright field"):
+        classify(img.max() - img, pixel_size_A=0.25)
+    assert len(calls) == 2
+
+
 def test_judge_takes_reasons_for_one_model_only(blob_image):
     with pytest.raises(ValueError, match="single model"):
         judge(blob_image, [], load_model(), reasons=[])
@@ -106,7 +137,8 @@ def test_outputs_name_the_model_of_each_row(tmp_path: Path):
     assert sorted(r["model"].split("@")[0] for r in rows) == ["isomernet-v2", "isomernet-v5"]
     settings = json.loads((out / "settings.json").read_text())
     assert settings["model"]["id"] == load_model().id
-    assert [m["name"] for m in settings["model"]["by_size"]] == ["isomernet-v2", "isomernet-v5", "isomernet-v3"]
+    assert [m["name"] for m in settings["model"]["by_size"]] == [
+        "isomernet-v2", "isomernet-v5", "isomernet-v3"]
 
 
 def test_explain_uses_the_model_that_judged_each_cluster(tmp_path: Path, shared_data: Path, monkeypatch):

@@ -497,7 +497,7 @@ def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(t
     assert note is not None and note.startswith("no frame labelled: 10 of 10 too_large (")
     median = float(np.median(res.frames["diameter_nm"]))
     assert f"({median:.2f} nm median diameter) — larger than the model" in note
-    assert note.endswith("try --model isomernet-v3 (to 8 nm)")  # its card: 0.87–8.05 nm
+    assert note.endswith("try --model isomernet-v3 (to 8.05 nm)")  # its card: 0.87–8.05 nm
     text = res.describe()
     assert note in text and "proportions (smoothed" not in text
     assert "rates per second" not in text  # no transition warning for a series with no label
@@ -529,8 +529,8 @@ def test_a_series_too_large_for_every_model_says_to_check_the_pixel_size():
 
     n = 6
     frames = {"label": np.array(["unknown"] * n), "reason": np.array(["too_large"] * n),
-              "status": np.array(["ok"] * n), "diameter_nm": np.full(n, 10.4)}
-    note = no_label_note(frames, "isomernet-v2@x+isomernet-v3@y")
-    assert note.startswith("no frame labelled: 6 of 6 too_large (10.40 nm median diameter)")
+              "status": np.array(["ok"] * n), "diameter_nm": np.full(n, 12.4)}
+    note = no_label_note(frames, "isomernet-v2@x+isomernet-v5@z+isomernet-v3@y")
+    assert note.startswith("no frame labelled: 6 of 6 too_large (12.40 nm median diameter)")
     assert note.endswith("no shipped model covers this size — if the particle is not that large, check the "
                          "pixel size (Å/px)")

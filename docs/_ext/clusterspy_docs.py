@@ -314,6 +314,14 @@ def trust_rows(domains: Mapping[str, dict]) -> list[list[str]]:
     for b in bins:
         row(f"fast-simulated particles {b}: accepted",
             lambda d, b=b: fmt_share(get_path(d, f"sizes/by_diameter/{b}/accepted")))
+    large = []
+    for d in domains.values():
+        for b in (get_path(d, "large/by_diameter") or {}):
+            if b not in large:
+                large.append(b)
+    for b in large:
+        row(f"large fast-simulated particles {b}: right ('unknown' counted wrong)",
+            lambda d, b=b: fmt_share(get_path(d, f"large/by_diameter/{b}/accuracy_unknown_wrong")))
     row("reported / true diameter (median)",
         lambda d: fmt_value(get_path(d, "sizes/reported_over_true_diameter/median")))
     row("2048² wide field at 2 Å/px refused in [s]",

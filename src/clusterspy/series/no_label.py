@@ -76,7 +76,7 @@ def _advice(reason: str, diameter_nm: float | None, model_id: str | None) -> str
             text += ("; no shipped model covers this size — if the particle is not that "
                      f"{'large' if reason == 'too_large' else 'small'}, check the pixel size (Å/px)")
         else:
-            text += f"; try --model {other[0]} (to {other[1]:.0f} nm)"
+            text += f"; try --model {other[0]} (to {other[1]:.3g} nm)"
     return text
 
 
@@ -97,7 +97,7 @@ def no_label_note(frames: Mapping[str, np.ndarray], model_id: str | None = None)
     -------
     str or None
         ``"no frame labelled: 20 of 20 too_large (3.45 nm median diameter) — larger than the model
-        was trained on; try --model isomernet-v3 (to 8 nm)"``.
+        was trained on; try --model isomernet-v3 (to 8.05 nm)"``.
     """
     labels = np.asarray(frames.get("label", []), dtype=str)
     n = len(labels)
