@@ -238,8 +238,8 @@ def test_lattice_over_shape_catches_jpeg_blobs_that_fool_the_noise_test():
     scores = [(lattice_contrast(jpg, d.x_px, d.y_px, particle_diameter_A(d.diameter_A)),
                lattice_over_shape(jpg, d.x_px, d.y_px, particle_diameter_A(d.diameter_A))) for d in dets]
     assert any(lc > 6 and ls < 1.0 for lc, ls in scores)
-    z = np.load(SHARED / "real_atomic" / "PtIr_fcc_statstem.npz")
-    ptir = Image(z["image"].astype(np.float32), float(z["pixel_size_A"]))
+    with np.load(SHARED / "real_atomic" / "PtIr_fcc_statstem.npz") as z:
+        ptir = Image(z["image"].astype(np.float32), float(z["pixel_size_A"]))
     d = detect_clusters(ptir, min_diameter_A=6.0, max_diameter_A=80.0)[0]
     D = particle_diameter_A(d.diameter_A)
     assert lattice_contrast(ptir, d.x_px, d.y_px, D) > 100 and lattice_over_shape(ptir, d.x_px, d.y_px, D) > 5
@@ -349,8 +349,9 @@ def test_statstem_particles_at_a_2_5x_too_small_pixel_size_are_scale_mismatch():
         path = SHARED / "real_atomic" / name
         if not path.exists():
             pytest.skip("../shared/data is absent")
-        z = np.load(path)
-        res = classify(Image(z["image"].astype(float), float(z["pixel_size_A"]) * factor))
+        with np.load(path) as z:
+            img = Image(z["image"].astype(float), float(z["pixel_size_A"]) * factor)
+        res = classify(img)
         assert [r.label for r in res if r.reason is None] == [], (name, res)
         assert "scale_mismatch" in {r.reason for r in res}, (name, [r.reason for r in res])
 

@@ -103,6 +103,18 @@ def test_the_contrast_is_looked_at_once_per_image_whatever_the_number_of_models(
     assert len(calls) == 2
 
 
+def test_the_size_range_a_user_asks_for_is_checked_against_every_model():
+    """``--min-size 50`` said ``the size range is empty: 50–8.15 nm`` (v2's margin) where a search
+    said ``no cluster of 20–26.35 nm`` (the default's): one upper limit, 2.5 × the largest domain."""
+    from clusterspy.errors import ConfigError
+
+    hi_nm = 2.5 * max(m.card.domain["diameter_nm"][1] for m in load_model().models)
+    img = particle(shape=(300, 300), px=0.25, centres=((150, 150),), diameters_A=(25.0,), dose=20000.0)
+    with pytest.raises(ConfigError, match=rf"the size range is empty: 50–{hi_nm:g} nm"):
+        classify(img, pixel_size_A=0.25, min_size_nm=50)
+    assert classify(img, pixel_size_A=0.25, min_size_nm=2.0) and len(classify(img, pixel_size_A=0.25)) == 1
+
+
 def test_judge_takes_reasons_for_one_model_only(blob_image):
     with pytest.raises(ValueError, match="single model"):
         judge(blob_image, [], load_model(), reasons=[])
@@ -184,6 +196,31 @@ def test_a_series_judges_each_cluster_with_the_model_classify_would_use(tmp_path
     first = sorted(np.flatnonzero(table["frame"] == 0), key=lambda i: table["diameter_nm"][i])
     assert [r.model for r in one] == [table["model"][i] for i in first]
     assert [r.reason or "" for r in one] == [table["reason"][i] for i in first]
+
+
+def test_a_series_report_explains_each_thumbnail_with_the_model_that_judged_it(tmp_path: Path,
+                                                                               shared_data: Path):
+    """A newcomer's series of a 5 nm particle (judged by v5, 160 px crops) ended with ``crops must
+    have shape (N, 96, 96)``, exit 2, and no report: the thumbnails were explained by the first
+    model (v2, 96 px). Each is now explained by the model its ``frames.csv`` row names."""
+    from clusterspy.image import Image
+    from clusterspy.workflows import _thumbnail_models
+    from clusterspy.workflows import classify_series as classify_series_with_report
+
+    with np.load(shared_data / "real_atomic" / "Pb_fcc_statstem.npz") as z:
+        img, px = z["image"].astype(np.float32), float(z["pixel_size_A"])
+    rng = np.random.default_rng(3)
+    frames = [Image(img + rng.normal(0, 0.02 * float(img.std()), img.shape).astype(np.float32), px)
+              for _ in range(3)]
+    res = classify_series_with_report(frames, frame_time_s=0.5, out=tmp_path / "s", n_boot=5, explain=True)
+    assert (tmp_path / "s" / "report.html").is_file()
+    big = res.frames["diameter_nm"] > 5
+    assert big.any() and {m.split("@")[0] for m in res.frames["model"][big]} == {"isomernet-v5"}
+    crops = res.thumbnails["fcc"]
+    models = _thumbnail_models(res, load_model(), res.thumbnail_frames["fcc"], crops)
+    assert crops and all(m is not None and m.crop_px == x.shape[-1]
+                         for m, x in zip(models, crops, strict=True))
+    assert "isomernet-v5" in {m.card.name for m in models}
 
 
 def test_a_cluster_too_large_for_every_model_says_so(tmp_path: Path, capsys):

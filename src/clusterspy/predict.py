@@ -888,13 +888,15 @@ def detection_range_A(card: ModelCard | None = None) -> tuple[float, float] | No
     return lo / DETECTED_TO_PROJECTED, hi / DETECTED_TO_PROJECTED
 
 
-def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float | None
-                  ) -> tuple[float, float]:
+def _size_range_A(card: ModelCard, min_size_nm: float | None, max_size_nm: float | None,
+                  largest_A: float | None = None) -> tuple[float, float]:
     """Projected diameters [Å] of the clusters reported: a margin around the model's domain (to
-    name what is too small or too large), or the user's range [nm], checked."""
+    name what is too small or too large), or the user's range [nm], checked. ``largest_A``: the
+    largest diameter [Å] of several models' domains, instead of this card's."""
     from clusterspy.errors import ConfigError
 
     d_lo, d_hi = (10.0 * float(v) for v in card.domain.get("diameter_nm", [1.0, 8.0]))
+    d_hi = float(largest_A) if largest_A is not None else d_hi
     for name, v in (("min_size_nm / --min-size", min_size_nm), ("max_size_nm / --max-size", max_size_nm)):
         if v is not None and not (np.isfinite(float(v)) and float(v) > 0):
             raise ConfigError(f"the size limit ({name}) must be a positive diameter in nm, got {v}")
@@ -1015,8 +1017,8 @@ def classify(
     # detector's working pixel and smoothing, so that the clusters that model judges are found as
     # with it alone; the largest, every model's
     lead = detection_lead(models)
-    ranges = [_size_range_A(m.card, min_size_nm, max_size_nm) for m in models]
-    lo_A, hi_A = _size_range_A(lead.card, min_size_nm, max_size_nm)[0], max(r[1] for r in ranges)
+    largest_A = max(10.0 * float(m.card.domain.get("diameter_nm", [1.0, 8.0])[1]) for m in models)
+    lo_A, hi_A = _size_range_A(lead.card, min_size_nm, max_size_nm, largest_A)
     # detection always looks at the models' whole range (so that a large particle is seen whole,
     # not as fragments above a background estimated too small), then keeps the user's range
     det = [detection_range_A(m.card) for m in models]

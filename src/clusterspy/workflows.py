@@ -1392,17 +1392,41 @@ def _series_thumbnails(rep: Any, result: SeriesResult, explain_model: Any) -> No
         crops = result.thumbnails.get(c)
         if not crops:
             continue
+        frames = where.get(c)
         if explain_model is not None:
             from clusterspy.explain import occlusion_saliency, saliency_overlay
 
-            maps = occlusion_saliency(explain_model, np.stack(crops),
-                                      class_index=np.full(len(crops), CLASSES.index(c)))
-            crops = [saliency_overlay(x, m) for x, m in zip(crops, maps, strict=True)]
-        frames = where.get(c)
+            judged_by = _thumbnail_models(result, explain_model, frames, crops)
+            crops = [x if m is None else saliency_overlay(x, occlusion_saliency(
+                m, x[None], class_index=np.array([CLASSES.index(c)]))[0])
+                for x, m in zip(crops, judged_by, strict=True)]
         known = frames is not None and len(frames) == len(crops) and all(
             f is not None for f, _ in frames)
         labels = [f"frame {f} · cluster {k}" for f, k in frames] if known else None
         rep.images(crops, caption=c, labels=labels)
+
+
+def _thumbnail_models(result: SeriesResult, model: Any, frames: list | None, crops: list) -> list[Any]:
+    """The model that judged each thumbnail crop (its ``frames.csv`` row's ``model``), to explain it
+    with: the size-routed default's crops come from several models (96 or 160 px); one whose row
+    is not known gets a member with its crop size, else none (no overlay)."""
+    from clusterspy.predict import ModelsBySize
+
+    members = model.models if isinstance(model, ModelsBySize) else (model,)
+    by_id = {m.card.id: m for m in members}
+    rows: dict[tuple[int, int], str] = {}
+    table = result.frames
+    if frames and table is not None and "model" in table:
+        for f, k, mid in zip(table["frame"], table["cluster"], table["model"], strict=True):
+            rows[(int(f), int(k))] = str(mid)
+    out = []
+    for i, x in enumerate(crops):
+        where = frames[i] if frames and i < len(frames) else (None, None)
+        m = by_id.get(rows.get((int(where[0]), int(where[1])))) if None not in where else None
+        if m is None or m.crop_px != x.shape[-1]:
+            m = next((mm for mm in members if mm.crop_px == x.shape[-1]), None)
+        out.append(m)
+    return out
 
 
 #: Folder (in a series' output folder) of the saved structure fits of ``--verify-sample``, and the
