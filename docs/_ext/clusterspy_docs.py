@@ -306,22 +306,15 @@ def trust_rows(domains: Mapping[str, dict]) -> list[list[str]]:
     row("out-of-distribution inputs given no isomer label",
         lambda d: f"{fmt_share(get_path(d, 'ood/no_label_share'))} of "
                   f"{fmt_value(get_path(d, 'ood/n_inputs'))}")
-    bins = []
-    for d in domains.values():
-        for b in (get_path(d, "sizes/by_diameter") or {}):
-            if b not in bins:
-                bins.append(b)
-    for b in bins:
-        row(f"fast-simulated particles {b}: accepted",
-            lambda d, b=b: fmt_share(get_path(d, f"sizes/by_diameter/{b}/accepted")))
-    large = []
-    for d in domains.values():
-        for b in (get_path(d, "large/by_diameter") or {}):
-            if b not in large:
-                large.append(b)
-    for b in large:
-        row(f"large fast-simulated particles {b}: right ('unknown' counted wrong)",
-            lambda d, b=b: fmt_share(get_path(d, f"large/by_diameter/{b}/accuracy_unknown_wrong")))
+    for part, what, figure in (("sizes", "fast-simulated particles {}: accepted", "accepted"),
+                               ("large", "large fast-simulated particles {}: right ('unknown' counted wrong)",
+                                "accuracy_unknown_wrong")):
+        bins: list[str] = []
+        for d in domains.values():
+            bins += [b for b in (get_path(d, f"{part}/by_diameter") or {}) if b not in bins]
+        for b in bins:
+            row(what.format(b), lambda d, b=b, part=part, figure=figure: fmt_share(
+                get_path(d, f"{part}/by_diameter/{b}/{figure}")))
     row("reported / true diameter (median)",
         lambda d: fmt_value(get_path(d, "sizes/reported_over_true_diameter/median")))
     row("2048² wide field at 2 Å/px refused in [s]",
