@@ -45,12 +45,10 @@ __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS",
     "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "ROUTE_FROM_NM", "SEARCHED_REASONS",
     "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS",
-    "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults",
-    "Model", "ModelsBySize", "classify", "detection_lead", "detection_range_A", "dihedral_views",
-    "judged_crop",
-    "judging_model", "load_model", "model_summary", "normalise_crops", "routing_domain", "scaled_image",
-    "search_context",
-    "search_for", "search_pixel_size", "searched_at", "second_opinion_disagrees", "second_opinion_for",
+    "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify",
+    "detection_lead", "detection_range_A", "dihedral_views", "judged_crop", "judging_model", "load_model",
+    "model_summary", "normalise_crops", "routing_domain", "scaled_image", "search_context", "search_for",
+    "search_pixel_size", "searched_at", "second_opinion_disagrees", "second_opinion_for",
     "second_opinion_of", "sha256_file", "shipped_model_covering", "shipped_models", "softmax",
     "table_confidence", "usable_models",
 ]
@@ -359,8 +357,10 @@ _BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
 #: (:class:`ModelsBySize`), in order.
 BY_SIZE: tuple[str, ...] = ("isomernet-v5", "isomernet-v3")
 #: The smallest projected diameter [nm] a model of :data:`BY_SIZE` judges in the default (below it
-#: the next model judges), where that is above its domain's: ``isomernet-v5`` (160 px crops, ~2.8×
-#: the network's work) only where ``isomernet-v3``'s 96 px crop of a 1.25 × D field is too coarse.
+#: the next model judges), where that is above its domain's: ``isomernet-v5`` (160 px crops, 2.4× the
+#: network time of ``isomernet-v3``'s 96 px: 23 against 9.5 ms a cluster, 8 views, 2 threads) only
+#: where v3's crop of a 1.25 × D field is coarser than 0.65 Å/px. Between 3.3 and 5 nm the benchmark
+#: sets disagree on which is better (``benchmarks/domain.py``'s ``large`` and ``sizes`` parts).
 ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 5.0}
 #: The shipped model that checks the default's first model (:class:`ModelsBySize`): a label of
 #: ``isomernet-v2`` stands only where this model finds the same isomer most probable.

@@ -1418,7 +1418,10 @@ def _thumbnail_models(result: SeriesResult, model: Any, frames: list | None, cro
     table = result.frames
     if frames and table is not None and "model" in table:
         for f, k, mid in zip(table["frame"], table["cluster"], table["model"], strict=True):
-            rows[(int(f), int(k))] = str(mid)
+            try:
+                rows[(int(f), int(k))] = str(mid)
+            except (TypeError, ValueError):  # a row without a cluster (a bad frame, no cluster found)
+                continue
     out = []
     for i, x in enumerate(crops):
         where = frames[i] if frames and i < len(frames) else (None, None)
