@@ -357,8 +357,9 @@ _BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
 #: (:class:`ModelsBySize`), in order.
 BY_SIZE: tuple[str, ...] = ("isomernet-v5", "isomernet-v3")
 #: The smallest projected diameter [nm] a model of :data:`BY_SIZE` judges in the default (below it
-#: the next model judges), where that is above its domain's: ``isomernet-v5`` (160 px crops, 2.4× the
-#: network time of ``isomernet-v3``'s 96 px: 23 against 9.5 ms a cluster, 8 views, 2 threads) only
+#: the next model judges), where that is above its domain's: ``isomernet-v5`` (160 px crops, 2.7× the
+#: network time of ``isomernet-v3``'s 96 px: 23.5 against 8.8 ms a cluster, 8 views, 2 threads,
+#: ``benchmarks/series_speed.py``'s ``network_ms_per_cluster``) only
 #: where v3's crop of a 1.25 × D field is coarser than 0.65 Å/px. Between 3.3 and 5 nm the benchmark
 #: sets disagree on which is better (``benchmarks/domain.py``'s ``large`` and ``sizes`` parts).
 ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 5.0}
