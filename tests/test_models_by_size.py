@@ -1,6 +1,6 @@
 """The shipped default chooses the model cluster by cluster by size (:class:`ModelsBySize`):
 isomernet-v2 where its domain covers the cluster, isomernet-v5 (160 px crops) for particles from
-5 nm, isomernet-v3 for the rest (too small for v2, or 3.3–5 nm); each result names the model that
+4.35 nm, isomernet-v3 for the rest (too small for v2, or 3.3–4.35 nm); each result names the model that
 judged it."""
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ def test_the_default_is_v2_then_v5_then_v3_and_a_named_model_is_that_model_alone
     assert default.id == "+".join(m.card.id for m in default.models)
     assert not isinstance(load_model("isomernet-v2"), ModelsBySize)
     v2, v5, v3 = default.models
-    # v5's range in the default starts at 5 nm; its card's domain (what judges its clusters) does not
-    assert ROUTE_FROM_NM == {"isomernet-v5": 5.0}
-    assert routing_domain(v5)["diameter_nm"] == [5.0, v5.card.domain["diameter_nm"][1]]
+    # v5's range in the default starts at 4.35 nm (5 nm / 1.15); its card's domain (what judges its
+    # clusters) does not
+    assert ROUTE_FROM_NM == {"isomernet-v5": 4.35}
+    assert routing_domain(v5)["diameter_nm"] == [4.35, v5.card.domain["diameter_nm"][1]]
     assert v5.card.domain["diameter_nm"][0] < 3.0 and v5.card.domain["diameter_nm"][1] >= 10.0
     assert routing_domain(v3) == v3.card.domain and routing_domain(v2) == v2.card.domain
     domains = [routing_domain(m) for m in default.models]
-    # 0.5 nm: nearest v3 (too small); 2.5 nm: v2; 4 nm: v3; 6 and 9 nm: v5; 20 nm: nearest v5 (too large)
-    assert [route_by_size(d_A, domains) for d_A in (5.0, 25.0, 40.0, 60.0, 90.0, 200.0)] == [2, 0, 2, 1, 1, 1]
+    # 0.5 nm: nearest v3 (too small); 2.5 nm: v2; 4 nm: v3; 4.5, 6 and 9 nm: v5; 20 nm: nearest v5 (too
+    # large)
+    assert [route_by_size(d_A, domains) for d_A in (5.0, 25.0, 40.0, 45.0, 60.0, 90.0, 200.0)] == [2, 0, 2, 1, 1, 1, 1]
 
 
 def test_each_cluster_goes_to_the_model_that_covers_its_size():
@@ -85,6 +87,21 @@ def test_beyond_v2s_pixel_sizes_small_clusters_are_still_found():
     img = particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(14.0,), dose=20000.0)
     (r,) = classify(img, pixel_size_A=px)
     assert _name(r) == "isomernet-v3" and 1.2 < r.diameter_nm < 2.2 and r.reason != "too_small"
+
+
+def test_a_series_detects_from_the_same_smallest_size_as_classify():
+    """A series' detector looks from the smallest size of the model that leads at its pixel size:
+    v2's at 0.3 Å/px, v3's at 0.55 Å/px (v2 cannot judge there), as classify's detector does."""
+    from clusterspy.predict import detection_range_A
+    from clusterspy.series.classify import series_detect_kwargs
+    from clusterspy.series.model_view import ModelView
+
+    view = ModelView(load_model())
+    v2, v5, v3 = view.model.models
+    at = {px: series_detect_kwargs(view, None, px)["min_diameter_A"] for px in (0.3, 0.55)}
+    assert at[0.3] == detection_range_A(v2.card)[0] != at[0.55] == detection_range_A(v3.card)[0]
+    assert series_detect_kwargs(view, None, None)["min_diameter_A"] == at[0.3]  # unknown: the first's
+    assert series_detect_kwargs(view, {"min_diameter_A": 5.0}, 0.55)["min_diameter_A"] == 5.0
 
 
 def test_the_contrast_is_looked_at_once_per_image_whatever_the_number_of_models(monkeypatch):

@@ -147,6 +147,16 @@ def test_shipped_model_covering_reads_cards_as_load_model_does(tmp_path, monkeyp
     assert predict.shipped_model_covering([lo], exclude="old-net") is None
 
 
+def test_shipped_model_covering_offers_the_model_the_default_routes_large_particles_to():
+    """For a particle of 6 nm (v3's and v5's domains both hold it) the offer is v5, the model the
+    default judges it with (ROUTE_FROM_NM); for 3 nm, v3 (below v5's route) — not the first found."""
+    from clusterspy import predict
+
+    assert predict.shipped_model_covering([6.0, 7.5], exclude="isomernet-v2")[0] == "isomernet-v5"
+    assert predict.shipped_model_covering([3.0], exclude="isomernet-v2")[0] == "isomernet-v3"
+    assert predict.shipped_model_covering([6.0], exclude="isomernet-v5")[0] == "isomernet-v3"
+
+
 def test_inference_on_worker_threads_gives_the_same_numbers_to_the_last_bit():
     """What a series runs on its worker threads (one task a test-time view) is ``infer`` exactly."""
     from concurrent.futures import ThreadPoolExecutor

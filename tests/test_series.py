@@ -482,7 +482,7 @@ def test_frames_stopped_as_scale_mismatch_warn_of_transitions_and_name_calibrate
 
 def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(tmp_path):
     """P5: a 4–5 nm particle, larger than isomernet-v2's range: every frame too_large (the default
-    would send it to isomernet-v3; with v2 named alone, the note points there)."""
+    would send it to isomernet-v5; with v2 named alone, the note points there)."""
     from clusterspy.predict import load_model
     from test_domain import particle
 
@@ -497,7 +497,7 @@ def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(t
     assert note is not None and note.startswith("no frame labelled: 10 of 10 too_large (")
     median = float(np.median(res.frames["diameter_nm"]))
     assert f"({median:.2f} nm median diameter) — larger than the model" in note
-    assert note.endswith("try --model isomernet-v3 (to 8.05 nm)")  # its card: 0.87–8.05 nm
+    assert median > 4.35 and note.endswith("try --model isomernet-v5 (to 10.5 nm)")  # card: 2.54–10.54 nm
     text = res.describe()
     assert note in text and "proportions (smoothed" not in text
     assert "rates per second" not in text  # no transition warning for a series with no label

@@ -357,12 +357,15 @@ _BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
 #: (:class:`ModelsBySize`), in order.
 BY_SIZE: tuple[str, ...] = ("isomernet-v5", "isomernet-v3")
 #: The smallest projected diameter [nm] a model of :data:`BY_SIZE` judges in the default (below it
-#: the next model judges), where that is above its domain's: ``isomernet-v5`` (160 px crops, 2.7× the
+#: the next model judges), where that is above its domain's. ``isomernet-v5`` (160 px crops, 2.7× the
 #: network time of ``isomernet-v3``'s 96 px: 23.5 against 8.8 ms a cluster, 8 views, 2 threads,
-#: ``benchmarks/series_speed.py``'s ``network_ms_per_cluster``) only
-#: where v3's crop of a 1.25 × D field is coarser than 0.65 Å/px. Between 3.3 and 5 nm the benchmark
-#: sets disagree on which is better (``benchmarks/domain.py``'s ``large`` and ``sizes`` parts).
-ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 5.0}
+#: ``benchmarks/series_speed.py``'s ``network_ms_per_cluster``) from 5 nm / 1.15: above ~5 nm v3's
+#: crop of a 1.25 × D field is coarser than 0.65 Å/px, and a 5 nm particle told a pixel size 15 %
+#: too small measures 4.35 nm. Routed from 5 nm, a 5.15 nm Au decahedron told 0.2435 for 0.25 Å/px
+#: went to v3 (fcc 0.966, wrong) in some frames of a series and v5 (decahedral 0.95) in others. On
+#: ``benchmarks/domain.py``'s ``sizes`` and ``large`` particles measured 4.35–5 nm (told ×0.87, ×1,
+#: ×1.15) v5 alone labelled 40 of 46 right, v3 32, neither a wrong one.
+ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 4.35}
 #: The shipped model that checks the default's first model (:class:`ModelsBySize`): a label of
 #: ``isomernet-v2`` stands only where this model finds the same isomer most probable.
 SECOND_OPINION: str | None = "isomernet-v4"
@@ -455,9 +458,12 @@ def shipped_model_covering(diameters_nm: Any, *, exclude: str | None = None
                            ) -> tuple[str, tuple[float, float]] | None:
     """The shipped model (:func:`shipped_models`) whose domain covers the most of ``diameters_nm``
     [nm] (at least one), with its diameter range [nm]; ``exclude``: a model's name not to propose
-    (the one that was used). None when no other shipped model covers any of them. Each card is read
-    as :func:`load_model` reads it (:meth:`ModelCard.read`, its :attr:`ModelCard.domain`)."""
-    best: tuple[int, str, tuple[float, float]] | None = None
+    (the one that was used). None when no other shipped model covers any of them. Among models that
+    cover as many, the one made for the most of them (those from its :data:`ROUTE_FROM_NM`:
+    ``isomernet-v5`` for particles of 4.35 nm and more, not ``isomernet-v3``, whose coarser crop labels
+    fewer of them right), then the first. Each card is read as
+    :func:`load_model` reads it (:meth:`ModelCard.read`, its :attr:`ModelCard.domain`)."""
+    best: tuple[tuple[int, int], str, tuple[float, float]] | None = None
     sizes = [float(d) for d in diameters_nm if d is not None]
     for name, onnx in shipped_models().items():
         if name == exclude:
@@ -466,8 +472,10 @@ def shipped_model_covering(diameters_nm: Any, *, exclude: str | None = None
             lo, hi = (float(v) for v in ModelCard.read(onnx).domain["diameter_nm"])
         except (InputFileError, ValueError, KeyError, TypeError):  # an unreadable card: no offer
             continue
-        n = sum(lo <= d <= hi for d in sizes)
-        if n and (best is None or n > best[0]):
+        start = ROUTE_FROM_NM.get(name)  # the sizes the default routes to it, not to a model before it
+        n = (sum(lo <= d <= hi for d in sizes),
+             0 if start is None else sum(max(lo, start) <= d <= hi for d in sizes))
+        if n[0] and (best is None or n > best[0]):
             best = (n, name, (lo, hi))
     return None if best is None else (best[1], best[2])
 

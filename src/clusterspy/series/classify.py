@@ -189,14 +189,14 @@ def classify_series(
         model = load_model()
     view = ModelView(model)
     windowed = detect is None and full_detection_every > 1
+    source = open_frames(source, pixel_size_A, signal)
     if detect is None:
-        detect_kwargs = series_detect_kwargs(view, detect_kwargs)
+        detect_kwargs = series_detect_kwargs(view, detect_kwargs, source.pixel_size_A)
     if detect is None or crop is None:
         from clusterspy import detection as _det
 
         detect = detect or _det.detect_clusters
         crop = crop or _det.crop_cluster
-    source = open_frames(source, pixel_size_A, signal)
     if frame_time_s is None:
         frame_time_s = source.frame_time_s
     fs = FrameSettings(detect, crop, dict(detect_kwargs or {}), windowed, full_detection_every,
@@ -357,11 +357,15 @@ def check_frame_time(frame_time_s: float | None) -> None:
                           "number of seconds between frames; leave it out when unknown")
 
 
-def series_detect_kwargs(view: ModelView, user: dict | None = None) -> dict:
+def series_detect_kwargs(view: ModelView, user: dict | None = None, pixel_size_A: float | None = None
+                         ) -> dict:
     """The default detector's keywords in a series: those :func:`clusterspy.classify` uses — bright
     clusters (the contrast check has refused a bright-field first frame and flags later ones
-    before detection) and the models' diameter range (:func:`clusterspy.predict.detection_range_A`)
-    — under the user's own ``detect_kwargs``. A model without a domain keeps the detector's defaults.
+    before detection) and the models' diameter range (:func:`clusterspy.predict.detection_range_A`):
+    the smallest that of the model that leads detection at the series' ``pixel_size_A`` [Å/px]
+    (:func:`clusterspy.predict.detection_lead` of the models whose pixel sizes hold it; at 0.5–0.6
+    Å/px ``isomernet-v3``, not ``isomernet-v2``, as in ``classify``), the largest every model's — under
+    the user's own ``detect_kwargs``. A model without a domain keeps the detector's defaults.
 
     With the detector's automatic polarity instead, a newcomer's HAADF frame (a particle pasted on
     a noisy background, a few zero pixels) was read as dark: no cluster in any frame of the series,
@@ -369,11 +373,17 @@ def series_detect_kwargs(view: ModelView, user: dict | None = None) -> dict:
     """
     kw: dict[str, Any] = {}
     if view.domain is not None:
-        from clusterspy.predict import detection_range_A
+        from clusterspy.domain import pixel_size_range_A
+        from clusterspy.predict import detection_lead, detection_range_A
 
+        models = [v.model for v in view.routes]
+        if pixel_size_A is not None:  # the models whose pixel sizes hold the series' (usable_models)
+            ranges_px = [pixel_size_range_A(m.card.domain) if m.card.domain else (0.0, 0.0) for m in models]
+            models = [m for m, (lo, hi) in zip(models, ranges_px, strict=True)
+                      if lo <= float(pixel_size_A) <= hi] or models
         ranges = [detection_range_A(v.model.card) for v in view.routes]
-        kw = {"min_diameter_A": ranges[0][0], "max_diameter_A": max(r[1] for r in ranges),
-              "polarity": "bright"}
+        kw = {"min_diameter_A": detection_range_A(detection_lead(models).card)[0],
+              "max_diameter_A": max(r[1] for r in ranges), "polarity": "bright"}
     return {**kw, **(user or {})}
 
 
