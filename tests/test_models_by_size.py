@@ -40,7 +40,8 @@ def test_the_default_is_v2_then_v5_then_v3_and_a_named_model_is_that_model_alone
     domains = [routing_domain(m) for m in default.models]
     # 0.5 nm: nearest v3 (too small); 2.5 nm: v2; 4 nm: v3; 4.5, 6 and 9 nm: v5; 20 nm: nearest v5 (too
     # large)
-    assert [route_by_size(d_A, domains) for d_A in (5.0, 25.0, 40.0, 45.0, 60.0, 90.0, 200.0)] == [2, 0, 2, 1, 1, 1, 1]
+    sizes_A = (5.0, 25.0, 40.0, 45.0, 60.0, 90.0, 200.0)
+    assert [route_by_size(d_A, domains) for d_A in sizes_A] == [2, 0, 2, 1, 1, 1, 1]
 
 
 def test_each_cluster_goes_to_the_model_that_covers_its_size():
@@ -97,7 +98,7 @@ def test_a_series_detects_from_the_same_smallest_size_as_classify():
     from clusterspy.series.model_view import ModelView
 
     view = ModelView(load_model())
-    v2, v5, v3 = view.model.models
+    v2, _, v3 = view.model.models
     at = {px: series_detect_kwargs(view, None, px)["min_diameter_A"] for px in (0.3, 0.55)}
     assert at[0.3] == detection_range_A(v2.card)[0] != at[0.55] == detection_range_A(v3.card)[0]
     assert series_detect_kwargs(view, None, None)["min_diameter_A"] == at[0.3]  # unknown: the first's
