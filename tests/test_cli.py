@@ -298,3 +298,12 @@ def test_simulate_blurs_with_a_real_source_size_by_default(tmp_path: Path) -> No
         assert a["image"].std() < b["image"].std()  # the blur lowers the columns' contrast
     bad = run_cli("simulate", "--source-size", "-1", "--out", str(tmp_path / "x.npz"))
     assert bad.returncode == 2 and "--source-size" in bad.stderr
+
+
+def test_simulate_refuses_a_size_larger_than_its_builders_make(tmp_path):
+    """``--size 45000`` built a 17,885-atom icosahedron and said nothing: now one line, no file."""
+    pytest.importorskip("ase")
+    out = tmp_path / "big.npz"
+    bad = run_cli("simulate", "--motif", "icosahedral", "--size", "45000", "--out", str(out))
+    assert bad.returncode == 2 and "up to 20,000 atoms" in bad.stderr and "Traceback" not in bad.stderr
+    assert not out.exists()

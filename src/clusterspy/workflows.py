@@ -995,6 +995,10 @@ def simulate_to_file(
     higher-order fringes (0.8–1.0 Å) above the fundamentals, which the ``scale_mismatch`` rule
     reads as a pixel size given too small: of five fcc Au₃₀₉ at 0.2 Å/px and 10⁴ e⁻/Å², one was
     labelled with an ideal probe, four at 0.6 Å (a one-off check, stop 27).
+
+    A crystalline ``size`` above :data:`clusterspy.structures.builders.MAX_TABLE_ATOMS` is refused:
+    the builders' largest forms hold fewer atoms (``--size 45000`` built an icosahedron of 17,885
+    atoms and said nothing).
     """
     import numpy as np
 
@@ -1008,6 +1012,16 @@ def simulate_to_file(
     out = Path(out)
     if out.suffix.lower() not in {".npz", ".tif", ".tiff"}:
         raise ConfigError(f"--out must end in .npz, .tif or .tiff, got {out.name!r}")
+    from clusterspy.isomers import Isomer, parse_isomer
+    from clusterspy.structures.builders import MAX_TABLE_ATOMS
+
+    try:
+        crystalline = parse_isomer(motif) is not Isomer.AMORPHOUS
+    except ValueError:  # cluster() names the motifs
+        crystalline = False
+    if crystalline and isinstance(size, int) and size > MAX_TABLE_ATOMS:
+        raise ConfigError(f"--size {size}: ClusterSpy builds {motif} clusters of up to "
+                          f"{MAX_TABLE_ATOMS:,} atoms (≈ 9–10 nm for Au); ask for at most that")
     rng = np.random.default_rng(seed)
     atoms = cluster(motif, size, element, rng=rng)
     if not (np.isfinite(source_size_A) and source_size_A >= 0):
