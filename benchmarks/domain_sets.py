@@ -12,7 +12,8 @@ be rotated or given a wrong pixel size.
   trained on: accuracy against size where PRISM is out of reach (an 8 nm particle would take hours).
 - ``large``: the fast simulator, 1,500–36,000 atoms asked (the builders stop at 20,000: 16,269 at
   most, 3.5–9.4 nm; a quarter glassy, 600–1,100 atoms), 160 Å field, the ``sizes`` settings, its own
-  seed: particles at the top of the domain, where ``sizes`` holds ~20 (made at stop 32, before isomernet-v5 was measured on it).
+  seed: particles at the top of the domain, where ``sizes`` holds ~20 (made at stop 32, before
+  isomernet-v5 was measured on it).
 - ``heldout``: the fast simulator at the PRISM set's settings, 160 clusters (seed 919191): the PRISM
   set's figures on four times as many clusters.
 - ``fresh``: the same with seed 929292, made after the pixel-size search was designed on the two sets
