@@ -109,6 +109,63 @@ def test_resume_after_kill_9(tmp_path):
     assert json.loads(json.dumps(m1)) == m2
 
 
+def _children(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+def test_sigterm_stops_the_dataset_workers_too(tmp_path):
+    """``kill`` of ``clusterspy dataset`` left its worker processes computing, orphaned: now they end
+    with it, it exits 143 with one line saying what is kept, and a rerun continues."""
+    pytest.importorskip("ase")
+    spec = {"seed": 5, "n_images": 64, "chunk_size": 8, "crop_px": 64, "size_atoms": [3000, 6000],
+            "support_probability": 0.0, "neighbour_probability": 0.0}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    out = tmp_path / "d.zarr"
+    proc = subprocess.Popen([sys.executable, "-m", "clusterspy", "dataset", str(path), str(out),
+                             "--workers", "2", "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[int] = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        # the pool's workers (spawned Python processes; the resource tracker is one more child)
+        workers = [c for c in _children(proc.pid)
+                   if "spawn_main" in Path(f"/proc/{c}/cmdline").read_bytes().decode(errors="replace")]
+        if len(workers) >= 2:
+            break
+        time.sleep(0.5)
+    assert len(workers) >= 2, "the dataset's workers never started"
+    time.sleep(3)  # at work on their first chunks
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert lines == [f"clusterspy: terminated: the chunks finished so far are kept in {out}; run the same "
+                     "command again to continue"], err
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers), "worker processes outlived the command"
+
+
 def test_make_sample_is_bit_reproducible():
     pytest.importorskip("ase")
     from clusterspy.datasets.sampling import make_sample

@@ -118,7 +118,7 @@ def _signal_choice(value: str | None) -> int | str | None:
 
 #: What an interrupted command keeps and how to continue it (set by a command whose output
 #: resumes, once its output folder is known; reset by :func:`main`).
-_ON_INTERRUPT: dict[str, Any] = {"note": None, "kept": None}
+_ON_INTERRUPT: dict[str, Any] = {"note": None, "kept": None, "terminated": False}
 
 
 def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None,
@@ -755,10 +755,33 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     previous = _quiet_warnings()
+    on_term = _terminate_as_interrupt()
     try:
         return _run(argv)
     finally:
         warnings.showwarning = previous
+        if on_term is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, on_term)
+
+
+def _terminate_as_interrupt() -> Any:
+    """Make SIGTERM (``kill``, a batch system's time limit) stop a command as Ctrl-C does: its
+    workers ended (``clusterspy dataset``'s left computing, orphaned, before), what it finished kept
+    and said, exit status 143. Returns the handler it replaced (None off the main thread, where
+    Python cannot set one)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def interrupt(signum: int, frame: Any) -> None:
+        _ON_INTERRUPT["terminated"] = True
+        raise KeyboardInterrupt
+
+    return signal.signal(signal.SIGTERM, interrupt)
 
 
 def _run(argv: list[str] | None) -> int:
@@ -766,6 +789,7 @@ def _run(argv: list[str] | None) -> int:
     from clusterspy.errors import ClusterSpyError
 
     _ON_INTERRUPT["note"] = _ON_INTERRUPT["kept"] = None
+    _ON_INTERRUPT["terminated"] = False
     try:
         rc = app(args=argv, standalone_mode=False)
         if rc == EXIT_INTERRUPTED:  # typer turns Ctrl-C in a command into Exit(130), returned here
@@ -800,6 +824,8 @@ def _run(argv: list[str] | None) -> int:
 
 #: Exit status of a command stopped by Ctrl-C (128 + SIGINT, as a shell reports it).
 EXIT_INTERRUPTED = 130
+#: Exit status of a command stopped by SIGTERM (128 + SIGTERM).
+EXIT_TERMINATED = 143
 
 
 def _interrupted() -> int:
@@ -808,8 +834,10 @@ def _interrupted() -> int:
     note = _ON_INTERRUPT["note"]
     if _ON_INTERRUPT["kept"] is not None and not _ON_INTERRUPT["kept"][0]():
         note = _ON_INTERRUPT["kept"][1]
-    typer.echo("clusterspy: interrupted" + (f": {note}" if note else ""), err=True)
-    return EXIT_INTERRUPTED
+    terminated = bool(_ON_INTERRUPT["terminated"])
+    typer.echo(f"clusterspy: {'terminated' if terminated else 'interrupted'}" + (f": {note}" if note else ""),
+               err=True)
+    return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
 
 
 #: errno values of a full disk, a file size limit or missing permissions: the user's to fix.

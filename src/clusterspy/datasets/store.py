@@ -184,10 +184,47 @@ def _run(path, spec, todo, sample_fn, scheduler, num_workers, progress) -> None:
     kwargs: dict[str, Any] = {"scheduler": sched}
     if num_workers:
         kwargs["num_workers"] = int(num_workers)
+    pool = None
+    if sched == "processes":  # our own pool, so that an interrupted run stops its workers too
+        pool = _process_pool(int(num_workers) if num_workers else None)
+        kwargs["pool"] = pool
     bar = _bar(len(tasks), progress)
-    with _chunk_callback(bar):
-        dask.compute(*tasks, **kwargs)
-    bar.close()
+    try:
+        with _chunk_callback(bar):
+            dask.compute(*tasks, **kwargs)
+    except BaseException:
+        if pool is not None:
+            stop_workers(pool)
+        raise
+    finally:
+        bar.close()
+    if pool is not None:
+        pool.shutdown()
+
+
+def _process_pool(num_workers: int | None):
+    """The worker processes of the ``"processes"`` scheduler: dask's own default (spawned, one per
+    core unless ``num_workers``), made here so that :func:`stop_workers` can end them."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    import dask
+
+    context = multiprocessing.get_context(dask.config.get("multiprocessing.context", "spawn"))
+    return ProcessPoolExecutor(max_workers=num_workers or os.cpu_count() or 1, mp_context=context)
+
+
+def stop_workers(pool, timeout_s: float = 5.0) -> None:
+    """End a process pool's workers now, mid-chunk (Ctrl-C, or SIGTERM, which the CLI turns into
+    Ctrl-C): a ``kill`` of ``clusterspy dataset`` used to leave its workers computing, orphaned,
+    until their chunks were done. An unfinished chunk has no marker and is made again, bit for bit,
+    by the next run."""
+    processes = list(getattr(pool, "_processes", {}).values())
+    for p in processes:
+        p.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        p.join(timeout_s)
 
 
 def _chunk_callback(bar):
