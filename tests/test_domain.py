@@ -95,6 +95,38 @@ def test_lattice_contrast_separates_columns_from_noise_and_blobs():
     assert np.isnan(lattice_contrast(Image(noise.data, 2.0), 128, 128, 30.0))  # band above Nyquist
 
 
+def _one_fringe_set(px=0.4, d_A=70.0, amplitude=0.06, dose=3000.0, seed=0, n=320) -> Image:
+    """A large particle showing one set of 2.35 Å fringes (an fcc crystal off its zone axes), with
+    Poisson noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:n, :n].astype(float) * px
+    c = n * px / 2
+    inside = (yy - c) ** 2 + (xx - c) ** 2 < (d_A / 2) ** 2
+    u = np.cos(np.deg2rad(20)) * xx + np.sin(np.deg2rad(20)) * yy
+    img = inside * (0.8 + amplitude * np.cos(2 * np.pi * u / 2.35)) + 0.05
+    return Image(rng.poisson(img * dose * px * px).astype(np.float32), px)
+
+
+def test_one_set_of_fringes_in_a_large_particle_is_resolved():
+    """The 95th percentile of a 40 Å window's lattice band misses the two spots of one fringe set
+    (7 nm fcc particles were all not_resolved); its 12 Å tiles see them. Noise and a smooth disc of
+    the same size stay not_resolved."""
+    from clusterspy.domain import TILED_LATTICE_CONTRAST_MIN, resolution_reason, tiled_lattice_contrast
+
+    for seed in (0, 1):
+        im = _one_fringe_set(seed=seed)
+        assert lattice_contrast(im, 160, 160, 70.0) < 6 < TILED_LATTICE_CONTRAST_MIN
+        assert tiled_lattice_contrast(im, 160, 160, 70.0) > 2 * TILED_LATTICE_CONTRAST_MIN
+        assert resolution_reason(im, 160, 160, 70.0) is None
+    assert resolution_reason(_one_fringe_set(amplitude=0.0), 160, 160, 70.0) == "not_resolved"
+    for seed in range(6):
+        noise = Image(np.random.default_rng(seed).poisson(50.0, (320, 320)).astype(np.float32), 0.4)
+        assert tiled_lattice_contrast(noise, 160, 160, 70.0) < TILED_LATTICE_CONTRAST_MIN
+        assert resolution_reason(noise, 160, 160, 70.0) == "not_resolved"
+    # a window narrower than two tiles (a 3 nm cluster) has no tiles: lattice_contrast alone
+    assert np.isnan(tiled_lattice_contrast(im, 160, 160, 30.0))
+
+
 # ------------------------------------------------------------------------------- per-cluster reasons
 def _reasons(img: Image) -> tuple[list, list]:
     dets = detect_clusters(img, min_diameter_A=3.0, max_diameter_A=200.0, exclude_border=False)
