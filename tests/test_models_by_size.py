@@ -277,6 +277,15 @@ def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: 
     assert main(["classify", str(fine), "--pixel-size", "0.045", "--format", "csv"]) == 0
     out, err = capsys.readouterr()
     assert "cannot judge" not in err and "isomernet-v2@" in out
+    # a pixel size no model judges: the refusal alone, not notes that others judged its clusters
+    # (a batch of 33 wide fields at 2 Å/px printed 99 such notes)
+    folder = tmp_path / "wide"
+    folder.mkdir()
+    for k in range(2):
+        np.save(folder / f"w{k}.npy", particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(30.0,)))
+    assert main(["classify", str(folder), "--pixel-size", "2"]) != 0
+    err = capsys.readouterr().err
+    assert err.count("cannot resolve atomic columns") == 2 and "cannot judge" not in err
     frames = [particle(shape=(300, 300), px=0.25, centres=((150, 150),), diameters_A=(25.0,), seed=k)
               for k in range(3)]
     res = classify_series([Image(f, 0.25) for f in frames], out=tmp_path / "s", n_boot=5)

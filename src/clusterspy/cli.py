@@ -397,16 +397,20 @@ def _edge_notes(results: list) -> list[str]:
 
 def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
     """With the size-routed default: the models that cannot judge an image at ``px`` [Å/px] (outside
-    their pixel-size range), so that the others judged every cluster of it."""
+    their pixel-size range), so that the others judged every cluster of it. None where no model can
+    judge it (the image's refusal says why: a batch at 2 Å/px printed 99 notes that other models
+    judged clusters no model judged)."""
     from clusterspy.domain import pixel_size_range_A
     from clusterspy.predict import ModelsBySize, load_model, routing_domain
 
     loaded = load_model(model)
     if px is None or not isinstance(loaded, ModelsBySize):
         return []
+    ranges = [pixel_size_range_A(m.card.domain) for m in loaded.models]  # as check_image applies them
+    if not any(lo <= px <= hi for lo, hi in ranges):
+        return []
     notes = []
-    for m in loaded.models:
-        lo, hi = pixel_size_range_A(m.card.domain)  # the range check_image (usable_models) applies
+    for m, (lo, hi) in zip(loaded.models, ranges, strict=True):
         if not lo <= px <= hi:
             d_lo, d_hi = (float(v) for v in m.card.domain.get("diameter_nm", [0.0, float("inf")]))
             rest = [o for o in loaded.models if o is not m]
