@@ -282,7 +282,8 @@ def test_a_pixel_size_beyond_v2_is_said_and_series_records_each_model(tmp_path: 
     folder = tmp_path / "wide"
     folder.mkdir()
     for k in range(2):
-        np.save(folder / f"w{k}.npy", particle(shape=(200, 200), px=px, centres=((100, 100),), diameters_A=(30.0,)))
+        np.save(folder / f"w{k}.npy", particle(shape=(200, 200), px=px, centres=((100, 100),),
+                                               diameters_A=(30.0,)))
     assert main(["classify", str(folder), "--pixel-size", "2"]) != 0
     err = capsys.readouterr().err
     assert err.count("cannot resolve atomic columns") == 2 and "cannot judge" not in err
