@@ -337,7 +337,7 @@ def test_the_default_has_isomernet_v4_as_second_opinion_and_records_it():
     assert default.second_opinion not in default.models  # it judges nothing itself
     summary = model_summary(default)
     assert summary["second_opinion"]["name"] == "isomernet-v4" and summary["second_opinion"]["checks"] == (
-        "isomernet-v2")
+        "isomernet-v2+isomernet-v3")
     sha = default.second_opinion.card.summary()["weights_sha256"]
     assert summary["second_opinion"]["weights_sha256"] == sha
     p = np.array([0.1, 0.6, 0.2, 0.1])  # its most probable isomer: CLASSES[1]
@@ -364,6 +364,43 @@ def test_a_label_the_second_opinion_does_not_share_is_withdrawn():
     assert [r.reason for r in classify(frames[0], pixel_size_A=0.18, model="isomernet-v2")] == [None]
 
 
+def test_a_label_of_v3_stands_only_where_v4_agrees(tmp_path: Path):
+    """A newcomer's 4.2 nm Au decahedron (2,419 atoms, seed 11) at its true pixel size: v3 alone calls
+    it fcc with confidence, v4 and v5 decahedral. The default now shows v3's labels to v4 too:
+    ``models_disagree``, in classify and in a series alike."""
+    pytest.importorskip("ase")
+    from clusterspy.image import Image
+    from clusterspy.predict import SECOND_OPINION_CHECKS, checks_label_of
+    from clusterspy.series import classify_series
+    from clusterspy.workflows import simulate_to_file
+
+    default = load_model()
+    assert SECOND_OPINION_CHECKS == ("isomernet-v3",)
+    assert [checks_label_of(default, m) for m in default.models] == [True, False, True]
+    path = simulate_to_file(motif="decahedral", size=2500, element="Au", backend="fast", energy_keV=200.0,
+                            semiangle_mrad=25.0, pixel_size_A=0.25, extent_A=120.0, dose_e_per_A2=1e4,
+                            seed=11, out=tmp_path / "dec.npz")
+    (alone,) = classify(path, model="isomernet-v3")
+    assert alone.label == "fcc" and alone.confidence > 0.9  # the defect the check mends
+    (r,) = classify(path)
+    assert _name(r) == "isomernet-v3" and 4.0 < r.diameter_nm < 4.35
+    assert (r.label, r.reason) == ("unknown", "models_disagree")
+    with np.load(path) as z:
+        frame = z["image"].astype(np.float32)
+    res = classify_series([Image(frame, 0.25)] * 2, n_boot=5)
+    assert list(res.frames["reason"]) == ["models_disagree"] * 2
+    # at 0.55 Å/px (v2 cannot judge) v3's labels are still checked
+    assert second_opinion_for_at(default, 0.55) is default.second_opinion
+
+
+def second_opinion_for_at(default, px: float):
+    from clusterspy.image import Image
+    from clusterspy.predict import second_opinion_for, usable_models
+
+    img = Image(np.zeros((400, 400), np.float32) + 1.0, px)
+    return second_opinion_for(default, usable_models(img, default, "haadf"))
+
+
 def test_a_series_withdraws_the_same_labels(tmp_path: Path):
     from clusterspy.image import Image
     from clusterspy.series import classify_series
@@ -378,7 +415,8 @@ def test_a_series_withdraws_the_same_labels(tmp_path: Path):
     assert list(true["label"]) == truth and set(true["reason"]) == {""}
     summary = json.loads((tmp_path / "told" / "summary.json").read_text())
     second = summary["model"]["second_opinion"]
-    assert second["id"] == load_model("isomernet-v4").card.id and second["checks"] == "isomernet-v2"
+    assert second["id"] == load_model("isomernet-v4").card.id
+    assert second["checks"] == "isomernet-v2+isomernet-v3"
 
 
 # --------------------------------------------------------------- the second opinion's two looks

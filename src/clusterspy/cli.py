@@ -328,8 +328,10 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     if calibrated or unsure == 0 or unsure < 0.5 * judged:
         return []
     why = ", ".join(f"{counts[k]} {k}" for k in kinds if counts[k])
-    disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other than "
-                "isomernet-v2's label most probable)" if counts["models_disagree"] else "")
+    disputed = ""
+    if counts["models_disagree"]:
+        disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other "
+                    "than the label of isomernet-v2 or isomernet-v3 most probable)")
     return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
             "one of three causes, most often — a pixel size more than 15 % off (by default the clusters "
             "isomernet-v2 judges are also tried at 15 % either side; see the README's 'When to trust a "

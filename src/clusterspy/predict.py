@@ -44,13 +44,13 @@ DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 __all__ = [
     "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS",
     "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "ROUTE_FROM_NM", "SEARCHED_REASONS",
-    "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS",
-    "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults", "Model", "ModelsBySize", "classify",
-    "detection_lead", "detection_range_A", "dihedral_views", "judged_crop", "judging_model", "load_model",
-    "model_summary", "normalise_crops", "routing_domain", "scaled_image", "search_context", "search_for",
-    "search_pixel_size", "searched_at", "second_opinion_disagrees", "second_opinion_for",
-    "second_opinion_of", "sha256_file", "shipped_model_covering", "shipped_models", "softmax",
-    "table_confidence", "usable_models",
+    "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_CHECKS", "SECOND_OPINION_FIRST_VIEWS",
+    "SECOND_OPINION_MARGIN_LOGITS", "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults", "Model",
+    "ModelsBySize", "checks_label_of", "classify", "detection_lead", "detection_range_A", "dihedral_views",
+    "judged_crop", "judging_model", "load_model", "model_summary", "normalise_crops", "routing_domain",
+    "scaled_image", "search_context", "search_for", "search_pixel_size", "searched_at",
+    "second_opinion_disagrees", "second_opinion_for", "second_opinion_of", "sha256_file",
+    "shipped_model_covering", "shipped_models", "softmax", "table_confidence", "usable_models",
 ]
 
 
@@ -178,9 +178,10 @@ class ModelsBySize:
     first model's: code that takes one model (the structure fit's detection range, a series'
     image checks) uses the first model.
 
-    A label of the first model stands only where ``second_opinion`` (the default: ``isomernet-v4``,
-    trained with ±20 % pixel-size errors, :data:`SECOND_OPINION`) finds the same isomer most probable
-    in its own crop of the cluster; otherwise the cluster is ``"unknown"`` with ``"models_disagree"``.
+    A label of the first model — and of ``isomernet-v3`` (:data:`SECOND_OPINION_CHECKS`) — stands
+    only where ``second_opinion`` (the default: ``isomernet-v4``, trained with ±20 % pixel-size errors,
+    :data:`SECOND_OPINION`) finds the same isomer most probable in its own crop of the cluster;
+    otherwise the cluster is ``"unknown"`` with ``"models_disagree"`` (:func:`checks_label_of`).
     ``isomernet-v2`` was trained with exact calibrations: told a pixel size 30 % too small it labelled
     52 % of ``benchmarks/domain.py``'s held-out clusters wrongly, with the second opinion 3 %, for
     one right label in 160 at the true pixel size (the ``wrong_scale`` and ``heldout`` parts).
@@ -242,7 +243,8 @@ class ModelsBySize:
                "by_size": parts}
         if self.second_opinion is not None:
             out["second_opinion"] = {**self.second_opinion.card.summary(), "rule": SECOND_OPINION_RULE,
-                                     "checks": self.models[0].card.name}
+                                     "checks": "+".join(m.card.name for m in self.models
+                                                        if checks_label_of(self, m))}
             if self.pixel_size_search:
                 out["pixel_size_search"] = {"factors": [round(f, 6) for f in self.pixel_size_search],
                                             "rule": PIXEL_SIZE_SEARCH_RULE}
@@ -369,6 +371,14 @@ ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 4.35}
 #: The shipped model that checks the default's first model (:class:`ModelsBySize`): a label of
 #: ``isomernet-v2`` stands only where this model finds the same isomer most probable.
 SECOND_OPINION: str | None = "isomernet-v4"
+#: The models of the default, besides its first, whose labels the second opinion checks too
+#: (:func:`checks_label_of`). ``isomernet-v3``: a newcomer's Au decahedra of 2,000–3,500 atoms in one
+#: orientation (``clusterspy simulate --motif decahedral --size 2500 --pixel-size 0.25 --seed 11``),
+#: 4.1–4.3 nm at their true pixel size, were fcc 0.93–0.96 to v3 — and decahedral to v4 and v5. Over
+#: the ``sizes`` and ``large`` particles v3 labels at 3.0–4.6 nm told ×0.87 / 1 / 1.15 (136 labels),
+#: v4's most probable isomer was v3's label for each of its 127 right labels and none of its 9 wrong
+#: ones (the newcomer's; one-off check, stop 33).
+SECOND_OPINION_CHECKS: tuple[str, ...] = ("isomernet-v3",)
 #: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
 #: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
 #: and that one's mirror image).
@@ -380,7 +390,8 @@ SECOND_OPINION_FIRST_VIEWS: tuple[int, ...] = (0, 1, 2, 3)
 #: no verdict changed, and 82 % were judged on the first look (``benchmarks/second_opinion_looks.py``).
 SECOND_OPINION_MARGIN_LOGITS = 2.5
 #: What :meth:`ModelsBySize.summary` records of the second opinion's rule.
-SECOND_OPINION_RULE = ("a label of the first model stands only where the second opinion's most probable "
+SECOND_OPINION_RULE = ("a label of the first model (and of " + ", ".join(SECOND_OPINION_CHECKS) + ") stands "
+                       "only where the second opinion's most probable "
                        "isomer (its own crop, its test-time views, no threshold) is the same; else unknown, "
                        "models_disagree; it looks at 4 of its 8 views first, and at all 8 unless those "
                        "make the label its most probable isomer by "
@@ -1055,22 +1066,30 @@ def classify(
                                                  skipped_at_edge=len(in_range)))
     return _judge_by_size(img, [detections[i] for i in keep], models, file=file if file is not None else name,
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons],
-                          second_opinion=second_opinion_for(mdl, models), search=search_for(mdl, models))
+                          second_opinion=second_opinion_for(mdl, models), search=search_for(mdl, models),
+                          checked=[checks_label_of(mdl, m) for m in models])
+
+
+def checks_label_of(model: Model | ModelsBySize, member: Model) -> bool:
+    """Whether ``model``'s second opinion checks the labels of ``member`` (one of its models): its
+    first model's, and those of the models named in :data:`SECOND_OPINION_CHECKS`."""
+    return (isinstance(model, ModelsBySize) and model.second_opinion is not None
+            and (member is model.primary or member.card.name in SECOND_OPINION_CHECKS))
 
 
 def second_opinion_for(model: Model | ModelsBySize, models: Sequence[Model]) -> Model | None:
-    """The model that checks ``models[0]``'s labels: ``model``'s second opinion when the first of the
-    models in use (:func:`usable_models`) is its primary, else None."""
-    if isinstance(model, ModelsBySize) and model.second_opinion is not None and models \
-            and models[0] is model.primary:
-        return model.second_opinion
+    """The model that checks the labels of some of ``models`` (those in use,
+    :func:`usable_models`; :func:`checks_label_of`): ``model``'s second opinion, else None."""
+    if any(checks_label_of(model, m) for m in models):
+        return model.second_opinion  # type: ignore[union-attr]
     return None
 
 
 def search_for(model: Model | ModelsBySize, models: Sequence[Model]) -> tuple[float, ...]:
-    """The factors of ``model``'s pixel-size search (:func:`search_pixel_size`) where it has a second
-    opinion for ``models[0]`` (:func:`second_opinion_for`), else none."""
-    if second_opinion_for(model, models) is None:
+    """The factors of ``model``'s pixel-size search (:func:`search_pixel_size`) where ``models[0]``
+    (the first in use) is its first model and has a second opinion, else none."""
+    if not models or not isinstance(model, ModelsBySize) or models[0] is not model.primary \
+            or second_opinion_for(model, models[:1]) is None:
         return ()
     return tuple(getattr(model, "pixel_size_search", ()))
 
@@ -1128,16 +1147,19 @@ def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, f
     return _judge_by_size(image, detections, models, file=file, frame=frame,
                           reasons=None if reasons is None else [list(reasons)],
                           second_opinion=second_opinion_for(model, models),
-                          search=search_for(model, models))
+                          search=search_for(model, models),
+                          checked=[checks_label_of(model, m) for m in models])
 
 
 def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model], *, file: str | None,
                    frame: int, reasons: list[list[str | None]] | None,
-                   second_opinion: Model | None = None, search: Sequence[float] = ()) -> ClusterResults:
+                   second_opinion: Model | None = None, search: Sequence[float] = (),
+                   checked: Sequence[bool] | None = None) -> ClusterResults:
     """:func:`judge` over models in order of preference (``reasons``: one list per model): each
     cluster goes to the model :func:`clusterspy.domain.route_by_size` chooses; the labels of the
-    first are checked by ``second_opinion`` (:func:`second_opinion_disagrees`), and those that do
-    not stand searched at the pixel sizes ``search`` × the one given (:func:`search_pixel_size`)."""
+    models ``checked`` marks (default: the first) are checked by ``second_opinion``
+    (:func:`second_opinion_disagrees`), and the first's that do not stand searched at the pixel
+    sizes ``search`` × the one given (:func:`search_pixel_size`)."""
     from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
@@ -1154,11 +1176,13 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
         if idx:
             dets, dj = [detections[i] for i in idx], [diam[i] for i in idx]
             verdicts = _judge_one(image, dets, dj, [reasons[j][i] for i in idx], m)
-            if j == 0 and second_opinion is not None:
+            if second_opinion is not None and (checked[j] if checked is not None else j == 0):
                 verdicts, seen = _checked_by(second_opinion, image, dets, dj, verdicts)
-                verdicts, used = search_pixel_size(m, second_opinion, image, dets, dj, verdicts, search, seen)
-                for i, f in zip(idx, used, strict=True):
-                    factor[i] = f
+                if j == 0:
+                    verdicts, used = search_pixel_size(m, second_opinion, image, dets, dj, verdicts, search,
+                                                       seen)
+                    for i, f in zip(idx, used, strict=True):
+                        factor[i] = f
             judged.update(zip(idx, verdicts, strict=True))
     results = ClusterResults()
     for i, d in enumerate(detections):

@@ -297,8 +297,8 @@ def _model_record(view: ModelView) -> dict[str, Any]:
     if view.second is not None:
         from clusterspy.predict import SECOND_OPINION_RULE
 
-        record["second_opinion"] = {**one(view.second), "checks": view.routes[0].card.get("name"),
-                                    "rule": SECOND_OPINION_RULE}
+        checks = "+".join(str(view.routes[j].card.get("name")) for j in sorted(view.checked_routes))
+        record["second_opinion"] = {**one(view.second), "checks": checks, "rule": SECOND_OPINION_RULE}
     if view.search:
         from clusterspy.predict import PIXEL_SIZE_SEARCH_RULE
 

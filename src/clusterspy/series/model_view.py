@@ -49,15 +49,19 @@ class ModelView:
             f"{self.card.get('name', 'model')}@{self.sha256[:12]}" if self.sha256
             else self.card.get("name", "unknown-model"))
         from clusterspy.domain import amorphous_cap_A
-        from clusterspy.predict import search_for
+        from clusterspy.predict import checks_label_of, search_for
 
         self.amorphous_max_A = amorphous_cap_A(self.domain)
         members = getattr(self.model, "models", None)  # ModelsBySize: one view per model
         self.routes: list[ModelView] = [ModelView(m) for m in members] if members else [self]
         second = getattr(self.model, "second_opinion", None) if members else None
-        #: The view of the model that checks the first route's labels
+        #: The view of the model that checks the labels of :attr:`checked_routes`
         #: (:attr:`clusterspy.predict.ModelsBySize.second_opinion`), or None.
         self.second: ModelView | None = None if second is None else ModelView(second)
+        #: The routes whose labels :attr:`second` checks (:func:`clusterspy.predict.checks_label_of`:
+        #: the first, and isomernet-v3's), as :func:`clusterspy.classify` checks them.
+        self.checked_routes: frozenset[int] = frozenset(
+            j for j, m in enumerate(members or ()) if checks_label_of(self.model, m))
         #: Factors on the pixel size tried for a first-route crop whose label does not stand
         #: (:func:`clusterspy.predict.search_pixel_size`); empty without a second opinion.
         self.search: tuple[float, ...] = search_for(self.model, members or ())

@@ -79,7 +79,7 @@ class Batch:
     #: ``(route, crop indices, wait)`` per route with crops: ``wait()`` gives their probabilities
     #: and OOD distances (:meth:`clusterspy.series.model_view.ModelView.submit`).
     inference: list[tuple[int, list[int], Callable[[], tuple]]] = field(default_factory=list)
-    #: The second opinion's crop of each crop of the first route (None for the others).
+    #: The second opinion's crop of each crop of a route it checks (None for the others).
     second_crops: list[np.ndarray | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
@@ -261,11 +261,11 @@ class FrameClassifier:
             self.crop_rows.append(len(self.rows) - 1)
             self.crops.append(c)
             self.crop_routes.append(route)
-            second = self.model.second if route == 0 else None
+            second = self.model.second if route in self.model.checked_routes else None
             self.second_crops.append(None if second is None else np.asarray(
                 self.settings.crop(image, d, second.crop_pixel_A(d, image), second.crop_px),
                 dtype=np.float32))
-            self.search_contexts.append(self._search_context(image, d) if second is not None
+            self.search_contexts.append(self._search_context(image, d) if second is not None and route == 0
                                         and self.model.search else None)
 
     def _search_context(self, image: Image, d: Any) -> tuple[Image, Any, float]:
@@ -310,7 +310,7 @@ class FrameClassifier:
 
     def check(self, batch: Batch, pool: Executor | None = None) -> Batch:
         """Judge the crops of ``batch`` (waiting for its models' inference) and start the second
-        opinion on the first route's crops whose label stands — only those, as
+        opinion on the crops of the routes it checks whose label stands — only those, as
         :func:`clusterspy.classify` asks it (:func:`clusterspy.predict.second_opinion_for`): a crop out
         of distribution or without a confident label is not shown to it (the pixel-size search asks it
         of those it searches). With ``pool`` the second opinion runs on its worker threads while the
