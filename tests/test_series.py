@@ -534,3 +534,21 @@ def test_a_series_too_large_for_every_model_says_to_check_the_pixel_size():
     assert note.startswith("no frame labelled: 6 of 6 too_large (12.40 nm median diameter)")
     assert note.endswith("no shipped model covers this size — if the particle is not that large, check the "
                          "pixel size (Å/px)")
+
+
+def test_a_cluster_labelled_by_two_models_is_warned_of():
+    """Near the size where the default hands a cluster from one model to the next, a series' labels
+    may change with the model (a newcomer's 4.33–4.36 nm decahedron: v3 fcc in 32 frames, v5
+    decahedral in 4, nothing said): the summary warns, naming the models and the sizes measured."""
+    from clusterspy.series.summary import _models_warning
+
+    lab = np.array(["fcc"] * 3 + ["decahedral"] * 2 + ["unknown"], dtype=object)
+    models = np.array(["isomernet-v3@3f76"] * 3 + ["isomernet-v5@0da3"] * 3, dtype=object)
+    diam = np.array([4.33, 4.34, 4.34, 4.35, 4.36, 4.40])
+    msg = _models_warning(7, lab, models, diam)
+    assert msg is not None and msg.startswith("cluster 7: its labels came from 2 models (isomernet-v3 in 3, "
+                                              "isomernet-v5 in 2 frames) (measured 4.33–4.36 nm)")
+    assert _models_warning(7, lab, np.array(["isomernet-v3@3f76"] * 6, dtype=object), diam) is None
+    # a model that gave no label (its frame unknown) does not count
+    unsure = np.array(["fcc"] * 3 + ["unknown"] * 3, dtype=object)
+    assert _models_warning(7, unsure, models, diam) is None

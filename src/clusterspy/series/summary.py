@@ -210,7 +210,7 @@ def _models_warning(cid: int, lab: np.ndarray, models: np.ndarray, diameter_nm: 
     used = [m for m in dict.fromkeys(names[labelled]) if m and m != "nan"]
     if len(used) < 2:
         return None
-    counts = ", ".join(f"{m} {int(np.sum(labelled & (names == m)))}" for m in used)
+    counts = ", ".join(f"{m} in {int(np.sum(labelled & (names == m)))}" for m in used)
     d = np.asarray(diameter_nm, dtype=float)[labelled]
     d = d[np.isfinite(d)]
     size = f" (measured {d.min():.2f}–{d.max():.2f} nm)" if d.size else ""
