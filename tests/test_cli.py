@@ -307,3 +307,8 @@ def test_simulate_refuses_a_size_larger_than_its_builders_make(tmp_path):
     bad = run_cli("simulate", "--motif", "icosahedral", "--size", "45000", "--out", str(out))
     assert bad.returncode == 2 and "up to 20,000 atoms" in bad.stderr and "Traceback" not in bad.stderr
     assert not out.exists()
+    # a pixel size that leaves the field a few pixels across, and a particle larger than the field
+    tiny = run_cli("simulate", "--size", "309", "--pixel-size", "25", "--out", str(out))
+    assert tiny.returncode == 2 and "1.6 px across" in tiny.stderr and not out.exists()
+    big = run_cli("simulate", "--motif", "fcc", "--size", "12000", "--extent", "40", "--out", str(out))
+    assert big.returncode == 2 and "larger than --extent 40 Å" in big.stderr and not out.exists()

@@ -1022,8 +1022,19 @@ def simulate_to_file(
     if crystalline and isinstance(size, int) and size > MAX_TABLE_ATOMS:
         raise ConfigError(f"--size {size}: ClusterSpy builds {motif} clusters of up to "
                           f"{MAX_TABLE_ATOMS:,} atoms (≈ 9–10 nm for Au); ask for at most that")
+    if np.isfinite(extent_A) and np.isfinite(pixel_size_A) and extent_A > 0 and pixel_size_A > 0 \
+            and extent_A / pixel_size_A < 16:
+        raise ConfigError(f"--extent {extent_A:g} Å at --pixel-size {pixel_size_A:g} Å/px is "
+                          f"{extent_A / pixel_size_A:.3g} px across: give the pixel size in Å/px (atomic "
+                          "resolution: 0.1–0.5) or a larger extent")
     rng = np.random.default_rng(seed)
     atoms = cluster(motif, size, element, rng=rng)
+    xy = atoms.positions[:, :2]
+    across_A = 2.0 * float(np.max(np.linalg.norm(xy - xy.mean(axis=0), axis=1)))  # seen along the beam
+    if np.isfinite(extent_A) and across_A > extent_A:
+        raise ConfigError(f"the {motif} {element} cluster of {len(atoms):,} atoms is {across_A / 10:.3g} nm "
+                          f"across, larger than --extent {extent_A:g} Å: give --extent "
+                          f"{np.ceil(across_A * 1.3):g} or more")
     if not (np.isfinite(source_size_A) and source_size_A >= 0):
         raise ConfigError(f"--source-size {source_size_A:g}: give the effective source size in Å (≥ 0)")
     microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad, source_size_A=source_size_A)
