@@ -66,6 +66,27 @@ def test_interrupted_series_names_its_folder_and_a_rerun_continues(tmp_path, mon
 
 
 @needs_weights
+def test_a_series_stopped_while_drawing_its_report_says_all_frames_are_kept(tmp_path, monkeypatch, capsys):
+    """SIGTERM while the report was drawn said "the frames finished so far are kept" of a run whose
+    every frame and summary were written: now it says so, and that a rerun draws the report."""
+    from clusterspy import workflows
+
+    out = tmp_path / "run"
+    args = ["series", str(EXAMPLE), "--out", str(out)]
+
+    def stopped(*a, **k):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(workflows, "write_series_report", stopped)
+        assert main(args) == 130
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line == (f"clusterspy: interrupted: all 40 frames and summary.json are kept in {out}; the report "
+                    "was not finished — run the same command again to draw it")
+    assert main(args) == 0 and (out / "report.html").is_file()
+
+
+@needs_weights
 def test_interrupted_series_with_no_resume_says_to_drop_it(tmp_path, monkeypatch, capsys) -> None:
     out = tmp_path / "run"
     _interrupt_after_first_flush(monkeypatch)

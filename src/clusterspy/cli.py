@@ -118,7 +118,7 @@ def _signal_choice(value: str | None) -> int | str | None:
 
 #: What an interrupted command keeps and how to continue it (set by a command whose output
 #: resumes, once its output folder is known; reset by :func:`main`).
-_ON_INTERRUPT: dict[str, Any] = {"note": None, "kept": None, "terminated": False}
+_ON_INTERRUPT: dict[str, Any] = {"note": None, "kept": None, "terminated": False, "instead": None}
 
 
 def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None,
@@ -132,6 +132,28 @@ def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None,
     first = what.split()[0].rstrip("s")
     _ON_INTERRUPT["kept"] = None if kept is None else (
         kept, f"stopped before its first {first} was finished: nothing of this run is kept in {out}")
+
+
+def _series_finished_note(out: Path) -> Callable[[], str | None]:
+    """The line of a series stopped after its frames and ``summary.json`` were written (while its
+    report was drawn): all of them are kept, and a rerun only draws the report (a newcomer's was told
+    "the frames finished so far are kept" of all 400). None while the run is not that far."""
+    def note() -> str | None:
+        import json
+
+        from clusterspy.series.manifest import MANIFEST_NAME, PROGRESS_KEY
+
+        try:
+            progress = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8")).get(PROGRESS_KEY) or {}
+        except (OSError, ValueError, AttributeError):
+            return None
+        if not progress.get("finished"):
+            return None
+        n = progress.get("frames_classified")
+        return (f"all {n} frames and summary.json are kept in {out}; the report was not finished — run the "
+                "same command again to draw it")
+
+    return note
 
 
 def _frames_kept(out: Path) -> Callable[[], bool]:
@@ -562,6 +584,8 @@ def series(
     _kept_on_interrupt("frames and structure fits" if verify_sample else "frames", out,
                        not_with=None if resume else "--no-resume",  # run.json + checkpoint, verify_sample/
                        kept=_frames_kept(out))
+    if resume:
+        _ON_INTERRUPT["instead"] = _series_finished_note(out)
     series_log = logging.getLogger("clusterspy.series")  # its warnings: printed below, once
     level = series_log.level
     series_log.setLevel(logging.ERROR)
@@ -794,7 +818,7 @@ def _run(argv: list[str] | None) -> int:
     """:func:`main` without its warning display: the command, its errors as one line."""
     from clusterspy.errors import ClusterSpyError
 
-    _ON_INTERRUPT["note"] = _ON_INTERRUPT["kept"] = None
+    _ON_INTERRUPT["note"] = _ON_INTERRUPT["kept"] = _ON_INTERRUPT["instead"] = None
     _ON_INTERRUPT["terminated"] = False
     try:
         rc = app(args=argv, standalone_mode=False)
@@ -840,6 +864,8 @@ def _interrupted() -> int:
     note = _ON_INTERRUPT["note"]
     if _ON_INTERRUPT["kept"] is not None and not _ON_INTERRUPT["kept"][0]():
         note = _ON_INTERRUPT["kept"][1]
+    elif _ON_INTERRUPT["instead"] is not None:
+        note = _ON_INTERRUPT["instead"]() or note
     terminated = bool(_ON_INTERRUPT["terminated"])
     typer.echo(f"clusterspy: {'terminated' if terminated else 'interrupted'}" + (f": {note}" if note else ""),
                err=True)
