@@ -332,16 +332,23 @@ def test_series_resume_refusal_names_the_changed_flag(frames, tmp_path, capsys) 
 
 
 def test_manifest_difference_of_the_same_input_path_says_it_changed() -> None:
-    from clusterspy.series.manifest import _first_difference
+    from clusterspy.series.manifest import _differences_in_words
 
     old = {"input": {"path": "/d/s.npy", "size_bytes": 1, "mtime_ns": 5}, "settings": {"stay": 0.9}}
     new = {"input": {"path": "/d/s.npy", "size_bytes": 1, "mtime_ns": 6}, "settings": {"stay": 0.9}}
-    assert _first_difference(old, new) == "input: '/d/s.npy' changed since (size, modification time or " \
-                                          "contents differ)"
+    assert _differences_in_words(old, new) == ("input: '/d/s.npy' changed since (size, modification time or "
+                                               "contents differ)")
     new = {"input": old["input"], "settings": {"stay": 0.8}}  # no flag sets it: its Python name
-    assert _first_difference(old, new) == "settings.stay was 0.9, now 0.8"
+    assert _differences_in_words(old, new) == "settings.stay was 0.9, now 0.8"
     arrays = {"input": {"array_shape": [4, 8, 8]}}, {"input": {"array_shape": [5, 8, 8]}}
-    assert _first_difference(*arrays) == "input: another array (size, modification time or contents differ)"
+    assert _differences_in_words(*arrays) == ("input: another array (size, modification time or contents "
+                                              "differ)")
+    # every setting that differs, not the first alone (a newcomer was told of the frame time only)
+    was = {"input": old["input"], "settings": {"frame_time_s": 0.5, "pixel_size_A": 0.24}}
+    both = {"input": old["input"], "settings": {"frame_time_s": None, "pixel_size_A": 0.2115}}
+    assert _differences_in_words(was, both) == (
+        "frame time (frame_time_s / --frame-time) was 0.5, now not given; "
+        "pixel size (pixel_size_A / --pixel-size) was 0.24, now 0.2115")
 
 
 # ------------------------------------------------------- a newcomer's findings (ux2): advice that fits

@@ -47,21 +47,29 @@ def _rows_settings(doc: dict) -> dict:
     return {**{k: v for k, v in doc.items() if k != PROGRESS_KEY}, "settings": settings}
 
 
-def _first_difference(old: dict, new: dict, prefix: str = "") -> str | None:
-    """The first difference of two manifests, in words: ``"frame time (frame_time_s / --frame-time)
-    was 0.1, now 0.2"``; a setting no option sets by its key (``settings.stay was …``)."""
+def _differences_in_words(old: dict, new: dict, prefix: str = "") -> str | None:
+    """The differences of two manifests, in words (:func:`_differences`), joined by ``"; "``: every
+    one, not the first alone (a newcomer who changed the pixel size and left out the frame time was
+    told of the frame time only); None when they agree."""
+    found = _differences(old, new, prefix)
+    return "; ".join(found) if found else None
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Each difference of two manifests, in words: ``"frame time (frame_time_s / --frame-time) was
+    0.1, now 0.2"``; a setting no option sets by its key (``settings.stay was …``); another input
+    alone when the inputs differ."""
     if prefix == "" and old.get("input") != new.get("input"):
-        return _input_difference(old.get("input") or {}, new.get("input") or {})
+        return [_input_difference(old.get("input") or {}, new.get("input") or {})]
+    found: list[str] = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            found = _first_difference(a, b, f"{prefix}{key}.")
-            if found:
-                return found
+            found += _differences(a, b, f"{prefix}{key}.")
         elif a != b:
             name = _SETTING_NAMES.get(key) if prefix == "settings." else None
-            return f"{name or prefix + key} was {_shown(a)}, now {_shown(b)}"
-    return None
+            found.append(f"{name or prefix + key} was {_shown(a)}, now {_shown(b)}")
+    return found
 
 
 def _shown(value: Any) -> str:
@@ -118,7 +126,7 @@ def check_or_write_manifest(folder: Path, manifest: dict[str, Any], resume: bool
     path = folder / MANIFEST_NAME
     if resume and path.exists() and (folder / "frames.csv").exists():
         old, now = json.loads(path.read_text(encoding="utf-8")), json.loads(json.dumps(doc))
-        diff = _first_difference(_rows_settings(old), _rows_settings(now))
+        diff = _differences_in_words(_rows_settings(old), _rows_settings(now))
         if diff is None:
             if PROGRESS_KEY in old:
                 now[PROGRESS_KEY] = old[PROGRESS_KEY]
