@@ -43,7 +43,9 @@ FACTORS: tuple[float, ...] = (1 / 1.15, 1.0, 1.15)
 TRUE_RANGE_NM = (3.5, 7.0)
 
 
-def _central(image: np.ndarray, px: float, model: Any) -> dict | None:
+def central_verdict(image: np.ndarray, px: float, model: Any) -> dict | None:
+    """:func:`clusterspy.classify` of ``image`` told ``px`` [Å/px]: the verdict on the cluster nearest
+    its centre (``label``, ``reason``, ``diameter_nm``, ``model``, ``most_probable``), or None."""
     from clusterspy.errors import ClusterSpyError
     from clusterspy.predict import classify
 
@@ -55,8 +57,9 @@ def _central(image: np.ndarray, px: float, model: Any) -> dict | None:
         return None
     cy, cx = (image.shape[0] - 1) / 2, (image.shape[1] - 1) / 2
     r = min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2)
+    top = max(r.probabilities, key=r.probabilities.get) if r.probabilities else None
     return {"label": r.label, "reason": r.reason, "diameter_nm": r.diameter_nm,
-            "model": str(r.model).split("@")[0]}
+            "model": str(r.model).split("@")[0], "most_probable": top}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
                 row = {"set": name, "index": k, "true": CLASSES[int(label)], "true_diameter_nm": d_nm,
                        "factor": f}
                 for tag, m in models.items():
-                    row[tag] = _central(image, IMAGE_PX_A * f, m)
+                    row[tag] = central_verdict(image, IMAGE_PX_A * f, m)
                 rows.append(row)
     table: dict[str, Any] = {}
     for lo, hi in BINS:

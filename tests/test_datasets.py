@@ -109,6 +109,14 @@ def test_resume_after_kill_9(tmp_path):
     assert json.loads(json.dumps(m1)) == m2
 
 
+def _cli_spec(tmp_path: Path, **spec) -> tuple[Path, Path]:
+    """A dataset specification file (no support, no neighbours) and the output folder for
+    ``clusterspy dataset``."""
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps({**spec, "support_probability": 0.0, "neighbour_probability": 0.0}))
+    return path, tmp_path / "d.zarr"
+
+
 def _children(pid: int) -> list[int]:
     """The process ids whose parent is ``pid`` (Linux /proc)."""
     out = []
@@ -133,13 +141,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 def test_sigterm_stops_the_dataset_workers_too(tmp_path):
     """``kill`` of ``clusterspy dataset`` left its worker processes computing, orphaned: now they end
-    with it, it exits 143 with one line saying what is kept, and a rerun continues."""
+    with it, and it exits 143 with one line saying what is kept (``test_resume_after_kill_9``: a
+    rerun makes the unfinished chunks again, bit for bit)."""
     pytest.importorskip("ase")
-    spec = {"seed": 5, "n_images": 64, "chunk_size": 8, "crop_px": 64, "size_atoms": [3000, 6000],
-            "support_probability": 0.0, "neighbour_probability": 0.0}
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    out = tmp_path / "d.zarr"
+    path, out = _cli_spec(tmp_path, seed=5, n_images=64, chunk_size=8, crop_px=64, size_atoms=[3000, 6000])
     proc = subprocess.Popen([sys.executable, "-m", "clusterspy", "dataset", str(path), str(out),
                              "--workers", "2", "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -197,11 +202,7 @@ def test_cli_dataset_generates_resumes_and_refuses_a_missing_spec(tmp_path, caps
     from clusterspy.cli import main
 
     # one icosahedral example: the other motifs take seconds to tens of seconds each to build
-    spec = {"seed": 11, "n_images": 1, "chunk_size": 1, "crop_px": 24, "size_atoms": [40, 80],
-            "support_probability": 0.0, "neighbour_probability": 0.0}
-    path = tmp_path / "spec.json"
-    path.write_text(json.dumps(spec))
-    out = tmp_path / "d.zarr"
+    path, out = _cli_spec(tmp_path, seed=11, n_images=1, chunk_size=1, crop_px=24, size_atoms=[40, 80])
     args = ["dataset", str(path), str(out), "--scheduler", "synchronous", "--no-progress"]
     assert main(args) == 0
     assert "dataset complete" in capsys.readouterr().out

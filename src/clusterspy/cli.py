@@ -69,7 +69,7 @@ class Border(StrEnum):
 MODEL_HELP = ("Default 'auto': each cluster judged by the shipped model that covers its size, isomernet-v2 "
               "(1.18–3.26 nm, images ≤ 0.5 Å/px), else isomernet-v5 from 4.35 nm (to 10.5 nm, ≤ 0.6 Å/px), "
               "else isomernet-v3 (0.94–8.05 nm as detected, ≤ 0.6 Å/px); the model column says which; a "
-              "label of v2 stands only where isomernet-v4 finds the same isomer most probable (else "
+              "label of v2 or v3 stands only where isomernet-v4 finds the same isomer most probable (else "
               "models_disagree). Or one shipped model alone by name (isomernet-v2, isomernet-v3, "
               "isomernet-v5: 2.54–10.5 nm, or isomernet-v4: 0.87–8.05 nm, fewer labels at the true pixel "
               "size and far fewer wrong ones at a wrong one — the README's 'When to trust a label'), or an "
