@@ -233,13 +233,15 @@ def jeffreys_interval(p: np.ndarray, n_eff: float, level: float = 0.95) -> np.nd
         ``(K, 2)``: the central ``level`` interval of Beta(p·n_eff + ½, (1 − p)·n_eff + ½), with
         the end at 0 (1) when ``p`` is 0 (1) (Brown, Cai & DasGupta 2001).
     """
-    from scipy.stats import beta
+    # the Beta quantile as scipy.special's (scipy.stats.beta.ppf gives the same bits; importing
+    # scipy.stats took 0.32 s of a series run's start-up)
+    from scipy.special import betaincinv
 
     p = np.asarray(p, dtype=float)
     alpha = (1.0 - level) / 2.0
     k = p * n_eff
-    lo = beta.ppf(alpha, k + 0.5, n_eff - k + 0.5)
-    hi = beta.ppf(1.0 - alpha, k + 0.5, n_eff - k + 0.5)
+    lo = betaincinv(k + 0.5, n_eff - k + 0.5, alpha)
+    hi = betaincinv(k + 0.5, n_eff - k + 0.5, 1.0 - alpha)
     lo = np.where(p <= 0.0, 0.0, lo)  # Brown, Cai & DasGupta (2001): an end at 0 or 1 is kept
     hi = np.where(p >= 1.0, 1.0, hi)
     return np.column_stack([lo, hi])
@@ -365,7 +367,7 @@ def branching_ratios(counts: np.ndarray, *, level: float = 0.95, prior: float = 
         ``ratio`` ((K, K), NaN on the diagonal and in rows without a departure), ``ci``
         ((K, K, 2), NaN likewise), ``n_departures`` ((K,) off-diagonal row sums).
     """
-    from scipy.stats import beta
+    from scipy.special import betaincinv  # = scipy.stats.beta.ppf, to the bit, without its import
 
     c = np.array(counts, dtype=float)
     k = c.shape[0]
@@ -379,8 +381,8 @@ def branching_ratios(counts: np.ndarray, *, level: float = 0.95, prior: float = 
         a = c[i, others] + prior
         b = n_dep[i] + prior * (k - 1) - a
         ratio[i, others] = c[i, others] / n_dep[i]
-        lo = np.where(c[i, others] < 0.5, 0.0, beta.ppf(alpha, a, b))
-        hi = np.where(n_dep[i] - c[i, others] < 0.5, 1.0, beta.ppf(1.0 - alpha, a, b))
+        lo = np.where(c[i, others] < 0.5, 0.0, betaincinv(a, b, alpha))
+        hi = np.where(n_dep[i] - c[i, others] < 0.5, 1.0, betaincinv(a, b, 1.0 - alpha))
         ci[i, others, 0], ci[i, others, 1] = lo, hi
     return {"ratio": ratio, "ci": ci, "n_departures": n_dep}
 
