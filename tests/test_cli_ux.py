@@ -539,3 +539,11 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     mostly_sure = [result(0, "low_confidence"), result(1, None), result(2, None)]
     assert _unsure_notes(mostly_sure, calibrated=False) == []
     assert _unsure_notes([result(0, "cut_by_edge")], calibrated=False) == []
+    # labels of isomernet-v3 withdrawn by v4 at an exact pixel size (a newcomer's 4.2 nm decahedra were
+    # told "most often a pixel size more than 15 % off"): their own line, which does not blame it
+    v3 = result(5, "models_disagree")
+    v3.model = "isomernet-v3@3f7629830b93"
+    (only,) = _unsure_notes([v3], calibrated=False)
+    assert only.startswith("1 cluster judged by isomernet-v3 models_disagree") and "15 % off" not in only
+    assert "3.3–4.35 nm" in only and "--model isomernet-v5" in only
+    assert _unsure_notes([*unsure, v3], calibrated=False)[-1] == only

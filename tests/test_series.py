@@ -536,19 +536,43 @@ def test_a_series_too_large_for_every_model_says_to_check_the_pixel_size():
                          "pixel size (Å/px)")
 
 
-def test_a_cluster_labelled_by_two_models_is_warned_of():
+def test_a_cluster_judged_by_two_models_is_warned_of():
     """Near the size where the default hands a cluster from one model to the next, a series' labels
     may change with the model (a newcomer's 4.33–4.36 nm decahedron: v3 fcc in 32 frames, v5
-    decahedral in 4, nothing said): the summary warns, naming the models and the sizes measured."""
+    decahedral in 4, nothing said; another's: v3 low_confidence in 14 frames, v5 decahedral in 16):
+    the summary warns, naming the models, the frames each judged and the sizes measured."""
     from clusterspy.series.summary import _models_warning
 
-    lab = np.array(["fcc"] * 3 + ["decahedral"] * 2 + ["unknown"], dtype=object)
-    models = np.array(["isomernet-v3@3f76"] * 3 + ["isomernet-v5@0da3"] * 3, dtype=object)
+    judged = np.array([True] * 5 + [False])  # the last frame never shown to the network
+    models = np.array(["isomernet-v3@3f76"] * 3 + ["isomernet-v5@0da3"] * 2 + ["isomernet-v3@3f76"],
+                      dtype=object)
     diam = np.array([4.33, 4.34, 4.34, 4.35, 4.36, 4.40])
-    msg = _models_warning(7, lab, models, diam)
-    assert msg is not None and msg.startswith("cluster 7: its labels came from 2 models (isomernet-v3 in 3, "
-                                              "isomernet-v5 in 2 frames) (measured 4.33–4.36 nm)")
-    assert _models_warning(7, lab, np.array(["isomernet-v3@3f76"] * 6, dtype=object), diam) is None
-    # a model that gave no label (its frame unknown) does not count
-    unsure = np.array(["fcc"] * 3 + ["unknown"] * 3, dtype=object)
-    assert _models_warning(7, unsure, models, diam) is None
+    msg = _models_warning(7, judged, models, diam)
+    assert msg is not None and msg.startswith(
+        "cluster 7: its frames were judged by 2 models (isomernet-v3 in 3, isomernet-v5 in 2 frames) "
+        "(measured 4.33–4.36 nm)")
+    assert _models_warning(7, judged, np.array(["isomernet-v3@3f76"] * 6, dtype=object), diam) is None
+    # a model whose frames were never judged (too large, cut by the edge) does not count
+    assert _models_warning(7, np.array([True] * 3 + [False] * 3), models, diam) is None
+
+
+def test_a_series_at_the_v3_v5_boundary_warns(tmp_path):
+    """Through classify_series: frames whose cluster measures either side of 4.35 nm name two models."""
+    pytest.importorskip("ase")
+    from clusterspy.image import Image
+    from clusterspy.series import classify_series
+    from clusterspy.workflows import simulate_to_file
+
+    path = simulate_to_file(motif="decahedral", size=3500, element="Au", backend="fast", energy_keV=200.0,
+                            semiangle_mrad=25.0, pixel_size_A=0.25, extent_A=120.0, dose_e_per_A2=1e4,
+                            seed=12, out=tmp_path / "dec.npz")
+    with np.load(path) as z:
+        frame = z["image"].astype(np.float32)
+    from clusterspy.predict import classify
+
+    (r,) = classify(frame, pixel_size_A=0.25)
+    px = [0.25 * 4.35 / r.diameter_nm * f for f in (0.98, 1.02)]  # measured just below, just above
+    res = classify_series([Image(frame, px[k % 2]) for k in range(4)], n_boot=5)
+    names = {str(m).split("@")[0] for m in res.frames["model"]}
+    assert names == {"isomernet-v3", "isomernet-v5"}
+    assert any("its frames were judged by 2 models" in w for w in res.summary["warnings"])

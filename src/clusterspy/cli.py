@@ -340,15 +340,25 @@ def classify(
 def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     """One line when at least half the clusters the network judged are ``low_confidence``,
     ``models_disagree`` or ``out_of_distribution`` (without ``--calibrate``): a pixel size 15–20 %
-    off does this, and the lattice can check it (as a series' few-labels warning says)."""
+    off does this, and the lattice can check it (as a series' few-labels warning says). Where
+    isomernet-v4 withdrew labels of isomernet-v3, one more line says that those need not mean a wrong
+    calibration (a newcomer's decahedra at their exact pixel size were sent to check it)."""
     from collections import Counter
+
+    v3_disputed = sum(r.reason == "models_disagree" and str(r.model or "").split("@")[0] == "isomernet-v3"
+                      for r in results)
+    v3_note = ([f"{v3_disputed} cluster{'' if v3_disputed == 1 else 's'} judged by isomernet-v3 "
+                "models_disagree: isomernet-v4 finds another isomer most probable than v3's label — not "
+                "only a wrong pixel size: v3 calls some decahedra of 3.3–4.35 nm fcc at their exact pixel "
+                "size (the README's 'When to trust a label'); --model isomernet-v5 judges particles from "
+                "2.5 nm with a finer crop"] if v3_disputed else [])
 
     kinds = ("low_confidence", "models_disagree", "out_of_distribution")
     counts = Counter(r.reason for r in results if r.reason in kinds)
     unsure = sum(counts.values())
     judged = unsure + sum(r.reason is None for r in results)
-    if calibrated or unsure == 0 or unsure < 0.5 * judged:
-        return []
+    if calibrated or unsure == 0 or unsure < 0.5 * judged or unsure == v3_disputed:
+        return v3_note
     why = ", ".join(f"{counts[k]} {k}" for k in kinds if counts[k])
     disputed = ""
     if counts["models_disagree"]:
@@ -359,7 +369,8 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
             "isomernet-v2 judges are also tried at 15 % either side; see the README's 'When to trust a "
             "label'; --calibrate --element <metal> checks it against the clusters' lattice); regions "
             "filled with a constant (the corners of an image rotated with zeros: fill them with the "
-            "background); or clusters unlike any in training (their look, or neighbours in the crop)"]
+            "background); or clusters unlike any in training (their look, or neighbours in the crop)",
+            *v3_note]
 
 
 def _searched_notes(results: list) -> list[str]:

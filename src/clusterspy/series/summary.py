@@ -198,26 +198,29 @@ def _searched_warning(cid: int, lab: np.ndarray, searched: np.ndarray, factor: n
             "lattice can be fitted")
 
 
-def _models_warning(cid: int, lab: np.ndarray, models: np.ndarray, diameter_nm: np.ndarray) -> str | None:
-    """The warning for a cluster whose labels came from more than one model (the size-routed
-    default judges each frame's cluster by the size measured in it): near the size where one model
-    hands over to the next, a change of label may be the models', not the cluster's. A newcomer's
+def _models_warning(cid: int, judged: np.ndarray, models: np.ndarray, diameter_nm: np.ndarray
+                    ) -> str | None:
+    """The warning for a cluster whose frames were judged by more than one model (``judged``: the
+    frames the network was shown; the size-routed default chooses each frame's model by the size
+    measured in it): near the size where one model hands over to the next, a change of label — or a
+    label in some frames and none in others — may be the models', not the cluster's. A newcomer's
     40-frame series of one 5.15 nm decahedron told a pixel size 15 % too small measured 4.33–4.36 nm:
     isomernet-v3 said fcc in 32 frames and isomernet-v5 decahedral in 4, and the smoothed labels
     were fcc throughout, with nothing said."""
-    labelled = np.isin(lab, CLASSES)
+    judged = np.asarray(judged, dtype=bool)
     names = np.array([str(m).split("@")[0] for m in models], dtype=object)
-    used = [m for m in dict.fromkeys(names[labelled]) if m and m != "nan"]
+    used = [m for m in dict.fromkeys(names[judged]) if m and m != "nan"]
     if len(used) < 2:
         return None
-    counts = ", ".join(f"{m} in {int(np.sum(labelled & (names == m)))}" for m in used)
-    d = np.asarray(diameter_nm, dtype=float)[labelled]
+    counts = ", ".join(f"{m} in {int(np.sum(judged & (names == m)))}" for m in used)
+    d = np.asarray(diameter_nm, dtype=float)[judged]
     d = d[np.isfinite(d)]
     size = f" (measured {d.min():.2f}–{d.max():.2f} nm)" if d.size else ""
-    return (f"cluster {cid}: its labels came from {len(used)} models ({counts} frames){size}, each frame's "
-            "chosen by the size measured in it: near the size where one hands over to the next (the "
-            "model column of frames.csv), a change of label may be the models', not the cluster's — "
-            "check the pixel size, or run again with one --model")
+    return (f"cluster {cid}: its frames were judged by {len(used)} models ({counts} frames){size}, each "
+            "frame's chosen by the size measured in it: near the size where one hands over to the next "
+            "(the model column of frames.csv), a change of label, or labels in some frames and none in "
+            "others, may be the models', not the cluster's — check the pixel size, or run again with one "
+            "--model")
 
 
 #: Words that mark the two warnings above — a cluster's proportions rest on few labels, or leave out
@@ -292,6 +295,7 @@ def smooth_and_summarise(
         t_len = int(fr.max()) - f0 + 1
         probs = np.full((t_len, len(CLASSES)), np.nan)
         p_rows = np.column_stack([table[c][idx] for c in pcols]).astype(float)
+        shown = np.isfinite(p_rows).any(axis=1)  # the frames the network judged
         p_rows[np.isin(table["reason"][idx], WITHDRAWN)] = np.nan
         probs[fr - f0] = p_rows
         res = smooth(probs, transition=transition, stay=stay, learn=learn)
@@ -322,7 +326,7 @@ def smooth_and_summarise(
         models = table.get("model", np.full(len(table["label"]), "", dtype=object))[idx]
         diam = table.get("diameter_nm", np.full(len(table["label"]), np.nan))[idx]
         for m in (msg, _searched_warning(int(cid), lab, searched, factor),
-                  _models_warning(int(cid), lab, models, diam)):
+                  _models_warning(int(cid), shown, models, diam)):
             if m:
                 warnings.append(m)
                 log.warning(m)
