@@ -366,7 +366,7 @@ BY_SIZE: tuple[str, ...] = ("isomernet-v5", "isomernet-v3")
 #: too small measures 4.35 nm. Routed from 5 nm, a 5.15 nm Au decahedron told 0.2435 for 0.25 Å/px
 #: went to v3 (fcc 0.966, wrong) in some frames of a series and v5 (decahedral 0.95) in others. On
 #: ``benchmarks/domain.py``'s ``sizes`` and ``large`` particles measured 4.35–5 nm (told ×0.87, ×1,
-#: ×1.15) v5 alone labelled 40 of 46 right, v3 32, neither a wrong one.
+#: ×1.15) v5 alone labels 43 of 46 right, v3 35, neither a wrong one (``benchmarks/route_boundary.py``).
 ROUTE_FROM_NM: dict[str, float] = {"isomernet-v5": 4.35}
 #: The shipped model that checks the default's first model (:class:`ModelsBySize`): a label of
 #: ``isomernet-v2`` stands only where this model finds the same isomer most probable.
@@ -374,10 +374,10 @@ SECOND_OPINION: str | None = "isomernet-v4"
 #: The models of the default, besides its first, whose labels the second opinion checks too
 #: (:func:`checks_label_of`). ``isomernet-v3``: a newcomer's Au decahedra of 2,000–3,500 atoms in one
 #: orientation (``clusterspy simulate --motif decahedral --size 2500 --pixel-size 0.25 --seed 11``),
-#: 4.1–4.3 nm at their true pixel size, were fcc 0.93–0.96 to v3 — and decahedral to v4 and v5. Over
-#: the ``sizes`` and ``large`` particles v3 labels at 3.0–4.6 nm told ×0.87 / 1 / 1.15 (136 labels),
-#: v4's most probable isomer was v3's label for each of its 127 right labels and none of its 9 wrong
-#: ones (the newcomer's; one-off check, stop 33).
+#: 4.1–4.3 nm at their true pixel size, were fcc 0.93–0.96 to v3 — and decahedral to v4 and v5. Of
+#: the labels v3 gives at 3.0–4.6 nm to the ``sizes`` and ``large`` particles and to those decahedra
+#: told ×0.87 / 1 / 1.15, v4's most probable isomer is v3's label for all 124 right ones and none of
+#: the 5 wrong ones (``benchmarks/v3_check.py``).
 SECOND_OPINION_CHECKS: tuple[str, ...] = ("isomernet-v3",)
 #: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
 #: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
