@@ -547,3 +547,15 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     assert only.startswith("1 cluster judged by isomernet-v3 models_disagree") and "15 % off" not in only
     assert "3.3–4.35 nm" in only and "--model isomernet-v5" in only
     assert _unsure_notes([*unsure, v3], calibrated=False)[-1] == only
+
+
+def test_a_message_many_files_share_is_printed_once() -> None:
+    """A folder of 33 wide fields told 2 Å/px printed the same refusal 33 times: three or more files
+    with one message now make one line that says how many; fewer keep a line each."""
+    from clusterspy.cli import _failure_lines
+
+    same = "2 Å/px cannot resolve atomic columns"
+    failures = [{"file": f"w{k}.jpg", "frame": None, "message": same} for k in range(33)]
+    failures.append({"file": "s.tif", "frame": 2, "message": "truncated"})
+    assert _failure_lines(failures) == [f"33 files (the first w0.jpg): {same}", "s.tif (frame 2): truncated"]
+    assert _failure_lines(failures[:2]) == [f"w0.jpg: {same}", f"w1.jpg: {same}"]

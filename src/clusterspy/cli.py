@@ -316,9 +316,8 @@ def classify(
             typer.echo(f"clusterspy: note: {part['file']}: {note}", err=True)
         if part.get("figure_error") or part.get("figure_note"):
             typer.echo(f"clusterspy: note: {part['file']}: {figure_message(part)}", err=True)
-    for f in batch.failures():
-        where = f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})"
-        typer.echo(f"clusterspy: {where}: {f['message']}", err=True)
+    for line in _failure_lines(batch.failures()):
+        typer.echo(f"clusterspy: {line}", err=True)
     if out is not None:
         skipped = f" ({batch.skipped} file(s) already done there skipped)" if batch.skipped else ""
         typer.echo(f"results written to {out}{skipped}", err=True)
@@ -335,6 +334,25 @@ def classify(
         typer.echo(f"clusterspy: {len(batch.failed_files)} of {len(batch.parts)} files had errors "
                    f"(listed above; files.csv with --out); exit status {batch.exit_code}", err=True)
         raise typer.Exit(batch.exit_code)
+
+
+def _failure_lines(failures: list[dict]) -> list[str]:
+    """One line per failed file (frame), ``"FILE (frame K): message"`` — or, for a message three or
+    more files share word for word (a pixel size no model judges, given for a whole folder), one line
+    naming how many and the first (a newcomer's 33 wide fields at 2 Å/px printed 33 such lines)."""
+    from collections import defaultdict
+
+    where = [f["file"] if f["frame"] is None else f"{f['file']} (frame {f['frame']})" for f in failures]
+    by_message: dict[str, list[str]] = defaultdict(list)
+    for w, f in zip(where, failures, strict=True):
+        by_message[str(f["message"])].append(w)
+    lines = []
+    for message, files in by_message.items():
+        if len(files) >= 3:
+            lines.append(f"{len(files)} files (the first {files[0]}): {message}")
+        else:
+            lines += [f"{w}: {message}" for w in files]
+    return lines
 
 
 def _unsure_notes(results: list, calibrated: bool) -> list[str]:
