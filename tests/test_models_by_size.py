@@ -390,10 +390,10 @@ def test_a_label_of_v3_stands_only_where_v4_agrees(tmp_path: Path):
     res = classify_series([Image(frame, 0.25)] * 2, n_boot=5)
     assert list(res.frames["reason"]) == ["models_disagree"] * 2
     # at 0.55 Å/px (v2 cannot judge) v3's labels are still checked
-    assert second_opinion_for_at(default, 0.55) is default.second_opinion
+    assert _second_opinion_at(default, 0.55) is default.second_opinion
 
 
-def second_opinion_for_at(default, px: float):
+def _second_opinion_at(default, px: float):
     from clusterspy.image import Image
     from clusterspy.predict import second_opinion_for, usable_models
 

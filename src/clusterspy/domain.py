@@ -149,7 +149,7 @@ LATTICE_TILE_A = 12.0
 #: Least :func:`tiled_lattice_contrast` that shows columns where the whole window's
 #: :func:`lattice_contrast` does not: above :data:`LATTICE_CONTRAST_MIN`, since it is the largest of
 #: up to 25 tiles. Poisson noise alone (150 windows of 48 Å at 0.4 Å/px, 5–500 counts a pixel):
-#: median 4.5, 99th percentile 5.8, largest 6.45.
+#: median 4.5, 99th percentile 5.8, largest 6.45 (``benchmarks/resolution_check.py``).
 TILED_LATTICE_CONTRAST_MIN = 8.0
 
 
@@ -521,6 +521,14 @@ def spectrum_window_px(diameter_A: float, pixel_size_A: float) -> int:
     return max(16, round(float(np.clip(0.7 * diameter_A, 12.0, 40.0)) / float(pixel_size_A)))
 
 
+def _window_origin(x_px: float, y_px: float, n: int, shape: tuple[int, ...]) -> tuple[int, int]:
+    """Top-left ``(row, col)`` of the ``n``-px square centred on ``(x_px, y_px)`` [px], moved inside
+    an image of ``shape`` where it would reach past an edge."""
+    rows, cols = shape[:2]
+    return (min(max(round(y_px - n / 2), 0), max(rows - n, 0)),
+            min(max(round(x_px - n / 2), 0), max(cols - n, 0)))
+
+
 def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float, *, noise: bool = True
                      ) -> tuple[np.ndarray, np.ndarray, float, float] | None:
     """Power spectrum of a Hann-windowed square centred on a cluster (side ``0.7 × diameter``,
@@ -532,9 +540,7 @@ def _window_spectrum(image: Image, x_px: float, y_px: float, diameter_A: float, 
     if nyq <= LATTICE_BAND[0] * 1.2:
         return None
     n = spectrum_window_px(diameter_A, px)
-    rows, cols = image.shape
-    r0 = min(max(round(y_px - n / 2), 0), max(rows - n, 0))
-    c0 = min(max(round(x_px - n / 2), 0), max(cols - n, 0))
+    r0, c0 = _window_origin(x_px, y_px, n, image.shape)
     win = np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64)
     if min(win.shape) < 16:
         return None
@@ -689,12 +695,10 @@ def _band_p95s(image: Image, centres_px: Sequence[tuple[float, float]], diameter
     nan = np.full(len(centres_px), np.nan)
     if 0.5 / px <= LATTICE_BAND[0] * 1.2:
         return nan
-    n = max(16, round(float(np.clip(0.7 * diameter_A, 12.0, 40.0)) / px))
-    rows, cols = image.shape
+    n = spectrum_window_px(diameter_A, px)
     wins = []
     for x, y in centres_px:
-        r0 = min(max(round(y - n / 2), 0), max(rows - n, 0))
-        c0 = min(max(round(x - n / 2), 0), max(cols - n, 0))
+        r0, c0 = _window_origin(x, y, n, image.shape)
         wins.append(np.asarray(image.data[r0:r0 + n, c0:c0 + n], dtype=np.float64))
     stack = np.stack(wins)
     if min(stack.shape[1:]) < 16:
@@ -732,9 +736,7 @@ def tiled_lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: f
     t = spectrum_window_px(LATTICE_TILE_A / 0.7, px)  # a window of 12 Å
     if n < 2 * t:
         return float("nan")
-    rows, cols = image.shape
-    r0 = min(max(round(y_px - n / 2), 0), max(rows - n, 0))
-    c0 = min(max(round(x_px - n / 2), 0), max(cols - n, 0))
+    r0, c0 = _window_origin(x_px, y_px, n, image.shape)
     step = max(1, t // 2)
     best = float("nan")
     for dr in range(0, n - t + 1, step):

@@ -1066,8 +1066,14 @@ def classify(
                                                  skipped_at_edge=len(in_range)))
     return _judge_by_size(img, [detections[i] for i in keep], models, file=file if file is not None else name,
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons],
-                          second_opinion=second_opinion_for(mdl, models), search=search_for(mdl, models),
-                          checked=[checks_label_of(mdl, m) for m in models])
+                          **_second_opinion_args(mdl, models))
+
+
+def _second_opinion_args(model: Model | ModelsBySize, models: Sequence[Model]) -> dict[str, Any]:
+    """What :func:`_judge_by_size` takes of ``model``'s second opinion for ``models`` (those in
+    use): the checking model, the pixel-size search's factors, and which models it checks."""
+    return {"second_opinion": second_opinion_for(model, models), "search": search_for(model, models),
+            "checked": [checks_label_of(model, m) for m in models]}
 
 
 def checks_label_of(model: Model | ModelsBySize, member: Model) -> bool:
@@ -1146,9 +1152,7 @@ def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, f
         models = usable_models(image, model, "haadf", refuse=False)
     return _judge_by_size(image, detections, models, file=file, frame=frame,
                           reasons=None if reasons is None else [list(reasons)],
-                          second_opinion=second_opinion_for(model, models),
-                          search=search_for(model, models),
-                          checked=[checks_label_of(model, m) for m in models])
+                          **_second_opinion_args(model, models))
 
 
 def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model], *, file: str | None,

@@ -1,0 +1,102 @@
+"""The resolution check's 12 Å tiles (``domain.tiled_lattice_contrast``): noise, large particles.
+
+Prints, and writes to ``benchmarks/results/resolution_check.json``:
+
+- ``noise``: the tiled lattice contrast of Poisson noise alone (150 windows of a 70 Å cluster at
+  0.4 Å/px, 5 / 50 / 500 counts a pixel): median, 99th percentile, largest — what
+  :data:`~clusterspy.domain.TILED_LATTICE_CONTRAST_MIN` (8) must stay above;
+- ``large``: 8 fcc and 8 decahedral Au particles of 9,000 atoms (~7 nm; ``clusterspy simulate --motif M
+  --size 9000 --pixel-size 0.4 --extent 130 --dose 1e4 --seed 1…8``, made once into
+  ``benchmarks/cache/resolution_check``), each classified by the default at ×0.87, ×1 and ×1.15 its
+  pixel size: right / unknown / wrong, the window's and the tiles' lattice contrast at ×1.
+
+Usage::
+
+    python benchmarks/resolution_check.py [--out benchmarks/results/resolution_check.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+PX_A = 0.4
+FACTORS = (1 / 1.15, 1.0, 1.15)
+
+
+def noise_part(n: int = 150) -> dict:
+    from clusterspy.domain import tiled_lattice_contrast
+    from clusterspy.image import Image
+
+    vals = []
+    for s in range(n):
+        counts = (5.0, 50.0, 500.0)[s % 3]
+        img = Image(np.random.default_rng(100 + s).poisson(counts, (120, 120)).astype(np.float32), PX_A)
+        vals.append(tiled_lattice_contrast(img, 60, 60, 70.0))
+    v = np.array(vals)
+    return {"n_windows": n, "median": float(np.median(v)), "p99": float(np.percentile(v, 99)),
+            "max": float(v.max())}
+
+
+def _particle(motif: str, seed: int) -> Path:
+    from clusterspy.workflows import simulate_to_file
+
+    path = HERE / "cache" / "resolution_check" / f"{motif}_9000_s{seed}.npz"
+    if not path.exists():
+        simulate_to_file(motif=motif, size=9000, element="Au", backend="fast", energy_keV=200.0,
+                         semiangle_mrad=25.0, pixel_size_A=PX_A, extent_A=130.0, dose_e_per_A2=1e4,
+                         seed=seed, out=path)
+    return path
+
+
+def large_part() -> dict:
+    from clusterspy.domain import lattice_contrast, tiled_lattice_contrast
+    from clusterspy.image import Image
+    from clusterspy.predict import classify
+
+    out: dict = {}
+    for motif in ("fcc", "decahedral"):
+        tally = {"right": 0, "unknown": 0, "wrong": 0, "right_at_true_pixel_size": 0}
+        contrast = []
+        for seed in range(1, 9):
+            with np.load(_particle(motif, seed)) as z:
+                img = z["image"].astype(np.float32)
+            for f in FACTORS:
+                r = max(classify(img, pixel_size_A=PX_A * f), key=lambda r: r.diameter_nm)
+                kind = "right" if r.label == motif else ("unknown" if r.label == "unknown" else "wrong")
+                tally[kind] += 1
+                if f == 1.0:
+                    tally["right_at_true_pixel_size"] += kind == "right"
+                    im, d_A = Image(img, PX_A), 10.0 * r.diameter_nm
+                    contrast.append([round(lattice_contrast(im, r.x_px, r.y_px, d_A), 2),
+                                     round(tiled_lattice_contrast(im, r.x_px, r.y_px, d_A), 2)])
+        out[motif] = {**tally, "n_particles": 8, "n_classified": 8 * len(FACTORS),
+                      "lattice_contrast_window_and_tiles": contrast}
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(HERE / "results" / "resolution_check.json"))
+    a = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    result = {"noise": noise_part()}
+    print("noise:", result["noise"], flush=True)
+    result["large"] = large_part()
+    for motif, r in result["large"].items():
+        print(f"{motif}: {r['right_at_true_pixel_size']} of 8 right at the true pixel size; over "
+              f"×0.87/1/1.15 {r['right']} right, {r['unknown']} unknown, {r['wrong']} wrong", flush=True)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    result["command"] = "python benchmarks/resolution_check.py"
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(result, indent=1) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
