@@ -325,7 +325,7 @@ def classify(
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results),
-                 *_scale_mismatch_notes(results)]:
+                 *_scale_mismatch_notes(results), *_no_fringes_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -420,6 +420,20 @@ def _scale_mismatch_notes(results: list) -> list[str]:
             "metal's at the pixel size given, which is likely too small — by 2–3× (pm read as Å), or by "
             "15 % or more on very sharp images; check the calibration (--calibrate --element <metal> "
             "measures it where the lattice can be fitted)"]
+
+
+def _no_fringes_notes(results: list) -> list[str]:
+    """One line for the clusters the network called crystalline that are ``not_resolved`` because their
+    spectrum shows no lattice spots (:func:`clusterspy.domain.fringes_missing`, after inference: they
+    have a confidence): most often a smoothed or denoised image of an unresolved particle."""
+    n = sum(r.reason == "not_resolved" and r.confidence is not None for r in results)
+    if not n:
+        return []
+    return [f"{n} cluster{'' if n == 1 else 's'} of 3.5 nm or more not_resolved although the network saw "
+            f"{'it' if n == 1 else 'them'}: a crystalline label needs sharp lattice spots in the cluster's "
+            "spectrum and there are none — the columns are not resolved (focus, drift, the pixel size), "
+            "or the image was smoothed or denoised, which hides that from the noise check: give the raw "
+            "image"]
 
 
 def _fit_notes(results: list) -> list[str]:

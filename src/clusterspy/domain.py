@@ -24,7 +24,9 @@ reason not to label it, or ``None``:
     (:func:`lattice_contrast`) or above the particle's own shape (:func:`lattice_over_shape`) —
     out of focus, too coarse a pixel, smeared, or a blob at a wrong pixel size — or no
     more than around it (:func:`lattice_over_surroundings`: the texture of a whole wide field
-    at a wrong pixel size);
+    at a wrong pixel size); or, after inference, a crystalline call on a cluster of 3.5 nm or
+    more whose spectrum shows no sharp lattice spots (:func:`fringes_missing`: a smoothed or
+    denoised image of an unresolved particle);
 ``out_of_distribution``
     after inference: the network's features are unlike those of every simulated training image
     (Mahalanobis distance above the threshold calibrated on in-domain images);
@@ -62,6 +64,7 @@ __all__ = [
     "cut_by_edge",
     "edge_margin_px",
     "fringe_peak",
+    "fringes_missing",
     "judge_fit",
     "judge_probabilities",
     "lattice_contrast",
@@ -151,6 +154,14 @@ LATTICE_TILE_A = 12.0
 #: up to 25 tiles. Poisson noise alone (150 windows of 48 Å at 0.4 Å/px, 5–500 counts a pixel):
 #: median 4.5, 99th percentile 5.8, largest 6.45 (``benchmarks/resolution_check.py``).
 TILED_LATTICE_CONTRAST_MIN = 8.0
+#: Least :func:`fringe_peak` of a cluster whose spectrum shows lattice fringes (glassy clusters:
+#: 4–11; crystalline ones of 3.5 nm and more: 21 and up; real particles 50–860).
+LATTICE_FRINGES_MIN = 15.0
+#: Projected diameter [Å] from which a crystalline label needs its lattice fringes to show
+#: (:func:`fringes_missing`). Below it a crystal has too few columns for sharp spots: right
+#: crystalline labels of 1–3.5 nm clusters on the benchmark sets have a fringe peak of 4.3 and up;
+#: from 3.5 nm, 21 and up (92 particles of the ``sizes``, ``large``, held-out and fresh sets).
+FRINGES_NEEDED_FROM_A = 35.0
 
 
 def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
@@ -450,13 +461,16 @@ def judge_probabilities(
     ood_threshold: float | None = None,
     diameter_A: float | None = None,
     amorphous_max_A: float | None = None,
+    fringe_peak: float | None = None,
 ) -> tuple[str, str | None]:
     """The label and reason of a cluster the network has seen: ``(isomer, None)`` when the claim
     stands, else ``("unknown", reason)``.
 
     In order: ``out_of_distribution`` (features farther than ``ood_threshold``),
     ``low_confidence`` (top probability below ``unknown_threshold``), ``too_large`` (an
-    "amorphous" call on a particle larger than the glassy clusters trained on).
+    "amorphous" call on a particle larger than the glassy clusters trained on),
+    ``not_resolved`` (a crystalline call on a cluster whose lattice fringes do not show:
+    :func:`fringes_missing` of ``fringe_peak`` and ``diameter_A``; None skips the test).
     """
     from clusterspy.isomers import CLASSES, UNKNOWN
 
@@ -469,7 +483,35 @@ def judge_probabilities(
     if (CLASSES[best] == "amorphous" and diameter_A is not None and amorphous_max_A is not None
             and diameter_A > amorphous_max_A):
         return UNKNOWN, "too_large"
+    if (CLASSES[best] != "amorphous" and fringe_peak is not None and diameter_A is not None
+            and fringes_missing(fringe_peak, diameter_A)):
+        return UNKNOWN, "not_resolved"
     return CLASSES[best], None
+
+
+def fringes_missing(fringe_peak: float, diameter_A: float) -> bool:
+    """Whether a cluster of projected ``diameter_A`` [Å] too large to be crystalline without lattice
+    fringes shows none: :func:`fringe_peak` below :data:`LATTICE_FRINGES_MIN` (15) from
+    :data:`FRINGES_NEEDED_FROM_A` (3.5 nm) up.
+
+    Why: the resolution check compares the fringe band's power with a noise level estimated from
+    neighbouring pixels, which assumes white noise. A smoothed image (a Gaussian filter of 0.5–1
+    px, a "denoised" export) has lost most of that noise but kept the band's, so an unresolved
+    blob passes it. Its spectrum is still speckle, not spots: 9 smoothed 3.5–4.4 nm blobs
+    (``benchmarks/domain.py``'s out-of-distribution set, a 4.3 nm icosahedron under a 5 Å source
+    blur) that got a crystalline label had a fringe peak of 9.4–13.0. Smaller clusters are not
+    tested: a resolved 1–3 nm crystal has too few columns for sharp spots (4.3 and up).
+    """
+    return bool(diameter_A >= FRINGES_NEEDED_FROM_A and np.isfinite(fringe_peak)
+                and fringe_peak < LATTICE_FRINGES_MIN)
+
+
+def fringe_peak_if_needed(image: Image, x_px: float, y_px: float, diameter_A: float) -> float | None:
+    """:func:`fringe_peak` of a cluster :func:`fringes_missing` would test (from
+    :data:`FRINGES_NEEDED_FROM_A`), else None (not computed)."""
+    if diameter_A < FRINGES_NEEDED_FROM_A:
+        return None
+    return fringe_peak(image, x_px, y_px, diameter_A)
 
 
 def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason: str | None,

@@ -711,7 +711,13 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
         The verdicts, and each cluster's factor on the pixel size its verdict was made at (1.0:
         as given).
     """
-    from clusterspy.domain import amorphous_cap_A, judge_probabilities, pixel_size_range_A, resolution_reason
+    from clusterspy.domain import (
+        amorphous_cap_A,
+        fringe_peak_if_needed,
+        judge_probabilities,
+        pixel_size_range_A,
+        resolution_reason,
+    )
 
     used = [1.0] * len(verdicts)
     todo = [i for i, v in enumerate(verdicts) if v[3] in SEARCHED_REASONS]
@@ -737,10 +743,13 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
     found = []
     for k, (i, f) in enumerate(pairs):
         od = None if dist is None else float(dist[k])
+        fp = fringe_peak_if_needed(scaled_image(images[i], f), detections[i].x_px, detections[i].y_px,
+                                   diam[i] * f)
         label, _ = judge_probabilities(probs[k], unknown_threshold=max(first.unknown_threshold,
                                                                        SEARCH_CONFIDENCE_MIN),
                                        ood_distance=od, ood_threshold=first.ood_threshold,
-                                       diameter_A=diam[i] * f, amorphous_max_A=amorphous_max_A)
+                                       diameter_A=diam[i] * f, amorphous_max_A=amorphous_max_A,
+                                       fringe_peak=fp)
         if label != UNKNOWN:
             found.append((i, f, label, probs[k], od))
     if not found:
@@ -1202,7 +1211,7 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
 def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: list[str | None],
                model: Model) -> list[tuple]:
     """``(label, confidence, probabilities, reason, ood_distance)`` of each cluster, by one model."""
-    from clusterspy.domain import amorphous_cap_A, judge_probabilities
+    from clusterspy.domain import amorphous_cap_A, fringe_peak_if_needed, judge_probabilities
 
     card = model.card
     amorphous_max_A = amorphous_cap_A(card.domain)
@@ -1226,6 +1235,7 @@ def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: 
             label, reason = judge_probabilities(
                 pi, unknown_threshold=card.unknown_threshold, ood_distance=od,
                 ood_threshold=model.ood_threshold, diameter_A=diam[i],
-                amorphous_max_A=amorphous_max_A)
+                amorphous_max_A=amorphous_max_A,
+                fringe_peak=fringe_peak_if_needed(image, detections[i].x_px, detections[i].y_px, diam[i]))
         out.append((label, conf, p, reason, od))
     return out

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
+from clusterspy.domain import LATTICE_FRINGES_MIN
 from clusterspy.errors import ConfigError, NoClusterFoundError
 from clusterspy.fit.library import FORMS, Model, atoms_for_diameter, family, models_near
 from clusterspy.fit.result import StructureFit
@@ -54,7 +55,7 @@ MIN_NCC = 0.3
 MIN_MARGIN = 0.03
 #: Largest :func:`clusterspy.domain.fringe_peak` of a cluster whose spectrum shows no lattice
 #: fringes (glassy: 4–11, crystalline: 21–630 on fast-simulated Au clusters; real particles 50–860).
-FRINGE_PEAK_MAX = 15.0
+FRINGE_PEAK_MAX = LATTICE_FRINGES_MIN
 #: A crystalline fit whose atomic columns show (lattice fringes: :func:`clusterspy.domain.fringe_peak`
 #: ≥ :data:`FRINGE_PEAK_MAX`) takes the best pose with the beam on a named zone axis
 #: (:func:`zone_prior`) unless it matches the data worse than the free pose by more than this NCC.

@@ -28,7 +28,8 @@ ADVICE: dict[str, str] = {
     "neighbour_in_view": "another particle lies within its crop: image it on its own",
     "scale_mismatch": "its lattice spacing does not match the pixel size: check the calibration "
                       "(--pixel-size, Å/px)",
-    "not_resolved": "atomic columns not resolved: check focus, drift and the pixel size (Å/px)",
+    "not_resolved": "atomic columns not resolved: check focus, drift and the pixel size (Å/px), "
+                    "and give raw frames, not smoothed or denoised ones",
     "out_of_distribution": "the crops look unlike the training images: check the contrast (HAADF), "
                            "the dose and the pixel size",
     "low_confidence": "the model is unsure between isomers: the particle may be none of "
