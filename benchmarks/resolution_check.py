@@ -10,10 +10,16 @@ Prints, and writes to ``benchmarks/results/resolution_check.json``:
   ``benchmarks/cache/resolution_check``), each classified by the default at ×0.87, ×1 and ×1.15 its
   pixel size: right / unknown / wrong, the window's and the tiles' lattice contrast at ×1;
 - ``smoothed``: unresolved blobs smoothed after the noise (a "denoised" export), which pass the noise
-  test (``domain.fringes_missing``, stop 34): the ``sizes`` set's first 30 clusters under 5 nm, blurred by
-  1.5 and 2.5 Å (no column left), Poisson noise (2,000 counts at the peak), then a Gaussian of 0, 0.5, 1
-  and 1.5 px — how many get an isomer label, with their diameter and fringe peak (needs the ``sizes``
-  set: ``python benchmarks/domain_sets.py --parts sizes``).
+  test (caught since stop 34 by ``domain.crystal_evidence_missing``): the ``sizes`` set's first 30
+  clusters under 5 nm, blurred by 1.5 and 2.5 Å (no column left), Poisson noise (2,000 counts at
+  the peak), then a Gaussian of 0, 0.5, 1 and 1.5 px — how many get an isomer label, with their
+  diameter and fringe peak (needs the ``sizes`` set: ``python benchmarks/domain_sets.py --parts
+  sizes``);
+- ``smoothed_particles``: a newcomer's (stop 34) Au particles of 1.8–3.5 nm, each simulated twice
+  (``clusterspy simulate`` at 10⁴ e⁻/Å²): with a 3–5 Å source blur (columns not resolved) and with the
+  default 0.6 Å (resolved), each classified raw and after a Gaussian of 0.5 / 0.7 / 1 px, a median of 3
+  px and a box of 3 px — isomer labels on the unresolved ones (all wrong: no label can stand), and
+  right / unknown / wrong on the resolved ones.
 
 Usage::
 
@@ -121,6 +127,55 @@ def smoothed_part(n_particles: int = 30) -> dict:
     return {"inputs": inputs, "labelled": labelled, "n_labelled": len(labelled)}
 
 
+#: ``(motif, atoms, pixel size [Å/px], unresolved source size [Å], seed)`` of ``smoothed_particles``.
+SMOOTHED_PARTICLES = (("icosahedral", 923, 0.25, 5.0, 2), ("icosahedral", 923, 0.25, 5.0, 3),
+                      ("icosahedral", 923, 0.25, 4.0, 7), ("icosahedral", 923, 0.3, 5.0, 11),
+                      ("decahedral", 1000, 0.25, 5.0, 1), ("icosahedral", 147, 0.2, 3.0, 2),
+                      ("icosahedral", 561, 0.25, 4.0, 7), ("amorphous", 600, 0.25, 4.0, 2),
+                      ("decahedral", 561, 0.25, 4.0, 5), ("decahedral", 309, 0.25, 4.0, 5),
+                      ("fcc", 561, 0.25, 4.0, 3), ("fcc", 923, 0.3, 5.0, 4))
+
+
+def smoothed_particles_part() -> dict:
+    from scipy import ndimage as ndi
+
+    from clusterspy.image import Image
+    from clusterspy.predict import classify
+    from clusterspy.workflows import simulate_to_file
+
+    filters = {"raw": lambda a: a, "gaussian_0.5px": lambda a: ndi.gaussian_filter(a, 0.5),
+               "gaussian_0.7px": lambda a: ndi.gaussian_filter(a, 0.7),
+               "gaussian_1px": lambda a: ndi.gaussian_filter(a, 1.0),
+               "median_3px": lambda a: ndi.median_filter(a, 3), "box_3px": lambda a: ndi.uniform_filter(a, 3)}
+    out = {"unresolved": {"inputs": 0, "labelled": []}, "resolved": {"right": 0, "unknown": 0, "wrong": 0}}
+    for motif, size, px, blur_A, seed in SMOOTHED_PARTICLES:
+        for kind, source_A in (("unresolved", blur_A), ("resolved", 0.6)):
+            path = HERE / "cache" / "resolution_check" / f"{motif}{size}_px{px}_src{source_A}_s{seed}.npz"
+            if not path.exists():
+                simulate_to_file(motif=motif, size=size, element="Au", backend="fast", energy_keV=200.0,
+                                 semiangle_mrad=25.0, pixel_size_A=px, extent_A=40.0 if size < 200 else 60.0,
+                                 dose_e_per_A2=1e4, seed=seed, out=path, source_size_A=source_A)
+            with np.load(path) as z:
+                data = z["image"].astype(float)
+            for name, f in filters.items():
+                img = Image(np.asarray(f(data), np.float32), px)
+                cy, cx = (np.asarray(img.shape) - 1) / 2
+                res = classify(img)
+                r = min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2) if res else None
+                label = "unknown" if r is None else r.label
+                if kind == "unresolved":
+                    out[kind]["inputs"] += 1
+                    if label != "unknown":
+                        out[kind]["labelled"].append({"particle": path.stem, "filter": name, "label": label,
+                                                      "confidence": round(float(r.confidence), 3),
+                                                      "diameter_nm": round(r.diameter_nm, 2)})
+                else:
+                    verdict = "right" if label == motif else "unknown" if label == "unknown" else "wrong"
+                    out[kind][verdict] += 1
+    out["unresolved"]["n_labelled"] = len(out["unresolved"]["labelled"])
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(HERE / "results" / "resolution_check.json"))
@@ -135,6 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     result["smoothed"] = smoothed_part()
     print("smoothed unresolved blobs labelled:", result["smoothed"].get("n_labelled"),
           result["smoothed"].get("labelled", result["smoothed"].get("skipped")), flush=True)
+    result["smoothed_particles"] = sp = smoothed_particles_part()
+    print(f"smoothed particles: unresolved {sp['unresolved']['n_labelled']} of {sp['unresolved']['inputs']} "
+          f"labelled; resolved {sp['resolved']}", flush=True)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     result["command"] = "python benchmarks/resolution_check.py"
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)

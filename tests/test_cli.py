@@ -312,3 +312,13 @@ def test_simulate_refuses_a_size_larger_than_its_builders_make(tmp_path):
     assert tiny.returncode == 2 and "1.6 px across" in tiny.stderr and not out.exists()
     big = run_cli("simulate", "--motif", "fcc", "--size", "12000", "--extent", "40", "--out", str(out))
     assert big.returncode == 2 and "larger than --extent 40 Å" in big.stderr and not out.exists()
+
+
+def test_simulate_says_when_it_built_another_number_of_atoms(tmp_path):
+    """``--size 1100`` icosahedral builds 923 atoms (whole shells): a newcomer's two "different"
+    particles were the same; only the metadata said so."""
+    pytest.importorskip("ase")
+    shells = run_cli("simulate", "--motif", "icosahedral", "--size", "1100", "--out", str(tmp_path / "a.npz"))
+    assert shells.returncode == 0 and "built 923 atoms, not the 1100 asked for" in shells.stderr
+    exact = run_cli("simulate", "--motif", "icosahedral", "--size", "309", "--out", str(tmp_path / "b.npz"))
+    assert exact.returncode == 0 and "note" not in exact.stderr

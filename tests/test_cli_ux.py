@@ -147,8 +147,8 @@ def test_interrupt_without_resumable_output_claims_nothing(tmp_path, monkeypatch
     assert main(["series", str(tmp_path / "x.npy"), "--out", str(tmp_path / "o")]) == 130
     # stopped before its first frame (e.g. while the pixel size is calibrated): it says nothing is kept
     assert _one_line(capsys.readouterr().err) == (
-        f"clusterspy: interrupted: stopped before its first frame was finished: nothing of this run is kept "
-        f"in {tmp_path / 'o'}")
+        f"clusterspy: interrupted: stopped before its first frame was finished: no frame of this run is kept "
+        f"in {tmp_path / 'o'} (only its settings); a rerun starts from the first")
     assert main(["classify", str(tmp_path / "x.npy")]) == 130  # no --out: nothing is kept
     assert _one_line(capsys.readouterr().err) == "clusterspy: interrupted"
 

@@ -424,28 +424,32 @@ def test_wide_field_blobs_at_a_wrong_pixel_size_get_no_label(name):
     assert labelled == []
 
 
-def test_a_crystalline_call_from_3_5_nm_needs_lattice_fringes():
-    """judge_probabilities: a crystalline label on a cluster of 3.5 nm or more whose spectrum shows no
-    fringes (fringe peak < 15) is not_resolved; smaller clusters, amorphous calls and untested
-    clusters (None) are left alone."""
+def test_a_crystalline_call_needs_lattice_evidence_in_its_spectrum():
+    """judge_probabilities: a crystalline label on a cluster whose spectrum shows no lattice is
+    not_resolved — from 3.5 nm a fringe peak < 15, below it a lattice peakedness < 8; amorphous
+    calls and untested clusters (None) are left alone."""
     from clusterspy.domain import (
         FRINGES_NEEDED_FROM_A,
         LATTICE_FRINGES_MIN,
-        fringes_missing,
+        LATTICE_PEAKEDNESS_MIN,
+        crystal_evidence_missing,
         judge_probabilities,
     )
 
     fcc = np.array([0.0, 0.0, 0.98, 0.02])
     amorphous = np.array([0.01, 0.01, 0.01, 0.97])
+    unresolved = ("unknown", "not_resolved")
     kw = {"unknown_threshold": 0.9}
-    assert judge_probabilities(fcc, diameter_A=44.0, fringe_peak=11.5, **kw) == ("unknown", "not_resolved")
-    assert judge_probabilities(fcc, diameter_A=44.0, fringe_peak=60.0, **kw) == ("fcc", None)
-    assert judge_probabilities(fcc, diameter_A=30.0, fringe_peak=6.0, **kw) == ("fcc", None)
-    assert judge_probabilities(fcc, diameter_A=44.0, fringe_peak=None, **kw) == ("fcc", None)
-    assert judge_probabilities(amorphous, diameter_A=36.0, fringe_peak=9.0, **kw) == ("amorphous", None)
-    assert fringes_missing(LATTICE_FRINGES_MIN - 0.1, FRINGES_NEEDED_FROM_A)
-    assert not fringes_missing(LATTICE_FRINGES_MIN, FRINGES_NEEDED_FROM_A)
-    assert not fringes_missing(float("nan"), 50.0)
+    assert judge_probabilities(fcc, diameter_A=44.0, crystal_evidence=11.5, **kw) == unresolved
+    assert judge_probabilities(fcc, diameter_A=44.0, crystal_evidence=60.0, **kw) == ("fcc", None)
+    assert judge_probabilities(fcc, diameter_A=30.0, crystal_evidence=6.0, **kw) == unresolved
+    assert judge_probabilities(fcc, diameter_A=30.0, crystal_evidence=11.5, **kw) == ("fcc", None)
+    assert judge_probabilities(fcc, diameter_A=44.0, crystal_evidence=None, **kw) == ("fcc", None)
+    assert judge_probabilities(amorphous, diameter_A=30.0, crystal_evidence=5.0, **kw) == ("amorphous", None)
+    assert crystal_evidence_missing(LATTICE_FRINGES_MIN - 0.1, FRINGES_NEEDED_FROM_A)
+    assert not crystal_evidence_missing(LATTICE_FRINGES_MIN, FRINGES_NEEDED_FROM_A)
+    assert crystal_evidence_missing(LATTICE_PEAKEDNESS_MIN - 0.1, FRINGES_NEEDED_FROM_A - 0.1)
+    assert not crystal_evidence_missing(float("nan"), 50.0)
 
 
 @pytest.fixture(scope="module")
@@ -510,3 +514,50 @@ def test_the_cli_says_why_a_smoothed_particle_has_no_label(icosahedra_smoothed, 
     captured = capsys.readouterr()
     assert "not_resolved" in captured.out
     assert "smoothed or denoised" in captured.err and "give the raw image" in captured.err
+
+
+def test_lattice_peakedness_is_blind_to_smoothing():
+    """The lattice band's 99th percentile over its median: speckle (≈ 6.6) for noise and an
+    unresolved blob whether smoothed or not, far above for columns; lattice_contrast instead rises
+    with smoothing (its noise estimate falls) and lets the smoothed blob pass."""
+    from scipy.ndimage import gaussian_filter
+
+    from clusterspy.domain import (
+        LATTICE_PEAKEDNESS_MIN,
+        crystal_evidence,
+        crystal_evidence_missing,
+        lattice_peakedness,
+    )
+
+    px = 0.2
+    blob = particle(px=px, lattice=False, dose=5000.0)
+    resolved = particle(px=px, dose=5000.0)
+    for sigma in (0.0, 0.7, 1.0):
+        b = Image(gaussian_filter(blob, sigma) if sigma else blob, px)
+        r = Image(gaussian_filter(resolved, sigma) if sigma else resolved, px)
+        assert lattice_peakedness(b, 128, 128, 30.0) < LATTICE_PEAKEDNESS_MIN
+        assert crystal_evidence_missing(crystal_evidence(b, 128, 128, 30.0), 30.0)
+        assert lattice_peakedness(r, 128, 128, 30.0) > 3 * LATTICE_PEAKEDNESS_MIN
+        assert not crystal_evidence_missing(crystal_evidence(r, 128, 128, 30.0), 30.0)
+    assert lattice_contrast(Image(gaussian_filter(blob, 1.0), px), 128, 128, 30.0) > 6  # the old leak
+
+
+def test_a_smoothed_unresolved_small_particle_gets_no_label():
+    """A newcomer's 3.35 nm Au icosahedron under a 5 Å source blur (`clusterspy simulate --motif
+    icosahedral --size 923 --pixel-size 0.25 --extent 60 --dose 1e4 --source-size 5 --seed 2`):
+    not_resolved raw, fcc 0.99 after a Gaussian of 0.7 px before the peakedness test."""
+    from scipy.ndimage import gaussian_filter
+
+    from clusterspy.simulation import Acquisition, Microscope, simulate
+    from clusterspy.structures import cluster
+
+    rng = np.random.default_rng(2)
+    atoms = cluster("icosahedral", 923, "Au", rng=rng)
+    mic = Microscope(energy_keV=200, semiangle_mrad=25, detector_mrad=(70, 200), source_size_A=5.0)
+    raw = simulate(atoms, mic, pixel_size=0.25, extent=60.0, rng=rng,
+                   acquisition=Acquisition(dose_e_per_A2=1e4))
+    from clusterspy.predict import classify
+
+    for data in (raw.data, gaussian_filter(np.asarray(raw.data, float), 0.7)):
+        (r,) = classify(Image(np.asarray(data, np.float32), 0.25))
+        assert (r.label, r.reason) == ("unknown", "not_resolved")

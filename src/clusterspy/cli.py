@@ -131,7 +131,8 @@ def _kept_on_interrupt(what: str, out: Path, *, not_with: str | None = None,
     _ON_INTERRUPT["note"] = f"the {what} finished so far are kept in {out}; {again} to continue"
     first = what.split()[0].rstrip("s")
     _ON_INTERRUPT["kept"] = None if kept is None else (
-        kept, f"stopped before its first {first} was finished: nothing of this run is kept in {out}")
+        kept, f"stopped before its first {first} was finished: no {first} of this run is kept in {out} (only "
+              f"its settings); a rerun starts from the first")
 
 
 def _series_finished_note(out: Path) -> Callable[[], str | None]:
@@ -424,13 +425,13 @@ def _scale_mismatch_notes(results: list) -> list[str]:
 
 def _no_fringes_notes(results: list) -> list[str]:
     """One line for the clusters the network called crystalline that are ``not_resolved`` because their
-    spectrum shows no lattice spots (:func:`clusterspy.domain.fringes_missing`, after inference: they
-    have a confidence): most often a smoothed or denoised image of an unresolved particle."""
+    spectrum shows no lattice (:func:`clusterspy.domain.crystal_evidence_missing`, after inference:
+    they have a confidence): most often a smoothed or denoised image of an unresolved particle."""
     n = sum(r.reason == "not_resolved" and r.confidence is not None for r in results)
     if not n:
         return []
-    return [f"{n} cluster{'' if n == 1 else 's'} of 3.5 nm or more not_resolved although the network saw "
-            f"{'it' if n == 1 else 'them'}: a crystalline label needs sharp lattice spots in the cluster's "
+    return [f"{n} cluster{'' if n == 1 else 's'} not_resolved although the network saw "
+            f"{'it' if n == 1 else 'them'}: a crystalline label needs lattice spots in the cluster's "
             "spectrum and there are none — the columns are not resolved (focus, drift, the pixel size), "
             "or the image was smoothed or denoised, which hides that from the noise check: give the raw "
             "image"]
@@ -723,6 +724,7 @@ def simulate(
         source_size_A=source_size,
         seed=seed,
         out=out,
+        announce=lambda line: typer.echo(f"clusterspy: note: {line}", err=True),
     )
     typer.echo(f"image written to {written}")
 

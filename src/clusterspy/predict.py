@@ -713,7 +713,7 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
     """
     from clusterspy.domain import (
         amorphous_cap_A,
-        fringe_peak_if_needed,
+        crystal_evidence,
         judge_probabilities,
         pixel_size_range_A,
         resolution_reason,
@@ -743,13 +743,13 @@ def search_pixel_size(first: Model, second: Model, image: Image | Sequence[Image
     found = []
     for k, (i, f) in enumerate(pairs):
         od = None if dist is None else float(dist[k])
-        fp = fringe_peak_if_needed(scaled_image(images[i], f), detections[i].x_px, detections[i].y_px,
-                                   diam[i] * f)
+        evidence = crystal_evidence(scaled_image(images[i], f), detections[i].x_px, detections[i].y_px,
+                                    diam[i] * f)
         label, _ = judge_probabilities(probs[k], unknown_threshold=max(first.unknown_threshold,
                                                                        SEARCH_CONFIDENCE_MIN),
                                        ood_distance=od, ood_threshold=first.ood_threshold,
                                        diameter_A=diam[i] * f, amorphous_max_A=amorphous_max_A,
-                                       fringe_peak=fp)
+                                       crystal_evidence=evidence)
         if label != UNKNOWN:
             found.append((i, f, label, probs[k], od))
     if not found:
@@ -1211,7 +1211,7 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
 def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: list[str | None],
                model: Model) -> list[tuple]:
     """``(label, confidence, probabilities, reason, ood_distance)`` of each cluster, by one model."""
-    from clusterspy.domain import amorphous_cap_A, fringe_peak_if_needed, judge_probabilities
+    from clusterspy.domain import amorphous_cap_A, crystal_evidence, judge_probabilities
 
     card = model.card
     amorphous_max_A = amorphous_cap_A(card.domain)
@@ -1236,6 +1236,7 @@ def _judge_one(image: Image, detections: list[Any], diam: list[float], reasons: 
                 pi, unknown_threshold=card.unknown_threshold, ood_distance=od,
                 ood_threshold=model.ood_threshold, diameter_A=diam[i],
                 amorphous_max_A=amorphous_max_A,
-                fringe_peak=fringe_peak_if_needed(image, detections[i].x_px, detections[i].y_px, diam[i]))
+                crystal_evidence=crystal_evidence(image, detections[i].x_px, detections[i].y_px,
+                                                  diam[i]))
         out.append((label, conf, p, reason, od))
     return out

@@ -20,7 +20,7 @@ import csv
 import io as _stdio
 import json
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -984,8 +984,12 @@ def simulate_to_file(
     seed: int,
     out: str | os.PathLike,
     source_size_A: float = 0.6,
+    announce: Callable[[str], None] | None = None,
 ) -> Path:
     """Build one cluster, simulate its HAADF-STEM image and save it with its calibration.
+
+    ``announce`` is told, in one line, when the cluster built holds another number of atoms than
+    ``size`` (the builders make whole shells: ``--size 1100`` icosahedral is 923 atoms).
 
     The ``.npz`` output holds ``image``, ``pixel_size_A`` and ``metadata`` (JSON: every
     setting and the seed), and is read back by :func:`clusterspy.io.read_image`.
@@ -1049,6 +1053,9 @@ def simulate_to_file(
         rng=rng,
         acquisition=acquisition,
     )
+    if announce is not None and len(atoms) != size:
+        announce(f"built {len(atoms)} atoms, not the {size} asked for: the {motif} builder makes whole "
+                 "shells (the metadata's n_atoms)")
     metadata = {
         "motif": motif,
         "size": size,

@@ -112,13 +112,13 @@ class ModelView:
         return probs, dist
 
     def judge(self, p: np.ndarray, dist: float | None, diameter_nm: float | None,
-              fringe_peak: float | None = None) -> tuple[str, str | None]:
-        """Label (an isomer or "unknown") and reason of one crop's probabilities (``fringe_peak``:
-        :func:`clusterspy.domain.fringe_peak_if_needed` of its cluster)."""
+              crystal_evidence: float | None = None) -> tuple[str, str | None]:
+        """Label (an isomer or "unknown") and reason of one crop's probabilities
+        (``crystal_evidence``: :func:`clusterspy.domain.crystal_evidence` of its cluster)."""
         from clusterspy.domain import judge_probabilities
 
         return judge_probabilities(
             p, unknown_threshold=self.threshold, ood_distance=dist,
             ood_threshold=getattr(self.model, "ood_threshold", None),
             diameter_A=None if diameter_nm is None else 10.0 * diameter_nm,
-            amorphous_max_A=self.amorphous_max_A, fringe_peak=fringe_peak)
+            amorphous_max_A=self.amorphous_max_A, crystal_evidence=crystal_evidence)

@@ -81,8 +81,8 @@ class Batch:
     inference: list[tuple[int, list[int], Callable[[], tuple]]] = field(default_factory=list)
     #: The second opinion's crop of each crop of a route it checks (None for the others).
     second_crops: list[np.ndarray | None] = field(default_factory=list)
-    #: :func:`clusterspy.domain.fringe_peak_if_needed` of each crop's cluster (None: not tested).
-    fringe_peaks: list[float | None] = field(default_factory=list)
+    #: :func:`clusterspy.domain.crystal_evidence` of each crop's cluster.
+    crystal_evidences: list[float | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
     #: ``[crop index, row, label, probabilities, OOD distance]`` of each crop once judged
@@ -111,7 +111,7 @@ class FrameClassifier:
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
         self.second_crops: list[np.ndarray | None] = []  # the second opinion's crops (first route)
         self.search_contexts: list[tuple[Image, Any, float] | None] = []  # their pixel-size search's
-        self.fringe_peaks: list[float | None] = []  # their clusters' fringe peaks (from 3.5 nm)
+        self.crystal_evidences: list[float | None] = []  # their clusters' lattice evidence
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError, bright_field: bool | None = None) -> None:
@@ -234,7 +234,7 @@ class FrameClassifier:
 
     def _detected(self, row: list[Any], image: Image, d: Any, track: Any, reason: str | None,
                   route: int = 0) -> None:
-        from clusterspy.domain import fringe_peak_if_needed, particle_diameter_A
+        from clusterspy.domain import crystal_evidence, particle_diameter_A
 
         view = self.model.routes[route]
         row[COLUMN["model"]] = view.row_id
@@ -263,8 +263,9 @@ class FrameClassifier:
             row[COLUMN["label"]] = ""  # filled by the batch
             self.crop_rows.append(len(self.rows) - 1)
             self.crops.append(c)
-            self.fringe_peaks.append(fringe_peak_if_needed(image, d.x_px, d.y_px,
-                                                           particle_diameter_A(d.diameter_A or 0.0)))
+            # a model without a domain (a test double, an old card) is not held to it, as classify's
+            self.crystal_evidences.append(None if self.model.domain is None else crystal_evidence(
+                image, d.x_px, d.y_px, particle_diameter_A(d.diameter_A or 0.0)))
             self.crop_routes.append(route)
             second = self.model.second if route in self.model.checked_routes else None
             self.second_crops.append(None if second is None else np.asarray(
@@ -299,9 +300,9 @@ class FrameClassifier:
             tracker=None if self.tracker is None else self.tracker.state(),
             diameter_px=dict(st.diameter_px), domain_checked=st.domain_checked,
             second_crops=self.second_crops, search_contexts=self.search_contexts,
-            fringe_peaks=self.fringe_peaks)
+            crystal_evidences=self.crystal_evidences)
         self.rows, self.crops, self.crop_rows, self.crop_routes = [], [], [], []
-        self.second_crops, self.search_contexts, self.fringe_peaks = [], [], []
+        self.second_crops, self.search_contexts, self.crystal_evidences = [], [], []
         for j, view in enumerate(self.model.routes):
             todo = [k for k, route in enumerate(batch.crop_routes) if route == j]
             if not todo:
@@ -330,7 +331,7 @@ class FrameClassifier:
                 row, p = batch.rows[batch.crop_rows[k]], probs[n]
                 od = None if dist is None else float(dist[n])
                 label, row[COLUMN["reason"]] = view.judge(p, od, row[COLUMN["diameter_nm"]],
-                                                          batch.fringe_peaks[k])
+                                                          batch.crystal_evidences[k])
                 judged.append([k, row, label, p, od])
         batch.judged = judged
         todo = [e for e in judged if e[2] != UNKNOWN and batch.second_crops[e[0]] is not None]
