@@ -326,7 +326,7 @@ def classify(
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results),
-                 *_scale_mismatch_notes(results), *_no_fringes_notes(results)]:
+                 *_scale_mismatch_notes(results), *_no_lattice_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -423,7 +423,7 @@ def _scale_mismatch_notes(results: list) -> list[str]:
             "measures it where the lattice can be fitted)"]
 
 
-def _no_fringes_notes(results: list) -> list[str]:
+def _no_lattice_notes(results: list) -> list[str]:
     """One line for the clusters the network called crystalline that are ``not_resolved`` because their
     spectrum shows no lattice (:func:`clusterspy.domain.crystal_evidence_missing`, after inference:
     they have a confidence): most often a smoothed or denoised image of an unresolved particle."""

@@ -168,7 +168,8 @@ LATTICE_FRINGES_MIN = 15.0
 #: peaked lattice band (:func:`crystal_evidence_missing`). Below it a crystal has too few columns for
 #: sharp spots: right crystalline labels of 1–3.5 nm clusters on the benchmark sets have a fringe
 #: peak of 4.3 and up;
-#: from 3.5 nm, 21 and up (92 particles of the ``sizes``, ``large``, held-out and fresh sets).
+#: from 3.5 nm, 21 and up (92 particles of the ``sizes``, ``large``, held-out and fresh sets; a
+#: one-off at stop 34, before the rule).
 FRINGES_NEEDED_FROM_A = 35.0
 
 
@@ -510,9 +511,10 @@ def crystal_evidence_missing(evidence: float, diameter_A: float) -> bool:
     the band's, so an unresolved blob passes it, and the networks call most such blobs fcc with
     confidence (a newcomer's 45 of 72 smoothed unresolved Au particles of 1.8–3.5 nm; stop 34).
     Their spectrum is still speckle, not spots: from 3.5 nm the smoothed blobs labelled had a
-    fringe peak of 9.4–13.0, every right crystalline label of the benchmark sets 21 or more; below
-    it, a resolved crystal has too few columns for sharp spots (fringe peaks from 4.3), but its
-    band's top percent stands above the band's median, which noise's does not (≈ 6.6).
+    fringe peak of 9.4–13.0, every right crystalline label of the benchmark sets 21 or more (a
+    one-off before the rule); below it, a resolved crystal has too few columns for sharp spots
+    (fringe peaks from 4.3), but its band's top percent stands above the band's median, which
+    noise's does not (≈ 6.6).
     """
     if not np.isfinite(evidence):
         return False
