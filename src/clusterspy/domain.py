@@ -46,7 +46,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from itertools import pairwise
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -57,6 +57,7 @@ from clusterspy.weights.card import mahalanobis_distance
 __all__ = [
     "REASONS",
     "ROUTE_RULE",
+    "CrystalEvidence",
     "amorphous_cap_A",
     "check_contrast",
     "check_image",
@@ -73,6 +74,8 @@ __all__ = [
     "lattice_over_shape",
     "lattice_over_surroundings",
     "lattice_peakedness",
+    "lattice_ring",
+    "lattice_spots",
     "looks_bright_field",
     "mahalanobis_distance",
     "particle_diameter_A",
@@ -171,6 +174,25 @@ LATTICE_FRINGES_MIN = 15.0
 #: from 3.5 nm, 21 and up (92 particles of the ``sizes``, ``large``, held-out and fresh sets; a
 #: one-off at stop 34, before the rule).
 FRINGES_NEEDED_FROM_A = 35.0
+#: Least :func:`lattice_spots` of a crystalline cluster, unless (under :data:`FRINGES_NEEDED_FROM_A`)
+#: its :func:`lattice_ring` stands at least :data:`LATTICE_RING_MIN`: the speckle of noise alone gives
+#: ≈ 6.6 at the 99th percentile of powers over their shell's median, whatever filter smoothed it.
+#: Chosen with :data:`LATTICE_RING_MIN` at stop 35 (a one-off) on the ``smoothed_sweep`` part of
+#: ``benchmarks/resolution_check.py`` and the PRISM, held-out, fresh, ``sizes`` and ``large`` sets of
+#: ``benchmarks/domain.py`` as the pair that lets through the fewest smoothed unresolved particles while
+#: costing no right label of the PRISM set at ×0.87, ×1 or ×1.15 its pixel size.
+LATTICE_SPOTS_MIN = 9.0
+#: Width [FFT bins] of the frequency shells of :func:`lattice_spots`.
+SPOT_SHELL_BINS = 1.5
+#: Band [1/Å] of the strongest fringes of the fcc metals ({111} and {200}: Pb 2.86 Å to Ni / Cu
+#: 1.76–1.81 Å, within ±5 %), the ring of :func:`lattice_ring`.
+RING_BAND = (1 / 2.95, 1 / 1.72)
+#: Band [1/Å] just below :data:`RING_BAND` (5.5–3.3 Å), which :func:`lattice_ring` compares it with.
+BELOW_RING_BAND = (1 / 5.5, 1 / 3.3)
+#: Least :func:`lattice_ring` that shows a lattice ring: a ring no stronger than the frequencies
+#: below it is no ring. Smoothing only lowers the ring against them (a filter passes lower
+#: frequencies better), so it cannot make one.
+LATTICE_RING_MIN = 1.0
 
 
 def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
@@ -470,7 +492,7 @@ def judge_probabilities(
     ood_threshold: float | None = None,
     diameter_A: float | None = None,
     amorphous_max_A: float | None = None,
-    crystal_evidence: float | None = None,
+    crystal_evidence: CrystalEvidence | None = None,
 ) -> tuple[str, str | None]:
     """The label and reason of a cluster the network has seen: ``(isomer, None)`` when the claim
     stands, else ``("unknown", reason)``.
@@ -499,37 +521,59 @@ def judge_probabilities(
     return CLASSES[best], None
 
 
-def crystal_evidence_missing(evidence: float, diameter_A: float) -> bool:
+class CrystalEvidence(NamedTuple):
+    """What a cluster's window spectrum shows of a lattice (:func:`crystal_evidence`), tested by
+    :func:`crystal_evidence_missing`; ``nan`` for a score that could not be measured."""
+
+    #: :func:`fringe_peak` from :data:`FRINGES_NEEDED_FROM_A`, :func:`lattice_peakedness` under it.
+    peak: float
+    #: :func:`lattice_spots`: the band's top powers over their own frequency shell's median.
+    spots: float
+    #: :func:`lattice_ring`: the metal lattice's ring over the frequencies just below it.
+    ring: float
+
+
+def crystal_evidence_missing(evidence: CrystalEvidence, diameter_A: float) -> bool:
     """Whether a cluster of projected ``diameter_A`` [Å] called crystalline shows no lattice in its
-    spectrum: ``evidence`` (:func:`crystal_evidence`) below :data:`LATTICE_FRINGES_MIN` (15, the
-    :func:`fringe_peak`) from :data:`FRINGES_NEEDED_FROM_A` (3.5 nm), below
-    :data:`LATTICE_PEAKEDNESS_MIN` (8, the :func:`lattice_peakedness`) under it.
+    spectrum (``evidence``: :func:`crystal_evidence`).
+
+    It shows one when both hold:
+
+    - its ``peak`` is at least :data:`LATTICE_FRINGES_MIN` (15, the :func:`fringe_peak`) from
+      :data:`FRINGES_NEEDED_FROM_A` (3.5 nm), at least :data:`LATTICE_PEAKEDNESS_MIN` (8, the
+      :func:`lattice_peakedness`) under it;
+    - its ``spots`` are at least :data:`LATTICE_SPOTS_MIN` (9) — or, under 3.5 nm, where a crystal
+      has too few columns for sharp spots, its ``ring`` is at least :data:`LATTICE_RING_MIN` (1).
 
     Why: the resolution check compares the fringe band's power with a noise level estimated from
-    neighbouring pixels, which assumes white noise. A smoothed image (a Gaussian filter of 0.5–1
-    px, a median or box filter of 3 px, a "denoised" export) has lost most of that noise but kept
+    neighbouring pixels, which assumes white noise. A smoothed image (a Gaussian filter of 0.5–1.5
+    px, a median or box filter of 3–5 px, a "denoised" export) has lost most of that noise but kept
     the band's, so an unresolved blob passes it, and the networks call most such blobs fcc with
     confidence (a newcomer's 45 of 72 smoothed unresolved Au particles of 1.8–3.5 nm; stop 34).
-    Their spectrum is still speckle, not spots: from 3.5 nm the smoothed blobs labelled had a
-    fringe peak of 9.4–13.0, every right crystalline label of the benchmark sets 21 or more (a
-    one-off before the rule); below it, a resolved crystal has too few columns for sharp spots
-    (fringe peaks from 4.3), but its band's top percent stands above the band's median, which
-    noise's does not (≈ 6.6).
+    Their spectrum is still speckle, not spots. The first test (stop 34) compares the band's top
+    with its median; a filter makes the band's power fall with frequency, which raises that ratio
+    (a Gaussian of 1.5 px: up to 39). The second divides each power by the median of its own thin
+    frequency shell first, so no filter changes it, and a ring of broad spots — a small crystal's —
+    must stand above the frequencies below it, which a filter can only lower. A ``nan`` score is
+    not held against the cluster.
     """
-    if not np.isfinite(evidence):
-        return False
+    peak, spots, ring = evidence
     if diameter_A >= FRINGES_NEEDED_FROM_A:
-        return bool(evidence < LATTICE_FRINGES_MIN)
-    return bool(evidence < LATTICE_PEAKEDNESS_MIN)
+        if peak < LATTICE_FRINGES_MIN:
+            return True
+        return bool(spots < LATTICE_SPOTS_MIN)
+    if peak < LATTICE_PEAKEDNESS_MIN:
+        return True
+    return bool(spots < LATTICE_SPOTS_MIN and ring < LATTICE_RING_MIN)
 
 
-def crystal_evidence(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
-    """What :func:`crystal_evidence_missing` tests of a cluster of projected ``diameter_A`` [Å]:
-    its :func:`fringe_peak` from :data:`FRINGES_NEEDED_FROM_A`, its :func:`lattice_peakedness`
-    under it (one window spectrum)."""
-    if diameter_A >= FRINGES_NEEDED_FROM_A:
-        return fringe_peak(image, x_px, y_px, diameter_A)
-    return lattice_peakedness(image, x_px, y_px, diameter_A)
+def crystal_evidence(image: Image, x_px: float, y_px: float, diameter_A: float) -> CrystalEvidence:
+    """What :func:`crystal_evidence_missing` tests of a cluster of projected ``diameter_A`` [Å], from
+    one window spectrum: its :func:`fringe_peak` from :data:`FRINGES_NEEDED_FROM_A` (else its
+    :func:`lattice_peakedness`), its :func:`lattice_spots` and its :func:`lattice_ring`."""
+    spec = _window_spectrum(image, x_px, y_px, diameter_A, noise=False)
+    peak = _fringe_peak_of(spec) if diameter_A >= FRINGES_NEEDED_FROM_A else _peakedness_of(spec)
+    return CrystalEvidence(peak, _spots_of(spec), _ring_of(spec))
 
 
 def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason: str | None,
@@ -644,12 +688,75 @@ def lattice_peakedness(image: Image, x_px: float, y_px: float, diameter_A: float
     spots, and a glassy cluster a ring, far above the band's median. ``nan`` when the band lies
     beyond the Nyquist frequency.
     """
-    spec = _window_spectrum(image, x_px, y_px, diameter_A, noise=False)
+    return _peakedness_of(_window_spectrum(image, x_px, y_px, diameter_A, noise=False))
+
+
+def _peakedness_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> float:
+    """:func:`lattice_peakedness` of a :func:`_window_spectrum`."""
     band = np.empty(0) if spec is None else _lattice_band(spec)
     if band.size < 8:
         return float("nan")
     p99, median = (float(v) for v in np.percentile(band, [99, 50]))
     return p99 / median if median > 0 else float("nan")
+
+
+def lattice_spots(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
+    """How far the strongest powers of the lattice band stand above the speckle of their own
+    frequency: each power in :data:`LATTICE_BAND` is divided by the median of its shell of
+    spatial frequency (:data:`SPOT_SHELL_BINS` FFT bins wide), and the 99th percentile of these
+    ratios is returned, in the window of :func:`lattice_contrast`.
+
+    Noise is speckle — exponentially distributed power around a level that varies slowly with
+    frequency — so any filter that smoothed it (Gaussian, median, box) leaves ≈ 6.6
+    (ln 100 / ln 2); the spots of resolved columns stand far above their shell. Unlike
+    :func:`lattice_peakedness`, a level that falls across the band (a smoothed image's) does not
+    raise it. ``nan`` when the band lies beyond the Nyquist frequency.
+    """
+    return _spots_of(_window_spectrum(image, x_px, y_px, diameter_A, noise=False))
+
+
+def _spots_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> float:
+    """:func:`lattice_spots` of a :func:`_window_spectrum`."""
+    if spec is None:
+        return float("nan")
+    power, f, _, nyq = spec
+    step = float(f[0, 1])  # one FFT bin [1/Å]
+    edges = np.arange(LATTICE_BAND[0], min(LATTICE_BAND[1], nyq) + 1e-12, SPOT_SHELL_BINS * step)
+    ratios = []
+    for lo, hi in pairwise(edges):
+        shell = power[(f >= lo) & (f < hi)]
+        median = float(np.median(shell)) if shell.size >= 4 else 0.0
+        if median > 0:
+            ratios.append(shell / median)
+    if not ratios or sum(r.size for r in ratios) < 8:
+        return float("nan")
+    return float(np.percentile(np.concatenate(ratios), 99))
+
+
+def lattice_ring(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
+    """How strongly the fringes of a metal lattice stand out as a ring: the 90th percentile of the
+    power in :data:`RING_BAND` (the {111} and {200} spacings of the fcc metals, 1.72–2.95 Å) over
+    that in :data:`BELOW_RING_BAND` (3.3–5.5 Å), in the window of :func:`lattice_contrast`.
+
+    A small crystal's few columns give broad spots that fill a ring at its lattice spacing, far
+    above the frequencies below it (a few up to hundreds). An unresolved blob's spectrum falls with
+    frequency, and smoothing makes it fall faster: below 1 but for chance. ``nan`` when either band
+    lies beyond the Nyquist frequency or holds fewer than 4 powers.
+    """
+    return _ring_of(_window_spectrum(image, x_px, y_px, diameter_A, noise=False))
+
+
+def _ring_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> float:
+    """:func:`lattice_ring` of a :func:`_window_spectrum`."""
+    if spec is None:
+        return float("nan")
+    power, f, _, nyq = spec
+    ring = power[(f >= RING_BAND[0]) & (f < min(RING_BAND[1], nyq))]
+    below = power[(f >= BELOW_RING_BAND[0]) & (f < BELOW_RING_BAND[1])]
+    if ring.size < 4 or below.size < 4:
+        return float("nan")
+    below_p90 = float(np.percentile(below, 90))
+    return float(np.percentile(ring, 90)) / below_p90 if below_p90 > 0 else float("nan")
 
 
 def spectrum_scores(image: Image, x_px: float, y_px: float, diameter_A: float
@@ -707,7 +814,11 @@ def fringe_peak(image: Image, x_px: float, y_px: float, diameter_A: float) -> fl
     orientations), 50–860 on the real particles of ``benchmarks/structure_fit.py``. ``nan`` when
     the band lies beyond the Nyquist frequency.
     """
-    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    return _fringe_peak_of(_window_spectrum(image, x_px, y_px, diameter_A, noise=False))
+
+
+def _fringe_peak_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> float:
+    """:func:`fringe_peak` of a :func:`_window_spectrum`."""
     if spec is None:
         return float("nan")
     power, f, _, nyq = spec

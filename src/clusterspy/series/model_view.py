@@ -6,13 +6,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from clusterspy.errors import ConfigError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES
+
+if TYPE_CHECKING:
+    from clusterspy.domain import CrystalEvidence
 
 __all__ = ["ModelView"]
 
@@ -112,7 +115,7 @@ class ModelView:
         return probs, dist
 
     def judge(self, p: np.ndarray, dist: float | None, diameter_nm: float | None,
-              crystal_evidence: float | None = None) -> tuple[str, str | None]:
+              crystal_evidence: CrystalEvidence | None = None) -> tuple[str, str | None]:
         """Label (an isomer or "unknown") and reason of one crop's probabilities
         (``crystal_evidence``: :func:`clusterspy.domain.crystal_evidence` of its cluster)."""
         from clusterspy.domain import judge_probabilities

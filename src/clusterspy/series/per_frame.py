@@ -12,7 +12,7 @@ import heapq
 from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from clusterspy.series.frames import BAD_FRAME, BLURRED, BRIGHT_FIELD, COLUMN, F
 from clusterspy.series.model_view import ModelView
 from clusterspy.series.tracking import Tracker, sharpness
 from clusterspy.series.windows import detect_in_windows
+
+if TYPE_CHECKING:
+    from clusterspy.domain import CrystalEvidence
 
 __all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRIDS_PX", "Batch", "FrameClassifier", "FrameSettings"]
 
@@ -82,7 +85,7 @@ class Batch:
     #: The second opinion's crop of each crop of a route it checks (None for the others).
     second_crops: list[np.ndarray | None] = field(default_factory=list)
     #: :func:`clusterspy.domain.crystal_evidence` of each crop's cluster.
-    crystal_evidences: list[float | None] = field(default_factory=list)
+    crystal_evidences: list[CrystalEvidence | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
     #: ``[crop index, row, label, probabilities, OOD distance]`` of each crop once judged
@@ -111,7 +114,7 @@ class FrameClassifier:
         self.crop_routes: list[int] = []  # which of self.model.routes judges each pending crop
         self.second_crops: list[np.ndarray | None] = []  # the second opinion's crops (first route)
         self.search_contexts: list[tuple[Image, Any, float] | None] = []  # their pixel-size search's
-        self.crystal_evidences: list[float | None] = []  # their clusters' lattice evidence
+        self.crystal_evidences: list[CrystalEvidence | None] = []  # their clusters' lattice evidence
 
     # ------------------------------------------------------------------------------ one frame
     def add_frame(self, i: int, frame: Image | ClusterSpyError, bright_field: bool | None = None) -> None:
