@@ -174,13 +174,14 @@ LATTICE_FRINGES_MIN = 15.0
 #: from 3.5 nm, 21 and up (92 particles of the ``sizes``, ``large``, held-out and fresh sets; a
 #: one-off at stop 34, before the rule).
 FRINGES_NEEDED_FROM_A = 35.0
-#: Least :func:`lattice_spots` of a crystalline cluster, unless (under :data:`FRINGES_NEEDED_FROM_A`)
-#: its :func:`lattice_ring` stands at least :data:`LATTICE_RING_MIN`: the speckle of noise alone gives
-#: ≈ 6.6 at the 99th percentile of powers over their shell's median, whatever filter smoothed it.
-#: Chosen with :data:`LATTICE_RING_MIN` at stop 35 (a one-off) on the ``smoothed_sweep`` part of
-#: ``benchmarks/resolution_check.py`` and the PRISM, held-out, fresh, ``sizes`` and ``large`` sets of
-#: ``benchmarks/domain.py`` as the pair that lets through the fewest smoothed unresolved particles while
-#: costing no right label of the PRISM set at ×0.87, ×1 or ×1.15 its pixel size.
+#: Least :func:`lattice_spots` of a crystalline cluster (under :data:`FRINGES_NEEDED_FROM_A`, unless
+#: its :func:`lattice_ring` or :func:`fringe_peak` shows the lattice): the speckle of noise alone
+#: gives ≈ 6.6 at the 99th percentile of powers over their shell's median, whatever filter smoothed
+#: it. Checked at stop 35 (a one-off) on the ``smoothed_sweep`` part of
+#: ``benchmarks/resolution_check.py`` and the PRISM (every 15° and ×0.87 / 1 / 1.15), held-out,
+#: fresh, ``sizes`` and ``large`` sets of ``benchmarks/domain.py``: spots and ring alone cost right
+#: labels of small PRISM clusters once rotated (by interpolation, which smooths again), so under 3.5
+#: nm a sharp spot (:data:`SHARP_SPOT_MIN`) also counts.
 LATTICE_SPOTS_MIN = 9.0
 #: Width [FFT bins] of the frequency shells of :func:`lattice_spots`.
 SPOT_SHELL_BINS = 1.5
@@ -193,6 +194,12 @@ BELOW_RING_BAND = (1 / 5.5, 1 / 3.3)
 #: below it is no ring. Smoothing only lowers the ring against them (a filter passes lower
 #: frequencies better), so it cannot make one.
 LATTICE_RING_MIN = 1.0
+#: Least :func:`fringe_peak` that shows a lattice under :data:`FRINGES_NEEDED_FROM_A` where spots and
+#: ring do not: smoothed unresolved particles of the ``smoothed_sweep`` and of the newcomers reach
+#: 15.9 (a median filter of 3 px: 15.9, a box of 3: 15.7), the 1.7 nm fcc PRISM cluster that rotation
+#: by interpolation smooths 24–40 (stop 35, a one-off); :data:`LATTICE_FRINGES_MIN` (15) let those
+#: through.
+SHARP_SPOT_MIN = 20.0
 
 
 def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
@@ -525,9 +532,11 @@ class CrystalEvidence(NamedTuple):
     """What a cluster's window spectrum shows of a lattice (:func:`crystal_evidence`), tested by
     :func:`crystal_evidence_missing`; ``nan`` for a score that could not be measured."""
 
-    #: :func:`fringe_peak` from :data:`FRINGES_NEEDED_FROM_A`, :func:`lattice_peakedness` under it.
-    peak: float
-    #: :func:`lattice_spots`: the band's top powers over their own frequency shell's median.
+    #: :func:`lattice_peakedness`: the band's top over its median.
+    peakedness: float
+    #: :func:`fringe_peak`: the sharpest spot over its frequency shell's median.
+    fringe_peak: float
+    #: :func:`lattice_spots`: the band's top powers over their own thin frequency shell's median.
     spots: float
     #: :func:`lattice_ring`: the metal lattice's ring over the frequencies just below it.
     ring: float
@@ -537,43 +546,40 @@ def crystal_evidence_missing(evidence: CrystalEvidence, diameter_A: float) -> bo
     """Whether a cluster of projected ``diameter_A`` [Å] called crystalline shows no lattice in its
     spectrum (``evidence``: :func:`crystal_evidence`).
 
-    It shows one when both hold:
-
-    - its ``peak`` is at least :data:`LATTICE_FRINGES_MIN` (15, the :func:`fringe_peak`) from
-      :data:`FRINGES_NEEDED_FROM_A` (3.5 nm), at least :data:`LATTICE_PEAKEDNESS_MIN` (8, the
-      :func:`lattice_peakedness`) under it;
-    - its ``spots`` are at least :data:`LATTICE_SPOTS_MIN` (9) — or, under 3.5 nm, where a crystal
-      has too few columns for sharp spots, its ``ring`` is at least :data:`LATTICE_RING_MIN` (1).
+    From :data:`FRINGES_NEEDED_FROM_A` (3.5 nm) it shows one when its sharpest spot stands out
+    (``fringe_peak`` ≥ :data:`LATTICE_FRINGES_MIN`, 15) and its spots stand above speckle
+    (``spots`` ≥ :data:`LATTICE_SPOTS_MIN`, 9). Under it a resolved crystal has too few columns for
+    sharp spots, and it shows one when its band is peaked (``peakedness`` ≥
+    :data:`LATTICE_PEAKEDNESS_MIN`, 8) and it has spots above speckle, a ring at the metal's
+    spacings (``ring`` ≥ :data:`LATTICE_RING_MIN`, 1) or one spot sharper than smoothing makes
+    (``fringe_peak`` ≥ :data:`SHARP_SPOT_MIN`, 20).
 
     Why: the resolution check compares the fringe band's power with a noise level estimated from
     neighbouring pixels, which assumes white noise. A smoothed image (a Gaussian filter of 0.5–1.5
     px, a median or box filter of 3–5 px, a "denoised" export) has lost most of that noise but kept
     the band's, so an unresolved blob passes it, and the networks call most such blobs fcc with
     confidence (a newcomer's 45 of 72 smoothed unresolved Au particles of 1.8–3.5 nm; stop 34).
-    Their spectrum is still speckle, not spots. The first test (stop 34) compares the band's top
-    with its median; a filter makes the band's power fall with frequency, which raises that ratio
-    (a Gaussian of 1.5 px: up to 39). The second divides each power by the median of its own thin
-    frequency shell first, so no filter changes it, and a ring of broad spots — a small crystal's —
-    must stand above the frequencies below it, which a filter can only lower. A ``nan`` score is
-    not held against the cluster.
+    Their spectrum is still speckle, not spots. The peakedness (stop 34) compares the band's top
+    with its median, but a filter makes the band's power fall with frequency, which raises that
+    ratio too (a Gaussian of 1.5 px: up to 39). The spots divide each power by the median of its
+    own thin frequency shell first, so no filter changes them, and a ring of broad spots — a small
+    crystal's — must stand above the frequencies below it, which a filter can only lower (stop 35).
+    A ``nan`` score is not held against the cluster.
     """
-    peak, spots, ring = evidence
+    peakedness, fringe, spots, ring = evidence
     if diameter_A >= FRINGES_NEEDED_FROM_A:
-        if peak < LATTICE_FRINGES_MIN:
-            return True
-        return bool(spots < LATTICE_SPOTS_MIN)
-    if peak < LATTICE_PEAKEDNESS_MIN:
+        return bool(fringe < LATTICE_FRINGES_MIN or spots < LATTICE_SPOTS_MIN)
+    if peakedness < LATTICE_PEAKEDNESS_MIN:
         return True
-    return bool(spots < LATTICE_SPOTS_MIN and ring < LATTICE_RING_MIN)
+    return bool(spots < LATTICE_SPOTS_MIN and ring < LATTICE_RING_MIN and fringe < SHARP_SPOT_MIN)
 
 
 def crystal_evidence(image: Image, x_px: float, y_px: float, diameter_A: float) -> CrystalEvidence:
     """What :func:`crystal_evidence_missing` tests of a cluster of projected ``diameter_A`` [Å], from
-    one window spectrum: its :func:`fringe_peak` from :data:`FRINGES_NEEDED_FROM_A` (else its
-    :func:`lattice_peakedness`), its :func:`lattice_spots` and its :func:`lattice_ring`."""
+    one window spectrum: its :func:`lattice_peakedness`, :func:`fringe_peak`,
+    :func:`lattice_spots` and :func:`lattice_ring`."""
     spec = _window_spectrum(image, x_px, y_px, diameter_A, noise=False)
-    peak = _fringe_peak_of(spec) if diameter_A >= FRINGES_NEEDED_FROM_A else _peakedness_of(spec)
-    return CrystalEvidence(peak, _spots_of(spec), _ring_of(spec))
+    return CrystalEvidence(_peakedness_of(spec), _fringe_peak_of(spec), _spots_of(spec), _ring_of(spec))
 
 
 def judge_fit(label: str, reason: str | None, fit_isomer: str | None, fit_reason: str | None,
