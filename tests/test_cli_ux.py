@@ -535,6 +535,8 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     assert "10–20" not in note and "20–45" not in note  # one range, not two that contradict (a newcomer's)
     assert "--calibrate --element <metal>" in note
     assert "the corners of an image rotated with zeros" in note  # not only the pixel size (a newcomer's)
+    # a newcomer's 20 smoothed unresolved particles, all low_confidence, were told only of the pixel size
+    assert "hides by smoothing or denoising (give the raw image)" in note
     assert _unsure_notes(unsure, calibrated=True) == []
     mostly_sure = [result(0, "low_confidence"), result(1, None), result(2, None)]
     assert _unsure_notes(mostly_sure, calibrated=False) == []

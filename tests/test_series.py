@@ -480,6 +480,27 @@ def test_frames_stopped_as_scale_mismatch_warn_of_transitions_and_name_calibrate
     assert "--calibrate --element <metal>" in w
 
 
+def test_labelled_frames_among_mostly_unresolved_ones_are_called_chance():
+    """A newcomer's smoothed 25-frame series of an unresolved 3.3 nm icosahedron (stop 35): 5 frames
+    fcc 0.99 beside 20 not_resolved, summarised "fcc 1.00" with a warning of proportions only. When
+    at least half the frames show no lattice, the warning says the labelled ones may rest on chance;
+    below half (a particle that leaves its zone axis now and then) it does not."""
+    from clusterspy.series.summary import _unseen_frames_warning
+
+    def warning(n_labelled, n_unresolved):
+        lab = np.array(["fcc"] * n_labelled + ["unknown"] * n_unresolved, dtype=object)
+        reason = np.array([""] * n_labelled + ["not_resolved"] * n_unresolved, dtype=object)
+        return _unseen_frames_warning(0, lab, reason)
+
+    w = warning(5, 20)
+    assert w.startswith("cluster 0: 20 of the 25 frames it was found in gave no evidence (not_resolved 20)")
+    assert "its 5 labelled frames of the same particle may rest on chance" in w
+    assert "give the raw frames" in w
+    assert "rest on chance" in warning(10, 10)
+    assert "rest on chance" not in warning(14, 6)
+    assert "rest on chance" not in warning(0, 25)
+
+
 def test_a_series_with_no_labelled_frame_says_why_and_skips_the_empty_sections(tmp_path):
     """P5: a 4–5 nm particle, larger than isomernet-v2's range: every frame too_large (the default
     would send it to isomernet-v5; with v2 named alone, the note points there)."""

@@ -384,9 +384,10 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
         disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other "
                     "than the label of isomernet-v2 or isomernet-v3 most probable)")
     return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
-            "one of three causes, most often — a pixel size more than 15 % off (by default the clusters "
+            "one of four causes, most often — a pixel size more than 15 % off (by default the clusters "
             "isomernet-v2 judges are also tried at 15 % either side; see the README's 'When to trust a "
-            "label'; --calibrate --element <metal> checks it against the clusters' lattice); regions "
+            "label'; --calibrate --element <metal> checks it against the clusters' lattice); columns the "
+            "image does not resolve, or hides by smoothing or denoising (give the raw image); regions "
             "filled with a constant (the corners of an image rotated with zeros: fill them with the "
             "background); or clusters unlike any in training (their look, or neighbours in the crop)",
             *v3_note]

@@ -709,8 +709,9 @@ def _peakedness_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> 
 def lattice_spots(image: Image, x_px: float, y_px: float, diameter_A: float) -> float:
     """How far the strongest powers of the lattice band stand above the speckle of their own
     frequency: each power in :data:`LATTICE_BAND` is divided by the median of its shell of
-    spatial frequency (:data:`SPOT_SHELL_BINS` FFT bins wide), and the 99th percentile of these
-    ratios is returned, in the window of :func:`lattice_contrast`.
+    spatial frequency (:data:`SPOT_SHELL_BINS` FFT bins wide, from the band's lower edge; the
+    remainder narrower than a shell at its upper edge is left out), and the 99th percentile of
+    these ratios is returned, in the window of :func:`lattice_contrast`.
 
     Noise is speckle — exponentially distributed power around a level that varies slowly with
     frequency — so any filter that smoothed it (Gaussian, median, box) leaves ≈ 6.6

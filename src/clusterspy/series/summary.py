@@ -149,6 +149,11 @@ def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred:
 #: them (:data:`NO_EVIDENCE`) from which the summary warns that its proportions may be biased
 #: (:func:`_unseen_frames_warning`).
 UNSEEN_SHARE = 0.2
+#: Share of a cluster's frames found ``not_resolved`` from which :func:`_unseen_frames_warning` says its
+#: labelled frames may rest on chance: a newcomer's smoothed 25-frame series of unresolved particles
+#: (stop 35) had 1–10 frames labelled fcc 0.88–0.99 beside 15–24 ``not_resolved``, and the summary said
+#: "fcc 1.00".
+UNRESOLVED_SHARE = 0.5
 
 
 def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str | None:
@@ -170,11 +175,19 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
     why = ", ".join(f"{k} {n}" for n, k in order)
     scale = ("; scale_mismatch says the pixel size looks too small (15 % can do it): --calibrate --element "
              "<metal> measures it against the lattice" if "scale_mismatch" in kinds else "")
+    n_labelled = int(np.isin(lab, CLASSES).sum())
+    unresolved = ""
+    if n_labelled and int((found & (reason == "not_resolved")).sum()) >= UNRESOLVED_SHARE * n_found:
+        frames = "frame" if n_labelled == 1 else "frames"
+        unresolved = (f"; at least half its frames show no lattice (not_resolved), so its {n_labelled} "
+                      f"labelled {frames} of the same particle may rest on chance, not on resolved columns "
+                      "(a smoothed or denoised series of an unresolved particle does this): check them, or "
+                      "give the raw frames")
     return (f"cluster {cid}: {n_unseen} of the {n_found} frames it was found in gave no evidence "
             f"({why}); its proportions count the other frames only, and are biased if one isomer is "
             "stopped more often than the others, and its transitions, rates and dwell times miss every "
-            f"change of isomer hidden in those frames{scale} — read reason in frames.csv (the README's "
-            "'When to trust a label' says what each means)")
+            f"change of isomer hidden in those frames{scale}{unresolved} — read reason in frames.csv (the "
+            "README's 'When to trust a label' says what each means)")
 
 
 def _searched(lab: np.ndarray, factor: np.ndarray) -> np.ndarray:
