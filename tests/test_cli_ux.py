@@ -561,3 +561,14 @@ def test_a_message_many_files_share_is_printed_once() -> None:
     failures.append({"file": "s.tif", "frame": 2, "message": "truncated"})
     assert _failure_lines(failures) == [f"33 files (the first w0.jpg): {same}", "s.tif (frame 2): truncated"]
     assert _failure_lines(failures[:2]) == [f"w0.jpg: {same}", f"w1.jpg: {same}"]
+
+
+def test_the_table_keeps_the_start_and_end_of_a_long_file_name() -> None:
+    """A newcomer read "dral_150_p0.25…" (the last 28 characters of an icosahedral file's name) as
+    another isomer: a long name keeps its start and its end, 28 characters in all."""
+    from clusterspy.workflows import FILE_CELL_CHARS, _file_cell
+
+    assert _file_cell("/data/a.npz") == "a.npz"
+    cell = _file_cell("/data/icosahedral_150_p0.25_src3_med5.npz")
+    assert len(cell) == FILE_CELL_CHARS
+    assert cell.startswith("icosahedral_") and cell.endswith("_med5.npz") and "…" in cell

@@ -958,10 +958,19 @@ def _csv_text(rows: Iterable[dict[str, Any]], columns: Sequence[str]) -> str:
     return buf.getvalue().rstrip("\n")
 
 
+#: Width [characters] of the file column of :func:`format_results` and :func:`format_fits`.
+FILE_CELL_CHARS = 28
+
+
 def _file_cell(file: Any) -> str:
-    """A file's name as the tables of :func:`format_results` and :func:`format_fits` show it (its
-    last 28 characters)."""
-    return Path(str(file)).name[-28:]
+    """A file's name as the tables of :func:`format_results` and :func:`format_fits` show it: whole up
+    to :data:`FILE_CELL_CHARS` characters, else its start and its end around "…" (its last 28 alone cut
+    "icosahedral_150_p0.25_med5.npz" to "dral_150_p0.25…", which a newcomer misread)."""
+    name = Path(str(file)).name
+    if len(name) <= FILE_CELL_CHARS:
+        return name
+    head = (FILE_CELL_CHARS - 1) // 2
+    return f"{name[:head]}…{name[len(name) - (FILE_CELL_CHARS - 1 - head):]}"
 
 
 def _fit_cells(row: dict[str, Any]) -> str:
