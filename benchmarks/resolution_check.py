@@ -143,52 +143,14 @@ SMOOTHED_PARTICLES = (("icosahedral", 923, 0.25, 5.0, 2), ("icosahedral", 923, 0
                       ("fcc", 561, 0.25, 4.0, 3), ("fcc", 923, 0.3, 5.0, 4))
 
 
-def smoothed_particles_part() -> dict:
-    from scipy import ndimage as ndi
-
-    from clusterspy.image import Image
-    from clusterspy.predict import classify
-    from clusterspy.workflows import simulate_to_file
-
-    filters = {"raw": lambda a: a, "gaussian_0.5px": lambda a: ndi.gaussian_filter(a, 0.5),
-               "gaussian_0.7px": lambda a: ndi.gaussian_filter(a, 0.7),
-               "gaussian_1px": lambda a: ndi.gaussian_filter(a, 1.0),
-               "median_3px": lambda a: ndi.median_filter(a, 3), "box_3px": lambda a: ndi.uniform_filter(a, 3)}
-    out = {"unresolved": {"inputs": 0, "labelled": []}, "resolved": {"right": 0, "unknown": 0, "wrong": 0}}
-    for motif, size, px, blur_A, seed in SMOOTHED_PARTICLES:
-        for kind, source_A in (("unresolved", blur_A), ("resolved", 0.6)):
-            path = HERE / "cache" / "resolution_check" / f"{motif}{size}_px{px}_src{source_A}_s{seed}.npz"
-            if not path.exists():
-                simulate_to_file(motif=motif, size=size, element="Au", backend="fast", energy_keV=200.0,
-                                 semiangle_mrad=25.0, pixel_size_A=px, extent_A=40.0 if size < 200 else 60.0,
-                                 dose_e_per_A2=1e4, seed=seed, out=path, source_size_A=source_A)
-            with np.load(path) as z:
-                data = z["image"].astype(float)
-            for name, f in filters.items():
-                img = Image(np.asarray(f(data), np.float32), px)
-                cy, cx = (np.asarray(img.shape) - 1) / 2
-                res = classify(img)
-                r = min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2) if res else None
-                label = "unknown" if r is None else r.label
-                if kind == "unresolved":
-                    out[kind]["inputs"] += 1
-                    if label != "unknown":
-                        out[kind]["labelled"].append({"particle": path.stem, "filter": name, "label": label,
-                                                      "confidence": round(float(r.confidence), 3),
-                                                      "diameter_nm": round(r.diameter_nm, 2)})
-                else:
-                    verdict = "right" if label == motif else "unknown" if label == "unknown" else "wrong"
-                    out[kind][verdict] += 1
-    out["unresolved"]["n_labelled"] = len(out["unresolved"]["labelled"])
-    return out
-
-
 CACHE = HERE / "cache" / "resolution_check"
+SMOOTHED_FILTERS = ("raw", "gaussian_0.5px", "gaussian_0.7px", "gaussian_1px", "median_3px", "box_3px")
 SWEEP_FILTERS = ("raw", "gaussian_0.5px", "gaussian_0.7px", "gaussian_1px", "gaussian_1.5px", "median_3px",
                  "median_5px", "box_3px")
 
 
 def _smoothed(data: np.ndarray, name: str) -> np.ndarray:
+    """``data`` through the filter ``name`` ("raw", "gaussian_Spx", "median_Npx", "box_Npx")."""
     from scipy import ndimage as ndi
 
     if name == "raw":
@@ -197,6 +159,53 @@ def _smoothed(data: np.ndarray, name: str) -> np.ndarray:
     if kind == "gaussian":
         return ndi.gaussian_filter(data, float(size))
     return (ndi.median_filter if kind == "median" else ndi.uniform_filter)(data, int(size))
+
+
+def _central(img):
+    """The result of the cluster nearest the centre of ``img`` (None when none was found)."""
+    from clusterspy.predict import classify
+
+    res = classify(img)
+    cy, cx = (np.asarray(img.shape) - 1) / 2
+    return min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2) if res else None
+
+
+def _judge_smoothed(particles, filters: tuple[str, ...], prefix: str, extent_A) -> dict:
+    """Each of ``particles`` (``(motif, atoms, pixel size [Å], source blur [Å], seed)``) simulated
+    unresolved (its blur) and resolved (0.6 Å), made once into :data:`CACHE` as ``prefix…npz`` in a
+    field of ``extent_A(atoms)`` Å, and classified through each of ``filters``: the labels on the
+    unresolved ones, right / unknown / wrong on the resolved ones."""
+    from clusterspy.image import Image
+    from clusterspy.workflows import simulate_to_file
+
+    out = {"unresolved": {"inputs": 0, "labelled": []}, "resolved": {"right": 0, "unknown": 0, "wrong": 0}}
+    for motif, size, px, blur_A, seed in particles:
+        for kind, source_A in (("unresolved", blur_A), ("resolved", 0.6)):
+            path = CACHE / f"{prefix}{motif}{size}_px{px}_src{source_A}_s{seed}.npz"
+            if not path.exists():
+                simulate_to_file(motif=motif, size=size, element="Au", backend="fast", energy_keV=200.0,
+                                 semiangle_mrad=25.0, pixel_size_A=px, extent_A=extent_A(size),
+                                 dose_e_per_A2=1e4, seed=seed, out=path, source_size_A=source_A)
+            with np.load(path) as z:
+                data = z["image"].astype(float)
+            for name in filters:
+                r = _central(Image(np.asarray(_smoothed(data, name), np.float32), px))
+                label = "unknown" if r is None else r.label
+                if kind == "resolved":
+                    verdict = "right" if label == motif else "unknown" if label == "unknown" else "wrong"
+                    out[kind][verdict] += 1
+                    continue
+                out[kind]["inputs"] += 1
+                if label != "unknown":
+                    out[kind]["labelled"].append({"particle": path.stem, "filter": name, "label": label,
+                                                  "confidence": round(float(r.confidence), 3),
+                                                  "diameter_nm": round(r.diameter_nm, 2)})
+    out["unresolved"]["n_labelled"] = len(out["unresolved"]["labelled"])
+    return out
+
+
+def smoothed_particles_part() -> dict:
+    return _judge_smoothed(SMOOTHED_PARTICLES, SMOOTHED_FILTERS, "", lambda n: 40.0 if n < 200 else 60.0)
 
 
 def _sweep_particles() -> list[tuple[str, int, float, float, int]]:
@@ -211,44 +220,9 @@ def _sweep_particles() -> list[tuple[str, int, float, float, int]]:
     return out
 
 
-def _central(img):
-    """The result of the cluster nearest the centre of ``img`` (None when none was found)."""
-    from clusterspy.predict import classify
-
-    res = classify(img)
-    cy, cx = (np.asarray(img.shape) - 1) / 2
-    return min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2) if res else None
-
-
 def smoothed_sweep_part() -> dict:
-    from clusterspy.image import Image
-    from clusterspy.workflows import simulate_to_file
-
-    out = {"unresolved": {"inputs": 0, "labelled": []}, "resolved": {"right": 0, "unknown": 0, "wrong": 0}}
-    for motif, size, px, blur_A, seed in _sweep_particles():
-        for kind, source_A in (("unresolved", blur_A), ("resolved", 0.6)):
-            path = CACHE / f"sweep_{motif}{size}_px{px}_src{source_A}_s{seed}.npz"
-            if not path.exists():
-                simulate_to_file(motif=motif, size=size, element="Au", backend="fast", energy_keV=200.0,
-                                 semiangle_mrad=25.0, pixel_size_A=px,
-                                 extent_A=40.0 if size < 200 else 60.0 if size < 1000 else 80.0,
-                                 dose_e_per_A2=1e4, seed=seed, out=path, source_size_A=source_A)
-            with np.load(path) as z:
-                data = z["image"].astype(float)
-            for name in SWEEP_FILTERS:
-                r = _central(Image(np.asarray(_smoothed(data, name), np.float32), px))
-                label = "unknown" if r is None else r.label
-                if kind == "resolved":
-                    verdict = "right" if label == motif else "unknown" if label == "unknown" else "wrong"
-                    out[kind][verdict] += 1
-                    continue
-                out[kind]["inputs"] += 1
-                if label != "unknown":
-                    out[kind]["labelled"].append({"particle": path.stem, "filter": name, "label": label,
-                                                  "confidence": round(float(r.confidence), 3),
-                                                  "diameter_nm": round(r.diameter_nm, 2)})
-    out["unresolved"]["n_labelled"] = len(out["unresolved"]["labelled"])
-    return out
+    return _judge_smoothed(_sweep_particles(), SWEEP_FILTERS, "sweep_",
+                           lambda n: 40.0 if n < 200 else 60.0 if n < 1000 else 80.0)
 
 
 def main(argv: list[str] | None = None) -> dict:
