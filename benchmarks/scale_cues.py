@@ -13,8 +13,14 @@
 
 3. ``lattice``: what ``classify --calibrate`` measures on StatSTEM's PtIr and Pb particles told a
    pixel size off by −15…+15 % (:func:`lattice_part`; skipped without ``../shared``).
+4. ``coarse``: a pixel size told too large (:func:`coarse_part`). 72 particles of 2–10 nm (Au / Pt /
+   Cu icosahedra, decahedra and fcc of 923–6,525 atoms, two seeds; ``clusterspy simulate
+   --pixel-size 0.2 --dose 5e4``) and StatSTEM's PtIr and Pb are classified told ×0.87…×2 their
+   pixel size: labels right / wrong, reasons, and the largest :func:`clusterspy.domain.strongest_spot`
+   spacing of the clusters of 3.5 nm and more — the figures behind
+   :data:`clusterspy.domain.COARSE_SPOT_FROM_A`.
 
-Run: ``python benchmarks/scale_cues.py [--parts prism,fine,lattice]`` →
+Run: ``python benchmarks/scale_cues.py [--parts prism,fine,lattice,coarse]`` →
 ``benchmarks/results/scale_cues.json`` (the parts not run are kept; ``lattice`` takes a few minutes).
 """
 
@@ -147,9 +153,84 @@ def lattice_part() -> dict:
     return out
 
 
+#: The factors on the true pixel size at which ``coarse`` tells its particles' pixel size.
+COARSE_FACTORS = (0.87, 1.0, 1.15, 1.3, 1.5, 1.75, 2.0)
+#: ``coarse``'s particles: (motif, atoms, element, seed), simulated at 0.2 Å/px.
+COARSE_CASES = tuple((motif, size, element, seed)
+                     for motif in ("icosahedral", "decahedral", "fcc") for size in (923, 2057, 3871, 6525)
+                     for element in ("Au", "Pt", "Cu") for seed in (1, 2))
+COARSE_EXTENT_A = {923: 50, 2057: 64, 3871: 80, 6525: 96}
+CACHE = HERE / "cache" / "scale_cues"
+
+
+def _coarse_row(image, factor: float, model) -> tuple[str, str | None, float | None, float]:
+    """``(label, reason, strongest-spot spacing [Å] or None, diameter [nm])`` of the cluster nearest
+    the centre of ``image`` told ``factor`` × its pixel size."""
+    from clusterspy.domain import LATTICE_FRINGES_MIN, strongest_spot
+    from clusterspy.errors import ClusterSpyError
+    from clusterspy.image import Image
+    from clusterspy.predict import classify
+
+    told = Image(image.data, image.pixel_size_A * factor)
+    try:
+        res = classify(told, model=model)
+    except ClusterSpyError as exc:
+        return "unknown", type(exc).__name__, None, float("nan")
+    cy, cx = (told.shape[0] - 1) / 2, (told.shape[1] - 1) / 2
+    r = min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2)
+    spacing, peak = strongest_spot(told, r.x_px, r.y_px, 10.0 * r.diameter_nm)
+    return r.label, r.reason, (spacing if peak >= LATTICE_FRINGES_MIN else None), float(r.diameter_nm)
+
+
+def coarse_part() -> dict:
+    from clusterspy.cli import main as cli
+    from clusterspy.io import read_image
+    from clusterspy.predict import load_model
+
+    model = load_model()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    tally = {f"{f:g}": {"right": 0, "wrong": 0, "reasons": {}, "spacings_A": []} for f in COARSE_FACTORS}
+    for motif, size, element, seed in COARSE_CASES:
+        path = CACHE / f"{motif}_{size}_{element}_{seed}.npz"
+        if not path.exists():
+            cli(["simulate", "--motif", motif, "--size", str(size), "--element", element, "--pixel-size",
+                 "0.2", "--extent", str(COARSE_EXTENT_A[size]), "--dose", "5e4", "--seed", str(seed),
+                 "--out", str(path)])
+        img = read_image(path)
+        for f in COARSE_FACTORS:
+            label, reason, spacing, d_nm = _coarse_row(img, f, model)
+            t = tally[f"{f:g}"]
+            if label != "unknown":
+                t["right" if label == motif else "wrong"] += 1
+            else:
+                t["reasons"][reason] = t["reasons"].get(reason, 0) + 1
+            if spacing is not None and d_nm >= 3.5:
+                t["spacings_A"].append(spacing)
+    out: dict = {"n_particles": len(COARSE_CASES), "simulated": {}, "real": {}}
+    for f, t in tally.items():
+        sp = t.pop("spacings_A")
+        t["strongest_spot_A_max"] = round(max(sp), 2) if sp else None  # clusters of 3.5 nm and more
+        t["n_spots"] = len(sp)
+        out["simulated"][f] = t
+        print(f"×{f}: right {t['right']}, wrong {t['wrong']}, unknown {t['reasons']}; strongest spot of "
+              f"{len(sp)} clusters ≥ 3.5 nm at most {t['strongest_spot_A_max']} Å", flush=True)
+    for name in ("PtIr", "Pb"):
+        path = REAL / f"{name}_fcc_statstem.npz"
+        if not path.exists():
+            continue
+        img = read_image(path)
+        for f in COARSE_FACTORS:
+            label, reason, spacing, d_nm = _coarse_row(img, f, model)
+            out["real"][f"{name}@x{f:g}"] = {
+                "label": label, "reason": reason, "diameter_nm": round(d_nm, 2),
+                "strongest_spot_A": None if spacing is None else round(spacing, 2)}
+            print(name, f, out["real"][f"{name}@x{f:g}"], flush=True)
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--parts", default="prism,fine,lattice")
+    ap.add_argument("--parts", default="prism,fine,lattice,coarse")
     a = ap.parse_args(argv)
     parts = set(a.parts.split(","))
     path = RESULTS / "scale_cues.json"
@@ -160,6 +241,8 @@ def main(argv: list[str] | None = None) -> dict:
         result["fine_over_lattice"] = fine_part()
     if "lattice" in parts:
         result["lattice_calibration"] = lattice_part()
+    if "coarse" in parts:
+        result["coarse"] = coarse_part()
     RESULTS.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
     return result

@@ -127,6 +127,48 @@ def test_one_set_of_fringes_in_a_large_particle_is_resolved():
     assert np.isnan(tiled_lattice_contrast(im, 160, 160, 30.0))
 
 
+def test_fringes_coarser_than_any_metals_mean_a_pixel_size_too_large():
+    """A 5 nm particle's 2.35 Å fringes told 2× the pixel size look 4.7 Å — coarser than any metal's
+    strongest fringe: scale_mismatch (a newcomer's Pb told 0.44 Å/px, twice its own, was "fcc 1.00"
+    at 10.3 nm). Told 15 % too large they look 2.7 Å, and stand. A cluster under 3.5 nm is not judged
+    so: its strongest spot can be its shape's."""
+    from clusterspy.domain import COARSE_SPOT_FROM_A, resolution_reason, strongest_spot
+
+    def planes(d_A: float) -> Image:  # sharp {111} planes of 2.35 Å: the fringe and its harmonics
+        yy, xx = np.mgrid[:320, :320].astype(float) * 0.2
+        inside = (yy - 32) ** 2 + (xx - 32) ** 2 < (d_A / 2) ** 2
+        u = np.cos(np.deg2rad(20)) * xx + np.sin(np.deg2rad(20)) * yy
+        img = inside * (0.5 + ((1 + np.cos(2 * np.pi * u / 2.35)) / 2) ** 4) + 0.05
+        return Image(np.random.default_rng(0).poisson(img * 2e4 * 0.04).astype(np.float32), 0.2)
+
+    im = planes(50.0)
+    for factor, reason in ((1.0, None), (1.15, None), (1.75, "scale_mismatch"), (2.0, "scale_mismatch")):
+        told = Image(im.data, 0.2 * factor)
+        spacing_A, peak = strongest_spot(told, 160, 160, 50.0 * factor)
+        assert spacing_A == pytest.approx(2.35 * factor, rel=0.04) and peak > 100, factor
+        assert (spacing_A > COARSE_SPOT_FROM_A) == (reason is not None)
+        assert resolution_reason(told, 160, 160, 50.0 * factor) == reason, factor
+    told = Image(im.data, 0.4)  # judged as a 3 nm cluster: the same fringes, not held against it
+    assert strongest_spot(told, 160, 160, 30.0)[0] > COARSE_SPOT_FROM_A
+    assert resolution_reason(told, 160, 160, 30.0) is None
+
+
+@pytest.mark.shared
+def test_statstem_pb_told_twice_its_pixel_size_is_scale_mismatch():
+    """StatSTEM's Pb told 0.44 Å/px (2× the file's): scale_mismatch, no label, where it was fcc 1.00 at
+    10.3 nm; at its own pixel size and told 15 % too large it stays fcc."""
+    from clusterspy.predict import classify
+
+    path = SHARED / "real_atomic" / "Pb_fcc_statstem.npz"
+    if not path.exists():
+        pytest.skip("../shared/data is absent")
+    with np.load(path) as z:
+        data, px = z["image"].astype(float), float(z["pixel_size_A"])
+    for factor, want in ((1.0, ("fcc", None)), (1.15, ("fcc", None)), (2.0, ("unknown", "scale_mismatch"))):
+        (r,) = [r for r in classify(Image(data, px * factor)) if r.diameter_nm > 3.0]
+        assert (r.label, r.reason) == want, factor
+
+
 # ------------------------------------------------------------------------------- per-cluster reasons
 def _reasons(img: Image) -> tuple[list, list]:
     dets = detect_clusters(img, min_diameter_A=3.0, max_diameter_A=200.0, exclude_border=False)

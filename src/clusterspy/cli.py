@@ -413,15 +413,17 @@ def _searched_notes(results: list) -> list[str]:
 
 
 def _scale_mismatch_notes(results: list) -> list[str]:
-    """One line for the clusters ``scale_mismatch``: the pixel size given looks too small (a
-    newcomer's: the reason alone did not say which way, nor that 15 % can do it)."""
+    """One line for the clusters ``scale_mismatch``: the pixel size given looks wrong, and which way
+    each sign points (a newcomer's: the reason alone did not say which way, nor that 15 % can do it;
+    another's: a pixel size 2× too large gave "fcc 1.00" at twice the particle's size)."""
     n = sum(r.reason == "scale_mismatch" for r in results)
     if not n:
         return []
-    return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look finer than any "
-            "metal's at the pixel size given, which is likely too small — by 2–3× (pm read as Å), or by "
-            "15 % or more on very sharp images; check the calibration (--calibrate --element <metal> "
-            "measures it where the lattice can be fitted)"]
+    return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look like no metal's "
+            "at the pixel size given — finer: it is likely too small, by 2–3× (pm read as Å) or by 15 % "
+            "or more on very sharp images; coarser (particles of 3.5 nm and more): it is likely too large, "
+            "by 1.5× or more (a binned image whose calibration was not updated); check the calibration "
+            "(--calibrate --element <metal> measures it where the lattice can be fitted)"]
 
 
 def _no_lattice_notes(results: list) -> list[str]:

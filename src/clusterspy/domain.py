@@ -18,7 +18,10 @@ reason not to label it, or ``None``:
 ``scale_mismatch``
     its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel size given:
     :func:`spectrum_scores`) — the pixel size is too small, e.g. a file calibrated in pm read as Å
-    or a value typed 2–3× too small;
+    or a value typed 2–3× too small; or, for a resolved cluster of 3.5 nm and more, its strongest
+    spot is coarser than any metal's strongest fringe could look at a pixel size 20 % too large
+    (> 3.5 Å: :func:`strongest_spot`) — the pixel size is too large, e.g. a binned image whose
+    calibration was not updated, or a value typed 2× too large;
 ``not_resolved``
     its atomic columns are not resolved: no lattice-fringe power above the noise
     (:func:`lattice_contrast`) or above the particle's own shape (:func:`lattice_over_shape`) —
@@ -83,6 +86,7 @@ __all__ = [
     "resolution_scores",
     "route_by_size",
     "spectrum_scores",
+    "strongest_spot",
     "tiled_lattice_contrast",
 ]
 
@@ -200,6 +204,18 @@ LATTICE_RING_MIN = 1.0
 #: by interpolation smooths 24–40 (stop 35, a one-off); :data:`LATTICE_FRINGES_MIN` (15) let those
 #: through.
 SHARP_SPOT_MIN = 20.0
+
+#: Spacings [Å] searched for a cluster's strongest spot (:func:`strongest_spot`): from below the
+#: particle's shape (8 Å) to finer than any metal's {220} (1.2 Å).
+SPOT_SEARCH_A = (8.0, 1.2)
+#: Spacing [Å] beyond which a resolved cluster's strongest spot is coarser than the strongest
+#: fringe of any metal at a pixel size up to 20 % too large (the cards' ``pixel_size_error``; Pb
+#: {111}: 2.86 Å × 1.2 = 3.43 Å, Au {111} 2.82 Å) → ``scale_mismatch`` (:func:`resolution_reason`),
+#: from :data:`FRINGES_NEEDED_FROM_A`. The strongest spot of 72 fast-simulated Au / Pt / Cu particles
+#: of 2–10 nm (``benchmarks/scale_cues.py`` ``coarse``; the clusters of 3.5 nm and more) lies at most at
+#: 2.75 Å at their true pixel size, 2.90 Å told 15 % too large, 3.15 Å told 30 % too large; StatSTEM's
+#: Pb at 2.59 Å at its file's pixel size, 3.07 Å told 15 % more.
+COARSE_SPOT_FROM_A = 3.5
 
 
 def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
@@ -766,6 +782,44 @@ def _ring_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> float:
     return float(np.percentile(ring, 90)) / below_p90 if below_p90 > 0 else float("nan")
 
 
+def strongest_spot(image: Image, x_px: float, y_px: float, diameter_A: float) -> tuple[float, float]:
+    """The spacing [Å] of a cluster's strongest lattice spot and how far it stands above its own
+    frequency shell: ``(spacing_A, peak)``.
+
+    In the window spectrum of :func:`lattice_contrast`, the powers at spacings of
+    :data:`SPOT_SEARCH_A` (8–1.2 Å) are divided, shell by shell (:data:`SPOT_SHELL_BINS` FFT bins
+    wide), by their shell's median, as in :func:`fringe_peak`; the largest ratio is ``peak`` and
+    the spacing of its frequency bin is ``spacing_A``. A resolved crystal's strongest spot is its {111} or
+    {200} fringe (1.8–2.9 Å for the fcc metals); seen much coarser, the pixel size given is too
+    large (:data:`COARSE_SPOT_FROM_A`). ``(nan, nan)`` when the window holds no such shells.
+    """
+    return _strongest_spot_of(_window_spectrum(image, x_px, y_px, diameter_A, noise=False))
+
+
+def _strongest_spot_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None) -> tuple[float, float]:
+    """:func:`strongest_spot` of a :func:`_window_spectrum`."""
+    nan = (float("nan"), float("nan"))
+    if spec is None:
+        return nan
+    from scipy import ndimage as ndi
+
+    power, f, _, nyq = spec
+    lo, hi = 1.0 / SPOT_SEARCH_A[0], min(1.0 / SPOT_SEARCH_A[1], nyq)
+    inside = (f >= lo) & (f < hi)
+    freqs, values = f[inside], power[inside]
+    shell = ((freqs - lo) // (SPOT_SHELL_BINS * float(f[0, 1]))).astype(np.int64)  # f[0, 1]: one bin
+    counts = np.bincount(shell)
+    ids = np.flatnonzero(counts >= 8)
+    if ids.size == 0:
+        return nan
+    medians = np.zeros(counts.size)
+    medians[ids] = ndi.median(values, shell, ids)
+    med = medians[shell]
+    ratio = np.divide(values, med, out=np.zeros_like(values), where=med > 0)
+    k = int(np.argmax(ratio))
+    return (1.0 / float(freqs[k]), float(ratio[k])) if ratio[k] > 0 else nan
+
+
 def spectrum_scores(image: Image, x_px: float, y_px: float, diameter_A: float
                     ) -> tuple[float, float, float]:
     """``(lattice_contrast, lattice_over_shape, fine_over_lattice)`` from one window spectrum.
@@ -776,8 +830,13 @@ def spectrum_scores(image: Image, x_px: float, y_px: float, diameter_A: float
     fringes are finer than a metal lattice allows — the pixel size given is too small (a 2.3 Å
     {111} fringe seen at 0.9 Å). ``nan`` for a score whose band lies beyond the Nyquist frequency.
     """
+    return _spectrum_scores_of(_window_spectrum(image, x_px, y_px, diameter_A))
+
+
+def _spectrum_scores_of(spec: tuple[np.ndarray, np.ndarray, float, float] | None
+                        ) -> tuple[float, float, float]:
+    """:func:`spectrum_scores` of a :func:`_window_spectrum` (with its noise level)."""
     nan = float("nan")
-    spec = _window_spectrum(image, x_px, y_px, diameter_A)
     if spec is None:
         return nan, nan, nan
     power, f, noise, nyq = spec
@@ -956,10 +1015,15 @@ def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float,
     named first, then columns not resolved (:func:`lattice_over_shape` < ``ls_min``; or
     :func:`lattice_contrast` < ``lc_min`` where the window's tiles do not show columns either:
     :func:`tiled_lattice_contrast` < :data:`TILED_LATTICE_CONTRAST_MIN`, or ``nan`` for a window
-    narrower than two 12 Å tiles). A crystalline label is checked once more after inference
-    (:func:`crystal_evidence_missing`).
+    narrower than two 12 Å tiles). A resolved cluster of :data:`FRINGES_NEEDED_FROM_A` (3.5 nm)
+    and more whose :func:`strongest_spot` stands out (≥ :data:`LATTICE_FRINGES_MIN`) at a spacing
+    coarser than :data:`COARSE_SPOT_FROM_A` (3.5 Å) is seen at a wrong scale too: the pixel size
+    given is too large. It is tested last, so that an unresolved particle whose shape alone gives a
+    coarse spot is called ``not_resolved``. A crystalline label is checked once more after
+    inference (:func:`crystal_evidence_missing`).
     """
-    lc, ls, fl = spectrum_scores(image, x_px, y_px, diameter_A)
+    spec = _window_spectrum(image, x_px, y_px, diameter_A)
+    lc, ls, fl = _spectrum_scores_of(spec)
     if np.isfinite(fl) and fl > 1.0:
         return "scale_mismatch"
     if np.isfinite(ls) and ls < ls_min:
@@ -967,6 +1031,10 @@ def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float,
     if np.isfinite(lc) and lc < lc_min and not (
             tiled_lattice_contrast(image, x_px, y_px, diameter_A) >= max(lc_min, TILED_LATTICE_CONTRAST_MIN)):
         return "not_resolved"
+    if diameter_A >= FRINGES_NEEDED_FROM_A:
+        spacing_A, peak = _strongest_spot_of(spec)
+        if peak >= LATTICE_FRINGES_MIN and spacing_A > COARSE_SPOT_FROM_A:
+            return "scale_mismatch"
     return None
 
 

@@ -173,8 +173,9 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
     kinds, counts = np.unique(reason[unseen].astype(str), return_counts=True)
     order = sorted(zip(counts.tolist(), kinds.tolist(), strict=True), reverse=True)
     why = ", ".join(f"{k} {n}" for n, k in order)
-    scale = ("; scale_mismatch says the pixel size looks too small (15 % can do it): --calibrate --element "
-             "<metal> measures it against the lattice" if "scale_mismatch" in kinds else "")
+    scale = ("; scale_mismatch says the pixel size looks wrong (too small — 15 % can do it — or, for "
+             "particles of 3.5 nm and more, 1.5× too large): --calibrate --element <metal> measures it "
+             "against the lattice" if "scale_mismatch" in kinds else "")
     n_labelled = int(np.isin(lab, CLASSES).sum())
     unresolved = ""
     if n_labelled and int((found & (reason == "not_resolved")).sum()) >= UNRESOLVED_SHARE * n_found:
