@@ -158,3 +158,21 @@ def test_a_whole_55_atom_cluster_in_a_low_count_vacuum_is_not_cut(seed):
     data = np.asarray(img.data, np.float32)
     assert (data == 0).mean() > 0.6
     assert _cut(data, 0.31) == [False]
+
+
+@pytest.mark.parametrize(("dose", "seed"), [(2000.0, 3), (500.0, 2)])
+def test_a_faceted_icosahedron_in_a_low_count_vacuum_is_not_cut(tmp_path, dose, seed):
+    """A newcomer's ``clusterspy simulate --motif icosahedral --size 561 --extent 50 --dose 2000``
+    (seed 3; --dose 500, seed 2): 87–95 % of the vacuum exactly zero, and the zeros next to a long
+    straight facet made a centred particle ``cut_by_edge``. A fill beyond a cut is wholly constant;
+    this vacuum is strewn with counts (:data:`clusterspy.detection.CUT_FILL_PURITY`)."""
+    from clusterspy.cli import main as cli
+    from clusterspy.io import read_image
+
+    path = tmp_path / "ico.npz"
+    cli(["simulate", "--motif", "icosahedral", "--size", "561", "--extent", "50", "--dose", str(dose),
+         "--seed", str(seed), "--out", str(path)])
+    img = read_image(path)
+    data = np.asarray(img.data, np.float32)
+    assert 0.8 < (data == 0).mean() < 0.99
+    assert _cut(data, img.pixel_size_A) == [False]
