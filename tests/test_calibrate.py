@@ -65,7 +65,7 @@ def test_clusters_at_a_far_too_small_pixel_size_are_named_as_the_reason_nothing_
     cal = calibrate_pixel_size(told, results, element="Au")
     assert not cal.measurements and cal.not_measured == {"scale_mismatch": 1} and not cal.corrected
     assert "(of those found: 1 scale_mismatch)" in cal.message()
-    assert "off by more than the ±15 % --calibrate can measure" in cal.message()
+    assert "too small by more than the ±15 % --calibrate can measure" in cal.message()
     assert cal.to_dict()["not_measured"] == {"scale_mismatch": 1}
 
 

@@ -129,7 +129,7 @@ def test_one_set_of_fringes_in_a_large_particle_is_resolved():
 
 def test_fringes_coarser_than_any_metals_mean_a_pixel_size_too_large():
     """A 5 nm particle's 2.35 Å fringes told 2× the pixel size look 4.7 Å — coarser than any metal's
-    strongest fringe: scale_mismatch (a newcomer's Pb told 0.44 Å/px, twice its own, was "fcc 1.00"
+    strongest fringe: pixel_size_too_large (a newcomer's Pb told 0.44 Å/px, twice its own, was "fcc 1.00"
     at 10.3 nm). Told 15 % too large they look 2.7 Å, and stand. A cluster under 3.5 nm is not judged
     so: its strongest spot can be its shape's."""
     from clusterspy.domain import COARSE_SPOT_FROM_A, resolution_reason, strongest_spot
@@ -142,7 +142,8 @@ def test_fringes_coarser_than_any_metals_mean_a_pixel_size_too_large():
         return Image(np.random.default_rng(0).poisson(img * 2e4 * 0.04).astype(np.float32), 0.2)
 
     im = planes(50.0)
-    for factor, reason in ((1.0, None), (1.15, None), (1.75, "scale_mismatch"), (2.0, "scale_mismatch")):
+    for factor, reason in ((1.0, None), (1.15, None), (1.75, "pixel_size_too_large"),
+                           (2.0, "pixel_size_too_large")):
         told = Image(im.data, 0.2 * factor)
         spacing_A, peak = strongest_spot(told, 160, 160, 50.0 * factor)
         assert spacing_A == pytest.approx(2.35 * factor, rel=0.04) and peak > 100, factor
@@ -154,9 +155,9 @@ def test_fringes_coarser_than_any_metals_mean_a_pixel_size_too_large():
 
 
 @pytest.mark.shared
-def test_statstem_pb_told_twice_its_pixel_size_is_scale_mismatch():
-    """StatSTEM's Pb told 0.44 Å/px (2× the file's): scale_mismatch, no label, where it was fcc 1.00 at
-    10.3 nm; at its own pixel size and told 15 % too large it stays fcc."""
+def test_statstem_pb_told_twice_its_pixel_size_is_too_large():
+    """StatSTEM's Pb told 0.44 Å/px (2× the file's): pixel_size_too_large, no label, where it was fcc
+    1.00 at 10.3 nm; at its own pixel size and told 15 % too large it stays fcc."""
     from clusterspy.predict import classify
 
     path = SHARED / "real_atomic" / "Pb_fcc_statstem.npz"
@@ -164,7 +165,8 @@ def test_statstem_pb_told_twice_its_pixel_size_is_scale_mismatch():
         pytest.skip("../shared/data is absent")
     with np.load(path) as z:
         data, px = z["image"].astype(float), float(z["pixel_size_A"])
-    for factor, want in ((1.0, ("fcc", None)), (1.15, ("fcc", None)), (2.0, ("unknown", "scale_mismatch"))):
+    for factor, want in ((1.0, ("fcc", None)), (1.15, ("fcc", None)),
+                         (2.0, ("unknown", "pixel_size_too_large"))):
         (r,) = [r for r in classify(Image(data, px * factor)) if r.diameter_nm > 3.0]
         assert (r.label, r.reason) == want, factor
 
@@ -202,8 +204,8 @@ def test_touching_neighbours_are_named():
 
 def test_reasons_vocabulary_is_closed():
     assert set(REASONS) == {"too_small", "too_large", "cut_by_edge", "neighbour_in_view", "not_resolved",
-                            "scale_mismatch", "out_of_distribution", "low_confidence", "models_disagree",
-                            "fit_disagrees"}
+                            "scale_mismatch", "pixel_size_too_large", "out_of_distribution",
+                            "low_confidence", "models_disagree", "fit_disagrees"}
 
 
 # ------------------------------------------------------------------------------- crop field

@@ -261,7 +261,7 @@ def test_the_table_and_the_note_say_where_a_label_was_found():
 
 
 def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
-    from clusterspy.cli import _scale_mismatch_notes, _searched_notes
+    from clusterspy.cli import _scale_mismatch_notes, _searched_notes, _too_large_pixel_notes
     from clusterspy.predict import ClusterResult
 
     def result(k: int, reason: str | None, factor: float = 1.0) -> ClusterResult:
@@ -273,6 +273,11 @@ def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
                                      result(2, "scale_mismatch")])
     assert note.startswith("2 clusters scale_mismatch:") and "likely too small" in note and "15 %" in note
     assert _scale_mismatch_notes([result(0, None), result(1, "low_confidence")]) == []
+    assert "binned image whose calibration was not updated" in note  # binning makes the value too small
+    too_large = [result(0, "pixel_size_too_large"), result(1, "scale_mismatch")]
+    (coarse,) = _too_large_pixel_notes(too_large)
+    assert coarse.startswith("1 cluster pixel_size_too_large:") and "too large" in coarse
+    assert "too small" not in coarse and _too_large_pixel_notes(too_large[1:]) == []
     (one,) = _searched_notes([result(0, None, 1 / 1.15), result(1, None)])
     assert one.startswith("1 of the 2 labels was found") and "(1 at × 0.87;" in one
 

@@ -38,6 +38,9 @@ REASON_MEANING: dict[str, str] = {
     "neighbour_in_view": "another cluster touches it, or covers more than 10 % of its field of view",
     "scale_mismatch": "its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel "
                       "size given): the pixel size is too small (pm read as Å, or a value 2–3× too small)",
+    "pixel_size_too_large": "a resolved cluster of 3.5 nm or more whose strongest lattice spot lies "
+                            "beyond 3.5 Å, coarser than any metal's strongest fringe at a pixel size 20 % "
+                            "too large: the pixel size is too large (a value typed 1.5–2× too large)",
     "not_resolved": "no atomic-column contrast: lattice fringes of 1.25–3.2 Å are too weak against "
                     "the window's own white noise, against the particle's shape spectrum, or "
                     "against the same band around the cluster (out of focus, too coarse a pixel, "

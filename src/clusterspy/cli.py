@@ -326,7 +326,8 @@ def classify(
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results),
-                 *_scale_mismatch_notes(results), *_no_lattice_notes(results)]:
+                 *_scale_mismatch_notes(results), *_too_large_pixel_notes(results),
+                 *_no_lattice_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -413,17 +414,28 @@ def _searched_notes(results: list) -> list[str]:
 
 
 def _scale_mismatch_notes(results: list) -> list[str]:
-    """One line for the clusters ``scale_mismatch``: the pixel size given looks wrong, and which way
-    each sign points (a newcomer's: the reason alone did not say which way, nor that 15 % can do it;
-    another's: a pixel size 2× too large gave "fcc 1.00" at twice the particle's size)."""
+    """One line for the clusters ``scale_mismatch``: the pixel size given looks too small (a
+    newcomer's: the reason alone did not say which way, nor that 15 % can do it)."""
     n = sum(r.reason == "scale_mismatch" for r in results)
     if not n:
         return []
-    return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look like no metal's "
-            "at the pixel size given — finer: it is likely too small, by 2–3× (pm read as Å) or by 15 % "
-            "or more on very sharp images; coarser (particles of 3.5 nm and more): it is likely too large, "
-            "by 1.5× or more (a binned image whose calibration was not updated); check the calibration "
-            "(--calibrate --element <metal> measures it where the lattice can be fitted)"]
+    return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look finer than any "
+            "metal's at the pixel size given, which is likely too small — by 2–3× (pm read as Å, or a "
+            "binned image whose calibration was not updated), or by 15 % or more on very sharp images; "
+            "check the calibration (--calibrate --element <metal> measures it where the lattice can be "
+            "fitted)"]
+
+
+def _too_large_pixel_notes(results: list) -> list[str]:
+    """One line for the clusters ``pixel_size_too_large`` (a newcomer's Pb told 2× its pixel size
+    was "fcc 1.00" at twice its diameter, with no word of the calibration)."""
+    n = sum(r.reason == "pixel_size_too_large" for r in results)
+    if not n:
+        return []
+    return [f"{n} cluster{'' if n == 1 else 's'} pixel_size_too_large: the strongest lattice fringes look "
+            "coarser than any metal's at the pixel size given, which is likely 1.5× or more too large "
+            "(their diameters too); check the calibration (--calibrate --element <metal> measures it "
+            "within ±15 %)"]
 
 
 def _no_lattice_notes(results: list) -> list[str]:

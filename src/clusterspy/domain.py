@@ -18,10 +18,12 @@ reason not to label it, or ``None``:
 ``scale_mismatch``
     its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel size given:
     :func:`spectrum_scores`) — the pixel size is too small, e.g. a file calibrated in pm read as Å
-    or a value typed 2–3× too small; or, for a resolved cluster of 3.5 nm and more, its strongest
-    spot is coarser than any metal's strongest fringe could look at a pixel size 20 % too large
-    (> 3.5 Å: :func:`strongest_spot`) — the pixel size is too large, e.g. a binned image whose
-    calibration was not updated, or a value typed 2× too large;
+    or a value typed 2–3× too small, or a binned image whose calibration was not updated;
+``pixel_size_too_large``
+    a resolved cluster of 3.5 nm and more whose strongest lattice spot is coarser than any metal's
+    strongest fringe could look at a pixel size 20 % too large (> 3.5 Å: :func:`strongest_spot`) —
+    the pixel size given is too large, e.g. a value typed 2× too large, or that of an image since
+    upsampled;
 ``not_resolved``
     its atomic columns are not resolved: no lattice-fringe power above the noise
     (:func:`lattice_contrast`) or above the particle's own shape (:func:`lattice_over_shape`) —
@@ -92,7 +94,8 @@ __all__ = [
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-           "not_resolved", "out_of_distribution", "low_confidence", "models_disagree", "fit_disagrees")
+           "not_resolved", "pixel_size_too_large", "out_of_distribution", "low_confidence",
+           "models_disagree", "fit_disagrees")
 
 Contrast = Literal["auto", "haadf"]
 
@@ -210,7 +213,7 @@ SHARP_SPOT_MIN = 20.0
 SPOT_SEARCH_A = (8.0, 1.2)
 #: Spacing [Å] beyond which a resolved cluster's strongest spot is coarser than the strongest
 #: fringe of any metal at a pixel size up to 20 % too large (the cards' ``pixel_size_error``; Pb
-#: {111}: 2.86 Å × 1.2 = 3.43 Å, Au {111} 2.82 Å) → ``scale_mismatch`` (:func:`resolution_reason`),
+#: {111}: 2.86 Å × 1.2 = 3.43 Å, Au {111} 2.82 Å) → ``pixel_size_too_large`` (:func:`resolution_reason`),
 #: from :data:`FRINGES_NEEDED_FROM_A`. The strongest spot of 72 fast-simulated Au / Pt / Cu particles
 #: of 2–10 nm (``benchmarks/scale_cues.py`` ``coarse``; the clusters of 3.5 nm and more) lies at most at
 #: 2.75 Å at their true pixel size, 2.90 Å told 15 % too large, 3.15 Å told 30 % too large; StatSTEM's
@@ -1009,7 +1012,8 @@ def tiled_lattice_contrast(image: Image, x_px: float, y_px: float, diameter_A: f
 def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float, *,
                       lc_min: float = LATTICE_CONTRAST_MIN, ls_min: float = LATTICE_OVER_SHAPE_MIN
                       ) -> str | None:
-    """``"scale_mismatch"``, ``"not_resolved"`` or None for a cluster of projected ``diameter_A`` [Å].
+    """``"scale_mismatch"``, ``"not_resolved"``, ``"pixel_size_too_large"`` or None for a cluster of
+    projected ``diameter_A`` [Å].
 
     From one window spectrum (:func:`spectrum_scores`): resolved columns at a wrong scale are
     named first, then columns not resolved (:func:`lattice_over_shape` < ``ls_min``; or
@@ -1017,9 +1021,9 @@ def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float,
     :func:`tiled_lattice_contrast` < :data:`TILED_LATTICE_CONTRAST_MIN`, or ``nan`` for a window
     narrower than two 12 Å tiles). A resolved cluster of :data:`FRINGES_NEEDED_FROM_A` (3.5 nm)
     and more whose :func:`strongest_spot` stands out (≥ :data:`LATTICE_FRINGES_MIN`) at a spacing
-    coarser than :data:`COARSE_SPOT_FROM_A` (3.5 Å) is seen at a wrong scale too: the pixel size
-    given is too large. It is tested last, so that an unresolved particle whose shape alone gives a
-    coarse spot is called ``not_resolved``. A crystalline label is checked once more after
+    coarser than :data:`COARSE_SPOT_FROM_A` (3.5 Å) is ``pixel_size_too_large``. It is tested
+    last, so that an unresolved particle whose shape alone gives a coarse spot is called
+    ``not_resolved``. A crystalline label is checked once more after
     inference (:func:`crystal_evidence_missing`).
     """
     spec = _window_spectrum(image, x_px, y_px, diameter_A)
@@ -1034,7 +1038,7 @@ def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float,
     if diameter_A >= FRINGES_NEEDED_FROM_A:
         spacing_A, peak = _strongest_spot_of(spec)
         if peak >= LATTICE_FRINGES_MIN and spacing_A > COARSE_SPOT_FROM_A:
-            return "scale_mismatch"
+            return "pixel_size_too_large"
     return None
 
 

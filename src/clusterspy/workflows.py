@@ -310,8 +310,11 @@ class PixelSizeCalibration:
             line = (f"no cluster to measure the lattice of (of those found: {why})" if why else
                     "no cluster found to measure the lattice of") + f"; {self.given_A:g} Å/px kept"
             if self.not_measured.get("scale_mismatch"):
-                line += (" — scale_mismatch: their fringes look like no metal lattice's (finer or coarser), "
-                         "so the pixel size given is likely off by more than the ±15 % --calibrate can "
+                line += (" — scale_mismatch: their fringes are finer than any metal lattice's, so the pixel "
+                         "size given is likely too small by more than the ±15 % --calibrate can measure")
+            if self.not_measured.get("pixel_size_too_large"):
+                line += (" — pixel_size_too_large: their fringes are coarser than any metal lattice's, so "
+                         "the pixel size given is likely too large by more than the ±15 % --calibrate can "
                          "measure")
             return line
         if self.scale is None:

@@ -15,8 +15,8 @@ from clusterspy.image import Image
 FIT_REASONS = {
     "cut_by_edge": "the cluster touches the image edge (or its rim does): part of it is not in the data",
     "not_resolved": "its atomic columns are not resolved (as for classify: clusterspy.domain)",
-    "scale_mismatch": "its strongest fringes are finer than any metal's (the pixel size is too small) or "
-                      "coarser (too large)",
+    "scale_mismatch": "its strongest fringes are finer than any metal's: the pixel size is too small",
+    "pixel_size_too_large": "its strongest fringes are coarser than any metal's: the pixel size is too large",
     "too_small": "smaller than the smallest model fitted (about 20 atoms)",
     "too_large": "larger than the largest model fitted (about 6,000 atoms)",
     "neighbour_in_view": "other clusters cover more than 40 % of its window: too little of it is left to fit",

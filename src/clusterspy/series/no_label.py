@@ -28,6 +28,8 @@ ADVICE: dict[str, str] = {
     "neighbour_in_view": "another particle lies within its crop: image it on its own",
     "scale_mismatch": "its lattice spacing does not match the pixel size: check the calibration "
                       "(--pixel-size, Å/px)",
+    "pixel_size_too_large": "its lattice fringes look coarser than any metal's: the pixel size given is "
+                            "likely 1.5× or more too large (--pixel-size, Å/px)",
     "not_resolved": "atomic columns not resolved: check focus, drift and the pixel size (Å/px), "
                     "and give raw frames, not smoothed or denoised ones",
     "out_of_distribution": "the crops look unlike the training images: check the contrast (HAADF), "

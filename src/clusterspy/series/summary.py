@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 #: could not see the cluster: such a frame carries no evidence, and its smoothed label stays
 #: "unknown" — the HMM never labels what the model could not see.
 NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-               "not_resolved", "out_of_distribution", "models_disagree", BRIGHT_FIELD)
+               "pixel_size_too_large", "not_resolved", "out_of_distribution", "models_disagree", BRIGHT_FIELD)
 #: Reasons whose frames' probabilities are withdrawn evidence: the HMM does not see them at all (a
 #: label the second opinion disputed would otherwise return as its neighbours' smoothed label).
 WITHDRAWN = ("models_disagree",)
@@ -173,9 +173,11 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
     kinds, counts = np.unique(reason[unseen].astype(str), return_counts=True)
     order = sorted(zip(counts.tolist(), kinds.tolist(), strict=True), reverse=True)
     why = ", ".join(f"{k} {n}" for n, k in order)
-    scale = ("; scale_mismatch says the pixel size looks wrong (too small — 15 % can do it — or, for "
-             "particles of 3.5 nm and more, 1.5× too large): --calibrate --element <metal> measures it "
-             "against the lattice" if "scale_mismatch" in kinds else "")
+    scale = ("; scale_mismatch says the pixel size looks too small (15 % can do it): --calibrate --element "
+             "<metal> measures it against the lattice" if "scale_mismatch" in kinds else "")
+    if "pixel_size_too_large" in kinds:
+        scale += ("; pixel_size_too_large says it looks 1.5× or more too large: check the calibration "
+                  "(--pixel-size, Å/px)")
     n_labelled = int(np.isin(lab, CLASSES).sum())
     unresolved = ""
     if n_labelled and int((found & (reason == "not_resolved")).sum()) >= UNRESOLVED_SHARE * n_found:
