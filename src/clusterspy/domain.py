@@ -219,6 +219,12 @@ SPOT_SEARCH_A = (8.0, 1.2)
 #: 2.75 Å at their true pixel size, 2.90 Å told 15 % too large, 3.15 Å told 30 % too large; StatSTEM's
 #: Pb at 2.59 Å at its file's pixel size, 3.07 Å told 15 % more.
 COARSE_SPOT_FROM_A = 3.5
+#: Least :func:`strongest_spot` peak for ``pixel_size_too_large``: a lattice's spot, not a shape's.
+#: Unresolved particles of 4.5–10 nm (``clusterspy simulate --size 3000 --source-size 4.5``, 9 of
+#: them told ×1 / ×1.5 / ×2, raw and after a Gaussian of 1 px; stop 36, a one-off) reach 28.6 at
+#: 3.5–8 Å from their shape alone (with 15, 4 of them got this reason); the lattices of the
+#: ``coarse`` part of ``benchmarks/scale_cues.py`` told ×1.5–2 give 38–530, Pb told ×2 192.
+COARSE_SPOT_MIN = 60.0
 
 
 def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
@@ -1019,26 +1025,26 @@ def resolution_reason(image: Image, x_px: float, y_px: float, diameter_A: float,
     named first, then columns not resolved (:func:`lattice_over_shape` < ``ls_min``; or
     :func:`lattice_contrast` < ``lc_min`` where the window's tiles do not show columns either:
     :func:`tiled_lattice_contrast` < :data:`TILED_LATTICE_CONTRAST_MIN`, or ``nan`` for a window
-    narrower than two 12 Å tiles). A resolved cluster of :data:`FRINGES_NEEDED_FROM_A` (3.5 nm)
-    and more whose :func:`strongest_spot` stands out (≥ :data:`LATTICE_FRINGES_MIN`) at a spacing
-    coarser than :data:`COARSE_SPOT_FROM_A` (3.5 Å) is ``pixel_size_too_large``. It is tested
-    last, so that an unresolved particle whose shape alone gives a coarse spot is called
-    ``not_resolved``. A crystalline label is checked once more after
+    narrower than two 12 Å tiles). Before those, a cluster of :data:`FRINGES_NEEDED_FROM_A` (3.5 nm)
+    and more whose :func:`strongest_spot` is a lattice's (≥ :data:`COARSE_SPOT_MIN`) at a spacing
+    coarser than :data:`COARSE_SPOT_FROM_A` (3.5 Å) is ``pixel_size_too_large``: its fringes, seen
+    coarser, have left the lattice band, and the shape band holds them (StatSTEM's PtIr told 2×
+    its pixel size was ``not_resolved``). A crystalline label is checked once more after
     inference (:func:`crystal_evidence_missing`).
     """
     spec = _window_spectrum(image, x_px, y_px, diameter_A)
     lc, ls, fl = _spectrum_scores_of(spec)
     if np.isfinite(fl) and fl > 1.0:
         return "scale_mismatch"
+    if diameter_A >= FRINGES_NEEDED_FROM_A:
+        spacing_A, peak = _strongest_spot_of(spec)
+        if peak >= COARSE_SPOT_MIN and spacing_A > COARSE_SPOT_FROM_A:
+            return "pixel_size_too_large"
     if np.isfinite(ls) and ls < ls_min:
         return "not_resolved"
     if np.isfinite(lc) and lc < lc_min and not (
             tiled_lattice_contrast(image, x_px, y_px, diameter_A) >= max(lc_min, TILED_LATTICE_CONTRAST_MIN)):
         return "not_resolved"
-    if diameter_A >= FRINGES_NEEDED_FROM_A:
-        spacing_A, peak = _strongest_spot_of(spec)
-        if peak >= LATTICE_FRINGES_MIN and spacing_A > COARSE_SPOT_FROM_A:
-            return "pixel_size_too_large"
     return None
 
 
