@@ -169,6 +169,30 @@ def test_statstem_pb_told_twice_its_pixel_size_is_too_large():
                          (2.0, ("unknown", "pixel_size_too_large"))):
         (r,) = [r for r in classify(Image(data, px * factor)) if r.diameter_nm > 3.0]
         assert (r.label, r.reason) == want, factor
+    # PtIr (3 nm) told 2×: its {111} and {200} fringes left the lattice band for the shape band, and
+    # it was not_resolved — a wrong cause
+    with np.load(SHARED / "real_atomic" / "PtIr_fcc_statstem.npz") as z:
+        (r,) = classify(Image(z["image"].astype(float), 2 * float(z["pixel_size_A"])))
+    assert (r.label, r.reason) == ("unknown", "pixel_size_too_large")
+
+
+@pytest.mark.parametrize(("motif", "seed"), [("icosahedral", 2), ("fcc", 3)])
+def test_an_unresolved_particles_shape_is_not_read_as_a_coarse_lattice(tmp_path, motif, seed):
+    """Unresolved 5 nm particles (``simulate --size 3000 --source-size 4.5``) smoothed by a Gaussian of
+    1 px: their shape alone gives a spot of 18–29 at 4.2–7.6 Å; they are not_resolved, never
+    pixel_size_too_large (which a spot of 15 had said)."""
+    from scipy import ndimage as ndi
+
+    from clusterspy.cli import main as cli
+    from clusterspy.io import read_image
+    from clusterspy.predict import classify
+
+    path = tmp_path / "p.npz"
+    cli(["simulate", "--motif", motif, "--size", "3000", "--pixel-size", "0.25", "--extent", "80",
+         "--source-size", "4.5", "--dose", "2e4", "--seed", str(seed), "--out", str(path)])
+    img = read_image(path)
+    (r,) = classify(Image(ndi.gaussian_filter(np.asarray(img.data, float), 1.0), img.pixel_size_A))
+    assert (r.label, r.reason) == ("unknown", "not_resolved")
 
 
 # ------------------------------------------------------------------------------- per-cluster reasons
