@@ -475,7 +475,9 @@ def _edge_notes(results: list) -> list[str]:
     n = len(sizes)
     return [f"{n} cluster{'' if n == 1 else 's'} touch{'es' if n == 1 else ''} the image edge (cut_by_edge): "
             f"the network sees whole particles only: frame each with its rim at least {room_A:.0f} Å inside "
-            "the image (crop wider), or pass --border skip to leave such clusters out"]
+            "the image (crop wider), or pass --border skip to leave such clusters out. The edge of an "
+            "exactly constant region counts too (a rotation's fill, padding) — and a vacuum of exact zeros "
+            "(a noise-free or very-low-count simulation) can look like one along a straight facet"]
 
 
 def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
