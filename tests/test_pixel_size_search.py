@@ -261,7 +261,12 @@ def test_the_table_and_the_note_say_where_a_label_was_found():
 
 
 def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
-    from clusterspy.cli import _scale_mismatch_notes, _searched_notes, _too_large_pixel_notes
+    from clusterspy.cli import (
+        _scale_mismatch_notes,
+        _searched_notes,
+        _too_large_pixel_notes,
+        _unresolved_notes,
+    )
     from clusterspy.predict import ClusterResult
 
     def result(k: int, reason: str | None, factor: float = 1.0) -> ClusterResult:
@@ -278,6 +283,13 @@ def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
     (coarse,) = _too_large_pixel_notes(too_large)
     assert coarse.startswith("1 cluster pixel_size_too_large:") and "too large" in coarse
     assert "too small" not in coarse and _too_large_pixel_notes(too_large[1:]) == []
+    assert "by hand" in note and "by hand" in coarse  # --calibrate cannot measure a 1.5–3× error
+    # not_resolved before inference (no confidence) had no note: now it names a wrong pixel size too
+    (unresolved,) = _unresolved_notes([result(0, "not_resolved"), result(1, None)])
+    assert unresolved.startswith("1 cluster not_resolved:") and "pixel size told wrong" in unresolved
+    seen = ClusterResult(file="f", frame=0, cluster=0, x_px=1.0, y_px=1.0, confidence=0.9, label="unknown",
+                         reason="not_resolved", pixel_size_factor=1.0)
+    assert _unresolved_notes([seen]) == []  # the network saw it: _no_lattice_notes speaks of it
     (one,) = _searched_notes([result(0, None, 1 / 1.15), result(1, None)])
     assert one.startswith("1 of the 2 labels was found") and "(1 at × 0.87;" in one
 

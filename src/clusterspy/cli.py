@@ -327,7 +327,7 @@ def classify(
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results),
                  *_scale_mismatch_notes(results), *_too_large_pixel_notes(results),
-                 *_no_lattice_notes(results)]:
+                 *_no_lattice_notes(results), *_unresolved_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -422,8 +422,8 @@ def _scale_mismatch_notes(results: list) -> list[str]:
     return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look finer than any "
             "metal's at the pixel size given, which is likely too small — by 2–3× (pm read as Å, or a "
             "binned image whose calibration was not updated), or by 15 % or more on very sharp images; "
-            "check the calibration (--calibrate --element <metal> measures it where the lattice can be "
-            "fitted)"]
+            "check the calibration by hand (--pixel-size, Å/px): --calibrate --element <metal> measures "
+            "it only once it is within ±15 %"]
 
 
 def _too_large_pixel_notes(results: list) -> list[str]:
@@ -434,8 +434,9 @@ def _too_large_pixel_notes(results: list) -> list[str]:
         return []
     return [f"{n} cluster{'' if n == 1 else 's'} pixel_size_too_large: the strongest lattice fringes look "
             "coarser than any metal's at the pixel size given, which is likely 1.5× or more too large "
-            "(their diameters too); check the calibration (--calibrate --element <metal> measures it "
-            "within ±15 %)"]
+            "(their diameters too; an upsampled image whose calibration was not updated?); check it by "
+            "hand (--pixel-size, Å/px): --calibrate --element <metal> measures it only once it is within "
+            "±15 %"]
 
 
 def _no_lattice_notes(results: list) -> list[str]:
@@ -450,6 +451,18 @@ def _no_lattice_notes(results: list) -> list[str]:
             "spectrum and there are none — the columns are not resolved (focus, drift, the pixel size), "
             "or the image was smoothed or denoised, which hides that from the noise check: give the raw "
             "image"]
+
+
+def _unresolved_notes(results: list) -> list[str]:
+    """One line for the clusters ``not_resolved`` before inference (no confidence): a newcomer's raw
+    unresolved particles, and a sharp one told 2× its pixel size, got no advice at all."""
+    n = sum(r.reason == "not_resolved" and r.confidence is None for r in results)
+    if not n:
+        return []
+    return [f"{n} cluster{'' if n == 1 else 's'} not_resolved: no atomic columns show in "
+            f"{'its' if n == 1 else 'their'} spectrum at the pixel size given (lattice fringes of "
+            "1.25–3.2 Å) — out of focus, drift, a pixel too coarse for columns, or a pixel size told "
+            "wrong (a 2× error moves the fringes out of that band)"]
 
 
 def _fit_notes(results: list) -> list[str]:
