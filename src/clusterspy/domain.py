@@ -223,7 +223,8 @@ COARSE_SPOT_FROM_A = 3.5
 #: Unresolved particles of 4.5–10 nm (``clusterspy simulate --size 3000 --source-size 4.5``, 9 of
 #: them told ×1 / ×1.5 / ×2, raw and after a Gaussian of 1 px; stop 36, a one-off) reach 28.6 at
 #: 3.5–8 Å from their shape alone (with 15, 4 of them got this reason); the lattices of the
-#: ``coarse`` part of ``benchmarks/scale_cues.py`` told ×1.5–2 give 38–530, Pb told ×2 192.
+#: ``coarse`` part of ``benchmarks/scale_cues.py``'s particles told ×1.5–2 gave 38–530 in the same
+#: one-off (most above 60), StatSTEM's Pb told ×2 192.
 COARSE_SPOT_MIN = 60.0
 
 
