@@ -413,30 +413,31 @@ def _searched_notes(results: list) -> list[str]:
             "against the clusters' lattice"]
 
 
+def _counted_note(n: int, what: str, text: str) -> list[str]:
+    """``["<n> cluster(s) <what>: <text>"]``, or no line when ``n`` is 0."""
+    return [f"{n} cluster{'' if n == 1 else 's'} {what}: {text}"] if n else []
+
+
 def _scale_mismatch_notes(results: list) -> list[str]:
     """One line for the clusters ``scale_mismatch``: the pixel size given looks too small (a
     newcomer's: the reason alone did not say which way, nor that 15 % can do it)."""
-    n = sum(r.reason == "scale_mismatch" for r in results)
-    if not n:
-        return []
-    return [f"{n} cluster{'' if n == 1 else 's'} scale_mismatch: the lattice fringes look finer than any "
-            "metal's at the pixel size given, which is likely too small — by 2–3× (pm read as Å, or a "
-            "binned image whose calibration was not updated), or by 15 % or more on very sharp images; "
-            "check the calibration by hand (--pixel-size, Å/px): --calibrate --element <metal> measures "
-            "it only once it is within ±15 %"]
+    return _counted_note(
+        sum(r.reason == "scale_mismatch" for r in results), "scale_mismatch",
+        "the lattice fringes look finer than any metal's at the pixel size given, which is likely too small "
+        "— by 2–3× (pm read as Å, or a binned image whose calibration was not updated), or by 15 % or more "
+        "on very sharp images; check the calibration by hand (--pixel-size, Å/px): --calibrate --element "
+        "<metal> measures it only once it is within ±15 %")
 
 
 def _too_large_pixel_notes(results: list) -> list[str]:
     """One line for the clusters ``pixel_size_too_large`` (a newcomer's Pb told 2× its pixel size
     was "fcc 1.00" at twice its diameter, with no word of the calibration)."""
-    n = sum(r.reason == "pixel_size_too_large" for r in results)
-    if not n:
-        return []
-    return [f"{n} cluster{'' if n == 1 else 's'} pixel_size_too_large: the strongest lattice fringes look "
-            "coarser than any metal's at the pixel size given, which is likely 1.5× or more too large "
-            "(their diameters too; an upsampled image whose calibration was not updated?); check it by "
-            "hand (--pixel-size, Å/px): --calibrate --element <metal> measures it only once it is within "
-            "±15 %"]
+    return _counted_note(
+        sum(r.reason == "pixel_size_too_large" for r in results), "pixel_size_too_large",
+        "the strongest lattice fringes look coarser than any metal's at the pixel size given, which is "
+        "likely 1.5× or more too large (their diameters too; an upsampled image whose calibration was not "
+        "updated?); check it by hand (--pixel-size, Å/px): --calibrate --element <metal> measures it only "
+        "once it is within ±15 %")
 
 
 def _no_lattice_notes(results: list) -> list[str]:
@@ -444,25 +445,22 @@ def _no_lattice_notes(results: list) -> list[str]:
     spectrum shows no lattice (:func:`clusterspy.domain.crystal_evidence_missing`, after inference:
     they have a confidence): most often a smoothed or denoised image of an unresolved particle."""
     n = sum(r.reason == "not_resolved" and r.confidence is not None for r in results)
-    if not n:
-        return []
-    return [f"{n} cluster{'' if n == 1 else 's'} not_resolved although the network saw "
-            f"{'it' if n == 1 else 'them'}: a crystalline label needs lattice spots in the cluster's "
-            "spectrum and there are none — the columns are not resolved (focus, drift, the pixel size), "
-            "or the image was smoothed or denoised, which hides that from the noise check: give the raw "
-            "image"]
+    return _counted_note(
+        n, "not_resolved although the network saw " + ("it" if n == 1 else "them"),
+        "a crystalline label needs lattice spots in the cluster's spectrum and there are none — the columns "
+        "are not resolved (focus, drift, the pixel size), or the image was smoothed or denoised, which hides "
+        "that from the noise check: give the raw image")
 
 
 def _unresolved_notes(results: list) -> list[str]:
     """One line for the clusters ``not_resolved`` before inference (no confidence): a newcomer's raw
     unresolved particles, and a sharp one told 2× its pixel size, got no advice at all."""
     n = sum(r.reason == "not_resolved" and r.confidence is None for r in results)
-    if not n:
-        return []
-    return [f"{n} cluster{'' if n == 1 else 's'} not_resolved: no atomic columns show in "
-            f"{'its' if n == 1 else 'their'} spectrum at the pixel size given (lattice fringes of "
-            "1.25–3.2 Å) — out of focus, drift, a pixel too coarse for columns, or a pixel size told "
-            "wrong (a 2× error moves the fringes out of that band)"]
+    return _counted_note(
+        n, "not_resolved",
+        f"no atomic columns show in {'its' if n == 1 else 'their'} spectrum at the pixel size given (lattice "
+        "fringes of 1.25–3.2 Å) — out of focus, drift, a pixel too coarse for columns, or a pixel size told "
+        "wrong (a 2× error moves the fringes out of that band)")
 
 
 def _fit_notes(results: list) -> list[str]:
