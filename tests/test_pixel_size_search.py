@@ -261,12 +261,7 @@ def test_the_table_and_the_note_say_where_a_label_was_found():
 
 
 def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
-    from clusterspy.cli import (
-        _scale_mismatch_notes,
-        _searched_notes,
-        _too_large_pixel_notes,
-        _unresolved_notes,
-    )
+    from clusterspy.cli import _scale_notes, _searched_notes, _unresolved_notes
     from clusterspy.predict import ClusterResult
 
     def result(k: int, reason: str | None, factor: float = 1.0) -> ClusterResult:
@@ -274,15 +269,15 @@ def test_a_cluster_whose_fringes_look_too_fine_gets_a_note_saying_which_way():
                              label="fcc" if reason is None else "unknown", reason=reason,
                              pixel_size_factor=factor)
 
-    (note,) = _scale_mismatch_notes([result(0, "scale_mismatch"), result(1, None),
-                                     result(2, "scale_mismatch")])
+    (note,) = _scale_notes([result(0, "scale_mismatch"), result(1, None), result(2, "scale_mismatch")])
     assert note.startswith("2 clusters scale_mismatch:") and "likely too small" in note and "15 %" in note
-    assert _scale_mismatch_notes([result(0, None), result(1, "low_confidence")]) == []
+    assert _scale_notes([result(0, None), result(1, "low_confidence")]) == []
     assert "binned image whose calibration was not updated" in note  # binning makes the value too small
     too_large = [result(0, "pixel_size_too_large"), result(1, "scale_mismatch")]
-    (coarse,) = _too_large_pixel_notes(too_large)
+    fine, coarse = _scale_notes(too_large)  # one line per direction
+    assert fine.startswith("1 cluster scale_mismatch:")
     assert coarse.startswith("1 cluster pixel_size_too_large:") and "too large" in coarse
-    assert "too small" not in coarse and _too_large_pixel_notes(too_large[1:]) == []
+    assert "too small" not in coarse and _scale_notes(too_large[:1]) == [coarse]
     assert "by hand" in note and "by hand" in coarse  # --calibrate cannot measure a 1.5–3× error
     # not_resolved before inference (no confidence) had no note: now it names a wrong pixel size too
     (unresolved,) = _unresolved_notes([result(0, "not_resolved"), result(1, None)])

@@ -326,8 +326,7 @@ def classify(
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results),
-                 *_scale_mismatch_notes(results), *_too_large_pixel_notes(results),
-                 *_no_lattice_notes(results), *_unresolved_notes(results)]:
+                 *_scale_notes(results), *_no_lattice_notes(results), *_unresolved_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -418,26 +417,27 @@ def _counted_note(n: int, what: str, text: str) -> list[str]:
     return [f"{n} cluster{'' if n == 1 else 's'} {what}: {text}"] if n else []
 
 
-def _scale_mismatch_notes(results: list) -> list[str]:
-    """One line for the clusters ``scale_mismatch``: the pixel size given looks too small (a
-    newcomer's: the reason alone did not say which way, nor that 15 % can do it)."""
-    return _counted_note(
-        sum(r.reason == "scale_mismatch" for r in results), "scale_mismatch",
+#: The note per reason that says the pixel size given is off, and which way: a newcomer's
+#: ``scale_mismatch`` said neither which way nor that 15 % can do it; another's Pb told 2× its pixel
+#: size was "fcc 1.00" at twice its diameter, with no word of the calibration.
+SCALE_NOTES = {
+    "scale_mismatch":
         "the lattice fringes look finer than any metal's at the pixel size given, which is likely too small "
         "— by 2–3× (pm read as Å, or a binned image whose calibration was not updated), or by 15 % or more "
         "on very sharp images; check the calibration by hand (--pixel-size, Å/px): --calibrate --element "
-        "<metal> measures it only once it is within ±15 %")
-
-
-def _too_large_pixel_notes(results: list) -> list[str]:
-    """One line for the clusters ``pixel_size_too_large`` (a newcomer's Pb told 2× its pixel size
-    was "fcc 1.00" at twice its diameter, with no word of the calibration)."""
-    return _counted_note(
-        sum(r.reason == "pixel_size_too_large" for r in results), "pixel_size_too_large",
+        "<metal> measures it only once it is within ±15 %",
+    "pixel_size_too_large":
         "the strongest lattice fringes look coarser than any metal's at the pixel size given, which is "
         "likely 1.5× or more too large (their diameters too; an upsampled image whose calibration was not "
         "updated?); check it by hand (--pixel-size, Å/px): --calibrate --element <metal> measures it only "
-        "once it is within ±15 %")
+        "once it is within ±15 %",
+}
+
+
+def _scale_notes(results: list) -> list[str]:
+    """One line per reason of :data:`SCALE_NOTES` that some clusters got."""
+    return [line for reason, text in SCALE_NOTES.items()
+            for line in _counted_note(sum(r.reason == reason for r in results), reason, text)]
 
 
 def _no_lattice_notes(results: list) -> list[str]:
