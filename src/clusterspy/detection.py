@@ -410,7 +410,8 @@ CUT_BAND_PX = 4.0
 #: Least share of exactly constant pixels in that band for the edge to be a fill's (a cut): a crop's
 #: or a rotation's fill is wholly constant (1.0); the exact zeros of a low-count vacuum next to a
 #: facet are strewn with counts — `clusterspy simulate --dose 500 / 2000` (0.2 Å/px) leaves 95 % /
-#: 87 % of the vacuum zero, and the facets of its icosahedra were called cut.
+#: 87 % of the image zero, and the facets of its icosahedra were called cut. A vacuum with no counts
+#: at all (0.15 Å/px at 10³ e⁻/Å²: 99.99 % zero) is as pure as a fill, and is still called cut.
 CUT_FILL_PURITY = 0.99
 
 

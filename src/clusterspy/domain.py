@@ -94,7 +94,7 @@ __all__ = [
 
 #: Every reason a cluster may get instead of a label, in the order they are tested.
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
-           "not_resolved", "pixel_size_too_large", "out_of_distribution", "low_confidence",
+           "pixel_size_too_large", "not_resolved", "out_of_distribution", "low_confidence",
            "models_disagree", "fit_disagrees")
 
 Contrast = Literal["auto", "haadf"]
@@ -213,7 +213,8 @@ SHARP_SPOT_MIN = 20.0
 SPOT_SEARCH_A = (8.0, 1.2)
 #: Spacing [Å] beyond which a resolved cluster's strongest spot is coarser than the strongest
 #: fringe of any metal at a pixel size up to 20 % too large (the cards' ``pixel_size_error``; Pb
-#: {111}: 2.86 Å × 1.2 = 3.43 Å, Au {111} 2.82 Å) → ``pixel_size_too_large`` (:func:`resolution_reason`),
+#: {111}: 2.86 Å × 1.2 = 3.43 Å; Au {111}: 2.35 Å × 1.2 = 2.82 Å) → ``pixel_size_too_large``
+#: (:func:`resolution_reason`),
 #: from :data:`FRINGES_NEEDED_FROM_A`. The strongest spot of 72 fast-simulated Au / Pt / Cu particles
 #: of 2–10 nm (``benchmarks/scale_cues.py`` ``coarse``; the clusters of 3.5 nm and more) lies at most at
 #: 2.75 Å at their true pixel size, 2.90 Å told 15 % too large, 3.15 Å told 30 % too large; StatSTEM's
