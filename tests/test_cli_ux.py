@@ -573,3 +573,21 @@ def test_the_table_keeps_the_start_and_end_of_a_long_file_name() -> None:
     cell = _file_cell("/data/icosahedral_150_p0.25_src3_med5.npz")
     assert len(cell) == FILE_CELL_CHARS
     assert cell.startswith("icosahedral_") and cell.endswith("_med5.npz") and "…" in cell
+
+
+@needs_weights
+def test_a_glassy_call_above_the_amorphous_cap_is_not_called_too_large_for_every_model():
+    """``too_large`` after inference (an amorphous call above the largest glassy cluster trained on)
+    had the note for particles beyond every model's range: a newcomer's 5 nm cluster read "too large
+    for every shipped model (together 0.87–10.54 nm)"."""
+    from clusterspy.cli import _other_model_notes
+    from clusterspy.predict import ClusterResult
+
+    def result(k: int, d_nm: float, conf: float | None) -> ClusterResult:
+        return ClusterResult(file="f", frame=0, cluster=k, x_px=1.0, y_px=1.0, label="unknown",
+                             confidence=conf, reason="too_large", diameter_nm=d_nm)
+
+    (glassy,) = _other_model_notes([result(0, 5.0, 0.96)], None)
+    assert glassy.startswith("1 cluster too_large for a glassy call") and "every shipped model" not in glassy
+    both = _other_model_notes([result(0, 5.0, 0.96), result(1, 12.5, None)], None)
+    assert len(both) == 2 and "1 cluster too large for every shipped model" in both[1]

@@ -521,13 +521,21 @@ def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
 
 def _other_model_notes(results: list, model: Path | None) -> list[str]:
     """For clusters ``too_large`` (``too_small``): the shipped model whose domain covers them, in one
-    line each — or, with the size-routed default, that no shipped model does."""
+    line each — or, with the size-routed default, that no shipped model does. A cluster ``too_large``
+    that the network saw (it has a confidence) was called amorphous above the largest glassy cluster
+    trained on: a line of its own (a newcomer's 5 nm cluster was told "too large for every shipped
+    model (together 0.87–10.54 nm)")."""
     from clusterspy.predict import ModelsBySize, load_model, shipped_model_covering
 
     loaded = None
-    notes = []
+    glassy = [r.diameter_nm for r in results if r.reason == "too_large" and r.confidence is not None]
+    notes = [f"{len(glassy)} cluster{'' if len(glassy) == 1 else 's'} too_large for a glassy call: the "
+             "network called them amorphous, but glassy clusters were trained only on smaller sizes — a "
+             "crystal it could not see (focus, drift, orientation) or a large glassy particle; no model "
+             "judges that"] if glassy else []
     for reason, word in (("too_large", "large"), ("too_small", "small")):
-        sizes = [r.diameter_nm for r in results if r.reason == reason and r.diameter_nm is not None]
+        sizes = [r.diameter_nm for r in results if r.reason == reason and r.diameter_nm is not None
+                 and r.confidence is None]
         if not sizes:
             continue
         loaded = loaded or load_model(model)
