@@ -478,6 +478,19 @@ def test_frames_stopped_as_scale_mismatch_warn_of_transitions_and_name_calibrate
                         "out_of_distribution 1)")
     assert "transitions, rates and dwell times miss every change of isomer" in w
     assert "--calibrate --element <metal>" in w
+    assert "one pixel size holds for the whole series" in w  # the labelled frames share the calibration
+
+
+def test_frames_told_a_pixel_size_too_large_say_so_and_that_the_labelled_ones_share_it():
+    """A newcomer's 10 frames told 2× their pixel size: 9 ``pixel_size_too_large``, the tenth labelled
+    decahedral at twice its diameter, and the summary "decahedral 1.00" from it."""
+    from clusterspy.series.summary import _unseen_frames_warning
+
+    lab = np.array(["decahedral"] + ["unknown"] * 9, dtype=object)
+    reason = np.array([""] + ["pixel_size_too_large"] * 9, dtype=object)
+    w = _unseen_frames_warning(0, lab, reason)
+    assert "pixel_size_too_large 9" in w and "1.5× or more too large" in w
+    assert "one pixel size holds for the whole series" in w and "too small" not in w
 
 
 def test_labelled_frames_among_mostly_unresolved_ones_are_called_chance():

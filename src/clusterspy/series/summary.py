@@ -178,6 +178,9 @@ def _unseen_frames_warning(cid: int, lab: np.ndarray, reason: np.ndarray) -> str
     if "pixel_size_too_large" in kinds:
         scale += ("; pixel_size_too_large says it looks 1.5× or more too large: check the calibration "
                   "(--pixel-size, Å/px)")
+    if scale:  # a newcomer's 10 frames told 2×: 9 stopped, the tenth "decahedral 1.00" at twice its size
+        scale += (" — one pixel size holds for the whole series, so the frames labelled were judged at it "
+                  "too, and their diameters are off by as much")
     n_labelled = int(np.isin(lab, CLASSES).sum())
     unresolved = ""
     if n_labelled and int((found & (reason == "not_resolved")).sum()) >= UNRESOLVED_SHARE * n_found:
