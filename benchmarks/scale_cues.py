@@ -170,14 +170,15 @@ def _coarse_row(image, factor: float, model) -> tuple[str, str | None, float | N
     from clusterspy.errors import ClusterSpyError
     from clusterspy.image import Image
     from clusterspy.predict import classify
+    from domain import _central
 
     told = Image(image.data, image.pixel_size_A * factor)
     try:
-        res = classify(told, model=model)
+        r = _central(classify(told, model=model), told.shape)
     except ClusterSpyError as exc:
         return "unknown", type(exc).__name__, None, float("nan")
-    cy, cx = (told.shape[0] - 1) / 2, (told.shape[1] - 1) / 2
-    r = min(res, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2)
+    if r is None:
+        return "unknown", "no_cluster", None, float("nan")
     spacing, peak = strongest_spot(told, r.x_px, r.y_px, 10.0 * r.diameter_nm)
     return r.label, r.reason, (spacing if peak >= LATTICE_FRINGES_MIN else None), float(r.diameter_nm)
 

@@ -528,11 +528,12 @@ def _other_model_notes(results: list, model: Path | None) -> list[str]:
     from clusterspy.predict import ModelsBySize, load_model, shipped_model_covering
 
     loaded = None
-    glassy = [r.diameter_nm for r in results if r.reason == "too_large" and r.confidence is not None]
-    notes = [f"{len(glassy)} cluster{'' if len(glassy) == 1 else 's'} too_large for a glassy call: the "
-             "network called them amorphous, but glassy clusters were trained only on smaller sizes — a "
-             "crystal it could not see (focus, drift, orientation) or a large glassy particle; no model "
-             "judges that"] if glassy else []
+    notes = _counted_note(
+        sum(r.reason == "too_large" and r.confidence is not None for r in results),
+        "too_large for a glassy call",
+        "the network called them amorphous, but glassy clusters were trained only on smaller sizes — a "
+        "crystal it could not see (focus, drift, orientation) or a large glassy particle; no model judges "
+        "that")
     for reason, word in (("too_large", "large"), ("too_small", "small")):
         sizes = [r.diameter_nm for r in results if r.reason == reason and r.diameter_nm is not None
                  and r.confidence is None]

@@ -309,13 +309,12 @@ class PixelSizeCalibration:
             why = ", ".join(f"{n} {r}" for r, n in sorted(self.not_measured.items(), key=lambda t: -t[1]))
             line = (f"no cluster to measure the lattice of (of those found: {why})" if why else
                     "no cluster found to measure the lattice of") + f"; {self.given_A:g} Å/px kept"
-            if self.not_measured.get("scale_mismatch"):
-                line += (" — scale_mismatch: their fringes are finer than any metal lattice's, so the pixel "
-                         "size given is likely too small by more than the ±15 % --calibrate can measure")
-            if self.not_measured.get("pixel_size_too_large"):
-                line += (" — pixel_size_too_large: their fringes are coarser than any metal lattice's, so "
-                         "the pixel size given is likely too large by more than the ±15 % --calibrate can "
-                         "measure")
+            for reason, fringes, way in (("scale_mismatch", "finer", "small"),
+                                         ("pixel_size_too_large", "coarser", "large")):
+                if self.not_measured.get(reason):
+                    line += (f" — {reason}: their fringes are {fringes} than any metal lattice's, so the "
+                             f"pixel size given is likely too {way} by more than the ±15 % --calibrate can "
+                             "measure")
             return line
         if self.scale is None:
             words = {"no_fringes": "no lattice fringes (amorphous or unresolved)",
