@@ -10,7 +10,7 @@ from scipy import ndimage as ndi
 from clusterspy.detection import Detection, detect_clusters, fill_mask
 from clusterspy.domain import DETECTED_TO_PROJECTED, cut_by_edge, looks_bright_field
 from clusterspy.image import Image
-from helpers import temul_au
+from helpers import SHARED, temul_au
 
 PX_A = 0.3
 RANGE_A = {"min_diameter_A": 6.0 / DETECTED_TO_PROJECTED, "max_diameter_A": 200.0 / DETECTED_TO_PROJECTED}
@@ -167,3 +167,40 @@ def test_a_vacuum_of_exact_zeros_around_a_large_cluster_is_not_a_fill():
         assert fill_mask(data, factor) is None
     (d,) = detect_clusters(Image(data, 0.3), exclude_border=False, polarity="bright", **RANGE_A)
     assert d.fill_gap_px is None and not cut_by_edge(d.bbox, d.diameter_A / 0.3, data.shape, None)
+
+
+def _clipped(data: np.ndarray, percentile: float) -> np.ndarray:
+    """``data`` with its ``percentile`` subtracted and clipped at 0: a "background-subtracted" export."""
+    return np.clip(data - np.percentile(data, percentile), 0, None).astype(np.float32)
+
+
+@pytest.mark.parametrize(("slope", "percentile"), [(30.0, 30.0), (60.0, 40.0)])
+def test_a_clipped_background_is_not_a_fill(slope, percentile):
+    # A background subtracted and clipped at 0 leaves ragged patches of zeros along the frame edge,
+    # thinning out into the noise; a pad's or a rotation's fill ends at a sharp edge. On the grid
+    # binned by 4 the patches had been taken for a fill (11 % / 33 % of the frame).
+    rng = np.random.default_rng(4)
+    yy, xx = np.mgrid[:256, :256]
+    ramp = 20.0 + slope * xx / 255  # a background brighter on the right, as a thick support makes it
+    disc = 60.0 * (np.hypot(yy - 128, xx - 128) < 60)
+    data = rng.poisson(ramp + disc).astype(np.float32)
+    clipped = _clipped(data, percentile)
+    assert 0.25 < (clipped == 0).mean() < 0.5
+    for factor in (1, 2, 4):
+        assert fill_mask(clipped, factor) is None
+    padded = np.pad(data, ((0, 0), (60, 0)))  # the same image padded is a fill
+    for factor in (1, 4):
+        m = fill_mask(padded, factor)
+        assert m is not None and m[:, : 50 // factor].all() and not m[:, 80 // factor:].any()
+
+
+@pytest.mark.shared
+def test_statstem_pb_with_its_background_clipped_stays_fcc():
+    # StatSTEM's Pb, its median subtracted and clipped at 0 (half the frame zero): "cut_by_edge".
+    from clusterspy.predict import classify
+
+    z = np.load(SHARED / "real_atomic" / "Pb_fcc_statstem.npz")
+    data = _clipped(z["image"].astype(np.float32), 50)
+    assert (data == 0).mean() > 0.45
+    (r,) = classify(data, pixel_size_A=float(z["pixel_size_A"]))
+    assert (r.label, r.reason) == ("fcc", None)

@@ -287,7 +287,8 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
     margin with one constant (0, the mean, an edge value): not data, and its boundary is an edge
     of the data like the frame's. A fill is made of exactly constant pixels, starts in a run of
     ≥ :data:`FILL_MIN_RUN_PX` px along the frame edge (so a frame without one costs four edge
-    scans), encloses no patch of data (:func:`_enclosing`) and covers at most
+    scans), encloses no patch of data (:func:`_enclosing`), ends at a sharp edge (:func:`_ragged`: not
+    the ragged zeros of a background subtracted and clipped) and covers at most
     :data:`FILL_MAX_SHARE` of the frame (an exactly constant background around clusters — a
     noise-free simulation, a low-count vacuum — is not a fill; where such a background and a fill
     merge, :func:`_cut_by_constant` finds the cut).
@@ -346,6 +347,7 @@ def _constant_regions(data: np.ndarray, factor: int
     if share > FILL_MAX_SHARE:  # in pixels: on a coarse grid a background shrinks below it
         return None, constant, values
     keep[_enclosing(lab, keep)] = False
+    keep[_ragged(lab, keep, _bin(eq, factor), factor)] = False
     mask = keep[lab]
     if not mask.any() or mask.mean() > FILL_MAX_SHARE:
         return None, constant, values
@@ -380,6 +382,46 @@ def _enclosing(lab: np.ndarray, keep: np.ndarray) -> np.ndarray:
         return np.zeros(0, int)
     rim = ndi.binary_dilation(np.isin(holes, inner), structure=np.ones((3, 3), bool)) & mask
     return np.unique(lab[rim])
+
+
+#: Depth [px] of the band beyond a constant region (past the :data:`FILL_BAND_PX` that interpolation
+#: mixes) whose share of constant pixels tells a fill from a ragged constant background.
+RAGGED_BAND_PX = 8
+#: Least share of exactly constant pixels in that band for a constant region to be a ragged
+#: background, not a fill: a rotation's or a pad's fill ends at a sharp edge, beyond which the data
+#: hold 2–8 % of its constant (StatSTEM's Pb and PtIr rotated by 5–80°, padded); an image whose
+#: background was subtracted and clipped at zero holds 49–92 % zeros there (StatSTEM's Pb clipped
+#: at its median: its whole particle had been ``cut_by_edge`` by the "fill").
+RAGGED_MIN_SHARE = 0.3
+
+
+def _ragged(lab: np.ndarray, keep: np.ndarray, constant_share: np.ndarray, factor: int) -> np.ndarray:
+    """Labels of the kept constant regions whose edge is ragged: a constant background, not a fill.
+
+    A fill is one constant up to a sharp edge, beyond which the data hold few pixels of that
+    constant; the zeros of a background that was subtracted and clipped, or of a low-count vacuum,
+    thin out gradually, and the band :data:`RAGGED_BAND_PX` deep beyond such a region (past the
+    :data:`FILL_BAND_PX` that interpolation mixes) holds :data:`RAGGED_MIN_SHARE` or more of them.
+    ``constant_share`` is each ``factor × factor`` block's share of constant pixels on the grid of
+    ``lab``.
+    """
+    from scipy import ndimage as ndi
+
+    inner = -(-(FILL_BAND_PX + 1) // factor)
+    outer = inner + max(1, -(-RAGGED_BAND_PX // factor))
+    rows, cols = lab.shape
+    out = []
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None or not keep[k]:
+            continue
+        r0, r1 = max(0, sl[0].start - outer), min(rows, sl[0].stop + outer)
+        c0, c1 = max(0, sl[1].start - outer), min(cols, sl[1].stop + outer)
+        region = lab[r0:r1, c0:c1] == k
+        dist = ndi.distance_transform_cdt(~region, metric="chessboard")
+        band = (dist > inner) & (dist <= outer)
+        if band.any() and float(constant_share[r0:r1, c0:c1][band].mean()) >= RAGGED_MIN_SHARE:
+            out.append(k)
+    return np.asarray(out, dtype=int)
 
 
 #: Height of the data along a constant region's edge over the local background, as a share of the
