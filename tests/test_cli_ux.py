@@ -591,3 +591,28 @@ def test_a_glassy_call_above_the_amorphous_cap_is_not_called_too_large_for_every
     assert glassy.startswith("1 cluster too_large for a glassy call") and "every shipped model" not in glassy
     both = _other_model_notes([result(0, 5.0, 0.96), result(1, 12.5, None)], None)
     assert len(both) == 2 and "1 cluster too large for every shipped model" in both[1]
+
+
+def test_an_element_outside_the_model_cards_gets_a_note():
+    """A newcomer's simulated Pb decahedron was fcc 0.999 after ``--calibrate --element Pb`` agreed with
+    the pixel size, and nothing said the networks never saw Pb."""
+    from clusterspy.cli import _element_notes
+
+    (note,) = _element_notes("Pb", None)
+    assert note.startswith("--element Pb: the networks were trained on Ag, Au, Cu, Pd, Pt only")
+    assert "21 % larger than Au's" in note and "--verify --element Pb" in note
+    assert _element_notes("Pt", None) == [] and _element_notes(None, None) == []
+    assert _element_notes("Xx", None) == []  # not a metal: the fit's own error says so
+
+
+def test_the_search_note_does_not_blame_a_calibration_that_calibrate_confirmed():
+    from clusterspy.cli import _searched_notes
+    from clusterspy.predict import ClusterResult
+
+    found = [ClusterResult(file="f", frame=0, cluster=0, x_px=1.0, y_px=1.0, label="decahedral",
+                           confidence=0.99, reason=None, pixel_size_factor=0.87)]
+    (plain,) = _searched_notes(found)
+    assert "the calibration may be off by as much" in plain
+    (checked,) = _searched_notes(found, calibrated=True)
+    assert "may be off" not in checked and "--calibrate measured the pixel size" in checked
+    assert "check such labels with --verify" in checked

@@ -36,6 +36,9 @@ REASON_MEANING: dict[str, str] = {
                  "``too_large`` too)",
     "cut_by_edge": "the cluster touches the image edge (``--border skip`` leaves such clusters out)",
     "neighbour_in_view": "another cluster touches it, or covers more than 10 % of its field of view",
+    "saturated": "5 % or more of its box is a plateau of the image's maximum (pixels at the maximum "
+                 "with a neighbour at it): its brightest columns are clipped — a saturated detector, or "
+                 "an export that stretched the contrast and clipped the highlights",
     "scale_mismatch": "its strongest lattice fringes are finer than any metal's (< 1.25 Å at the pixel "
                       "size given): the pixel size is too small (pm read as Å, or a value 2–3× too small)",
     "pixel_size_too_large": "a resolved cluster of 3.5 nm or more whose strongest lattice spot lies "

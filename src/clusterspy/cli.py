@@ -284,6 +284,8 @@ def classify(
         _kept_on_interrupt("files", out, not_with="--restart" if restart else None)
     if calibrate and element is None:
         typer.echo(f"clusterspy: note: {AU_RULER_NOTE}", err=True)
+    for note in _element_notes(element, model):
+        typer.echo(f"clusterspy: note: {note}", err=True)
     if (verify or calibrate) and sys.stderr.isatty():  # minutes of fitting would pass in silence
         slow = []
         if calibrate:
@@ -325,8 +327,9 @@ def classify(
     results = batch.results()
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
-                 *_unsure_notes(results, calibrate), *_searched_notes(results),
-                 *_scale_notes(results), *_no_lattice_notes(results), *_unresolved_notes(results)]:
+                 *_unsure_notes(results, calibrate), *_searched_notes(results, calibrate),
+                 *_scale_notes(results), *_saturated_notes(results), *_no_lattice_notes(results),
+                 *_unresolved_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -393,9 +396,11 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
             *v3_note]
 
 
-def _searched_notes(results: list) -> list[str]:
+def _searched_notes(results: list, calibrated: bool = False) -> list[str]:
     """One line when labels were found only at a pixel size 15 % from the one given (the default's
-    pixel-size search, ``pixel_size_factor``): the calibration may be off by as much."""
+    pixel-size search, ``pixel_size_factor``): the calibration may be off by as much — unless
+    ``--calibrate`` measured it (``calibrated``), where a newcomer was told both that the lattice
+    agreed with it and that it may be off: then the cause more likely lies in the clusters' look."""
     from clusterspy.predict import searched_at
 
     factors = [r.pixel_size_factor for r in results if r.label != "unknown" and r.pixel_size_factor != 1.0]
@@ -408,8 +413,41 @@ def _searched_notes(results: list) -> list[str]:
     return [f"{which} found only with the pixel size given times {tried} ({at}; pixel_size_factor "
             "in JSON and CSV, px× in the table): isomernet-v2 could not label "
             f"{'it' if n == 1 else 'them'} at the pixel size given, and isomernet-v4 agreed at both pixel "
-            "sizes; the calibration may be off by as much — --calibrate --element <metal> measures it "
-            "against the clusters' lattice"]
+            "sizes; " + ("--calibrate measured the pixel size against the clusters' lattice (see its note): "
+                         "where it agreed, the clusters look unlike the training set's at their own scale "
+                         "(a metal other than the model card's, a lattice strained) rather than the "
+                         "calibration being off — check such labels with --verify"
+                         if calibrated else
+                         "the calibration may be off by as much — --calibrate --element <metal> measures it "
+                         "against the clusters' lattice")]
+
+
+def _element_notes(element: str | None, model: Path | None) -> list[str]:
+    """One line when ``--element`` names a metal outside every model card's ``elements``: a newcomer's
+    simulated Pb decahedron was fcc 0.999 after ``--calibrate --element Pb`` said the pixel size agreed,
+    and nothing said the networks never saw Pb."""
+    from clusterspy.predict import ModelsBySize, load_model
+
+    if element is None:
+        return []
+    loaded = load_model(model)
+    cards = [m.card for m in loaded.models] if isinstance(loaded, ModelsBySize) else [loaded.card]
+    known = sorted({str(e) for c in cards for e in c.domain.get("elements", ())})
+    if not known or element in known:
+        return []
+    from clusterspy.errors import ClusterSpyError
+
+    try:
+        from clusterspy.structures import lattice_constant
+
+        a, au = lattice_constant(element), lattice_constant("Au")
+    except (ClusterSpyError, ImportError):  # not an fcc metal ASE knows: the fit says so itself
+        return []
+    off = f"{100 * abs(a / au - 1):.0f} % {'larger' if a > au else 'smaller'}"
+    return [f"--element {element}: the networks were trained on {', '.join(known)} only; {element}'s "
+            f"lattice (a = {a:.2f} Å) is {off} than Au's, so its clusters look like Au told a pixel size "
+            "off by as much: their labels are less "
+            f"sure than the README's figures — check them with --verify --element {element}"]
 
 
 def _counted_note(n: int, what: str, text: str) -> list[str]:
@@ -438,6 +476,18 @@ def _scale_notes(results: list) -> list[str]:
     """One line per reason of :data:`SCALE_NOTES` that some clusters got."""
     return [line for reason, text in SCALE_NOTES.items()
             for line in _counted_note(sum(r.reason == reason for r in results), reason, text)]
+
+
+def _saturated_notes(results: list) -> list[str]:
+    """One line for the clusters ``saturated``: a newcomer's 8-bit exports, contrast stretched until the
+    brightest columns clipped, turned decahedra into fcc 0.94–1.00 without a word."""
+    n = sum(r.reason == "saturated" for r in results)
+    return _counted_note(
+        n, "saturated",
+        "a plateau of the image's maximum covers 5 % or more of "
+        f"{'its' if n == 1 else 'their'} box — the brightest columns are clipped, and with them the column "
+        "intensities that tell the isomers apart (a saturated detector, or an export that stretched the "
+        "contrast, e.g. to 8 bits): give the raw data")
 
 
 def _no_lattice_notes(results: list) -> list[str]:
@@ -654,6 +704,8 @@ def series(
                                  "--verify-sample K or --calibrate")
     if calibrate and element is None:
         typer.echo(f"clusterspy: note: {AU_RULER_NOTE}", err=True)
+    for note in _element_notes(element, model):
+        typer.echo(f"clusterspy: note: {note}", err=True)
     if temperature is not None and not (math.isfinite(temperature) and temperature > 0):
         raise ConfigError(f"--temperature-K {temperature:g} is not a temperature; give the specimen "
                           "temperature in K (above 0)")

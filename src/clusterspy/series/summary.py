@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 #: Reasons decided before inference (:mod:`clusterspy.domain`), and the network's own that mean it
 #: could not see the cluster: such a frame carries no evidence, and its smoothed label stays
 #: "unknown" — the HMM never labels what the model could not see.
-NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "scale_mismatch",
+NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "saturated", "scale_mismatch",
                "pixel_size_too_large", "not_resolved", "out_of_distribution", "models_disagree", BRIGHT_FIELD)
 #: Reasons whose frames' probabilities are withdrawn evidence: the HMM does not see them at all (a
 #: label the second opinion disputed would otherwise return as its neighbours' smoothed label).
