@@ -180,3 +180,30 @@ def test_tiff_written_frame_by_frame_is_a_stack_not_one_image(tmp_path):
     assert len(s) == 12
     for k in (0, 5, 11):
         np.testing.assert_array_equal(s[k].data, data[k])
+
+
+def test_pages_of_another_shape_are_said_to_be_left_out(tmp_path):
+    """A newcomer's stack whose second page was cropped: tifffile makes it a series of its own, and the
+    file was read as one image without a word of the other page."""
+    data = _stack(2, 64, np.uint8)
+    p = tmp_path / "ragged.tif"
+    tifffile.imwrite(p, data[0])
+    tifffile.imwrite(p, data[1][:32, :48], append=True)
+    with pytest.warns(UserWarning, match=r"2 pages, and 1 of them \(48×32 px\) differs in shape from the "
+                                         r"first \(64×64 px\): only the first is read") as record:
+        s = read_series(p, pixel_size_A=0.2)
+    assert record[0].filename == __file__
+    assert len(s) == 1
+    np.testing.assert_array_equal(s[0].data, data[0])
+
+
+def test_a_preview_page_is_no_frame_left_out(tmp_path):
+    """A reduced-resolution page (a preview or thumbnail, NewSubfileType 1) is not a frame."""
+    data = _stack(1, 64)[0]
+    p = tmp_path / "preview.tif"
+    tifffile.imwrite(p, data)
+    tifffile.imwrite(p, data[::4, ::4], append=True, subfiletype=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = read_series(p, pixel_size_A=0.2)
+    assert len(s) == 1

@@ -240,6 +240,8 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
                     # one page per series, all alike (tifffile written frame by frame): a stack,
                     # not an image and its previews (those differ in size)
                     expected, known, one_page_series = len(tif.series), True, True
+                elif expected == 1:
+                    _warn_other_shapes(p, tif, shape, page0.dtype)
             else:
                 return None  # 4-D and other shapes: the whole-file reader explains
             if expected <= 1:
@@ -285,6 +287,23 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
             UserWarning, stacklevel=6,  # past read_tiff and _read_tiff: read_series' caller
         )
     return frames
+
+
+def _warn_other_shapes(p: Path, tif: Any, shape: tuple[int, ...], dtype: Any) -> None:
+    """Warn when a TIFF read as one image holds more full-resolution greyscale pages of the same
+    type but another shape: frames of a stack that cannot share one array (a newcomer's stack whose
+    second page was cropped lost it without a word). Reduced pages (previews, pyramids) are left out."""
+    others = [k for k, page in enumerate(tif.pages) if k and not page.is_reduced and len(page.shape) == 2
+              and page.dtype == dtype and tuple(int(v) for v in page.shape) != shape]
+    if others:
+        sizes = sorted({"×".join(str(v) for v in tif.pages[k].shape[::-1]) for k in others})
+        warnings.warn(
+            f"{p.name} has {len(tif.pages)} pages, and {len(others)} of them ({', '.join(sizes)} px) "
+            f"{'differs' if len(others) == 1 else 'differ'} in shape from the first "
+            f"({shape[1]}×{shape[0]} px): only the first is read — save a stack's frames at one shape, "
+            "or each frame as its own file",
+            UserWarning, stacklevel=7,  # past _tiff_frames, read_tiff and _read_tiff: read_series' caller
+        )
 
 
 def _tiff_signals(p: Path, file_reader: Any, *, pixels: bool) -> list[dict[str, Any]]:
