@@ -538,7 +538,9 @@ def _edge_notes(results: list) -> list[str]:
             f"the network sees whole particles only: frame each with its rim at least {room_A:.0f} Å inside "
             "the image (crop wider), or pass --border skip to leave such clusters out. The edge of an "
             "exactly constant region counts too (a rotation's fill, padding) — and a vacuum of exact zeros "
-            "(a noise-free or very-low-count simulation) can look like one along a straight facet"]
+            "can look like one along a straight facet: a noise-free or very-low-count simulation, or zeros a "
+            "median filter, a threshold or a background subtracted and clipped at 0 made (give the raw "
+            "data)"]
 
 
 def _pixel_routing_notes(px: float | None, model: Path | None) -> list[str]:
