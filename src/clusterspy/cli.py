@@ -537,7 +537,8 @@ def _edge_notes(results: list) -> list[str]:
     return [f"{n} cluster{'' if n == 1 else 's'} touch{'es' if n == 1 else ''} the image edge (cut_by_edge): "
             f"the network sees whole particles only: frame each with its rim at least {room_A:.0f} Å inside "
             "the image (crop wider), or pass --border skip to leave such clusters out. The edge of an "
-            "exactly constant region counts too (a rotation's fill, padding) — and a vacuum of exact zeros "
+            "exactly constant region counts too (a rotation's fill, padding, a burned-in scale bar or its "
+            "text) — and a vacuum of exact zeros "
             "can look like one along a straight facet: a noise-free or very-low-count simulation, or zeros a "
             "median filter, a threshold or a background subtracted and clipped at 0 made (give the raw "
             "data)"]

@@ -356,6 +356,64 @@ def _constant_regions(data: np.ndarray, factor: int
     return ndi.binary_dilation(mask, structure=np.ones((3, 3), bool), iterations=grow), constant, values
 
 
+#: Least area [px] of a connected plateau of the image's maximum to be an annotation (a scale bar,
+#: its text): a saturated column's plateau can be as large, but its rim is bright.
+ANNOTATION_MIN_PX = 40
+#: Largest half-width [px] of a letter's stroke (a plateau no thicker is drawn, whatever its shape).
+ANNOTATION_STROKE_PX = 3.0
+#: Least ratio of the long side of a plateau's box to its short side for a bar: a cluster clipped
+#: white is a compact blob (a newcomer's 8-bit export clipped at the 90th percentile: one plateau of
+#: 5,288 px over a whole Au309 decahedron, its rim at the background like a bar's).
+ANNOTATION_ELONGATION = 3.0
+#: Largest height of the data just around such a plateau (the 80th percentile of its rim), as a share
+#: of the maximum's height over the image's median, for it to be drawn on the image: a burned-in bar
+#: or text sits on the background (≈ 0); the plateaus of columns an 8-bit export clipped sit on the
+#: columns' flanks, 0.33–0.67 (a fast-simulated Au309 at 0.2 Å/px stretched to its 85th–95th
+#: percentile: 40–70 px plateaus, as thin as a letter's stroke).
+ANNOTATION_RIM_MAX = 0.2
+
+
+def annotation_mask(data: np.ndarray) -> np.ndarray | None:
+    """Pixels drawn on the image — a burned-in scale bar, its text — or None when there are none.
+
+    An annotation is a connected plateau of the image's maximum (8-connected, at least
+    :data:`ANNOTATION_MIN_PX` px), thin as a letter's stroke (:data:`ANNOTATION_STROKE_PX`) or long as
+    a bar (:data:`ANNOTATION_ELONGATION`), whose rim (the pixels 2–3 px around it) lies at the background: its
+    80th percentile's height over the image's median is under :data:`ANNOTATION_RIM_MAX` of the maximum's. A
+    saturated cluster's plateaus sit on its columns' bright flanks, and Poisson noise never makes a
+    plateau. Velox or DigitalMicrograph exports with a scale bar had it found as a cluster (a newcomer:
+    ``cut_by_edge`` in every frame of a series, or the real particle's ``neighbour_in_view``).
+    """
+    from scipy import ndimage as ndi
+
+    data = np.asarray(data)
+    top = data.max()
+    median = float(np.median(_sub(data.ravel())))
+    if not float(top) > median:
+        return None
+    lab, n = ndi.label(data == top, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return None
+    area = np.bincount(lab.ravel(), minlength=n + 1)
+    out = np.zeros(data.shape, bool)
+    for k, sl in enumerate(ndi.find_objects(lab), start=1):
+        if sl is None or area[k] < ANNOTATION_MIN_PX:
+            continue
+        r0, r1 = max(0, sl[0].start - 3), min(data.shape[0], sl[0].stop + 3)
+        c0, c1 = max(0, sl[1].start - 3), min(data.shape[1], sl[1].stop + 3)
+        own = lab[r0:r1, c0:c1] == k
+        height, width = sl[0].stop - sl[0].start, sl[1].stop - sl[1].start
+        thin = float(ndi.distance_transform_edt(np.pad(own, 1))[1:-1, 1:-1].max()) <= ANNOTATION_STROKE_PX
+        if not (thin or max(height, width) >= ANNOTATION_ELONGATION * min(height, width)):
+            continue  # a compact blob: a cluster clipped white, not a bar or a letter
+        rim = ndi.binary_dilation(own, iterations=3) & ~ndi.binary_dilation(own)
+        values = data[r0:r1, c0:c1][rim]
+        rim_height = float(np.percentile(values, 80)) - median if values.size else float("inf")
+        if rim_height < ANNOTATION_RIM_MAX * (float(top) - median):
+            out[r0:r1, c0:c1] |= own
+    return out if out.any() else None
+
+
 def _enclosing(lab: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """Labels of the kept constant regions that wholly enclose a patch of data inside the frame.
 
@@ -873,6 +931,12 @@ def detect_clusters(
     work = _bin(data, factor)
     wpx = px * factor
     fill, constant, values = _constant_regions(data, factor)
+    drawn = annotation_mask(data)
+    if drawn is not None:  # a burned-in scale bar or text is no data either: no cluster, an edge
+        blocks = _bin(drawn, factor) > 0
+        blocks = ndi.binary_dilation(blocks, structure=np.ones((3, 3), bool),
+                                     iterations=1 + int(np.ceil(FILL_BAND_PX / factor)))
+        fill = blocks if fill is None else fill | blocks
     if fill is not None:
         work = _inpaint(work, fill)
     if polarity == "auto":
@@ -1005,8 +1069,9 @@ def crop_cluster(
     -------
     numpy.ndarray
         ``float32`` array ``(crop_px, crop_px)`` covering ``crop_px * pixel_size_A`` Å;
-        parts outside the image are filled with the local background (median of the
-        surroundings outside the cluster).
+        parts outside the image, and annotations drawn on it (:func:`annotation_mask`: a scale
+        bar, its text), are filled with the local background (median of the surroundings outside
+        the cluster).
     """
     from scipy import ndimage as ndi
 
@@ -1032,6 +1097,9 @@ def crop_cluster(
     radius_px = 0.6 * detection.diameter_A / image.pixel_size_A + 2
     outside = (yy - cy) ** 2 + (xx - cx) ** 2 > radius_px**2
     background = float(np.median(window[outside])) if outside.any() else float(np.median(window))
+    drawn = annotation_mask(window)
+    if drawn is not None:  # a scale bar or its text in the field: not shown to the network
+        window[ndi.binary_dilation(drawn, iterations=FILL_BAND_PX)] = background
     padded = np.pad(
         window,
         ((max(0, -r0), max(0, r1 - rows)), (max(0, -c0), max(0, c1 - cols))),
