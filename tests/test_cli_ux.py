@@ -537,7 +537,7 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
     assert "--calibrate --element <metal>" in note
     assert "the corners of an image rotated with zeros" in note  # not only the pixel size (a newcomer's)
     # a newcomer's 20 smoothed unresolved particles, all low_confidence, were told only of the pixel size
-    assert "hides by smoothing or denoising (give the raw image)" in note
+    assert "hides by smoothing, denoising or a high-pass" in note and "give the raw image" in note
     assert _unsure_notes(unsure, calibrated=True) == []
     mostly_sure = [result(0, "low_confidence"), result(1, None), result(2, None)]
     assert _unsure_notes(mostly_sure, calibrated=False) == []

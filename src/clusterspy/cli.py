@@ -390,7 +390,8 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
             "one of four causes, most often — a pixel size more than 15 % off (by default the clusters "
             "isomernet-v2 judges are also tried at 15 % either side; see the README's 'When to trust a "
             "label'; --calibrate --element <metal> checks it against the clusters' lattice); columns the "
-            "image does not resolve, or hides by smoothing or denoising (give the raw image); regions "
+            "image does not resolve, or hides by smoothing, denoising or a high-pass 'background "
+            "subtraction' (an image minus its blur: give the raw image); regions "
             "filled with a constant (the corners of an image rotated with zeros: fill them with the "
             "background); or clusters unlike any in training (their look, or neighbours in the crop)",
             *v3_note]
@@ -462,7 +463,8 @@ SCALE_NOTES = {
     "scale_mismatch":
         "the lattice fringes look finer than any metal's at the pixel size given, which is likely too small "
         "— by 2–3× (pm read as Å, or a binned image whose calibration was not updated), or by 15 % or more "
-        "on very sharp images; check the calibration by hand (--pixel-size, Å/px): --calibrate --element "
+        "on very sharp images, or after a high-pass filter (an image minus its blur) that left only the "
+        "columns; check the calibration by hand (--pixel-size, Å/px): --calibrate --element "
         "<metal> measures it only once it is within ±15 %",
     "pixel_size_too_large":
         "the strongest lattice fringes look coarser than any metal's at the pixel size given, which is "

@@ -388,10 +388,13 @@ def annotation_mask(data: np.ndarray) -> np.ndarray | None:
 
     data = np.asarray(data)
     top = data.max()
+    at_top = data == top
+    if np.count_nonzero(at_top) < ANNOTATION_MIN_PX:  # a raw frame's maximum: a few pixels
+        return None
     median = float(np.median(_sub(data.ravel())))
     if not float(top) > median:
         return None
-    lab, n = ndi.label(data == top, structure=np.ones((3, 3), bool))
+    lab, n = ndi.label(at_top, structure=np.ones((3, 3), bool))
     if n == 0:
         return None
     area = np.bincount(lab.ravel(), minlength=n + 1)

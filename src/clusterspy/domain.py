@@ -1101,7 +1101,7 @@ def cluster_reasons(
     fields = np.asarray(field_A, float) if field_A is not None else 1.25 * diam
     out: list[str | None] = []
     wanted = None if only is None else set(only)
-    plateau: np.ndarray | None = None
+    top: float | None = None  # the image's maximum, once a cluster reaches the saturation test
     for i, d in enumerate(detections):
         if wanted is not None and i not in wanted:
             out.append(None)
@@ -1118,9 +1118,12 @@ def cluster_reasons(
         if _crowded(i, xy, diam, fields[i]):
             out.append("neighbour_in_view")
             continue
-        if plateau is None:
-            plateau = saturated_plateau(image.data)
-        if saturated_share(plateau, d.bbox) >= SATURATED_MIN_SHARE:
+        if top is None:
+            data = np.asarray(image.data)
+            top = float(data.max()) if data.max() > data.min() else float("inf")
+        r0, c0, r1, c1 = (max(int(v), 0) for v in d.bbox)
+        box = np.asarray(image.data)[r0:r1, c0:c1]
+        if box.size and float(saturated_plateau(box, top).mean()) >= SATURATED_MIN_SHARE:
             out.append("saturated")
             continue
         if check_resolution:
@@ -1146,14 +1149,17 @@ def cluster_reasons(
 SATURATED_MIN_SHARE = 0.05
 
 
-def saturated_plateau(data: np.ndarray) -> np.ndarray:
-    """Pixels at the image's maximum with a 4-neighbour at it too: the plateaus a saturated detector
-    or an export that clipped the highlights (8-bit, contrast stretched) leaves on the brightest
-    columns. Noise reaches its maximum at lone pixels. None in a constant image (no data to clip)."""
+def saturated_plateau(data: np.ndarray, top: float | None = None) -> np.ndarray:
+    """Pixels at the image's maximum (``top``, default ``data``'s own) with a 4-neighbour at it too:
+    the plateaus a saturated detector or an export that clipped the highlights (8-bit, contrast
+    stretched) leaves on the brightest columns. Noise reaches its maximum at lone pixels. None in a
+    constant image (no data to clip)."""
     d = np.asarray(data)
-    if d.max() == d.min():
-        return np.zeros(d.shape, bool)
-    top = d == d.max()
+    if top is None:
+        top = d.max()
+        if top == d.min():
+            return np.zeros(d.shape, bool)
+    top = d == top
     near = np.zeros_like(top)
     near[1:] |= top[:-1]
     near[:-1] |= top[1:]

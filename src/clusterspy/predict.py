@@ -970,7 +970,8 @@ def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contr
                 "max_size_nm= in Python)")
     return (f"no cluster found in {where}: nothing stands out above the background noise "
             + ("" if contrast == "haadf" else "(HAADF: bright clusters on a dark background) ")
-            + "— check that this is an atomic-resolution image of clusters")
+            + "— check that this is an atomic-resolution image of clusters, as acquired (a high-pass "
+            "'background subtraction', an image minus its blur, removes the particles' own contrast)")
 
 
 def classify(
