@@ -497,6 +497,9 @@ def test_allocator_keeps_freed_memory():
 
     from clusterspy.simulation._memory import keep_freed_memory
 
+    # once per process: a test that started a Dask LocalCluster before may have set MALLOC_TRIM_THRESHOLD_
+    # (distributed's pre-spawn environment) after an earlier simulation cached the answer
+    keep_freed_memory.cache_clear()
     result = keep_freed_memory()
     assert isinstance(result, bool)
     if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
