@@ -1118,11 +1118,12 @@ def cluster_reasons(
         if _crowded(i, xy, diam, fields[i]):
             out.append("neighbour_in_view")
             continue
+        data = np.asarray(image.data)
         if top is None:
-            data = np.asarray(image.data)
-            top = float(data.max()) if data.max() > data.min() else float("inf")
+            high = float(data.max())
+            top = high if high > float(data.min()) else float("inf")  # a constant image clips nothing
         r0, c0, r1, c1 = (max(int(v), 0) for v in d.bbox)
-        box = np.asarray(image.data)[r0:r1, c0:c1]
+        box = data[r0:r1, c0:c1]
         if box.size and float(saturated_plateau(box, top).mean()) >= SATURATED_MIN_SHARE:
             out.append("saturated")
             continue
@@ -1152,20 +1153,20 @@ SATURATED_MIN_SHARE = 0.05
 def saturated_plateau(data: np.ndarray, top: float | None = None) -> np.ndarray:
     """Pixels at the image's maximum (``top``, default ``data``'s own) with a 4-neighbour at it too:
     the plateaus a saturated detector or an export that clipped the highlights (8-bit, contrast
-    stretched) leaves on the brightest columns. Noise reaches its maximum at lone pixels. None in a
-    constant image (no data to clip)."""
+    stretched) leaves on the brightest columns. Noise reaches its maximum at lone pixels. No pixel
+    in a constant image (no data to clip)."""
     d = np.asarray(data)
     if top is None:
         top = d.max()
         if top == d.min():
             return np.zeros(d.shape, bool)
-    top = d == top
-    near = np.zeros_like(top)
-    near[1:] |= top[:-1]
-    near[:-1] |= top[1:]
-    near[:, 1:] |= top[:, :-1]
-    near[:, :-1] |= top[:, 1:]
-    return top & near
+    at_top = d == top
+    near = np.zeros_like(at_top)
+    near[1:] |= at_top[:-1]
+    near[:-1] |= at_top[1:]
+    near[:, 1:] |= at_top[:, :-1]
+    near[:, :-1] |= at_top[:, 1:]
+    return at_top & near
 
 
 def saturated_share(plateau: np.ndarray, bbox: Sequence[int]) -> float:
