@@ -75,6 +75,7 @@ def test_a_bar_touching_the_particle_cuts_it(decahedron):
 
 
 @pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
 def test_statstem_pb_with_a_scale_bar_in_its_corner_stays_fcc():
     from PIL import Image as PILImage
     from PIL import ImageDraw

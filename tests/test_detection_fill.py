@@ -195,6 +195,7 @@ def test_a_clipped_background_is_not_a_fill(slope, percentile):
 
 
 @pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
 def test_statstem_pb_with_its_background_clipped_stays_fcc():
     # StatSTEM's Pb, its median subtracted and clipped at 0 (half the frame zero): "cut_by_edge".
     from clusterspy.predict import classify

@@ -79,6 +79,7 @@ def test_the_cli_says_why(decahedron, tmp_path, capsys):
 
 
 @pytest.mark.shared
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
 @pytest.mark.parametrize("name", ["PtIr_fcc_statstem", "Pb_fcc_statstem"])
 def test_real_particles_stretched_lightly_stay_fcc_and_clipped_hard_are_saturated(name):
     from clusterspy.predict import classify
