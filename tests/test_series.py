@@ -610,3 +610,20 @@ def test_a_series_at_the_v3_v5_boundary_warns(tmp_path):
     names = {str(m).split("@")[0] for m in res.frames["model"]}
     assert names == {"isomernet-v3", "isomernet-v5"}
     assert any("its frames were judged by 2 models" in w for w in res.summary["warnings"])
+
+
+def test_the_summary_line_says_why_frames_are_unknown():
+    """A newcomer's series summary said "2 unknown" and not why (both ``saturated``)."""
+    from clusterspy.series.summary import _reason_counts
+
+    reasons = np.array(["saturated", "", "low_confidence", "saturated", None], dtype=object)
+    assert _reason_counts(reasons[[0, 2, 3]]) == {"saturated": 2, "low_confidence": 1}
+    assert list(_reason_counts(reasons)) == ["saturated", "none", "low_confidence"]
+    data_dir = Path(__file__).resolve().parents[1] / "src" / "clusterspy" / "data"
+    with np.load(data_dir / "example_series.npz") as ex:  # told 0.42 Å/px for 0.3: mostly unknown
+        res = classify_series(ex["frames"][:12].astype(float), 0.42, n_boot=10)
+    (cl,) = res.summary["clusters"]
+    assert cl["n_unknown"] > 0 and sum(cl["unknown_reasons"].values()) == cl["n_unknown"]
+    line = next(ln for ln in res.describe().splitlines() if ln.startswith("cluster 0:"))
+    why = ", ".join(f"{k} {v}" for k, v in cl["unknown_reasons"].items())
+    assert f"{cl['n_unknown']} unknown ({why})," in line

@@ -82,9 +82,11 @@ class SeriesResult:
                     lo_s = "?" if lo is None else f"{lo:.2f}"
                     hi_s = "?" if hi is None else f"{hi:.2f}"
                     parts.append(f"{c} {v:.2f} [{lo_s}, {hi_s}]")
+            why = ", ".join(f"{k} {v}" for k, v in cl.get("unknown_reasons", {}).items())
             lines.append(
                 f"cluster {cl['cluster']}: frames {cl['first_frame']}–{cl['last_frame']}, "
-                f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown, "
+                f"{cl['n_lost']} lost, {cl['n_blurred']} blurred, {cl['n_unknown']} unknown"
+                f"{f' ({why})' if why and cl['n_unknown'] else ''}, "
                 f"{cl['n_transitions_smoothed']} transitions (smoothed)")
             if parts:  # none when no frame of the cluster is labelled (the note above says why)
                 lines.append("  proportions (smoothed, 95% CI): " + "; ".join(parts))

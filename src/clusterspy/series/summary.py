@@ -29,6 +29,14 @@ NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "sa
 WITHDRAWN = ("models_disagree",)
 
 
+def _reason_counts(reasons: np.ndarray) -> dict[str, int]:
+    """How many frames gave each reason, most frequent first (a newcomer's summary said "2 unknown"
+    and not why: they were ``saturated``)."""
+    from collections import Counter
+
+    return dict(Counter(str(r) if r not in (None, "") and r == r else "none" for r in reasons).most_common())
+
+
 def _codes(labels: np.ndarray) -> np.ndarray:
     index = {c: i for i, c in enumerate(CLASSES)}
     return np.array([index.get(str(x), -1) for x in labels], dtype=int)
@@ -357,6 +365,7 @@ def smooth_and_summarise(
             "n_lost": int(np.sum(lab == LOST)),
             "n_blurred": int(np.sum(lab == BLURRED)),
             "n_unknown": int(np.sum(lab == UNKNOWN)),
+            "unknown_reasons": _reason_counts(table["reason"][idx][lab == UNKNOWN]),
             "n_smoothed_labels": int(np.sum(np.isin(sm, CLASSES))),
             "n_inferred": int(inf.sum()),
             "n_inferred_from_unknown": int(np.sum(inf & (lab == UNKNOWN))),
