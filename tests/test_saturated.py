@@ -38,8 +38,8 @@ def test_a_plateau_is_the_maximum_reached_by_neighbours_not_by_a_lone_pixel():
     data[5, 5:7] = 9.0  # two neighbours at the maximum: a plateau
     plateau = saturated_plateau(data)
     assert plateau.sum() == 2 and not plateau[1, 1]
-    assert saturated_share(plateau, (4, 4, 8, 8)) == pytest.approx(2 / 16)
-    assert saturated_share(plateau, (0, 0, 3, 3)) == 0.0
+    assert saturated_share(data, (4, 4, 8, 8)) == pytest.approx(2 / 16)
+    assert saturated_share(data, (0, 0, 3, 3)) == 0.0
 
 
 def test_raw_counts_have_no_plateau(decahedron):
@@ -62,7 +62,7 @@ def test_a_light_stretch_keeps_the_label(decahedron):
     (raw,) = classify(Image(decahedron, 0.2))
     data = _stretched(decahedron, 99.7)
     (d,) = detect_clusters(Image(data.astype(np.float32), 0.2), exclude_border=False)
-    assert 0 < saturated_share(saturated_plateau(data), d.bbox) < SATURATED_MIN_SHARE
+    assert 0 < saturated_share(data, d.bbox) < SATURATED_MIN_SHARE
     (r,) = classify(Image(data.astype(np.float32), 0.2))
     assert raw.reason is None and (r.label, r.reason) == (raw.label, None)
 

@@ -483,10 +483,12 @@ def _scale_notes(results: list) -> list[str]:
 def _saturated_notes(results: list) -> list[str]:
     """One line for the clusters ``saturated``: a newcomer's 8-bit exports, contrast stretched until the
     brightest columns clipped, turned decahedra into fcc 0.94–1.00 without a word."""
+    from clusterspy.domain import SATURATED_MIN_SHARE
+
     n = sum(r.reason == "saturated" for r in results)
     return _counted_note(
         n, "saturated",
-        "a plateau of the image's maximum covers 5 % or more of "
+        f"a plateau of the image's maximum covers {100 * SATURATED_MIN_SHARE:g} % or more of "
         f"{'its' if n == 1 else 'their'} box — the brightest columns are clipped, and with them the column "
         "intensities that tell the isomers apart (a saturated detector, or an export that stretched the "
         "contrast, e.g. to 8 bits): give the raw data")

@@ -1118,13 +1118,11 @@ def cluster_reasons(
         if _crowded(i, xy, diam, fields[i]):
             out.append("neighbour_in_view")
             continue
-        data = np.asarray(image.data)
         if top is None:
+            data = np.asarray(image.data)
             high = float(data.max())
             top = high if high > float(data.min()) else float("inf")  # a constant image clips nothing
-        r0, c0, r1, c1 = (max(int(v), 0) for v in d.bbox)
-        box = data[r0:r1, c0:c1]
-        if box.size and float(saturated_plateau(box, top).mean()) >= SATURATED_MIN_SHARE:
+        if saturated_share(image.data, d.bbox, top) >= SATURATED_MIN_SHARE:
             out.append("saturated")
             continue
         if check_resolution:
@@ -1169,12 +1167,16 @@ def saturated_plateau(data: np.ndarray, top: float | None = None) -> np.ndarray:
     return at_top & near
 
 
-def saturated_share(plateau: np.ndarray, bbox: Sequence[int]) -> float:
-    """The share of a detection's box ``bbox`` (row0, col0, row1, col1) [px] that the ``plateau`` of
-    :func:`saturated_plateau` covers."""
-    r0, c0, r1, c1 = (int(v) for v in bbox)
-    box = plateau[max(r0, 0):r1, max(c0, 0):c1]
-    return float(box.mean()) if box.size else 0.0
+def saturated_share(data: np.ndarray, bbox: Sequence[int], top: float | None = None) -> float:
+    """The share of a detection's box ``bbox`` (row0, col0, row1, col1) [px] that the plateau of the
+    image's maximum ``top`` (default ``data``'s own) covers: :func:`saturated_plateau` of the box
+    alone, so no pass over the whole frame."""
+    d = np.asarray(data)
+    if top is None:
+        top = float(d.max()) if d.max() > d.min() else float("inf")
+    r0, c0, r1, c1 = (max(int(v), 0) for v in bbox)
+    box = d[r0:r1, c0:c1]
+    return float(saturated_plateau(box, top).mean()) if box.size else 0.0
 
 
 #: Largest share of a crop's field that other clusters may cover (training had small neighbours).

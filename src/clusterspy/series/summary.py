@@ -34,7 +34,7 @@ def _reason_counts(reasons: np.ndarray) -> dict[str, int]:
     and not why: they were ``saturated``)."""
     from collections import Counter
 
-    return dict(Counter(str(r) if r not in (None, "") and r == r else "none" for r in reasons).most_common())
+    return dict(Counter(r if isinstance(r, str) and r else "none" for r in reasons).most_common())
 
 
 def _codes(labels: np.ndarray) -> np.ndarray:
