@@ -343,6 +343,25 @@ def test_fits_on_fewer_than_two_usable_temperatures_are_null_with_the_reason(tmp
     assert "E_a =" not in proc.stdout and "of 0.0 departures" not in proc.stdout
 
 
+def test_a_temperature_where_no_transition_was_seen_is_no_arrhenius_point(tmp_path):
+    """A newcomer's (stop 38) 'E_a = 2.02 eV' came from a 573 K rate resting on 1.3e-5 expected
+    transitions (none seen) and one transition at 773 K: a barrier from nothing."""
+    path = tmp_path / "labels.csv"
+    rows = []
+    for f in range(40):  # 573 K: 20 icosahedral then 20 decahedral frames — one transition, ico → dec
+        rows.append([573.0, "a", f, 0.5 * f, "icosahedral" if f < 20 else "decahedral"])
+    for f in range(40):  # 773 K: two clusters, neither ever changes
+        rows.append([773.0, "b", f, 0.5 * f, "icosahedral"])
+        rows.append([773.0, "c", f, 0.5 * f, "decahedral"])
+    _write_labels(path, {"temperature_K": [], "series": [], "frame": [], "time_s": [], "label": []},
+                  extra=rows)
+    res = thermo_from_table(path, n_boot=100)
+    fitted = [a for a in (res["arrhenius"] or []) if a["barrier_eV"] is not None]
+    assert fitted == []
+    assert any("T = 773 K: icosahedral → decahedral rests on less than 1" in w and "left out" in w
+               for w in res["warnings"])
+
+
 def test_branching_with_no_departures_is_null():
     from clusterspy.thermo.kinetics import branching_by_temperature
 

@@ -29,6 +29,11 @@ log = logging.getLogger(__name__)
 _MISSING = {UNKNOWN, "lost", "blurred", ""}
 #: A temperature with fewer labelled frames is left out of the fits (default of ``min_labelled_frames``).
 MIN_LABELLED_FRAMES = 5
+#: Least (expected) transitions behind a temperature's rate for it to enter an Arrhenius fit. Below
+#: one, no transition was seen there: the rate the fit returns is the prior's, at most an upper bound,
+#: and a fit through it made a barrier from nothing (a newcomer's, stop 38: "E_a = 2.02 eV" from a
+#: 573 K rate resting on 1.3·10⁻⁵ transitions and one 773 K transition).
+MIN_FITTED_TRANSITIONS = 1.0
 _FIT_NAMES = {"van_t_hoff": "van 't Hoff", "arrhenius": "Arrhenius"}
 
 
@@ -399,6 +404,12 @@ def _kinetics(
             ok = q_t[:, i, j] > 0
             if ok.sum() == 0:
                 continue
+            unseen = ok & (n_t[:, i, j] < MIN_FITTED_TRANSITIONS)
+            for t in temps[unseen]:
+                warn(f"T = {t:g} K: {a} → {b} rests on less than {MIN_FITTED_TRANSITIONS:g} (expected) "
+                     "transition — none was seen, its rate is at most an upper bound: left out of the "
+                     "Arrhenius fit")
+            ok &= ~unseen
             if ok.sum() < 2:
                 warn(f"{a} → {b}: a rate at fewer than 2 temperatures; no Arrhenius fit")
                 continue
