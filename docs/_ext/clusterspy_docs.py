@@ -36,6 +36,9 @@ REASON_MEANING: dict[str, str] = {
                  "``too_large`` too)",
     "cut_by_edge": "the cluster touches the image edge (``--border skip`` leaves such clusters out)",
     "neighbour_in_view": "another cluster touches it, or covers more than 10 % of its field of view",
+    "elongated": "its outline is more elongated than the single clusters of the test sets (long over "
+                 "short axis > 1.5; 1 of 1,455 there): two overlapping or coalescing particles measured as "
+                 "one, or a rod",
     "saturated": "5 % or more of its box is a plateau of the image's maximum (pixels at the maximum "
                  "with a neighbour at it): its brightest columns are clipped — a saturated detector, or "
                  "an export that stretched the contrast and clipped the highlights",

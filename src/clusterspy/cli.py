@@ -328,8 +328,8 @@ def classify(
     typer.echo(format_results(results, fmt.value))
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results, calibrate),
-                 *_scale_notes(results), *_saturated_notes(results), *_no_lattice_notes(results),
-                 *_unresolved_notes(results)]:
+                 *_scale_notes(results), *_elongated_notes(results), *_saturated_notes(results),
+                 *_no_lattice_notes(results), *_unresolved_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -478,6 +478,19 @@ def _scale_notes(results: list) -> list[str]:
     """One line per reason of :data:`SCALE_NOTES` that some clusters got."""
     return [line for reason, text in SCALE_NOTES.items()
             for line in _counted_note(sum(r.reason == reason for r in results), reason, text)]
+
+
+def _elongated_notes(results: list) -> list[str]:
+    """One line for the clusters ``elongated``: a newcomer's overlapping pairs of particles, measured as
+    one cluster, were labelled one isomer with confidence ≥ 0.96 (stop 38)."""
+    from clusterspy.domain import ELONGATION_MAX
+
+    n = sum(r.reason == "elongated" for r in results)
+    return _counted_note(
+        n, "elongated",
+        f"{'its' if n == 1 else 'their'} outline is more than {ELONGATION_MAX:g}× as long as wide, more "
+        "elongated than any single cluster the models were tested on: most often two overlapping or "
+        "coalescing particles found as one (one label would be a claim about two), or a rod")
 
 
 def _saturated_notes(results: list) -> list[str]:

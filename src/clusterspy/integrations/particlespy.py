@@ -55,8 +55,10 @@ def _frame_image(image: Any, frame: int | None, pixel_size_A: float | None) -> I
 
 
 def _particle_detection(particle: Any, image: Image) -> Any:
-    """The particle as a :class:`clusterspy.detection.Detection` (centre, box, diameter)."""
-    from clusterspy.detection import Detection
+    """The particle as a :class:`clusterspy.detection.Detection` (centre, box, diameter; the
+    elongation of its mask, where it has one: two overlapping particles segmented as one are
+    ``elongated``)."""
+    from clusterspy.detection import Detection, elongation
 
     mask = np.asarray(getattr(particle, "mask", None)) if hasattr(particle, "mask") else None
     if mask is not None and mask.shape == image.shape and mask.any():
@@ -64,6 +66,7 @@ def _particle_detection(particle: Any, image: Image) -> Any:
         area = int(rows.size)
         y, x = float(rows.mean()), float(cols.mean())
         bbox = (int(rows.min()), int(cols.min()), int(rows.max()) + 1, int(cols.max()) + 1)
+        elong = elongation(rows, cols)
     else:  # no full-frame mask: centre of the ParticleSpy bounding box
         bb = getattr(particle, "bbox", None)
         if bb is None:
@@ -75,8 +78,10 @@ def _particle_detection(particle: Any, image: Image) -> Any:
         bbox = (r0, c0, r1, c1)
         y, x = (r0 + r1 - 1) / 2.0, (c0 + c1 - 1) / 2.0
         area = (r1 - r0) * (c1 - c0)
+        elong = 1.0
     return Detection(x_px=x, y_px=y, bbox=bbox,
-                     diameter_A=2.0 * np.sqrt(area / np.pi) * image.pixel_size_A, area_px=area)
+                     diameter_A=2.0 * np.sqrt(area / np.pi) * image.pixel_size_A, area_px=area,
+                     elongation=elong)
 
 
 def classify_particles(

@@ -365,11 +365,15 @@ def series_detect_kwargs(view: ModelView, user: dict | None = None, pixel_size_A
     the smallest that of the model that leads detection at the series' ``pixel_size_A`` [Å/px]
     (:func:`clusterspy.predict.detection_lead` of the models whose pixel sizes hold it; at 0.5–0.6
     Å/px ``isomernet-v3``, not ``isomernet-v2``, as in ``classify``), the largest every model's — under
-    the user's own ``detect_kwargs``. A model without a domain keeps the detector's defaults.
+    the user's own ``detect_kwargs``. Clusters touching the frame's edge are kept
+    (``exclude_border=False``, as in ``classify``): the domain names them ``cut_by_edge``. A model
+    without a domain keeps the detector's defaults.
 
     With the detector's automatic polarity instead, a newcomer's HAADF frame (a particle pasted on
     a noisy background, a few zero pixels) was read as dark: no cluster in any frame of the series,
-    where ``classify`` found and labelled it.
+    where ``classify`` found and labelled it. With the detector's ``exclude_border=True``, another's
+    zoomed frames, whose one cluster touched the edge, gave "no cluster found in any of the 10
+    frames" where ``classify`` reported it ``cut_by_edge`` in each.
     """
     kw: dict[str, Any] = {}
     if view.domain is not None:
@@ -383,7 +387,7 @@ def series_detect_kwargs(view: ModelView, user: dict | None = None, pixel_size_A
                       if lo <= float(pixel_size_A) <= hi] or models
         ranges = [detection_range_A(v.model.card) for v in view.routes]
         kw = {"min_diameter_A": detection_range_A(detection_lead(models).card)[0],
-              "max_diameter_A": max(r[1] for r in ranges), "polarity": "bright"}
+              "max_diameter_A": max(r[1] for r in ranges), "polarity": "bright", "exclude_border": False}
     return {**kw, **(user or {})}
 
 

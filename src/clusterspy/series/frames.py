@@ -27,7 +27,11 @@ __all__ = [
     "COLUMN",
     "FRAME_COLUMNS",
     "LOST",
+    "MERGED_MESSAGE",
+    "MERGED_PATTERN",
     "OK",
+    "SPLIT_MESSAGE",
+    "SPLIT_PATTERN",
     "FramesTable",
     "new_row",
     "read_frames_csv",
@@ -38,6 +42,16 @@ __all__ = [
 LOST = "lost"
 #: Label of a frame too blurred to classify.
 BLURRED = "blurred"
+#: ``message`` of a track's row (label :data:`LOST`) in the frame its cluster merged with others into
+#: a new cluster (:attr:`clusterspy.series.tracking.Tracker.merged`); :data:`MERGED_PATTERN` reads it.
+MERGED_MESSAGE = "merged with cluster {others} into cluster {child}"
+#: Regular expression of :data:`MERGED_MESSAGE`: groups the other parents ("1" or "1 and 3") and the child.
+MERGED_PATTERN = r"merged with cluster (\d+(?: and \d+)*) into cluster (\d+)"
+#: ``message`` of a new cluster's first row when it split from a followed one
+#: (:attr:`clusterspy.series.tracking.Tracker.split`); :data:`SPLIT_PATTERN` reads it.
+SPLIT_MESSAGE = "split from cluster {parent}"
+#: Regular expression of :data:`SPLIT_MESSAGE`: groups the parent.
+SPLIT_PATTERN = r"split from cluster (\d+)"
 #: ``status`` of a row made from a usable frame.
 OK = "ok"
 #: ``status`` of a row standing for a frame that could not be read or used (its ``message`` says why).

@@ -26,6 +26,9 @@ ADVICE: dict[str, str] = {
     "too_large": "larger than the model was trained on",
     "cut_by_edge": "the particle touches the image edge: centre it in the field of view",
     "neighbour_in_view": "another particle lies within its crop: image it on its own",
+    "elongated": "its outline is more elongated than any single cluster's in training: two overlapping "
+                 "or coalescing particles measured as one (or a rod); wait for them to separate or to "
+                 "become one particle",
     "saturated": "its brightest columns are clipped at the image's maximum (a saturated detector, or an "
                  "export that clipped the highlights): give the raw frames, or lower the detector gain",
     "scale_mismatch": "its lattice spacing does not match the pixel size: check the calibration "

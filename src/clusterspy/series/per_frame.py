@@ -20,7 +20,16 @@ from clusterspy.errors import ClusterSpyError, NoClusterFoundError
 from clusterspy.image import Image
 from clusterspy.isomers import CLASSES, UNKNOWN
 from clusterspy.series.checkpoint import Checkpoint
-from clusterspy.series.frames import BAD_FRAME, BLURRED, BRIGHT_FIELD, COLUMN, FramesTable, new_row
+from clusterspy.series.frames import (
+    BAD_FRAME,
+    BLURRED,
+    BRIGHT_FIELD,
+    COLUMN,
+    MERGED_MESSAGE,
+    SPLIT_MESSAGE,
+    FramesTable,
+    new_row,
+)
 from clusterspy.series.model_view import ModelView
 from clusterspy.series.tracking import Tracker, sharpness
 from clusterspy.series.windows import detect_in_windows
@@ -28,7 +37,8 @@ from clusterspy.series.windows import detect_in_windows
 if TYPE_CHECKING:
     from clusterspy.domain import CrystalEvidence
 
-__all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRIDS_PX", "Batch", "FrameClassifier", "FrameSettings"]
+__all__ = ["BLUR_WINDOW", "CONTRAST_SENTINEL_GRIDS_PX", "Batch", "FrameClassifier", "FrameSettings",
+           "merged_message"]
 
 #: Frames of a track's running sharpness median (blur test).
 BLUR_WINDOW = 7
@@ -127,7 +137,7 @@ class FrameClassifier:
         t_s = i * self.settings.frame_time_s if self.settings.frame_time_s else None
         if isinstance(frame, ClusterSpyError):
             message = " ".join(str(frame).split())
-            ids = [t.id for t in self.tracker.tracks] if self.tracker is not None else [-1]
+            ids = [t.id for t in self.tracker.active(i)] if self.tracker is not None else [-1]
             self.rows += [new_row(i, t_s, tid, status=BAD_FRAME, message=message) for tid in ids]
             return
         if self.model.domain is not None and not self.state.domain_checked:
@@ -135,7 +145,7 @@ class FrameClassifier:
             self.state.domain_checked = True
         elif self.looks_bright_field(frame) if bright_field is None else bright_field:
             # a later frame: this frame only is not judged, and the run goes on
-            ids = [t.id for t in self.tracker.tracks] if self.tracker is not None else [-1]
+            ids = [t.id for t in self.tracker.active(i)] if self.tracker is not None else [-1]
             for tid in ids:
                 self.rows.append(row := new_row(i, t_s, tid, label=UNKNOWN))
                 row[COLUMN["reason"]] = BRIGHT_FIELD
@@ -144,11 +154,16 @@ class FrameClassifier:
         tracker = self._tracker(frame, dets)
         reasons = self._reasons(frame, dets)
         pos = np.array([[d.x_px, d.y_px] for d in dets], float).reshape(-1, 2)
+        diam_px = np.array([(getattr(d, "diameter_A", None) or np.nan) / frame.pixel_size_A for d in dets],
+                           float)
         limit = self.settings.max_clusters
-        assign, lost = tracker.update(i, pos, None if limit is None else limit - len(tracker.tracks))
+        assign, lost = tracker.update(i, pos, None if limit is None else limit - len(tracker.tracks),
+                                      diameters_px=diam_px)
         by_id = {t.id: t for t in tracker.tracks}
         for tid in sorted([*assign, *(t.id for t in lost)]):
-            row = new_row(i, t_s, tid)
+            message = (SPLIT_MESSAGE.format(parent=tracker.split[tid]) if tid in tracker.split
+                       else merged_message(tid, tracker.merged))
+            row = new_row(i, t_s, tid, message=message)
             self.rows.append(row)
             if tid in assign:
                 k = assign[tid]
@@ -178,9 +193,10 @@ class FrameClassifier:
     def _detect(self, i: int, image: Image) -> list:
         s, tr = self.settings, self.tracker
         dets = None
-        if (s.windowed and tr is not None and tr.tracks and i % s.full_detection_every
-                and all(t.last_frame == i - 1 and t.id in self.state.diameter_px for t in tr.tracks)):
-            dets = detect_in_windows(s.detect, image, tr.tracks, self.state.diameter_px, s.detect_kwargs)
+        tracks = [] if tr is None else tr.active(i)
+        if (s.windowed and tracks and i % s.full_detection_every
+                and all(t.last_frame == i - 1 and t.id in self.state.diameter_px for t in tracks)):
+            dets = detect_in_windows(s.detect, image, tracks, self.state.diameter_px, s.detect_kwargs)
         if dets is None:
             try:
                 dets = list(s.detect(image, **s.detect_kwargs))
@@ -427,6 +443,17 @@ class FrameClassifier:
         """``(frame, cluster)`` of each of :meth:`thumbnails`, in the same order."""
         return {c: [(x[3], x[4]) for x in sorted(h, key=_rank, reverse=True)]
                 for c, h in self.state.thumbnails.items()}
+
+
+def merged_message(track_id: int, merged: dict[int, int]) -> str:
+    """The ``message`` of a track's row in the frame its cluster merged (:attr:`Tracker.merged`):
+    "merged with cluster 1 into cluster 2" (:data:`~clusterspy.series.frames.MERGED_MESSAGE`);
+    empty for a track that did not merge."""
+    if track_id not in merged:
+        return ""
+    child = merged[track_id]
+    others = sorted(p for p, c in merged.items() if c == child and p != track_id)
+    return MERGED_MESSAGE.format(others=" and ".join(str(p) for p in others), child=child)
 
 
 def _rank(item: tuple) -> tuple[float, int]:
