@@ -16,6 +16,7 @@ from clusterspy.isomers import CLASSES
 from clusterspy.series import classify_series
 from clusterspy.series.tracking import Tracker
 from clusterspy.series.windows import detect_in_windows
+from test_series import crop_double  # the same centred crop of a test double's detection
 
 PX = 0.5  # Å/px
 
@@ -42,13 +43,6 @@ def detect_double(image: Image, **kwargs) -> list[Det]:
         out.append(Det(float(x), float(y), (sl[0].start, sl[1].start, sl[0].stop, sl[1].stop),
                        2 * np.sqrt(m.sum() / np.pi) * image.pixel_size_A, int(m.sum())))
     return out
-
-
-def crop_double(image: Image, det, pixel_size_A: float, crop_px: int) -> np.ndarray:
-    h = crop_px // 2
-    pad = np.pad(image.data, h, mode="constant")
-    r, c = round(det.y_px) + h, round(det.x_px) + h
-    return pad[r - h:r + h, c - h:c + h].astype(np.float32)
 
 
 class BrightnessModel:
