@@ -5,7 +5,6 @@ network is a test double that reads the isomer from the cluster's brightness."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
@@ -16,18 +15,7 @@ from clusterspy.isomers import CLASSES
 from clusterspy.series import classify_series
 from clusterspy.series.tracking import Tracker
 from clusterspy.series.windows import detect_in_windows
-from test_series import crop_double  # the same centred crop of a test double's detection
-
-PX = 0.5  # Å/px
-
-
-@dataclass
-class Det:
-    x_px: float
-    y_px: float
-    bbox: tuple
-    diameter_A: float
-    area_px: int
+from test_series import PX, Det, crop_double  # the test doubles' pixel size, detection and crop
 
 
 def detect_double(image: Image, **kwargs) -> list[Det]:

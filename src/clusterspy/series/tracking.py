@@ -206,9 +206,9 @@ class Tracker:
                 self.split[tr.id] = parent
         if diameters_px is not None:
             by_id = {t.id: t for t in self.tracks}
+            diam = np.asarray(diameters_px, dtype=float).reshape(-1)
             for tid, c in assignment.items():
-                d = float(np.asarray(diameters_px, dtype=float).reshape(-1)[c])
-                by_id[tid].diameter_px = d if np.isfinite(d) else None
+                by_id[tid].diameter_px = float(diam[c]) if np.isfinite(diam[c]) else None
         return assignment, lost
 
     def _split_from(self, c: int, pos: np.ndarray, diameters_px: np.ndarray | None,
