@@ -528,3 +528,31 @@ def test_a_damaged_tiff_prints_one_warning_line_and_no_tifffile_log(capsys, tmp_
     assert "tifffile" not in err.lower() and "Traceback" not in err, err
     assert any(ln.startswith("clusterspy: warning:") and "frames lost" in ln for ln in lines), err
     assert all(ln.startswith("clusterspy: ") for ln in lines), err
+
+
+def test_a_pixel_size_given_in_python_over_the_file_calibration_is_warned_of(image: Path) -> None:
+    """The CLI notes an override; Python had replaced the file's 0.3 Å/px by 0.36 without a word."""
+    import clusterspy
+
+    with pytest.warns(UserWarning, match=r"pixel_size_A=0\.36 Å/px replaces the calibration of .*frame\.npz "
+                                         r"\(0\.3 Å/px\), \+20%"):
+        clusterspy.classify(image, pixel_size_A=0.36)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the file's own value, or the same value given: no warning
+        clusterspy.classify(image)
+        clusterspy.classify(image, pixel_size_A=0.301)
+
+
+def test_a_series_told_another_pixel_size_than_its_file_warns_in_the_summary(tmp_path: Path, caplog) -> None:
+    from clusterspy.series import classify_series
+
+    path = tmp_path / "stack.npz"
+    np.savez(path, frames=_frames(2), pixel_size_A=PIXEL_A)
+    result = classify_series(str(path), pixel_size_A=0.25, out=None)
+    assert any("0.25 Å/px, replaces the file's own calibration (0.3 Å/px, -17%)" in w
+               for w in result.summary["warnings"])
+    assert "replaces the file's own calibration" in caplog.text  # said at the start too
+    again = classify_series(str(path), out=None)
+    assert not any("own calibration" in w for w in again.summary["warnings"])

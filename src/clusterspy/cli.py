@@ -266,6 +266,7 @@ def classify(
     """
     from clusterspy.batch import figure_message, run_batch
     from clusterspy.errors import ClusterSpyError, ConfigError
+    from clusterspy.image import overridden_calibration_A
     from clusterspy.workflows import format_results
 
     if explain and out is None:
@@ -306,7 +307,7 @@ def classify(
             typer.echo(f"clusterspy: warning: {warning}", err=True)
         info = part["info"]
         own = info.get("file_pixel_size_A")
-        if own and info.get("pixel_size_source") == "user" and abs(own / info["pixel_size_A"] - 1) > 0.01:
+        if info.get("pixel_size_A") and overridden_calibration_A(info, info["pixel_size_A"]) is not None:
             typer.echo(f"clusterspy: note: {part['file']}: --pixel-size {info['pixel_size_A']:g} Å/px "
                        f"overrides the file's own calibration ({own:g} Å/px)", err=True)
         for cal in info.get("calibration", ()):

@@ -56,7 +56,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from clusterspy.errors import ConfigError, OutOfDomainError
-from clusterspy.image import FILL_MIN_RUN_PX, Image, edge_fill_values
+from clusterspy.image import FILL_MIN_RUN_PX, Image, edge_fill_values, overridden_calibration_A
 from clusterspy.weights.card import mahalanobis_distance
 
 __all__ = [
@@ -243,11 +243,8 @@ def _pixel_size_hint(px: float, lo: float, hi: float) -> str:
 def _overridden_calibration(image: Image, lo: float, hi: float) -> str:
     """``"; the file says … Å/px …"`` when the user's pixel size replaced a different calibration of
     the file (``metadata["file_pixel_size_A"]``, :func:`clusterspy.image.resolve_pixel_size`), else ``""``."""
-    own = image.metadata.get("file_pixel_size_A")
-    if image.metadata.get("pixel_size_source") != "user" or not own:
-        return ""
-    own = float(own)
-    if not np.isfinite(own) or own <= 0 or abs(own / float(image.pixel_size_A) - 1) <= 0.01:
+    own = overridden_calibration_A(image.metadata, image.pixel_size_A)
+    if own is None:
         return ""
     if lo <= own <= hi:
         return f"; the file says {own:g} Å/px: drop --pixel-size (pixel_size_A=) to use it"

@@ -13,7 +13,7 @@ to the right; the origin (0, 0) is the *centre* of the top-left pixel; a positio
 
 from __future__ import annotations
 
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -301,3 +301,19 @@ def resolve_pixel_size(
     metadata["pixel_size_source"] = "file"
     metadata["file_pixel_size_A"] = file_pixel_A
     return check_pixel_size(file_pixel_A)
+
+
+#: Relative difference above which a user's pixel size is said to replace the file's own calibration.
+OVERRIDE_TOLERANCE = 0.01
+
+
+def overridden_calibration_A(metadata: Mapping[str, Any], pixel_size_A: float) -> float | None:
+    """The file's own pixel size [Å/px] when the user's ``pixel_size_A`` [Å/px] replaced it and differs
+    from it by more than :data:`OVERRIDE_TOLERANCE` (metadata of :func:`resolve_pixel_size`), else None."""
+    own = metadata.get("file_pixel_size_A")
+    if metadata.get("pixel_size_source") != "user" or not own:
+        return None
+    own = float(own)
+    if not np.isfinite(own) or own <= 0 or abs(own / float(pixel_size_A) - 1) <= OVERRIDE_TOLERANCE:
+        return None
+    return own

@@ -1042,6 +1042,10 @@ def classify(
         raise ConfigError(f"border must be 'flag' or 'skip', got {border!r}")
     mdl = model if isinstance(model, (Model, ModelsBySize)) else load_model(model)
     img, name = _as_image(image, pixel_size_A, signal)
+    if pixel_size_A is not None:
+        what = (file or name if isinstance(image, str | Path) else
+                "the signal" if img.metadata.get("source") == "hyperspy" else file)
+        warn_overridden_calibration(img.metadata, img.pixel_size_A, what)
     models = usable_models(img, mdl, contrast)
     # the smallest size is the lead's (the first model that judges small clusters): it sets the
     # detector's working pixel and smoothing, so that the clusters that model judges are found as
@@ -1077,6 +1081,19 @@ def classify(
     return _judge_by_size(img, [detections[i] for i in keep], models, file=file if file is not None else name,
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons],
                           **_second_opinion_args(mdl, models))
+
+
+def warn_overridden_calibration(metadata: dict[str, Any], pixel_size_A: float, name: str | None) -> None:
+    """Warn (``UserWarning``) that the user's ``pixel_size_A`` [Å/px] replaced a different calibration
+    of the file or signal (:func:`clusterspy.image.overridden_calibration_A`): a value typed for
+    another image must not silently win over the one the file records."""
+    from clusterspy.image import overridden_calibration_A
+
+    own = overridden_calibration_A(metadata, pixel_size_A)
+    if own is not None:
+        warnings.warn(f"pixel_size_A={float(pixel_size_A):g} Å/px replaces the calibration of "
+                      f"{name or 'the image'} ({own:g} Å/px), {float(pixel_size_A) / own - 1:+.0%}; leave "
+                      "pixel_size_A out to use it", UserWarning, stacklevel=3)
 
 
 def _second_opinion_args(model: Model | ModelsBySize, models: Sequence[Model]) -> dict[str, Any]:

@@ -147,6 +147,10 @@ def classify_particles(
             img = as_image(stored, pixel_size_A)
             # a stored crop is the particle's box: it touches the crop's edge by construction
             groups[("stored", k)] = (img, [k], [_particle_detection(_CentredStored(img), img)])
+    if pixel_size_A is not None and groups:  # said once, not once per particle or frame
+        first = next(iter(groups.values()))[0]
+        predict.warn_overridden_calibration(first.metadata, first.pixel_size_A,
+                                            "the image" if image is not None else "the particles' images")
     for img, idx, dets in groups.values():
         for k, r in zip(idx, predict.judge(img, dets, model), strict=True):
             _set_properties(particles[k], r)

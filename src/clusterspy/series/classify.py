@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from clusterspy.errors import ClusterSpyError, ConfigError
-from clusterspy.image import Image
+from clusterspy.image import Image, overridden_calibration_A
 from clusterspy.io import write_text_atomic
 from clusterspy.isomers import CLASSES
 from clusterspy.series.checkpoint import Checkpoint
@@ -190,6 +190,14 @@ def classify_series(
     view = ModelView(model)
     windowed = detect is None and full_detection_every > 1
     source = open_frames(source, pixel_size_A, signal)
+    own_pixel_A = (overridden_calibration_A(getattr(source.frames, "metadata", {}), source.pixel_size_A)
+                   if pixel_size_A is not None and source.pixel_size_A else None)
+    override_msg = None if own_pixel_A is None else (
+        f"the pixel size given, {source.pixel_size_A:g} Å/px, replaces the file's own calibration "
+        f"({own_pixel_A:g} Å/px, {source.pixel_size_A / own_pixel_A - 1:+.0%}): labels, diameters and domain "
+        "checks use the value given")
+    if override_msg:
+        log.warning(override_msg)
     if detect is None:
         detect_kwargs = series_detect_kwargs(view, detect_kwargs, source.pixel_size_A)
     if detect is None or crop is None:
@@ -266,6 +274,8 @@ def classify_series(
                f"(reason '{BRIGHT_FIELD}' in frames.csv): their clusters were not classified")
         summary["warnings"].append(msg)
         log.warning(msg)
+    if override_msg:
+        summary["warnings"].append(override_msg)
     if source.frames_lost:
         msg = (f"{source.frames_lost} frame(s) at the end of {source.description} could not be read "
                f"(a truncated file): {source.length} classified")
