@@ -207,3 +207,70 @@ def test_a_preview_page_is_no_frame_left_out(tmp_path):
         warnings.simplefilter("error")
         s = read_series(p, pixel_size_A=0.2)
     assert len(s) == 1
+
+
+def _false_colour(image: np.ndarray, cmap: str) -> np.ndarray:
+    """``image`` through a matplotlib colour map, as 8-bit ``(3, rows, cols)`` channels."""
+    from matplotlib import colormaps
+
+    norm = (image - image.min()) / (image.max() - image.min())
+    rgb = (colormaps[cmap](norm)[..., :3] * 255).astype(np.uint8)
+    return np.moveaxis(rgb, -1, 0)
+
+
+@pytest.mark.parametrize("cmap", ["jet", "viridis", "gray"])
+def test_colour_channels_stored_as_three_pages_are_refused_not_read_as_frames(tmp_path: Path, cmap: str
+                                                                                ) -> None:
+    """A newcomer's (stop 39) false-colour exports, one page per channel, were 3 "frames": 5 wrong labels."""
+    from clusterspy.errors import ImageDataError
+    from clusterspy.series import classify_series
+    from helpers import blob
+
+    chw = _false_colour(blob(96, noise=20.0), cmap)
+    path = tmp_path / "rgb_pages.tif"
+    tifffile.imwrite(path, chw, photometric="minisblack")
+    pages = r"rgb_pages\.tif holds 3 pages of 8-bit data that are the colour channels of one image"
+    with pytest.raises(ImageDataError, match=pages):
+        read_series(path, pixel_size_A=0.2)
+    np.save(tmp_path / "rgb.npy", chw)
+    with pytest.raises(ImageDataError, match="colour channels"):
+        read_series(tmp_path / "rgb.npy", pixel_size_A=0.2)
+    with pytest.raises(ImageDataError, match="colour channels"):
+        classify_series(chw, pixel_size_A=0.2, out=None)
+
+
+@pytest.mark.parametrize("mean", [0.05, 0.3, 2.0, 30.0])
+def test_three_frames_of_8_bit_counts_are_a_series(tmp_path: Path, mean: float) -> None:
+    """Independent frames take about the product of their values: never taken for colour channels."""
+    frames = np.random.default_rng(2).poisson(mean, (3, 64, 64)).astype(np.uint8)
+    frames[:, 20:40, 20:40] += 3  # something to see
+    path = tmp_path / "counts.tif"
+    tifffile.imwrite(path, frames, photometric="minisblack")
+    assert len(read_series(path, pixel_size_A=0.2)) == 3
+
+
+def test_a_planar_rgb_tiff_is_named_a_colour_image(tmp_path: Path) -> None:
+    from clusterspy.errors import ImageDataError
+    from helpers import blob
+
+    path = tmp_path / "planar.tif"
+    tifffile.imwrite(path, _false_colour(blob(64), "viridis"), photometric="rgb", planarconfig="separate")
+    with pytest.raises(ImageDataError, match=r"planar\.tif is a colour \(RGB\) image stored plane by plane"):
+        read_image(path, pixel_size_A=0.2)
+
+
+def test_a_tiff_calibrated_in_centimetres_is_read_and_a_print_resolution_is_not(tmp_path: Path) -> None:
+    """A TIFF's own resolution unit (cm, inch) is a calibration when it gives a microscope's pixel size
+    (a newcomer's PtIr at 8.26·10⁸ px/cm = 0.1211 Å/px was "uncalibrated", stop 39); 72 dpi is a printer's."""
+    from helpers import blob
+
+    path = tmp_path / "cm.tif"
+    tifffile.imwrite(path, blob(64), resolution=(1e8 / 0.1211, 1e8 / 0.1211), resolutionunit="CENTIMETER")
+    assert read_image(path).pixel_size_A == pytest.approx(0.1211, rel=1e-6)
+    inch = tmp_path / "inch.tif"
+    tifffile.imwrite(inch, blob(64), resolution=(2.54e8 / 0.3, 2.54e8 / 0.3), resolutionunit="INCH")
+    assert read_image(inch).pixel_size_A == pytest.approx(0.3, rel=1e-6)
+    printed = tmp_path / "72dpi.tif"
+    tifffile.imwrite(printed, blob(64), resolution=(72, 72), resolutionunit="INCH")
+    with pytest.raises(CalibrationError, match="has no pixel-size calibration"):
+        read_image(printed)

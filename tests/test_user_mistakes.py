@@ -556,3 +556,45 @@ def test_a_series_told_another_pixel_size_than_its_file_warns_in_the_summary(tmp
     assert "replaces the file's own calibration" in caplog.text  # said at the start too
     again = classify_series(str(path), out=None)
     assert not any("own calibration" in w for w in again.summary["warnings"])
+
+
+def test_a_nan_border_left_by_drift_correction_is_no_data_and_nan_inside_is_refused(tmp_path: Path) -> None:
+    """A registered frame's NaN margin had refused the whole image ("fix or mask them"; a newcomer, stop 39)
+    — a fill now; NaN inside the image is still refused, saying where."""
+    import clusterspy
+    from clusterspy.errors import ImageDataError
+
+    frame = _frames()[0]
+    plain = clusterspy.classify(frame, pixel_size_A=PIXEL_A)
+    shifted = frame.copy()
+    shifted[:, :14] = np.nan  # a drift correction's margin on the left and at the top
+    shifted[:9] = np.inf
+    bordered = clusterspy.classify(shifted, pixel_size_A=PIXEL_A)
+    assert [(r.label, r.reason) for r in bordered] == [(r.label, r.reason) for r in plain]
+    assert plain[0].label == "icosahedral"
+    holed = frame.copy()
+    holed[60:64, 70:75] = np.nan
+    with pytest.raises(ImageDataError, match=r"20 NaN or infinite pixel\(s\) \(20 of them inside the image"):
+        clusterspy.classify(holed, pixel_size_A=PIXEL_A)
+    with pytest.raises(ImageDataError, match=r"of the image\); replace them"):
+        clusterspy.classify(np.where(np.arange(frame.shape[1]) < frame.shape[1] * 0.6, np.nan, frame),
+                            pixel_size_A=PIXEL_A)
+
+
+@pytest.mark.parametrize("canvas", ["white", "median"])
+def test_an_image_pasted_into_a_larger_canvas_is_judged_as_the_image(canvas: str) -> None:
+    """A newcomer's (stop 39) images pasted into a 2× canvas: white gave "looks like bright field", and
+    with --contrast haadf (or on a median grey) one 10–18 nm cut_by_edge "cluster" of the whole paste."""
+    import clusterspy
+
+    frame = _frames()[0]
+    u8 = np.round(255 * (frame - frame.min()) / (frame.max() - frame.min())).astype(np.uint8)
+    alone = clusterspy.classify(u8, pixel_size_A=PIXEL_A)
+    h, w = u8.shape
+    fill = 255 if canvas == "white" else int(np.median(u8))
+    big = np.full((2 * h, 2 * w), fill, np.uint8)
+    big[h // 2:h // 2 + h, w // 4:w // 4 + w] = u8
+    pasted = clusterspy.classify(big, pixel_size_A=PIXEL_A)
+    assert [(r.label, r.reason) for r in pasted] == [(r.label, r.reason) for r in alone]
+    assert alone[0].label == "icosahedral"
+    assert pasted[0].diameter_nm == pytest.approx(alone[0].diameter_nm, rel=0.05)

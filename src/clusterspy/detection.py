@@ -14,7 +14,9 @@ on a binned copy of the frame, at a physical scale set by the pixel size [Å/px]
    not a set of columns;
 4. a threshold gives a mask (holes filled): Otsu's (kept ≥ 3 σ of the noise above the
    background class), a pure noise threshold, or a robust one from the spread of the smoothed
-   image itself (textured supports in wide fields);
+   image itself (textured supports in wide fields). Otsu's follows the brightest clusters, so a
+   faint pass (:func:`_faint_regions`) looks again away from them for clusters far fainter (a
+   55-atom cluster beside a 561-atom particle);
 5. touching clusters are split by a watershed on the distance transform, seeded by its
    h-maxima at most once per ``min_diameter_A`` — only in components large enough to hold two
    clusters, each on its own bounding box (an isolated cluster costs nothing);
@@ -47,7 +49,7 @@ from typing import Any, Literal
 import numpy as np
 
 from clusterspy.errors import ConfigError, ImageDataError
-from clusterspy.image import FILL_MIN_RUN_PX, Image, check_pixel_size, edge_fill_values
+from clusterspy.image import FILL_MIN_RUN_PX, Image, check_pixel_size, edge_fill_values, pasted_rectangle
 
 Polarity = Literal["auto", "bright", "dark"]
 
@@ -60,6 +62,13 @@ COLUMN_SMOOTHING_A = 2.0
 
 #: Threshold of ``threshold="robust"``, in robust standard deviations of the smoothed image.
 ROBUST_K = 4.0
+
+#: The faint pass (:func:`_faint_regions`) runs when Otsu's threshold lies at least this many σ of the
+#: smoothed noise above the background: the bright clusters set it far above a small cluster's top.
+FAINT_PASS_FROM_SIGMA = 12.0
+#: Least peak, in σ of the smoothed noise above the background, of a region the faint pass adds
+#: (``threshold="noise"`` uses 5).
+FAINT_PEAK_SIGMA = 6.0
 
 
 @dataclass(frozen=True)
@@ -223,6 +232,87 @@ def _smoothed_noise(x: np.ndarray, sigma_px: float, valid: np.ndarray | None = N
     return raw / max(1.0, 2.0 * np.sqrt(np.pi) * sigma_px)
 
 
+def _faint_regions(smooth: np.ndarray, mask: np.ndarray, t: float, floor: float, noise: float,
+                   fill: np.ndarray | None, margin_px: int, min_area_px: float) -> np.ndarray | None:
+    """Regions Otsu's threshold ``t`` missed because brighter clusters set it: a 55-atom cluster beside
+    a 561-atom particle peaks below half the particle's height (a newcomer's at stop 38 were not found).
+
+    Otsu's threshold again, on the pixels ``margin_px`` away from ``mask`` (and from a ``fill``), kept
+    ≥ 3 σ of the smoothed ``noise`` above their own background; a region above it is added when it
+    peaks above the frame's background ``floor`` by :data:`FAINT_PEAK_SIGMA` × the larger of ``noise``
+    and those pixels' robust spread (a support's texture), and holds fewer than
+    ``min_area_px`` [px] of ``mask`` (one that holds more is the skirt of a cluster found first; one
+    that holds less, the tip of a small cluster, too small to be measured) and does not touch the
+    frame's edge, is no larger than the largest region of ``mask`` (a larger yet far fainter region is
+    background, not a cluster), and stands out as much from its own surroundings (the pixels around its box,
+    away from everything above the threshold: carbon under one particle, vacuum elsewhere). Runs only
+    when ``t`` lies ≥ :data:`FAINT_PASS_FROM_SIGMA` σ above ``floor``; None when it does not run or
+    adds nothing.
+    """
+    from scipy import ndimage as ndi
+    from skimage.filters import threshold_otsu
+
+    if noise <= 0 or t < floor + FAINT_PASS_FROM_SIGMA * noise or not mask.any():
+        return None
+    away = ndi.maximum_filter(mask.view(np.uint8), size=2 * margin_px + 1) == 0
+    if fill is not None:
+        away &= ~fill
+    rest = smooth[away]
+    if rest.size < 64 or not (rest > floor + FAINT_PEAK_SIGMA * noise).any():  # a series' usual frame
+        return None
+    sample = _sub(rest)
+    # the spread of what lies away from the clusters found: the noise, or more where a support's
+    # texture or a cluster's diffuse halo is there (a PRISM cluster's halo gave 2σ "clusters" beside it)
+    spread = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    level = floor + FAINT_PEAK_SIGMA * max(noise, spread)
+    t2 = float(threshold_otsu(sample))
+    below = sample[sample < t2]
+    floor2 = float(np.median(below)) if below.size else float(np.median(sample))
+    t2 = max(t2, floor2 + 3 * noise)
+    if t2 >= t:
+        return None
+    low = smooth > t2
+    if fill is not None:
+        low &= ~fill
+    lab, n = ndi.label(low)
+    if n == 0:
+        return None
+    where = lab[low]
+    peak = np.full(n + 1, -np.inf)
+    np.maximum.at(peak, where, smooth[low])  # over the few pixels above t2 (ndi.maximum sorts them all)
+    keep = peak >= level
+    # a cluster found first, seen lower (its skirt), is left as found; a tip of a small cluster that
+    # rose above the first threshold only over too few pixels to be measured is replaced by its region
+    keep &= np.bincount(where, weights=mask[low], minlength=n + 1) < min_area_px
+    # nor at the frame's edge, where the background's estimate is weakest (a support's rim made
+    # cut_by_edge "clusters" of carbon); a faint cluster cut by the edge could not be judged anyway
+    keep[np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]])] = False
+    # nor larger than the largest cluster found first: thickness grows with size, so a region larger
+    # yet far fainter is the background (a patch of carbon), not a cluster
+    found, _ = ndi.label(mask)
+    keep &= np.bincount(where, minlength=n + 1) <= np.bincount(found.ravel())[1:].max()
+    keep[0] = False
+    # and it must stand out from its own surroundings too: a frame's background is not one texture
+    # (carbon under a particle, vacuum elsewhere), and a patch of carbon is no cluster
+    slices = ndi.find_objects(lab)
+    for k in np.flatnonzero(keep):
+        sl = slices[k - 1]
+        grow = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, 2 * margin_px)
+        r0, r1 = max(sl[0].start - grow, 0), min(sl[0].stop + grow, lab.shape[0])
+        c0, c1 = max(sl[1].start - grow, 0), min(sl[1].stop + grow, lab.shape[1])
+        ring = ~low[r0:r1, c0:c1] & away[r0:r1, c0:c1]
+        around = smooth[r0:r1, c0:c1][ring]
+        if around.size < 16:
+            keep[k] = False
+            continue
+        mid = float(np.median(around))
+        local = 1.4826 * float(np.median(np.abs(around - mid)))
+        keep[k] = peak[k] >= mid + FAINT_PEAK_SIGMA * max(noise, local)
+    if not keep.any():
+        return None
+    return keep[lab]
+
+
 def _auto_polarity(x: np.ndarray) -> str:
     """'bright' if the intensity distribution has a heavier upper tail (HAADF), else 'dark'."""
     lo, med, hi = np.percentile(_sub(x), [1, 50, 99])
@@ -296,7 +386,8 @@ def fill_mask(data: np.ndarray, factor: int = 1) -> np.ndarray | None:
     the ragged zeros of a background subtracted and clipped) and covers at most
     :data:`FILL_MAX_SHARE` of the frame (an exactly constant background around clusters — a
     noise-free simulation, a low-count vacuum — is not a fill; where such a background and a fill
-    merge, :func:`_cut_by_constant` finds the cut).
+    merge, :func:`_cut_by_constant` finds the cut), unless the data are a rectangle pasted into it
+    (:func:`clusterspy.image.pasted_rectangle`: a canvas round an image).
 
     Parameters
     ----------
@@ -349,12 +440,13 @@ def _constant_regions(data: np.ndarray, factor: int
     constant = keep[lab]
     if not constant.any():
         return None, None, values
-    if share > FILL_MAX_SHARE:  # in pixels: on a coarse grid a background shrinks below it
+    pasted = share > FILL_MAX_SHARE and pasted_rectangle(eq)  # a canvas round an image: a fill however large
+    if share > FILL_MAX_SHARE and not pasted:  # in pixels: on a coarse grid a background shrinks below it
         return None, constant, values
     keep[_enclosing(lab, keep)] = False
     keep[_ragged(lab, keep, _bin(eq, factor), factor)] = False
     mask = keep[lab]
-    if not mask.any() or mask.mean() > FILL_MAX_SHARE:
+    if not mask.any() or (mask.mean() > FILL_MAX_SHARE and not pasted):
         return None, constant, values
     # blocks the fill's boundary crosses are not solid: one block more, in all 8 directions
     grow = 1 + int(np.ceil(FILL_BAND_PX / factor))
@@ -996,6 +1088,11 @@ def detect_clusters(
     mask = smooth > t
     if fill is not None:
         mask &= ~fill
+    if threshold == "otsu":
+        faint = _faint_regions(smooth, mask, t, floor, noise, fill, max(1, round(2 * sigma_px)),
+                               np.pi / 4 * (0.5 * min_diameter_A / wpx) ** 2)
+        if faint is not None:
+            mask |= faint
     mask = _fill_holes(mask)
     min_area_w = np.pi / 4 * (min_diameter_A / wpx) ** 2
     labels, n = ndi.label(mask)

@@ -56,7 +56,13 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 
 from clusterspy.errors import ConfigError, OutOfDomainError
-from clusterspy.image import FILL_MIN_RUN_PX, Image, edge_fill_values, overridden_calibration_A
+from clusterspy.image import (
+    FILL_MIN_RUN_PX,
+    Image,
+    edge_fill_values,
+    overridden_calibration_A,
+    pasted_rectangle,
+)
 from clusterspy.weights.card import mahalanobis_distance
 
 __all__ = [
@@ -440,17 +446,19 @@ def _fill_blocks(sample: np.ndarray, min_run_px: int) -> np.ndarray | None:
     frame edge, grown by 2 px (blocks that mix fill and data; a spline's band), or None.
 
     A constant that covers more than 60 % of the frame is a background (a noise-free
-    simulation's exact-zero vacuum), not a fill.
+    simulation's exact-zero vacuum), not a fill — unless the data are a rectangle pasted into it
+    (:func:`clusterspy.image.pasted_rectangle`).
     """
     from scipy import ndimage as ndi
 
     values = edge_fill_values(sample, min_run_px)
     if not values:
         return None
-    lab, _ = ndi.label(np.isin(sample, values))
+    constant = np.isin(sample, values)
+    lab, _ = ndi.label(constant)
     edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
     fill = np.isin(lab, edge[edge > 0])
-    if not fill.any() or fill.mean() > 0.6:
+    if not fill.any() or (fill.mean() > 0.6 and not pasted_rectangle(constant)):
         return None
     return ndi.binary_dilation(fill, iterations=2)
 

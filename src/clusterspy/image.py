@@ -63,6 +63,29 @@ class Image:
 FILL_MIN_RUN_PX = 16
 
 
+#: Largest share of exactly constant pixels inside the data's rectangle of an image pasted into a
+#: larger canvas (:func:`pasted_rectangle`).
+PASTED_MAX_CONSTANT_SHARE = 0.02
+#: Least share of the canvas such a pasted image covers (a square particle of a noise-free simulation,
+#: exactly a rectangle of data, is smaller).
+PASTED_MIN_SHARE = 0.1
+
+
+def pasted_rectangle(constant: np.ndarray) -> bool:
+    """Whether the pixels that are not ``constant`` fill an upright rectangle, the rest being the
+    constant: an image pasted into a larger canvas (a slide, a figure), whose fill may cover more of the
+    frame than any rotation's and is still a fill, not a background. A noise-free simulation's
+    exact-zero vacuum lies inside the rectangle of its data too (≥ 20 % of a round cluster's box), and a
+    pasted image that holds much of the constant itself is not taken for one
+    (:data:`PASTED_MAX_CONSTANT_SHARE`)."""
+    rows = np.flatnonzero(~constant.all(axis=1))
+    cols = np.flatnonzero(~constant.all(axis=0))
+    if rows.size < 8 or cols.size < 8:
+        return False
+    inner = constant[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    return bool(inner.size >= PASTED_MIN_SHARE * constant.size and inner.mean() <= PASTED_MAX_CONSTANT_SHARE)
+
+
 def edge_fill_values(data: np.ndarray, min_run_px: int = FILL_MIN_RUN_PX) -> list[float]:
     """Values that repeat exactly over ≥ ``min_run_px`` consecutive pixels along a frame edge.
 
@@ -175,6 +198,55 @@ def units_to_angstrom(scale: float, units: str | None) -> float | None:
     return value
 
 
+#: Most distinct colours, over the most distinct values of one channel, of 3 or 4 pages of 8-bit data
+#: that are the colour channels of one image (:func:`check_not_colour_channels`): a colour map's
+#: channels are functions of one value, so they take about as many colours as one channel takes
+#: values; frames of a series are independent (their noise), so they take about the product.
+#: (``hot``, whose channels rise one after the other, reaches 3 at most; three frames of Poisson counts
+#: of mean 0.01 take 3.7 times as many, of mean 0.05 6.3 times.)
+COLOUR_CHANNELS_MAX_RATIO = 3.2
+#: Fewest colours of such pages (sparse counts take few values alone and together).
+COLOUR_CHANNELS_MIN_COLOURS = 24
+
+
+def check_not_colour_channels(frames: np.ndarray, source: str = "the data") -> None:
+    """Refuse 3 or 4 pages of 8-bit data that are the colour channels of one image stored channel
+    first (an ImageJ "RGB stack", a ``(3, rows, cols)`` array, a TIFF of one page per channel),
+    which a series reader would take for 3 or 4 frames: each channel of a false-colour export is
+    not the image, and a newcomer's (stop 39) got confident wrong labels from them.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        The first 3 frames ``(3, rows, cols)`` (of 3 or 4).
+    source : str
+        What the data are, for the message.
+
+    Raises
+    ------
+    ImageDataError
+        When the pages are 8-bit and take at most :data:`COLOUR_CHANNELS_MAX_RATIO` times as many
+        colours (value triples) as their richest channel takes values, and at least
+        :data:`COLOUR_CHANNELS_MIN_COLOURS` colours. (Jet's channels take 94–115 values each and 247
+        colours together; three frames of Poisson counts of mean 2 take 13 values each and 689 together.)
+    """
+    a = np.asarray(frames)
+    if a.ndim != 3 or a.shape[0] != 3 or a.size == 0:
+        return
+    if not (np.issubdtype(a.dtype, np.integer) and int(a.min()) >= 0 and int(a.max()) <= 255):
+        return
+    step = max(1, a[0].size // 262144)  # ≤ 2.6·10⁵ pixels
+    ch = a.reshape(3, -1)[:, ::step].astype(np.int64)
+    singles = max(len(np.unique(c)) for c in ch)
+    colours = len(np.unique((ch[0] << 16) | (ch[1] << 8) | ch[2]))
+    if COLOUR_CHANNELS_MIN_COLOURS <= colours <= COLOUR_CHANNELS_MAX_RATIO * singles:
+        raise ImageDataError(
+            f"{source} holds 3 pages of 8-bit data that are the colour channels of one image ({colours} "
+            f"colours, as a colour map gives), not frames of a series; save the data as a single-channel "
+            "greyscale image (the microscope's own file is best)"
+        )
+
+
 def check_shape(shape: Sequence[int], *, series: bool = False, source: str = "the data") -> None:
     """Check the shape of an image (2-D) or series (3-D) before any data are loaded.
 
@@ -217,13 +289,45 @@ def check_shape(shape: Sequence[int], *, series: bool = False, source: str = "th
         )
 
 
+#: Largest share of a frame that non-finite pixels along its edge may cover and be filled
+#: (:func:`check_image_data`).
+NON_FINITE_BORDER_MAX_SHARE = 0.5
+
+
+def _fill_non_finite_border(arr: np.ndarray, source: str) -> np.ndarray:
+    """``arr`` with its NaN / ±inf pixels set to the median of the others, when they all lie in regions
+    that reach the frame's edge (the border a drift correction or registration leaves): a constant
+    fill connected to the edge, which the detector treats as no data and as an edge
+    (:func:`clusterspy.detection.fill_mask`). NaN inside the image is refused."""
+    from scipy import ndimage as ndi
+
+    bad = ~np.isfinite(arr)
+    n_bad = int(np.count_nonzero(bad))
+    labels, _ = ndi.label(bad)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    inside = n_bad - int(np.count_nonzero(np.isin(labels, edge[edge > 0])))
+    if inside or n_bad > NON_FINITE_BORDER_MAX_SHARE * arr.size:
+        where = (f"{inside} of them inside the image, away from its edge" if inside
+                 else f"{n_bad / arr.size:.0%} of the image")
+        raise ImageDataError(f"{source} contains {n_bad} NaN or infinite pixel(s) ({where}); replace them by "
+                             "values of the data (e.g. its median) or crop them away")
+    out = arr.astype(np.float32, copy=True)
+    out[bad] = np.median(out[~bad])
+    return out
+
+
 def check_image_data(data: Any, *, source: str = "the data") -> np.ndarray:
     """Return ``data`` as a float32 2-D array after checking it is a usable image.
+
+    NaN or infinite pixels in regions that reach the frame's edge (up to
+    :data:`NON_FINITE_BORDER_MAX_SHARE` of it: the border of a drift-corrected or registered
+    frame) are set to the median of the others — a fill, no data and an edge to the detector.
 
     Raises
     ------
     ImageDataError
-        If ``data`` is not numeric, not 2-D, too large, contains NaN/Inf or is constant.
+        If ``data`` is not numeric, not 2-D, too large, contains NaN/Inf inside the image (or
+        over more than that share of it) or is constant.
     """
     shape = np.shape(data)
     check_shape(shape, source=source)
@@ -234,8 +338,8 @@ def check_image_data(data: Any, *, source: str = "the data") -> np.ndarray:
         raise ImageDataError(f"{source} is not numeric (dtype {arr.dtype})")
     lo, hi = float(arr.min()), float(arr.max())  # NaN or ±inf anywhere shows in one of them
     if not (np.isfinite(lo) and np.isfinite(hi)):
-        bad = int(arr.size - np.count_nonzero(np.isfinite(arr)))
-        raise ImageDataError(f"{source} contains {bad} NaN or infinite pixel(s); fix or mask them")
+        arr = _fill_non_finite_border(arr, source)
+        lo, hi = float(arr.min()), float(arr.max())
     if hi == lo:
         raise ImageDataError(f"{source} is constant (every pixel = {lo}): no contrast")
     return arr.astype(np.float32, copy=False)

@@ -10,7 +10,14 @@ from typing import Any
 import numpy as np
 
 from clusterspy.errors import InputFileError
-from clusterspy.image import Image, check_image_data, check_pixel_size, check_shape, resolve_pixel_size
+from clusterspy.image import (
+    Image,
+    check_image_data,
+    check_not_colour_channels,
+    check_pixel_size,
+    check_shape,
+    resolve_pixel_size,
+)
 from clusterspy.io.formats import FORMATS, compute, read_any, supported_list
 from clusterspy.io.read import read_image
 
@@ -171,6 +178,8 @@ def read_series(
                       signal=signal)
     data, file_pixel, md = read_any(p, lazy=True, signal=signal)
     check_shape(np.shape(data), series=True, source=p.name)
+    if np.ndim(data) == 3 and np.shape(data)[0] in (3, 4):
+        check_not_colour_channels(np.stack([compute(data[k]) for k in range(3)]), p.name)
     pixel = resolve_pixel_size(p.name, file_pixel, pixel_size_A, md)
     if np.ndim(data) == 2:
         data = data[None]

@@ -92,8 +92,17 @@ def _check_tiff_size(p: Path) -> None:
     check_shape(tuple(s for s in shape if s != 1) or shape, series=True, source=p.name)
 
 
+#: TIFF ``ResolutionUnit`` values (inch, centimetre) and their length in Å.
+_RESOLUTION_UNIT_A = {2: 2.54e8, 3: 1e8}
+#: Plausible pixel sizes [Å/px] from a TIFF's inch or centimetre resolution: a microscope's, not a
+#: printer's (72 dpi is 3.5·10⁶ Å/px).
+_RESOLUTION_PLAUSIBLE_A = (1e-3, 1e3)
+
+
 def _tiff_imagej_pixel(p: Path) -> float | None:
-    """Pixel size [Å/px] from ImageJ's ``unit`` and the TIFF X/YResolution tags (px per unit).
+    """Pixel size [Å/px] from ImageJ's ``unit`` and the TIFF X/YResolution tags (px per unit), or
+    from the tags alone in the TIFF's own units (inch, centimetre) when they give a pixel size a
+    microscope has (:data:`_RESOLUTION_PLAUSIBLE_A`; a print resolution such as 72 dpi is none).
 
     Raises ``NonSquarePixels`` when the X and Y resolutions differ.
     """
@@ -105,6 +114,18 @@ def _tiff_imagej_pixel(p: Path) -> float | None:
             tags = tif.pages[0].tags
             tag = tags.get("XResolution")
             ytag = tags.get("YResolution")
+            res_unit = tags.get("ResolutionUnit")
+            if unit is None and tag is not None and res_unit is not None \
+                    and int(res_unit.value) in _RESOLUTION_UNIT_A and tag.value[0]:
+                length_A = _RESOLUTION_UNIT_A[int(res_unit.value)]
+                num, den = tag.value
+                ynum, yden = ytag.value if ytag is not None else (num, den)
+                x_A = length_A * den / num
+                if not _RESOLUTION_PLAUSIBLE_A[0] <= x_A <= _RESOLUTION_PLAUSIBLE_A[1]:
+                    return None
+                if ynum:
+                    check_square(x_A, length_A * yden / ynum)
+                return x_A
             if unit is None or tag is None:
                 return None
             num, den = tag.value
@@ -214,6 +235,11 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
         with tifffile.TiffFile(p) as tif:
             page0 = tif.pages.first
             shape = tuple(int(s) for s in page0.shape)
+            if len(shape) == 3 and page0.photometric == tifffile.PHOTOMETRIC.RGB \
+                    and page0.planarconfig == tifffile.PLANARCONFIG.SEPARATE:
+                # RosettaSciIO fails on it ("the last dimension size of the array must be 3 or 4")
+                raise ImageDataError(f"{p.name} is a colour (RGB) image stored plane by plane, of shape "
+                                     f"{shape}; save it as a single-channel greyscale image")
             if len(shape) != 2 or page0.dtype is None:
                 return None  # RGB, volumes, ...: the whole-file reader explains
             series = tif.series[0]

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from clusterspy.errors import ClusterSpyError, ConfigError
-from clusterspy.image import Image, check_image_data, check_pixel_size
+from clusterspy.image import Image, check_image_data, check_not_colour_channels, check_pixel_size
 
 __all__ = ["FrameSource", "open_frames"]
 
@@ -152,6 +152,8 @@ def open_frames(source: Any, pixel_size_A: float | None, signal: int | str | Non
         if source.ndim != 3:
             raise ConfigError(f"an array series must be (frames, rows, cols), got {source.shape}")
         description = f"array{source.shape}"
+        if source.shape[0] in (3, 4):
+            check_not_colour_channels(np.asarray(source[:3]), f"the {description}")
         series = Series(source, check_pixel_size(pixel_size_A), None, {"source": description})
         return FrameSource(series, series.pixel_size_A, None, description, _array_identity(source),
                            checked=True)
