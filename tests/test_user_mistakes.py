@@ -598,3 +598,21 @@ def test_an_image_pasted_into_a_larger_canvas_is_judged_as_the_image(canvas: str
     assert [(r.label, r.reason) for r in pasted] == [(r.label, r.reason) for r in alone]
     assert alone[0].label == "icosahedral"
     assert pasted[0].diameter_nm == pytest.approx(alone[0].diameter_nm, rel=0.05)
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+def test_an_image_enlarged_by_repeating_pixels_is_warned_of(factor: int) -> None:
+    """A newcomer's ×2 exports (stop 39), told the original pixel size: right labels at twice the
+    diameters, without a word."""
+    import clusterspy
+    from clusterspy.image import enlargement_by_repetition
+
+    frame = _frames()[0]
+    big = np.repeat(np.repeat(frame, factor, axis=0), factor, axis=1)
+    said = (rf"looks enlarged ×{factor} by repeating pixels .* this one's is {PIXEL_A / factor:.3g} Å/px and "
+            rf"every diameter is ×{factor} too large")
+    with pytest.warns(UserWarning, match=said):
+        clusterspy.classify(big, pixel_size_A=PIXEL_A)
+    assert enlargement_by_repetition(frame) is None
+    u8 = np.round(255 * (frame - frame.min()) / np.ptp(frame)).astype(np.uint8)
+    assert enlargement_by_repetition(u8) is None  # an 8-bit export: no rows repeated by chance

@@ -289,6 +289,53 @@ def check_shape(shape: Sequence[int], *, series: bool = False, source: str = "th
         )
 
 
+#: Least difference, between the phases of a period of 2–4 rows (and of columns), of the share of
+#: adjacent rows (columns) that are identical, for :func:`enlargement_by_repetition` (a viewer's ×2 by
+#: nearest neighbour gives 1.0, ×1.5 0.5; raw data, 8-bit and JPEG exports, pads ≤ 0.11).
+REPEATED_PHASE_MIN = 0.4
+
+
+def _repeated_share_by_phase(a: np.ndarray, axis: int) -> tuple[int, np.ndarray] | None:
+    """The period (2–4) whose phases differ most in the share of identical adjacent rows (``axis=0``)
+    or columns, and those shares; None without varying rows."""
+    live = (np.ptp(a, axis=1 - axis) > 0)[:-1]
+    same = np.all(np.diff(a, axis=axis) == 0, axis=1 - axis).astype(float)
+    same[~live] = np.nan
+    best: tuple[int, np.ndarray] | None = None
+    for period in (2, 3, 4):
+        n = len(same) // period * period
+        if n < 8 * period:
+            continue
+        share = np.nanmean(same[:n].reshape(-1, period), axis=0)
+        if np.all(np.isfinite(share)) and (best is None or np.ptp(share) > np.ptp(best[1])):
+            best = (period, share)
+    return best
+
+
+def enlargement_by_repetition(data: np.ndarray, side_px: int = 512) -> float | None:
+    """The factor by which the image was enlarged by repeating pixels (a viewer's or an export's
+    nearest-neighbour zoom: ×2 repeats every row and column once, ×1.5 every other one), or None.
+
+    Looked for in the central ``side_px``² px: in both directions, identical adjacent rows (columns)
+    must come at fixed phases of a period of 2–4 (:data:`REPEATED_PHASE_MIN`); the factor is the
+    period over the phases without a repeat. Enlargement by interpolation is not found.
+    """
+    a = np.asarray(data)
+    r0, c0 = max(0, (a.shape[0] - side_px) // 2), max(0, (a.shape[1] - side_px) // 2)
+    a = a[r0:r0 + side_px, c0:c0 + side_px]
+    factors = []
+    for axis in (0, 1):
+        found = _repeated_share_by_phase(a, axis)
+        if found is None or np.ptp(found[1]) < REPEATED_PHASE_MIN:
+            return None
+        period, share = found
+        repeated = int(np.count_nonzero(share > 0.5))
+        if not 0 < repeated < period:
+            return None
+        factors.append(period / (period - repeated))
+    return factors[0] if factors[0] == factors[1] else None
+
+
 #: Largest share of a frame that non-finite pixels along its edge may cover and be filled
 #: (:func:`check_image_data`).
 NON_FINITE_BORDER_MAX_SHARE = 0.5

@@ -1046,6 +1046,7 @@ def classify(
         what = (file or name if isinstance(image, str | Path) else
                 "the signal" if img.metadata.get("source") == "hyperspy" else file)
         warn_overridden_calibration(img.metadata, img.pixel_size_A, what)
+    _warn_enlarged(img, file or name)
     models = usable_models(img, mdl, contrast)
     # the smallest size is the lead's (the first model that judges small clusters): it sets the
     # detector's working pixel and smoothing, so that the clusters that model judges are found as
@@ -1081,6 +1082,23 @@ def classify(
     return _judge_by_size(img, [detections[i] for i in keep], models, file=file if file is not None else name,
                           frame=frame, reasons=[[r[i] for i in keep] for r in reasons],
                           **_second_opinion_args(mdl, models))
+
+
+def _warn_enlarged(img: Image, name: str | None) -> None:
+    """Warn (``UserWarning``) when the image was enlarged by repeating pixels
+    (:func:`clusterspy.image.enlargement_by_repetition`): its pixel size is then likely the original's,
+    too large by that factor, and every diameter with it (a newcomer's ×2 exports, stop 39: right labels
+    at twice the particles' diameters, judged by the model of the larger size)."""
+    from clusterspy.image import enlargement_by_repetition
+
+    factor = enlargement_by_repetition(img.data)
+    if factor is None:
+        return
+    px = float(img.pixel_size_A)
+    warnings.warn(f"{name or 'the image'} looks enlarged ×{factor:g} by repeating pixels (a viewer's or an "
+                  f"export's zoom): if {px:g} Å/px is the original image's pixel size, this one's is "
+                  f"{px / factor:.3g} Å/px and every diameter is ×{factor:g} too large — give the original "
+                  f"image, or --pixel-size {px / factor:.3g} (pixel_size_A=)", UserWarning, stacklevel=3)
 
 
 def warn_overridden_calibration(metadata: dict[str, Any], pixel_size_A: float, name: str | None) -> None:
