@@ -157,7 +157,8 @@ def test_cluster_cut_by_the_edge_excluded_by_default():
 
 def test_robust_threshold_on_textured_support():
     # clusters on a support with a strong texture at about their own size: Otsu cuts the
-    # texture into many false clusters; the robust threshold (spread of the smoothed image
+    # texture into many false clusters (a texture this far above the noise, ≥ 30 σ, is not checked by
+    # the stand-out rule of stop 39); the robust threshold (spread of the smoothed image
     # itself, texture included) keeps to the clusters
     from scipy import ndimage as ndi
 

@@ -66,9 +66,16 @@ ROBUST_K = 4.0
 #: The faint pass (:func:`_faint_regions`) runs when Otsu's threshold lies at least this many σ of the
 #: smoothed noise above the background: the bright clusters set it far above a small cluster's top.
 FAINT_PASS_FROM_SIGMA = 12.0
-#: Least peak, in σ of the smoothed noise above the background, of a region the faint pass adds
-#: (``threshold="noise"`` uses 5).
-FAINT_PEAK_SIGMA = 6.0
+#: Least height of a cluster's peak over the median of its surroundings (the background between the
+#: regions), in the larger of the smoothed noise σ and the surroundings' robust spread (a support's
+#: texture): :func:`_stands_out`, and the faint pass's least peak (``threshold="noise"`` uses 5 σ of the
+#: noise alone).
+STAND_OUT_SIGMA = 10.0
+#: Regions of a mean contrast (:attr:`Detection.contrast`, σ of the noise) below this are checked by
+#: :func:`_stands_out` (patches of a carbon film's texture: 4.9–12.8 at 10⁴ e⁻/Å²; the newcomer's
+#: particles on it ≥ 76, the TEMUL file's defocused ones ≥ 180). Brighter ones are not: next to a
+#: rotation's fill the background's estimate can sink, and the 3 nm TEMUL particle's surroundings with it.
+STAND_OUT_CHECKED_BELOW = 30.0
 
 
 @dataclass(frozen=True)
@@ -232,6 +239,35 @@ def _smoothed_noise(x: np.ndarray, sigma_px: float, valid: np.ndarray | None = N
     return raw / max(1.0, 2.0 * np.sqrt(np.pi) * sigma_px)
 
 
+def _stands_out(smooth: np.ndarray, labels: np.ndarray, k: int, sl: tuple[slice, slice],
+                peaks: np.ndarray, noise: float, margin_px: int,
+                excluded: np.ndarray | None = None) -> bool | None:
+    """Whether region ``k`` of ``labels`` (box ``sl``, peak ``peaks[k]``) stands :data:`STAND_OUT_SIGMA` ×
+    the larger of ``noise`` and its surroundings' robust spread above their median.
+
+    Its surroundings are the pixels of its box grown by its own size (at least ``2 * margin_px``), at
+    least ``margin_px`` from every region and not ``excluded`` (a fill): the background between the
+    regions, a vacuum or a support's texture. A cluster stands far above it (a newcomer's particles of
+    55–2,057 atoms on carbon, stop 39: 12.7–69×; the TEMUL file's defocused particles pass too); the
+    texture's own patches do not (1.1–8.0× on the same carbon alone). None when fewer than 16 such
+    pixels are there (a tight crop: nothing to judge by).
+    """
+    from scipy import ndimage as ndi
+
+    grow = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, 2 * margin_px)
+    r0, r1 = max(sl[0].start - grow, 0), min(sl[0].stop + grow, smooth.shape[0])
+    c0, c1 = max(sl[1].start - grow, 0), min(sl[1].stop + grow, smooth.shape[1])
+    near = ndi.maximum_filter((labels[r0:r1, c0:c1] > 0).view(np.uint8), size=2 * margin_px + 1) > 0
+    if excluded is not None:
+        near |= excluded[r0:r1, c0:c1]
+    around = smooth[r0:r1, c0:c1][~near]
+    if around.size < 16:
+        return None
+    mid = float(np.median(around))
+    spread = 1.4826 * float(np.median(np.abs(around - mid)))
+    return bool(peaks[k] >= mid + STAND_OUT_SIGMA * max(noise, spread))
+
+
 def _faint_regions(smooth: np.ndarray, mask: np.ndarray, t: float, floor: float, noise: float,
                    fill: np.ndarray | None, margin_px: int, min_area_px: float) -> np.ndarray | None:
     """Regions Otsu's threshold ``t`` missed because brighter clusters set it: a 55-atom cluster beside
@@ -239,7 +275,7 @@ def _faint_regions(smooth: np.ndarray, mask: np.ndarray, t: float, floor: float,
 
     Otsu's threshold again, on the pixels ``margin_px`` away from ``mask`` (and from a ``fill``), kept
     ≥ 3 σ of the smoothed ``noise`` above their own background; a region above it is added when it
-    peaks above the frame's background ``floor`` by :data:`FAINT_PEAK_SIGMA` × the larger of ``noise``
+    peaks above the frame's background ``floor`` by :data:`STAND_OUT_SIGMA` × the larger of ``noise``
     and those pixels' robust spread (a support's texture), and holds fewer than
     ``min_area_px`` [px] of ``mask`` (one that holds more is the skirt of a cluster found first; one
     that holds less, the tip of a small cluster, too small to be measured) and does not touch the
@@ -258,13 +294,13 @@ def _faint_regions(smooth: np.ndarray, mask: np.ndarray, t: float, floor: float,
     if fill is not None:
         away &= ~fill
     rest = smooth[away]
-    if rest.size < 64 or not (rest > floor + FAINT_PEAK_SIGMA * noise).any():  # a series' usual frame
+    if rest.size < 64 or not (rest > floor + STAND_OUT_SIGMA * noise).any():  # a series' usual frame
         return None
     sample = _sub(rest)
     # the spread of what lies away from the clusters found: the noise, or more where a support's
     # texture or a cluster's diffuse halo is there (a PRISM cluster's halo gave 2σ "clusters" beside it)
     spread = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
-    level = floor + FAINT_PEAK_SIGMA * max(noise, spread)
+    level = floor + STAND_OUT_SIGMA * max(noise, spread)
     t2 = float(threshold_otsu(sample))
     below = sample[sample < t2]
     floor2 = float(np.median(below)) if below.size else float(np.median(sample))
@@ -296,18 +332,7 @@ def _faint_regions(smooth: np.ndarray, mask: np.ndarray, t: float, floor: float,
     # (carbon under a particle, vacuum elsewhere), and a patch of carbon is no cluster
     slices = ndi.find_objects(lab)
     for k in np.flatnonzero(keep):
-        sl = slices[k - 1]
-        grow = max(sl[0].stop - sl[0].start, sl[1].stop - sl[1].start, 2 * margin_px)
-        r0, r1 = max(sl[0].start - grow, 0), min(sl[0].stop + grow, lab.shape[0])
-        c0, c1 = max(sl[1].start - grow, 0), min(sl[1].stop + grow, lab.shape[1])
-        ring = ~low[r0:r1, c0:c1] & away[r0:r1, c0:c1]
-        around = smooth[r0:r1, c0:c1][ring]
-        if around.size < 16:
-            keep[k] = False
-            continue
-        mid = float(np.median(around))
-        local = 1.4826 * float(np.median(np.abs(around - mid)))
-        keep[k] = peak[k] >= mid + FAINT_PEAK_SIGMA * max(noise, local)
+        keep[k] = _stands_out(smooth, lab, int(k), slices[k - 1], peak, noise, margin_px, ~away) is True
     if not keep.any():
         return None
     return keep[lab]
@@ -1088,8 +1113,9 @@ def detect_clusters(
     mask = smooth > t
     if fill is not None:
         mask &= ~fill
+    margin_px = max(1, round(2 * sigma_px))
     if threshold == "otsu":
-        faint = _faint_regions(smooth, mask, t, floor, noise, fill, max(1, round(2 * sigma_px)),
+        faint = _faint_regions(smooth, mask, t, floor, noise, fill, margin_px,
                                np.pi / 4 * (0.5 * min_diameter_A / wpx) ** 2)
         if faint is not None:
             mask |= faint
@@ -1106,6 +1132,10 @@ def detect_clusters(
     area = np.bincount(flat, minlength=n + 1).astype(float)
     sum_i = np.bincount(flat, weights=smooth.ravel(), minlength=n + 1)
     slices = ndi.find_objects(labels)
+    peak = None
+    if threshold == "otsu":  # each must stand out from its own surroundings (a support's texture)
+        peak = np.full(n + 1, -np.inf)
+        np.maximum.at(peak, labels[mask], smooth[mask])
     out: list[Detection] = []
     rows, cols = data.shape
     for k in range(1, n + 1):
@@ -1114,6 +1144,10 @@ def detect_clusters(
             continue
         coarse_A = 2.0 * np.sqrt(area[k] / np.pi) * wpx
         if not (0.5 * min_diameter_A <= coarse_A <= 2.0 * max_diameter_A):
+            continue
+        faint = (sum_i[k] / area[k] - floor) / noise < STAND_OUT_CHECKED_BELOW
+        if peak is not None and faint and _stands_out(smooth, labels, k, sl, peak, noise, margin_px,
+                                                      fill) is False:  # None (a tight crop): kept
             continue
         found = _measure(data, sign, labels, k, sl, factor, px, sigma_A, fill)
         if found is None:  # too faint to measure on its own: the detector's region
