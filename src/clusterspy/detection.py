@@ -274,16 +274,19 @@ def _faint_regions(smooth: np.ndarray, mask: np.ndarray, t: float, floor: float,
     a 561-atom particle peaks below half the particle's height (a newcomer's at stop 38 were not found).
 
     Otsu's threshold again, on the pixels ``margin_px`` away from ``mask`` (and from a ``fill``), kept
-    ≥ 3 σ of the smoothed ``noise`` above their own background; a region above it is added when it
-    peaks above the frame's background ``floor`` by :data:`STAND_OUT_SIGMA` × the larger of ``noise``
-    and those pixels' robust spread (a support's texture), and holds fewer than
-    ``min_area_px`` [px] of ``mask`` (one that holds more is the skirt of a cluster found first; one
-    that holds less, the tip of a small cluster, too small to be measured) and does not touch the
-    frame's edge, is no larger than the largest region of ``mask`` (a larger yet far fainter region is
-    background, not a cluster), and stands out as much from its own surroundings (the pixels around its box,
-    away from everything above the threshold: carbon under one particle, vacuum elsewhere). Runs only
-    when ``t`` lies ≥ :data:`FAINT_PASS_FROM_SIGMA` σ above ``floor``; None when it does not run or
-    adds nothing.
+    ≥ 3 σ of the smoothed ``noise`` above their own background. A region above it is added when it:
+
+    - peaks above the frame's background ``floor`` by :data:`STAND_OUT_SIGMA` × the larger of
+      ``noise`` and those pixels' robust spread (a support's texture);
+    - holds fewer than ``min_area_px`` [px] of ``mask`` (one that holds more is the skirt of a cluster
+      found first; one that holds less, the tip of a small cluster too small to be measured);
+    - does not touch the frame's edge;
+    - is no larger than the largest region of ``mask`` (larger yet far fainter is background);
+    - stands out from its own surroundings (:func:`_stands_out`: carbon under one particle, vacuum
+      elsewhere).
+
+    Runs only when ``t`` lies ≥ :data:`FAINT_PASS_FROM_SIGMA` σ above ``floor``; None when it does not
+    run or adds nothing.
     """
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
@@ -1145,9 +1148,9 @@ def detect_clusters(
         coarse_A = 2.0 * np.sqrt(area[k] / np.pi) * wpx
         if not (0.5 * min_diameter_A <= coarse_A <= 2.0 * max_diameter_A):
             continue
-        faint = (sum_i[k] / area[k] - floor) / noise < STAND_OUT_CHECKED_BELOW
-        if peak is not None and faint and _stands_out(smooth, labels, k, sl, peak, noise, margin_px,
-                                                      fill) is False:  # None (a tight crop): kept
+        dim = (sum_i[k] / area[k] - floor) / noise < STAND_OUT_CHECKED_BELOW
+        if peak is not None and dim and _stands_out(smooth, labels, k, sl, peak, noise, margin_px,
+                                                    fill) is False:  # None (a tight crop): kept
             continue
         found = _measure(data, sign, labels, k, sl, factor, px, sigma_A, fill)
         if found is None:  # too faint to measure on its own: the detector's region
