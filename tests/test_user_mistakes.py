@@ -601,7 +601,7 @@ def test_an_image_pasted_into_a_larger_canvas_is_judged_as_the_image(canvas: str
 
 
 @pytest.mark.parametrize("factor", [2, 3])
-def test_an_image_enlarged_by_repeating_pixels_is_warned_of(factor: int) -> None:
+def test_an_image_enlarged_by_repeating_pixels_is_warned_of(factor: int, tmp_path: Path) -> None:
     """A newcomer's ×2 exports (stop 39), told the original pixel size: right labels at twice the
     diameters, without a word."""
     import clusterspy
@@ -614,5 +614,12 @@ def test_an_image_enlarged_by_repeating_pixels_is_warned_of(factor: int) -> None
     with pytest.warns(UserWarning, match=said):
         clusterspy.classify(big, pixel_size_A=PIXEL_A)
     assert enlargement_by_repetition(frame) is None
+    import warnings
+
+    with warnings.catch_warnings():  # a file whose own calibration was updated: no false alarm
+        warnings.simplefilter("error")
+        path = tmp_path / "big.npz"
+        np.savez(path, image=big, pixel_size_A=PIXEL_A / factor)
+        clusterspy.classify(path)
     u8 = np.round(255 * (frame - frame.min()) / np.ptp(frame)).astype(np.uint8)
     assert enlargement_by_repetition(u8) is None  # an 8-bit export: no rows repeated by chance

@@ -1086,11 +1086,14 @@ def classify(
 
 def _warn_enlarged(img: Image, name: str | None) -> None:
     """Warn (``UserWarning``) when the image was enlarged by repeating pixels
-    (:func:`clusterspy.image.enlargement_by_repetition`): its pixel size is then likely the original's,
+    (:func:`clusterspy.image.enlargement_by_repetition`) and its pixel size was not the file's own
+    (typed for an export, or given with an array): it is then likely the original's,
     too large by that factor, and every diameter with it (a newcomer's ×2 exports, stop 39: right labels
     at twice the particles' diameters, judged by the model of the larger size)."""
     from clusterspy.image import enlargement_by_repetition
 
+    if img.metadata.get("pixel_size_source") == "file":
+        return  # the software that enlarged it wrote the pixel size (a newcomer's halved ones: stop 39)
     factor = enlargement_by_repetition(img.data)
     if factor is None:
         return

@@ -260,14 +260,14 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
                     if len(ssq) == 3 and ssq[1:] == shape:
                         expected = max(expected, ssq[0])
                         known = True
-                if expected == 1 and len(tif.series) > 1 and all(
-                        _squeezed(s.shape) == _squeezed(shape) and s.dtype == page0.dtype
-                        for s in tif.series):
-                    # one page per series, all alike (tifffile written frame by frame): a stack,
-                    # not an image and its previews (those differ in size)
-                    expected, known, one_page_series = len(tif.series), True, True
+                alike = [s for s in tif.series if _squeezed(s.shape) == _squeezed(shape)
+                         and s.dtype == page0.dtype and len(s.pages) == 1]
+                if expected == 1 and len(tif.series) > 1 and len(alike) > 1:
+                    # one page per series (tifffile written frame by frame): a stack of those alike,
+                    # not an image and its previews (those differ in size; any other page is warned of)
+                    expected, known, one_page_series = len(alike), True, True
                 elif expected == 1:
-                    _warn_other_shapes(p, tif, shape, page0.dtype)
+                    _warn_pages_left_out(p, tif, {0}, 1)
             else:
                 return None  # 4-D and other shapes: the whole-file reader explains
             if expected <= 1:
@@ -283,18 +283,26 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
                 frames = _TiffFrames(p, shape, dtype, n=n, expected=expected,
                                      dataoffset=dataoffset)
             else:
+                # the frames' own pages (a page of another shape among them is its own series), else
+                # the file's pages in order (a truncated file tifffile gave up on)
+                own = [s.pages[0] for s in alike] if one_page_series else list(series.pages)
+                candidates = own if len(own) >= expected else list(tif.pages)
                 offsets: list[int] = []
-                for k in range(min(expected, n_pages)):
-                    page = tif.pages[k]
-                    if tuple(page.shape) != shape or page.dtype != page0.dtype:
+                read: set[int] = set()
+                for k in range(min(expected, len(candidates))):
+                    page = candidates[k]
+                    if page is None or tuple(page.shape) != shape or page.dtype != page0.dtype:
                         break
                     ends = [int(o) + int(c) for o, c in zip(page.dataoffsets,
                                                             page.databytecounts, strict=False)]
                     if max(ends, default=0) > size:
                         break  # this page's data run past the end of the file
                     offsets.append(int(page.offset))
+                    read.add(int(page.index))
                 frames = _TiffFrames(p, shape, dtype, n=len(offsets), expected=expected,
                                      offsets=offsets)
+                if not frames.lost and len(read) < n_pages:
+                    _warn_pages_left_out(p, tif, read, len(frames))
     except (ImageDataError, CalibrationError):
         raise
     except Exception as exc:
@@ -315,21 +323,31 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
     return frames
 
 
-def _warn_other_shapes(p: Path, tif: Any, shape: tuple[int, ...], dtype: Any) -> None:
-    """Warn when a TIFF read as one image holds more full-resolution greyscale pages of the same
-    type but another shape: frames of a stack that cannot share one array (a newcomer's stack whose
-    second page was cropped lost it without a word). Reduced pages (previews, pyramids) are left out."""
-    others = [k for k, page in enumerate(tif.pages) if k and not page.is_reduced and len(page.shape) == 2
-              and page.dtype == dtype and tuple(int(v) for v in page.shape) != shape]
-    if others:
-        sizes = sorted({"×".join(str(v) for v in tif.pages[k].shape[::-1]) for k in others})
-        warnings.warn(
-            f"{p.name} has {len(tif.pages)} pages, and {len(others)} of them ({', '.join(sizes)} px) "
-            f"{'differs' if len(others) == 1 else 'differ'} in shape from the first "
-            f"({shape[1]}×{shape[0]} px): only the first is read — save a stack's frames at one shape, "
-            "or each frame as its own file",
-            UserWarning, stacklevel=7,  # past _tiff_frames, read_tiff and _read_tiff: read_series' caller
-        )
+def _page_kind(page: Any) -> str:
+    """How a TIFF page is described in a warning: its size [px], and its type or colour."""
+    shape = tuple(int(v) for v in page.shape)
+    colour = " colour" if len(shape) == 3 and shape[-1] in (3, 4) else ""
+    return f"{shape[1]}×{shape[0]} px{colour} {page.dtype}"
+
+
+def _warn_pages_left_out(p: Path, tif: Any, read: set[int], n_read: int) -> None:
+    """Warn when a TIFF holds full-resolution pages that are not read: pages of another shape, type or
+    colour than the frames read (``read``: their page indices; ``n_read`` frames). Newcomers' stacks
+    with one page cropped (stop 37), of another type or in colour (stop 39) had lost those pages, and
+    the frames after them, without a word. Reduced pages (previews, pyramids) are left out."""
+    others = [k for k, page in enumerate(tif.pages) if k not in read and not page.is_reduced]
+    if not others:
+        return
+    first = tif.pages[min(read) if read else 0]
+    kinds = sorted({_page_kind(tif.pages[k]) for k in others})
+    which = ", ".join(str(k + 1) for k in others[:8]) + (" …" if len(others) > 8 else "")
+    warnings.warn(
+        f"{p.name} has {len(tif.pages)} pages, and {len(others)} of them (page {which}: {'; '.join(kinds)}) "
+        f"{'differs' if len(others) == 1 else 'differ'} from the frames read ({_page_kind(first)}): "
+        f"{n_read} frame(s) read and numbered without them — save a stack's frames at one shape and type, or "
+        "each frame as its own file",
+        UserWarning, stacklevel=7,  # past _tiff_frames, read_tiff and _read_tiff: read_series' caller
+    )
 
 
 def _tiff_signals(p: Path, file_reader: Any, *, pixels: bool) -> list[dict[str, Any]]:
