@@ -292,6 +292,6 @@ def test_a_stack_with_one_odd_page_keeps_its_other_frames_and_says_so(tmp_path, 
     said = r"6 pages, and 1 of them \(page 3: .*\) differs from the frames read \(40×40 px float32\): 5 frame"
     with pytest.warns(UserWarning, match=said):
         s = read_series(p, pixel_size_A=0.2)
-    assert len(s) == 5
+    assert len(s) == 5 and s.metadata["pages_left_out"] == [3]
     for frame, page in zip(range(5), (0, 1, 3, 4, 5), strict=True):
         np.testing.assert_array_equal(s[frame].data, data[page])

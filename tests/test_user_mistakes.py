@@ -623,3 +623,18 @@ def test_an_image_enlarged_by_repeating_pixels_is_warned_of(factor: int, tmp_pat
         clusterspy.classify(path)
     u8 = np.round(255 * (frame - frame.min()) / np.ptp(frame)).astype(np.uint8)
     assert enlargement_by_repetition(u8) is None  # an 8-bit export: no rows repeated by chance
+
+
+def test_a_series_of_a_stack_with_an_odd_page_says_so_in_its_summary(tmp_path: Path) -> None:
+    import tifffile
+
+    from clusterspy.series import classify_series
+
+    frames = _frames(3)
+    path = tmp_path / "odd.tif"
+    for k, frame in enumerate(frames):
+        tifffile.imwrite(path, frame if k != 1 else frame.astype(np.uint16), append=k > 0)
+    with pytest.warns(UserWarning, match=r"page 2: .* uint16\) differs from the frames read"):
+        result = classify_series(str(path), pixel_size_A=PIXEL_A, out=None)
+    assert result.summary["n_frames"] == 2
+    assert any(w.startswith("page(s) 2 of ") and "left out" in w for w in result.summary["warnings"])

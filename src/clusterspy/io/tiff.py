@@ -74,6 +74,8 @@ def _read_tiff(p: Path, lazy: bool, signal: int | str | None = None) -> ReadResu
     data = sig["data"]
     if frames is not None:
         data = frames
+        if frames.pages_left_out:
+            md["pages_left_out"] = frames.pages_left_out  # 1-based page numbers
         if frames.lost:
             md["frames_lost"] = frames.lost
             md["frames_expected"] = frames.expected
@@ -161,6 +163,7 @@ class _TiffFrames:
         self._n = int(n)
         self.expected = int(expected)
         self.lost = max(self.expected - self._n, 0)
+        self.pages_left_out: list[int] = []  # pages [1-based] of another shape, type or colour
         self._dataoffset = dataoffset
         self._offsets = list(offsets) if offsets is not None else None
 
@@ -302,7 +305,7 @@ def _tiff_frames(p: Path) -> _TiffFrames | None:
                 frames = _TiffFrames(p, shape, dtype, n=len(offsets), expected=expected,
                                      offsets=offsets)
                 if not frames.lost and len(read) < n_pages:
-                    _warn_pages_left_out(p, tif, read, len(frames))
+                    frames.pages_left_out = [k + 1 for k in _warn_pages_left_out(p, tif, read, len(frames))]
     except (ImageDataError, CalibrationError):
         raise
     except Exception as exc:
@@ -330,24 +333,25 @@ def _page_kind(page: Any) -> str:
     return f"{shape[1]}×{shape[0]} px{colour} {page.dtype}"
 
 
-def _warn_pages_left_out(p: Path, tif: Any, read: set[int], n_read: int) -> None:
+def _warn_pages_left_out(p: Path, tif: Any, read: set[int], n_read: int) -> list[int]:
     """Warn when a TIFF holds full-resolution pages that are not read: pages of another shape, type or
     colour than the frames read (``read``: their page indices; ``n_read`` frames). Newcomers' stacks
     with one page cropped (stop 37), of another type or in colour (stop 39) had lost those pages, and
     the frames after them, without a word. Reduced pages (previews, pyramids) are left out."""
     others = [k for k, page in enumerate(tif.pages) if k not in read and not page.is_reduced]
     if not others:
-        return
+        return others
     first = tif.pages[min(read) if read else 0]
     kinds = sorted({_page_kind(tif.pages[k]) for k in others})
     which = ", ".join(str(k + 1) for k in others[:8]) + (" …" if len(others) > 8 else "")
     warnings.warn(
         f"{p.name} has {len(tif.pages)} pages, and {len(others)} of them (page {which}: {'; '.join(kinds)}) "
         f"{'differs' if len(others) == 1 else 'differ'} from the frames read ({_page_kind(first)}): "
-        f"{n_read} frame(s) read and numbered without them — save a stack's frames at one shape and type, or "
-        "each frame as its own file",
+        f"{n_read} frame(s) read and numbered without {'it' if len(others) == 1 else 'them'} — save a "
+        "stack's frames at one shape and type, or each frame as its own file",
         UserWarning, stacklevel=7,  # past _tiff_frames, read_tiff and _read_tiff: read_series' caller
     )
+    return others
 
 
 def _tiff_signals(p: Path, file_reader: Any, *, pixels: bool) -> list[dict[str, Any]]:

@@ -276,6 +276,11 @@ def classify_series(
         log.warning(msg)
     if override_msg:
         summary["warnings"].append(override_msg)
+    left_out = getattr(source.frames, "metadata", {}).get("pages_left_out")
+    if left_out:
+        msg = (f"page(s) {', '.join(map(str, left_out))} of {source.description} differ from its frames "
+               "(shape, type or colour) and were left out: frames are numbered without them")
+        summary["warnings"].append(msg)
     if source.frames_lost:
         msg = (f"{source.frames_lost} frame(s) at the end of {source.description} could not be read "
                f"(a truncated file): {source.length} classified")
