@@ -316,9 +316,9 @@ def enlargement_by_repetition(data: np.ndarray, side_px: int = 512) -> float | N
     """The factor by which the image was enlarged by repeating pixels (a viewer's or an export's
     nearest-neighbour zoom: ×2 repeats every row and column once, ×1.5 every other one), or None.
 
-    Looked for in the central ``side_px``² px: in both directions, identical adjacent rows (columns)
-    must come at fixed phases of a period of 2–4 (:data:`REPEATED_PHASE_MIN`); the factor is the
-    period over the phases without a repeat. Enlargement by interpolation is not found.
+    Looked for in the central ``side_px`` × ``side_px`` px: in both directions, identical adjacent
+    rows (columns) must come at fixed phases of a period of 2–4 (:data:`REPEATED_PHASE_MIN`); the
+    factor is the period over the phases without a repeat. Enlargement by interpolation is not found.
     """
     a = np.asarray(data)
     r0, c0 = max(0, (a.shape[0] - side_px) // 2), max(0, (a.shape[1] - side_px) // 2)
