@@ -158,3 +158,27 @@ def test_particlespy_plots_and_tracks_the_properties():
     assert list(tracks["diameter_nm"]) == [p.properties["diameter_nm"]["value"] for p in particles.list]
     for _, track in tracks.groupby("particle"):
         assert sorted(track["frame"]) == [0, 1]
+
+
+@pytest.mark.skipif(not _weights_present(), reason="no shipped weights in clusterspy/weights yet")
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # ParticleSpy's circularity of a 1-px piece
+def test_a_segmentation_into_pieces_is_said_to_be_one():
+    """ParticleSpy's defaults cut an atomic-resolution field into pieces; a newcomer's (stop 39) real
+    particles were then all neighbour_in_view of the pieces, with nothing naming the segmentation."""
+    from particlespy.api import parameters, particle_analysis
+
+    from clusterspy.integrations.particlespy import classify_particles
+
+    signal = _field_signal()
+    params = parameters()
+    params.generate()  # ParticleSpy's defaults: no smoothing, no least size
+    pieces = particle_analysis(signal, params)
+    with pytest.warns(UserWarning, match=r"of the \d+ particles are too small for the models: ParticleSpy's "
+                                         r"segmentation has likely split the clusters"):
+        classify_particles(pieces, signal)
+    signal, whole = _segment()
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        classify_particles(whole, signal)  # 4 particles, none too small: no warning

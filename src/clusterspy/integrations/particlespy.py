@@ -30,6 +30,7 @@ reads the properties back as :class:`clusterspy.predict.ClusterResults`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -151,10 +152,32 @@ def classify_particles(
         first = next(iter(groups.values()))[0]
         predict.warn_overridden_calibration(first.metadata, first.pixel_size_A,
                                             "the image" if image is not None else "the particles' images")
+    reasons = []
     for img, idx, dets in groups.values():
         for k, r in zip(idx, predict.judge(img, dets, model), strict=True):
             _set_properties(particles[k], r)
+            reasons.append(r.reason)
+    _warn_fragments(reasons)
     return particle_list
+
+
+#: Least share of ``too_small`` particles that says ParticleSpy's segmentation split the clusters.
+FRAGMENTS_MIN_SHARE = 0.5
+
+
+def _warn_fragments(reasons: list[str | None]) -> None:
+    """Warn when most particles are ``too_small``: ParticleSpy's segmentation at atomic resolution
+    (its defaults) splits clusters into columns and noise, and the real particles are then
+    ``neighbour_in_view`` of the pieces (a newcomer's fields, stop 39: 550–992 pieces, every real
+    particle ``neighbour_in_view``, with nothing naming the segmentation)."""
+    small = sum(r == "too_small" for r in reasons)
+    if len(reasons) >= 4 and small >= FRAGMENTS_MIN_SHARE * len(reasons):
+        warnings.warn(
+            f"{small} of the {len(reasons)} particles are too small for the models: ParticleSpy's "
+            "segmentation has likely split the clusters into pieces (atomic columns, noise), and the other "
+            "particles' neighbour_in_view may come from those pieces — segment at a coarser scale (a larger "
+            "gaussian or min_size in ParticleSpy's parameters), or let clusterspy.classify find the clusters",
+            UserWarning, stacklevel=3)
 
 
 def _set_properties(p: Any, r: ClusterResult) -> None:
