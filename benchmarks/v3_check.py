@@ -1,13 +1,14 @@
-"""Does isomernet-v4 keep isomernet-v3's right labels and withdraw its wrong ones?
+"""Does the second opinion keep isomernet-v3's right labels and withdraw its wrong ones?
 
 (:data:`clusterspy.predict.SECOND_OPINION_CHECKS`.)
 
 Over the particles of ``benchmarks/domain.py``'s ``sizes`` and ``large`` sets of 2.6–5.2 nm, each image
 told ×0.87, ×1 and ×1.15 its pixel size, this runs :func:`clusterspy.classify` with ``isomernet-v3``
 alone (the cluster nearest the image centre, kept where v3 measures it 3.0–4.6 nm: the sizes the
-default gives v3 above v2's range) and asks ``isomernet-v4`` and ``isomernet-v5`` alone for their most
-probable isomer of the same cluster. It prints, for each checker, how many of v3's right labels it
-agrees with (kept) and how many of its wrong labels it does not (withdrawn). The set's particles give
+default gives v3 above v2's range) and asks ``isomernet-v4``, ``isomernet-v5`` and ``isomernet-v7`` (the
+second opinion since stop 40) alone for their most probable isomer of the same cluster. It prints,
+for each checker, how many of v3's right labels it agrees with (kept) and how many of its wrong labels
+it does not (withdrawn). The set's particles give
 v3 no wrong label there; so the newcomer's case is added: Au decahedra of 2,000 / 2,500 / 3,500 atoms,
 seeds 11–14 (``clusterspy simulate --motif decahedral --size N --pixel-size 0.25 --extent 120 --dose
 1e4 --seed S``), which v3 called fcc with seed 11 (stop 33), made once into ``benchmarks/cache/v3_check``.
@@ -79,7 +80,8 @@ def main(argv: list[str] | None = None) -> dict:
     a = ap.parse_args(argv)
     t0 = time.perf_counter()
     v3 = load_model("isomernet-v3")
-    checkers = {"v4": load_model("isomernet-v4"), "v5": load_model("isomernet-v5")}
+    checkers = {"v4": load_model("isomernet-v4"), "v5": load_model("isomernet-v5"),
+                "v7": load_model("isomernet-v7")}
     rows = []
     for name, key, image, px0, truth in _images():
         for f in FACTORS:

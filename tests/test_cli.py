@@ -300,6 +300,25 @@ def test_simulate_blurs_with_a_real_source_size_by_default(tmp_path: Path) -> No
     assert bad.returncode == 2 and "--source-size" in bad.stderr
 
 
+def test_simulate_draws_an_astigmatic_probe(tmp_path: Path) -> None:
+    """``--source-elongation`` / ``--source-angle``: the columns drawn out along the direction (the
+    image's gradients across it stronger than along it), recorded; a negative one refused in one line."""
+    pytest.importorskip("ase")
+    out = tmp_path / "a.npz"
+    proc = run_cli("simulate", "--motif", "fcc", "--size", "147", "--extent", "30", "--seed", "1",
+                   "--source-elongation", "2", "--source-angle", "90", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    with np.load(out) as z:
+        meta = json.loads(str(z["metadata"]))
+        image = z["image"].astype(float)
+    assert (meta["source_elongation_A"], meta["source_angle_deg"]) == (2.0, 90.0)
+    along_rows, along_cols = np.abs(np.diff(image, axis=0)).sum(), np.abs(np.diff(image, axis=1)).sum()
+    assert along_cols > 1.5 * along_rows  # drawn out along y (rows): smooth down the columns
+    bad = run_cli("simulate", "--source-elongation", "-1", "--out", str(tmp_path / "x.npz"))
+    assert bad.returncode == 2 and "--source-elongation" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_simulate_refuses_a_size_larger_than_its_builders_make(tmp_path):
     """``--size 45000`` built a 17,885-atom icosahedron and said nothing: now one line, no file."""
     pytest.importorskip("ase")

@@ -531,7 +531,7 @@ def test_classify_notes_when_most_judged_clusters_are_unsure_and_names_calibrate
               result(3, "cut_by_edge"), result(4, "models_disagree")]
     (note,) = _unsure_notes(unsure, calibrated=False)
     assert note.startswith("3 of the 4 clusters the network judged got no label (1 low_confidence, 1 "
-                           "models_disagree, 1 out_of_distribution) (models_disagree: isomernet-v4")
+                           "models_disagree, 1 out_of_distribution) (models_disagree: isomernet-v7")
     assert "a pixel size more than 15 % off" in note and "15 % either side" in note
     assert "10–20" not in note and "20–45" not in note  # one range, not two that contradict (a newcomer's)
     assert "--calibrate --element <metal>" in note

@@ -186,6 +186,27 @@ def test_make_sample_is_bit_reproducible():
         assert np.isfinite(c1).all() and c1.std() > 0
 
 
+def test_an_elliptical_source_changes_only_the_probe():
+    """``source_elongation_probability``: the same cluster, orientation and noise stream, the source
+    drawn out (its own random stream); without it a sample is what it always was."""
+    pytest.importorskip("ase")
+    from clusterspy.datasets.sampling import make_sample
+
+    base = {"seed": 11, "crop_px": 48, "size_atoms": [50, 150], "image_pixel_size_A": [0.3, 0.5],
+            "support_probability": 0.0, "neighbour_probability": 0.0}
+    c0, _, m0 = make_sample(load_spec(base), 0)
+    c1, _, m1 = make_sample(load_spec({**base, "source_elongation_probability": 1.0,
+                                       "source_elongation_A": [2.0, 2.5]}), 0)
+    assert m0["source_elongation_A"] == 0.0 and 2.0 <= m1["source_elongation_A"] <= 2.5
+    assert 0.0 <= m1["source_angle_deg"] < 180.0
+    same = {k for k in m0 if k not in ("source_elongation_A", "source_angle_deg")}
+    assert {k: m0[k] for k in same} == {k: m1[k] for k in same}
+    assert c0.tobytes() != c1.tobytes()
+    # none drawn out at probability 0, whatever the range
+    c2, _, m2 = make_sample(load_spec({**base, "source_elongation_A": [2.0, 2.5]}), 0)
+    assert c2.tobytes() == c0.tobytes() and m2 == m0
+
+
 def test_onthefly_matches_disk(tmp_path):
     from clusterspy.datasets import OnTheFly
 

@@ -328,15 +328,15 @@ def _example(frames: tuple[int, ...]) -> tuple[list[np.ndarray], list[str]]:
                 [str(ex["true_labels"][i]) for i in frames])
 
 
-def test_the_default_has_isomernet_v4_as_second_opinion_and_records_it():
+def test_the_default_has_isomernet_v7_as_second_opinion_and_records_it():
     from clusterspy.isomers import CLASSES
     from clusterspy.predict import SECOND_OPINION, model_summary, second_opinion_disagrees
 
     default = load_model()
-    assert SECOND_OPINION == "isomernet-v4" and default.second_opinion is load_model("isomernet-v4")
+    assert SECOND_OPINION == "isomernet-v7" and default.second_opinion is load_model("isomernet-v7")
     assert default.second_opinion not in default.models  # it judges nothing itself
     summary = model_summary(default)
-    assert summary["second_opinion"]["name"] == "isomernet-v4" and summary["second_opinion"]["checks"] == (
+    assert summary["second_opinion"]["name"] == "isomernet-v7" and summary["second_opinion"]["checks"] == (
         "isomernet-v2+isomernet-v3")
     sha = default.second_opinion.card.summary()["weights_sha256"]
     assert summary["second_opinion"]["weights_sha256"] == sha
@@ -415,8 +415,39 @@ def test_a_series_withdraws_the_same_labels(tmp_path: Path):
     assert list(true["label"]) == truth and set(true["reason"]) == {""}
     summary = json.loads((tmp_path / "told" / "summary.json").read_text())
     second = summary["model"]["second_opinion"]
-    assert second["id"] == load_model("isomernet-v4").card.id
+    assert second["id"] == load_model("isomernet-v7").card.id
     assert second["checks"] == "isomernet-v2+isomernet-v3"
+
+
+def test_the_second_opinion_withdraws_a_judge_s_label_of_an_astigmatic_cluster(monkeypatch):
+    """An icosahedral Pd309 imaged with the source drawn out by 2.35 Å FWHM (image 56 of
+    ``benchmarks/astigmatism.py``'s strongest row, made again here): isomernet-v2, trained on round
+    probes, calls it decahedral, and with isomernet-v4 as the second opinion that label stood;
+    isomernet-v7, trained on astigmatic probes too, withdraws it."""
+    pytest.importorskip("ase")
+    import sys
+
+    import clusterspy.predict as predict
+    from clusterspy.datasets import load_spec
+    from clusterspy.datasets.sampling import make_sample
+    from clusterspy.isomers import CLASSES
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from astigmatism import row_spec
+
+    image, label, meta = make_sample(load_spec(row_spec(2.35)), 56)
+    assert (CLASSES[label], meta["n_atoms"], meta["element"]) == ("icosahedral", 309, "Pd")
+    assert meta["source_elongation_A"] == 2.35
+
+    def central(results):
+        cy, cx = (np.asarray(image.shape) - 1) / 2
+        return min(results, key=lambda r: (r.x_px - cx) ** 2 + (r.y_px - cy) ** 2)
+
+    now = central(classify(image, pixel_size_A=0.4))
+    assert _name(now) == "isomernet-v2" and now.label == "unknown" and now.reason == "models_disagree"
+    monkeypatch.setattr(predict, "SECOND_OPINION", "isomernet-v4")
+    before = central(classify(image, pixel_size_A=0.4, model=load_model()))
+    assert before.label == "decahedral" and before.confidence > 0.9
 
 
 # --------------------------------------------------------------- the second opinion's two looks

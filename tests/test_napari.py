@@ -182,7 +182,8 @@ def test_widget_offers_the_default_by_size_and_each_model_alone(make_napari_view
     viewer.open(str(field_npz), plugin="clusterspy")
     widget = ClassifyWidget(viewer)
     choices = [widget.model.itemText(i) for i in range(widget.model.count())]
-    assert choices == [AUTO_CHOICE, "isomernet-v2", "isomernet-v3", "isomernet-v4", "isomernet-v5"]
+    assert choices == [AUTO_CHOICE, "isomernet-v2", "isomernet-v3", "isomernet-v4", "isomernet-v5",
+                       "isomernet-v7"]
     widget.model.setCurrentText("isomernet-v3")
     widget.explain.setChecked(True)
     viewer.window.add_dock_widget(widget)

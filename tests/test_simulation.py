@@ -122,6 +122,57 @@ def test_source_size_blurs_and_conserves():
     assert b.sum() == pytest.approx(a.sum(), rel=1e-2)
 
 
+def _widths_A(img: np.ndarray, px_A: float) -> tuple[float, float, float]:
+    """FWHM [Å] along the long and the short axis of a spot (Gaussian from its second moments), and
+    the long axis' angle [°] from x towards y (rows)."""
+    w = img / img.sum()
+    yy, xx = np.indices(img.shape) * px_A
+    my, mx = (w * yy).sum(), (w * xx).sum()
+    c = np.array([[(w * (xx - mx) ** 2).sum(), (w * (xx - mx) * (yy - my)).sum()],
+                  [(w * (xx - mx) * (yy - my)).sum(), (w * (yy - my) ** 2).sum()]])
+    values, vectors = np.linalg.eigh(c)
+    fwhm = 2.0 * np.sqrt(2.0 * np.log(2.0)) * np.sqrt(values)
+    return float(fwhm[1]), float(fwhm[0]), float(np.degrees(np.arctan2(vectors[1, 1], vectors[0, 1])) % 180)
+
+
+@pytest.mark.parametrize("angle_deg", [0.0, 30.0, 90.0, 135.0])
+def test_an_elongated_source_draws_a_column_out_along_its_direction(angle_deg):
+    """An astigmatic (elliptical) source: the atom's image is wider along the direction by the
+    elongation, in quadrature; as wide as a round source's across it; its sum unchanged."""
+    atoms = _single_atom()
+    round_ = simulate(atoms, Microscope(source_size_A=0.6), pixel_size=0.1, extent=16.0).data
+    astigmatic = Microscope(source_size_A=0.6, source_elongation_A=2.0, source_angle_deg=angle_deg)
+    drawn = simulate(atoms, astigmatic, pixel_size=0.1, extent=16.0).data
+    long0, short0, _ = _widths_A(round_, 0.1)
+    long1, short1, angle = _widths_A(drawn, 0.1)
+    assert long1 == pytest.approx(np.hypot(long0, 2.0), rel=0.05)
+    assert short1 == pytest.approx(short0, rel=0.05)
+    assert min(abs(angle - angle_deg), 180 - abs(angle - angle_deg)) < 2.0
+    assert drawn.sum() == pytest.approx(round_.sum(), rel=1e-2)
+
+
+def test_the_prism_path_draws_the_source_out_too():
+    """``prism.finish`` (abTEM's measurement → image) applies the same elliptical source."""
+    from types import SimpleNamespace
+
+    from clusterspy.simulation.prism import finish
+
+    delta = np.zeros((160, 160))
+    delta[80, 80] = 1.0  # abTEM's [x, y] scan order: the transpose is the same spot
+    mic = Microscope(source_size_A=0.6, source_elongation_A=2.0, source_angle_deg=60.0)
+    img = finish(SimpleNamespace(array=delta), SimpleNamespace(pixel_size_A=0.1), mic)
+    long_A, short_A, angle = _widths_A(np.asarray(img, float), 0.1)
+    assert long_A == pytest.approx(np.hypot(0.6, 2.0), rel=0.03) and short_A == pytest.approx(0.6, rel=0.05)
+    assert abs(angle - 60.0) < 2.0
+
+
+def test_an_elongated_source_is_checked():
+    with pytest.raises(ConfigError, match="source_elongation_A"):
+        Microscope(source_elongation_A=-1.0)
+    with pytest.raises(ConfigError, match="source_angle_deg"):
+        Microscope(source_elongation_A=1.0, source_angle_deg=float("nan"))
+
+
 def test_poisson_noise_statistics():
     rng = np.random.default_rng(0)
     flat = np.full((64, 64), 0.01, dtype=np.float32)

@@ -56,9 +56,10 @@ REASON_MEANING: dict[str, str] = {
     "low_confidence": "the calibrated confidence is below the model card's threshold (chosen for "
                       "≥ 99 % precision on held-out images)",
     "models_disagree": "the default only: ``isomernet-v2`` (trained with exact calibrations) labelled "
-                       "it, but ``isomernet-v4`` (trained with ±20 % pixel-size errors), shown its own "
-                       "crop of the cluster, finds another isomer most probable — most often a pixel "
-                       "size told far too small; the probabilities are v2's",
+                       "it, but ``isomernet-v7`` (trained with ±20 % pixel-size errors and astigmatic "
+                       "probes), shown its own crop of the cluster, finds another isomer most probable — "
+                       "most often a pixel size told far too small, or an astigmatic probe; the "
+                       "probabilities are v2's",
     "fit_disagrees": "only with ``classify --verify``: the 3D atomic model whose simulated image "
                      "matches the cluster best (a conclusive structure fit, as ``clusterspy fit``) "
                      "is of another isomer than the network's label; the probabilities are kept, "

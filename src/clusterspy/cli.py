@@ -69,10 +69,11 @@ class Border(StrEnum):
 MODEL_HELP = ("Default 'auto': each cluster judged by the shipped model that covers its size, isomernet-v2 "
               "(1.18–3.26 nm, images ≤ 0.5 Å/px), else isomernet-v5 from 4.35 nm (to 10.5 nm, ≤ 0.6 Å/px), "
               "else isomernet-v3 (0.94–8.05 nm as detected, ≤ 0.6 Å/px); the model column says which; a "
-              "label of v2 or v3 stands only where isomernet-v4 finds the same isomer most probable (else "
+              "label of v2 or v3 stands only where isomernet-v7 finds the same isomer most probable (else "
               "models_disagree). Or one shipped model alone by name (isomernet-v2, isomernet-v3, "
               "isomernet-v5: 2.54–10.5 nm, or isomernet-v4: 0.87–8.05 nm, fewer labels at the true pixel "
-              "size and far fewer wrong ones at a wrong one — the README's 'When to trust a label'), or an "
+              "size and far fewer wrong ones at a wrong one, or isomernet-v7: v4 trained on astigmatic "
+              "probes too — the README's 'When to trust a label'), or an "
               "ONNX model with its model card (a .onnx file or its folder).")
 
 PixelSize = Annotated[
@@ -364,14 +365,16 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     """One line when at least half the clusters the network judged are ``low_confidence``,
     ``models_disagree`` or ``out_of_distribution`` (without ``--calibrate``): a pixel size 15–20 %
     off does this, and the lattice can check it (as a series' few-labels warning says). Where
-    isomernet-v4 withdrew labels of isomernet-v3, one more line says that those need not mean a wrong
+    the second opinion withdrew labels of isomernet-v3, one more line says that those need not mean a wrong
     calibration (a newcomer's decahedra at their exact pixel size were sent to check it)."""
     from collections import Counter
+
+    from clusterspy.predict import SECOND_OPINION
 
     v3_disputed = sum(r.reason == "models_disagree" and str(r.model or "").split("@")[0] == "isomernet-v3"
                       for r in results)
     v3_note = ([f"{v3_disputed} cluster{'' if v3_disputed == 1 else 's'} judged by isomernet-v3 "
-                "models_disagree: isomernet-v4 finds another isomer most probable than v3's label — not "
+                f"models_disagree: {SECOND_OPINION} finds another isomer most probable than v3's label — not "
                 "only a wrong pixel size: v3 calls some decahedra of 3.3–4.35 nm fcc at their exact pixel "
                 "size (the README's 'When to trust a label'); --model isomernet-v5 judges particles from "
                 "2.5 nm with a finer crop"] if v3_disputed else [])
@@ -385,16 +388,18 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     why = ", ".join(f"{counts[k]} {k}" for k in kinds if counts[k])
     disputed = ""
     if counts["models_disagree"]:
-        disputed = (" (models_disagree: isomernet-v4, trained with pixel-size errors, finds an isomer other "
-                    "than the label of isomernet-v2 or isomernet-v3 most probable)")
+        disputed = (f" (models_disagree: {SECOND_OPINION}, trained with pixel-size errors and astigmatic "
+                    "probes, finds an isomer other than the label of isomernet-v2 or isomernet-v3 most "
+                    "probable)")
     return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
-            "one of four causes, most often — a pixel size more than 15 % off (by default the clusters "
+            "one of five causes, most often — a pixel size more than 15 % off (by default the clusters "
             "isomernet-v2 judges are also tried at 15 % either side; see the README's 'When to trust a "
             "label'; --calibrate --element <metal> checks it against the clusters' lattice); columns the "
             "image does not resolve, or hides by smoothing, denoising or a high-pass 'background "
             "subtraction' (an image minus its blur: give the raw image); regions "
             "filled with a constant (the corners of an image rotated with zeros: fill them with the "
-            "background); or clusters unlike any in training (their look, or neighbours in the crop)",
+            "background); an astigmatic probe (columns drawn out along one direction: correct it before "
+            "recording); or clusters unlike any in training (their look, or neighbours in the crop)",
             *v3_note]
 
 
@@ -403,7 +408,7 @@ def _searched_notes(results: list, calibrated: bool = False) -> list[str]:
     pixel-size search, ``pixel_size_factor``): the calibration may be off by as much — unless
     ``--calibrate`` measured it (``calibrated``), where a newcomer was told both that the lattice
     agreed with it and that it may be off: then the cause more likely lies in the clusters' look."""
-    from clusterspy.predict import searched_at
+    from clusterspy.predict import SECOND_OPINION, searched_at
 
     factors = [r.pixel_size_factor for r in results if r.label != "unknown" and r.pixel_size_factor != 1.0]
     if not factors:
@@ -414,8 +419,9 @@ def _searched_notes(results: list, calibrated: bool = False) -> list[str]:
              f"{n} of the {labelled} labels {'was' if n == 1 else 'were'}")
     return [f"{which} found only with the pixel size given times {tried} ({at}; pixel_size_factor "
             "in JSON and CSV, px× in the table): isomernet-v2 could not label "
-            f"{'it' if n == 1 else 'them'} at the pixel size given, and isomernet-v4 agreed at both pixel "
-            "sizes; " + ("--calibrate measured the pixel size against the clusters' lattice (see its note): "
+            f"{'it' if n == 1 else 'them'} at the pixel size given, and {SECOND_OPINION} agreed at "
+            "both pixel sizes; "
+            + ("--calibrate measured the pixel size against the clusters' lattice (see its note): "
                          "where it agreed, the clusters look unlike the training set's at their own scale "
                          "(a metal other than the model card's, a lattice strained) rather than the "
                          "calibration being off — check such labels with --verify"
@@ -813,6 +819,15 @@ def simulate(
         float, typer.Option("--source-size", help="Effective source size (FWHM of the probe's incoherent "
                             "blur), in Å; 0 is an ideal probe, sharper than any microscope's.")
     ] = SOURCE_SIZE_A,
+    source_elongation: Annotated[
+        float, typer.Option("--source-elongation", help="An astigmatic (elliptical) probe, to first order: "
+                            "the source's extra FWHM along one direction, in Å (in quadrature with "
+                            "--source-size); 0 is a round probe.")
+    ] = 0.0,
+    source_angle: Annotated[
+        float, typer.Option("--source-angle", help="Direction of --source-elongation, in degrees from the "
+                            "image's x axis towards its y axis (rows).")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
     out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path(
         "simulated.npz"
@@ -832,6 +847,8 @@ def simulate(
         extent_A=extent,
         dose_e_per_A2=dose,
         source_size_A=source_size,
+        source_elongation_A=source_elongation,
+        source_angle_deg=source_angle,
         seed=seed,
         out=out,
         announce=lambda line: typer.echo(f"clusterspy: note: {line}", err=True),

@@ -997,6 +997,8 @@ def simulate_to_file(
     out: str | os.PathLike,
     source_size_A: float = 0.6,
     announce: Callable[[str], None] | None = None,
+    source_elongation_A: float = 0.0,
+    source_angle_deg: float = 0.0,
 ) -> Path:
     """Build one cluster, simulate its HAADF-STEM image and save it with its calibration.
 
@@ -1010,7 +1012,9 @@ def simulate_to_file(
     training sets drew 0.2–1.2 Å). With 0 — an ideal probe — sharp fcc clusters show their
     higher-order fringes (0.8–1.0 Å) above the fundamentals, which the ``scale_mismatch`` rule
     reads as a pixel size given too small: of five fcc Au₃₀₉ at 0.2 Å/px and 10⁴ e⁻/Å², one was
-    labelled with an ideal probe, four at 0.6 Å (a one-off check, stop 27).
+    labelled with an ideal probe, four at 0.6 Å (a one-off check, stop 27). ``source_elongation_A``
+    draws the source out by that FWHM [Å] more along ``source_angle_deg`` (``--source-elongation``,
+    ``--source-angle``): an astigmatic probe to first order (:class:`~clusterspy.simulation.Microscope`).
 
     A crystalline ``size`` above :data:`clusterspy.structures.builders.MAX_TABLE_ATOMS` is refused:
     the builders' largest forms hold fewer atoms (``--size 45000`` built an icosahedron of 17,885
@@ -1053,7 +1057,11 @@ def simulate_to_file(
                           f"{np.ceil(across_A * 1.3):g} or more")
     if not (np.isfinite(source_size_A) and source_size_A >= 0):
         raise ConfigError(f"--source-size {source_size_A:g}: give the effective source size in Å (≥ 0)")
-    microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad, source_size_A=source_size_A)
+    if not (np.isfinite(source_elongation_A) and source_elongation_A >= 0 and np.isfinite(source_angle_deg)):
+        raise ConfigError(f"--source-elongation {source_elongation_A:g} --source-angle {source_angle_deg:g}: "
+                          "give the extra FWHM in Å (≥ 0) and its direction in degrees")
+    microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad, source_size_A=source_size_A,
+                            source_elongation_A=source_elongation_A, source_angle_deg=source_angle_deg)
     # --dose 0 is refused by Acquisition (it was a noiseless image, as if no --dose were given)
     acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 is not None else None
     image = simulate(
@@ -1080,6 +1088,8 @@ def simulate_to_file(
         "extent_A": extent_A,
         "dose_e_per_A2": dose_e_per_A2,
         "source_size_A": source_size_A,
+        "source_elongation_A": source_elongation_A,
+        "source_angle_deg": source_angle_deg,
         "seed": seed,
         "shape": atoms.info.get("shape"),
     }

@@ -21,6 +21,7 @@ applied by the training loader (:mod:`clusterspy.model.data`) exactly as at infe
 
 from __future__ import annotations
 
+import dataclasses
 from functools import lru_cache
 from typing import Any
 
@@ -291,6 +292,12 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         defocus_A=_uniform(rng, spec["defocus_A"]),
         source_size_A=_uniform(rng, spec["source_size_A"]),
     )
+    if float(spec.get("source_elongation_probability") or 0.0) > 0.0:
+        # an elliptical source: its own stream, so specifications without one are unchanged
+        astig = np.random.default_rng([int(spec["seed"]), int(index), 2])
+        if astig.random() < float(spec["source_elongation_probability"]):
+            mic = dataclasses.replace(mic, source_elongation_A=_uniform(astig, spec["source_elongation_A"]),
+                                      source_angle_deg=float(astig.uniform(0.0, 180.0)))
     px = _uniform(rng, spec["image_pixel_size_A"], log=True)
     dose = _uniform(rng, spec["dose_e_per_A2"], log=True)
     jitter = _uniform(rng, spec["jitter_px"])
@@ -357,6 +364,7 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         "label": motif, "energy_keV": mic.energy_keV, "semiangle_mrad": mic.semiangle_mrad,
         "detector_inner_mrad": mic.detector_mrad[0], "detector_outer_mrad": mic.detector_mrad[1],
         "defocus_A": mic.defocus_A, "source_size_A": mic.source_size_A,
+        "source_elongation_A": mic.source_elongation_A, "source_angle_deg": mic.source_angle_deg,
         "image_pixel_size_A": float(img.pixel_size_A), "dose_e_per_A2": dose,
         "jitter_px": jitter, "drift_A_per_line": list(drift), "shear_px_per_line": shear,
         "flyback_px": list(flyback), "support_thickness_A": thickness, "gamma": gamma,

@@ -49,6 +49,10 @@ DEFAULT_SPEC: dict[str, Any] = {
     "detector_inner_mrad": [40.0, 100.0],
     "detector_outer_mrad": [150.0, 250.0],
     "source_size_A": [0.2, 1.2],  # FWHM [Å]
+    # an elliptical source (uncorrected two-fold astigmatism) in this share of the images: its extra
+    # FWHM [Å] along a uniformly random direction (Microscope.source_elongation_A)
+    "source_elongation_probability": 0.0,
+    "source_elongation_A": [0.0, 0.0],
     "defocus_A": [-20.0, 20.0],
     # acquisition
     "image_pixel_size_A": [0.05, 0.5],  # pixel size of the simulated image [Å/px], log-uniform

@@ -58,6 +58,13 @@ class Microscope:
     source_size_A : float
         Full width at half maximum of the (Gaussian) effective source [Å]; it blurs the image
         incoherently.
+    source_elongation_A : float
+        Extra full width at half maximum [Å] of the effective source along one direction
+        (``source_angle_deg``), added in quadrature to ``source_size_A``: an elliptical probe, the
+        first-order picture of an uncorrected two-fold astigmatism (columns drawn out along one
+        direction). 0 (default): a round source.
+    source_angle_deg : float
+        Direction of the elongation [°], from the image's x axis (columns) towards its y axis (rows).
     """
 
     energy_keV: float = 200.0
@@ -66,6 +73,8 @@ class Microscope:
     defocus_A: float = 0.0
     Cs_mm: float = 0.0
     source_size_A: float = 0.0
+    source_elongation_A: float = 0.0
+    source_angle_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.energy_keV) and 10.0 <= self.energy_keV <= 3000.0):
@@ -91,6 +100,11 @@ class Microscope:
             raise ConfigError("defocus_A (Å) and Cs_mm (mm) must be finite numbers")
         if not (np.isfinite(self.source_size_A) and self.source_size_A >= 0.0):
             raise ConfigError(f"source_size_A={self.source_size_A} must be a FWHM in Å >= 0 (e.g. 0.5)")
+        if not (np.isfinite(self.source_elongation_A) and self.source_elongation_A >= 0.0):
+            raise ConfigError(f"source_elongation_A={self.source_elongation_A} must be a FWHM in Å >= 0 "
+                              "(0: a round source)")
+        if not np.isfinite(self.source_angle_deg):
+            raise ConfigError(f"source_angle_deg={self.source_angle_deg} must be an angle in degrees")
 
     @property
     def wavelength_A(self) -> float:
@@ -157,7 +171,14 @@ class Microscope:
         return intensity / intensity.sum()
 
     def source_transfer(self, ky: np.ndarray, kx: np.ndarray) -> np.ndarray:
-        """Fourier transform of the Gaussian source (FWHM ``source_size_A``) at ``(ky, kx)`` [1/Å]."""
-        sigma = self.source_size_A / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        """Fourier transform of the Gaussian source at ``(ky, kx)`` [1/Å]: FWHM ``source_size_A``,
+        and ``source_elongation_A`` more (in quadrature) along ``source_angle_deg``."""
+        fwhm_per_sigma = 2.0 * math.sqrt(2.0 * math.log(2.0))
+        sigma = self.source_size_A / fwhm_per_sigma
         k2 = ky[:, None] ** 2 + kx[None, :] ** 2
-        return np.exp(-2.0 * np.pi**2 * sigma**2 * k2)
+        exponent = sigma**2 * k2
+        if self.source_elongation_A > 0.0:
+            angle = math.radians(self.source_angle_deg)
+            along = ky[:, None] * math.sin(angle) + kx[None, :] * math.cos(angle)
+            exponent = exponent + (self.source_elongation_A / fwhm_per_sigma) ** 2 * along**2
+        return np.exp(-2.0 * np.pi**2 * exponent)

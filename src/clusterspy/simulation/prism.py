@@ -258,7 +258,7 @@ def finish(measurement: Any, field: Field, microscope: Microscope) -> np.ndarray
     while arr.ndim > 2:  # frozen-phonon (ensemble) axes not reduced by abTEM
         arr = arr.mean(axis=0)
     img = arr.T  # abTEM scans index [x, y]; ours is [row = y, col = x]
-    if microscope.source_size_A > 0:
+    if microscope.source_size_A > 0 or microscope.source_elongation_A > 0:
         ps = field.pixel_size_A
         ky = np.fft.fftfreq(img.shape[0], d=ps)
         kx = np.fft.fftfreq(img.shape[1], d=ps)
