@@ -12,8 +12,12 @@ with the same clusters, noise and orientations, and the source drawn out along a
 is classified by the default (or ``--model``) as a user would, told the true pixel size; the central
 cluster's label is scored. The figure that matters is ``wrong``: a label given, not the true isomer.
 
-Usage: ``python benchmarks/astigmatism.py [--model M] [--out astigmatism.json]``. Images are made once
-(resumable) into ``benchmarks/cache/`` (git-ignored); writes ``benchmarks/results/astigmatism.json``.
+The ``large`` part (:data:`LARGE_SPEC`) does the same for particles of 1,500–5,000 atoms, judged by
+isomernet-v3 and v5, at 0 and 2.35 Å.
+
+Usage: ``python benchmarks/astigmatism.py [--model M] [--parts small,large] [--out astigmatism.json]``.
+Images are made once (resumable) into ``benchmarks/cache/`` (git-ignored); writes
+``benchmarks/results/astigmatism.json``.
 """
 
 from __future__ import annotations
@@ -30,34 +34,44 @@ RESULTS = HERE / "results"
 CACHE = HERE / "cache"
 sys.path.insert(0, str(HERE))
 
-from domain_sets import HELDOUT_SPEC, IMAGE_PX_A  # noqa: E402
+from domain_sets import HELDOUT_SPEC, IMAGE_PX_A, SIZES_SPEC  # noqa: E402
 
 #: Extra FWHM [Å] of the source along its long axis, one row each (0: a round probe).
 ELONGATIONS_A = (0.0, 1.18, 1.65, 2.35)
 #: The set's recipe: the held-out set's, its own seed (never trained on; nothing was tuned on it).
 ASTIGMATISM_SPEC = {**HELDOUT_SPEC, "seed": 949494, "n_images": 120, "chunk_size": 40}
+#: The ``large`` part (stop 40): the ``sizes`` set's recipe (``domain_sets.SIZES_SPEC``: 115 Å images,
+#: 300 kV) with particles of 1,500–5,000 atoms (≈ 3.5–5.5 nm: isomernet-v3's and v5's sizes) and
+#: small glassy ones (147–400 atoms: relaxing larger ones takes minutes each), its own seed.
+LARGE_SPEC = {**SIZES_SPEC, "seed": 959595, "n_images": 40, "chunk_size": 20, "size_atoms": [1500, 5000],
+              "amorphous_size_atoms": [147, 400]}
+#: Rows of the ``large`` part (extra FWHM [Å]).
+LARGE_ELONGATIONS_A = (0.0, 2.35)
 
 
-def row_spec(elongation_A: float) -> dict:
+def row_spec(elongation_A: float, base: dict | None = None) -> dict:
     """The set of one row: the same clusters, noise and directions; the source drawn out by
     ``elongation_A`` [Å] (FWHM)."""
+    base = ASTIGMATISM_SPEC if base is None else base
     if elongation_A <= 0:
-        return dict(ASTIGMATISM_SPEC)
-    return {**ASTIGMATISM_SPEC, "source_elongation_probability": 1.0, "source_elongation_A": elongation_A}
+        return dict(base)
+    return {**base, "source_elongation_probability": 1.0, "source_elongation_A": elongation_A}
 
 
-def row_path(elongation_A: float) -> Path:
+def row_path(elongation_A: float, part: str = "small") -> Path:
+    if part == "large":
+        return CACHE / f"astigmatism_large_n{LARGE_SPEC['n_images']}_e{elongation_A:.2f}.zarr"
     return CACHE / f"astigmatism_n{ASTIGMATISM_SPEC['n_images']}_e{elongation_A:.2f}.zarr"
 
 
-def score_row(model: Any, elongation_A: float) -> dict:
+def score_row(model: Any, elongation_A: float, part: str = "small") -> dict:
     """Right, wrong and unknown labels of one row's central clusters."""
     from clusterspy.datasets import generate, load
     from clusterspy.isomers import CLASSES
     from domain import _central, _run
 
-    path = row_path(elongation_A)
-    generate(row_spec(elongation_A), path, num_workers=1)
+    path = row_path(elongation_A, part)
+    generate(row_spec(elongation_A, LARGE_SPEC if part == "large" else None), path, num_workers=1)
     x, y, metas = load(path)
     tally = {"right": 0, "wrong": 0, "unknown": 0}
     reasons: dict[str, int] = {}
@@ -79,7 +93,7 @@ def score_row(model: Any, elongation_A: float) -> dict:
                           "model": r.model,
                           "angle_deg": round(float(meta.get("source_angle_deg", 0.0)), 1)})
     n = len(y)
-    return {"elongation_A": elongation_A, "n_images": n, **tally,
+    return {"part": part, "elongation_A": elongation_A, "n_images": n, **tally,
             "accepted_share": round((tally["right"] + tally["wrong"]) / n, 4),
             "accuracy_unknown_wrong": round(tally["right"] / n, 4), "unknown_reasons": reasons,
             "wrong_labels": wrong}
@@ -89,6 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--model", default=None, help="model folder, shipped name or .onnx (default: auto)")
     ap.add_argument("--out", default="astigmatism.json", help="results file name in benchmarks/results/")
+    ap.add_argument("--parts", default="small,large", help="small (55–923 atoms), large (1,500–5,000)")
     a = ap.parse_args(argv)
     from clusterspy.predict import load_model, model_summary
 
@@ -98,10 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
                            "command": "python benchmarks/astigmatism.py "
                            + " ".join(argv if argv is not None else sys.argv[1:]), "rows": []}
     t0 = time.time()
-    for e in ELONGATIONS_A:
-        row = score_row(model, e)
+    rows = [(p, e) for p, es in (("small", ELONGATIONS_A), ("large", LARGE_ELONGATIONS_A))
+            if p in a.parts.split(",") for e in es]
+    for part, e in rows:
+        row = score_row(model, e, part)
         out["rows"].append(row)
-        print(f"elongation {e:4.2f} Å FWHM: right {row['right']:3d}  wrong {row['wrong']:3d}  "
+        print(f"{part:5s} elongation {e:4.2f} Å FWHM: right {row['right']:3d}  wrong {row['wrong']:3d}  "
               f"unknown {row['unknown']:3d} of {row['n_images']}  {row['unknown_reasons']}", flush=True)
     out["seconds"] = round(time.time() - t0, 1)
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -337,7 +337,7 @@ def test_the_default_has_isomernet_v7_as_second_opinion_and_records_it():
     assert default.second_opinion not in default.models  # it judges nothing itself
     summary = model_summary(default)
     assert summary["second_opinion"]["name"] == "isomernet-v7" and summary["second_opinion"]["checks"] == (
-        "isomernet-v2+isomernet-v3")
+        "isomernet-v2+isomernet-v5+isomernet-v3")
     sha = default.second_opinion.card.summary()["weights_sha256"]
     assert summary["second_opinion"]["weights_sha256"] == sha
     p = np.array([0.1, 0.6, 0.2, 0.1])  # its most probable isomer: CLASSES[1]
@@ -375,8 +375,8 @@ def test_a_label_of_v3_stands_only_where_v4_agrees(tmp_path: Path):
     from clusterspy.workflows import simulate_to_file
 
     default = load_model()
-    assert SECOND_OPINION_CHECKS == ("isomernet-v3",)
-    assert [checks_label_of(default, m) for m in default.models] == [True, False, True]
+    assert SECOND_OPINION_CHECKS == ("isomernet-v3", "isomernet-v5")
+    assert [checks_label_of(default, m) for m in default.models] == [True, True, True]
     path = simulate_to_file(motif="decahedral", size=2500, element="Au", backend="fast", energy_keV=200.0,
                             semiangle_mrad=25.0, pixel_size_A=0.25, extent_A=120.0, dose_e_per_A2=1e4,
                             seed=11, out=tmp_path / "dec.npz")
@@ -416,7 +416,7 @@ def test_a_series_withdraws_the_same_labels(tmp_path: Path):
     summary = json.loads((tmp_path / "told" / "summary.json").read_text())
     second = summary["model"]["second_opinion"]
     assert second["id"] == load_model("isomernet-v7").card.id
-    assert second["checks"] == "isomernet-v2+isomernet-v3"
+    assert second["checks"] == "isomernet-v2+isomernet-v5+isomernet-v3"
 
 
 def test_the_second_opinion_withdraws_a_judge_s_label_of_an_astigmatic_cluster(monkeypatch):
@@ -448,6 +448,24 @@ def test_the_second_opinion_withdraws_a_judge_s_label_of_an_astigmatic_cluster(m
     monkeypatch.setattr(predict, "SECOND_OPINION", "isomernet-v4")
     before = central(classify(image, pixel_size_A=0.4, model=load_model()))
     assert before.label == "decahedral" and before.confidence > 0.9
+
+
+def test_the_second_opinion_checks_v5_on_an_astigmatic_particle(tmp_path, monkeypatch):
+    """An Au icosahedron of 2,000 atoms (4.4 nm) imaged with the source drawn out by 2.35 Å FWHM:
+    isomernet-v5, trained on round probes, calls it decahedral 0.99; since stop 40 the second opinion
+    checks v5's labels too, and withdraws it."""
+    pytest.importorskip("ase")
+    import clusterspy.predict as predict
+    from clusterspy.workflows import simulate_to_file
+
+    path = simulate_to_file(motif="icosahedral", size=2000, element="Au", backend="fast", energy_keV=200.0,
+                            semiangle_mrad=25.0, pixel_size_A=0.25, extent_A=100.0, dose_e_per_A2=1e4,
+                            seed=1, out=tmp_path / "ico.npz", source_elongation_A=2.35)
+    (r,) = classify(path)
+    assert _name(r) == "isomernet-v5" and (r.label, r.reason) == ("unknown", "models_disagree")
+    monkeypatch.setattr(predict, "SECOND_OPINION_CHECKS", ("isomernet-v3",))
+    (before,) = classify(path)
+    assert _name(before) == "isomernet-v5" and before.label == "decahedral" and before.confidence > 0.95
 
 
 # --------------------------------------------------------------- the second opinion's two looks

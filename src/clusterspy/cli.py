@@ -69,8 +69,8 @@ class Border(StrEnum):
 MODEL_HELP = ("Default 'auto': each cluster judged by the shipped model that covers its size, isomernet-v2 "
               "(1.18–3.26 nm, images ≤ 0.5 Å/px), else isomernet-v5 from 4.35 nm (to 10.5 nm, ≤ 0.6 Å/px), "
               "else isomernet-v3 (0.94–8.05 nm as detected, ≤ 0.6 Å/px); the model column says which; a "
-              "label of v2 or v3 stands only where isomernet-v7 finds the same isomer most probable (else "
-              "models_disagree). Or one shipped model alone by name (isomernet-v2, isomernet-v3, "
+              "label of v2, v3 or v5 stands only where isomernet-v7 finds the same isomer most probable "
+              "(else models_disagree). Or one shipped model alone by name (isomernet-v2, isomernet-v3, "
               "isomernet-v5: 2.54–10.5 nm, or isomernet-v4: 0.87–8.05 nm, fewer labels at the true pixel "
               "size and far fewer wrong ones at a wrong one, or isomernet-v7: v4 trained on astigmatic "
               "probes too — the README's 'When to trust a label'), or an "
@@ -522,8 +522,8 @@ def _no_lattice_notes(results: list) -> list[str]:
     return _counted_note(
         n, "not_resolved although the network saw " + ("it" if n == 1 else "them"),
         "a crystalline label needs lattice spots in the cluster's spectrum and there are none — the columns "
-        "are not resolved (focus, drift, the pixel size), or the image was smoothed or denoised, which hides "
-        "that from the noise check: give the raw image")
+        "are not resolved (focus, astigmatism, drift, the pixel size), or the image was smoothed or "
+        "denoised, which hides that from the noise check: give the raw image")
 
 
 def _unresolved_notes(results: list) -> list[str]:
@@ -533,8 +533,8 @@ def _unresolved_notes(results: list) -> list[str]:
     return _counted_note(
         n, "not_resolved",
         f"no atomic columns show in {'its' if n == 1 else 'their'} spectrum at the pixel size given (lattice "
-        "fringes of 1.25–3.2 Å) — out of focus, drift, a pixel too coarse for columns, or a pixel size told "
-        "wrong (a 2× error moves the fringes out of that band)")
+        "fringes of 1.25–3.2 Å) — out of focus, astigmatism, drift, a pixel too coarse for columns, or a "
+        "pixel size told wrong (a 2× error moves the fringes out of that band)")
 
 
 def _fit_notes(results: list) -> list[str]:

@@ -178,7 +178,8 @@ class ModelsBySize:
     first model's: code that takes one model (the structure fit's detection range, a series'
     image checks) uses the first model.
 
-    A label of the first model — and of ``isomernet-v3`` (:data:`SECOND_OPINION_CHECKS`) — stands
+    A label of the first model — and of ``isomernet-v3`` and ``isomernet-v5``
+    (:data:`SECOND_OPINION_CHECKS`) — stands
     only where ``second_opinion`` (the default: ``isomernet-v7``, trained with ±20 % pixel-size
     errors and astigmatic probes, :data:`SECOND_OPINION`) finds the same isomer most probable in its
     own crop of the cluster;
@@ -385,8 +386,11 @@ SECOND_OPINION: str | None = "isomernet-v7"
 #: 4.1–4.3 nm at their true pixel size, were fcc 0.93–0.96 to v3 — and decahedral to v4 and v5. Of
 #: the labels v3 gives at 3.0–4.6 nm to the ``sizes`` and ``large`` particles and to those decahedra
 #: told ×0.87 / 1 / 1.15, v4's most probable isomer is v3's label for all 124 right ones and none of
-#: the 5 wrong ones (``benchmarks/v3_check.py``).
-SECOND_OPINION_CHECKS: tuple[str, ...] = ("isomernet-v3",)
+#: the 5 wrong ones (``benchmarks/v3_check.py``). ``isomernet-v5`` (stop 40): a newcomer's astigmatic
+#: Au icosahedra of 2,000 atoms (σ_long 0.7–1.0 Å) were decahedral 0.96–1.00 to v5, and v7 withdrew 5
+#: of those 6 labels; of the labels v5 gives to ``benchmarks/domain.py``'s ``sizes`` and ``large``
+#: particles (4.35–10.5 nm), v7 withdrew none (every figure of those parts unchanged).
+SECOND_OPINION_CHECKS: tuple[str, ...] = ("isomernet-v3", "isomernet-v5")
 #: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
 #: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
 #: and that one's mirror image).
