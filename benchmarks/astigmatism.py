@@ -15,7 +15,8 @@ cluster's label is scored. The figure that matters is ``wrong``: a label given, 
 The ``large`` part (:data:`LARGE_SPEC`) does the same for particles of 1,500–5,000 atoms, judged by
 isomernet-v3 and v5, at 0 and 2.35 Å.
 
-Usage: ``python benchmarks/astigmatism.py [--model M] [--parts small,large] [--out astigmatism.json]``.
+Usage: ``python benchmarks/astigmatism.py [--model M] [--parts small,large] [--out astigmatism.json]``;
+``--second-opinion isomernet-v4 --checks isomernet-v3`` measures the default as it was until stop 39.
 Images are made once (resumable) into ``benchmarks/cache/`` (git-ignored); writes
 ``benchmarks/results/astigmatism.json``.
 """
@@ -104,9 +105,20 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="model folder, shipped name or .onnx (default: auto)")
     ap.add_argument("--out", default="astigmatism.json", help="results file name in benchmarks/results/")
     ap.add_argument("--parts", default="small,large", help="small (55–923 atoms), large (1,500–5,000)")
+    ap.add_argument("--second-opinion", default=None, metavar="NAME",
+                    help="the default's second opinion instead of predict.SECOND_OPINION (isomernet-v4: "
+                    "the default until stop 39)")
+    ap.add_argument("--checks", default=None, metavar="NAMES",
+                    help="comma-separated models whose labels it checks besides the first, instead of "
+                    "predict.SECOND_OPINION_CHECKS (isomernet-v3: until stop 39)")
     a = ap.parse_args(argv)
+    import clusterspy.predict as predict
     from clusterspy.predict import load_model, model_summary
 
+    if a.second_opinion:
+        predict.SECOND_OPINION = a.second_opinion
+    if a.checks is not None:
+        predict.SECOND_OPINION_CHECKS = tuple(n for n in a.checks.split(",") if n)
     model = load_model(a.model)
     out: dict[str, Any] = {"model": model_summary(model), "spec": {k: v for k, v in ASTIGMATISM_SPEC.items()
                                                                    if k != "backend_options"},

@@ -389,7 +389,7 @@ def _unsure_notes(results: list, calibrated: bool) -> list[str]:
     disputed = ""
     if counts["models_disagree"]:
         disputed = (f" (models_disagree: {SECOND_OPINION}, trained with pixel-size errors and astigmatic "
-                    "probes, finds an isomer other than the label of isomernet-v2 or isomernet-v3 most "
+                    "probes, finds an isomer other than the label of isomernet-v2, v3 or v5 most "
                     "probable)")
     return [f"{unsure} of the {judged} clusters the network judged got no label ({why}){disputed}: "
             "one of five causes, most often — a pixel size more than 15 % off (by default the clusters "
