@@ -16,7 +16,8 @@ The ``large`` part (:data:`LARGE_SPEC`) does the same for particles of 1,500–5
 isomernet-v3 and v5, at 0 and 2.35 Å.
 
 Usage: ``python benchmarks/astigmatism.py [--model M] [--parts small,large] [--out astigmatism.json]``;
-``--second-opinion isomernet-v4 --checks isomernet-v3`` measures the default as it was until stop 39.
+``--second-opinion isomernet-v4 --checks isomernet-v3 --astigmatism none`` measures the default as it was
+until stop 39, ``--astigmatism none`` as it was at stop 40 (before the probe-shape network, stop 41).
 Images are made once (resumable) into ``benchmarks/cache/`` (git-ignored); writes
 ``benchmarks/results/astigmatism.json``.
 """
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--checks", default=None, metavar="NAMES",
                     help="comma-separated models whose labels it checks besides the first, instead of "
                     "predict.SECOND_OPINION_CHECKS (isomernet-v3: until stop 39)")
+    ap.add_argument("--astigmatism", default=None, metavar="NAME",
+                    help="the probe-shape network instead of predict.ASTIGMATISM, or none (until stop 40)")
     a = ap.parse_args(argv)
     import clusterspy.predict as predict
     from clusterspy.predict import load_model, model_summary
@@ -119,6 +122,8 @@ def main(argv: list[str] | None = None) -> dict:
         predict.SECOND_OPINION = a.second_opinion
     if a.checks is not None:
         predict.SECOND_OPINION_CHECKS = tuple(n for n in a.checks.split(",") if n)
+    if a.astigmatism is not None:
+        predict.ASTIGMATISM = None if a.astigmatism == "none" else a.astigmatism
     model = load_model(a.model)
     out: dict[str, Any] = {"model": model_summary(model), "spec": {k: v for k, v in ASTIGMATISM_SPEC.items()
                                                                    if k != "backend_options"},

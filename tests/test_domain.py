@@ -229,7 +229,8 @@ def test_touching_neighbours_are_named():
 def test_reasons_vocabulary_is_closed():
     assert set(REASONS) == {"too_small", "too_large", "cut_by_edge", "neighbour_in_view", "elongated",
                             "saturated", "not_resolved", "scale_mismatch", "pixel_size_too_large",
-                            "out_of_distribution", "low_confidence", "models_disagree", "fit_disagrees"}
+                            "out_of_distribution", "low_confidence", "models_disagree", "astigmatic",
+                            "fit_disagrees"}
 
 
 # ------------------------------------------------------------------------------- crop field

@@ -60,6 +60,12 @@ REASON_MEANING: dict[str, str] = {
                        "probes), shown its own crop of the cluster, finds another isomer most probable — "
                        "most often a pixel size told far too small, or an astigmatic probe; the "
                        "probabilities are v2's",
+    "astigmatic": "the default only: the probe looks astigmatic — ``astigmatism-v1`` (isomernet-v7's "
+                  "network regressing the source's extra FWHM along its long axis, trained on 22,000 "
+                  "simulated crops) estimates the atomic columns drawn out along one direction by its "
+                  "card's ``threshold_A`` or more, on the second opinion's crop; the models that judge "
+                  "were trained on round probes only and gave confident wrong labels there. Correct the "
+                  "probe (stigmators) and take the image again; the probabilities are kept",
     "fit_disagrees": "only with ``classify --verify``: the 3D atomic model whose simulated image "
                      "matches the cluster best (a conclusive structure fit, as ``clusterspy fit``) "
                      "is of another isomer than the network's label; the probabilities are kept, "

@@ -331,7 +331,7 @@ def classify(
     for note in [*_other_model_notes(results, model), *_edge_notes(results),
                  *_unsure_notes(results, calibrate), *_searched_notes(results, calibrate),
                  *_scale_notes(results), *_elongated_notes(results), *_saturated_notes(results),
-                 *_no_lattice_notes(results), *_unresolved_notes(results)]:
+                 *_no_lattice_notes(results), *_unresolved_notes(results), *_astigmatic_notes(results)]:
         typer.echo(f"clusterspy: note: {note}", err=True)
     if verify:
         for note in _fit_notes(results):
@@ -535,6 +535,25 @@ def _unresolved_notes(results: list) -> list[str]:
         f"no atomic columns show in {'its' if n == 1 else 'their'} spectrum at the pixel size given (lattice "
         "fringes of 1.25–3.2 Å) — out of focus, astigmatism, drift, a pixel too coarse for columns, or a "
         "pixel size told wrong (a 2× error moves the fringes out of that band)")
+
+
+def _astigmatic_notes(results: list) -> list[str]:
+    """One line for the clusters ``astigmatic``: a newcomer's clusters blurred with elliptical probes got
+    confident wrong labels from the models that judge, with the second opinion agreeing (stop 40)."""
+    n = sum(r.reason == "astigmatic" for r in results)
+    if not n:
+        return []
+    from clusterspy.predict import _load_astigmatism
+
+    net = _load_astigmatism()
+    by = f" by {net.threshold_A:g} Å FWHM or more" if net is not None else ""
+    return _counted_note(
+        n, "astigmatic",
+        f"the probe looks astigmatic: {'its' if n == 1 else 'their'} atomic columns look drawn out along one "
+        f"direction ({net.card.name if net is not None else 'the probe-shape network'} estimates the source "
+        f"drawn out{by}), "
+        "and the models that judge were trained on round probes only, so a label would be a guess — correct "
+        "the astigmatism (stigmators, or the corrector's A1) and take the image again")
 
 
 def _fit_notes(results: list) -> list[str]:

@@ -38,6 +38,14 @@ reason not to label it, or ``None``:
     (Mahalanobis distance above the threshold calibrated on in-domain images);
 ``low_confidence``
     after inference: the calibrated confidence is below the card's "unknown" threshold;
+``models_disagree``
+    after inference, in the default: the second opinion (``isomernet-v7``) finds another isomer
+    most probable (:func:`clusterspy.predict.second_opinion_of`);
+``astigmatic``
+    after inference, in the default: the probe looks astigmatic — the probe-shape network
+    (:class:`clusterspy.weights.astigmatism.AstigmatismNetwork`) estimates the atomic columns drawn
+    out along one direction by its threshold or more, and the models that judge were trained on
+    round probes only (:func:`clusterspy.predict.astigmatic`);
 ``fit_disagrees``
     only with verification (``clusterspy classify --verify``): the 3D atomic model whose
     simulation matches the cluster best — a conclusive structure fit (:mod:`clusterspy.fit`) —
@@ -104,7 +112,7 @@ __all__ = [
 REASONS = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "elongated", "saturated",
            "scale_mismatch",
            "pixel_size_too_large", "not_resolved", "out_of_distribution", "low_confidence",
-           "models_disagree", "fit_disagrees")
+           "models_disagree", "astigmatic", "fit_disagrees")
 
 Contrast = Literal["auto", "haadf"]
 

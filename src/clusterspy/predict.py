@@ -35,6 +35,7 @@ from clusterspy.weights import (
     sha256_file,
     softmax,
 )
+from clusterspy.weights.astigmatism import ASTIGMATISM_DIR, AstigmatismNetwork
 
 #: Folder of the shipped weights.
 WEIGHTS_DIR = DEFAULT_MODEL_DIR
@@ -42,14 +43,14 @@ WEIGHTS_DIR = DEFAULT_MODEL_DIR
 DEFAULT_MODEL = WEIGHTS_DIR / "model.onnx"
 
 __all__ = [
-    "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL", "DEFAULT_NORMALISATION", "FIT_FIELDS",
-    "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS", "ROUTE_FROM_NM", "SEARCHED_REASONS",
-    "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_CHECKS", "SECOND_OPINION_FIRST_VIEWS",
-    "SECOND_OPINION_MARGIN_LOGITS", "SECOND_OPINION_RULE", "ClusterResult", "ClusterResults", "Model",
-    "ModelsBySize", "checks_label_of", "classify", "detection_lead", "detection_range_A", "dihedral_views",
-    "judged_crop", "judging_model", "load_model", "model_summary", "normalise_crops", "routing_domain",
-    "scaled_image", "search_context", "search_for", "search_pixel_size", "searched_at",
-    "second_opinion_disagrees", "second_opinion_for", "second_opinion_of", "sha256_file",
+    "ASTIGMATISM", "ASTIGMATISM_RULE", "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL",
+    "DEFAULT_NORMALISATION", "FIT_FIELDS", "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS",
+    "ROUTE_FROM_NM", "SEARCHED_REASONS", "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_CHECKS",
+    "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS", "SECOND_OPINION_RULE", "ClusterResult",
+    "ClusterResults", "Model", "ModelsBySize", "astigmatic", "checks_label_of", "classify", "detection_lead",
+    "detection_range_A", "dihedral_views", "judged_crop", "judging_model", "load_model", "model_summary",
+    "normalise_crops", "routing_domain", "scaled_image", "search_context", "search_for", "search_pixel_size",
+    "searched_at", "second_opinion_disagrees", "second_opinion_for", "second_opinion_of", "sha256_file",
     "shipped_model_covering", "shipped_models", "softmax", "table_confidence", "usable_models",
 ]
 
@@ -197,10 +198,14 @@ class ModelsBySize:
     pixel_size_search : sequence of float
         Factors on the pixel size given tried, with a second opinion, for a cluster whose first
         model's label does not stand (:func:`search_pixel_size`; default none).
+    astigmatism : AstigmatismNetwork, optional
+        With a second opinion: the probe-shape network whose estimate withholds the labels it checks
+        where the probe looks astigmatic (:func:`astigmatic`, reason ``"astigmatic"``).
     """
 
     def __init__(self, models: Sequence[Model], second_opinion: Model | None = None,
-                 pixel_size_search: Sequence[float] = ()) -> None:
+                 pixel_size_search: Sequence[float] = (),
+                 astigmatism: AstigmatismNetwork | None = None) -> None:
         if not models:
             raise ValueError("ModelsBySize needs at least one model")
         self.models: tuple[Model, ...] = tuple(models)
@@ -210,6 +215,8 @@ class ModelsBySize:
         #: Factors on the pixel size given tried for a cluster of the first model whose label does
         #: not stand (:func:`search_pixel_size`); empty or without a second opinion: none.
         self.pixel_size_search: tuple[float, ...] = tuple(float(f) for f in pixel_size_search)
+        #: The probe-shape network (:func:`astigmatic`), or None.
+        self.astigmatism: AstigmatismNetwork | None = astigmatism
 
     @property
     def primary(self) -> Model:
@@ -250,6 +257,8 @@ class ModelsBySize:
             if self.pixel_size_search:
                 out["pixel_size_search"] = {"factors": [round(f, 6) for f in self.pixel_size_search],
                                             "rule": PIXEL_SIZE_SEARCH_RULE}
+            if self.astigmatism is not None:
+                out["astigmatism"] = {**self.astigmatism.summary(), "rule": ASTIGMATISM_RULE}
         return out
 
     def __getattr__(self, name: str) -> Any:  # the primary's card, inference, geometry
@@ -345,16 +354,31 @@ def load_model(path: str | Path | None = None) -> Model | ModelsBySize:
         if not wide:
             return primary
         second = _load_one(shipped[SECOND_OPINION]) if SECOND_OPINION in shipped else None
-        key = (primary, *wide, second)  # the cached models: one ModelsBySize for them
+        probe = _load_astigmatism() if second is not None and ASTIGMATISM else None
+        key = (primary, *wide, second, probe)  # the cached models: one ModelsBySize for them
         if key not in _BY_SIZE_CACHE:
             _BY_SIZE_CACHE.clear()
             _BY_SIZE_CACHE[key] = ModelsBySize((primary, *wide), second_opinion=second,
-                                               pixel_size_search=PIXEL_SIZE_SEARCH)
+                                               pixel_size_search=PIXEL_SIZE_SEARCH, astigmatism=probe)
         return _BY_SIZE_CACHE[key]
     return _load_one(path)
 
 
-_BY_SIZE_CACHE: dict[tuple[Model, ...], ModelsBySize] = {}
+_BY_SIZE_CACHE: dict[tuple[Any, ...], ModelsBySize] = {}
+
+
+def _load_astigmatism() -> AstigmatismNetwork | None:
+    """The shipped probe-shape network (:data:`ASTIGMATISM`), loaded once; None where it is not shipped."""
+    folder = ASTIGMATISM_DIR.parent / str(ASTIGMATISM)
+    if not (folder / "model.onnx").is_file():
+        return None
+    key = (str(folder), (folder / "model.onnx").stat().st_mtime, (folder / CARD_NAME).stat().st_mtime)
+    if _ASTIGMATISM_CACHE.get("key") != key:
+        _ASTIGMATISM_CACHE.update(key=key, network=AstigmatismNetwork(folder))
+    return _ASTIGMATISM_CACHE["network"]
+
+
+_ASTIGMATISM_CACHE: dict[str, Any] = {}
 
 
 #: Shipped models that judge, after the default one, the clusters outside its sizes
@@ -391,6 +415,16 @@ SECOND_OPINION: str | None = "isomernet-v7"
 #: of those 6 labels; of the labels v5 gives to ``benchmarks/domain.py``'s ``sizes`` and ``large``
 #: particles (4.35–10.5 nm), v7 withdrew none (every figure of those parts unchanged).
 SECOND_OPINION_CHECKS: tuple[str, ...] = ("isomernet-v3", "isomernet-v5")
+#: The probe-shape network (``weights/probe/<name>``, :class:`AstigmatismNetwork`) whose estimate
+#: withholds the default's checked labels (:func:`astigmatic`; None: none). The models that judge
+#: (v2, v3, v5) were trained on round probes only; with the source drawn out by 2.35 Å FWHM they gave 9
+#: wrong labels of 120 that isomernet-v7 did not withdraw (``benchmarks/astigmatism.py``), and a
+#: newcomer's clusters blurred by σ_long 1.0–1.4 Å got 6–19 % confident wrong labels (stop 40).
+ASTIGMATISM: str | None = "astigmatism-v1"
+#: What :meth:`ModelsBySize.summary` records of the astigmatism rule.
+ASTIGMATISM_RULE = ("a checked label stands only where the probe-shape network's estimate of the probe's "
+                    "extra FWHM along its long axis, on the second opinion's crop at the pixel size given "
+                    "(mean of 4 views), is below threshold_A; else unknown, astigmatic")
 #: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
 #: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
 #: and that one's mirror image).
@@ -647,6 +681,16 @@ def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], p
         return disagrees, probs
 
     return verdict
+
+
+def astigmatic(network: AstigmatismNetwork, crops: np.ndarray) -> list[bool]:
+    """Whether each crop looks taken with an astigmatic probe: ``network``'s estimate of the source's
+    extra FWHM along its long axis (:meth:`AstigmatismNetwork.estimate_A`) is its card's
+    ``threshold_A`` or more. ``crops``: the second opinion's crops of the clusters, at the pixel
+    size given. The default withholds such a label (``"unknown"``, ``"astigmatic"``):
+    the models that judge were trained on round probes only (:data:`ASTIGMATISM`)."""
+    est = network.estimate_A(np.asarray(crops))
+    return [bool(e >= network.threshold_A) for e in est]
 
 
 def _model_crops(image: Image, detections: list[Any], diam: list[float], model: Model) -> np.ndarray:
@@ -1132,8 +1176,10 @@ def warn_overridden_calibration(metadata: dict[str, Any], pixel_size_A: float, n
 def _second_opinion_args(model: Model | ModelsBySize, models: Sequence[Model]) -> dict[str, Any]:
     """What :func:`_judge_by_size` takes of ``model``'s second opinion for ``models`` (those in
     use): the checking model, the pixel-size search's factors, and which models it checks."""
-    return {"second_opinion": second_opinion_for(model, models), "search": search_for(model, models),
-            "checked": [checks_label_of(model, m) for m in models]}
+    second = second_opinion_for(model, models)
+    return {"second_opinion": second, "search": search_for(model, models),
+            "checked": [checks_label_of(model, m) for m in models],
+            "astigmatism": getattr(model, "astigmatism", None) if second is not None else None}
 
 
 def checks_label_of(model: Model | ModelsBySize, member: Model) -> bool:
@@ -1218,12 +1264,15 @@ def judge(image: Image, detections: list[Any], model: Model | ModelsBySize, *, f
 def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model], *, file: str | None,
                    frame: int, reasons: list[list[str | None]] | None,
                    second_opinion: Model | None = None, search: Sequence[float] = (),
-                   checked: Sequence[bool] | None = None) -> ClusterResults:
+                   checked: Sequence[bool] | None = None,
+                   astigmatism: AstigmatismNetwork | None = None) -> ClusterResults:
     """:func:`judge` over models in order of preference (``reasons``: one list per model): each
     cluster goes to the model :func:`clusterspy.domain.route_by_size` chooses; the labels of the
     models ``checked`` marks (default: the first) are checked by ``second_opinion``
     (:func:`second_opinion_disagrees`), and the first's that do not stand searched at the pixel
-    sizes ``search`` × the one given (:func:`search_pixel_size`)."""
+    sizes ``search`` × the one given (:func:`search_pixel_size`); then every label of those models
+    the probe-shape network ``astigmatism`` finds taken with an astigmatic probe is withheld
+    (:func:`astigmatic`)."""
     from clusterspy.domain import cluster_reasons, particle_diameter_A, route_by_size
 
     diam = [particle_diameter_A(d.diameter_A) for d in detections]
@@ -1248,6 +1297,15 @@ def _judge_by_size(image: Image, detections: list[Any], models: Sequence[Model],
                     for i, f in zip(idx, used, strict=True):
                         factor[i] = f
             judged.update(zip(idx, verdicts, strict=True))
+    if second_opinion is not None and astigmatism is not None:
+        idx = [i for i in range(len(detections)) if judged[i][0] != UNKNOWN
+               and (checked[chosen[i]] if checked is not None else chosen[i] == 0)]
+        if idx:
+            crops = _model_crops(image, [detections[i] for i in idx], [diam[i] for i in idx], second_opinion)
+            for i, drawn in zip(idx, astigmatic(astigmatism, crops), strict=True):
+                if drawn:
+                    _, conf, p, _, od = judged[i]
+                    judged[i] = (UNKNOWN, conf, p, "astigmatic", od)
     results = ClusterResults()
     for i, d in enumerate(detections):
         label, conf, p, reason, od = judged[i]

@@ -16,11 +16,11 @@ OPSET = 17
 
 
 def export_onnx(model, path: str | Path, crop_px: int, *, check: bool = True,
-                atol: float = 1e-4) -> Path:
+                atol: float = 1e-4, output_name: str = "logits") -> Path:
     """Export ``model`` (logits out) to ONNX with a dynamic batch axis (TorchScript exporter).
 
     Input ``crops``: ``(N, 1, crop_px, crop_px)`` float32, already normalised by
-    :func:`clusterspy.weights.normalise_crops`; output ``logits``: ``(N, 4)``.
+    :func:`clusterspy.weights.normalise_crops`; output ``output_name`` (``logits``: ``(N, 4)``).
     With ``check``, ONNX Runtime outputs are compared with PyTorch's (``atol``).
     """
     import torch
@@ -29,8 +29,8 @@ def export_onnx(model, path: str | Path, crop_px: int, *, check: bool = True,
     model = model.eval().cpu()
     dummy = torch.randn(2, 1, crop_px, crop_px, generator=torch.Generator().manual_seed(0))
     torch.onnx.export(
-        model, (dummy,), str(path), input_names=["crops"], output_names=["logits"],
-        dynamic_axes={"crops": {0: "batch"}, "logits": {0: "batch"}}, opset_version=OPSET,
+        model, (dummy,), str(path), input_names=["crops"], output_names=[output_name],
+        dynamic_axes={"crops": {0: "batch"}, output_name: {0: "batch"}}, opset_version=OPSET,
         dynamo=False,
     )
     if check:

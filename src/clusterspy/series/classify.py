@@ -319,6 +319,11 @@ def _model_record(view: ModelView) -> dict[str, Any]:
 
         record["pixel_size_search"] = {"factors": [round(f, 6) for f in view.search],
                                        "rule": PIXEL_SIZE_SEARCH_RULE}
+    astigmatism = getattr(view.model, "astigmatism", None)
+    if astigmatism is not None and view.second is not None:
+        from clusterspy.predict import ASTIGMATISM_RULE
+
+        record["astigmatism"] = {**astigmatism.summary(), "rule": ASTIGMATISM_RULE}
     return record
 
 

@@ -98,6 +98,9 @@ class Batch:
     crystal_evidences: list[CrystalEvidence | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
+    #: ``(crop indices, wait)`` of the probe-shape network's estimates [Å] on the second opinion's crops
+    #: (:func:`clusterspy.predict.astigmatic`), or None.
+    astigmatism_inference: tuple[list[int], Callable[[], np.ndarray]] | None = None
     #: ``[crop index, row, label, probabilities, OOD distance]`` of each crop once judged
     #: (:meth:`FrameClassifier.check`), before the second opinion; None until then.
     judged: list[list[Any]] | None = None
@@ -360,6 +363,19 @@ class FrameClassifier:
             crops = np.stack([batch.second_crops[e[0]] for e in todo])  # type: ignore[misc]
             batch.second_inference = ([e[0] for e in todo], second_opinion_of(
                 self.model.second.model, crops, [e[2] for e in todo], pool))
+        astigmatism = getattr(self.model.model, "astigmatism", None)
+        if astigmatism is not None and self.model.second is not None:  # as classify: every label that
+            from clusterspy.predict import SEARCHED_REASONS  # stands, or that the search may find
+
+            ask = [e[0] for e in judged if batch.second_crops[e[0]] is not None
+                   and (e[2] != UNKNOWN or e[1][COLUMN["reason"]] in SEARCHED_REASONS)]
+            if ask:
+                crops = np.stack([batch.second_crops[k] for k in ask])  # type: ignore[misc]
+                if pool is None:
+                    est = astigmatism.estimate_A(crops)
+                    batch.astigmatism_inference = (ask, lambda e=est: e)
+                else:
+                    batch.astigmatism_inference = (ask, astigmatism.submit_estimate(crops, pool))
         batch.second_crops = []  # shown to the second opinion (or not needed): let them go
         return batch
 
@@ -380,6 +396,13 @@ class FrameClassifier:
             if e[0] in withdrawn:
                 e[2], e[1][COLUMN["reason"]] = UNKNOWN, "models_disagree"
         self._search(batch, judged, second)
+        if batch.astigmatism_inference is not None:
+            asked, wait_a = batch.astigmatism_inference
+            threshold = self.model.model.astigmatism.threshold_A
+            drawn = {k for k, e in zip(asked, wait_a(), strict=True) if e >= threshold}
+            for e in judged:
+                if e[0] in drawn and e[2] != UNKNOWN:
+                    e[2], e[1][COLUMN["reason"]] = UNKNOWN, "astigmatic"
         for k, row, label, p, _ in judged:
             row[COLUMN["label"]], row[COLUMN["confidence"]] = label, float(np.max(p))
             row[_P] = [float(x) for x in p]

@@ -24,7 +24,8 @@ log = logging.getLogger(__name__)
 #: "unknown" — the HMM never labels what the model could not see.
 NO_EVIDENCE = ("too_small", "too_large", "cut_by_edge", "neighbour_in_view", "elongated", "saturated",
                "scale_mismatch",
-               "pixel_size_too_large", "not_resolved", "out_of_distribution", "models_disagree", BRIGHT_FIELD)
+               "pixel_size_too_large", "not_resolved", "out_of_distribution", "models_disagree", "astigmatic",
+               BRIGHT_FIELD)
 #: Reasons whose frames' probabilities are withdrawn evidence: the HMM does not see them at all (a
 #: label the second opinion disputed would otherwise return as its neighbours' smoothed label).
 WITHDRAWN = ("models_disagree",)
@@ -141,7 +142,8 @@ def _few_labels_warning(cid: int, lab: np.ndarray, reason: np.ndarray, inferred:
     proportions rest on a minority of frames. A newcomer's series told a pixel size 15–20 % too
     large had 23–30 of 40 smoothed labels inferred so, many of them wrong, with no word of it."""
     labelled = np.isin(lab, CLASSES)
-    judged = labelled | np.isin(reason, ["low_confidence", "models_disagree", "out_of_distribution"])
+    judged = labelled | np.isin(reason, ["low_confidence", "models_disagree", "out_of_distribution",
+                                         "astigmatic"])
     n_judged, n_lab = int(judged.sum()), int(labelled.sum())
     n_filled = int(np.sum(inferred.astype(bool) & (lab == UNKNOWN)))
     if n_judged < 5 or n_lab >= FEW_LABELS_SHARE * n_judged or n_filled == 0:

@@ -1,0 +1,81 @@
+"""``AstigmatismNetwork``: how drawn out the probe looks in a crop, in Å.
+
+The isomer classifiers that judge (``isomernet-v2``, ``-v3``, ``-v5``) were trained on round
+probes. Shown a cluster imaged with an astigmatic probe — its atomic columns drawn out along one
+direction — they name isomers with near-certainty, and the second opinion (``isomernet-v7``) agrees
+with some of those wrong labels. ``astigmatism-v1`` is isomernet-v7's network with one output, the
+source's extra FWHM [Å] along its long axis (:attr:`clusterspy.simulation.Microscope.source_elongation_A`),
+regressed on v7's crops of the 24,000 images of v6's and v7's training sets
+(``training/astigmatism-v1/``). It sees the crop the second opinion is shown, and the default withholds
+a label where it estimates the probe drawn out by its card's ``threshold_A`` or more
+(:func:`clusterspy.predict.astigmatic`, reason ``"astigmatic"``).
+
+The folder (``weights/probe/astigmatism-v1``) is not an isomer model: it is not among
+:func:`clusterspy.predict.shipped_models`. No PyTorch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from pathlib import Path
+
+import numpy as np
+
+from clusterspy.weights.card import CARD_NAME, ModelCard
+from clusterspy.weights.network import OnnxNetwork, mean_of_views
+
+__all__ = ["ASTIGMATISM_DIR", "ASTIGMATISM_VIEWS", "AstigmatismNetwork"]
+
+#: The shipped probe-shape network's folder.
+ASTIGMATISM_DIR = Path(__file__).resolve().parent / "probe" / "astigmatism-v1"
+#: The test-time views (indices into :func:`~clusterspy.weights.dihedral_views`) whose estimates
+#: are averaged: the crop, its mirror image, the crop turned 90° and that one's mirror image —
+#: the second opinion's first look.
+ASTIGMATISM_VIEWS: tuple[int, ...] = (0, 1, 2, 3)
+
+
+class AstigmatismNetwork(OnnxNetwork):
+    """The probe-shape network (``elongation_A`` out) and its card.
+
+    Parameters
+    ----------
+    folder : path, optional
+        The folder of ``model.onnx`` and ``model_card.json`` (default: the shipped one).
+    verify : bool
+        Check the SHA-256 of the card and the weights (default True).
+    """
+
+    def __init__(self, folder: str | Path | None = None, *, verify: bool = True) -> None:
+        folder = Path(folder) if folder is not None else ASTIGMATISM_DIR
+        super().__init__(folder / "model.onnx", ModelCard.read(folder / CARD_NAME), verify=verify)
+
+    @property
+    def threshold_A(self) -> float:
+        """Estimated extra FWHM [Å] from which a label is withheld (``"astigmatic"``)."""
+        return float(self.card.data["astigmatism"]["threshold_A"])
+
+    def estimate_A(self, crops: np.ndarray, views: Sequence[int] = ASTIGMATISM_VIEWS) -> np.ndarray:
+        """The probe's estimated extra FWHM [Å] along its long axis, one per crop ``(N,)``.
+
+        ``crops``: ``(N, 96, 96)`` — the second opinion's crops of the clusters (its
+        :meth:`~clusterspy.predict.Model.crop_pixel_size_A`); any intensity unit.
+        """
+        return self._mean(self.run_views(crops, views))
+
+    def submit_estimate(self, crops: np.ndarray, pool: Executor,
+                        views: Sequence[int] = ASTIGMATISM_VIEWS) -> Callable[[], np.ndarray]:
+        """:meth:`estimate_A` started on the worker threads of ``pool``: a function that waits and
+        returns the same numbers."""
+        wait = self.submit_views(crops, pool, views)
+        return lambda: self._mean(wait())
+
+    @staticmethod
+    def _mean(outputs: list[list[np.ndarray]]) -> np.ndarray:
+        return np.asarray(mean_of_views(outputs)[0], dtype=np.float64).reshape(-1)
+
+    def summary(self) -> dict[str, object]:
+        """What outputs record of it: name, id, SHA-256s and the threshold [Å]."""
+        return {"name": self.card.name, "id": self.card.id,
+                "weights_sha256": self.card.data.get("weights_sha256"),
+                "card_sha256": self.card.data.get("card_sha256"), "threshold_A": self.threshold_A}
