@@ -613,6 +613,7 @@ def test_the_search_note_does_not_blame_a_calibration_that_calibrate_confirmed()
                            confidence=0.99, reason=None, pixel_size_factor=0.87)]
     (plain,) = _searched_notes(found)
     assert "the calibration may be off by as much" in plain
+    assert "suspect a blurred image (focus, astigmatism)" in plain  # stop 41: blur looks like it too
     (checked,) = _searched_notes(found, calibrated=True)
     assert "may be off" not in checked and "--calibrate measured the pixel size" in checked
     assert "check such labels with --verify" in checked

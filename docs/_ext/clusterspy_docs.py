@@ -64,8 +64,9 @@ REASON_MEANING: dict[str, str] = {
                   "network regressing the source's extra FWHM along its long axis, trained on 22,000 "
                   "simulated crops) estimates the atomic columns drawn out along one direction by its "
                   "card's ``threshold_A`` or more, on the second opinion's crop; the models that judge "
-                  "were trained on round probes only and gave confident wrong labels there. Correct the "
-                  "probe (stigmators) and take the image again; the probabilities are kept",
+                  "were trained on round probes only and gave confident wrong labels there. A strong "
+                  "round blur (σ ≥ 0.5 Å) is sometimes flagged too. Correct the probe (stigmators, "
+                  "focus) and take the image again; the probabilities are kept",
     "fit_disagrees": "only with ``classify --verify``: the 3D atomic model whose simulated image "
                      "matches the cluster best (a conclusive structure fit, as ``clusterspy fit``) "
                      "is of another isomer than the network's label; the probabilities are kept, "

@@ -44,8 +44,8 @@ ADVICE: dict[str, str] = {
     "models_disagree": "the model trained with pixel-size errors finds another isomer most probable: "
                        "check the calibration (--pixel-size, Å/px; series --calibrate --element)",
     "astigmatic": "the probe looks astigmatic (atomic columns drawn out along one direction), and the "
-                  "models that judge were trained on round probes: correct the astigmatism (stigmators) "
-                  "and record again",
+                  "models that judge were trained on round, sharp probes: correct the astigmatism "
+                  "(stigmators) and the focus, and record again",
     "fit_disagrees": "the structure fit found another isomer than the network: compare the fit "
                      "figures (classify --verify)",
     "bright_field": "the frames look like bright field (dark particles on a bright background): "
