@@ -12,7 +12,7 @@ import pytest
 
 from clusterspy.errors import InputFileError
 from clusterspy.predict import classify, load_model, model_summary, shipped_models
-from clusterspy.weights.astigmatism import ASTIGMATISM_DIR, AstigmatismNetwork
+from clusterspy.weights.astigmatism import ASTIGMATISM_DIR, AstigmatismNetwork, threshold_of
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -22,6 +22,7 @@ def test_the_shipped_network_is_verified_and_is_not_an_isomer_model(tmp_path: Pa
     assert net.card.name == "astigmatism-v1" and net.outputs == ["elongation_A"]
     assert 1.0 <= net.threshold_A <= 2.0
     assert "astigmatism-v1" not in shipped_models()  # never offered as --model
+    assert threshold_of(ASTIGMATISM_DIR) == net.threshold_A and threshold_of(tmp_path / "none") is None
     default = load_model()
     assert default.astigmatism is load_model().astigmatism  # loaded once
     assert default.astigmatism.card.id == net.card.id

@@ -545,15 +545,15 @@ def _astigmatic_notes(results: list) -> list[str]:
     n = sum(r.reason == "astigmatic" for r in results)
     if not n:
         return []
-    from clusterspy.predict import _load_astigmatism
+    from clusterspy.predict import ASTIGMATISM
+    from clusterspy.weights.astigmatism import ASTIGMATISM_DIR, threshold_of
 
-    net = _load_astigmatism()
-    by = f" by {net.threshold_A:g} Å FWHM or more" if net is not None else ""
+    threshold = threshold_of(ASTIGMATISM_DIR.parent / str(ASTIGMATISM))  # the card only: no network loaded
+    by = f" by {threshold:g} Å FWHM or more" if threshold is not None else ""
     return _counted_note(
         n, "astigmatic",
         f"the probe looks astigmatic: {'its' if n == 1 else 'their'} atomic columns look drawn out along one "
-        f"direction ({net.card.name if net is not None else 'the probe-shape network'} estimates the source "
-        f"drawn out{by}), "
+        f"direction ({ASTIGMATISM or 'the probe-shape network'} estimates the source drawn out{by}), "
         "and the models that judge were trained on round, sharp probes only, so a label would be a guess — "
         "correct the astigmatism (stigmators, or the corrector's A1) and the focus, and take the image again "
         "(a strong round blur, > 1 Å FWHM, is sometimes taken for astigmatism)")

@@ -368,17 +368,18 @@ _BY_SIZE_CACHE: dict[tuple[Any, ...], ModelsBySize] = {}
 
 
 def _load_astigmatism() -> AstigmatismNetwork | None:
-    """The shipped probe-shape network (:data:`ASTIGMATISM`), loaded once; None where it is not shipped."""
+    """The shipped probe-shape network (:data:`ASTIGMATISM`), loaded once (as :func:`_load_cached`: again
+    only when a file changed); None where it is not shipped."""
     folder = ASTIGMATISM_DIR.parent / str(ASTIGMATISM)
     if not (folder / "model.onnx").is_file():
         return None
-    key = (str(folder), (folder / "model.onnx").stat().st_mtime, (folder / CARD_NAME).stat().st_mtime)
-    if _ASTIGMATISM_CACHE.get("key") != key:
-        _ASTIGMATISM_CACHE.update(key=key, network=AstigmatismNetwork(folder))
-    return _ASTIGMATISM_CACHE["network"]
+    return _astigmatism_cached(str(folder), (folder / "model.onnx").stat().st_mtime,
+                               (folder / CARD_NAME).stat().st_mtime)
 
 
-_ASTIGMATISM_CACHE: dict[str, Any] = {}
+@lru_cache(maxsize=2)
+def _astigmatism_cached(folder: str, mtime: float, card_mtime: float) -> AstigmatismNetwork:
+    return AstigmatismNetwork(folder)
 
 
 #: Shipped models that judge, after the default one, the clusters outside its sizes
@@ -689,8 +690,7 @@ def astigmatic(network: AstigmatismNetwork, crops: np.ndarray) -> list[bool]:
     ``threshold_A`` or more. ``crops``: the second opinion's crops of the clusters, at the pixel
     size given. The default withholds such a label (``"unknown"``, ``"astigmatic"``):
     the models that judge were trained on round probes only (:data:`ASTIGMATISM`)."""
-    est = network.estimate_A(np.asarray(crops))
-    return [bool(e >= network.threshold_A) for e in est]
+    return [bool(d) for d in network.drawn(network.estimate_A(np.asarray(crops)))]
 
 
 def _model_crops(image: Image, detections: list[Any], diam: list[float], model: Model) -> np.ndarray:

@@ -398,8 +398,8 @@ class FrameClassifier:
         self._search(batch, judged, second)
         if batch.astigmatism_inference is not None:
             asked, wait_a = batch.astigmatism_inference
-            threshold = self.model.model.astigmatism.threshold_A
-            drawn = {k for k, e in zip(asked, wait_a(), strict=True) if e >= threshold}
+            flags = self.model.model.astigmatism.drawn(wait_a())
+            drawn = {k for k, d in zip(asked, flags, strict=True) if d}
             for e in judged:
                 if e[0] in drawn and e[2] != UNKNOWN:
                     e[2], e[1][COLUMN["reason"]] = UNKNOWN, "astigmatic"

@@ -22,10 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from clusterspy.errors import InputFileError
 from clusterspy.weights.card import CARD_NAME, ModelCard
 from clusterspy.weights.network import OnnxNetwork, mean_of_views
 
-__all__ = ["ASTIGMATISM_BATCH", "ASTIGMATISM_DIR", "ASTIGMATISM_VIEWS", "AstigmatismNetwork"]
+__all__ = ["ASTIGMATISM_BATCH", "ASTIGMATISM_DIR", "ASTIGMATISM_VIEWS", "AstigmatismNetwork", "threshold_of"]
 
 #: The shipped probe-shape network's folder.
 ASTIGMATISM_DIR = Path(__file__).resolve().parent / "probe" / "astigmatism-v1"
@@ -36,6 +37,15 @@ ASTIGMATISM_VIEWS: tuple[int, ...] = (0, 1, 2, 3)
 #: Crops per ONNX Runtime call: each session's memory arena grows to its largest batch, and with the
 #: isomer networks' 256 this network's added 0.25 GB to a series' peak RSS (stop 41).
 ASTIGMATISM_BATCH = 32
+
+
+def threshold_of(folder: str | Path) -> float | None:
+    """The ``threshold_A`` [Å] of the probe-shape network in ``folder``, read from its card alone (no
+    ONNX session); None where there is no readable card."""
+    try:
+        return float(ModelCard.read(Path(folder) / CARD_NAME).data["astigmatism"]["threshold_A"])
+    except (InputFileError, KeyError, TypeError, ValueError):
+        return None
 
 
 class AstigmatismNetwork(OnnxNetwork):
@@ -56,7 +66,7 @@ class AstigmatismNetwork(OnnxNetwork):
     @property
     def threshold_A(self) -> float:
         """Estimated extra FWHM [Å] from which a label is withheld (``"astigmatic"``)."""
-        return float(self.card.data["astigmatism"]["threshold_A"])
+        return float(self.card.data["astigmatism"]["threshold_A"])  # the card is verified: it is there
 
     def estimate_A(self, crops: np.ndarray, views: Sequence[int] = ASTIGMATISM_VIEWS) -> np.ndarray:
         """The probe's estimated extra FWHM [Å] along its long axis, one per crop ``(N,)``.
@@ -72,6 +82,11 @@ class AstigmatismNetwork(OnnxNetwork):
         returns the same numbers."""
         wait = self.submit_views(crops, pool, views, ASTIGMATISM_BATCH)
         return lambda: self._mean(wait())
+
+    def drawn(self, estimates_A: np.ndarray) -> np.ndarray:
+        """Whether each estimate [Å] (:meth:`estimate_A`) is :attr:`threshold_A` or more: the probe
+        looks astigmatic, and the default withholds the label (``"astigmatic"``)."""
+        return np.asarray(estimates_A, dtype=np.float64) >= self.threshold_A
 
     @staticmethod
     def _mean(outputs: list[list[np.ndarray]]) -> np.ndarray:
