@@ -499,8 +499,9 @@ def test_a_crystalline_call_needs_lattice_evidence_in_its_spectrum():
     """judge_probabilities: a crystalline label on a cluster whose spectrum shows no lattice is
     not_resolved. From 3.5 nm: a fringe peak < 15 or spots < 9. Below it: a peakedness < 8, or
     spots < 9 with neither a ring above the band below it nor a sharp spot (fringe peak ≥ 20).
-    Amorphous calls and untested clusters (None) are left alone, and a score that could not be
-    measured (nan) is not held against one."""
+    Amorphous calls are held only to a resolved structure (test_amorphous_evidence.py), untested
+    clusters (None) are left alone, and a score that could not be measured (nan) is not held
+    against one."""
     from clusterspy.domain import (
         FRINGES_NEEDED_FROM_A,
         LATTICE_FRINGES_MIN,
@@ -532,7 +533,9 @@ def test_a_crystalline_call_needs_lattice_evidence_in_its_spectrum():
         assert judged(speckle, d) == unresolved
         assert judged(smoothed, d) == unresolved
         assert judged(None, d) == ("fcc", None)
-        assert judged(speckle, d, amorphous) == ("amorphous", None)
+        # an amorphous call needs the atoms resolved (stop 42): speckle without a ring is not that
+        assert judged(speckle, d, amorphous) == unresolved
+        assert judged(smoothed, d, amorphous) == ("amorphous", None)
         assert not crystal_evidence_missing(CrystalEvidence(nan, nan, nan, nan), d)
     assert judged(lattice._replace(fringe_peak=LATTICE_FRINGES_MIN - 0.1), big) == unresolved
     assert judged(lattice._replace(spots=LATTICE_SPOTS_MIN - 0.1), big) == unresolved

@@ -50,7 +50,10 @@ REASON_MEANING: dict[str, str] = {
     "not_resolved": "no atomic-column contrast: lattice fringes of 1.25–3.2 Å are too weak against "
                     "the window's own white noise, against the particle's shape spectrum, or "
                     "against the same band around the cluster (out of focus, too coarse a pixel, "
-                    "smeared, a blob at a wrong pixel size, the texture of a wide field)",
+                    "smeared, a blob at a wrong pixel size, the texture of a wide field); after "
+                    "inference, a crystalline call without lattice spots, or an amorphous call whose "
+                    "spectrum is speckle with no ring of atomic spacings (a crystal blurred or off "
+                    "its zone axis)",
     "out_of_distribution": "the network's pooled features are farther (Mahalanobis distance) from "
                            "every class than 99.5 % of held-out simulated training images",
     "low_confidence": "the calibrated confidence is below the model card's threshold (chosen for "

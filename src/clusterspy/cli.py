@@ -517,15 +517,18 @@ def _saturated_notes(results: list) -> list[str]:
 
 
 def _no_lattice_notes(results: list) -> list[str]:
-    """One line for the clusters the network called crystalline that are ``not_resolved`` because their
-    spectrum shows no lattice (:func:`clusterspy.domain.crystal_evidence_missing`, after inference:
-    they have a confidence): most often a smoothed or denoised image of an unresolved particle."""
+    """One line for the clusters the network saw that are ``not_resolved`` because their spectrum shows
+    no lattice (:func:`clusterspy.domain.crystal_evidence_missing`) or, for an amorphous call, no
+    resolved structure at all (:func:`clusterspy.domain.amorphous_evidence_missing`; after inference:
+    they have a confidence): most often a smoothed or denoised image of an unresolved particle, or a
+    crystal blurred or off its zone axis."""
     n = sum(r.reason == "not_resolved" and r.confidence is not None for r in results)
     return _counted_note(
         n, "not_resolved although the network saw " + ("it" if n == 1 else "them"),
-        "a crystalline label needs lattice spots in the cluster's spectrum and there are none — the columns "
-        "are not resolved (focus, astigmatism, drift, the pixel size), or the image was smoothed or "
-        "denoised, which hides that from the noise check: give the raw image")
+        "a crystalline label needs lattice spots in the cluster's spectrum, and an amorphous one a ring of "
+        "atomic spacings, and there are none — the atoms are not resolved (focus, astigmatism, drift, the "
+        "pixel size, a crystal off its zone axis), or the image was smoothed or denoised, which hides that "
+        "from the noise check: give the raw image")
 
 
 def _unresolved_notes(results: list) -> list[str]:
