@@ -320,6 +320,22 @@ def test_no_cluster_message_names_what_was_there():
         classify(flat, pixel_size_A=0.25)
 
 
+@pytest.mark.skipif(not SHARED.is_dir(), reason="needs ../shared/data")
+def test_a_particle_larger_than_a_tight_crop_is_told_to_crop_wider():
+    """A newcomer (stop 42) cropped StatSTEM's 5.2 nm Pb particle to 4.2 × 3.5 nm: no background around
+    it, so no cluster; the message told them to check the pixel size or widen the size range, though
+    the 3.5 nm core it named lay inside the range."""
+    from clusterspy.errors import NoClusterFoundError
+    from clusterspy.io import read_image
+    from clusterspy.predict import classify
+
+    img = read_image(SHARED / "real_atomic" / "Pb_fcc_statstem.npz")
+    crop = np.asarray(img.data, np.float32)[62:220, 81:270]
+    with pytest.raises(NoClusterFoundError, match="fills the frame or is larger than it; crop wider") as e:
+        classify(crop, pixel_size_A=img.pixel_size_A)
+    assert "check the pixel size" not in str(e.value) and "--min-size" not in str(e.value)
+
+
 def test_a_cluster_inside_the_domain_gets_no_reason():
     det = Detection(x_px=10.0, y_px=12.0, bbox=(5, 5, 20, 20), diameter_A=12.0, area_px=100)
     img = Image(np.zeros((64, 64), np.float32), 0.25)

@@ -1020,6 +1020,16 @@ def _nothing_found(img: Image, name: str | None, lo_A: float, hi_A: float, contr
 
         d = max(any_size, key=lambda r: r.contrast)
         d_nm = particle_diameter_A(d.diameter_A) / 10  # projected, as the range and the tables give it
+        if lo_A <= 10 * d_nm <= hi_A:
+            # its size is in the range: the detector, whose background window spans the models' largest
+            # particles, found no background around it — a particle larger than, or filling, the frame
+            # (a newcomer's tight crop of the 5.2 nm Pb particle, 4.2×3.5 nm: its 3.5 nm core stood out)
+            r0, c0, r1, c1 = d.bbox
+            share = (r1 - r0) * (c1 - c0) / float(img.shape[0] * img.shape[1])
+            return (f"no cluster found in {where}: a bright region {d_nm:.2f} nm across stands out, "
+                    f"its box {share:.0%} of the frame, but no background around it — the particle "
+                    "probably fills the frame or is larger than it; crop wider, with vacuum or support "
+                    "all around the particle")
         return (f"no cluster of {lo_A / 10:g}–{hi_A / 10:g} nm found in {where}; the most prominent "
                 f"bright region is {d_nm:.2f} nm across — if that is your particle, "
                 "check the pixel size, or widen the range with --min-size/--max-size (nm; min_size_nm= / "

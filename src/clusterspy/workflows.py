@@ -309,12 +309,17 @@ class PixelSizeCalibration:
             why = ", ".join(f"{n} {r}" for r, n in sorted(self.not_measured.items(), key=lambda t: -t[1]))
             line = (f"no cluster to measure the lattice of (of those found: {why})" if why else
                     "no cluster found to measure the lattice of") + f"; {self.given_A:g} Å/px kept"
-            for reason, fringes, way in (("scale_mismatch", "finer", "small"),
-                                         ("pixel_size_too_large", "coarser", "large")):
+            # scale_mismatch has a known false alarm: very sharp images whose higher-order fringes
+            # outshine the fundamentals (a newcomer's exactly calibrated simulation was told here that its
+            # pixel size was "likely too small by more than 15 %", stop 42)
+            for reason, fringes, way, unless in (
+                    ("scale_mismatch", "finer", "small",
+                     ", unless the image is very sharp (then finer fringes fool that rule: check by hand)"),
+                    ("pixel_size_too_large", "coarser", "large", "")):
                 if self.not_measured.get(reason):
                     line += (f" — {reason}: their fringes are {fringes} than any metal lattice's, so the "
                              f"pixel size given is likely too {way} by more than the ±15 % --calibrate can "
-                             "measure")
+                             f"measure{unless}")
             return line
         if self.scale is None:
             words = {"no_fringes": "no lattice fringes (amorphous or unresolved)",
