@@ -207,6 +207,24 @@ def test_an_elliptical_source_changes_only_the_probe():
     assert c2.tobytes() == c0.tobytes() and m2 == m0
 
 
+def test_a_three_fold_astigmatism_changes_only_the_probe():
+    """``three_fold_probability``: the same cluster, orientation and noise stream, the probe given a
+    three-fold astigmatism (its own random stream); the metadata records C23 [Å] and its azimuth."""
+    pytest.importorskip("ase")
+    from clusterspy.datasets.sampling import make_sample
+
+    base = {"seed": 11, "crop_px": 48, "size_atoms": [50, 150], "image_pixel_size_A": [0.3, 0.5],
+            "support_probability": 0.0, "neighbour_probability": 0.0}
+    c0, _, m0 = make_sample(load_spec(base), 0)
+    c1, _, m1 = make_sample(load_spec({**base, "three_fold_probability": 1.0,
+                                       "three_fold_A": [6000, 8000]}), 0)
+    assert m0["three_fold_A"] == 0.0 and 6000 <= m1["three_fold_A"] <= 8000
+    assert 0.0 <= m1["three_fold_angle_deg"] < 120.0
+    same = {k for k in m0 if k not in ("three_fold_A", "three_fold_angle_deg")}
+    assert {k: m0[k] for k in same} == {k: m1[k] for k in same}
+    assert c0.tobytes() != c1.tobytes()
+
+
 def test_onthefly_matches_disk(tmp_path):
     from clusterspy.datasets import OnTheFly
 

@@ -173,6 +173,13 @@ def test_an_elongated_source_is_checked():
         Microscope(source_elongation_A=1.0, source_angle_deg=float("nan"))
 
 
+def test_a_three_fold_astigmatism_is_checked():
+    with pytest.raises(ConfigError, match="three_fold_A"):
+        Microscope(three_fold_A=-1.0)
+    with pytest.raises(ConfigError, match="three_fold_angle_deg"):
+        Microscope(three_fold_A=1000.0, three_fold_angle_deg=float("inf"))
+
+
 def test_poisson_noise_statistics():
     rng = np.random.default_rng(0)
     flat = np.full((64, 64), 0.01, dtype=np.float32)

@@ -97,3 +97,33 @@ def test_reduction_in_small_batches_gives_the_same_image(monkeypatch):
     monkeypatch.setattr(prism_mod, "REDUCTION_BATCH_BYTES", int(8 * gpts**2 * 7))  # ~7 positions
     batched = simulate(atoms, Microscope(), **kw).data
     np.testing.assert_allclose(batched, whole, rtol=1e-5, atol=1e-7 * float(whole.max()))
+
+
+@pytest.mark.parametrize(("c23_A", "angle_deg"), [(5000.0, 0.0), (10000.0, 70.0)])
+def test_three_fold_astigmatism_is_abtems(c23_A, angle_deg):
+    """The probe with a three-fold astigmatism C23 is abTEM's (polar convention, azimuth from x towards
+    y), three-fold symmetric, and unlike the round probe; PRISM and the fast backend draw it alike."""
+    import math
+
+    import abtem
+    from scipy import ndimage as ndi
+
+    n, s = 128, 0.1
+    mic = Microscope(three_fold_A=c23_A, three_fold_angle_deg=angle_deg)
+    ours = np.fft.fftshift(mic.probe_intensity((n, n), s))
+    probe = abtem.Probe(energy=mic.energy_keV * 1e3, semiangle_cutoff=mic.semiangle_mrad, C23=c23_A,
+                        phi23=math.radians(angle_deg), gpts=(n, n), sampling=s)
+    theirs = np.asarray(probe.build(scan=(n * s / 2, n * s / 2)).intensity().compute().array).T
+    assert ncc(ours, theirs / theirs.sum()) > 0.999
+    assert ncc(ours, np.fft.fftshift(Microscope().probe_intensity((n, n), s))) < 0.9
+    c, t = n // 2, np.radians(120.0)  # turned by 120° about the probe's centre, pixel (64, 64)
+    yy, xx = np.indices(ours.shape) - c
+    turned = ndi.map_coordinates(
+        ours, [c + np.cos(t) * yy - np.sin(t) * xx, c + np.sin(t) * yy + np.cos(t) * xx], order=1)
+    assert ncc(turned[16:-16, 16:-16], ours[16:-16, 16:-16]) > 0.98
+    atoms = ase.Atoms("Au", positions=[[0, 0, 0]])
+    kw = {"pixel_size": 0.2, "extent": 12.8}
+    prism = simulate(atoms, mic, backend="prism", **kw, **SMALL).data
+    fast = simulate(atoms, mic, backend="fast", **kw).data
+    assert ncc(prism, fast) > 0.98
+    assert ncc(prism, simulate(atoms, Microscope(), backend="prism", **kw, **SMALL).data) < 0.9

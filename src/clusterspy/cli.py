@@ -853,6 +853,14 @@ def simulate(
         float, typer.Option("--source-angle", help="Direction of --source-elongation, in degrees from the "
                             "image's x axis towards its y axis (rows).")
     ] = 0.0,
+    three_fold: Annotated[
+        float, typer.Option("--three-fold", help="Three-fold astigmatism C23 (A2) of the probe, in Å "
+                            "(1 µm = 10000 Å; at 25 mrad it blurs columns from ~2000 Å); 0: none.")
+    ] = 0.0,
+    three_fold_angle: Annotated[
+        float, typer.Option("--three-fold-angle", help="Azimuth of --three-fold, in degrees from the "
+                            "image's x axis towards its y axis (rows).")
+    ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
     out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path(
         "simulated.npz"
@@ -874,6 +882,8 @@ def simulate(
         source_size_A=source_size,
         source_elongation_A=source_elongation,
         source_angle_deg=source_angle,
+        three_fold_A=three_fold,
+        three_fold_angle_deg=three_fold_angle,
         seed=seed,
         out=out,
         announce=lambda line: typer.echo(f"clusterspy: note: {line}", err=True),

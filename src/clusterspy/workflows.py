@@ -1004,6 +1004,8 @@ def simulate_to_file(
     announce: Callable[[str], None] | None = None,
     source_elongation_A: float = 0.0,
     source_angle_deg: float = 0.0,
+    three_fold_A: float = 0.0,
+    three_fold_angle_deg: float = 0.0,
 ) -> Path:
     """Build one cluster, simulate its HAADF-STEM image and save it with its calibration.
 
@@ -1020,6 +1022,8 @@ def simulate_to_file(
     labelled with an ideal probe, four at 0.6 Å (a one-off check, stop 27). ``source_elongation_A``
     draws the source out by that FWHM [Å] more along ``source_angle_deg`` (``--source-elongation``,
     ``--source-angle``): an astigmatic probe to first order (:class:`~clusterspy.simulation.Microscope`).
+    ``three_fold_A`` is a three-fold astigmatism C23 [Å] of the probe at azimuth ``three_fold_angle_deg``
+    (``--three-fold``, ``--three-fold-angle``; 10⁴ Å = 1 µm).
 
     A crystalline ``size`` above :data:`clusterspy.structures.builders.MAX_TABLE_ATOMS` is refused:
     the builders' largest forms hold fewer atoms (``--size 45000`` built an icosahedron of 17,885
@@ -1065,8 +1069,13 @@ def simulate_to_file(
     if not (np.isfinite(source_elongation_A) and source_elongation_A >= 0 and np.isfinite(source_angle_deg)):
         raise ConfigError(f"--source-elongation {source_elongation_A:g} --source-angle {source_angle_deg:g}: "
                           "give the extra FWHM in Å (≥ 0) and its direction in degrees")
+    if not (np.isfinite(three_fold_A) and three_fold_A >= 0 and np.isfinite(three_fold_angle_deg)):
+        raise ConfigError(f"--three-fold {three_fold_A:g} --three-fold-angle {three_fold_angle_deg:g}: give "
+                          "the three-fold astigmatism C23 in Å (≥ 0; 1 µm = 10000 Å) and its azimuth in "
+                          "degrees")
     microscope = Microscope(energy_keV=energy_keV, semiangle_mrad=semiangle_mrad, source_size_A=source_size_A,
-                            source_elongation_A=source_elongation_A, source_angle_deg=source_angle_deg)
+                            source_elongation_A=source_elongation_A, source_angle_deg=source_angle_deg,
+                            three_fold_A=three_fold_A, three_fold_angle_deg=three_fold_angle_deg)
     # --dose 0 is refused by Acquisition (it was a noiseless image, as if no --dose were given)
     acquisition = Acquisition(dose_e_per_A2=dose_e_per_A2) if dose_e_per_A2 is not None else None
     image = simulate(
@@ -1095,6 +1104,8 @@ def simulate_to_file(
         "source_size_A": source_size_A,
         "source_elongation_A": source_elongation_A,
         "source_angle_deg": source_angle_deg,
+        "three_fold_A": three_fold_A,
+        "three_fold_angle_deg": three_fold_angle_deg,
         "seed": seed,
         "shape": atoms.info.get("shape"),
     }

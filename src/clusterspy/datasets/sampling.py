@@ -298,6 +298,12 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         if astig.random() < float(spec["source_elongation_probability"]):
             mic = dataclasses.replace(mic, source_elongation_A=_uniform(astig, spec["source_elongation_A"]),
                                       source_angle_deg=float(astig.uniform(0.0, 180.0)))
+    if float(spec.get("three_fold_probability") or 0.0) > 0.0:
+        # three-fold astigmatism: its own stream too
+        a2 = np.random.default_rng([int(spec["seed"]), int(index), 3])
+        if a2.random() < float(spec["three_fold_probability"]):
+            mic = dataclasses.replace(mic, three_fold_A=_uniform(a2, spec["three_fold_A"]),
+                                      three_fold_angle_deg=float(a2.uniform(0.0, 120.0)))
     px = _uniform(rng, spec["image_pixel_size_A"], log=True)
     dose = _uniform(rng, spec["dose_e_per_A2"], log=True)
     jitter = _uniform(rng, spec["jitter_px"])
@@ -365,6 +371,7 @@ def make_sample(spec: dict[str, Any], index: int) -> tuple[np.ndarray, int, dict
         "detector_inner_mrad": mic.detector_mrad[0], "detector_outer_mrad": mic.detector_mrad[1],
         "defocus_A": mic.defocus_A, "source_size_A": mic.source_size_A,
         "source_elongation_A": mic.source_elongation_A, "source_angle_deg": mic.source_angle_deg,
+        "three_fold_A": mic.three_fold_A, "three_fold_angle_deg": mic.three_fold_angle_deg,
         "image_pixel_size_A": float(img.pixel_size_A), "dose_e_per_A2": dose,
         "jitter_px": jitter, "drift_A_per_line": list(drift), "shear_px_per_line": shear,
         "flyback_px": list(flyback), "support_thickness_A": thickness, "gamma": gamma,

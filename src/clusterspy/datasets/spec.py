@@ -53,6 +53,10 @@ DEFAULT_SPEC: dict[str, Any] = {
     # FWHM [Å] along a uniformly random direction (Microscope.source_elongation_A)
     "source_elongation_probability": 0.0,
     "source_elongation_A": [0.0, 0.0],
+    # three-fold astigmatism C23 [Å] (Microscope.three_fold_A) in this share of the images, at a
+    # uniformly random azimuth
+    "three_fold_probability": 0.0,
+    "three_fold_A": [0.0, 0.0],
     "defocus_A": [-20.0, 20.0],
     # acquisition
     "image_pixel_size_A": [0.05, 0.5],  # pixel size of the simulated image [Å/px], log-uniform

@@ -237,6 +237,8 @@ def simulate_prism(
         semiangle_cutoff=microscope.semiangle_mrad,
         defocus=microscope.defocus_A + Z_MARGIN_A,
         Cs=microscope.Cs_mm * 1e7,
+        C23=microscope.three_fold_A,
+        phi23=math.radians(microscope.three_fold_angle_deg),
     )
     # abTEM's reduction multiplies the coefficients of a batch of scan positions with the whole
     # S-matrix (its full grid, whatever the interpolation) at once: bounded to
