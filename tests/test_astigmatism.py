@@ -111,3 +111,37 @@ def test_the_default_withholds_a_label_the_second_opinion_let_stand(monkeypatch,
     monkeypatch.setattr(predict, "ASTIGMATISM", None)
     before = _central(classify(image, pixel_size_A=0.4, model=load_model()), image.shape)
     assert before.label not in ("unknown", CLASSES[truth]) and before.confidence > 0.9
+
+
+def test_astigmatism_v2_sees_a_three_fold_probe_the_default_does_not(monkeypatch):
+    """astigmatism-v2 (stop 42; shipped beside v1, not the default's): a second output, the phase of a
+    three-fold astigmatism at the aperture's edge. Image 118 of ``benchmarks/astigmatism.py``'s
+    ``three_fold`` row at C23 = 6000 Å (11 rad) is a wrong label with v1 (blind to it), and
+    ``astigmatic`` with v2; the same cluster with a round probe is estimated near 0."""
+    import clusterspy.predict as predict
+    from clusterspy.cli import _astigmatic_notes
+    from clusterspy.datasets import load_spec
+    from clusterspy.datasets.sampling import make_sample
+    from clusterspy.isomers import CLASSES
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from astigmatism import row_spec
+
+    v2 = AstigmatismNetwork(ASTIGMATISM_DIR.parent / "astigmatism-v2")
+    assert v2.outputs == ["probe"] and list(v2.thresholds) == [1.5, 4.0]
+    assert "astigmatism-v2" not in shipped_models() and load_model().astigmatism.card.name == "astigmatism-v1"
+    estimates = {}
+    for c23_A in (0.0, 6000.0):
+        image, truth, meta = make_sample(load_spec(row_spec(0.0, None, c23_A)), 118)
+        assert meta["three_fold_A"] == c23_A
+        r = _central(classify(image, pixel_size_A=0.4), image.shape)
+        estimates[c23_A] = v2.estimate(_v7_crop(image, r))[0]
+        assert not AstigmatismNetwork().drawn(AstigmatismNetwork().estimate(_v7_crop(image, r)))[0]
+    assert estimates[0.0][1] < 1.0 and estimates[6000.0][1] > 6.0, estimates
+    # the default (v1) lets a wrong label stand; with v2 it is withheld
+    assert r.label not in ("unknown", CLASSES[truth]) and r.confidence > 0.9
+    monkeypatch.setattr(predict, "ASTIGMATISM", "astigmatism-v2")
+    withheld = _central(classify(image, pixel_size_A=0.4, model=load_model()), image.shape)
+    assert (withheld.label, withheld.reason) == ("unknown", "astigmatic")
+    (note,) = _astigmatic_notes([withheld])
+    assert "three-fold astigmatism of 4 rad or more" in note and "A1 and A2" in note

@@ -549,17 +549,21 @@ def _astigmatic_notes(results: list) -> list[str]:
     if not n:
         return []
     from clusterspy.predict import ASTIGMATISM
-    from clusterspy.weights.astigmatism import ASTIGMATISM_DIR, threshold_of
+    from clusterspy.weights.astigmatism import ASTIGMATISM_DIR, three_fold_threshold_of
 
-    threshold = threshold_of(ASTIGMATISM_DIR.parent / str(ASTIGMATISM))  # the card only: no network loaded
+    # the card only: no network loaded
+    threshold, rad = three_fold_threshold_of(ASTIGMATISM_DIR.parent / str(ASTIGMATISM))
     by = f" by {threshold:g} Å FWHM or more" if threshold is not None else ""
+    three = (f", or a three-fold astigmatism of {rad:g} rad or more at the aperture's edge" if rad is not None
+             else "")
     return _counted_note(
         n, "astigmatic",
         f"the probe looks astigmatic: {'its' if n == 1 else 'their'} atomic columns look drawn out along one "
-        f"direction ({ASTIGMATISM or 'the probe-shape network'} estimates the source drawn out{by}), "
+        f"direction ({ASTIGMATISM or 'the probe-shape network'} estimates the source drawn out{by}{three}), "
         "and the models that judge were trained on round, sharp probes only, so a label would be a guess — "
-        "correct the astigmatism (stigmators, or the corrector's A1) and the focus, and take the image again "
-        "(a strong round blur, > 1 Å FWHM, is sometimes taken for astigmatism)")
+        f"correct the astigmatism (stigmators, or the corrector's A1{' and A2' if rad is not None else ''}) "
+        "and the focus, and take the image again (a strong round blur, > 1 Å FWHM, is sometimes taken for "
+        "astigmatism)")
 
 
 def _fit_notes(results: list) -> list[str]:

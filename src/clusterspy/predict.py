@@ -690,7 +690,7 @@ def astigmatic(network: AstigmatismNetwork, crops: np.ndarray) -> list[bool]:
     ``threshold_A`` or more. ``crops``: the second opinion's crops of the clusters, at the pixel
     size given. The default withholds such a label (``"unknown"``, ``"astigmatic"``):
     the models that judge were trained on round probes only (:data:`ASTIGMATISM`)."""
-    return [bool(d) for d in network.drawn(network.estimate_A(np.asarray(crops)))]
+    return [bool(d) for d in network.drawn(network.estimate(np.asarray(crops)))]
 
 
 def _model_crops(image: Image, detections: list[Any], diam: list[float], model: Model) -> np.ndarray:

@@ -98,7 +98,8 @@ class Batch:
     crystal_evidences: list[CrystalEvidence | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
-    #: ``(crop indices, wait)`` of the probe-shape network's estimates [Å] on the second opinion's crops
+    #: ``(crop indices, wait)`` of the probe-shape network's estimates (one row per crop, one column per
+    #: output) on the second opinion's crops
     #: (:func:`clusterspy.predict.astigmatic`), or None.
     astigmatism_inference: tuple[list[int], Callable[[], np.ndarray]] | None = None
     #: ``[crop index, row, label, probabilities, OOD distance]`` of each crop once judged
@@ -372,7 +373,7 @@ class FrameClassifier:
             if ask:
                 crops = np.stack([batch.second_crops[k] for k in ask])  # type: ignore[misc]
                 if pool is None:
-                    est = astigmatism.estimate_A(crops)
+                    est = astigmatism.estimate(crops)
                     batch.astigmatism_inference = (ask, lambda e=est: e)
                 else:
                     batch.astigmatism_inference = (ask, astigmatism.submit_estimate(crops, pool))

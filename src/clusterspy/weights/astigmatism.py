@@ -26,7 +26,8 @@ from clusterspy.errors import InputFileError
 from clusterspy.weights.card import CARD_NAME, ModelCard
 from clusterspy.weights.network import OnnxNetwork, mean_of_views
 
-__all__ = ["ASTIGMATISM_BATCH", "ASTIGMATISM_DIR", "ASTIGMATISM_VIEWS", "AstigmatismNetwork", "threshold_of"]
+__all__ = ["ASTIGMATISM_BATCH", "ASTIGMATISM_DIR", "ASTIGMATISM_VIEWS", "AstigmatismNetwork",
+           "three_fold_threshold_of", "threshold_of"]
 
 #: The shipped probe-shape network's folder.
 ASTIGMATISM_DIR = Path(__file__).resolve().parent / "probe" / "astigmatism-v1"
@@ -42,10 +43,18 @@ ASTIGMATISM_BATCH = 32
 def threshold_of(folder: str | Path) -> float | None:
     """The ``threshold_A`` [Å] of the probe-shape network in ``folder``, read from its card alone (no
     ONNX session); None where there is no readable card."""
+    return three_fold_threshold_of(folder)[0]
+
+
+def three_fold_threshold_of(folder: str | Path) -> tuple[float | None, float | None]:
+    """``(threshold_A, three_fold_threshold_rad)`` of the probe-shape network in ``folder``, read from its
+    card alone; None for what the card lacks (``astigmatism-v1`` has no three-fold output)."""
     try:
-        return float(ModelCard.read(Path(folder) / CARD_NAME).data["astigmatism"]["threshold_A"])
-    except (InputFileError, KeyError, TypeError, ValueError):
-        return None
+        rule = ModelCard.read(Path(folder) / CARD_NAME).data["astigmatism"]
+        rad = rule.get("three_fold_threshold_rad")
+        return float(rule["threshold_A"]), None if rad is None else float(rad)
+    except (InputFileError, KeyError, TypeError, ValueError, AttributeError):
+        return None, None
 
 
 class AstigmatismNetwork(OnnxNetwork):
@@ -68,32 +77,60 @@ class AstigmatismNetwork(OnnxNetwork):
         """Estimated extra FWHM [Å] from which a label is withheld (``"astigmatic"``)."""
         return float(self.card.data["astigmatism"]["threshold_A"])  # the card is verified: it is there
 
-    def estimate_A(self, crops: np.ndarray, views: Sequence[int] = ASTIGMATISM_VIEWS) -> np.ndarray:
-        """The probe's estimated extra FWHM [Å] along its long axis, one per crop ``(N,)``.
+    @property
+    def three_fold_threshold_rad(self) -> float | None:
+        """Estimated phase [rad] of a three-fold astigmatism at the aperture's edge from which a label is
+        withheld (``"astigmatic"``); None for a network without that output (``astigmatism-v1``)."""
+        value = self.card.data["astigmatism"].get("three_fold_threshold_rad")
+        return None if value is None else float(value)
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """One threshold per output: :attr:`threshold_A`, then :attr:`three_fold_threshold_rad` where
+        the network has that output (``astigmatism-v2``)."""
+        rad = self.three_fold_threshold_rad
+        return np.array([self.threshold_A] + ([] if rad is None else [rad]), dtype=np.float64)
+
+    def estimate(self, crops: np.ndarray, views: Sequence[int] = ASTIGMATISM_VIEWS) -> np.ndarray:
+        """Every output, one row per crop ``(N, outputs)``: the probe's estimated extra FWHM [Å] along
+        its long axis, then (``astigmatism-v2``) the phase [rad] of its three-fold astigmatism at the
+        aperture's edge.
 
         ``crops``: ``(N, 96, 96)`` — the second opinion's crops of the clusters (its
         :meth:`~clusterspy.predict.Model.crop_pixel_size_A`); any intensity unit.
         """
         return self._mean(self.run_views(crops, views, ASTIGMATISM_BATCH))
 
+    def estimate_A(self, crops: np.ndarray, views: Sequence[int] = ASTIGMATISM_VIEWS) -> np.ndarray:
+        """The probe's estimated extra FWHM [Å] along its long axis, one per crop ``(N,)``."""
+        return self.estimate(crops, views)[:, 0]
+
     def submit_estimate(self, crops: np.ndarray, pool: Executor,
                         views: Sequence[int] = ASTIGMATISM_VIEWS) -> Callable[[], np.ndarray]:
-        """:meth:`estimate_A` started on the worker threads of ``pool``: a function that waits and
+        """:meth:`estimate` started on the worker threads of ``pool``: a function that waits and
         returns the same numbers."""
         wait = self.submit_views(crops, pool, views, ASTIGMATISM_BATCH)
         return lambda: self._mean(wait())
 
-    def drawn(self, estimates_A: np.ndarray) -> np.ndarray:
-        """Whether each estimate [Å] (:meth:`estimate_A`) is :attr:`threshold_A` or more: the probe
-        looks astigmatic, and the default withholds the label (``"astigmatic"``)."""
-        return np.asarray(estimates_A, dtype=np.float64) >= self.threshold_A
+    def drawn(self, estimates: np.ndarray) -> np.ndarray:
+        """Whether each crop's estimates (:meth:`estimate`, ``(N, outputs)``; or :meth:`estimate_A`'s
+        ``(N,)``) reach a threshold (:attr:`thresholds`): the probe looks astigmatic, and the default
+        withholds the label (``"astigmatic"``)."""
+        e = np.asarray(estimates, dtype=np.float64)
+        if e.ndim == 1:
+            return e >= self.threshold_A
+        return np.any(e >= self.thresholds[: e.shape[1]], axis=1)
 
     @staticmethod
     def _mean(outputs: list[list[np.ndarray]]) -> np.ndarray:
-        return np.asarray(mean_of_views(outputs)[0], dtype=np.float64).reshape(-1)
+        e = np.asarray(mean_of_views(outputs)[0], dtype=np.float64)
+        return e.reshape(len(e), -1)
 
     def summary(self) -> dict[str, object]:
-        """What outputs record of it: name, id, SHA-256s and the threshold [Å]."""
-        return {"name": self.card.name, "id": self.card.id,
-                "weights_sha256": self.card.data.get("weights_sha256"),
-                "card_sha256": self.card.data.get("card_sha256"), "threshold_A": self.threshold_A}
+        """What outputs record of it: name, id, SHA-256s and the thresholds [Å, rad]."""
+        out = {"name": self.card.name, "id": self.card.id,
+               "weights_sha256": self.card.data.get("weights_sha256"),
+               "card_sha256": self.card.data.get("card_sha256"), "threshold_A": self.threshold_A}
+        if self.three_fold_threshold_rad is not None:
+            out["three_fold_threshold_rad"] = self.three_fold_threshold_rad
+        return out
