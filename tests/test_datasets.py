@@ -186,43 +186,30 @@ def test_make_sample_is_bit_reproducible():
         assert np.isfinite(c1).all() and c1.std() > 0
 
 
-def test_an_elliptical_source_changes_only_the_probe():
-    """``source_elongation_probability``: the same cluster, orientation and noise stream, the source
-    drawn out (its own random stream); without it a sample is what it always was."""
+@pytest.mark.parametrize(("probability", "key", "values", "angle", "turn_deg"), [
+    ("source_elongation_probability", "source_elongation_A", [2.0, 2.5], "source_angle_deg", 180.0),
+    ("three_fold_probability", "three_fold_A", [6000.0, 8000.0], "three_fold_angle_deg", 120.0),
+])
+def test_a_probe_aberration_changes_only_the_probe(probability, key, values, angle, turn_deg):
+    """``source_elongation_probability`` (an elliptical source) and ``three_fold_probability`` (a
+    three-fold astigmatism, stop 42): the same cluster, orientation and noise stream, only the probe
+    changed (each its own random stream), its value and azimuth recorded; without it a sample is what it
+    always was."""
     pytest.importorskip("ase")
     from clusterspy.datasets.sampling import make_sample
 
     base = {"seed": 11, "crop_px": 48, "size_atoms": [50, 150], "image_pixel_size_A": [0.3, 0.5],
             "support_probability": 0.0, "neighbour_probability": 0.0}
     c0, _, m0 = make_sample(load_spec(base), 0)
-    c1, _, m1 = make_sample(load_spec({**base, "source_elongation_probability": 1.0,
-                                       "source_elongation_A": [2.0, 2.5]}), 0)
-    assert m0["source_elongation_A"] == 0.0 and 2.0 <= m1["source_elongation_A"] <= 2.5
-    assert 0.0 <= m1["source_angle_deg"] < 180.0
-    same = {k for k in m0 if k not in ("source_elongation_A", "source_angle_deg")}
+    c1, _, m1 = make_sample(load_spec({**base, probability: 1.0, key: values}), 0)
+    assert m0[key] == 0.0 and values[0] <= m1[key] <= values[1]
+    assert 0.0 <= m1[angle] < turn_deg
+    same = {k for k in m0 if k not in (key, angle)}
     assert {k: m0[k] for k in same} == {k: m1[k] for k in same}
     assert c0.tobytes() != c1.tobytes()
-    # none drawn out at probability 0, whatever the range
-    c2, _, m2 = make_sample(load_spec({**base, "source_elongation_A": [2.0, 2.5]}), 0)
+    # none at probability 0, whatever the range
+    c2, _, m2 = make_sample(load_spec({**base, key: values}), 0)
     assert c2.tobytes() == c0.tobytes() and m2 == m0
-
-
-def test_a_three_fold_astigmatism_changes_only_the_probe():
-    """``three_fold_probability``: the same cluster, orientation and noise stream, the probe given a
-    three-fold astigmatism (its own random stream); the metadata records C23 [Å] and its azimuth."""
-    pytest.importorskip("ase")
-    from clusterspy.datasets.sampling import make_sample
-
-    base = {"seed": 11, "crop_px": 48, "size_atoms": [50, 150], "image_pixel_size_A": [0.3, 0.5],
-            "support_probability": 0.0, "neighbour_probability": 0.0}
-    c0, _, m0 = make_sample(load_spec(base), 0)
-    c1, _, m1 = make_sample(load_spec({**base, "three_fold_probability": 1.0,
-                                       "three_fold_A": [6000, 8000]}), 0)
-    assert m0["three_fold_A"] == 0.0 and 6000 <= m1["three_fold_A"] <= 8000
-    assert 0.0 <= m1["three_fold_angle_deg"] < 120.0
-    same = {k for k in m0 if k not in ("three_fold_A", "three_fold_angle_deg")}
-    assert {k: m0[k] for k in same} == {k: m1[k] for k in same}
-    assert c0.tobytes() != c1.tobytes()
 
 
 def test_onthefly_matches_disk(tmp_path):
