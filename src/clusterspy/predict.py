@@ -685,9 +685,10 @@ def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], p
 
 
 def astigmatic(network: AstigmatismNetwork, crops: np.ndarray) -> list[bool]:
-    """Whether each crop looks taken with an astigmatic probe: ``network``'s estimate of the source's
-    extra FWHM along its long axis (:meth:`AstigmatismNetwork.estimate_A`) is its card's
-    ``threshold_A`` or more. ``crops``: the second opinion's crops of the clusters, at the pixel
+    """Whether each crop looks taken with an astigmatic probe: ``network``'s estimates
+    (:meth:`AstigmatismNetwork.estimate`: the source's extra FWHM along its long axis and, for
+    ``astigmatism-v2``, the phase of a three-fold astigmatism) reach its card's thresholds
+    (:meth:`AstigmatismNetwork.drawn`). ``crops``: the second opinion's crops of the clusters, at the pixel
     size given. The default withholds such a label (``"unknown"``, ``"astigmatic"``):
     the models that judge were trained on round probes only (:data:`ASTIGMATISM`)."""
     return [bool(d) for d in network.drawn(network.estimate(np.asarray(crops)))]
