@@ -319,6 +319,23 @@ def test_simulate_draws_an_astigmatic_probe(tmp_path: Path) -> None:
     assert len(bad.stderr.strip().splitlines()) == 1
 
 
+def test_simulate_draws_a_three_fold_probe_and_names_a_unit_slip(tmp_path: Path) -> None:
+    """``--three-fold`` (C23 [Å]) is recorded; a newcomer's 0.5 (µm meant) was simulated as 0.5 Å without a
+    word (stop 42): the note says it has no effect and what to give; a negative one is refused in one line."""
+    pytest.importorskip("ase")
+    out = tmp_path / "t.npz"
+    proc = run_cli("simulate", "--motif", "fcc", "--size", "147", "--extent", "30", "--seed", "1",
+                   "--three-fold", "6000", "--three-fold-angle", "30", "--out", str(out))
+    assert proc.returncode == 0 and "note" not in proc.stderr, proc.stderr
+    with np.load(out) as z:
+        meta = json.loads(str(z["metadata"]))
+    assert (meta["three_fold_A"], meta["three_fold_angle_deg"]) == (6000.0, 30.0)
+    slip = run_cli("simulate", "--size", "147", "--extent", "30", "--three-fold", "0.5", "--out", str(out))
+    assert slip.returncode == 0 and "if you meant 0.5 µm, give 5000" in slip.stderr
+    bad = run_cli("simulate", "--three-fold", "-1", "--out", str(tmp_path / "x.npz"))
+    assert bad.returncode == 2 and "--three-fold" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
 def test_simulate_refuses_a_size_larger_than_its_builders_make(tmp_path):
     """``--size 45000`` built a 17,885-atom icosahedron and said nothing: now one line, no file."""
     pytest.importorskip("ase")

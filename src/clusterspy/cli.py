@@ -859,11 +859,12 @@ def simulate(
     ] = 0.0,
     three_fold: Annotated[
         float, typer.Option("--three-fold", help="Three-fold astigmatism C23 (A2) of the probe, in Å "
-                            "(1 µm = 10000 Å; at 25 mrad it blurs columns from ~2000 Å); 0: none.")
+                            "(1 µm = 10000 Å; at 25–28 mrad it blurs columns from ~2000 Å, and a tuned "
+                            "corrector keeps it under ~500 Å); 0: none.")
     ] = 0.0,
     three_fold_angle: Annotated[
         float, typer.Option("--three-fold-angle", help="Azimuth of --three-fold, in degrees from the "
-                            "image's x axis towards its y axis (rows).")
+                            "image's x axis towards its y axis (rows); it repeats every 120°.")
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Random seed (structure, orientation, noise).")] = 0,
     out: Annotated[Path, typer.Option(help="Output .npz (image, pixel_size_A, metadata) or .tif.")] = Path(

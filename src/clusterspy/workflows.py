@@ -1087,6 +1087,18 @@ def simulate_to_file(
         rng=rng,
         acquisition=acquisition,
     )
+    if announce is not None and three_fold_A > 0:
+        # the phase C23 puts at the aperture's edge says whether it matters: a newcomer's 0.5 (µm meant)
+        # was simulated as 0.5 Å without a word, and 1e9 Å as a haze (stop 42)
+        rad = 2.0 * np.pi / microscope.wavelength_A * three_fold_A * (semiangle_mrad * 1e-3) ** 3 / 3.0
+        if rad < 0.1:
+            announce(f"--three-fold {three_fold_A:g} Å puts only {rad:.2g} rad at the aperture's edge, no "
+                     f"visible effect — it is in Å: if you meant {three_fold_A:g} µm, give "
+                     f"{three_fold_A * 1e4:g}")
+        elif rad > 100:
+            announce(f"--three-fold {three_fold_A:g} Å puts {rad:.3g} rad at the aperture's edge: the probe "
+                     "is spread over nanometres and no atomic column is resolved (a tuned corrector keeps it "
+                     "under ~1 rad)")
     if announce is not None and len(atoms) != size:
         announce(f"built {len(atoms)} atoms, not the {size} asked for: the {motif} builder makes whole "
                  "shells (the metadata's n_atoms)")
