@@ -178,6 +178,9 @@ def test_a_three_fold_astigmatism_is_checked():
         Microscope(three_fold_A=-1.0)
     with pytest.raises(ConfigError, match="three_fold_angle_deg"):
         Microscope(three_fold_A=1000.0, three_fold_angle_deg=float("inf"))
+    # the phase at the aperture's edge its docstring quotes: 1 µm at 25 mrad and 200 kV gives 13 rad
+    assert Microscope(three_fold_A=1e4).three_fold_phase_rad == pytest.approx(13.0, rel=0.01)
+    assert Microscope().three_fold_phase_rad == 0.0
 
 
 def test_poisson_noise_statistics():

@@ -1090,7 +1090,7 @@ def simulate_to_file(
     if announce is not None and three_fold_A > 0:
         # the phase C23 puts at the aperture's edge says whether it matters: a newcomer's 0.5 (µm meant)
         # was simulated as 0.5 Å without a word, and 1e9 Å as a haze (stop 42)
-        rad = 2.0 * np.pi / microscope.wavelength_A * three_fold_A * (semiangle_mrad * 1e-3) ** 3 / 3.0
+        rad = microscope.three_fold_phase_rad
         if rad < 0.1:
             announce(f"--three-fold {three_fold_A:g} Å puts only {rad:.2g} rad at the aperture's edge, no "
                      f"visible effect — it is in Å: if you meant {three_fold_A:g} µm, give "

@@ -26,7 +26,6 @@ import argparse
 import csv
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 
@@ -39,14 +38,15 @@ OUTPUTS = ("elongation_A", "three_fold_rad")
 
 
 def three_fold_phase_rad(meta: dict) -> float:
-    """The phase [rad] a three-fold astigmatism C23 puts at the aperture's edge: ``2π/λ · C23 α³ / 3``."""
-    from clusterspy.simulation.microscope import wavelength_A
+    """The phase [rad] a sample's three-fold astigmatism puts at the aperture's edge
+    (:attr:`clusterspy.simulation.Microscope.three_fold_phase_rad`), 0 without one."""
+    from clusterspy.simulation import Microscope
 
     c23 = float(meta.get("three_fold_A") or 0.0)
     if c23 <= 0:
         return 0.0
-    alpha = float(meta["semiangle_mrad"]) * 1e-3
-    return 2.0 * math.pi / wavelength_A(float(meta["energy_keV"])) * c23 * alpha**3 / 3.0
+    return Microscope(energy_keV=float(meta["energy_keV"]), semiangle_mrad=float(meta["semiangle_mrad"]),
+                      three_fold_A=c23).three_fold_phase_rad
 
 
 def targets(metas: list[dict]) -> np.ndarray:

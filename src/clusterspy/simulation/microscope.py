@@ -126,6 +126,13 @@ class Microscope:
         return wavelength_A(self.energy_keV)
 
     @property
+    def three_fold_phase_rad(self) -> float:
+        """The phase [rad] the three-fold astigmatism puts at the aperture's edge, ``2π/λ · C23 α³ / 3``:
+        what sets how much it spoils the probe, whatever the energy and aperture (under ~1 rad: no
+        visible effect)."""
+        return 2.0 * math.pi / self.wavelength_A * self.three_fold_A * (self.semiangle_mrad * 1e-3) ** 3 / 3.0
+
+    @property
     def probe_band_limit_per_A(self) -> float:
         """Highest spatial frequency of the probe *intensity* [1/Å]: ``2 α / λ``."""
         return 2.0 * self.semiangle_mrad * 1e-3 / self.wavelength_A
