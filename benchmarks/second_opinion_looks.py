@@ -1,19 +1,20 @@
-"""Does the second opinion's first look change a verdict? (:func:`clusterspy.predict.second_opinion_of`)
+"""Do the second opinion's looks change a verdict? (:func:`clusterspy.predict.second_opinion_of`)
 
-The default's second opinion (``isomernet-v4``) first looks at 4 of its 8 test-time views of a
-crop (:data:`~clusterspy.predict.SECOND_OPINION_FIRST_VIEWS`) and judges on those where they make the
-first model's label its most probable isomer by
-:data:`~clusterspy.predict.SECOND_OPINION_MARGIN_LOGITS` or more; else on all 8, as it always did.
-This runs :func:`clusterspy.classify` over the images of ``benchmarks/domain.py`` — its PRISM set
-under every rotation (15° steps) and ±15 % pixel-size error, its held-out and fresh sets at ×0.85, 1
-and 1.15 — and the built-in example series (every frame at the same three pixel sizes), and for
-every crop the second opinion is shown it records the 8 views' logits, then prints:
+The default's second opinion (``isomernet-v7``) looks at a crop's test-time views in turns
+(:data:`~clusterspy.predict.SECOND_OPINION_LOOKS`: 2 views, then 4) and judges on a look where its
+views make the first model's label the most probable isomer by that look's margin or more; the crops
+no look decides are judged on all 8, as it always did. This runs :func:`clusterspy.classify` over the
+images of ``benchmarks/domain.py`` — its PRISM set under every rotation (15° steps) and ±15 % pixel-size
+error, its held-out and fresh sets at ×0.85, 1 and 1.15 — and the built-in example series (every frame
+at the same three pixel sizes), and for every crop the second opinion is shown it records the 8 views'
+logits, then prints:
 
-- how many verdicts the first look changed (the two-look verdict against the all-8 one; the goal is 0);
-- the share judged on the first look (the views saved: half of theirs);
-- how far the 4 views' lead of their most probable isomer fell with all 8 (median, 99th percentile,
-  largest), and the smallest all-8 lead among those judged on the first look — the margin's safety;
-- the same at other margins (what a different :data:`SECOND_OPINION_MARGIN_LOGITS` would give).
+- how many verdicts the looks changed (the looks' verdict against the all-8 one; the goal is 0);
+- the share judged on each look, and the views a crop costs on average (8 without looks);
+- for each look, how far its views' lead of their most probable isomer fell with all 8 (median, 99th
+  percentile, largest), and the smallest all-8 lead among the crops it judged — the margin's safety;
+- single first looks (views) at other margins: what another rule would give (``by_first_look``, and
+  ``by_margin`` for the 4-view look alone, the rule until stop 42).
 
 Usage::
 
@@ -39,11 +40,14 @@ import domain as D  # noqa: E402
 
 EXAMPLE = HERE.parent / "src" / "clusterspy" / "data" / "example_series.npz"
 MARGINS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
+#: Other first looks (views) compared at :data:`LOOK_MARGINS` [logits] (a smaller look saves more).
+FIRST_LOOKS = ((0, 1), (0, 2), (0, 3), (0, 1, 2, 3))
+LOOK_MARGINS = (2.5, 3.0, 3.5, 4.0, 5.0)
 
 
 def _record(model: Any, log: list[dict], tag: list[str]) -> None:
     """Wrap :func:`clusterspy.predict.second_opinion_of` so each call also records, per crop, the
-    8 views' logits, the label and the verdict the two looks gave."""
+    8 views' logits, the label and the verdict the looks gave."""
     import clusterspy.predict as P
 
     real = P.second_opinion_of
@@ -97,10 +101,9 @@ def collect(model: Any) -> list[dict]:
 
 def analyse(log: list[dict]) -> dict:
     from clusterspy.isomers import CLASSES
-    from clusterspy.predict import SECOND_OPINION_FIRST_VIEWS, SECOND_OPINION_MARGIN_LOGITS
+    from clusterspy.predict import SECOND_OPINION_LOOKS
 
     views = np.array([r["views"] for r in log], dtype=np.float64)  # (N, 8, 4)
-    first = views[:, list(SECOND_OPINION_FIRST_VIEWS)].mean(1)
     full = views.mean(1)
     label = np.array([CLASSES.index(r["label"]) for r in log])
     rows = np.arange(len(log))
@@ -110,29 +113,57 @@ def analyse(log: list[dict]) -> dict:
         others[rows, k] = -np.inf
         return x[rows, k] - others.max(1)
 
-    top4 = first.argmax(1)
-    fall = lead(first, top4) - lead(full, top4)
-    label_lead4, label_lead8 = lead(first, label), lead(full, label)
+    label_lead8 = lead(full, label)
     all8_disagree = full.argmax(1) != label
-    two = np.array([r["two_looks_disagree"] for r in log])
-    early = label_lead4 >= SECOND_OPINION_MARGIN_LOGITS
+    looked = np.array([r["two_looks_disagree"] for r in log])  # the verdict the looks gave
     sets = sorted({r["set"] for r in log})
-    by_margin = {}
+    decided_by = np.full(len(log), -1)  # the look that judged each crop (-1: all 8 views)
+    cost = np.zeros(len(log))
+    looks = []
+    for k, (look_views, margin) in enumerate(SECOND_OPINION_LOOKS):
+        mean = views[:, list(look_views)].mean(1)
+        top = mean.argmax(1)
+        fall = lead(mean, top) - lead(full, top)
+        here = (decided_by < 0) & (lead(mean, label) >= margin)
+        decided_by[here] = k
+        cost[here] = len(look_views)
+        looks.append({"views": list(look_views), "margin_logits": margin,
+                      "judged": float(here.mean()) if len(log) else None,
+                      "judged_by_set": {s: float(here[[r["set"] == s for r in log]].mean()) for s in sets},
+                      "verdicts_changed": int((here & all8_disagree).sum()),
+                      "smallest_all8_lead_among_judged":
+                          float(label_lead8[here].min()) if here.any() else None,
+                      "lead_fall_logits": {"median": float(np.median(fall)),
+                                           "p99": float(np.percentile(fall, 99)),
+                                           "max": float(fall.max())} if len(log) else None})
+    cost[decided_by < 0] = 8
+    by_margin = {}  # the 4-view look alone (the rule until stop 42) at other margins
+    lead4 = lead(views[:, [0, 1, 2, 3]].mean(1), label)
     for m in MARGINS:
-        at_m = label_lead4 >= m
+        at_m = lead4 >= m
         by_margin[f"{m:g}"] = {
             "judged_on_first_look": float(at_m.mean()) if len(log) else None,
             "verdicts_changed": int((at_m & all8_disagree).sum()),
             "smallest_all8_lead_among_first_look": float(label_lead8[at_m].min()) if at_m.any() else None}
+    by_look = {}  # other single first looks: the share judged on them, and the verdicts they would change
+    for first_views in FIRST_LOOKS:
+        at = {}
+        lead_first = lead(views[:, list(first_views)].mean(1), label)
+        for m in LOOK_MARGINS:
+            early_m = lead_first >= m
+            at[f"{m:g}"] = {"judged_on_first_look": float(early_m.mean()) if len(log) else None,
+                            "verdicts_changed": int((early_m & all8_disagree).sum()),
+                            "smallest_all8_lead_among_first_look":
+                                float(label_lead8[early_m].min()) if early_m.any() else None}
+        by_look[",".join(map(str, first_views))] = at
     return {
         "crops": len(log), "crops_by_set": {s: sum(r["set"] == s for r in log) for s in sets},
-        "margin_logits": SECOND_OPINION_MARGIN_LOGITS, "first_views": list(SECOND_OPINION_FIRST_VIEWS),
-        "verdicts_changed": int((two != all8_disagree).sum()),
-        "withdrawn": int(two.sum()),
-        "judged_on_first_look": float(early.mean()) if len(log) else None,
-        "judged_on_first_look_by_set": {s: float(early[[r["set"] == s for r in log]].mean()) for s in sets},
-        "lead_fall_logits": {"median": float(np.median(fall)), "p99": float(np.percentile(fall, 99)),
-                             "max": float(fall.max())} if len(log) else None,
+        "looks": looks,
+        "verdicts_changed": int((looked != all8_disagree).sum()),
+        "withdrawn": int(looked.sum()),
+        "judged_on_all_8": float((decided_by < 0).mean()) if len(log) else None,
+        "views_per_crop": float(cost.mean()) if len(log) else None,
+        "by_first_look": by_look,
         "by_margin": by_margin,
     }
 

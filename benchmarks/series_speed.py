@@ -1,6 +1,9 @@
 """End-to-end speed and memory of ``classify_series``.
 
-- frames per second for a 1,000-frame 1024² single-cluster series (goal ≥ 50 frames/s on 2 cores);
+- frames per second for a 1,000-frame 1024² single-cluster series (goal ≥ 50 frames/s on 2 cores),
+  classifying (``frames.csv``, the smoothing and ``summary.json``); the report drawn after it (figures,
+  thumbnails with saliency: seconds once a series, not a frame's cost) is timed apart
+  (``report_seconds``, ``frames_per_s_with_report``; until stop 43 it was inside ``frames_per_s``);
 - peak resident memory for a 2,000-frame series (goal < 2 GB).
 
 The series is generated on the fly into a temporary ``.npy`` (read back as a memory map, so the
@@ -100,22 +103,28 @@ def _no_astigmatism() -> None:
 def child(path: str, out: str, stand_in: bool, model_path: str | None = None) -> None:
     import resource
 
-    from clusterspy import classify_series  # the core, then the report (workflows)
+    from clusterspy import classify_series  # the core, then (report=True) the report: workflows
 
     model = StandIn() if stand_in else None
     if model is None:
         from clusterspy.predict import load_model
 
         model = load_model(model_path)
+    from clusterspy.workflows import write_series_report
+
     data = np.load(path, mmap_mode="r")
     t0 = time.perf_counter()
     res = classify_series(data, PX, frame_time_s=0.02, model=model, out=out, resume=False,
-                          n_boot=500)
+                          n_boot=500, report=False)
     dt = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    write_series_report(res, model if hasattr(model, "crop_px") else None)  # once a series: timed apart
+    report_s = time.perf_counter() - t0
     ru_maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux: KiB
     rss = _vm_hwm() or ru_maxrss
     models, reasons = res.frames.get("model"), res.frames["reason"]
     print(json.dumps({"frames": len(data), "seconds": dt, "frames_per_s": len(data) / dt,
+                      "report_seconds": report_s, "frames_per_s_with_report": len(data) / (dt + report_s),
                       "peak_rss_bytes": rss, "ru_maxrss_bytes": ru_maxrss, "rows": len(res),
                       "lost": int(sum(c["n_lost"] for c in res.summary["clusters"])),
                       "clusters": res.summary["n_clusters"], "model": res.summary["model"]["id"],
@@ -169,7 +178,7 @@ def child_profile(path: str, n: int, model_path: str | None = None) -> None:
 
 def network_ms_per_cluster(model_path: str | None) -> dict[str, float]:
     """Milliseconds one cluster's crop costs each model's network (its 8 test-time views), 64 at a
-    time; the second opinion's too (all 8 views: it looks at 4 first, and at the others where those
+    time; the second opinion's too (all 8 views: it looks at 2, then 4, and at the others where those
     are close, :func:`clusterspy.predict.second_opinion_of`)."""
     from clusterspy.predict import load_model
 

@@ -146,3 +146,55 @@ def test_astigmatism_v2_sees_a_three_fold_probe_the_default_does_not(monkeypatch
     assert (withheld.label, withheld.reason) == ("unknown", "astigmatic")
     (note,) = _astigmatic_notes([withheld])
     assert "three-fold astigmatism of 4 rad or more" in note and "A1 and A2" in note
+
+
+class _CountingNetwork(AstigmatismNetwork):
+    """The shipped probe-shape network, recording which test-time views it is asked for."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[tuple[int, list[int]]] = []
+
+    def run_views(self, crops, views, *args, **kwargs):
+        self.asked.append((len(crops), list(views)))
+        return super().run_views(crops, views, *args, **kwargs)
+
+    def submit_views(self, crops, pool, views, *args, **kwargs):
+        self.asked.append((len(crops), list(views)))
+        return super().submit_views(crops, pool, views, *args, **kwargs)
+
+
+def test_the_probe_check_looks_at_all_views_only_where_its_first_look_is_near_the_threshold():
+    """:meth:`AstigmatismNetwork.judge` (stop 43): a crop whose first-look estimate lies far below the
+    threshold is judged on those views; the others on all 4 — the verdict of :meth:`drawn` of
+    :meth:`estimate`, here and on worker threads. Crops: the round and the 2.35 Å-astigmatic image
+    43 of ``benchmarks/astigmatism.py``, and the round one blurred along one direction (between)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from scipy import ndimage as ndi
+
+    from clusterspy.weights.astigmatism import (
+        ASTIGMATISM_FIRST_LOOK_MARGIN,
+        ASTIGMATISM_FIRST_VIEWS,
+        ASTIGMATISM_VIEWS,
+    )
+
+    crops = []
+    for e in (0.0, 2.35):
+        image, _, _ = _sample(e, ASTIGMATIC_INDEX)
+        crops.append(_v7_crop(image, _central(classify(image, pixel_size_A=0.4), image.shape))[0])
+    crops += [ndi.gaussian_filter(crops[0], (0.2, s)) for s in (1.0, 1.5, 2.0)]
+    crops = np.stack(crops).astype(np.float32)
+    net = _CountingNetwork()
+    estimates = net.estimate(crops)[:, 0]
+    first = net.estimate(crops, ASTIGMATISM_FIRST_VIEWS)[:, 0]
+    far = first < (1 - ASTIGMATISM_FIRST_LOOK_MARGIN) * net.threshold_A
+    assert far[0] and not far[1] and 0 < far.sum() < len(crops), (first, estimates)  # both kinds here
+    assert list(net.drawn(estimates)[[0, 1]]) == [False, True]
+    net.asked.clear()
+    verdict = net.judge(crops)()
+    assert np.array_equal(verdict, net.drawn(estimates))
+    rest = [v for v in ASTIGMATISM_VIEWS if v not in ASTIGMATISM_FIRST_VIEWS]
+    assert net.asked == [(len(crops), list(ASTIGMATISM_FIRST_VIEWS)), (int((~far).sum()), rest)]
+    with ThreadPoolExecutor(2) as pool:
+        assert np.array_equal(net.judge(crops, pool)(), verdict)

@@ -46,7 +46,7 @@ __all__ = [
     "ASTIGMATISM", "ASTIGMATISM_RULE", "AUTO", "BY_SIZE", "CARD_NAME", "DEFAULT_MODEL",
     "DEFAULT_NORMALISATION", "FIT_FIELDS", "PIXEL_SIZE_SEARCH", "PIXEL_SIZE_SEARCH_RULE", "RESULT_COLUMNS",
     "ROUTE_FROM_NM", "SEARCHED_REASONS", "SEARCH_CONFIDENCE_MIN", "SECOND_OPINION", "SECOND_OPINION_CHECKS",
-    "SECOND_OPINION_FIRST_VIEWS", "SECOND_OPINION_MARGIN_LOGITS", "SECOND_OPINION_RULE", "ClusterResult",
+    "SECOND_OPINION_LOOKS", "SECOND_OPINION_RULE", "ClusterResult",
     "ClusterResults", "Model", "ModelsBySize", "astigmatic", "checks_label_of", "classify", "detection_lead",
     "detection_range_A", "dihedral_views", "judged_crop", "judging_model", "load_model", "model_summary",
     "normalise_crops", "routing_domain", "scaled_image", "search_context", "search_for", "search_pixel_size",
@@ -426,23 +426,27 @@ ASTIGMATISM: str | None = "astigmatism-v1"
 ASTIGMATISM_RULE = ("a checked label stands only where the probe-shape network's estimate of the probe's "
                     "extra FWHM along its long axis, on the second opinion's crop at the pixel size given "
                     "(mean of 4 views), is below threshold_A; else unknown, astigmatic")
-#: The second opinion's first look (:func:`second_opinion_of`): 4 of its 8 test-time views (indices
-#: into :func:`~clusterspy.weights.dihedral_views`: the crop, its mirror image, the crop turned 90°
-#: and that one's mirror image).
-SECOND_OPINION_FIRST_VIEWS: tuple[int, ...] = (0, 1, 2, 3)
-#: How far [logits] the first look's most probable isomer must lead the next for the second opinion
-#: to judge on those 4 views (:func:`second_opinion_of`); closer, it looks at all 8. On the 1,758
-#: crops it checked in ``benchmarks/domain.py``'s PRISM (every 15° rotation), held-out and fresh sets
-#: (±15 % pixel size) and the example series, the 4 views' lead fell by at most 1.33 logits with all 8;
-#: no verdict changed, and 82 % were judged on the first look (``benchmarks/second_opinion_looks.py``).
-SECOND_OPINION_MARGIN_LOGITS = 2.5
+#: The second opinion's looks before all 8 of its test-time views (:func:`second_opinion_of`): ``(views,
+#: margin)`` in turn — views are indices into :func:`~clusterspy.weights.dihedral_views` (0 the crop, 1 its
+#: mirror image, 2 the crop turned 90°, 3 that one's mirror image); a look judges a crop where its views'
+#: mean logits make the label the most probable isomer by ``margin`` [logits] or more.
+#: ``benchmarks/second_opinion_looks.py``, on the 1,810 crops it checked in ``benchmarks/domain.py``'s PRISM
+#: (every 15° rotation), held-out and fresh sets (±15 % pixel size) and the example series: no verdict
+#: changed by either look. Until stop 42 the 4-view look at 2.5 logits was the only one (76 % judged on
+#: it; the smallest all-8 lead among those 1.83 logits; 4 views' lead fell by at most 0.92 with all 8).
+#: Stop 43 put 2 views at 3.5 logits before it (55 % judged there, the smallest all-8 lead among them
+#: 2.46; 2 views' lead fell by up to 2.53 with all 8, so 3.0 was too near): 3.9 views a crop on average,
+#: not 5.0, and 2 where the label is clear.
+SECOND_OPINION_LOOKS: tuple[tuple[tuple[int, ...], float], ...] = (((0, 2), 3.5), ((0, 1, 2, 3), 2.5))
 #: What :meth:`ModelsBySize.summary` records of the second opinion's rule.
 SECOND_OPINION_RULE = ("a label of the first model (and of " + ", ".join(SECOND_OPINION_CHECKS) + ") stands "
                        "only where the second opinion's most probable "
                        "isomer (its own crop, its test-time views, no threshold) is the same; else unknown, "
-                       "models_disagree; it looks at 4 of its 8 views first, and at all 8 unless those "
-                       "make the label its most probable isomer by "
-                       f"{SECOND_OPINION_MARGIN_LOGITS:g} logits or more")
+                       "models_disagree; it looks at "
+                       + ", then ".join(f"{len(v)} of its 8 views (judging where they make the label its "
+                                        f"most probable isomer by {m:g} logits or more)"
+                                        for v, m in SECOND_OPINION_LOOKS)
+                       + ", then at all 8")
 #: Factors on the pixel size given that the default tries for a cluster whose ``isomernet-v2``
 #: label does not stand there (:func:`search_pixel_size`): the ±15 % calibration error the domain
 #: promises to bear. ``isomernet-v2`` was trained with exact calibrations; told a pixel size 15 %
@@ -623,13 +627,13 @@ def second_opinion_disagrees(label: str, probabilities: np.ndarray) -> bool:
 
 def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], pool: Executor | None = None
                       ) -> Callable[[], tuple[list[bool], dict[int, np.ndarray]]]:
-    """The second opinion on ``labels`` (:func:`second_opinion_disagrees`), in two looks.
+    """The second opinion on ``labels`` (:func:`second_opinion_disagrees`), in looks of more views.
 
-    ``second`` first looks at :data:`SECOND_OPINION_FIRST_VIEWS` of each crop's 8 test-time views.
-    Where their mean logits make the label its most probable isomer by
-    :data:`SECOND_OPINION_MARGIN_LOGITS` or more, the label stands; elsewhere it looks at the other 4
-    views too and judges on all 8 — the verdict, and the probabilities, it gave before it had a first
-    look, to the last bit (:meth:`~clusterspy.weights.OnnxNetwork.run_views`). A model without
+    ``second`` looks at each crop's test-time views in the turns of :data:`SECOND_OPINION_LOOKS`: where a
+    look's mean logits make the label its most probable isomer by that look's margin or more, the label
+    stands; the other crops go on to the next look, and those no look decides are judged on all 8 views
+    — the verdict, and the probabilities, it gave before it had looks, to the last bit
+    (:meth:`~clusterspy.weights.OnnxNetwork.run_views`; the views summed in their order). A model without
     test-time views judges on its one view.
 
     Parameters
@@ -641,7 +645,8 @@ def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], p
     labels : sequence of str
         The first model's label of each (isomers, not ``"unknown"``).
     pool : Executor, optional
-        Worker threads to run the views on (a series' inference pool); None runs them here.
+        Worker threads to run the views on (a series' inference pool); None runs them here. The first
+        look starts at once; the later ones when the function returned is called.
 
     Returns
     -------
@@ -652,31 +657,51 @@ def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], p
     """
     crops = np.asarray(crops)
     n_views = second.n_views
-    first = [k for k in SECOND_OPINION_FIRST_VIEWS if k < n_views] if n_views > 1 else [0]
-    rest = [k for k in range(n_views) if k not in first]
-    if pool is not None:
-        look = second.submit_views(crops, pool, first)
-    else:
-        seen_here = second.run_views(crops, first)
-        look = lambda: seen_here  # noqa: E731
+    looks = [([v for v in views if v < n_views], margin) for views, margin in SECOND_OPINION_LOOKS
+             if n_views > 1]
+    looks = [(views, margin) for views, margin in looks if views and len(views) < n_views]
+    first = looks[0][0] if looks else list(range(n_views))
+
+    def run(rows: np.ndarray, views: list[int]) -> Callable[[], list[list[np.ndarray]]]:
+        if pool is not None:
+            return second.submit_views(crops[rows], pool, views)
+        outputs = second.run_views(crops[rows], views)
+        return lambda: outputs
+
+    every = np.arange(len(labels))
+    started = run(every, first)
 
     def verdict() -> tuple[list[bool], dict[int, np.ndarray]]:
-        seen = look()
-        logits = np.asarray(mean_of_views(seen)[0], dtype=np.float64)
-        rows = np.arange(len(labels))
+        logits: dict[int, np.ndarray] = {}  # each view's logits of the crops still undecided, in order
+        undecided, seen = every, list(first)
+        for v, out in zip(first, started(), strict=True):
+            logits[v] = out[0]
         wanted = np.array([CLASSES.index(lab) for lab in labels], dtype=int)
-        others = logits.copy()
-        others[rows, wanted] = -np.inf
-        margin = logits[rows, wanted] - others.max(axis=1)
-        undecided = [i for i in range(len(labels)) if not margin[i] >= SECOND_OPINION_MARGIN_LOGITS] if rest \
-            else list(range(len(labels)))
+        for k, (views, margin) in enumerate(looks):
+            new = [v for v in views if v not in seen]
+            if k and new:
+                for v, out in zip(new, run(undecided, new)(), strict=True):
+                    logits[v] = out[0]
+                seen += new
+            mean = np.asarray(mean_of_views([[logits[v]] for v in views])[0], dtype=np.float64)
+            rows = np.arange(len(undecided))
+            others = mean.copy()
+            others[rows, wanted[undecided]] = -np.inf
+            lead = mean[rows, wanted[undecided]] - others.max(axis=1)
+            keep = ~(lead >= margin)  # judged on this look where it leads by the margin: the label stands
+            undecided = undecided[keep]
+            logits = {v: x[keep] for v, x in logits.items()}
+            if not undecided.size:
+                break
         disagrees = [False] * len(labels)
         probs: dict[int, np.ndarray] = {}
-        if undecided:
-            more = (second.submit_views(crops[undecided], pool, rest)() if pool is not None
-                    else second.run_views(crops[undecided], rest)) if rest else []
-            views = [[out[0][undecided]] for out in seen] + [[out[0]] for out in more]
-            for k, p in zip(undecided, second.card.probabilities(mean_of_views(views)[0]), strict=True):
+        if undecided.size:
+            rest = [v for v in range(n_views) if v not in seen]
+            for v, out in zip(rest, run(undecided, rest)() if rest else [], strict=True):
+                logits[v] = out[0]
+            # summed in the order of the views, as predict_crops sums them: the same numbers to the bit
+            full = mean_of_views([[logits[v]] for v in range(n_views)])[0]
+            for k, p in zip(undecided.tolist(), second.card.probabilities(full), strict=True):
                 probs[k] = p
                 disagrees[k] = second_opinion_disagrees(labels[k], p)
         return disagrees, probs
@@ -691,7 +716,7 @@ def astigmatic(network: AstigmatismNetwork, crops: np.ndarray) -> list[bool]:
     (:meth:`AstigmatismNetwork.drawn`). ``crops``: the second opinion's crops of the clusters, at the pixel
     size given. The default withholds such a label (``"unknown"``, ``"astigmatic"``):
     the models that judge were trained on round probes only (:data:`ASTIGMATISM`)."""
-    return [bool(d) for d in network.drawn(network.estimate(np.asarray(crops)))]
+    return [bool(d) for d in network.judge(np.asarray(crops))()]
 
 
 def _model_crops(image: Image, detections: list[Any], diam: list[float], model: Model) -> np.ndarray:

@@ -240,11 +240,17 @@ def classify_series(
                     in_flight = worker.submit(frames_done, pool)
                     if progress is not None:
                         progress(frames_done, source.length)
-            for batch in (checking, in_flight):
-                if batch is not None:
-                    _flush(worker, batch, table, out_dir, source.length)
+            # the last batches on the worker threads too: run on this thread, they had kept one
+            # core idle for the last ~2 s of every series (the network is most of a frame's work)
+            if in_flight is not None:
+                worker.check(in_flight, pool)
+            if checking is not None:
+                _flush(worker, checking, table, out_dir, source.length)
             state.complete = True
-            _flush(worker, worker.submit(frames_done), table, out_dir, source.length)
+            last = worker.submit(frames_done, pool)
+            if in_flight is not None:
+                _flush(worker, in_flight, table, out_dir, source.length)
+            _flush(worker, worker.check(last, pool), table, out_dir, source.length)
             if progress is not None:
                 progress(frames_done, source.length)
         rows = table.table()

@@ -98,9 +98,9 @@ class Batch:
     crystal_evidences: list[CrystalEvidence | None] = field(default_factory=list)
     #: ``(crop indices, wait)`` of the second opinion's inference, or None.
     second_inference: tuple[list[int], Callable[[], tuple]] | None = None
-    #: ``(crop indices, wait)`` of the probe-shape network's estimates (one row per crop, one column per
-    #: output) on the second opinion's crops
-    #: (:func:`clusterspy.predict.astigmatic`), or None.
+    #: ``(crop indices, wait)`` of the probe-shape network's verdicts (one bool per crop: the probe looks
+    #: astigmatic) on the second opinion's crops
+    #: (:meth:`clusterspy.weights.AstigmatismNetwork.judge`), or None.
     astigmatism_inference: tuple[list[int], Callable[[], np.ndarray]] | None = None
     #: ``[crop index, row, label, probabilities, OOD distance]`` of each crop once judged
     #: (:meth:`FrameClassifier.check`), before the second opinion; None until then.
@@ -269,8 +269,8 @@ class FrameClassifier:
         if reason is not None:
             row[COLUMN["label"]], row[COLUMN["reason"]] = UNKNOWN, reason
             return
-        c = np.asarray(self.settings.crop(image, d, view.crop_pixel_A(d, image), view.crop_px),
-                       dtype=np.float32)
+        crop_A = view.crop_pixel_A(d, image)
+        c = np.asarray(self.settings.crop(image, d, crop_A, view.crop_px), dtype=np.float32)
         s = sharpness(c)
         hist = track.sharpness_history
         threshold = self.settings.blur_threshold
@@ -291,11 +291,20 @@ class FrameClassifier:
                 image, d.x_px, d.y_px, particle_diameter_A(d.diameter_A or 0.0)))
             self.crop_routes.append(route)
             second = self.model.second if route in self.model.checked_routes else None
-            self.second_crops.append(None if second is None else np.asarray(
-                self.settings.crop(image, d, second.crop_pixel_A(d, image), second.crop_px),
-                dtype=np.float32))
+            self.second_crops.append(None if second is None
+                                     else self._second_crop(image, d, c, crop_A, second))
             self.search_contexts.append(self._search_context(image, d) if second is not None and route == 0
                                         and self.model.search else None)
+
+    def _second_crop(self, image: Image, d: Any, crop: np.ndarray, crop_A: float, second: ModelView
+                     ) -> np.ndarray:
+        """The second opinion's crop of ``d``: ``crop`` itself (the route's, at ``crop_A`` [Å/px])
+        where both models ask for the same field and pixel size — the same numbers, cropped once
+        (isomernet-v2's and v7's below ~3.3 nm) — else cropped anew."""
+        second_A = second.crop_pixel_A(d, image)
+        if second_A == crop_A and crop.shape == (second.crop_px, second.crop_px):
+            return crop
+        return np.asarray(self.settings.crop(image, d, second_A, second.crop_px), dtype=np.float32)
 
     def _search_context(self, image: Image, d: Any) -> tuple[Image, Any, float]:
         """What the pixel-size search of the first route's crop of ``d`` reads, and its projected
@@ -372,11 +381,7 @@ class FrameClassifier:
                    and (e[2] != UNKNOWN or e[1][COLUMN["reason"]] in SEARCHED_REASONS)]
             if ask:
                 crops = np.stack([batch.second_crops[k] for k in ask])  # type: ignore[misc]
-                if pool is None:
-                    est = astigmatism.estimate(crops)
-                    batch.astigmatism_inference = (ask, lambda e=est: e)
-                else:
-                    batch.astigmatism_inference = (ask, astigmatism.submit_estimate(crops, pool))
+                batch.astigmatism_inference = (ask, astigmatism.judge(crops, pool))
         batch.second_crops = []  # shown to the second opinion (or not needed): let them go
         return batch
 
@@ -399,8 +404,7 @@ class FrameClassifier:
         self._search(batch, judged, second)
         if batch.astigmatism_inference is not None:
             asked, wait_a = batch.astigmatism_inference
-            flags = self.model.model.astigmatism.drawn(wait_a())
-            drawn = {k for k, d in zip(asked, flags, strict=True) if d}
+            drawn = {k for k, d in zip(asked, wait_a(), strict=True) if d}
             for e in judged:
                 if e[0] in drawn and e[2] != UNKNOWN:
                     e[2], e[1][COLUMN["reason"]] = UNKNOWN, "astigmatic"
