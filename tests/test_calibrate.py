@@ -90,6 +90,9 @@ def test_cli_calibrate_notes_the_pixel_size_used_and_records_it(octahedron: Imag
                  "--out", str(out)]) == 0
     err = capsys.readouterr().err
     assert "says the pixel size is 0.35" in err and "classified at" in err
+    # said first, in a log too (not only on a terminal): a newcomer's --verify ran 96 s in silence
+    assert "clusterspy: --calibrate fits the lattice of up to 3 clusters a frame" in err
+    assert err.index("this can take minutes") < err.index("says the pixel size is 0.35")
     settings = json.loads((out / "settings.json").read_text())
     assert settings["calibrate"] is True and settings["element"] == "Au"
     row = (out / "files.csv").read_text().splitlines()[1].split(",")
@@ -175,3 +178,43 @@ def test_series_calibrate_leaves_another_calibration_alone_and_a_rerun_without_i
 def cal_frames(out: Path) -> list[int]:
     """The frames whose clusters calibrated a series folder (its summary.json)."""
     return json.loads((out / "summary.json").read_text())["calibration"]["frames"]
+
+
+def test_a_series_whose_pixel_size_calibrate_could_not_check_warns_that_its_labels_rest_on_it(
+        tmp_path, monkeypatch) -> None:
+    """A newcomer's PtIr series at 1.4× its pixel size, ``--calibrate --element Pt``: "could not be
+    checked … kept" on the first line, then fcc 1.00 in all 40 frames, and nothing in the summary's
+    warnings, ``summary.json`` or the printed summary said the scale was unchecked. The warning goes with
+    the labels now (and only where the check failed: a checked pixel size warns of nothing)."""
+    import clusterspy.workflows as W
+
+    example = Path(W.__file__).parent / "data" / "example_series.npz"
+    with np.load(example) as z:
+        frames, px = z["frames"][:6].astype(np.float32), float(z["pixel_size_A"])
+    unchecked = {"given_pixel_size_A": px, "pixel_size_A": px, "scale": None, "element": "Au",
+                 "at_bound": False, "corrected": False, "not_measured": {}, "clusters": {},
+                 "frames": [0], "message": "frames 0: the pixel size could not be checked (…)",
+                 "reused": False}
+    checked = {**unchecked, "scale": 1.01, "message": "frames 0: agrees"}
+    for cal, warned in ((unchecked, True), (checked, False)):
+        monkeypatch.setattr(W, "calibrate_series_pixel_size", lambda *a, c=cal, **k: dict(c))
+        out = tmp_path / f"out{int(warned)}"
+        res = W.classify_series(frames, px, calibrate=True, out=out, report=False, n_boot=5)
+        assert (res.frames["label"] != "unknown").any()  # labels that rest on the pixel size given
+        warnings = json.loads((out / "summary.json").read_text())["warnings"]
+        said = [w for w in warnings if w.startswith("--calibrate could not check the pixel size")]
+        assert bool(said) is warned, warnings
+        if warned:
+            assert f"({px:g} Å/px kept): the labels rest on it unchecked" in said[0]
+
+
+def test_a_pixel_size_too_far_off_to_check_is_kept_and_the_line_says_labels_rest_on_it(
+        octahedron: Image) -> None:
+    """Told 1.4× its pixel size, no Au lattice lines up within ±15 %: the pixel size given is kept, and
+    the line says that any label rests on it unchecked (a newcomer read "kept" and an fcc 1.00 after
+    it as a calibration confirmed)."""
+    told = Image(octahedron.data, TRUE_PX_A * 1.4)
+    cal = calibrate_pixel_size(told, classify(told), element="Au")
+    assert cal.scale is None and not cal.corrected
+    assert cal.message().startswith("the pixel size could not be checked (cluster 0: no Au model's columns")
+    assert "Å/px kept, and any label rests on it unchecked (--verify fits each labelled" in cal.message()

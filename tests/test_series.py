@@ -627,3 +627,27 @@ def test_the_summary_line_says_why_frames_are_unknown():
     line = next(ln for ln in res.describe().splitlines() if ln.startswith("cluster 0:"))
     why = ", ".join(f"{k} {v}" for k, v in cl["unknown_reasons"].items())
     assert f"{cl['n_unknown']} unknown ({why})," in line
+
+
+def test_the_no_label_headline_is_about_the_largest_particle_not_edge_fragments():
+    """A newcomer's 200 frames around the 3 nm Au particle of the TEMUL .emd: the particle (3.8 nm,
+    centred) was ``neighbour_in_view`` in every frame, and two small fragments at the edge
+    ``cut_by_edge``; the headline counted the rows of all clusters together and told them to "centre
+    the particle" — the fragments' advice. It names the largest cluster's reason now, and the others."""
+    from clusterspy.series.no_label import no_label_note
+
+    n = 200
+    frames = {"label": np.array(["unknown"] * (3 * n - 52)),
+              "cluster": np.array([0] * n + [1] * n + [2] * (n - 52)),
+              "reason": np.array(["cut_by_edge"] * n + ["neighbour_in_view"] * n
+                                 + ["cut_by_edge"] * (n - 52)),
+              "diameter_nm": np.array([1.5] * n + [3.8] * n + [1.6] * (n - 52))}
+    note = no_label_note(frames)
+    assert note.startswith("no frame labelled: cluster 1 (the largest seen in most frames): 200 of its "
+                           "200 frames neighbour_in_view "
+                           "(3.80 nm median diameter) — another particle lies within its crop"), note
+    assert note.endswith("2 other cluster(s), 348 rows, mostly cut_by_edge"), note
+    # a cluster seen in few frames does not take the headline, however large
+    frames["diameter_nm"][-10:] = 9.0
+    frames["cluster"][-10:] = 3
+    assert "cluster 1 (the largest seen in most frames)" in no_label_note(frames)

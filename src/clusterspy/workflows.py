@@ -330,7 +330,9 @@ class PixelSizeCalibration:
                    if m.reason == "columns_unmatched" else f"{who[k]}: {words[str(m.reason)]}"
                    for k, m in ms.items()]
             return (f"the pixel size could not be checked ({'; '.join(why)}): it may be more than 15 % off, "
-                    f"or the clusters not {self.element} (--element); {self.given_A:g} Å/px kept")
+                    f"or the clusters not {self.element} (--element); {self.given_A:g} Å/px kept, and any "
+                    "label rests on it unchecked (--verify fits each labelled cluster; the labels are not "
+                    "measured beyond ±15 %)")
         n = sum(m.scale is not None for m in ms.values())
         seen = f"the lattice of {n} cluster{'' if n == 1 else 's'}, if {self.element} (--element),"
         if not self.corrected:
@@ -1267,6 +1269,14 @@ def classify_series(
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
         if calibration is not None:  # as an uninterrupted run's: whether it was reused is only said
             result.summary["calibration"] = {k: v for k, v in calibration.items() if k != "reused"}
+            if calibration.get("scale") is None and _labelled(result):
+                # asked to check the pixel size and could not: the labels stand, but say so where they
+                # are read (a newcomer's PtIr at 1.4× its pixel size: fcc 1.00 in all 40 frames, and
+                # nothing but the first line of the run said that the scale was unchecked)
+                result.summary.setdefault("warnings", []).append(
+                    f"--calibrate could not check the pixel size ({pixel_size_A:g} Å/px kept): the labels "
+                    "rest on it unchecked, and are not measured beyond ±15 % — see summary.json's "
+                    "calibration; --verify-sample K fits K sampled frames")
             if out is not None:
                 write_text_atomic(Path(out) / "summary.json", json.dumps(result.summary, indent=2))
         if out is not None and not report:
@@ -1291,6 +1301,15 @@ def classify_series(
         if lock is not None:
             outdir.release(lock)
     return result
+
+
+def _labelled(result: SeriesResult) -> bool:
+    """Whether any frame of a series has an isomer label (raw)."""
+    import numpy as np
+
+    from clusterspy.isomers import CLASSES
+
+    return bool(np.isin(np.asarray(result.frames.get("label", []), dtype=str), CLASSES).any())
 
 
 def _file_bytes(path: Path) -> bytes | None:

@@ -117,14 +117,39 @@ def no_label_note(frames: Mapping[str, np.ndarray], model_id: str | None = None)
         return None  # something to show (a smoothed label inferred by the HMM counts)
     col = {k: np.asarray(frames[k], dtype=object) if k in frames else np.full(n, None, object)
            for k in ("reason", "status")}
-    reasons = [_reason(lab, r, s) for lab, r, s in zip(labels, col["reason"], col["status"], strict=True)]
-    top, count = Counter(reasons).most_common(1)[0]
-    size = ""
-    diameter = None
-    if "diameter_nm" in frames:
-        d = np.asarray(frames["diameter_nm"], dtype=float)[np.array(reasons) == top]
-        d = d[np.isfinite(d)]
-        if len(d):
-            diameter = float(np.median(d))
-            size = f" ({diameter:.2f} nm median diameter)"
-    return f"no frame labelled: {count} of {n} {top}{size} — {_advice(top, diameter, model_id)}"
+    reasons = np.array([_reason(lab, r, s) for lab, r, s in zip(labels, col["reason"], col["status"],
+                                                                  strict=True)])
+    diam = np.asarray(frames["diameter_nm"], dtype=float) if "diameter_nm" in frames else np.full(n, np.nan)
+    clusters = np.asarray(frames.get("cluster", np.zeros(n)))
+    main = _main_cluster(clusters, diam)
+    rows = clusters == main
+    top, count = Counter(reasons[rows]).most_common(1)[0]
+    d = diam[rows & (reasons == top)]
+    d = d[np.isfinite(d)]
+    diameter = float(np.median(d)) if len(d) else None
+    size = "" if diameter is None else f" ({diameter:.2f} nm median diameter)"
+    if rows.all():
+        return f"no frame labelled: {count} of {n} {top}{size} — {_advice(top, diameter, model_id)}"
+    others = len(set(clusters[~rows].tolist()))
+    other_top = Counter(reasons[~rows]).most_common(1)[0][0]
+    return (f"no frame labelled: cluster {main} (the largest seen in most frames): {count} of its "
+            f"{int(rows.sum())} frames "
+            f"{top}{size} — {_advice(top, diameter, model_id)}; {others} other cluster(s), "
+            f"{int((~rows).sum())} rows, mostly {other_top}")
+
+
+def _main_cluster(clusters: np.ndarray, diameter_nm: np.ndarray) -> Any:
+    """The cluster a series' headline is about: the largest (median diameter [nm]) of those seen in at
+    least half as many frames as the most often seen one — the particle imaged, not the fragments cut
+    by the edge or the small neighbours beside it (a newcomer's 200 frames around the 3 nm Au particle
+    were headlined by two edge fragments' ``cut_by_edge``)."""
+    ids, counts = np.unique(clusters, return_counts=True)
+    if len(ids) == 1:
+        return ids[0]
+    seen = ids[counts >= 0.5 * counts.max()]
+
+    def size(c: Any) -> float:
+        d = diameter_nm[(clusters == c) & np.isfinite(diameter_nm)]
+        return float(np.median(d)) if len(d) else -1.0
+
+    return max(seen, key=lambda c: (size(c), -int(np.flatnonzero(clusters == c)[0])))
