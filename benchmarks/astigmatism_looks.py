@@ -29,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +41,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import domain as D  # noqa: E402
+from second_opinion_looks import classify_sets, write_result  # noqa: E402
 
 EXAMPLE = HERE.parent / "src" / "clusterspy" / "data" / "example_series.npz"
 #: Candidate first looks (views) and margins (fractions of the threshold) the analysis compares.
@@ -84,28 +84,7 @@ def collect(model: Any) -> list[dict]:
     log: list[dict] = []
     tag = [""]
     undo = _record(log, tag)
-    sets = [("prism", *D._load_sets(40, 1), D.ROTATIONS_DEG)]
-    for name, path in (("heldout", D.heldout_path()), ("fresh", D.fresh_path())):
-        if (path / "zarr.json").exists():
-            sets.append((name, *load(path, partial=True), [0]))
-        else:
-            print(f"{name}: no images ({path}); run benchmarks/domain_sets.py --parts {name}", flush=True)
-    for name, x, _, metas, rots in sets:
-        tag[0] = name
-        for deg in rots:
-            for s in D.SCALES:
-                if deg and s != 1.0:
-                    continue
-                for img, m in zip(x, metas, strict=True):
-                    D._run(D._rotate(img, deg), D.IMAGE_PX_A * s, model, m["element"])
-        print(f"{name}: {sum(r['set'] == name for r in log)} crops seen", flush=True)
-    tag[0] = "example_series"
-    with np.load(EXAMPLE) as z:
-        frames = z["frames"]
-    for f in frames:
-        for s in D.SCALES:
-            D._run(np.asarray(f, np.float32), 0.3 * s, model)
-    print(f"example_series: {sum(r['set'] == 'example_series' for r in log)} crops", flush=True)
+    classify_sets(model, log, tag)  # the domain sets and the example series, as the second opinion's
     rows = [("small", v) for v in A.ELONGATIONS_A] + [("large", v) for v in A.LARGE_ELONGATIONS_A] + [
         ("three_fold", v) for v in A.THREE_FOLD_A]
     for part, value in rows:
@@ -196,13 +175,8 @@ def main(argv: list[str] | None = None) -> dict:
     model = load_model()
     log = collect(model) + collect_holdout(model.astigmatism, Path(a.holdout))
     out = analyse(log, model.astigmatism.thresholds)
-    out.update({"benchmark": "astigmatism_looks", "network": model.astigmatism.card.id,
-                "seconds": round(time.time() - t, 1),
-                "command": "python benchmarks/astigmatism_looks.py " + " ".join(argv or sys.argv[1:])})
-    print(json.dumps(out, indent=1))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
-    return out
+    out.update({"benchmark": "astigmatism_looks", "network": model.astigmatism.card.id})
+    return write_result(out, a.out, t, "astigmatism_looks.py", argv)
 
 
 if __name__ == "__main__":

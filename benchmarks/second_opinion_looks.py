@@ -69,11 +69,20 @@ def _record(model: Any, log: list[dict], tag: list[str]) -> None:
 
 
 def collect(model: Any) -> list[dict]:
-    from clusterspy.datasets import load
-
     log: list[dict] = []
     tag = [""]
     _record(model, log, tag)
+    classify_sets(model, log, tag)
+    return log
+
+
+def classify_sets(model: Any, log: list[dict], tag: list[str]) -> None:
+    """:func:`clusterspy.classify` over ``benchmarks/domain.py``'s PRISM set (every 15° rotation, ±15 %
+    pixel size), its held-out and fresh sets (±15 %) and the example series (every frame at the same three
+    pixel sizes), ``tag[0]`` naming the set being run (what a spy writes beside each record in ``log``).
+    Shared with ``astigmatism_looks.py``."""
+    from clusterspy.datasets import load
+
     sets = [("prism", *D._load_sets(40, 1), D.ROTATIONS_DEG)]
     for name, path in (("heldout", D.heldout_path()), ("fresh", D.fresh_path())):
         if (path / "zarr.json").exists():
@@ -88,7 +97,7 @@ def collect(model: Any) -> list[dict]:
                     continue
                 for img, m in zip(x, metas, strict=True):
                     D._run(D._rotate(img, deg), D.IMAGE_PX_A * s, model, m["element"])
-        print(f"{name}: {sum(r['set'] == name for r in log)} crops seen by the second opinion", flush=True)
+        print(f"{name}: {sum(r['set'] == name for r in log)} crops seen", flush=True)
     tag[0] = "example_series"
     with np.load(EXAMPLE) as z:
         frames = z["frames"]
@@ -96,7 +105,6 @@ def collect(model: Any) -> list[dict]:
         for s in D.SCALES:
             D._run(np.asarray(f, np.float32), 0.3 * s, model)
     print(f"example_series: {sum(r['set'] == 'example_series' for r in log)} crops", flush=True)
-    return log
 
 
 def analyse(log: list[dict]) -> dict:
@@ -177,11 +185,18 @@ def main(argv: list[str] | None = None) -> dict:
     t = time.time()
     model = load_model()
     out = analyse(collect(model))
-    out.update({"benchmark": "second_opinion_looks", "seconds": round(time.time() - t, 1),
-                "command": "python benchmarks/second_opinion_looks.py " + " ".join(argv or sys.argv[1:])})
+    out.update({"benchmark": "second_opinion_looks"})
+    return write_result(out, a.out, t, "second_opinion_looks.py", argv)
+
+
+def write_result(out: dict, path: str, started: float, script: str, argv: list[str] | None) -> dict:
+    """Add the seconds since ``started`` and the command to ``out``, print it and write it to ``path``
+    (JSON). Shared with ``astigmatism_looks.py``."""
+    out.update({"seconds": round(time.time() - started, 1),
+                "command": f"python benchmarks/{script} " + " ".join(argv or sys.argv[1:])})
     print(json.dumps(out, indent=1))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 
