@@ -677,9 +677,9 @@ def second_opinion_of(second: Model, crops: np.ndarray, labels: Sequence[str], p
         for v, out in zip(first, started(), strict=True):
             logits[v] = out[0]
         wanted = np.array([CLASSES.index(lab) for lab in labels], dtype=int)
-        for k, (views, margin) in enumerate(looks):
-            new = [v for v in views if v not in seen]
-            if k and new:
+        for views, margin in looks:
+            new = [v for v in views if v not in seen]  # none on the first look: started above
+            if new:
                 for v, out in zip(new, run(undecided, new)(), strict=True):
                     logits[v] = out[0]
                 seen += new

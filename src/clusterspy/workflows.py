@@ -1269,7 +1269,7 @@ def classify_series(
         result = classify_frames(source, pixel_size_A, model=model, out=out, **options)
         if calibration is not None:  # as an uninterrupted run's: whether it was reused is only said
             result.summary["calibration"] = {k: v for k, v in calibration.items() if k != "reused"}
-            if calibration.get("scale") is None and _labelled(result):
+            if calibration.get("scale") is None and result.no_label_note() is None:  # labels to warn of
                 # asked to check the pixel size and could not: the labels stand, but say so where they
                 # are read (a newcomer's PtIr at 1.4× its pixel size: fcc 1.00 in all 40 frames, and
                 # nothing but the first line of the run said that the scale was unchecked)
@@ -1301,15 +1301,6 @@ def classify_series(
         if lock is not None:
             outdir.release(lock)
     return result
-
-
-def _labelled(result: SeriesResult) -> bool:
-    """Whether any frame of a series has an isomer label (raw)."""
-    import numpy as np
-
-    from clusterspy.isomers import CLASSES
-
-    return bool(np.isin(np.asarray(result.frames.get("label", []), dtype=str), CLASSES).any())
 
 
 def _file_bytes(path: Path) -> bytes | None:
